@@ -1,0 +1,65 @@
+//! Ring buffer output and loss accounting.
+use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::bpf_ktime_get_boot_ns,
+    maps::ring_buf::RingBufEntry,
+};
+use flow_common::{Loss, RecordHeader, RecordKind};
+
+use crate::{
+    kernel::config,
+    maps::{EVENTS, LOSSES},
+};
+
+#[inline(always)]
+pub fn count_loss(loss: Loss) {
+    if let Some(slot) = LOSSES.get_ptr_mut(loss as u32) {
+        // Per-CPU slot: no other CPU writes it.
+        unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn now_ns() -> u64 {
+    unsafe { bpf_ktime_get_boot_ns() }
+}
+
+#[inline(always)]
+pub fn header(kind: RecordKind) -> RecordHeader {
+    RecordHeader {
+        kind: kind as u32,
+        _pad: 0,
+        ts_ns: now_ns(),
+    }
+}
+
+/// Wake-up policy: the consumer polls on a timer, so a record wakes it only once enough bytes
+/// wait. That batches wake-ups, which is where a per-event consumer spends the host's time.
+#[inline(always)]
+pub fn submit_flags() -> u64 {
+    let threshold = config().wakeup_bytes as u64;
+    if threshold == 0 {
+        return 0;
+    }
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
+
+/// Reserves room for a record, counting a loss when the ring buffer is full. Records are filled
+/// in place: the larger ones do not fit on the 512-byte eBPF stack.
+#[inline(always)]
+pub fn reserve<T: 'static>() -> Option<RingBufEntry<T>> {
+    let entry = EVENTS.reserve::<T>(0);
+    if entry.is_none() {
+        count_loss(Loss::RingBufferFull);
+    }
+    entry
+}
+
+#[inline(always)]
+pub fn submit<T: 'static>(entry: RingBufEntry<T>) {
+    entry.submit(submit_flags());
+}

@@ -1,0 +1,25 @@
+//! flow-agent's kernel programs: one module per hook family.
+//!
+//! Baseline hooks only (tracepoints, raw tracepoints, cgroup v2 programs): no kprobe, fentry or
+//! LSM, so the set loads on locked-down kernels from 5.10 on.
+#![no_std]
+#![no_main]
+
+mod emit;
+mod kernel;
+mod maps;
+mod process;
+mod tcp_accept;
+mod tcp_state;
+mod udp;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any program that could reach this: it is never called.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

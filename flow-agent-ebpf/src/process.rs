@@ -1,0 +1,196 @@
+//! The process table: exec, fork and exit from the sched tracepoints. Exec records carry the
+//! executable's path and command line read in the kernel, so a process that lives 5 ms is still
+//! named exactly.
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel,
+        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
+    },
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
+use flow_common::{
+    ExecRecord, ExitRecord, ForkRecord, ProcessInfo, RecordKind, ARGS_BUF_LEN, PATH_BUF_LEN,
+    PATH_FLAG_DELETED, PATH_FLAG_TRUNCATED, PATH_FLAG_UNREADABLE, PATH_MAX_DEPTH, PATH_SLOT_LEN,
+};
+
+use crate::{
+    emit::{header, reserve, submit},
+    kernel::{config, current_task, read, read_ptr, task_start_and_parent},
+    maps::PROCESSES,
+};
+
+#[tracepoint(category = "sched", name = "sched_process_exec")]
+pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
+    on_exec();
+    0
+}
+
+#[inline(always)]
+fn on_exec() -> Option<()> {
+    let task = current_task(true);
+    let info = ProcessInfo {
+        start_ns: task.start_ns,
+        ppid: task.ppid,
+        _pad: 0,
+    };
+    let _ = PROCESSES.insert(task.pid, info, 0);
+
+    let mut entry = reserve::<ExecRecord>()?;
+    let r = entry.as_mut_ptr();
+    let o = &config().offsets;
+    let mm = read_ptr(unsafe { bpf_get_current_task() }, o.task_mm);
+    unsafe {
+        (*r).header = header(RecordKind::Exec);
+        (*r).task = task;
+        let exe = read_ptr(mm, o.mm_exe_file);
+        let (len, flags) = write_path(&mut (*r).path, exe);
+        (*r).path_len = len;
+        (*r).path_flags = flags;
+        let start = read::<u64>(mm, o.mm_arg_start).unwrap_or(0);
+        let end = read::<u64>(mm, o.mm_arg_end).unwrap_or(0);
+        let total = end.saturating_sub(start);
+        let n = if total > ARGS_BUF_LEN as u64 {
+            ARGS_BUF_LEN as u64
+        } else {
+            total
+        };
+        (*r).args_total = total as u32;
+        (*r).args_len = 0;
+        if n > 0
+            && bpf_probe_read_user((*r).args.as_mut_ptr().cast(), n as u32, start as *const _) == 0
+        {
+            (*r).args_len = n as u32;
+        }
+    }
+    submit(entry);
+    Some(())
+}
+
+/// Walks the dentries of `file`'s path up to the root of the mount namespace, crossing mount
+/// points, writing one component name per fixed slot, leaf first. Returns slots used and flags.
+#[inline(always)]
+unsafe fn write_path(buf: &mut [u8; PATH_BUF_LEN], file: u64) -> (u32, u32) {
+    let o = &config().offsets;
+    if file == 0 {
+        return (0, PATH_FLAG_UNREADABLE);
+    }
+    let mut flags = 0;
+    let mut dentry = raw(file + (o.file_f_path + o.path_dentry) as u64);
+    let mut vfsmnt = raw(file + (o.file_f_path + o.path_mnt) as u64);
+    let inode = raw(dentry + o.dentry_d_inode as u64);
+    if read::<u32>(inode, o.inode_i_nlink) == Some(0) {
+        flags |= PATH_FLAG_DELETED;
+    }
+    let mut mnt = vfsmnt.wrapping_sub(o.mount_mnt as u64);
+    let mut slots = PATH_MAX_DEPTH as u32;
+    let mut done = false;
+    for i in 0..PATH_MAX_DEPTH {
+        let slot = buf.as_mut_ptr().add(i * PATH_SLOT_LEN);
+        *slot = 0;
+        if dentry == raw(vfsmnt + o.vfsmount_mnt_root as u64) {
+            // Top of this mount: continue from the mount point in the parent mount.
+            let parent = raw(mnt + o.mount_mnt_parent as u64);
+            if parent == mnt || parent == 0 {
+                slots = i as u32;
+                done = true;
+                break;
+            }
+            dentry = raw(mnt + o.mount_mnt_mountpoint as u64);
+            mnt = parent;
+            vfsmnt = mnt + o.mount_mnt as u64;
+            continue;
+        }
+        let parent = raw(dentry + o.dentry_d_parent as u64);
+        if parent == dentry || parent == 0 {
+            slots = i as u32;
+            done = true;
+            break;
+        }
+        let name = raw(dentry + o.dentry_d_name_name as u64);
+        let n = bpf_probe_read_kernel_str(slot.cast(), PATH_SLOT_LEN as u32, name as *const _);
+        if n >= PATH_SLOT_LEN as i64 {
+            flags |= PATH_FLAG_TRUNCATED;
+        }
+        dentry = parent;
+    }
+    if !done {
+        flags |= PATH_FLAG_TRUNCATED;
+    }
+    (slots, flags)
+}
+
+/// A pointer-sized kernel read with no bookkeeping: inside the path walk every extra branch
+/// multiplies the verifier's work. 0 on failure, which ends the walk.
+#[inline(always)]
+fn raw(addr: u64) -> u64 {
+    unsafe { bpf_probe_read_kernel(addr as *const u64) }.unwrap_or(0)
+}
+
+/// raw_tp because the child's tgid tells a new process from a new thread, and the stable
+/// sched_process_fork record lacks it.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+    on_fork(&ctx);
+    0
+}
+
+#[inline(always)]
+fn on_fork(ctx: &RawTracePointContext) -> Option<()> {
+    let o = &config().offsets;
+    let parent: u64 = ctx.arg(0);
+    let child: u64 = ctx.arg(1);
+    let child_pid = read::<u32>(child, o.task_pid)?;
+    let child_tgid = read::<u32>(child, o.task_tgid)?;
+    if child_pid != child_tgid {
+        return None;
+    }
+    let (child_start, ppid) = task_start_and_parent(child);
+    let (parent_start, _) = task_start_and_parent(parent);
+    let info = ProcessInfo {
+        start_ns: child_start,
+        ppid,
+        _pad: 0,
+    };
+    let _ = PROCESSES.insert(child_tgid, info, 0);
+    let mut entry = reserve::<ForkRecord>()?;
+    let r = entry.as_mut_ptr();
+    unsafe {
+        (*r).header = header(RecordKind::Fork);
+        (*r).child_start_ns = child_start;
+        (*r).parent_start_ns = parent_start;
+        (*r).child_pid = child_tgid;
+        (*r).parent_pid = read::<u32>(parent, o.task_tgid).unwrap_or(0);
+    }
+    submit(entry);
+    Some(())
+}
+
+#[tracepoint(category = "sched", name = "sched_process_exit")]
+pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+    on_exit();
+    0
+}
+
+#[inline(always)]
+fn on_exit() -> Option<()> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let pid = (pid_tgid >> 32) as u32;
+    if pid != pid_tgid as u32 {
+        return None;
+    }
+    let task = unsafe { bpf_get_current_task() };
+    let (start_ns, _) = task_start_and_parent(task);
+    let exit_code = read::<u32>(task, config().offsets.task_exit_code).unwrap_or(0);
+    let _ = PROCESSES.remove(pid);
+    let mut entry = reserve::<ExitRecord>()?;
+    let r = entry.as_mut_ptr();
+    unsafe {
+        (*r).header = header(RecordKind::Exit);
+        (*r).start_ns = start_ns;
+        (*r).pid = pid;
+        (*r).exit_code = exit_code;
+    }
+    submit(entry);
+    Some(())
+}

@@ -1,0 +1,227 @@
+//! TCP lifecycle from `sock:inet_sock_set_state`: one tracepoint call per state change, no
+//! per-packet work. Totals come from `tcp_sock` at close.
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext, EbpfContext};
+use flow_common::{
+    tcp_state::*, Loss, OwnerKind, RecordKind, Role, Task, TcpCounters, TcpRecord, Tuple, AF_INET,
+    IPPROTO_TCP, TCP_INFO_ALL_ACKED, TCP_INFO_FIN_RECEIVED,
+};
+
+use crate::{
+    emit::{count_loss, header, now_ns, reserve, submit},
+    kernel::{config, current_task, read, sock_netns},
+    maps::{ListenerKey, TcpSockState, LISTENERS, TCP_SOCKS},
+};
+
+#[tracepoint(category = "sock", name = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    on_set_state(&ctx);
+    0
+}
+
+#[inline(always)]
+fn field<T>(ctx: &TracePointContext, off: u32) -> Option<T> {
+    unsafe { ctx.read_at::<T>(off as usize) }.ok()
+}
+
+#[inline(always)]
+fn on_set_state(ctx: &TracePointContext) -> Option<()> {
+    let l = &config().set_state;
+    if field::<u16>(ctx, l.protocol)? != IPPROTO_TCP as u16 {
+        return None;
+    }
+    let sk = field::<u64>(ctx, l.skaddr)?;
+    let old = field::<i32>(ctx, l.oldstate)? as u8;
+    let new = field::<i32>(ctx, l.newstate)? as u8;
+    // Each branch is its own BPF function: inlined together their locals overflow the stack.
+    let ctx = TracePointContext::new(ctx.as_ptr());
+    match new {
+        SYN_SENT => on_connect(sk),
+        LISTEN => on_listen(ctx, sk),
+        ESTABLISHED if old == SYN_RECV => on_passive_open(ctx, sk),
+        CLOSE if old == LISTEN => on_listen_close(ctx, sk),
+        CLOSE => on_close(ctx, sk, old),
+        _ => on_transition(ctx, sk, old, new),
+    }
+}
+
+/// Inside connect(): the calling process is current. Ports are not chosen yet.
+#[inline(never)]
+fn on_connect(sk: u64) -> Option<()> {
+    let state = TcpSockState {
+        owner: current_task(true),
+        open_ns: now_ns(),
+        role: Role::Active as u8,
+        owner_kind: OwnerKind::Connector as u8,
+        _pad: 0,
+        states_seen: (1 << CLOSE) | (1 << SYN_SENT),
+    };
+    if TCP_SOCKS.insert(sk, state, 0).is_err() {
+        count_loss(Loss::TcpTableFull);
+    }
+    Some(())
+}
+
+/// Inside listen(): remember who owns the port for the connections it will take.
+#[inline(never)]
+fn on_listen(ctx: TracePointContext, sk: u64) -> Option<()> {
+    let key = listener_key(&ctx, sk)?;
+    let _ = LISTENERS.insert(key, current_task(true), 0);
+    Some(())
+}
+
+/// Passive open, in softirq: attributed to the listener until accept() names the taker.
+#[inline(never)]
+fn on_passive_open(ctx: TracePointContext, sk: u64) -> Option<()> {
+    let key = listener_key(&ctx, sk)?;
+    let (owner, kind) = match unsafe { LISTENERS.get(key) } {
+        Some(t) => (*t, OwnerKind::Listener),
+        None => (Task::default(), OwnerKind::None),
+    };
+    let state = TcpSockState {
+        owner,
+        open_ns: now_ns(),
+        role: Role::Passive as u8,
+        owner_kind: kind as u8,
+        _pad: 0,
+        states_seen: (1 << SYN_RECV) | (1 << ESTABLISHED),
+    };
+    if TCP_SOCKS.insert(sk, state, 0).is_err() {
+        count_loss(Loss::TcpTableFull);
+    }
+    emit(
+        &ctx,
+        RecordKind::TcpOpen,
+        sk,
+        SYN_RECV,
+        ESTABLISHED,
+        TCP_SOCKS.get_ptr_mut(sk),
+    )
+}
+
+#[inline(never)]
+fn on_listen_close(ctx: TracePointContext, sk: u64) -> Option<()> {
+    let key = listener_key(&ctx, sk)?;
+    LISTENERS.remove(key).ok()
+}
+
+#[inline(never)]
+fn on_close(ctx: TracePointContext, sk: u64, old: u8) -> Option<()> {
+    let state = TCP_SOCKS.get_ptr_mut(sk);
+    emit(&ctx, RecordKind::TcpClose, sk, old, CLOSE, state);
+    TCP_SOCKS.remove(sk).ok()
+}
+
+#[inline(never)]
+fn on_transition(ctx: TracePointContext, sk: u64, old: u8, new: u8) -> Option<()> {
+    let p = TCP_SOCKS.get_ptr_mut(sk)?;
+    unsafe { (*p).states_seen |= 1 << new };
+    if new == ESTABLISHED && old == SYN_SENT {
+        emit(&ctx, RecordKind::TcpOpen, sk, old, new, Some(p));
+    }
+    Some(())
+}
+
+#[inline(always)]
+fn listener_key(ctx: &TracePointContext, sk: u64) -> Option<ListenerKey> {
+    let l = &config().set_state;
+    Some(ListenerKey {
+        netns: sock_netns(sk),
+        port: field::<u16>(ctx, l.sport)?,
+        family: field::<u16>(ctx, l.family)?,
+    })
+}
+
+#[inline(always)]
+fn read_tuple(ctx: &TracePointContext, t: &mut Tuple) -> Option<()> {
+    let l = &config().set_state;
+    let family = field::<u16>(ctx, l.family)?;
+    t.family = family;
+    t.local_port = field::<u16>(ctx, l.sport)?;
+    t.remote_port = field::<u16>(ctx, l.dport)?;
+    t.protocol = IPPROTO_TCP;
+    t._pad = 0;
+    if family == AF_INET {
+        t.local_addr = [0; 16];
+        t.remote_addr = [0; 16];
+        t.local_addr[..4].copy_from_slice(&field::<[u8; 4]>(ctx, l.saddr)?);
+        t.remote_addr[..4].copy_from_slice(&field::<[u8; 4]>(ctx, l.daddr)?);
+    } else {
+        t.local_addr = field::<[u8; 16]>(ctx, l.saddr_v6)?;
+        t.remote_addr = field::<[u8; 16]>(ctx, l.daddr_v6)?;
+    }
+    Some(())
+}
+
+#[inline(always)]
+fn read_counters(sk: u64, c: &mut TcpCounters) {
+    let o = &config().offsets;
+    c.bytes_received = read::<u64>(sk, o.tcp_bytes_received).unwrap_or(0);
+    c.bytes_acked = read::<u64>(sk, o.tcp_bytes_acked).unwrap_or(0);
+    c.bytes_sent = read::<u64>(sk, o.tcp_bytes_sent).unwrap_or(0);
+    c.segs_in = read::<u32>(sk, o.tcp_segs_in).unwrap_or(0);
+    c.segs_out = read::<u32>(sk, o.tcp_segs_out).unwrap_or(0);
+    c.data_segs_in = read::<u32>(sk, o.tcp_data_segs_in).unwrap_or(0);
+    c.data_segs_out = read::<u32>(sk, o.tcp_data_segs_out).unwrap_or(0);
+    c.total_retrans = read::<u32>(sk, o.tcp_total_retrans).unwrap_or(0);
+    // tcp_sock.srtt_us holds the smoothed RTT << 3.
+    c.srtt_us = read::<u32>(sk, o.tcp_srtt_us).unwrap_or(0) >> 3;
+}
+
+#[inline(always)]
+fn emit(
+    ctx: &TracePointContext,
+    kind: RecordKind,
+    sk: u64,
+    old: u8,
+    new: u8,
+    state: Option<*mut TcpSockState>,
+) -> Option<()> {
+    let mut entry = reserve::<TcpRecord>()?;
+    let r = entry.as_mut_ptr();
+    unsafe {
+        if read_tuple(ctx, &mut (*r).tuple).is_none() {
+            entry.discard(0);
+            return None;
+        }
+        (*r).header = header(kind);
+        (*r).sock = sk;
+        read_counters(sk, &mut (*r).counters);
+        (*r).netns = sock_netns(sk);
+        (*r).sk_err = read::<i32>(sk, config().offsets.sock_sk_err).unwrap_or(0);
+        let o = &config().offsets;
+        let sk_flags = read::<u64>(sk, o.sock_sk_flags).unwrap_or(0);
+        let snd_una = read::<u32>(sk, o.tcp_snd_una).unwrap_or(0);
+        let write_seq = read::<u32>(sk, o.tcp_write_seq).unwrap_or(1);
+        // SOCK_DONE is bit 1 of sk_flags: set by tcp_fin().
+        (*r).info = if sk_flags & 2 != 0 {
+            TCP_INFO_FIN_RECEIVED
+        } else {
+            0
+        } | if snd_una == write_seq {
+            TCP_INFO_ALL_ACKED
+        } else {
+            0
+        };
+        (*r)._pad = 0;
+        (*r).old_state = old;
+        (*r).new_state = new;
+        match state {
+            Some(s) => {
+                (*r).open_ns = (*s).open_ns;
+                (*r).owner = (*s).owner;
+                (*r).role = (*s).role;
+                (*r).owner_kind = (*s).owner_kind;
+                (*r).states_seen = (*s).states_seen | (1 << new);
+            }
+            None => {
+                (*r).open_ns = 0;
+                (*r).owner = Task::default();
+                (*r).role = Role::Unknown as u8;
+                (*r).owner_kind = OwnerKind::None as u8;
+                (*r).states_seen = (1 << old) | (1 << new);
+            }
+        }
+    }
+    submit(entry);
+    Some(())
+}

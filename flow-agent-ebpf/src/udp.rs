@@ -1,0 +1,242 @@
+//! UDP flows: (socket, remote endpoint). Owners come from the cgroup socket hooks, which run in
+//! the acting process's own syscall; counters from cgroup_skb, the only per-packet programs in
+//! the baseline set. TCP packets leave those after one header byte.
+use aya_ebpf::{
+    helpers::generated::bpf_get_socket_cookie,
+    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr},
+    programs::{SkBuffContext, SockAddrContext, SockContext},
+    EbpfContext,
+};
+use flow_common::{
+    Loss, RecordKind, Tuple, UdpCounters, UdpFlowKey, UdpOpenRecord, UdpReleaseRecord, AF_INET,
+    AF_INET6, IPPROTO_UDP,
+};
+
+use crate::{
+    emit::{count_loss, header, now_ns, reserve, submit},
+    kernel::current_task,
+    maps::{UDP_FLOWS, UDP_OWNERS},
+};
+
+const ALLOW: i32 = 1;
+const BPF_NOEXIST: u64 = 1;
+const ETH_P_IP: u32 = 0x0800;
+const ETH_P_IPV6: u32 = 0x86DD;
+
+#[inline(always)]
+fn cookie_of<C: EbpfContext>(ctx: &C) -> u64 {
+    unsafe { bpf_get_socket_cookie(ctx.as_ptr()) }
+}
+
+/// Records the current process as the socket's owner unless it already is.
+#[inline(always)]
+fn claim_owner<C: EbpfContext>(ctx: &C) {
+    let cookie = cookie_of(ctx);
+    let task = current_task(false);
+    if let Some(owner) = unsafe { UDP_OWNERS.get(cookie) } {
+        if owner.pid == task.pid && owner.start_ns == task.start_ns && owner.uid == task.uid {
+            return;
+        }
+    }
+    if UDP_OWNERS.insert(cookie, task, 0).is_err() {
+        count_loss(Loss::OwnerTableFull);
+    }
+}
+
+#[cgroup_sock(sock_create)]
+pub fn udp_sock_create(ctx: SockContext) -> i32 {
+    if unsafe { (*ctx.sock).protocol } == IPPROTO_UDP as u32 {
+        claim_owner(&ctx);
+    }
+    ALLOW
+}
+
+#[cgroup_sock(sock_release)]
+pub fn udp_sock_release(ctx: SockContext) -> i32 {
+    if unsafe { (*ctx.sock).protocol } == IPPROTO_UDP as u32 {
+        let cookie = cookie_of(&ctx);
+        let _ = UDP_OWNERS.remove(cookie);
+        if let Some(mut entry) = reserve::<UdpReleaseRecord>() {
+            let r = entry.as_mut_ptr();
+            unsafe {
+                (*r).header = header(RecordKind::UdpRelease);
+                (*r).cookie = cookie;
+            }
+            submit(entry);
+        }
+    }
+    ALLOW
+}
+
+#[inline(always)]
+fn on_sock_addr(ctx: &SockAddrContext) -> i32 {
+    if unsafe { (*ctx.sock_addr).protocol } == IPPROTO_UDP as u32 {
+        claim_owner(ctx);
+    }
+    ALLOW
+}
+
+#[cgroup_sock_addr(connect4)]
+pub fn udp_connect4(ctx: SockAddrContext) -> i32 {
+    on_sock_addr(&ctx)
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn udp_connect6(ctx: SockAddrContext) -> i32 {
+    on_sock_addr(&ctx)
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn udp_sendmsg4(ctx: SockAddrContext) -> i32 {
+    on_sock_addr(&ctx)
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn udp_sendmsg6(ctx: SockAddrContext) -> i32 {
+    on_sock_addr(&ctx)
+}
+
+#[cgroup_sock_addr(recvmsg4)]
+pub fn udp_recvmsg4(ctx: SockAddrContext) -> i32 {
+    on_sock_addr(&ctx)
+}
+
+#[cgroup_sock_addr(recvmsg6)]
+pub fn udp_recvmsg6(ctx: SockAddrContext) -> i32 {
+    on_sock_addr(&ctx)
+}
+
+#[cgroup_skb(egress)]
+pub fn udp_skb_egress(ctx: SkBuffContext) -> i32 {
+    on_skb(&ctx, true);
+    ALLOW
+}
+
+#[cgroup_skb(ingress)]
+pub fn udp_skb_ingress(ctx: SkBuffContext) -> i32 {
+    on_skb(&ctx, false);
+    ALLOW
+}
+
+/// The packet's endpoints as (local, remote), and its UDP payload and IP sizes.
+struct UdpPacket {
+    tuple: Tuple,
+    payload: u64,
+    ip_len: u64,
+}
+
+#[inline(always)]
+fn parse(ctx: &SkBuffContext, egress: bool) -> Option<UdpPacket> {
+    let skb = &ctx.skb;
+    let ethertype = u16::from_be(skb.protocol() as u16) as u32;
+    let (family, l4, src, dst) = if ethertype == ETH_P_IP {
+        if skb.load::<u8>(9).ok()? != IPPROTO_UDP {
+            return None;
+        }
+        let ihl = (skb.load::<u8>(0).ok()? & 0x0f) as usize * 4;
+        let mut s = [0u8; 16];
+        let mut d = [0u8; 16];
+        s[..4].copy_from_slice(&skb.load::<[u8; 4]>(12).ok()?);
+        d[..4].copy_from_slice(&skb.load::<[u8; 4]>(16).ok()?);
+        (AF_INET, ihl, s, d)
+    } else if ethertype == ETH_P_IPV6 {
+        // Extension headers before UDP are rare for UDP and not followed here.
+        if skb.load::<u8>(6).ok()? != IPPROTO_UDP {
+            return None;
+        }
+        let s = skb.load::<[u8; 16]>(8).ok()?;
+        let d = skb.load::<[u8; 16]>(24).ok()?;
+        (AF_INET6, 40, s, d)
+    } else {
+        return None;
+    };
+    let sport = u16::from_be(skb.load::<u16>(l4).ok()?);
+    let dport = u16::from_be(skb.load::<u16>(l4 + 2).ok()?);
+    let udp_len = u16::from_be(skb.load::<u16>(l4 + 4).ok()?) as u64;
+    let (local_addr, remote_addr, local_port, remote_port) = if egress {
+        (src, dst, sport, dport)
+    } else {
+        (dst, src, dport, sport)
+    };
+    Some(UdpPacket {
+        tuple: Tuple {
+            family,
+            local_port,
+            remote_port,
+            protocol: IPPROTO_UDP,
+            _pad: 0,
+            local_addr,
+            remote_addr,
+        },
+        payload: udp_len.saturating_sub(8),
+        ip_len: skb.len() as u64,
+    })
+}
+
+#[inline(always)]
+fn add(c: &mut UdpCounters, pkt: &UdpPacket, egress: bool, now: u64) {
+    if c.first_ns == 0 {
+        c.first_ns = now;
+    }
+    c.last_ns = now;
+    if egress {
+        c.bytes_out += pkt.payload;
+        c.ip_bytes_out += pkt.ip_len;
+        c.pkts_out += 1;
+    } else {
+        c.bytes_in += pkt.payload;
+        c.ip_bytes_in += pkt.ip_len;
+        c.pkts_in += 1;
+    }
+}
+
+#[inline(always)]
+fn on_skb(ctx: &SkBuffContext, egress: bool) -> Option<()> {
+    let pkt = parse(ctx, egress)?;
+    let cookie = cookie_of(ctx);
+    let key = UdpFlowKey {
+        cookie,
+        remote_addr: pkt.tuple.remote_addr,
+        remote_port: pkt.tuple.remote_port,
+        family: pkt.tuple.family,
+        _pad: 0,
+    };
+    let now = now_ns();
+    if let Some(c) = UDP_FLOWS.get_ptr_mut(key) {
+        // This CPU's slot of a per-CPU value: no atomics needed; userspace sums the slots.
+        unsafe { add(&mut *c, &pkt, egress, now) };
+        return Some(());
+    }
+    let mut c = UdpCounters {
+        first_ns: now,
+        ..UdpCounters::default()
+    };
+    add(&mut c, &pkt, egress, now);
+    match UDP_FLOWS.insert(key, c, BPF_NOEXIST) {
+        Ok(()) => {}
+        // Another CPU created the flow first: count this packet in our slot of it.
+        Err(_) => {
+            match UDP_FLOWS.get_ptr_mut(key) {
+                Some(c) => unsafe { add(&mut *c, &pkt, egress, now) },
+                None => count_loss(Loss::UdpTableFull),
+            }
+            return None;
+        }
+    }
+    let owner = unsafe { UDP_OWNERS.get(cookie) }
+        .copied()
+        .unwrap_or_default();
+    let mut entry = reserve::<UdpOpenRecord>()?;
+    let r = entry.as_mut_ptr();
+    unsafe {
+        (*r).header = header(RecordKind::UdpOpen);
+        (*r).header.ts_ns = now;
+        (*r).key = key;
+        (*r).owner = owner;
+        (*r).tuple = pkt.tuple;
+        (*r).netns = 0;
+        (*r).outbound_first = egress as u32;
+    }
+    submit(entry);
+    Some(())
+}

@@ -1,0 +1,228 @@
+//! Loads the embedded kernel programs with this kernel's offsets and attaches the baseline hook
+//! set: tracepoints, one raw tracepoint and cgroup v2 programs on the root cgroup.
+use std::{fs::File, path::PathBuf};
+
+use aya::{
+    maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, ProgramError,
+        RawTracePoint, TracePoint,
+    },
+    Ebpf, EbpfLoader,
+};
+use flow_common::{ProgramConfig, UdpCounters, UdpFlowKey, LOSS_KINDS};
+
+use super::object::EBPF_OBJECT;
+use crate::kernel::{btf::Btf, mounts::cgroup2_mount, offsets, tracefs};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("reading the kernel's BTF: {0}")]
+    Btf(#[from] crate::kernel::btf::BtfError),
+    #[error("computing kernel struct offsets: {0}")]
+    Offsets(#[from] offsets::OffsetsError),
+    #[error("tracefs: {0}")]
+    Tracefs(#[from] tracefs::TracefsError),
+    #[error("no cgroup v2 hierarchy is mounted (none in /proc/self/mountinfo)")]
+    NoCgroup2,
+    #[error("opening the cgroup v2 root {path}: {source}")]
+    CgroupOpen {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("loading the eBPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("program {name}: {source}")]
+    Program {
+        name: &'static str,
+        source: ProgramError,
+    },
+    #[error("program {0} is missing from the eBPF object")]
+    MissingProgram(&'static str),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
+}
+
+/// Sizes of the kernel-side tables; nothing there grows without bound.
+#[derive(Clone, Debug)]
+pub struct CaptureConfig {
+    pub ring_buffer_bytes: u32,
+    pub tcp_sockets: u32,
+    pub udp_flows: u32,
+    pub udp_owners: u32,
+    pub processes: u32,
+    pub listeners: u32,
+    pub wakeup_bytes: u32,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        Self {
+            ring_buffer_bytes: 8 << 20,
+            tcp_sockets: 131072,
+            udp_flows: 65536,
+            udp_owners: 65536,
+            processes: 65536,
+            listeners: 16384,
+            wakeup_bytes: 256 << 10,
+        }
+    }
+}
+
+pub struct Capture {
+    /// Owns the programs and their links: dropping it detaches everything.
+    pub ebpf: Ebpf,
+    pub events: RingBuf<MapData>,
+    pub losses: PerCpuArray<MapData, u64>,
+    pub udp_flows: PerCpuHashMap<MapData, UdpFlowKey, UdpCounters>,
+    pub cgroup_root: PathBuf,
+}
+
+const TRACEPOINTS: &[(&str, &str, &str)] = &[
+    ("inet_sock_set_state", "sock", "inet_sock_set_state"),
+    ("sys_exit_accept4", "syscalls", "sys_exit_accept4"),
+    ("sys_exit_accept", "syscalls", "sys_exit_accept"),
+    ("sched_process_exec", "sched", "sched_process_exec"),
+    ("sched_process_exit", "sched", "sched_process_exit"),
+];
+
+const CGROUP_SOCK: &[&str] = &["udp_sock_create", "udp_sock_release"];
+const CGROUP_SOCK_ADDR: &[&str] = &[
+    "udp_connect4",
+    "udp_connect6",
+    "udp_sendmsg4",
+    "udp_sendmsg6",
+    "udp_recvmsg4",
+    "udp_recvmsg6",
+];
+
+impl Capture {
+    pub fn load(cfg: &CaptureConfig) -> Result<Self, CaptureError> {
+        let btf = Btf::from_sys_fs()?;
+        let offsets = offsets::resolve(&btf)?;
+        let tracefs = tracefs::tracefs_root_or_mount()?;
+        let set_state = tracefs::inet_sock_set_state_layout(&tracefs)?;
+        let program_config = ProgramConfig {
+            offsets,
+            set_state,
+            wakeup_bytes: cfg.wakeup_bytes,
+            _reserved: 0,
+        };
+        let mut ebpf = EbpfLoader::new()
+            .override_global("CONFIG", &program_config, true)
+            .map_max_entries("EVENTS", cfg.ring_buffer_bytes)
+            .map_max_entries("TCP_SOCKS", cfg.tcp_sockets)
+            .map_max_entries("UDP_FLOWS", cfg.udp_flows)
+            .map_max_entries("UDP_OWNERS", cfg.udp_owners)
+            .map_max_entries("PROCESSES", cfg.processes)
+            .map_max_entries("LISTENERS", cfg.listeners)
+            .load(EBPF_OBJECT)?;
+
+        // Process table first, so that exec records precede the flows of those processes.
+        for (name, category, event) in TRACEPOINTS.iter().rev() {
+            let prog: &mut TracePoint = program(&mut ebpf, name)?;
+            prog.load()
+                .map_err(|source| CaptureError::Program { name, source })?;
+            prog.attach(category, event)
+                .map_err(|source| CaptureError::Program { name, source })?;
+        }
+        let fork: &mut RawTracePoint = program(&mut ebpf, "sched_process_fork")?;
+        let name = "sched_process_fork";
+        fork.load()
+            .map_err(|source| CaptureError::Program { name, source })?;
+        fork.attach("sched_process_fork")
+            .map_err(|source| CaptureError::Program { name, source })?;
+
+        let cgroup_root = cgroup2_mount().ok_or(CaptureError::NoCgroup2)?;
+        let cgroup = File::open(&cgroup_root).map_err(|source| CaptureError::CgroupOpen {
+            path: cgroup_root.clone(),
+            source,
+        })?;
+        // On 5.7+ aya attaches with bpf_link, which always coexists with other programs on the
+        // cgroup and rejects any attach flag: the mode must be the default (0).
+        let mode = CgroupAttachMode::default();
+        for name in CGROUP_SOCK {
+            let prog: &mut CgroupSock = program(&mut ebpf, name)?;
+            prog.load()
+                .map_err(|source| CaptureError::Program { name, source })?;
+            prog.attach(&cgroup, mode)
+                .map_err(|source| CaptureError::Program { name, source })?;
+        }
+        for name in CGROUP_SOCK_ADDR {
+            let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
+            prog.load()
+                .map_err(|source| CaptureError::Program { name, source })?;
+            prog.attach(&cgroup, mode)
+                .map_err(|source| CaptureError::Program { name, source })?;
+        }
+        for (name, kind) in [
+            ("udp_skb_egress", CgroupSkbAttachType::Egress),
+            ("udp_skb_ingress", CgroupSkbAttachType::Ingress),
+        ] {
+            let prog: &mut CgroupSkb = program(&mut ebpf, name)?;
+            prog.load()
+                .map_err(|source| CaptureError::Program { name, source })?;
+            prog.attach(&cgroup, kind, mode)
+                .map_err(|source| CaptureError::Program { name, source })?;
+        }
+
+        let events = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?).map_err(|source| {
+            CaptureError::Map {
+                name: "EVENTS",
+                source,
+            }
+        })?;
+        let losses = PerCpuArray::try_from(take_map(&mut ebpf, "LOSSES")?).map_err(|source| {
+            CaptureError::Map {
+                name: "LOSSES",
+                source,
+            }
+        })?;
+        let udp_flows =
+            PerCpuHashMap::try_from(take_map(&mut ebpf, "UDP_FLOWS")?).map_err(|source| {
+                CaptureError::Map {
+                    name: "UDP_FLOWS",
+                    source,
+                }
+            })?;
+        Ok(Self {
+            ebpf,
+            events,
+            losses,
+            udp_flows,
+            cgroup_root,
+        })
+    }
+
+    /// Kernel-side loss counters, summed over CPUs, indexed by `flow_common::Loss`.
+    pub fn losses(&self) -> [u64; LOSS_KINDS as usize] {
+        let mut out = [0; LOSS_KINDS as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            if let Ok(values) = self.losses.get(&(i as u32), 0) {
+                *slot = values.iter().sum();
+            }
+        }
+        out
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, CaptureError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or(CaptureError::MissingProgram(name))?;
+    prog.try_into()
+        .map_err(|source| CaptureError::Program { name, source })
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, CaptureError> {
+    ebpf.take_map(name).ok_or(CaptureError::Map {
+        name,
+        source: aya::maps::MapError::InvalidName { name: name.into() },
+    })
+}

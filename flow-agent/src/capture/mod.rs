@@ -1,0 +1,7 @@
+//! Capture stage: load and attach the kernel programs, read their records.
+pub mod loader;
+pub mod object;
+pub mod records;
+
+pub use loader::{Capture, CaptureConfig, CaptureError};
+pub use records::Record;

@@ -1,0 +1,4 @@
+//! The kernel programs, built by build.rs and embedded so the agent ships as one file.
+
+pub static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flow-agent-ebpf.o"));

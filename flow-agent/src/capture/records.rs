@@ -1,0 +1,146 @@
+//! Decoding ring buffer bytes into typed records. The kernel side writes the `flow_common`
+//! structs; a record of the wrong size is an error, never read past its end.
+use std::mem::size_of;
+
+use flow_common::{
+    AcceptRecord, ExecRecord, ExitRecord, ForkRecord, RecordKind, TcpRecord, UdpOpenRecord,
+    UdpReleaseRecord, PATH_MAX_DEPTH, PATH_SLOT_LEN,
+};
+
+#[derive(Clone)]
+pub enum Record {
+    Exec(Box<ExecRecord>),
+    Fork(ForkRecord),
+    Exit(ExitRecord),
+    TcpOpen(TcpRecord),
+    TcpAccept(AcceptRecord),
+    TcpClose(TcpRecord),
+    UdpOpen(UdpOpenRecord),
+    UdpRelease(UdpReleaseRecord),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is too short for a header")]
+    Short(usize),
+    #[error("unknown record kind {0}")]
+    UnknownKind(u32),
+    #[error("record kind {kind:?} has {got} bytes, expected {want}")]
+    WrongSize {
+        kind: RecordKind,
+        got: usize,
+        want: usize,
+    },
+}
+
+fn read<T: Copy>(kind: RecordKind, bytes: &[u8]) -> Result<T, DecodeError> {
+    // The ring buffer may round sizes up to 8 bytes; never accept fewer bytes than the struct.
+    if bytes.len() < size_of::<T>() {
+        return Err(DecodeError::WrongSize {
+            kind,
+            got: bytes.len(),
+            want: size_of::<T>(),
+        });
+    }
+    // SAFETY: length checked; every flow_common record is plain old data.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+impl Record {
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() < 16 {
+            return Err(DecodeError::Short(bytes.len()));
+        }
+        let raw = u32::from_ne_bytes(bytes[..4].try_into().expect("4 bytes"));
+        let kind = RecordKind::from_u32(raw).ok_or(DecodeError::UnknownKind(raw))?;
+        Ok(match kind {
+            RecordKind::Exec => Record::Exec(Box::new(read(kind, bytes)?)),
+            RecordKind::Fork => Record::Fork(read(kind, bytes)?),
+            RecordKind::Exit => Record::Exit(read(kind, bytes)?),
+            RecordKind::TcpOpen => Record::TcpOpen(read(kind, bytes)?),
+            RecordKind::TcpAccept => Record::TcpAccept(read(kind, bytes)?),
+            RecordKind::TcpClose => Record::TcpClose(read(kind, bytes)?),
+            RecordKind::UdpOpen => Record::UdpOpen(read(kind, bytes)?),
+            RecordKind::UdpRelease => Record::UdpRelease(read(kind, bytes)?),
+        })
+    }
+}
+
+/// The executable path from an exec record's leaf-first component slots.
+pub fn exec_path(rec: &ExecRecord) -> Vec<u8> {
+    let used = (rec.path_len as usize).min(PATH_MAX_DEPTH);
+    let mut parts: Vec<&[u8]> = rec.path[..used * PATH_SLOT_LEN]
+        .chunks(PATH_SLOT_LEN)
+        .map(|slot| &slot[..slot.iter().position(|b| *b == 0).unwrap_or(slot.len())])
+        .filter(|p| !p.is_empty())
+        .collect();
+    parts.reverse();
+    let mut path = Vec::with_capacity(used + 1);
+    for p in parts {
+        path.push(b'/');
+        path.extend_from_slice(p);
+    }
+    if path.is_empty() {
+        path.push(b'/');
+    }
+    path
+}
+
+/// argv from an exec record: NUL-separated arguments, possibly cut at the buffer's end.
+pub fn exec_args(rec: &ExecRecord) -> Vec<Vec<u8>> {
+    let used = (rec.args_len as usize).min(rec.args.len());
+    let mut raw = &rec.args[..used];
+    if raw.last() == Some(&0) {
+        raw = &raw[..raw.len() - 1];
+    }
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    raw.split(|b| *b == 0).map(<[u8]>::to_vec).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec_with(path: &[&[u8]], args: &[u8]) -> Box<ExecRecord> {
+        // SAFETY: ExecRecord is plain old data; all-zero is valid.
+        let mut r: Box<ExecRecord> = Box::new(unsafe { std::mem::zeroed() });
+        for (i, c) in path.iter().enumerate() {
+            r.path[i * PATH_SLOT_LEN..i * PATH_SLOT_LEN + c.len()].copy_from_slice(c);
+        }
+        r.path_len = path.len() as u32;
+        r.args[..args.len()].copy_from_slice(args);
+        r.args_len = args.len() as u32;
+        r
+    }
+
+    #[test]
+    fn path_components_are_reversed() {
+        // An empty slot is a mount crossing.
+        let r = exec_with(&[b"curl", b"bin", b"", b"usr"], b"");
+        assert_eq!(exec_path(&r), b"/usr/bin/curl");
+    }
+
+    #[test]
+    fn args_split_on_nul() {
+        let r = exec_with(&[], b"curl\0-s\0http://x\0");
+        assert_eq!(
+            exec_args(&r),
+            vec![b"curl".to_vec(), b"-s".to_vec(), b"http://x".to_vec()]
+        );
+    }
+
+    #[test]
+    fn short_and_unknown_records_are_errors() {
+        assert_eq!(Record::decode(&[0; 8]).err(), Some(DecodeError::Short(8)));
+        let mut b = [0u8; 32];
+        b[0] = 99;
+        assert_eq!(Record::decode(&b).err(), Some(DecodeError::UnknownKind(99)));
+        b[0] = RecordKind::TcpClose as u8;
+        assert!(matches!(
+            Record::decode(&b),
+            Err(DecodeError::WrongSize { .. })
+        ));
+    }
+}

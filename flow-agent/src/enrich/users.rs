@@ -1,0 +1,67 @@
+//! uid and gid to names, from /etc/passwd and /etc/group (re-read when they change).
+use std::{collections::HashMap, path::PathBuf, time::SystemTime};
+
+pub struct NameDb {
+    path: PathBuf,
+    names: HashMap<u32, String>,
+    mtime: Option<SystemTime>,
+}
+
+impl NameDb {
+    pub fn passwd() -> Self {
+        Self::new("/etc/passwd")
+    }
+
+    pub fn group() -> Self {
+        Self::new("/etc/group")
+    }
+
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            names: HashMap::new(),
+            mtime: None,
+        }
+    }
+
+    pub fn name(&mut self, id: u32) -> Option<String> {
+        let mtime = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        if mtime != self.mtime {
+            self.mtime = mtime;
+            self.names = std::fs::read_to_string(&self.path)
+                .map(|text| parse(&text))
+                .unwrap_or_default();
+        }
+        self.names.get(&id).cloned()
+    }
+}
+
+/// name:x:id:... lines; the first name for an id wins, as getpwuid does.
+fn parse(text: &str) -> HashMap<u32, String> {
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        let mut f = line.split(':');
+        let (Some(name), Some(_), Some(id)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if let Ok(id) = id.parse() {
+            out.entry(id).or_insert_with(|| name.to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_passwd_lines() {
+        let m = parse("root:x:0:0:root:/root:/bin/bash\nbad line\nnobody:x:65534:65534::/:/x\n");
+        assert_eq!(m.get(&0).map(String::as_str), Some("root"));
+        assert_eq!(m.get(&65534).map(String::as_str), Some("nobody"));
+        assert_eq!(m.len(), 2);
+    }
+}

@@ -1,0 +1,115 @@
+//! The native event: MITRE CAR flow names where CAR has one, Zeek conn.log names for what Zeek
+//! has and CAR lacks, documented field by field in docs/events.md. Unknown fields are omitted.
+use serde::Serialize;
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct FlowEvent {
+    /// When this event was produced (RFC 3339 UTC, microseconds).
+    pub timestamp: String,
+    /// start, update or end.
+    pub event_action: &'static str,
+    /// Unique on this host for the agent's lifetime: boot id prefix plus a counter.
+    pub flow_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub community_id: Option<String>,
+    pub transport_protocol: &'static str,
+    pub src_ip: String,
+    pub src_port: u16,
+    pub dest_ip: String,
+    pub dest_port: u16,
+    /// outbound or inbound, relative to this host.
+    pub network_direction: &'static str,
+    /// Whether this host initiated the flow (Zeek local_orig) and answered it (local_resp).
+    pub local_orig: bool,
+    pub local_resp: bool,
+    /// False when the flow was already open when the agent started watching.
+    pub start_observed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<String>,
+    /// Seconds from start to end (or to this update).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conn_state: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<String>,
+
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orig_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resp_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orig_pkts: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resp_pkts: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orig_ip_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resp_ip_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packet_count: Option<u64>,
+    /// Counters since the previous event of this flow (update and end events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<IntervalCounters>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_us: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retransmits: Option<u32>,
+
+    /// Which process the event names: connector, acceptor or listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ppid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_deleted: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command_line: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command_line_truncated: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_start_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_entity_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_exe: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<u32>,
+    pub hostname: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct IntervalCounters {
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+    pub in_pkts: u64,
+    pub out_pkts: u64,
+}

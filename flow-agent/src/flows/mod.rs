@@ -1,0 +1,7 @@
+//! Flow stage: the flow table turns kernel records into start, update and end events.
+pub mod event;
+pub mod state;
+pub mod table;
+
+pub use event::FlowEvent;
+pub use table::{FlowTable, FlowTableConfig};

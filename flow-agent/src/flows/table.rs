@@ -1,0 +1,546 @@
+//! The flow table: one entry per open flow (a TCP socket, or a UDP socket and remote endpoint).
+//! Records from the kernel open, re-attribute and close entries; a periodic tick emits updates,
+//! ends idle UDP flows and releases passive flows nobody accepted.
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
+
+use flow_common::{
+    OwnerKind, Role, Task, TcpRecord, Tuple, UdpCounters, UdpFlowKey, AF_INET, IPPROTO_TCP,
+};
+
+use super::{
+    event::{FlowEvent, IntervalCounters},
+    state,
+};
+use crate::{
+    capture::Record,
+    enrich::{clock::rfc3339_micros, clock::BootClock, process::ProcessTable, users::NameDb},
+};
+
+/// Reads and forgets the kernel's per-flow UDP counters.
+pub trait UdpCounterSource {
+    fn read(&self, key: &UdpFlowKey) -> Option<UdpCounters>;
+    fn remove(&mut self, key: &UdpFlowKey);
+}
+
+#[derive(Clone, Debug)]
+pub struct FlowTableConfig {
+    /// Open flows report an update this often.
+    pub update_interval: Duration,
+    /// A UDP flow with no packet for this long ends (reason idle).
+    pub udp_idle_timeout: Duration,
+    /// A passive flow waits this long for accept() before it is reported with the listener.
+    pub accept_wait: Duration,
+    pub hostname: String,
+}
+
+impl Default for FlowTableConfig {
+    fn default() -> Self {
+        Self {
+            update_interval: Duration::from_secs(60),
+            udp_idle_timeout: Duration::from_secs(60),
+            accept_wait: Duration::from_secs(1),
+            hostname: String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum FlowKey {
+    Tcp(u64),
+    Udp(UdpFlowKey),
+}
+
+/// Totals seen from this host: received (in) and sent (out).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Totals {
+    in_bytes: u64,
+    out_bytes: u64,
+    in_pkts: u64,
+    out_pkts: u64,
+    in_ip_bytes: Option<u64>,
+    out_ip_bytes: Option<u64>,
+}
+
+struct Flow {
+    id: String,
+    tuple: Tuple,
+    role: Role,
+    owner: Task,
+    owner_kind: OwnerKind,
+    open_ns: u64,
+    netns: u32,
+    start_emitted: bool,
+    reported: Totals,
+    last_report_ns: u64,
+}
+
+pub struct FlowTable {
+    cfg: FlowTableConfig,
+    flows: HashMap<FlowKey, Flow>,
+    udp_by_cookie: HashMap<u64, Vec<UdpFlowKey>>,
+    next_id: u64,
+    id_prefix: String,
+    pub processes: ProcessTable,
+    users: NameDb,
+    groups: NameDb,
+    clock: BootClock,
+}
+
+impl FlowTable {
+    pub fn new(cfg: FlowTableConfig, id_prefix: String) -> Self {
+        Self {
+            cfg,
+            flows: HashMap::new(),
+            udp_by_cookie: HashMap::new(),
+            next_id: 0,
+            id_prefix,
+            processes: ProcessTable::new(),
+            users: NameDb::passwd(),
+            groups: NameDb::group(),
+            clock: BootClock::now(),
+        }
+    }
+
+    pub fn open_flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    fn new_flow(&mut self, tuple: Tuple, role: Role, owner: Task, kind: OwnerKind) -> Flow {
+        self.next_id += 1;
+        Flow {
+            id: format!("{}-{:x}", self.id_prefix, self.next_id),
+            tuple,
+            role,
+            owner,
+            owner_kind: kind,
+            open_ns: 0,
+            netns: 0,
+            start_emitted: false,
+            reported: Totals::default(),
+            last_report_ns: 0,
+        }
+    }
+
+    pub fn handle(
+        &mut self,
+        rec: Record,
+        udp: &mut impl UdpCounterSource,
+        out: &mut Vec<FlowEvent>,
+    ) {
+        match rec {
+            Record::Exec(r) => self.processes.on_exec(&r),
+            Record::Fork(r) => self.processes.on_fork(&r),
+            Record::Exit(r) => self.processes.on_exit(&r),
+            Record::TcpOpen(r) => self.on_tcp_open(&r, out),
+            Record::TcpAccept(r) => {
+                if let Some(f) = self.flows.get_mut(&FlowKey::Tcp(r.sock)) {
+                    f.owner = r.owner;
+                    f.owner_kind = OwnerKind::Acceptor;
+                    if !f.start_emitted {
+                        self.emit_start(FlowKey::Tcp(r.sock), out);
+                    }
+                }
+            }
+            Record::TcpClose(r) => self.on_tcp_close(&r, out),
+            Record::UdpOpen(r) => {
+                let key = FlowKey::Udp(r.key);
+                let role = if r.outbound_first != 0 {
+                    Role::Active
+                } else {
+                    Role::Passive
+                };
+                let mut f = self.new_flow(r.tuple, role, r.owner, OwnerKind::Connector);
+                f.open_ns = r.header.ts_ns;
+                f.last_report_ns = r.header.ts_ns;
+                f.netns = r.netns;
+                self.flows.insert(key, f);
+                self.udp_by_cookie
+                    .entry(r.key.cookie)
+                    .or_default()
+                    .push(r.key);
+                self.emit_start(key, out);
+            }
+            Record::UdpRelease(r) => {
+                for key in self.udp_by_cookie.remove(&r.cookie).unwrap_or_default() {
+                    self.end_udp(key, "socket_closed", udp, out);
+                }
+            }
+        }
+    }
+
+    fn on_tcp_open(&mut self, r: &TcpRecord, out: &mut Vec<FlowEvent>) {
+        let key = FlowKey::Tcp(r.sock);
+        let role = role_of(r.role);
+        let mut f = self.new_flow(r.tuple, role, r.owner, owner_kind_of(r.owner_kind));
+        f.open_ns = r.open_ns;
+        f.last_report_ns = r.header.ts_ns;
+        f.netns = r.netns;
+        self.flows.insert(key, f);
+        // A passive flow waits for accept() to name its process (or for the tick to give up).
+        if role != Role::Passive {
+            self.emit_start(key, out);
+        }
+    }
+
+    fn on_tcp_close(&mut self, r: &TcpRecord, out: &mut Vec<FlowEvent>) {
+        log::debug!(
+            "tcp close sock={:x} old={} err={} info={} states={:b} counters={:?}",
+            r.sock,
+            r.old_state,
+            r.sk_err,
+            r.info,
+            r.states_seen,
+            r.counters
+        );
+        let key = FlowKey::Tcp(r.sock);
+        if !self.flows.contains_key(&key) {
+            // Opened before the agent watched, or failed before ESTABLISHED (refused, timeout).
+            let mut f = self.new_flow(
+                r.tuple,
+                role_of(r.role),
+                r.owner,
+                owner_kind_of(r.owner_kind),
+            );
+            f.open_ns = r.open_ns;
+            f.netns = r.netns;
+            self.flows.insert(key, f);
+        }
+        if !self.flows[&key].start_emitted {
+            self.emit_start(key, out);
+        }
+        let Some(f) = self.flows.remove(&key) else {
+            return;
+        };
+        let (in_bytes, out_bytes) = state::payload(r);
+        let totals = Totals {
+            in_bytes,
+            out_bytes,
+            in_pkts: u64::from(r.counters.segs_in),
+            out_pkts: u64::from(r.counters.segs_out),
+            in_ip_bytes: None,
+            out_ip_bytes: None,
+        };
+        let mut ev = self.event(&f, "end", Some(totals), r.header.ts_ns);
+        ev.end_time = Some(rfc3339_micros(self.clock.to_wall(r.header.ts_ns)));
+        ev.end_reason = Some(state::end_reason(r));
+        ev.conn_state = Some(state::conn_state(r));
+        ev.history = Some(state::history(r, in_bytes, out_bytes));
+        if r.counters.srtt_us > 0 {
+            ev.rtt_us = Some(r.counters.srtt_us);
+        }
+        ev.retransmits = Some(r.counters.total_retrans);
+        out.push(ev);
+    }
+
+    fn emit_start(&mut self, key: FlowKey, out: &mut Vec<FlowEvent>) {
+        let Some(mut f) = self.flows.remove(&key) else {
+            return;
+        };
+        let ts = if f.open_ns > 0 {
+            f.open_ns
+        } else {
+            crate::enrich::clock::boot_ns_now()
+        };
+        out.push(self.event(&f, "start", None, ts));
+        f.start_emitted = true;
+        self.flows.insert(key, f);
+    }
+
+    fn end_udp(
+        &mut self,
+        key: UdpFlowKey,
+        reason: &'static str,
+        udp: &mut impl UdpCounterSource,
+        out: &mut Vec<FlowEvent>,
+    ) {
+        let Some(f) = self.flows.remove(&FlowKey::Udp(key)) else {
+            return;
+        };
+        let counters = udp.read(&key);
+        udp.remove(&key);
+        let now = crate::enrich::clock::boot_ns_now();
+        let totals = counters.map(|c| udp_totals(&c));
+        let mut ev = self.event(&f, "end", totals, now);
+        let end_ns = counters
+            .map(|c| c.last_ns)
+            .filter(|n| *n > 0)
+            .unwrap_or(now);
+        ev.end_time = Some(rfc3339_micros(self.clock.to_wall(end_ns)));
+        ev.duration = Some(end_ns.saturating_sub(f.open_ns) as f64 / 1e9);
+        ev.end_reason = Some(reason);
+        out.push(ev);
+    }
+
+    /// Periodic work: passive flows nobody accepted, idle UDP flows, interval updates.
+    pub fn tick(&mut self, now_ns: u64, udp: &mut impl UdpCounterSource, out: &mut Vec<FlowEvent>) {
+        let wait = self.cfg.accept_wait.as_nanos() as u64;
+        let pending: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| !f.start_emitted && now_ns.saturating_sub(f.open_ns) >= wait)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in pending {
+            self.emit_start(key, out);
+        }
+        let idle = self.cfg.udp_idle_timeout.as_nanos() as u64;
+        let interval = self.cfg.update_interval.as_nanos() as u64;
+        let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
+        for key in keys {
+            let FlowKey::Udp(ukey) = key else {
+                continue;
+            };
+            let Some(c) = udp.read(&ukey) else {
+                // Pushed out of the kernel's LRU table: its counters are gone.
+                self.end_udp(ukey, "evicted", udp, out);
+                continue;
+            };
+            if now_ns.saturating_sub(c.last_ns) >= idle {
+                if let Some(list) = self.udp_by_cookie.get_mut(&ukey.cookie) {
+                    list.retain(|k| *k != ukey);
+                }
+                self.end_udp(ukey, "idle", udp, out);
+                continue;
+            }
+            if now_ns.saturating_sub(self.flows[&key].last_report_ns) >= interval {
+                let Some(mut f) = self.flows.remove(&key) else {
+                    continue;
+                };
+                out.push(self.event(&f, "update", Some(udp_totals(&c)), now_ns));
+                f.reported = udp_totals(&c);
+                f.last_report_ns = now_ns;
+                self.flows.insert(key, f);
+            }
+        }
+        self.processes.expire();
+    }
+
+    /// Every open flow ends with reason agent_shutdown: nothing seen is lost.
+    pub fn shutdown(&mut self, udp: &mut impl UdpCounterSource, out: &mut Vec<FlowEvent>) {
+        let now = crate::enrich::clock::boot_ns_now();
+        let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
+        for key in keys {
+            if !self.flows[&key].start_emitted {
+                self.emit_start(key, out);
+            }
+            match key {
+                FlowKey::Udp(k) => self.end_udp(k, "agent_shutdown", udp, out),
+                FlowKey::Tcp(_) => {
+                    let Some(f) = self.flows.remove(&key) else {
+                        continue;
+                    };
+                    let mut ev = self.event(&f, "end", None, now);
+                    ev.end_reason = Some("agent_shutdown");
+                    ev.end_time = Some(rfc3339_micros(self.clock.to_wall(now)));
+                    out.push(ev);
+                }
+            }
+        }
+    }
+
+    fn event(
+        &mut self,
+        f: &Flow,
+        action: &'static str,
+        totals: Option<Totals>,
+        ts_ns: u64,
+    ) -> FlowEvent {
+        let local_orig = f.role != Role::Passive;
+        let (local, remote) = endpoints(&f.tuple);
+        let ((src_ip, src_port), (dest_ip, dest_port)) = if local_orig {
+            (local, remote)
+        } else {
+            (remote, local)
+        };
+        let mut ev = FlowEvent {
+            timestamp: rfc3339_micros(self.clock.to_wall(ts_ns)),
+            event_action: action,
+            flow_id: f.id.clone(),
+            transport_protocol: if f.tuple.protocol == IPPROTO_TCP {
+                "tcp"
+            } else {
+                "udp"
+            },
+            src_ip: src_ip.to_string(),
+            src_port,
+            dest_ip: dest_ip.to_string(),
+            dest_port,
+            network_direction: if local_orig { "outbound" } else { "inbound" },
+            local_orig,
+            local_resp: !local_orig,
+            start_observed: f.role != Role::Unknown,
+            hostname: self.cfg.hostname.clone(),
+            ..FlowEvent::default()
+        };
+        if f.open_ns > 0 {
+            ev.start_time = Some(rfc3339_micros(self.clock.to_wall(f.open_ns)));
+            ev.duration = Some(ts_ns.saturating_sub(f.open_ns) as f64 / 1e9);
+        }
+        if f.netns != 0 {
+            ev.netns = Some(f.netns);
+        }
+        if let Some(t) = totals {
+            ev.in_bytes = Some(t.in_bytes);
+            ev.out_bytes = Some(t.out_bytes);
+            ev.packet_count = Some(t.in_pkts + t.out_pkts);
+            let (ob, rb, op, rp, oip, rip) = if local_orig {
+                (
+                    t.out_bytes,
+                    t.in_bytes,
+                    t.out_pkts,
+                    t.in_pkts,
+                    t.out_ip_bytes,
+                    t.in_ip_bytes,
+                )
+            } else {
+                (
+                    t.in_bytes,
+                    t.out_bytes,
+                    t.in_pkts,
+                    t.out_pkts,
+                    t.in_ip_bytes,
+                    t.out_ip_bytes,
+                )
+            };
+            ev.orig_bytes = Some(ob);
+            ev.resp_bytes = Some(rb);
+            ev.orig_pkts = Some(op);
+            ev.resp_pkts = Some(rp);
+            ev.orig_ip_bytes = oip;
+            ev.resp_ip_bytes = rip;
+            let r = f.reported;
+            ev.interval = Some(IntervalCounters {
+                in_bytes: t.in_bytes.saturating_sub(r.in_bytes),
+                out_bytes: t.out_bytes.saturating_sub(r.out_bytes),
+                in_pkts: t.in_pkts.saturating_sub(r.in_pkts),
+                out_pkts: t.out_pkts.saturating_sub(r.out_pkts),
+            });
+        }
+        self.attribute(f, &mut ev);
+        ev
+    }
+
+    fn attribute(&mut self, f: &Flow, ev: &mut FlowEvent) {
+        let t = &f.owner;
+        if t.pid == 0 {
+            return;
+        }
+        ev.attribution = Some(match f.owner_kind {
+            OwnerKind::Connector => "connector",
+            OwnerKind::Listener => "listener",
+            OwnerKind::Acceptor => "acceptor",
+            OwnerKind::None => "unknown",
+        });
+        ev.pid = Some(t.pid);
+        ev.tid = Some(t.tid);
+        ev.uid = Some(t.uid);
+        ev.gid = Some(t.gid);
+        ev.user = self.users.name(t.uid);
+        ev.group = self.groups.name(t.gid);
+        ev.cgroup_id = (t.cgroup_id != 0).then_some(t.cgroup_id);
+        let comm_len = t.comm.iter().position(|b| *b == 0).unwrap_or(t.comm.len());
+        ev.process_name = Some(String::from_utf8_lossy(&t.comm[..comm_len]).into_owned());
+        if t.start_ns > 0 {
+            ev.process_start_time = Some(rfc3339_micros(self.clock.to_wall(t.start_ns)));
+        }
+        let proc = self.processes.lookup(t.pid, t.start_ns);
+        let ppid = if t.ppid != 0 {
+            t.ppid
+        } else {
+            proc.as_ref().map_or(0, |p| p.ppid)
+        };
+        if ppid != 0 {
+            ev.ppid = Some(ppid);
+        }
+        if let Some(p) = proc {
+            if let Some(path) = &p.image_path {
+                let path = String::from_utf8_lossy(path).into_owned();
+                ev.exe = path.rsplit('/').next().map(str::to_string);
+                ev.image_path = Some(path);
+                ev.image_deleted = Some(p.image_deleted);
+            }
+            if !p.args.is_empty() {
+                let args: Vec<String> = p
+                    .args
+                    .iter()
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                ev.command_line = Some(args.join(" "));
+                ev.command_line_truncated = Some(p.args_truncated);
+            }
+            let parent = self.processes.lookup(p.ppid, 0);
+            ev.parent_exe = parent
+                .and_then(|pp| pp.image_path.clone())
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
+        }
+    }
+}
+
+fn role_of(v: u8) -> Role {
+    match v {
+        1 => Role::Active,
+        2 => Role::Passive,
+        _ => Role::Unknown,
+    }
+}
+
+fn owner_kind_of(v: u8) -> OwnerKind {
+    match v {
+        1 => OwnerKind::Connector,
+        2 => OwnerKind::Listener,
+        3 => OwnerKind::Acceptor,
+        _ => OwnerKind::None,
+    }
+}
+
+fn udp_totals(c: &UdpCounters) -> Totals {
+    Totals {
+        in_bytes: c.bytes_in,
+        out_bytes: c.bytes_out,
+        in_pkts: c.pkts_in,
+        out_pkts: c.pkts_out,
+        in_ip_bytes: Some(c.ip_bytes_in),
+        out_ip_bytes: Some(c.ip_bytes_out),
+    }
+}
+
+/// (local, remote) endpoints; IPv4-mapped IPv6 addresses are reported as the IPv4 they carry.
+fn endpoints(t: &Tuple) -> ((IpAddr, u16), (IpAddr, u16)) {
+    let addr = |a: &[u8; 16]| -> IpAddr {
+        if t.family == AF_INET {
+            IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+        } else {
+            let v6 = Ipv6Addr::from(*a);
+            match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(v6),
+            }
+        }
+    };
+    (
+        (addr(&t.local_addr), t.local_port),
+        (addr(&t.remote_addr), t.remote_port),
+    )
+}
+
+/// Merge per-CPU UDP counter slots.
+pub fn sum_udp_counters<'a>(slots: impl IntoIterator<Item = &'a UdpCounters>) -> UdpCounters {
+    let mut s = UdpCounters::default();
+    for c in slots {
+        if c.first_ns != 0 && (s.first_ns == 0 || c.first_ns < s.first_ns) {
+            s.first_ns = c.first_ns;
+        }
+        s.last_ns = s.last_ns.max(c.last_ns);
+        s.bytes_in += c.bytes_in;
+        s.bytes_out += c.bytes_out;
+        s.ip_bytes_in += c.ip_bytes_in;
+        s.ip_bytes_out += c.ip_bytes_out;
+        s.pkts_in += c.pkts_in;
+        s.pkts_out += c.pkts_out;
+    }
+    s
+}

@@ -1,0 +1,10 @@
+//! What userspace learns about the running kernel so that the eBPF programs can read its
+//! structs and tracepoint records.
+pub mod btf;
+pub mod mounts;
+pub mod offsets;
+pub mod tracefs;
+
+pub use btf::{Btf, BtfError};
+pub use offsets::{resolve, OffsetsError};
+pub use tracefs::{event_exists, inet_sock_set_state_layout, tracefs_root, TracefsError};

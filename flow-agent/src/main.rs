@@ -1,0 +1,78 @@
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use flow_agent::{
+    capture::CaptureConfig,
+    flows::FlowTableConfig,
+    logger,
+    runtime::{self, RunOptions},
+};
+
+/// flow-agent: every TCP and UDP flow on this host, attributed to the process behind it.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Log level of the agent's own messages on stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "info", value_parser = parse_level)]
+    log_level: log::LevelFilter,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Capture flows and write events as JSON lines on stdout (the default).
+    Run(RunArgs),
+    /// Print the agent's version.
+    Version,
+}
+
+#[derive(clap::Args, Default)]
+struct RunArgs {
+    /// Seconds between update events of open flows.
+    #[arg(long, default_value_t = 60)]
+    update_interval: u64,
+    /// Seconds without a packet after which a UDP flow ends.
+    #[arg(long, default_value_t = 60)]
+    udp_idle_timeout: u64,
+}
+
+fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
+    s.parse()
+        .map_err(|_| format!("unknown log level {s:?}: expected error, warn, info, debug or trace"))
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    logger::init(cli.log_level);
+    match cli.command.unwrap_or(Command::Run(RunArgs {
+        update_interval: 60,
+        udp_idle_timeout: 60,
+    })) {
+        Command::Version => {
+            println!("flow-agent {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Run(args) => {
+            let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            let opts = RunOptions {
+                capture: CaptureConfig::default(),
+                flows: FlowTableConfig {
+                    update_interval: Duration::from_secs(args.update_interval.max(1)),
+                    udp_idle_timeout: Duration::from_secs(args.udp_idle_timeout.max(1)),
+                    hostname,
+                    ..FlowTableConfig::default()
+                },
+                poll_interval: Duration::from_millis(100),
+            };
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(runtime::run(opts))
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The agent's main loop: drain the ring buffer in batches, feed the flow table, write events,
+//! and on SIGTERM/SIGINT end every open flow before exiting.
+use std::{io::Write, os::fd::AsRawFd, time::Duration};
+
+use anyhow::{Context, Result};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap};
+use flow_common::{ProcessInfo, UdpCounters, UdpFlowKey, LOSS_KINDS};
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    signal::unix::{signal, SignalKind},
+};
+
+use crate::{
+    capture::{Capture, CaptureConfig, Record},
+    enrich::clock::boot_ns_now,
+    flows::{
+        table::sum_udp_counters, table::UdpCounterSource, FlowEvent, FlowTable, FlowTableConfig,
+    },
+};
+
+pub struct RunOptions {
+    pub capture: CaptureConfig,
+    pub flows: FlowTableConfig,
+    /// How often the ring buffer is drained when no wake-up comes.
+    pub poll_interval: Duration,
+}
+
+struct KernelUdp<'a>(&'a mut PerCpuHashMap<MapData, UdpFlowKey, UdpCounters>);
+
+impl UdpCounterSource for KernelUdp<'_> {
+    fn read(&self, key: &UdpFlowKey) -> Option<UdpCounters> {
+        self.0.get(key, 0).ok().map(|v| sum_udp_counters(v.iter()))
+    }
+    fn remove(&mut self, key: &UdpFlowKey) {
+        let _ = self.0.remove(key);
+    }
+}
+
+fn write_events(out: &mut impl Write, events: &mut Vec<FlowEvent>) -> Result<()> {
+    for ev in events.drain(..) {
+        serde_json::to_writer(&mut *out, &ev)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush().context("writing events to stdout")
+}
+
+/// Fills the kernel's process table with processes that started before the agent, so the
+/// cgroup programs know their start times and parents.
+fn seed_processes(capture: &mut Capture, table: &mut FlowTable) -> Result<usize> {
+    let map = capture
+        .ebpf
+        .map_mut("PROCESSES")
+        .context("PROCESSES map missing")?;
+    let mut kernel: BpfHashMap<&mut MapData, u32, ProcessInfo> = BpfHashMap::try_from(map)?;
+    let procs = table.processes.scan_proc();
+    for p in &procs {
+        let info = ProcessInfo {
+            start_ns: p.start_ns,
+            ppid: p.ppid,
+            _pad: 0,
+        };
+        // BPF_NOEXIST: an exec or fork the kernel already recorded is more exact.
+        let _ = kernel.insert(p.pid, info, 1);
+    }
+    Ok(procs.len())
+}
+
+pub async fn run(opts: RunOptions) -> Result<()> {
+    let mut capture = Capture::load(&opts.capture).context("starting kernel capture")?;
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let prefix: String = boot_id
+        .trim()
+        .chars()
+        .filter(|c| *c != '-')
+        .take(8)
+        .collect();
+    let prefix = format!("{prefix}{:x}", std::process::id());
+    let mut table = FlowTable::new(opts.flows.clone(), prefix);
+    let seeded = seed_processes(&mut capture, &mut table)?;
+    log::info!("process table seeded with {seeded} running processes");
+
+    // SAFETY: the ring buffer's fd lives in `capture`, which outlives `ring_fd` (declared later,
+    // dropped first) and is never closed or replaced while the loop runs.
+    let ring_fd =
+        unsafe { AsyncFd::register_with_interest(capture.events.as_raw_fd(), Interest::READABLE) }
+            .map_err(|e| anyhow::anyhow!("registering the ring buffer with the event loop: {e}"))?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut poll = tokio::time::interval(opts.poll_interval);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut events = Vec::new();
+    let mut last_losses = [0u64; LOSS_KINDS as usize];
+    eprintln!(
+        "flow-agent ready: kernel programs attached (cgroup v2 at {})",
+        capture.cgroup_root.display()
+    );
+
+    loop {
+        let mut shutting_down = false;
+        tokio::select! {
+            guard = ring_fd.readable() => { if let Ok(mut g) = guard { g.clear_ready(); } }
+            _ = poll.tick() => {}
+            _ = tick.tick() => {
+                let mut udp = KernelUdp(&mut capture.udp_flows);
+                table.tick(boot_ns_now(), &mut udp, &mut events);
+                let losses = capture.losses();
+                if losses != last_losses {
+                    log::warn!("kernel-side losses (ring full, tcp table, udp table, read failed, owner table): {losses:?}");
+                    last_losses = losses;
+                }
+            }
+            _ = sigterm.recv() => shutting_down = true,
+            _ = sigint.recv() => shutting_down = true,
+        }
+        drain(&mut capture, &mut table, &mut events);
+        write_events(&mut out, &mut events)?;
+        if shutting_down {
+            let mut udp = KernelUdp(&mut capture.udp_flows);
+            table.shutdown(&mut udp, &mut events);
+            write_events(&mut out, &mut events)?;
+            log::info!("shut down: every open flow reported as ended");
+            return Ok(());
+        }
+    }
+}
+
+fn drain(capture: &mut Capture, table: &mut FlowTable, events: &mut Vec<FlowEvent>) {
+    let mut records = Vec::new();
+    while let Some(item) = capture.events.next() {
+        match Record::decode(&item) {
+            Ok(r) => records.push(r),
+            Err(e) => log::error!("dropping undecodable kernel record: {e}"),
+        }
+    }
+    let mut udp = KernelUdp(&mut capture.udp_flows);
+    for r in records {
+        table.handle(r, &mut udp, events);
+    }
+}

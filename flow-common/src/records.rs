@@ -1,0 +1,311 @@
+//! Records sent from the kernel through the ring buffer, and the keys and values of shared maps.
+
+/// Length of `task_struct.comm`.
+pub const COMM_LEN: usize = 16;
+/// Bytes of one path component slot (a longer name is cut and the path marked truncated).
+pub const PATH_SLOT_LEN: usize = 128;
+/// Most path components the kernel walks before it marks the path as truncated.
+pub const PATH_MAX_DEPTH: usize = 32;
+/// Bytes reserved for an executable's path: one fixed slot per component, leaf first. Fixed
+/// slots keep the verifier's state count flat (a running offset makes every path unique).
+pub const PATH_BUF_LEN: usize = PATH_SLOT_LEN * PATH_MAX_DEPTH;
+/// Bytes of the command line captured at exec.
+pub const ARGS_BUF_LEN: usize = 4096;
+
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+/// TCP states as the kernel numbers them (include/net/tcp_states.h).
+pub mod tcp_state {
+    pub const ESTABLISHED: u8 = 1;
+    pub const SYN_SENT: u8 = 2;
+    pub const SYN_RECV: u8 = 3;
+    pub const FIN_WAIT1: u8 = 4;
+    pub const FIN_WAIT2: u8 = 5;
+    pub const TIME_WAIT: u8 = 6;
+    pub const CLOSE: u8 = 7;
+    pub const CLOSE_WAIT: u8 = 8;
+    pub const LAST_ACK: u8 = 9;
+    pub const LISTEN: u8 = 10;
+    pub const CLOSING: u8 = 11;
+}
+
+/// What a ring buffer record is; the first field of every record.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    Exec = 1,
+    Fork = 2,
+    Exit = 3,
+    TcpOpen = 10,
+    TcpAccept = 11,
+    TcpClose = 12,
+    UdpOpen = 20,
+    UdpRelease = 21,
+}
+
+impl RecordKind {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::Exec,
+            2 => Self::Fork,
+            3 => Self::Exit,
+            10 => Self::TcpOpen,
+            11 => Self::TcpAccept,
+            12 => Self::TcpClose,
+            20 => Self::UdpOpen,
+            21 => Self::UdpRelease,
+            _ => return None,
+        })
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RecordHeader {
+    pub kind: u32,
+    pub _pad: u32,
+    /// CLOCK_BOOTTIME nanoseconds when the kernel wrote the record.
+    pub ts_ns: u64,
+}
+
+/// The process acting on a socket, captured in that process's own syscall context.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Task {
+    /// The process's start time (task_struct.start_boottime of its thread-group leader), so that
+    /// a reused pid never mixes two processes.
+    pub start_ns: u64,
+    pub cgroup_id: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Local and remote endpoint of a socket. IPv4 addresses use the first four bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Tuple {
+    pub family: u16,
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub protocol: u8,
+    pub _pad: u8,
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+}
+
+/// How the flow's socket came to be.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Opened before the agent started watching: its start was not observed.
+    Unknown = 0,
+    /// This host initiated it (connect).
+    Active = 1,
+    /// A peer initiated it (accept).
+    Passive = 2,
+}
+
+/// Who the owner recorded for a TCP socket is.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerKind {
+    None = 0,
+    /// The process that called connect().
+    Connector = 1,
+    /// The process that owns the listening socket (no accept seen yet).
+    Listener = 2,
+    /// The process that accepted the connection.
+    Acceptor = 3,
+}
+
+/// TCP totals read from `tcp_sock` at a state change: no per-packet program needed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpCounters {
+    pub bytes_received: u64,
+    pub bytes_acked: u64,
+    pub bytes_sent: u64,
+    pub segs_in: u32,
+    pub segs_out: u32,
+    pub data_segs_in: u32,
+    pub data_segs_out: u32,
+    pub total_retrans: u32,
+    /// Smoothed RTT in microseconds.
+    pub srtt_us: u32,
+}
+
+/// TCP flow opened (ESTABLISHED), accepted, or closed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TcpRecord {
+    pub header: RecordHeader,
+    /// Kernel address of the socket: an opaque flow id while the socket lives.
+    pub sock: u64,
+    /// When the flow opened (connect() for active flows, the handshake's end for passive ones).
+    pub open_ns: u64,
+    pub owner: Task,
+    pub tuple: Tuple,
+    pub counters: TcpCounters,
+    pub netns: u32,
+    /// `sk_err` at close: ECONNREFUSED, ETIMEDOUT, ECONNRESET... or 0.
+    pub sk_err: i32,
+    pub old_state: u8,
+    pub new_state: u8,
+    pub role: u8,
+    pub owner_kind: u8,
+    /// Bit per TCP state (1 << state) the socket passed through while the agent watched.
+    pub states_seen: u32,
+    /// `TCP_INFO_*` bits read at the record's state change.
+    pub info: u32,
+    pub _pad: u32,
+}
+
+/// The peer's FIN was received (SOCK_DONE): `bytes_received` counts it as one byte.
+pub const TCP_INFO_FIN_RECEIVED: u32 = 1;
+/// Everything written, FIN included if one was sent, is acknowledged (snd_una == write_seq).
+pub const TCP_INFO_ALL_ACKED: u32 = 2;
+
+/// A process accepted a connection the kernel had already reported open.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct AcceptRecord {
+    pub header: RecordHeader,
+    pub sock: u64,
+    pub owner: Task,
+}
+
+/// A process exec'd: its path and command line, captured in the kernel.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecRecord {
+    pub header: RecordHeader,
+    pub task: Task,
+    /// Slots used in `path` (an empty slot is a mount crossing: skip it).
+    pub path_len: u32,
+    pub path_flags: u32,
+    /// Bytes used in `args` (NUL-separated argv).
+    pub args_len: u32,
+    /// Full length of the command line, which may exceed what `args` holds.
+    pub args_total: u32,
+    /// Path components leaf first, one NUL-terminated name per `PATH_SLOT_LEN` slot.
+    pub path: [u8; PATH_BUF_LEN],
+    pub args: [u8; ARGS_BUF_LEN],
+}
+
+pub const PATH_FLAG_TRUNCATED: u32 = 1;
+/// The executable has no links left (deleted or replaced).
+pub const PATH_FLAG_DELETED: u32 = 2;
+/// The path could not be read.
+pub const PATH_FLAG_UNREADABLE: u32 = 4;
+
+/// A new process (not a thread) was forked.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ForkRecord {
+    pub header: RecordHeader,
+    pub child_start_ns: u64,
+    pub parent_start_ns: u64,
+    pub child_pid: u32,
+    pub parent_pid: u32,
+}
+
+/// A process (its thread-group leader) exited.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitRecord {
+    pub header: RecordHeader,
+    pub start_ns: u64,
+    pub pid: u32,
+    pub exit_code: u32,
+}
+
+/// Value of the kernel's process table (keyed by tgid): what helpers cannot give the cgroup
+/// programs. Filled at fork and exec, and by userspace at start-up for processes already running.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub start_ns: u64,
+    pub ppid: u32,
+    pub _pad: u32,
+}
+
+/// Key of a UDP flow: one socket talking to one remote endpoint.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct UdpFlowKey {
+    pub cookie: u64,
+    pub remote_addr: [u8; 16],
+    pub remote_port: u16,
+    pub family: u16,
+    pub _pad: u32,
+}
+
+/// Counters of a UDP flow, added to per packet by the cgroup_skb programs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UdpCounters {
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub ip_bytes_in: u64,
+    pub ip_bytes_out: u64,
+    pub pkts_in: u64,
+    pub pkts_out: u64,
+}
+
+/// First packet of a UDP flow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UdpOpenRecord {
+    pub header: RecordHeader,
+    pub key: UdpFlowKey,
+    pub owner: Task,
+    pub tuple: Tuple,
+    pub netns: u32,
+    /// 1 when the first packet was sent by this host.
+    pub outbound_first: u32,
+}
+
+/// A UDP socket was released: all its flows end.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UdpReleaseRecord {
+    pub header: RecordHeader,
+    pub cookie: u64,
+}
+
+/// Indices of the per-CPU loss counters.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// A record did not fit in the ring buffer.
+    RingBufferFull = 0,
+    /// The TCP socket table was full (an LRU entry was pushed out or the insert failed).
+    TcpTableFull = 1,
+    /// The UDP flow table insert failed.
+    UdpTableFull = 2,
+    /// A kernel read (bpf_probe_read_kernel) failed.
+    KernelReadFailed = 3,
+    /// The socket owner table insert failed.
+    OwnerTableFull = 4,
+}
+
+pub const LOSS_KINDS: u32 = 5;
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    unsafe impl aya::Pod for UdpFlowKey {}
+    unsafe impl aya::Pod for UdpCounters {}
+    unsafe impl aya::Pod for Task {}
+    unsafe impl aya::Pod for ProcessInfo {}
+}

@@ -1,0 +1,326 @@
+//! Runs the `flow-agent` binary and collects the JSON events it prints on stdout.
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The agent logs this to stderr once its probes are attached.
+pub const READY_MARKER: &str = "flow-agent ready";
+/// Bound for the agent to become ready (loading and verifying eBPF can be slow).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound for the agent to exit after SIGTERM.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Env var that overrides the binary path.
+const BIN_ENV: &str = "FLOW_AGENT_BIN";
+/// How much context failure messages carry.
+const TAIL_EVENTS: usize = 20;
+const TAIL_STDERR_LINES: usize = 40;
+
+/// A running `flow-agent run ...`; SIGKILLed on drop unless [`Agent::stop`] was called.
+#[derive(Debug)]
+pub struct Agent {
+    child: Child,
+    shared: Arc<Shared>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    events: Vec<Value>,
+    /// Stdout lines that were not JSON: the agent's stdout must be pure JSON lines.
+    non_json: Vec<String>,
+    stderr: String,
+    ready: bool,
+    stdout_eof: bool,
+    stderr_eof: bool,
+}
+
+impl Agent {
+    /// The binary: `$FLOW_AGENT_BIN`, else `target/<profile>/flow-agent` next to the running
+    /// test executable, else `<workspace>/target/debug/flow-agent`.
+    pub fn binary() -> Result<PathBuf> {
+        if let Some(p) = std::env::var_os(BIN_ENV) {
+            let p = PathBuf::from(p);
+            if !p.is_file() {
+                bail!("{BIN_ENV}={} does not exist", p.display());
+            }
+            return Ok(p);
+        }
+        let mut candidates = Vec::new();
+        // Test binaries live in target/<profile>/deps/; this follows CARGO_TARGET_DIR and --release.
+        if let Some(profile_dir) = std::env::current_exe()
+            .ok()
+            .and_then(|e| Some(e.parent()?.parent()?.to_path_buf()))
+        {
+            candidates.push(profile_dir.join("flow-agent"));
+        }
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("tests/ has a parent");
+        candidates.push(workspace.join("target/debug/flow-agent"));
+        if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+            return Ok(found.clone());
+        }
+        let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        bail!("flow-agent binary not found: set {BIN_ENV} or build it (cargo build -p flow-agent); tried {}", tried.join(", "))
+    }
+
+    /// Starts `flow-agent run ARGS...` and waits until it is ready.
+    pub fn start(args: &[&str]) -> Result<Agent> {
+        Agent::start_bin(&Agent::binary()?, args)
+    }
+
+    /// Like [`Agent::start`] with an explicit binary (also used to test the harness itself).
+    pub fn start_bin(bin: &Path, args: &[&str]) -> Result<Agent> {
+        let mut child = Command::new(bin)
+            .arg("run")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("spawning {} run {}", bin.display(), args.join(" ")))?;
+        let shared = Arc::new(Shared::default());
+        let readers = vec![
+            read_lines(child.stdout.take(), shared.clone(), on_stdout_line, |s| {
+                s.stdout_eof = true
+            }),
+            read_lines(child.stderr.take(), shared.clone(), on_stderr_line, |s| {
+                s.stderr_eof = true
+            }),
+        ];
+        let mut agent = Agent {
+            child,
+            shared,
+            readers,
+        };
+        agent.wait_ready()?;
+        Ok(agent)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// All JSON events printed so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.lock().events.clone()
+    }
+
+    /// Stdout lines that failed to parse as JSON (should stay empty).
+    pub fn non_json_lines(&self) -> Vec<String> {
+        self.lock().non_json.clone()
+    }
+
+    /// Everything the agent wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.lock().stderr.clone()
+    }
+
+    /// First event (in output order) matching `pred`, waiting up to `timeout`.
+    pub fn wait_for(&self, pred: impl Fn(&Value) -> bool, timeout: Duration) -> Result<Value> {
+        Ok(self.wait_for_count(pred, 1, timeout)?.swap_remove(0))
+    }
+
+    /// The first `n` events matching `pred`, waiting up to `timeout` for that many.
+    pub fn wait_for_count(
+        &self,
+        pred: impl Fn(&Value) -> bool,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Value>> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            let found: Vec<&Value> = state.events.iter().filter(|e| pred(e)).take(n).collect();
+            if found.len() >= n {
+                return Ok(found.into_iter().cloned().collect());
+            }
+            let (have, now) = (found.len(), Instant::now());
+            if state.stdout_eof {
+                bail!(
+                    "agent closed stdout (exited?) with {have}/{n} matching events{}",
+                    context(&state)
+                );
+            }
+            if now >= deadline {
+                bail!(
+                    "timed out after {timeout:?} with {have}/{n} matching events{}",
+                    context(&state)
+                );
+            }
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap()
+                .0;
+        }
+    }
+
+    /// SIGTERMs the agent, waits for it to exit, and returns every event it printed
+    /// (including the end events it flushes on shutdown). A non-zero exit is an error.
+    pub fn stop(mut self) -> Result<Vec<Value>> {
+        // SAFETY: kill(2) on our own un-reaped child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.wait_exit(STOP_TIMEOUT)?;
+        // The agent has exited; readers see EOF unless a descendant still holds the pipes.
+        for r in std::mem::take(&mut self.readers) {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !r.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if r.is_finished() {
+                let _ = r.join();
+            }
+        }
+        let state = self.lock();
+        if !status.success() {
+            bail!(
+                "agent exited with {status} after SIGTERM{}",
+                context(&state)
+            );
+        }
+        Ok(state.events.clone())
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            {
+                let state = self.lock();
+                if state.ready {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    drop(state);
+                    let _ = self.child.kill();
+                    bail!(
+                        "agent not ready ({READY_MARKER:?} on stderr) within {READY_TIMEOUT:?}{}",
+                        context(&self.lock())
+                    );
+                }
+                // Short waits: exit is noticed through try_wait, which no reader signals.
+                let _ = self
+                    .shared
+                    .changed
+                    .wait_timeout(state, Duration::from_millis(50))
+                    .unwrap();
+            }
+            if let Some(status) = self.child.try_wait()? {
+                // Let the readers catch the last words before reporting them.
+                std::thread::sleep(Duration::from_millis(100));
+                bail!(
+                    "agent exited with {status} before becoming ready{}",
+                    context(&self.lock())
+                );
+            }
+        }
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!(
+                    "agent did not exit within {timeout:?} of SIGTERM; killed{}",
+                    context(&self.lock())
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn on_stdout_line(state: &mut State, line: String) {
+    match serde_json::from_str::<Value>(&line) {
+        Ok(v) => state.events.push(v),
+        Err(_) if line.trim().is_empty() => {}
+        Err(_) => state.non_json.push(line),
+    }
+}
+
+fn on_stderr_line(state: &mut State, line: String) {
+    state.ready |= line.contains(READY_MARKER);
+    state.stderr.push_str(&line);
+    state.stderr.push('\n');
+}
+
+/// Feeds each line of a pipe to `on_line` under the lock, on its own thread.
+fn read_lines(
+    pipe: Option<impl Read + Send + 'static>,
+    shared: Arc<Shared>,
+    on_line: fn(&mut State, String),
+    on_eof: fn(&mut State),
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        if let Some(pipe) = pipe {
+            let mut reader = BufReader::new(pipe);
+            let mut buf = Vec::new();
+            // Byte lines + lossy decode: one bad UTF-8 byte must not stop collection.
+            while matches!(reader.read_until(b'\n', &mut buf), Ok(1..)) {
+                let line = String::from_utf8_lossy(&buf)
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string();
+                on_line(&mut shared.state.lock().unwrap(), line);
+                shared.changed.notify_all();
+                buf.clear();
+            }
+        }
+        on_eof(&mut shared.state.lock().unwrap());
+        shared.changed.notify_all();
+    })
+}
+
+/// Failure context: last events, non-JSON lines and the stderr tail.
+fn context(state: &State) -> String {
+    let skip = state.events.len().saturating_sub(TAIL_EVENTS);
+    let events: Vec<String> = state.events[skip..].iter().map(Value::to_string).collect();
+    let lines: Vec<&str> = state.stderr.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(TAIL_STDERR_LINES)..];
+    let mut s = format!(
+        "\n--- last {} of {} events ---\n{}",
+        events.len(),
+        state.events.len(),
+        events.join("\n")
+    );
+    if !state.non_json.is_empty() {
+        s += &format!(
+            "\n--- non-JSON stdout lines ---\n{}",
+            state.non_json.join("\n")
+        );
+    }
+    s += &format!(
+        "\n--- stderr (last {} lines) ---\n{}",
+        tail.len(),
+        tail.join("\n")
+    );
+    s
+}

@@ -1,0 +1,135 @@
+//! Project automation: `cargo xtask setup|build|run|test|lint|vm-test`.
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "flow-agent build, run and test automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what is missing: Debian packages of the eBPF toolchain and test tools, bpf-linker.
+    Setup,
+    /// Set up, then build the agent (with its embedded kernel programs).
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Set up, build and start the agent with its default configuration (events on stdout).
+    Run {
+        #[arg(long)]
+        release: bool,
+        /// Arguments passed to `flow-agent run`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then run unit tests and the integration tests on the running kernel.
+    Test {
+        /// Only this test name filter (passed to the test harness).
+        filter: Option<String>,
+    },
+    /// rustfmt check and clippy -D warnings on every target (and the eBPF crate's format).
+    Lint,
+    /// Run the integration tests inside VMs booting real distribution kernels.
+    VmTest {
+        /// One kernel of the matrix (5.10, 6.1, 6.12); default: all.
+        #[arg(long)]
+        kernel: Vec<String>,
+    },
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+fn build(release: bool) -> Result<PathBuf> {
+    let mut c = cargo();
+    c.args(["build", "-p", "flow-agent"]);
+    if release {
+        c.arg("--release");
+    }
+    run(&mut c)?;
+    let profile = if release { "release" } else { "debug" };
+    Ok(workspace_root()
+        .join("target")
+        .join(profile)
+        .join("flow-agent"))
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Setup => setup::ensure_all(),
+        Cmd::Build { release } => {
+            setup::ensure_all()?;
+            build(release).map(drop)
+        }
+        Cmd::Run { release, args } => {
+            setup::ensure_all()?;
+            let bin = build(release)?;
+            run(Command::new(bin).arg("run").args(args))
+        }
+        Cmd::Test { filter } => {
+            setup::ensure_all()?;
+            setup::ensure_test_tools()?;
+            let bin = build(false)?;
+            let mut c = cargo();
+            c.args(["test", "--workspace", "--no-fail-fast"])
+                .env("FLOW_AGENT_BIN", &bin);
+            if let Some(f) = filter {
+                c.args(["--", &f]);
+            }
+            run(&mut c)
+        }
+        Cmd::Lint => {
+            run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+            run(cargo().args([
+                "fmt",
+                "--manifest-path",
+                "flow-agent-ebpf/Cargo.toml",
+                "--",
+                "--check",
+            ]))?;
+            setup::ensure_all()?;
+            run(cargo().args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]))
+        }
+        Cmd::VmTest { kernel } => {
+            setup::ensure_all()?;
+            setup::ensure_test_tools()?;
+            bail!("vm-test is not wired yet (kernels requested: {kernel:?})")
+        }
+    }
+}

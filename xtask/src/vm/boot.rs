@@ -1,0 +1,185 @@
+//! Booting a kernel with virtme-ng and running a script in it.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+
+use super::kernel::FetchedKernel;
+use super::tools::find_vng;
+
+const START_MARKER: &str = "VM-SCRIPT-START";
+const EXIT_MARKER: &str = "VM-EXIT-STATUS=";
+
+pub struct VmRun {
+    /// The script's exit status; None when it never finished (no boot, crash, timeout).
+    pub exit_status: Option<i32>,
+    pub timed_out: bool,
+    /// What the script printed: the console lines between its start and exit markers.
+    pub stdout: String,
+    /// The VM's whole console output.
+    pub log: PathBuf,
+    /// From starting vng to the script's start.
+    pub boot_time: Option<Duration>,
+    pub total_time: Duration,
+}
+
+/// Boots `kernel` over the host's root filesystem (read-only, with tmpfs overlays on /etc,
+/// /tmp, /var, ...) and runs `script` with /bin/sh as root; the VM is killed after `timeout`.
+pub fn run_in_vm(kernel: &FetchedKernel, script: &str, timeout: Duration) -> Result<VmRun> {
+    let vng = find_vng().context("no `vng`: run ensure_vm_tools first")?;
+    // The guest sees the host's files, so the script is passed as a path.
+    let script_path = kernel.dir.join("guest.sh");
+    fs::write(&script_path, guest_script(script))?;
+    let log = kernel.dir.join("console.log");
+    let mut cmd = Command::new(vng);
+    cmd.arg("--run")
+        .arg(&kernel.vmlinuz)
+        // KVM guests fail on this machine. 9p because no virtiofsd is packaged for bookworm:
+        // vng would wait seconds for one before falling back to 9p anyway.
+        .args([
+            "--disable-kvm",
+            "--disable-microvm",
+            "--force-9p",
+            "--disable-monitor",
+        ])
+        .args(["--memory", "2G", "--cpus", "2", "--user", "root"])
+        // Without --verbose vng shows nothing of the guest console, the script's output included.
+        .arg("--verbose")
+        .arg("--exec")
+        .arg(format!("/bin/sh {}", script_path.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so that a timeout kills qemu along with vng.
+        .process_group(0);
+    let start = Instant::now();
+    let mut child = cmd.spawn().context("starting vng")?;
+    let console = Arc::new(Mutex::new(Console {
+        log: File::create(&log)?,
+        lines: Vec::new(),
+        started: None,
+    }));
+    let pipes: [Option<Box<dyn Read + Send>>; 2] = [
+        child.stdout.take().map(|p| Box::new(p) as _),
+        child.stderr.take().map(|p| Box::new(p) as _),
+    ];
+    let readers: Vec<_> = pipes
+        .into_iter()
+        .flatten()
+        .map(|pipe| {
+            let console = Arc::clone(&console);
+            thread::spawn(move || read_console(pipe, &console, start))
+        })
+        .collect();
+    let mut timed_out = false;
+    while child.try_wait()?.is_none() {
+        if start.elapsed() > timeout {
+            timed_out = true;
+            let group = format!("-{}", child.id());
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            child.wait()?;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    for reader in readers {
+        let _ = reader.join();
+    }
+    let console = console
+        .lock()
+        .map_err(|_| anyhow!("console reader panicked"))?;
+    let (stdout, exit_status) = script_output(&console.lines);
+    Ok(VmRun {
+        exit_status,
+        timed_out,
+        stdout,
+        log,
+        boot_time: console.started,
+        total_time: start.elapsed(),
+    })
+}
+
+struct Console {
+    log: File,
+    lines: Vec<String>,
+    started: Option<Duration>,
+}
+
+fn read_console(pipe: Box<dyn Read + Send>, console: &Mutex<Console>, start: Instant) {
+    for line in BufReader::new(pipe).split(b'\n').map_while(|l| l.ok()) {
+        // The serial console ends lines with \r\n.
+        let line = String::from_utf8_lossy(&line)
+            .trim_end_matches('\r')
+            .to_string();
+        let Ok(mut console) = console.lock() else {
+            return;
+        };
+        let _ = writeln!(console.log, "{line}");
+        if line == START_MARKER && console.started.is_none() {
+            console.started = Some(start.elapsed());
+        }
+        console.lines.push(line);
+    }
+}
+
+/// Wraps the caller's script: mounts what the tests expect and prints the exit status on the
+/// console, because vng's own exit status does not carry the script's.
+fn guest_script(script: &str) -> String {
+    format!(
+        r#"# Kernel messages would interleave with the script's output on the one console.
+echo 1 > /proc/sys/kernel/printk
+mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing
+mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug
+mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+mkdir -p /run/netns
+echo {START_MARKER}
+(
+{script}
+)
+echo {EXIT_MARKER}$?
+"#
+    )
+}
+
+fn script_output(lines: &[String]) -> (String, Option<i32>) {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in lines {
+        if let Some(status) = line.strip_prefix(EXIT_MARKER).filter(|_| inside) {
+            return (out, status.trim().parse().ok());
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+        inside |= line == START_MARKER;
+    }
+    (out, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_output_between_markers() {
+        let lines: Vec<String> = [
+            "[ 1.0] boot",
+            START_MARKER,
+            "hello",
+            "VM-EXIT-STATUS=3",
+            "[ 2.0] off",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(script_output(&lines), ("hello\n".to_string(), Some(3)));
+        assert_eq!(script_output(&lines[..3]), ("hello\n".to_string(), None));
+    }
+}
