@@ -76,10 +76,12 @@ fn main() -> Result<()> {
             tc.name
         );
     }
-    let object = target_dir.join(TARGET).join("release/flow-agent-ebpf");
-    let out = PathBuf::from(env::var("OUT_DIR")?).join("flow-agent-ebpf.o");
-    std::fs::copy(&object, &out)
-        .with_context(|| format!("copying {} to {}", object.display(), out.display()))?;
+    for bin in ["flow-agent-ebpf", "flow-agent-probe"] {
+        let object = target_dir.join(TARGET).join("release").join(bin);
+        let out = PathBuf::from(env::var("OUT_DIR")?).join(format!("{bin}.o"));
+        std::fs::copy(&object, &out)
+            .with_context(|| format!("copying {} to {}", object.display(), out.display()))?;
+    }
     Ok(())
 }
 

@@ -7,4 +7,5 @@ pub mod enrich;
 pub mod flows;
 pub mod kernel;
 pub mod logger;
+pub mod probe;
 pub mod runtime;

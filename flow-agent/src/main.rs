@@ -24,6 +24,12 @@ struct Cli {
 enum Command {
     /// Capture flows and write events as JSON lines on stdout (the default).
     Run(RunArgs),
+    /// Report which hooks this kernel allows, by loading and attaching one of each kind.
+    Probe {
+        /// Machine-readable JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the agent's version.
     Version,
 }
@@ -50,6 +56,18 @@ fn main() -> Result<()> {
         update_interval: 60,
         udp_idle_timeout: 60,
     })) {
+        Command::Probe { json } => {
+            let report = flow_agent::probe::run();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", flow_agent::probe::render(&report));
+            }
+            if !report.baseline_ok {
+                std::process::exit(2);
+            }
+            Ok(())
+        }
         Command::Version => {
             println!("flow-agent {}", env!("CARGO_PKG_VERSION"));
             Ok(())

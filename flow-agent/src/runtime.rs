@@ -66,6 +66,34 @@ fn seed_processes(capture: &mut Capture, table: &mut FlowTable) -> Result<usize>
 }
 
 pub async fn run(opts: RunOptions) -> Result<()> {
+    // The hooks come from the same probe `flow-agent probe` prints.
+    let report = crate::probe::run();
+    if !report.baseline_ok {
+        let missing: Vec<String> = report
+            .checks
+            .iter()
+            .filter(|c| c.baseline && !c.available)
+            .map(|c| {
+                format!(
+                    "{} ({})",
+                    c.name,
+                    c.detail.as_deref().unwrap_or("unavailable")
+                )
+            })
+            .collect();
+        anyhow::bail!(
+            "this kernel lacks hooks the agent needs: {}",
+            missing.join("; ")
+        );
+    }
+    log::info!(
+        "hook tier: baseline (fentry/fexit {} on this kernel)",
+        if report.fentry_ok {
+            "allowed, not used yet"
+        } else {
+            "not allowed"
+        }
+    );
     let mut capture = Capture::load(&opts.capture).context("starting kernel capture")?;
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let prefix: String = boot_id

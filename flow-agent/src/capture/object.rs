@@ -2,3 +2,7 @@
 
 pub static EBPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flow-agent-ebpf.o"));
+
+/// One minimal program of every kind, for `flow-agent probe`.
+pub static PROBE_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flow-agent-probe.o"));

@@ -257,6 +257,6 @@ mod tests {
             exit_code: 0,
         });
         t.expire();
-        assert!(t.by_pid.get(&4_000_002).is_none());
+        assert!(!t.by_pid.contains_key(&4_000_002));
     }
 }

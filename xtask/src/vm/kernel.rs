@@ -1,9 +1,10 @@
 //! Debian kernel packages: found and downloaded with a private apt configuration, unpacked into
-//! the cache, their modules linked where virtme-ng looks for them.
+//! the cache. virtme-ng (1.42) takes the modules from the unpacked tree itself: it walks up from
+//! the vmlinuz to the directory holding lib/modules, and in the guest links
+//! /lib/modules/$(uname -r) there, so nothing is installed into the host's /lib/modules.
 
 use std::cmp::Ordering;
 use std::fs;
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -61,7 +62,7 @@ impl KernelSpec {
     }
 }
 
-/// An unpacked kernel whose modules are linked under the host's /lib/modules.
+/// An unpacked kernel: `<dir>/root/{boot/vmlinuz-<release>,lib/modules/<release>}`.
 #[derive(Debug, Clone)]
 pub struct FetchedKernel {
     pub name: String,
@@ -74,7 +75,7 @@ pub struct FetchedKernel {
 }
 
 /// Downloads and unpacks the newest image package of `spec` (once: later calls reuse the
-/// unpacked kernel) and links its modules at /lib/modules/<release>.
+/// unpacked kernel).
 pub fn fetch_kernel(spec: &KernelSpec, cache: &Path) -> Result<FetchedKernel> {
     let dir = cache.join("kernels").join(spec.name);
     let root = dir.join("root");
@@ -99,7 +100,7 @@ pub fn fetch_kernel(spec: &KernelSpec, cache: &Path) -> Result<FetchedKernel> {
             .arg(only_entry(&debs)?)
             .arg(&tmp))?;
         let release = file_name(&only_entry(&tmp.join("lib/modules"))?);
-        // depmod -b writes modules.dep into the unpacked tree, not into the host's /lib.
+        // The package ships no modules.dep; virtme-ng needs it to pick the 9p modules.
         run(Command::new("depmod").arg("-b").arg(&tmp).arg(&release))?;
         let _ = fs::remove_dir_all(&root);
         fs::rename(&tmp, &root)?;
@@ -109,7 +110,6 @@ pub fn fetch_kernel(spec: &KernelSpec, cache: &Path) -> Result<FetchedKernel> {
     }
     let package = fs::read_to_string(&done)?.trim().to_string();
     let release = file_name(&only_entry(&root.join("lib/modules"))?);
-    link_modules(&root.join("lib/modules").join(&release), &release)?;
     Ok(FetchedKernel {
         name: spec.name.to_string(),
         package,
@@ -117,19 +117,6 @@ pub fn fetch_kernel(spec: &KernelSpec, cache: &Path) -> Result<FetchedKernel> {
         release,
         dir,
     })
-}
-
-/// virtme-ng takes a kernel's modules only from /lib/modules/<release>.
-fn link_modules(modules: &Path, release: &str) -> Result<()> {
-    let link = Path::new("/lib/modules").join(release);
-    match fs::symlink_metadata(&link) {
-        // A real installation of the same Debian kernel: its modules are the same.
-        Ok(meta) if !meta.file_type().is_symlink() => return Ok(()),
-        Ok(_) if fs::read_link(&link)? == modules => return Ok(()),
-        Ok(_) => fs::remove_file(&link)?,
-        Err(_) => fs::create_dir_all("/lib/modules")?,
-    }
-    symlink(modules, &link).with_context(|| format!("linking {}", link.display()))
 }
 
 /// apt with its own sources list, lists and archive cache: the host's apt setup is untouched.

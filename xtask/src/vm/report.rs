@@ -17,6 +17,7 @@ pub fn parse_libtest(output: &str) -> Vec<TestOutcome> {
     output
         .lines()
         .filter_map(|line| {
+            let line = strip_colors(line);
             let (name, status) = line
                 .trim_end()
                 .strip_prefix("test ")?
