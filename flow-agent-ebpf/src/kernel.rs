@@ -3,7 +3,7 @@ use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
     bpf_get_current_task, bpf_get_current_uid_gid, bpf_probe_read_kernel,
 };
-use flow_common::{offsets::OFFSET_ABSENT, Loss, ProgramConfig, Task};
+use flow_common::{offsets::OFFSET_ABSENT, Loss, ProcessInfo, ProgramConfig, Task};
 
 use crate::{emit::count_loss, maps::PROCESSES};
 
@@ -37,15 +37,18 @@ pub fn read_ptr(base: u64, off: u32) -> u64 {
     read::<u64>(base, off).unwrap_or(0)
 }
 
-/// Start time and parent of a task, read from its `task_struct`.
+/// Start time, parent and network namespace of a task, read from its `task_struct`.
 #[inline(always)]
-pub fn task_start_and_parent(task: u64) -> (u64, u32) {
+pub fn task_info(task: u64) -> ProcessInfo {
     let o = &config().offsets;
     let leader = read_ptr(task, o.task_group_leader);
-    let start = read::<u64>(leader, o.task_start_boottime).unwrap_or(0);
     let parent = read_ptr(task, o.task_real_parent);
-    let ppid = read::<u32>(parent, o.task_tgid).unwrap_or(0);
-    (start, ppid)
+    let net = read_ptr(read_ptr(task, o.task_nsproxy), o.nsproxy_net_ns);
+    ProcessInfo {
+        start_ns: read::<u64>(leader, o.task_start_boottime).unwrap_or(0),
+        ppid: read::<u32>(parent, o.task_tgid).unwrap_or(0),
+        netns: read::<u32>(net, o.net_ns_inum).unwrap_or(0),
+    }
 }
 
 /// The current process, as its own syscall sees it. In tracing programs the task struct is read
@@ -56,23 +59,20 @@ pub fn current_task(from_task_struct: bool) -> Task {
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     let pid = (pid_tgid >> 32) as u32;
-    let (start_ns, ppid) = if from_task_struct {
-        task_start_and_parent(unsafe { bpf_get_current_task() })
+    let info = if from_task_struct {
+        task_info(unsafe { bpf_get_current_task() })
     } else {
-        match unsafe { PROCESSES.get(pid) } {
-            Some(p) => (p.start_ns, p.ppid),
-            None => (0, 0),
-        }
+        unsafe { PROCESSES.get(pid) }.copied().unwrap_or_default()
     };
     Task {
-        start_ns,
+        start_ns: info.start_ns,
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         pid,
         tid: pid_tgid as u32,
-        ppid,
+        ppid: info.ppid,
         uid: uid_gid as u32,
         gid: (uid_gid >> 32) as u32,
-        _pad: 0,
+        netns: info.netns,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     }
 }

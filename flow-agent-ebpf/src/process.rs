@@ -16,7 +16,7 @@ use flow_common::{
 
 use crate::{
     emit::{header, reserve, submit},
-    kernel::{config, current_task, read, read_ptr, task_start_and_parent},
+    kernel::{config, current_task, read, read_ptr, task_info},
     maps::PROCESSES,
 };
 
@@ -32,7 +32,7 @@ fn on_exec() -> Option<()> {
     let info = ProcessInfo {
         start_ns: task.start_ns,
         ppid: task.ppid,
-        _pad: 0,
+        netns: task.netns,
     };
     let _ = PROCESSES.insert(task.pid, info, 0);
 
@@ -145,13 +145,9 @@ fn on_fork(ctx: &RawTracePointContext) -> Option<()> {
     if child_pid != child_tgid {
         return None;
     }
-    let (child_start, ppid) = task_start_and_parent(child);
-    let (parent_start, _) = task_start_and_parent(parent);
-    let info = ProcessInfo {
-        start_ns: child_start,
-        ppid,
-        _pad: 0,
-    };
+    let info = task_info(child);
+    let child_start = info.start_ns;
+    let parent_start = task_info(parent).start_ns;
     let _ = PROCESSES.insert(child_tgid, info, 0);
     let mut entry = reserve::<ForkRecord>()?;
     let r = entry.as_mut_ptr();
@@ -180,7 +176,7 @@ fn on_exit() -> Option<()> {
         return None;
     }
     let task = unsafe { bpf_get_current_task() };
-    let (start_ns, _) = task_start_and_parent(task);
+    let start_ns = task_info(task).start_ns;
     let exit_code = read::<u32>(task, config().offsets.task_exit_code).unwrap_or(0);
     let _ = PROCESSES.remove(pid);
     let mut entry = reserve::<ExitRecord>()?;

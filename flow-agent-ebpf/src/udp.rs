@@ -234,7 +234,8 @@ fn on_skb(ctx: &SkBuffContext, egress: bool) -> Option<()> {
         (*r).key = key;
         (*r).owner = owner;
         (*r).tuple = pkt.tuple;
-        (*r).netns = 0;
+        // The owner's namespace: cgroup programs cannot read the socket's own.
+        (*r).netns = owner.netns;
         (*r).outbound_first = egress as u32;
     }
     submit(entry);

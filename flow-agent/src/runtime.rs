@@ -1,6 +1,10 @@
 //! The agent's main loop: drain the ring buffer in batches, feed the flow table, write events,
 //! and on SIGTERM/SIGINT end every open flow before exiting.
-use std::{io::Write, os::fd::AsRawFd, time::Duration};
+use std::{
+    io::Write,
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap};
@@ -54,10 +58,11 @@ fn seed_processes(capture: &mut Capture, table: &mut FlowTable) -> Result<usize>
     let mut kernel: BpfHashMap<&mut MapData, u32, ProcessInfo> = BpfHashMap::try_from(map)?;
     let procs = table.processes.scan_proc();
     for p in &procs {
+        let netns = std::fs::metadata(format!("/proc/{}/ns/net", p.pid)).map_or(0, |m| m.ino());
         let info = ProcessInfo {
             start_ns: p.start_ns,
             ppid: p.ppid,
-            _pad: 0,
+            netns: netns as u32,
         };
         // BPF_NOEXIST: an exec or fork the kernel already recorded is more exact.
         let _ = kernel.insert(p.pid, info, 1);

@@ -18,6 +18,8 @@ pub struct KernelOffsets {
     pub task_start_boottime: u32,
     pub task_mm: u32,
     pub task_files: u32,
+    pub task_nsproxy: u32,
+    pub nsproxy_net_ns: u32,
     // mm_struct
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,

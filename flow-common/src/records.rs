@@ -84,7 +84,8 @@ pub struct Task {
     pub ppid: u32,
     pub uid: u32,
     pub gid: u32,
-    pub _pad: u32,
+    /// Inode of the process's network namespace (0 when unknown).
+    pub netns: u32,
     pub comm: [u8; COMM_LEN],
 }
 
@@ -234,7 +235,8 @@ pub struct ExitRecord {
 pub struct ProcessInfo {
     pub start_ns: u64,
     pub ppid: u32,
-    pub _pad: u32,
+    /// Inode of the process's network namespace.
+    pub netns: u32,
 }
 
 /// Key of a UDP flow: one socket talking to one remote endpoint.

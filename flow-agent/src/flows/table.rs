@@ -430,6 +430,8 @@ impl FlowTable {
             return;
         }
         ev.attribution = Some(match f.owner_kind {
+            // UDP flows name the last process that used the socket in its own syscall.
+            _ if f.tuple.protocol != IPPROTO_TCP => "socket_user",
             OwnerKind::Connector => "connector",
             OwnerKind::Listener => "listener",
             OwnerKind::Acceptor => "acceptor",
