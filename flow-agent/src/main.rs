@@ -73,16 +73,12 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Run(args) => {
-            let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .unwrap_or_default()
-                .trim()
-                .to_string();
             let opts = RunOptions {
                 capture: CaptureConfig::default(),
                 flows: FlowTableConfig {
                     update_interval: Duration::from_secs(args.update_interval.max(1)),
                     udp_idle_timeout: Duration::from_secs(args.udp_idle_timeout.max(1)),
-                    hostname,
+                    host: flow_agent::enrich::host::HostInfo::read(),
                     ..FlowTableConfig::default()
                 },
                 poll_interval: Duration::from_millis(100),

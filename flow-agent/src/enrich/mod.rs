@@ -1,4 +1,6 @@
 //! Enrichment stage: who a process is (exe, command line, parent, user) and the host.
 pub mod clock;
+pub mod host;
+pub mod networks;
 pub mod process;
 pub mod users;

@@ -19,6 +19,8 @@ pub struct FlowEvent {
     pub dest_port: u16,
     /// outbound or inbound, relative to this host.
     pub network_direction: &'static str,
+    /// internal when the remote endpoint is in the configured local networks, else external.
+    pub network_locality: &'static str,
     /// Whether this host initiated the flow (Zeek local_orig) and answered it (local_resp).
     pub local_orig: bool,
     pub local_resp: bool,
@@ -104,6 +106,8 @@ pub struct FlowEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub netns: Option<u32>,
     pub hostname: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fqdn: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]

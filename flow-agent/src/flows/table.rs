@@ -17,7 +17,13 @@ use super::{
 };
 use crate::{
     capture::Record,
-    enrich::{clock::rfc3339_micros, clock::BootClock, process::ProcessTable, users::NameDb},
+    enrich::{
+        clock::{rfc3339_micros, BootClock},
+        host::{process_entity_id, HostInfo},
+        networks::{default_local_networks, is_local, Cidr},
+        process::ProcessTable,
+        users::NameDb,
+    },
 };
 
 /// Reads and forgets the kernel's per-flow UDP counters.
@@ -34,7 +40,9 @@ pub struct FlowTableConfig {
     pub udp_idle_timeout: Duration,
     /// A passive flow waits this long for accept() before it is reported with the listener.
     pub accept_wait: Duration,
-    pub hostname: String,
+    pub host: HostInfo,
+    /// Remote endpoints in these networks make a flow internal.
+    pub local_networks: Vec<Cidr>,
 }
 
 impl Default for FlowTableConfig {
@@ -43,7 +51,8 @@ impl Default for FlowTableConfig {
             update_interval: Duration::from_secs(60),
             udp_idle_timeout: Duration::from_secs(60),
             accept_wait: Duration::from_secs(1),
-            hostname: String::new(),
+            host: HostInfo::default(),
+            local_networks: default_local_networks(),
         }
     }
 }
@@ -370,10 +379,16 @@ impl FlowTable {
             dest_ip: dest_ip.to_string(),
             dest_port,
             network_direction: if local_orig { "outbound" } else { "inbound" },
+            network_locality: if is_local(&self.cfg.local_networks, remote.0) {
+                "internal"
+            } else {
+                "external"
+            },
             local_orig,
             local_resp: !local_orig,
             start_observed: f.role != Role::Unknown,
-            hostname: self.cfg.hostname.clone(),
+            hostname: self.cfg.host.hostname.clone(),
+            fqdn: self.cfg.host.fqdn.clone(),
             ..FlowEvent::default()
         };
         if f.open_ns > 0 {
@@ -448,6 +463,11 @@ impl FlowTable {
         ev.process_name = Some(String::from_utf8_lossy(&t.comm[..comm_len]).into_owned());
         if t.start_ns > 0 {
             ev.process_start_time = Some(rfc3339_micros(self.clock.to_wall(t.start_ns)));
+            ev.process_entity_id = Some(process_entity_id(
+                &self.cfg.host.machine_id,
+                t.start_ns,
+                t.pid,
+            ));
         }
         let proc = self.processes.lookup(t.pid, t.start_ns);
         let ppid = if t.ppid != 0 {
