@@ -70,5 +70,24 @@ pub fn ensure_all() -> Result<()> {
 }
 
 pub fn ensure_test_tools() -> Result<()> {
-    apt_install(TEST_PACKAGES)
+    apt_install(TEST_PACKAGES)?;
+    pip_install(PIP_TEST_PACKAGES)
+}
+
+/// Independent implementations the tests compare against (e.g. Community ID).
+const PIP_TEST_PACKAGES: &[(&str, &str)] = &[("communityid", "communityid")];
+
+fn pip_install(packages: &[(&str, &str)]) -> Result<()> {
+    for (module, package) in packages {
+        let present = Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !present {
+            eprintln!("xtask: installing {package} from PyPI");
+            run(Command::new("python3").args(["-m", "pip", "install", "-q", package]))?;
+        }
+    }
+    Ok(())
 }

@@ -12,6 +12,7 @@ use flow_common::{
 };
 
 use super::{
+    community_id::community_id_v1,
     event::{FlowEvent, IntervalCounters},
     state,
 };
@@ -43,6 +44,8 @@ pub struct FlowTableConfig {
     pub host: HostInfo,
     /// Remote endpoints in these networks make a flow internal.
     pub local_networks: Vec<Cidr>,
+    /// Seed of the Community ID hash (0 unless every sensor of a site agrees on another).
+    pub community_id_seed: u16,
 }
 
 impl Default for FlowTableConfig {
@@ -53,6 +56,7 @@ impl Default for FlowTableConfig {
             accept_wait: Duration::from_secs(1),
             host: HostInfo::default(),
             local_networks: default_local_networks(),
+            community_id_seed: 0,
         }
     }
 }
@@ -369,6 +373,14 @@ impl FlowTable {
             timestamp: rfc3339_micros(self.clock.to_wall(ts_ns)),
             event_action: action,
             flow_id: f.id.clone(),
+            community_id: Some(community_id_v1(
+                self.cfg.community_id_seed,
+                f.tuple.protocol,
+                src_ip,
+                src_port,
+                dest_ip,
+                dest_port,
+            )),
             transport_protocol: if f.tuple.protocol == IPPROTO_TCP {
                 "tcp"
             } else {
