@@ -1,5 +1,6 @@
 //! Project automation: `cargo xtask setup|build|run|test|lint|vm-test`.
 mod setup;
+mod vm;
 
 use std::{
     path::{Path, PathBuf},
@@ -83,6 +84,30 @@ fn build(release: bool) -> Result<PathBuf> {
         .join("flow-agent"))
 }
 
+/// Builds every test binary of the workspace without running it; returns their paths.
+fn test_binaries() -> Result<Vec<PathBuf>> {
+    let out = cargo()
+        .args(["test", "--workspace", "--no-run", "--message-format=json"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("building the test binaries")?;
+    if !out.status.success() {
+        bail!("building the test binaries failed");
+    }
+    let mut bins = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] == "compiler-artifact" && msg["profile"]["test"] == true {
+            if let Some(exe) = msg["executable"].as_str() {
+                bins.push(PathBuf::from(exe));
+            }
+        }
+    }
+    Ok(bins)
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::Setup => setup::ensure_all(),
@@ -129,7 +154,15 @@ fn main() -> Result<()> {
         Cmd::VmTest { kernel } => {
             setup::ensure_all()?;
             setup::ensure_test_tools()?;
-            bail!("vm-test is not wired yet (kernels requested: {kernel:?})")
+            vm::ensure_vm_tools()?;
+            let bin = build(false)?;
+            // The guest inherits FLOW_* variables: the tests find the agent through this one.
+            std::env::set_var("FLOW_AGENT_BIN", &bin);
+            let binaries = test_binaries()?;
+            if !vm::vm_test(&kernel, &workspace_root(), &binaries, &[])? {
+                bail!("vm-test: some kernel failed (matrix above)");
+            }
+            Ok(())
         }
     }
 }

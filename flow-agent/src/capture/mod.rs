@@ -2,6 +2,7 @@
 pub mod loader;
 pub mod object;
 pub mod records;
+pub mod sock_diag;
 
 pub use loader::{Capture, CaptureConfig, CaptureError};
 pub use records::Record;

@@ -144,6 +144,8 @@ echo {START_MARKER}
 {script}
 )
 echo {EXIT_MARKER}$?
+# Into the console log only (after the marker): the kernel messages the tests provoked.
+echo VM-DMESG; dmesg | tail -n 300
 "#
     )
 }

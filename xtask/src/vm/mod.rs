@@ -25,7 +25,8 @@ pub use tools::ensure_vm_tools;
 
 /// Kernels run when none is named.
 pub const DEFAULT_KERNELS: &[&str] = &["5.10", "6.1", "6.12"];
-/// Time limit for one VM (boot plus every test binary): TCG is slow, CI has 60 minutes in all.
+/// Time limit for one VM (boot plus every test binary), unless `$FLOW_VM_TIMEOUT_SECS` says
+/// otherwise: TCG is slow, and CI has 60 minutes in all.
 pub const VM_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Printed by the test script before each binary runs and, with "exit N", after it.
 const BINARY_MARKER: &str = "VM-TEST-BINARY ";
@@ -55,6 +56,10 @@ pub fn vm_test(
         .map(|b| fs::canonicalize(b).with_context(|| format!("test binary {}", b.display())))
         .collect::<Result<Vec<_>>>()?;
     let script = test_script(workspace, &binaries, test_args);
+    let timeout = env::var("FLOW_VM_TIMEOUT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(VM_TIMEOUT, Duration::from_secs);
     let mut results = Vec::new();
     for spec in &specs {
         let run = fetch_kernel(spec, &cache).and_then(|k| {
@@ -62,7 +67,7 @@ pub fn vm_test(
                 "vm: booting kernel {}: {} ({})",
                 k.name, k.release, k.package
             );
-            run_in_vm(&k, &script, VM_TIMEOUT)
+            run_in_vm(&k, &script, timeout)
         });
         let outcome = match run {
             Err(e) => Err(format!("{e:#}")),
@@ -88,11 +93,25 @@ pub fn vm_test(
     Ok(print_matrix(&results))
 }
 
-/// The guest script: every binary in turn from the workspace root, its exit status reported.
+/// The guest script: every binary in turn from the workspace root, its exit status reported,
+/// with the host's FLOW_*, RUST_LOG and RUST_BACKTRACE variables.
+/// The guest's root is the host's, read-only: a tmpfs overlay makes the workspace writable
+/// (target/tmp, test fixtures) inside the VM without touching the host's files.
 fn test_script(workspace: &Path, binaries: &[PathBuf], args: &[String]) -> String {
     let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
     let args: Vec<String> = args.iter().map(|a| quote(a)).collect();
-    let mut s = format!("cd {}\nfailed=0\n", quote(&workspace.display().to_string()));
+    let ws = quote(&workspace.display().to_string());
+    let mut s = format!(
+        "mkdir -p /run/ws/upper /run/ws/work\n\
+         mount -t overlay overlay -o lowerdir={ws},upperdir=/run/ws/upper,workdir=/run/ws/work {ws}\n\
+         cd {ws}\nfailed=0\n"
+    );
+    // The guest starts with init's environment: pass on the variables the tests read.
+    for (name, value) in env::vars() {
+        if name.starts_with("FLOW_") || name == "RUST_LOG" || name == "RUST_BACKTRACE" {
+            s += &format!("export {name}={}\n", quote(&value));
+        }
+    }
     for bin in binaries {
         let bin = quote(&bin.display().to_string());
         s += &format!(
@@ -104,22 +123,19 @@ fn test_script(workspace: &Path, binaries: &[PathBuf], args: &[String]) -> Strin
     s + "exit $failed\n"
 }
 
+/// Runs a command quietly; its output is shown only when it fails.
 fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed: {status}");
-    }
-    Ok(())
+    output(cmd).map(drop)
 }
 
 fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
     if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
         );
+        bail!("{cmd:?} failed: {}\n{stdout}{stderr}", out.status);
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -42,10 +42,10 @@ pub fn ensure_vm_tools() -> Result<()> {
             Command::new("python3")
                 .args(["-m", "pip", "install", "-q", VIRTME_NG])
                 .args(extra)
-                .status()
+                .output()
         };
         // A Debian-managed python refuses a plain `pip install`; pyenv's accepts it.
-        if !pip(&[])?.success() {
+        if !pip(&[])?.status.success() {
             run(Command::new("python3").args([
                 "-m",
                 "pip",
@@ -61,7 +61,8 @@ pub fn ensure_vm_tools() -> Result<()> {
 }
 
 /// Finds `vng`: on PATH (pyenv's shims), else where this python's pip puts scripts (pyenv's
-/// versions/X/bin, /usr/local/bin), else the user scheme's bin (`pip install --user`).
+/// versions/X/bin, /usr/local/bin), else the user scheme's bin (`pip install --user`), else
+/// pyenv's shims.
 pub fn find_vng() -> Option<PathBuf> {
     if let Some(path) = which("vng") {
         return Some(path);
@@ -78,6 +79,11 @@ pub fn find_vng() -> Option<PathBuf> {
         env::var("HOME")
             .ok()
             .map(|home| format!("{home}/.local/bin")),
+        // A shell that did not read ~/.bashrc (CI) may lack pyenv on PATH, where vng may be.
+        env::var("PYENV_ROOT")
+            .or_else(|_| env::var("HOME").map(|home| format!("{home}/.pyenv")))
+            .ok()
+            .map(|root| format!("{root}/shims")),
     ];
     dirs.into_iter()
         .flatten()
