@@ -113,7 +113,22 @@ fn on_close(ctx: TracePointContext, sk: u64, old: u8) -> Option<()> {
 
 #[inline(never)]
 fn on_transition(ctx: TracePointContext, sk: u64, old: u8, new: u8) -> Option<()> {
-    let p = TCP_SOCKS.get_ptr_mut(sk)?;
+    let p = match TCP_SOCKS.get_ptr_mut(sk) {
+        Some(p) => p,
+        None => {
+            // Opened before the agent: track its states from here so the close says how it went.
+            let state = TcpSockState {
+                owner: Task::default(),
+                open_ns: 0,
+                role: Role::Unknown as u8,
+                owner_kind: OwnerKind::None as u8,
+                _pad: 0,
+                states_seen: 1 << old,
+            };
+            TCP_SOCKS.insert(sk, state, 0).ok()?;
+            TCP_SOCKS.get_ptr_mut(sk)?
+        }
+    };
     unsafe { (*p).states_seen |= 1 << new };
     if new == ESTABLISHED && old == SYN_SENT {
         emit(&ctx, RecordKind::TcpOpen, sk, old, new, Some(p));

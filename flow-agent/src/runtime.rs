@@ -1,8 +1,10 @@
 //! The agent's main loop: drain the ring buffer in batches, feed the flow table, write events,
 //! and on SIGTERM/SIGINT end every open flow before exiting.
 use std::{
+    collections::{HashMap, HashSet},
     io::Write,
     os::{fd::AsRawFd, unix::fs::MetadataExt},
+    path::PathBuf,
     time::Duration,
 };
 
@@ -15,7 +17,7 @@ use tokio::{
 };
 
 use crate::{
-    capture::{Capture, CaptureConfig, Record},
+    capture::{sock_diag, Capture, CaptureConfig, Record},
     enrich::clock::boot_ns_now,
     flows::{
         table::sum_udp_counters, table::UdpCounterSource, FlowEvent, FlowTable, FlowTableConfig,
@@ -111,6 +113,9 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let mut table = FlowTable::new(opts.flows.clone(), prefix);
     let seeded = seed_processes(&mut capture, &mut table)?;
     log::info!("process table seeded with {seeded} running processes");
+    let mut namespaces = sock_diag::network_namespaces();
+    let mut events = Vec::new();
+    scan_existing_tcp(&mut table, &namespaces, &mut events);
 
     // SAFETY: the ring buffer's fd lives in `capture`, which outlives `ring_fd` (declared later,
     // dropped first) and is never closed or replaced while the loop runs.
@@ -123,7 +128,6 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut events = Vec::new();
     let mut last_losses = [0u64; LOSS_KINDS as usize];
     eprintln!(
         "flow-agent ready: kernel programs attached (cgroup v2 at {})",
@@ -137,7 +141,15 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             _ = poll.tick() => {}
             _ = tick.tick() => {
                 let mut udp = KernelUdp(&mut capture.udp_flows);
-                table.tick(boot_ns_now(), &mut udp, &mut events);
+                let now = boot_ns_now();
+                table.tick(now, &mut udp, &mut events);
+                let due = table.tcp_updates_due(now);
+                if !due.is_empty() {
+                    if due.iter().any(|ns| !namespaces.contains_key(&u64::from(*ns))) {
+                        namespaces = sock_diag::network_namespaces();
+                    }
+                    snapshot_tcp(&mut table, &namespaces, &due, now, &mut events);
+                }
                 let losses = capture.losses();
                 if losses != last_losses {
                     log::warn!("kernel-side losses (ring full, tcp table, udp table, read failed, owner table): {losses:?}");
@@ -155,6 +167,50 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             write_events(&mut out, &mut events)?;
             log::info!("shut down: every open flow reported as ended");
             return Ok(());
+        }
+    }
+}
+
+/// Connections open before the agent started: reported as flows whose start was not observed.
+fn scan_existing_tcp(
+    table: &mut FlowTable,
+    namespaces: &HashMap<u64, PathBuf>,
+    events: &mut Vec<FlowEvent>,
+) {
+    let owners = sock_diag::socket_owners();
+    for (inode, path) in namespaces {
+        let sockets = match sock_diag::tcp_sockets_in(path) {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("listing TCP connections in {}: {e}", path.display());
+                continue;
+            }
+        };
+        let listen = sock_diag::state_bit(sock_diag::tcp_state::LISTEN);
+        let listening: HashSet<u16> = sock_diag::tcp_sockets_in_with_states(path, listen)
+            .unwrap_or_default()
+            .iter()
+            .map(|s| s.local.port())
+            .collect();
+        table.add_existing_tcp(*inode as u32, &sockets, &listening, &owners, events);
+    }
+}
+
+/// Update events for TCP flows whose interval is due, from a sock_diag snapshot per namespace.
+fn snapshot_tcp(
+    table: &mut FlowTable,
+    namespaces: &HashMap<u64, PathBuf>,
+    due: &HashSet<u32>,
+    now: u64,
+    events: &mut Vec<FlowEvent>,
+) {
+    for ns in due {
+        let Some(path) = namespaces.get(&u64::from(*ns)) else {
+            continue;
+        };
+        match sock_diag::tcp_sockets_in(path) {
+            Ok(sockets) => table.apply_tcp_snapshot(*ns, &sockets, now, events),
+            Err(e) => log::warn!("TCP counters in {}: {e}", path.display()),
         }
     }
 }

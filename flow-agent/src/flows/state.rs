@@ -15,7 +15,9 @@ fn seen(rec: &TcpRecord, state: u8) -> bool {
 
 /// This host sent a FIN (tcp_send_fin moves the socket to FIN_WAIT1 or LAST_ACK).
 pub fn fin_sent(rec: &TcpRecord) -> bool {
-    seen(rec, FIN_WAIT1) || seen(rec, LAST_ACK)
+    seen(rec, FIN_WAIT1)
+        || seen(rec, LAST_ACK)
+        || matches!(rec.old_state, FIN_WAIT1 | FIN_WAIT2 | CLOSING | LAST_ACK)
 }
 
 pub fn fin_received(rec: &TcpRecord) -> bool {
@@ -29,7 +31,7 @@ pub fn payload(rec: &TcpRecord) -> (u64, u64) {
     let c = &rec.counters;
     let fin_in = u64::from(fin_received(rec));
     let fin_out = u64::from(fin_sent(rec) && rec.info & TCP_INFO_ALL_ACKED != 0);
-    let syn_out = u64::from(rec.role == Role::Active as u8 && seen(rec, ESTABLISHED));
+    let syn_out = u64::from(rec.role == Role::Active as u8 && established(rec));
     (
         c.bytes_received.saturating_sub(fin_in),
         c.bytes_acked.saturating_sub(fin_out + syn_out),

@@ -3,7 +3,7 @@
 //! ends idle UDP flows and releases passive flows nobody accepted.
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     time::Duration,
 };
 
@@ -62,40 +62,49 @@ impl Default for FlowTableConfig {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum FlowKey {
+pub(super) enum FlowKey {
+    /// A TCP socket the kernel reported open (its kernel address).
     Tcp(u64),
+    /// A TCP connection found open at start-up (numbered): its socket address is not known.
+    TcpPartial(u64),
     Udp(UdpFlowKey),
 }
 
+/// A TCP connection's identity as both the kernel records and sock_diag see it.
+pub(super) type TcpIdentity = (u32, SocketAddr, SocketAddr);
+
 /// Totals seen from this host: received (in) and sent (out).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Totals {
-    in_bytes: u64,
-    out_bytes: u64,
-    in_pkts: u64,
-    out_pkts: u64,
-    in_ip_bytes: Option<u64>,
-    out_ip_bytes: Option<u64>,
+pub(super) struct Totals {
+    pub(super) in_bytes: u64,
+    pub(super) out_bytes: u64,
+    pub(super) in_pkts: u64,
+    pub(super) out_pkts: u64,
+    pub(super) in_ip_bytes: Option<u64>,
+    pub(super) out_ip_bytes: Option<u64>,
 }
 
-struct Flow {
-    id: String,
-    tuple: Tuple,
-    role: Role,
-    owner: Task,
-    owner_kind: OwnerKind,
-    open_ns: u64,
-    netns: u32,
-    start_emitted: bool,
-    reported: Totals,
-    last_report_ns: u64,
+pub(super) struct Flow {
+    pub(super) id: String,
+    pub(super) tuple: Tuple,
+    pub(super) role: Role,
+    pub(super) owner: Task,
+    pub(super) owner_kind: OwnerKind,
+    pub(super) open_ns: u64,
+    pub(super) netns: u32,
+    pub(super) start_observed: bool,
+    pub(super) start_emitted: bool,
+    pub(super) reported: Totals,
+    pub(super) last_report_ns: u64,
 }
 
 pub struct FlowTable {
-    cfg: FlowTableConfig,
-    flows: HashMap<FlowKey, Flow>,
+    pub(super) cfg: FlowTableConfig,
+    pub(super) flows: HashMap<FlowKey, Flow>,
+    /// Flows found open at start-up, by identity, until the kernel reports their close.
+    pub(super) partial: HashMap<TcpIdentity, FlowKey>,
     udp_by_cookie: HashMap<u64, Vec<UdpFlowKey>>,
-    next_id: u64,
+    pub(super) next_id: u64,
     id_prefix: String,
     pub processes: ProcessTable,
     users: NameDb,
@@ -108,6 +117,7 @@ impl FlowTable {
         Self {
             cfg,
             flows: HashMap::new(),
+            partial: HashMap::new(),
             udp_by_cookie: HashMap::new(),
             next_id: 0,
             id_prefix,
@@ -122,7 +132,13 @@ impl FlowTable {
         self.flows.len()
     }
 
-    fn new_flow(&mut self, tuple: Tuple, role: Role, owner: Task, kind: OwnerKind) -> Flow {
+    pub(super) fn new_flow(
+        &mut self,
+        tuple: Tuple,
+        role: Role,
+        owner: Task,
+        kind: OwnerKind,
+    ) -> Flow {
         self.next_id += 1;
         Flow {
             id: format!("{}-{:x}", self.id_prefix, self.next_id),
@@ -132,6 +148,7 @@ impl FlowTable {
             owner_kind: kind,
             open_ns: 0,
             netns: 0,
+            start_observed: role != Role::Unknown,
             start_emitted: false,
             reported: Totals::default(),
             last_report_ns: 0,
@@ -189,6 +206,13 @@ impl FlowTable {
         let key = FlowKey::Tcp(r.sock);
         let role = role_of(r.role);
         let mut f = self.new_flow(r.tuple, role, r.owner, owner_kind_of(r.owner_kind));
+        // Opened while the start-up scan ran: the scan's flow is this one.
+        if let Some(pkey) = self.partial.remove(&identity(r.netns, &r.tuple)) {
+            if let Some(p) = self.flows.remove(&pkey) {
+                f.id = p.id;
+                f.start_emitted = p.start_emitted;
+            }
+        }
         f.open_ns = r.open_ns;
         f.last_report_ns = r.header.ts_ns;
         f.netns = r.netns;
@@ -209,7 +233,12 @@ impl FlowTable {
             r.states_seen,
             r.counters
         );
-        let key = FlowKey::Tcp(r.sock);
+        let mut key = FlowKey::Tcp(r.sock);
+        if !self.flows.contains_key(&key) {
+            if let Some(pkey) = self.partial.remove(&identity(r.netns, &r.tuple)) {
+                key = pkey;
+            }
+        }
         if !self.flows.contains_key(&key) {
             // Opened before the agent watched, or failed before ESTABLISHED (refused, timeout).
             let mut f = self.new_flow(
@@ -228,7 +257,12 @@ impl FlowTable {
         let Some(f) = self.flows.remove(&key) else {
             return;
         };
-        let (in_bytes, out_bytes) = state::payload(r);
+        // A flow found at start-up knows its (guessed) direction; the kernel record does not.
+        let mut directed = *r;
+        if directed.role == Role::Unknown as u8 {
+            directed.role = f.role as u8;
+        }
+        let (in_bytes, out_bytes) = state::payload(&directed);
         let totals = Totals {
             in_bytes,
             out_bytes,
@@ -241,7 +275,7 @@ impl FlowTable {
         ev.end_time = Some(rfc3339_micros(self.clock.to_wall(r.header.ts_ns)));
         ev.end_reason = Some(state::end_reason(r));
         ev.conn_state = Some(state::conn_state(r));
-        ev.history = Some(state::history(r, in_bytes, out_bytes));
+        ev.history = Some(state::history(&directed, in_bytes, out_bytes));
         if r.counters.srtt_us > 0 {
             ev.rtt_us = Some(r.counters.srtt_us);
         }
@@ -249,7 +283,7 @@ impl FlowTable {
         out.push(ev);
     }
 
-    fn emit_start(&mut self, key: FlowKey, out: &mut Vec<FlowEvent>) {
+    pub(super) fn emit_start(&mut self, key: FlowKey, out: &mut Vec<FlowEvent>) {
         let Some(mut f) = self.flows.remove(&key) else {
             return;
         };
@@ -342,7 +376,7 @@ impl FlowTable {
             }
             match key {
                 FlowKey::Udp(k) => self.end_udp(k, "agent_shutdown", udp, out),
-                FlowKey::Tcp(_) => {
+                FlowKey::Tcp(_) | FlowKey::TcpPartial(_) => {
                     let Some(f) = self.flows.remove(&key) else {
                         continue;
                     };
@@ -355,7 +389,7 @@ impl FlowTable {
         }
     }
 
-    fn event(
+    pub(super) fn event(
         &mut self,
         f: &Flow,
         action: &'static str,
@@ -398,7 +432,7 @@ impl FlowTable {
             },
             local_orig,
             local_resp: !local_orig,
-            start_observed: f.role != Role::Unknown,
+            start_observed: f.start_observed,
             hostname: self.cfg.host.hostname.clone(),
             fqdn: self.cfg.host.fqdn.clone(),
             ..FlowEvent::default()
@@ -542,8 +576,13 @@ fn udp_totals(c: &UdpCounters) -> Totals {
     }
 }
 
+pub(super) fn identity(netns: u32, t: &Tuple) -> TcpIdentity {
+    let ((la, lp), (ra, rp)) = endpoints(t);
+    (netns, SocketAddr::new(la, lp), SocketAddr::new(ra, rp))
+}
+
 /// (local, remote) endpoints; IPv4-mapped IPv6 addresses are reported as the IPv4 they carry.
-fn endpoints(t: &Tuple) -> ((IpAddr, u16), (IpAddr, u16)) {
+pub(super) fn endpoints(t: &Tuple) -> ((IpAddr, u16), (IpAddr, u16)) {
     let addr = |a: &[u8; 16]| -> IpAddr {
         if t.family == AF_INET {
             IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))

@@ -1,0 +1,178 @@
+//! Open TCP connections as sock_diag sees them: periodic update events for long flows (the
+//! kernel programs report TCP counters only at close), and flows already open at start-up.
+use std::collections::{HashMap, HashSet};
+
+use flow_common::{OwnerKind, Role, Task, Tuple, AF_INET, AF_INET6, IPPROTO_TCP};
+
+use super::{
+    table::{identity, FlowKey, Totals},
+    FlowEvent, FlowTable,
+};
+use crate::capture::sock_diag::{tcp_state, TcpSockInfo};
+
+/// Totals from a live socket, with the sequence-number bytes (SYN, FIN) taken out as at close.
+fn live_totals(s: &TcpSockInfo, role: Role) -> Totals {
+    let fin_in = matches!(
+        s.state,
+        tcp_state::CLOSE_WAIT | tcp_state::LAST_ACK | tcp_state::CLOSING
+    );
+    let fin_out_acked = s.state == tcp_state::FIN_WAIT2;
+    let syn_out = role == Role::Active;
+    Totals {
+        in_bytes: s.bytes_received.saturating_sub(u64::from(fin_in)),
+        out_bytes: s
+            .bytes_acked
+            .saturating_sub(u64::from(syn_out) + u64::from(fin_out_acked)),
+        in_pkts: u64::from(s.segs_in),
+        out_pkts: u64::from(s.segs_out),
+        in_ip_bytes: None,
+        out_ip_bytes: None,
+    }
+}
+
+fn tuple_of(s: &TcpSockInfo) -> Tuple {
+    let mut t = Tuple {
+        protocol: IPPROTO_TCP,
+        local_port: s.local.port(),
+        remote_port: s.remote.port(),
+        ..Tuple::default()
+    };
+    match (s.local.ip(), s.remote.ip()) {
+        (std::net::IpAddr::V4(l), std::net::IpAddr::V4(r)) => {
+            t.family = AF_INET;
+            t.local_addr[..4].copy_from_slice(&l.octets());
+            t.remote_addr[..4].copy_from_slice(&r.octets());
+        }
+        (l, r) => {
+            t.family = AF_INET6;
+            t.local_addr = match l {
+                std::net::IpAddr::V6(a) => a.octets(),
+                std::net::IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            };
+            t.remote_addr = match r {
+                std::net::IpAddr::V6(a) => a.octets(),
+                std::net::IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            };
+        }
+    }
+    t
+}
+
+impl FlowTable {
+    /// Network namespaces holding TCP flows whose update is due.
+    pub fn tcp_updates_due(&self, now_ns: u64) -> HashSet<u32> {
+        let interval = self.cfg.update_interval.as_nanos() as u64;
+        self.flows
+            .iter()
+            .filter(|(k, f)| {
+                matches!(k, FlowKey::Tcp(_) | FlowKey::TcpPartial(_))
+                    && f.start_emitted
+                    && now_ns.saturating_sub(f.last_report_ns) >= interval
+            })
+            .map(|(_, f)| f.netns)
+            .collect()
+    }
+
+    /// Emits update events for the due TCP flows of `netns` found among `sockets`.
+    pub fn apply_tcp_snapshot(
+        &mut self,
+        netns: u32,
+        sockets: &[TcpSockInfo],
+        now_ns: u64,
+        out: &mut Vec<FlowEvent>,
+    ) {
+        let live: HashMap<_, &TcpSockInfo> = sockets
+            .iter()
+            .map(|s| ((netns, s.local, s.remote), s))
+            .collect();
+        let interval = self.cfg.update_interval.as_nanos() as u64;
+        let due: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(k, f)| {
+                matches!(k, FlowKey::Tcp(_) | FlowKey::TcpPartial(_))
+                    && f.netns == netns
+                    && f.start_emitted
+                    && now_ns.saturating_sub(f.last_report_ns) >= interval
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            let Some(mut f) = self.flows.remove(&key) else {
+                continue;
+            };
+            if let Some(s) = live.get(&identity(netns, &f.tuple)) {
+                let totals = live_totals(s, f.role);
+                let mut ev = self.event(&f, "update", Some(totals), now_ns);
+                if s.rtt_us > 0 {
+                    ev.rtt_us = Some(s.rtt_us);
+                }
+                ev.retransmits = Some(s.total_retrans);
+                out.push(ev);
+                f.reported = totals;
+            }
+            // Not found: closing right now; its close record follows. Try again next interval.
+            f.last_report_ns = now_ns;
+            self.flows.insert(key, f);
+        }
+    }
+
+    /// Adds the connections open before the agent started, as flows whose start was not observed.
+    /// Direction is a guess: a connection on a port this namespace listens on is inbound.
+    pub fn add_existing_tcp(
+        &mut self,
+        netns: u32,
+        sockets: &[TcpSockInfo],
+        listening: &HashSet<u16>,
+        owners: &HashMap<u64, u32>,
+        out: &mut Vec<FlowEvent>,
+    ) {
+        for s in sockets {
+            let tuple = tuple_of(s);
+            let id = identity(netns, &tuple);
+            if self.partial.contains_key(&id) {
+                continue;
+            }
+            let role = if listening.contains(&s.local.port()) {
+                Role::Passive
+            } else {
+                Role::Active
+            };
+            let mut owner = Task {
+                uid: s.uid,
+                netns,
+                ..Task::default()
+            };
+            if let Some(p) = owners
+                .get(&s.inode)
+                .and_then(|pid| self.processes.lookup(*pid, 0))
+            {
+                owner.pid = p.pid;
+                owner.tid = p.pid;
+                owner.ppid = p.ppid;
+                owner.start_ns = p.start_ns;
+                let comm = std::fs::read(format!("/proc/{}/comm", p.pid)).unwrap_or_default();
+                let n = comm.len().min(owner.comm.len());
+                owner.comm[..n].copy_from_slice(&comm[..n]);
+                if owner.comm[..n].last() == Some(&b'\n') {
+                    owner.comm[n - 1] = 0;
+                }
+            }
+            let kind = match (owner.pid != 0, role) {
+                (false, _) => OwnerKind::None,
+                (true, Role::Passive) => OwnerKind::Acceptor,
+                (true, _) => OwnerKind::Connector,
+            };
+            let mut f = self.new_flow(tuple, role, owner, kind);
+            f.start_observed = false;
+            f.netns = netns;
+            f.last_report_ns = crate::enrich::clock::boot_ns_now();
+            // Intervals count from now; totals include what came before the agent.
+            f.reported = live_totals(s, role);
+            let key = FlowKey::TcpPartial(self.next_id);
+            self.flows.insert(key, f);
+            self.partial.insert(id, key);
+            self.emit_start(key, out);
+        }
+    }
+}
