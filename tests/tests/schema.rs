@@ -1,0 +1,682 @@
+//! The event contract: docs/events.md, docs/events.schema.json and the `FlowEvent` struct name
+//! the same fields, and every event a real agent prints validates against the schema.
+//!
+//! The agent test drives real TCP flows (a connection already open when the agent starts, HTTP
+//! over IPv4 and IPv6, a refused connect, a connect the client gives up on, a connection nobody
+//! accepts, connections still open at shutdown) and
+//! UDP flows (request/response over IPv4 and IPv6, a stream still running at shutdown) between two
+//! test namespaces, then stops the agent and validates every event it printed, its own and any
+//! other flow's on this host. Needs root and kernel BTF (fails, never skips, without them).
+
+use anyhow::{bail, ensure, Context, Result};
+use flow_agent_tests::{
+    find_tool, require_root_and_bpf, require_tools, Agent, Spawned, TempDir, TestHost,
+};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const HTTP_PORT: u16 = 8080;
+/// Nothing listens here: connects are refused.
+const CLOSED_PORT: u16 = 8081;
+/// A listener that never calls accept(): its connections stay attributed to the listener.
+const NO_ACCEPT_PORT: u16 = 8082;
+const UDP_PORT: u16 = 9999;
+const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bound on every helper process that would otherwise run until killed.
+const HELPER_LIFETIME_S: &str = "60";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn read(rel: &str) -> Result<String> {
+    let p = workspace().join(rel);
+    std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
+}
+
+fn schema() -> Result<Value> {
+    serde_json::from_str(&read("docs/events.schema.json")?)
+        .context("docs/events.schema.json is not valid JSON")
+}
+
+/// Draft 2020-12 validator with `format` asserted (date-time, ipv4, ipv6), not just annotated.
+fn validator(schema: &Value) -> Result<jsonschema::Validator> {
+    if let Err(e) = jsonschema::draft202012::meta::validate(schema) {
+        bail!("docs/events.schema.json is not a valid draft 2020-12 schema: {e}");
+    }
+    jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(schema)
+        .map_err(|e| anyhow::anyhow!("compiling docs/events.schema.json: {e}"))
+}
+
+/// Property names of the schema: top level, and the interval object's as `interval.NAME`.
+fn schema_fields(schema: &Value) -> Result<BTreeSet<String>> {
+    let top = schema["properties"]
+        .as_object()
+        .context("schema has no top-level properties")?;
+    let interval = schema["$defs"]["interval"]["properties"]
+        .as_object()
+        .context("schema has no $defs/interval/properties")?;
+    Ok(top
+        .keys()
+        .cloned()
+        .chain(interval.keys().map(|k| format!("interval.{k}")))
+        .collect())
+}
+
+/// Field names documented in docs/events.md: the first cell, in backticks, of every table row
+/// in the `## Fields` section (up to the next `## ` heading).
+fn doc_fields(md: &str) -> Result<BTreeSet<String>> {
+    let mut in_fields = false;
+    let mut seen_section = false;
+    let mut names = BTreeSet::new();
+    for line in md.lines() {
+        if let Some(h) = line.strip_prefix("## ") {
+            in_fields = h.trim() == "Fields";
+            seen_section |= in_fields;
+            continue;
+        }
+        if !in_fields {
+            continue;
+        }
+        let Some(row) = line.strip_prefix('|') else {
+            continue;
+        };
+        let cell = row.split('|').next().unwrap_or_default().trim();
+        if let Some(name) = cell.strip_prefix('`').and_then(|c| c.strip_suffix('`')) {
+            ensure!(
+                names.insert(name.to_string()),
+                "docs/events.md documents `{name}` twice"
+            );
+        }
+    }
+    ensure!(seen_section, "docs/events.md has no `## Fields` section");
+    Ok(names)
+}
+
+/// Serialized field names of `struct NAME` in event.rs (`prefix` prepended).
+fn struct_fields(src: &str, name: &str, prefix: &str) -> Result<BTreeSet<String>> {
+    let start = src
+        .find(&format!("pub struct {name} {{"))
+        .with_context(|| format!("no `pub struct {name}` in event.rs"))?;
+    let body = &src[start..];
+    let body = &body[..body.find("\n}").context("unterminated struct")?];
+    let mut names = BTreeSet::new();
+    for line in body.lines().skip(1).map(str::trim) {
+        // A rename would make the JSON name differ from the Rust one: not handled here.
+        ensure!(
+            !(line.starts_with("#[serde") && line.contains("rename")),
+            "{name} uses a serde rename ({line}): teach tests/tests/schema.rs about it"
+        );
+        if let Some(field) = line
+            .strip_prefix("pub ")
+            .and_then(|l| l.split_once(':'))
+            .map(|(f, _)| f.trim())
+        {
+            names.insert(format!("{prefix}{field}"));
+        }
+    }
+    Ok(names)
+}
+
+fn diff(a: &BTreeSet<String>, b: &BTreeSet<String>) -> Vec<String> {
+    a.difference(b).cloned().collect()
+}
+
+/// Every string of every `enum`/`const` under the schema's properties, by property name.
+fn enum_values(schema: &Value) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    if let Some(props) = schema["properties"].as_object() {
+        for (k, v) in props {
+            for s in v["enum"].as_array().into_iter().flatten() {
+                if let Some(s) = s.as_str() {
+                    out.entry(k.clone()).or_default().insert(s.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn docs_schema_and_struct_name_the_same_fields() -> Result<()> {
+    let schema = schema()?;
+    validator(&schema)?;
+    let in_schema = schema_fields(&schema)?;
+    let md = read("docs/events.md")?;
+    let in_docs = doc_fields(&md)?;
+    let src = read("flow-agent/src/flows/event.rs")?;
+    let mut in_struct = struct_fields(&src, "FlowEvent", "")?;
+    in_struct.extend(struct_fields(&src, "IntervalCounters", "interval.")?);
+
+    let mut problems = Vec::new();
+    for (what, missing) in [
+        (
+            "in the schema but not documented in docs/events.md",
+            diff(&in_schema, &in_docs),
+        ),
+        (
+            "documented in docs/events.md but not in the schema",
+            diff(&in_docs, &in_schema),
+        ),
+        (
+            "in FlowEvent/IntervalCounters (flow-agent/src/flows/event.rs) but not in the schema",
+            diff(&in_struct, &in_schema),
+        ),
+        (
+            "in the schema but not in FlowEvent/IntervalCounters",
+            diff(&in_schema, &in_struct),
+        ),
+    ] {
+        if !missing.is_empty() {
+            problems.push(format!("fields {what}: {}", missing.join(", ")));
+        }
+    }
+    // Every value an enum allows is explained in the docs (as `value`).
+    for (field, values) in enum_values(&schema) {
+        let undocumented: Vec<&String> = values
+            .iter()
+            .filter(|v| !md.contains(&format!("`{v}`")))
+            .collect();
+        if !undocumented.is_empty() {
+            problems.push(format!(
+                "values of {field} allowed by the schema but never written as `value` in docs/events.md: {undocumented:?}"
+            ));
+        }
+    }
+    ensure!(problems.is_empty(), "{}", problems.join("\n"));
+    Ok(())
+}
+
+/// The ```json blocks of docs/events.md (its real example events).
+fn doc_examples(md: &str) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut block: Option<String> = None;
+    for line in md.lines() {
+        match (&mut block, line.trim()) {
+            (None, "```json") => block = Some(String::new()),
+            (Some(b), "```") => {
+                out.push(
+                    serde_json::from_str(b)
+                        .with_context(|| format!("docs/events.md example is not JSON:\n{b}"))?,
+                );
+                block = None;
+            }
+            (Some(b), _) => {
+                b.push_str(line);
+                b.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    Ok(out)
+}
+
+fn errors(validator: &jsonschema::Validator, ev: &Value) -> Vec<String> {
+    validator
+        .iter_errors(ev)
+        .map(|e| format!("  at {:?}: {e}", e.instance_path().as_str()))
+        .collect()
+}
+
+/// The examples in docs/events.md validate, and the schema rejects what it must reject.
+#[test]
+fn doc_examples_validate_and_broken_events_do_not() -> Result<()> {
+    let validator = validator(&schema()?)?;
+    let examples = doc_examples(&read("docs/events.md")?)?;
+    ensure!(
+        examples.len() >= 2,
+        "docs/events.md has {} JSON examples, want a start and an end",
+        examples.len()
+    );
+    for ev in &examples {
+        let errs = errors(&validator, ev);
+        ensure!(
+            errs.is_empty(),
+            "docs/events.md example does not match the schema:\n{ev}\n{}",
+            errs.join("\n")
+        );
+    }
+    let end = examples
+        .iter()
+        .find(|e| e["event_action"] == "end" && e["transport_protocol"] == "tcp")
+        .context("docs/events.md has no TCP end example")?;
+    type Mutation = fn(&mut serde_json::Map<String, Value>);
+    let broken: [(&str, Mutation); 9] = [
+        ("an undocumented field", |e| {
+            e.insert("bogus".into(), 1.into());
+        }),
+        ("a missing required field", |e| {
+            e.remove("flow_id");
+        }),
+        ("a null instead of an omitted field", |e| {
+            e.insert("rtt_us".into(), Value::Null);
+        }),
+        ("a timestamp with milliseconds", |e| {
+            e.insert("timestamp".into(), "2026-11-23T13:05:50.543Z".into());
+        }),
+        ("an IPv4-mapped IPv6 address", |e| {
+            e.insert("src_ip".into(), "::ffff:127.0.0.1".into());
+        }),
+        ("an end without end_reason", |e| {
+            e.remove("end_reason");
+        }),
+        ("a TCP end with IP byte counters", |e| {
+            e.insert("orig_ip_bytes".into(), 1.into());
+            e.insert("resp_ip_bytes".into(), 1.into());
+        }),
+        ("a TCP shutdown end with counters", |e| {
+            e.insert("end_reason".into(), "agent_shutdown".into());
+            e.remove("conn_state");
+            e.remove("history");
+            e.remove("rtt_us");
+            e.remove("retransmits");
+        }),
+        ("inconsistent direction", |e| {
+            e.insert("local_orig".into(), false.into());
+        }),
+    ];
+    for (what, mutate) in broken {
+        let mut ev = end.clone();
+        mutate(ev.as_object_mut().context("example is not an object")?);
+        ensure!(!validator.is_valid(&ev), "the schema accepts {what}: {ev}");
+    }
+    Ok(())
+}
+
+/// The Python interpreter to exec: the system one when present (a `python3` in `$PATH` may be
+/// a pyenv shim that execs something else).
+fn python() -> Result<String> {
+    let system = Path::new("/usr/bin/python3");
+    if system.is_file() {
+        return Ok(system.display().to_string());
+    }
+    Ok(find_tool("python3")?.display().to_string())
+}
+
+fn spawn_py(host: &TestHost, script: &str, args: &[String]) -> Result<Spawned> {
+    host.cmd(&python()?)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .spawn()
+}
+
+/// Waits until `proc` printed a line starting with `prefix`.
+fn wait_for_line(proc: &Spawned, prefix: &str) -> Result<()> {
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    loop {
+        if proc.stdout_so_far().lines().any(|l| l.starts_with(prefix)) {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "pid {} printed no {prefix:?} line within {EVENT_TIMEOUT:?}\nstdout: {}\nstderr: {}",
+            proc.pid(),
+            proc.stdout_so_far().trim(),
+            proc.stderr_so_far().trim()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// UDP echo server on a dual-stack socket (IPv4 clients arrive as IPv4-mapped addresses).
+const UDP_ECHO: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", int(sys.argv[1])))
+s.settimeout(1)
+print("ready", flush=True)
+end = time.time() + float(sys.argv[2])
+while time.time() < end:
+    try:
+        d, a = s.recvfrom(2048)
+    except socket.timeout:
+        continue
+    s.sendto(d, a)
+"#;
+
+/// One request, one answer, exit: the client's flow ends with its socket.
+const UDP_ONCE: &str = r#"
+import socket, sys
+fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+c = socket.socket(fam, socket.SOCK_DGRAM)
+c.settimeout(5)
+c.sendto(b"ping", (sys.argv[1], int(sys.argv[2])))
+c.recvfrom(2048)
+"#;
+
+/// A datagram every 200 ms (bounded), still running when the agent stops.
+const UDP_STREAM: &str = r#"
+import socket, sys, time
+fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+c = socket.socket(fam, socket.SOCK_DGRAM)
+c.settimeout(5)
+end = time.time() + float(sys.argv[3])
+first = True
+while time.time() < end:
+    c.sendto(b"tick", (sys.argv[1], int(sys.argv[2])))
+    c.recvfrom(2048)
+    if first:
+        print("ready", flush=True)
+        first = False
+    time.sleep(0.2)
+"#;
+
+/// A TCP connection held open (bounded), still open when the agent stops.
+const TCP_HOLD: &str = r#"
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+print("connected", flush=True)
+time.sleep(float(sys.argv[3]))
+"#;
+
+/// listen() without accept(): the kernel completes handshakes into the backlog.
+const TCP_NO_ACCEPT: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", int(sys.argv[1])))
+s.listen(8)
+print("ready", flush=True)
+time.sleep(float(sys.argv[2]))
+"#;
+
+fn curl(host: &TestHost, url: &str, extra: &[&str]) -> Result<Option<i32>> {
+    let out = host
+        .cmd("curl")
+        .args(["-sS", "-g", "--noproxy", "*", "--max-time", "10"])
+        .args(extra)
+        .arg(url)
+        .output()?;
+    Ok(out.status.code())
+}
+
+fn url(addr: IpAddr, port: u16) -> String {
+    format!("http://{}/", std::net::SocketAddr::new(addr, port))
+}
+
+fn s(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+#[test]
+fn every_event_of_a_real_agent_matches_the_schema() -> Result<()> {
+    require_root_and_bpf()?;
+    require_tools(&["ip", "ss", "python3", "curl"])?;
+    let schema = schema()?;
+    let validator = validator(&schema)?;
+
+    let (client, server) = TestHost::pair()?;
+    let ours: BTreeSet<String> = [
+        IpAddr::V4(client.ns_addr_v4()),
+        IpAddr::V6(client.ns_addr_v6()),
+        IpAddr::V4(server.ns_addr_v4()),
+        IpAddr::V6(server.ns_addr_v6()),
+        IpAddr::V4(client.blackhole_addr_v4()),
+    ]
+    .iter()
+    .map(IpAddr::to_string)
+    .collect();
+    let is_ours = |e: &Value| ours.contains(&s(e, "src_ip")) && ours.contains(&s(e, "dest_ip"));
+    let srv4 = IpAddr::V4(server.ns_addr_v4());
+    let srv6 = IpAddr::V6(server.ns_addr_v6());
+
+    // Before the agent: an HTTP server and a connection to it, open when the agent starts.
+    let dir = TempDir::new("fat-schema")?;
+    dir.write("index.html", "hello\n")?;
+    let _http = server
+        .cmd(&python()?)
+        .args(["-m", "http.server", &HTTP_PORT.to_string(), "--bind", "::"])
+        .arg("--directory")
+        .arg(dir.path())
+        .spawn()?;
+    server.wait_for_tcp_listen(HTTP_PORT)?;
+    let before = spawn_py(
+        &client,
+        TCP_HOLD,
+        &[
+            srv4.to_string(),
+            HTTP_PORT.to_string(),
+            HELPER_LIFETIME_S.into(),
+        ],
+    )?;
+    wait_for_line(&before, "connected")?;
+
+    let agent = Agent::start(&["--udp-idle-timeout", "2", "--update-interval", "1"])
+        .context("starting flow-agent")?;
+    // Both ends of that connection are reported at start-up, then end when it closes.
+    let unobserved = |e: &Value| is_ours(e) && e["start_observed"] == false;
+    agent
+        .wait_for_count(
+            |e| unobserved(e) && s(e, "event_action") == "start",
+            2,
+            EVENT_TIMEOUT,
+        )
+        .context("waiting for the starts of the connection open before the agent")?;
+    before.signal(libc::SIGTERM)?;
+    agent
+        .wait_for_count(
+            |e| unobserved(e) && s(e, "end_reason") == "fin",
+            2,
+            EVENT_TIMEOUT,
+        )
+        .context("waiting for the ends of the connection open before the agent")?;
+    drop(before);
+
+    // Servers started after the agent, so that it sees their listen().
+    let no_accept = spawn_py(
+        &server,
+        TCP_NO_ACCEPT,
+        &[NO_ACCEPT_PORT.to_string(), HELPER_LIFETIME_S.into()],
+    )?;
+    wait_for_line(&no_accept, "ready")?;
+    let echo = spawn_py(
+        &server,
+        UDP_ECHO,
+        &[UDP_PORT.to_string(), HELPER_LIFETIME_S.into()],
+    )?;
+    wait_for_line(&echo, "ready")?;
+
+    // TCP: complete exchanges, a refused connect, a connect abandoned after 1 s.
+    for addr in [srv4, srv6] {
+        let code = curl(&client, &url(addr, HTTP_PORT), &["--fail"])?;
+        ensure!(code == Some(0), "curl {addr}: exit {code:?}");
+    }
+    let code = curl(&client, &url(srv4, CLOSED_PORT), &[])?;
+    ensure!(
+        code == Some(7),
+        "curl to a closed port: want exit 7, got {code:?}"
+    );
+    let blackhole = IpAddr::V4(client.blackhole_addr_v4());
+    let code = curl(&client, &url(blackhole, 80), &["--connect-timeout", "1"])?;
+    ensure!(
+        code == Some(28),
+        "curl to the blackhole: want exit 28, got {code:?}"
+    );
+    // Connections still open when the agent stops.
+    let mut held = Vec::new();
+    for port in [HTTP_PORT, NO_ACCEPT_PORT] {
+        let p = spawn_py(
+            &client,
+            TCP_HOLD,
+            &[srv4.to_string(), port.to_string(), HELPER_LIFETIME_S.into()],
+        )?;
+        wait_for_line(&p, "connected")?;
+        held.push(p);
+    }
+    // UDP: one exchange per family, then a stream still running when the agent stops.
+    for addr in [srv4, srv6] {
+        client
+            .cmd(&python()?)
+            .arg("-c")
+            .arg(UDP_ONCE)
+            .args([addr.to_string(), UDP_PORT.to_string()])
+            .run()?;
+    }
+    let stream = spawn_py(
+        &client,
+        UDP_STREAM,
+        &[
+            srv4.to_string(),
+            UDP_PORT.to_string(),
+            HELPER_LIFETIME_S.into(),
+        ],
+    )?;
+    wait_for_line(&stream, "ready")?;
+
+    // Wait for the events that prove each kind was seen before stopping the agent.
+    type Pred = Box<dyn Fn(&Value) -> bool>;
+    let want: [(&str, usize, Pred); 8] = [
+        (
+            "tcp end fin (both sides of the 2 HTTP exchanges)",
+            4,
+            Box::new(|e| s(e, "end_reason") == "fin" && s(e, "dest_port") == "8080"),
+        ),
+        (
+            "tcp end refused",
+            1,
+            Box::new(|e| s(e, "end_reason") == "refused"),
+        ),
+        (
+            "tcp end aborted",
+            1,
+            Box::new(|e| s(e, "end_reason") == "aborted"),
+        ),
+        (
+            "tcp start attributed to the listener",
+            1,
+            Box::new(|e| s(e, "event_action") == "start" && s(e, "attribution") == "listener"),
+        ),
+        (
+            "udp end socket_closed (the 2 one-shot clients)",
+            2,
+            Box::new(|e| s(e, "end_reason") == "socket_closed"),
+        ),
+        (
+            "udp end idle (the server side of the one-shot exchanges)",
+            2,
+            Box::new(|e| s(e, "end_reason") == "idle"),
+        ),
+        (
+            "udp update (the stream)",
+            1,
+            Box::new(|e| s(e, "event_action") == "update" && s(e, "transport_protocol") == "udp"),
+        ),
+        (
+            "tcp update (the held connections)",
+            1,
+            Box::new(|e| s(e, "event_action") == "update" && s(e, "transport_protocol") == "tcp"),
+        ),
+    ];
+    for (what, n, pred) in &want {
+        agent
+            .wait_for_count(|e| is_ours(e) && pred(e), *n, EVENT_TIMEOUT)
+            .with_context(|| format!("waiting for {n} x {what}"))?;
+    }
+    let non_json = agent.non_json_lines();
+    let events = agent.stop()?;
+    drop(held);
+    drop(stream);
+    ensure!(
+        non_json.is_empty(),
+        "agent printed non-JSON lines on stdout:\n{}",
+        non_json.join("\n")
+    );
+
+    if let Some(path) = std::env::var_os("FLOW_AGENT_SCHEMA_TEST_EVENTS") {
+        // Debugging aid: every captured event as JSON lines.
+        let lines: Vec<String> = events.iter().map(Value::to_string).collect();
+        std::fs::write(&path, lines.join("\n") + "\n")
+            .with_context(|| format!("writing {}", Path::new(&path).display()))?;
+    }
+
+    // 1. Every event, ours or not, matches the schema.
+    let mut failures = Vec::new();
+    for ev in &events {
+        let errs = errors(&validator, ev);
+        if !errs.is_empty() {
+            failures.push(format!("{}\n  event: {ev}", errs.join("\n")));
+        }
+    }
+    const SHOWN: usize = 20;
+    ensure!(
+        failures.is_empty(),
+        "{} of {} events do not match docs/events.schema.json (first {} shown):\n{}",
+        failures.len(),
+        events.len(),
+        failures.len().min(SHOWN),
+        failures[..failures.len().min(SHOWN)].join("\n\n")
+    );
+
+    // 2. Lifecycle: per flow exactly one start (first) and one end (last), updates between.
+    let mut flows: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for ev in &events {
+        flows.entry(s(ev, "flow_id")).or_default().push(ev);
+    }
+    for (id, evs) in &flows {
+        let actions: Vec<String> = evs.iter().map(|e| s(e, "event_action")).collect();
+        let n = actions.len();
+        let ok = n >= 2
+            && actions[0] == "start"
+            && actions[n - 1] == "end"
+            && actions[1..n - 1].iter().all(|a| a == "update");
+        ensure!(
+            ok,
+            "flow {id}: want start, update*, end; got {actions:?}\n{}",
+            evs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+
+    // 3. Our traffic exercised every branch the test is meant to cover.
+    let mine: Vec<&Value> = events.iter().filter(|e| is_ours(e)).collect();
+    let seen = |key: &str, proto: &str| -> BTreeSet<String> {
+        mine.iter()
+            .filter(|e| s(e, "transport_protocol") == proto)
+            .map(|e| s(e, key))
+            .filter(|v| !v.is_empty())
+            .collect()
+    };
+    let expect: [(&str, &str, &[&str]); 7] = [
+        ("event_action", "tcp", &["start", "update", "end"]),
+        ("start_observed", "tcp", &["true", "false"]),
+        ("event_action", "udp", &["start", "update", "end"]),
+        (
+            "end_reason",
+            "tcp",
+            &["fin", "refused", "aborted", "agent_shutdown"],
+        ),
+        (
+            "end_reason",
+            "udp",
+            &["socket_closed", "idle", "agent_shutdown"],
+        ),
+        ("conn_state", "tcp", &["SF", "REJ", "S0", "OTH"]),
+        ("attribution", "tcp", &["connector", "acceptor", "listener"]),
+    ];
+    for (key, proto, values) in expect {
+        let got = seen(key, proto);
+        let missing: Vec<&&str> = values.iter().filter(|v| !got.contains(**v)).collect();
+        ensure!(
+            missing.is_empty(),
+            "{proto} {key}: never saw {missing:?} among this test's {} events (saw {got:?})",
+            mine.len()
+        );
+    }
+    Ok(())
+}
