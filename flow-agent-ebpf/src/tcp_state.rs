@@ -1,6 +1,6 @@
 //! TCP lifecycle from `sock:inet_sock_set_state`: one tracepoint call per state change, no
 //! per-packet work. Totals come from `tcp_sock` at close.
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext, EbpfContext};
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use flow_common::{
     tcp_state::*, Loss, OwnerKind, RecordKind, Role, Task, TcpCounters, TcpRecord, Tuple, AF_INET,
     IPPROTO_TCP, TCP_INFO_ALL_ACKED, TCP_INFO_FIN_RECEIVED,
@@ -12,35 +12,29 @@ use crate::{
     maps::{ListenerKey, TcpSockState, LISTENERS, TCP_SOCKS},
 };
 
-#[tracepoint(category = "sock", name = "inet_sock_set_state")]
-pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+/// Raw tracepoint: its arguments are (struct sock *sk, int oldstate, int newstate).
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     on_set_state(&ctx);
     0
 }
 
 #[inline(always)]
-fn field<T>(ctx: &TracePointContext, off: u32) -> Option<T> {
-    unsafe { ctx.read_at::<T>(off as usize) }.ok()
-}
-
-#[inline(always)]
-fn on_set_state(ctx: &TracePointContext) -> Option<()> {
-    let l = &config().set_state;
-    if field::<u16>(ctx, l.protocol)? != IPPROTO_TCP as u16 {
+fn on_set_state(ctx: &RawTracePointContext) -> Option<()> {
+    let sk: u64 = ctx.arg(0);
+    let old = ctx.arg::<u64>(1) as u8;
+    let new = ctx.arg::<u64>(2) as u8;
+    if read::<u16>(sk, config().offsets.sock_sk_protocol)? != IPPROTO_TCP as u16 {
         return None;
     }
-    let sk = field::<u64>(ctx, l.skaddr)?;
-    let old = field::<i32>(ctx, l.oldstate)? as u8;
-    let new = field::<i32>(ctx, l.newstate)? as u8;
     // Each branch is its own BPF function: inlined together their locals overflow the stack.
-    let ctx = TracePointContext::new(ctx.as_ptr());
     match new {
         SYN_SENT => on_connect(sk),
-        LISTEN => on_listen(ctx, sk),
-        ESTABLISHED if old == SYN_RECV => on_passive_open(ctx, sk),
-        CLOSE if old == LISTEN => on_listen_close(ctx, sk),
-        CLOSE => on_close(ctx, sk, old),
-        _ => on_transition(ctx, sk, old, new),
+        LISTEN => on_listen(sk),
+        ESTABLISHED if old == SYN_RECV => on_passive_open(sk),
+        CLOSE if old == LISTEN => on_listen_close(sk),
+        CLOSE => on_close(sk, old),
+        _ => on_transition(sk, old, new),
     }
 }
 
@@ -63,16 +57,16 @@ fn on_connect(sk: u64) -> Option<()> {
 
 /// Inside listen(): remember who owns the port for the connections it will take.
 #[inline(never)]
-fn on_listen(ctx: TracePointContext, sk: u64) -> Option<()> {
-    let key = listener_key(&ctx, sk)?;
+fn on_listen(sk: u64) -> Option<()> {
+    let key = listener_key(sk)?;
     let _ = LISTENERS.insert(key, current_task(true), 0);
     Some(())
 }
 
 /// Passive open, in softirq: attributed to the listener until accept() names the taker.
 #[inline(never)]
-fn on_passive_open(ctx: TracePointContext, sk: u64) -> Option<()> {
-    let key = listener_key(&ctx, sk)?;
+fn on_passive_open(sk: u64) -> Option<()> {
+    let key = listener_key(sk)?;
     let (owner, kind) = match unsafe { LISTENERS.get(key) } {
         Some(t) => (*t, OwnerKind::Listener),
         None => (Task::default(), OwnerKind::None),
@@ -89,7 +83,6 @@ fn on_passive_open(ctx: TracePointContext, sk: u64) -> Option<()> {
         count_loss(Loss::TcpTableFull);
     }
     emit(
-        &ctx,
         RecordKind::TcpOpen,
         sk,
         SYN_RECV,
@@ -99,20 +92,20 @@ fn on_passive_open(ctx: TracePointContext, sk: u64) -> Option<()> {
 }
 
 #[inline(never)]
-fn on_listen_close(ctx: TracePointContext, sk: u64) -> Option<()> {
-    let key = listener_key(&ctx, sk)?;
+fn on_listen_close(sk: u64) -> Option<()> {
+    let key = listener_key(sk)?;
     LISTENERS.remove(key).ok()
 }
 
 #[inline(never)]
-fn on_close(ctx: TracePointContext, sk: u64, old: u8) -> Option<()> {
+fn on_close(sk: u64, old: u8) -> Option<()> {
     let state = TCP_SOCKS.get_ptr_mut(sk);
-    emit(&ctx, RecordKind::TcpClose, sk, old, CLOSE, state);
+    emit(RecordKind::TcpClose, sk, old, CLOSE, state);
     TCP_SOCKS.remove(sk).ok()
 }
 
 #[inline(never)]
-fn on_transition(ctx: TracePointContext, sk: u64, old: u8, new: u8) -> Option<()> {
+fn on_transition(sk: u64, old: u8, new: u8) -> Option<()> {
     let p = match TCP_SOCKS.get_ptr_mut(sk) {
         Some(p) => p,
         None => {
@@ -131,38 +124,39 @@ fn on_transition(ctx: TracePointContext, sk: u64, old: u8, new: u8) -> Option<()
     };
     unsafe { (*p).states_seen |= 1 << new };
     if new == ESTABLISHED && old == SYN_SENT {
-        emit(&ctx, RecordKind::TcpOpen, sk, old, new, Some(p));
+        emit(RecordKind::TcpOpen, sk, old, new, Some(p));
     }
     Some(())
 }
 
 #[inline(always)]
-fn listener_key(ctx: &TracePointContext, sk: u64) -> Option<ListenerKey> {
-    let l = &config().set_state;
+fn listener_key(sk: u64) -> Option<ListenerKey> {
+    let o = &config().offsets;
     Some(ListenerKey {
         netns: sock_netns(sk),
-        port: field::<u16>(ctx, l.sport)?,
-        family: field::<u16>(ctx, l.family)?,
+        port: read::<u16>(sk, o.skc_num)?,
+        family: read::<u16>(sk, o.skc_family)?,
     })
 }
 
+/// The socket's endpoints from `sock_common`, as the stable tracepoint record would give them.
 #[inline(always)]
-fn read_tuple(ctx: &TracePointContext, t: &mut Tuple) -> Option<()> {
-    let l = &config().set_state;
-    let family = field::<u16>(ctx, l.family)?;
+fn read_tuple(sk: u64, t: &mut Tuple) -> Option<()> {
+    let o = &config().offsets;
+    let family = read::<u16>(sk, o.skc_family)?;
     t.family = family;
-    t.local_port = field::<u16>(ctx, l.sport)?;
-    t.remote_port = field::<u16>(ctx, l.dport)?;
+    t.local_port = read::<u16>(sk, o.skc_num)?;
+    t.remote_port = u16::from_be(read::<u16>(sk, o.skc_dport)?);
     t.protocol = IPPROTO_TCP;
     t._pad = 0;
     if family == AF_INET {
         t.local_addr = [0; 16];
         t.remote_addr = [0; 16];
-        t.local_addr[..4].copy_from_slice(&field::<[u8; 4]>(ctx, l.saddr)?);
-        t.remote_addr[..4].copy_from_slice(&field::<[u8; 4]>(ctx, l.daddr)?);
+        t.local_addr[..4].copy_from_slice(&read::<[u8; 4]>(sk, o.skc_rcv_saddr)?);
+        t.remote_addr[..4].copy_from_slice(&read::<[u8; 4]>(sk, o.skc_daddr)?);
     } else {
-        t.local_addr = field::<[u8; 16]>(ctx, l.saddr_v6)?;
-        t.remote_addr = field::<[u8; 16]>(ctx, l.daddr_v6)?;
+        t.local_addr = read::<[u8; 16]>(sk, o.skc_v6_rcv_saddr)?;
+        t.remote_addr = read::<[u8; 16]>(sk, o.skc_v6_daddr)?;
     }
     Some(())
 }
@@ -184,7 +178,6 @@ fn read_counters(sk: u64, c: &mut TcpCounters) {
 
 #[inline(always)]
 fn emit(
-    ctx: &TracePointContext,
     kind: RecordKind,
     sk: u64,
     old: u8,
@@ -194,7 +187,7 @@ fn emit(
     let mut entry = reserve::<TcpRecord>()?;
     let r = entry.as_mut_ptr();
     unsafe {
-        if read_tuple(ctx, &mut (*r).tuple).is_none() {
+        if read_tuple(sk, &mut (*r).tuple).is_none() {
             entry.discard(0);
             return None;
         }

@@ -129,6 +129,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut last_losses = [0u64; LOSS_KINDS as usize];
+    let mut last_missed = 0;
     eprintln!(
         "flow-agent ready: kernel programs attached (cgroup v2 at {})",
         capture.cgroup_root.display()
@@ -151,9 +152,13 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                     snapshot_tcp(&mut table, &namespaces, &due, now, &mut events);
                 }
                 let losses = capture.losses();
-                if losses != last_losses {
-                    log::warn!("kernel-side losses (ring full, tcp table, udp table, read failed, owner table): {losses:?}");
+                if losses != last_losses || table.missed_closes != last_missed {
+                    log::warn!(
+                        "kernel-side losses (ring full, tcp table, udp table, read failed, owner table): {losses:?}; TCP closes missed: {}",
+                        table.missed_closes
+                    );
                     last_losses = losses;
+                    last_missed = table.missed_closes;
                 }
             }
             _ = sigterm.recv() => shutting_down = true,
@@ -162,6 +167,15 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         drain(&mut capture, &mut table, &mut events);
         write_events(&mut out, &mut events)?;
         if shutting_down {
+            drain(&mut capture, &mut table, &mut events);
+            for ns in table.tcp_namespaces() {
+                let Some(path) = namespaces.get(&u64::from(ns)) else {
+                    continue;
+                };
+                if let Ok(sockets) = sock_diag::tcp_sockets_in(path) {
+                    table.refresh_live_totals(ns, &sockets);
+                }
+            }
             let mut udp = KernelUdp(&mut capture.udp_flows);
             table.shutdown(&mut udp, &mut events);
             write_events(&mut out, &mut events)?;

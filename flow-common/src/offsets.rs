@@ -45,6 +45,15 @@ pub struct KernelOffsets {
     pub socket_sk: u32,
     // sock, sock_common, net
     pub sock_common_skc_net: u32,
+    pub skc_family: u32,
+    /// Local port, host byte order.
+    pub skc_num: u32,
+    /// Remote port, network byte order.
+    pub skc_dport: u32,
+    pub skc_rcv_saddr: u32,
+    pub skc_daddr: u32,
+    pub skc_v6_rcv_saddr: u32,
+    pub skc_v6_daddr: u32,
     pub net_ns_inum: u32,
     pub sock_sk_err: u32,
     pub sock_sk_protocol: u32,
@@ -64,7 +73,8 @@ pub struct KernelOffsets {
 }
 
 /// Layout of the `sock:inet_sock_set_state` tracepoint record, read from its tracefs format file
-/// at start-up (the record is a stable ABI, but its offsets still differ between kernels).
+/// (the record is a stable ABI, but its offsets still differ between kernels). The programs use
+/// the raw tracepoint and read the socket instead; `flow-agent probe` still checks this layout.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SetStateLayout {
@@ -86,7 +96,6 @@ pub struct SetStateLayout {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProgramConfig {
     pub offsets: KernelOffsets,
-    pub set_state: SetStateLayout,
     /// Wake the consumer only when this many bytes wait in the ring buffer (it also polls).
     pub wakeup_bytes: u32,
     pub _reserved: u32,

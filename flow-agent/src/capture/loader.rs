@@ -82,7 +82,6 @@ pub struct Capture {
 }
 
 const TRACEPOINTS: &[(&str, &str, &str)] = &[
-    ("inet_sock_set_state", "sock", "inet_sock_set_state"),
     ("sys_exit_accept4", "syscalls", "sys_exit_accept4"),
     ("sys_exit_accept", "syscalls", "sys_exit_accept"),
     ("sched_process_exec", "sched", "sched_process_exec"),
@@ -103,11 +102,10 @@ impl Capture {
     pub fn load(cfg: &CaptureConfig) -> Result<Self, CaptureError> {
         let btf = Btf::from_sys_fs()?;
         let offsets = offsets::resolve(&btf)?;
-        let tracefs = tracefs::tracefs_root_or_mount()?;
-        let set_state = tracefs::inet_sock_set_state_layout(&tracefs)?;
+        // The syscall and sched tracepoints need tracefs mounted.
+        tracefs::tracefs_root_or_mount()?;
         let program_config = ProgramConfig {
             offsets,
-            set_state,
             wakeup_bytes: cfg.wakeup_bytes,
             _reserved: 0,
         };
@@ -129,12 +127,16 @@ impl Capture {
             prog.attach(category, event)
                 .map_err(|source| CaptureError::Program { name, source })?;
         }
-        let fork: &mut RawTracePoint = program(&mut ebpf, "sched_process_fork")?;
-        let name = "sched_process_fork";
-        fork.load()
-            .map_err(|source| CaptureError::Program { name, source })?;
-        fork.attach("sched_process_fork")
-            .map_err(|source| CaptureError::Program { name, source })?;
+        // Raw tracepoints do not share the per-CPU guard of classic tracepoint programs, under
+        // which a state change in softirq is skipped whenever any tracing program runs on that
+        // CPU: TCP state changes must not be lost that way.
+        for name in ["sched_process_fork", "inet_sock_set_state"] {
+            let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
+            prog.load()
+                .map_err(|source| CaptureError::Program { name, source })?;
+            prog.attach(name)
+                .map_err(|source| CaptureError::Program { name, source })?;
+        }
 
         let cgroup_root = cgroup2_mount().ok_or(CaptureError::NoCgroup2)?;
         let cgroup = File::open(&cgroup_root).map_err(|source| CaptureError::CgroupOpen {

@@ -38,6 +38,16 @@ pub fn payload(rec: &TcpRecord) -> (u64, u64) {
     )
 }
 
+/// Segments (received, sent). The accepting side's SYN-ACK is sent before its socket exists,
+/// so that socket's segs_out misses it: it is added back (a retransmitted SYN-ACK is not).
+pub fn packets(rec: &TcpRecord) -> (u64, u64) {
+    let syn_ack = u64::from(rec.role == Role::Passive as u8 && established(rec));
+    (
+        u64::from(rec.counters.segs_in),
+        u64::from(rec.counters.segs_out) + syn_ack,
+    )
+}
+
 fn established(rec: &TcpRecord) -> bool {
     seen(rec, ESTABLISHED) || rec.old_state != SYN_SENT
 }

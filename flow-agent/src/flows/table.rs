@@ -96,6 +96,8 @@ pub(super) struct Flow {
     pub(super) start_emitted: bool,
     pub(super) reported: Totals,
     pub(super) last_report_ns: u64,
+    /// TCP: totals of the last sock_diag snapshot that found the socket.
+    pub(super) live: Option<Totals>,
 }
 
 pub struct FlowTable {
@@ -105,6 +107,8 @@ pub struct FlowTable {
     pub(super) partial: HashMap<TcpIdentity, FlowKey>,
     udp_by_cookie: HashMap<u64, Vec<UdpFlowKey>>,
     pub(super) next_id: u64,
+    /// TCP flows whose close record never came (counted, reported as a loss).
+    pub missed_closes: u64,
     id_prefix: String,
     pub processes: ProcessTable,
     users: NameDb,
@@ -118,6 +122,7 @@ impl FlowTable {
             cfg,
             flows: HashMap::new(),
             partial: HashMap::new(),
+            missed_closes: 0,
             udp_by_cookie: HashMap::new(),
             next_id: 0,
             id_prefix,
@@ -152,6 +157,7 @@ impl FlowTable {
             start_emitted: false,
             reported: Totals::default(),
             last_report_ns: 0,
+            live: None,
         }
     }
 
@@ -216,6 +222,12 @@ impl FlowTable {
         f.open_ns = r.open_ns;
         f.last_report_ns = r.header.ts_ns;
         f.netns = r.netns;
+        if let Some(stale) = self.flows.remove(&key) {
+            // The socket's address was reused: its close record was lost (the kernel skipped
+            // the program). End the old flow honestly rather than overwrite it.
+            self.missed_closes += 1;
+            self.end_without_close(stale, "close_missed", r.header.ts_ns, out);
+        }
         self.flows.insert(key, f);
         // A passive flow waits for accept() to name its process (or for the tick to give up).
         if role != Role::Passive {
@@ -263,11 +275,12 @@ impl FlowTable {
             directed.role = f.role as u8;
         }
         let (in_bytes, out_bytes) = state::payload(&directed);
+        let (in_pkts, out_pkts) = state::packets(&directed);
         let totals = Totals {
             in_bytes,
             out_bytes,
-            in_pkts: u64::from(r.counters.segs_in),
-            out_pkts: u64::from(r.counters.segs_out),
+            in_pkts,
+            out_pkts,
             in_ip_bytes: None,
             out_ip_bytes: None,
         };
@@ -377,16 +390,35 @@ impl FlowTable {
             match key {
                 FlowKey::Udp(k) => self.end_udp(k, "agent_shutdown", udp, out),
                 FlowKey::Tcp(_) | FlowKey::TcpPartial(_) => {
-                    let Some(f) = self.flows.remove(&key) else {
-                        continue;
-                    };
-                    let mut ev = self.event(&f, "end", None, now);
-                    ev.end_reason = Some("agent_shutdown");
-                    ev.end_time = Some(rfc3339_micros(self.clock.to_wall(now)));
-                    out.push(ev);
+                    if let Some(f) = self.flows.remove(&key) {
+                        self.end_without_close(f, "agent_shutdown", now, out);
+                    }
                 }
             }
         }
+    }
+
+    /// Ends a TCP flow whose close the kernel did not report: totals come from the last
+    /// sock_diag snapshot, when there was one.
+    fn end_without_close(
+        &mut self,
+        f: Flow,
+        reason: &'static str,
+        now: u64,
+        out: &mut Vec<FlowEvent>,
+    ) {
+        if !f.start_emitted {
+            out.push(self.event(
+                &f,
+                "start",
+                None,
+                if f.open_ns > 0 { f.open_ns } else { now },
+            ));
+        }
+        let mut ev = self.event(&f, "end", f.live, now);
+        ev.end_reason = Some(reason);
+        ev.end_time = Some(rfc3339_micros(self.clock.to_wall(now)));
+        out.push(ev);
     }
 
     pub(super) fn event(

@@ -18,13 +18,15 @@ fn live_totals(s: &TcpSockInfo, role: Role) -> Totals {
     );
     let fin_out_acked = s.state == tcp_state::FIN_WAIT2;
     let syn_out = role == Role::Active;
+    // As at close: the accepting side's SYN-ACK predates its socket's counters.
+    let syn_ack = u64::from(role == Role::Passive);
     Totals {
         in_bytes: s.bytes_received.saturating_sub(u64::from(fin_in)),
         out_bytes: s
             .bytes_acked
             .saturating_sub(u64::from(syn_out) + u64::from(fin_out_acked)),
         in_pkts: u64::from(s.segs_in),
-        out_pkts: u64::from(s.segs_out),
+        out_pkts: u64::from(s.segs_out) + syn_ack,
         in_ip_bytes: None,
         out_ip_bytes: None,
     }
@@ -103,6 +105,7 @@ impl FlowTable {
             };
             if let Some(s) = live.get(&identity(netns, &f.tuple)) {
                 let totals = live_totals(s, f.role);
+                f.live = Some(totals);
                 let mut ev = self.event(&f, "update", Some(totals), now_ns);
                 if s.rtt_us > 0 {
                     ev.rtt_us = Some(s.rtt_us);
@@ -114,6 +117,31 @@ impl FlowTable {
             // Not found: closing right now; its close record follows. Try again next interval.
             f.last_report_ns = now_ns;
             self.flows.insert(key, f);
+        }
+    }
+
+    /// Network namespaces holding any TCP flow.
+    pub fn tcp_namespaces(&self) -> HashSet<u32> {
+        self.flows
+            .iter()
+            .filter(|(k, _)| matches!(k, FlowKey::Tcp(_) | FlowKey::TcpPartial(_)))
+            .map(|(_, f)| f.netns)
+            .collect()
+    }
+
+    /// Records the current totals of `netns`'s TCP flows without emitting anything: the last
+    /// snapshot before shutdown, so that the final end events carry counters.
+    pub fn refresh_live_totals(&mut self, netns: u32, sockets: &[TcpSockInfo]) {
+        let live: HashMap<_, &TcpSockInfo> = sockets
+            .iter()
+            .map(|s| ((netns, s.local, s.remote), s))
+            .collect();
+        for (k, f) in self.flows.iter_mut() {
+            if matches!(k, FlowKey::Tcp(_) | FlowKey::TcpPartial(_)) && f.netns == netns {
+                if let Some(s) = live.get(&identity(netns, &f.tuple)) {
+                    f.live = Some(live_totals(s, f.role));
+                }
+            }
         }
     }
 

@@ -54,10 +54,17 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
         socket_sk: req("socket", "sk")?,
         // possible_net_t wraps the `struct net *`; the programs want the pointer itself.
         sock_common_skc_net: req("sock_common", "skc_net.net")?,
+        skc_family: req("sock_common", "skc_family")?,
+        skc_num: req("sock_common", "skc_num")?,
+        skc_dport: req("sock_common", "skc_dport")?,
+        skc_rcv_saddr: req("sock_common", "skc_rcv_saddr")?,
+        skc_daddr: req("sock_common", "skc_daddr")?,
+        skc_v6_rcv_saddr: req("sock_common", "skc_v6_rcv_saddr")?,
+        skc_v6_daddr: req("sock_common", "skc_v6_daddr")?,
         net_ns_inum: req("net", "ns.inum")?,
         sock_sk_err: req("sock", "sk_err")?,
-        // A bitfield before 5.6; the programs then fall back to the tracepoint's protocol.
-        sock_sk_protocol: optional(btf, "sock", "sk_protocol")?,
+        // A bitfield before 5.6 (older than any kernel the agent supports).
+        sock_sk_protocol: req("sock", "sk_protocol")?,
         // `sk_flags` is a macro for this sock_common member.
         sock_sk_flags: req("sock", "__sk_common.skc_flags")?,
         tcp_bytes_received: req("tcp_sock", "bytes_received")?,

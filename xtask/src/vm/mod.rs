@@ -94,7 +94,7 @@ pub fn vm_test(
 }
 
 /// The guest script: every binary in turn from the workspace root, its exit status reported,
-/// with the host's FLOW_*, RUST_LOG and RUST_BACKTRACE variables.
+/// with the host's FLOW_*, RUST_LOG, RUST_BACKTRACE and PATH variables.
 /// The guest's root is the host's, read-only: a tmpfs overlay makes the workspace writable
 /// (target/tmp, test fixtures) inside the VM without touching the host's files.
 fn test_script(workspace: &Path, binaries: &[PathBuf], args: &[String]) -> String {
@@ -108,7 +108,12 @@ fn test_script(workspace: &Path, binaries: &[PathBuf], args: &[String]) -> Strin
     );
     // The guest starts with init's environment: pass on the variables the tests read.
     for (name, value) in env::vars() {
-        if name.starts_with("FLOW_") || name == "RUST_LOG" || name == "RUST_BACKTRACE" {
+        // PATH too: the tests run the same tools (pyenv's python with its packages) as the host.
+        if name.starts_with("FLOW_")
+            || name == "RUST_LOG"
+            || name == "RUST_BACKTRACE"
+            || name == "PATH"
+        {
             s += &format!("export {name}={}\n", quote(&value));
         }
     }

@@ -1,0 +1,371 @@
+//! Attribution under churn: many short-lived processes in a row, and many connections from
+//! parallel processes. Every flow must name exactly the process that made it.
+//!
+//! Needs root, kernel BTF, iproute2, python3 and curl.
+
+mod common;
+
+use anyhow::{ensure, Context, Result};
+use common::*;
+use flow_agent_tests::{find_tool, require_tools, TempDir, TestHost};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const HTTP_PORT: u16 = 8080;
+const TCP_PORT: u16 = 9300;
+
+/// At most this many problems are spelled out in a failure message.
+const MAX_LISTED: usize = 30;
+
+fn listed(problems: &[String]) -> String {
+    let mut s = problems
+        .iter()
+        .take(MAX_LISTED)
+        .map(|p| format!("  {p}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    if problems.len() > MAX_LISTED {
+        s += &format!("\n  ... and {} more", problems.len() - MAX_LISTED);
+    }
+    s
+}
+
+/// Connector events (start and end) of flows to `dest`, grouped by flow.
+fn connector_flows_to(events: &[Value], dest: (IpAddr, u16)) -> BTreeMap<String, Vec<Value>> {
+    let want = [
+        ("transport_protocol", json!("tcp")),
+        ("dest_ip", json!(dest.0.to_string())),
+        ("dest_port", json!(dest.1)),
+        ("attribution", json!("connector")),
+    ];
+    by_flow(events.iter().filter(|e| has(e, &want)))
+}
+
+#[test]
+fn two_hundred_short_lived_curls_are_each_attributed() -> Result<()> {
+    setup()?;
+    require_tools(&["curl", "sh"])?;
+    const RUNS: usize = 200;
+    let curl_image = image_path(&find_tool("curl")?)?;
+    let (client, server) = TestHost::pair()?;
+    let saddr = IpAddr::from(server.ns_addr_v4());
+    let dir = TempDir::new("ftattr")?;
+    dir.write("index.html", "hello\n")?;
+    let _srv = server
+        .cmd(&python()?.display().to_string())
+        .args(["-m", "http.server", &HTTP_PORT.to_string(), "--bind"])
+        .arg(saddr.to_string())
+        .arg("--directory")
+        .arg(dir.path())
+        .spawn()?;
+    server.wait_for_tcp_listen(HTTP_PORT)?;
+    let agent = agent(&[])?;
+
+    // pid → the URL that process fetched (unique per run, so a flow credited to the wrong
+    // process shows a command line naming another run).
+    let mut runs: BTreeMap<u32, String> = BTreeMap::new();
+    for i in 0..RUNS {
+        let url = format!("http://{saddr}:{HTTP_PORT}/?run={i}");
+        // `ip netns exec` execs sh, which execs curl: all three are the same pid, and curl
+        // exits milliseconds after the response.
+        let proc = client
+            .cmd("sh")
+            .args(["-c", &format!("exec curl -s -m 2 --noproxy '*' '{url}'")])
+            .spawn()?;
+        let pid = proc.pid();
+        let body = finish(proc, Duration::from_secs(10)).with_context(|| format!("run {i}"))?;
+        ensure!(body == "hello\n", "run {i}: curl printed {body:?}");
+        ensure!(
+            runs.insert(pid, url).is_none(),
+            "pid {pid} reused within the test"
+        );
+    }
+
+    let dest = (saddr, HTTP_PORT);
+    let end_to_dest = [
+        ("event_action", json!("end")),
+        ("dest_ip", json!(saddr.to_string())),
+        ("dest_port", json!(HTTP_PORT)),
+        ("attribution", json!("connector")),
+    ];
+    let waited = agent.wait_for_count(|e| has(e, &end_to_dest), RUNS, EVENT_TIMEOUT);
+    let events = agent.stop()?;
+    let flows = connector_flows_to(&events, dest);
+
+    let mut problems = Vec::new();
+    if let Err(e) = waited {
+        problems.push(format!("waiting for {RUNS} end events: {}", first_line(&e)));
+    }
+    let mut seen: BTreeMap<u32, usize> = BTreeMap::new();
+    for (id, evs) in &flows {
+        for ev in evs {
+            let action = get(ev, "event_action");
+            let Some(pid) = get(ev, "pid").as_u64().map(|p| p as u32) else {
+                problems.push(format!("flow {id} {action}: no pid: {ev}"));
+                continue;
+            };
+            let Some(url) = runs.get(&pid) else {
+                problems.push(format!(
+                    "flow {id} {action}: pid {pid} is none of the curls: {ev}"
+                ));
+                continue;
+            };
+            if is_end(ev) {
+                *seen.entry(pid).or_default() += 1;
+            }
+            let cmdline = get(ev, "command_line").as_str().unwrap_or_default();
+            let ok = get(ev, "image_path") == curl_image.as_str()
+                && get(ev, "process_name") == "curl"
+                && get(ev, "exe") == "curl"
+                && cmdline.split_whitespace().any(|w| w == url.as_str());
+            if !ok {
+                problems.push(format!(
+                    "flow {id} {action}: pid {pid} fetched {url}, event says process_name {}, exe {}, image_path {}, command_line {:?}",
+                    get(ev, "process_name"),
+                    get(ev, "exe"),
+                    get(ev, "image_path"),
+                    cmdline
+                ));
+            }
+        }
+    }
+    for (pid, url) in &runs {
+        match seen.get(pid).copied().unwrap_or(0) {
+            1 => {}
+            n => problems.push(format!(
+                "pid {pid} ({url}): {n} connector end events, want 1"
+            )),
+        }
+    }
+    ensure!(
+        problems.is_empty(),
+        "{} attribution problems over {RUNS} curls ({} flows seen):\n{}",
+        problems.len(),
+        flows.len(),
+        listed(&problems)
+    );
+    Ok(())
+}
+
+/// Accepts connections one after another, reads each to EOF and closes it. Args: address,
+/// port.
+const SINK: &str = r#"
+import socket, sys
+addr, port = sys.argv[1], int(sys.argv[2])
+ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind((addr, port))
+ls.listen(2048)
+print("listening", flush=True)
+while True:
+    c, _ = ls.accept()
+    while c.recv(4096):
+        pass
+    c.close()
+"#;
+
+/// Waits until a shared start time, then makes COUNT connections one after another: connect,
+/// send one byte, close (first, so each local port stays in TIME_WAIT and is never reused
+/// for this server within the test). Prints `ports P1 P2 ...`. Args: address, port, count,
+/// start time (Unix seconds).
+const CONNECTOR: &str = r#"
+import socket, sys, time
+addr, port, count, start = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+time.sleep(max(0.0, start - time.time()))
+ports = []
+for _ in range(count):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.connect((addr, port))
+    ports.append(s.getsockname()[1])
+    s.sendall(b"x")
+    s.close()
+print("ports", *ports, flush=True)
+"#;
+
+#[test]
+fn thousand_connections_from_ten_parallel_processes() -> Result<()> {
+    setup()?;
+    const CLIENTS: usize = 10;
+    const PER_CLIENT: usize = 100;
+    const TOTAL: usize = CLIENTS * PER_CLIENT;
+    let (client, server) = TestHost::pair()?;
+    let saddr = IpAddr::from(server.ns_addr_v4());
+    let sink = spawn_py(&server, SINK, &[saddr.to_string(), TCP_PORT.to_string()])?;
+    wait_for_line(&sink, "listening", Duration::from_secs(10))?;
+    server.wait_for_tcp_listen(TCP_PORT)?;
+    let agent = agent(&[])?;
+
+    let start = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64() + 1.0;
+    let args = [
+        saddr.to_string(),
+        TCP_PORT.to_string(),
+        PER_CLIENT.to_string(),
+        format!("{start:.3}"),
+    ];
+    let procs = (0..CLIENTS)
+        .map(|_| spawn_py(&client, CONNECTOR, &args))
+        .collect::<Result<Vec<_>>>()?;
+    // Local port → the pid that made the connection, from each client's own report.
+    let mut owner: BTreeMap<u16, u32> = BTreeMap::new();
+    let pids: BTreeSet<u32> = procs.iter().map(|p| p.pid()).collect();
+    for proc in procs {
+        let pid = proc.pid();
+        let out = finish(proc, Duration::from_secs(60))?;
+        let line = out
+            .lines()
+            .find_map(|l| l.strip_prefix("ports "))
+            .with_context(|| format!("pid {pid} printed no ports: {out:?}"))?;
+        let ports: Vec<u16> = line
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        ensure!(
+            ports.len() == PER_CLIENT,
+            "pid {pid} made {} connections",
+            ports.len()
+        );
+        for port in ports {
+            if let Some(other) = owner.insert(port, pid) {
+                anyhow::bail!("local port {port} used by both pid {other} and pid {pid}");
+            }
+        }
+    }
+    ensure!(owner.len() == TOTAL);
+
+    let dest = (saddr, TCP_PORT);
+    let end_of = |attribution: &'static str| {
+        move |e: &Value| {
+            has(
+                e,
+                &[
+                    ("event_action", json!("end")),
+                    ("dest_ip", json!(saddr.to_string())),
+                    ("dest_port", json!(TCP_PORT)),
+                    ("attribution", json!(attribution)),
+                ],
+            )
+        }
+    };
+    let mut problems = Vec::new();
+    for kind in ["connector", "acceptor"] {
+        if let Err(e) = agent.wait_for_count(end_of(kind), TOTAL, EVENT_TIMEOUT) {
+            problems.push(format!(
+                "waiting for {TOTAL} {kind} end events: {}",
+                first_line(&e)
+            ));
+        }
+    }
+    // The loss counters are checked once a second.
+    std::thread::sleep(Duration::from_millis(1500));
+    if let Err(e) = ensure_no_losses(&agent) {
+        problems.push(format!("{e:#}"));
+    }
+    let misses = bpf_recursion_misses(&agent);
+    let events = agent.stop()?;
+
+    // Connector side: one flow per local port, named after the process that reported it.
+    let mut ends_by_port: BTreeMap<u16, Vec<&Value>> = BTreeMap::new();
+    for ev in events.iter().filter(|e| end_of("connector")(e)) {
+        let port = get(ev, "src_port").as_u64().unwrap_or(0) as u16;
+        ends_by_port.entry(port).or_default().push(ev);
+    }
+    for (port, pid) in &owner {
+        match ends_by_port
+            .get(port)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            [] => {
+                // Whatever the agent did say about this connection, if anything.
+                let other: Vec<String> = events
+                    .iter()
+                    .filter(|e| get(e, "src_port") == *port && get(e, "dest_port") == TCP_PORT)
+                    .map(|e| {
+                        format!(
+                            "{} {} pid {} end_reason {}",
+                            get(e, "event_action"),
+                            get(e, "attribution"),
+                            get(e, "pid"),
+                            get(e, "end_reason")
+                        )
+                    })
+                    .collect();
+                problems.push(format!(
+                    "connection from port {port} (pid {pid}): no connector end event; events for this port: {other:?}"
+                ))
+            }
+            [ev] => {
+                if get(ev, "pid") != *pid || get(ev, "end_reason") != "fin" {
+                    problems.push(format!(
+                        "port {port}: made by pid {pid}, end event says pid {} end_reason {} \
+                         (flow {}, start_time {}, end_time {}, duration {}, history {})",
+                        get(ev, "pid"),
+                        get(ev, "end_reason"),
+                        get(ev, "flow_id"),
+                        get(ev, "start_time"),
+                        get(ev, "end_time"),
+                        get(ev, "duration"),
+                        get(ev, "history"),
+                    ));
+                }
+            }
+            evs => problems.push(format!("port {port}: {} connector end events", evs.len())),
+        }
+    }
+    for (port, evs) in &ends_by_port {
+        if !owner.contains_key(port) {
+            let named: Vec<&Value> = evs.iter().map(|e| get(e, "pid")).collect();
+            problems.push(format!(
+                "connector end event(s) from port {port}, which no client reported using (pid {named:?})"
+            ));
+        }
+    }
+    let flows = connector_flows_to(&events, dest);
+    ensure_distinct_ports(&flows, &mut problems);
+
+    // Acceptor side: every connection accepted by the one server process.
+    let sink_pid = sink.pid();
+    let mut accepted = BTreeSet::new();
+    for ev in events.iter().filter(|e| end_of("acceptor")(e)) {
+        let port = get(ev, "src_port").as_u64().unwrap_or(0) as u16;
+        if get(ev, "pid") != sink_pid || !accepted.insert(port) {
+            problems.push(format!("acceptor end event (server pid {sink_pid}): {ev}"));
+        }
+    }
+    let missing = owner.keys().filter(|p| !accepted.contains(p)).count();
+    if missing > 0 {
+        problems.push(format!("{missing} connections have no acceptor end event"));
+    }
+
+    ensure!(
+        problems.is_empty(),
+        "{} problems over {TOTAL} connections from pids {pids:?}:\n{}\n\
+         agent programs skipped by the kernel (recursion_misses): {misses}",
+        problems.len(),
+        listed(&problems)
+    );
+    Ok(())
+}
+
+/// Each connector flow has its own local port.
+fn ensure_distinct_ports(flows: &BTreeMap<String, Vec<Value>>, problems: &mut Vec<String>) {
+    let mut ports: BTreeMap<u64, usize> = BTreeMap::new();
+    for evs in flows.values() {
+        if let Some(p) = evs.first().and_then(|e| get(e, "src_port").as_u64()) {
+            *ports.entry(p).or_default() += 1;
+        }
+    }
+    for (port, n) in ports.iter().filter(|(_, n)| **n > 1) {
+        problems.push(format!("src port {port} appears in {n} connector flows"));
+    }
+}
+
+fn first_line(e: &anyhow::Error) -> String {
+    format!("{e:#}")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
