@@ -133,13 +133,15 @@ impl Capture {
     fn start(host: &TestHost, filter: &str) -> Result<Capture> {
         let dir = TempDir::new("ftcap")?;
         let file = dir.path().join("capture.pcap");
+        // dumpcap (tshark's capture engine) starts in a fraction of tshark's time, which
+        // matters under emulated VMs; tshark reads the file afterwards.
         let proc = host
-            .cmd("tshark")
-            .args(["-n", "-i", host.veth(), "-f", filter, "-w"])
+            .cmd("dumpcap")
+            .args(["-q", "-i", host.veth(), "-f", filter, "-w"])
             .arg(&file)
             .spawn()?;
-        // tshark (dumpcap) reports this once the interface is open and the filter set.
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        // dumpcap reports this once the interface is open and the filter set.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
         while !proc.stderr_so_far().contains("Capturing on") {
             ensure!(
                 std::time::Instant::now() < deadline,
@@ -245,7 +247,7 @@ fn wait_end(
 
 fn exchange(v6: bool) -> Result<()> {
     setup()?;
-    require_tools(&["tshark"])?;
+    require_tools(&["tshark", "dumpcap"])?;
     let (client, server) = TestHost::pair()?;
     one_segment_per_packet(&client)?;
     one_segment_per_packet(&server)?;
@@ -399,7 +401,7 @@ fn failed_connect(
     timeout: f64,
     want_error: &str,
 ) -> Result<(u32, Value, Direction, Direction)> {
-    require_tools(&["tshark"])?;
+    require_tools(&["tshark", "dumpcap"])?;
     let agent = agent(&[])?;
     let capture = Capture::start(client, &format!("tcp port {}", dest.1))?;
     let cli = spawn_py(client, CLIENT, &client_args(dest.0, dest.1, 10, timeout))?;
