@@ -64,10 +64,13 @@ fn fqdn_from_hosts(hosts: &str, hostname: &str) -> Option<String> {
 }
 
 /// Stable id of one process across events (like Sysmon's ProcessGuid): machine id, start time
-/// and pid, so a reused pid or another host never collides.
+/// and pid, so a reused pid or another host never collides. The start time counts clock ticks
+/// (10 ms), the precision /proc gives, so a process seen first through /proc and later through
+/// the kernel keeps one id.
 pub fn process_entity_id(machine_id: &str, start_ns: u64, pid: u32) -> String {
     let machine: String = machine_id.chars().take(8).collect();
-    format!("{machine:0>8}-{start_ns:016x}-{pid:08x}")
+    let ticks = start_ns / 10_000_000;
+    format!("{machine:0>8}-{ticks:012x}-{pid:08x}")
 }
 
 #[cfg(test)]
@@ -98,7 +101,10 @@ mod tests {
     #[test]
     fn entity_id_is_stable_and_distinct() {
         let a = process_entity_id("0123456789abcdef", 5_000_000_000, 42);
-        assert_eq!(a, "01234567-000000012a05f200-0000002a");
-        assert_ne!(a, process_entity_id("0123456789abcdef", 5_000_000_001, 42));
+        assert_eq!(a, "01234567-0000000001f4-0000002a");
+        // The same tick (a /proc start time vs the kernel's exact one): the same process.
+        assert_eq!(a, process_entity_id("0123456789abcdef", 5_009_999_999, 42));
+        assert_ne!(a, process_entity_id("0123456789abcdef", 5_010_000_000, 42));
+        assert_ne!(a, process_entity_id("0123456789abcdef", 5_000_000_000, 43));
     }
 }
