@@ -1,4 +1,5 @@
 //! Enrichment stage: who a process is (exe, command line, parent, user) and the host.
+pub mod cgroup;
 pub mod clock;
 pub mod host;
 pub mod networks;

@@ -103,6 +103,17 @@ pub struct FlowEvent {
     pub group: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup_id: Option<u64>,
+    /// Path of the process's cgroup (v2), relative to the hierarchy's root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    /// docker, containerd, cri-o or podman.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_runtime: Option<String>,
+    /// The systemd service or scope the process runs in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub netns: Option<u32>,
     pub hostname: String,

@@ -19,6 +19,7 @@ use super::{
 use crate::{
     capture::Record,
     enrich::{
+        cgroup::{container_of, systemd_unit, CgroupPaths},
         clock::{rfc3339_micros, BootClock},
         host::{process_entity_id, HostInfo},
         networks::{default_local_networks, is_local, Cidr},
@@ -113,6 +114,7 @@ pub struct FlowTable {
     pub processes: ProcessTable,
     users: NameDb,
     groups: NameDb,
+    cgroups: CgroupPaths,
     clock: BootClock,
 }
 
@@ -129,6 +131,7 @@ impl FlowTable {
             processes: ProcessTable::new(),
             users: NameDb::passwd(),
             groups: NameDb::group(),
+            cgroups: CgroupPaths::new(crate::kernel::mounts::cgroup2_mount()),
             clock: BootClock::now(),
         }
     }
@@ -537,6 +540,17 @@ impl FlowTable {
         ev.user = self.users.name(t.uid);
         ev.group = self.groups.name(t.gid);
         ev.cgroup_id = (t.cgroup_id != 0).then_some(t.cgroup_id);
+        if let Some(path) = (t.cgroup_id != 0)
+            .then(|| self.cgroups.path(t.cgroup_id))
+            .flatten()
+        {
+            if let Some(c) = container_of(&path) {
+                ev.container_id = Some(c.id);
+                ev.container_runtime = Some(c.runtime.to_string());
+            }
+            ev.systemd_unit = systemd_unit(&path);
+            ev.cgroup_path = Some(path);
+        }
         let comm_len = t.comm.iter().position(|b| *b == 0).unwrap_or(t.comm.len());
         ev.process_name = Some(String::from_utf8_lossy(&t.comm[..comm_len]).into_owned());
         if t.start_ns > 0 {
@@ -561,7 +575,8 @@ impl FlowTable {
                 let path = String::from_utf8_lossy(path).into_owned();
                 ev.exe = path.rsplit('/').next().map(str::to_string);
                 ev.image_path = Some(path);
-                ev.image_deleted = Some(p.image_deleted);
+                // Deleted after exec (the kernel saw a linked file): /proc says so while it runs.
+                ev.image_deleted = Some(p.image_deleted || exe_deleted_now(p.pid));
             }
             if !p.args.is_empty() {
                 let args: Vec<String> = p
@@ -578,6 +593,11 @@ impl FlowTable {
                 .map(|b| String::from_utf8_lossy(&b).into_owned());
         }
     }
+}
+
+fn exe_deleted_now(pid: u32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .is_ok_and(|p| p.as_os_str().as_encoded_bytes().ends_with(b" (deleted)"))
 }
 
 fn role_of(v: u8) -> Role {
