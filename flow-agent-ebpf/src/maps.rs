@@ -32,6 +32,25 @@ pub struct TcpSockState {
 #[map]
 pub static TCP_SOCKS: LruHashMap<u64, TcpSockState> = LruHashMap::with_max_entries(131072, 0);
 
+/// One call of the TCP state tracepoint: (socket, old state, new state).
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TcpCall {
+    pub sk: u64,
+    pub old: u8,
+    pub new: u8,
+}
+
+/// Per CPU: whether the primary TCP state program is running, and on which call.
+#[repr(C)]
+pub struct TcpGuard {
+    pub depth: u32,
+    pub call: TcpCall,
+}
+
+#[map]
+pub static TCP_GUARD: PerCpuArray<TcpGuard> = PerCpuArray::with_max_entries(1, 0);
+
 /// Listening sockets by (network namespace, port): passive flows are attributed to the listener
 /// until an accept names the process that took them.
 #[repr(C)]

@@ -9,21 +9,64 @@ use flow_common::{
 use crate::{
     emit::{count_loss, header, now_ns, reserve, submit},
     kernel::{config, current_task, read, sock_netns},
-    maps::{ListenerKey, TcpSockState, LISTENERS, TCP_SOCKS},
+    maps::{ListenerKey, TcpCall, TcpSockState, LISTENERS, TCP_GUARD, TCP_SOCKS},
 };
 
-/// Raw tracepoint: its arguments are (struct sock *sk, int oldstate, int newstate).
+type Call = TcpCall;
+
+impl TcpCall {
+    #[inline(always)]
+    fn of(ctx: &RawTracePointContext) -> Self {
+        TcpCall {
+            sk: ctx.arg(0),
+            old: ctx.arg::<u64>(1) as u8,
+            new: ctx.arg::<u64>(2) as u8,
+        }
+    }
+}
+
+// Two programs on one raw tracepoint. Since 6.0 the kernel skips a raw tracepoint program that
+// is re-entered on its CPU: a softirq that interrupts `inet_sock_set_state` and closes a burst
+// of sockets would lose every one of those state changes. The backup, attached second, handles
+// exactly the calls the primary was skipped for: the primary marks, per CPU, that it is running
+// and which call it is handling; the backup acts only while the primary is marked running on a
+// different call. On kernels that let the primary re-enter (5.10), the nested call marks itself
+// and the backup stays idle.
+
+/// Primary handler of TCP state changes. Arguments: (struct sock *sk, int old, int new).
 #[raw_tracepoint(tracepoint = "inet_sock_set_state")]
 pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
-    on_set_state(&ctx);
+    let call = Call::of(&ctx);
+    let guard = TCP_GUARD.get_ptr_mut(0);
+    if let Some(g) = guard {
+        unsafe {
+            (*g).depth += 1;
+            (*g).call = call;
+        }
+    }
+    on_set_state(call);
+    if let Some(g) = guard {
+        unsafe { (*g).depth -= 1 };
+    }
+    0
+}
+
+/// Backup handler: runs a call only when the primary was skipped for it.
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn inet_sock_set_state_backup(ctx: RawTracePointContext) -> i32 {
+    let call = Call::of(&ctx);
+    if let Some(g) = TCP_GUARD.get_ptr_mut(0) {
+        let skipped = unsafe { (*g).depth > 0 && (*g).call != call };
+        if skipped {
+            on_set_state(call);
+        }
+    }
     0
 }
 
 #[inline(always)]
-fn on_set_state(ctx: &RawTracePointContext) -> Option<()> {
-    let sk: u64 = ctx.arg(0);
-    let old = ctx.arg::<u64>(1) as u8;
-    let new = ctx.arg::<u64>(2) as u8;
+fn on_set_state(call: Call) -> Option<()> {
+    let Call { sk, old, new } = call;
     if read::<u16>(sk, config().offsets.sock_sk_protocol)? != IPPROTO_TCP as u16 {
         return None;
     }

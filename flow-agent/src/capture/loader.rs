@@ -130,11 +130,17 @@ impl Capture {
         // Raw tracepoints do not share the per-CPU guard of classic tracepoint programs, under
         // which a state change in softirq is skipped whenever any tracing program runs on that
         // CPU: TCP state changes must not be lost that way.
-        for name in ["sched_process_fork", "inet_sock_set_state"] {
+        // The backup must be attached after the primary: it runs second on every call.
+        for name in [
+            "sched_process_fork",
+            "inet_sock_set_state",
+            "inet_sock_set_state_backup",
+        ] {
             let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
             prog.load()
                 .map_err(|source| CaptureError::Program { name, source })?;
-            prog.attach(name)
+            let tracepoint = name.trim_end_matches("_backup");
+            prog.attach(tracepoint)
                 .map_err(|source| CaptureError::Program { name, source })?;
         }
 
