@@ -9,17 +9,7 @@ mod emit;
 mod kernel;
 mod maps;
 mod process;
+mod rt;
 mod tcp_accept;
 mod tcp_state;
 mod udp;
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // The verifier rejects any program that could reach this: it is never called.
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";

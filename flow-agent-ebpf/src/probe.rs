@@ -3,6 +3,8 @@
 #![no_std]
 #![no_main]
 
+mod rt;
+
 use aya_ebpf::{
     bindings::sk_action,
     macros::{
@@ -81,13 +83,3 @@ pub fn probe_kprobe(_ctx: ProbeContext) -> u32 {
 pub fn probe_lsm(_ctx: LsmContext) -> i32 {
     0
 }
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";

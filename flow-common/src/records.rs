@@ -30,6 +30,7 @@ pub mod tcp_state {
     pub const LAST_ACK: u8 = 9;
     pub const LISTEN: u8 = 10;
     pub const CLOSING: u8 = 11;
+    pub const NEW_SYN_RECV: u8 = 12;
 }
 
 /// What a ring buffer record is; the first field of every record.
