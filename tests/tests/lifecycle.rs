@@ -264,3 +264,91 @@ fn cgroup2_root() -> Result<std::path::PathBuf> {
         })
         .context("no cgroup2 mount")
 }
+
+/// Community ID of every packet in a capture, as tshark computes it (one per flow here).
+fn tshark_community_ids(pcap: &std::path::Path) -> Result<std::collections::BTreeSet<String>> {
+    let out = flow_agent_tests::Cmd::host("tshark")
+        .args(["-n", "-r"])
+        .arg(pcap)
+        .args([
+            "--enable-protocol",
+            "communityid",
+            "-T",
+            "fields",
+            "-e",
+            "communityid",
+        ])
+        .run()?;
+    Ok(out
+        .stdout_str()
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("1:"))
+        .map(str::to_string)
+        .collect())
+}
+
+#[test]
+fn community_id_matches_tshark_on_captured_traffic() -> Result<()> {
+    setup()?;
+    flow_agent_tests::require_tools(&["tshark", "dumpcap"])?;
+    let (client, server) = TestHost::pair()?;
+    let addr = server.ns_addr_v4().to_string();
+    let agent = agent(&["--udp-idle-timeout", "1"])?;
+    let dir = flow_agent_tests::TempDir::new("ftcid")?;
+    let pcap = dir.path().join("cid.pcap");
+    let cap = client
+        .cmd("dumpcap")
+        .args(["-q", "-i", client.veth(), "-f", "port 9305", "-w"])
+        .arg(&pcap)
+        .spawn()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !cap.stderr_so_far().contains("Capturing on") {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "dumpcap did not start: {}",
+            cap.stderr_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let srv = spawn_py(&server, SINK_SERVER, &[addr.clone(), "9305".into()])?;
+    wait_for_line(&srv, "listening", Duration::from_secs(10))?;
+    let args = [
+        addr.clone(),
+        "9305".into(),
+        "1".into(),
+        "10".into(),
+        "0".into(),
+    ];
+    let cli = spawn_py(&client, DRIP_CLIENT, &args)?;
+    let port: u16 = wait_for_line(&cli, "port", Duration::from_secs(10))?[5..]
+        .trim()
+        .parse()?;
+    finish(cli, Duration::from_secs(20))?;
+    finish(srv, Duration::from_secs(10))?;
+    let udp = "import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'q', (sys.argv[1], 9305))";
+    let u = spawn_py(&client, udp, std::slice::from_ref(&addr))?;
+    finish(u, Duration::from_secs(10))?;
+    let tcp_end = agent.wait_for(
+        |e| e["src_port"] == port && e["event_action"] == "end" && e["attribution"] == "connector",
+        EVENT_TIMEOUT,
+    )?;
+    let udp_start = agent.wait_for(
+        |e| e["dest_port"] == 9305 && e["transport_protocol"] == "udp" && e["local_orig"] == true,
+        EVENT_TIMEOUT,
+    )?;
+    std::thread::sleep(Duration::from_millis(300));
+    cap.signal(libc::SIGINT)?;
+    cap.wait(Duration::from_secs(20))?;
+    let ids = tshark_community_ids(&pcap)?;
+    for ev in [&tcp_end, &udp_start] {
+        let id = ev["community_id"]
+            .as_str()
+            .context("event has no community_id")?;
+        ensure!(
+            ids.contains(id),
+            "agent's {id} not among tshark's {ids:?}: {ev:#}"
+        );
+    }
+    Ok(())
+}
