@@ -1,5 +1,6 @@
 //! Runs the `flow-agent` binary and collects the JSON events it prints on stdout.
 
+use crate::speed::{describe_bound, slowed};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 
 /// The agent logs this to stderr once its probes are attached.
 pub const READY_MARKER: &str = "flow-agent ready";
-/// Bound for the agent to become ready (loading and verifying eBPF can be slow).
+/// Bound for the agent to become ready (loading and verifying eBPF can be slow); like every
+/// bound here, stretched by `FLOW_TEST_SLOW` ([`crate::slowed`]).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound for the agent to exit after SIGTERM.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -133,14 +135,15 @@ impl Agent {
         Ok(self.wait_for_count(pred, 1, timeout)?.swap_remove(0))
     }
 
-    /// The first `n` events matching `pred`, waiting up to `timeout` for that many.
+    /// The first `n` events matching `pred`, waiting up to `timeout` (× `FLOW_TEST_SLOW`) for
+    /// that many.
     pub fn wait_for_count(
         &self,
         pred: impl Fn(&Value) -> bool,
         n: usize,
         timeout: Duration,
     ) -> Result<Vec<Value>> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + slowed(timeout);
         let mut state = self.lock();
         loop {
             let found: Vec<&Value> = state.events.iter().filter(|e| pred(e)).take(n).collect();
@@ -156,7 +159,8 @@ impl Agent {
             }
             if now >= deadline {
                 bail!(
-                    "timed out after {timeout:?} with {have}/{n} matching events{}",
+                    "timed out after {} with {have}/{n} matching events{}",
+                    describe_bound(timeout),
                     context(&state)
                 );
             }
@@ -177,7 +181,7 @@ impl Agent {
         let status = self.wait_exit(STOP_TIMEOUT)?;
         // The agent has exited; readers see EOF unless a descendant still holds the pipes.
         for r in std::mem::take(&mut self.readers) {
-            let deadline = Instant::now() + Duration::from_secs(5);
+            let deadline = Instant::now() + slowed(Duration::from_secs(5));
             while !r.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -196,7 +200,7 @@ impl Agent {
     }
 
     fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + READY_TIMEOUT;
+        let deadline = Instant::now() + slowed(READY_TIMEOUT);
         loop {
             {
                 let state = self.lock();
@@ -207,7 +211,8 @@ impl Agent {
                     drop(state);
                     let _ = self.child.kill();
                     bail!(
-                        "agent not ready ({READY_MARKER:?} on stderr) within {READY_TIMEOUT:?}{}",
+                        "agent not ready ({READY_MARKER:?} on stderr) within {}{}",
+                        describe_bound(READY_TIMEOUT),
                         context(&self.lock())
                     );
                 }
@@ -230,7 +235,7 @@ impl Agent {
     }
 
     fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + slowed(timeout);
         loop {
             if let Some(status) = self.child.try_wait()? {
                 return Ok(status);
@@ -239,7 +244,8 @@ impl Agent {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 bail!(
-                    "agent did not exit within {timeout:?} of SIGTERM; killed{}",
+                    "agent did not exit within {} of SIGTERM; killed{}",
+                    describe_bound(timeout),
                     context(&self.lock())
                 );
             }

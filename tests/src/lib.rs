@@ -4,6 +4,8 @@
 //!   IPv4 (10.200.0.0/16) and IPv6 ULA (fd00:f10e::/32) addresses.
 //! - [`Cmd`] / [`Spawned`]: run programs inside a namespace, in the foreground or background.
 //! - [`Agent`]: run the `flow-agent` binary and collect its JSON events.
+//! - [`scaled`] / [`slowed`]: load and time bounds for slow machines (`FLOW_TEST_SCALE`,
+//!   `FLOW_TEST_SLOW`); every bound the harness waits for is already [`slowed`].
 //!
 //! Tests that need privileges must call [`require_root`] or [`require_root_and_bpf`] and
 //! propagate the error: on CI a missing privilege is a failure, never a skip.
@@ -12,12 +14,14 @@ mod agent;
 mod claim;
 mod netns;
 mod process;
+mod speed;
 mod tempdir;
 mod tools;
 
 pub use agent::{Agent, READY_MARKER, READY_TIMEOUT, STOP_TIMEOUT};
 pub use netns::TestHost;
 pub use process::{wait_for_tcp_listen, wait_for_tcp_listen_timeout, Cmd, Output, Spawned};
+pub use speed::{describe_bound, scale, scaled, slow, slowed, speed_summary, SCALE_ENV, SLOW_ENV};
 pub use tempdir::TempDir;
 pub use tools::{find_tool, require_tools};
 

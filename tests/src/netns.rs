@@ -21,6 +21,7 @@
 
 use crate::claim::IndexClaim;
 use crate::process::Cmd;
+use crate::speed::{describe_bound, slowed};
 use crate::tools::{ip, ip_quiet};
 use anyhow::{bail, Context, Result};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -336,7 +337,7 @@ fn configure_end(
 
 /// Waits until each veth end has carrier and no tentative IPv6 address.
 fn wait_ready(ends: &[(Option<&str>, &str)]) -> Result<()> {
-    let deadline = Instant::now() + READY_TIMEOUT;
+    let deadline = Instant::now() + slowed(READY_TIMEOUT);
     loop {
         let mut pending = Vec::new();
         for &(ns, dev) in ends {
@@ -364,7 +365,8 @@ fn wait_ready(ends: &[(Option<&str>, &str)]) -> Result<()> {
         }
         if Instant::now() > deadline {
             bail!(
-                "veth not ready after {READY_TIMEOUT:?}: {}",
+                "veth not ready after {}: {}",
+                describe_bound(READY_TIMEOUT),
                 pending.join("; ")
             );
         }

@@ -2,7 +2,11 @@
 //!
 //! `ip netns exec` enters the namespace and then exec()s the program without forking,
 //! so the pid of the spawned child *is* the program's pid — what the agent will report.
+//!
+//! Every bound here (a command's timeout, a listener, output draining) is stretched by
+//! `FLOW_TEST_SLOW` ([`crate::slowed`]): callers give the bound that suits a normal machine.
 
+use crate::speed::{describe_bound, slowed};
 use crate::tools::ip_path;
 use anyhow::{bail, Context, Result};
 use std::ffi::OsStr;
@@ -97,7 +101,7 @@ impl Cmd {
         self
     }
 
-    /// Bound for [`Cmd::output`] / [`Cmd::run`] (default 30 s).
+    /// Bound for [`Cmd::output`] / [`Cmd::run`] (default 30 s), × `FLOW_TEST_SLOW`.
     pub fn timeout(mut self, timeout: Duration) -> Cmd {
         self.timeout = timeout;
         self
@@ -191,9 +195,10 @@ impl Spawned {
         Ok(())
     }
 
-    /// Waits for exit; after `timeout` kills it and errors with its output so far.
+    /// Waits for exit; after `timeout` (× `FLOW_TEST_SLOW`) kills it and errors with its output
+    /// so far.
     pub fn wait(mut self, timeout: Duration) -> Result<Output> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + slowed(timeout);
         let status = loop {
             if let Some(status) = self.try_status()? {
                 break status;
@@ -202,8 +207,9 @@ impl Spawned {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 bail!(
-                    "`{}` still running after {timeout:?}; killed\nstdout: {}\nstderr: {}",
+                    "`{}` still running after {}; killed\nstdout: {}\nstderr: {}",
                     self.desc,
+                    describe_bound(timeout),
                     self.stdout_so_far().trim(),
                     self.stderr_so_far().trim()
                 );
@@ -235,7 +241,7 @@ impl Spawned {
     }
 
     fn drain_readers(&mut self) {
-        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        let deadline = Instant::now() + slowed(DRAIN_TIMEOUT);
         while self.readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
             std::thread::sleep(POLL);
         }
@@ -266,14 +272,15 @@ fn drain(pipe: Option<impl Read + Send + 'static>, buf: Arc<Mutex<Vec<u8>>>) -> 
     })
 }
 
-/// Waits up to 10 s until something listens on TCP `port` inside namespace `ns`.
+/// Waits up to 10 s (× `FLOW_TEST_SLOW`) until something listens on TCP `port` inside
+/// namespace `ns`.
 pub fn wait_for_tcp_listen(ns: &str, port: u16) -> Result<()> {
     wait_for_tcp_listen_timeout(ns, port, LISTEN_TIMEOUT)
 }
 
-/// [`wait_for_tcp_listen`] with an explicit bound.
+/// [`wait_for_tcp_listen`] with an explicit bound (× `FLOW_TEST_SLOW`).
 pub fn wait_for_tcp_listen_timeout(ns: &str, port: u16, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + slowed(timeout);
     let filter = format!("sport = :{port}");
     loop {
         // -H: no header, so any output line is a matching listener.
@@ -287,7 +294,11 @@ pub fn wait_for_tcp_listen_timeout(ns: &str, port: u16, timeout: Duration) -> Re
                 .output()
                 .map(|o| o.stdout_str())
                 .unwrap_or_default();
-            bail!("nothing listens on TCP port {port} in netns {ns} after {timeout:?}; listeners: [{}]", all.trim());
+            bail!(
+                "nothing listens on TCP port {port} in netns {ns} after {}; listeners: [{}]",
+                describe_bound(timeout),
+                all.trim()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }

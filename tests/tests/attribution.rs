@@ -1,17 +1,23 @@
 //! Attribution under churn: many short-lived processes in a row, and many connections from
 //! parallel processes. Every flow must name exactly the process that made it.
 //!
+//! The load (200 processes, 10 × 100 connections) is scaled by `FLOW_TEST_SCALE` on slow
+//! machines (`cargo xtask vm-test` runs 0.1 under emulation); at any scale every process and
+//! connection is checked exactly.
+//!
 //! Needs root, kernel BTF, iproute2, python3 and curl.
 
 mod common;
 
 use anyhow::{ensure, Context, Result};
 use common::*;
-use flow_agent_tests::{find_tool, require_tools, TempDir, TestHost};
+use flow_agent_tests::{
+    find_tool, require_tools, scaled, slowed, speed_summary, TempDir, TestHost,
+};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const HTTP_PORT: u16 = 8080;
 const TCP_PORT: u16 = 9300;
@@ -47,7 +53,8 @@ fn connector_flows_to(events: &[Value], dest: (IpAddr, u16)) -> BTreeMap<String,
 fn two_hundred_short_lived_curls_are_each_attributed() -> Result<()> {
     setup()?;
     require_tools(&["curl", "sh"])?;
-    const RUNS: usize = 200;
+    let runs_wanted = scaled(200);
+    println!("{runs_wanted} short-lived curls ({})", speed_summary());
     let curl_image = image_path(&find_tool("curl")?)?;
     let (client, server) = TestHost::pair()?;
     let saddr = IpAddr::from(server.ns_addr_v4());
@@ -66,13 +73,17 @@ fn two_hundred_short_lived_curls_are_each_attributed() -> Result<()> {
     // pid → the URL that process fetched (unique per run, so a flow credited to the wrong
     // process shows a command line naming another run).
     let mut runs: BTreeMap<u32, String> = BTreeMap::new();
-    for i in 0..RUNS {
+    let max_time = slowed(Duration::from_secs(2)).as_secs();
+    for i in 0..runs_wanted {
         let url = format!("http://{saddr}:{HTTP_PORT}/?run={i}");
         // `ip netns exec` execs sh, which execs curl: all three are the same pid, and curl
         // exits milliseconds after the response.
         let proc = client
             .cmd("sh")
-            .args(["-c", &format!("exec curl -s -m 2 --noproxy '*' '{url}'")])
+            .args([
+                "-c",
+                &format!("exec curl -s -m {max_time} --noproxy '*' '{url}'"),
+            ])
             .spawn()?;
         let pid = proc.pid();
         let body = finish(proc, Duration::from_secs(10)).with_context(|| format!("run {i}"))?;
@@ -90,13 +101,16 @@ fn two_hundred_short_lived_curls_are_each_attributed() -> Result<()> {
         ("dest_port", json!(HTTP_PORT)),
         ("attribution", json!("connector")),
     ];
-    let waited = agent.wait_for_count(|e| has(e, &end_to_dest), RUNS, EVENT_TIMEOUT);
+    let waited = agent.wait_for_count(|e| has(e, &end_to_dest), runs_wanted, EVENT_TIMEOUT);
     let events = agent.stop()?;
     let flows = connector_flows_to(&events, dest);
 
     let mut problems = Vec::new();
     if let Err(e) = waited {
-        problems.push(format!("waiting for {RUNS} end events: {}", first_line(&e)));
+        problems.push(format!(
+            "waiting for {runs_wanted} end events: {}",
+            first_line(&e)
+        ));
     }
     let mut seen: BTreeMap<u32, usize> = BTreeMap::new();
     for (id, evs) in &flows {
@@ -141,9 +155,10 @@ fn two_hundred_short_lived_curls_are_each_attributed() -> Result<()> {
     }
     ensure!(
         problems.is_empty(),
-        "{} attribution problems over {RUNS} curls ({} flows seen):\n{}",
+        "{} attribution problems over {runs_wanted} curls ({} flows seen; {}):\n{}",
         problems.len(),
         flows.len(),
+        speed_summary(),
         listed(&problems)
     );
     Ok(())
@@ -166,14 +181,16 @@ while True:
     c.close()
 "#;
 
-/// Waits until a shared start time, then makes COUNT connections one after another: connect,
-/// send one byte, close (first, so each local port stays in TIME_WAIT and is never reused
-/// for this server within the test). Prints `ports P1 P2 ...`. Args: address, port, count,
-/// start time (Unix seconds).
+/// Prints `ready`, waits until the file GO exists (so that all clients start together however
+/// long each took to start), then makes COUNT connections one after another: connect, send
+/// one byte, close (first, so each local port stays in TIME_WAIT and is never reused for this
+/// server within the test). Prints `ports P1 P2 ...`. Args: address, port, count, GO.
 const CONNECTOR: &str = r#"
-import socket, sys, time
-addr, port, count, start = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-time.sleep(max(0.0, start - time.time()))
+import os, socket, sys, time
+addr, port, count, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+print("ready", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.01)
 ports = []
 for _ in range(count):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -188,8 +205,12 @@ print("ports", *ports, flush=True)
 fn thousand_connections_from_ten_parallel_processes() -> Result<()> {
     setup()?;
     const CLIENTS: usize = 10;
-    const PER_CLIENT: usize = 100;
-    const TOTAL: usize = CLIENTS * PER_CLIENT;
+    let per_client = scaled(100);
+    let total = CLIENTS * per_client;
+    println!(
+        "{total} connections from {CLIENTS} parallel processes ({})",
+        speed_summary()
+    );
     let (client, server) = TestHost::pair()?;
     let saddr = IpAddr::from(server.ns_addr_v4());
     let sink = spawn_py(&server, SINK, &[saddr.to_string(), TCP_PORT.to_string()])?;
@@ -197,16 +218,21 @@ fn thousand_connections_from_ten_parallel_processes() -> Result<()> {
     server.wait_for_tcp_listen(TCP_PORT)?;
     let agent = agent(&[])?;
 
-    let start = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64() + 1.0;
+    let go_dir = TempDir::new("ftattr-go")?;
+    let go = go_dir.path().join("go");
     let args = [
         saddr.to_string(),
         TCP_PORT.to_string(),
-        PER_CLIENT.to_string(),
-        format!("{start:.3}"),
+        per_client.to_string(),
+        go.display().to_string(),
     ];
     let procs = (0..CLIENTS)
         .map(|_| spawn_py(&client, CONNECTOR, &args))
         .collect::<Result<Vec<_>>>()?;
+    for proc in &procs {
+        wait_for_line(proc, "ready", Duration::from_secs(10))?;
+    }
+    std::fs::write(&go, "")?;
     // Local port → the pid that made the connection, from each client's own report.
     let mut owner: BTreeMap<u16, u32> = BTreeMap::new();
     let pids: BTreeSet<u32> = procs.iter().map(|p| p.pid()).collect();
@@ -222,7 +248,7 @@ fn thousand_connections_from_ten_parallel_processes() -> Result<()> {
             .map(str::parse)
             .collect::<Result<_, _>>()?;
         ensure!(
-            ports.len() == PER_CLIENT,
+            ports.len() == per_client,
             "pid {pid} made {} connections",
             ports.len()
         );
@@ -232,7 +258,7 @@ fn thousand_connections_from_ten_parallel_processes() -> Result<()> {
             }
         }
     }
-    ensure!(owner.len() == TOTAL);
+    ensure!(owner.len() == total);
 
     let dest = (saddr, TCP_PORT);
     let end_of = |attribution: &'static str| {
@@ -250,9 +276,9 @@ fn thousand_connections_from_ten_parallel_processes() -> Result<()> {
     };
     let mut problems = Vec::new();
     for kind in ["connector", "acceptor"] {
-        if let Err(e) = agent.wait_for_count(end_of(kind), TOTAL, EVENT_TIMEOUT) {
+        if let Err(e) = agent.wait_for_count(end_of(kind), total, EVENT_TIMEOUT) {
             problems.push(format!(
-                "waiting for {TOTAL} {kind} end events: {}",
+                "waiting for {total} {kind} end events: {}",
                 first_line(&e)
             ));
         }
@@ -341,9 +367,10 @@ fn thousand_connections_from_ten_parallel_processes() -> Result<()> {
 
     ensure!(
         problems.is_empty(),
-        "{} problems over {TOTAL} connections from pids {pids:?}:\n{}\n\
+        "{} problems over {total} connections from pids {pids:?} ({}):\n{}\n\
          agent programs skipped by the kernel (recursion_misses): {misses}",
         problems.len(),
+        speed_summary(),
         listed(&problems)
     );
     Ok(())

@@ -3,7 +3,7 @@
 
 use anyhow::{ensure, Context, Result};
 use flow_agent_tests::{
-    require_root, require_tools, wait_for_tcp_listen_timeout, Agent, Cmd, TempDir, TestHost,
+    require_root, require_tools, slowed, wait_for_tcp_listen_timeout, Agent, Cmd, TempDir, TestHost,
 };
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -47,6 +47,7 @@ fn url(addr: IpAddr, port: u16, path: &str) -> String {
 
 /// curl inside `host`; `--noproxy` because CI may set http_proxy.
 fn curl(host: &TestHost, url: &str) -> Result<Vec<u8>> {
+    let max_time = slowed(10 * SECOND).as_secs().to_string();
     let out = host
         .cmd("curl")
         .args([
@@ -56,7 +57,7 @@ fn curl(host: &TestHost, url: &str) -> Result<Vec<u8>> {
             "--noproxy",
             "*",
             "--max-time",
-            "10",
+            &max_time,
             url,
         ])
         .run()?;
@@ -253,7 +254,7 @@ fn spawned_pid_is_the_program_inside_the_namespace() -> Result<()> {
     let pid = sleeper.pid();
     // `ip netns exec` exec()s, so the pid turns into `sleep` once it has entered the namespace.
     let want_ns = format!("net:[{}]", host.netns_inode()?);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + slowed(Duration::from_secs(5));
     loop {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         let ns = std::fs::read_link(format!("/proc/{pid}/ns/net"))
@@ -297,8 +298,9 @@ fn cmd_captures_output_failures_and_timeouts() -> Result<()> {
         "error lacks stderr: {err:#}"
     );
     let err = host
+        // Far longer than the bound, however much FLOW_TEST_SLOW stretches it.
         .cmd("sleep")
-        .arg("10")
+        .arg("600")
         .timeout(Duration::from_millis(200))
         .run()
         .expect_err("must time out");
@@ -340,10 +342,12 @@ fn reap_stale_removes_leftovers_of_dead_processes() -> Result<()> {
     let _ = child.wait_with_output()?;
     let (ns, veth) = (format!("flowtest-{pid}-0"), format!("ft{pid}-0h"));
     Cmd::host("ip").args(["netns", "add", &ns]).run()?;
+    // Both ends in the root namespace (the peer's name is no test's): the veth outlives the
+    // namespace, so reap_stale must delete it itself. With the peer in the namespace, the
+    // namespace's deletion could take the veth along first, or not yet, depending on timing.
+    let peer = format!("stale{pid}");
     Cmd::host("ip")
-        .args([
-            "link", "add", &veth, "type", "veth", "peer", "name", "stale0", "netns", &ns,
-        ])
+        .args(["link", "add", &veth, "type", "veth", "peer", "name", &peer])
         .run()?;
     // Pin the namespace with a process, as a leaked server would.
     let _pin = Cmd::in_ns(&ns, "sleep").arg("600").spawn()?;
@@ -353,10 +357,12 @@ fn reap_stale_removes_leftovers_of_dead_processes() -> Result<()> {
         "reaped {reaped:?}"
     );
     ensure!(!netns_list()?.contains(&ns), "{ns} survived");
-    ensure!(
-        !Path::new("/sys/class/net").join(&veth).exists(),
-        "{veth} survived"
-    );
+    for link in [&veth, &peer] {
+        ensure!(
+            !Path::new("/sys/class/net").join(link).exists(),
+            "{link} survived"
+        );
+    }
     Ok(())
 }
 
@@ -455,9 +461,9 @@ fn is_zombie(pid: u32) -> bool {
 
 /// Minimal HTTP/1.0 GET with std sockets (no client dependency); returns the raw response.
 fn http_get(addr: SocketAddr, path: &str) -> Result<Vec<u8>> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, 5 * SECOND).with_context(|| format!("connect {addr}"))?;
-    s.set_read_timeout(Some(10 * SECOND))?;
+    let mut s = TcpStream::connect_timeout(&addr, slowed(5 * SECOND))
+        .with_context(|| format!("connect {addr}"))?;
+    s.set_read_timeout(Some(slowed(10 * SECOND)))?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n")?;
     let mut body = Vec::new();
     s.read_to_end(&mut body)?;
@@ -469,10 +475,10 @@ fn http_get(addr: SocketAddr, path: &str) -> Result<Vec<u8>> {
     Ok(body)
 }
 
-/// Answers one HTTP request on `listener` with `body`, bounded to 10 s.
+/// Answers one HTTP request on `listener` with `body`, bounded to 10 s (× `FLOW_TEST_SLOW`).
 fn serve_one(listener: TcpListener, body: &[u8]) -> Result<()> {
     listener.set_nonblocking(true)?;
-    let deadline = Instant::now() + 10 * SECOND;
+    let deadline = Instant::now() + slowed(10 * SECOND);
     let mut conn = loop {
         match listener.accept() {
             Ok((c, _)) => break c,
@@ -483,7 +489,7 @@ fn serve_one(listener: TcpListener, body: &[u8]) -> Result<()> {
         }
     };
     conn.set_nonblocking(false)?;
-    conn.set_read_timeout(Some(5 * SECOND))?;
+    conn.set_read_timeout(Some(slowed(5 * SECOND)))?;
     let mut req = Vec::new();
     let mut buf = [0u8; 1024];
     while !req.windows(4).any(|w| w == b"\r\n\r\n") {

@@ -10,7 +10,8 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use flow_agent_tests::{
-    find_tool, require_root_and_bpf, require_tools, Agent, Spawned, TempDir, TestHost,
+    describe_bound, find_tool, require_root_and_bpf, require_tools, slowed, Agent, Spawned,
+    TempDir, TestHost,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -309,17 +310,19 @@ fn spawn_py(host: &TestHost, script: &str, args: &[String]) -> Result<Spawned> {
         .spawn()
 }
 
-/// Waits until `proc` printed a line starting with `prefix`.
+/// Waits until `proc` printed a line starting with `prefix` (within `EVENT_TIMEOUT` ×
+/// `FLOW_TEST_SLOW`).
 fn wait_for_line(proc: &Spawned, prefix: &str) -> Result<()> {
-    let deadline = Instant::now() + EVENT_TIMEOUT;
+    let deadline = Instant::now() + slowed(EVENT_TIMEOUT);
     loop {
         if proc.stdout_so_far().lines().any(|l| l.starts_with(prefix)) {
             return Ok(());
         }
         ensure!(
             Instant::now() < deadline,
-            "pid {} printed no {prefix:?} line within {EVENT_TIMEOUT:?}\nstdout: {}\nstderr: {}",
+            "pid {} printed no {prefix:?} line within {}\nstdout: {}\nstderr: {}",
             proc.pid(),
+            describe_bound(EVENT_TIMEOUT),
             proc.stdout_so_far().trim(),
             proc.stderr_so_far().trim()
         );
@@ -391,9 +394,10 @@ time.sleep(float(sys.argv[2]))
 "#;
 
 fn curl(host: &TestHost, url: &str, extra: &[&str]) -> Result<Option<i32>> {
+    let max_time = slowed(Duration::from_secs(10)).as_secs().to_string();
     let out = host
         .cmd("curl")
-        .args(["-sS", "-g", "--noproxy", "*", "--max-time", "10"])
+        .args(["-sS", "-g", "--noproxy", "*", "--max-time", &max_time])
         .args(extra)
         .arg(url)
         .output()?;

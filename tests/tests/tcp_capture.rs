@@ -141,7 +141,8 @@ impl Capture {
             .arg(&file)
             .spawn()?;
         // dumpcap reports this once the interface is open and the filter set.
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let deadline =
+            std::time::Instant::now() + flow_agent_tests::slowed(Duration::from_secs(120));
         while !proc.stderr_so_far().contains("Capturing on") {
             ensure!(
                 std::time::Instant::now() < deadline,

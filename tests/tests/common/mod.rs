@@ -4,13 +4,17 @@
 #![allow(dead_code)]
 
 use anyhow::{bail, ensure, Context, Result};
-use flow_agent_tests::{find_tool, require_root_and_bpf, require_tools, Agent, Spawned, TestHost};
+use flow_agent_tests::{
+    describe_bound, find_tool, require_root_and_bpf, require_tools, slowed, Agent, Spawned,
+    TestHost,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Generous bound for events to appear; assertions on their contents are exact.
+/// Generous bound for events to appear (the harness stretches it by `FLOW_TEST_SLOW`);
+/// assertions on their contents are exact.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Root, BTF and the programs every agent test drives.
@@ -51,9 +55,10 @@ pub fn spawn_py(host: &TestHost, script: &str, args: &[String]) -> Result<Spawne
         .spawn()
 }
 
-/// Waits until `proc` printed a line starting with `prefix` on stdout; returns that line.
+/// Waits until `proc` printed a line starting with `prefix` on stdout (within `timeout` ×
+/// `FLOW_TEST_SLOW`); returns that line.
 pub fn wait_for_line(proc: &Spawned, prefix: &str, timeout: Duration) -> Result<String> {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + slowed(timeout);
     loop {
         let out = proc.stdout_so_far();
         if let Some(line) = out.lines().find(|l| l.starts_with(prefix)) {
@@ -61,8 +66,9 @@ pub fn wait_for_line(proc: &Spawned, prefix: &str, timeout: Duration) -> Result<
         }
         if Instant::now() > deadline {
             bail!(
-                "pid {} printed no line starting with {prefix:?} within {timeout:?}\nstdout: {}\nstderr: {}",
+                "pid {} printed no line starting with {prefix:?} within {}\nstdout: {}\nstderr: {}",
                 proc.pid(),
+                describe_bound(timeout),
                 out.trim(),
                 proc.stderr_so_far().trim()
             );
@@ -71,7 +77,8 @@ pub fn wait_for_line(proc: &Spawned, prefix: &str, timeout: Duration) -> Result<
     }
 }
 
-/// Waits for a process to exit successfully and returns its stdout.
+/// Waits for a process to exit successfully (within `timeout` × `FLOW_TEST_SLOW`) and returns
+/// its stdout.
 pub fn finish(proc: Spawned, timeout: Duration) -> Result<String> {
     let pid = proc.pid();
     let out = proc.wait(timeout)?;

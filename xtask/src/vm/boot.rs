@@ -23,7 +23,8 @@ pub struct VmRun {
     pub timed_out: bool,
     /// What the script printed: the console lines between its start and exit markers.
     pub stdout: String,
-    /// The VM's whole console output.
+    /// The VM's whole console output, each line prefixed with the seconds since vng started
+    /// (`[  123.4] `): the time between two `test NAME ... ok` lines is that test's.
     pub log: PathBuf,
     /// From starting vng to the script's start.
     pub boot_time: Option<Duration>,
@@ -120,7 +121,11 @@ fn read_console(pipe: Box<dyn Read + Send>, console: &Mutex<Console>, start: Ins
         let Ok(mut console) = console.lock() else {
             return;
         };
-        let _ = writeln!(console.log, "{line}");
+        let _ = writeln!(
+            console.log,
+            "[{:7.1}] {line}",
+            start.elapsed().as_secs_f64()
+        );
         if line == START_MARKER && console.started.is_none() {
             console.started = Some(start.elapsed());
         }

@@ -2,9 +2,10 @@
 
 use std::fs;
 use std::path::Path;
+use std::time::Duration;
 
 use super::boot::VmRun;
-use super::{file_name, BINARY_MARKER};
+use super::{binary_stem, BINARY_MARKER};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestOutcome {
@@ -101,56 +102,187 @@ pub fn print_matrix(results: &[(String, Result<Vec<TestOutcome>, String>)]) -> b
         .all(|(_, r)| r.as_ref().is_ok_and(|tests| tests.iter().all(|t| t.passed)))
 }
 
-/// Splits the test script's output per binary. A binary that failed without a failing test
-/// (crash, bad arguments, no libtest output) gets a failing row of its own.
-pub(super) fn test_outcomes(run: &VmRun, prefix: bool) -> Result<Vec<TestOutcome>, String> {
-    let Some(status) = run.exit_status else {
-        let what = if run.timed_out {
-            "timed out"
-        } else {
-            "VM stopped before the script ended"
-        };
-        return Err(format!("{what}; console log {}", run.log.display()));
-    };
-    let mut all = Vec::new();
-    let (mut stem, mut body) = (String::new(), String::new());
-    for line in run.stdout.lines() {
+/// One test binary's part of the test script's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinaryRun {
+    /// `<crate or test>` of cargo's `<crate or test>-<hash>`.
+    pub stem: String,
+    /// Its exit status; None when the VM stopped while it ran.
+    pub exit: Option<String>,
+    /// How long it ran, as the guest measured it.
+    pub time: Option<Duration>,
+    /// Its output (libtest's).
+    pub output: String,
+}
+
+/// Splits the test script's output per binary, at the markers the script prints.
+pub fn binary_runs(stdout: &str) -> Vec<BinaryRun> {
+    let mut runs: Vec<BinaryRun> = Vec::new();
+    for line in stdout.lines() {
         let Some(marked) = line.strip_prefix(BINARY_MARKER) else {
-            body.push_str(line);
-            body.push('\n');
+            if let Some(run) = runs.last_mut().filter(|r| r.exit.is_none()) {
+                run.output.push_str(line);
+                run.output.push('\n');
+            }
             continue;
         };
-        let Some(rc) = marked.strip_prefix("exit ") else {
-            // Cargo names test binaries `<crate>-<hash>`.
-            let name = file_name(Path::new(marked.trim_matches('\'')));
-            stem = name
-                .rsplit_once('-')
-                .map_or(name.as_str(), |(s, _)| s)
-                .to_string();
-            body.clear();
-            continue;
-        };
-        let mut tests = parse_libtest(&body);
+        match (marked.strip_prefix("exit "), runs.last_mut()) {
+            (Some(rest), Some(run)) => {
+                // `exit RC time MSms`
+                let mut words = rest.split_whitespace();
+                run.exit = words.next().map(String::from);
+                run.time = match (words.next(), words.next()) {
+                    (Some("time"), Some(ms)) => ms
+                        .trim_end_matches("ms")
+                        .parse()
+                        .ok()
+                        .map(Duration::from_millis),
+                    _ => None,
+                };
+            }
+            (Some(_), None) => {}
+            (None, _) => runs.push(BinaryRun {
+                stem: binary_stem(Path::new(marked.trim_matches('\''))),
+                exit: None,
+                time: None,
+                output: String::new(),
+            }),
+        }
+    }
+    runs
+}
+
+/// The test libtest had started when its binary was stopped: with one test thread, a
+/// `test NAME ... ` line with no result yet.
+fn unfinished_test(output: &str) -> Option<String> {
+    let last = output.lines().rev().find(|l| l.starts_with("test "))?;
+    let line = strip_colors(last);
+    let (name, status) = line.strip_prefix("test ")?.rsplit_once(" ...")?;
+    status.trim().is_empty().then(|| name.to_string())
+}
+
+/// The outcomes of every binary that ran. A binary that failed without a failing test (crash,
+/// bad arguments, no libtest output) gets a failing row of its own, and so does one the VM
+/// stopped (time limit) while it ran, naming the test it was in. Only a VM whose script never
+/// started is an error (the "(boot)" row).
+pub(super) fn test_outcomes(
+    run: &VmRun,
+    binaries: &[BinaryRun],
+) -> Result<Vec<TestOutcome>, String> {
+    let stopped = if run.timed_out {
+        format!(
+            "VM time limit reached after {:.0}s",
+            run.total_time.as_secs_f64()
+        )
+    } else {
+        "VM stopped before the script ended".to_string()
+    };
+    if run.exit_status.is_none() && run.boot_time.is_none() {
+        return Err(format!(
+            "{stopped}, before the script started; console log {}",
+            run.log.display()
+        ));
+    }
+    let prefix = binaries.len() > 1;
+    let mut all = Vec::new();
+    for bin in binaries {
+        let stem = &bin.stem;
+        let mut tests = parse_libtest(&bin.output);
         if prefix {
             tests
                 .iter_mut()
                 .for_each(|t| t.name = format!("{stem}::{}", t.name));
         }
-        if rc != "0" && tests.iter().all(|t| t.passed) {
-            tests.push(TestOutcome {
+        match bin.exit.as_deref() {
+            None => {
+                let what = match unfinished_test(&bin.output) {
+                    Some(test) if prefix => format!("{stem}::{test}"),
+                    Some(test) => test,
+                    None => stem.clone(),
+                };
+                tests.push(TestOutcome {
+                    name: format!("{what} ({stopped})"),
+                    passed: false,
+                });
+            }
+            Some(rc) if rc != "0" && tests.iter().all(|t| t.passed) => tests.push(TestOutcome {
                 name: format!("{stem} (exit status {rc})"),
                 passed: false,
-            });
+            }),
+            Some(_) => {}
         }
         all.extend(tests);
     }
-    if status != 0 && all.iter().all(|t| t.passed) {
-        all.push(TestOutcome {
+    match run.exit_status {
+        Some(status) if status != 0 && all.iter().all(|t| t.passed) => all.push(TestOutcome {
             name: format!("(script exit status {status})"),
             passed: false,
-        });
+        }),
+        None if binaries.iter().all(|b| b.exit.is_some()) => all.push(TestOutcome {
+            name: format!("(script: {stopped})"),
+            passed: false,
+        }),
+        _ => {}
     }
     Ok(all)
+}
+
+/// How long one kernel's VM and each of its test binaries took.
+pub struct KernelTimes {
+    pub kernel: String,
+    pub boot: Option<Duration>,
+    pub total: Duration,
+    pub binaries: Vec<BinaryRun>,
+}
+
+/// Prints seconds per test binary × kernel, then boot and the whole VM. Every kernel runs the
+/// same binaries in the same order: rows go by position (two binaries may share a stem, such
+/// as a crate's lib and bin unit tests).
+pub fn print_times(times: &[KernelTimes]) {
+    if times.is_empty() {
+        return;
+    }
+    let rows = times.iter().map(|t| t.binaries.len()).max().unwrap_or(0);
+    let mut labels: Vec<String> = Vec::new();
+    for i in 0..rows {
+        let stem = times
+            .iter()
+            .find_map(|t| t.binaries.get(i))
+            .map_or("?".to_string(), |b| b.stem.clone());
+        let seen = labels
+            .iter()
+            .filter(|l| l.split(" #").next() == Some(stem.as_str()))
+            .count();
+        labels.push(match seen {
+            0 => stem,
+            n => format!("{stem} #{}", n + 1),
+        });
+    }
+    let secs =
+        |d: Option<Duration>| d.map_or("—".to_string(), |d| format!("{:.0}s", d.as_secs_f64()));
+    let width = labels.iter().map(|l| l.len()).max().unwrap_or(0).max(14);
+    let row = |name: &str, cells: Vec<String>| {
+        let cells: String = cells.iter().map(|c| format!(" {c:>7}")).collect();
+        println!("{name:width$}{cells}");
+    };
+    println!();
+    row("time", times.iter().map(|t| t.kernel.clone()).collect());
+    for (i, label) in labels.iter().enumerate() {
+        row(
+            label,
+            times
+                .iter()
+                .map(|t| secs(t.binaries.get(i).and_then(|b| b.time)))
+                .collect(),
+        );
+    }
+    row("(boot)", times.iter().map(|t| secs(t.boot)).collect());
+    row(
+        "(VM total)",
+        times.iter().map(|t| secs(Some(t.total))).collect(),
+    );
+    let all: Duration = times.iter().map(|t| t.total).sum();
+    println!("all VMs: {:.0}s", all.as_secs_f64());
 }
 
 pub(super) fn print_log_tail(log: &Path, n: usize) {
@@ -176,5 +308,74 @@ mod tests {
             .collect();
         let want = [("a::b", true), ("c", true), ("d", false)].map(|(n, p)| (n.to_string(), p));
         assert_eq!(got, want);
+    }
+
+    fn vm_run(stdout: &str, exit_status: Option<i32>, timed_out: bool) -> VmRun {
+        VmRun {
+            exit_status,
+            timed_out,
+            stdout: stdout.to_string(),
+            log: "console.log".into(),
+            boot_time: Some(Duration::from_secs(20)),
+            total_time: Duration::from_secs(900),
+        }
+    }
+
+    fn rows(outcomes: &[TestOutcome]) -> Vec<(&str, bool)> {
+        outcomes
+            .iter()
+            .map(|t| (t.name.as_str(), t.passed))
+            .collect()
+    }
+
+    #[test]
+    fn splits_binaries_with_exit_status_and_time() {
+        let out = "VM-TEST-BINARY '/t/deps/udp-0123'\ntest a ... ok\n\
+                   VM-TEST-BINARY exit 0 time 1500ms\n\
+                   VM-TEST-BINARY '/t/deps/tcp-4567'\ntest b ... FAILED\n\
+                   VM-TEST-BINARY exit 101 time 20ms\n";
+        let runs = binary_runs(out);
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0].stem, "udp");
+        assert_eq!(runs[0].exit.as_deref(), Some("0"));
+        assert_eq!(runs[0].time, Some(Duration::from_millis(1500)));
+        assert_eq!(runs[1].output, "test b ... FAILED\n");
+        let outcomes = test_outcomes(&vm_run(out, Some(1), false), &runs).unwrap();
+        assert_eq!(rows(&outcomes), [("udp::a", true), ("tcp::b", false)]);
+    }
+
+    #[test]
+    fn a_time_limit_names_the_test_that_was_running() {
+        let out = "VM-TEST-BINARY '/t/deps/udp-0123'\ntest a ... ok\n\
+                   VM-TEST-BINARY exit 0 time 1500ms\n\
+                   VM-TEST-BINARY '/t/deps/attribution-89'\n\nrunning 2 tests\n\
+                   test many ... ok\ntest slow ... \n";
+        let runs = binary_runs(out);
+        assert_eq!(runs[1].exit, None);
+        let outcomes = test_outcomes(&vm_run(out, None, true), &runs).unwrap();
+        assert_eq!(
+            rows(&outcomes),
+            [
+                ("udp::a", true),
+                ("attribution::many", true),
+                (
+                    "attribution::slow (VM time limit reached after 900s)",
+                    false
+                )
+            ]
+        );
+        // A VM that never reached the script is the "(boot)" failure.
+        let mut run = vm_run("", None, true);
+        run.boot_time = None;
+        assert!(test_outcomes(&run, &[]).is_err());
+    }
+
+    #[test]
+    fn a_crash_without_failing_test_gets_its_own_row() {
+        let out =
+            "VM-TEST-BINARY '/t/deps/x-1'\nSegmentation fault\nVM-TEST-BINARY exit 139 time 5ms\n";
+        let runs = binary_runs(out);
+        let outcomes = test_outcomes(&vm_run(out, Some(1), false), &runs).unwrap();
+        assert_eq!(rows(&outcomes), [("x (exit status 139)", false)]);
     }
 }
