@@ -1,11 +1,18 @@
 //! flow-agent: host-level network flow sensor.
 //!
 //! Stages: `capture` (load the kernel programs, read their records) → `flows` (flow table and
-//! lifecycle) → `enrich` (process, user, host) → output (JSON lines; more sinks to come).
+//! lifecycle) → `enrich` (process, user, host) → `encode` (one encoder per format) → `sink`
+//! (stdout, file, syslog, HTTP), with `filter` rules between, `config` for all of it and
+//! `health` reporting on the agent itself.
 pub mod capture;
+pub mod config;
+pub mod encode;
 pub mod enrich;
+pub mod filter;
 pub mod flows;
+pub mod health;
 pub mod kernel;
 pub mod logger;
 pub mod probe;
 pub mod runtime;
+pub mod sink;

@@ -82,6 +82,8 @@ fn main() -> Result<()> {
                     ..FlowTableConfig::default()
                 },
                 poll_interval: Duration::from_millis(100),
+                config: flow_agent::config::Config::default(),
+                reload: None,
             };
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -1,11 +1,11 @@
-//! The agent's main loop: drain the ring buffer in batches, feed the flow table, write events,
-//! and on SIGTERM/SIGINT end every open flow before exiting.
+//! The agent's main loop: drain the ring buffer in batches, feed the flow table, hand events to
+//! the outputs, reload the configuration on SIGHUP, and on SIGTERM/SIGINT end every open flow
+//! before exiting.
 use std::{
     collections::{HashMap, HashSet},
-    io::Write,
     os::{fd::AsRawFd, unix::fs::MetadataExt},
     path::PathBuf,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
@@ -18,10 +18,13 @@ use tokio::{
 
 use crate::{
     capture::{sock_diag, Capture, CaptureConfig, Record},
-    enrich::clock::boot_ns_now,
+    config::Config,
+    enrich::clock::{boot_ns_now, rfc3339_micros},
     flows::{
         table::sum_udp_counters, table::UdpCounterSource, FlowEvent, FlowTable, FlowTableConfig,
     },
+    health::{KernelLosses, StatsEvent},
+    sink::Outputs,
 };
 
 pub struct RunOptions {
@@ -29,6 +32,10 @@ pub struct RunOptions {
     pub flows: FlowTableConfig,
     /// How often the ring buffer is drained when no wake-up comes.
     pub poll_interval: Duration,
+    /// Outputs, filters and health reporting.
+    pub config: Config,
+    /// Reads the configuration again on SIGHUP; without it SIGHUP only logs.
+    pub reload: Option<Box<dyn FnMut() -> Result<Config>>>,
 }
 
 struct KernelUdp<'a>(&'a mut PerCpuHashMap<MapData, UdpFlowKey, UdpCounters>);
@@ -42,12 +49,61 @@ impl UdpCounterSource for KernelUdp<'_> {
     }
 }
 
-fn write_events(out: &mut impl Write, events: &mut Vec<FlowEvent>) -> Result<()> {
-    for ev in events.drain(..) {
-        serde_json::to_writer(&mut *out, &ev)?;
-        out.write_all(b"\n")?;
+fn write_events(outputs: &mut Outputs, events: &mut Vec<FlowEvent>, total: &mut u64) {
+    outputs.publish(events);
+    *total += events.len() as u64;
+    events.clear();
+}
+
+/// Swaps in the outputs of a new configuration. The old sinks close first (network sinks move
+/// what they hold to their disk buffers), so the new ones find every undelivered record; if
+/// the new outputs cannot start, the old configuration's start again.
+async fn apply_config(outputs: &mut Option<Outputs>, current: &mut Config, new: Config) {
+    if let Some(old) = outputs.take() {
+        old.close().await;
     }
-    out.flush().context("writing events to stdout")
+    match Outputs::start(&new.outputs, new.filter.clone()) {
+        Ok(o) => {
+            *outputs = Some(o);
+            *current = new;
+            log::info!("configuration reloaded");
+        }
+        Err(e) => {
+            log::error!("reloaded configuration rejected, the previous one stays in force: {e}");
+            match Outputs::start(&current.outputs, current.filter.clone()) {
+                Ok(o) => *outputs = Some(o),
+                Err(e) => log::error!("restarting the previous outputs failed: {e}"),
+            }
+        }
+    }
+}
+
+fn stats_event(
+    started: Instant,
+    table: &FlowTable,
+    losses: &[u64],
+    events_total: u64,
+    outputs: &Outputs,
+) -> StatsEvent {
+    let loss = |i: usize| losses.get(i).copied().unwrap_or(0);
+    StatsEvent {
+        timestamp: rfc3339_micros(std::time::SystemTime::now()),
+        event_action: "stats",
+        hostname: table.config().host.hostname.clone(),
+        agent_version: env!("CARGO_PKG_VERSION"),
+        uptime: started.elapsed().as_secs_f64(),
+        flows_open: table.open_flows() as u64,
+        events_total,
+        kernel_losses: KernelLosses {
+            ring_full: loss(0),
+            tcp_table_full: loss(1),
+            udp_table_full: loss(2),
+            read_failed: loss(3),
+            owner_table_full: loss(4),
+            tcp_closes_missed: table.missed_closes,
+        },
+        sinks: outputs.stats().iter().map(|s| s.report()).collect(),
+    }
 }
 
 /// Fills the kernel's process table with processes that started before the agent, so the
@@ -101,6 +157,12 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             "not allowed"
         }
     );
+    let started = Instant::now();
+    let mut config = opts.config;
+    let mut reload = opts.reload;
+    let mut outputs = Some(
+        Outputs::start(&config.outputs, config.filter.clone()).context("starting the outputs")?,
+    );
     let mut capture = Capture::load(&opts.capture).context("starting kernel capture")?;
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let prefix: String = boot_id
@@ -126,8 +188,9 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut poll = tokio::time::interval(opts.poll_interval);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut last_stats = Instant::now();
+    let mut events_total = 0u64;
     let mut last_losses = [0u64; LOSS_KINDS as usize];
     let mut last_missed = 0;
     eprintln!(
@@ -160,12 +223,36 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                     last_losses = losses;
                     last_missed = table.missed_closes;
                 }
+                let every = config.health.stats_interval;
+                if every > 0 && last_stats.elapsed() >= Duration::from_secs(every) {
+                    last_stats = Instant::now();
+                    if let Some(o) = outputs.as_mut() {
+                        let stats = stats_event(started, &table, &losses, events_total, o);
+                        o.publish_stats(&stats);
+                    }
+                }
+            }
+            _ = sighup.recv() => {
+                // Events drained so far go to the old outputs; later ones to the new.
+                drain(&mut capture, &mut table, &mut events);
+                if let Some(o) = outputs.as_mut() {
+                    write_events(o, &mut events, &mut events_total);
+                }
+                match reload.as_mut().map(|r| r()) {
+                    Some(Ok(new)) => apply_config(&mut outputs, &mut config, new).await,
+                    Some(Err(e)) => log::error!(
+                        "SIGHUP: the configuration was not reloaded, the previous one stays in force: {e:#}"
+                    ),
+                    None => log::warn!("SIGHUP: no configuration file to reload"),
+                }
             }
             _ = sigterm.recv() => shutting_down = true,
             _ = sigint.recv() => shutting_down = true,
         }
         drain(&mut capture, &mut table, &mut events);
-        write_events(&mut out, &mut events)?;
+        if let Some(o) = outputs.as_mut() {
+            write_events(o, &mut events, &mut events_total);
+        }
         if shutting_down {
             drain(&mut capture, &mut table, &mut events);
             for ns in table.tcp_namespaces() {
@@ -178,7 +265,10 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             }
             let mut udp = KernelUdp(&mut capture.udp_flows);
             table.shutdown(&mut udp, &mut events);
-            write_events(&mut out, &mut events)?;
+            if let Some(mut o) = outputs.take() {
+                write_events(&mut o, &mut events, &mut events_total);
+                o.close().await;
+            }
             log::info!("shut down: every open flow reported as ended");
             return Ok(());
         }

@@ -140,6 +140,10 @@ impl FlowTable {
         self.flows.len()
     }
 
+    pub fn config(&self) -> &FlowTableConfig {
+        &self.cfg
+    }
+
     pub(super) fn new_flow(
         &mut self,
         tuple: Tuple,

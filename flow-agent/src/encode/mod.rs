@@ -1,0 +1,68 @@
+//! Encode stage: one encoder per output format. An encoder turns one event into one record
+//! without framing (no trailing newline); the sink adds its own framing (newline, syslog
+//! header, octet count, HTTP batch).
+use serde::{Deserialize, Serialize};
+
+use crate::{flows::FlowEvent, health::StatsEvent};
+
+pub mod native;
+
+/// Output format of a sink, chosen per sink in the configuration (`format = "ecs"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// The documented schema of docs/events.md (JSON).
+    #[default]
+    Native,
+    /// Elastic Common Schema (JSON).
+    Ecs,
+    /// OCSF Network Activity (JSON).
+    Ocsf,
+    /// Zeek conn.log records (JSON), at flow end only.
+    Zeek,
+    /// Sysmon for Linux Event ID 3 (XML).
+    Sysmon,
+}
+
+impl Format {
+    pub const ALL: [Format; 5] = [
+        Format::Native,
+        Format::Ecs,
+        Format::Ocsf,
+        Format::Zeek,
+        Format::Sysmon,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Native => "native",
+            Format::Ecs => "ecs",
+            Format::Ocsf => "ocsf",
+            Format::Zeek => "zeek",
+            Format::Sysmon => "sysmon",
+        }
+    }
+
+    /// Whether every record is one JSON document (HTTP sinks accept only such formats).
+    pub fn is_json(self) -> bool {
+        !matches!(self, Format::Sysmon)
+    }
+
+    /// A fresh encoder of this format; each sink owns one (some formats number their records).
+    pub fn encoder(self) -> Box<dyn Encoder> {
+        match self {
+            Format::Native => Box::new(native::NativeEncoder),
+            other => Box::new(native::PendingEncoder(other)),
+        }
+    }
+}
+
+/// Turns events into records of one format.
+pub trait Encoder: Send {
+    /// Appends the record of `event` to `out`; false when this format has no record for it
+    /// (Zeek's conn.log has one record per flow, written at its end).
+    fn encode_flow(&mut self, event: &FlowEvent, out: &mut Vec<u8>) -> bool;
+    /// Appends the record of the agent's periodic health report; false when this format has
+    /// no representation of it.
+    fn encode_stats(&mut self, stats: &StatsEvent, out: &mut Vec<u8>) -> bool;
+}
