@@ -36,6 +36,9 @@ enum Command {
 
 #[derive(clap::Args, Default)]
 struct RunArgs {
+    /// Configuration file (TOML); without it: native events on stdout.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
     /// Seconds between update events of open flows.
     #[arg(long, default_value_t = 60)]
     update_interval: u64,
@@ -53,6 +56,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     logger::init(cli.log_level);
     match cli.command.unwrap_or(Command::Run(RunArgs {
+        config: None,
         update_interval: 60,
         udp_idle_timeout: 60,
     })) {
@@ -82,8 +86,14 @@ fn main() -> Result<()> {
                     ..FlowTableConfig::default()
                 },
                 poll_interval: Duration::from_millis(100),
-                config: flow_agent::config::Config::default(),
-                reload: None,
+                config: match &args.config {
+                    Some(path) => flow_agent::config::load(path)?,
+                    None => flow_agent::config::Config::default(),
+                },
+                reload: args.config.clone().map(|path| {
+                    Box::new(move || Ok(flow_agent::config::load(&path)?))
+                        as Box<dyn FnMut() -> Result<flow_agent::config::Config>>
+                }),
             };
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
