@@ -85,6 +85,9 @@ pub struct FlowEvent {
     pub image_deleted: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command_line: Option<String>,
+    /// The arguments one by one (argv), exact where `command_line` needs quoting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_args: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command_line_truncated: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,6 +96,8 @@ pub struct FlowEvent {
     pub process_entity_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_exe: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_entity_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -21,6 +21,7 @@ use crate::{
     enrich::{
         cgroup::{container_of, systemd_unit, CgroupPaths},
         clock::{rfc3339_micros, BootClock},
+        command_line::quote_args,
         host::{process_entity_id, HostInfo},
         networks::{default_local_networks, is_local, Cidr},
         process::ProcessTable,
@@ -588,13 +589,23 @@ impl FlowTable {
                     .iter()
                     .map(|a| String::from_utf8_lossy(a).into_owned())
                     .collect();
-                ev.command_line = Some(args.join(" "));
+                ev.command_line = Some(quote_args(&args));
+                ev.process_args = Some(args);
                 ev.command_line_truncated = Some(p.args_truncated);
             }
-            let parent = self.processes.lookup(p.ppid, 0);
-            ev.parent_exe = parent
-                .and_then(|pp| pp.image_path.clone())
-                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            if let Some(parent) = self.processes.lookup(p.ppid, 0) {
+                ev.parent_exe = parent
+                    .image_path
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned());
+                if parent.start_ns > 0 {
+                    ev.parent_entity_id = Some(process_entity_id(
+                        &self.cfg.host.machine_id,
+                        parent.start_ns,
+                        parent.pid,
+                    ));
+                }
+            }
         }
     }
 }
