@@ -115,7 +115,7 @@ pub struct FlowTable {
     pub processes: ProcessTable,
     users: NameDb,
     groups: NameDb,
-    cgroups: CgroupPaths,
+    pub(super) cgroups: CgroupPaths,
     clock: BootClock,
 }
 
