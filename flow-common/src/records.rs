@@ -174,6 +174,8 @@ pub struct TcpRecord {
 pub const TCP_INFO_FIN_RECEIVED: u32 = 1;
 /// Everything written, FIN included if one was sent, is acknowledged (snd_una == write_seq).
 pub const TCP_INFO_ALL_ACKED: u32 = 2;
+/// The owning process closed the socket while exiting (its descriptors closed by the kernel).
+pub const TCP_INFO_CLOSED_ON_EXIT: u32 = 4;
 
 /// A process accepted a connection the kernel had already reported open.
 #[repr(C)]

@@ -294,7 +294,7 @@ impl FlowTable {
         };
         let mut ev = self.event(&f, "end", Some(totals), r.header.ts_ns);
         ev.end_time = Some(rfc3339_micros(self.clock.to_wall(r.header.ts_ns)));
-        ev.end_reason = Some(state::end_reason(r));
+        ev.end_reason = Some(state::end_cause(r));
         ev.conn_state = Some(state::conn_state(r));
         ev.history = Some(state::history(&directed, in_bytes, out_bytes));
         if r.counters.srtt_us > 0 {
