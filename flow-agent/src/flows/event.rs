@@ -124,6 +124,18 @@ pub struct FlowEvent {
     pub hostname: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fqdn: Option<String>,
+    /// CAR: host names of the two ends; this host's own, the remote's from DNS answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_fqdn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dest_hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dest_fqdn: Option<String>,
+    /// The remote's name as asked, then each CNAME target, when the answer had a chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_chain: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]

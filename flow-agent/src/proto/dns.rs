@@ -59,6 +59,8 @@ pub struct Message {
     pub rcode: u8,
     pub questions: Vec<Question>,
     pub answers: Vec<Answer>,
+    /// The answer section was cut short (capture length); `answers` holds those that fit.
+    pub truncated: bool,
 }
 
 /// Parses a DNS message as carried in UDP (for TCP, strip the 2-byte length first:
@@ -79,7 +81,30 @@ pub fn parse(msg: &[u8]) -> Result<Message, DnsError> {
         questions.push(Question { name, qtype });
     }
     let mut answers = Vec::new();
+    let mut truncated = false;
     for _ in 0..ancount.min(MAX_RECORDS) {
+        // A message cut by the capture length keeps the answers that fit.
+        match answer(&mut r, msg) {
+            Ok(a) => answers.push(a),
+            Err(DnsError::Truncated) => {
+                truncated = true;
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Message {
+        id,
+        is_response: flags & 0x8000 != 0,
+        rcode: (flags & 0xf) as u8,
+        questions,
+        answers,
+        truncated,
+    })
+}
+
+fn answer(r: &mut Reader<'_>, msg: &[u8]) -> Result<Answer, DnsError> {
+    {
         let name = r.name()?;
         let rtype = r.u16()?;
         let _class = r.u16()?;
@@ -104,20 +129,13 @@ pub fn parse(msg: &[u8]) -> Result<Message, DnsError> {
             }
             _ => RecordData::Other,
         };
-        answers.push(Answer {
+        Ok(Answer {
             name,
             rtype,
             ttl,
             data,
-        });
+        })
     }
-    Ok(Message {
-        id,
-        is_response: flags & 0x8000 != 0,
-        rcode: (flags & 0xf) as u8,
-        questions,
-        answers,
-    })
 }
 
 /// Parses a DNS message carried over TCP: a 2-byte length, then the message.
@@ -265,10 +283,17 @@ mod tests {
     }
 
     #[test]
-    fn every_truncation_is_an_error_not_a_panic() {
+    fn truncation_keeps_whole_answers_and_never_panics() {
         let full = sample_response();
+        let question_end = 12 + 17 + 4;
         for n in 0..full.len() {
-            assert!(parse(&full[..n]).is_err(), "prefix of {n} bytes parsed");
+            match parse(&full[..n]) {
+                Ok(m) => {
+                    assert!(n >= question_end, "prefix of {n} bytes parsed");
+                    assert!(m.truncated && m.answers.len() < 2, "prefix of {n}: {m:?}");
+                }
+                Err(e) => assert_eq!(e, DnsError::Truncated),
+            }
         }
     }
 
