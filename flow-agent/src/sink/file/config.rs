@@ -100,11 +100,6 @@ impl FileConfig {
         }
         Ok(())
     }
-
-    /// Bytes the rotated files may take: the cap minus the room the live file may grow to.
-    pub fn rotated_budget(&self) -> Option<u64> {
-        (self.max_total_size.0 != 0).then(|| self.max_total_size.0 - self.rotate_size.0)
-    }
 }
 
 /// A size in bytes: a TOML integer, or a string with a unit — `"512KiB"`, `"100MiB"`, `"2GiB"`

@@ -9,7 +9,7 @@ use std::{
     io,
     path::Path,
     sync::{atomic::Ordering::Relaxed, Arc},
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 mod config;
@@ -27,6 +27,11 @@ use super::{CloseFuture, Sink, SinkError, SinkStats};
 
 /// Opens the file sink described by `config` (validated here); fails if the file cannot be
 /// opened, naming the option and the reason.
+/// Size rotations are at least this far apart, so that a tailer following the path notices
+/// each new file before it is renamed in turn; a burst may take the live file past
+/// rotate_size meanwhile.
+pub const MIN_ROTATION_GAP: Duration = Duration::from_secs(1);
+
 pub fn open(config: &FileConfig, stats: Arc<SinkStats>) -> Result<Box<dyn Sink>, SinkError> {
     Ok(Box::new(FileSink::open(config, stats, SystemTime::now)?))
 }
@@ -40,6 +45,9 @@ pub struct FileSink {
     pending: u64,
     /// `None` after the file could not be (re)opened; retried at the next write.
     live: Option<LiveFile>,
+    /// When the live file was opened: size rotations wait for `min_rotation_gap` after it.
+    opened: Instant,
+    min_rotation_gap: Duration,
     /// The rotation period (UTC seconds / rotate_interval) of the live file's first line.
     period: Option<u64>,
     /// In a write-failure episode: logged once at its start and once at its end.
@@ -71,12 +79,14 @@ impl FileSink {
             pending: 0,
             period: None,
             live: None,
+            opened: Instant::now(),
+            min_rotation_gap: MIN_ROTATION_GAP,
             failing: None,
             rotate_failing: false,
             clock,
         };
         sink.adopt(live);
-        sink.enforce_caps();
+        sink.enforce_caps(0);
         if config.max_files == 0 && config.max_total_size.0 == 0 {
             log::warn!(
                 "file sink {}: max_files = 0 and max_total_size = 0: rotated files are never deleted",
@@ -94,6 +104,7 @@ impl FileSink {
     fn adopt(&mut self, live: LiveFile) {
         self.period = live.modified.map(|t| self.period_of(t));
         self.live = Some(live);
+        self.opened = Instant::now();
     }
 
     fn period_of(&self, t: SystemTime) -> u64 {
@@ -186,17 +197,21 @@ impl FileSink {
     }
 
     /// Rotates when the batch would take the live file past rotate_size or the file's period
-    /// ended (never an empty file).
+    /// ended (never an empty file). A size rotation within `min_rotation_gap` of the last is
+    /// put off; the caps then make room for the bigger live file.
     fn rotate_if_due(&mut self) -> io::Result<()> {
         let size = self.live_size();
         if size == 0 {
             return Ok(());
         }
-        let full = size + self.batch.len() as u64 > self.config.rotate_size.0;
+        let after = size + self.batch.len() as u64;
+        let full = after > self.config.rotate_size.0;
         let now = self.period_of((self.clock)());
         let ended = self.config.rotate_interval > 0 && self.period.is_some_and(|p| p != now);
-        if full || ended {
+        if ended || (full && self.opened.elapsed() >= self.min_rotation_gap) {
             self.rotate()?;
+        } else if full && self.config.max_total_size.0 != 0 {
+            self.enforce_caps(after);
         }
         Ok(())
     }
@@ -219,20 +234,26 @@ impl FileSink {
         if std::mem::take(&mut self.rotate_failing) {
             log::warn!("file sink: rotating {} works again", self.path().display());
         }
+        log::info!(
+            "file sink: rotated {} ({} bytes) to {}",
+            self.path().display(),
+            self.live_size(),
+            rotated_name(self.path(), 1).display()
+        );
         self.live = None;
         self.period = None;
         let reopened = self.reopen();
-        self.enforce_caps();
+        self.enforce_caps(0);
         reopened
     }
 
-    fn enforce_caps(&self) {
-        rotate::enforce_caps(
-            self.path(),
-            self.config.max_files,
-            self.config.rotated_budget(),
-            self.config.max_total_size.0,
-        );
+    /// Deletes the oldest rotated files beyond max_files, and those that do not fit in
+    /// max_total_size next to a live file of rotate_size (or of `live_bytes` if bigger).
+    fn enforce_caps(&self, live_bytes: u64) {
+        let max_total = self.config.max_total_size.0;
+        let budget = (max_total != 0)
+            .then(|| max_total.saturating_sub(live_bytes.max(self.config.rotate_size.0)));
+        rotate::enforce_caps(self.path(), self.config.max_files, budget, max_total);
     }
 }
 

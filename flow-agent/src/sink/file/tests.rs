@@ -44,9 +44,19 @@ fn stats() -> Arc<SinkStats> {
     Arc::new(SinkStats::new("file-0".into(), "file", "native"))
 }
 
+/// A sink that rotates as soon as a file is full.
 fn sink(cfg: &FileConfig) -> (FileSink, Arc<SinkStats>) {
     let s = stats();
-    (FileSink::open(cfg, s.clone(), SystemTime::now).unwrap(), s)
+    let mut sink = FileSink::open(cfg, s.clone(), SystemTime::now).unwrap();
+    sink.min_rotation_gap = Duration::ZERO;
+    (sink, s)
+}
+
+fn total_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
 }
 
 /// Record `i`: 9 bytes, 10 with its newline.
@@ -259,10 +269,7 @@ fn rotation_honours_max_files_and_max_total_size() {
     for i in 0..30 {
         s.submit(&record(i));
         s.flush();
-        let total: u64 = std::fs::read_dir(&dir.0)
-            .unwrap()
-            .map(|e| e.unwrap().metadata().unwrap().len())
-            .sum();
+        let total = total_bytes(&dir.0);
         assert!(total <= 100, "{total} bytes after record {i}");
     }
     // 100 - 30 bytes of budget for rotated files: two full ones.
@@ -396,6 +403,46 @@ fn appending_to_an_existing_file_counts_its_size() {
     assert_eq!(read(&path), "record002\n");
 }
 
+#[test]
+fn size_rotations_wait_for_the_gap_and_the_caps_make_room() {
+    let dir = Scratch::new();
+    let path = dir.file("events.log");
+    let mut cfg = config(&path, 30);
+    cfg.max_files = 0;
+    cfg.max_total_size = ByteSize(100);
+    let (mut s, _) = sink(&cfg);
+    s.min_rotation_gap = Duration::from_secs(3600);
+    for i in 0..3 {
+        std::fs::write(rotated_name(&path, i + 1), "old-line\n").unwrap();
+    }
+    // The live file may grow past rotate_size, but the total stays under max_total_size:
+    // rotated files go, newest last.
+    for i in 0..7 {
+        s.submit(&record(i));
+        s.flush();
+        assert!(total_bytes(&dir.0) <= 100, "after record {i}");
+    }
+    assert_eq!(lines(&path).len(), 7);
+    let left: Vec<u32> = list(&path).unwrap().iter().map(|r| r.index).collect();
+    assert_eq!(left, vec![1, 2, 3]);
+    for i in 7..9 {
+        s.submit(&record(i));
+        s.flush();
+        assert!(total_bytes(&dir.0) <= 100, "after record {i}");
+    }
+    assert_eq!(lines(&path).len(), 9);
+    let left: Vec<u32> = list(&path).unwrap().iter().map(|r| r.index).collect();
+    assert_eq!(left, vec![1]);
+    // Once the gap has passed, the next write rotates; the 90-byte file just rotated does not
+    // fit in the 70 bytes left next to a live file of rotate_size, so it goes too (a tailer
+    // that has it open still reads it to the end).
+    s.min_rotation_gap = Duration::ZERO;
+    s.submit(&record(9));
+    s.flush();
+    assert_eq!(list(&path).unwrap(), vec![]);
+    assert_eq!(read(&path), "record009\n");
+}
+
 /// A clock the time-rotation test moves by hand.
 static NOW: AtomicU64 = AtomicU64::new(0);
 
@@ -411,6 +458,7 @@ fn time_rotation_follows_utc_aligned_periods() {
     cfg.rotate_interval = 3600;
     NOW.store(1_700_000_000 / 3600 * 3600 + 10, Ordering::Relaxed);
     let mut s = FileSink::open(&cfg, stats(), test_clock).unwrap();
+    s.min_rotation_gap = Duration::ZERO;
     s.submit(b"first hour");
     s.flush();
     NOW.fetch_add(3500, Ordering::Relaxed);
