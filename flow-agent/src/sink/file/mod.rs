@@ -266,7 +266,15 @@ impl Sink for FileSink {
         if used > 0 && used + line > self.config.rotate_size.0 && !self.batch.is_empty() {
             self.write_batch();
         }
+        // One record, one line: a newline inside a record (never in JSON, whose strings
+        // escape it) would split it for the tailer.
+        let start = self.batch.len();
         self.batch.extend_from_slice(record);
+        for b in &mut self.batch[start..] {
+            if *b == b'\n' {
+                *b = b' ';
+            }
+        }
         self.batch.push(b'\n');
         self.pending += 1;
     }

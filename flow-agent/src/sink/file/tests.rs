@@ -500,6 +500,16 @@ fn a_file_from_an_earlier_period_is_rotated_at_the_first_write() {
 }
 
 #[test]
+fn a_newline_inside_a_record_does_not_split_it() {
+    let dir = Scratch::new();
+    let path = dir.file("events.log");
+    let (mut s, _) = sink(&config(&path, 1000));
+    s.submit(b"<Event>\n  <Data>x</Data>\n</Event>");
+    s.flush();
+    assert_eq!(read(&path), "<Event>   <Data>x</Data> </Event>\n");
+}
+
+#[test]
 fn close_writes_what_is_pending() {
     let dir = Scratch::new();
     let path = dir.file("events.log");
