@@ -638,10 +638,11 @@ fn a_full_disk_drops_and_counts_whole_batches_and_writing_resumes_when_space_fre
         .wait_for_count(is_stats, stats_so_far + 1, CATCH_UP)?
         .pop()
         .context("no stats event")?;
-    let lines = wait_for_records(&path, &[stats.to_string()])?;
+    let stats_line = stats.to_string();
+    let lines = wait_for_records(&path, std::slice::from_ref(&stats_line))?;
     let at = lines
         .iter()
-        .position(|l| *l == stats.to_string())
+        .position(|l| *l == stats_line)
         .context("stats event not in the file")?;
     let (file, stdout) = (
         sink_report(&stats, "events")?,

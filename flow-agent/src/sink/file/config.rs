@@ -125,9 +125,11 @@ impl ByteSize {
             "MB" => 1_000_000,
             "GB" => 1_000_000_000,
             "TB" => 1_000_000_000_000,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown size unit {other:?} in {s:?}: use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB"
-            )),
+            ))
+            }
         };
         n.checked_mul(mult)
             .map(ByteSize)
