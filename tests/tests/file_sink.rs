@@ -615,20 +615,27 @@ fn a_full_disk_drops_and_counts_whole_batches_and_writing_resumes_when_space_fre
         |e| is_stats(e) && sink_report(e, "events").is_ok_and(|r| counter(r, "dropped") > 0),
         CATCH_UP,
     )?;
-    let log = agent.stderr();
     ensure!(
-        count_lines(&log, "No space left on device") == 1,
-        "the disk-full episode is not logged exactly once:\n{log}"
+        count_lines(&agent.stderr(), "No space left on device") >= 1,
+        "the full disk is not logged:\n{}",
+        agent.stderr()
     );
 
     std::fs::remove_file(&filler)?;
     traffic.wave(&agent, 5)?;
     let ended = ours_ended(&agent, &traffic);
     wait_for_records(&path, &ended[ended.len() - 10..])?;
+    // Each episode is logged once at its start and once at its end, not per failed batch. (A
+    // small batch may still fit in the last page of the file while the disk is full, which
+    // splits an episode in two.)
     let log = agent.stderr();
+    let (failures, recoveries) = (
+        count_lines(&log, "No space left on device"),
+        count_lines(&log, "works again;"),
+    );
     ensure!(
-        count_lines(&log, "works again;") == 1,
-        "the end of the episode is not logged:\n{log}"
+        failures == recoveries,
+        "{failures} failure and {recoveries} recovery messages:\n{log}"
     );
 
     // The next stats event: every record the file sink took is in the file before it, or
@@ -653,7 +660,7 @@ fn a_full_disk_drops_and_counts_whole_batches_and_writing_resumes_when_space_fre
         "{at} lines before {stats}"
     );
     ensure!(
-        counter(file, "errors") >= 1 && counter(file, "dropped") >= 1,
+        counter(file, "errors") >= failures as u64 && counter(file, "dropped") >= 1,
         "{stats}"
     );
     ensure!(

@@ -389,6 +389,36 @@ fn a_moved_file_keeps_its_lines_and_a_new_one_takes_the_path() {
 }
 
 #[test]
+fn a_lost_directory_drops_and_counts_batches_until_it_is_back() {
+    let dir = Scratch::new();
+    let sub = dir.file("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let path = sub.join("events.log");
+    let (mut s, stats) = sink(&config(&path, 1000));
+    s.submit(b"one");
+    s.flush();
+    std::fs::remove_dir_all(&sub).unwrap();
+    for _ in 0..3 {
+        s.submit(b"lost");
+        s.submit(b"lost");
+        s.flush();
+    }
+    let counter = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    assert_eq!(counter(&stats.dropped), 6);
+    assert_eq!(counter(&stats.errors), 3);
+    assert_eq!(counter(&stats.sent), 1);
+    // One episode (logged once), holding all the dropped records.
+    assert_eq!(s.failing.as_ref().map(|f| f.dropped), Some(6));
+    std::fs::create_dir(&sub).unwrap();
+    s.submit(b"back");
+    s.flush();
+    assert!(s.failing.is_none());
+    assert_eq!(read(&path), "back\n");
+    assert_eq!(counter(&stats.sent), 2);
+    assert_eq!(counter(&stats.dropped), 6);
+}
+
+#[test]
 fn appending_to_an_existing_file_counts_its_size() {
     let dir = Scratch::new();
     let path = dir.file("events.log");
