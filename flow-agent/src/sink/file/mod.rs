@@ -25,15 +25,15 @@ use live::{LiveFile, PathState};
 
 use super::{CloseFuture, Sink, SinkError, SinkStats};
 
-/// Opens the file sink described by `config` (validated here); fails if the file cannot be
-/// opened, naming the option and the reason.
 /// Size rotations are at least this far apart, so that a tailer following the path notices
 /// each new file before it is renamed in turn; a burst may take the live file past
 /// rotate_size meanwhile.
 pub const MIN_ROTATION_GAP: Duration = Duration::from_secs(1);
 
+/// Opens the file sink described by `config` (validated here); fails if the file cannot be
+/// opened, naming the option and the reason.
 pub fn open(config: &FileConfig, stats: Arc<SinkStats>) -> Result<Box<dyn Sink>, SinkError> {
-    Ok(Box::new(FileSink::open(config, stats, SystemTime::now)?))
+    Ok(Box::new(FileSink::open(config, stats)?))
 }
 
 pub struct FileSink {
@@ -62,7 +62,12 @@ struct Failure {
 }
 
 impl FileSink {
-    pub fn open(
+    pub fn open(config: &FileConfig, stats: Arc<SinkStats>) -> Result<FileSink, SinkError> {
+        Self::with_clock(config, stats, SystemTime::now)
+    }
+
+    /// `clock` tells the time for time-based rotation (tests move it by hand).
+    fn with_clock(
         config: &FileConfig,
         stats: Arc<SinkStats>,
         clock: fn() -> SystemTime,

@@ -47,7 +47,7 @@ fn stats() -> Arc<SinkStats> {
 /// A sink that rotates as soon as a file is full.
 fn sink(cfg: &FileConfig) -> (FileSink, Arc<SinkStats>) {
     let s = stats();
-    let mut sink = FileSink::open(cfg, s.clone(), SystemTime::now).unwrap();
+    let mut sink = FileSink::open(cfg, s.clone()).unwrap();
     sink.min_rotation_gap = Duration::ZERO;
     (sink, s)
 }
@@ -324,10 +324,7 @@ fn an_unknown_group_is_refused() {
     let dir = Scratch::new();
     let mut cfg = config(&dir.file("e.log"), 100);
     cfg.group = Some("no-such-group-flow-agent".into());
-    let err = FileSink::open(&cfg, stats(), SystemTime::now)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = FileSink::open(&cfg, stats()).err().unwrap().to_string();
     assert!(
         err.contains("outputs.file.group: no group named \"no-such-group-flow-agent\""),
         "{err}"
@@ -338,14 +335,11 @@ fn an_unknown_group_is_refused() {
 fn a_missing_directory_or_a_symlink_is_a_clear_error() {
     let dir = Scratch::new();
     let cfg = config(&dir.file("missing/events.log"), 100);
-    let err = FileSink::open(&cfg, stats(), SystemTime::now)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = FileSink::open(&cfg, stats()).err().unwrap().to_string();
     assert!(err.contains("outputs.file.path: cannot open"), "{err}");
     assert!(err.contains("missing does not exist"), "{err}");
     std::os::unix::fs::symlink(dir.file("target"), dir.file("link")).unwrap();
-    let err = FileSink::open(&config(&dir.file("link"), 100), stats(), SystemTime::now)
+    let err = FileSink::open(&config(&dir.file("link"), 100), stats())
         .err()
         .unwrap()
         .to_string();
@@ -487,7 +481,7 @@ fn time_rotation_follows_utc_aligned_periods() {
     let mut cfg = config(&path, 1 << 20);
     cfg.rotate_interval = 3600;
     NOW.store(1_700_000_000 / 3600 * 3600 + 10, Ordering::Relaxed);
-    let mut s = FileSink::open(&cfg, stats(), test_clock).unwrap();
+    let mut s = FileSink::with_clock(&cfg, stats(), test_clock).unwrap();
     s.min_rotation_gap = Duration::ZERO;
     s.submit(b"first hour");
     s.flush();
