@@ -153,3 +153,27 @@ impl LiveFile {
         self.file.sync_data()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_write_is_cut_back_to_the_last_whole_line() {
+        let path = std::env::temp_dir().join(format!("flow-agent-live-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut live = LiveFile::open(&path, 0o640, None).unwrap();
+        live.append(b"whole\n").unwrap();
+        // A write that stopped half-way, as on a full disk without fallocate.
+        live.file.write_all(b"par").unwrap();
+        let err = live
+            .undo(3, io::Error::from_raw_os_error(libc::ENOSPC))
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "whole\n");
+        assert_eq!(live.size, 6);
+        live.append(b"next\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "whole\nnext\n");
+        std::fs::remove_file(&path).unwrap();
+    }
+}
