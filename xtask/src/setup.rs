@@ -24,6 +24,7 @@ const TEST_PACKAGES: &[&str] = &[
     "procps",
     "tshark",
     "dnsmasq-base",
+    "rsyslog",
 ];
 
 fn installed(pkg: &str) -> bool {
