@@ -42,6 +42,8 @@ struct State {
     events: Vec<Value>,
     /// Stdout lines that were not JSON: the agent's stdout must be pure JSON lines.
     non_json: Vec<String>,
+    /// Every stdout line as printed (lossily decoded), for formats that are not JSON.
+    lines: Vec<String>,
     stderr: String,
     ready: bool,
     stdout_eof: bool,
@@ -123,6 +125,12 @@ impl Agent {
     /// Stdout lines that failed to parse as JSON (should stay empty).
     pub fn non_json_lines(&self) -> Vec<String> {
         self.lock().non_json.clone()
+    }
+
+    /// Every line the agent printed on stdout so far, in order, JSON or not (e.g. the XML
+    /// records of the `sysmon` format).
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.lock().lines.clone()
     }
 
     /// Everything the agent wrote to stderr so far.
@@ -266,6 +274,7 @@ impl Drop for Agent {
 }
 
 fn on_stdout_line(state: &mut State, line: String) {
+    state.lines.push(line.clone());
     match serde_json::from_str::<Value>(&line) {
         Ok(v) => state.events.push(v),
         Err(_) if line.trim().is_empty() => {}
