@@ -565,7 +565,9 @@ fn sysmon_records_are_event_3_and_carry_the_native_values() -> Result<()> {
     for (i, (line, native)) in pair("sysmon", &run.sysmon, starts)?.into_iter().enumerate() {
         match sysmon_spec::parse(line) {
             Ok(rec) => {
-                let mut p = sysmon_spec::check_record(&rec, run.agent_pid, i as u64 + 1);
+                // SAFETY: geteuid has no preconditions.
+                let euid = unsafe { libc::geteuid() };
+                let mut p = sysmon_spec::check_record(&rec, run.agent_pid, i as u64 + 1, euid);
                 p.extend(sysmon_spec::check_values(&rec, native));
                 problems.extend(
                     p.into_iter()
@@ -670,6 +672,84 @@ fn hostile_process_strings_stay_data_in_every_format() -> Result<()> {
         "Sysmon Image {:?}, want {:?}",
         rec.data("Image"),
         sysmon_spec::xml_text(image)
+    );
+    Ok(())
+}
+
+/// The samples in docs/formats.md are real records: each follows its format's specification.
+#[test]
+fn docs_samples_follow_the_specs() -> Result<()> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/formats.md");
+    let md =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let (mut section, mut block, mut counts) = (String::new(), None::<String>, [0; 4]);
+    let mut problems = Vec::new();
+    for line in md.lines() {
+        if let Some(h) = line.strip_prefix("## ") {
+            section = h.trim().to_string();
+            continue;
+        }
+        match (&mut block, line.trim_start().starts_with("```")) {
+            (None, true) => block = Some(String::new()),
+            (Some(b), true) => {
+                let text = b.trim().to_string();
+                block = None;
+                let records: Vec<String> = if text.starts_with("{\n") || text.contains("\n  ") {
+                    vec![text]
+                } else {
+                    text.lines().map(str::to_string).collect()
+                };
+                for r in records
+                    .iter()
+                    .filter(|r| r.starts_with('{') || r.starts_with('<'))
+                {
+                    let mut p = match section.as_str() {
+                        "ecs" => {
+                            counts[0] += 1;
+                            ecs_spec::check_document(&serde_json::from_str(r)?)
+                        }
+                        "ocsf" => {
+                            counts[1] += 1;
+                            ocsf_spec::check_event(&serde_json::from_str(r)?)
+                        }
+                        "zeek" => {
+                            counts[2] += 1;
+                            zeek_spec::check_record(&serde_json::from_str(r)?, r)
+                        }
+                        "sysmon" if r.starts_with('<') => {
+                            counts[3] += 1;
+                            let rec = sysmon_spec::parse(r)?;
+                            let num = |e: &str, a: Option<&str>| -> u64 {
+                                let el = rec.system(e);
+                                let v = match a {
+                                    Some(a) => el.and_then(|el| el.attr(a)),
+                                    None => el.map(|el| el.text.as_str()),
+                                };
+                                v.and_then(|v| v.parse().ok()).unwrap_or(u64::MAX)
+                            };
+                            let (pid, id, uid) = (
+                                num("Execution", Some("ProcessID")),
+                                num("EventRecordID", None),
+                                num("Security", Some("UserId")),
+                            );
+                            sysmon_spec::check_record(&rec, pid as u32, id, uid as u32)
+                        }
+                        _ => Vec::new(),
+                    };
+                    problems.extend(p.drain(..).map(|p| format!("{section} sample: {p}")));
+                }
+            }
+            (Some(b), false) => {
+                b.push_str(line);
+                b.push('\n');
+            }
+            (None, false) => {}
+        }
+    }
+    report("docs/formats.md samples", &problems)?;
+    ensure!(
+        counts.iter().all(|n| *n > 0),
+        "docs/formats.md lacks samples: ecs, ocsf, zeek, sysmon have {counts:?}"
     );
     Ok(())
 }

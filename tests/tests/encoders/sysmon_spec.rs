@@ -62,7 +62,7 @@ pub struct Elem {
 }
 
 impl Elem {
-    fn attr(&self, name: &str) -> Option<&str> {
+    pub fn attr(&self, name: &str) -> Option<&str> {
         self.attrs
             .iter()
             .find(|(k, _)| k == name)
@@ -86,7 +86,7 @@ impl Record {
             .unwrap_or("<absent>")
     }
 
-    fn system(&self, name: &str) -> Option<&Elem> {
+    pub fn system(&self, name: &str) -> Option<&Elem> {
         self.system.iter().find(|e| e.name == name)
     }
 }
@@ -180,7 +180,7 @@ fn is_guid(s: &str) -> bool {
 }
 
 /// The System block and the EventData names, order and value formats.
-pub fn check_record(rec: &Record, agent_pid: u32, record_id: u64) -> Vec<String> {
+pub fn check_record(rec: &Record, agent_pid: u32, record_id: u64, euid: u32) -> Vec<String> {
     let mut p = Vec::new();
     let names: Vec<&str> = rec.system.iter().map(|e| e.name.as_str()).collect();
     if names != SYSTEM {
@@ -228,8 +228,6 @@ pub fn check_record(rec: &Record, agent_pid: u32, record_id: u64) -> Vec<String>
             rec.system("Execution")
         ));
     }
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
     if attr("Security", "UserId") != euid.to_string() {
         p.push(format!(
             "Security UserId {:?}, want {euid}",
