@@ -127,10 +127,14 @@ impl Agent {
         self.lock().non_json.clone()
     }
 
-    /// Every line the agent printed on stdout so far, in order, JSON or not (e.g. the XML
-    /// records of the `sysmon` format).
-    pub fn stdout_lines(&self) -> Vec<String> {
-        self.lock().lines.clone()
+    /// The stdout lines from index `from` on: polls a long output without copying all of it
+    /// each time (and without the per-line rescans of [`Agent::wait_for`]).
+    pub fn stdout_lines_from(&self, from: usize) -> Vec<String> {
+        self.lock()
+            .lines
+            .get(from..)
+            .map(<[String]>::to_vec)
+            .unwrap_or_default()
     }
 
     /// Everything the agent wrote to stderr so far.
@@ -205,6 +209,15 @@ impl Agent {
             );
         }
         Ok(state.events.clone())
+    }
+
+    /// Like [`Agent::stop`], but returns every line the agent printed on stdout, in order,
+    /// JSON or not (e.g. the XML records of the `sysmon` format).
+    pub fn stop_lines(self) -> Result<Vec<String>> {
+        let shared = self.shared.clone();
+        self.stop()?;
+        let lines = std::mem::take(&mut shared.state.lock().unwrap().lines);
+        Ok(lines)
     }
 
     fn wait_ready(&mut self) -> Result<()> {

@@ -8,9 +8,9 @@
 //! paired with the native event it was encoded from, and compared value by value; the test
 //! flows' records must carry the real pids and ports.
 //!
-//! The native output is the last one, so once a batch's native records are on stdout the other
-//! formats' records of that batch are there too: the captured lines are cut after the last
-//! native record, and the formats' records pair 1:1 with the native events before the cut.
+//! The test waits for the test flows' native events, stops the agent (which ends every flow it
+//! still knows) and takes all of stdout: each format's records then pair 1:1, in order, with
+//! the native events they encode.
 //!
 //! Needs root, kernel BTF, iproute2, curl and python3.
 
@@ -28,23 +28,30 @@ mod zeek_spec;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use common::*;
-use flow_agent_tests::{find_tool, require_tools, TempDir, TestHost};
+use flow_agent_tests::{
+    describe_bound, find_tool, require_tools, slowed, Agent, TempDir, TestHost,
+};
 use serde_json::{json, Value};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const HTTP4: u16 = 18080;
 const HTTP6: u16 = 18086;
 const UDP4: u16 = 19999;
 const UDP6: u16 = 19996;
 
-/// Native last: see the module comment.
+/// Native first, so its records of a batch come before the others' (the test waits on them).
 const CONFIG: &str = r#"
 [health]
 stats_interval = 1
+
+[[outputs]]
+name = "native"
+format = "native"
+[outputs.stdout]
 
 [[outputs]]
 name = "ecs"
@@ -64,11 +71,6 @@ format = "zeek"
 [[outputs]]
 name = "sysmon"
 format = "sysmon"
-[outputs.stdout]
-
-[[outputs]]
-name = "native"
-format = "native"
 [outputs.stdout]
 "#;
 
@@ -284,35 +286,83 @@ fn capture() -> Result<Run> {
                 && e["local_orig"] == local_orig
         }
     };
-    for (pid, proto, local_orig) in [
-        (ours.curl4, "tcp", true),
-        (ours.curl6, "tcp", true),
-        (ours.hold, "tcp", true),
-        (ours.hostile, "tcp", true),
-        (ours.udp4_client, "udp", true),
-        (ours.udp6_client, "udp", true),
-        (ours.udp4_server, "udp", false),
-        (ours.udp6_server, "udp", false),
+    let mut tail = Tail::new(&agent);
+    for (pid, proto, local_orig, n) in [
+        (ours.curl4, "tcp", true, 1),
+        (ours.curl6, "tcp", true, 1),
+        (ours.hold, "tcp", true, 1),
+        (ours.hostile, "tcp", true, 1),
+        (ours.udp4_client, "udp", true, 1),
+        (ours.udp6_client, "udp", true, 1),
+        (ours.udp4_server, "udp", false, 1),
+        (ours.udp6_server, "udp", false, 1),
+        // curl's, the held connection's and the hostile curl's.
+        (ours.server4, "tcp", false, 3),
+        (ours.server6, "tcp", false, 1),
     ] {
-        agent
-            .wait_for(ended(pid, proto, local_orig), EVENT_TIMEOUT)
-            .with_context(|| format!("no {proto} end of pid {pid}"))?;
+        tail.wait_for(
+            &format!("{n} {proto} end(s) of pid {pid}"),
+            ended(pid, proto, local_orig),
+            n,
+        )?;
     }
-    agent
-        .wait_for_count(ended(ours.server4, "tcp", false), 3, EVENT_TIMEOUT)
-        .context("the IPv4 server's three connections did not end")?;
-    agent.wait_for(ended(ours.server6, "tcp", false), EVENT_TIMEOUT)?;
-    agent.wait_for(
+    tail.wait_for(
+        "an update of the held connection",
         |e| e["event_action"] == "update" && e["pid"] == ours.hold,
-        EVENT_TIMEOUT,
+        1,
     )?;
-    agent.wait_for(is_stats, EVENT_TIMEOUT)?;
-    let lines = agent.stdout_lines();
+    tail.wait_for("a stats event", is_stats, 1)?;
     let agent_pid = agent.pid();
     drop(server4);
     drop(server6);
-    agent.stop()?;
+    let lines = agent.stop_lines()?;
     sort_lines(agent_pid, &lines, ours)
+}
+
+/// Follows the agent's stdout, parsing only the native records: with five outputs and a busy
+/// host the harness's `wait_for` (a rescan of every parsed record per line) falls behind.
+struct Tail<'a> {
+    agent: &'a Agent,
+    /// Stdout lines read so far.
+    seen: usize,
+    native: Vec<Value>,
+}
+
+impl<'a> Tail<'a> {
+    fn new(agent: &'a Agent) -> Self {
+        Tail {
+            agent,
+            seen: 0,
+            native: Vec::new(),
+        }
+    }
+
+    /// Waits (up to `EVENT_TIMEOUT`, stretched by `FLOW_TEST_SLOW`) for `n` native events
+    /// matching `pred`.
+    fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool, n: usize) -> Result<()> {
+        let deadline = Instant::now() + slowed(EVENT_TIMEOUT);
+        loop {
+            for line in self.agent.stdout_lines_from(self.seen) {
+                self.seen += 1;
+                // Native records, and only they, start with their `timestamp` field.
+                if line.starts_with("{\"timestamp\":") {
+                    self.native.push(serde_json::from_str(&line)?);
+                }
+            }
+            if self.native.iter().filter(|e| pred(e)).count() >= n {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "waited {} for {what}: {} native events among {} lines\nstderr:\n{}",
+                describe_bound(EVENT_TIMEOUT),
+                self.native.len(),
+                self.seen,
+                self.agent.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 /// A copy of curl named [`HOSTILE_NAME`], run with [`HOSTILE_ARG`] in its command line;
@@ -343,7 +393,7 @@ fn run_hostile_curl(host: &TestHost, dir: &TempDir) -> Result<u32> {
     Ok(pid)
 }
 
-/// Sorts stdout lines by format, up to the last native record.
+/// Sorts stdout lines by format.
 fn sort_lines(agent_pid: u32, lines: &[String], ours: Ours) -> Result<Run> {
     let mut run = Run {
         agent_pid,
@@ -355,39 +405,25 @@ fn sort_lines(agent_pid: u32, lines: &[String], ours: Ours) -> Result<Run> {
         sysmon: Vec::new(),
         ours,
     };
-    let mut pending: Vec<(usize, String)> = Vec::new();
     for line in lines.iter().filter(|l| !l.is_empty()) {
         if line.starts_with('<') {
-            pending.push((4, line.clone()));
+            run.sysmon.push(line.clone());
             continue;
         }
         let v: Value = serde_json::from_str(line)
             .with_context(|| format!("stdout line is neither XML nor JSON: {line:?}"))?;
-        let kind = if v.get("ecs").is_some() {
-            0
+        if v.get("ecs").is_some() {
+            run.ecs.push(v);
         } else if v.get("class_uid").is_some() {
-            1
+            run.ocsf.push(v);
         } else if v.get("id.orig_h").is_some() {
-            2
+            run.zeek.push(v);
+            run.zeek_lines.push(line.clone());
         } else if v.get("event_action").is_some() {
-            // Native: everything before it belongs to complete batches.
-            for (k, l) in pending.drain(..) {
-                match k {
-                    0 => run.ecs.push(serde_json::from_str(&l)?),
-                    1 => run.ocsf.push(serde_json::from_str(&l)?),
-                    2 => {
-                        run.zeek.push(serde_json::from_str(&l)?);
-                        run.zeek_lines.push(l);
-                    }
-                    _ => run.sysmon.push(l),
-                }
-            }
             run.native.push(v);
-            continue;
         } else {
             bail!("stdout line of no known format: {line}");
-        };
-        pending.push((kind, line.clone()));
+        }
     }
     Ok(run)
 }
