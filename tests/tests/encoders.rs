@@ -42,6 +42,9 @@ const HTTP4: u16 = 18080;
 const HTTP6: u16 = 18086;
 const UDP4: u16 = 19999;
 const UDP6: u16 = 19996;
+/// Bound for the test flows' events: generous, because the agent encodes every flow of a busy
+/// host five times over.
+const WAIT: Duration = Duration::from_secs(60);
 
 /// Native first, so its records of a batch come before the others' (the test waits on them).
 const CONFIG: &str = r#"
@@ -193,7 +196,7 @@ fn capture() -> Result<Run> {
         "--config",
         &config.display().to_string(),
         "--update-interval",
-        "1",
+        "2",
         "--udp-idle-timeout",
         "5",
     ])?;
@@ -237,7 +240,7 @@ fn capture() -> Result<Run> {
     let hold = spawn_py(
         &host,
         TCP_HOLD,
-        &["127.0.0.1".into(), HTTP4.to_string(), "2.5".into()],
+        &["127.0.0.1".into(), HTTP4.to_string(), "5".into()],
     )?;
     let hold_pid = hold.pid();
 
@@ -337,10 +340,10 @@ impl<'a> Tail<'a> {
         }
     }
 
-    /// Waits (up to `EVENT_TIMEOUT`, stretched by `FLOW_TEST_SLOW`) for `n` native events
-    /// matching `pred`.
+    /// Waits (up to [`WAIT`], stretched by `FLOW_TEST_SLOW`) for `n` native events matching
+    /// `pred`.
     fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool, n: usize) -> Result<()> {
-        let deadline = Instant::now() + slowed(EVENT_TIMEOUT);
+        let deadline = Instant::now() + slowed(WAIT);
         loop {
             for line in self.agent.stdout_lines_from(self.seen) {
                 self.seen += 1;
@@ -355,7 +358,7 @@ impl<'a> Tail<'a> {
             ensure!(
                 Instant::now() < deadline,
                 "waited {} for {what}: {} native events among {} lines\nstderr:\n{}",
-                describe_bound(EVENT_TIMEOUT),
+                describe_bound(WAIT),
                 self.native.len(),
                 self.seen,
                 self.agent.stderr()
