@@ -357,10 +357,16 @@ impl<'a> Tail<'a> {
             }
             ensure!(
                 Instant::now() < deadline,
-                "waited {} for {what}: {} native events among {} lines\nstderr:\n{}",
+                "waited {} for {what}: {} native events among {} lines, {} matching; the last \
+                 native event has timestamp {}\nstderr:\n{}",
                 describe_bound(WAIT),
                 self.native.len(),
                 self.seen,
+                self.native.iter().filter(|e| pred(e)).count(),
+                self.native
+                    .last()
+                    .map(|e| e["timestamp"].clone())
+                    .unwrap_or_default(),
                 self.agent.stderr()
             );
             std::thread::sleep(Duration::from_millis(50));
