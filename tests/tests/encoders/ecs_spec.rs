@@ -66,6 +66,7 @@ const FIELDS: &[(&str, Ty, bool)] = &[
     ("process.start", Date, false),
     ("process.thread.id", Long, false),
     ("process.thread.name", Keyword, false),
+    ("process.parent.entity_id", Keyword, false),
     ("process.parent.pid", Long, false),
     ("process.parent.executable", Keyword, false),
     ("process.parent.name", Keyword, false),
@@ -486,6 +487,8 @@ pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
     same("process.start", n("process_start_time"));
     same("process.thread.id", n("tid"));
     same("process.thread.name", n("process_name"));
+    same("process.parent.entity_id", n("parent_entity_id"));
+    same("process.args", n("process_args"));
     same("process.parent.pid", n("ppid"));
     same("process.parent.executable", n("parent_exe"));
     same(

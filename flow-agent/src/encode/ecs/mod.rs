@@ -146,6 +146,8 @@ struct Thread<'a> {
 #[derive(Serialize)]
 struct Parent<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
+    entity_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     executable: Option<&'a str>,
@@ -341,10 +343,12 @@ impl<'a> FlowDoc<'a> {
 
 fn process(ev: &FlowEvent) -> Option<Process<'_>> {
     let pid = ev.pid?;
-    // The native command line is argv joined with single spaces: splitting it back is exact
-    // unless an argument contained a space.
-    let args: Option<Vec<&str>> = ev.command_line.as_deref().map(|c| c.split(' ').collect());
+    let args: Option<Vec<&str>> = ev
+        .process_args
+        .as_ref()
+        .map(|a| a.iter().map(String::as_str).collect());
     let parent = (ev.ppid.is_some() || ev.parent_exe.is_some()).then(|| Parent {
+        entity_id: ev.parent_entity_id.as_deref(),
         pid: ev.ppid,
         executable: ev.parent_exe.as_deref(),
         name: ev.parent_exe.as_deref().map(common::basename),
