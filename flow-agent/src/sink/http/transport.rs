@@ -1,0 +1,281 @@
+//! [`HttpTransport`]: sends batches as NDJSON or `_bulk` requests and sorts the answers into
+//! taken, worth retrying and refused for good.
+use std::{
+    sync::{atomic::Ordering::Relaxed, Arc},
+    time::Duration,
+};
+
+use hyper::{header::HeaderMap, StatusCode};
+use tokio::time::Instant;
+
+use super::{
+    auth, body::Framing, bulk, bulk::ItemOutcome, client::HttpClient, config_error,
+    settled::Progress, settled::State, tls, Endpoint, HttpConfig, HttpMode,
+};
+use crate::{
+    encode::Format,
+    sink::{
+        delivery::{SendFuture, Transport, TransportError},
+        SinkError, SinkStats,
+    },
+};
+
+/// How much of a refusing server's answer goes to the log.
+const LOGGED_BODY: usize = 512;
+
+pub struct HttpTransport {
+    endpoint: Endpoint,
+    mode: HttpMode,
+    framing: Framing,
+    headers: HeaderMap,
+    gzip: bool,
+    client: HttpClient,
+    stats: Arc<SinkStats>,
+    /// What the previous attempt settled, when it did not settle everything.
+    saved: Option<Progress>,
+    /// A server's Retry-After: the next attempt waits until then.
+    not_before: Option<Instant>,
+}
+
+/// Why one request did not settle its records.
+struct Retry(String);
+
+impl HttpTransport {
+    pub fn new(
+        config: &HttpConfig,
+        format: Format,
+        stats: Arc<SinkStats>,
+    ) -> Result<Self, SinkError> {
+        if !format.is_json() {
+            return Err(config_error(format!(
+                "format {} is not JSON: the http sink sends JSON documents, choose native, ecs, ocsf or zeek",
+                format.name()
+            )));
+        }
+        let mut endpoint = Endpoint::parse(&config.url).map_err(config_error)?;
+        let framing = match config.mode {
+            HttpMode::Ndjson => {
+                if config.index.is_some() {
+                    return Err(config_error(
+                        "index is only used by mode = \"elasticsearch_bulk\"",
+                    ));
+                }
+                Framing::ndjson(config.max_batch_records, config.max_batch_bytes)
+            }
+            HttpMode::ElasticsearchBulk => {
+                if endpoint.path_only() == "/" {
+                    endpoint.path = format!("/_bulk{}", &endpoint.path[1..]);
+                }
+                let path = endpoint.path_only();
+                if !path.ends_with("/_bulk") {
+                    return Err(config_error(format!(
+                        "mode = \"elasticsearch_bulk\" needs a _bulk url (https://HOST:9200/_bulk), not {path}"
+                    )));
+                }
+                if config.index.is_none() && path == "/_bulk" {
+                    return Err(config_error(
+                        "mode = \"elasticsearch_bulk\" needs an index (or a url /INDEX/_bulk)",
+                    ));
+                }
+                if config.index.as_deref() == Some("") {
+                    return Err(config_error("index is empty"));
+                }
+                Framing::bulk(
+                    config.index.as_deref(),
+                    config.max_batch_records,
+                    config.max_batch_bytes,
+                )
+            }
+        };
+        if config.max_batch_records == 0 || config.max_batch_bytes == 0 {
+            return Err(config_error(
+                "max_batch_records and max_batch_bytes must be above 0",
+            ));
+        }
+        if config.timeout == 0 {
+            return Err(config_error("timeout must be at least 1 second"));
+        }
+        let tls = if endpoint.tls {
+            Some(
+                tls::client_config(config.ca_file.as_deref(), config.tls_verify)
+                    .map_err(config_error)?,
+            )
+        } else if config.ca_file.is_some() || !config.tls_verify {
+            return Err(config_error(
+                "ca_file and tls_verify apply to https urls only",
+            ));
+        } else {
+            None
+        };
+        let headers = auth::fixed_headers(
+            &config.headers,
+            config.user.as_deref(),
+            config.password.as_deref(),
+        )
+        .map_err(config_error)?;
+        let client = HttpClient::new(endpoint.clone(), tls, Duration::from_secs(config.timeout))
+            .map_err(config_error)?;
+        Ok(Self {
+            endpoint,
+            mode: config.mode,
+            framing,
+            headers,
+            gzip: config.gzip,
+            client,
+            stats,
+            saved: None,
+            not_before: None,
+        })
+    }
+
+    async fn send_batch(&mut self, records: &[Vec<u8>]) -> Result<(), TransportError> {
+        if let Some(t) = self.not_before.take() {
+            tokio::time::sleep_until(t).await;
+        }
+        let mut progress = Progress::resume(self.saved.take(), records);
+        let groups = self.framing.split(records, &progress.pending());
+        for group in groups {
+            if let Err(Retry(why)) = self.send_group(records, &group, &mut progress).await {
+                self.saved = Some(progress.save(records));
+                return Err(TransportError::Retry(why));
+            }
+        }
+        let rejected = progress.count(State::Rejected);
+        if rejected > 0 {
+            return Err(TransportError::Rejected {
+                count: rejected,
+                reason: progress.reject_reason.unwrap_or_default(),
+            });
+        }
+        Ok(())
+    }
+
+    /// One request with the records at `group`; their states in `progress` say how it went.
+    async fn send_group(
+        &mut self,
+        records: &[Vec<u8>],
+        group: &[usize],
+        progress: &mut Progress,
+    ) -> Result<(), Retry> {
+        let body = self.framing.body(records, group);
+        let (payload, encoding) = if self.gzip {
+            (super::body::gzip(&body), Some("gzip"))
+        } else {
+            (body, None)
+        };
+        let connects = self.client.connects;
+        let result = self.client.post(&self.headers, payload, encoding).await;
+        if connects > 0 && self.client.connects > connects {
+            self.stats.reconnects.fetch_add(1, Relaxed);
+        }
+        let resp = result.map_err(Retry)?;
+        let status = resp.status;
+        if status.is_success() {
+            if self.mode == HttpMode::Ndjson {
+                group.iter().for_each(|&i| progress.set(i, State::Taken));
+                return Ok(());
+            }
+            let outcomes = bulk::parse(&resp.body, group.len())
+                .map_err(|e| Retry(format!("{}: {e}", self.endpoint.display())))?;
+            return self.settle_items(group, &outcomes, progress);
+        }
+        let answer = format!(
+            "HTTP {status} from {}: {}",
+            self.endpoint.display(),
+            snippet(&resp.body)
+        );
+        if retryable(status) {
+            self.not_before = resp.retry_after.map(|d| Instant::now() + d);
+            return Err(Retry(answer));
+        }
+        log::error!(
+            "http sink: {} records refused for good: {answer}",
+            group.len()
+        );
+        group.iter().for_each(|&i| progress.set(i, State::Rejected));
+        progress.reject_reason.get_or_insert(answer);
+        Ok(())
+    }
+
+    /// Applies a `_bulk` answer's per-document outcomes.
+    fn settle_items(
+        &mut self,
+        group: &[usize],
+        outcomes: &[ItemOutcome],
+        progress: &mut Progress,
+    ) -> Result<(), Retry> {
+        let (mut retry, mut rejected, mut first_rejection) = (0, 0, None);
+        let mut retry_status = 0;
+        for (&i, outcome) in group.iter().zip(outcomes) {
+            match outcome {
+                ItemOutcome::Taken => progress.set(i, State::Taken),
+                ItemOutcome::Retry(s) => {
+                    retry += 1;
+                    retry_status = *s;
+                }
+                ItemOutcome::Rejected(s, reason) => {
+                    progress.set(i, State::Rejected);
+                    rejected += 1;
+                    first_rejection.get_or_insert_with(|| format!("status {s}, {reason}"));
+                }
+            }
+        }
+        if let Some(first) = first_rejection {
+            let why = format!(
+                "{}: {rejected} documents refused by _bulk, first: {}",
+                self.endpoint.display(),
+                truncate(&first)
+            );
+            log::error!("http sink: {why}");
+            progress.reject_reason.get_or_insert(why);
+        }
+        if retry > 0 {
+            return Err(Retry(format!(
+                "{}: {retry} documents to send again (_bulk item status {retry_status})",
+                self.endpoint.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Statuses worth the same request again: timeout, too many requests, server errors.
+fn retryable(status: StatusCode) -> bool {
+    status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+}
+
+fn snippet(body: &[u8]) -> String {
+    truncate(&String::from_utf8_lossy(body))
+}
+
+fn truncate(text: &str) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(LOGGED_BODY) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], text.len()),
+        None => text.to_string(),
+    }
+}
+
+impl Transport for HttpTransport {
+    fn send<'a>(&'a mut self, records: &'a [Vec<u8>]) -> SendFuture<'a> {
+        Box::pin(self.send_batch(records))
+    }
+
+    fn max_batch(&self) -> usize {
+        self.framing.max_records
+    }
+
+    fn describe(&self) -> String {
+        let mode = match self.mode {
+            HttpMode::Ndjson => "NDJSON",
+            HttpMode::ElasticsearchBulk => "Elasticsearch _bulk",
+        };
+        format!(
+            "{mode} to {}{}",
+            self.endpoint.display(),
+            if self.gzip { " (gzip)" } else { "" }
+        )
+    }
+}
