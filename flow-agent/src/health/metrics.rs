@@ -55,13 +55,45 @@ type SinkField = fn(&SinkReport) -> u64;
 
 /// Per-output series: (name suffix, type, help, field).
 const SINK_METRICS: &[(&str, &str, &str, SinkField)] = &[
-    ("accepted_total", "counter", "Records handed to the output.", |s| s.accepted),
-    ("sent_total", "counter", "Records the destination took.", |s| s.sent),
-    ("dropped_total", "counter", "Records given up (limits reached or refused for good).", |s| s.dropped),
-    ("reconnects_total", "counter", "Connections opened again after the first.", |s| s.reconnects),
-    ("errors_total", "counter", "Failed writes or deliveries (each retried or counted as dropped).", |s| s.errors),
-    ("queued", "gauge", "Records waiting in memory.", |s| s.queued),
-    ("buffered", "gauge", "Records waiting in the disk buffer.", |s| s.buffered),
+    (
+        "accepted_total",
+        "counter",
+        "Records handed to the output.",
+        |s| s.accepted,
+    ),
+    (
+        "sent_total",
+        "counter",
+        "Records the destination took.",
+        |s| s.sent,
+    ),
+    (
+        "dropped_total",
+        "counter",
+        "Records given up (limits reached or refused for good).",
+        |s| s.dropped,
+    ),
+    (
+        "reconnects_total",
+        "counter",
+        "Connections opened again after the first.",
+        |s| s.reconnects,
+    ),
+    (
+        "errors_total",
+        "counter",
+        "Failed writes or deliveries (each retried or counted as dropped).",
+        |s| s.errors,
+    ),
+    ("queued", "gauge", "Records waiting in memory.", |s| {
+        s.queued
+    }),
+    (
+        "buffered",
+        "gauge",
+        "Records waiting in the disk buffer.",
+        |s| s.buffered,
+    ),
 ];
 
 pub fn render(snap: &Snapshot) -> String {
@@ -126,7 +158,11 @@ pub fn render(snap: &Snapshot) -> String {
         let name = format!("flow_agent_sink_{suffix}");
         out.family(&name, kind, help);
         for s in snap.sinks {
-            let labels = [("output", s.name.as_str()), ("kind", s.kind), ("format", s.format)];
+            let labels = [
+                ("output", s.name.as_str()),
+                ("kind", s.kind),
+                ("format", s.format),
+            ];
             out.sample(&name, &labels, field(s));
         }
     }

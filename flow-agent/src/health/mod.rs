@@ -68,7 +68,6 @@ impl HealthConfig {
     }
 }
 
-
 /// One periodic health report (`event_action = "stats"`).
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct StatsEvent {

@@ -103,6 +103,10 @@ fn answer(req: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>>
             text,
             "flow-agent: Prometheus metrics at /metrics\n".into(),
         ),
-        _ => reply(StatusCode::NOT_FOUND, text, "not found; try /metrics\n".into()),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            text,
+            "not found; try /metrics\n".into(),
+        ),
     }
 }
