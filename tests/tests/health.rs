@@ -10,7 +10,7 @@ mod common;
 
 use anyhow::{bail, ensure, Context, Result};
 use common::*;
-use flow_agent_tests::{slowed, Agent, TempDir, TestHost};
+use flow_agent_tests::{slowed, Agent, Cmd, TempDir, TestHost};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -406,14 +406,24 @@ fn a_metrics_address_beyond_loopback_needs_consent() -> Result<()> {
         "agent.toml",
         "[health]\nmetrics_listen = \"0.0.0.0:9464\"\n",
     )?;
-    let err = Agent::start(&["--config", &config.display().to_string()])
-        .err()
-        .context("the agent started with a metrics endpoint open to the network")?;
-    let text = format!("{err:#}");
+    let err = refused_config(&config)?;
     ensure!(
-        text.contains("health.metrics_listen \\\"0.0.0.0:9464\\\": not a loopback address")
-            || text.contains("health.metrics_listen \"0.0.0.0:9464\": not a loopback address"),
-        "{text}"
+        err.contains("health.metrics_listen \"0.0.0.0:9464\": not a loopback address"),
+        "{err}"
     );
     Ok(())
+}
+
+/// Runs the agent with a configuration it must refuse; returns its stderr.
+fn refused_config(config: &std::path::Path) -> Result<String> {
+    let out = Cmd::host(&Agent::binary()?.display().to_string())
+        .args(["run", "--config", &config.display().to_string()])
+        .timeout(Duration::from_secs(60))
+        .output()?;
+    ensure!(
+        !out.status.success(),
+        "the agent accepted the configuration: {}",
+        out.stderr_str()
+    );
+    Ok(out.stderr_str())
 }
