@@ -80,7 +80,7 @@ impl Default for HttpConfig {
             timeout: 30,
             ca_file: None,
             tls_verify: true,
-            max_batch_records: 1000,
+            max_batch_records: 500,
             max_batch_bytes: 4 << 20,
             delivery: delivery::DeliveryConfig::default(),
         }
@@ -93,7 +93,7 @@ pub fn open(
     format: Format,
     stats: Arc<SinkStats>,
 ) -> Result<Box<dyn Sink>, SinkError> {
-    let transport = transport::HttpTransport::new(config, format, stats.clone())?;
+    let transport = transport::HttpTransport::new(config, format)?;
     log::info!("http sink: {}", delivery::Transport::describe(&transport));
     delivery::spawn(Box::new(transport), &config.delivery, stats)
 }

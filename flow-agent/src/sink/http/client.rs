@@ -24,8 +24,9 @@ use super::Endpoint;
 
 /// Largest response body read (a `_bulk` response has one item per document).
 const MAX_RESPONSE: usize = 16 << 20;
-/// Longest Retry-After honoured; beyond it the worker's own back-off decides.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Longest Retry-After honoured (below the delivery worker's default send timeout, which
+/// the wait counts against); beyond it the worker's own back-off decides.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(20);
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -55,6 +56,9 @@ pub struct HttpClient {
     tls: Option<(TlsConnector, ServerName<'static>)>,
     timeout: Duration,
     conn: Option<Connection>,
+    /// A request was started and its answer not read: its caller gave up on it (the future
+    /// was dropped), so the connection is in an unknown state.
+    in_flight: bool,
     /// Connections opened so far.
     pub connects: u64,
 }
@@ -78,6 +82,7 @@ impl HttpClient {
             tls,
             timeout,
             conn: None,
+            in_flight: false,
             connects: 0,
         })
     }
@@ -90,8 +95,13 @@ impl HttpClient {
         body: Vec<u8>,
         encoding: Option<&'static str>,
     ) -> Result<Response, String> {
+        if std::mem::replace(&mut self.in_flight, true) {
+            self.conn = None;
+        }
         let timeout = self.timeout;
-        match tokio::time::timeout(timeout, self.exchange(headers, body, encoding)).await {
+        let result = tokio::time::timeout(timeout, self.exchange(headers, body, encoding)).await;
+        self.in_flight = false;
+        match result {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => {
                 self.conn = None;

@@ -15,8 +15,7 @@ pub enum State {
 #[derive(Debug, Default)]
 pub struct Progress {
     states: Vec<State>,
-    /// Fingerprints of the records the states belong to; filled when the progress is kept
-    /// for a retry.
+    /// Fingerprints of the records the states belong to.
     fingerprints: Vec<u64>,
     /// First reason a record was refused, for the report.
     pub reject_reason: Option<String>,
@@ -33,30 +32,20 @@ impl Progress {
     /// for (the worker sends the same batch again after a retry, possibly with more records
     /// behind it), else all pending.
     pub fn resume(saved: Option<Progress>, records: &[Vec<u8>]) -> Progress {
+        let fingerprints: Vec<u64> = records.iter().map(|r| fingerprint(r)).collect();
         if let Some(mut saved) = saved {
             let n = saved.states.len();
-            let same = n <= records.len()
-                && saved.fingerprints.len() == n
-                && records[..n]
-                    .iter()
-                    .zip(&saved.fingerprints)
-                    .all(|(r, f)| fingerprint(r) == *f);
-            if same {
+            if n <= records.len() && saved.fingerprints[..] == fingerprints[..n] {
                 saved.states.resize(records.len(), State::Pending);
-                saved.fingerprints.clear();
+                saved.fingerprints = fingerprints;
                 return saved;
             }
         }
         Progress {
             states: vec![State::Pending; records.len()],
-            ..Progress::default()
+            fingerprints,
+            reject_reason: None,
         }
-    }
-
-    /// Kept for the next attempt at the same records.
-    pub fn save(mut self, records: &[Vec<u8>]) -> Progress {
-        self.fingerprints = records.iter().map(|r| fingerprint(r)).collect();
-        self
     }
 
     pub fn pending(&self) -> Vec<usize> {
@@ -94,7 +83,7 @@ mod tests {
         let mut p = Progress::resume(None, &r);
         p.set(0, State::Taken);
         p.set(2, State::Rejected);
-        let saved = p.save(&r);
+        let saved = p;
 
         // Same records, and more behind them: the settled ones stay settled.
         let more = recs(6);
@@ -106,7 +95,7 @@ mod tests {
         let mut p = Progress::resume(None, &r);
         p.set(1, State::Taken);
         let other: Vec<Vec<u8>> = recs(5)[1..].to_vec();
-        let p = Progress::resume(Some(p.save(&r)), &other);
+        let p = Progress::resume(Some(p), &other);
         assert_eq!(p.pending(), vec![0, 1, 2, 3]);
     }
 }

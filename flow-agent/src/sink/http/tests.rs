@@ -15,10 +15,7 @@ use tokio::net::TcpListener;
 use super::{transport::HttpTransport, HttpConfig, HttpMode};
 use crate::{
     encode::Format,
-    sink::{
-        delivery::{Transport, TransportError},
-        SinkStats,
-    },
+    sink::delivery::{Transport, TransportError},
 };
 
 #[derive(Debug)]
@@ -60,13 +57,22 @@ async fn server(script: Arc<Mutex<Script>>) -> String {
                     } else {
                         String::from_utf8(raw.to_vec()).unwrap()
                     };
-                    let mut s = script.lock().unwrap();
-                    s.seen.push(Seen {
-                        path: parts.uri.to_string(),
-                        headers: parts.headers,
-                        body,
-                    });
-                    let (status, text) = s.answers.pop_front().unwrap_or((200, "{}".into()));
+                    let (status, text) = {
+                        let mut s = script.lock().unwrap();
+                        s.seen.push(Seen {
+                            path: parts.uri.to_string(),
+                            headers: parts.headers,
+                            body,
+                        });
+                        s.answers.pop_front().unwrap_or((200, "{}".into()))
+                    };
+                    // Status 0: no answer for a long time.
+                    let status = if status == 0 {
+                        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                        200
+                    } else {
+                        status
+                    };
                     Ok::<_, std::convert::Infallible>(
                         Response::builder()
                             .status(status)
@@ -91,12 +97,8 @@ fn records(n: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn transport(config: HttpConfig) -> (HttpTransport, Arc<SinkStats>) {
-    let stats = Arc::new(SinkStats::new("h".into(), "http", "native"));
-    (
-        HttpTransport::new(&config, Format::Native, stats.clone()).unwrap(),
-        stats,
-    )
+fn transport(config: HttpConfig) -> HttpTransport {
+    HttpTransport::new(&config, Format::Native).unwrap()
 }
 
 async fn setup(answers: &[(u16, &str)]) -> (Arc<Mutex<Script>>, String) {
@@ -111,7 +113,7 @@ async fn setup(answers: &[(u16, &str)]) -> (Arc<Mutex<Script>>, String) {
 #[tokio::test]
 async fn ndjson_body_headers_and_keep_alive() {
     let (script, url) = setup(&[]).await;
-    let (mut t, stats) = transport(HttpConfig {
+    let mut t = transport(HttpConfig {
         url: format!("{url}/ingest?x=1"),
         user: Some("agent".into()),
         password: Some("pw".into()),
@@ -132,16 +134,13 @@ async fn ndjson_body_headers_and_keep_alive() {
     assert_eq!(s.seen[1].body, "{\"n\":0}\n");
     assert_eq!(t.describe(), format!("NDJSON to {url}/ingest?x=1 (gzip)"));
     // One connection for both requests.
-    assert_eq!(
-        stats.reconnects.load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert_eq!(t.connects(), 1);
 }
 
 #[tokio::test]
 async fn server_errors_retry_client_errors_reject() {
     let (script, url) = setup(&[(503, "busy"), (429, ""), (400, "bad json")]).await;
-    let (mut t, _) = transport(HttpConfig {
+    let mut t = transport(HttpConfig {
         url,
         ..HttpConfig::default()
     });
@@ -174,7 +173,7 @@ async fn server_errors_retry_client_errors_reject() {
 async fn a_split_batch_resends_only_what_was_not_taken() {
     let (script, url) = setup(&[(200, ""), (500, "")]).await;
     // Each record takes 8 bytes framed: two per request.
-    let (mut t, _) = transport(HttpConfig {
+    let mut t = transport(HttpConfig {
         url,
         max_batch_bytes: 16,
         ..HttpConfig::default()
@@ -206,7 +205,7 @@ async fn bulk_items_failed_with_429_are_sent_again_the_rest_counted() {
         {"create":{"status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue"}}},
         {"create":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"bad field"}}}]}"#;
     let (script, url) = setup(&[(200, partial), (200, r#"{"errors":false,"items":[]}"#)]).await;
-    let (mut t, _) = transport(HttpConfig {
+    let mut t = transport(HttpConfig {
         url: format!("{url}/"),
         mode: HttpMode::ElasticsearchBulk,
         index: Some("logs-flow-default".into()),
@@ -238,10 +237,41 @@ async fn bulk_items_failed_with_429_are_sent_again_the_rest_counted() {
 }
 
 #[tokio::test]
-async fn closed_connections_reconnect_and_count() {
+async fn an_abandoned_send_drops_its_connection_and_keeps_what_was_settled() {
+    let (script, url) = setup(&[(200, ""), (0, "")]).await;
+    let mut t = transport(HttpConfig {
+        url,
+        max_batch_bytes: 16,
+        ..HttpConfig::default()
+    });
+    let r = records(4);
+    // The worker gives up on a send that hangs (its send_timeout).
+    let abandoned = tokio::time::timeout(std::time::Duration::from_millis(300), t.send(&r)).await;
+    assert!(abandoned.is_err());
+    t.send(&r).await.unwrap();
+    let bodies: Vec<String> = script
+        .lock()
+        .unwrap()
+        .seen
+        .iter()
+        .map(|s| s.body.clone())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            "{\"n\":0}\n{\"n\":1}\n",
+            "{\"n\":2}\n{\"n\":3}\n",
+            "{\"n\":2}\n{\"n\":3}\n"
+        ]
+    );
+    assert_eq!(t.connects(), 2);
+}
+
+#[tokio::test]
+async fn closed_connections_are_opened_again() {
     let (script, url) = setup(&[]).await;
     script.lock().unwrap().close_each = true;
-    let (mut t, stats) = transport(HttpConfig {
+    let mut t = transport(HttpConfig {
         url,
         ..HttpConfig::default()
     });
@@ -249,10 +279,7 @@ async fn closed_connections_reconnect_and_count() {
         t.send(&records(1)).await.unwrap();
     }
     assert_eq!(script.lock().unwrap().seen.len(), 3);
-    assert_eq!(
-        stats.reconnects.load(std::sync::atomic::Ordering::Relaxed),
-        2
-    );
+    assert_eq!(t.connects(), 3);
 }
 
 #[tokio::test]
@@ -263,7 +290,7 @@ async fn unreachable_server_is_a_retry() {
         .local_addr()
         .unwrap()
         .port();
-    let (mut t, _) = transport(HttpConfig {
+    let mut t = transport(HttpConfig {
         url: format!("http://127.0.0.1:{port}/"),
         ..HttpConfig::default()
     });
@@ -280,9 +307,8 @@ async fn unreachable_server_is_a_retry() {
 
 #[test]
 fn configuration_errors_name_the_problem() {
-    let stats = Arc::new(SinkStats::default());
     let err = |config: HttpConfig, format: Format| {
-        HttpTransport::new(&config, format, stats.clone())
+        HttpTransport::new(&config, format)
             .err()
             .expect("refused")
             .to_string()

@@ -1,22 +1,25 @@
 //! [`HttpTransport`]: sends batches as NDJSON or `_bulk` requests and sorts the answers into
 //! taken, worth retrying and refused for good.
-use std::{
-    sync::{atomic::Ordering::Relaxed, Arc},
-    time::Duration,
-};
+use std::time::Duration;
 
 use hyper::{header::HeaderMap, StatusCode};
 use tokio::time::Instant;
 
 use super::{
-    auth, body::Framing, bulk, bulk::ItemOutcome, client::HttpClient, config_error,
-    settled::Progress, settled::State, tls, Endpoint, HttpConfig, HttpMode,
+    auth,
+    body::Framing,
+    bulk,
+    bulk::ItemOutcome,
+    client::HttpClient,
+    config_error,
+    settled::{Progress, State},
+    tls, Endpoint, HttpConfig, HttpMode,
 };
 use crate::{
     encode::Format,
     sink::{
         delivery::{SendFuture, Transport, TransportError},
-        SinkError, SinkStats,
+        SinkError,
     },
 };
 
@@ -30,22 +33,14 @@ pub struct HttpTransport {
     headers: HeaderMap,
     gzip: bool,
     client: HttpClient,
-    stats: Arc<SinkStats>,
-    /// What the previous attempt settled, when it did not settle everything.
-    saved: Option<Progress>,
+    /// What was settled of the batch being sent, kept until all of it is.
+    progress: Option<Progress>,
     /// A server's Retry-After: the next attempt waits until then.
     not_before: Option<Instant>,
 }
 
-/// Why one request did not settle its records.
-struct Retry(String);
-
 impl HttpTransport {
-    pub fn new(
-        config: &HttpConfig,
-        format: Format,
-        stats: Arc<SinkStats>,
-    ) -> Result<Self, SinkError> {
+    pub fn new(config: &HttpConfig, format: Format) -> Result<Self, SinkError> {
         if !format.is_json() {
             return Err(config_error(format!(
                 "format {} is not JSON: the http sink sends JSON documents, choose native, ecs, ocsf or zeek",
@@ -122,8 +117,7 @@ impl HttpTransport {
             headers,
             gzip: config.gzip,
             client,
-            stats,
-            saved: None,
+            progress: None,
             not_before: None,
         })
     }
@@ -132,52 +126,58 @@ impl HttpTransport {
         if let Some(t) = self.not_before.take() {
             tokio::time::sleep_until(t).await;
         }
-        let mut progress = Progress::resume(self.saved.take(), records);
-        let groups = self.framing.split(records, &progress.pending());
-        for group in groups {
-            if let Err(Retry(why)) = self.send_group(records, &group, &mut progress).await {
-                self.saved = Some(progress.save(records));
+        // Kept in `self` while sending: if the worker abandons this send (timeout, close),
+        // the next attempt still knows what was settled.
+        self.progress = Some(Progress::resume(self.progress.take(), records));
+        let pending = self
+            .progress
+            .as_ref()
+            .map(Progress::pending)
+            .unwrap_or_default();
+        for group in self.framing.split(records, &pending) {
+            let answer = self.send_group(records, &group).await;
+            let progress = self.progress.as_mut().expect("set above");
+            for (i, state) in answer.settled {
+                progress.set(i, state);
+            }
+            if let Some(reason) = answer.rejected {
+                progress.reject_reason.get_or_insert(reason);
+            }
+            if let Some(why) = answer.retry {
                 return Err(TransportError::Retry(why));
             }
         }
-        let rejected = progress.count(State::Rejected);
-        if rejected > 0 {
-            return Err(TransportError::Rejected {
-                count: rejected,
+        let progress = self.progress.take().expect("set above");
+        match progress.count(State::Rejected) {
+            0 => Ok(()),
+            count => Err(TransportError::Rejected {
+                count,
                 reason: progress.reject_reason.unwrap_or_default(),
-            });
+            }),
         }
-        Ok(())
     }
 
-    /// One request with the records at `group`; their states in `progress` say how it went.
-    async fn send_group(
-        &mut self,
-        records: &[Vec<u8>],
-        group: &[usize],
-        progress: &mut Progress,
-    ) -> Result<(), Retry> {
+    /// One request with the records at `group`.
+    async fn send_group(&mut self, records: &[Vec<u8>], group: &[usize]) -> GroupAnswer {
         let body = self.framing.body(records, group);
         let (payload, encoding) = if self.gzip {
             (super::body::gzip(&body), Some("gzip"))
         } else {
             (body, None)
         };
-        let connects = self.client.connects;
-        let result = self.client.post(&self.headers, payload, encoding).await;
-        if connects > 0 && self.client.connects > connects {
-            self.stats.reconnects.fetch_add(1, Relaxed);
-        }
-        let resp = result.map_err(Retry)?;
+        let resp = match self.client.post(&self.headers, payload, encoding).await {
+            Ok(r) => r,
+            Err(e) => return GroupAnswer::retry(e),
+        };
         let status = resp.status;
         if status.is_success() {
             if self.mode == HttpMode::Ndjson {
-                group.iter().for_each(|&i| progress.set(i, State::Taken));
-                return Ok(());
+                return GroupAnswer::all(group, State::Taken, None);
             }
-            let outcomes = bulk::parse(&resp.body, group.len())
-                .map_err(|e| Retry(format!("{}: {e}", self.endpoint.display())))?;
-            return self.settle_items(group, &outcomes, progress);
+            return match bulk::parse(&resp.body, group.len()) {
+                Ok(outcomes) => self.settle_items(group, &outcomes),
+                Err(e) => GroupAnswer::retry(format!("{}: {e}", self.endpoint.display())),
+            };
         }
         let answer = format!(
             "HTTP {status} from {}: {}",
@@ -186,56 +186,77 @@ impl HttpTransport {
         );
         if retryable(status) {
             self.not_before = resp.retry_after.map(|d| Instant::now() + d);
-            return Err(Retry(answer));
+            return GroupAnswer::retry(answer);
         }
-        log::error!(
-            "http sink: {} records refused for good: {answer}",
-            group.len()
-        );
-        group.iter().for_each(|&i| progress.set(i, State::Rejected));
-        progress.reject_reason.get_or_insert(answer);
-        Ok(())
+        GroupAnswer::all(group, State::Rejected, Some(answer))
     }
 
-    /// Applies a `_bulk` answer's per-document outcomes.
-    fn settle_items(
-        &mut self,
-        group: &[usize],
-        outcomes: &[ItemOutcome],
-        progress: &mut Progress,
-    ) -> Result<(), Retry> {
-        let (mut retry, mut rejected, mut first_rejection) = (0, 0, None);
-        let mut retry_status = 0;
+    /// Sorts a `_bulk` answer's per-document outcomes.
+    fn settle_items(&self, group: &[usize], outcomes: &[ItemOutcome]) -> GroupAnswer {
+        let mut answer = GroupAnswer::default();
+        let (mut retry, mut retry_status, mut rejected) = (0, 0, 0);
+        let mut first_rejection = None;
         for (&i, outcome) in group.iter().zip(outcomes) {
             match outcome {
-                ItemOutcome::Taken => progress.set(i, State::Taken),
+                ItemOutcome::Taken => answer.settled.push((i, State::Taken)),
                 ItemOutcome::Retry(s) => {
                     retry += 1;
                     retry_status = *s;
                 }
                 ItemOutcome::Rejected(s, reason) => {
-                    progress.set(i, State::Rejected);
+                    answer.settled.push((i, State::Rejected));
                     rejected += 1;
                     first_rejection.get_or_insert_with(|| format!("status {s}, {reason}"));
                 }
             }
         }
         if let Some(first) = first_rejection {
-            let why = format!(
+            answer.rejected = Some(format!(
                 "{}: {rejected} documents refused by _bulk, first: {}",
                 self.endpoint.display(),
                 truncate(&first)
-            );
-            log::error!("http sink: {why}");
-            progress.reject_reason.get_or_insert(why);
+            ));
         }
         if retry > 0 {
-            return Err(Retry(format!(
+            answer.retry = Some(format!(
                 "{}: {retry} documents to send again (_bulk item status {retry_status})",
                 self.endpoint.display()
-            )));
+            ));
         }
-        Ok(())
+        answer
+    }
+
+    /// Connections opened so far.
+    #[cfg(test)]
+    pub fn connects(&self) -> u64 {
+        self.client.connects
+    }
+}
+
+/// What one request settled, and whether the rest must wait for a retry.
+#[derive(Default)]
+struct GroupAnswer {
+    settled: Vec<(usize, State)>,
+    /// Why records were refused for good.
+    rejected: Option<String>,
+    /// Why the unsettled records must be sent again.
+    retry: Option<String>,
+}
+
+impl GroupAnswer {
+    fn retry(why: String) -> Self {
+        Self {
+            retry: Some(why),
+            ..Self::default()
+        }
+    }
+
+    fn all(group: &[usize], state: State, rejected: Option<String>) -> Self {
+        Self {
+            settled: group.iter().map(|&i| (i, state)).collect(),
+            rejected,
+            retry: None,
+        }
     }
 }
 
