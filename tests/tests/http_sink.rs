@@ -94,7 +94,8 @@ if plan.get("cert"):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(plan["cert"], plan["key"])
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
-print("listening", server.server_address[1], flush=True)
+sys.stdout.write("listening %d\n" % server.server_address[1])
+sys.stdout.flush()
 server.serve_forever()
 "#;
 
@@ -132,15 +133,31 @@ impl Receiver {
             .arg(RECEIVER)
             .arg(plan.to_string())
             .spawn()?;
-        let line = wait_for_line(&proc, "listening", Duration::from_secs(10))?;
-        let port = value_after(&line, "listening")? as u16;
+        // A whole line: the harness also shows one still being written.
+        let deadline = Instant::now() + slowed(Duration::from_secs(10));
+        let port = loop {
+            let out = proc.stdout_so_far();
+            if let Some(port) = out
+                .split_inclusive('\n')
+                .find_map(|l| l.strip_prefix("listening ")?.strip_suffix('\n')?.parse().ok())
+            {
+                break port;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the receiver did not start: {out:?} {}",
+                proc.stderr_so_far()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
         Ok(Self { proc, port })
     }
 
-    /// Every request so far, in arrival order.
+    /// Every request so far, in arrival order (whole lines only).
     fn requests(&self) -> Result<Vec<Value>> {
         let out = self.proc.stdout_so_far();
-        out.lines()
+        out.split_inclusive('\n')
+            .filter_map(|l| l.strip_suffix('\n'))
             .filter(|l| l.starts_with('{'))
             .map(|l| serde_json::from_str(l).with_context(|| format!("receiver line {l:?}")))
             .collect()
@@ -261,6 +278,15 @@ fn wait_sink_report(
         .unwrap_or_default())
 }
 
+/// The delivery table of an http output: its disk buffer in the test's directory, so that
+/// tests running at once, or a buffer left by an earlier run, do not meet.
+fn delivery(dir: &TempDir, output: &str) -> String {
+    format!(
+        "[outputs.http.delivery]\nbuffer_dir = \"{}\"\n",
+        dir.path().join(format!("buffer-{output}")).display()
+    )
+}
+
 fn start_agent(dir: &TempDir, http: &str) -> Result<Agent> {
     let config = dir.write(
         "agent.toml",
@@ -320,8 +346,10 @@ name = "collector"
 url = "http://127.0.0.1:{}/ingest?source=flow-agent"
 gzip = true
 headers = {{ "X-Api-Key" = "test-key" }}
+{}
 "#,
-            receiver.port
+            receiver.port,
+            delivery(&dir, "collector")
         ),
     )?;
     let events = make_flows(&agent, 9401)?;
@@ -371,8 +399,10 @@ mode = "elasticsearch_bulk"
 index = "logs-flow-test"
 user = "elastic"
 password = "changeme"
+{}
 "#,
-            receiver.port
+            receiver.port,
+            delivery(&dir, "elastic")
         ),
     )?;
     let retried_events = make_flows(&agent, retried)?;
@@ -447,8 +477,9 @@ fn a_refused_batch_is_dropped_and_counted_later_ones_arrive() -> Result<()> {
     let agent = start_agent(
         &dir,
         &format!(
-            "[[outputs]]\nname = \"collector\"\n[outputs.http]\nurl = \"http://127.0.0.1:{}/\"\n",
-            receiver.port
+            "[[outputs]]\nname = \"collector\"\n[outputs.http]\nurl = \"http://127.0.0.1:{}/\"\n{}",
+            receiver.port,
+            delivery(&dir, "collector")
         ),
     )?;
     let refused_events = make_flows(&agent, refused)?;
@@ -537,16 +568,20 @@ name = "trusted"
 url = "https://127.0.0.1:{port}/tls"
 ca_file = "{ca}"
 gzip = true
+{trusted}
 
 [[outputs]]
 name = "untrusted"
 [outputs.http]
 url = "https://127.0.0.1:{port}/never"
 ca_file = "{other}"
+{untrusted}
 "#,
             port = receiver.port,
             ca = path("ca.pem"),
             other = path("other-ca.pem"),
+            trusted = delivery(&dir, "trusted"),
+            untrusted = delivery(&dir, "untrusted"),
         ),
     )?;
     let events = make_flows(&agent, 9406)?;

@@ -151,7 +151,7 @@ impl HttpClient {
             .sender
             .send_request(req)
             .await
-            .map_err(|e| format!("request to {}: {e}", self.endpoint.display()))?;
+            .map_err(|e| format!("request failed: {e}"))?;
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -162,7 +162,7 @@ impl HttpClient {
         let body = Limited::new(resp.into_body(), MAX_RESPONSE)
             .collect()
             .await
-            .map_err(|e| format!("reading the response of {}: {e}", self.endpoint.display()))?
+            .map_err(|e| format!("reading the response: {e}"))?
             .to_bytes();
         Ok(Response {
             status,

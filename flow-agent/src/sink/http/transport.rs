@@ -176,14 +176,10 @@ impl HttpTransport {
             }
             return match bulk::parse(&resp.body, group.len()) {
                 Ok(outcomes) => self.settle_items(group, &outcomes),
-                Err(e) => GroupAnswer::retry(format!("{}: {e}", self.endpoint.display())),
+                Err(e) => GroupAnswer::retry(e),
             };
         }
-        let answer = format!(
-            "HTTP {status} from {}: {}",
-            self.endpoint.display(),
-            snippet(&resp.body)
-        );
+        let answer = format!("HTTP {status}: {}", snippet(&resp.body));
         if retryable(status) {
             self.not_before = resp.retry_after.map(|d| Instant::now() + d);
             return GroupAnswer::retry(answer);
@@ -212,15 +208,13 @@ impl HttpTransport {
         }
         if let Some(first) = first_rejection {
             answer.rejected = Some(format!(
-                "{}: {rejected} documents refused by _bulk, first: {}",
-                self.endpoint.display(),
+                "{rejected} documents refused by _bulk, first: {}",
                 truncate(&first)
             ));
         }
         if retry > 0 {
             answer.retry = Some(format!(
-                "{}: {retry} documents to send again (_bulk item status {retry_status})",
-                self.endpoint.display()
+                "{retry} documents to send again (_bulk item status {retry_status})"
             ));
         }
         answer
