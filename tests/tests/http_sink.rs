@@ -137,10 +137,12 @@ impl Receiver {
         let deadline = Instant::now() + slowed(Duration::from_secs(10));
         let port = loop {
             let out = proc.stdout_so_far();
-            if let Some(port) = out
-                .split_inclusive('\n')
-                .find_map(|l| l.strip_prefix("listening ")?.strip_suffix('\n')?.parse().ok())
-            {
+            if let Some(port) = out.split_inclusive('\n').find_map(|l| {
+                l.strip_prefix("listening ")?
+                    .strip_suffix('\n')?
+                    .parse()
+                    .ok()
+            }) {
                 break port;
             }
             ensure!(
