@@ -75,7 +75,7 @@ async fn apply_config(
         Ok(o) => {
             *outputs = Some(o);
             // Checked above: cannot fail.
-            let _ = health.apply(&new.health).await;
+            let _ = health.apply(&new.health);
             *current = new;
             log::info!("configuration reloaded");
         }
@@ -171,10 +171,10 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let started = Instant::now();
     let mut config = opts.config;
     let mut reload = opts.reload;
+    let mut health = Health::start(started, &config.health)?;
     let mut outputs = Some(
         Outputs::start(&config.outputs, config.filter.clone()).context("starting the outputs")?,
     );
-    let mut health = Health::start(started, &config.health).await?;
     let mut capture = Capture::load(&opts.capture).context("starting kernel capture")?;
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let prefix: String = boot_id

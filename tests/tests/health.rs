@@ -414,6 +414,63 @@ fn a_metrics_address_beyond_loopback_needs_consent() -> Result<()> {
     Ok(())
 }
 
+/// Waits until `port` answers /metrics (Ok) or refuses connections (Err), as `want_open` says.
+fn wait_endpoint(port: u16, want_open: bool) -> Result<()> {
+    let deadline = Instant::now() + slowed(Duration::from_secs(20));
+    loop {
+        let open = Scraper::connect(port).and_then(|mut s| s.metrics()).is_ok();
+        if open == want_open {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "metrics on port {port} still {}",
+            if open { "served" } else { "not served" }
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_reload_moves_the_metrics_endpoint_and_a_bad_one_is_refused() -> Result<()> {
+    setup()?;
+    let (first, second) = (free_port()?, free_port()?);
+    let dir = TempDir::new("health-reload")?;
+    let write = |listen: &str| {
+        dir.write(
+            "agent.toml",
+            format!("[health]\nmetrics_listen = \"{listen}\"\n[[outputs]]\n[outputs.stdout]\n"),
+        )
+    };
+    let config = write(&format!("127.0.0.1:{first}"))?;
+    let agent = agent(&["--config", &config.display().to_string()])?;
+    wait_endpoint(first, true)?;
+    let hup = || {
+        // SAFETY: kill(2) on the agent, our own child.
+        unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) };
+    };
+
+    write(&format!("0.0.0.0:{second}"))?;
+    hup();
+    let deadline = Instant::now() + slowed(Duration::from_secs(20));
+    while !agent.stderr().contains("reloaded configuration rejected") {
+        ensure!(
+            Instant::now() < deadline,
+            "a non-loopback reload was not rejected:\n{}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_endpoint(first, true)?;
+
+    write(&format!("127.0.0.1:{second}"))?;
+    hup();
+    wait_endpoint(second, true)?;
+    wait_endpoint(first, false)?;
+    agent.stop()?;
+    Ok(())
+}
+
 /// Runs the agent with a configuration it must refuse; returns its stderr.
 fn refused_config(config: &std::path::Path) -> Result<String> {
     let out = Cmd::host(&Agent::binary()?.display().to_string())

@@ -68,17 +68,17 @@ pub struct Health {
 impl Health {
     /// Checks the configuration and starts the endpoint. An address that cannot be bound
     /// (e.g. in use) is logged, not fatal: capture matters more than its metrics.
-    pub async fn start(started: Instant, config: &HealthConfig) -> Result<Self, HealthError> {
+    pub fn start(started: Instant, config: &HealthConfig) -> Result<Self, HealthError> {
         let mut health = Self {
             registry: Arc::new(Registry::new(started)),
             server: None,
         };
-        health.apply(config).await?;
+        health.apply(config)?;
         Ok(health)
     }
 
     /// Moves the endpoint to the configured address (a no-op when it is unchanged).
-    pub async fn apply(&mut self, config: &HealthConfig) -> Result<(), HealthError> {
+    pub fn apply(&mut self, config: &HealthConfig) -> Result<(), HealthError> {
         let addr = config.metrics_address()?;
         if self.server.as_ref().map(MetricsServer::address) == addr && addr.is_some() {
             return Ok(());
@@ -86,7 +86,7 @@ impl Health {
         // The old endpoint goes first: the new one may want the same port.
         self.server = None;
         if let Some(addr) = addr {
-            match MetricsServer::start(addr, self.registry.clone()).await {
+            match MetricsServer::start(addr, self.registry.clone()) {
                 Ok(s) => {
                     log::info!("metrics endpoint: http://{}/metrics", s.address());
                     self.server = Some(s);

@@ -1,5 +1,6 @@
-//! The metrics endpoint: `GET /metrics` over HTTP/1.1.
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+//! The metrics endpoint: `GET /metrics` over HTTP/1.1, on a thread of its own so that it
+//! answers even while the capture loop is saturated (the moment its numbers matter most).
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, thread::JoinHandle, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -8,7 +9,10 @@ use hyper::{
     StatusCode,
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{net::TcpListener, sync::Semaphore, task::JoinHandle};
+use tokio::{
+    net::TcpListener,
+    sync::{oneshot, Semaphore},
+};
 
 use super::{metrics, Registry};
 
@@ -17,24 +21,56 @@ const MAX_CONNECTIONS: usize = 16;
 /// A client that does not finish its request headers in this time is disconnected.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The running endpoint; stops when dropped.
+/// The running endpoint; stops (and releases its port) when dropped.
 pub struct MetricsServer {
     address: SocketAddr,
-    task: JoinHandle<()>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Drop for MetricsServer {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
 impl MetricsServer {
-    pub async fn start(addr: SocketAddr, registry: Arc<Registry>) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
+    /// Binds `addr` (errors here, e.g. address in use) and serves from a new thread.
+    pub fn start(addr: SocketAddr, registry: Arc<Registry>) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
-        let task = tokio::spawn(accept_loop(listener, registry));
-        Ok(Self { address, task })
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (stop, stopped) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            log::error!("metrics endpoint on {address}: {e}");
+                            return;
+                        }
+                    };
+                    tokio::select! {
+                        _ = accept_loop(listener, registry) => {}
+                        _ = stopped => {}
+                    }
+                });
+            })?;
+        Ok(Self {
+            address,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 
     pub fn address(&self) -> SocketAddr {
