@@ -17,7 +17,15 @@ const EBPF_PACKAGES: &[&str] = &[
 ];
 
 /// Real tools the integration tests drive.
-const TEST_PACKAGES: &[&str] = &["iproute2", "curl", "python3", "procps", "tshark", "openssl"];
+const TEST_PACKAGES: &[&str] = &[
+    "iproute2",
+    "curl",
+    "python3",
+    "procps",
+    "tshark",
+    "dnsmasq-base",
+    "openssl",
+];
 
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
