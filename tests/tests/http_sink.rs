@@ -165,11 +165,14 @@ impl Receiver {
             .collect()
     }
 
-    /// Documents the server took, in order: NDJSON lines of 2xx requests, or `_bulk`
-    /// documents whose item status was 2xx.
-    fn taken(&self) -> Result<Vec<Value>> {
+    /// Documents the server took (from requests to `path`, or all), in order: NDJSON lines
+    /// of 2xx requests, or `_bulk` documents whose item status was 2xx.
+    fn taken(&self, path: Option<&str>) -> Result<Vec<Value>> {
         let mut docs = Vec::new();
         for r in self.requests()? {
+            if path.is_some_and(|p| r["path"] != p) {
+                continue;
+            }
             for (i, doc) in documents(&r)?.into_iter().enumerate() {
                 let status = match r["items"].as_array() {
                     Some(items) => items[i].as_u64().unwrap_or(0),
@@ -231,9 +234,14 @@ fn make_flows(agent: &Agent, port: u16) -> Result<Vec<Value>> {
 /// Waits until the receiver took every one of `events`; errors when one of them was taken
 /// twice.
 fn wait_taken(receiver: &Receiver, events: &[Value]) -> Result<Vec<Value>> {
+    wait_taken_at(receiver, events, None)
+}
+
+/// [`wait_taken`] for the requests to one path.
+fn wait_taken_at(receiver: &Receiver, events: &[Value], path: Option<&str>) -> Result<Vec<Value>> {
     let deadline = Instant::now() + slowed(Duration::from_secs(60));
     loop {
-        let taken = receiver.taken()?;
+        let taken = receiver.taken(path)?;
         let missing: Vec<&Value> = events.iter().filter(|e| !taken.contains(e)).collect();
         if missing.is_empty() {
             for e in events {
@@ -309,11 +317,16 @@ name = "events"
     agent(&["--config", &config.display().to_string()])
 }
 
-/// Every request: POST to `path`, NDJSON content type, lines newline-terminated JSON.
-fn check_requests(receiver: &Receiver, path: &str, gzip: bool) -> Result<()> {
+/// Every request: POST to one of `paths`, NDJSON content type, lines newline-terminated JSON,
+/// gzipped when its path is one of `gzipped`.
+fn check_requests(receiver: &Receiver, paths: &[&str], gzipped: &[&str]) -> Result<()> {
     for r in receiver.requests()? {
         let h = &r["headers"];
-        ensure!(r["path"] == path, "request to {}: {r}", r["path"]);
+        ensure!(
+            paths.iter().any(|p| r["path"] == *p),
+            "request to {}: {r}",
+            r["path"]
+        );
         ensure!(h["content-type"] == "application/x-ndjson", "headers {h}");
         ensure!(
             h["user-agent"]
@@ -321,6 +334,7 @@ fn check_requests(receiver: &Receiver, path: &str, gzip: bool) -> Result<()> {
                 .is_some_and(|u| u.starts_with("flow-agent/")),
             "headers {h}"
         );
+        let gzip = gzipped.iter().any(|p| r["path"] == *p);
         let want_encoding = if gzip { json!("gzip") } else { Value::Null };
         ensure!(h["content-encoding"] == want_encoding, "headers {h}");
         let body = r["body"].as_str().unwrap_or_default();
@@ -356,7 +370,8 @@ headers = {{ "X-Api-Key" = "test-key" }}
     )?;
     let events = make_flows(&agent, 9401)?;
     wait_taken(&receiver, &events)?;
-    check_requests(&receiver, "/ingest?source=flow-agent", true)?;
+    let path = "/ingest?source=flow-agent";
+    check_requests(&receiver, &[path], &[path])?;
     let requests = receiver.requests()?;
     let refused: Vec<&Value> = requests.iter().filter(|r| r["status"] == 503).collect();
     ensure!(refused.len() == 3, "{} requests got 503", refused.len());
@@ -413,7 +428,7 @@ password = "changeme"
     for e in &refused_events {
         ensure!(!taken.contains(e), "a refused document was taken: {e}");
     }
-    check_requests(&receiver, "/_bulk", false)?;
+    check_requests(&receiver, &["/_bulk"], &[])?;
 
     // Action lines, and which attempts carried which documents.
     let mut attempts: BTreeMap<String, Vec<u64>> = BTreeMap::new();
@@ -553,7 +568,7 @@ fn make_certificates(dir: &Path) -> Result<()> {
 }
 
 #[test]
-fn https_with_a_private_ca_and_a_server_of_another_ca_refused() -> Result<()> {
+fn https_private_ca_verified_other_ca_refused_unverified_taken() -> Result<()> {
     setup()?;
     require_tools(&["openssl"])?;
     let dir = TempDir::new("http-tls")?;
@@ -578,18 +593,29 @@ name = "untrusted"
 url = "https://127.0.0.1:{port}/never"
 ca_file = "{other}"
 {untrusted}
+
+[[outputs]]
+name = "unverified"
+[outputs.http]
+url = "https://127.0.0.1:{port}/unverified"
+tls_verify = false
+{unverified}
 "#,
             port = receiver.port,
             ca = path("ca.pem"),
             other = path("other-ca.pem"),
             trusted = delivery(&dir, "trusted"),
             untrusted = delivery(&dir, "untrusted"),
+            unverified = delivery(&dir, "unverified"),
         ),
     )?;
     let events = make_flows(&agent, 9406)?;
-    wait_taken(&receiver, &events)?;
-    // Only the output that trusts the CA got through.
-    check_requests(&receiver, "/tls", true)?;
+    wait_taken_at(&receiver, &events, Some("/tls"))?;
+    // tls_verify = false takes any certificate (and says so in the log).
+    wait_taken_at(&receiver, &events, Some("/unverified"))?;
+    ensure!(agent.stderr().contains("tls_verify = false"));
+    // The output whose CA did not sign the server's certificate never got through.
+    check_requests(&receiver, &["/tls", "/unverified"], &["/tls"])?;
     let report = wait_sink_report(&agent, "untrusted", "failed TLS handshakes", |s| {
         s["errors"].as_u64() >= Some(1)
     })?;
