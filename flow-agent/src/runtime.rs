@@ -23,7 +23,7 @@ use crate::{
     flows::{
         table::sum_udp_counters, table::UdpCounterSource, FlowEvent, FlowTable, FlowTableConfig,
     },
-    health::{KernelLosses, StatsEvent},
+    health::{Health, KernelLosses, StatsEvent},
     sink::Outputs,
 };
 
@@ -58,13 +58,24 @@ fn write_events(outputs: &mut Outputs, events: &mut Vec<FlowEvent>, total: &mut 
 /// Swaps in the outputs of a new configuration. The old sinks close first (network sinks move
 /// what they hold to their disk buffers), so the new ones find every undelivered record; if
 /// the new outputs cannot start, the old configuration's start again.
-async fn apply_config(outputs: &mut Option<Outputs>, current: &mut Config, new: Config) {
+async fn apply_config(
+    outputs: &mut Option<Outputs>,
+    health: &mut Health,
+    current: &mut Config,
+    new: Config,
+) {
+    if let Err(e) = new.health.metrics_address() {
+        log::error!("reloaded configuration rejected, the previous one stays in force: {e}");
+        return;
+    }
     if let Some(old) = outputs.take() {
         old.close().await;
     }
     match Outputs::start(&new.outputs, new.filter.clone()) {
         Ok(o) => {
             *outputs = Some(o);
+            // Checked above: cannot fail.
+            let _ = health.apply(&new.health);
             *current = new;
             log::info!("configuration reloaded");
         }
@@ -160,6 +171,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let started = Instant::now();
     let mut config = opts.config;
     let mut reload = opts.reload;
+    let mut health = Health::start(started, &config.health)?;
     let mut outputs = Some(
         Outputs::start(&config.outputs, config.filter.clone()).context("starting the outputs")?,
     );
@@ -223,11 +235,13 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                     last_losses = losses;
                     last_missed = table.missed_closes;
                 }
-                let every = config.health.stats_interval;
-                if every > 0 && last_stats.elapsed() >= Duration::from_secs(every) {
-                    last_stats = Instant::now();
-                    if let Some(o) = outputs.as_mut() {
-                        let stats = stats_event(started, &table, &losses, events_total, o);
+                if let Some(o) = outputs.as_mut() {
+                    // Metrics follow every tick; stats events every stats_interval.
+                    let stats = stats_event(started, &table, &losses, events_total, o);
+                    health.update(&stats, o.stats());
+                    let every = config.health.stats_interval;
+                    if every > 0 && last_stats.elapsed() >= Duration::from_secs(every) {
+                        last_stats = Instant::now();
                         o.publish_stats(&stats);
                     }
                 }
@@ -239,7 +253,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                     write_events(o, &mut events, &mut events_total);
                 }
                 match reload.as_mut().map(|r| r()) {
-                    Some(Ok(new)) => apply_config(&mut outputs, &mut config, new).await,
+                    Some(Ok(new)) => apply_config(&mut outputs, &mut health, &mut config, new).await,
                     Some(Err(e)) => log::error!(
                         "SIGHUP: the configuration was not reloaded, the previous one stays in force: {e:#}"
                     ),

@@ -25,6 +25,7 @@ const TEST_PACKAGES: &[&str] = &[
     "tshark",
     "dnsmasq-base",
     "rsyslog",
+    "openssl",
 ];
 
 fn installed(pkg: &str) -> bool {
