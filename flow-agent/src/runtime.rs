@@ -27,14 +27,21 @@ use crate::{
     sink::Outputs,
 };
 
+/// The kernel lacks a hook the agent needs (exit status 3).
+#[derive(Debug, thiserror::Error)]
+#[error("this kernel lacks hooks the agent needs: {0}")]
+pub struct KernelUnsupported(pub String);
+
 pub struct RunOptions {
     pub capture: CaptureConfig,
     pub flows: FlowTableConfig,
     /// How often the ring buffer is drained when no wake-up comes.
     pub poll_interval: Duration,
-    /// Outputs, filters and health reporting.
+    /// Outputs, filters, health reporting and the agent's log; `capture` and `flows` are
+    /// derived from it.
     pub config: Config,
-    /// Reads the configuration again on SIGHUP; without it SIGHUP only logs.
+    /// Reads the configuration again on SIGHUP (outputs, filters, `[flows]`, `[enrich]` and
+    /// `[agent]` change; `[capture]` needs a restart); without it SIGHUP only logs.
     pub reload: Option<Box<dyn FnMut() -> Result<Config>>>,
 }
 
@@ -57,8 +64,9 @@ fn write_events(outputs: &mut Outputs, events: &mut Vec<FlowEvent>, total: &mut 
 
 /// Swaps in the outputs of a new configuration. The old sinks close first (network sinks move
 /// what they hold to their disk buffers), so the new ones find every undelivered record; if
-/// the new outputs cannot start, the old configuration's start again.
-async fn apply_config(outputs: &mut Option<Outputs>, current: &mut Config, new: Config) {
+/// the new outputs cannot start, the old configuration's start again. True when the new
+/// configuration is in force.
+async fn apply_config(outputs: &mut Option<Outputs>, current: &mut Config, new: Config) -> bool {
     if let Some(old) = outputs.take() {
         old.close().await;
     }
@@ -67,6 +75,7 @@ async fn apply_config(outputs: &mut Option<Outputs>, current: &mut Config, new: 
             *outputs = Some(o);
             *current = new;
             log::info!("configuration reloaded");
+            true
         }
         Err(e) => {
             log::error!("reloaded configuration rejected, the previous one stays in force: {e}");
@@ -74,7 +83,32 @@ async fn apply_config(outputs: &mut Option<Outputs>, current: &mut Config, new: 
                 Ok(o) => *outputs = Some(o),
                 Err(e) => log::error!("restarting the previous outputs failed: {e}"),
             }
+            false
         }
+    }
+}
+
+/// A reloaded configuration: outputs and filters first, then the flow table's settings and
+/// the agent's log. Kernel table sizes are fixed while the programs are loaded.
+async fn reload_config(
+    outputs: &mut Option<Outputs>,
+    current: &mut Config,
+    new: Config,
+    table: &mut FlowTable,
+    loaded_capture: &crate::config::CaptureSettings,
+) {
+    let flows = new.flow_table_config(table.config().host.clone());
+    let agent = new.agent.clone();
+    let capture_changed = new.capture != *loaded_capture;
+    if !apply_config(outputs, current, new).await {
+        return;
+    }
+    table.reconfigure(flows);
+    crate::logger::configure(&agent);
+    if capture_changed {
+        log::warn!(
+            "[capture] changed: kernel table sizes are fixed while the agent runs; the new ones take effect at the next start (restart the agent)"
+        );
     }
 }
 
@@ -144,10 +178,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                 )
             })
             .collect();
-        anyhow::bail!(
-            "this kernel lacks hooks the agent needs: {}",
-            missing.join("; ")
-        );
+        return Err(KernelUnsupported(missing.join("; ")).into());
     }
     log::info!(
         "hook tier: baseline (fentry/fexit {} on this kernel)",
@@ -159,6 +190,8 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     );
     let started = Instant::now();
     let mut config = opts.config;
+    crate::logger::configure(&config.agent);
+    let loaded_capture = config.capture.clone();
     let mut reload = opts.reload;
     let mut outputs = Some(
         Outputs::start(&config.outputs, config.filter.clone()).context("starting the outputs")?,
@@ -193,9 +226,12 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let mut events_total = 0u64;
     let mut last_losses = [0u64; LOSS_KINDS as usize];
     let mut last_missed = 0;
-    eprintln!(
-        "flow-agent ready: kernel programs attached (cgroup v2 at {})",
-        capture.cgroup_root.display()
+    crate::logger::notice(
+        module_path!(),
+        &format!(
+            "flow-agent ready: kernel programs attached (cgroup v2 at {})",
+            capture.cgroup_root.display()
+        ),
     );
 
     loop {
@@ -239,7 +275,10 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                     write_events(o, &mut events, &mut events_total);
                 }
                 match reload.as_mut().map(|r| r()) {
-                    Some(Ok(new)) => apply_config(&mut outputs, &mut config, new).await,
+                    Some(Ok(new)) => {
+                        reload_config(&mut outputs, &mut config, new, &mut table, &loaded_capture)
+                            .await
+                    }
                     Some(Err(e)) => log::error!(
                         "SIGHUP: the configuration was not reloaded, the previous one stays in force: {e:#}"
                     ),
