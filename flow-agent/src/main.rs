@@ -179,7 +179,9 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             if !report.baseline_ok {
                 return Err(Failure {
                     code: EXIT_KERNEL,
-                    lines: vec!["this kernel lacks hooks the agent needs (see the table above)".into()],
+                    lines: vec![
+                        "this kernel lacks hooks the agent needs (see the table above)".into(),
+                    ],
                 });
             }
             Ok(())

@@ -14,15 +14,24 @@ const HEADER: &str = "\
 
 /// Comments by key path (array tables without their index).
 const COMMENTS: &[(&str, &str)] = &[
-    ("agent", "The agent's own log (never written to stdout, where events go)."),
-    ("agent.log_level", "error, warn, info, debug or trace. --log-level overrides it."),
+    (
+        "agent",
+        "The agent's own log (never written to stdout, where events go).",
+    ),
+    (
+        "agent.log_level",
+        "error, warn, info, debug or trace. --log-level overrides it.",
+    ),
     (
         "agent.log_target",
         "stderr (logfmt lines) or journald (the journal's native protocol; stderr when\n\
          the journal's socket is absent).",
     ),
     ("flows", "Flow lifecycle timing."),
-    ("flows.update_interval", "An open flow reports an update event this often (at least 1)."),
+    (
+        "flows.update_interval",
+        "An open flow reports an update event this often (at least 1).",
+    ),
     (
         "flows.udp_idle_timeout",
         "A UDP flow with no packet for this long ends with end_reason idle (at least 1).",
@@ -56,10 +65,22 @@ const COMMENTS: &[(&str, &str)] = &[
          for every record.",
     ),
     ("capture.tcp_sockets", "Open TCP sockets tracked at once."),
-    ("capture.udp_flows", "UDP flows (socket and remote endpoint) tracked at once."),
-    ("capture.udp_owners", "UDP sockets whose owning process is remembered."),
-    ("capture.processes", "Processes whose start time and parent are remembered."),
-    ("capture.listeners", "Listening TCP sockets whose owning process is remembered."),
+    (
+        "capture.udp_flows",
+        "UDP flows (socket and remote endpoint) tracked at once.",
+    ),
+    (
+        "capture.udp_owners",
+        "UDP sockets whose owning process is remembered.",
+    ),
+    (
+        "capture.processes",
+        "Processes whose start time and parent are remembered.",
+    ),
+    (
+        "capture.listeners",
+        "Listening TCP sockets whose owning process is remembered.",
+    ),
     (
         "filter",
         "Global filter, applied before every output's own. A flow passes when it matches\n\
@@ -70,7 +91,10 @@ const COMMENTS: &[(&str, &str)] = &[
          \x20          { process_name = \"chronyd\", transport = \"udp\" }]\n\
          See docs/filters.md.",
     ),
-    ("filter.include", "Rules a flow must match one of (empty: every flow)."),
+    (
+        "filter.include",
+        "Rules a flow must match one of (empty: every flow).",
+    ),
     ("filter.exclude", "Rules a flow must match none of."),
     ("health", "The agent's own health reports."),
     (
@@ -91,15 +115,22 @@ const COMMENTS: &[(&str, &str)] = &[
         "outputs.format",
         "native, ecs, ocsf, zeek or sysmon (docs/events.md describes native).",
     ),
-    ("outputs.name", "Name in logs and stats; default <sink>-<index>."),
-    ("outputs.filter", "This output's own filter (same rules as [filter])."),
+    (
+        "outputs.name",
+        "Name in logs and stats; default <sink>-<index>.",
+    ),
+    (
+        "outputs.filter",
+        "This output's own filter (same rules as [filter]).",
+    ),
     ("outputs.stdout", "One record per line on stdout."),
 ];
 
 fn comment_for(path: &str) -> Option<String> {
-    COMMENTS.iter().find(|(p, _)| *p == path).map(|(_, c)| {
-        c.lines().map(|l| format!("# {l}\n")).collect::<String>()
-    })
+    COMMENTS
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, c)| c.lines().map(|l| format!("# {l}\n")).collect::<String>())
 }
 
 fn decorate(table: &mut Table, prefix: &str) {

@@ -55,10 +55,8 @@ impl Problem {
 
     /// A problem found after parsing, placed by its key path.
     pub fn from_issue(index: Option<&SpanIndex>, issue: Issue) -> Self {
-        let position = index.and_then(|idx| {
-            idx.span_of(&issue.path)
-                .map(|r| idx.line_col(r.start))
-        });
+        let position =
+            index.and_then(|idx| idx.span_of(&issue.path).map(|r| idx.line_col(r.start)));
         Self {
             position,
             key: (!issue.path.is_root()).then(|| issue.path.to_string()),

@@ -242,7 +242,9 @@ filter.exclude = [
         let missing = KeyPath::root().key("outputs").index(0).key("name");
         assert_eq!(idx.line_col(idx.span_of(&missing).unwrap().start), (4, 1));
         assert_eq!(
-            idx.path_at(TEXT.find("log_level").unwrap()).unwrap().to_string(),
+            idx.path_at(TEXT.find("log_level").unwrap())
+                .unwrap()
+                .to_string(),
             "agent.log_level"
         );
     }

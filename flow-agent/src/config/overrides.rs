@@ -107,9 +107,15 @@ mod tests {
         assert_eq!(o.format, Format::Ecs);
         let o = parse_output_spec("http:http://127.0.0.1:9200/_bulk").unwrap();
         assert_eq!(o.http.unwrap().url, "http://127.0.0.1:9200/_bulk");
-        assert!(parse_output_spec("stdout:xml").unwrap_err().contains("not a format"));
-        assert!(parse_output_spec("kafka:x").unwrap_err().contains("unknown sink"));
-        assert!(parse_output_spec("file").unwrap_err().contains("needs a target"));
+        assert!(parse_output_spec("stdout:xml")
+            .unwrap_err()
+            .contains("not a format"));
+        assert!(parse_output_spec("kafka:x")
+            .unwrap_err()
+            .contains("unknown sink"));
+        assert!(parse_output_spec("file")
+            .unwrap_err()
+            .contains("needs a target"));
     }
 
     #[test]

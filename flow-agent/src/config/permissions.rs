@@ -94,7 +94,8 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("flow-agent-perm-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("flow-agent-perm-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -110,11 +111,17 @@ mod tests {
         check(&file).unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
         let e = check(&file).unwrap_err().to_string();
-        assert!(e.contains("mode 0666 lets its group and all users write it"), "{e}");
+        assert!(
+            e.contains("mode 0666 lets its group and all users write it"),
+            "{e}"
+        );
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         let e = check(&file).unwrap_err().to_string();
-        assert!(e.contains(&format!("its directory {}: mode 0777", dir.display())), "{e}");
+        assert!(
+            e.contains(&format!("its directory {}: mode 0777", dir.display())),
+            "{e}"
+        );
         // Sticky, like /tmp: fine.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
         check(&file).unwrap();

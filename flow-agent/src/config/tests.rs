@@ -24,7 +24,10 @@ fn empty_file_is_the_default() {
 #[test]
 fn default_toml_parses_back_to_the_defaults() {
     let text = default_toml();
-    assert_eq!(parse(&text, Path::new("d.toml")).unwrap(), Config::default());
+    assert_eq!(
+        parse(&text, Path::new("d.toml")).unwrap(),
+        Config::default()
+    );
     assert!(text.contains("# error, warn, info, debug or trace"));
     assert!(text.contains("\n[capture]\n"), "{text}");
     assert!(text.contains("[[outputs]]"));
@@ -89,7 +92,9 @@ fn outputs_need_exactly_one_sink() {
     );
     let two = one("[[outputs]]\n[outputs.stdout]\n[outputs.file]\npath = \"/tmp/f\"\n");
     assert!(
-        two.starts_with("c.toml:1:1: outputs[0]: an output has one sink, this one has stdout and file"),
+        two.starts_with(
+            "c.toml:1:1: outputs[0]: an output has one sink, this one has stdout and file"
+        ),
         "{two}"
     );
 }
@@ -133,7 +138,10 @@ path = "relative.json"
     ];
     assert_eq!(p.len(), want.len(), "{p:#?}");
     for (got, want) in p.iter().zip(want) {
-        assert!(got.starts_with(want), "{got}\n  does not start with\n{want}");
+        assert!(
+            got.starts_with(want),
+            "{got}\n  does not start with\n{want}"
+        );
     }
 }
 

@@ -110,11 +110,16 @@ fn outputs(cfg: &Config, path: &KeyPath, issues: &mut Vec<Issue>) {
         filter(&out.filter, &at.key("filter"), issues);
         if let Some(name) = &out.name {
             if name.is_empty() {
-                issues.push(Issue::new(at.key("name"), "an empty name (expected a name for logs and stats, or no name key)"));
+                issues.push(Issue::new(
+                    at.key("name"),
+                    "an empty name (expected a name for logs and stats, or no name key)",
+                ));
             } else if let Some(j) = names.insert(name.clone(), i) {
                 issues.push(Issue::new(
                     at.key("name"),
-                    format!("{name:?} is already the name of outputs[{j}] (expected a name of its own)"),
+                    format!(
+                        "{name:?} is already the name of outputs[{j}] (expected a name of its own)"
+                    ),
                 ));
             }
         }

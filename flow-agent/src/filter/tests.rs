@@ -86,7 +86,10 @@ fn missing_fields_do_not_match() {
     ev.image_path = None;
     ev.exe = None;
     let f = filter(r#"exclude = [{ exe = "*" }]"#);
-    assert!(f.decide(&ev), "no executable known: an exe rule cannot match");
+    assert!(
+        f.decide(&ev),
+        "no executable known: an exe rule cannot match"
+    );
 }
 
 #[test]
@@ -116,7 +119,12 @@ fn clones_share_decisions() {
 
 #[test]
 fn errors_name_the_value_and_what_is_expected() {
-    let err = |t: &str| toml::from_str::<FilterConfig>(t).unwrap_err().message().to_string();
+    let err = |t: &str| {
+        toml::from_str::<FilterConfig>(t)
+            .unwrap_err()
+            .message()
+            .to_string()
+    };
     assert!(
         err(r#"exclude = [{ remote_cidr = "10.0.0/8" }]"#)
             .starts_with("\"10.0.0/8\" is not a CIDR (expected e.g. 10.0.0.0/8"),
@@ -132,7 +140,8 @@ fn errors_name_the_value_and_what_is_expected() {
 
 #[test]
 fn rules_serialize_back_to_what_was_written() {
-    let text = r#"include = [{ remote_port = [53, "8000-8100"], user = ["root", 0], exe = "/usr/*" }]"#;
+    let text =
+        r#"include = [{ remote_port = [53, "8000-8100"], user = ["root", 0], exe = "/usr/*" }]"#;
     let f = filter(text);
     let back: FilterConfig = toml::from_str(&toml::to_string(&f).unwrap()).unwrap();
     assert_eq!(f, back);

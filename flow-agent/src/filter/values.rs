@@ -166,7 +166,8 @@ impl Serialize for PortRange {
 impl Scalar for PortRange {
     const EXPECTED: &'static str = "a port (0-65535) or a range \"LOW-HIGH\"";
     fn from_text(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not a port or port range (expected e.g. 53 or \"8000-8100\")");
+        let bad =
+            || format!("{s:?} is not a port or port range (expected e.g. 53 or \"8000-8100\")");
         let port = |p: &str| p.trim().parse::<u16>().map_err(|_| bad());
         let (low, high) = match s.split_once('-') {
             Some((l, h)) => (port(l)?, port(h)?),
@@ -370,7 +371,9 @@ mod tests {
                 high: 8100
             }
         );
-        assert!(PortRange::from_text("9-1").unwrap_err().contains("ends before"));
+        assert!(PortRange::from_text("9-1")
+            .unwrap_err()
+            .contains("ends before"));
         assert!(PortRange::from_text("70000").is_err());
         assert!(PortRange::from_int(-1).is_err());
         assert!(PortRange::from_int(53).unwrap().contains(53));
