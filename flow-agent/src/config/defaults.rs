@@ -113,11 +113,8 @@ const COMMENTS: &[(&str, &str)] = &[
     ),
     (
         "outputs.format",
-        "native, ecs, ocsf, zeek or sysmon (docs/events.md describes native).",
-    ),
-    (
-        "outputs.name",
-        "Name in logs and stats; default <sink>-<index>.",
+        "native, ecs, ocsf, zeek or sysmon (docs/events.md describes native).\n\
+         name = \"...\" names the output in logs and stats (default <sink>-<index>).",
     ),
     (
         "outputs.filter",
@@ -156,7 +153,15 @@ fn decorate(table: &mut Table, prefix: &str) {
                     decorate(t, &path);
                 }
             }
-            Item::Value(_) => {
+            Item::Value(v) => {
+                // Long lists one value a line, for the reader who edits them.
+                if let Some(a) = v.as_array_mut().filter(|a| a.len() > 2) {
+                    for e in a.iter_mut() {
+                        e.decor_mut().set_prefix("\n  ");
+                    }
+                    a.set_trailing_comma(true);
+                    a.set_trailing("\n");
+                }
                 if let Some(c) = comment {
                     key.leaf_decor_mut().set_prefix(c);
                 }

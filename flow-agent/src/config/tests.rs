@@ -175,8 +175,91 @@ format = "ocsf"
     assert_eq!(parse(&cfg.to_toml(), Path::new("e.toml")).unwrap(), cfg);
 }
 
+/// Leaf key paths of a TOML table (array tables without their index).
+fn leaf_keys(t: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    for (k, v) in t {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) if !t.is_empty() => leaf_keys(t, &path, out),
+            toml::Value::Array(a) if a.iter().all(toml::Value::is_table) && !a.is_empty() => {
+                for t in a.iter().filter_map(toml::Value::as_table) {
+                    leaf_keys(t, &path, out);
+                }
+            }
+            _ => out.push(path),
+        }
+    }
+}
+
+fn doc(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 #[test]
-#[ignore]
-fn print_default() {
-    println!("{}", default_toml());
+fn every_option_is_documented() {
+    let table: toml::Table = toml::from_str(&Config::default().to_toml()).unwrap();
+    let mut keys = Vec::new();
+    leaf_keys(&table, "", &mut keys);
+    // Keys a default leaves out (no value) are documented all the same.
+    keys.push("outputs.name".into());
+    let text = doc("configuration.md");
+    let mut missing = Vec::new();
+    for key in &keys {
+        let (section, leaf) = key.rsplit_once('.').unwrap_or(("", key));
+        let heading = format!("## `[{}]`", section.split('.').next().unwrap_or(""));
+        let heading = if section.starts_with("outputs") {
+            "## `[[outputs]]`".to_string()
+        } else {
+            heading
+        };
+        let Some(at) = text.find(&heading) else {
+            missing.push(format!("{key} (no section {heading})"));
+            continue;
+        };
+        let body = &text[at..];
+        let body = &body[..body[3..].find("\n## ").map_or(body.len(), |i| i + 3)];
+        // A key, or a (sink) table documented by its header.
+        if !body.contains(&format!("`{leaf}`")) && !body.contains(&format!("`[{key}]`")) {
+            missing.push(key.clone());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/configuration.md lacks {missing:?}"
+    );
+}
+
+#[test]
+fn every_filter_condition_is_documented() {
+    let all: crate::filter::Rule = toml::from_str(
+        r#"
+        remote_cidr = "10.0.0.0/8"
+        local_cidr = "10.0.0.0/8"
+        remote_port = 1
+        local_port = 1
+        transport = "tcp"
+        direction = "inbound"
+        exe = "x"
+        process_name = "x"
+        user = "x"
+        container_id = "ab"
+        cgroup = "/"
+        "#,
+    )
+    .unwrap();
+    let text = doc("filters.md");
+    for name in all.condition_names() {
+        assert!(
+            text.contains(&format!("| `{name}` |")),
+            "docs/filters.md lacks {name}"
+        );
+    }
+    assert_eq!(all.condition_names().len(), 11);
 }
