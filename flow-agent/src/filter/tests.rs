@@ -51,7 +51,7 @@ fn include_any_and_exclude_none() {
 #[test]
 fn every_condition_of_a_rule_must_match() {
     let ev = event("start", "a");
-    let hit = |rule: &str| filter(&format!("exclude = [{{ {rule} }}]")).decide(&ev) == false;
+    let hit = |rule: &str| !filter(&format!("exclude = [{{ {rule} }}]")).decide(&ev);
     assert!(hit(r#"remote_cidr = "192.0.2.0/24""#));
     assert!(!hit(r#"remote_cidr = "10.0.0.0/8""#), "10.1.2.3 is local");
     assert!(hit(r#"local_cidr = ["10.0.0.0/8", "fd00::/8"]"#));
