@@ -593,3 +593,78 @@ fn ensure_no_losses_in(stderr: &str) -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn logs_go_to_the_journal_when_configured() -> Result<()> {
+    use std::os::unix::net::UnixDatagram;
+    setup()?;
+    let dir = TempDir::new("cfg-journal")?;
+    let socket = dir.path().join("journal.sock");
+    let journal = UnixDatagram::bind(&socket)?;
+    journal.set_read_timeout(Some(flow_agent_tests::slowed(Duration::from_secs(60))))?;
+    let cfg = config_file(&dir, "c.toml", "[agent]\nlog_target = \"journald\"\n")?;
+    let agent = Cmd::host(&Agent::binary()?.display().to_string())
+        .args(["run", "--config", &cfg.display().to_string()])
+        .env("FLOW_AGENT_JOURNAL_SOCKET", &socket)
+        .spawn()?;
+    let mut entries: Vec<String> = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while !entries
+        .iter()
+        .any(|e| e.contains("MESSAGE=flow-agent ready"))
+    {
+        let n = journal.recv(&mut buf).with_context(|| {
+            format!(
+                "no ready entry in the journal; entries so far: {entries:#?}\nstderr: {}",
+                agent.stderr_so_far()
+            )
+        })?;
+        entries.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    agent.signal(libc::SIGTERM)?;
+    let out = agent.wait(Duration::from_secs(30))?;
+    ensure!(
+        out.status.success(),
+        "agent exit {}: {}",
+        out.status,
+        out.stderr_str()
+    );
+    while let Ok(n) = journal.recv(&mut buf) {
+        entries.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        if entries
+            .last()
+            .is_some_and(|e| e.contains("MESSAGE=shut down"))
+        {
+            break;
+        }
+    }
+    let ready = entries
+        .iter()
+        .find(|e| e.contains("MESSAGE=flow-agent ready"))
+        .context("ready entry")?;
+    let fields: Vec<&str> = ready.lines().collect();
+    for want in [
+        "PRIORITY=6",
+        "SYSLOG_IDENTIFIER=flow-agent",
+        "LEVEL=info",
+        "TARGET=flow_agent::runtime",
+    ] {
+        ensure!(fields.contains(&want), "{want} missing from {fields:?}");
+    }
+    ensure!(
+        entries
+            .iter()
+            .any(|e| e.contains("MESSAGE=shut down: every open flow reported as ended")),
+        "shutdown entry missing: {entries:#?}"
+    );
+    ensure!(
+        !out.stderr_str().contains("level="),
+        "log lines on stderr with the journal as target:\n{}",
+        out.stderr_str()
+    );
+    ensure!(
+        out.stdout_str().lines().all(|l| l.starts_with('{')),
+        "stdout has non-event lines"
+    );
+    Ok(())
+}
