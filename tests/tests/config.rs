@@ -394,12 +394,14 @@ exclude = [{ remote_port = 9502 }]
 "#;
 
 /// After the reload: 9503 excluded instead of 9502, updates every second, the test networks
-/// no longer local, debug logs.
+/// no longer local, debug logs; a kernel table size that only a restart can change.
 const CONFIG_V2: &str = r#"
 [agent]
 log_level = "debug"
 [flows]
 update_interval = 1
+[capture]
+udp_flows = 32768
 [enrich]
 local_networks = ["192.0.2.0/24"]
 [filter]
@@ -520,6 +522,12 @@ fn sighup_reloads_filters_timings_and_enrichment_without_losing_flows() -> Resul
     ensure!(
         stderr.lines().any(|l| l.starts_with("level=debug ")),
         "log_level = debug took effect"
+    );
+    ensure!(
+        stderr.lines().any(|l| l.starts_with("level=warn ")
+            && l.contains("[capture] changed")
+            && l.contains("restart the agent")),
+        "a changed [capture] is reported as needing a restart:\n{stderr}"
     );
 
     // Outbound (client) flows: which local ports appear, phase by phase.
