@@ -6,6 +6,7 @@
 #![no_main]
 
 mod emit;
+mod filter;
 mod kernel;
 mod maps;
 mod process;

@@ -35,7 +35,9 @@ FILTERS
     remote_cidr, local_cidr, remote_port, local_port, transport, direction, exe,
     process_name, user, container_id and cgroup. A flow passes when it matches any include
     rule (or there is none) and no exclude rule; it is kept or dropped as a whole, on the
-    decision taken at its start. See docs/filters.md.
+    decision taken at its start. Global exclude rules on remote_cidr, remote_port and
+    transport only are decided in the kernel, so flows they exclude cost almost nothing.
+    See docs/filters.md.
 
 SIGNALS
     SIGHUP   Reload the configuration file: outputs, filters, [flows], [enrich] and

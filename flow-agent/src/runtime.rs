@@ -17,9 +17,10 @@ use tokio::{
 };
 
 use crate::{
-    capture::{sock_diag, Capture, CaptureConfig, Record},
+    capture::{sock_diag, Capture, CaptureConfig, FilterSkipped, Record},
     config::Config,
     enrich::clock::{boot_ns_now, rfc3339_micros},
+    filter::{kernel::KernelPlan, FilterConfig},
     flows::{
         table::sum_udp_counters, table::UdpCounterSource, FlowEvent, FlowTable, FlowTableConfig,
     },
@@ -95,6 +96,8 @@ async fn reload_config(
     current: &mut Config,
     new: Config,
     table: &mut FlowTable,
+    capture: &mut Capture,
+    kernel_plan: &mut KernelPlan,
     loaded_capture: &crate::config::CaptureSettings,
 ) {
     let flows = new.flow_table_config(table.config().host.clone());
@@ -103,6 +106,8 @@ async fn reload_config(
     if !apply_config(outputs, current, new).await {
         return;
     }
+    // After the outputs: the new userspace filter is in force before the kernel's changes.
+    apply_kernel_filter(capture, kernel_plan, &current.filter);
     table.reconfigure(flows);
     crate::logger::configure(&agent);
     if capture_changed {
@@ -110,6 +115,44 @@ async fn reload_config(
             "[capture] changed: kernel table sizes are fixed while the agent runs; the new ones take effect at the next start (restart the agent)"
         );
     }
+}
+
+/// Pushes the global filter's exclude rules on remote address, port and transport into the
+/// kernel programs (filter::kernel). They stay in force in userspace too.
+fn apply_kernel_filter(capture: &mut Capture, current: &mut KernelPlan, filter: &FilterConfig) {
+    let plan = KernelPlan::compile(filter);
+    if plan == *current {
+        return;
+    }
+    match capture.set_kernel_filter(current, &plan) {
+        Ok(()) => {
+            log::info!(
+                "kernel filter: {} of {} global exclude rules decided in the kernel",
+                plan.kernel_rules,
+                plan.kernel_rules + plan.userspace_rules
+            );
+            *current = plan;
+        }
+        Err(e) => {
+            log::error!("kernel filter not updated, its rules apply in userspace only: {e}");
+            // The maps may hold entries of both plans: remember them all for the next update.
+            let mut stale = plan;
+            stale.v4.append(&mut current.v4);
+            stale.v6.append(&mut current.v6);
+            stale.ports.append(&mut current.ports);
+            stale.masks = Default::default();
+            *current = stale;
+        }
+    }
+}
+
+fn log_filter_skipped(skipped: FilterSkipped, level: log::Level) {
+    log::log!(
+        level,
+        "kernel filter skipped {} TCP flows and {} UDP packets",
+        skipped.tcp_flows,
+        skipped.udp_packets
+    );
 }
 
 fn stats_event(
@@ -197,6 +240,9 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         Outputs::start(&config.outputs, config.filter.clone()).context("starting the outputs")?,
     );
     let mut capture = Capture::load(&opts.capture).context("starting kernel capture")?;
+    let mut kernel_plan = KernelPlan::default();
+    apply_kernel_filter(&mut capture, &mut kernel_plan, &config.filter);
+    let mut last_skipped = FilterSkipped::default();
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let prefix: String = boot_id
         .trim()
@@ -259,6 +305,11 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                     last_losses = losses;
                     last_missed = table.missed_closes;
                 }
+                let skipped = capture.filter_skipped();
+                if skipped != last_skipped {
+                    log_filter_skipped(skipped, log::Level::Debug);
+                    last_skipped = skipped;
+                }
                 let every = config.health.stats_interval;
                 if every > 0 && last_stats.elapsed() >= Duration::from_secs(every) {
                     last_stats = Instant::now();
@@ -276,8 +327,16 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                 }
                 match reload.as_mut().map(|r| r()) {
                     Some(Ok(new)) => {
-                        reload_config(&mut outputs, &mut config, new, &mut table, &loaded_capture)
-                            .await
+                        reload_config(
+                            &mut outputs,
+                            &mut config,
+                            new,
+                            &mut table,
+                            &mut capture,
+                            &mut kernel_plan,
+                            &loaded_capture,
+                        )
+                        .await
                     }
                     Some(Err(e)) => log::error!(
                         "SIGHUP: the configuration was not reloaded, the previous one stays in force: {e:#}"
@@ -307,6 +366,10 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             if let Some(mut o) = outputs.take() {
                 write_events(&mut o, &mut events, &mut events_total);
                 o.close().await;
+            }
+            let skipped = capture.filter_skipped();
+            if kernel_plan.kernel_rules > 0 || skipped != FilterSkipped::default() {
+                log_filter_skipped(skipped, log::Level::Info);
             }
             log::info!("shut down: every open flow reported as ended");
             return Ok(());

@@ -169,3 +169,159 @@ fn global_and_output_filters_on_port_cidr_process_name_and_user() -> Result<()> 
     );
     Ok(())
 }
+
+/// UDP: answers every datagram on the port given.
+const UDP_ECHO: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((sys.argv[1], int(sys.argv[2])))
+print("listening", flush=True)
+while True:
+    data, peer = s.recvfrom(2048); s.sendto(data, peer)
+"#;
+
+/// UDP: sends N datagrams from one socket, each waiting for its answer. Args: address, port, N.
+const UDP_CLIENT: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(10)
+for _ in range(int(sys.argv[3])):
+    s.sendto(b"ping", (sys.argv[1], int(sys.argv[2]))); s.recvfrom(2048)
+print("port", s.getsockname()[1], flush=True)
+s.close()
+"#;
+
+/// Debug logs: the agent logs the kernel filter's counters whenever they change.
+const KERNEL_CONFIG: &str = r#"
+[agent]
+log_level = "debug"
+[filter]
+include = [{ remote_cidr = "SERVER/32" }, { local_cidr = "SERVER/32" }]
+exclude = [
+  { remote_cidr = "SERVER/32", remote_port = 9711 },
+  { remote_cidr = "SERVER/32", remote_port = 9712, transport = "udp" },
+]
+"#;
+
+#[test]
+fn remote_address_and_port_rules_are_decided_in_the_kernel() -> Result<()> {
+    setup()?;
+    let dir = TempDir::new("filters-kernel")?;
+    let (client, server) = TestHost::pair()?;
+    let saddr = server.ns_addr_v4().to_string();
+    let cfg = dir.write("c.toml", KERNEL_CONFIG.replace("SERVER", &saddr))?;
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644))?;
+    let agent = agent(&["--config", &cfg.display().to_string()])?;
+    ensure!(
+        agent
+            .stderr()
+            .contains("kernel filter: 2 of 2 global exclude rules decided in the kernel"),
+        "{}",
+        agent.stderr()
+    );
+    let srv = spawn_py(
+        &server,
+        SERVER,
+        &[saddr.clone(), "9711".into(), "9713".into()],
+    )?;
+    wait_for_line(&srv, "listening", Duration::from_secs(10))?;
+    let echo = spawn_py(&server, UDP_ECHO, &[saddr.clone(), "9712".into()])?;
+    wait_for_line(&echo, "listening", Duration::from_secs(10))?;
+
+    let tcp = |port: &str| -> Result<u64> {
+        let p = spawn_py(&client, CLIENT, &[saddr.clone(), port.into()])?;
+        value_after(&finish(p, Duration::from_secs(20))?, "port")
+    };
+    let skipped: Vec<u64> = (0..3).map(|_| tcp("9711")).collect::<Result<_>>()?;
+    let kept = tcp("9713")?;
+    let udp = spawn_py(
+        &client,
+        UDP_CLIENT,
+        &[saddr.clone(), "9712".into(), "4".into()],
+    )?;
+    let udp_port = value_after(&finish(udp, Duration::from_secs(20))?, "port")?;
+    drop(echo);
+    // The server's UDP flow ends when its socket closes with the echo server.
+    for (port, direction) in [(9713, "outbound"), (9713, "inbound"), (9711, "inbound")] {
+        agent.wait_for(
+            |e| {
+                has(
+                    e,
+                    &[
+                        ("dest_port", json!(port)),
+                        ("network_direction", json!(direction)),
+                        ("event_action", json!("end")),
+                    ],
+                )
+            },
+            EVENT_TIMEOUT,
+        )?;
+    }
+    agent.wait_for(
+        |e| {
+            has(
+                e,
+                &[
+                    ("transport_protocol", json!("udp")),
+                    ("dest_port", json!(9712)),
+                    ("event_action", json!("end")),
+                ],
+            )
+        },
+        EVENT_TIMEOUT,
+    )?;
+    // The kernel skipped exactly the client's three TCP connects to 9711 and the client's 8 UDP
+    // packets with 9712 (4 out, 4 answers): no record, no event.
+    let want = "kernel filter skipped 3 TCP flows and 8 UDP packets";
+    let deadline = std::time::Instant::now() + flow_agent_tests::slowed(EVENT_TIMEOUT);
+    while !agent.stderr().contains(want) {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no {want:?}; the counters logged: {:?}",
+            agent
+                .stderr()
+                .lines()
+                .filter(|l| l.contains("kernel filter skipped"))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let events = agent.stop()?;
+    let ours: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["src_ip"] == saddr.as_str() || e["dest_ip"] == saddr.as_str())
+        .collect();
+    let outbound_to = |port: u16| {
+        ours.iter()
+            .filter(|e| e["dest_port"] == port && e["network_direction"] == "outbound")
+            .count()
+    };
+    ensure!(
+        outbound_to(9711) == 0,
+        "a skipped connect reached the output"
+    );
+    ensure!(
+        outbound_to(9712) == 0,
+        "the client's UDP flow (port {udp_port}) reached the output"
+    );
+    ensure!(
+        outbound_to(9713) == 2,
+        "the kept connection {kept}: start and end"
+    );
+    for p in &skipped {
+        let server_side = ours
+            .iter()
+            .filter(|e| e["src_port"] == *p && e["network_direction"] == "inbound")
+            .count();
+        ensure!(server_side == 2, "server side of {p}: {server_side} events");
+    }
+    let udp_server: Vec<&&Value> = ours
+        .iter()
+        .filter(|e| e["transport_protocol"] == "udp" && e["src_port"] == udp_port)
+        .collect();
+    ensure!(
+        udp_server.len() == 2
+            && udp_server[1]["in_bytes"] == 16
+            && udp_server[1]["out_bytes"] == 16,
+        "the server's UDP flow, whole: {udp_server:?}"
+    );
+    Ok(())
+}

@@ -7,6 +7,7 @@ use crate::flows::FlowEvent;
 
 mod decisions;
 pub mod glob;
+pub mod kernel;
 pub mod rule;
 pub mod values;
 
