@@ -20,7 +20,7 @@ use crate::{
     capture::{sock_diag, Capture, CaptureConfig, FilterSkipped, Record},
     config::Config,
     enrich::clock::{boot_ns_now, rfc3339_micros},
-    filter::{kernel::KernelPlan, FilterConfig},
+    filter::kernel::KernelPlan,
     flows::{
         table::sum_udp_counters, table::UdpCounterSource, FlowEvent, FlowTable, FlowTableConfig,
     },
@@ -107,7 +107,7 @@ async fn reload_config(
         return;
     }
     // After the outputs: the new userspace filter is in force before the kernel's changes.
-    apply_kernel_filter(capture, kernel_plan, &current.filter);
+    capture.apply_filter(kernel_plan, &current.filter);
     table.reconfigure(flows);
     crate::logger::configure(&agent);
     if capture_changed {
@@ -115,44 +115,6 @@ async fn reload_config(
             "[capture] changed: kernel table sizes are fixed while the agent runs; the new ones take effect at the next start (restart the agent)"
         );
     }
-}
-
-/// Pushes the global filter's exclude rules on remote address, port and transport into the
-/// kernel programs (filter::kernel). They stay in force in userspace too.
-fn apply_kernel_filter(capture: &mut Capture, current: &mut KernelPlan, filter: &FilterConfig) {
-    let plan = KernelPlan::compile(filter);
-    if plan == *current {
-        return;
-    }
-    match capture.set_kernel_filter(current, &plan) {
-        Ok(()) => {
-            log::info!(
-                "kernel filter: {} of {} global exclude rules decided in the kernel",
-                plan.kernel_rules,
-                plan.kernel_rules + plan.userspace_rules
-            );
-            *current = plan;
-        }
-        Err(e) => {
-            log::error!("kernel filter not updated, its rules apply in userspace only: {e}");
-            // The maps may hold entries of both plans: remember them all for the next update.
-            let mut stale = plan;
-            stale.v4.append(&mut current.v4);
-            stale.v6.append(&mut current.v6);
-            stale.ports.append(&mut current.ports);
-            stale.masks = Default::default();
-            *current = stale;
-        }
-    }
-}
-
-fn log_filter_skipped(skipped: FilterSkipped, level: log::Level) {
-    log::log!(
-        level,
-        "kernel filter skipped {} TCP flows and {} UDP packets",
-        skipped.tcp_flows,
-        skipped.udp_packets
-    );
 }
 
 fn stats_event(
@@ -241,7 +203,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     );
     let mut capture = Capture::load(&opts.capture).context("starting kernel capture")?;
     let mut kernel_plan = KernelPlan::default();
-    apply_kernel_filter(&mut capture, &mut kernel_plan, &config.filter);
+    capture.apply_filter(&mut kernel_plan, &config.filter);
     let mut last_skipped = FilterSkipped::default();
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let prefix: String = boot_id
@@ -307,7 +269,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                 }
                 let skipped = capture.filter_skipped();
                 if skipped != last_skipped {
-                    log_filter_skipped(skipped, log::Level::Debug);
+                    skipped.log(log::Level::Debug);
                     last_skipped = skipped;
                 }
                 let every = config.health.stats_interval;
@@ -369,7 +331,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             }
             let skipped = capture.filter_skipped();
             if kernel_plan.kernel_rules > 0 || skipped != FilterSkipped::default() {
-                log_filter_skipped(skipped, log::Level::Info);
+                skipped.log(log::Level::Info);
             }
             log::info!("shut down: every open flow reported as ended");
             return Ok(());

@@ -3,7 +3,7 @@ use aya::maps::{lpm_trie::Key, Array, LpmTrie, MapData, PerCpuArray};
 use flow_common::{FilterSkip, KernelFilterMasks};
 
 use super::{Capture, CaptureError};
-use crate::filter::kernel::KernelPlan;
+use crate::filter::{kernel::KernelPlan, FilterConfig};
 
 fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> CaptureError {
     move |source| CaptureError::Map { name, source }
@@ -16,7 +16,49 @@ pub struct FilterSkipped {
     pub udp_packets: u64,
 }
 
+impl FilterSkipped {
+    pub fn log(self, level: log::Level) {
+        log::log!(
+            level,
+            "kernel filter skipped {} TCP flows and {} UDP packets",
+            self.tcp_flows,
+            self.udp_packets
+        );
+    }
+}
+
 impl Capture {
+    /// Pushes the global filter's exclude rules on remote address, port and transport into
+    /// the kernel programs (filter::kernel); `current` is what the maps hold. The rules stay
+    /// in force in userspace too, so a failure here costs work, not correctness.
+    pub fn apply_filter(&mut self, current: &mut KernelPlan, filter: &FilterConfig) {
+        let plan = KernelPlan::compile(filter);
+        if plan == *current {
+            return;
+        }
+        match self.set_kernel_filter(current, &plan) {
+            Ok(()) => {
+                log::info!(
+                    "kernel filter: {} of {} global exclude rules decided in the kernel",
+                    plan.kernel_rules,
+                    plan.kernel_rules + plan.userspace_rules
+                );
+                *current = plan;
+            }
+            Err(e) => {
+                log::error!("kernel filter not updated, its rules apply in userspace only: {e}");
+                // The maps may hold entries of both plans: remember them all for the next
+                // update.
+                let mut stale = plan;
+                stale.v4.append(&mut current.v4);
+                stale.v6.append(&mut current.v6);
+                stale.ports.append(&mut current.ports);
+                stale.masks = Default::default();
+                *current = stale;
+            }
+        }
+    }
+
     fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, CaptureError> {
         self.ebpf.map_mut(name).ok_or(CaptureError::Map {
             name,
