@@ -103,7 +103,11 @@ const COMMENTS: &[(&str, &str)] = &[
     ),
     (
         "health.metrics_listen",
-        "Address of the Prometheus metrics endpoint; empty disables it.",
+        "IP:PORT of the Prometheus metrics endpoint; empty disables it.",
+    ),
+    (
+        "health.metrics_allow_remote",
+        "Allows a metrics_listen address other than loopback (no authentication there).",
     ),
     (
         "outputs",
