@@ -32,7 +32,11 @@ pub fn tcp_out_start() -> FlowEvent {
         image_path: Some("/usr/bin/curl".into()),
         image_deleted: Some(false),
         command_line: Some("curl -s http://127.0.0.1:18080/".into()),
-        process_args: Some(vec!["curl".into(), "-s".into(), "http://127.0.0.1:18080/".into()]),
+        process_args: Some(vec![
+            "curl".into(),
+            "-s".into(),
+            "http://127.0.0.1:18080/".into(),
+        ]),
         command_line_truncated: Some(false),
         process_start_time: Some("2026-11-23T13:05:50.530921Z".into()),
         process_entity_id: Some("3d1219c7-0000000340ab-000017fc".into()),
@@ -105,7 +109,18 @@ pub fn tcp_in_end() -> FlowEvent {
         exe: Some("python3.13".into()),
         image_path: Some("/usr/bin/python3.13".into()),
         command_line: Some("python3 -m http.server 18080 --bind 127.0.0.1".into()),
-        process_args: Some(["python3", "-m", "http.server", "18080", "--bind", "127.0.0.1"].map(String::from).to_vec()),
+        process_args: Some(
+            [
+                "python3",
+                "-m",
+                "http.server",
+                "18080",
+                "--bind",
+                "127.0.0.1",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
         process_start_time: Some("2026-11-23T13:00:01.000000Z".into()),
         process_entity_id: Some("3d1219c7-000000033f00-000016a8".into()),
         uid: Some(1000),
