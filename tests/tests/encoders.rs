@@ -1,6 +1,7 @@
 //! Every output format against its specification, on a real agent.
 //!
-//! One agent runs with five stdout outputs (ecs, ocsf, zeek, sysmon, native; see [`CONFIG`])
+//! One agent runs with five outputs (native on stdout; ecs, ocsf, zeek and sysmon to files, as
+//! one stdout output per agent is allowed; see [`CONFIG`])
 //! while curl and python exchange TCP (HTTP) and UDP over IPv4 and IPv6 on the loopback of a
 //! test namespace, a connection stays open long enough for updates, and a copy of curl with a
 //! hostile name and hostile arguments connects too. Every record of every format is then
@@ -46,7 +47,7 @@ const UDP6: u16 = 19996;
 /// host five times over.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Native first, so its records of a batch come before the others' (the test waits on them).
+/// Native on stdout (the test follows it); the other formats in files of `{dir}`.
 const CONFIG: &str = r#"
 [health]
 stats_interval = 1
@@ -59,22 +60,26 @@ format = "native"
 [[outputs]]
 name = "ecs"
 format = "ecs"
-[outputs.stdout]
+[outputs.file]
+path = "{dir}/ecs.log"
 
 [[outputs]]
 name = "ocsf"
 format = "ocsf"
-[outputs.stdout]
+[outputs.file]
+path = "{dir}/ocsf.log"
 
 [[outputs]]
 name = "zeek"
 format = "zeek"
-[outputs.stdout]
+[outputs.file]
+path = "{dir}/zeek.log"
 
 [[outputs]]
 name = "sysmon"
 format = "sysmon"
-[outputs.stdout]
+[outputs.file]
+path = "{dir}/sysmon.log"
 "#;
 
 /// The executable's name for the hostile run (13 bytes, so `comm` keeps all of it): XML and
@@ -190,7 +195,10 @@ fn capture() -> Result<Run> {
     setup()?;
     require_tools(&["curl", "env"])?;
     let dir = TempDir::new("flow-encoders")?;
-    let config = dir.write("config.toml", CONFIG)?;
+    let config = dir.write(
+        "config.toml",
+        &CONFIG.replace("{dir}", &dir.path().display().to_string()),
+    )?;
     let host = TestHost::new()?;
     let agent = agent(&[
         "--config",
@@ -318,7 +326,14 @@ fn capture() -> Result<Run> {
     let agent_pid = agent.pid();
     drop(server4);
     drop(server6);
-    let lines = agent.stop_lines()?;
+    let mut lines = agent.stop_lines()?;
+    // Each format's file holds its records in the order they were encoded.
+    for format in ["ecs", "ocsf", "zeek", "sysmon"] {
+        let path = dir.path().join(format!("{format}.log"));
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading the {format} output {}", path.display()))?;
+        lines.extend(text.lines().map(str::to_string));
+    }
     sort_lines(agent_pid, &lines, ours)
 }
 

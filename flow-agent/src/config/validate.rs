@@ -23,6 +23,12 @@ pub fn check(cfg: &Config) -> Vec<Issue> {
     capture(&cfg.capture, &root.key("capture"), &mut issues);
     filter(&cfg.filter, &root.key("filter"), &mut issues);
     outputs(cfg, &root.key("outputs"), &mut issues);
+    if let Err(e) = cfg.health.metrics_address() {
+        issues.push(Issue::new(
+            root.key("health").key("metrics_listen"),
+            e.to_string(),
+        ));
+    }
     issues
 }
 
