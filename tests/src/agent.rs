@@ -40,6 +40,8 @@ struct Shared {
 #[derive(Debug, Default)]
 struct State {
     events: Vec<Value>,
+    /// The stdout lines behind `events`, as printed (for byte-for-byte comparisons).
+    lines: Vec<String>,
     /// Stdout lines that were not JSON: the agent's stdout must be pure JSON lines.
     non_json: Vec<String>,
     stderr: String,
@@ -120,6 +122,11 @@ impl Agent {
         self.lock().events.clone()
     }
 
+    /// The JSON lines printed so far, exactly as printed; `events()` are these parsed.
+    pub fn json_lines(&self) -> Vec<String> {
+        self.lock().lines.clone()
+    }
+
     /// Stdout lines that failed to parse as JSON (should stay empty).
     pub fn non_json_lines(&self) -> Vec<String> {
         self.lock().non_json.clone()
@@ -175,7 +182,12 @@ impl Agent {
 
     /// SIGTERMs the agent, waits for it to exit, and returns every event it printed
     /// (including the end events it flushes on shutdown). A non-zero exit is an error.
-    pub fn stop(mut self) -> Result<Vec<Value>> {
+    pub fn stop(self) -> Result<Vec<Value>> {
+        Ok(self.stop_with_lines()?.0)
+    }
+
+    /// Like [`Agent::stop`], also returning the JSON lines exactly as printed.
+    pub fn stop_with_lines(mut self) -> Result<(Vec<Value>, Vec<String>)> {
         // SAFETY: kill(2) on our own un-reaped child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = self.wait_exit(STOP_TIMEOUT)?;
@@ -196,7 +208,7 @@ impl Agent {
                 context(&state)
             );
         }
-        Ok(state.events.clone())
+        Ok((state.events.clone(), state.lines.clone()))
     }
 
     fn wait_ready(&mut self) -> Result<()> {
@@ -267,7 +279,10 @@ impl Drop for Agent {
 
 fn on_stdout_line(state: &mut State, line: String) {
     match serde_json::from_str::<Value>(&line) {
-        Ok(v) => state.events.push(v),
+        Ok(v) => {
+            state.events.push(v);
+            state.lines.push(line);
+        }
         Err(_) if line.trim().is_empty() => {}
         Err(_) => state.non_json.push(line),
     }

@@ -5,6 +5,9 @@ use anyhow::{bail, Result};
 
 use crate::run;
 
+#[path = "setup_syslog_ng.rs"]
+mod setup_syslog_ng;
+
 /// Debian's rustc-web ships a prebuilt `core` for bpfel-unknown-none; LLVM 22 for bpf-linker.
 const EBPF_PACKAGES: &[&str] = &[
     "rustc-web",
@@ -17,7 +20,16 @@ const EBPF_PACKAGES: &[&str] = &[
 ];
 
 /// Real tools the integration tests drive.
-const TEST_PACKAGES: &[&str] = &["iproute2", "curl", "python3", "procps", "tshark"];
+const TEST_PACKAGES: &[&str] = &[
+    "iproute2",
+    "curl",
+    "python3",
+    "procps",
+    "tshark",
+    "rsyslog",
+    "rsyslog-openssl",
+    "openssl",
+];
 
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
@@ -71,6 +83,7 @@ pub fn ensure_all() -> Result<()> {
 
 pub fn ensure_test_tools() -> Result<()> {
     apt_install(TEST_PACKAGES)?;
+    setup_syslog_ng::ensure()?;
     pip_install(PIP_TEST_PACKAGES)
 }
 

@@ -145,8 +145,10 @@ pub struct SyslogConfig {
     pub client_cert: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_key: Option<PathBuf>,
-    /// Longest message (header and record, without framing); udp at most 65507.
-    pub max_message_bytes: usize,
+    /// Longest message (header and record, without framing); default 65536, for udp 65507
+    /// (its most).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_message_bytes: Option<usize>,
     pub oversize: Oversize,
     pub delivery: DeliveryConfig,
 }
@@ -166,7 +168,7 @@ impl Default for SyslogConfig {
             server_name: None,
             client_cert: None,
             client_key: None,
-            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_message_bytes: None,
             oversize: Oversize::Drop,
             delivery: DeliveryConfig::default(),
         }
@@ -256,10 +258,12 @@ impl SyslogConfig {
         } else {
             usize::MAX
         };
-        if self.max_message_bytes < 480 || self.max_message_bytes > limit {
+        let max_message_bytes = self
+            .max_message_bytes
+            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES.min(limit));
+        if !(480..=limit).contains(&max_message_bytes) {
             return Err(bad(format!(
-                "max_message_bytes {} must be between 480 and {}",
-                self.max_message_bytes,
+                "max_message_bytes {max_message_bytes} must be between 480 and {}",
                 if limit == usize::MAX {
                     "any size".to_string()
                 } else {
@@ -302,7 +306,7 @@ impl SyslogConfig {
             address,
             framing,
             pri: facility * 8 + severity,
-            max_message_bytes: self.max_message_bytes,
+            max_message_bytes,
             tls,
         })
     }

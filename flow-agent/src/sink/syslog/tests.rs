@@ -25,6 +25,7 @@ fn defaults_follow_the_address() {
     );
     assert_eq!(r.pri, 16 * 8 + 6, "local0.info");
     let r = parse("address = \"127.0.0.1:514\"").resolve().unwrap();
+    assert_eq!(r.max_message_bytes, 65536);
     assert_eq!(
         (r.transport, r.framing),
         (TransportKind::Tcp, Some(Framing::OctetCounting))
@@ -40,6 +41,10 @@ fn defaults_follow_the_address() {
         tls.ca_file.to_str(),
         Some("/etc/ssl/certs/ca-certificates.crt")
     );
+    let r = parse("transport = \"udp\"\naddress = \"h:514\"")
+        .resolve()
+        .unwrap();
+    assert_eq!(r.max_message_bytes, 65507);
     let r = parse("address = \"[::1]:514\"\nfacility = 4\nseverity = \"warning\"")
         .resolve()
         .unwrap();
