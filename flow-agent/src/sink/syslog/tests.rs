@@ -148,3 +148,68 @@ async fn messages_a_server_may_not_have_read_are_sent_again_after_a_reconnect() 
         String::from_utf8(want).unwrap()
     );
 }
+
+/// Records what the syslog sink hands to delivery.
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+impl crate::sink::Sink for Captured {
+    fn submit(&mut self, record: &[u8]) {
+        self.0.lock().unwrap().push(record.to_vec());
+    }
+    fn flush(&mut self) {}
+    fn close(self: Box<Self>) -> crate::sink::CloseFuture {
+        Box::pin(async {})
+    }
+}
+
+fn sink_with(
+    framing: Option<Framing>,
+    oversize: super::Oversize,
+) -> (
+    super::SyslogSink,
+    std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    std::sync::Arc<crate::sink::SinkStats>,
+) {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stats = std::sync::Arc::new(crate::sink::SinkStats::new("t".into(), "syslog", "native"));
+    let sink = super::SyslogSink {
+        inner: Box::new(Captured(got.clone())),
+        header: super::message::Header::new(134, "h", "flow-agent", 7, "flow"),
+        newline_framing: framing == Some(Framing::Newline),
+        max_message_bytes: 600,
+        oversize,
+        stats: stats.clone(),
+        message: Vec::new(),
+        limiter: Default::default(),
+    };
+    (sink, got, stats)
+}
+
+#[test]
+fn line_feeds_under_newline_framing_and_long_messages_are_dropped_and_counted() {
+    use crate::sink::Sink;
+    use std::sync::atomic::Ordering::Relaxed;
+    let (mut sink, got, stats) = sink_with(Some(Framing::Newline), super::Oversize::Drop);
+    sink.submit(b"{\"ok\":1}");
+    sink.submit(b"<a>\n</a>");
+    sink.submit(&[b'x'; 600]);
+    let got = got.lock().unwrap();
+    assert_eq!(got.len(), 1);
+    let text = String::from_utf8(got[0].clone()).unwrap();
+    assert!(
+        text.starts_with("<134>1 ") && text.ends_with(" h flow-agent 7 flow - {\"ok\":1}"),
+        "{text}"
+    );
+    assert_eq!(stats.dropped.load(Relaxed), 2);
+
+    // Octet-counting carries line feeds; truncation keeps long messages, marked.
+    let (mut sink, got, stats) = sink_with(Some(Framing::OctetCounting), super::Oversize::Truncate);
+    sink.submit(b"<a>\n</a>");
+    sink.submit(&[b'x'; 600]);
+    let got = got.lock().unwrap();
+    assert_eq!(got.len(), 2);
+    assert!(got[0].ends_with(b"<a>\n</a>"));
+    assert!(got[1].len() <= 600);
+    assert!(String::from_utf8_lossy(&got[1]).ends_with("bytes]"));
+    assert_eq!(stats.dropped.load(Relaxed), 0);
+}
