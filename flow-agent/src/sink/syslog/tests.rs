@@ -149,8 +149,10 @@ async fn messages_a_server_may_not_have_read_are_sent_again_after_a_reconnect() 
     );
 }
 
+type Messages = std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+
 /// Records what the syslog sink hands to delivery.
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+struct Captured(Messages);
 
 impl crate::sink::Sink for Captured {
     fn submit(&mut self, record: &[u8]) {
@@ -167,7 +169,7 @@ fn sink_with(
     oversize: super::Oversize,
 ) -> (
     super::SyslogSink,
-    std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    Messages,
     std::sync::Arc<crate::sink::SinkStats>,
 ) {
     let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
