@@ -574,3 +574,57 @@ fn forwarders_stopped_under_load_lose_nothing_and_stats_agree() -> Result<()> {
     ensure!(failures.is_empty(), "{}", failures.join("\n"));
     Ok(())
 }
+
+#[test]
+fn records_on_disk_when_the_agent_is_killed_are_delivered_by_the_next_agent() -> Result<()> {
+    setup()?;
+    let dir = TempDir::new("syslog-kill")?;
+    let pki = Pki::create(dir.path())?;
+    let buffers = dir.path().join("buffers");
+    let rs_dir = dir.path().join("rsyslog");
+    let inputs = vec![Input {
+        name: "tcp-octet".into(),
+        listen: Listen::TcpOctet(free_tcp_port()?),
+    }];
+    // The syslog output comes first: each batch is on its disk buffer before stdout prints it.
+    let queue = 10;
+    let outputs = outputs_for(
+        Kind::Rsyslog,
+        "rs",
+        &inputs,
+        &pki,
+        &format!("queue_records = {queue}"),
+        &buffers,
+    );
+    let mut toml = "[health]\nstats_interval = 1\n\n".to_string();
+    toml += &outputs[0].toml;
+    toml += "\n[[outputs]]\nname = \"stdout\"\n[outputs.stdout]\n";
+    let config = dir.write("agent.toml", toml)?;
+    let args = ["--config", config.to_str().unwrap()];
+
+    // The forwarder is down: past the memory queue, every record goes to the disk buffer.
+    let first = Agent::start(&args)?;
+    make_flows(scaled(200))?;
+    first.wait_for_count(|_| true, scaled(200) * 2, DELIVERY_TIMEOUT)?;
+    let printed = first.json_lines();
+    drop(first); // SIGKILL: no close, no chance to persist anything more
+
+    let rsyslog = Forwarder::start(Kind::Rsyslog, &rs_dir, inputs, &pki)?;
+    let second = Agent::start(&args)?;
+    // What was only in memory (the first `queue` records) died with the process; everything
+    // after it was on disk and is replayed, in order, before the new agent's own records.
+    let want = &printed[queue..];
+    let got = wait_received(&rsyslog, "tcp-octet", want.len())?;
+    let stderr = second.stderr();
+    second.stop()?;
+    ensure!(
+        got.len() >= want.len() && got[..want.len()] == *want,
+        "replay after SIGKILL: {}\n--- second agent stderr ---\n{stderr}",
+        first_difference(&got[..want.len().min(got.len())], want)
+    );
+    ensure!(
+        stderr.contains("undelivered records from an earlier run"),
+        "the replay was not logged:\n{stderr}"
+    );
+    Ok(())
+}
