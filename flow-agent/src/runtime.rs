@@ -325,9 +325,16 @@ fn snapshot_tcp(
     }
 }
 
+/// Most kernel records taken per drain: when they arrive faster than they are processed, the
+/// loop still gets back to its ticks and signals between drains.
+const MAX_RECORDS_PER_DRAIN: usize = 16_384;
+
 fn drain(capture: &mut Capture, table: &mut FlowTable, events: &mut Vec<FlowEvent>) {
     let mut records = Vec::new();
-    while let Some(item) = capture.events.next() {
+    while records.len() < MAX_RECORDS_PER_DRAIN {
+        let Some(item) = capture.events.next() else {
+            break;
+        };
         match Record::decode(&item) {
             Ok(r) => records.push(r),
             Err(e) => log::error!("dropping undecodable kernel record: {e}"),

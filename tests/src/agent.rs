@@ -122,6 +122,17 @@ impl Agent {
         self.lock().events.clone()
     }
 
+    /// Events from index `start` on (cheap to poll on a busy agent: no copy of the rest).
+    pub fn events_since(&self, start: usize) -> Vec<Value> {
+        let state = self.lock();
+        state.events.get(start..).unwrap_or_default().to_vec()
+    }
+
+    /// How many events were printed so far.
+    pub fn event_count(&self) -> usize {
+        self.lock().events.len()
+    }
+
     /// The JSON lines printed so far, exactly as printed; `events()` are these parsed.
     pub fn json_lines(&self) -> Vec<String> {
         self.lock().lines.clone()

@@ -22,9 +22,14 @@ use std::{
 /// Bound for records to reach a forwarder, and for stats events to show something.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(90);
 
-fn setup() -> Result<()> {
+/// One test at a time: each runs an agent that sees every flow on the host, the other
+/// tests' included, and the machine may be small.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn setup() -> Result<std::sync::MutexGuard<'static, ()>> {
     require_root_and_bpf()?;
-    require_tools(&["rsyslogd", "openssl", "python3"])
+    require_tools(&["rsyslogd", "openssl", "python3"])?;
+    Ok(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// One `[[outputs]]` syslog table.
@@ -247,7 +252,7 @@ fn all_inputs(dir: &Path, with_newline_tls: bool) -> Result<Vec<Input>> {
 
 #[test]
 fn every_transport_and_framing_delivers_every_record_byte_for_byte() -> Result<()> {
-    setup()?;
+    let _serial = setup()?;
     let dir = TempDir::new("syslog-all")?;
     let pki = Pki::create(dir.path())?;
     let buffers = dir.path().join("buffers");
@@ -307,8 +312,8 @@ fn every_transport_and_framing_delivers_every_record_byte_for_byte() -> Result<(
     let agent = Agent::start(&["--config", config.to_str().unwrap()])?;
     make_flows(scaled(300))?;
     // Stats events after the load, so that they are compared too.
-    let before = agent.events().iter().filter(|e| is_stats(e)).count();
-    agent.wait_for_count(is_stats, before + 2, DELIVERY_TIMEOUT)?;
+    let after_load = agent.event_count();
+    wait_stats(&agent, "the load done", |i, _| i >= after_load)?;
     let stderr_handle = agent.stderr();
     let (events, lines) = agent.stop_with_lines()?;
     ensure!(
@@ -380,30 +385,33 @@ fn wait_stats(
 ) -> Result<(usize, Value)> {
     let deadline = Instant::now() + slowed(DELIVERY_TIMEOUT);
     let mut checked = 0;
+    let mut last = None;
     loop {
-        let events = agent.events();
-        for (i, ev) in events.iter().enumerate().skip(checked) {
-            if is_stats(ev) && pred(i, ev) {
-                return Ok((i, ev.clone()));
+        let new = agent.events_since(checked);
+        for (i, ev) in new.iter().enumerate() {
+            if is_stats(ev) {
+                if pred(checked + i, ev) {
+                    return Ok((checked + i, ev.clone()));
+                }
+                last = Some(ev.clone());
             }
         }
-        checked = events.len();
+        checked += new.len();
         if Instant::now() > deadline {
-            let last = events.iter().rev().find(|e| is_stats(e));
             bail!(
-                "no stats event with {what} within {}; last: {}\n--- agent stderr ---\n{}",
+                "no stats event with {what} within {} ({checked} events); last: {}\n--- agent stderr ---\n{}",
                 describe_bound(DELIVERY_TIMEOUT),
                 last.map_or("none".into(), |v| v.to_string()),
                 agent.stderr()
             );
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
 #[test]
 fn forwarders_stopped_under_load_lose_nothing_and_stats_agree() -> Result<()> {
-    setup()?;
+    let _serial = setup()?;
     let dir = TempDir::new("syslog-outage")?;
     let pki = Pki::create(dir.path())?;
     let buffers = dir.path().join("buffers");
@@ -436,7 +444,7 @@ fn forwarders_stopped_under_load_lose_nothing_and_stats_agree() -> Result<()> {
     let mut rsyslog = Forwarder::start(Kind::Rsyslog, &rs_dir, rs_inputs.clone(), &pki)?;
     let mut syslog_ng = Forwarder::start(Kind::SyslogNg, &ng_dir, ng_inputs.clone(), &pki)?;
     // A small memory queue, so the disk buffer does the work during the outage.
-    let delivery = "queue_records = 50\nclose_timeout = 60";
+    let delivery = "queue_records = 50\nclose_timeout = 5";
     let mut outputs = outputs_for(
         Kind::Rsyslog,
         "rs",
@@ -456,7 +464,7 @@ fn forwarders_stopped_under_load_lose_nothing_and_stats_agree() -> Result<()> {
     // A disk buffer cap far below the outage's volume: what does not fit is dropped and
     // counted, newest first.
     let capped =
-        "queue_records = 20\nbuffer_max_bytes = 65536\ndrop_policy = \"newest\"\nclose_timeout = 60";
+        "queue_records = 20\nbuffer_max_bytes = 65536\ndrop_policy = \"newest\"\nclose_timeout = 5";
     outputs.extend(outputs_for(
         Kind::Rsyslog,
         "rs",
@@ -577,7 +585,7 @@ fn forwarders_stopped_under_load_lose_nothing_and_stats_agree() -> Result<()> {
 
 #[test]
 fn records_on_disk_when_the_agent_is_killed_are_delivered_by_the_next_agent() -> Result<()> {
-    setup()?;
+    let _serial = setup()?;
     let dir = TempDir::new("syslog-kill")?;
     let pki = Pki::create(dir.path())?;
     let buffers = dir.path().join("buffers");
@@ -605,7 +613,7 @@ fn records_on_disk_when_the_agent_is_killed_are_delivered_by_the_next_agent() ->
     // The forwarder is down: past the memory queue, every record goes to the disk buffer.
     let first = Agent::start(&args)?;
     make_flows(scaled(200))?;
-    first.wait_for_count(|_| true, scaled(200) * 2, DELIVERY_TIMEOUT)?;
+    wait_stats(&first, "the load written", |i, _| i >= scaled(200) * 2)?;
     let printed = first.json_lines();
     drop(first); // SIGKILL: no close, no chance to persist anything more
 
