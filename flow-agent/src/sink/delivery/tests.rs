@@ -239,12 +239,13 @@ async fn close_persists_memory_and_disk_and_the_next_instance_replays_first() {
     sink.close().await;
     assert_eq!(counts(&st), (0, 0, 300, 0));
 
-    // Reload: a new instance, same buffer, destination back.
-    remote.set(Mode::Up);
+    // Reload: a new instance, same buffer; it finds everything (a batch it tries to send
+    // stays counted as buffered until acknowledged), then the destination comes back.
     let st2 = stats();
     let mut sink = spawn(remote.transport(), &config(&dir), st2.clone()).unwrap();
     assert_eq!(st2.buffered.load(Relaxed), 300);
     submit(&mut sink, 300..350);
+    remote.set(Mode::Up);
     until("350 sent", || st2.sent.load(Relaxed) == 350).await;
     assert_eq!(remote.received(), recs(0..350));
     assert_eq!(counts(&st2), (350, 0, 0, 0));
