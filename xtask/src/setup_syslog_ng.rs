@@ -88,11 +88,14 @@ pub fn ensure() -> Result<()> {
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&download)?;
     std::fs::create_dir_all(&root)?;
-    let mut pkgs = packages_to_fetch()?;
-    if pkgs.len() == 1 && !Path::new("/var/lib/apt/lists").read_dir()?.any(|_| true) {
-        run(Command::new("apt-get").args(["update", "-q"]))?;
-        pkgs = packages_to_fetch()?;
-    }
+    // Without package lists (a fresh machine), apt knows nothing yet.
+    let pkgs = match packages_to_fetch() {
+        Ok(p) => p,
+        Err(_) => {
+            run(Command::new("apt-get").args(["update", "-q"]))?;
+            packages_to_fetch()?
+        }
+    };
     let fetch = |pkgs: &[String]| {
         run(Command::new("apt-get")
             .arg("download")
