@@ -40,6 +40,8 @@ struct Shared {
 #[derive(Debug, Default)]
 struct State {
     events: Vec<Value>,
+    /// The stdout lines behind `events`, as printed (for byte-for-byte comparisons).
+    lines: Vec<String>,
     /// Stdout lines that were not JSON: the agent's stdout must be pure JSON lines.
     non_json: Vec<String>,
     /// Every stdout line as printed (lossily decoded), for formats that are not JSON.
@@ -122,6 +124,22 @@ impl Agent {
         self.lock().events.clone()
     }
 
+    /// Events from index `start` on (cheap to poll on a busy agent: no copy of the rest).
+    pub fn events_since(&self, start: usize) -> Vec<Value> {
+        let state = self.lock();
+        state.events.get(start..).unwrap_or_default().to_vec()
+    }
+
+    /// How many events were printed so far.
+    pub fn event_count(&self) -> usize {
+        self.lock().events.len()
+    }
+
+    /// The JSON lines printed so far, exactly as printed; `events()` are these parsed.
+    pub fn json_lines(&self) -> Vec<String> {
+        self.lock().lines.clone()
+    }
+
     /// Stdout lines that failed to parse as JSON (should stay empty).
     pub fn non_json_lines(&self) -> Vec<String> {
         self.lock().non_json.clone()
@@ -187,7 +205,12 @@ impl Agent {
 
     /// SIGTERMs the agent, waits for it to exit, and returns every event it printed
     /// (including the end events it flushes on shutdown). A non-zero exit is an error.
-    pub fn stop(mut self) -> Result<Vec<Value>> {
+    pub fn stop(self) -> Result<Vec<Value>> {
+        Ok(self.stop_with_lines()?.0)
+    }
+
+    /// Like [`Agent::stop`], also returning the JSON lines exactly as printed.
+    pub fn stop_with_lines(mut self) -> Result<(Vec<Value>, Vec<String>)> {
         // SAFETY: kill(2) on our own un-reaped child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = self.wait_exit(STOP_TIMEOUT)?;
@@ -208,7 +231,7 @@ impl Agent {
                 context(&state)
             );
         }
-        Ok(state.events.clone())
+        Ok((state.events.clone(), state.lines.clone()))
     }
 
     /// Like [`Agent::stop`], but returns every line the agent printed on stdout, in order,
@@ -289,7 +312,10 @@ impl Drop for Agent {
 fn on_stdout_line(state: &mut State, line: String) {
     state.lines.push(line.clone());
     match serde_json::from_str::<Value>(&line) {
-        Ok(v) => state.events.push(v),
+        Ok(v) => {
+            state.events.push(v);
+            state.lines.push(line);
+        }
         Err(_) if line.trim().is_empty() => {}
         Err(_) => state.non_json.push(line),
     }

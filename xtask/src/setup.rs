@@ -5,6 +5,9 @@ use anyhow::{bail, Result};
 
 use crate::run;
 
+#[path = "setup_syslog_ng.rs"]
+mod setup_syslog_ng;
+
 /// Debian's rustc-web ships a prebuilt `core` for bpfel-unknown-none; LLVM 22 for bpf-linker.
 const EBPF_PACKAGES: &[&str] = &[
     "rustc-web",
@@ -25,6 +28,7 @@ const TEST_PACKAGES: &[&str] = &[
     "tshark",
     "dnsmasq-base",
     "rsyslog",
+    "rsyslog-openssl",
     "openssl",
 ];
 
@@ -80,6 +84,7 @@ pub fn ensure_all() -> Result<()> {
 
 pub fn ensure_test_tools() -> Result<()> {
     apt_install(TEST_PACKAGES)?;
+    setup_syslog_ng::ensure()?;
     pip_install(PIP_TEST_PACKAGES)
 }
 

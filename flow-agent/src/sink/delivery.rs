@@ -21,6 +21,7 @@ mod worker;
 mod tests;
 
 pub use disk::{DiskBuffer, OpenError};
+pub use queue::LogLimiter;
 
 /// Parent of the default buffer directories: `<this>/<output name>`.
 pub const DEFAULT_BUFFER_ROOT: &str = "/var/lib/flow-agent/buffer";
@@ -180,18 +181,22 @@ pub trait Transport: Send + 'static {
     fn describe(&self) -> String;
 }
 
-/// Starts the delivery worker of a transport and returns the sink that feeds it. Must be
-/// called inside a tokio runtime. Records an earlier run left in the disk buffer are
-/// delivered first.
+/// Starts the delivery worker of a transport (on its own thread) and returns the sink that
+/// feeds it. Records an earlier run left in the disk buffer are delivered first.
 pub fn spawn(
     transport: Box<dyn Transport>,
     config: &DeliveryConfig,
     stats: Arc<SinkStats>,
 ) -> Result<Box<dyn Sink>, SinkError> {
+    Ok(Box::new(start(transport, config, stats)?))
+}
+
+fn start(
+    transport: Box<dyn Transport>,
+    config: &DeliveryConfig,
+    stats: Arc<SinkStats>,
+) -> Result<DeliverySink, SinkError> {
     config.validate()?;
-    let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-        SinkError::Config("delivery worker started outside the async runtime".into())
-    })?;
     let disk = if config.buffer_max_bytes > 0 {
         let dir = config.buffer_dir_for(&stats.name);
         let (disk, recovered) = DiskBuffer::open(&dir, config.buffer_max_bytes)
@@ -226,18 +231,23 @@ pub fn spawn(
         backoff_max: config.backoff_max,
         send_timeout: config.send_timeout,
     };
-    let worker = runtime.spawn(worker::run(shared.clone(), transport, worker_config));
-    Ok(Box::new(DeliverySink {
+    let worker = worker::start(shared.clone(), transport, worker_config).map_err(|e| {
+        SinkError::io(
+            format!("output {}: starting its delivery thread", shared.stats.name),
+            e,
+        )
+    })?;
+    Ok(DeliverySink {
         shared,
         worker: Some(worker),
         close_timeout: config.close_timeout,
-    }))
+    })
 }
 
 /// The sink side of a delivery worker.
 struct DeliverySink {
     shared: Arc<queue::Shared>,
-    worker: Option<tokio::task::JoinHandle<()>>,
+    worker: Option<worker::WorkerHandle>,
     close_timeout: Duration,
 }
 
@@ -253,18 +263,13 @@ impl Sink for DeliverySink {
     fn close(mut self: Box<Self>) -> CloseFuture {
         Box::pin(async move {
             self.shared.begin_close();
-            if let Some(mut worker) = self.worker.take() {
-                if tokio::time::timeout(self.close_timeout, &mut worker)
-                    .await
-                    .is_err()
-                {
+            if let Some(worker) = self.worker.take() {
+                if !worker.finish(self.close_timeout).await {
                     log::warn!(
                         "output {}: close_timeout ({:?}) reached while sending; the rest goes to the disk buffer",
                         self.shared.stats.name,
                         self.close_timeout
                     );
-                    worker.abort();
-                    let _ = worker.await;
                 }
             }
             self.shared.shutdown();
@@ -276,9 +281,8 @@ impl Drop for DeliverySink {
     /// Dropped without `close` (an error path): no more sending, but what memory holds is
     /// still persisted.
     fn drop(&mut self) {
-        if let Some(worker) = self.worker.take() {
-            worker.abort();
-        }
+        // Dropping the handle stops the worker.
+        self.worker.take();
         self.shared.shutdown();
     }
 }

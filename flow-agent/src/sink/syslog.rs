@@ -1,25 +1,122 @@
-//! syslog: RFC 5424 messages over a unix socket, UDP, TCP or TCP with TLS.
-use std::sync::Arc;
+//! syslog: RFC 5424 messages over a unix socket (datagram or stream), UDP, TCP or TCP with
+//! TLS, with RFC 6587 octet-counting or newline framing on streams. Each record becomes the
+//! MSG of one message; the header is written when the record is handed over, so a message
+//! that waited in the disk buffer keeps its time. See docs/sink-syslog.md.
+use std::{
+    sync::{atomic::Ordering::Relaxed, Arc},
+    time::SystemTime,
+};
 
-use serde::{Deserialize, Serialize};
-
-use super::{Sink, SinkError, SinkStats};
+use super::{delivery, CloseFuture, Sink, SinkError, SinkStats};
 use crate::encode::Format;
 
-/// `[outputs.syslog]`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct SyslogConfig {
-    pub address: String,
-}
+mod config;
+mod conn;
+mod message;
+mod tls;
+mod transport;
 
+pub use config::{Code, Framing, Oversize, SyslogConfig, TransportKind};
+use delivery::LogLimiter;
+use message::Header;
+
+/// Starts a syslog output: checks the configuration (and reads TLS files) now, connects
+/// lazily in the delivery worker.
 pub fn open(
     config: &SyslogConfig,
     _format: Format,
-    _stats: Arc<SinkStats>,
+    stats: Arc<SinkStats>,
 ) -> Result<Box<dyn Sink>, SinkError> {
-    Err(SinkError::Config(format!(
-        "syslog sink ({}) is not available in this build yet",
-        config.address
-    )))
+    let resolved = config.resolve()?;
+    let tls = resolved.tls.as_ref().map(tls::configure).transpose()?;
+    let hostname = match &config.hostname {
+        Some(h) => h.clone(),
+        None => message::sanitize_hostname(
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_default()
+                .trim(),
+        ),
+    };
+    let header = Header::new(
+        resolved.pri,
+        &hostname,
+        &config.app_name,
+        std::process::id(),
+        &config.msgid,
+    );
+    let newline_framing = resolved.framing == Some(Framing::Newline);
+    let max_message_bytes = resolved.max_message_bytes;
+    let transport = transport::SyslogTransport::new(resolved, tls);
+    let inner = delivery::spawn(Box::new(transport), &config.delivery, stats.clone())?;
+    Ok(Box::new(SyslogSink {
+        inner,
+        header,
+        newline_framing,
+        max_message_bytes,
+        oversize: config.oversize,
+        stats,
+        message: Vec::with_capacity(4096),
+        limiter: LogLimiter::default(),
+    }))
 }
+
+struct SyslogSink {
+    inner: Box<dyn Sink>,
+    header: Header,
+    newline_framing: bool,
+    max_message_bytes: usize,
+    oversize: Oversize,
+    stats: Arc<SinkStats>,
+    message: Vec<u8>,
+    limiter: LogLimiter,
+}
+
+impl SyslogSink {
+    fn drop_record(&mut self, why: String) {
+        self.stats.dropped.fetch_add(1, Relaxed);
+        let name = &self.stats.name;
+        self.limiter
+            .warn(1, || format!("output {name}: record dropped: {why}"));
+    }
+}
+
+impl Sink for SyslogSink {
+    fn submit(&mut self, record: &[u8]) {
+        if self.newline_framing && record.contains(&b'\n') {
+            return self.drop_record(
+                "it contains a line feed, which newline framing cannot carry (use octet-counting)"
+                    .into(),
+            );
+        }
+        self.message.clear();
+        self.header.write(SystemTime::now(), &mut self.message);
+        self.message.extend_from_slice(record);
+        if self.message.len() > self.max_message_bytes {
+            match self.oversize {
+                Oversize::Drop => {
+                    let why = format!(
+                        "message of {} bytes is longer than max_message_bytes ({})",
+                        self.message.len(),
+                        self.max_message_bytes
+                    );
+                    return self.drop_record(why);
+                }
+                Oversize::Truncate => {
+                    message::truncate_with_marker(&mut self.message, self.max_message_bytes)
+                }
+            }
+        }
+        self.inner.submit(&self.message);
+    }
+
+    fn flush(&mut self) {
+        self.inner.flush();
+    }
+
+    fn close(self: Box<Self>) -> CloseFuture {
+        self.inner.close()
+    }
+}
+
+#[cfg(test)]
+mod tests;

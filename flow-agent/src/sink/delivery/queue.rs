@@ -46,6 +46,14 @@ struct State {
     limiter: LogLimiter,
 }
 
+impl State {
+    /// Records in memory: the queue and a batch being sent from it.
+    fn memory_records(&self) -> usize {
+        let inflight = self.inflight.as_ref().filter(|b| !b.from_disk);
+        self.memory.len() + inflight.map_or(0, |b| b.records.len())
+    }
+}
+
 pub struct Shared {
     state: Mutex<State>,
     /// Records were submitted.
@@ -53,6 +61,8 @@ pub struct Shared {
     /// Close was asked for (also wakes a back-off).
     pub close: Notify,
     closing: AtomicBool,
+    /// The worker waits for records (for tests that need it not to be sending).
+    pub idle: AtomicBool,
     pub stats: Arc<SinkStats>,
     policy: DropPolicy,
     queue_records: usize,
@@ -77,6 +87,7 @@ impl Shared {
             wake: Notify::new(),
             close: Notify::new(),
             closing: AtomicBool::new(false),
+            idle: AtomicBool::new(false),
             stats,
             policy,
             queue_records: queue_records.max(1),
@@ -91,12 +102,7 @@ impl Shared {
     }
 
     fn update_gauges(&self, st: &State) {
-        let inflight_memory = st
-            .inflight
-            .as_ref()
-            .filter(|b| !b.from_disk)
-            .map_or(0, |b| b.records.len());
-        let queued = (st.memory.len() + inflight_memory) as u64;
+        let queued = st.memory_records() as u64;
         let buffered = st.disk.as_ref().map_or(0, |d| d.unacked_records());
         self.stats.queued.store(queued, Relaxed);
         self.stats.buffered.store(buffered, Relaxed);
@@ -124,7 +130,7 @@ impl Shared {
             return;
         }
         let disk_busy = st.disk.as_ref().is_some_and(|d| d.unacked_records() > 0);
-        if !disk_busy && st.memory.len() < self.queue_records {
+        if !disk_busy && st.memory_records() < self.queue_records {
             st.memory.push_back(record.to_vec());
         } else if let Some(disk) = st.disk.as_mut() {
             match disk.append(record, self.policy) {
@@ -140,7 +146,9 @@ impl Shared {
                     self.drop_records(st, 1, &why);
                 }
             }
-        } else if self.policy == DropPolicy::Oldest {
+        } else if self.policy == DropPolicy::Oldest && !st.memory.is_empty() {
+            // The batch being sent is not dropped; with nothing else in memory the new
+            // record gives way.
             st.memory.pop_front();
             st.memory.push_back(record.to_vec());
             self.drop_records(st, 1, "memory queue full, no disk buffer, oldest dropped");
@@ -222,12 +230,6 @@ impl Shared {
             return;
         };
         let rejected = rejected.min(b.records.len());
-        self.stats
-            .sent
-            .fetch_add((b.records.len() - rejected) as u64, Relaxed);
-        if rejected > 0 {
-            self.drop_records(st, rejected as u64, "rejected by the destination");
-        }
         if b.from_disk {
             if let Some(Err(e)) = st.disk.as_mut().map(|d| d.ack()) {
                 // The records were delivered; a stale ack position only means resending them
@@ -241,7 +243,15 @@ impl Shared {
                 });
             }
         }
+        // Gauges first, then the counters: a reader that sees the new counts sees the
+        // records gone from the gauges too.
         self.update_gauges(st);
+        if rejected > 0 {
+            self.drop_records(st, rejected as u64, "rejected by the destination");
+        }
+        self.stats
+            .sent
+            .fetch_add((b.records.len() - rejected) as u64, Relaxed);
     }
 
     /// Moves what memory still holds (the unacknowledged batch first) in front of the disk

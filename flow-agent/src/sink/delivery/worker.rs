@@ -1,9 +1,13 @@
-//! The delivery worker: one tokio task per network output, sending batches in order through
-//! its transport, backing off while the destination is unreachable.
+//! The delivery worker: one thread per network output, with its own small tokio runtime, so
+//! that sending (TLS, disk reads, slow forwarders) never takes time from the capture loop. It
+//! sends batches in order through its transport, backing off while the destination is
+//! unreachable.
 use std::{
     sync::{atomic::Ordering::Relaxed, Arc},
     time::{Duration, Instant},
 };
+
+use tokio::sync::oneshot;
 
 use super::{queue::Shared, Transport, TransportError};
 
@@ -56,7 +60,58 @@ impl Backoff {
     }
 }
 
-pub async fn run(shared: Arc<Shared>, mut transport: Box<dyn Transport>, cfg: WorkerConfig) {
+/// The running worker thread. Dropping it stops the worker at its next await.
+pub struct WorkerHandle {
+    abort: Option<oneshot::Sender<()>>,
+    done: oneshot::Receiver<()>,
+}
+
+/// Starts the worker on its own thread.
+pub fn start(
+    shared: Arc<Shared>,
+    transport: Box<dyn Transport>,
+    cfg: WorkerConfig,
+) -> std::io::Result<WorkerHandle> {
+    let (abort_tx, abort_rx) = oneshot::channel::<()>();
+    let (done_tx, done) = oneshot::channel::<()>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Linux keeps 15 bytes of a thread name.
+    let name: String = format!("out-{}", shared.stats.name)
+        .chars()
+        .take(15)
+        .collect();
+    std::thread::Builder::new().name(name).spawn(move || {
+        runtime.block_on(async move {
+            tokio::select! {
+                _ = run(shared, transport, cfg) => {}
+                // Sent, or the handle dropped.
+                _ = abort_rx => {}
+            }
+        });
+        drop(done_tx);
+    })?;
+    Ok(WorkerHandle {
+        abort: Some(abort_tx),
+        done,
+    })
+}
+
+impl WorkerHandle {
+    /// Waits up to `timeout` for the worker to finish by itself, then stops it; returns
+    /// whether it finished in time. Either way it no longer runs afterwards.
+    pub async fn finish(mut self, timeout: Duration) -> bool {
+        if tokio::time::timeout(timeout, &mut self.done).await.is_ok() {
+            return true;
+        }
+        self.abort.take();
+        let _ = (&mut self.done).await;
+        false
+    }
+}
+
+async fn run(shared: Arc<Shared>, mut transport: Box<dyn Transport>, cfg: WorkerConfig) {
     let max = cfg.batch_records.min(transport.max_batch()).max(1);
     let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max);
     let stats = shared.stats.clone();
@@ -70,10 +125,12 @@ pub async fn run(shared: Arc<Shared>, mut transport: Box<dyn Transport>, cfg: Wo
             if closing {
                 return;
             }
+            shared.idle.store(true, Relaxed);
             tokio::select! {
                 _ = shared.wake.notified() => {}
                 _ = shared.close.notified() => {}
             }
+            shared.idle.store(false, Relaxed);
             continue;
         };
         let result =

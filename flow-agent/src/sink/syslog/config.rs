@@ -1,0 +1,329 @@
+//! `[outputs.syslog]`: every option, its default and its validation (docs/sink-syslog.md).
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::message::check_field;
+use crate::sink::{delivery::DeliveryConfig, SinkError};
+
+/// Where `unix` and `unix-stream` send when no address is set.
+pub const DEFAULT_UNIX_ADDRESS: &str = "/dev/log";
+pub const DEFAULT_APP_NAME: &str = "flow-agent";
+pub const DEFAULT_MSGID: &str = "flow";
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 65536;
+/// Largest UDP payload over IPv4 (65535 - 8 UDP - 20 IP header bytes).
+pub const UDP_MAX_PAYLOAD: usize = 65507;
+/// The system's CA bundle (Debian's ca-certificates), used when `ca_file` is not set.
+pub const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransportKind {
+    /// Unix datagram socket, like /dev/log.
+    Unix,
+    UnixStream,
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl TransportKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Unix => "unix",
+            Self::UnixStream => "unix-stream",
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
+        }
+    }
+
+    pub fn is_stream(self) -> bool {
+        matches!(self, Self::UnixStream | Self::Tcp | Self::Tls)
+    }
+}
+
+/// How messages are delimited on a stream (RFC 6587).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Framing {
+    /// `LENGTH SP MESSAGE`.
+    OctetCounting,
+    /// `MESSAGE LF`; records with a line feed are refused.
+    Newline,
+}
+
+/// What happens to a message longer than the limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Oversize {
+    /// Not sent; counted as dropped and logged.
+    #[default]
+    Drop,
+    /// Cut to the limit, ending with ` [flow-agent: truncated, K of N bytes]`.
+    Truncate,
+}
+
+/// A facility or severity: a name or its number.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Code {
+    Number(u8),
+    Name(String),
+}
+
+const FACILITIES: [&str; 24] = [
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
+    "ftp", "ntp", "audit", "alert", "clock", "local0", "local1", "local2", "local3", "local4",
+    "local5", "local6", "local7",
+];
+const SEVERITIES: [&str; 8] = [
+    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+];
+
+impl Code {
+    fn resolve(&self, what: &str, names: &[&str], aliases: &[(&str, u8)]) -> Result<u8, String> {
+        match self {
+            Code::Number(n) if usize::from(*n) < names.len() => Ok(*n),
+            Code::Number(n) => Err(format!("{what} {n} is out of range 0-{}", names.len() - 1)),
+            Code::Name(s) => {
+                let lower = s.to_ascii_lowercase();
+                names
+                    .iter()
+                    .position(|n| *n == lower)
+                    .map(|i| i as u8)
+                    .or_else(|| aliases.iter().find(|(a, _)| *a == lower).map(|(_, v)| *v))
+                    .ok_or_else(|| format!("unknown {what} {s:?}; one of: {}", names.join(", ")))
+            }
+        }
+    }
+
+    pub fn facility(&self) -> Result<u8, String> {
+        self.resolve("facility", &FACILITIES, &[("security", 4)])
+    }
+
+    pub fn severity(&self) -> Result<u8, String> {
+        let aliases = [
+            ("emergency", 0),
+            ("panic", 0),
+            ("critical", 2),
+            ("error", 3),
+            ("warn", 4),
+            ("informational", 6),
+        ];
+        self.resolve("severity", &SEVERITIES, &aliases)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogConfig {
+    /// `unix` (datagram), `unix-stream`, `udp`, `tcp` or `tls`. Default: `unix` when the
+    /// address is empty or a path, else `tcp`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<TransportKind>,
+    /// Socket path (unix) or `host:port`.
+    pub address: String,
+    /// Stream framing; default `octet-counting` for tcp and tls, `newline` for unix-stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub framing: Option<Framing>,
+    pub facility: Code,
+    pub severity: Code,
+    pub app_name: String,
+    /// Default: the host's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    pub msgid: String,
+    /// PEM CA certificates that verify the server (tls); default the system's bundle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Name the server certificate must carry (tls); default the host of `address`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// PEM client certificate chain and key, for servers that ask for one (tls).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
+    /// Longest message (header and record, without framing); default 65536, for udp 65507
+    /// (its most).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_message_bytes: Option<usize>,
+    pub oversize: Oversize,
+    pub delivery: DeliveryConfig,
+}
+
+impl Default for SyslogConfig {
+    fn default() -> Self {
+        Self {
+            transport: None,
+            address: String::new(),
+            framing: None,
+            facility: Code::Name("local0".into()),
+            severity: Code::Name("info".into()),
+            app_name: DEFAULT_APP_NAME.into(),
+            hostname: None,
+            msgid: DEFAULT_MSGID.into(),
+            ca_file: None,
+            server_name: None,
+            client_cert: None,
+            client_key: None,
+            max_message_bytes: None,
+            oversize: Oversize::Drop,
+            delivery: DeliveryConfig::default(),
+        }
+    }
+}
+
+/// A checked configuration with every default filled in.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub transport: TransportKind,
+    pub address: String,
+    /// None for datagram transports.
+    pub framing: Option<Framing>,
+    pub pri: u8,
+    pub max_message_bytes: usize,
+    pub tls: Option<TlsOptions>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TlsOptions {
+    pub ca_file: PathBuf,
+    pub server_name: String,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+impl SyslogConfig {
+    pub fn transport_kind(&self) -> TransportKind {
+        self.transport.unwrap_or(
+            if self.address.is_empty() || self.address.starts_with('/') {
+                TransportKind::Unix
+            } else {
+                TransportKind::Tcp
+            },
+        )
+    }
+
+    pub fn resolve(&self) -> Result<Resolved, SinkError> {
+        let bad = |m: String| SinkError::Config(format!("syslog: {m}"));
+        let transport = self.transport_kind();
+        let unix = matches!(transport, TransportKind::Unix | TransportKind::UnixStream);
+        let address = match (unix, self.address.is_empty()) {
+            (true, true) => DEFAULT_UNIX_ADDRESS.to_string(),
+            (true, false) if !self.address.starts_with('/') => {
+                return Err(bad(format!(
+                    "transport {} needs an absolute socket path as address, not {:?}",
+                    transport.name(),
+                    self.address
+                )))
+            }
+            (false, true) => {
+                return Err(bad(format!(
+                    "transport {} needs an address (host:port)",
+                    transport.name()
+                )))
+            }
+            _ => self.address.clone(),
+        };
+        if !unix {
+            host_port(&address).map_err(bad)?;
+        }
+        let framing = if transport.is_stream() {
+            Some(
+                self.framing
+                    .unwrap_or(if transport == TransportKind::UnixStream {
+                        Framing::Newline
+                    } else {
+                        Framing::OctetCounting
+                    }),
+            )
+        } else if let Some(f) = self.framing {
+            return Err(bad(format!(
+                "framing {f:?} applies to stream transports (unix-stream, tcp, tls), not {}: each datagram is one message",
+                transport.name()
+            )));
+        } else {
+            None
+        };
+        let facility = self.facility.facility().map_err(bad)?;
+        let severity = self.severity.severity().map_err(bad)?;
+        check_field("app_name", &self.app_name, 48).map_err(bad)?;
+        check_field("msgid", &self.msgid, 32).map_err(bad)?;
+        if let Some(h) = &self.hostname {
+            check_field("hostname", h, 255).map_err(bad)?;
+        }
+        let limit = if transport == TransportKind::Udp {
+            UDP_MAX_PAYLOAD
+        } else {
+            usize::MAX
+        };
+        let max_message_bytes = self
+            .max_message_bytes
+            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES.min(limit));
+        if !(480..=limit).contains(&max_message_bytes) {
+            return Err(bad(format!(
+                "max_message_bytes {max_message_bytes} must be between 480 and {}",
+                if limit == usize::MAX {
+                    "any size".to_string()
+                } else {
+                    limit.to_string()
+                }
+            )));
+        }
+        let tls = if transport == TransportKind::Tls {
+            let host = host_port(&address).map_err(bad)?.0;
+            let client_cert = match (&self.client_cert, &self.client_key) {
+                (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+                (None, None) => None,
+                _ => return Err(bad("client_cert and client_key go together".into())),
+            };
+            Some(TlsOptions {
+                ca_file: self
+                    .ca_file
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(SYSTEM_CA_FILE)),
+                server_name: self.server_name.clone().unwrap_or(host),
+                client_cert,
+            })
+        } else {
+            let tls_only = [
+                ("ca_file", self.ca_file.is_some()),
+                ("server_name", self.server_name.is_some()),
+                ("client_cert", self.client_cert.is_some()),
+                ("client_key", self.client_key.is_some()),
+            ];
+            if let Some((name, _)) = tls_only.iter().find(|(_, set)| *set) {
+                return Err(bad(format!(
+                    "{name} applies to transport tls only, this output uses {}",
+                    transport.name()
+                )));
+            }
+            None
+        };
+        Ok(Resolved {
+            transport,
+            address,
+            framing,
+            pri: facility * 8 + severity,
+            max_message_bytes,
+            tls,
+        })
+    }
+}
+
+/// Splits `host:port` (`[v6]:port` for IPv6 literals).
+pub fn host_port(address: &str) -> Result<(String, u16), String> {
+    let err = || format!("address {address:?} is not host:port (IPv6: [addr]:port)");
+    let (host, port) = address.rsplit_once(':').ok_or_else(err)?;
+    let port: u16 = port.parse().map_err(|_| err())?;
+    let host = match host.strip_prefix('[') {
+        Some(rest) => rest.strip_suffix(']').ok_or_else(err)?,
+        None if host.contains(':') => return Err(err()),
+        None => host,
+    };
+    if host.is_empty() || port == 0 {
+        return Err(err());
+    }
+    Ok((host.to_string(), port))
+}

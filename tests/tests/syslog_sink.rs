@@ -1,0 +1,638 @@
+//! The syslog sink against real forwarders: private rsyslogd and syslog-ng instances on
+//! loopback ports chosen at run time and unix sockets in a scratch directory. Each output's
+//! messages are compared byte for byte (the forwarder writes the MSG part) with the records the
+//! agent printed on its stdout output; an outage under load must lose nothing, and the counts
+//! in the agent's stats events must agree.
+#[path = "syslog_sink/forwarders.rs"]
+mod forwarders;
+
+use anyhow::{bail, ensure, Context, Result};
+use flow_agent_tests::{
+    describe_bound, require_root_and_bpf, require_tools, scaled, slowed, Agent, TempDir,
+};
+use forwarders::{free_tcp_port, free_udp_port, Forwarder, Input, Kind, Listen, Pki};
+use serde_json::Value;
+use std::{
+    collections::HashSet,
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+/// Bound for records to reach a forwarder, and for stats events to show something.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// One test at a time: each runs an agent that sees every flow on the host, the other
+/// tests' included, and the machine may be small.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn setup() -> Result<std::sync::MutexGuard<'static, ()>> {
+    require_root_and_bpf()?;
+    require_tools(&["rsyslogd", "openssl", "python3"])?;
+    Ok(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// One `[[outputs]]` syslog table.
+struct Output {
+    name: String,
+    /// Which forwarder and input should receive it (None: none should).
+    to: Option<(Kind, String)>,
+    toml: String,
+}
+
+fn output(
+    name: &str,
+    transport: &str,
+    address: &str,
+    extra: &str,
+    delivery: &str,
+    buffers: &Path,
+) -> String {
+    format!(
+        "[[outputs]]\nname = \"{name}\"\n[outputs.syslog]\ntransport = \"{transport}\"\n\
+         address = \"{address}\"\nhostname = \"test-host\"\n{extra}\n\
+         [outputs.syslog.delivery]\nbuffer_dir = \"{}\"\nbackoff_initial = 0.1\n\
+         backoff_max = 1\n{delivery}\n",
+        buffers.join(name).display()
+    )
+}
+
+/// Outputs for every input of a forwarder, named `<prefix>-<input>`.
+fn outputs_for(
+    kind: Kind,
+    prefix: &str,
+    inputs: &[Input],
+    pki: &Pki,
+    delivery: &str,
+    buffers: &Path,
+) -> Vec<Output> {
+    let ca = format!(
+        "ca_file = \"{}\"\nserver_name = \"localhost\"",
+        pki.ca.display()
+    );
+    inputs
+        .iter()
+        .map(|i| {
+            let name = format!("{prefix}-{}", i.name);
+            let (transport, address, extra) = match &i.listen {
+                Listen::UnixDgram(p) => ("unix", p.display().to_string(), String::new()),
+                Listen::UnixStream(p) => ("unix-stream", p.display().to_string(), String::new()),
+                Listen::Udp(port) => ("udp", format!("127.0.0.1:{port}"), String::new()),
+                Listen::TcpOctet(port) => (
+                    "tcp",
+                    format!("127.0.0.1:{port}"),
+                    "framing = \"octet-counting\"".into(),
+                ),
+                Listen::TcpNewline(port) => (
+                    "tcp",
+                    format!("127.0.0.1:{port}"),
+                    "framing = \"newline\"".into(),
+                ),
+                Listen::TlsOctet(port) => (
+                    "tls",
+                    format!("127.0.0.1:{port}"),
+                    format!("framing = \"octet-counting\"\n{ca}"),
+                ),
+                Listen::TlsNewline(port) => (
+                    "tls",
+                    format!("127.0.0.1:{port}"),
+                    format!("framing = \"newline\"\n{ca}"),
+                ),
+            };
+            Output {
+                toml: output(&name, transport, &address, &extra, delivery, buffers),
+                name,
+                to: Some((kind, i.name.clone())),
+            }
+        })
+        .collect()
+}
+
+fn agent_config(dir: &TempDir, outputs: &[Output]) -> Result<std::path::PathBuf> {
+    let mut toml =
+        "[health]\nstats_interval = 1\n\n[[outputs]]\nname = \"stdout\"\n[outputs.stdout]\n\n"
+            .to_string();
+    for o in outputs {
+        toml += &o.toml;
+        toml.push('\n');
+    }
+    dir.write("agent.toml", toml)
+}
+
+/// `n` TCP connections on loopback (each a start and an end event), with a listener in the
+/// same process.
+fn make_flows(n: usize) -> Result<()> {
+    let script = r#"
+import socket, sys, threading
+n = int(sys.argv[1])
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(256)
+def serve():
+    for _ in range(n):
+        c, _ = srv.accept()
+        c.recv(16)
+        c.close()
+t = threading.Thread(target=serve)
+t.start()
+port = srv.getsockname()[1]
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"x")
+    s.close()
+t.join()
+"#;
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", script, &n.to_string()])
+        .output()
+        .context("running the flow generator")?;
+    ensure!(
+        out.status.success(),
+        "flow generator failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+fn is_stats(ev: &Value) -> bool {
+    ev["event_action"] == "stats"
+}
+
+/// The report of sink `name` in a stats event.
+fn sink<'a>(stats: &'a Value, name: &str) -> &'a Value {
+    stats["sinks"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == name))
+        .unwrap_or(&Value::Null)
+}
+
+fn count(report: &Value, key: &str) -> u64 {
+    report[key].as_u64().unwrap_or(u64::MAX)
+}
+
+/// Waits until `forwarder`'s input has received at least `n` messages.
+fn wait_received(f: &Forwarder, input: &str, n: usize) -> Result<Vec<String>> {
+    let deadline = Instant::now() + slowed(DELIVERY_TIMEOUT);
+    loop {
+        let got = f.received(input);
+        if got.len() >= n {
+            return Ok(got);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{:?} input {input}: {} of {n} messages within {}\nforwarder stderr: {}",
+                f.kind,
+                got.len(),
+                describe_bound(DELIVERY_TIMEOUT),
+                f.stderr()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn first_difference(got: &[String], want: &[String]) -> String {
+    let i = got
+        .iter()
+        .zip(want)
+        .position(|(g, w)| g != w)
+        .unwrap_or(got.len().min(want.len()));
+    format!(
+        "{} received, {} written; first difference at line {i}:\n  received: {}\n  written:  {}",
+        got.len(),
+        want.len(),
+        got.get(i).map_or("(none)", |s| s.as_str()),
+        want.get(i).map_or("(none)", |s| s.as_str())
+    )
+}
+
+fn forwarder_of<'a>(forwarders: &'a [&Forwarder], kind: Kind) -> &'a Forwarder {
+    forwarders
+        .iter()
+        .find(|f| f.kind == kind)
+        .expect("forwarder started")
+}
+
+/// Inputs of every kind, on fresh ports and sockets in `dir`.
+fn all_inputs(dir: &Path, with_newline_tls: bool) -> Result<Vec<Input>> {
+    let mut v = vec![
+        Input {
+            name: "unix".into(),
+            listen: Listen::UnixDgram(dir.join("unix.sock")),
+        },
+        Input {
+            name: "stream".into(),
+            listen: Listen::UnixStream(dir.join("stream.sock")),
+        },
+        Input {
+            name: "udp".into(),
+            listen: Listen::Udp(free_udp_port()?),
+        },
+        Input {
+            name: "tcp-octet".into(),
+            listen: Listen::TcpOctet(free_tcp_port()?),
+        },
+        Input {
+            name: "tcp-newline".into(),
+            listen: Listen::TcpNewline(free_tcp_port()?),
+        },
+        Input {
+            name: "tls-octet".into(),
+            listen: Listen::TlsOctet(free_tcp_port()?),
+        },
+    ];
+    if with_newline_tls {
+        v.push(Input {
+            name: "tls-newline".into(),
+            listen: Listen::TlsNewline(free_tcp_port()?),
+        });
+    }
+    Ok(v)
+}
+
+#[test]
+fn every_transport_and_framing_delivers_every_record_byte_for_byte() -> Result<()> {
+    let _serial = setup()?;
+    let dir = TempDir::new("syslog-all")?;
+    let pki = Pki::create(dir.path())?;
+    let buffers = dir.path().join("buffers");
+    let rs_dir = dir.path().join("rsyslog");
+    let ng_dir = dir.path().join("syslog-ng");
+    std::fs::create_dir_all(&rs_dir)?;
+    std::fs::create_dir_all(&ng_dir)?;
+    let rs_inputs = all_inputs(&rs_dir, true)?;
+    let ng_inputs = all_inputs(&ng_dir, true)?;
+    let rsyslog = Forwarder::start(Kind::Rsyslog, &rs_dir, rs_inputs.clone(), &pki)?;
+    let syslog_ng = Forwarder::start(Kind::SyslogNg, &ng_dir, ng_inputs.clone(), &pki)?;
+
+    let mut outputs = outputs_for(Kind::Rsyslog, "rs", &rs_inputs, &pki, "", &buffers);
+    outputs.extend(outputs_for(
+        Kind::SyslogNg,
+        "ng",
+        &ng_inputs,
+        &pki,
+        "",
+        &buffers,
+    ));
+    // TLS verification is on: a server that the configured CA did not sign, or that does not
+    // carry the expected name, gets nothing.
+    let tls_port = match rs_inputs
+        .iter()
+        .find(|i| i.name == "tls-octet")
+        .unwrap()
+        .listen
+    {
+        Listen::TlsOctet(p) => p,
+        _ => unreachable!(),
+    };
+    let addr = format!("127.0.0.1:{tls_port}");
+    for (name, extra) in [
+        (
+            "bad-ca",
+            format!(
+                "ca_file = \"{}\"\nserver_name = \"localhost\"",
+                pki.other_ca.display()
+            ),
+        ),
+        (
+            "bad-name",
+            format!(
+                "ca_file = \"{}\"\nserver_name = \"wrong.example\"",
+                pki.ca.display()
+            ),
+        ),
+    ] {
+        outputs.push(Output {
+            toml: output(name, "tls", &addr, &extra, "close_timeout = 1", &buffers),
+            name: name.into(),
+            to: None,
+        });
+    }
+    let config = agent_config(&dir, &outputs)?;
+    let agent = Agent::start(&["--config", config.to_str().unwrap()])?;
+    make_flows(scaled(300))?;
+    // Stats events after the load, so that they are compared too.
+    let after_load = agent.event_count();
+    wait_stats(&agent, "the load done", |i, _| i >= after_load)?;
+    let stderr_handle = agent.stderr();
+    let (events, lines) = agent.stop_with_lines()?;
+    ensure!(
+        lines.len() > scaled(300) * 2,
+        "only {} records written",
+        lines.len()
+    );
+
+    let forwarders = [&rsyslog, &syslog_ng];
+    let mut failures = Vec::new();
+    for o in outputs.iter().filter(|o| o.to.is_some()) {
+        let (kind, input) = o.to.as_ref().unwrap();
+        let f = forwarder_of(&forwarders, *kind);
+        match wait_received(f, input, lines.len()) {
+            Ok(got) if got == lines => {}
+            Ok(got) => failures.push(format!(
+                "output {}: {}",
+                o.name,
+                first_difference(&got, &lines)
+            )),
+            Err(e) => failures.push(format!("output {}: {e:#}", o.name)),
+        }
+    }
+    let last_stats = events
+        .iter()
+        .rev()
+        .find(|e| is_stats(e))
+        .context("no stats event")?;
+    let stderr = stderr_handle;
+    for bad in ["bad-ca", "bad-name"] {
+        let r = sink(last_stats, bad);
+        if count(r, "sent") != 0 || count(r, "errors") == 0 {
+            failures.push(format!(
+                "output {bad}: expected nothing sent and errors, stats say {r}"
+            ));
+        }
+        let logged = stderr.lines().any(|l| {
+            l.contains(&format!("output {bad}:")) && l.contains("invalid peer certificate")
+        });
+        if !logged {
+            failures.push(format!(
+                "output {bad}: no log line about the invalid peer certificate"
+            ));
+        }
+    }
+    ensure!(
+        failures.is_empty(),
+        "{}\n--- agent stderr (tail) ---\n{}",
+        failures.join("\n"),
+        stderr
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    Ok(())
+}
+
+/// Waits for the first stats event (on stdout) that satisfies `pred`; returns its index
+/// among the printed lines and the event.
+fn wait_stats(
+    agent: &Agent,
+    what: &str,
+    pred: impl Fn(usize, &Value) -> bool,
+) -> Result<(usize, Value)> {
+    let deadline = Instant::now() + slowed(DELIVERY_TIMEOUT);
+    let mut checked = 0;
+    let mut last = None;
+    loop {
+        let new = agent.events_since(checked);
+        for (i, ev) in new.iter().enumerate() {
+            if is_stats(ev) {
+                if pred(checked + i, ev) {
+                    return Ok((checked + i, ev.clone()));
+                }
+                last = Some(ev.clone());
+            }
+        }
+        checked += new.len();
+        if Instant::now() > deadline {
+            bail!(
+                "no stats event with {what} within {} ({checked} events); last: {}\n--- agent stderr ---\n{}",
+                describe_bound(DELIVERY_TIMEOUT),
+                last.map_or("none".into(), |v| v.to_string()),
+                agent.stderr()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn forwarders_stopped_under_load_lose_nothing_and_stats_agree() -> Result<()> {
+    let _serial = setup()?;
+    let dir = TempDir::new("syslog-outage")?;
+    let pki = Pki::create(dir.path())?;
+    let buffers = dir.path().join("buffers");
+    let rs_dir = dir.path().join("rsyslog");
+    let ng_dir = dir.path().join("syslog-ng");
+    let rs_inputs = vec![
+        Input {
+            name: "tcp-octet".into(),
+            listen: Listen::TcpOctet(free_tcp_port()?),
+        },
+        Input {
+            name: "tls-octet".into(),
+            listen: Listen::TlsOctet(free_tcp_port()?),
+        },
+        Input {
+            name: "capped".into(),
+            listen: Listen::TcpNewline(free_tcp_port()?),
+        },
+    ];
+    let ng_inputs = vec![
+        Input {
+            name: "tcp-octet".into(),
+            listen: Listen::TcpOctet(free_tcp_port()?),
+        },
+        Input {
+            name: "tls-newline".into(),
+            listen: Listen::TlsNewline(free_tcp_port()?),
+        },
+    ];
+    let mut rsyslog = Forwarder::start(Kind::Rsyslog, &rs_dir, rs_inputs.clone(), &pki)?;
+    let mut syslog_ng = Forwarder::start(Kind::SyslogNg, &ng_dir, ng_inputs.clone(), &pki)?;
+    // A small memory queue, so the disk buffer does the work during the outage.
+    let delivery = "queue_records = 50\nclose_timeout = 5";
+    let mut outputs = outputs_for(
+        Kind::Rsyslog,
+        "rs",
+        &rs_inputs[..2],
+        &pki,
+        delivery,
+        &buffers,
+    );
+    outputs.extend(outputs_for(
+        Kind::SyslogNg,
+        "ng",
+        &ng_inputs,
+        &pki,
+        delivery,
+        &buffers,
+    ));
+    // A disk buffer cap far below the outage's volume: what does not fit is dropped and
+    // counted, newest first.
+    let capped =
+        "queue_records = 20\nbuffer_max_bytes = 65536\ndrop_policy = \"newest\"\nclose_timeout = 5";
+    outputs.extend(outputs_for(
+        Kind::Rsyslog,
+        "rs",
+        &rs_inputs[2..],
+        &pki,
+        capped,
+        &buffers,
+    ));
+    let normal: Vec<String> = outputs
+        .iter()
+        .map(|o| o.name.clone())
+        .filter(|n| n != "rs-capped")
+        .collect();
+    let config = agent_config(&dir, &outputs)?;
+    let agent = Agent::start(&["--config", config.to_str().unwrap()])?;
+
+    make_flows(scaled(100))?;
+    let n = agent.json_lines().len();
+    wait_received(&rsyslog, "tcp-octet", n)?;
+    rsyslog.stop()?;
+    syslog_ng.stop()?;
+    make_flows(scaled(1500))?;
+    // The outage shows in the stats: records in the disk buffers, drops at the cap.
+    wait_stats(
+        &agent,
+        "records buffered on disk and drops at the cap",
+        |_, s| {
+            normal.iter().all(|n| count(sink(s, n), "buffered") > 0)
+                && count(sink(s, "rs-capped"), "dropped") > 0
+        },
+    )?;
+    rsyslog.restart()?;
+    syslog_ng.restart()?;
+    make_flows(scaled(100))?;
+    // Back to normal: the disk buffers drained, and every record handed to each output is
+    // sent, waiting in memory, or (capped only) dropped; nothing else.
+    let (i, stats) = wait_stats(&agent, "drained buffers and agreeing counts", |i, s| {
+        let agree = |n: &str| {
+            let r = sink(s, n);
+            count(r, "buffered") == 0
+                && count(r, "sent") + count(r, "queued") + count(r, "dropped") == i as u64
+        };
+        normal
+            .iter()
+            .all(|n| agree(n) && count(sink(s, n), "dropped") == 0)
+            && agree("rs-capped")
+    })?;
+    let dropped = count(sink(&stats, "rs-capped"), "dropped");
+    println!("stats event {i}: {stats}");
+    let (_, lines) = agent.stop_with_lines()?;
+
+    let want: HashSet<&String> = lines.iter().collect();
+    let mut failures = Vec::new();
+    let forwarders = [&rsyslog, &syslog_ng];
+    for o in &outputs {
+        let (kind, input) = o.to.as_ref().unwrap();
+        let f = forwarder_of(&forwarders, *kind);
+        let expect = if o.name == "rs-capped" {
+            lines.len() - dropped as usize
+        } else {
+            lines.len()
+        };
+        // At least once: wait for the distinct records, duplicates allowed.
+        let deadline = Instant::now() + slowed(DELIVERY_TIMEOUT);
+        let got = loop {
+            let got = f.received(input);
+            let distinct: HashSet<&String> = got.iter().collect();
+            if distinct.len() >= expect || Instant::now() > deadline {
+                break got;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let distinct: HashSet<&String> = got.iter().collect();
+        let foreign = distinct.difference(&want).count();
+        let missing: Vec<&&String> = want.difference(&distinct).collect();
+        // First occurrences in the order written: resent records only repeat earlier ones.
+        let mut seen = HashSet::new();
+        let firsts: Vec<&String> = got.iter().filter(|l| seen.insert(*l)).collect();
+        let in_order = firsts
+            .iter()
+            .zip(lines.iter().filter(|l| distinct.contains(l)))
+            .all(|(a, b)| *a == b);
+        println!(
+            "output {}: {} messages, {} distinct, {} duplicates, {} missing, {} foreign",
+            o.name,
+            got.len(),
+            distinct.len(),
+            got.len() - distinct.len(),
+            missing.len(),
+            foreign
+        );
+        if foreign > 0 || !in_order {
+            failures.push(format!(
+                "output {}: {foreign} foreign records, in order: {in_order}",
+                o.name
+            ));
+        }
+        if o.name == "rs-capped" {
+            if missing.len() as u64 != dropped {
+                failures.push(format!(
+                    "output rs-capped: {} records missing, stats say {dropped} dropped",
+                    missing.len()
+                ));
+            }
+        } else if !missing.is_empty() {
+            failures.push(format!(
+                "output {}: {} of {} records missing, e.g. {}",
+                o.name,
+                missing.len(),
+                lines.len(),
+                missing[0]
+            ));
+        }
+    }
+    ensure!(failures.is_empty(), "{}", failures.join("\n"));
+    Ok(())
+}
+
+#[test]
+fn records_on_disk_when_the_agent_is_killed_are_delivered_by_the_next_agent() -> Result<()> {
+    let _serial = setup()?;
+    let dir = TempDir::new("syslog-kill")?;
+    let pki = Pki::create(dir.path())?;
+    let buffers = dir.path().join("buffers");
+    let rs_dir = dir.path().join("rsyslog");
+    let inputs = vec![Input {
+        name: "tcp-octet".into(),
+        listen: Listen::TcpOctet(free_tcp_port()?),
+    }];
+    // The syslog output comes first: each batch is on its disk buffer before stdout prints it.
+    let queue = 10;
+    let outputs = outputs_for(
+        Kind::Rsyslog,
+        "rs",
+        &inputs,
+        &pki,
+        &format!("queue_records = {queue}"),
+        &buffers,
+    );
+    let mut toml = "[health]\nstats_interval = 1\n\n".to_string();
+    toml += &outputs[0].toml;
+    toml += "\n[[outputs]]\nname = \"stdout\"\n[outputs.stdout]\n";
+    let config = dir.write("agent.toml", toml)?;
+    let args = ["--config", config.to_str().unwrap()];
+
+    // The forwarder is down: past the memory queue, every record goes to the disk buffer.
+    let first = Agent::start(&args)?;
+    make_flows(scaled(200))?;
+    wait_stats(&first, "the load written", |i, _| i >= scaled(200) * 2)?;
+    let printed = first.json_lines();
+    drop(first); // SIGKILL: no close, no chance to persist anything more
+
+    let rsyslog = Forwarder::start(Kind::Rsyslog, &rs_dir, inputs, &pki)?;
+    let second = Agent::start(&args)?;
+    // What was only in memory (the first `queue` records) died with the process; everything
+    // after it was on disk and is replayed, in order, before the new agent's own records.
+    let want = &printed[queue..];
+    let got = wait_received(&rsyslog, "tcp-octet", want.len())?;
+    let stderr = second.stderr();
+    second.stop()?;
+    ensure!(
+        got.len() >= want.len() && got[..want.len()] == *want,
+        "replay after SIGKILL: {}\n--- second agent stderr ---\n{stderr}",
+        first_difference(&got[..want.len().min(got.len())], want)
+    );
+    ensure!(
+        stderr.contains("undelivered records from an earlier run"),
+        "the replay was not logged:\n{stderr}"
+    );
+    Ok(())
+}
