@@ -41,7 +41,7 @@ struct Shared {
 struct State {
     events: Vec<Value>,
     /// The stdout lines behind `events`, as printed (for byte-for-byte comparisons).
-    lines: Vec<String>,
+    json_lines: Vec<String>,
     /// Stdout lines that were not JSON: the agent's stdout must be pure JSON lines.
     non_json: Vec<String>,
     /// Every stdout line as printed (lossily decoded), for formats that are not JSON.
@@ -137,7 +137,7 @@ impl Agent {
 
     /// The JSON lines printed so far, exactly as printed; `events()` are these parsed.
     pub fn json_lines(&self) -> Vec<String> {
-        self.lock().lines.clone()
+        self.lock().json_lines.clone()
     }
 
     /// Stdout lines that failed to parse as JSON (should stay empty).
@@ -231,7 +231,7 @@ impl Agent {
                 context(&state)
             );
         }
-        Ok((state.events.clone(), state.lines.clone()))
+        Ok((state.events.clone(), state.json_lines.clone()))
     }
 
     /// Like [`Agent::stop`], but returns every line the agent printed on stdout, in order,
@@ -314,7 +314,7 @@ fn on_stdout_line(state: &mut State, line: String) {
     match serde_json::from_str::<Value>(&line) {
         Ok(v) => {
             state.events.push(v);
-            state.lines.push(line);
+            state.json_lines.push(line);
         }
         Err(_) if line.trim().is_empty() => {}
         Err(_) => state.non_json.push(line),

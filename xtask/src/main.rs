@@ -110,7 +110,7 @@ fn test_binaries() -> Result<Vec<PathBuf>> {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Cmd::Setup => setup::ensure_all(),
+        Cmd::Setup => setup::ensure_all().and_then(|()| setup::ensure_test_tools()),
         Cmd::Build { release } => {
             setup::ensure_all()?;
             build(release).map(drop)
