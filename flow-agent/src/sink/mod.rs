@@ -200,9 +200,18 @@ impl Outputs {
     }
 
     /// Closes every sink; see [`Sink::close`].
+    /// All at once: each network sink may wait up to its `close_timeout` for its forwarder, and
+    /// one after the other those waits would add up.
     pub async fn close(self) {
-        for out in self.outputs {
-            out.sink.close().await;
+        let closing: Vec<_> = self
+            .outputs
+            .into_iter()
+            .map(|out| tokio::spawn(out.sink.close()))
+            .collect();
+        for task in closing {
+            if let Err(e) = task.await {
+                log::error!("closing an output failed: {e}");
+            }
         }
     }
 }
