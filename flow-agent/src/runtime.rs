@@ -129,6 +129,8 @@ fn seed_processes(capture: &mut Capture, table: &mut FlowTable) -> Result<usize>
 }
 
 pub async fn run(opts: RunOptions) -> Result<()> {
+    let user = std::env::var(crate::service::USER_ENV).ok();
+    let mut service = crate::service::Service::start(user.as_deref())?;
     // The hooks come from the same probe `flow-agent probe` prints.
     let report = crate::probe::run();
     if !report.baseline_ok {
@@ -193,6 +195,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let mut events_total = 0u64;
     let mut last_losses = [0u64; LOSS_KINDS as usize];
     let mut last_missed = 0;
+    service.attached()?;
     eprintln!(
         "flow-agent ready: kernel programs attached (cgroup v2 at {})",
         capture.cgroup_root.display()
@@ -204,6 +207,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             guard = ring_fd.readable() => { if let Ok(mut g) = guard { g.clear_ready(); } }
             _ = poll.tick() => {}
             _ = tick.tick() => {
+                service.tick();
                 let mut udp = KernelUdp(&mut capture.udp_flows);
                 let now = boot_ns_now();
                 table.tick(now, &mut udp, &mut events);
@@ -233,6 +237,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                 }
             }
             _ = sighup.recv() => {
+                service.reloading();
                 // Events drained so far go to the old outputs; later ones to the new.
                 drain(&mut capture, &mut table, &mut events);
                 if let Some(o) = outputs.as_mut() {
@@ -245,6 +250,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                     ),
                     None => log::warn!("SIGHUP: no configuration file to reload"),
                 }
+                service.reloaded();
             }
             _ = sigterm.recv() => shutting_down = true,
             _ = sigint.recv() => shutting_down = true,
@@ -254,6 +260,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             write_events(o, &mut events, &mut events_total);
         }
         if shutting_down {
+            service.stopping();
             drain(&mut capture, &mut table, &mut events);
             for ns in table.tcp_namespaces() {
                 let Some(path) = namespaces.get(&u64::from(ns)) else {
