@@ -17,7 +17,21 @@ const EBPF_PACKAGES: &[&str] = &[
 ];
 
 /// Real tools the integration tests drive.
-const TEST_PACKAGES: &[&str] = &["iproute2", "curl", "python3", "procps", "tshark"];
+const TEST_PACKAGES: &[&str] = &[
+    "iproute2",
+    "curl",
+    "python3",
+    "procps",
+    "tshark",
+    // The package test: builds, checks, installs and runs the .deb as its unit says.
+    "dpkg-dev",
+    "binutils",
+    "lintian",
+    "man-db",
+    "adduser",
+    "systemd",
+    "strace",
+];
 
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
