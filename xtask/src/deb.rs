@@ -79,7 +79,9 @@ fn changelog_version(changelog: &str, upstream: &str) -> Result<(String, String)
         .and_then(|(_, rest)| rest.split_once(')'))
         .map(|(v, _)| v.to_string())
         .with_context(|| format!("packaging/debian/changelog: no version in {first:?}"))?;
-    let version_upstream = version.rsplit_once('-').map_or(version.as_str(), |(u, _)| u);
+    let version_upstream = version
+        .rsplit_once('-')
+        .map_or(version.as_str(), |(u, _)| u);
     ensure!(
         version_upstream == upstream,
         "packaging/debian/changelog's top entry is {version}, the workspace is {upstream}: add an entry"
@@ -272,7 +274,11 @@ pub fn assemble(binary: &Path, out: &Path) -> Result<PathBuf> {
             0o644,
             control(&version, &arch, &depends, installed_kib).into_bytes(),
         ),
-        ("conffiles", 0o644, b"/etc/flow-agent/config.toml\n".to_vec()),
+        (
+            "conffiles",
+            0o644,
+            b"/etc/flow-agent/config.toml\n".to_vec(),
+        ),
         ("md5sums", 0o644, md5sums(&root, &files)?.into_bytes()),
         ("postinst", 0o755, read("packaging/debian/postinst")?),
         ("prerm", 0o755, read("packaging/debian/prerm")?),

@@ -121,7 +121,10 @@ fn term(term: &str) -> String {
 }
 
 fn items(out: &mut String, items: &[Item], skip: &[Item]) {
-    for item in items.iter().filter(|i| !skip.iter().any(|s| s.term == i.term)) {
+    for item in items
+        .iter()
+        .filter(|i| !skip.iter().any(|s| s.term == i.term))
+    {
         out.push_str(".TP\n");
         out.push_str(&term(&item.term));
         out.push('\n');
