@@ -242,6 +242,78 @@ fn check_errors() -> Result<(), ThreadsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::caps::cap;
+    use std::io::{Read, Write};
+    use std::os::fd::FromRawFd;
+
+    /// Set for the child process in which [`drop_child`] runs: the drop is for the whole
+    /// process, which must not be this test binary's other tests.
+    const CHILD_ENV: &str = "FLOW_AGENT_TEST_DROP_CHILD";
+
+    #[test]
+    fn drops_in_every_thread() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "service::threads::tests::drop_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("drop-child: every thread dropped"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Threads that exist before the drop (one blocked in read(2), one sleeping) lose their
+    /// capabilities too; a thread started after inherits the dropped sets; the interrupted
+    /// read goes on (SA_RESTART).
+    #[test]
+    fn drop_child() {
+        if std::env::var_os(CHILD_ENV).is_none() {
+            return;
+        }
+        let mut fds = [0; 2];
+        // SAFETY: pipe(2) fills two descriptors that the Files below then own.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let (mut rx, mut tx) = unsafe {
+            (
+                std::fs::File::from_raw_fd(fds[0]),
+                std::fs::File::from_raw_fd(fds[1]),
+            )
+        };
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4];
+            rx.read_exact(&mut buf).map(|_| buf)
+        });
+        let sleeper = std::thread::spawn(|| std::thread::sleep(Duration::from_secs(3)));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(thread_ids().len() >= 3);
+
+        let keep = CapSet::of(&[cap::SYS_PTRACE]);
+        assert_eq!(drop_everywhere(keep).unwrap(), DropResult::default());
+        for tid in thread_ids() {
+            let s = task_status(tid).unwrap();
+            assert_eq!(
+                (s.effective, s.permitted, s.bounding),
+                (keep, keep, keep),
+                "thread {tid}"
+            );
+            assert_eq!((s.inheritable, s.ambient), (CapSet::EMPTY, CapSet::EMPTY));
+            assert!(s.no_new_privs, "thread {tid}");
+        }
+        let later = std::thread::spawn(|| caps::get().unwrap()).join().unwrap();
+        assert_eq!((later.effective, later.permitted), (keep, keep));
+        tx.write_all(b"done").unwrap();
+        assert_eq!(&reader.join().unwrap().unwrap(), b"done");
+        sleeper.join().unwrap();
+        println!("drop-child: every thread dropped");
+    }
 
     #[test]
     fn parses_proc_status() {
