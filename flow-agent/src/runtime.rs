@@ -190,6 +190,8 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut poll = tokio::time::interval(opts.poll_interval);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // A slow iteration must not make the tick ready on every following one (it goes first).
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut sighup = signal(SignalKind::hangup())?;
     let mut last_stats = Instant::now();
     let mut events_total = 0u64;
@@ -203,9 +205,12 @@ pub async fn run(opts: RunOptions) -> Result<()> {
 
     loop {
         let mut shutting_down = false;
+        // Biased, signals and the tick first: under sustained load the ring is always ready,
+        // and a random pick leaves SIGTERM and the tick (watchdog pings, updates) waiting.
         tokio::select! {
-            guard = ring_fd.readable() => { if let Ok(mut g) = guard { g.clear_ready(); } }
-            _ = poll.tick() => {}
+            biased;
+            _ = sigterm.recv() => shutting_down = true,
+            _ = sigint.recv() => shutting_down = true,
             _ = tick.tick() => {
                 service.tick();
                 let mut udp = KernelUdp(&mut capture.udp_flows);
@@ -252,16 +257,25 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                 }
                 service.reloaded();
             }
-            _ = sigterm.recv() => shutting_down = true,
-            _ = sigint.recv() => shutting_down = true,
+            guard = ring_fd.readable() => { if let Ok(mut g) = guard { g.clear_ready(); } }
+            _ = poll.tick() => {}
         }
         drain(&mut capture, &mut table, &mut events);
         if let Some(o) = outputs.as_mut() {
             write_events(o, &mut events, &mut events_total);
         }
+        // Under sustained load every branch is always ready and the loop would never return
+        // Pending: the runtime would then never poll its timers and signals (no tick, no
+        // watchdog ping, SIGTERM ignored). Yielding lets it.
+        tokio::task::yield_now().await;
         if shutting_down {
             service.stopping();
-            drain(&mut capture, &mut table, &mut events);
+            // What the ring still holds, within reason: a busy host keeps filling it.
+            for _ in 0..64 {
+                if drain(&mut capture, &mut table, &mut events) < DRAIN_MAX {
+                    break;
+                }
+            }
             for ns in table.tcp_namespaces() {
                 let Some(path) = namespaces.get(&u64::from(ns)) else {
                     continue;
@@ -326,9 +340,19 @@ fn snapshot_tcp(
     }
 }
 
-fn drain(capture: &mut Capture, table: &mut FlowTable, events: &mut Vec<FlowEvent>) {
+/// Most kernel records taken per drain: under sustained load the ring never empties, and the
+/// loop must still get back to its ticks and signals between drains.
+const DRAIN_MAX: usize = 4_096;
+
+/// Feeds the flow table up to [`DRAIN_MAX`] records from the ring; returns how many it took.
+fn drain(capture: &mut Capture, table: &mut FlowTable, events: &mut Vec<FlowEvent>) -> usize {
+    let mut taken = 0;
     let mut records = Vec::new();
-    while let Some(item) = capture.events.next() {
+    while taken < DRAIN_MAX {
+        let Some(item) = capture.events.next() else {
+            break;
+        };
+        taken += 1;
         match Record::decode(&item) {
             Ok(r) => records.push(r),
             Err(e) => log::error!("dropping undecodable kernel record: {e}"),
@@ -338,4 +362,5 @@ fn drain(capture: &mut Capture, table: &mut FlowTable, events: &mut Vec<FlowEven
     for r in records {
         table.handle(r, &mut udp, events);
     }
+    taken
 }
