@@ -80,6 +80,87 @@ fn watchdog_pings_arrive_at_half_of_watchdog_usec() -> Result<()> {
     stop(&listener, &mut ignored, ignoring.0)
 }
 
+/// Connections as fast as three threads can make them, until dropped.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<u64>>,
+}
+
+impl Load {
+    fn start() -> Result<Load> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let s = stop.clone();
+        listener.set_nonblocking(true)?;
+        threads.push(std::thread::spawn(move || {
+            let mut n = 0;
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok(_) => n += 1,
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+            n
+        }));
+        for _ in 0..3 {
+            let s = stop.clone();
+            threads.push(std::thread::spawn(move || {
+                let mut n = 0;
+                while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                    if std::net::TcpStream::connect(addr).is_ok() {
+                        n += 1;
+                    }
+                }
+                n
+            }));
+        }
+        Ok(Load { stop, threads })
+    }
+
+    /// Stops the load; returns how many connections it made.
+    fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.threads
+            .into_iter()
+            .skip(1)
+            .map(|t| t.join().unwrap_or(0))
+            .sum()
+    }
+}
+
+/// More flows than the agent can process: its loop must still ping the watchdog and answer
+/// SIGTERM while the load goes on (it once drained the ring until it was empty, which under
+/// such load it never is).
+#[test]
+fn pings_and_answers_sigterm_under_sustained_load() -> Result<()> {
+    require_root_and_bpf()?;
+    let listener = NotifyListener::bind_abstract("load")?;
+    let mut cmd = agent_command(&listener)?;
+    cmd.env("WATCHDOG_USEC", "2000000");
+    let mut agent = Running::spawn_with(cmd, false)?;
+    let (ready, _) = wait_ready(&listener, &mut agent)?;
+    let first = listener
+        .wait_for(ready + 1, "WATCHDOG=1", Duration::from_secs(30))?
+        .0;
+    let load = Load::start()?;
+    // Two more pings with the load running.
+    let mut at = first;
+    for _ in 0..2 {
+        at = listener
+            .wait_for(at + 1, "WATCHDOG=1", Duration::from_secs(60))?
+            .0;
+    }
+    agent.signal(libc::SIGTERM)?;
+    let stopping = listener.wait_for(at + 1, "STOPPING=1", Duration::from_secs(60));
+    let made = load.stop();
+    stopping.with_context(|| format!("under a load of {made} connections"))?;
+    let status = agent.wait_exit(Duration::from_secs(60))?;
+    ensure!(status.success(), "exit {status}:\n{}", agent.stderr());
+    Ok(())
+}
+
 #[test]
 fn notifies_ready_reload_and_stop_with_capabilities_dropped() -> Result<()> {
     require_root_and_bpf()?;

@@ -27,10 +27,20 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn spawn(mut cmd: Command) -> Result<Running> {
+    pub fn spawn(cmd: Command) -> Result<Running> {
+        Running::spawn_with(cmd, true)
+    }
+
+    /// Like [`Running::spawn`]; without `events`, stdout goes to /dev/null (load tests).
+    pub fn spawn_with(mut cmd: Command, events: bool) -> Result<Running> {
+        let stdout = if events {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
         let mut child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("spawning {cmd:?}"))?;
