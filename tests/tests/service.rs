@@ -303,9 +303,8 @@ fn unit_system_call_filter_allows_every_call_the_agent_makes() -> Result<()> {
         );
         Ok(())
     };
-    let agent = &mut tracer;
     // Flows, a TCP flow in another network namespace (setns for its update events), a reload.
-    assert_own_flow(&agent, loopback_connection(100)?, 100)?;
+    assert_own_flow(&tracer, loopback_connection(100)?, 100)?;
     let host = flow_agent_tests::TestHost::new()?;
     host.cmd("python3")
         .args([
@@ -320,8 +319,8 @@ fn unit_system_call_filter_allows_every_call_the_agent_makes() -> Result<()> {
     listener.wait_for(ready + 1, "RELOADING=1", Duration::from_secs(30))?;
     listener.wait_for(ready + 1, "WATCHDOG=1", Duration::from_secs(30))?;
     signal(libc::SIGTERM)?;
-    let status = agent.wait_exit(Duration::from_secs(60))?;
-    ensure!(status.success(), "exit {status}:\n{}", agent.stderr());
+    let status = tracer.wait_exit(Duration::from_secs(60))?;
+    ensure!(status.success(), "exit {status}:\n{}", tracer.stderr());
     let calls = std::fs::read_to_string(&trace)?;
     let outside: Vec<&str> = calls
         .lines()
