@@ -55,7 +55,6 @@ fn deb_installs_runs_as_its_unit_says_and_purges_clean() -> Result<()> {
         "systemd-analyze",
         "capsh",
         "lintian",
-        "cargo",
     ])?;
     let _lock = lock()?;
     let (startup, kept) = documented_capabilities()?;
@@ -102,6 +101,7 @@ fn lock() -> Result<std::fs::File> {
 /// `cargo xtask deb --binary <the agent under test>`: the xtask is built in its own target
 /// directory (the outer cargo holds the workspace's), so it is never stale.
 fn build_deb(out: &Path) -> Result<PathBuf> {
+    // cargo test sets CARGO to the cargo running it.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target = workspace().join("target/package-test");
     let status = Command::new(&cargo)
