@@ -22,6 +22,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 use support::notify::{value, NotifyListener};
 use support::running::Running;
+use support::WAIT;
 use support::{
     assert_dropped, assert_own_flow, documented_capabilities, loopback_connection, setting,
     timespan_usec, unit_service_settings, wait_ready, workspace,
@@ -480,7 +481,7 @@ fn run_as_the_unit_says(kept: &BTreeSet<String>, user: &PasswdEntry, scratch: &P
     );
     // Events for real traffic, attributed to this process.
     assert_own_flow(&agent, loopback_connection(1500)?, 1500)?;
-    listener.wait_for(ready + 1, "WATCHDOG=1", Duration::from_secs(30))?;
+    listener.wait_for(ready + 1, "WATCHDOG=1", WAIT)?;
 
     // Reload the way the unit does it, into a configuration with stats events.
     std::fs::write(CONFIG, CONFIG_AFTER)?;
@@ -489,16 +490,16 @@ fn run_as_the_unit_says(kept: &BTreeSet<String>, user: &PasswdEntry, scratch: &P
         .map(|a| a.replace("$MAINPID", &agent.pid().to_string()))
         .collect();
     output(Command::new(&reload[0]).args(&reload[1..]))?;
-    let (reloading, msg) = listener.wait_for(ready + 1, "RELOADING=1", Duration::from_secs(30))?;
+    let (reloading, msg) = listener.wait_for(ready + 1, "RELOADING=1", WAIT)?;
     ensure!(value(&msg, "MONOTONIC_USEC").is_some(), "{msg:?}");
-    let (reloaded, _) = listener.wait_for(reloading + 1, "READY=1", Duration::from_secs(30))?;
-    agent.wait_for_events(|e| e["event_action"] == "stats", 1, Duration::from_secs(30))?;
+    let (reloaded, _) = listener.wait_for(reloading + 1, "READY=1", WAIT)?;
+    agent.wait_for_events(|e| e["event_action"] == "stats", 1, WAIT)?;
     assert_own_flow(&agent, loopback_connection(900)?, 900)?;
     assert_dropped(agent.pid(), kept)?;
 
     // systemd's stop: SIGTERM, within TimeoutStopSec.
     agent.signal(libc::SIGTERM)?;
-    listener.wait_for(reloaded + 1, "STOPPING=1", Duration::from_secs(30))?;
+    listener.wait_for(reloaded + 1, "STOPPING=1", WAIT)?;
     let stop = Duration::from_micros(timespan_usec(setting(&s, "TimeoutStopSec")?)?);
     let exit = agent.wait_exit(stop)?;
     ensure!(exit.success(), "exit {exit}:\n{}", agent.stderr());

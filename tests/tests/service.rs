@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 use support::notify::{has, value, NotifyListener};
 use support::running::Running;
+use support::WAIT;
 use support::{
     assert_dropped, assert_own_flow, documented_capabilities, loopback_connection, wait_ready,
     workspace,
@@ -28,8 +29,8 @@ fn agent_command(listener: &NotifyListener) -> Result<Command> {
 /// SIGTERM: STOPPING=1 arrives and the agent exits cleanly.
 fn stop(listener: &NotifyListener, agent: &mut Running, from: usize) -> Result<()> {
     agent.signal(libc::SIGTERM)?;
-    listener.wait_for(from, "STOPPING=1", Duration::from_secs(30))?;
-    let status = agent.wait_exit(Duration::from_secs(30))?;
+    listener.wait_for(from, "STOPPING=1", WAIT)?;
+    let status = agent.wait_exit(WAIT)?;
     ensure!(
         status.success(),
         "exit {status} after SIGTERM; stderr:\n{}",
@@ -58,7 +59,7 @@ fn watchdog_pings_arrive_at_half_of_watchdog_usec() -> Result<()> {
     // Three pings, each after READY=1 (the loop pings from its first tick on).
     let mut at = ready;
     for _ in 0..3 {
-        let (i, msg) = listener2.wait_for(at + 1, "WATCHDOG=1", Duration::from_secs(20))?;
+        let (i, msg) = listener2.wait_for(at + 1, "WATCHDOG=1", WAIT)?;
         ensure!(msg == "WATCHDOG=1", "ping message {msg:?}");
         at = i;
     }
@@ -141,22 +142,18 @@ fn pings_and_answers_sigterm_under_sustained_load() -> Result<()> {
     cmd.env("WATCHDOG_USEC", "2000000");
     let mut agent = Running::spawn_with(cmd, false)?;
     let (ready, _) = wait_ready(&listener, &mut agent)?;
-    let first = listener
-        .wait_for(ready + 1, "WATCHDOG=1", Duration::from_secs(30))?
-        .0;
+    let first = listener.wait_for(ready + 1, "WATCHDOG=1", WAIT)?.0;
     let load = Load::start()?;
     // Two more pings with the load running.
     let mut at = first;
     for _ in 0..2 {
-        at = listener
-            .wait_for(at + 1, "WATCHDOG=1", Duration::from_secs(60))?
-            .0;
+        at = listener.wait_for(at + 1, "WATCHDOG=1", WAIT)?.0;
     }
     agent.signal(libc::SIGTERM)?;
-    let stopping = listener.wait_for(at + 1, "STOPPING=1", Duration::from_secs(60));
+    let stopping = listener.wait_for(at + 1, "STOPPING=1", WAIT);
     let made = load.stop();
     stopping.with_context(|| format!("under a load of {made} connections"))?;
-    let status = agent.wait_exit(Duration::from_secs(60))?;
+    let status = agent.wait_exit(WAIT)?;
     ensure!(status.success(), "exit {status}:\n{}", agent.stderr());
     Ok(())
 }
@@ -194,7 +191,7 @@ fn notifies_ready_reload_and_stop_with_capabilities_dropped() -> Result<()> {
     // Reload into a configuration with stats events every second.
     std::fs::write(&config, "[health]\nstats_interval = 1\n")?;
     agent.signal(libc::SIGHUP)?;
-    let (reloading, msg) = listener.wait_for(ready + 1, "RELOADING=1", Duration::from_secs(20))?;
+    let (reloading, msg) = listener.wait_for(ready + 1, "RELOADING=1", WAIT)?;
     let stamp: u64 = value(&msg, "MONOTONIC_USEC")
         .context("RELOADING=1 without MONOTONIC_USEC")?
         .parse()?;
@@ -202,8 +199,8 @@ fn notifies_ready_reload_and_stop_with_capabilities_dropped() -> Result<()> {
         stamp > 0 && stamp <= monotonic_usec(),
         "MONOTONIC_USEC={stamp} is not a past CLOCK_MONOTONIC time"
     );
-    let (reloaded, _) = listener.wait_for(reloading + 1, "READY=1", Duration::from_secs(20))?;
-    agent.wait_for_events(|e| e["event_action"] == "stats", 1, Duration::from_secs(20))?;
+    let (reloaded, _) = listener.wait_for(reloading + 1, "READY=1", WAIT)?;
+    agent.wait_for_events(|e| e["event_action"] == "stats", 1, WAIT)?;
     ensure!(
         agent.stderr().contains("configuration reloaded"),
         "stderr:\n{}",
@@ -316,10 +313,10 @@ fn unit_system_call_filter_allows_every_call_the_agent_makes() -> Result<()> {
         ])
         .run()?;
     signal(libc::SIGHUP)?;
-    listener.wait_for(ready + 1, "RELOADING=1", Duration::from_secs(30))?;
-    listener.wait_for(ready + 1, "WATCHDOG=1", Duration::from_secs(30))?;
+    listener.wait_for(ready + 1, "RELOADING=1", WAIT)?;
+    listener.wait_for(ready + 1, "WATCHDOG=1", WAIT)?;
     signal(libc::SIGTERM)?;
-    let status = tracer.wait_exit(Duration::from_secs(60))?;
+    let status = tracer.wait_exit(WAIT)?;
     ensure!(status.success(), "exit {status}:\n{}", tracer.stderr());
     let calls = std::fs::read_to_string(&trace)?;
     let outside: Vec<&str> = calls

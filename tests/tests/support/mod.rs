@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 use notify::NotifyListener;
 use running::Running;
 
-pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bound for an event or a notification to arrive (× FLOW_TEST_SLOW). Generous: a debug build
+/// of the agent on a host busy with other tests can be far behind the traffic.
+pub const WAIT: Duration = Duration::from_secs(60);
+pub const EVENT_TIMEOUT: Duration = WAIT;
 
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
