@@ -16,6 +16,13 @@ use support::{
     workspace,
 };
 
+/// Every agent sees every flow of the host: the load test runs alone, the others together.
+static LOAD: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    LOAD.read().unwrap_or_else(|e| e.into_inner())
+}
+
 fn agent_command(listener: &NotifyListener) -> Result<Command> {
     let mut cmd = Command::new(Agent::binary()?);
     cmd.arg("run")
@@ -42,6 +49,7 @@ fn stop(listener: &NotifyListener, agent: &mut Running, from: usize) -> Result<(
 #[test]
 fn watchdog_pings_arrive_at_half_of_watchdog_usec() -> Result<()> {
     require_root_and_bpf()?;
+    let _shared = shared();
     let listener = NotifyListener::bind_abstract("watchdog")?;
     let mut cmd = agent_command(&listener)?;
     // 2 s: a ping every second, the main loop's tick.
@@ -137,6 +145,7 @@ impl Load {
 #[test]
 fn pings_and_answers_sigterm_under_sustained_load() -> Result<()> {
     require_root_and_bpf()?;
+    let _alone = LOAD.write().unwrap_or_else(|e| e.into_inner());
     let listener = NotifyListener::bind_abstract("load")?;
     let mut cmd = agent_command(&listener)?;
     cmd.env("WATCHDOG_USEC", "2000000");
@@ -161,6 +170,7 @@ fn pings_and_answers_sigterm_under_sustained_load() -> Result<()> {
 #[test]
 fn notifies_ready_reload_and_stop_with_capabilities_dropped() -> Result<()> {
     require_root_and_bpf()?;
+    let _shared = shared();
     let (_, kept) = documented_capabilities()?;
     let dir = TempDir::new("flow-service-notify")?;
     let config = dir.write("config.toml", "[health]\nstats_interval = 0\n")?;
@@ -215,6 +225,7 @@ fn notifies_ready_reload_and_stop_with_capabilities_dropped() -> Result<()> {
 #[test]
 fn runs_as_the_user_named_in_flow_agent_user() -> Result<()> {
     require_root_and_bpf()?;
+    let _shared = shared();
     let (_, kept) = documented_capabilities()?;
     let listener = NotifyListener::bind_abstract("user")?;
     let mut cmd = agent_command(&listener)?;
@@ -242,6 +253,7 @@ fn runs_as_the_user_named_in_flow_agent_user() -> Result<()> {
 #[test]
 fn an_unknown_user_is_a_clear_error() -> Result<()> {
     require_root_and_bpf()?;
+    let _shared = shared();
     let out = Command::new(Agent::binary()?)
         .arg("run")
         .env("FLOW_AGENT_USER", "no-such-user-flow-test")
@@ -264,6 +276,7 @@ fn an_unknown_user_is_a_clear_error() -> Result<()> {
 #[test]
 fn unit_system_call_filter_allows_every_call_the_agent_makes() -> Result<()> {
     require_root_and_bpf()?;
+    let _shared = shared();
     require_tools(&["strace", "systemd-analyze", "ip"])?;
     let unit = std::fs::read_to_string(workspace().join("packaging/flow-agent.service"))?;
     let settings = support::unit_service_settings(&unit);
