@@ -18,9 +18,20 @@ const EBPF_PACKAGES: &[&str] = &[
 
 /// Real tools the integration tests drive.
 const TEST_PACKAGES: &[&str] = &[
-    "iproute2", "curl", "python3", "procps", "tshark",
+    "iproute2",
+    "curl",
+    "python3",
+    "procps",
+    "tshark",
     // The package test: builds, checks, installs and runs the .deb as its unit says.
-    "dpkg-dev", "binutils", "lintian", "man-db", "adduser", "systemd", "strace",
+    "dpkg-dev",
+    "binutils",
+    "lintian",
+    "man-db",
+    "adduser",
+    "systemd",
+    "strace",
+    "libcap2-bin",
 ];
 
 fn installed(pkg: &str) -> bool {
