@@ -3,7 +3,7 @@
 //! Stages: `capture` (load the kernel programs, read their records) → `flows` (flow table and
 //! lifecycle) → `enrich` (process, user, host) → `encode` (one encoder per format) → `sink`
 //! (stdout, file, syslog, HTTP), with `filter` rules between, `config` for all of it and
-//! `health` reporting on the agent itself.
+//! `health` reporting on the agent itself; `service` talks to systemd and drops privileges.
 pub mod capture;
 pub mod config;
 pub mod encode;
@@ -16,4 +16,5 @@ pub mod logger;
 pub mod probe;
 pub mod proto;
 pub mod runtime;
+pub mod service;
 pub mod sink;

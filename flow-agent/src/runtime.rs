@@ -181,6 +181,8 @@ fn seed_processes(capture: &mut Capture, table: &mut FlowTable) -> Result<usize>
 }
 
 pub async fn run(opts: RunOptions) -> Result<()> {
+    let user = std::env::var(crate::service::USER_ENV).ok();
+    let mut service = crate::service::Service::start(user.as_deref())?;
     // The hooks come from the same probe `flow-agent probe` prints.
     let report = crate::probe::run();
     if !report.baseline_ok {
@@ -243,11 +245,14 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut poll = tokio::time::interval(opts.poll_interval);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // A slow iteration must not make the tick ready on every following one (it goes first).
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut sighup = signal(SignalKind::hangup())?;
     let mut last_stats = Instant::now();
     let mut events_total = 0u64;
     let mut last_losses = [0u64; LOSS_KINDS as usize];
     let mut last_missed = 0;
+    service.attached()?;
     crate::logger::notice(
         module_path!(),
         &format!(
@@ -258,14 +263,14 @@ pub async fn run(opts: RunOptions) -> Result<()> {
 
     loop {
         let mut shutting_down = false;
-        // Under a constant stream of events the select below is ready at once every time:
-        // the yield lets the runtime turn its timer driver, and `biased` with the tick first
-        // makes a due tick (stats events, UDP idle checks, TCP updates) and signals win over the
-        // ring, which would otherwise take it over a random share of the time.
-        tokio::task::yield_now().await;
+        // Biased, signals and the tick first: under sustained load the ring is always ready,
+        // and a random pick leaves SIGTERM and the tick (stats, watchdog pings) waiting.
         tokio::select! {
             biased;
+            _ = sigterm.recv() => shutting_down = true,
+            _ = sigint.recv() => shutting_down = true,
             _ = tick.tick() => {
+                service.tick();
                 let mut udp = KernelUdp(&mut capture.udp_flows);
                 let now = boot_ns_now();
                 table.tick(now, &mut udp, &mut events);
@@ -302,6 +307,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                 }
             }
             _ = sighup.recv() => {
+                service.reloading();
                 // Events drained so far go to the old outputs; later ones to the new.
                 drain(&mut capture, &mut table, &mut events);
                 if let Some(o) = outputs.as_mut() {
@@ -326,9 +332,8 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                     ),
                     None => log::warn!("SIGHUP: no configuration file to reload"),
                 }
+                service.reloaded();
             }
-            _ = sigterm.recv() => shutting_down = true,
-            _ = sigint.recv() => shutting_down = true,
             guard = ring_fd.readable() => { if let Ok(mut g) = guard { g.clear_ready(); } }
             _ = poll.tick() => {}
         }
@@ -336,8 +341,18 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         if let Some(o) = outputs.as_mut() {
             write_events(o, &mut events, &mut events_total);
         }
+        // Under sustained load every branch is always ready and the loop would never return
+        // Pending: the runtime would then never poll its timers and signals (no tick, no
+        // watchdog ping, SIGTERM ignored). Yielding lets it.
+        tokio::task::yield_now().await;
         if shutting_down {
-            drain(&mut capture, &mut table, &mut events);
+            service.stopping();
+            // What the ring still holds, within reason: a busy host keeps filling it.
+            for _ in 0..64 {
+                if drain(&mut capture, &mut table, &mut events) < DRAIN_MAX {
+                    break;
+                }
+            }
             for ns in table.tcp_namespaces() {
                 let Some(path) = namespaces.get(&u64::from(ns)) else {
                     continue;
@@ -406,16 +421,19 @@ fn snapshot_tcp(
     }
 }
 
-/// Most kernel records taken per drain: when they arrive faster than they are processed, the
-/// loop still gets back to its ticks and signals between drains.
-const MAX_RECORDS_PER_DRAIN: usize = 16_384;
+/// Most kernel records taken per drain: under sustained load the ring never empties, and the
+/// loop must still get back to its ticks and signals between drains.
+const DRAIN_MAX: usize = 4_096;
 
-fn drain(capture: &mut Capture, table: &mut FlowTable, events: &mut Vec<FlowEvent>) {
+/// Feeds the flow table up to [`DRAIN_MAX`] records from the ring; returns how many it took.
+fn drain(capture: &mut Capture, table: &mut FlowTable, events: &mut Vec<FlowEvent>) -> usize {
+    let mut taken = 0;
     let mut records = Vec::new();
-    while records.len() < MAX_RECORDS_PER_DRAIN {
+    while taken < DRAIN_MAX {
         let Some(item) = capture.events.next() else {
             break;
         };
+        taken += 1;
         match Record::decode(&item) {
             Ok(r) => records.push(r),
             Err(e) => log::error!("dropping undecodable kernel record: {e}"),
@@ -425,4 +443,5 @@ fn drain(capture: &mut Capture, table: &mut FlowTable, events: &mut Vec<FlowEven
     for r in records {
         table.handle(r, &mut udp, events);
     }
+    taken
 }

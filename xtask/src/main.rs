@@ -1,4 +1,5 @@
-//! Project automation: `cargo xtask setup|build|run|test|lint|vm-test`.
+//! Project automation: `cargo xtask setup|build|run|test|lint|vm-test|deb`.
+mod deb;
 mod setup;
 mod vm;
 
@@ -41,6 +42,8 @@ enum Cmd {
     },
     /// rustfmt check and clippy -D warnings on every target (and the eBPF crate's format).
     Lint,
+    /// Build the Debian package (release binary, unit, config, man page) into target/debian.
+    Deb(deb::DebArgs),
     /// Run the integration tests inside VMs booting real distribution kernels.
     VmTest {
         /// One kernel of the matrix (5.10, 6.1, 6.12); default: all.
@@ -151,6 +154,7 @@ fn main() -> Result<()> {
                 "warnings",
             ]))
         }
+        Cmd::Deb(args) => deb::main(args),
         Cmd::VmTest { kernel } => {
             setup::ensure_all()?;
             setup::ensure_test_tools()?;

@@ -30,6 +30,15 @@ const TEST_PACKAGES: &[&str] = &[
     "rsyslog",
     "rsyslog-openssl",
     "openssl",
+    // The package test: builds, checks, installs and runs the .deb as its unit says.
+    "dpkg-dev",
+    "binutils",
+    "lintian",
+    "man-db",
+    "adduser",
+    "systemd",
+    "strace",
+    "libcap2-bin",
 ];
 
 fn installed(pkg: &str) -> bool {

@@ -1,0 +1,104 @@
+//! Running as a system service: readiness, status, watchdog, reload and stop notifications to
+//! systemd (`notify`), and least privilege once the kernel programs are attached
+//! (`privileges`: the capability drop in every thread, an optional dedicated user).
+//!
+//! The runtime calls [`Service::start`] first, [`Service::attached`] once the programs are
+//! attached, [`Service::tick`] every second, [`Service::reloading`] / [`Service::reloaded`]
+//! around a SIGHUP reload and [`Service::stopping`] on SIGTERM.
+pub mod caps;
+pub mod notify;
+pub mod privileges;
+pub mod threads;
+
+use std::time::Instant;
+
+pub use caps::CapSet;
+pub use notify::{Notifier, NotifyError, Watchdog};
+pub use privileges::{PrivilegeError, User, KEPT, STARTUP, USER_ENV};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+    #[error(transparent)]
+    Privilege(#[from] PrivilegeError),
+}
+
+/// The service side of the agent; inert when no manager asked for notifications.
+pub struct Service {
+    notifier: Option<Notifier>,
+    watchdog: Option<Watchdog>,
+    status: String,
+}
+
+impl Service {
+    /// Reads the manager's environment and, when `user` is set, becomes that user (keeping
+    /// the start-up capabilities). Call before outputs open files.
+    pub fn start(user: Option<&str>) -> Result<Service, ServiceError> {
+        let notifier = match Notifier::from_env() {
+            Ok(n) => n,
+            // Capture matters more than notifications: a manager that insists on them will
+            // say so when the start-up times out.
+            Err(e) => {
+                log::warn!("service notifications off: {e}");
+                None
+            }
+        };
+        let watchdog = Watchdog::from_env()?;
+        if let Some(w) = &watchdog {
+            log::info!("watchdog: pinging every {:?}", w.interval);
+        }
+        if let Some(name) = user.filter(|u| !u.is_empty()) {
+            privileges::become_user(&User::lookup(name)?)?;
+        }
+        Ok(Service {
+            notifier,
+            watchdog,
+            status: String::new(),
+        })
+    }
+
+    /// Programs attached: drop capabilities, then tell the manager the agent is ready.
+    pub fn attached(&mut self) -> Result<(), ServiceError> {
+        let report = privileges::drop_after_attach()?;
+        self.status = format!("capturing flows; capabilities kept: {}", report.kept);
+        self.notify(&format!("READY=1\nSTATUS={}", self.status));
+        Ok(())
+    }
+
+    /// Once a second from the main loop: the watchdog ping when due. The loop being stuck
+    /// stops the pings, and the manager restarts the agent.
+    pub fn tick(&mut self) {
+        if self
+            .watchdog
+            .as_mut()
+            .is_some_and(|w| w.due(Instant::now()))
+        {
+            self.notify("WATCHDOG=1");
+        }
+    }
+
+    /// SIGHUP received; what `Type=notify-reload` expects before the reload starts.
+    pub fn reloading(&mut self) {
+        self.notify(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading the configuration",
+            notify::monotonic_usec()
+        ));
+    }
+
+    /// The reload is over (applied or rejected: the agent runs either way).
+    pub fn reloaded(&mut self) {
+        self.notify(&format!("READY=1\nSTATUS={}", self.status));
+    }
+
+    /// SIGTERM received: the agent ends its flows and closes its outputs.
+    pub fn stopping(&mut self) {
+        self.notify("STOPPING=1\nSTATUS=ending open flows and closing the outputs");
+    }
+
+    fn notify(&mut self, message: &str) {
+        if let Some(n) = self.notifier.as_mut() {
+            let _ = n.send(message);
+        }
+    }
+}

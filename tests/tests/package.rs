@@ -1,0 +1,638 @@
+//! The Debian package end to end, the way docs/install.md has an administrator use it: build it
+//! (`cargo xtask deb`), check what it holds, install it, start the service as its unit says,
+//! see events, reload it, see the dropped capabilities in /proc, stop it, remove and purge it.
+//!
+//! Where systemd runs (PID 1) the service is started with systemctl; elsewhere the unit's
+//! ExecStart runs with the unit's credentials applied by setpriv (User, Group, ambient and
+//! bounding capabilities, NoNewPrivileges), its UMask and LimitMEMLOCK, and the manager's
+//! environment (NOTIFY_SOCKET to a socket this test reads, WATCHDOG_USEC from WatchdogSec).
+//!
+//! The test installs into /usr, /etc and /var: it takes a lock so that two runs never overlap,
+//! refuses to touch a flow-agent it did not install, and purges what it installed even when it
+//! fails.
+mod support;
+
+use anyhow::{bail, ensure, Context, Result};
+use flow_agent_tests::{find_tool, require_root_and_bpf, require_tools, slowed, Agent, TempDir};
+use std::collections::BTreeSet;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+use support::notify::{value, NotifyListener};
+use support::running::Running;
+use support::WAIT;
+use support::{
+    assert_dropped, assert_own_flow, documented_capabilities, loopback_connection, setting,
+    timespan_usec, unit_service_settings, wait_ready, workspace,
+};
+
+const PACKAGE: &str = "flow-agent";
+const UNIT: &str = "/lib/systemd/system/flow-agent.service";
+const CONFIG: &str = "/etc/flow-agent/config.toml";
+/// Held for the whole test: one run at a time on a machine, whichever worktree it comes from.
+const LOCK: &str = "/run/lock/flow-agent-package-test.lock";
+/// Exists while this test has the package installed; a leftover means an earlier run died
+/// before purging, and its installation may be purged.
+const MARKER: &str = "/var/lib/flow-agent-package-test.installed";
+
+/// The configuration the test writes, as an administrator would: events on stdout (the journal
+/// under systemd), no stats events until the reload turns them on.
+const CONFIG_BEFORE: &str = "[health]\nstats_interval = 0\n\n\
+    [[outputs]]\nname = \"journal\"\nformat = \"native\"\n[outputs.stdout]\n";
+const CONFIG_AFTER: &str = "[health]\nstats_interval = 1\n\n\
+    [[outputs]]\nname = \"journal\"\nformat = \"native\"\n[outputs.stdout]\n";
+
+#[test]
+fn deb_installs_runs_as_its_unit_says_and_purges_clean() -> Result<()> {
+    require_root_and_bpf()?;
+    require_tools(&[
+        "dpkg",
+        "dpkg-deb",
+        "dpkg-statoverride",
+        "setpriv",
+        "man",
+        "systemd-analyze",
+        "capsh",
+        "lintian",
+    ])?;
+    let _lock = lock()?;
+    let (startup, kept) = documented_capabilities()?;
+    let scratch = TempDir::new("flow-package")?;
+    let deb = build_deb(scratch.path())?;
+    check_deb(&deb)?;
+
+    let installed = Installed::install(&deb)?;
+    check_installed(&startup)?;
+    let user = passwd_entry(PACKAGE)?;
+    std::fs::write(CONFIG, CONFIG_BEFORE)?;
+    check_mode(CONFIG, 0o640, 0, user.gid)?;
+    if Path::new("/run/systemd/system").is_dir() {
+        run_with_systemd(&kept, &user)?;
+    } else {
+        run_as_the_unit_says(&kept, &user, scratch.path())?;
+    }
+
+    dpkg(&["--remove", PACKAGE])?;
+    check_removed()?;
+    dpkg(&["--purge", PACKAGE])?;
+    installed.purged();
+    check_purged()
+}
+
+/// An exclusive flock(2) on [`LOCK`], released when the file closes.
+fn lock() -> Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK)
+        .with_context(|| format!("opening {LOCK}"))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we own.
+    ensure!(
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0,
+        "locking {LOCK}: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(file)
+}
+
+/// `cargo xtask deb --binary <the agent under test>`: the xtask is built in its own target
+/// directory (the outer cargo holds the workspace's), so it is never stale.
+fn build_deb(out: &Path) -> Result<PathBuf> {
+    // cargo test sets CARGO to the cargo running it.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target = workspace().join("target/package-test");
+    let status = Command::new(&cargo)
+        .current_dir(workspace())
+        .args(["build", "--quiet", "-p", "xtask", "--target-dir"])
+        .arg(&target)
+        .status()
+        .context("building xtask")?;
+    ensure!(status.success(), "building xtask failed: {status}");
+    let out = Command::new(target.join("debug/xtask"))
+        .args(["deb", "--binary"])
+        .arg(Agent::binary()?)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .context("running xtask deb")?;
+    ensure!(
+        out.status.success(),
+        "xtask deb failed (lintian errors and warnings fail it):\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout)?;
+    let deb = PathBuf::from(stdout.lines().last().unwrap_or_default());
+    ensure!(deb.is_file(), "xtask deb printed no package path: {stdout}");
+    Ok(deb)
+}
+
+fn output(cmd: &mut Command) -> Result<Output> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    ensure!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(out)
+}
+
+fn stdout_of(cmd: &mut Command) -> Result<String> {
+    Ok(String::from_utf8(output(cmd)?.stdout)?)
+}
+
+/// The package's fields and file list.
+fn check_deb(deb: &Path) -> Result<()> {
+    let field = |name: &str| -> Result<String> {
+        Ok(
+            stdout_of(Command::new("dpkg-deb").arg("-f").arg(deb).arg(name))?
+                .trim()
+                .to_string(),
+        )
+    };
+    ensure!(field("Package")? == PACKAGE);
+    let version = field("Version")?;
+    ensure!(
+        version.starts_with(&format!("{}-", env!("CARGO_PKG_VERSION"))),
+        "Version {version}"
+    );
+    let arch = stdout_of(Command::new("dpkg").arg("--print-architecture"))?;
+    ensure!(field("Architecture")? == arch.trim());
+    let depends = field("Depends")?;
+    ensure!(
+        depends.starts_with("libc6 (>= 2.") && depends.contains("adduser"),
+        "Depends: {depends}"
+    );
+    let list = stdout_of(Command::new("dpkg-deb").arg("-c").arg(deb))?;
+    for (path, mode) in [
+        ("./usr/bin/flow-agent", "-rwxr-xr-x"),
+        ("./lib/systemd/system/flow-agent.service", "-rw-r--r--"),
+        ("./etc/flow-agent/config.toml", "-rw-r--r--"),
+        ("./usr/share/man/man8/flow-agent.8.gz", "-rw-r--r--"),
+        ("./usr/share/doc/flow-agent/copyright", "-rw-r--r--"),
+        (
+            "./usr/share/doc/flow-agent/changelog.Debian.gz",
+            "-rw-r--r--",
+        ),
+        ("./usr/share/doc/flow-agent/install.md", "-rw-r--r--"),
+    ] {
+        ensure!(
+            list.lines()
+                .any(|l| l.starts_with(&format!("{mode} root/root")) && l.ends_with(path)),
+            "{path} ({mode} root/root) not in the package:\n{list}"
+        );
+    }
+    let ctrl = TempDir::new("flow-package-control")?;
+    output(Command::new("dpkg-deb").arg("-e").arg(deb).arg(ctrl.path()))?;
+    ensure!(std::fs::read_to_string(ctrl.path().join("conffiles"))? == format!("{CONFIG}\n"));
+    Ok(())
+}
+
+/// Installs the package on creation; purges it on drop unless [`Installed::purged`] says the
+/// test did.
+struct Installed {
+    done: bool,
+}
+
+impl Installed {
+    fn install(deb: &Path) -> Result<Installed> {
+        if package_status()?.is_some() {
+            ensure!(
+                Path::new(MARKER).exists(),
+                "{PACKAGE} is installed on this machine and not by this test: remove it first"
+            );
+            dpkg(&["--purge", PACKAGE]).context("purging an earlier run's installation")?;
+        }
+        std::fs::write(MARKER, "installed by tests/tests/package.rs\n")?;
+        let guard = Installed { done: false };
+        dpkg(&["--install", &deb.display().to_string()])?;
+        let status = package_status()?;
+        ensure!(
+            status.as_deref() == Some("install ok installed"),
+            "dpkg status after install: {status:?}"
+        );
+        Ok(guard)
+    }
+
+    fn purged(mut self) {
+        self.done = true;
+        let _ = std::fs::remove_file(MARKER);
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        if !self.done && dpkg(&["--purge", PACKAGE]).is_ok() {
+            let _ = std::fs::remove_file(MARKER);
+        }
+    }
+}
+
+/// dpkg, waiting while another dpkg or apt holds the lock (apt installs run in parallel).
+fn dpkg(args: &[&str]) -> Result<Output> {
+    let deadline = Instant::now() + slowed(Duration::from_secs(300));
+    loop {
+        let out = Command::new("dpkg")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .output()
+            .context("running dpkg")?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            return Ok(out);
+        }
+        if !(stderr.contains("lock") && Instant::now() < deadline) {
+            bail!(
+                "dpkg {} failed: {}\n{}{stderr}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// dpkg's status of the package, None when dpkg does not know it.
+fn package_status() -> Result<Option<String>> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", PACKAGE])
+        .output()?;
+    let status = String::from_utf8(out.stdout)?;
+    Ok((out.status.success() && !status.contains("not-installed")).then_some(status))
+}
+
+struct PasswdEntry {
+    uid: u32,
+    gid: u32,
+    home: String,
+    shell: String,
+}
+
+fn passwd_entry(name: &str) -> Result<PasswdEntry> {
+    let passwd = std::fs::read_to_string("/etc/passwd")?;
+    let line = passwd
+        .lines()
+        .find(|l| l.split(':').next() == Some(name))
+        .with_context(|| format!("no user {name}"))?;
+    let f: Vec<&str> = line.split(':').collect();
+    ensure!(f.len() == 7, "passwd line {line:?}");
+    Ok(PasswdEntry {
+        uid: f[2].parse()?,
+        gid: f[3].parse()?,
+        home: f[5].into(),
+        shell: f[6].into(),
+    })
+}
+
+fn check_mode(path: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
+    let m = std::fs::metadata(path).with_context(|| format!("{path} missing"))?;
+    ensure!(
+        (m.permissions().mode() & 0o7777, m.uid(), m.gid()) == (mode, uid, gid),
+        "{path}: mode {:o} owner {}:{}, expected {mode:o} {uid}:{gid}",
+        m.permissions().mode() & 0o7777,
+        m.uid(),
+        m.gid()
+    );
+    Ok(())
+}
+
+fn cap_set(value: &str) -> BTreeSet<String> {
+    value.split_whitespace().map(str::to_string).collect()
+}
+
+/// Files, modes, owners, the user, the unit, the manual page, right after `dpkg -i`.
+fn check_installed(startup: &BTreeSet<String>) -> Result<()> {
+    let user = passwd_entry(PACKAGE)?;
+    ensure!(
+        user.uid < 1000 && user.shell == "/usr/sbin/nologin" && user.home == "/var/lib/flow-agent",
+        "user {PACKAGE}: uid {} shell {} home {}",
+        user.uid,
+        user.shell,
+        user.home
+    );
+    check_mode("/usr/bin/flow-agent", 0o755, 0, 0)?;
+    check_mode(UNIT, 0o644, 0, 0)?;
+    check_mode("/etc/flow-agent", 0o750, 0, user.gid)?;
+    check_mode(CONFIG, 0o640, 0, user.gid)?;
+    check_mode("/var/lib/flow-agent", 0o700, user.uid, user.gid)?;
+    check_mode("/var/log/flow-agent", 0o750, user.uid, user.gid)?;
+    let version = stdout_of(Command::new("/usr/bin/flow-agent").arg("--version"))?;
+    ensure!(version.trim() == format!("flow-agent {}", env!("CARGO_PKG_VERSION")));
+
+    let unit = std::fs::read_to_string(UNIT)?;
+    ensure!(
+        unit == std::fs::read_to_string(workspace().join("packaging/flow-agent.service"))?,
+        "installed unit differs from packaging/flow-agent.service"
+    );
+    let s = unit_service_settings(&unit);
+    for (key, want) in [
+        ("Type", "notify"),
+        (
+            "ExecStart",
+            "/usr/bin/flow-agent run --config /etc/flow-agent/config.toml",
+        ),
+        ("ExecReload", "/bin/kill -HUP $MAINPID"),
+        ("Restart", "on-failure"),
+        ("User", PACKAGE),
+        ("Group", PACKAGE),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("ReadWritePaths", "/var/lib/flow-agent /var/log/flow-agent"),
+        ("StateDirectory", PACKAGE),
+        ("LogsDirectory", PACKAGE),
+        ("LimitMEMLOCK", "infinity"),
+        ("UMask", "0077"),
+    ] {
+        ensure!(setting(&s, key)? == want, "{key}={}", setting(&s, key)?);
+    }
+    ensure!(timespan_usec(setting(&s, "WatchdogSec")?)? > 0);
+    for key in ["AmbientCapabilities", "CapabilityBoundingSet"] {
+        ensure!(
+            &cap_set(setting(&s, key)?) == startup,
+            "{key}={} but docs/security-privileges.md's start-up set is {startup:?}",
+            setting(&s, key)?
+        );
+    }
+    output(Command::new(find_tool("systemd-analyze")?).args(["verify", UNIT]))?;
+    // The hardening stays where docs/security-privileges.md says (exposure 3.3 of 10).
+    output(Command::new(find_tool("systemd-analyze")?).args([
+        "security",
+        "--offline=true",
+        "--threshold=35",
+        UNIT,
+    ]))?;
+
+    // The manual page renders without warnings and documents the binary's own commands.
+    let man = output(
+        Command::new(find_tool("man")?)
+            .args(["--warnings", "-E", "UTF-8", "-l"])
+            .arg("/usr/share/man/man8/flow-agent.8.gz")
+            .env("MANWIDTH", "100"),
+    )?;
+    ensure!(
+        man.stderr.is_empty(),
+        "man warnings: {}",
+        String::from_utf8_lossy(&man.stderr)
+    );
+    let page = String::from_utf8_lossy(&man.stdout);
+    for needle in ["flow-agent run", "--config", "SIGHUP", "CAP_SYS_PTRACE"] {
+        ensure!(page.contains(needle), "man page lacks {needle:?}:\n{page}");
+    }
+    let overrides = stdout_of(Command::new("dpkg-statoverride").arg("--list"))?;
+    for line in [
+        format!("root {PACKAGE} 750 /etc/flow-agent"),
+        format!("root {PACKAGE} 640 {CONFIG}"),
+    ] {
+        ensure!(
+            overrides.lines().any(|l| l == line),
+            "no statoverride {line:?}:\n{overrides}"
+        );
+    }
+    Ok(())
+}
+
+/// No systemd here: the unit's ExecStart with the unit's credentials and environment.
+fn run_as_the_unit_says(kept: &BTreeSet<String>, user: &PasswdEntry, scratch: &Path) -> Result<()> {
+    let unit = std::fs::read_to_string(UNIT)?;
+    let s = unit_service_settings(&unit);
+    let exec: Vec<&str> = setting(&s, "ExecStart")?.split_whitespace().collect();
+    ensure!(
+        !exec.iter().any(|a| a.contains(['"', '\'', '$'])),
+        "ExecStart needs a real shell-like parser: {exec:?}"
+    );
+    let setpriv_caps = |key: &str| -> Result<String> {
+        let caps: Vec<String> = setting(&s, key)?
+            .split_whitespace()
+            .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_ascii_lowercase()))
+            .collect();
+        Ok(format!("-all,{}", caps.join(",")))
+    };
+    let ambient = setpriv_caps("AmbientCapabilities")?;
+    let mut cmd = Command::new(find_tool("setpriv")?);
+    cmd.arg(format!("--reuid={}", setting(&s, "User")?))
+        .arg(format!("--regid={}", setting(&s, "Group")?))
+        .arg("--init-groups")
+        .arg(format!("--inh-caps={ambient}"))
+        .arg(format!("--ambient-caps={ambient}"))
+        .arg(format!(
+            "--bounding-set={}",
+            setpriv_caps("CapabilityBoundingSet")?
+        ));
+    if setting(&s, "NoNewPrivileges")? == "yes" {
+        cmd.arg("--no-new-privs");
+    }
+    cmd.arg("--").args(&exec);
+    let notify_dir = scratch.join("notify");
+    std::fs::create_dir(&notify_dir)?;
+    let listener = NotifyListener::bind_path(&notify_dir)?;
+    let watchdog = timespan_usec(setting(&s, "WatchdogSec")?)?;
+    cmd.env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("NOTIFY_SOCKET", listener.address())
+        .env("WATCHDOG_USEC", watchdog.to_string())
+        .current_dir("/");
+    let umask = u32::from_str_radix(setting(&s, "UMask")?, 8)?;
+    ensure!(setting(&s, "LimitMEMLOCK")? == "infinity");
+    // SAFETY: umask and setrlimit are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::umask(umask as libc::mode_t);
+            let unlimited = libc::rlimit {
+                rlim_cur: libc::RLIM_INFINITY,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            // Raising the hard limit needs CAP_SYS_RESOURCE, which systemd has and a test
+            // runner may not (kernels from 5.11 on do not count BPF memory against it).
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) != 0
+                && std::io::Error::last_os_error().raw_os_error() != Some(libc::EPERM)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    let mut agent = Running::spawn(cmd)?;
+    let (ready, msg) = wait_ready(&listener, &mut agent)?;
+    let status = value(&msg, "STATUS").unwrap_or_default();
+    ensure!(
+        status.starts_with("capturing flows; capabilities kept: "),
+        "STATUS={status}"
+    );
+
+    // In /proc: the service user, the documented kept set and nothing more, in every thread.
+    let creds = assert_dropped(agent.pid(), kept)?;
+    ensure!(
+        creds.uid == [user.uid; 4] && creds.gid == [user.gid; 4] && creds.groups == [user.gid],
+        "credentials {creds:?}, expected user {PACKAGE} ({}:{})",
+        user.uid,
+        user.gid
+    );
+    // Events for real traffic, attributed to this process.
+    assert_own_flow(&agent, loopback_connection(1500)?, 1500)?;
+    listener.wait_for(ready + 1, "WATCHDOG=1", WAIT)?;
+
+    // Reload the way the unit does it, into a configuration with stats events.
+    std::fs::write(CONFIG, CONFIG_AFTER)?;
+    let reload: Vec<String> = setting(&s, "ExecReload")?
+        .split_whitespace()
+        .map(|a| a.replace("$MAINPID", &agent.pid().to_string()))
+        .collect();
+    output(Command::new(&reload[0]).args(&reload[1..]))?;
+    let (reloading, msg) = listener.wait_for(ready + 1, "RELOADING=1", WAIT)?;
+    ensure!(value(&msg, "MONOTONIC_USEC").is_some(), "{msg:?}");
+    let (reloaded, _) = listener.wait_for(reloading + 1, "READY=1", WAIT)?;
+    agent.wait_for_events(|e| e["event_action"] == "stats", 1, WAIT)?;
+    assert_own_flow(&agent, loopback_connection(900)?, 900)?;
+    assert_dropped(agent.pid(), kept)?;
+
+    // systemd's stop: SIGTERM, within TimeoutStopSec.
+    agent.signal(libc::SIGTERM)?;
+    listener.wait_for(reloaded + 1, "STOPPING=1", WAIT)?;
+    let stop = Duration::from_micros(timespan_usec(setting(&s, "TimeoutStopSec")?)?);
+    let exit = agent.wait_exit(stop)?;
+    ensure!(exit.success(), "exit {exit}:\n{}", agent.stderr());
+    Ok(())
+}
+
+/// systemd is PID 1: systemctl starts, reloads and stops the service; events come from the
+/// journal (the test configuration writes them to stdout).
+fn run_with_systemd(kept: &BTreeSet<String>, user: &PasswdEntry) -> Result<()> {
+    let systemctl = |args: &[&str]| stdout_of(Command::new("systemctl").args(args));
+    systemctl(&["daemon-reload"])?;
+    // Type=notify: returns once READY=1 came.
+    systemctl(&["restart", "flow-agent.service"])?;
+    let show = |prop: &str| -> Result<String> {
+        Ok(
+            systemctl(&["show", "-p", prop, "--value", "flow-agent.service"])?
+                .trim()
+                .to_string(),
+        )
+    };
+    let pid: u32 = show("MainPID")?.parse()?;
+    ensure!(pid != 0, "no main PID");
+    let status = show("StatusText")?;
+    ensure!(
+        status.starts_with("capturing flows; capabilities kept: "),
+        "StatusText={status}"
+    );
+    let creds = assert_dropped(pid, kept)?;
+    ensure!(creds.uid == [user.uid; 4], "uid {:?}", creds.uid);
+    let (port, client) = loopback_connection(1500)?;
+    journal_event(pid, |e| {
+        e["event_action"] == "end" && e["dest_port"] == port && e["src_port"] == client
+    })?;
+    std::fs::write(CONFIG, CONFIG_AFTER)?;
+    systemctl(&["reload", "flow-agent.service"])?;
+    journal_event(pid, |e| e["event_action"] == "stats")?;
+    ensure!(
+        show("MainPID")? == pid.to_string(),
+        "reload restarted the agent"
+    );
+    systemctl(&["stop", "flow-agent.service"])?;
+    ensure!(show("ActiveState")? == "inactive");
+    ensure!(show("Result")? == "success", "Result={}", show("Result")?);
+    Ok(())
+}
+
+fn journal_event(pid: u32, pred: impl Fn(&serde_json::Value) -> bool) -> Result<()> {
+    let deadline = Instant::now() + slowed(support::EVENT_TIMEOUT);
+    loop {
+        let text = stdout_of(Command::new("journalctl").args([
+            "-o",
+            "cat",
+            "--no-pager",
+            &format!("_PID={pid}"),
+        ]))?;
+        if text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .any(|e: serde_json::Value| pred(&e))
+        {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "event not in the journal of {pid}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// After `dpkg -r`: program, unit and manual gone; configuration, state, logs and user kept.
+fn check_removed() -> Result<()> {
+    for gone in [
+        "/usr/bin/flow-agent",
+        UNIT,
+        "/usr/share/man/man8/flow-agent.8.gz",
+        "/usr/share/doc/flow-agent",
+    ] {
+        ensure!(!Path::new(gone).exists(), "{gone} still there after remove");
+    }
+    for kept in [CONFIG, "/var/lib/flow-agent", "/var/log/flow-agent"] {
+        ensure!(Path::new(kept).exists(), "{kept} gone after remove");
+    }
+    let status = package_status()?;
+    ensure!(
+        status.as_deref() == Some("deinstall ok config-files"),
+        "status after remove: {status:?}"
+    );
+    Ok(())
+}
+
+/// After `dpkg --purge`: nothing left of the package, its user, its overrides or its unit's
+/// enablement.
+fn check_purged() -> Result<()> {
+    for gone in [
+        "/etc/flow-agent",
+        "/var/lib/flow-agent",
+        "/var/log/flow-agent",
+    ] {
+        ensure!(!Path::new(gone).exists(), "{gone} still there after purge");
+    }
+    ensure!(package_status()?.is_none(), "dpkg still knows {PACKAGE}");
+    ensure!(passwd_entry(PACKAGE).is_err(), "user {PACKAGE} still there");
+    let group = std::fs::read_to_string("/etc/group")?;
+    ensure!(
+        !group.lines().any(|l| l.starts_with(&format!("{PACKAGE}:"))),
+        "group {PACKAGE} still there"
+    );
+    let overrides = stdout_of(Command::new("dpkg-statoverride").arg("--list"))?;
+    ensure!(
+        !overrides.contains("/etc/flow-agent"),
+        "statoverrides left:\n{overrides}"
+    );
+    let mut leftover = Vec::new();
+    for root in ["/etc/systemd/system", "/var/lib/systemd"] {
+        find_named(Path::new(root), "flow-agent.service", &mut leftover);
+    }
+    ensure!(leftover.is_empty(), "unit enablement left: {leftover:?}");
+    Ok(())
+}
+
+/// Paths under `dir` whose name starts with `prefix` (symlinks not followed).
+fn find_named(dir: &Path, prefix: &str, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if e.file_name().to_string_lossy().starts_with(prefix) {
+            found.push(path.clone());
+        }
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            find_named(&path, prefix, found);
+        }
+    }
+}
