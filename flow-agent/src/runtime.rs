@@ -181,7 +181,9 @@ fn seed_processes(capture: &mut Capture, table: &mut FlowTable) -> Result<usize>
 }
 
 pub async fn run(opts: RunOptions) -> Result<()> {
-    let user = std::env::var(crate::service::USER_ENV).ok();
+    let user = std::env::var(crate::service::USER_ENV)
+        .ok()
+        .or_else(|| Some(opts.config.agent.user.clone()).filter(|u| !u.is_empty()));
     let mut service = crate::service::Service::start(user.as_deref())?;
     // The hooks come from the same probe `flow-agent probe` prints.
     let report = crate::probe::run();

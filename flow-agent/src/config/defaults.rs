@@ -27,6 +27,12 @@ const COMMENTS: &[(&str, &str)] = &[
         "stderr (logfmt lines) or journald (the journal's native protocol; stderr when\n\
          the journal's socket is absent).",
     ),
+    (
+        "agent.user",
+        "Run as this user once the kernel programs are attached, keeping only the\n\
+         capabilities the agent needs (docs/security-privileges.md). Empty: stay the user\n\
+         that started it. $FLOW_AGENT_USER overrides it. Read at start, not on SIGHUP.",
+    ),
     ("flows", "Flow lifecycle timing."),
     (
         "flows.update_interval",

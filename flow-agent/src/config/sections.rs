@@ -16,6 +16,8 @@ use crate::{
 pub struct AgentConfig {
     pub log_level: LogLevel,
     pub log_target: LogTarget,
+    /// User to run as once the kernel programs are attached (empty: stay the starting user).
+    pub user: String,
 }
 
 impl Default for AgentConfig {
@@ -23,6 +25,7 @@ impl Default for AgentConfig {
         Self {
             log_level: LogLevel::Info,
             log_target: LogTarget::Stderr,
+            user: String::new(),
         }
     }
 }
