@@ -676,3 +676,35 @@ fn logs_go_to_the_journal_when_configured() -> Result<()> {
     );
     Ok(())
 }
+
+/// The TOML blocks a reader copies: the README's example and docs/install.md's (between its
+/// `install-example` markers), with their log directory moved to a temporary one.
+#[test]
+fn documented_examples_pass_check_config() -> Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md"))?;
+    let install = std::fs::read_to_string(root.join("docs/install.md"))?;
+    let install = install
+        .split("<!-- install-example -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- /install-example -->").next())
+        .context("docs/install.md has no install-example block")?;
+    let dir = TempDir::new("ftdocs")?;
+    for (doc, text) in [("README.md", readme.as_str()), ("docs/install.md", install)] {
+        let block = toml_block(text).with_context(|| format!("no ```toml block in {doc}"))?;
+        let block = block.replace("/var/log/flow-agent", &dir.path().display().to_string());
+        let (code, stdout, stderr) = check_config(&dir, &block)?;
+        ensure!(
+            code == Some(0),
+            "{doc}'s example fails check-config (exit {code:?}): {stdout}{stderr}\n{block}"
+        );
+    }
+    Ok(())
+}
+
+/// The first ```toml fenced block of a Markdown text.
+fn toml_block(markdown: &str) -> Option<String> {
+    let start = markdown.find("```toml\n")? + "```toml\n".len();
+    let len = markdown[start..].find("```")?;
+    Some(markdown[start..start + len].to_string())
+}
