@@ -1,4 +1,5 @@
-//! Project automation: `cargo xtask setup|build|run|test|lint|vm-test`.
+//! Project automation: `cargo xtask setup|build|run|test|lint|vm-test|bench`.
+mod bench;
 mod setup;
 mod vm;
 
@@ -47,6 +48,8 @@ enum Cmd {
         #[arg(long)]
         kernel: Vec<String>,
     },
+    /// Measure the agent's cost against no sensor and its peers (docs/performance.md).
+    Bench(bench::BenchArgs),
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -151,6 +154,7 @@ fn main() -> Result<()> {
                 "warnings",
             ]))
         }
+        Cmd::Bench(args) => bench::bench(args),
         Cmd::VmTest { kernel } => {
             setup::ensure_all()?;
             setup::ensure_test_tools()?;

@@ -1,0 +1,571 @@
+//! Figures per configuration (medians of the interleaved repetitions, ratios to the baseline of
+//! the same repetition), the product's targets, the JSON results and the markdown table.
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{
+    latency::{self, LatencySummary},
+    procfs::Machine,
+    runner::{Plan, Session, Workload},
+};
+
+/// A configuration and whether it runs here.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConfigStatus {
+    pub name: String,
+    pub runs: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// End events written against those expected (two per connection), summed over sessions.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Accounting {
+    pub expected: u64,
+    pub written: u64,
+}
+
+impl Accounting {
+    pub fn missing(&self) -> u64 {
+        self.expected.saturating_sub(self.written)
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    pub configuration: String,
+    pub sessions: usize,
+    pub storm_connections_per_s: Option<f64>,
+    pub storm_ratio: Option<f64>,
+    pub burst_connections_per_s: Option<f64>,
+    pub burst_ratio: Option<f64>,
+    pub tcp_bits_per_second: Option<f64>,
+    pub tcp_ratio: Option<f64>,
+    pub udp64_bits_per_second: Option<f64>,
+    pub udp64_packets_per_second: Option<f64>,
+    pub udp64_ratio: Option<f64>,
+    /// Sensor user+system CPU per flow (two flows per loopback connection), storm.
+    pub cpu_us_per_flow: Option<f64>,
+    /// The same at the moderate rate of the latency workload.
+    pub cpu_us_per_flow_moderate: Option<f64>,
+    /// Sensor CPU while iperf3 TCP ran, in percent of one core.
+    pub cpu_percent_tcp_bulk: Option<f64>,
+    pub idle_rss_mib: Option<f64>,
+    pub peak_rss_mib: Option<f64>,
+    pub concurrent_connections: Option<u64>,
+    pub concurrency_rss_mib: Option<f64>,
+    /// Sum over sessions of the loss counters each reported at its end.
+    pub kernel_losses: BTreeMap<String, u64>,
+    pub end_events: BTreeMap<Workload, Accounting>,
+    pub latency: Option<LatencySummary>,
+    pub burst_drain_s: Option<f64>,
+    pub errors: Vec<String>,
+}
+
+impl Summary {
+    pub fn kernel_losses_total(&self) -> u64 {
+        self.kernel_losses.values().sum()
+    }
+}
+
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+fn metric(
+    s: &Session,
+    w: Workload,
+    f: impl Fn(&super::runner::WorkloadSample) -> Option<f64>,
+) -> Option<f64> {
+    s.sample(w).and_then(f)
+}
+
+/// Median over sessions of `f`, and median over repetitions of `f` / the baseline's `f` in
+/// the same repetition.
+fn value_and_ratio(
+    mine: &[&Session],
+    baseline: &[&Session],
+    f: impl Fn(&Session) -> Option<f64>,
+) -> (Option<f64>, Option<f64>) {
+    let value = median(mine.iter().filter_map(|s| f(s)).collect());
+    let ratios = mine
+        .iter()
+        .filter_map(|s| {
+            let base = baseline
+                .iter()
+                .find(|b| b.rep == s.rep)
+                .and_then(|b| f(b))?;
+            Some(f(s)? / base).filter(|_| base > 0.0)
+        })
+        .collect();
+    (value, median(ratios))
+}
+
+pub fn summarize(name: &str, sessions: &[Session]) -> Summary {
+    let mine: Vec<&Session> = sessions
+        .iter()
+        .filter(|s| s.configuration == name)
+        .collect();
+    let baseline: Vec<&Session> = sessions
+        .iter()
+        .filter(|s| s.configuration == "baseline" && s.error.is_none())
+        .collect();
+    let ok: Vec<&Session> = mine.iter().copied().filter(|s| s.error.is_none()).collect();
+    let rate = |w| move |s: &Session| metric(s, w, |x| x.connections_per_s);
+    let bits = |w| move |s: &Session| metric(s, w, |x| x.bits_per_second);
+    let (storm, storm_ratio) = value_and_ratio(&ok, &baseline, rate(Workload::Storm));
+    let (burst, burst_ratio) = value_and_ratio(&ok, &baseline, rate(Workload::Burst));
+    let (tcp, tcp_ratio) = value_and_ratio(&ok, &baseline, bits(Workload::IperfTcp));
+    let (udp, udp_ratio) = value_and_ratio(&ok, &baseline, bits(Workload::IperfUdp64));
+    let per_flow = |w| {
+        median(
+            ok.iter()
+                .filter_map(|s| {
+                    let x = s.sample(w)?;
+                    let cpu = x.sensor_cpu_s?;
+                    (x.connections > 0).then(|| cpu * 1e6 / (2 * x.connections) as f64)
+                })
+                .collect(),
+        )
+    };
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let concurrency = ok
+        .iter()
+        .filter_map(|s| s.sample(Workload::Concurrency))
+        .max_by_key(|x| x.connections);
+    let mut kernel_losses = BTreeMap::new();
+    let mut end_events: BTreeMap<Workload, Accounting> = BTreeMap::new();
+    for s in &ok {
+        for (k, v) in s.kernel_losses.iter().flatten() {
+            *kernel_losses.entry(k.clone()).or_default() += v;
+        }
+        for x in &s.workloads {
+            if let (Some(e), Some(w)) = (x.expected_end_events, x.end_events) {
+                let a = end_events.entry(x.workload).or_default();
+                a.expected += e;
+                a.written += w;
+            }
+        }
+    }
+    let pooled: Vec<_> = ok
+        .iter()
+        .flat_map(|s| s.latency_samples.iter().copied())
+        .collect();
+    Summary {
+        configuration: name.into(),
+        sessions: ok.len(),
+        storm_connections_per_s: storm,
+        storm_ratio,
+        burst_connections_per_s: burst,
+        burst_ratio,
+        tcp_bits_per_second: tcp,
+        tcp_ratio,
+        udp64_bits_per_second: udp,
+        udp64_packets_per_second: median(
+            ok.iter()
+                .filter_map(|s| metric(s, Workload::IperfUdp64, |x| x.packets_per_second))
+                .collect(),
+        ),
+        udp64_ratio: udp_ratio,
+        cpu_us_per_flow: per_flow(Workload::Storm),
+        cpu_us_per_flow_moderate: per_flow(Workload::Latency),
+        cpu_percent_tcp_bulk: median(
+            ok.iter()
+                .filter_map(|s| {
+                    let x = s.sample(Workload::IperfTcp)?;
+                    Some(x.sensor_cpu_s? * 100.0 / x.elapsed_s)
+                })
+                .collect(),
+        ),
+        idle_rss_mib: median(ok.iter().filter_map(|s| s.idle_rss_kib.map(mib)).collect()),
+        peak_rss_mib: ok
+            .iter()
+            .filter_map(|s| s.peak_rss_kib.map(mib))
+            .reduce(f64::max),
+        concurrent_connections: concurrency.map(|x| x.connections),
+        concurrency_rss_mib: concurrency.and_then(|x| x.sensor_rss_kib.map(mib)),
+        kernel_losses,
+        end_events,
+        latency: latency::summarize(&pooled),
+        burst_drain_s: median(
+            ok.iter()
+                .filter_map(|s| metric(s, Workload::Burst, |x| x.drain_s))
+                .collect(),
+        ),
+        errors: mine.iter().filter_map(|s| s.error.clone()).collect(),
+    }
+}
+
+/// One promise of the product, checked against a configuration's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetCheck {
+    pub target: &'static str,
+    pub configuration: String,
+    pub value: String,
+    /// `met`, `MISSED` or `not measured`.
+    pub status: &'static str,
+}
+
+pub const FULL_CONCURRENCY: u64 = 100_000;
+
+pub fn check_targets(s: &Summary) -> Vec<TargetCheck> {
+    let status = |met: Option<bool>| match met {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "not measured",
+    };
+    let ends = |w: Workload| s.end_events.get(&w).cloned().unwrap_or_default();
+    let storm_ends = ends(Workload::Storm);
+    let burst_ends = ends(Workload::Burst);
+    let mut checks = Vec::new();
+    let mut add = |target, value: String, met: Option<bool>| {
+        checks.push(TargetCheck {
+            target,
+            configuration: s.configuration.clone(),
+            value,
+            status: status(met),
+        })
+    };
+    add(
+        "connection-storm ratio ≥ 0.95 with every event written",
+        format!(
+            "{}, {} of {} end events",
+            opt(s.storm_ratio, 3),
+            storm_ends.written,
+            storm_ends.expected
+        ),
+        s.storm_ratio
+            .map(|r| r >= 0.95 && storm_ends.expected > 0 && storm_ends.missing() == 0),
+    );
+    add(
+        "TCP throughput ratio ≥ 0.99",
+        opt(s.tcp_ratio, 3),
+        s.tcp_ratio.map(|r| r >= 0.99),
+    );
+    add(
+        "small-packet UDP ratio ≥ 0.95",
+        opt(s.udp64_ratio, 3),
+        s.udp64_ratio.map(|r| r >= 0.95),
+    );
+    let measured = storm_ends.expected > 0;
+    add(
+        "zero losses at the maximum storm rate",
+        format!(
+            "{} kernel-side, {} end events missing (storm + burst)",
+            s.kernel_losses_total(),
+            storm_ends.missing() + burst_ends.missing()
+        ),
+        measured.then(|| {
+            s.kernel_losses_total() == 0 && storm_ends.missing() + burst_ends.missing() == 0
+        }),
+    );
+    add(
+        "≤ 5 µs agent CPU per flow",
+        format!("{} µs", opt(s.cpu_us_per_flow, 2)),
+        s.cpu_us_per_flow.map(|c| c <= 5.0),
+    );
+    add(
+        "≤ 30 MiB RSS idle",
+        format!("{} MiB", opt(s.idle_rss_mib, 1)),
+        s.idle_rss_mib.map(|m| m <= 30.0),
+    );
+    let full = s.concurrent_connections.unwrap_or(0) >= FULL_CONCURRENCY;
+    add(
+        "≤ 100 MiB RSS with 100,000 concurrent flows",
+        match (s.concurrency_rss_mib, s.concurrent_connections) {
+            (Some(m), Some(n)) => format!("{m:.1} MiB with {n} connections open"),
+            _ => "-".into(),
+        },
+        if full {
+            s.concurrency_rss_mib.map(|m| m <= 100.0)
+        } else {
+            None
+        },
+    );
+    add(
+        "p99 event latency ≤ 100 ms at moderate load",
+        s.latency
+            .as_ref()
+            .map_or("-".into(), |l| format!("{:.1} ms", l.p99_ms)),
+        s.latency.as_ref().map(|l| l.p99_ms <= 100.0),
+    );
+    checks
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".into(), |x| format!("{x:.digits$}"))
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Results {
+    pub date: String,
+    pub agent_commit: String,
+    pub machine: Machine,
+    pub quick: bool,
+    pub plan: Plan,
+    pub duration_s: f64,
+    pub configurations: Vec<ConfigStatus>,
+    pub summary: Vec<Summary>,
+    pub targets: Vec<TargetCheck>,
+    pub sessions: Vec<Session>,
+}
+
+/// The results as markdown: machine, figures per configuration, targets.
+pub fn markdown(r: &Results) -> String {
+    let m = &r.machine;
+    let mut out = format!(
+        "Run {} (flow-agent {}), {} mode, {} interleaved repetitions, {:.0} s.\n\n\
+         Machine: {} × {}, {} MiB, Linux {}, {}; load average {:.2} at the start.\n\n",
+        r.date,
+        r.agent_commit,
+        if r.quick { "--quick" } else { "full" },
+        r.plan.reps,
+        r.duration_s,
+        m.cores,
+        m.cpu_model,
+        m.memory_mib,
+        m.kernel,
+        m.os,
+        m.load_average_at_start,
+    );
+    let running: Vec<&Summary> = r
+        .summary
+        .iter()
+        .filter(|s| {
+            r.configurations
+                .iter()
+                .any(|c| c.name == s.configuration && c.runs)
+        })
+        .collect();
+    out += "| |";
+    for s in &running {
+        out += &format!(" {} |", s.configuration);
+    }
+    out += "\n|---|";
+    out += &"---|".repeat(running.len());
+    out += "\n";
+    let row = |label: &str, f: &dyn Fn(&Summary) -> String| {
+        let mut line = format!("| {label} |");
+        for s in &running {
+            line += &format!(" {} |", f(s));
+        }
+        line + "\n"
+    };
+    let with_ratio = |v: Option<f64>, scale: f64, digits: usize, ratio: Option<f64>, base: bool| {
+        match (v, ratio) {
+            (Some(v), _) if base => format!("{:.digits$}", v / scale),
+            (Some(v), Some(q)) => format!("{:.digits$} ({q:.3})", v / scale),
+            (Some(v), None) => format!("{:.digits$}", v / scale),
+            _ => "-".into(),
+        }
+    };
+    let is_base = |s: &Summary| s.configuration == "baseline";
+    out += &row("connection storm, conn/s (ratio)", &|s| {
+        with_ratio(s.storm_connections_per_s, 1.0, 0, s.storm_ratio, is_base(s))
+    });
+    out += &row(
+        &format!("burst {:.0} s, conn/s (ratio)", r.plan.burst_s),
+        &|s| with_ratio(s.burst_connections_per_s, 1.0, 0, s.burst_ratio, is_base(s)),
+    );
+    out += &row("iperf3 TCP, Gbit/s (ratio)", &|s| {
+        with_ratio(s.tcp_bits_per_second, 1e9, 2, s.tcp_ratio, is_base(s))
+    });
+    out += &row("iperf3 UDP 64 B received, Mbit/s (ratio)", &|s| {
+        with_ratio(s.udp64_bits_per_second, 1e6, 1, s.udp64_ratio, is_base(s))
+    });
+    out += &row("sensor CPU per flow, storm, µs", &|s| {
+        opt(s.cpu_us_per_flow, 2)
+    });
+    out += &row(
+        &format!(
+            "sensor CPU per flow at {:.0} conn/s, µs",
+            r.plan.latency_rate
+        ),
+        &|s| opt(s.cpu_us_per_flow_moderate, 2),
+    );
+    out += &row("sensor CPU during iperf3 TCP, % of a core", &|s| {
+        opt(s.cpu_percent_tcp_bulk, 1)
+    });
+    out += &row(
+        "RSS idle / peak, MiB",
+        &|s| match (s.idle_rss_mib, s.peak_rss_mib) {
+            (Some(i), Some(p)) => format!("{i:.1} / {p:.1}"),
+            _ => "-".into(),
+        },
+    );
+    out += &row("RSS with N connections open, MiB (N)", &|s| match (
+        s.concurrency_rss_mib,
+        s.concurrent_connections,
+    ) {
+        (Some(m), Some(n)) => format!("{m:.1} ({n})"),
+        _ => "-".into(),
+    });
+    out += &row("kernel-side losses", &|s| {
+        if is_base(s) {
+            "-".into()
+        } else {
+            let nonzero: Vec<String> = s
+                .kernel_losses
+                .iter()
+                .filter(|(_, v)| **v > 0)
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            if nonzero.is_empty() {
+                "0".into()
+            } else {
+                nonzero.join(", ")
+            }
+        }
+    });
+    for (w, label) in [
+        (Workload::Storm, "end events / expected, storm"),
+        (Workload::Burst, "end events / expected, burst"),
+        (Workload::Latency, "end events / expected, moderate"),
+        (Workload::Concurrency, "end events / expected, concurrency"),
+    ] {
+        out += &row(label, &|s| match s.end_events.get(&w) {
+            Some(a) if a.missing() > 0 => format!("**{} / {}**", a.written, a.expected),
+            Some(a) => format!("{} / {}", a.written, a.expected),
+            None => "-".into(),
+        });
+    }
+    out += &row(
+        &format!(
+            "event latency p50 / p99 at {:.0} conn/s, ms",
+            r.plan.latency_rate
+        ),
+        &|s| {
+            s.latency
+                .as_ref()
+                .map_or("-".into(), |l| format!("{:.1} / {:.1}", l.p50_ms, l.p99_ms))
+        },
+    );
+    out += &row("output quiet after the burst, s", &|s| {
+        opt(s.burst_drain_s, 1)
+    });
+    let notes: Vec<&ConfigStatus> = r.configurations.iter().filter(|c| !c.runs).collect();
+    if !notes.is_empty() {
+        out += "\nNot run:\n\n";
+        for c in notes {
+            out += &format!("- {}: {}\n", c.name, c.note.as_deref().unwrap_or("-"));
+        }
+    }
+    let errors: Vec<String> = r
+        .summary
+        .iter()
+        .flat_map(|s| {
+            s.errors
+                .iter()
+                .map(move |e| format!("- {}: {e}\n", s.configuration))
+        })
+        .collect();
+    if !errors.is_empty() {
+        out += "\nSessions that failed:\n\n";
+        out += &errors.concat();
+    }
+    if !r.targets.is_empty() {
+        out += "\nTargets:\n\n| target | configuration | value | status |\n|---|---|---|---|\n";
+        for t in &r.targets {
+            let status = if t.status == "MISSED" {
+                "**MISSED**"
+            } else {
+                t.status
+            };
+            out += &format!(
+                "| {} | {} | {} | {} |\n",
+                t.target, t.configuration, t.value, status
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::runner::WorkloadSample;
+
+    fn session(config: &str, rep: u32, storm: f64, cpu: f64) -> Session {
+        let sample = WorkloadSample {
+            workload: Workload::Storm,
+            elapsed_s: 1.0,
+            connections: storm as u64,
+            failures: 0,
+            first_error: None,
+            connections_per_s: Some(storm),
+            bits_per_second: None,
+            packets_per_second: None,
+            udp_lost_percent: None,
+            sensor_cpu_s: Some(cpu),
+            drain_s: Some(0.1),
+            expected_end_events: Some(2 * storm as u64),
+            end_events: Some(2 * storm as u64),
+            sensor_rss_kib: None,
+        };
+        Session {
+            rep,
+            configuration: config.into(),
+            workloads: vec![sample],
+            idle_rss_kib: Some(10 * 1024),
+            peak_rss_kib: Some(20 * 1024),
+            kernel_losses: Some(BTreeMap::from([("ring_full".into(), 0)])),
+            latency: None,
+            latency_samples: Vec::new(),
+            output_lines: 0,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn ratios_pair_each_repetition_with_its_own_baseline() {
+        let sessions = vec![
+            session("baseline", 0, 1000.0, 0.0),
+            session("agent-native", 0, 900.0, 0.009),
+            session("baseline", 1, 2000.0, 0.0),
+            session("agent-native", 1, 1900.0, 0.0019),
+            session("baseline", 2, 1000.0, 0.0),
+            session("agent-native", 2, 990.0, 0.0099),
+        ];
+        let s = summarize("agent-native", &sessions);
+        assert_eq!(s.storm_connections_per_s, Some(990.0));
+        assert_eq!(s.storm_ratio, Some(0.95));
+        // 9 ms over 1800 flows = 5 µs; 1.9 ms / 3800 = 0.5 µs; 9.9 ms / 1980 = 5 µs.
+        let cpu = s.cpu_us_per_flow.unwrap();
+        assert!((cpu - 5.0).abs() < 1e-9, "{cpu}");
+        assert_eq!(
+            s.end_events[&Workload::Storm],
+            Accounting {
+                expected: 2 * (900 + 1900 + 990),
+                written: 2 * (900 + 1900 + 990)
+            }
+        );
+        let checks = check_targets(&s);
+        let storm = checks
+            .iter()
+            .find(|c| c.target.starts_with("connection-storm"))
+            .unwrap();
+        assert_eq!(storm.status, "met");
+        let rss = checks
+            .iter()
+            .find(|c| c.target.contains("100,000"))
+            .unwrap();
+        assert_eq!(rss.status, "not measured");
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0]), Some(2.5));
+        assert_eq!(median(vec![]), None);
+    }
+}
