@@ -1,9 +1,11 @@
 //! `cargo xtask bench`: what flow-agent costs its host, side by side with no sensor and with
 //! the eBPF tools an operator would otherwise run, in one interleaved run (docs/performance.md).
+mod bpfstats;
 mod configurations;
 mod events;
 mod latency;
 mod procfs;
+mod profile;
 mod report;
 mod runner;
 mod tools;
@@ -34,9 +36,19 @@ pub struct BenchArgs {
     /// The JSON results file; the markdown table is written beside it (.md).
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
+    /// After the measured runs, record the agent (native) with `perf record` during one storm
+    /// and write perf.data and a report of where its CPU goes beside the results.
+    #[arg(long)]
+    profile: bool,
+    /// Internal: be one holder process of the concurrency workload (PORT,LANE,COUNT).
+    #[arg(long, hide = true)]
+    hold_connections: Option<String>,
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {
+    if let Some(spec) = &args.hold_connections {
+        return workloads::concurrency::holder_main(spec);
+    }
     // The load generators and the output parsers must not be the bottleneck: run optimized.
     if cfg!(debug_assertions) {
         return reexec_release();
@@ -52,6 +64,10 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         Plan::full(reps)
     };
     let root = workspace_root();
+    let out = out_path(&args.out);
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
     let dir = root.join("target/bench/run");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -88,8 +104,20 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         machine.cores,
         machine.load_average_at_start
     );
+    let bpf_stats = bpfstats::enable();
     let sessions = runner::run_all(&plan, &configs, &agent, &dir);
 
+    if args.profile {
+        match configs.iter().find(|c| c.name == "agent-native") {
+            Some(c) => match profile::record(&plan, c, &agent, &dir, &out) {
+                Ok(report) => eprintln!("bench: profile report in {}", report.display()),
+                Err(e) => eprintln!("bench: profiling failed: {e:#}"),
+            },
+            None => eprintln!("bench: --profile needs the agent-native configuration"),
+        }
+    }
+
+    drop(bpf_stats);
     let summary: Vec<_> = statuses
         .iter()
         .filter(|s| s.runs)
@@ -112,14 +140,6 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         targets,
         sessions,
     };
-    let out = if args.out.is_absolute() {
-        args.out.clone()
-    } else {
-        root.join(&args.out)
-    };
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
     std::fs::write(&out, serde_json::to_string_pretty(&results)?)
         .with_context(|| format!("writing {}", out.display()))?;
     let table = report::markdown(&results);
@@ -128,6 +148,14 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     println!("{table}");
     eprintln!("bench: results in {} and {}", out.display(), md.display());
     Ok(())
+}
+
+fn out_path(out: &std::path::Path) -> PathBuf {
+    if out.is_absolute() {
+        out.to_path_buf()
+    } else {
+        workspace_root().join(out)
+    }
 }
 
 /// Builds this xtask optimized and runs the same command with it.

@@ -112,6 +112,9 @@ pub struct Machine {
     pub os: String,
     /// 1-minute load average when the run started: other work competing for the cores.
     pub load_average_at_start: f64,
+    /// Other processes holding eBPF programs when the run started (`PID command`): their
+    /// kernel programs run in every configuration, the baseline included.
+    pub other_bpf_processes: Vec<String>,
 }
 
 impl Machine {
@@ -141,8 +144,31 @@ impl Machine {
             kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
             os,
             load_average_at_start: load_average(),
+            other_bpf_processes: bpf_processes(),
         }
     }
+}
+
+/// Processes other than this one with an eBPF program open.
+pub fn bpf_processes() -> Vec<String> {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found: Vec<(u32, String)> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| fd_targets(*pid).iter().any(|t| t.contains("bpf-prog")))
+        .map(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            (pid, comm.trim().to_string())
+        })
+        .collect();
+    found.sort();
+    found
+        .into_iter()
+        .map(|(pid, comm)| format!("{pid} {comm}"))
+        .collect()
 }
 
 pub fn load_average() -> f64 {
@@ -152,7 +178,9 @@ pub fn load_average() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Raises the open-file limit (soft and hard) to at least `wanted`, within fs.nr_open.
+/// Raises the open-file limit towards `wanted` (within fs.nr_open): the hard limit too where
+/// this process may (CAP_SYS_RESOURCE), else the soft limit up to the hard one. Returns the
+/// limit now in force.
 pub fn raise_nofile(wanted: u64) -> Result<u64> {
     let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
         .ok()
@@ -170,14 +198,23 @@ pub fn raise_nofile(wanted: u64) -> Result<u64> {
     if lim.rlim_cur >= target {
         return Ok(lim.rlim_cur);
     }
-    lim.rlim_cur = target;
-    lim.rlim_max = lim.rlim_max.max(target);
+    let raised = libc::rlimit {
+        rlim_cur: target,
+        rlim_max: lim.rlim_max.max(target),
+    };
     // SAFETY: as above.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("raising RLIMIT_NOFILE to {target} (needs root)"));
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        return Ok(target);
     }
-    Ok(target)
+    let soft = libc::rlimit {
+        rlim_cur: target.min(lim.rlim_max),
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &soft) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("setrlimit(RLIMIT_NOFILE)");
+    }
+    Ok(soft.rlim_cur)
 }
 
 pub fn file_len(path: &Path) -> u64 {

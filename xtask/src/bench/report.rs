@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{
     latency::{self, LatencySummary},
     procfs::Machine,
-    runner::{Plan, Session, Workload},
+    runner::{Plan, Session, Workload, WorkloadSample},
 };
 
 /// A configuration and whether it runs here.
@@ -51,6 +51,12 @@ pub struct Summary {
     pub cpu_us_per_flow_moderate: Option<f64>,
     /// Sensor CPU while iperf3 TCP ran, in percent of one core.
     pub cpu_percent_tcp_bulk: Option<f64>,
+    /// Run time of the sensor's eBPF programs per flow, storm (kernel side: charged to the
+    /// workload, not to the sensor process).
+    pub bpf_us_per_flow: Option<f64>,
+    /// Run time of its eBPF programs while iperf3 ran, in percent of one core.
+    pub bpf_percent_tcp_bulk: Option<f64>,
+    pub bpf_percent_udp64: Option<f64>,
     pub idle_rss_mib: Option<f64>,
     pub peak_rss_mib: Option<f64>,
     pub concurrent_connections: Option<u64>,
@@ -118,26 +124,40 @@ pub fn summarize(name: &str, sessions: &[Session]) -> Summary {
         .collect();
     let baseline: Vec<&Session> = sessions
         .iter()
-        .filter(|s| s.configuration == "baseline" && s.error.is_none())
+        .filter(|s| s.configuration == "baseline")
         .collect();
-    let ok: Vec<&Session> = mine.iter().copied().filter(|s| s.error.is_none()).collect();
+    // A failed session keeps what it measured before the failure.
+    let ok = &mine;
     let rate = |w| move |s: &Session| metric(s, w, |x| x.connections_per_s);
     let bits = |w| move |s: &Session| metric(s, w, |x| x.bits_per_second);
-    let (storm, storm_ratio) = value_and_ratio(&ok, &baseline, rate(Workload::Storm));
-    let (burst, burst_ratio) = value_and_ratio(&ok, &baseline, rate(Workload::Burst));
-    let (tcp, tcp_ratio) = value_and_ratio(&ok, &baseline, bits(Workload::IperfTcp));
-    let (udp, udp_ratio) = value_and_ratio(&ok, &baseline, bits(Workload::IperfUdp64));
-    let per_flow = |w| {
+    let (storm, storm_ratio) = value_and_ratio(ok, &baseline, rate(Workload::Storm));
+    let (burst, burst_ratio) = value_and_ratio(ok, &baseline, rate(Workload::Burst));
+    let (tcp, tcp_ratio) = value_and_ratio(ok, &baseline, bits(Workload::IperfTcp));
+    let (udp, udp_ratio) = value_and_ratio(ok, &baseline, bits(Workload::IperfUdp64));
+    type Field = fn(&WorkloadSample) -> Option<f64>;
+    let per_flow = |w, field: Field| {
         median(
             ok.iter()
                 .filter_map(|s| {
                     let x = s.sample(w)?;
-                    let cpu = x.sensor_cpu_s?;
-                    (x.connections > 0).then(|| cpu * 1e6 / (2 * x.connections) as f64)
+                    let used = field(x)?;
+                    (x.connections > 0).then(|| used * 1e6 / (2 * x.connections) as f64)
                 })
                 .collect(),
         )
     };
+    let percent = |w, field: Field| {
+        median(
+            ok.iter()
+                .filter_map(|s| {
+                    let x = s.sample(w)?;
+                    Some(field(x)? * 100.0 / x.elapsed_s)
+                })
+                .collect(),
+        )
+    };
+    let cpu: Field = |x| x.sensor_cpu_s;
+    let bpf: Field = |x| x.sensor_bpf_s;
     let mib = |kib: u64| kib as f64 / 1024.0;
     let concurrency = ok
         .iter()
@@ -145,7 +165,7 @@ pub fn summarize(name: &str, sessions: &[Session]) -> Summary {
         .max_by_key(|x| x.connections);
     let mut kernel_losses = BTreeMap::new();
     let mut end_events: BTreeMap<Workload, Accounting> = BTreeMap::new();
-    for s in &ok {
+    for s in ok {
         for (k, v) in s.kernel_losses.iter().flatten() {
             *kernel_losses.entry(k.clone()).or_default() += v;
         }
@@ -163,7 +183,7 @@ pub fn summarize(name: &str, sessions: &[Session]) -> Summary {
         .collect();
     Summary {
         configuration: name.into(),
-        sessions: ok.len(),
+        sessions: mine.len(),
         storm_connections_per_s: storm,
         storm_ratio,
         burst_connections_per_s: burst,
@@ -177,16 +197,12 @@ pub fn summarize(name: &str, sessions: &[Session]) -> Summary {
                 .collect(),
         ),
         udp64_ratio: udp_ratio,
-        cpu_us_per_flow: per_flow(Workload::Storm),
-        cpu_us_per_flow_moderate: per_flow(Workload::Latency),
-        cpu_percent_tcp_bulk: median(
-            ok.iter()
-                .filter_map(|s| {
-                    let x = s.sample(Workload::IperfTcp)?;
-                    Some(x.sensor_cpu_s? * 100.0 / x.elapsed_s)
-                })
-                .collect(),
-        ),
+        cpu_us_per_flow: per_flow(Workload::Storm, cpu),
+        cpu_us_per_flow_moderate: per_flow(Workload::Latency, cpu),
+        cpu_percent_tcp_bulk: percent(Workload::IperfTcp, cpu),
+        bpf_us_per_flow: per_flow(Workload::Storm, bpf),
+        bpf_percent_tcp_bulk: percent(Workload::IperfTcp, bpf),
+        bpf_percent_udp64: percent(Workload::IperfUdp64, bpf),
         idle_rss_mib: median(ok.iter().filter_map(|s| s.idle_rss_kib.map(mib)).collect()),
         peak_rss_mib: ok
             .iter()
@@ -338,6 +354,13 @@ pub fn markdown(r: &Results) -> String {
         m.os,
         m.load_average_at_start,
     );
+    if !m.other_bpf_processes.is_empty() {
+        out += &format!(
+            "Other eBPF programs were loaded during the run (their kernel cost is in every \
+             column, the baseline's too): {}.\n\n",
+            m.other_bpf_processes.join(", ")
+        );
+    }
     let running: Vec<&Summary> = r
         .summary
         .iter()
@@ -493,7 +516,6 @@ pub fn markdown(r: &Results) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::runner::WorkloadSample;
 
     fn session(config: &str, rep: u32, storm: f64, cpu: f64) -> Session {
         let sample = WorkloadSample {
@@ -507,6 +529,7 @@ mod tests {
             packets_per_second: None,
             udp_lost_percent: None,
             sensor_cpu_s: Some(cpu),
+            sensor_bpf_s: None,
             drain_s: Some(0.1),
             expected_end_events: Some(2 * storm as u64),
             end_events: Some(2 * storm as u64),

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::{
+    bpfstats,
     configurations::{Configuration, Kind, Sensor},
     events::{self, OutputFormat},
     latency::{self, LatencySummary, Tailer},
@@ -117,6 +118,10 @@ pub struct WorkloadSample {
     /// Sensor CPU (user + system) from the load's start until its output was quiet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sensor_cpu_s: Option<f64>,
+    /// Run time of the sensor's eBPF programs over the same span (in the kernel, on the
+    /// workload's CPU time, not the sensor's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sensor_bpf_s: Option<f64>,
     /// From the load's end until the sensor's output was quiet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drain_s: Option<f64>,
@@ -142,6 +147,7 @@ impl WorkloadSample {
             packets_per_second: None,
             udp_lost_percent: None,
             sensor_cpu_s: None,
+            sensor_bpf_s: None,
             drain_s: None,
             expected_end_events: None,
             end_events: None,
@@ -201,43 +207,18 @@ pub fn run_all(plan: &Plan, configs: &[Configuration], agent: &Path, dir: &Path)
                 plan.reps,
                 config.name
             );
-            let session = match run_session(plan, rep, config, agent, dir) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("bench: {} failed: {e:#}", config.name);
-                    Session {
-                        rep,
-                        configuration: config.name.into(),
-                        workloads: Vec::new(),
-                        idle_rss_kib: None,
-                        peak_rss_kib: None,
-                        kernel_losses: None,
-                        latency: None,
-                        latency_samples: Vec::new(),
-                        output_lines: 0,
-                        error: Some(format!("{e:#}")),
-                    }
-                }
-            };
+            let session = run_session(plan, rep, config, agent, dir);
+            if let Some(e) = &session.error {
+                eprintln!("bench: {} failed: {e}", config.name);
+            }
             sessions.push(session);
         }
     }
     sessions
 }
 
-fn run_session(
-    plan: &Plan,
-    rep: u32,
-    config: &Configuration,
-    agent: &Path,
-    dir: &Path,
-) -> Result<Session> {
-    let mut sensor = config.start(agent, dir)?;
-    if let Some(s) = sensor.as_mut() {
-        s.wait_ready(Duration::from_secs(60))
-            .with_context(|| format!("{} did not start", config.name))?;
-        std::thread::sleep(Duration::from_secs(1));
-    }
+/// One session; what was measured before a failure is kept, the failure is in `error`.
+fn run_session(plan: &Plan, rep: u32, config: &Configuration, agent: &Path, dir: &Path) -> Session {
     let mut session = Session {
         rep,
         configuration: config.name.into(),
@@ -250,18 +231,42 @@ fn run_session(
         output_lines: 0,
         error: None,
     };
-    let outcome = drive(plan, rep, config, sensor.as_ref(), &mut session);
+    let mut sensor = match config.start(agent, dir) {
+        Ok(s) => s,
+        Err(e) => {
+            session.error = Some(format!("starting: {e:#}"));
+            return session;
+        }
+    };
+    if let Some(s) = sensor.as_mut() {
+        if let Err(e) = s.wait_ready(Duration::from_secs(60)) {
+            session.error = Some(format!("{e:#}"));
+            let _ = sensor.map(|s| s.stop(Duration::from_secs(10)));
+            return session;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let mut errors = Vec::new();
+    if let Err(e) = drive(plan, rep, config, sensor.as_ref(), &mut session) {
+        errors.push(format!("{e:#}"));
+    }
     if let Some(s) = sensor {
         session.peak_rss_kib = procfs::memory(s.pid).ok().map(|m| m.peak_kib);
         let events_path = s.events.clone();
         let stderr_path = s.stderr.clone();
         let format = s.format;
-        s.stop(Duration::from_secs(60))?;
-        read_output(&mut session, &events_path, &stderr_path, format)?;
+        if let Err(e) = s.stop(Duration::from_secs(60)) {
+            errors.push(format!("stopping: {e:#}"));
+        }
+        if let Err(e) = read_output(&mut session, &events_path, &stderr_path, format) {
+            errors.push(format!("reading its output: {e:#}"));
+        }
         let _ = std::fs::remove_file(&events_path);
     }
-    outcome?;
-    Ok(session)
+    if !errors.is_empty() {
+        session.error = Some(errors.join("; "));
+    }
+    session
 }
 
 /// Every workload against one (or no) sensor.
@@ -341,11 +346,11 @@ fn drive(
 
     // Once per sensor: opening and closing 100,000 connections takes a while.
     if let (Some(w), 0) = (&watch, rep) {
-        procfs::raise_nofile(2 * plan.concurrency + 10_000)?;
+        let exe = std::env::current_exe().context("finding the bench binary")?;
         let cpu0 = w.cpu()?;
         let mut rss = None;
         let mut hold_error = None;
-        let run = concurrency::run(ports::CONCURRENCY, plan.concurrency, |_| {
+        let run = concurrency::run(&exe, ports::CONCURRENCY, plan.concurrency, |_| {
             // Every start written, then the sensor's memory with all of them open.
             if let Err(e) = w.wait_quiet(Instant::now()) {
                 hold_error = Some(e);
@@ -370,6 +375,13 @@ fn drive(
     Ok(())
 }
 
+/// What a sensor had used at one moment.
+#[derive(Clone, Copy)]
+struct Usage {
+    cpu: procfs::CpuTimes,
+    bpf: Option<Duration>,
+}
+
 /// The sensor under measurement.
 struct Watch<'a> {
     sensor: &'a Sensor,
@@ -377,8 +389,11 @@ struct Watch<'a> {
 }
 
 impl Watch<'_> {
-    fn cpu(&self) -> Result<procfs::CpuTimes> {
-        procfs::cpu_times(self.sensor.pid)
+    fn cpu(&self) -> Result<Usage> {
+        Ok(Usage {
+            cpu: procfs::cpu_times(self.sensor.pid)?,
+            bpf: bpfstats::run_time(self.sensor.pid),
+        })
     }
 
     /// Waits until the sensor has written what the load caused; returns when its output last
@@ -410,11 +425,16 @@ impl Watch<'_> {
 
     /// After a load: waits for the output to be quiet, then records the sensor's CPU and the
     /// drain time into `sample`.
-    fn settle(&self, sample: &mut WorkloadSample, cpu0: procfs::CpuTimes) -> Result<()> {
+    fn settle(&self, sample: &mut WorkloadSample, before: Usage) -> Result<()> {
         let load_end = Instant::now();
         let last = self.wait_quiet(load_end)?;
         sample.drain_s = Some(last.duration_since(load_end).as_secs_f64());
-        sample.sensor_cpu_s = Some(self.cpu()?.since(&cpu0).as_secs_f64());
+        let after = self.cpu()?;
+        sample.sensor_cpu_s = Some(after.cpu.since(&before.cpu).as_secs_f64());
+        sample.sensor_bpf_s = match (before.bpf, after.bpf) {
+            (Some(b), Some(a)) => Some(a.saturating_sub(b).as_secs_f64()),
+            _ => None,
+        };
         Ok(())
     }
 }
@@ -442,6 +462,9 @@ fn report(s: &WorkloadSample) {
     }
     if let Some(c) = s.sensor_cpu_s {
         line += &format!(", sensor CPU {c:.2} s");
+    }
+    if let Some(b) = s.sensor_bpf_s {
+        line += &format!(", its eBPF {b:.2} s");
     }
     if let Some(d) = s.drain_s {
         line += &format!(", output quiet {d:.1} s after the load");

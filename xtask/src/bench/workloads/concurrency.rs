@@ -1,7 +1,17 @@
 //! Many concurrent TCP connections, opened, held while the sensor is measured, then closed
 //! (server side first, so the TIME_WAITs do not hold client ports).
+//!
+//! Both ends of a connection are file descriptors of this host, and one process may hold only
+//! RLIMIT_NOFILE of them (raising the hard limit needs CAP_SYS_RESOURCE, which a container may
+//! lack). So holder processes share the connections: each is this bench binary started with
+//! `--hold-connections`, owns one destination address (127.0.0.x) and holds both ends of its
+//! share. It prints `open N FAILURES [ERROR]` once its share is open, closes everything when
+//! its stdin gets a line, prints `closed` and exits.
 use std::{
+    io::{BufRead, BufReader, Write},
     net::{SocketAddr, TcpStream},
+    path::Path,
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -9,15 +19,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use super::{lane_addr, Listener};
+use crate::bench::procfs;
 
-/// Destination addresses: 16 × the ~28,000 ephemeral ports of one destination.
-const LANES: usize = 16;
-const CLIENT_THREADS: usize = 4;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Descriptors a holder keeps for itself (listener, pipes, libraries).
+const SPARE_FDS: u64 = 256;
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ConcurrencyRun {
@@ -26,96 +36,182 @@ pub struct ConcurrencyRun {
     pub connections: u64,
     pub failures: u64,
     pub first_error: Option<String>,
+    /// Holder processes the connections were spread over.
+    pub holders: usize,
     /// Time to open them all.
     pub establish_s: f64,
     /// Time to close them all.
     pub close_s: f64,
 }
 
-/// Opens `n` connections on `port`, calls `hold` while all are open, then closes them.
-pub fn run(port: u16, n: u64, hold: impl FnOnce(u64)) -> Result<ConcurrencyRun> {
-    let mut listeners = Vec::new();
-    for lane in 0..LANES {
-        listeners.push(Listener::bind(
-            SocketAddr::from((lane_addr(lane), port)),
-            4096,
-        )?);
-    }
-    let accepted = Arc::new(AtomicU64::new(0));
-    let closers: Vec<_> = listeners.iter().map(Listener::closer).collect();
-    let acceptors: Vec<_> = listeners
-        .into_iter()
-        .map(|l| {
-            let accepted = accepted.clone();
-            std::thread::spawn(move || {
-                let mut held = Vec::new();
-                while let Some(s) = l.accept() {
-                    held.push(s);
-                    accepted.fetch_add(1, Ordering::Relaxed);
-                }
-                held
-            })
-        })
-        .collect();
+/// Connections one holder can keep (two descriptors each) under its open-file limit.
+pub fn per_holder() -> Result<u64> {
+    let limit = procfs::raise_nofile(u64::MAX)?;
+    Ok(limit.saturating_sub(SPARE_FDS) / 2)
+}
 
+struct HolderProcess {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+/// Opens `n` connections on `port` spread over holder processes (`exe`), calls `hold` while
+/// all are open, then closes them.
+pub fn run(exe: &Path, port: u16, n: u64, hold: impl FnOnce(u64)) -> Result<ConcurrencyRun> {
+    let share = per_holder()?.max(1);
+    let holders = n.div_ceil(share) as usize;
     let started = Instant::now();
-    let per_thread = n.div_ceil(CLIENT_THREADS as u64);
-    let clients: Vec<_> = (0..CLIENT_THREADS)
-        .map(|t| {
-            let count = per_thread.min(n.saturating_sub(per_thread * t as u64));
-            std::thread::spawn(move || open(port, t, count))
-        })
-        .collect();
+    let mut procs = Vec::new();
+    for h in 0..holders {
+        let count = share.min(n - share * h as u64);
+        let mut child = Command::new(exe)
+            .arg("bench")
+            .arg(format!("--hold-connections={port},{h},{count}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting holder {h} ({})", exe.display()))?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        procs.push(HolderProcess {
+            child,
+            stdin,
+            stdout,
+        });
+    }
     let mut run = ConcurrencyRun {
         requested: n,
+        holders,
         ..ConcurrencyRun::default()
     };
-    let mut client_sockets = Vec::new();
-    for c in clients {
-        let (sockets, failures, error) = c.join().expect("client thread panicked");
-        run.failures += failures;
-        run.first_error = run.first_error.or(error);
-        client_sockets.push(sockets);
-    }
-    let opened: u64 = client_sockets.iter().map(|v| v.len() as u64).sum();
-    // Established on the client side may still wait in a backlog: wait for every accept.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while accepted.load(Ordering::Relaxed) < opened && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+    for (h, p) in procs.iter_mut().enumerate() {
+        let line = read_line(&mut p.stdout).with_context(|| format!("holder {h}"))?;
+        let mut words = line.splitn(4, ' ');
+        if words.next() != Some("open") {
+            bail!("holder {h} said {line:?}");
+        }
+        let num = |w: Option<&str>| w.and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+        run.connections += num(words.next());
+        run.failures += num(words.next());
+        if run.first_error.is_none() {
+            run.first_error = words.next().map(String::from);
+        }
     }
     run.establish_s = started.elapsed().as_secs_f64();
-    run.connections = accepted.load(Ordering::Relaxed).min(opened);
 
     hold(run.connections);
 
     let closing = Instant::now();
-    for c in &closers {
-        c.close();
+    for p in &mut procs {
+        let _ = writeln!(p.stdin, "close");
     }
-    for a in acceptors {
-        drop(a.join().expect("acceptor panicked"));
+    for (h, mut p) in procs.into_iter().enumerate() {
+        let line = read_line(&mut p.stdout).unwrap_or_default();
+        let status = p.child.wait()?;
+        if line != "closed" || !status.success() {
+            bail!("holder {h} did not close cleanly ({status}): {line:?}");
+        }
     }
-    drop(client_sockets);
     run.close_s = closing.elapsed().as_secs_f64();
     Ok(run)
 }
 
-fn open(port: u16, thread: usize, count: u64) -> (Vec<TcpStream>, u64, Option<String>) {
-    let mut sockets = Vec::with_capacity(count as usize);
-    let mut failures = 0;
-    let mut first_error = None;
-    for i in 0..count {
-        let lane = (i as usize * CLIENT_THREADS + thread) % LANES;
+fn read_line(r: &mut impl BufRead) -> Result<String> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        bail!("exited without a word");
+    }
+    Ok(line.trim_end().to_string())
+}
+
+/// Both ends of `count` connections to 127.0.0.(lane+1):`port`, all open.
+pub struct Held {
+    pub clients: Vec<TcpStream>,
+    pub servers: Vec<TcpStream>,
+    pub failures: u64,
+    pub first_error: Option<String>,
+}
+
+impl Held {
+    pub fn open(port: u16, lane: usize, count: u64) -> Result<Held> {
         let addr = SocketAddr::from((lane_addr(lane), port));
-        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-            Ok(s) => sockets.push(s),
-            Err(e) => {
-                failures += 1;
-                first_error.get_or_insert_with(|| format!("{addr}: {e}"));
+        let listener = Listener::bind(addr, 4096)?;
+        let closer = listener.closer();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counter = accepted.clone();
+        let acceptor = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while let Some(s) = listener.accept() {
+                held.push(s);
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            held
+        });
+        let mut clients = Vec::with_capacity(count as usize);
+        let mut failures = 0;
+        let mut first_error = None;
+        for _ in 0..count {
+            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+                Ok(s) => clients.push(s),
+                Err(e) => {
+                    failures += 1;
+                    first_error.get_or_insert_with(|| format!("{addr}: {e}"));
+                }
             }
         }
+        // Established on the client side may still wait in the backlog: wait for every accept.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while accepted.load(Ordering::Relaxed) < clients.len() as u64 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        closer.close();
+        let servers = acceptor.join().expect("acceptor panicked");
+        Ok(Held {
+            clients,
+            servers,
+            failures,
+            first_error,
+        })
     }
-    (sockets, failures, first_error)
+
+    /// Connections with both ends open.
+    pub fn connections(&self) -> u64 {
+        self.clients.len().min(self.servers.len()) as u64
+    }
+
+    /// Closes the server ends first, then the clients.
+    pub fn close(self) {
+        drop(self.servers);
+        drop(self.clients);
+    }
+}
+
+/// A holder process's life (`--hold-connections PORT,LANE,COUNT`).
+pub fn holder_main(spec: &str) -> Result<()> {
+    let parts: Vec<u64> = spec
+        .split(',')
+        .map(|x| x.trim().parse::<u64>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--hold-connections {spec:?}: expected PORT,LANE,COUNT"))?;
+    let [port, lane, count] = parts[..] else {
+        bail!("--hold-connections {spec:?}: expected PORT,LANE,COUNT");
+    };
+    let port = u16::try_from(port).context("port out of range")?;
+    procfs::raise_nofile(u64::MAX)?;
+    let held = Held::open(port, lane as usize, count)?;
+    let error = held
+        .first_error
+        .as_deref()
+        .map(|e| format!(" {}", e.replace('\n', " ")))
+        .unwrap_or_default();
+    println!("open {} {}{error}", held.connections(), held.failures);
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    held.close();
+    println!("closed");
+    Ok(())
 }
 
 #[cfg(test)]
@@ -123,14 +219,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn holds_every_connection_open_at_once() {
-        let mut seen_open = 0;
-        let run = run(21098, 200, |n| {
-            seen_open = n;
-        })
-        .unwrap();
-        assert_eq!(run.failures, 0, "{:?}", run.first_error);
-        assert_eq!(run.connections, 200);
-        assert_eq!(seen_open, 200);
+    fn holds_both_ends_of_every_connection() {
+        let held = Held::open(21098, 0, 200).unwrap();
+        assert_eq!(held.failures, 0, "{:?}", held.first_error);
+        assert_eq!(held.clients.len(), 200);
+        assert_eq!(held.servers.len(), 200);
+        assert_eq!(held.connections(), 200);
+        held.close();
     }
 }
