@@ -246,10 +246,11 @@ impl Sensor {
     }
 }
 
-/// Why a configuration cannot run here, found by starting it once; `None` when it runs.
+/// Why a peer cannot run here, found by starting it once; `None` when it runs. The agent is
+/// not tried out: a failure to start shows in its sessions.
 pub fn unavailable(config: &Configuration, agent: &Path, dir: &Path) -> Option<String> {
     match &config.kind {
-        Kind::Baseline => return None,
+        Kind::Baseline | Kind::Agent { .. } => return None,
         Kind::Tcplife if !Path::new(TCPLIFE).exists() => {
             return Some(format!(
                 "{TCPLIFE} missing (Debian package libbpf-tools not installed)"

@@ -26,7 +26,9 @@ pub struct Plan {
     pub lanes: usize,
     pub storm_s: f64,
     pub burst_s: f64,
+    /// iperf3 TCP; UDP runs `udp_s`.
     pub iperf_s: u64,
+    pub udp_s: u64,
     pub concurrency: u64,
     pub latency_rate: f64,
     pub latency_s: f64,
@@ -45,6 +47,7 @@ impl Plan {
             storm_s: 5.0,
             burst_s: 10.0,
             iperf_s: 10,
+            udp_s: 5,
             concurrency: 100_000,
             latency_rate: 1000.0,
             latency_s: 5.0,
@@ -60,6 +63,7 @@ impl Plan {
             storm_s: 2.0,
             burst_s: 3.0,
             iperf_s: 3,
+            udp_s: 3,
             concurrency: 20_000,
             latency_s: 2.0,
             ..Plan::full(reps)
@@ -323,13 +327,13 @@ fn drive(
         session.workloads.push(sample);
     }
 
-    for (workload, mode) in [
-        (Workload::IperfTcp, iperf::Mode::Tcp),
-        (Workload::IperfUdp64, iperf::Mode::UdpSmall),
+    for (workload, mode, seconds) in [
+        (Workload::IperfTcp, iperf::Mode::Tcp, plan.iperf_s),
+        (Workload::IperfUdp64, iperf::Mode::UdpSmall, plan.udp_s),
     ] {
         let cpu0 = watch.as_ref().map(Watch::cpu).transpose()?;
         let started = Instant::now();
-        let run = iperf::run(workload.port(), mode, Duration::from_secs(plan.iperf_s))?;
+        let run = iperf::run(workload.port(), mode, Duration::from_secs(seconds))?;
         let mut sample = WorkloadSample {
             elapsed_s: started.elapsed().as_secs_f64(),
             bits_per_second: Some(run.bits_per_second),
