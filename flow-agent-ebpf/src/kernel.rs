@@ -77,6 +77,16 @@ pub fn current_task(from_task_struct: bool) -> Task {
     }
 }
 
+/// `PF_EXITING` of `task_struct.flags`: set by do_exit() before the descriptors are closed.
+const PF_EXITING: u32 = 0x4;
+
+/// Whether the current task is exiting.
+#[inline(always)]
+pub fn current_exiting() -> bool {
+    let task = unsafe { bpf_get_current_task() };
+    read::<u32>(task, config().offsets.task_flags).is_some_and(|f| f & PF_EXITING != 0)
+}
+
 /// Network namespace inode of a socket.
 #[inline(always)]
 pub fn sock_netns(sk: u64) -> u32 {

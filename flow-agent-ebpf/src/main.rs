@@ -5,6 +5,7 @@
 #![no_std]
 #![no_main]
 
+mod dns;
 mod emit;
 mod kernel;
 mod maps;

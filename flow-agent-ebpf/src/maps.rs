@@ -25,7 +25,8 @@ pub struct TcpSockState {
     pub open_ns: u64,
     pub role: u8,
     pub owner_kind: u8,
-    pub _pad: u16,
+    /// `TCP_INFO_*` bits learnt before the close (`TCP_INFO_CLOSED_ON_EXIT`).
+    pub info: u16,
     pub states_seen: u32,
 }
 

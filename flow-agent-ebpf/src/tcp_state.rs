@@ -1,14 +1,16 @@
 //! TCP lifecycle from `sock:inet_sock_set_state`: one tracepoint call per state change, no
 //! per-packet work. Totals come from `tcp_sock` at close.
-use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid, macros::raw_tracepoint, programs::RawTracePointContext,
+};
 use flow_common::{
     tcp_state::*, Loss, OwnerKind, RecordKind, Role, Task, TcpCounters, TcpRecord, Tuple, AF_INET,
-    IPPROTO_TCP, TCP_INFO_ALL_ACKED, TCP_INFO_FIN_RECEIVED,
+    IPPROTO_TCP, TCP_INFO_ALL_ACKED, TCP_INFO_CLOSED_ON_EXIT, TCP_INFO_FIN_RECEIVED,
 };
 
 use crate::{
     emit::{count_loss, header, now_ns, reserve, submit},
-    kernel::{config, current_task, read, sock_netns},
+    kernel::{config, current_exiting, current_task, read, sock_netns},
     maps::{ListenerKey, TcpCall, TcpSockState, LISTENERS, TCP_GUARD, TCP_SOCKS},
 };
 
@@ -89,7 +91,7 @@ fn on_connect(sk: u64) -> Option<()> {
         open_ns: now_ns(),
         role: Role::Active as u8,
         owner_kind: OwnerKind::Connector as u8,
-        _pad: 0,
+        info: 0,
         states_seen: (1 << CLOSE) | (1 << SYN_SENT),
     };
     if TCP_SOCKS.insert(sk, state, 0).is_err() {
@@ -119,7 +121,7 @@ fn on_passive_open(sk: u64) -> Option<()> {
         open_ns: now_ns(),
         role: Role::Passive as u8,
         owner_kind: kind as u8,
-        _pad: 0,
+        info: 0,
         states_seen: (1 << SYN_RECV) | (1 << ESTABLISHED),
     };
     if TCP_SOCKS.insert(sk, state, 0).is_err() {
@@ -143,6 +145,12 @@ fn on_listen_close(sk: u64) -> Option<()> {
 #[inline(never)]
 fn on_close(sk: u64, old: u8) -> Option<()> {
     let state = TCP_SOCKS.get_ptr_mut(sk);
+    // An abortive close (RST, or closing a connect in progress) by the exiting owner itself.
+    if let Some(p) = state {
+        if matches!(old, ESTABLISHED | CLOSE_WAIT | SYN_SENT) && owner_exiting(unsafe { &*p }) {
+            unsafe { (*p).info |= TCP_INFO_CLOSED_ON_EXIT as u16 };
+        }
+    }
     emit(RecordKind::TcpClose, sk, old, CLOSE, state);
     TCP_SOCKS.remove(sk).ok()
 }
@@ -158,7 +166,7 @@ fn on_transition(sk: u64, old: u8, new: u8) -> Option<()> {
                 open_ns: 0,
                 role: Role::Unknown as u8,
                 owner_kind: OwnerKind::None as u8,
-                _pad: 0,
+                info: 0,
                 states_seen: 1 << old,
             };
             TCP_SOCKS.insert(sk, state, 0).ok()?;
@@ -166,10 +174,23 @@ fn on_transition(sk: u64, old: u8, new: u8) -> Option<()> {
         }
     };
     unsafe { (*p).states_seen |= 1 << new };
+    // The application's close() sends the FIN; from an exiting owner it is the kernel closing
+    // the descriptors the process left open.
+    if matches!(new, FIN_WAIT1 | LAST_ACK) && owner_exiting(unsafe { &*p }) {
+        unsafe { (*p).info |= TCP_INFO_CLOSED_ON_EXIT as u16 };
+    }
     if new == ESTABLISHED && old == SYN_SENT {
         emit(RecordKind::TcpOpen, sk, old, new, Some(p));
     }
     Some(())
+}
+
+/// Whether the current task is the socket's owner and is exiting. The owner check keeps a
+/// softirq that interrupted some other exiting task from counting.
+#[inline(always)]
+fn owner_exiting(state: &TcpSockState) -> bool {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    tgid != 0 && tgid == state.owner.pid && current_exiting()
 }
 
 #[inline(always)]
@@ -263,6 +284,7 @@ fn emit(
                 (*r).role = (*s).role;
                 (*r).owner_kind = (*s).owner_kind;
                 (*r).states_seen = (*s).states_seen | (1 << new);
+                (*r).info |= (*s).info as u32;
             }
             None => {
                 (*r).open_ns = 0;

@@ -13,6 +13,7 @@ use flow_common::{
 };
 
 use crate::{
+    dns::{self, DNS_PORT},
     emit::{count_loss, header, now_ns, reserve, submit},
     kernel::current_task,
     maps::{UDP_FLOWS, UDP_OWNERS},
@@ -119,10 +120,12 @@ pub fn udp_skb_ingress(ctx: SkBuffContext) -> i32 {
 }
 
 /// The packet's endpoints as (local, remote), and its UDP payload and IP sizes.
-struct UdpPacket {
-    tuple: Tuple,
-    payload: u64,
-    ip_len: u64,
+pub struct UdpPacket {
+    pub tuple: Tuple,
+    pub payload: u64,
+    pub ip_len: u64,
+    /// Offset of the UDP payload in the packet.
+    pub payload_offset: u32,
 }
 
 #[inline(always)]
@@ -170,6 +173,7 @@ fn parse(ctx: &SkBuffContext, egress: bool) -> Option<UdpPacket> {
         },
         payload: udp_len.saturating_sub(8),
         ip_len: skb.len() as u64,
+        payload_offset: (l4 + 8) as u32,
     })
 }
 
@@ -194,6 +198,9 @@ fn add(c: &mut UdpCounters, pkt: &UdpPacket, egress: bool, now: u64) {
 fn on_skb(ctx: &SkBuffContext, egress: bool) -> Option<()> {
     let pkt = parse(ctx, egress)?;
     let cookie = cookie_of(ctx);
+    if pkt.tuple.remote_port == DNS_PORT {
+        dns::capture(ctx, &pkt, cookie, egress);
+    }
     let key = UdpFlowKey {
         cookie,
         remote_addr: pkt.tuple.remote_addr,

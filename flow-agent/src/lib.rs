@@ -14,5 +14,6 @@ pub mod health;
 pub mod kernel;
 pub mod logger;
 pub mod probe;
+pub mod proto;
 pub mod runtime;
 pub mod sink;

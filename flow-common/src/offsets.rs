@@ -19,6 +19,7 @@ pub struct KernelOffsets {
     pub task_mm: u32,
     pub task_files: u32,
     pub task_nsproxy: u32,
+    pub task_flags: u32,
     pub nsproxy_net_ns: u32,
     // mm_struct
     pub mm_arg_start: u32,

@@ -45,6 +45,7 @@ pub enum RecordKind {
     TcpClose = 12,
     UdpOpen = 20,
     UdpRelease = 21,
+    Dns = 30,
 }
 
 impl RecordKind {
@@ -58,6 +59,7 @@ impl RecordKind {
             12 => Self::TcpClose,
             20 => Self::UdpOpen,
             21 => Self::UdpRelease,
+            30 => Self::Dns,
             _ => return None,
         })
     }
@@ -174,6 +176,8 @@ pub struct TcpRecord {
 pub const TCP_INFO_FIN_RECEIVED: u32 = 1;
 /// Everything written, FIN included if one was sent, is acknowledged (snd_una == write_seq).
 pub const TCP_INFO_ALL_ACKED: u32 = 2;
+/// The owning process closed the socket while exiting (its descriptors closed by the kernel).
+pub const TCP_INFO_CLOSED_ON_EXIT: u32 = 4;
 
 /// A process accepted a connection the kernel had already reported open.
 #[repr(C)]
@@ -276,6 +280,25 @@ pub struct UdpOpenRecord {
     pub netns: u32,
     /// 1 when the first packet was sent by this host.
     pub outbound_first: u32,
+}
+
+/// Bytes of a DNS message kept per packet: classic DNS fits; longer EDNS answers are cut and
+/// parsed as far as they go.
+pub const DNS_CAPTURE_LEN: usize = 1024;
+
+/// A DNS message over UDP port 53: a query this host sent or an answer it received.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DnsRecord {
+    pub header: RecordHeader,
+    /// Socket cookie of the UDP socket, to join the flow and its process.
+    pub cookie: u64,
+    pub tuple: Tuple,
+    /// 1 for a packet this host sent (a query), 0 for one it received (an answer).
+    pub egress: u32,
+    /// Bytes of `data` filled.
+    pub len: u32,
+    pub data: [u8; DNS_CAPTURE_LEN],
 }
 
 /// A UDP socket was released: all its flows end.

@@ -112,6 +112,8 @@ fn two_hundred_short_lived_curls_are_each_attributed() -> Result<()> {
             first_line(&e)
         ));
     }
+    // Every curl's parent is this test process (`ip netns exec` execs sh, which execs curl).
+    let parent_entity = entity_id_of(std::process::id())?;
     let mut seen: BTreeMap<u32, usize> = BTreeMap::new();
     for (id, evs) in &flows {
         for ev in evs {
@@ -130,17 +132,32 @@ fn two_hundred_short_lived_curls_are_each_attributed() -> Result<()> {
                 *seen.entry(pid).or_default() += 1;
             }
             let cmdline = get(ev, "command_line").as_str().unwrap_or_default();
+            let args = json!([
+                "curl",
+                "-s",
+                "-m",
+                max_time.to_string(),
+                "--noproxy",
+                "*",
+                url
+            ]);
+            // The URL has '?' and '=' and the '*' would glob: both quoted.
+            let quoted = format!("curl -s -m {max_time} --noproxy '*' '{url}'");
             let ok = get(ev, "image_path") == curl_image.as_str()
                 && get(ev, "process_name") == "curl"
                 && get(ev, "exe") == "curl"
-                && cmdline.split_whitespace().any(|w| w == url.as_str());
+                && get(ev, "process_args") == &args
+                && cmdline == quoted
+                && get(ev, "parent_entity_id") == parent_entity.as_str();
             if !ok {
                 problems.push(format!(
-                    "flow {id} {action}: pid {pid} fetched {url}, event says process_name {}, exe {}, image_path {}, command_line {:?}",
+                    "flow {id} {action}: pid {pid} fetched {url}, event says process_name {}, exe {}, image_path {}, command_line {:?}, process_args {}, parent_entity_id {} (want {parent_entity})",
                     get(ev, "process_name"),
                     get(ev, "exe"),
                     get(ev, "image_path"),
-                    cmdline
+                    cmdline,
+                    get(ev, "process_args"),
+                    get(ev, "parent_entity_id"),
                 ));
             }
         }
@@ -395,4 +412,20 @@ fn first_line(e: &anyhow::Error) -> String {
         .next()
         .unwrap_or_default()
         .to_string()
+}
+
+/// The `process_entity_id` the docs define, from /etc/machine-id and /proc/PID/stat's start
+/// time (clock ticks since boot, 100 per second on Linux).
+fn entity_id_of(pid: u32) -> Result<String> {
+    let machine = std::fs::read_to_string("/etc/machine-id")?;
+    let machine: String = machine.trim().chars().take(8).collect();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised comm: state is field 3, starttime field 22.
+    let after = &stat[stat.rfind(')').context("no comm in stat")? + 2..];
+    let start: u64 = after
+        .split(' ')
+        .nth(19)
+        .context("no starttime in stat")?
+        .parse()?;
+    Ok(format!("{machine:0>8}-{start:012x}-{pid:08x}"))
 }

@@ -353,3 +353,77 @@ fn community_id_matches_tshark_on_captured_traffic() -> Result<()> {
     }
     Ok(())
 }
+
+/// Server: accepts connections, sends each one byte and holds them open until killed.
+const HOLD_SERVER: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen()
+print("listening", flush=True)
+held = []
+while True:
+    c, _ = s.accept(); c.sendall(b"x"); held.append(c)
+"#;
+
+/// Client: opens three connections; closes the first itself, then exits leaving the second
+/// (nothing unread: the kernel sends a FIN) and the third (a byte unread: the kernel sends a
+/// RST) for the kernel to close.
+const EXIT_CLIENT: &str = r#"
+import os, socket, sys, time
+conns = [socket.create_connection((sys.argv[1], int(sys.argv[2]))) for _ in range(3)]
+for c in conns[:2]:
+    c.recv(1)
+time.sleep(0.3)
+print("ports", *[c.getsockname()[1] for c in conns], flush=True)
+conns[0].close()
+time.sleep(0.3)
+os._exit(0)
+"#;
+
+#[test]
+fn connections_closed_by_process_exit_say_so() -> Result<()> {
+    setup()?;
+    let (client, server) = TestHost::pair()?;
+    let addr = server.ns_addr_v4().to_string();
+    let agent = agent(&[])?;
+    let srv = spawn_py(&server, HOLD_SERVER, &[addr.clone(), "9305".into()])?;
+    wait_for_line(&srv, "listening", Duration::from_secs(10))?;
+    let cli = spawn_py(&client, EXIT_CLIENT, &[addr.clone(), "9305".into()])?;
+    let pid = cli.pid();
+    let ports: Vec<u16> = wait_for_line(&cli, "ports", Duration::from_secs(10))?[6..]
+        .split(' ')
+        .map(|p| p.trim().parse())
+        .collect::<Result<_, _>>()?;
+    ensure!(ports.len() == 3, "ports: {ports:?}");
+    finish(cli, Duration::from_secs(20))?;
+    let end_of = |port: u16| {
+        agent.wait_for(
+            |e| {
+                e["src_port"] == port
+                    && e["event_action"] == "end"
+                    && e["attribution"] == "connector"
+            },
+            EVENT_TIMEOUT,
+        )
+    };
+    let closed = end_of(ports[0])?;
+    let left_open = end_of(ports[1])?;
+    let unread = end_of(ports[2])?;
+    ensure!(
+        closed["end_reason"] == "fin" && closed["pid"] == pid,
+        "closed by the process itself: {closed:#}"
+    );
+    ensure!(
+        left_open["end_reason"] == "process_exit" && left_open["pid"] == pid,
+        "left open at exit: {left_open:#}"
+    );
+    // Unread data at close: the kernel resets the connection instead of a FIN.
+    ensure!(
+        unread["end_reason"] == "process_exit"
+            && unread["conn_state"] == "RSTO"
+            && unread["pid"] == pid,
+        "left open with unread data at exit: {unread:#}"
+    );
+    let _ = srv.kill();
+    Ok(())
+}

@@ -470,6 +470,25 @@ fn every_event_of_a_real_agent_matches_the_schema() -> Result<()> {
             EVENT_TIMEOUT,
         )
         .context("waiting for the starts of the connection open before the agent")?;
+    // Its owner comes from /proc, with the same fields as for a process the kernel saw.
+    let connector = agent
+        .events()
+        .into_iter()
+        .find(|e| unobserved(e) && e["attribution"] == "connector")
+        .context("no connector start among the flows open before the agent")?;
+    let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", before.pid()))?;
+    let cgroup = cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .context("no cgroup v2 line")?;
+    ensure!(
+        connector["pid"] == before.pid()
+            && connector["gid"] == 0
+            && connector["cgroup_path"] == cgroup
+            && connector["cgroup_id"].as_u64().is_some(),
+        "connection open before the agent: want pid {}, gid 0, cgroup_path {cgroup}: {connector}",
+        before.pid()
+    );
     before.signal(libc::SIGTERM)?;
     agent
         .wait_for_count(

@@ -17,7 +17,14 @@ const EBPF_PACKAGES: &[&str] = &[
 ];
 
 /// Real tools the integration tests drive.
-const TEST_PACKAGES: &[&str] = &["iproute2", "curl", "python3", "procps", "tshark"];
+const TEST_PACKAGES: &[&str] = &[
+    "iproute2",
+    "curl",
+    "python3",
+    "procps",
+    "tshark",
+    "dnsmasq-base",
+];
 
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")

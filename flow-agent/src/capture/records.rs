@@ -3,8 +3,8 @@
 use std::mem::size_of;
 
 use flow_common::{
-    AcceptRecord, ExecRecord, ExitRecord, ForkRecord, RecordKind, TcpRecord, UdpOpenRecord,
-    UdpReleaseRecord, PATH_MAX_DEPTH, PATH_SLOT_LEN,
+    AcceptRecord, DnsRecord, ExecRecord, ExitRecord, ForkRecord, RecordKind, TcpRecord,
+    UdpOpenRecord, UdpReleaseRecord, PATH_MAX_DEPTH, PATH_SLOT_LEN,
 };
 
 #[derive(Clone)]
@@ -17,6 +17,7 @@ pub enum Record {
     TcpClose(TcpRecord),
     UdpOpen(UdpOpenRecord),
     UdpRelease(UdpReleaseRecord),
+    Dns(Box<DnsRecord>),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -62,6 +63,7 @@ impl Record {
             RecordKind::TcpClose => Record::TcpClose(read(kind, bytes)?),
             RecordKind::UdpOpen => Record::UdpOpen(read(kind, bytes)?),
             RecordKind::UdpRelease => Record::UdpRelease(read(kind, bytes)?),
+            RecordKind::Dns => Record::Dns(Box::new(read(kind, bytes)?)),
         })
     }
 }

@@ -28,6 +28,18 @@ impl CgroupPaths {
         }
     }
 
+    /// The cgroup v2 id (inode of its directory) of a running process, from /proc/PID/cgroup;
+    /// for processes that started before the agent, whose id the kernel never reported.
+    pub fn id_of_process(&mut self, pid: u32) -> Option<u64> {
+        let root = self.root.clone()?;
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+        let dir = root.join(rel.trim_start_matches('/'));
+        let id = std::fs::metadata(&dir).ok()?.ino();
+        self.by_id.insert(id, relative(&root, &dir));
+        Some(id)
+    }
+
     /// The cgroup's path relative to the cgroup2 root ("/" for the root itself).
     pub fn path(&mut self, id: u64) -> Option<String> {
         if let Some(p) = self.by_id.get(&id) {

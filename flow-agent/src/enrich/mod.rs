@@ -1,6 +1,8 @@
 //! Enrichment stage: who a process is (exe, command line, parent, user) and the host.
 pub mod cgroup;
 pub mod clock;
+pub mod command_line;
+pub mod dns_names;
 pub mod host;
 pub mod networks;
 pub mod process;

@@ -85,6 +85,9 @@ pub struct FlowEvent {
     pub image_deleted: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command_line: Option<String>,
+    /// The arguments one by one (argv), exact where `command_line` needs quoting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_args: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command_line_truncated: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,6 +96,8 @@ pub struct FlowEvent {
     pub process_entity_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_exe: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_entity_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,6 +124,18 @@ pub struct FlowEvent {
     pub hostname: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fqdn: Option<String>,
+    /// CAR: host names of the two ends; this host's own, the remote's from DNS answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_fqdn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dest_hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dest_fqdn: Option<String>,
+    /// The remote's name as asked, then each CNAME target, when the answer had a chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_chain: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]

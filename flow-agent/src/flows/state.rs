@@ -1,6 +1,9 @@
 //! What a TCP close record says about how the flow went: payload totals, end reason, and Zeek's
 //! conn_state and history as far as a host can observe them (docs/events.md lists deviations).
-use flow_common::{tcp_state::*, Role, TcpRecord, TCP_INFO_ALL_ACKED, TCP_INFO_FIN_RECEIVED};
+use flow_common::{
+    tcp_state::*, Role, TcpRecord, TCP_INFO_ALL_ACKED, TCP_INFO_CLOSED_ON_EXIT,
+    TCP_INFO_FIN_RECEIVED,
+};
 
 const ECONNRESET: i32 = 104;
 const EPIPE: i32 = 32;
@@ -64,6 +67,15 @@ pub fn end_reason(rec: &TcpRecord) -> &'static str {
         _ if fin_sent(rec) || fin_received(rec) => "fin",
         // Closed from ESTABLISHED with no FIN either way: the socket was aborted (RST sent).
         _ => "rst",
+    }
+}
+
+/// The `end_reason` of an event: [`end_reason`], except that a close or reset by the owning
+/// process's exit says so.
+pub fn end_cause(rec: &TcpRecord) -> &'static str {
+    match end_reason(rec) {
+        "fin" | "rst" if rec.info & TCP_INFO_CLOSED_ON_EXIT != 0 => "process_exit",
+        other => other,
     }
 }
 
@@ -199,5 +211,22 @@ mod tests {
         );
         assert_eq!((end_reason(&r), conn_state(&r)), ("rst", "RSTO"));
         assert_eq!(history(&r, 5, 0), "ShADR");
+    }
+
+    #[test]
+    fn close_by_the_owners_exit_is_its_own_cause() {
+        let info = TCP_INFO_FIN_RECEIVED | TCP_INFO_ALL_ACKED | TCP_INFO_CLOSED_ON_EXIT;
+        let states = [SYN_SENT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2];
+        let r = rec(Role::Active, FIN_WAIT2, &states, 0, info);
+        assert_eq!((end_cause(&r), conn_state(&r)), ("process_exit", "SF"));
+        // A connect the exit abandoned stays `aborted`: it never was a connection.
+        let a = rec(
+            Role::Active,
+            SYN_SENT,
+            &[SYN_SENT],
+            0,
+            TCP_INFO_CLOSED_ON_EXIT,
+        );
+        assert_eq!(end_cause(&a), "aborted");
     }
 }

@@ -21,6 +21,8 @@ use crate::{
     enrich::{
         cgroup::{container_of, systemd_unit, CgroupPaths},
         clock::{rfc3339_micros, BootClock},
+        command_line::quote_args,
+        dns_names::{DnsNames, ResolvedName},
         host::{process_entity_id, HostInfo},
         networks::{default_local_networks, is_local, Cidr},
         process::ProcessTable,
@@ -99,6 +101,8 @@ pub(super) struct Flow {
     pub(super) last_report_ns: u64,
     /// TCP: totals of the last sock_diag snapshot that found the socket.
     pub(super) live: Option<Totals>,
+    /// The name the remote address was resolved from when the flow opened.
+    pub(super) remote_name: Option<ResolvedName>,
 }
 
 pub struct FlowTable {
@@ -114,7 +118,9 @@ pub struct FlowTable {
     pub processes: ProcessTable,
     users: NameDb,
     groups: NameDb,
-    cgroups: CgroupPaths,
+    pub(super) cgroups: CgroupPaths,
+    /// Names of remote addresses, from the DNS answers the host received.
+    pub names: DnsNames,
     clock: BootClock,
 }
 
@@ -129,6 +135,7 @@ impl FlowTable {
             next_id: 0,
             id_prefix,
             processes: ProcessTable::new(),
+            names: DnsNames::default(),
             users: NameDb::passwd(),
             groups: NameDb::group(),
             cgroups: CgroupPaths::new(crate::kernel::mounts::cgroup2_mount()),
@@ -152,7 +159,13 @@ impl FlowTable {
         kind: OwnerKind,
     ) -> Flow {
         self.next_id += 1;
+        let (_, remote) = endpoints(&tuple);
+        let remote_name = self
+            .names
+            .lookup(remote.0, crate::enrich::clock::boot_ns_now())
+            .cloned();
         Flow {
+            remote_name,
             id: format!("{}-{:x}", self.id_prefix, self.next_id),
             tuple,
             role,
@@ -210,6 +223,12 @@ impl FlowTable {
             Record::UdpRelease(r) => {
                 for key in self.udp_by_cookie.remove(&r.cookie).unwrap_or_default() {
                     self.end_udp(key, "socket_closed", udp, out);
+                }
+            }
+            Record::Dns(r) => {
+                if r.egress == 0 {
+                    let len = (r.len as usize).min(r.data.len());
+                    self.names.observe(&r.data[..len], r.header.ts_ns);
                 }
             }
         }
@@ -293,7 +312,7 @@ impl FlowTable {
         };
         let mut ev = self.event(&f, "end", Some(totals), r.header.ts_ns);
         ev.end_time = Some(rfc3339_micros(self.clock.to_wall(r.header.ts_ns)));
-        ev.end_reason = Some(state::end_reason(r));
+        ev.end_reason = Some(state::end_cause(r));
         ev.conn_state = Some(state::conn_state(r));
         ev.history = Some(state::history(&directed, in_bytes, out_bytes));
         if r.counters.srtt_us > 0 {
@@ -344,6 +363,7 @@ impl FlowTable {
 
     /// Periodic work: passive flows nobody accepted, idle UDP flows, interval updates.
     pub fn tick(&mut self, now_ns: u64, udp: &mut impl UdpCounterSource, out: &mut Vec<FlowEvent>) {
+        self.names.expire(now_ns);
         let wait = self.cfg.accept_wait.as_nanos() as u64;
         let pending: Vec<FlowKey> = self
             .flows
@@ -476,6 +496,7 @@ impl FlowTable {
             fqdn: self.cfg.host.fqdn.clone(),
             ..FlowEvent::default()
         };
+        self.name_endpoints(&mut ev, f, local_orig);
         if f.open_ns > 0 {
             ev.start_time = Some(rfc3339_micros(self.clock.to_wall(f.open_ns)));
             ev.duration = Some(ts_ns.saturating_sub(f.open_ns) as f64 / 1e9);
@@ -588,14 +609,57 @@ impl FlowTable {
                     .iter()
                     .map(|a| String::from_utf8_lossy(a).into_owned())
                     .collect();
-                ev.command_line = Some(args.join(" "));
+                ev.command_line = Some(quote_args(&args));
+                ev.process_args = Some(args);
                 ev.command_line_truncated = Some(p.args_truncated);
             }
-            let parent = self.processes.lookup(p.ppid, 0);
-            ev.parent_exe = parent
-                .and_then(|pp| pp.image_path.clone())
-                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            if let Some(parent) = self.processes.lookup(p.ppid, 0) {
+                ev.parent_exe = parent
+                    .image_path
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned());
+                if parent.start_ns > 0 {
+                    ev.parent_entity_id = Some(process_entity_id(
+                        &self.cfg.host.machine_id,
+                        parent.start_ns,
+                        parent.pid,
+                    ));
+                }
+            }
         }
+    }
+}
+
+impl FlowTable {
+    /// CAR's host names of both ends: this host's own, and the remote's from DNS.
+    fn name_endpoints(&self, ev: &mut FlowEvent, f: &Flow, local_orig: bool) {
+        let host = &self.cfg.host;
+        let own_host = (!host.hostname.is_empty()).then(|| host.hostname.clone());
+        let remote_fqdn = f.remote_name.as_ref().map(|r| r.name.clone());
+        let remote_host = remote_fqdn
+            .as_deref()
+            .and_then(|n| n.split('.').next())
+            .map(str::to_string);
+        ev.dns_chain = f
+            .remote_name
+            .as_ref()
+            .filter(|r| r.chain.len() > 1)
+            .map(|r| r.chain.clone());
+        let (own, remote) = if local_orig {
+            (
+                (&mut ev.src_hostname, &mut ev.src_fqdn),
+                (&mut ev.dest_hostname, &mut ev.dest_fqdn),
+            )
+        } else {
+            (
+                (&mut ev.dest_hostname, &mut ev.dest_fqdn),
+                (&mut ev.src_hostname, &mut ev.src_fqdn),
+            )
+        };
+        *own.0 = own_host;
+        *own.1 = host.fqdn.clone();
+        *remote.0 = remote_host;
+        *remote.1 = remote_fqdn;
     }
 }
 

@@ -185,6 +185,8 @@ impl FlowTable {
                 if owner.comm[..n].last() == Some(&b'\n') {
                     owner.comm[n - 1] = 0;
                 }
+                owner.gid = proc_real_gid(p.pid).unwrap_or(0);
+                owner.cgroup_id = self.cgroups.id_of_process(p.pid).unwrap_or(0);
             }
             let kind = match (owner.pid != 0, role) {
                 (false, _) => OwnerKind::None,
@@ -203,4 +205,16 @@ impl FlowTable {
             self.emit_start(key, out);
         }
     }
+}
+
+/// The real group id from /proc/PID/status ("Gid:\treal\teffective\tsaved\tfs").
+fn proc_real_gid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Gid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }

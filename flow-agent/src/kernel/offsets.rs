@@ -31,6 +31,7 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
         task_mm: req("task_struct", "mm")?,
         task_files: req("task_struct", "files")?,
         task_nsproxy: req("task_struct", "nsproxy")?,
+        task_flags: req("task_struct", "flags")?,
         nsproxy_net_ns: req("nsproxy", "net_ns")?,
         mm_arg_start: req("mm_struct", "arg_start")?,
         mm_arg_end: req("mm_struct", "arg_end")?,
