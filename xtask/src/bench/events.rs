@@ -117,6 +117,9 @@ pub struct OutputSummary {
     pub ends_by_port: HashMap<u16, u64>,
     /// The last kernel loss counters the agent reported (agent formats only).
     pub kernel_losses: Option<BTreeMap<String, u64>>,
+    /// Agent records by schema (`native`: top-level `event_action`; `ecs`: an `event`
+    /// object), to tell which encoder actually wrote the file.
+    pub schemas: BTreeMap<&'static str, u64>,
 }
 
 pub fn summarize(path: &Path, format: OutputFormat, ports: &[u16]) -> Result<OutputSummary> {
@@ -137,6 +140,14 @@ pub fn summarize(path: &Path, format: OutputFormat, ports: &[u16]) -> Result<Out
                 let Ok(v) = serde_json::from_slice::<Value>(&line) else {
                     continue;
                 };
+                let schema = if v.get("event_action").is_some() {
+                    "native"
+                } else if v.get("event").is_some_and(Value::is_object) {
+                    "ecs"
+                } else {
+                    "other"
+                };
+                *summary.schemas.entry(schema).or_default() += 1;
                 if let Some(end) = agent_flow_end(&v) {
                     count(end.src_port, end.dest_port, &mut summary);
                 } else if let Some(losses) = agent_kernel_losses(&v) {
@@ -241,6 +252,39 @@ mod tests {
             tcplife_ports("PID     COMM             LADDR           LPORT RADDR           RPORT TX_KB  RX_KB  MS"),
             None
         );
+    }
+
+    #[test]
+    fn summary_of_an_agent_file() {
+        let path = std::env::temp_dir().join(format!("bench-summary-{}", std::process::id()));
+        std::fs::write(
+            &path,
+            concat!(
+                r#"{"event_action":"start","src_port":40000,"dest_port":21001}"#,
+                "\n",
+                r#"{"event_action":"end","src_port":40000,"dest_port":21001}"#,
+                "\n",
+                r#"{"event_action":"end","src_port":21002,"dest_port":40001}"#,
+                "\n",
+                r#"{"event":{"type":["end"]},"source":{"port":1},"destination":{"port":21001}}"#,
+                "\n",
+                r#"{"event_action":"stats","kernel_losses":{"ring_full":0}}"#,
+                "\n",
+                r#"{"event_action":"stats","kernel_losses":{"ring_full":5}}"#,
+                "\n",
+                "not json\n",
+            ),
+        )
+        .unwrap();
+        let s = summarize(&path, OutputFormat::AgentJson, &[21001, 21002, 21003]).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(s.lines, 7);
+        assert_eq!(s.ends_by_port.get(&21001), Some(&2));
+        assert_eq!(s.ends_by_port.get(&21002), Some(&1));
+        assert_eq!(s.ends_by_port.get(&21003), None);
+        assert_eq!(s.kernel_losses.unwrap()["ring_full"], 5);
+        assert_eq!(s.schemas["native"], 5);
+        assert_eq!(s.schemas["ecs"], 1);
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub struct Summary {
     pub latency: Option<LatencySummary>,
     pub burst_drain_s: Option<f64>,
     pub errors: Vec<String>,
+    /// Agent records by schema over all sessions (`native`, `ecs`).
+    pub record_schemas: BTreeMap<String, u64>,
 }
 
 impl Summary {
@@ -177,6 +179,12 @@ pub fn summarize(name: &str, sessions: &[Session]) -> Summary {
             }
         }
     }
+    let mut record_schemas = BTreeMap::new();
+    for s in ok {
+        for (k, v) in &s.record_schemas {
+            *record_schemas.entry(k.clone()).or_default() += v;
+        }
+    }
     let pooled: Vec<_> = ok
         .iter()
         .flat_map(|s| s.latency_samples.iter().copied())
@@ -219,6 +227,7 @@ pub fn summarize(name: &str, sessions: &[Session]) -> Summary {
                 .collect(),
         ),
         errors: mine.iter().filter_map(|s| s.error.clone()).collect(),
+        record_schemas,
     }
 }
 
@@ -476,6 +485,25 @@ pub fn markdown(r: &Results) -> String {
     out += &row("output quiet after the burst, s", &|s| {
         opt(s.burst_drain_s, 1)
     });
+    for s in &running {
+        let Some(wanted) = s.configuration.strip_prefix("agent-") else {
+            continue;
+        };
+        let other: Vec<String> = s
+            .record_schemas
+            .iter()
+            .filter(|(k, v)| k.as_str() != wanted && **v > 0)
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
+        if !other.is_empty() {
+            out += &format!(
+                "\n{}: the agent wrote {} records instead: this build has no {wanted} encoder \
+                 yet, so the column measures the native encoder again.\n",
+                s.configuration,
+                other.join(", ")
+            );
+        }
+    }
     let notes: Vec<&ConfigStatus> = r.configurations.iter().filter(|c| !c.runs).collect();
     if !notes.is_empty() {
         out += "\nNot run:\n\n";
@@ -545,6 +573,7 @@ mod tests {
             latency: None,
             latency_samples: Vec::new(),
             output_lines: 0,
+            record_schemas: BTreeMap::new(),
             error: None,
         }
     }

@@ -190,6 +190,9 @@ pub struct Session {
     #[serde(skip)]
     pub latency_samples: Vec<Duration>,
     pub output_lines: u64,
+    /// Agent records by schema: which encoder really wrote them.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub record_schemas: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -233,6 +236,7 @@ fn run_session(plan: &Plan, rep: u32, config: &Configuration, agent: &Path, dir:
         latency: None,
         latency_samples: Vec::new(),
         output_lines: 0,
+        record_schemas: BTreeMap::new(),
         error: None,
     };
     let mut sensor = match config.start(agent, dir) {
@@ -488,6 +492,11 @@ fn read_output(
 ) -> Result<()> {
     let summary = events::summarize(events_path, format, &ports::COUNTED)?;
     session.output_lines = summary.lines;
+    session.record_schemas = summary
+        .schemas
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
     for sample in &mut session.workloads {
         if sample.workload.counted() {
             sample.expected_end_events = Some(2 * sample.connections);
