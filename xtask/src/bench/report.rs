@@ -67,6 +67,8 @@ pub struct Summary {
     pub latency: Option<LatencySummary>,
     pub burst_drain_s: Option<f64>,
     pub errors: Vec<String>,
+    /// End events of other activity on the host, summed over sessions.
+    pub other_end_events: Option<u64>,
     /// Agent records by schema over all sessions (`native`, `ecs`).
     pub record_schemas: BTreeMap<String, u64>,
 }
@@ -227,6 +229,10 @@ pub fn summarize(name: &str, sessions: &[Session]) -> Summary {
                 .collect(),
         ),
         errors: mine.iter().filter_map(|s| s.error.clone()).collect(),
+        other_end_events: ok
+            .iter()
+            .filter_map(|s| s.other_end_events)
+            .reduce(|a, b| a + b),
         record_schemas,
     }
 }
@@ -573,6 +579,7 @@ mod tests {
             latency: None,
             latency_samples: Vec::new(),
             output_lines: 0,
+            other_end_events: None,
             record_schemas: BTreeMap::new(),
             error: None,
         }

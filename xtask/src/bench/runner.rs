@@ -190,6 +190,10 @@ pub struct Session {
     #[serde(skip)]
     pub latency_samples: Vec<Duration>,
     pub output_lines: u64,
+    /// End events of flows that were not the bench's: other activity on the host, which the
+    /// sensor captured too (and paid for) during the session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_end_events: Option<u64>,
     /// Agent records by schema: which encoder really wrote them.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub record_schemas: BTreeMap<String, u64>,
@@ -236,6 +240,7 @@ fn run_session(plan: &Plan, rep: u32, config: &Configuration, agent: &Path, dir:
         latency: None,
         latency_samples: Vec::new(),
         output_lines: 0,
+        other_end_events: None,
         record_schemas: BTreeMap::new(),
         error: None,
     };
@@ -490,8 +495,9 @@ fn read_output(
     stderr_path: &Path,
     format: OutputFormat,
 ) -> Result<()> {
-    let summary = events::summarize(events_path, format, &ports::COUNTED)?;
+    let summary = events::summarize(events_path, format, &ports::ALL)?;
     session.output_lines = summary.lines;
+    session.other_end_events = Some(summary.other_ends);
     session.record_schemas = summary
         .schemas
         .iter()

@@ -68,4 +68,6 @@ pub mod ports {
     pub const IPERF_UDP: u16 = 21006;
     /// The ports whose end events are counted.
     pub const COUNTED: [u16; 4] = [STORM, BURST, LATENCY, CONCURRENCY];
+    /// Every port the bench uses: end events on none of them come from other activity.
+    pub const ALL: [u16; 6] = [STORM, BURST, LATENCY, CONCURRENCY, IPERF_TCP, IPERF_UDP];
 }
