@@ -7,6 +7,7 @@
 
 mod dns;
 mod emit;
+mod filter;
 mod kernel;
 mod maps;
 mod process;

@@ -4,12 +4,14 @@ use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::raw_tracepoint, programs::RawTracePointContext,
 };
 use flow_common::{
-    tcp_state::*, Loss, OwnerKind, RecordKind, Role, Task, TcpCounters, TcpRecord, Tuple, AF_INET,
-    IPPROTO_TCP, TCP_INFO_ALL_ACKED, TCP_INFO_CLOSED_ON_EXIT, TCP_INFO_FIN_RECEIVED,
+    tcp_state::*, FilterSkip, Loss, OwnerKind, RecordKind, Role, Task, TcpCounters, TcpRecord,
+    Tuple, AF_INET, IPPROTO_TCP, TCP_INFO_ALL_ACKED, TCP_INFO_CLOSED_ON_EXIT,
+    TCP_INFO_FIN_RECEIVED,
 };
 
 use crate::{
     emit::{count_loss, header, now_ns, reserve, submit},
+    filter::{self, count_skip, FILTERED_SOCKS},
     kernel::{config, current_exiting, current_task, read, sock_netns},
     maps::{ListenerKey, TcpCall, TcpSockState, LISTENERS, TCP_GUARD, TCP_SOCKS},
 };
@@ -83,9 +85,45 @@ fn on_set_state(call: Call) -> Option<()> {
     }
 }
 
-/// Inside connect(): the calling process is current. Ports are not chosen yet.
+/// A new flow the kernel filter excludes (by its remote end): remembered until its close so
+/// that its later state changes are ignored, counted, never tracked.
+#[inline(always)]
+fn skip_filtered(sk: u64) -> bool {
+    if !filter::active() {
+        return false;
+    }
+    let o = &config().offsets;
+    let (Some(family), Some(port)) = (read::<u16>(sk, o.skc_family), read::<u16>(sk, o.skc_dport))
+    else {
+        return false;
+    };
+    let mut addr = [0u8; 16];
+    if family == AF_INET {
+        let Some(a) = read::<[u8; 4]>(sk, o.skc_daddr) else {
+            return false;
+        };
+        addr[..4].copy_from_slice(&a);
+    } else {
+        let Some(a) = read::<[u8; 16]>(sk, o.skc_v6_daddr) else {
+            return false;
+        };
+        addr = a;
+    }
+    if !filter::excluded(IPPROTO_TCP, family, &addr, u16::from_be(port)) {
+        return false;
+    }
+    let _ = FILTERED_SOCKS.insert(sk, 1, 0);
+    count_skip(FilterSkip::TcpFlows);
+    true
+}
+
+/// Inside connect(): the calling process is current. The remote end is set, the local port
+/// not chosen yet.
 #[inline(never)]
 fn on_connect(sk: u64) -> Option<()> {
+    if skip_filtered(sk) {
+        return Some(());
+    }
     let state = TcpSockState {
         owner: current_task(true),
         open_ns: now_ns(),
@@ -111,6 +149,9 @@ fn on_listen(sk: u64) -> Option<()> {
 /// Passive open, in softirq: attributed to the listener until accept() names the taker.
 #[inline(never)]
 fn on_passive_open(sk: u64) -> Option<()> {
+    if skip_filtered(sk) {
+        return Some(());
+    }
     let key = listener_key(sk)?;
     let (owner, kind) = match unsafe { LISTENERS.get(key) } {
         Some(t) => (*t, OwnerKind::Listener),
@@ -145,6 +186,9 @@ fn on_listen_close(sk: u64) -> Option<()> {
 #[inline(never)]
 fn on_close(sk: u64, old: u8) -> Option<()> {
     let state = TCP_SOCKS.get_ptr_mut(sk);
+    if state.is_none() && FILTERED_SOCKS.remove(sk).is_ok() {
+        return Some(());
+    }
     // An abortive close (RST, or closing a connect in progress) by the exiting owner itself.
     if let Some(p) = state {
         if matches!(old, ESTABLISHED | CLOSE_WAIT | SYN_SENT) && owner_exiting(unsafe { &*p }) {
@@ -160,6 +204,9 @@ fn on_transition(sk: u64, old: u8, new: u8) -> Option<()> {
     let p = match TCP_SOCKS.get_ptr_mut(sk) {
         Some(p) => p,
         None => {
+            if unsafe { FILTERED_SOCKS.get(sk) }.is_some() {
+                return Some(());
+            }
             // Opened before the agent: track its states from here so the close says how it went.
             let state = TcpSockState {
                 owner: Task::default(),

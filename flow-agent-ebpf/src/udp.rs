@@ -8,13 +8,14 @@ use aya_ebpf::{
     EbpfContext,
 };
 use flow_common::{
-    Loss, RecordKind, Tuple, UdpCounters, UdpFlowKey, UdpOpenRecord, UdpReleaseRecord, AF_INET,
-    AF_INET6, IPPROTO_UDP,
+    FilterSkip, Loss, RecordKind, Tuple, UdpCounters, UdpFlowKey, UdpOpenRecord, UdpReleaseRecord,
+    AF_INET, AF_INET6, IPPROTO_UDP,
 };
 
 use crate::{
     dns::{self, DNS_PORT},
     emit::{count_loss, header, now_ns, reserve, submit},
+    filter::{self, count_skip},
     kernel::current_task,
     maps::{UDP_FLOWS, UDP_OWNERS},
 };
@@ -213,6 +214,12 @@ fn on_skb(ctx: &SkBuffContext, egress: bool) -> Option<()> {
         // This CPU's slot of a per-CPU value: no atomics needed; userspace sums the slots.
         unsafe { add(&mut *c, &pkt, egress, now) };
         return Some(());
+    }
+    // No flow yet: an excluded remote end gets none (each of its packets is checked again).
+    let t = &pkt.tuple;
+    if filter::excluded(IPPROTO_UDP, t.family, &t.remote_addr, t.remote_port) {
+        count_skip(FilterSkip::UdpPackets);
+        return None;
     }
     let mut c = UdpCounters {
         first_ns: now,

@@ -1,34 +1,83 @@
-use std::time::Duration;
+use std::{path::PathBuf, process::ExitCode};
 
-use anyhow::Result;
 use clap::{Parser, Subcommand};
 use flow_agent::{
-    capture::CaptureConfig,
-    flows::FlowTableConfig,
+    config::{self, Config, ConfigError, LogLevel, Overrides, Seconds},
+    enrich::host::HostInfo,
     logger,
-    runtime::{self, RunOptions},
+    runtime::{self, KernelUnsupported, RunOptions},
+    sink::OutputConfig,
 };
 
-/// flow-agent: every TCP and UDP flow on this host, attributed to the process behind it.
+mod help;
+
+/// Exit statuses (docs/cli.md).
+const EXIT_RUNTIME: u8 = 1;
+const EXIT_CONFIG: u8 = 2;
+const EXIT_KERNEL: u8 = 3;
+
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(
+    name = "flow-agent",
+    version,
+    about = help::ABOUT,
+    long_about = help::LONG_ABOUT,
+    after_help = help::AFTER_HELP,
+    after_long_help = help::AFTER_LONG_HELP,
+    max_term_width = 100
+)]
 struct Cli {
-    /// Log level of the agent's own messages on stderr (error, warn, info, debug, trace).
-    #[arg(long, global = true, default_value = "info", value_parser = parse_level)]
-    log_level: log::LevelFilter,
+    /// Configuration file (TOML).
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        value_name = "FILE",
+        long_help = help::CONFIG
+    )]
+    config: Option<PathBuf>,
+    /// The agent's log level: error, warn, info, debug or trace [default: info, or [agent] log_level].
+    #[arg(long, global = true, value_name = "LEVEL", value_parser = parse_level)]
+    log_level: Option<LogLevel>,
+    /// Send events here instead of the file's outputs (repeatable).
+    #[arg(
+        long,
+        short = 'o',
+        global = true,
+        value_name = "SINK[:TARGET][:FORMAT]",
+        value_parser = config::parse_output_spec,
+        long_help = help::OUTPUT
+    )]
+    output: Vec<OutputConfig>,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Capture flows and write events as JSON lines on stdout (the default).
+    /// Capture flows and write events to the outputs (the default command).
+    #[command(long_about = help::RUN)]
     Run(RunArgs),
-    /// Report which hooks this kernel allows, by loading and attaching one of each kind.
+    /// Report which kernel hooks this kernel allows, by loading and attaching one of each kind.
+    #[command(long_about = help::PROBE)]
     Probe {
         /// Machine-readable JSON instead of the table.
         #[arg(long)]
         json: bool,
+    },
+    /// Validate a configuration file without starting: exit 0 when valid, 2 when not.
+    #[command(long_about = help::CHECK_CONFIG)]
+    CheckConfig {
+        /// The file to check [default: --config FILE].
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Print the configuration: the effective one, or with --default every option at its default.
+    #[command(long_about = help::CONFIG_CMD)]
+    Config {
+        /// Every option at its default, commented: a starting point for a configuration file.
+        #[arg(long)]
+        default: bool,
     },
     /// Print the agent's version.
     Version,
@@ -36,69 +85,178 @@ enum Command {
 
 #[derive(clap::Args, Default)]
 struct RunArgs {
-    /// Configuration file (TOML); without it: native events on stdout.
-    #[arg(long)]
-    config: Option<std::path::PathBuf>,
-    /// Seconds between update events of open flows.
-    #[arg(long, default_value_t = 60)]
-    update_interval: u64,
-    /// Seconds without a packet after which a UDP flow ends.
-    #[arg(long, default_value_t = 60)]
-    udp_idle_timeout: u64,
+    /// Seconds between update events of open flows [overrides [flows] update_interval].
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    update_interval: Option<Seconds>,
+    /// Seconds without a packet after which a UDP flow ends [overrides [flows] udp_idle_timeout].
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    udp_idle_timeout: Option<Seconds>,
 }
 
-fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
+fn parse_level(s: &str) -> Result<LogLevel, String> {
     s.parse()
-        .map_err(|_| format!("unknown log level {s:?}: expected error, warn, info, debug or trace"))
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
-    logger::init(cli.log_level);
-    match cli.command.unwrap_or(Command::Run(RunArgs {
-        config: None,
-        update_interval: 60,
-        udp_idle_timeout: 60,
-    })) {
-        Command::Probe { json } => {
-            let report = flow_agent::probe::run();
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", flow_agent::probe::render(&report));
-            }
-            if !report.baseline_ok {
-                std::process::exit(2);
-            }
-            Ok(())
+fn parse_seconds(s: &str) -> Result<Seconds, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=31_536_000.0).contains(&v) => Ok(Seconds(v)),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds (expected e.g. 60 or 0.5)"
+        )),
+    }
+}
+
+/// Why the agent stops with a non-zero status: the lines to print and the status.
+struct Failure {
+    code: u8,
+    lines: Vec<String>,
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Self {
+            code: EXIT_CONFIG,
+            lines: e.lines(),
         }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        let code = if e.downcast_ref::<KernelUnsupported>().is_some() {
+            EXIT_KERNEL
+        } else if let Some(c) = e.downcast_ref::<ConfigError>() {
+            return Self {
+                code: EXIT_CONFIG,
+                lines: c.lines(),
+            };
+        } else {
+            EXIT_RUNTIME
+        };
+        Self {
+            code,
+            lines: vec![format!("{e:#}")],
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logger::init(cli.log_level.unwrap_or(LogLevel::Info).filter());
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            for line in f.lines {
+                eprintln!("flow-agent: error: {line}");
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<(), Failure> {
+    let command = cli.command.unwrap_or(Command::Run(RunArgs::default()));
+    let mut overrides = Overrides {
+        log_level: cli.log_level,
+        outputs: cli.output,
+        ..Overrides::default()
+    };
+    match command {
         Command::Version => {
             println!("flow-agent {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Run(args) => {
-            let opts = RunOptions {
-                capture: CaptureConfig::default(),
-                flows: FlowTableConfig {
-                    update_interval: Duration::from_secs(args.update_interval.max(1)),
-                    udp_idle_timeout: Duration::from_secs(args.udp_idle_timeout.max(1)),
-                    host: flow_agent::enrich::host::HostInfo::read(),
-                    ..FlowTableConfig::default()
-                },
-                poll_interval: Duration::from_millis(100),
-                config: match &args.config {
-                    Some(path) => flow_agent::config::load(path)?,
-                    None => flow_agent::config::Config::default(),
-                },
-                reload: args.config.clone().map(|path| {
-                    Box::new(move || Ok(flow_agent::config::load(&path)?))
-                        as Box<dyn FnMut() -> Result<flow_agent::config::Config>>
-                }),
+        Command::Probe { json } => {
+            let report = flow_agent::probe::run();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(anyhow::Error::from)?
+                );
+            } else {
+                print!("{}", flow_agent::probe::render(&report));
+            }
+            if !report.baseline_ok {
+                return Err(Failure {
+                    code: EXIT_KERNEL,
+                    lines: vec![
+                        "this kernel lacks hooks the agent needs (see the table above)".into(),
+                    ],
+                });
+            }
+            Ok(())
+        }
+        Command::CheckConfig { file } => {
+            let Some(file) = file.or(cli.config) else {
+                return Err(Failure {
+                    code: EXIT_CONFIG,
+                    lines: vec!["check-config needs a file: flow-agent check-config FILE".into()],
+                });
             };
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?
-                .block_on(runtime::run(opts))
+            effective_config(Some(&file), &overrides)?;
+            println!("{}: ok", file.display());
+            Ok(())
+        }
+        Command::Config { default: true } => {
+            print!("{}", config::default_toml());
+            Ok(())
+        }
+        Command::Config { default: false } => {
+            let cfg = effective_config(cli.config.as_deref(), &overrides)?;
+            print!("{}", cfg.to_toml());
+            Ok(())
+        }
+        Command::Run(args) => {
+            overrides.update_interval = args.update_interval;
+            overrides.udp_idle_timeout = args.udp_idle_timeout;
+            run(cli.config, overrides)
         }
     }
+}
+
+/// The file (or the defaults) with the command line's overrides, all checked.
+fn effective_config(
+    file: Option<&std::path::Path>,
+    overrides: &Overrides,
+) -> Result<Config, Failure> {
+    let mut cfg = match file {
+        Some(path) => config::load(path)?,
+        None => Config::default(),
+    };
+    overrides.apply(&mut cfg);
+    // The file was valid: what is wrong now came from the command line.
+    let issues = cfg.check();
+    if !issues.is_empty() {
+        return Err(Failure {
+            code: EXIT_CONFIG,
+            lines: issues
+                .into_iter()
+                .map(|i| format!("command line: {}: {}", i.path, i.message))
+                .collect(),
+        });
+    }
+    Ok(cfg)
+}
+
+fn run(file: Option<PathBuf>, overrides: Overrides) -> Result<(), Failure> {
+    let config = effective_config(file.as_deref(), &overrides)?;
+    logger::configure(&config.agent);
+    let opts = RunOptions {
+        capture: config.capture.to_capture_config(),
+        flows: config.flow_table_config(HostInfo::read()),
+        poll_interval: std::time::Duration::from_millis(100),
+        reload: file.map(|path| {
+            Box::new(move || {
+                effective_config(Some(&path), &overrides)
+                    .map_err(|f| anyhow::anyhow!("{}", f.lines.join("\n")))
+            }) as Box<dyn FnMut() -> anyhow::Result<Config>>
+        }),
+        config,
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)?
+        .block_on(runtime::run(opts))
+        .map_err(Failure::from)
 }

@@ -17,24 +17,32 @@ use tokio::{
 };
 
 use crate::{
-    capture::{sock_diag, Capture, CaptureConfig, Record},
+    capture::{sock_diag, Capture, CaptureConfig, FilterSkipped, Record},
     config::Config,
     enrich::clock::{boot_ns_now, rfc3339_micros},
+    filter::kernel::KernelPlan,
     flows::{
         table::sum_udp_counters, table::UdpCounterSource, FlowEvent, FlowTable, FlowTableConfig,
     },
-    health::{KernelLosses, StatsEvent},
+    health::{Health, KernelLosses, StatsEvent},
     sink::Outputs,
 };
+
+/// The kernel lacks a hook the agent needs (exit status 3).
+#[derive(Debug, thiserror::Error)]
+#[error("this kernel lacks hooks the agent needs: {0}")]
+pub struct KernelUnsupported(pub String);
 
 pub struct RunOptions {
     pub capture: CaptureConfig,
     pub flows: FlowTableConfig,
     /// How often the ring buffer is drained when no wake-up comes.
     pub poll_interval: Duration,
-    /// Outputs, filters and health reporting.
+    /// Outputs, filters, health reporting and the agent's log; `capture` and `flows` are
+    /// derived from it.
     pub config: Config,
-    /// Reads the configuration again on SIGHUP; without it SIGHUP only logs.
+    /// Reads the configuration again on SIGHUP (outputs, filters, `[flows]`, `[enrich]` and
+    /// `[agent]` change; `[capture]` needs a restart); without it SIGHUP only logs.
     pub reload: Option<Box<dyn FnMut() -> Result<Config>>>,
 }
 
@@ -57,16 +65,29 @@ fn write_events(outputs: &mut Outputs, events: &mut Vec<FlowEvent>, total: &mut 
 
 /// Swaps in the outputs of a new configuration. The old sinks close first (network sinks move
 /// what they hold to their disk buffers), so the new ones find every undelivered record; if
-/// the new outputs cannot start, the old configuration's start again.
-async fn apply_config(outputs: &mut Option<Outputs>, current: &mut Config, new: Config) {
+/// the new outputs cannot start, the old configuration's start again. True when the new
+/// configuration is in force.
+async fn apply_config(
+    outputs: &mut Option<Outputs>,
+    health: &mut Health,
+    current: &mut Config,
+    new: Config,
+) -> bool {
+    if let Err(e) = new.health.metrics_address() {
+        log::error!("reloaded configuration rejected, the previous one stays in force: {e}");
+        return false;
+    }
     if let Some(old) = outputs.take() {
         old.close().await;
     }
     match Outputs::start(&new.outputs, new.filter.clone()) {
         Ok(o) => {
             *outputs = Some(o);
+            // Checked above: cannot fail.
+            let _ = health.apply(&new.health);
             *current = new;
             log::info!("configuration reloaded");
+            true
         }
         Err(e) => {
             log::error!("reloaded configuration rejected, the previous one stays in force: {e}");
@@ -74,7 +95,38 @@ async fn apply_config(outputs: &mut Option<Outputs>, current: &mut Config, new: 
                 Ok(o) => *outputs = Some(o),
                 Err(e) => log::error!("restarting the previous outputs failed: {e}"),
             }
+            false
         }
+    }
+}
+
+/// A reloaded configuration: outputs and filters first, then the flow table's settings and
+/// the agent's log. Kernel table sizes are fixed while the programs are loaded.
+#[allow(clippy::too_many_arguments)]
+async fn reload_config(
+    outputs: &mut Option<Outputs>,
+    health: &mut Health,
+    current: &mut Config,
+    new: Config,
+    table: &mut FlowTable,
+    capture: &mut Capture,
+    kernel_plan: &mut KernelPlan,
+    loaded_capture: &crate::config::CaptureSettings,
+) {
+    let flows = new.flow_table_config(table.config().host.clone());
+    let agent = new.agent.clone();
+    let capture_changed = new.capture != *loaded_capture;
+    if !apply_config(outputs, health, current, new).await {
+        return;
+    }
+    // After the outputs: the new userspace filter is in force before the kernel's changes.
+    capture.apply_filter(kernel_plan, &current.filter);
+    table.reconfigure(flows);
+    crate::logger::configure(&agent);
+    if capture_changed {
+        log::warn!(
+            "[capture] changed: kernel table sizes are fixed while the agent runs; the new ones take effect at the next start (restart the agent)"
+        );
     }
 }
 
@@ -144,10 +196,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                 )
             })
             .collect();
-        anyhow::bail!(
-            "this kernel lacks hooks the agent needs: {}",
-            missing.join("; ")
-        );
+        return Err(KernelUnsupported(missing.join("; ")).into());
     }
     log::info!(
         "hook tier: baseline (fentry/fexit {} on this kernel)",
@@ -159,11 +208,17 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     );
     let started = Instant::now();
     let mut config = opts.config;
+    crate::logger::configure(&config.agent);
+    let loaded_capture = config.capture.clone();
     let mut reload = opts.reload;
+    let mut health = Health::start(started, &config.health)?;
     let mut outputs = Some(
         Outputs::start(&config.outputs, config.filter.clone()).context("starting the outputs")?,
     );
     let mut capture = Capture::load(&opts.capture).context("starting kernel capture")?;
+    let mut kernel_plan = KernelPlan::default();
+    capture.apply_filter(&mut kernel_plan, &config.filter);
+    let mut last_skipped = FilterSkipped::default();
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let prefix: String = boot_id
         .trim()
@@ -193,9 +248,12 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let mut events_total = 0u64;
     let mut last_losses = [0u64; LOSS_KINDS as usize];
     let mut last_missed = 0;
-    eprintln!(
-        "flow-agent ready: kernel programs attached (cgroup v2 at {})",
-        capture.cgroup_root.display()
+    crate::logger::notice(
+        module_path!(),
+        &format!(
+            "flow-agent ready: kernel programs attached (cgroup v2 at {})",
+            capture.cgroup_root.display()
+        ),
     );
 
     loop {
@@ -223,11 +281,18 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                     last_losses = losses;
                     last_missed = table.missed_closes;
                 }
-                let every = config.health.stats_interval;
-                if every > 0 && last_stats.elapsed() >= Duration::from_secs(every) {
-                    last_stats = Instant::now();
-                    if let Some(o) = outputs.as_mut() {
-                        let stats = stats_event(started, &table, &losses, events_total, o);
+                let skipped = capture.filter_skipped();
+                if skipped != last_skipped {
+                    skipped.log(log::Level::Debug);
+                    last_skipped = skipped;
+                }
+                if let Some(o) = outputs.as_mut() {
+                    // Metrics follow every tick; stats events every stats_interval.
+                    let stats = stats_event(started, &table, &losses, events_total, o);
+                    health.update(&stats, o.stats());
+                    let every = config.health.stats_interval;
+                    if every > 0 && last_stats.elapsed() >= Duration::from_secs(every) {
+                        last_stats = Instant::now();
                         o.publish_stats(&stats);
                     }
                 }
@@ -239,7 +304,19 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                     write_events(o, &mut events, &mut events_total);
                 }
                 match reload.as_mut().map(|r| r()) {
-                    Some(Ok(new)) => apply_config(&mut outputs, &mut config, new).await,
+                    Some(Ok(new)) => {
+                        reload_config(
+                            &mut outputs,
+                            &mut health,
+                            &mut config,
+                            new,
+                            &mut table,
+                            &mut capture,
+                            &mut kernel_plan,
+                            &loaded_capture,
+                        )
+                        .await
+                    }
                     Some(Err(e)) => log::error!(
                         "SIGHUP: the configuration was not reloaded, the previous one stays in force: {e:#}"
                     ),
@@ -268,6 +345,10 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             if let Some(mut o) = outputs.take() {
                 write_events(&mut o, &mut events, &mut events_total);
                 o.close().await;
+            }
+            let skipped = capture.filter_skipped();
+            if kernel_plan.kernel_rules > 0 || skipped != FilterSkipped::default() {
+                skipped.log(log::Level::Info);
             }
             log::info!("shut down: every open flow reported as ended");
             return Ok(());

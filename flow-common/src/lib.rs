@@ -5,8 +5,10 @@
 //! naturally aligned so that both sides agree on the layout without packing.
 #![no_std]
 
+pub mod filter;
 pub mod offsets;
 pub mod records;
 
+pub use filter::{FilterSkip, KernelFilterMasks, FILTER_MAX_NETWORKS, FILTER_SKIP_KINDS};
 pub use offsets::{KernelOffsets, ProgramConfig, SetStateLayout};
 pub use records::*;

@@ -42,6 +42,8 @@ struct State {
     events: Vec<Value>,
     /// Stdout lines that were not JSON: the agent's stdout must be pure JSON lines.
     non_json: Vec<String>,
+    /// Every stdout line as printed (lossily decoded), for formats that are not JSON.
+    lines: Vec<String>,
     stderr: String,
     ready: bool,
     stdout_eof: bool,
@@ -125,6 +127,16 @@ impl Agent {
         self.lock().non_json.clone()
     }
 
+    /// The stdout lines from index `from` on: polls a long output without copying all of it
+    /// each time (and without the per-line rescans of [`Agent::wait_for`]).
+    pub fn stdout_lines_from(&self, from: usize) -> Vec<String> {
+        self.lock()
+            .lines
+            .get(from..)
+            .map(<[String]>::to_vec)
+            .unwrap_or_default()
+    }
+
     /// Everything the agent wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.lock().stderr.clone()
@@ -199,6 +211,15 @@ impl Agent {
         Ok(state.events.clone())
     }
 
+    /// Like [`Agent::stop`], but returns every line the agent printed on stdout, in order,
+    /// JSON or not (e.g. the XML records of the `sysmon` format).
+    pub fn stop_lines(self) -> Result<Vec<String>> {
+        let shared = self.shared.clone();
+        self.stop()?;
+        let lines = std::mem::take(&mut shared.state.lock().unwrap().lines);
+        Ok(lines)
+    }
+
     fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + slowed(READY_TIMEOUT);
         loop {
@@ -266,6 +287,7 @@ impl Drop for Agent {
 }
 
 fn on_stdout_line(state: &mut State, line: String) {
+    state.lines.push(line.clone());
     match serde_json::from_str::<Value>(&line) {
         Ok(v) => state.events.push(v),
         Err(_) if line.trim().is_empty() => {}

@@ -24,6 +24,8 @@ const TEST_PACKAGES: &[&str] = &[
     "procps",
     "tshark",
     "dnsmasq-base",
+    "rsyslog",
+    "openssl",
 ];
 
 fn installed(pkg: &str) -> bool {

@@ -113,6 +113,7 @@ impl Capture {
             .override_global("CONFIG", &program_config, true)
             .map_max_entries("EVENTS", cfg.ring_buffer_bytes)
             .map_max_entries("TCP_SOCKS", cfg.tcp_sockets)
+            .map_max_entries("FILTERED_SOCKS", cfg.tcp_sockets)
             .map_max_entries("UDP_FLOWS", cfg.udp_flows)
             .map_max_entries("UDP_OWNERS", cfg.udp_owners)
             .map_max_entries("PROCESSES", cfg.processes)

@@ -1,11 +1,37 @@
-//! The configuration file (TOML): every option, its default, and validation.
+//! The configuration file (TOML): every option, its default, and validation. Without a file
+//! the built-in defaults apply (native events on stdout). docs/configuration.md documents
+//! every option; `flow-agent config --default` prints them all with their defaults.
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
-use crate::{filter::FilterConfig, health::HealthConfig, sink::OutputConfig};
+use crate::{
+    enrich::host::HostInfo, filter::FilterConfig, flows::FlowTableConfig, health::HealthConfig,
+    sink::OutputConfig,
+};
+
+mod defaults;
+mod error;
+pub mod locate;
+pub mod overrides;
+mod permissions;
+pub mod sections;
+mod validate;
+
+pub use defaults::default_toml;
+pub use error::{ConfigError, Issue, Problem};
+pub use overrides::{parse_output_spec, Overrides};
+pub use sections::{
+    AgentConfig, CaptureSettings, EnrichConfig, FlowsConfig, LogLevel, LogTarget, Seconds,
+};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    pub agent: AgentConfig,
+    pub flows: FlowsConfig,
+    pub enrich: EnrichConfig,
+    pub capture: CaptureSettings,
     pub filter: FilterConfig,
     pub health: HealthConfig,
     pub outputs: Vec<OutputConfig>,
@@ -14,6 +40,10 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            agent: AgentConfig::default(),
+            flows: FlowsConfig::default(),
+            enrich: EnrichConfig::default(),
+            capture: CaptureSettings::default(),
             filter: FilterConfig::default(),
             health: HealthConfig::default(),
             outputs: vec![OutputConfig::stdout()],
@@ -21,29 +51,61 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Invalid {
-        path: std::path::PathBuf,
-        message: String,
-    },
+impl Config {
+    /// Problems serde cannot see (ranges, conflicts, missing directories), by key path.
+    pub fn check(&self) -> Vec<Issue> {
+        validate::check(self)
+    }
+
+    /// The flow table's settings: `[flows]` and `[enrich]`, with this host's facts.
+    pub fn flow_table_config(&self, host: HostInfo) -> FlowTableConfig {
+        FlowTableConfig {
+            update_interval: self.flows.update_interval.duration(),
+            udp_idle_timeout: self.flows.udp_idle_timeout.duration(),
+            accept_wait: self.flows.accept_wait.duration(),
+            host,
+            local_networks: self.enrich.local_networks.iter().map(|n| n.cidr).collect(),
+            community_id_seed: self.enrich.community_id_seed,
+        }
+    }
+
+    /// The effective configuration as TOML (what `flow-agent config` prints).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("the configuration serializes to TOML")
+    }
 }
 
-/// Reads and parses a configuration file.
-pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+/// Reads, checks and parses a configuration file. The file must be safe (see
+/// `permissions`): owned by root or the agent's user and writable by no one else.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    permissions::check(path)?;
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Invalid {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    parse(&text, path)
 }
+
+/// Parses and validates configuration text; `file` names it in errors.
+pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    let index = locate::SpanIndex::new(text);
+    let invalid = |problems| ConfigError::Invalid {
+        file: file.to_path_buf(),
+        problems,
+    };
+    let config: Config = toml::from_str(text)
+        .map_err(|e| invalid(vec![Problem::from_toml(text, index.as_ref(), &e)]))?;
+    let issues = config.check();
+    if !issues.is_empty() {
+        return Err(invalid(
+            issues
+                .into_iter()
+                .map(|i| Problem::from_issue(index.as_ref(), i))
+                .collect(),
+        ));
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests;

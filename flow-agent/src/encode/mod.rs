@@ -5,7 +5,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::{flows::FlowEvent, health::StatsEvent};
 
+mod common;
+pub mod ecs;
 pub mod native;
+pub mod ocsf;
+pub mod sysmon;
+mod time;
+pub mod zeek;
+
+#[cfg(test)]
+mod fixtures;
 
 /// Output format of a sink, chosen per sink in the configuration (`format = "ecs"`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -52,7 +61,10 @@ impl Format {
     pub fn encoder(self) -> Box<dyn Encoder> {
         match self {
             Format::Native => Box::new(native::NativeEncoder),
-            other => Box::new(native::PendingEncoder(other)),
+            Format::Ecs => Box::new(ecs::EcsEncoder),
+            Format::Ocsf => Box::new(ocsf::OcsfEncoder),
+            Format::Zeek => Box::new(zeek::ZeekEncoder::new()),
+            Format::Sysmon => Box::new(sysmon::SysmonEncoder::new()),
         }
     }
 }

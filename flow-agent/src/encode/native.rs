@@ -1,5 +1,5 @@
 //! `native`: the documented schema (docs/events.md), one JSON object per record.
-use super::{Encoder, Format};
+use super::Encoder;
 use crate::{flows::FlowEvent, health::StatsEvent};
 
 pub struct NativeEncoder;
@@ -12,18 +12,5 @@ impl Encoder for NativeEncoder {
 
     fn encode_stats(&mut self, stats: &StatsEvent, out: &mut Vec<u8>) -> bool {
         serde_json::to_writer(&mut *out, stats).is_ok()
-    }
-}
-
-/// Stand-in while a format's encoder is being written: writes native records.
-pub struct PendingEncoder(pub Format);
-
-impl Encoder for PendingEncoder {
-    fn encode_flow(&mut self, event: &FlowEvent, out: &mut Vec<u8>) -> bool {
-        NativeEncoder.encode_flow(event, out)
-    }
-
-    fn encode_stats(&mut self, stats: &StatsEvent, out: &mut Vec<u8>) -> bool {
-        NativeEncoder.encode_stats(stats, out)
     }
 }

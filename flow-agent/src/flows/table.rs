@@ -151,6 +151,13 @@ impl FlowTable {
         &self.cfg
     }
 
+    /// New timings, local networks and Community ID seed (a configuration reload). The host's
+    /// facts stay. Open flows keep their ids; their later events use the new settings.
+    pub fn reconfigure(&mut self, cfg: FlowTableConfig) {
+        let host = std::mem::take(&mut self.cfg.host);
+        self.cfg = FlowTableConfig { host, ..cfg };
+    }
+
     pub(super) fn new_flow(
         &mut self,
         tuple: Tuple,

@@ -1,25 +1,103 @@
-//! http: NDJSON batches or the Elasticsearch `_bulk` API.
-use std::sync::Arc;
+//! http: NDJSON batches (Vector's and Fluent Bit's http sources, any collector taking JSON
+//! lines) or the Elasticsearch `_bulk` API, over HTTP/1.1 or HTTPS, optionally gzipped. The
+//! [`transport::HttpTransport`] sends; the delivery worker queues, buffers and retries.
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Sink, SinkError, SinkStats};
+use super::{delivery, Sink, SinkError, SinkStats};
 use crate::encode::Format;
 
-/// `[outputs.http]`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct HttpConfig {
-    pub url: String,
+mod auth;
+mod body;
+mod bulk;
+mod client;
+mod endpoint;
+mod settled;
+#[cfg(test)]
+mod tests;
+mod tls;
+pub mod transport;
+
+pub use endpoint::Endpoint;
+
+/// How records are framed into a request body.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpMode {
+    /// One JSON document per line, every line newline-terminated.
+    #[default]
+    Ndjson,
+    /// Elasticsearch `_bulk`: a `create` action line before each document.
+    ElasticsearchBulk,
 }
 
+/// `[outputs.http]`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `http://` or `https://` URL the batches are POSTed to.
+    pub url: String,
+    pub mode: HttpMode,
+    /// Index or data stream named in each `_bulk` action line; without it the URL must name
+    /// one (`/<index>/_bulk`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<String>,
+    /// Extra request headers (e.g. `Authorization`). Their values are never logged.
+    pub headers: BTreeMap<String, String>,
+    /// HTTP basic authentication; both or neither.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Compress request bodies (`Content-Encoding: gzip`).
+    pub gzip: bool,
+    /// Seconds one request may take, connecting included.
+    pub timeout: u64,
+    /// PEM file of the CA certificates that verify an HTTPS server; default: the system's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Verify the HTTPS server's certificate and name. Turning it off is for tests only.
+    pub tls_verify: bool,
+    /// Most records in one request.
+    pub max_batch_records: usize,
+    /// Most bytes of one request body before compression; a single larger record still goes
+    /// alone.
+    pub max_batch_bytes: usize,
+    pub delivery: delivery::DeliveryConfig,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            mode: HttpMode::Ndjson,
+            index: None,
+            headers: BTreeMap::new(),
+            user: None,
+            password: None,
+            gzip: false,
+            timeout: 30,
+            ca_file: None,
+            tls_verify: true,
+            max_batch_records: 500,
+            max_batch_bytes: 4 << 20,
+            delivery: delivery::DeliveryConfig::default(),
+        }
+    }
+}
+
+/// Validates the configuration, builds the transport and starts its delivery worker.
 pub fn open(
     config: &HttpConfig,
-    _format: Format,
-    _stats: Arc<SinkStats>,
+    format: Format,
+    stats: Arc<SinkStats>,
 ) -> Result<Box<dyn Sink>, SinkError> {
-    Err(SinkError::Config(format!(
-        "http sink ({}) is not available in this build yet",
-        config.url
-    )))
+    let transport = transport::HttpTransport::new(config, format)?;
+    log::info!("http sink: {}", delivery::Transport::describe(&transport));
+    delivery::spawn(Box::new(transport), &config.delivery, stats)
+}
+
+fn config_error(message: impl std::fmt::Display) -> SinkError {
+    SinkError::Config(format!("http: {message}"))
 }

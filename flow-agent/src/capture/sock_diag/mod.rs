@@ -137,6 +137,18 @@ pub enum DiagError {
     ThreadPanicked { path: PathBuf },
 }
 
+/// Parses one datagram of an inet_diag dump (as the kernel would send it for request
+/// `seq`). The bytes come from the kernel, but the parser is fuzzed as if they were hostile.
+pub fn parse_dump_datagram(
+    buf: &[u8],
+    family: u8,
+    seq: u32,
+) -> Result<Vec<TcpSockInfo>, DiagError> {
+    let mut out = Vec::new();
+    netlink::parse_datagram(buf, family, seq, &mut out)?;
+    Ok(out)
+}
+
 /// All TCP sockets in [`DEFAULT_STATES`] (every state but LISTEN, TIME_WAIT, CLOSE and the
 /// SYN_RECV request sockets) in the network namespace of the calling thread.
 pub fn tcp_sockets() -> Result<Vec<TcpSockInfo>, DiagError> {

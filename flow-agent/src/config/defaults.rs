@@ -1,0 +1,184 @@
+//! `flow-agent config --default`: every option at its default, as a commented TOML file that
+//! parses back to the built-in defaults. The values come from `Config::default()` itself, so
+//! they cannot drift from the code; the comments are the short form of
+//! docs/configuration.md.
+use toml_edit::{DocumentMut, Item, Table};
+
+use super::Config;
+
+const HEADER: &str = "\
+# flow-agent configuration: every option at its default (flow-agent config --default).
+# Every key is optional; a file with none of them behaves like no file at all.
+# Durations are in seconds (integers or decimals). See docs/configuration.md.
+";
+
+/// Comments by key path (array tables without their index).
+const COMMENTS: &[(&str, &str)] = &[
+    (
+        "agent",
+        "The agent's own log (never written to stdout, where events go).",
+    ),
+    (
+        "agent.log_level",
+        "error, warn, info, debug or trace. --log-level overrides it.",
+    ),
+    (
+        "agent.log_target",
+        "stderr (logfmt lines) or journald (the journal's native protocol; stderr when\n\
+         the journal's socket is absent).",
+    ),
+    ("flows", "Flow lifecycle timing."),
+    (
+        "flows.update_interval",
+        "An open flow reports an update event this often (at least 1).",
+    ),
+    (
+        "flows.udp_idle_timeout",
+        "A UDP flow with no packet for this long ends with end_reason idle (at least 1).",
+    ),
+    (
+        "flows.accept_wait",
+        "An inbound TCP flow waits this long for accept() to name its process before it is\n\
+         reported with the listening process (at most 60).",
+    ),
+    ("enrich", "What events add to the kernel's facts."),
+    (
+        "enrich.local_networks",
+        "A remote address in these networks makes a flow's network_locality internal.",
+    ),
+    (
+        "enrich.community_id_seed",
+        "Seed of the Community ID hash (0-65535); every sensor of a site must use the same.",
+    ),
+    (
+        "capture",
+        "Sizes of the kernel-side tables, fixed when the kernel programs load: a change\n\
+         takes effect at the next start, not on SIGHUP.",
+    ),
+    (
+        "capture.ring_buffer_bytes",
+        "Kernel-to-agent ring buffer: a power of two, 4096 to 1073741824.",
+    ),
+    (
+        "capture.wakeup_bytes",
+        "The agent is woken once this many bytes wait (else every 100 ms); 0 wakes it\n\
+         for every record.",
+    ),
+    ("capture.tcp_sockets", "Open TCP sockets tracked at once."),
+    (
+        "capture.udp_flows",
+        "UDP flows (socket and remote endpoint) tracked at once.",
+    ),
+    (
+        "capture.udp_owners",
+        "UDP sockets whose owning process is remembered.",
+    ),
+    (
+        "capture.processes",
+        "Processes whose start time and parent are remembered.",
+    ),
+    (
+        "capture.listeners",
+        "Listening TCP sockets whose owning process is remembered.",
+    ),
+    (
+        "filter",
+        "Global filter, applied before every output's own. A flow passes when it matches\n\
+         any include rule (or there is none) and no exclude rule; a rule matches when all\n\
+         its conditions do. Conditions: remote_cidr, local_cidr, remote_port, local_port,\n\
+         transport, direction, exe, process_name, user, container_id, cgroup. Example:\n\
+         exclude = [{ remote_cidr = \"169.254.169.254/32\" },\n\
+         \x20          { process_name = \"chronyd\", transport = \"udp\" }]\n\
+         See docs/filters.md.",
+    ),
+    (
+        "filter.include",
+        "Rules a flow must match one of (empty: every flow).",
+    ),
+    ("filter.exclude", "Rules a flow must match none of."),
+    ("health", "The agent's own health reports."),
+    (
+        "health.stats_interval",
+        "Seconds between stats events written to the outputs; 0 writes none.",
+    ),
+    (
+        "health.metrics_listen",
+        "IP:PORT of the Prometheus metrics endpoint; empty disables it.",
+    ),
+    (
+        "health.metrics_allow_remote",
+        "Allows a metrics_listen address other than loopback (no authentication there).",
+    ),
+    (
+        "outputs",
+        "Where events go: one [[outputs]] table per destination, each with exactly one sink\n\
+         table: [outputs.stdout], [outputs.file], [outputs.syslog] or [outputs.http].\n\
+         --output replaces them all.",
+    ),
+    (
+        "outputs.format",
+        "native, ecs, ocsf, zeek or sysmon (docs/events.md describes native).\n\
+         name = \"...\" names the output in logs and stats (default <sink>-<index>).",
+    ),
+    (
+        "outputs.filter",
+        "This output's own filter (same rules as [filter]).",
+    ),
+    ("outputs.stdout", "One record per line on stdout."),
+];
+
+fn comment_for(path: &str) -> Option<String> {
+    COMMENTS
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, c)| c.lines().map(|l| format!("# {l}\n")).collect::<String>())
+}
+
+fn decorate(table: &mut Table, prefix: &str) {
+    for (mut key, item) in table.iter_mut() {
+        let path = if prefix.is_empty() {
+            key.get().to_string()
+        } else {
+            format!("{prefix}.{}", key.get())
+        };
+        let comment = comment_for(&path);
+        match item {
+            Item::Table(t) => {
+                if let Some(c) = comment {
+                    t.decor_mut().set_prefix(format!("\n{c}"));
+                }
+                decorate(t, &path);
+            }
+            Item::ArrayOfTables(a) => {
+                for (i, t) in a.iter_mut().enumerate() {
+                    if let (0, Some(c)) = (i, &comment) {
+                        t.decor_mut().set_prefix(format!("\n{c}"));
+                    }
+                    decorate(t, &path);
+                }
+            }
+            Item::Value(v) => {
+                // Long lists one value a line, for the reader who edits them.
+                if let Some(a) = v.as_array_mut().filter(|a| a.len() > 2) {
+                    for e in a.iter_mut() {
+                        e.decor_mut().set_prefix("\n  ");
+                    }
+                    a.set_trailing_comma(true);
+                    a.set_trailing("\n");
+                }
+                if let Some(c) = comment {
+                    key.leaf_decor_mut().set_prefix(c);
+                }
+            }
+            Item::None => {}
+        }
+    }
+}
+
+/// The default configuration as a commented TOML file.
+pub fn default_toml() -> String {
+    let text = Config::default().to_toml();
+    let mut doc: DocumentMut = text.parse().expect("serialized TOML parses");
+    decorate(doc.as_table_mut(), "");
+    format!("{HEADER}{doc}")
+}

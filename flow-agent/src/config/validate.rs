@@ -1,0 +1,192 @@
+//! Checks that serde cannot make: ranges, conflicts between options, paths that must exist,
+//! outputs with exactly one sink. Every problem is reported, not only the first.
+use std::{collections::HashMap, path::Path};
+
+use super::{
+    error::Issue,
+    locate::KeyPath,
+    sections::{CaptureSettings, FlowsConfig},
+    Config,
+};
+use crate::filter::FilterConfig;
+
+/// Kernel map sizes above this are a typo, not a plan (and would pin gigabytes of memory).
+const MAX_TABLE_ENTRIES: u32 = 1 << 24;
+const MAX_RING_BYTES: u32 = 1 << 30;
+/// The ring buffer is made of pages.
+const PAGE: u32 = 4096;
+
+pub fn check(cfg: &Config) -> Vec<Issue> {
+    let mut issues = Vec::new();
+    let root = KeyPath::root();
+    flows(&cfg.flows, &root.key("flows"), &mut issues);
+    capture(&cfg.capture, &root.key("capture"), &mut issues);
+    filter(&cfg.filter, &root.key("filter"), &mut issues);
+    outputs(cfg, &root.key("outputs"), &mut issues);
+    issues
+}
+
+fn flows(f: &FlowsConfig, path: &KeyPath, issues: &mut Vec<Issue>) {
+    // The flow table ticks once a second: shorter intervals cannot be honoured.
+    for (key, v) in [
+        ("update_interval", f.update_interval),
+        ("udp_idle_timeout", f.udp_idle_timeout),
+    ] {
+        if v.0 < 1.0 {
+            issues.push(Issue::new(
+                path.key(key),
+                format!("{} is too short (expected at least 1 second)", v.0),
+            ));
+        }
+    }
+    if f.accept_wait.0 > 60.0 {
+        issues.push(Issue::new(
+            path.key("accept_wait"),
+            format!(
+                "{} is too long (expected at most 60 seconds: inbound flows wait this long before they are reported)",
+                f.accept_wait.0
+            ),
+        ));
+    }
+}
+
+fn capture(c: &CaptureSettings, path: &KeyPath, issues: &mut Vec<Issue>) {
+    let rb = c.ring_buffer_bytes;
+    if !rb.is_power_of_two() || !(PAGE..=MAX_RING_BYTES).contains(&rb) {
+        issues.push(Issue::new(
+            path.key("ring_buffer_bytes"),
+            format!("{rb} is not usable (expected a power of two from {PAGE} to {MAX_RING_BYTES}, e.g. 8388608)"),
+        ));
+    } else if c.wakeup_bytes > rb {
+        issues.push(Issue::new(
+            path.key("wakeup_bytes"),
+            format!(
+                "{} is larger than capture.ring_buffer_bytes ({rb}): the consumer would never be woken (expected at most {rb}, or 0 to wake on every record)",
+                c.wakeup_bytes
+            ),
+        ));
+    }
+    for (key, v) in [
+        ("tcp_sockets", c.tcp_sockets),
+        ("udp_flows", c.udp_flows),
+        ("udp_owners", c.udp_owners),
+        ("processes", c.processes),
+        ("listeners", c.listeners),
+    ] {
+        if !(1..=MAX_TABLE_ENTRIES).contains(&v) {
+            issues.push(Issue::new(
+                path.key(key),
+                format!("{v} entries is not usable (expected 1 to {MAX_TABLE_ENTRIES})"),
+            ));
+        }
+    }
+}
+
+fn filter(f: &FilterConfig, path: &KeyPath, issues: &mut Vec<Issue>) {
+    for (list, rules) in [("include", &f.include), ("exclude", &f.exclude)] {
+        for (i, rule) in rules.iter().enumerate() {
+            if rule.is_empty() {
+                issues.push(Issue::new(
+                    path.key(list).index(i),
+                    "a rule without conditions would match every flow (expected at least one of remote_cidr, local_cidr, remote_port, local_port, transport, direction, exe, process_name, user, container_id, cgroup)",
+                ));
+            }
+        }
+    }
+}
+
+fn outputs(cfg: &Config, path: &KeyPath, issues: &mut Vec<Issue>) {
+    if cfg.outputs.is_empty() {
+        issues.push(Issue::new(
+            path.clone(),
+            "no outputs: events would go nowhere (expected at least one [[outputs]] table, or none at all for stdout)",
+        ));
+    }
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut stdout: Option<usize> = None;
+    let mut files: HashMap<&Path, usize> = HashMap::new();
+    for (i, out) in cfg.outputs.iter().enumerate() {
+        let at = path.index(i);
+        filter(&out.filter, &at.key("filter"), issues);
+        if let Some(name) = &out.name {
+            if name.is_empty() {
+                issues.push(Issue::new(
+                    at.key("name"),
+                    "an empty name (expected a name for logs and stats, or no name key)",
+                ));
+            } else if let Some(j) = names.insert(name.clone(), i) {
+                issues.push(Issue::new(
+                    at.key("name"),
+                    format!(
+                        "{name:?} is already the name of outputs[{j}] (expected a name of its own)"
+                    ),
+                ));
+            }
+        }
+        let kind = match out.kind() {
+            Ok(kind) => kind,
+            Err(e) => {
+                issues.push(Issue::new(at.clone(), sink_problem(&e.to_string())));
+                continue;
+            }
+        };
+        match kind {
+            "stdout" => {
+                if let Some(j) = stdout.replace(i) {
+                    issues.push(Issue::new(
+                        at.key("stdout"),
+                        format!("outputs[{j}] already writes to stdout: two outputs there would mix their records (expected one stdout output)"),
+                    ));
+                }
+            }
+            "file" => {
+                let file = out.file.as_ref().expect("kind() says file is set");
+                let p = &file.path;
+                let key = at.key("file").key("path");
+                if !p.is_absolute() {
+                    issues.push(Issue::new(
+                        key,
+                        format!("{:?} is a relative path (expected an absolute path)", p.display().to_string()),
+                    ));
+                } else if let Some(j) = files.insert(p.as_path(), i) {
+                    issues.push(Issue::new(
+                        key,
+                        format!("outputs[{j}] already writes {} (expected one output per file)", p.display()),
+                    ));
+                } else {
+                    let dir = p.parent().unwrap_or(Path::new("/"));
+                    if !dir.is_dir() {
+                        issues.push(Issue::new(
+                            key,
+                            format!(
+                                "directory {} does not exist (expected an existing directory for {})",
+                                dir.display(),
+                                p.display()
+                            ),
+                        ));
+                    }
+                }
+            }
+            "http" if !out.format.is_json() => issues.push(Issue::new(
+                at.key("format"),
+                format!(
+                    "{} records are not JSON; an http output sends JSON (expected native, ecs, ocsf or zeek)",
+                    out.format.name()
+                ),
+            )),
+            _ => {}
+        }
+    }
+}
+
+/// The sink stage's message without its prefix, with what is expected.
+fn sink_problem(message: &str) -> String {
+    let m = message
+        .strip_prefix("output configuration: ")
+        .unwrap_or(message);
+    if m.contains("needs one sink table") {
+        format!("{m} (expected e.g. [outputs.stdout] under this [[outputs]])")
+    } else {
+        format!("{m} (expected one sink table per [[outputs]]: add another [[outputs]] for each further sink)")
+    }
+}

@@ -1,0 +1,255 @@
+use serde_json::{json, Value};
+
+use super::EcsEncoder;
+use crate::encode::{fixtures::*, Encoder};
+use crate::flows::FlowEvent;
+
+fn encode(ev: &FlowEvent) -> Value {
+    let mut out = Vec::new();
+    assert!(EcsEncoder.encode_flow(ev, &mut out));
+    assert!(!out.contains(&b'\n'), "one line");
+    serde_json::from_slice(&out).unwrap()
+}
+
+#[test]
+fn tcp_end_maps_every_field() {
+    let doc = encode(&tcp_out_end());
+    let want = json!({
+        "@timestamp": "2026-11-23T13:05:50.543381Z",
+        "ecs": {"version": "9.4.0"},
+        "agent": {"type": "flow-agent", "version": env!("CARGO_PKG_VERSION")},
+        "event": {
+            "kind": "event",
+            "category": ["network"],
+            "type": ["connection", "end"],
+            "action": "disconnect_received",
+            "outcome": "success",
+            "reason": "fin",
+            "module": "flow_agent",
+            "dataset": "flow_agent.flow",
+            "start": "2026-11-23T13:05:50.542313Z",
+            "end": "2026-11-23T13:05:50.543381Z",
+            "duration": 1068809
+        },
+        "source": {"address": "127.0.0.1", "ip": "127.0.0.1", "port": 33596, "bytes": 79, "packets": 7},
+        "destination": {"address": "127.0.0.1", "ip": "127.0.0.1", "port": 18080, "bytes": 549, "packets": 6},
+        "network": {
+            "transport": "tcp",
+            "type": "ipv4",
+            "iana_number": "6",
+            "direction": "egress",
+            "community_id": "1:Uw3Um7L1M9pG/AWDF7lN/zpVQdk=",
+            "bytes": 628,
+            "packets": 13
+        },
+        "process": {
+            "pid": 6140,
+            "entity_id": "3d1219c7-0000000340ab-000017fc",
+            "name": "curl",
+            "executable": "/usr/bin/curl",
+            "command_line": "curl -s http://127.0.0.1:18080/",
+            "args": ["curl", "-s", "http://127.0.0.1:18080/"],
+            "args_count": 3,
+            "start": "2026-11-23T13:05:50.530921Z",
+            "thread": {"id": 6141, "name": "curl"},
+            "parent": {"pid": 5769, "executable": "/usr/bin/bash", "name": "bash"}
+        },
+        "user": {"id": "0", "name": "root"},
+        "group": {"id": "0", "name": "root"},
+        "host": {"hostname": "vm", "name": "vm"},
+        "related": {"ip": ["127.0.0.1"], "user": ["root"]},
+        "flow_agent": {
+            "flow_id": "bf79e3c617f7-1",
+            "start_observed": true,
+            "network_locality": "internal",
+            "conn_state": "SF",
+            "history": "ShADdFf",
+            "rtt_us": 25,
+            "retransmits": 0,
+            "interval": {"in_bytes": 549, "out_bytes": 79, "in_pkts": 6, "out_pkts": 7},
+            "attribution": "connector",
+            "image_deleted": false,
+            "command_line_truncated": false,
+            "cgroup_id": 1,
+            "netns": 4026531833u32
+        }
+    });
+    assert_eq!(doc, want, "{doc:#}");
+}
+
+#[test]
+fn start_and_update_are_typed_and_named() {
+    let out = encode(&tcp_out_start());
+    assert_eq!(out["event"]["type"], json!(["connection", "start"]));
+    assert_eq!(out["event"]["action"], "connection_attempted");
+    assert_eq!(out["event"]["duration"], 0);
+    assert!(out["event"].get("outcome").is_none());
+    assert!(out["event"].get("end").is_none());
+    assert!(out["source"].get("bytes").is_none());
+    assert!(out["network"].get("bytes").is_none());
+
+    let inbound = FlowEvent {
+        event_action: "start",
+        ..tcp_in_end()
+    };
+    let doc = encode(&inbound);
+    assert_eq!(doc["event"]["action"], "connection_accepted");
+    assert_eq!(doc["network"]["direction"], "ingress");
+    assert_eq!(
+        doc["host"],
+        json!({"hostname": "vm", "name": "vm.example.org"})
+    );
+
+    let upd = encode(&udp6_update());
+    assert_eq!(upd["event"]["type"], json!(["connection", "info"]));
+    assert_eq!(upd["event"]["action"], "connection_updated");
+    assert_eq!(upd["event"]["duration"], 60_000_100_000u64);
+    assert_eq!(
+        upd["network"],
+        json!({
+            "transport": "udp", "type": "ipv6", "iana_number": "17", "direction": "egress",
+            "community_id": "1:ZZZ7L1M9pG/AWDF7lN/zpVQdk=", "bytes": 400, "packets": 5
+        })
+    );
+    assert_eq!(upd["source"]["bytes"], 100);
+    assert_eq!(upd["destination"]["bytes"], 300);
+    assert_eq!(
+        upd["related"]["ip"],
+        json!(["2001:db8::5", "2001:db8:1::53"])
+    );
+    // comm without an executable path is both the name and the thread's name.
+    assert_eq!(upd["process"]["name"], "resolver");
+    assert_eq!(
+        upd["process"]["thread"],
+        json!({"id": 701, "name": "resolver"})
+    );
+    assert_eq!(upd["user"], json!({"id": "101"}));
+    assert!(upd["related"].get("user").is_none());
+}
+
+#[test]
+fn inbound_flow_keeps_the_initiator_as_source() {
+    let doc = encode(&tcp_in_end());
+    assert_eq!(doc["network"]["direction"], "ingress");
+    assert_eq!(doc["source"]["port"], 33596);
+    assert_eq!(doc["source"]["bytes"], 79);
+    assert_eq!(doc["destination"]["port"], 18080);
+    assert_eq!(doc["destination"]["bytes"], 549);
+    assert_eq!(doc["process"]["name"], "python3.13");
+    assert_eq!(doc["process"]["thread"]["name"], "python3");
+    assert_eq!(doc["user"], json!({"id": "1000", "name": "alice"}));
+
+    let udp = encode(&udp_in_end());
+    assert_eq!(udp["network"]["direction"], "ingress");
+    assert_eq!(udp["event"]["reason"], "idle");
+    assert_eq!(udp["event"]["outcome"], "success");
+    assert!(udp.get("process").is_none());
+}
+
+#[test]
+fn failed_connects_are_failures() {
+    let doc = encode(&tcp_refused_end());
+    assert_eq!(doc["event"]["outcome"], "failure");
+    assert_eq!(doc["event"]["reason"], "refused");
+    assert_eq!(doc["flow_agent"]["conn_state"], "REJ");
+}
+
+#[test]
+fn unknown_values_are_omitted() {
+    let doc = encode(&tcp_in_start_no_process());
+    for absent in ["process", "user", "group", "container"] {
+        assert!(doc.get(absent).is_none(), "{absent}: {doc}");
+    }
+    let pre = encode(&tcp_preexisting_end());
+    assert!(pre["event"].get("start").is_none());
+    assert!(pre["event"].get("duration").is_none());
+    assert_eq!(pre["flow_agent"]["start_observed"], false);
+    let shut = encode(&tcp_shutdown_end());
+    assert_eq!(shut["event"]["reason"], "agent_shutdown");
+    assert!(shut["flow_agent"].get("conn_state").is_none());
+}
+
+#[test]
+fn containers_map_to_container_fields() {
+    let ev = FlowEvent {
+        container_id: Some("4f".repeat(32)),
+        container_runtime: Some("docker".into()),
+        cgroup_path: Some("/system.slice/docker-x.scope".into()),
+        systemd_unit: Some("docker-x.scope".into()),
+        ..tcp_out_start()
+    };
+    let doc = encode(&ev);
+    assert_eq!(
+        doc["container"],
+        json!({"id": "4f".repeat(32), "runtime": "docker"})
+    );
+    assert_eq!(doc["flow_agent"]["systemd_unit"], "docker-x.scope");
+}
+
+#[test]
+fn hostile_strings_survive_as_data() {
+    let ev = hostile_start();
+    let doc = encode(&ev);
+    assert_eq!(doc["process"]["name"], HOSTILE);
+    assert_eq!(doc["process"]["thread"]["name"], json!(ev.process_name));
+    assert_eq!(doc["process"]["executable"], json!(ev.image_path));
+    assert_eq!(doc["process"]["command_line"], json!(ev.command_line));
+    assert_eq!(doc["user"]["name"], json!(ev.user));
+    assert_eq!(doc["host"]["hostname"], json!(ev.hostname));
+    // No key was injected.
+    let keys: Vec<&String> = doc["process"].as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 10, "{keys:?}");
+}
+
+#[test]
+fn stats_are_a_metric_document() {
+    let mut out = Vec::new();
+    assert!(EcsEncoder.encode_stats(&stats(), &mut out));
+    let doc: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        doc,
+        json!({
+            "@timestamp": "2026-11-23T13:06:00.000001Z",
+            "ecs": {"version": "9.4.0"},
+            "agent": {"type": "flow-agent", "version": env!("CARGO_PKG_VERSION")},
+            "event": {"kind": "metric", "module": "flow_agent", "dataset": "flow_agent.stats", "action": "stats"},
+            "host": {"hostname": "vm", "name": "vm"},
+            "flow_agent": {"stats": {
+                "agent_version": "0.1.0",
+                "uptime": 60.5,
+                "flows_open": 3,
+                "events_total": 42,
+                "kernel_losses": {"ring_full": 1, "tcp_table_full": 0, "udp_table_full": 0,
+                    "read_failed": 0, "owner_table_full": 0, "tcp_closes_missed": 2},
+                "sinks": [{"name": "siem", "kind": "syslog", "format": "ecs", "accepted": 40,
+                    "sent": 38, "queued": 2, "buffered": 0, "dropped": 0, "reconnects": 0, "errors": 0}]
+            }}
+        })
+    );
+}
+
+#[test]
+fn categorization_values_are_ecs_allowed_values() {
+    const TYPES: &[&str] = &[
+        "access",
+        "allowed",
+        "connection",
+        "denied",
+        "end",
+        "info",
+        "protocol",
+        "start",
+    ];
+    for ev in all_flows() {
+        let doc = encode(&ev);
+        assert_eq!(doc["event"]["kind"], "event");
+        assert_eq!(doc["event"]["category"], json!(["network"]));
+        for t in doc["event"]["type"].as_array().unwrap() {
+            assert!(TYPES.contains(&t.as_str().unwrap()), "{t}");
+        }
+        let dir = doc["network"]["direction"].as_str().unwrap();
+        assert!(["ingress", "egress"].contains(&dir));
+        let outcome = &doc["event"]["outcome"];
+        assert!(outcome.is_null() || ["success", "failure"].contains(&outcome.as_str().unwrap()));
+    }
+}

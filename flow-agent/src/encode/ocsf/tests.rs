@@ -1,0 +1,264 @@
+use serde_json::{json, Value};
+
+use super::{vocabulary::tcp_flags, OcsfEncoder};
+use crate::encode::{fixtures::*, Encoder};
+use crate::flows::FlowEvent;
+
+fn encode(ev: &FlowEvent) -> Value {
+    let mut out = Vec::new();
+    assert!(OcsfEncoder.encode_flow(ev, &mut out));
+    assert!(!out.contains(&b'\n'), "one line");
+    serde_json::from_slice(&out).unwrap()
+}
+
+#[test]
+fn tcp_end_maps_every_field() {
+    let doc = encode(&tcp_out_end());
+    let metadata = json!({
+        "version": "1.8.0",
+        "product": {"name": "flow-agent", "vendor_name": "flow-agent", "version": env!("CARGO_PKG_VERSION")},
+        "correlation_uid": "bf79e3c617f7-1",
+        "original_time": "2026-11-23T13:05:50.543381Z",
+        "log_name": "flows"
+    });
+    let connection_info = json!({
+        "uid": "bf79e3c617f7-1",
+        "community_uid": "1:Uw3Um7L1M9pG/AWDF7lN/zpVQdk=",
+        "direction_id": 4,
+        "direction": "Local",
+        "boundary_id": 1,
+        "boundary": "Localhost",
+        "protocol_num": 6,
+        "protocol_name": "tcp",
+        "protocol_ver_id": 4,
+        "protocol_ver": "Internet Protocol version 4 (IPv4)",
+        "tcp_flags": 0x13,
+        "flag_history": "ShADdFf"
+    });
+    let actor = json!({
+        "process": {
+            "pid": 6140,
+            "tid": 6141,
+            "uid": "3d1219c7-0000000340ab-000017fc",
+            "name": "curl",
+            "cmd_line": "curl -s http://127.0.0.1:18080/",
+            "created_time": 1795439150530i64,
+            "file": {"name": "curl", "path": "/usr/bin/curl", "type_id": 1, "type": "Regular File", "is_deleted": false},
+            "user": {"uid": "0", "name": "root"},
+            "parent_process": {"pid": 5769, "file": {"name": "bash", "path": "/usr/bin/bash", "type_id": 1, "type": "Regular File"}}
+        },
+        "user": {"uid": "0", "name": "root"}
+    });
+    let observables = json!([
+        {"name": "src_endpoint.ip", "type_id": 2, "type": "IP Address", "value": "127.0.0.1"},
+        {"name": "dst_endpoint.ip", "type_id": 2, "type": "IP Address", "value": "127.0.0.1"},
+        {"name": "device.hostname", "type_id": 1, "type": "Hostname", "value": "vm"},
+        {"name": "actor.process.name", "type_id": 9, "type": "Process Name", "value": "curl"},
+        {"name": "actor.user.name", "type_id": 4, "type": "User Name", "value": "root"}
+    ]);
+    let unmapped = json!({
+        "rtt_us": 25,
+        "retransmits": 0,
+        "network_locality": "internal",
+        "attribution": "connector",
+        "command_line_truncated": false,
+        "gid": 0,
+        "group": "root",
+        "cgroup_id": 1,
+        "netns": 4026531833u32
+    });
+    let want = json!({
+        "activity_id": 2,
+        "activity_name": "Close",
+        "category_uid": 4,
+        "category_name": "Network Activity",
+        "class_uid": 4001,
+        "class_name": "Network Activity",
+        "type_uid": 400102,
+        "type_name": "Network Activity: Close",
+        "severity_id": 1,
+        "severity": "Informational",
+        "status_id": 1,
+        "status": "Success",
+        "status_code": "SF",
+        "status_detail": "fin",
+        "time": 1795439150543i64,
+        "timezone_offset": 0,
+        "start_time": 1795439150542i64,
+        "end_time": 1795439150543i64,
+        "duration": 1,
+        "message": "Close tcp 127.0.0.1:33596 -> 127.0.0.1:18080",
+        "metadata": metadata,
+        "src_endpoint": {"ip": "127.0.0.1", "port": 33596, "hostname": "vm"},
+        "dst_endpoint": {"ip": "127.0.0.1", "port": 18080},
+        "connection_info": connection_info,
+        "traffic": {"bytes": 628, "bytes_in": 549, "bytes_out": 79, "packets": 13, "packets_in": 6, "packets_out": 7},
+        "cumulative_traffic": {"bytes": 628, "bytes_in": 549, "bytes_out": 79, "packets": 13, "packets_in": 6, "packets_out": 7},
+        "is_src_dst_assignment_known": true,
+        "observation_point_id": 1,
+        "observation_point": "Source",
+        "actor": actor,
+        "device": {"hostname": "vm", "name": "vm", "type_id": 0, "type": "Unknown"},
+        "observables": observables,
+        "unmapped": unmapped
+    });
+    assert_eq!(doc, want, "{doc:#}");
+}
+
+#[test]
+fn activities_follow_the_flow_lifecycle() {
+    let cases: [(FlowEvent, u64, &str); 7] = [
+        (tcp_out_start(), 1, "Open"),
+        (udp6_update(), 6, "Traffic"),
+        (tcp_out_end(), 2, "Close"),
+        (tcp_preexisting_end(), 3, "Reset"),
+        (
+            FlowEvent {
+                conn_state: Some("S0"),
+                end_reason: Some("timeout"),
+                history: Some("S".into()),
+                ..tcp_refused_end()
+            },
+            4,
+            "Fail",
+        ),
+        (tcp_refused_end(), 5, "Refuse"),
+        (udp_in_end(), 2, "Close"),
+    ];
+    for (ev, id, caption) in cases {
+        let doc = encode(&ev);
+        assert_eq!(doc["activity_id"], id, "{doc}");
+        assert_eq!(doc["activity_name"], caption);
+        assert_eq!(doc["type_uid"], 400100 + id);
+        assert_eq!(doc["type_name"], format!("Network Activity: {caption}"));
+    }
+    let failed = encode(&tcp_refused_end());
+    assert_eq!(
+        (failed["status_id"].as_u64(), failed["status"].as_str()),
+        (Some(2), Some("Failure"))
+    );
+    assert_eq!(failed["connection_info"]["tcp_flags"], 0x06);
+    // Starts and updates carry no status: a failed connect's start looks like any other.
+    let start = encode(&tcp_out_start());
+    for absent in [
+        "status_id",
+        "status",
+        "status_code",
+        "status_detail",
+        "end_time",
+        "traffic",
+    ] {
+        assert!(start.get(absent).is_none(), "{absent}");
+    }
+    assert_eq!(start["duration"], 0);
+}
+
+#[test]
+fn direction_is_relative_to_the_local_networks() {
+    let upd = encode(&udp6_update());
+    let ci = &upd["connection_info"];
+    assert_eq!(
+        (ci["direction_id"].as_u64(), ci["direction"].as_str()),
+        (Some(2), Some("Outbound"))
+    );
+    assert_eq!(
+        (ci["boundary_id"].as_u64(), ci["boundary"].as_str()),
+        (Some(3), Some("External"))
+    );
+    assert_eq!(ci["protocol_ver_id"], 6);
+    assert_eq!(
+        (ci["protocol_num"].as_u64(), ci["protocol_name"].as_str()),
+        (Some(17), Some("udp"))
+    );
+    assert!(ci.get("tcp_flags").is_none());
+    // Interval since the last event vs. totals since the start.
+    assert_eq!(
+        upd["traffic"],
+        json!({"bytes": 250, "bytes_in": 200, "bytes_out": 50, "packets": 3, "packets_in": 2, "packets_out": 1})
+    );
+    assert_eq!(
+        upd["cumulative_traffic"],
+        json!({"bytes": 400, "bytes_in": 300, "bytes_out": 100, "packets": 5, "packets_in": 3, "packets_out": 2})
+    );
+
+    let lateral = encode(&udp_in_end());
+    assert_eq!(lateral["connection_info"]["direction_id"], 3);
+    assert_eq!(lateral["connection_info"]["boundary_id"], 2);
+    // This host answered: it is the destination, and in/out follow src/dst, not the host.
+    assert_eq!(lateral["observation_point_id"], 2);
+    assert_eq!(lateral["observation_point"], "Destination");
+    assert_eq!(
+        lateral["dst_endpoint"],
+        json!({"ip": "10.0.0.5", "port": 9999, "hostname": "vm"})
+    );
+    assert_eq!(
+        lateral["src_endpoint"],
+        json!({"ip": "10.0.0.9", "port": 5353})
+    );
+    assert_eq!(lateral["traffic"]["bytes_out"], 12);
+    assert_eq!(lateral["traffic"]["bytes_in"], 0);
+
+    let inbound = encode(&tcp_in_start_no_process());
+    assert_eq!(inbound["connection_info"]["direction_id"], 1);
+    assert_eq!(inbound["connection_info"]["direction"], "Inbound");
+}
+
+#[test]
+fn inbound_server_side_counts_from_the_initiator() {
+    let doc = encode(&tcp_in_end());
+    assert_eq!(doc["traffic"]["bytes_out"], 79);
+    assert_eq!(doc["traffic"]["bytes_in"], 549);
+    assert_eq!(doc["traffic"]["packets_out"], 7);
+    assert_eq!(doc["observation_point_id"], 2);
+    assert_eq!(doc["device"]["hostname"], "vm.example.org");
+    assert_eq!(doc["actor"]["process"]["name"], "python3.13");
+    assert_eq!(
+        doc["actor"]["user"],
+        json!({"uid": "1000", "name": "alice"})
+    );
+}
+
+#[test]
+fn unknown_values_are_omitted() {
+    let doc = encode(&tcp_in_start_no_process());
+    assert!(doc.get("actor").is_none());
+    assert_eq!(doc["observables"].as_array().unwrap().len(), 3);
+    let pre = encode(&tcp_preexisting_end());
+    assert_eq!(pre["is_src_dst_assignment_known"], false);
+    assert!(pre.get("start_time").is_none());
+    assert!(pre.get("duration").is_none());
+    let no_cmd = FlowEvent {
+        command_line: None,
+        ..tcp_out_start()
+    };
+    assert_eq!(encode(&no_cmd)["actor"]["process"]["cmd_line"], "");
+}
+
+#[test]
+fn hostile_strings_survive_as_data() {
+    let ev = hostile_start();
+    let doc = encode(&ev);
+    let p = &doc["actor"]["process"];
+    assert_eq!(p["name"], HOSTILE);
+    assert_eq!(p["cmd_line"], json!(ev.command_line));
+    assert_eq!(p["file"]["path"], json!(ev.image_path));
+    assert_eq!(p["file"]["name"], HOSTILE);
+    assert_eq!(doc["device"]["name"], json!(ev.hostname));
+}
+
+#[test]
+fn tcp_flags_union_the_history_letters() {
+    assert_eq!(tcp_flags("S"), 0x02);
+    assert_eq!(tcp_flags("Sr"), 0x06);
+    assert_eq!(tcp_flags("ShA"), 0x12);
+    assert_eq!(tcp_flags("ShADdFf"), 0x13);
+    assert_eq!(tcp_flags("ShADR"), 0x16);
+    assert_eq!(tcp_flags(""), 0);
+}
+
+#[test]
+fn stats_have_no_ocsf_record() {
+    let mut out = Vec::new();
+    assert!(!OcsfEncoder.encode_stats(&stats(), &mut out));
+    assert!(out.is_empty());
+}

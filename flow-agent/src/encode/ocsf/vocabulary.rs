@@ -1,0 +1,150 @@
+//! OCSF enumerations the native event maps onto: activity, direction, boundary, TCP flags.
+use crate::{encode::common, flows::FlowEvent};
+
+/// Network Activity `activity_id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activity {
+    Open,
+    Close,
+    Reset,
+    Fail,
+    Refuse,
+    Traffic,
+}
+
+impl Activity {
+    pub fn of(ev: &FlowEvent) -> Self {
+        match ev.event_action {
+            "start" => Activity::Open,
+            "update" => Activity::Traffic,
+            _ => match (ev.conn_state, ev.end_reason) {
+                (Some("REJ"), _) => Activity::Refuse,
+                (Some("S0"), _) => Activity::Fail,
+                (_, Some("rst")) => Activity::Reset,
+                _ => Activity::Close,
+            },
+        }
+    }
+
+    pub fn id(self) -> u32 {
+        match self {
+            Activity::Open => 1,
+            Activity::Close => 2,
+            Activity::Reset => 3,
+            Activity::Fail => 4,
+            Activity::Refuse => 5,
+            Activity::Traffic => 6,
+        }
+    }
+
+    pub fn caption(self) -> &'static str {
+        match self {
+            Activity::Open => "Open",
+            Activity::Close => "Close",
+            Activity::Reset => "Reset",
+            Activity::Fail => "Fail",
+            Activity::Refuse => "Refuse",
+            Activity::Traffic => "Traffic",
+        }
+    }
+}
+
+/// `connection_info.direction_id`: OCSF's direction is relative to the network perimeter
+/// (the local networks), not to the host; which side the host is goes to
+/// `observation_point_id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+    Lateral,
+    Local,
+}
+
+impl Direction {
+    pub fn of(ev: &FlowEvent) -> Self {
+        if common::is_loopback_flow(ev) {
+            Direction::Local
+        } else if ev.network_locality == "internal" {
+            Direction::Lateral
+        } else if ev.local_orig {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        }
+    }
+
+    pub fn id(self) -> u32 {
+        match self {
+            Direction::Inbound => 1,
+            Direction::Outbound => 2,
+            Direction::Lateral => 3,
+            Direction::Local => 4,
+        }
+    }
+
+    pub fn caption(self) -> &'static str {
+        match self {
+            Direction::Inbound => "Inbound",
+            Direction::Outbound => "Outbound",
+            Direction::Lateral => "Lateral",
+            Direction::Local => "Local",
+        }
+    }
+}
+
+/// `connection_info.boundary_id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Boundary {
+    Localhost,
+    Internal,
+    External,
+}
+
+impl Boundary {
+    pub fn of(ev: &FlowEvent) -> Self {
+        if common::is_loopback_flow(ev) {
+            Boundary::Localhost
+        } else if ev.network_locality == "internal" {
+            Boundary::Internal
+        } else {
+            Boundary::External
+        }
+    }
+
+    pub fn id(self) -> u32 {
+        match self {
+            Boundary::Localhost => 1,
+            Boundary::Internal => 2,
+            Boundary::External => 3,
+        }
+    }
+
+    pub fn caption(self) -> &'static str {
+        match self {
+            Boundary::Localhost => "Localhost",
+            Boundary::Internal => "Internal",
+            Boundary::External => "External",
+        }
+    }
+}
+
+const FIN: u32 = 0x01;
+const SYN: u32 = 0x02;
+const RST: u32 = 0x04;
+const ACK: u32 = 0x10;
+
+/// `connection_info.tcp_flags`: the union of the TCP header flags of the segments the Zeek
+/// history letters stand for (SYN, SYN-ACK, ACK, data with ACK, FIN with ACK, RST).
+pub fn tcp_flags(history: &str) -> u32 {
+    history
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            's' => SYN,
+            'h' => SYN | ACK,
+            'a' | 'd' => ACK,
+            'f' => FIN | ACK,
+            'r' => RST,
+            _ => 0,
+        })
+        .fold(0, |acc, f| acc | f)
+}

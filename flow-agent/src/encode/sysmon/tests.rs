@@ -1,0 +1,134 @@
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::{event_data, SysmonEncoder};
+use crate::encode::{fixtures::*, Encoder};
+use crate::flows::FlowEvent;
+
+fn encoder() -> SysmonEncoder {
+    SysmonEncoder {
+        next_record_id: 1,
+        pid: 4242,
+        euid: 0,
+    }
+}
+
+const CREATED: u64 = 1_795_439_150_600_001;
+
+fn record(enc: &mut SysmonEncoder, ev: &FlowEvent) -> String {
+    enc.record(ev, UNIX_EPOCH + Duration::from_micros(CREATED), 4243)
+}
+
+#[test]
+fn start_is_event_3_as_sysmon_for_linux_writes_it() {
+    let got = record(&mut encoder(), &tcp_out_start());
+    let want = concat!(
+        r#"<Event><System><Provider Name="Linux-Sysmon" Guid="{ff032593-a8d3-4f13-b0d6-01fc615a0f97}"/>"#,
+        "<EventID>3</EventID><Version>5</Version><Level>4</Level><Task>3</Task><Opcode>0</Opcode>",
+        "<Keywords>0x8000000000000000</Keywords>",
+        r#"<TimeCreated SystemTime="2026-11-23T13:05:50.600001000Z"/>"#,
+        "<EventRecordID>1</EventRecordID><Correlation/>",
+        r#"<Execution ProcessID="4242" ThreadID="4243"/>"#,
+        "<Channel>Linux-Sysmon/Operational</Channel><Computer>vm</Computer>",
+        r#"<Security UserId="0"/></System><EventData>"#,
+        r#"<Data Name="RuleName">-</Data>"#,
+        r#"<Data Name="UtcTime">2026-11-23 13:05:50.542</Data>"#,
+        r#"<Data Name="ProcessGuid">{3d1219c7-0000-0003-40ab-000017fc0000}</Data>"#,
+        r#"<Data Name="ProcessId">6140</Data>"#,
+        r#"<Data Name="Image">/usr/bin/curl</Data>"#,
+        r#"<Data Name="User">root</Data>"#,
+        r#"<Data Name="Protocol">tcp</Data>"#,
+        r#"<Data Name="Initiated">true</Data>"#,
+        r#"<Data Name="SourceIsIpv6">false</Data>"#,
+        r#"<Data Name="SourceIp">127.0.0.1</Data>"#,
+        r#"<Data Name="SourceHostname">-</Data>"#,
+        r#"<Data Name="SourcePort">33596</Data>"#,
+        r#"<Data Name="SourcePortName">-</Data>"#,
+        r#"<Data Name="DestinationIsIpv6">false</Data>"#,
+        r#"<Data Name="DestinationIp">127.0.0.1</Data>"#,
+        r#"<Data Name="DestinationHostname">-</Data>"#,
+        r#"<Data Name="DestinationPort">18080</Data>"#,
+        r#"<Data Name="DestinationPortName">-</Data>"#,
+        "</EventData></Event>"
+    );
+    assert_eq!(got, want);
+}
+
+#[test]
+fn only_starts_are_written_and_records_are_numbered() {
+    let mut enc = SysmonEncoder::new();
+    let mut out = Vec::new();
+    for ev in [tcp_out_end(), udp6_update(), udp_in_end()] {
+        assert!(!enc.encode_flow(&ev, &mut out));
+    }
+    assert!(!enc.encode_stats(&stats(), &mut out));
+    assert!(out.is_empty());
+    for n in 1..=3 {
+        out.clear();
+        assert!(enc.encode_flow(&tcp_out_start(), &mut out));
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(
+            text.contains(&format!("<EventRecordID>{n}</EventRecordID>")),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "<Execution ProcessID=\"{}\" ThreadID=\"",
+            std::process::id()
+        )));
+    }
+}
+
+fn data(ev: &FlowEvent) -> Vec<(&'static str, String)> {
+    event_data(ev).into_iter().collect()
+}
+
+#[test]
+fn inbound_ipv6_and_unknown_process() {
+    let inbound = FlowEvent {
+        event_action: "start",
+        ..tcp_in_end()
+    };
+    let d = data(&inbound);
+    assert_eq!(d[7], ("Initiated", "false".to_string()));
+    // Source is the initiator (the peer), as Sysmon reports accepted connections.
+    assert_eq!(d[11], ("SourcePort", "33596".to_string()));
+    assert_eq!(d[16], ("DestinationPort", "18080".to_string()));
+    assert_eq!(d[5], ("User", "alice".to_string()));
+
+    let v6 = FlowEvent {
+        event_action: "start",
+        ..udp6_update()
+    };
+    let d = data(&v6);
+    assert_eq!(d[6].1, "udp");
+    assert_eq!(d[8], ("SourceIsIpv6", "true".to_string()));
+    assert_eq!(d[13], ("DestinationIsIpv6", "true".to_string()));
+    assert_eq!(d[14].1, "2001:db8:1::53");
+    // No image path, no user name: "-" and the numeric uid.
+    assert_eq!(d[4], ("Image", "-".to_string()));
+    assert_eq!(d[5], ("User", "101".to_string()));
+    assert_eq!(d[2].1, "{00000000-0000-0000-0000-000000000000}");
+
+    let d = data(&tcp_in_start_no_process());
+    assert_eq!(d[2].1, "{00000000-0000-0000-0000-000000000000}");
+    assert_eq!(d[3], ("ProcessId", "-".to_string()));
+    assert_eq!(d[5], ("User", "-".to_string()));
+}
+
+#[test]
+fn hostile_values_stay_inside_their_elements() {
+    let ev = hostile_start();
+    let rec = record(&mut encoder(), &ev);
+    assert!(
+        !rec.contains(['\n', '\r', '\t', '\u{1}', '\u{1b}']),
+        "{rec}"
+    );
+    assert_eq!(rec.matches("<Data Name=").count(), 18);
+    assert_eq!(rec.matches('<').count(), 18 * 2 + 29, "{rec}");
+    let mut image = String::new();
+    super::xml::escape_into(&mut image, ev.image_path.as_deref().unwrap());
+    assert!(rec.contains(&format!("<Data Name=\"Image\">{image}</Data>")));
+    assert!(image.starts_with("/tmp/ev&quot;il&apos;&lt;x&gt;&amp;amp;&#10;&#13;&#9;\u{fffd}\u{fffd}\u{7f}\u{fffd}]]&gt;--&gt;"), "{image}");
+    let mut host = String::new();
+    super::xml::escape_into(&mut host, &ev.hostname);
+    assert!(rec.contains(&format!("<Computer>{host}</Computer>")));
+}

@@ -1,0 +1,176 @@
+//! One include or exclude rule: a flow matches when every condition the rule sets matches; a
+//! condition given a list matches when any of its values does.
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::values::{
+    one_or_many, CgroupPrefix, ContainerId, Direction, Network, Pattern, PortRange, Transport,
+    UserRef,
+};
+use crate::flows::FlowEvent;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// The other end of the flow is in one of these networks.
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub remote_cidr: Vec<Network>,
+    /// This host's address of the flow is in one of these networks.
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub local_cidr: Vec<Network>,
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub remote_port: Vec<PortRange>,
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub local_port: Vec<PortRange>,
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub transport: Vec<Transport>,
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub direction: Vec<Direction>,
+    /// The executable: a pattern with a `/` is compared with its full path, one without with
+    /// its file name.
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub exe: Vec<Pattern>,
+    /// The process name (the kernel's comm: at most 15 characters).
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub process_name: Vec<Pattern>,
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub user: Vec<UserRef>,
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub container_id: Vec<ContainerId>,
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub cgroup: Vec<CgroupPrefix>,
+}
+
+/// The fields of an event that rules look at, with both endpoints seen from this host.
+pub struct FlowView<'a> {
+    pub local: Option<IpAddr>,
+    pub local_port: u16,
+    pub remote: Option<IpAddr>,
+    pub remote_port: u16,
+    pub event: &'a FlowEvent,
+}
+
+impl<'a> FlowView<'a> {
+    pub fn new(ev: &'a FlowEvent) -> Self {
+        let src = (ev.src_ip.parse().ok(), ev.src_port);
+        let dest = (ev.dest_ip.parse().ok(), ev.dest_port);
+        let (local, remote) = if ev.local_orig {
+            (src, dest)
+        } else {
+            (dest, src)
+        };
+        Self {
+            local: local.0,
+            local_port: local.1,
+            remote: remote.0,
+            remote_port: remote.1,
+            event: ev,
+        }
+    }
+}
+
+/// An unset condition (empty list) matches everything; a set one needs one of its values to.
+fn any<T>(values: &[T], pred: impl Fn(&T) -> bool) -> bool {
+    values.is_empty() || values.iter().any(pred)
+}
+
+impl Rule {
+    /// Whether the rule sets no condition (it would match every flow).
+    pub fn is_empty(&self) -> bool {
+        self.condition_names().is_empty()
+    }
+
+    /// The conditions this rule sets, by key.
+    pub fn condition_names(&self) -> Vec<&'static str> {
+        [
+            ("remote_cidr", self.remote_cidr.is_empty()),
+            ("local_cidr", self.local_cidr.is_empty()),
+            ("remote_port", self.remote_port.is_empty()),
+            ("local_port", self.local_port.is_empty()),
+            ("transport", self.transport.is_empty()),
+            ("direction", self.direction.is_empty()),
+            ("exe", self.exe.is_empty()),
+            ("process_name", self.process_name.is_empty()),
+            ("user", self.user.is_empty()),
+            ("container_id", self.container_id.is_empty()),
+            ("cgroup", self.cgroup.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(k, empty)| (!empty).then_some(k))
+        .collect()
+    }
+
+    pub fn matches(&self, f: &FlowView) -> bool {
+        let ev = f.event;
+        let ip_in = |nets: &[Network], ip: Option<IpAddr>| {
+            any(nets, |n| ip.is_some_and(|ip| n.contains(ip)))
+        };
+        let text = |s: &Option<String>, p: &Pattern| s.as_deref().is_some_and(|s| p.matches(s));
+        ip_in(&self.remote_cidr, f.remote)
+            && ip_in(&self.local_cidr, f.local)
+            && any(&self.remote_port, |r| r.contains(f.remote_port))
+            && any(&self.local_port, |r| r.contains(f.local_port))
+            && any(&self.transport, |t| t.as_str() == ev.transport_protocol)
+            && any(&self.direction, |d| d.as_str() == ev.network_direction)
+            && any(&self.exe, |p| {
+                if p.is_path() {
+                    text(&ev.image_path, p)
+                } else {
+                    text(&ev.exe, p)
+                }
+            })
+            && any(&self.process_name, |p| text(&ev.process_name, p))
+            && any(&self.user, |u| u.matches(ev.user.as_deref(), ev.uid))
+            && any(&self.container_id, |c| {
+                ev.container_id.as_deref().is_some_and(|id| c.matches(id))
+            })
+            && any(&self.cgroup, |c| {
+                ev.cgroup_path.as_deref().is_some_and(|p| c.matches(p))
+            })
+    }
+}

@@ -1,0 +1,148 @@
+use super::*;
+
+fn filter(toml_text: &str) -> FilterConfig {
+    toml::from_str(toml_text).unwrap()
+}
+
+fn event(action: &'static str, id: &str) -> FlowEvent {
+    FlowEvent {
+        event_action: action,
+        flow_id: id.into(),
+        transport_protocol: "tcp",
+        src_ip: "10.1.2.3".into(),
+        src_port: 40000,
+        dest_ip: "192.0.2.7".into(),
+        dest_port: 443,
+        network_direction: "outbound",
+        local_orig: true,
+        process_name: Some("curl".into()),
+        exe: Some("curl".into()),
+        image_path: Some("/usr/bin/curl".into()),
+        user: Some("alice".into()),
+        uid: Some(1000),
+        container_id: Some("3f4e1a2b9c0d".into()),
+        cgroup_path: Some("/system.slice/docker-3f4e.scope".into()),
+        ..FlowEvent::default()
+    }
+}
+
+#[test]
+fn empty_filter_passes_everything() {
+    assert!(filter("").matches(&event("start", "a")));
+}
+
+#[test]
+fn include_any_and_exclude_none() {
+    let f = filter(
+        r#"
+        include = [{ remote_port = 443 }, { remote_port = 53 }]
+        exclude = [{ user = "alice", transport = "udp" }]
+        "#,
+    );
+    assert!(f.decide(&event("start", "a")));
+    let mut udp = event("start", "b");
+    udp.transport_protocol = "udp";
+    assert!(!f.decide(&udp), "alice's UDP excluded");
+    let mut other = event("start", "c");
+    other.dest_port = 80;
+    assert!(!f.decide(&other), "port 80 is in no include rule");
+}
+
+#[test]
+fn every_condition_of_a_rule_must_match() {
+    let ev = event("start", "a");
+    let hit = |rule: &str| !filter(&format!("exclude = [{{ {rule} }}]")).decide(&ev);
+    assert!(hit(r#"remote_cidr = "192.0.2.0/24""#));
+    assert!(!hit(r#"remote_cidr = "10.0.0.0/8""#), "10.1.2.3 is local");
+    assert!(hit(r#"local_cidr = ["10.0.0.0/8", "fd00::/8"]"#));
+    assert!(hit(r#"local_port = "40000-40100""#));
+    assert!(hit(r#"direction = "outbound""#));
+    assert!(!hit(r#"direction = "inbound""#));
+    assert!(hit(r#"exe = "/usr/bin/*""#));
+    assert!(hit(r#"exe = "curl""#));
+    assert!(!hit(r#"exe = "/bin/curl""#));
+    assert!(hit(r#"process_name = "cu*""#));
+    assert!(hit(r#"user = 1000"#));
+    assert!(!hit(r#"user = "1000""#), "a string is a user name");
+    assert!(hit(r#"container_id = "3f4e""#));
+    assert!(hit(r#"cgroup = "/system.slice""#));
+    assert!(hit(r#"remote_port = 443, process_name = "curl""#));
+    assert!(!hit(r#"remote_port = 443, process_name = "wget""#));
+}
+
+#[test]
+fn inbound_flows_swap_endpoints() {
+    let mut ev = event("start", "a");
+    ev.network_direction = "inbound";
+    ev.local_orig = false;
+    // Inbound: src is remote.
+    let f = filter(r#"exclude = [{ remote_cidr = "10.0.0.0/8", local_port = 443 }]"#);
+    assert!(!f.decide(&ev));
+}
+
+#[test]
+fn missing_fields_do_not_match() {
+    let mut ev = event("start", "a");
+    ev.image_path = None;
+    ev.exe = None;
+    let f = filter(r#"exclude = [{ exe = "*" }]"#);
+    assert!(
+        f.decide(&ev),
+        "no executable known: an exe rule cannot match"
+    );
+}
+
+#[test]
+fn a_flow_keeps_its_first_decision_until_its_end() {
+    let f = filter(r#"include = [{ exe = "/usr/bin/curl" }]"#);
+    assert!(f.matches(&event("start", "a")));
+    // The process exited: later events no longer carry its executable.
+    let mut later = event("update", "a");
+    later.image_path = None;
+    assert!(f.matches(&later));
+    assert_eq!(f.remembered_flows(), 1);
+    later.event_action = "end";
+    assert!(f.matches(&later));
+    assert_eq!(f.remembered_flows(), 0, "forgotten at the end");
+    // Without memory the end alone would have been dropped.
+    assert!(!f.matches(&later));
+}
+
+#[test]
+fn clones_share_decisions() {
+    let f = filter(r#"exclude = [{ remote_port = 443 }]"#);
+    let g = f.clone();
+    assert!(!f.matches(&event("start", "a")));
+    assert_eq!(g.remembered_flows(), 1);
+    assert_eq!(f, g);
+}
+
+#[test]
+fn errors_name_the_value_and_what_is_expected() {
+    let err = |t: &str| {
+        toml::from_str::<FilterConfig>(t)
+            .unwrap_err()
+            .message()
+            .to_string()
+    };
+    assert!(
+        err(r#"exclude = [{ remote_cidr = "10.0.0/8" }]"#)
+            .starts_with("\"10.0.0/8\" is not a CIDR (expected e.g. 10.0.0.0/8"),
+        "{}",
+        err(r#"exclude = [{ remote_cidr = "10.0.0/8" }]"#)
+    );
+    assert!(err(r#"exclude = [{ transport = "icmp" }]"#).contains("expected \"tcp\" or \"udp\""));
+    assert!(err(r#"exclude = [{ remote_port = 70000 }]"#).contains("out of range"));
+    assert!(err(r#"exclude = [{ remote_port = [[1]] }]"#).contains("invalid type"));
+    assert!(err(r#"exclude = [{ port = 1 }]"#).contains("unknown field `port`"));
+    assert!(err(r#"exclude = [{ user = 1.5 }]"#).contains("a user name (string) or a uid"));
+}
+
+#[test]
+fn rules_serialize_back_to_what_was_written() {
+    let text =
+        r#"include = [{ remote_port = [53, "8000-8100"], user = ["root", 0], exe = "/usr/*" }]"#;
+    let f = filter(text);
+    let back: FilterConfig = toml::from_str(&toml::to_string(&f).unwrap()).unwrap();
+    assert_eq!(f, back);
+}

@@ -1,0 +1,225 @@
+//! Prometheus text exposition format 0.0.4: `# HELP` and `# TYPE` before each metric family,
+//! then one `name{labels} value` line per series.
+use std::fmt::Write;
+
+use super::{SinkReport, StatsEvent};
+
+/// What one scrape shows.
+pub struct Snapshot<'a> {
+    pub stats: &'a StatsEvent,
+    pub sinks: &'a [SinkReport],
+    pub uptime: f64,
+    pub start_time: f64,
+}
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{k}=\"{}\"", escape(v));
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+}
+
+/// Label values escape backslash, double quote and line feed.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', r"\\")
+        .replace('"', r#"\""#)
+        .replace('\n', r"\n")
+}
+
+type SinkField = fn(&SinkReport) -> u64;
+
+/// Per-output series: (name suffix, type, help, field).
+const SINK_METRICS: &[(&str, &str, &str, SinkField)] = &[
+    (
+        "accepted_total",
+        "counter",
+        "Records handed to the output.",
+        |s| s.accepted,
+    ),
+    (
+        "sent_total",
+        "counter",
+        "Records the destination took.",
+        |s| s.sent,
+    ),
+    (
+        "dropped_total",
+        "counter",
+        "Records given up (limits reached or refused for good).",
+        |s| s.dropped,
+    ),
+    (
+        "reconnects_total",
+        "counter",
+        "Connections opened again after the first.",
+        |s| s.reconnects,
+    ),
+    (
+        "errors_total",
+        "counter",
+        "Failed writes or deliveries (each retried or counted as dropped).",
+        |s| s.errors,
+    ),
+    ("queued", "gauge", "Records waiting in memory.", |s| {
+        s.queued
+    }),
+    (
+        "buffered",
+        "gauge",
+        "Records waiting in the disk buffer.",
+        |s| s.buffered,
+    ),
+];
+
+pub fn render(snap: &Snapshot) -> String {
+    let mut out = Out(String::with_capacity(4096));
+    let stats = snap.stats;
+    out.family(
+        "flow_agent_build_info",
+        "gauge",
+        "Version of the running agent; always 1.",
+    );
+    out.sample(
+        "flow_agent_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1,
+    );
+    out.single(
+        "flow_agent_start_time_seconds",
+        "gauge",
+        "Start time of the agent, seconds since the Unix epoch.",
+        format!("{:.3}", snap.start_time),
+    );
+    out.single(
+        "flow_agent_uptime_seconds",
+        "gauge",
+        "Seconds since the agent started.",
+        format!("{:.3}", snap.uptime),
+    );
+    out.single(
+        "flow_agent_flows_open",
+        "gauge",
+        "Flows open in the flow table.",
+        stats.flows_open,
+    );
+    out.single(
+        "flow_agent_events_total",
+        "counter",
+        "Flow events produced since start (before output filters).",
+        stats.events_total,
+    );
+    let losses = &stats.kernel_losses;
+    out.family(
+        "flow_agent_kernel_losses_total",
+        "counter",
+        "Records or flows lost in the kernel since start, by kind.",
+    );
+    for (kind, value) in [
+        ("ring_full", losses.ring_full),
+        ("tcp_table_full", losses.tcp_table_full),
+        ("udp_table_full", losses.udp_table_full),
+        ("read_failed", losses.read_failed),
+        ("owner_table_full", losses.owner_table_full),
+    ] {
+        out.sample("flow_agent_kernel_losses_total", &[("kind", kind)], value);
+    }
+    out.single(
+        "flow_agent_tcp_closes_missed_total",
+        "counter",
+        "TCP connections whose close the kernel did not report (ended as close_missed).",
+        losses.tcp_closes_missed,
+    );
+    for (suffix, kind, help, field) in SINK_METRICS {
+        let name = format!("flow_agent_sink_{suffix}");
+        out.family(&name, kind, help);
+        for s in snap.sinks {
+            let labels = [
+                ("output", s.name.as_str()),
+                ("kind", s.kind),
+                ("format", s.format),
+            ];
+            out.sample(&name, &labels, field(s));
+        }
+    }
+    out.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::KernelLosses;
+
+    #[test]
+    fn renders_every_family_with_help_and_type() {
+        let stats = StatsEvent {
+            flows_open: 3,
+            events_total: 42,
+            kernel_losses: KernelLosses {
+                ring_full: 7,
+                tcp_closes_missed: 2,
+                ..KernelLosses::default()
+            },
+            ..StatsEvent::default()
+        };
+        let sinks = [SinkReport {
+            name: "siem \"eu\"\\1".into(),
+            kind: "http",
+            format: "ecs",
+            accepted: 40,
+            sent: 38,
+            queued: 2,
+            ..SinkReport::default()
+        }];
+        let text = render(&Snapshot {
+            stats: &stats,
+            sinks: &sinks,
+            uptime: 12.5,
+            start_time: 1700000000.25,
+        });
+        let lines: Vec<&str> = text.lines().collect();
+        for want in [
+            "# TYPE flow_agent_events_total counter",
+            "flow_agent_events_total 42",
+            "flow_agent_flows_open 3",
+            "flow_agent_uptime_seconds 12.500",
+            "flow_agent_start_time_seconds 1700000000.250",
+            "flow_agent_kernel_losses_total{kind=\"ring_full\"} 7",
+            "flow_agent_tcp_closes_missed_total 2",
+            r#"flow_agent_sink_sent_total{output="siem \"eu\"\\1",kind="http",format="ecs"} 38"#,
+            r#"flow_agent_sink_queued{output="siem \"eu\"\\1",kind="http",format="ecs"} 2"#,
+            "# TYPE flow_agent_sink_queued gauge",
+        ] {
+            assert!(lines.contains(&want), "missing {want:?} in\n{text}");
+        }
+        // Every family has exactly one HELP and one TYPE line.
+        let types = lines.iter().filter(|l| l.starts_with("# TYPE")).count();
+        let helps = lines.iter().filter(|l| l.starts_with("# HELP")).count();
+        assert_eq!((types, helps), (14, 14));
+        assert!(text.ends_with('\n'));
+    }
+}

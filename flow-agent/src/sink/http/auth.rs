@@ -1,0 +1,130 @@
+//! The headers every request carries: user-configured ones and basic authentication.
+use std::collections::BTreeMap;
+
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+
+/// Headers the sink sets itself from the body and connection.
+const RESERVED: &[&str] = &[
+    "host",
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+];
+
+/// Builds the fixed headers of every request. Configured values are marked sensitive so that
+/// no debug output shows them, and errors name the header, never its value.
+pub fn fixed_headers(
+    headers: &BTreeMap<String, String>,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    map.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    map.insert(
+        USER_AGENT,
+        HeaderValue::from_static(concat!("flow-agent/", env!("CARGO_PKG_VERSION"))),
+    );
+    for (name, value) in headers {
+        let key = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
+        if RESERVED.contains(&key.as_str()) {
+            return Err(format!(
+                "headers: {name} is set by the sink itself and cannot be configured"
+            ));
+        }
+        let mut v = HeaderValue::from_str(value).map_err(|_| {
+            format!("headers: the value of {name} has characters a header cannot carry")
+        })?;
+        v.set_sensitive(true);
+        map.insert(key, v);
+    }
+    match (user, password) {
+        (None, None) => {}
+        (Some(user), Some(password)) => {
+            if map.contains_key(AUTHORIZATION) {
+                return Err(
+                    "user/password and an Authorization header are both set: keep one".into(),
+                );
+            }
+            if user.contains(':') {
+                return Err("user: basic authentication user names cannot contain ':'".into());
+            }
+            let token = base64(format!("{user}:{password}").as_bytes());
+            let mut v = HeaderValue::from_str(&format!("Basic {token}"))
+                .map_err(|_| "user/password cannot be sent as a header".to_string())?;
+            v.set_sensitive(true);
+            map.insert(AUTHORIZATION, v);
+        }
+        _ => return Err("user and password go together: set both or neither".into()),
+    }
+    Ok(map)
+}
+
+/// Standard base64 with padding (RFC 4648 §4).
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (plain, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), enc);
+        }
+    }
+
+    #[test]
+    fn basic_auth_and_custom_headers() {
+        let mut h = BTreeMap::new();
+        h.insert("X-Api-Key".to_string(), "s3cret".to_string());
+        let map = fixed_headers(&h, Some("elastic"), Some("changeme")).unwrap();
+        assert_eq!(map["authorization"], "Basic ZWxhc3RpYzpjaGFuZ2VtZQ==");
+        assert_eq!(map["x-api-key"], "s3cret");
+        assert!(map["x-api-key"].is_sensitive());
+        assert_eq!(map["content-type"], "application/x-ndjson");
+    }
+
+    #[test]
+    fn refuses_bad_headers_without_showing_values() {
+        let one = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        let err = fixed_headers(&one("Content-Length", "1"), None, None).unwrap_err();
+        assert!(err.contains("set by the sink"), "{err}");
+        let err = fixed_headers(&one("X-Token", "sec\nret"), None, None).unwrap_err();
+        assert!(err.contains("X-Token") && !err.contains("sec"), "{err}");
+        let err = fixed_headers(&one("Authorization", "Bearer x"), Some("u"), Some("p"));
+        assert!(err.unwrap_err().contains("both set"));
+        assert!(fixed_headers(&BTreeMap::new(), Some("u"), None).is_err());
+    }
+}

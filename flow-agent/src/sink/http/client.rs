@@ -1,0 +1,200 @@
+//! A minimal HTTP/1.1 client for one destination: one keep-alive connection (plain TCP or
+//! TLS), opened lazily and dropped on any failure so that the next request reconnects.
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{
+    client::conn::http1::{self, SendRequest},
+    header::{HeaderMap, HeaderValue, CONTENT_ENCODING, HOST, RETRY_AFTER},
+    Method, Request, StatusCode,
+};
+use hyper_util::rt::TokioIo;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpStream,
+    task::JoinHandle,
+};
+use tokio_rustls::{
+    rustls::{pki_types::ServerName, ClientConfig},
+    TlsConnector,
+};
+
+use super::Endpoint;
+
+/// Largest response body read (a `_bulk` response has one item per document).
+const MAX_RESPONSE: usize = 16 << 20;
+/// Longest Retry-After honoured (below the delivery worker's default send timeout, which
+/// the wait counts against); beyond it the worker's own back-off decides.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(20);
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// The answer to one request.
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    /// `Retry-After` in seconds, when the server sent one.
+    pub retry_after: Option<Duration>,
+    pub body: Bytes,
+}
+
+struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub struct HttpClient {
+    endpoint: Endpoint,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    timeout: Duration,
+    conn: Option<Connection>,
+    /// A request was started and its answer not read: its caller gave up on it (the future
+    /// was dropped), so the connection is in an unknown state.
+    in_flight: bool,
+    /// Connections opened so far.
+    pub connects: u64,
+}
+
+impl HttpClient {
+    pub fn new(
+        endpoint: Endpoint,
+        tls: Option<Arc<ClientConfig>>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let tls = match tls {
+            Some(config) => {
+                let name = ServerName::try_from(endpoint.host.clone())
+                    .map_err(|e| format!("url host {:?}: {e}", endpoint.host))?;
+                Some((TlsConnector::from(config), name))
+            }
+            None => None,
+        };
+        Ok(Self {
+            endpoint,
+            tls,
+            timeout,
+            conn: None,
+            in_flight: false,
+            connects: 0,
+        })
+    }
+
+    /// POSTs `body` to the endpoint; any error (connect, TLS, I/O, timeout) closes the
+    /// connection. `encoding` is the Content-Encoding of the body, if any.
+    pub async fn post(
+        &mut self,
+        headers: &HeaderMap,
+        body: Vec<u8>,
+        encoding: Option<&'static str>,
+    ) -> Result<Response, String> {
+        if std::mem::replace(&mut self.in_flight, true) {
+            self.conn = None;
+        }
+        let timeout = self.timeout;
+        let result = tokio::time::timeout(timeout, self.exchange(headers, body, encoding)).await;
+        self.in_flight = false;
+        match result {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => {
+                self.conn = None;
+                Err(e)
+            }
+            Err(_) => {
+                self.conn = None;
+                Err(format!(
+                    "no answer within {} s (timeout)",
+                    timeout.as_secs_f64()
+                ))
+            }
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        headers: &HeaderMap,
+        body: Vec<u8>,
+        encoding: Option<&'static str>,
+    ) -> Result<Response, String> {
+        let reusable = match self.conn.as_mut() {
+            Some(c) => c.sender.ready().await.is_ok(),
+            None => false,
+        };
+        if !reusable {
+            self.conn = None;
+            self.conn = Some(self.connect().await?);
+        }
+        let conn = self.conn.as_mut().expect("connected above");
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(&self.endpoint.path)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| format!("building the request: {e}"))?;
+        let h = req.headers_mut();
+        h.extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        h.insert(
+            HOST,
+            HeaderValue::from_str(&self.endpoint.authority)
+                .map_err(|e| format!("Host header: {e}"))?,
+        );
+        if let Some(enc) = encoding {
+            h.insert(CONTENT_ENCODING, HeaderValue::from_static(enc));
+        }
+        let resp = conn
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+        let body = Limited::new(resp.into_body(), MAX_RESPONSE)
+            .collect()
+            .await
+            .map_err(|e| format!("reading the response: {e}"))?
+            .to_bytes();
+        Ok(Response {
+            status,
+            retry_after,
+            body,
+        })
+    }
+
+    async fn connect(&mut self) -> Result<Connection, String> {
+        let (host, port) = (self.endpoint.host.as_str(), self.endpoint.port);
+        let tcp = TcpStream::connect((host, port))
+            .await
+            .map_err(|e| format!("connecting to {host} port {port}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let io: Box<dyn Io> = match &self.tls {
+            Some((connector, name)) => Box::new(
+                connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| format!("TLS with {host} port {port}: {e}"))?,
+            ),
+            None => Box::new(tcp),
+        };
+        let (sender, conn) = http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| format!("HTTP with {host} port {port}: {e}"))?;
+        let task = tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                log::debug!("http sink connection ended: {e}");
+            }
+        });
+        self.connects += 1;
+        Ok(Connection { sender, task })
+    }
+}

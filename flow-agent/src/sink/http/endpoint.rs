@@ -1,0 +1,112 @@
+//! The destination URL, split into what the connection and the request need.
+use hyper::Uri;
+
+/// Where requests go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub tls: bool,
+    /// Host name or IP address (IPv6 without brackets): what is resolved and what the TLS
+    /// certificate must name.
+    pub host: String,
+    pub port: u16,
+    /// `Host` header value.
+    pub authority: String,
+    /// Request target: path and query.
+    pub path: String,
+}
+
+impl Endpoint {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if url.is_empty() {
+            return Err("url is required (http://HOST:PORT/PATH or https://...)".into());
+        }
+        let uri: Uri = url.parse().map_err(|e| format!("url {url:?}: {e}"))?;
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            Some(other) => {
+                return Err(format!(
+                    "url {url:?}: scheme {other:?} is not supported, use http or https"
+                ))
+            }
+            None => return Err(format!("url {url:?} needs a scheme: http:// or https://")),
+        };
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("url {url:?} has no host"))?;
+        if authority.as_str().contains('@') {
+            // A URL is logged; credentials belong in `user`/`password` or `headers`.
+            return Err("the url must not carry credentials: use user and password".into());
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        if host.is_empty() {
+            return Err(format!("url {url:?} has no host"));
+        }
+        let path = uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "/".into());
+        Ok(Self {
+            tls,
+            host,
+            port: authority.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+            authority: authority.as_str().to_string(),
+            path,
+        })
+    }
+
+    /// The path alone, without the query.
+    pub fn path_only(&self) -> &str {
+        self.path.split('?').next().unwrap_or("/")
+    }
+
+    /// `scheme://authority/path` for logs (the URL carries no credentials).
+    pub fn display(&self) -> String {
+        format!(
+            "{}://{}{}",
+            if self.tls { "https" } else { "http" },
+            self.authority,
+            self.path
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_urls() {
+        let e = Endpoint::parse("https://es.example:9200/flows/_bulk?pipeline=x").unwrap();
+        assert!(e.tls);
+        assert_eq!(e.host, "es.example");
+        assert_eq!(e.port, 9200);
+        assert_eq!(e.authority, "es.example:9200");
+        assert_eq!(e.path, "/flows/_bulk?pipeline=x");
+        assert_eq!(e.path_only(), "/flows/_bulk");
+
+        let e = Endpoint::parse("http://[::1]/").unwrap();
+        assert_eq!((e.tls, e.host.as_str(), e.port), (false, "::1", 80));
+        let e = Endpoint::parse("https://127.0.0.1").unwrap();
+        assert_eq!((e.port, e.path.as_str()), (443, "/"));
+    }
+
+    #[test]
+    fn refuses_bad_urls() {
+        for (url, want) in [
+            ("", "url is required"),
+            ("ftp://x/", "scheme \"ftp\""),
+            ("localhost:8080", "scheme"),
+            ("https://u:p@host/", "credentials"),
+            ("/just/a/path", "scheme"),
+        ] {
+            let err = Endpoint::parse(url).unwrap_err();
+            assert!(err.contains(want), "{url}: {err}");
+        }
+    }
+}

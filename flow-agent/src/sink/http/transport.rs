@@ -1,0 +1,296 @@
+//! [`HttpTransport`]: sends batches as NDJSON or `_bulk` requests and sorts the answers into
+//! taken, worth retrying and refused for good.
+use std::time::Duration;
+
+use hyper::{header::HeaderMap, StatusCode};
+use tokio::time::Instant;
+
+use super::{
+    auth,
+    body::Framing,
+    bulk,
+    bulk::ItemOutcome,
+    client::HttpClient,
+    config_error,
+    settled::{Progress, State},
+    tls, Endpoint, HttpConfig, HttpMode,
+};
+use crate::{
+    encode::Format,
+    sink::{
+        delivery::{SendFuture, Transport, TransportError},
+        SinkError,
+    },
+};
+
+/// How much of a refusing server's answer goes to the log.
+const LOGGED_BODY: usize = 512;
+
+pub struct HttpTransport {
+    endpoint: Endpoint,
+    mode: HttpMode,
+    framing: Framing,
+    headers: HeaderMap,
+    gzip: bool,
+    client: HttpClient,
+    /// What was settled of the batch being sent, kept until all of it is.
+    progress: Option<Progress>,
+    /// A server's Retry-After: the next attempt waits until then.
+    not_before: Option<Instant>,
+}
+
+impl HttpTransport {
+    pub fn new(config: &HttpConfig, format: Format) -> Result<Self, SinkError> {
+        if !format.is_json() {
+            return Err(config_error(format!(
+                "format {} is not JSON: the http sink sends JSON documents, choose native, ecs, ocsf or zeek",
+                format.name()
+            )));
+        }
+        let mut endpoint = Endpoint::parse(&config.url).map_err(config_error)?;
+        let framing = match config.mode {
+            HttpMode::Ndjson => {
+                if config.index.is_some() {
+                    return Err(config_error(
+                        "index is only used by mode = \"elasticsearch_bulk\"",
+                    ));
+                }
+                Framing::ndjson(config.max_batch_records, config.max_batch_bytes)
+            }
+            HttpMode::ElasticsearchBulk => {
+                if endpoint.path_only() == "/" {
+                    endpoint.path = format!("/_bulk{}", &endpoint.path[1..]);
+                }
+                let path = endpoint.path_only();
+                if !path.ends_with("/_bulk") {
+                    return Err(config_error(format!(
+                        "mode = \"elasticsearch_bulk\" needs a _bulk url (https://HOST:9200/_bulk), not {path}"
+                    )));
+                }
+                if config.index.is_none() && path == "/_bulk" {
+                    return Err(config_error(
+                        "mode = \"elasticsearch_bulk\" needs an index (or a url /INDEX/_bulk)",
+                    ));
+                }
+                if config.index.as_deref() == Some("") {
+                    return Err(config_error("index is empty"));
+                }
+                Framing::bulk(
+                    config.index.as_deref(),
+                    config.max_batch_records,
+                    config.max_batch_bytes,
+                )
+            }
+        };
+        if config.max_batch_records == 0 || config.max_batch_bytes == 0 {
+            return Err(config_error(
+                "max_batch_records and max_batch_bytes must be above 0",
+            ));
+        }
+        if config.timeout == 0 {
+            return Err(config_error("timeout must be at least 1 second"));
+        }
+        let tls = if endpoint.tls {
+            Some(
+                tls::client_config(config.ca_file.as_deref(), config.tls_verify)
+                    .map_err(config_error)?,
+            )
+        } else if config.ca_file.is_some() || !config.tls_verify {
+            return Err(config_error(
+                "ca_file and tls_verify apply to https urls only",
+            ));
+        } else {
+            None
+        };
+        let headers = auth::fixed_headers(
+            &config.headers,
+            config.user.as_deref(),
+            config.password.as_deref(),
+        )
+        .map_err(config_error)?;
+        let client = HttpClient::new(endpoint.clone(), tls, Duration::from_secs(config.timeout))
+            .map_err(config_error)?;
+        Ok(Self {
+            endpoint,
+            mode: config.mode,
+            framing,
+            headers,
+            gzip: config.gzip,
+            client,
+            progress: None,
+            not_before: None,
+        })
+    }
+
+    async fn send_batch(&mut self, records: &[Vec<u8>]) -> Result<(), TransportError> {
+        if let Some(t) = self.not_before.take() {
+            tokio::time::sleep_until(t).await;
+        }
+        // Kept in `self` while sending: if the worker abandons this send (timeout, close),
+        // the next attempt still knows what was settled.
+        self.progress = Some(Progress::resume(self.progress.take(), records));
+        let pending = self
+            .progress
+            .as_ref()
+            .map(Progress::pending)
+            .unwrap_or_default();
+        for group in self.framing.split(records, &pending) {
+            let answer = self.send_group(records, &group).await;
+            let progress = self.progress.as_mut().expect("set above");
+            for (i, state) in answer.settled {
+                progress.set(i, state);
+            }
+            if let Some(reason) = answer.rejected {
+                progress.reject_reason.get_or_insert(reason);
+            }
+            if let Some(why) = answer.retry {
+                return Err(TransportError::Retry(why));
+            }
+        }
+        let progress = self.progress.take().expect("set above");
+        match progress.count(State::Rejected) {
+            0 => Ok(()),
+            count => Err(TransportError::Rejected {
+                count,
+                reason: progress.reject_reason.unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// One request with the records at `group`.
+    async fn send_group(&mut self, records: &[Vec<u8>], group: &[usize]) -> GroupAnswer {
+        let body = self.framing.body(records, group);
+        let (payload, encoding) = if self.gzip {
+            (super::body::gzip(&body), Some("gzip"))
+        } else {
+            (body, None)
+        };
+        let resp = match self.client.post(&self.headers, payload, encoding).await {
+            Ok(r) => r,
+            Err(e) => return GroupAnswer::retry(e),
+        };
+        let status = resp.status;
+        if status.is_success() {
+            if self.mode == HttpMode::Ndjson {
+                return GroupAnswer::all(group, State::Taken, None);
+            }
+            return match bulk::parse(&resp.body, group.len()) {
+                Ok(outcomes) => self.settle_items(group, &outcomes),
+                Err(e) => GroupAnswer::retry(e),
+            };
+        }
+        let answer = format!("HTTP {status}: {}", snippet(&resp.body));
+        if retryable(status) {
+            self.not_before = resp.retry_after.map(|d| Instant::now() + d);
+            return GroupAnswer::retry(answer);
+        }
+        GroupAnswer::all(group, State::Rejected, Some(answer))
+    }
+
+    /// Sorts a `_bulk` answer's per-document outcomes.
+    fn settle_items(&self, group: &[usize], outcomes: &[ItemOutcome]) -> GroupAnswer {
+        let mut answer = GroupAnswer::default();
+        let (mut retry, mut retry_status, mut rejected) = (0, 0, 0);
+        let mut first_rejection = None;
+        for (&i, outcome) in group.iter().zip(outcomes) {
+            match outcome {
+                ItemOutcome::Taken => answer.settled.push((i, State::Taken)),
+                ItemOutcome::Retry(s) => {
+                    retry += 1;
+                    retry_status = *s;
+                }
+                ItemOutcome::Rejected(s, reason) => {
+                    answer.settled.push((i, State::Rejected));
+                    rejected += 1;
+                    first_rejection.get_or_insert_with(|| format!("status {s}, {reason}"));
+                }
+            }
+        }
+        if let Some(first) = first_rejection {
+            answer.rejected = Some(format!(
+                "{rejected} documents refused by _bulk, first: {}",
+                truncate(&first)
+            ));
+        }
+        if retry > 0 {
+            answer.retry = Some(format!(
+                "{retry} documents to send again (_bulk item status {retry_status})"
+            ));
+        }
+        answer
+    }
+
+    /// Connections opened so far.
+    #[cfg(test)]
+    pub fn connects(&self) -> u64 {
+        self.client.connects
+    }
+}
+
+/// What one request settled, and whether the rest must wait for a retry.
+#[derive(Default)]
+struct GroupAnswer {
+    settled: Vec<(usize, State)>,
+    /// Why records were refused for good.
+    rejected: Option<String>,
+    /// Why the unsettled records must be sent again.
+    retry: Option<String>,
+}
+
+impl GroupAnswer {
+    fn retry(why: String) -> Self {
+        Self {
+            retry: Some(why),
+            ..Self::default()
+        }
+    }
+
+    fn all(group: &[usize], state: State, rejected: Option<String>) -> Self {
+        Self {
+            settled: group.iter().map(|&i| (i, state)).collect(),
+            rejected,
+            retry: None,
+        }
+    }
+}
+
+/// Statuses worth the same request again: timeout, too many requests, server errors.
+fn retryable(status: StatusCode) -> bool {
+    status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+}
+
+fn snippet(body: &[u8]) -> String {
+    truncate(&String::from_utf8_lossy(body))
+}
+
+fn truncate(text: &str) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(LOGGED_BODY) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], text.len()),
+        None => text.to_string(),
+    }
+}
+
+impl Transport for HttpTransport {
+    fn send<'a>(&'a mut self, records: &'a [Vec<u8>]) -> SendFuture<'a> {
+        Box::pin(self.send_batch(records))
+    }
+
+    fn max_batch(&self) -> usize {
+        self.framing.max_records
+    }
+
+    fn describe(&self) -> String {
+        let mode = match self.mode {
+            HttpMode::Ndjson => "NDJSON",
+            HttpMode::ElasticsearchBulk => "Elasticsearch _bulk",
+        };
+        format!(
+            "{mode} to {}{}",
+            self.endpoint.display(),
+            if self.gzip { " (gzip)" } else { "" }
+        )
+    }
+}

@@ -1,0 +1,800 @@
+//! Every output format against its specification, on a real agent.
+//!
+//! One agent runs with five stdout outputs (ecs, ocsf, zeek, sysmon, native; see [`CONFIG`])
+//! while curl and python exchange TCP (HTTP) and UDP over IPv4 and IPv6 on the loopback of a
+//! test namespace, a connection stays open long enough for updates, and a copy of curl with a
+//! hostile name and hostile arguments connects too. Every record of every format is then
+//! checked against a table written from that format's specification (encoders/*_spec.rs),
+//! paired with the native event it was encoded from, and compared value by value; the test
+//! flows' records must carry the real pids and ports.
+//!
+//! The test waits for the test flows' native events, stops the agent (which ends every flow it
+//! still knows) and takes all of stdout: each format's records then pair 1:1, in order, with
+//! the native events they encode.
+//!
+//! Needs root, kernel BTF, iproute2, curl and python3.
+
+mod common;
+#[path = "encoders/ecs_spec.rs"]
+mod ecs_spec;
+#[path = "encoders/ocsf_spec.rs"]
+mod ocsf_spec;
+#[path = "encoders/sysmon_spec.rs"]
+mod sysmon_spec;
+#[path = "encoders/times.rs"]
+mod times;
+#[path = "encoders/zeek_spec.rs"]
+mod zeek_spec;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use common::*;
+use flow_agent_tests::{
+    describe_bound, find_tool, require_tools, slowed, Agent, TempDir, TestHost,
+};
+use serde_json::{json, Value};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const HTTP4: u16 = 18080;
+const HTTP6: u16 = 18086;
+const UDP4: u16 = 19999;
+const UDP6: u16 = 19996;
+/// Bound for the test flows' events: generous, because the agent encodes every flow of a busy
+/// host five times over.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Native first, so its records of a batch come before the others' (the test waits on them).
+const CONFIG: &str = r#"
+[health]
+stats_interval = 1
+
+[[outputs]]
+name = "native"
+format = "native"
+[outputs.stdout]
+
+[[outputs]]
+name = "ecs"
+format = "ecs"
+[outputs.stdout]
+
+[[outputs]]
+name = "ocsf"
+format = "ocsf"
+[outputs.stdout]
+
+[[outputs]]
+name = "zeek"
+format = "zeek"
+[outputs.stdout]
+
+[[outputs]]
+name = "sysmon"
+format = "sysmon"
+[outputs.stdout]
+"#;
+
+/// The executable's name for the hostile run (13 bytes, so `comm` keeps all of it): XML and
+/// JSON metacharacters, a newline, control characters and a byte that is not UTF-8.
+const HOSTILE_NAME: &[u8] = b"x<y&z\"q'\n\x01\x7f\xff>";
+/// A hostile argument: an attempt to close the Data element and inject another.
+const HOSTILE_ARG: &[u8] =
+    b"</Data><Data Name=\"Image\">/bin/evil</Data>\r\n\t\x1b[31m\xfe&amp;]]>";
+
+/// Answers one datagram with `m` bytes, then closes its socket and exits. Args: addr, port, m.
+const UDP_SERVER: &str = r#"
+import socket, sys
+addr, port, m = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((addr, port))
+print("ready", flush=True)
+s.settimeout(30)
+data, peer = s.recvfrom(65535)
+s.sendto(b"r" * m, peer)
+s.close()
+"#;
+
+/// Sends `n` bytes, waits for the answer, prints `local PORT`, closes. Args: addr, port, n.
+const UDP_CLIENT: &str = r#"
+import socket, sys
+addr, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(10)
+s.sendto(b"q" * n, (addr, port))
+s.recvfrom(65535)
+print("local", s.getsockname()[1], flush=True)
+s.close()
+"#;
+
+/// Holds a TCP connection open for a while (update events), then closes it.
+const TCP_HOLD: &str = r#"
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+print("local", c.getsockname()[1], flush=True)
+time.sleep(float(sys.argv[3]))
+c.close()
+"#;
+
+/// The processes of the test flows.
+#[derive(Debug)]
+pub struct Ours {
+    pub netns: u64,
+    pub curl4: u32,
+    pub curl6: u32,
+    pub server4: u32,
+    pub server6: u32,
+    pub hold: u32,
+    pub hostile: u32,
+    pub udp4_client: u32,
+    pub udp4_server: u32,
+    pub udp6_client: u32,
+    pub udp6_server: u32,
+}
+
+/// What one agent run printed, sorted by format.
+#[derive(Debug)]
+pub struct Run {
+    pub agent_pid: u32,
+    /// Native flow and stats events, in output order.
+    pub native: Vec<Value>,
+    pub ecs: Vec<Value>,
+    pub ocsf: Vec<Value>,
+    pub zeek: Vec<Value>,
+    /// The Zeek records as printed (their field order).
+    pub zeek_lines: Vec<String>,
+    /// Raw lines.
+    pub sysmon: Vec<String>,
+    pub ours: Ours,
+}
+
+impl Run {
+    pub fn native_flows(&self) -> impl Iterator<Item = &Value> {
+        self.native.iter().filter(|e| !is_stats(e))
+    }
+
+    /// The native flow events of one of our processes.
+    pub fn flow_of(&self, pid: u32, proto: &str, local_orig: bool) -> Result<Vec<&Value>> {
+        let evs: Vec<&Value> = self
+            .native_flows()
+            .filter(|e| {
+                e["pid"] == pid
+                    && e["transport_protocol"] == proto
+                    && e["local_orig"] == local_orig
+                    && e["netns"].as_u64().is_none_or(|n| n == self.ours.netns)
+            })
+            .collect();
+        ensure!(
+            !evs.is_empty(),
+            "no native {proto} event of pid {pid} (local_orig {local_orig})"
+        );
+        Ok(evs)
+    }
+}
+
+pub fn is_stats(e: &Value) -> bool {
+    e["event_action"] == "stats"
+}
+
+/// The one agent run all tests here share (each test checks one format).
+fn run() -> Result<&'static Run> {
+    static RUN: OnceLock<std::result::Result<Run, String>> = OnceLock::new();
+    RUN.get_or_init(|| capture().map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow!("the shared agent run failed: {e}"))
+}
+
+fn capture() -> Result<Run> {
+    setup()?;
+    require_tools(&["curl", "env"])?;
+    let dir = TempDir::new("flow-encoders")?;
+    let config = dir.write("config.toml", CONFIG)?;
+    let host = TestHost::new()?;
+    let agent = agent(&[
+        "--config",
+        &config.display().to_string(),
+        "--update-interval",
+        "2",
+        "--udp-idle-timeout",
+        "5",
+    ])?;
+    let www = dir.path().join("www");
+    std::fs::create_dir(&www)?;
+    std::fs::write(www.join("index.html"), "hello from the encoders test\n")?;
+    let py = python()?.display().to_string();
+    let http = |bind: &str, port: u16| {
+        host.cmd(&py)
+            .args(["-m", "http.server", &port.to_string(), "--bind", bind])
+            .current_dir(&www)
+            .spawn()
+    };
+    let server4 = http("127.0.0.1", HTTP4)?;
+    let server6 = http("::1", HTTP6)?;
+    host.wait_for_tcp_listen(HTTP4)?;
+    host.wait_for_tcp_listen(HTTP6)?;
+
+    let curl = |url: &str| -> Result<u32> {
+        let p = host
+            .cmd("curl")
+            .args([
+                "-sS",
+                "-g",
+                "--noproxy",
+                "*",
+                "--max-time",
+                "10",
+                "-o",
+                "/dev/null",
+                url,
+            ])
+            .spawn()?;
+        let pid = p.pid();
+        finish(p, Duration::from_secs(20))?;
+        Ok(pid)
+    };
+    let curl4 = curl(&format!("http://127.0.0.1:{HTTP4}/"))?;
+    let curl6 = curl(&format!("http://[::1]:{HTTP6}/"))?;
+
+    let hold = spawn_py(
+        &host,
+        TCP_HOLD,
+        &["127.0.0.1".into(), HTTP4.to_string(), "5".into()],
+    )?;
+    let hold_pid = hold.pid();
+
+    let hostile = run_hostile_curl(&host, &dir)?;
+
+    let mut udp = Vec::new();
+    for (addr, port) in [("127.0.0.1", UDP4), ("::1", UDP6)] {
+        let server = spawn_py(
+            &host,
+            UDP_SERVER,
+            &[addr.into(), port.to_string(), "300".into()],
+        )?;
+        wait_for_line(&server, "ready", Duration::from_secs(10))?;
+        let client = spawn_py(
+            &host,
+            UDP_CLIENT,
+            &[addr.into(), port.to_string(), "100".into()],
+        )?;
+        let client_pid = client.pid();
+        let server_pid = server.pid();
+        finish(client, Duration::from_secs(20))?;
+        finish(server, Duration::from_secs(20))?;
+        udp.push((client_pid, server_pid));
+    }
+    finish(hold, Duration::from_secs(20))?;
+
+    let ours = Ours {
+        netns: host.netns_inode()?,
+        curl4,
+        curl6,
+        server4: server4.pid(),
+        server6: server6.pid(),
+        hold: hold_pid,
+        hostile,
+        udp4_client: udp[0].0,
+        udp4_server: udp[0].1,
+        udp6_client: udp[1].0,
+        udp6_server: udp[1].1,
+    };
+    // Every test flow ended, the held one had an update, and a stats report came.
+    let ended = |pid: u32, proto: &'static str, local_orig: bool| {
+        move |e: &Value| {
+            e["event_action"] == "end"
+                && e["pid"] == pid
+                && e["transport_protocol"] == proto
+                && e["local_orig"] == local_orig
+        }
+    };
+    let mut tail = Tail::new(&agent);
+    for (pid, proto, local_orig, n) in [
+        (ours.curl4, "tcp", true, 1),
+        (ours.curl6, "tcp", true, 1),
+        (ours.hold, "tcp", true, 1),
+        (ours.hostile, "tcp", true, 1),
+        (ours.udp4_client, "udp", true, 1),
+        (ours.udp6_client, "udp", true, 1),
+        (ours.udp4_server, "udp", false, 1),
+        (ours.udp6_server, "udp", false, 1),
+        // curl's, the held connection's and the hostile curl's.
+        (ours.server4, "tcp", false, 3),
+        (ours.server6, "tcp", false, 1),
+    ] {
+        tail.wait_for(
+            &format!("{n} {proto} end(s) of pid {pid}"),
+            ended(pid, proto, local_orig),
+            n,
+        )?;
+    }
+    tail.wait_for(
+        "an update of the held connection",
+        |e| e["event_action"] == "update" && e["pid"] == ours.hold,
+        1,
+    )?;
+    tail.wait_for("a stats event", is_stats, 1)?;
+    let agent_pid = agent.pid();
+    drop(server4);
+    drop(server6);
+    let lines = agent.stop_lines()?;
+    sort_lines(agent_pid, &lines, ours)
+}
+
+/// Follows the agent's stdout, parsing only the native records: with five outputs and a busy
+/// host the harness's `wait_for` (a rescan of every parsed record per line) falls behind.
+struct Tail<'a> {
+    agent: &'a Agent,
+    /// Stdout lines read so far.
+    seen: usize,
+    native: Vec<Value>,
+}
+
+impl<'a> Tail<'a> {
+    fn new(agent: &'a Agent) -> Self {
+        Tail {
+            agent,
+            seen: 0,
+            native: Vec::new(),
+        }
+    }
+
+    /// Waits (up to [`WAIT`], stretched by `FLOW_TEST_SLOW`) for `n` native events matching
+    /// `pred`.
+    fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool, n: usize) -> Result<()> {
+        let deadline = Instant::now() + slowed(WAIT);
+        loop {
+            for line in self.agent.stdout_lines_from(self.seen) {
+                self.seen += 1;
+                // Native records, and only they, start with their `timestamp` field.
+                if line.starts_with("{\"timestamp\":") {
+                    self.native.push(serde_json::from_str(&line)?);
+                }
+            }
+            if self.native.iter().filter(|e| pred(e)).count() >= n {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "waited {} for {what}: {} native events among {} lines, {} matching; the last \
+                 native event has timestamp {}\nstderr:\n{}",
+                describe_bound(WAIT),
+                self.native.len(),
+                self.seen,
+                self.native.iter().filter(|e| pred(e)).count(),
+                self.native
+                    .last()
+                    .map(|e| e["timestamp"].clone())
+                    .unwrap_or_default(),
+                self.agent.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A copy of curl named [`HOSTILE_NAME`], run with [`HOSTILE_ARG`] in its command line;
+/// returns its pid. `env` execs it, so the path needs no UTF-8.
+fn run_hostile_curl(host: &TestHost, dir: &TempDir) -> Result<u32> {
+    let exe = dir.path().join(OsStr::from_bytes(HOSTILE_NAME));
+    std::fs::copy(find_tool("curl")?, &exe).context("copying curl")?;
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755))?;
+    let p = host
+        .cmd("env")
+        .arg(&exe)
+        .args([
+            "-sS",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+        ])
+        .arg("--data-binary")
+        .arg(OsStr::from_bytes(HOSTILE_ARG))
+        .arg(format!("http://127.0.0.1:{HTTP4}/"))
+        .spawn()?;
+    let pid = p.pid();
+    // http.server answers the POST with 501; curl still exits 0 without --fail.
+    finish(p, Duration::from_secs(20))?;
+    Ok(pid)
+}
+
+/// Sorts stdout lines by format.
+fn sort_lines(agent_pid: u32, lines: &[String], ours: Ours) -> Result<Run> {
+    let mut run = Run {
+        agent_pid,
+        native: Vec::new(),
+        ecs: Vec::new(),
+        ocsf: Vec::new(),
+        zeek: Vec::new(),
+        zeek_lines: Vec::new(),
+        sysmon: Vec::new(),
+        ours,
+    };
+    for line in lines.iter().filter(|l| !l.is_empty()) {
+        if line.starts_with('<') {
+            run.sysmon.push(line.clone());
+            continue;
+        }
+        let v: Value = serde_json::from_str(line)
+            .with_context(|| format!("stdout line is neither XML nor JSON: {line:?}"))?;
+        if v.get("ecs").is_some() {
+            run.ecs.push(v);
+        } else if v.get("class_uid").is_some() {
+            run.ocsf.push(v);
+        } else if v.get("id.orig_h").is_some() {
+            run.zeek.push(v);
+            run.zeek_lines.push(line.clone());
+        } else if v.get("event_action").is_some() {
+            run.native.push(v);
+        } else {
+            bail!("stdout line of no known format: {line}");
+        }
+    }
+    Ok(run)
+}
+
+/// Up to 25 problems, one per line, with the count.
+pub fn report(what: &str, problems: &[String]) -> Result<()> {
+    let shown: Vec<&String> = problems.iter().take(25).collect();
+    ensure!(
+        problems.is_empty(),
+        "{what}: {} problem(s):\n{}",
+        problems.len(),
+        shown
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    Ok(())
+}
+
+/// Pairs each record with the native event it encodes: same length, same order.
+pub fn pair<'a, T>(
+    what: &str,
+    records: &'a [T],
+    natives: Vec<&'a Value>,
+) -> Result<Vec<(&'a T, &'a Value)>> {
+    ensure!(
+        records.len() == natives.len(),
+        "{what}: {} records for {} native events they encode",
+        records.len(),
+        natives.len()
+    );
+    Ok(records.iter().zip(natives).collect())
+}
+
+#[test]
+fn ecs_records_follow_ecs_and_carry_the_native_values() -> Result<()> {
+    let run = run()?;
+    let natives: Vec<&Value> = run.native.iter().collect();
+    let mut problems = Vec::new();
+    for (i, (doc, native)) in pair("ecs", &run.ecs, natives)?.into_iter().enumerate() {
+        let mut p = ecs_spec::check_document(doc);
+        p.extend(ecs_spec::check_values(doc, native));
+        problems.extend(
+            p.into_iter()
+                .map(|p| format!("ecs record {i}: {p}\n  {doc}")),
+        );
+    }
+    report("ECS records", &problems)?;
+    ensure!(
+        run.ecs.iter().any(|d| d["event"]["kind"] == "metric"),
+        "no ECS metric document for the stats events"
+    );
+    let o = &run.ours;
+    for (pid, proto, local_orig) in [
+        (o.curl4, "tcp", true),
+        (o.curl6, "tcp", true),
+        (o.server4, "tcp", false),
+        (o.udp6_client, "udp", true),
+        (o.udp4_server, "udp", false),
+    ] {
+        for native in run.flow_of(pid, proto, local_orig)? {
+            let doc = run
+                .ecs
+                .iter()
+                .find(|d| {
+                    d["flow_agent"]["flow_id"] == native["flow_id"]
+                        && d["@timestamp"] == native["timestamp"]
+                })
+                .context("no ECS document for a test flow event")?;
+            ensure!(doc["process"]["pid"] == pid, "pid {pid}: {doc}");
+            ensure!(
+                doc["network"]["transport"] == proto,
+                "transport {proto}: {doc}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn ocsf_records_follow_network_activity_and_carry_the_native_values() -> Result<()> {
+    let run = run()?;
+    let natives: Vec<&Value> = run.native_flows().collect();
+    let mut problems = Vec::new();
+    for (i, (ev, native)) in pair("ocsf", &run.ocsf, natives)?.into_iter().enumerate() {
+        let mut p = ocsf_spec::check_event(ev);
+        p.extend(ocsf_spec::check_values(ev, native));
+        problems.extend(
+            p.into_iter()
+                .map(|p| format!("ocsf record {i}: {p}\n  {ev}")),
+        );
+    }
+    report("OCSF records", &problems)?;
+    let o = &run.ours;
+    for (pid, proto, local_orig) in [
+        (o.curl4, "tcp", true),
+        (o.server6, "tcp", false),
+        (o.udp4_client, "udp", true),
+        (o.udp6_server, "udp", false),
+    ] {
+        for native in run.flow_of(pid, proto, local_orig)? {
+            let ev = run
+                .ocsf
+                .iter()
+                .find(|e| {
+                    e["metadata"]["correlation_uid"] == native["flow_id"]
+                        && e["metadata"]["original_time"] == native["timestamp"]
+                })
+                .context("no OCSF event for a test flow event")?;
+            ensure!(ev["actor"]["process"]["pid"] == pid, "pid {pid}: {ev}");
+            ensure!(
+                ev["connection_info"]["protocol_name"] == proto,
+                "protocol {proto}: {ev}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn zeek_records_follow_conn_log_and_carry_the_native_values() -> Result<()> {
+    let run = run()?;
+    let ends: Vec<&Value> = run.native_flows().filter(|e| is_end(e)).collect();
+    let mut problems = Vec::new();
+    for (i, (rec, native)) in pair("zeek", &run.zeek, ends)?.into_iter().enumerate() {
+        let mut p = zeek_spec::check_record(rec, &run.zeek_lines[i]);
+        p.extend(zeek_spec::check_values(rec, native));
+        problems.extend(
+            p.into_iter()
+                .map(|p| format!("zeek record {i}: {p}\n  {rec}")),
+        );
+    }
+    report("Zeek records", &problems)?;
+    // The server's side of curl's connection: the originator is curl (the peer), not the host.
+    let o = &run.ours;
+    let client_end = run
+        .flow_of(o.curl4, "tcp", true)?
+        .into_iter()
+        .find(|e| is_end(e))
+        .context("curl's end")?;
+    let server_end = run
+        .flow_of(o.server4, "tcp", false)?
+        .into_iter()
+        .find(|e| is_end(e) && e["src_port"] == client_end["src_port"])
+        .context("the server side of curl's connection")?;
+    for end in [client_end, server_end] {
+        let rec = run
+            .zeek
+            .iter()
+            .find(|r| r["uid"] == end["flow_id"])
+            .context("no conn.log record for curl's connection")?;
+        ensure!(
+            rec["id.orig_p"] == client_end["src_port"]
+                && rec["id.resp_p"] == HTTP4
+                && rec["orig_bytes"] == client_end["out_bytes"]
+                && rec["resp_bytes"] == client_end["in_bytes"]
+                && rec["conn_state"] == "SF",
+            "conn.log record of curl's connection, from {}: {rec}",
+            end["network_direction"]
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn sysmon_records_are_event_3_and_carry_the_native_values() -> Result<()> {
+    let run = run()?;
+    let starts: Vec<&Value> = run
+        .native_flows()
+        .filter(|e| e["event_action"] == "start")
+        .collect();
+    let mut problems = Vec::new();
+    let mut parsed = Vec::new();
+    for (i, (line, native)) in pair("sysmon", &run.sysmon, starts)?.into_iter().enumerate() {
+        match sysmon_spec::parse(line) {
+            Ok(rec) => {
+                // SAFETY: geteuid has no preconditions.
+                let euid = unsafe { libc::geteuid() };
+                let mut p = sysmon_spec::check_record(&rec, run.agent_pid, i as u64 + 1, euid);
+                p.extend(sysmon_spec::check_values(&rec, native));
+                problems.extend(
+                    p.into_iter()
+                        .map(|p| format!("sysmon record {i}: {p}\n  {line}")),
+                );
+                parsed.push(rec);
+            }
+            Err(e) => problems.push(format!("sysmon record {i}: {e:#}\n  {line}")),
+        }
+    }
+    report("Sysmon records", &problems)?;
+    let o = &run.ours;
+    for (pid, proto, initiated) in [
+        (o.curl4, "tcp", "true"),
+        (o.curl6, "tcp", "true"),
+        (o.server4, "tcp", "false"),
+        (o.udp4_client, "udp", "true"),
+        (o.udp6_server, "udp", "false"),
+    ] {
+        let pid = pid.to_string();
+        ensure!(
+            parsed.iter().any(|r| r.data("ProcessId") == pid
+                && r.data("Protocol") == proto
+                && r.data("Initiated") == initiated),
+            "no Sysmon event 3 for pid {pid} ({proto}, Initiated {initiated})"
+        );
+    }
+    Ok(())
+}
+
+/// The hostile process's strings reach every format intact (or, in XML, with the characters
+/// XML cannot carry replaced) and never break a record or add a field.
+#[test]
+fn hostile_process_strings_stay_data_in_every_format() -> Result<()> {
+    let run = run()?;
+    let natives = run.flow_of(run.ours.hostile, "tcp", true)?;
+    let start = natives
+        .iter()
+        .find(|e| e["event_action"] == "start")
+        .context("the hostile process's start")?;
+    let name = start["exe"].as_str().context("exe")?;
+    let cmd = start["command_line"].as_str().context("command_line")?;
+    let image = start["image_path"].as_str().context("image_path")?;
+    // The native event carries what the process did (invalid UTF-8 as U+FFFD).
+    ensure!(
+        name == String::from_utf8_lossy(HOSTILE_NAME) && cmd.contains('\u{fffd}'),
+        "the native event lost the hostile strings: {start}"
+    );
+    ensure!(
+        cmd.contains(&*String::from_utf8_lossy(HOSTILE_ARG)),
+        "{cmd:?}"
+    );
+    for native in &natives {
+        let doc = run
+            .ecs
+            .iter()
+            .find(|d| {
+                d["flow_agent"]["flow_id"] == native["flow_id"]
+                    && d["@timestamp"] == native["timestamp"]
+            })
+            .context("ECS document of the hostile flow")?;
+        check(
+            "ECS document of the hostile process",
+            &doc["process"],
+            &[
+                ("name", json!(name)),
+                ("executable", json!(image)),
+                ("command_line", json!(cmd)),
+                (
+                    "thread",
+                    json!({"id": native["tid"], "name": native["process_name"]}),
+                ),
+            ],
+        )?;
+        let ev = run
+            .ocsf
+            .iter()
+            .find(|e| {
+                e["metadata"]["correlation_uid"] == native["flow_id"]
+                    && e["metadata"]["original_time"] == native["timestamp"]
+            })
+            .context("OCSF event of the hostile flow")?;
+        let p = &ev["actor"]["process"];
+        ensure!(
+            p["name"] == name && p["cmd_line"] == cmd && p["file"]["path"] == image,
+            "OCSF process of the hostile flow: {p}"
+        );
+    }
+    let end = natives.iter().find(|e| is_end(e)).context("hostile end")?;
+    ensure!(
+        run.zeek.iter().any(|r| r["uid"] == end["flow_id"]),
+        "no conn.log record of the hostile flow"
+    );
+    let rec = run
+        .sysmon
+        .iter()
+        .filter_map(|l| sysmon_spec::parse(l).ok())
+        .find(|r| r.data("ProcessId") == run.ours.hostile.to_string())
+        .context("no well-formed Sysmon record of the hostile process")?;
+    ensure!(
+        rec.data("Image") == sysmon_spec::xml_text(image),
+        "Sysmon Image {:?}, want {:?}",
+        rec.data("Image"),
+        sysmon_spec::xml_text(image)
+    );
+    Ok(())
+}
+
+/// The samples in docs/formats.md are real records: each follows its format's specification.
+#[test]
+fn docs_samples_follow_the_specs() -> Result<()> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/formats.md");
+    let md =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let (mut section, mut block, mut counts) = (String::new(), None::<String>, [0; 4]);
+    let mut problems = Vec::new();
+    for line in md.lines() {
+        if let Some(h) = line.strip_prefix("## ") {
+            section = h.trim().to_string();
+            continue;
+        }
+        match (&mut block, line.trim_start().starts_with("```")) {
+            (None, true) => block = Some(String::new()),
+            (Some(b), true) => {
+                let text = b.trim().to_string();
+                block = None;
+                let records: Vec<String> = if text.starts_with("{\n") || text.contains("\n  ") {
+                    vec![text]
+                } else {
+                    text.lines().map(str::to_string).collect()
+                };
+                for r in records
+                    .iter()
+                    .filter(|r| r.starts_with('{') || r.starts_with('<'))
+                {
+                    let mut p = match section.as_str() {
+                        "ecs" => {
+                            counts[0] += 1;
+                            ecs_spec::check_document(&serde_json::from_str(r)?)
+                        }
+                        "ocsf" => {
+                            counts[1] += 1;
+                            ocsf_spec::check_event(&serde_json::from_str(r)?)
+                        }
+                        "zeek" => {
+                            counts[2] += 1;
+                            zeek_spec::check_record(&serde_json::from_str(r)?, r)
+                        }
+                        "sysmon" if r.starts_with('<') => {
+                            counts[3] += 1;
+                            let rec = sysmon_spec::parse(r)?;
+                            let num = |e: &str, a: Option<&str>| -> u64 {
+                                let el = rec.system(e);
+                                let v = match a {
+                                    Some(a) => el.and_then(|el| el.attr(a)),
+                                    None => el.map(|el| el.text.as_str()),
+                                };
+                                v.and_then(|v| v.parse().ok()).unwrap_or(u64::MAX)
+                            };
+                            let (pid, id, uid) = (
+                                num("Execution", Some("ProcessID")),
+                                num("EventRecordID", None),
+                                num("Security", Some("UserId")),
+                            );
+                            sysmon_spec::check_record(&rec, pid as u32, id, uid as u32)
+                        }
+                        _ => Vec::new(),
+                    };
+                    problems.extend(p.drain(..).map(|p| format!("{section} sample: {p}")));
+                }
+            }
+            (Some(b), false) => {
+                b.push_str(line);
+                b.push('\n');
+            }
+            (None, false) => {}
+        }
+    }
+    report("docs/formats.md samples", &problems)?;
+    ensure!(
+        counts.iter().all(|n| *n > 0),
+        "docs/formats.md lacks samples: ecs, ocsf, zeek, sysmon have {counts:?}"
+    );
+    Ok(())
+}

@@ -1,0 +1,514 @@
+//! Elastic Common Schema 9.4.0, as far as the `ecs` format uses it: every field name with its
+//! ECS type (from ECS's generated `ecs_flat.yml`), which fields are arrays, the allowed values
+//! of the categorization fields and `network.direction`, and the agent's custom fields (ECS
+//! allows custom fields; they live under `flow_agent`).
+use super::times::{epoch_micros, is_time};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Ty {
+    Keyword,
+    /// `wildcard` (process.command_line): a string in JSON.
+    Wildcard,
+    Long,
+    Float,
+    Date,
+    Ip,
+    Boolean,
+}
+use Ty::*;
+
+pub const VERSION: &str = "9.4.0";
+
+/// (field, type, is an array). ECS fields first, then the custom ones.
+const FIELDS: &[(&str, Ty, bool)] = &[
+    ("@timestamp", Date, false),
+    ("ecs.version", Keyword, false),
+    ("agent.type", Keyword, false),
+    ("agent.version", Keyword, false),
+    ("event.kind", Keyword, false),
+    ("event.category", Keyword, true),
+    ("event.type", Keyword, true),
+    ("event.action", Keyword, false),
+    ("event.outcome", Keyword, false),
+    ("event.reason", Keyword, false),
+    ("event.module", Keyword, false),
+    ("event.dataset", Keyword, false),
+    ("event.start", Date, false),
+    ("event.end", Date, false),
+    ("event.duration", Long, false),
+    ("source.address", Keyword, false),
+    ("source.ip", Ip, false),
+    ("source.port", Long, false),
+    ("source.bytes", Long, false),
+    ("source.packets", Long, false),
+    ("destination.address", Keyword, false),
+    ("destination.ip", Ip, false),
+    ("destination.port", Long, false),
+    ("destination.bytes", Long, false),
+    ("destination.packets", Long, false),
+    ("network.transport", Keyword, false),
+    ("network.type", Keyword, false),
+    ("network.iana_number", Keyword, false),
+    ("network.direction", Keyword, false),
+    ("network.community_id", Keyword, false),
+    ("network.bytes", Long, false),
+    ("network.packets", Long, false),
+    ("process.pid", Long, false),
+    ("process.entity_id", Keyword, false),
+    ("process.name", Keyword, false),
+    ("process.executable", Keyword, false),
+    ("process.command_line", Wildcard, false),
+    ("process.args", Keyword, true),
+    ("process.args_count", Long, false),
+    ("process.start", Date, false),
+    ("process.thread.id", Long, false),
+    ("process.thread.name", Keyword, false),
+    ("process.parent.entity_id", Keyword, false),
+    ("process.parent.pid", Long, false),
+    ("process.parent.executable", Keyword, false),
+    ("process.parent.name", Keyword, false),
+    ("user.id", Keyword, false),
+    ("user.name", Keyword, false),
+    ("group.id", Keyword, false),
+    ("group.name", Keyword, false),
+    ("host.hostname", Keyword, false),
+    ("host.name", Keyword, false),
+    ("container.id", Keyword, false),
+    ("container.runtime", Keyword, false),
+    ("related.ip", Ip, true),
+    ("related.user", Keyword, true),
+    // Custom fields.
+    ("flow_agent.flow_id", Keyword, false),
+    ("flow_agent.start_observed", Boolean, false),
+    ("flow_agent.network_locality", Keyword, false),
+    ("flow_agent.conn_state", Keyword, false),
+    ("flow_agent.history", Keyword, false),
+    ("flow_agent.rtt_us", Long, false),
+    ("flow_agent.retransmits", Long, false),
+    ("flow_agent.interval.in_bytes", Long, false),
+    ("flow_agent.interval.out_bytes", Long, false),
+    ("flow_agent.interval.in_pkts", Long, false),
+    ("flow_agent.interval.out_pkts", Long, false),
+    ("flow_agent.attribution", Keyword, false),
+    ("flow_agent.image_deleted", Boolean, false),
+    ("flow_agent.command_line_truncated", Boolean, false),
+    ("flow_agent.cgroup_id", Long, false),
+    ("flow_agent.cgroup_path", Keyword, false),
+    ("flow_agent.systemd_unit", Keyword, false),
+    ("flow_agent.netns", Long, false),
+    ("flow_agent.stats.agent_version", Keyword, false),
+    ("flow_agent.stats.uptime", Float, false),
+    ("flow_agent.stats.flows_open", Long, false),
+    ("flow_agent.stats.events_total", Long, false),
+    ("flow_agent.stats.kernel_losses.ring_full", Long, false),
+    ("flow_agent.stats.kernel_losses.tcp_table_full", Long, false),
+    ("flow_agent.stats.kernel_losses.udp_table_full", Long, false),
+    ("flow_agent.stats.kernel_losses.read_failed", Long, false),
+    (
+        "flow_agent.stats.kernel_losses.owner_table_full",
+        Long,
+        false,
+    ),
+    (
+        "flow_agent.stats.kernel_losses.tcp_closes_missed",
+        Long,
+        false,
+    ),
+    ("flow_agent.stats.sinks.name", Keyword, true),
+    ("flow_agent.stats.sinks.kind", Keyword, true),
+    ("flow_agent.stats.sinks.format", Keyword, true),
+    ("flow_agent.stats.sinks.accepted", Long, true),
+    ("flow_agent.stats.sinks.sent", Long, true),
+    ("flow_agent.stats.sinks.queued", Long, true),
+    ("flow_agent.stats.sinks.buffered", Long, true),
+    ("flow_agent.stats.sinks.dropped", Long, true),
+    ("flow_agent.stats.sinks.reconnects", Long, true),
+    ("flow_agent.stats.sinks.errors", Long, true),
+];
+
+const KINDS: &[&str] = &[
+    "alert",
+    "asset",
+    "enrichment",
+    "event",
+    "metric",
+    "state",
+    "pipeline_error",
+    "signal",
+];
+const CATEGORIES: &[&str] = &[
+    "api",
+    "authentication",
+    "configuration",
+    "database",
+    "driver",
+    "email",
+    "file",
+    "host",
+    "iam",
+    "intrusion_detection",
+    "library",
+    "malware",
+    "network",
+    "package",
+    "process",
+    "registry",
+    "session",
+    "threat",
+    "vulnerability",
+    "web",
+];
+const TYPES: &[&str] = &[
+    "access",
+    "admin",
+    "allowed",
+    "change",
+    "connection",
+    "creation",
+    "deletion",
+    "denied",
+    "device",
+    "end",
+    "error",
+    "group",
+    "indicator",
+    "info",
+    "installation",
+    "protocol",
+    "start",
+    "user",
+];
+/// `expected_event_types` of the `network` category.
+const NETWORK_TYPES: &[&str] = &[
+    "access",
+    "allowed",
+    "connection",
+    "denied",
+    "end",
+    "info",
+    "protocol",
+    "start",
+];
+const OUTCOMES: &[&str] = &["failure", "success", "unknown"];
+const DIRECTIONS: &[&str] = &[
+    "ingress", "egress", "inbound", "outbound", "internal", "external", "unknown",
+];
+
+/// Leaf values by dotted name; array elements (also arrays of objects) under the array's name.
+fn flatten(
+    prefix: &str,
+    v: &Value,
+    out: &mut BTreeMap<String, Vec<(Value, bool)>>,
+    in_array: bool,
+) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let name = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&name, v, out, in_array);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                flatten(prefix, item, out, true);
+            }
+        }
+        leaf => out
+            .entry(prefix.to_string())
+            .or_default()
+            .push((leaf.clone(), in_array)),
+    }
+}
+
+fn type_ok(ty: Ty, v: &Value) -> bool {
+    match ty {
+        Keyword | Wildcard => v.is_string(),
+        Long => v.is_i64() || v.is_u64(),
+        Float => v.is_number(),
+        Date => v.as_str().is_some_and(is_time),
+        Ip => v.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok()),
+        Boolean => v.is_boolean(),
+    }
+}
+
+fn strs(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// Field names, types, array-ness and allowed values.
+pub fn check_document(doc: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let mut leaves = BTreeMap::new();
+    flatten("", doc, &mut leaves, false);
+    for (name, values) in &leaves {
+        let Some((_, ty, array)) = FIELDS.iter().find(|(f, _, _)| f == name) else {
+            p.push(format!("field {name} is not an ECS field of this format"));
+            continue;
+        };
+        let is_array = doc_is_array(doc, name);
+        if is_array != *array {
+            p.push(format!("{name}: array {is_array}, ECS wants {array}"));
+        }
+        for (v, _) in values {
+            if !type_ok(*ty, v) {
+                p.push(format!("{name}: {v} is not an ECS {ty:?}"));
+            }
+        }
+    }
+    for required in [
+        "@timestamp",
+        "ecs.version",
+        "event.kind",
+        "agent.type",
+        "host.hostname",
+    ] {
+        if !leaves.contains_key(required) {
+            p.push(format!("{required} missing"));
+        }
+    }
+    if doc["ecs"]["version"] != VERSION {
+        p.push(format!(
+            "ecs.version {} is not {VERSION}",
+            doc["ecs"]["version"]
+        ));
+    }
+    let ev = &doc["event"];
+    let one_of = |p: &mut Vec<String>, name: &str, v: &Value, allowed: &[&str]| {
+        if !v.as_str().is_some_and(|s| allowed.contains(&s)) {
+            p.push(format!(
+                "{name} {v} not among the allowed values {allowed:?}"
+            ));
+        }
+    };
+    one_of(&mut p, "event.kind", &ev["kind"], KINDS);
+    if ev["kind"] == "metric" {
+        for absent in ["category", "type"] {
+            if ev.get(absent).is_some() {
+                p.push(format!("metric document with event.{absent}"));
+            }
+        }
+        return p;
+    }
+    for c in strs(&ev["category"]) {
+        one_of(&mut p, "event.category", &Value::from(c), CATEGORIES);
+    }
+    for t in strs(&ev["type"]) {
+        one_of(&mut p, "event.type", &Value::from(t), TYPES);
+        if strs(&ev["category"]).contains(&"network") {
+            one_of(
+                &mut p,
+                "event.type (network)",
+                &Value::from(t),
+                NETWORK_TYPES,
+            );
+        }
+    }
+    if ev.get("outcome").is_some() {
+        one_of(&mut p, "event.outcome", &ev["outcome"], OUTCOMES);
+    }
+    let net = &doc["network"];
+    one_of(&mut p, "network.direction", &net["direction"], DIRECTIONS);
+    for f in ["transport", "type"] {
+        if let Some(s) = net[f].as_str() {
+            if s != s.to_lowercase() {
+                p.push(format!("network.{f} {s} is not lowercase"));
+            }
+        }
+    }
+    let iana = match net["transport"].as_str() {
+        Some("tcp") => "6",
+        Some("udp") => "17",
+        _ => "?",
+    };
+    if net["iana_number"] != iana {
+        p.push(format!(
+            "network.iana_number {} for {}",
+            net["iana_number"], net["transport"]
+        ));
+    }
+    let want_type = if doc["source"]["ip"]
+        .as_str()
+        .is_some_and(|s| s.contains(':'))
+    {
+        "ipv6"
+    } else {
+        "ipv4"
+    };
+    if net["type"] != want_type {
+        p.push(format!(
+            "network.type {} for source.ip {}",
+            net["type"], doc["source"]["ip"]
+        ));
+    }
+    // event.duration: the difference of event.end and event.start when both are known (the
+    // times have microseconds, the duration nanoseconds).
+    if let (Some(s), Some(e), Some(d)) = (
+        ev["start"].as_str().and_then(epoch_micros),
+        ev["end"].as_str().and_then(epoch_micros),
+        ev["duration"].as_i64(),
+    ) {
+        if (d - (e - s) * 1000).abs() > 1000 {
+            p.push(format!(
+                "event.duration {d} ns, but end - start is {} µs",
+                e - s
+            ));
+        }
+    }
+    let related = strs(&doc["related"]["ip"]);
+    for side in ["source", "destination"] {
+        if let Some(ip) = doc[side]["ip"].as_str() {
+            if !related.contains(&ip) {
+                p.push(format!("related.ip lacks {side}.ip {ip}"));
+            }
+        }
+    }
+    p
+}
+
+fn doc_is_array(doc: &Value, dotted: &str) -> bool {
+    let mut v = doc;
+    for part in dotted.split('.') {
+        match v {
+            Value::Object(m) => match m.get(part) {
+                Some(x) => v = x,
+                None => return false,
+            },
+            Value::Array(_) => return true,
+            _ => return false,
+        }
+    }
+    v.is_array()
+}
+
+/// Dotted lookup; `Null` when absent.
+pub fn at<'a>(v: &'a Value, dotted: &str) -> &'a Value {
+    dotted
+        .split('.')
+        .try_fold(v, |v, k| v.get(k))
+        .unwrap_or(&Value::Null)
+}
+
+/// The document says what the native event says.
+pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let mut same = |ecs: &str, want: Value| {
+        if *at(doc, ecs) != want {
+            p.push(format!("{ecs} = {}, native says {want}", at(doc, ecs)));
+        }
+    };
+    let n = |k: &str| native.get(k).cloned().unwrap_or(Value::Null);
+    let id_string = |k: &str| {
+        native
+            .get(k)
+            .map(|v| Value::from(v.to_string()))
+            .unwrap_or(Value::Null)
+    };
+    same("@timestamp", n("timestamp"));
+    if super::is_stats(native) {
+        same("event.kind", "metric".into());
+        same("host.hostname", n("hostname"));
+        for k in [
+            "agent_version",
+            "uptime",
+            "flows_open",
+            "events_total",
+            "kernel_losses",
+            "sinks",
+        ] {
+            same(&format!("flow_agent.stats.{k}"), n(k));
+        }
+        return p;
+    }
+    let outbound = native["local_orig"] == true;
+    let action = native["event_action"].as_str().unwrap_or_default();
+    same("event.kind", "event".into());
+    same(
+        "event.action",
+        match (action, outbound) {
+            ("start", true) => "connection_attempted",
+            ("start", false) => "connection_accepted",
+            ("update", _) => "connection_updated",
+            _ => "disconnect_received",
+        }
+        .into(),
+    );
+    let phase = match action {
+        "start" => "start",
+        "update" => "info",
+        _ => "end",
+    };
+    same("event.type", serde_json::json!(["connection", phase]));
+    same("flow_agent.flow_id", n("flow_id"));
+    same("event.start", n("start_time"));
+    same("event.end", n("end_time"));
+    same("event.reason", n("end_reason"));
+    same(
+        "event.duration",
+        native["duration"]
+            .as_f64()
+            .map(|s| Value::from((s * 1e9).round() as u64))
+            .unwrap_or(Value::Null),
+    );
+    same("source.ip", n("src_ip"));
+    same("source.port", n("src_port"));
+    same("destination.ip", n("dest_ip"));
+    same("destination.port", n("dest_port"));
+    same("source.bytes", n("orig_bytes"));
+    same("destination.bytes", n("resp_bytes"));
+    same("source.packets", n("orig_pkts"));
+    same("destination.packets", n("resp_pkts"));
+    same(
+        "network.bytes",
+        match (native["in_bytes"].as_u64(), native["out_bytes"].as_u64()) {
+            (Some(i), Some(o)) => (i + o).into(),
+            _ => Value::Null,
+        },
+    );
+    same("network.packets", n("packet_count"));
+    same("network.transport", n("transport_protocol"));
+    same("network.community_id", n("community_id"));
+    same(
+        "network.direction",
+        if outbound { "egress" } else { "ingress" }.into(),
+    );
+    same("process.pid", n("pid"));
+    same("process.entity_id", n("process_entity_id"));
+    same("process.executable", n("image_path"));
+    same("process.command_line", n("command_line"));
+    same("process.start", n("process_start_time"));
+    same("process.thread.id", n("tid"));
+    same("process.thread.name", n("process_name"));
+    same("process.parent.entity_id", n("parent_entity_id"));
+    same("process.args", n("process_args"));
+    same("process.parent.pid", n("ppid"));
+    same("process.parent.executable", n("parent_exe"));
+    same(
+        "process.name",
+        native
+            .get("exe")
+            .or(native.get("process_name"))
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
+    same("user.id", id_string("uid"));
+    same("user.name", n("user"));
+    same("group.id", id_string("gid"));
+    same("group.name", n("group"));
+    same("host.hostname", n("hostname"));
+    same("container.id", n("container_id"));
+    same("flow_agent.conn_state", n("conn_state"));
+    same("flow_agent.history", n("history"));
+    same("flow_agent.interval", n("interval"));
+    same("flow_agent.start_observed", n("start_observed"));
+    same("flow_agent.netns", n("netns"));
+    p
+}

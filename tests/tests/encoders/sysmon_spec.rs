@@ -1,0 +1,344 @@
+//! Sysmon for Linux Event ID 3 ("Network connection detected"), as Sysmon for Linux writes it
+//! to syslog (its outputxml.c and real records): one well-formed `<Event>` with the `System`
+//! block's elements in order and values, and the event's `EventData` fields in Sysmon's order.
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::Value;
+use std::net::IpAddr;
+
+const SYSTEM: &[&str] = &[
+    "Provider",
+    "EventID",
+    "Version",
+    "Level",
+    "Task",
+    "Opcode",
+    "Keywords",
+    "TimeCreated",
+    "EventRecordID",
+    "Correlation",
+    "Execution",
+    "Channel",
+    "Computer",
+    "Security",
+];
+/// Constant text of System elements for event 3.
+const SYSTEM_TEXT: &[(&str, &str)] = &[
+    ("EventID", "3"),
+    ("Version", "5"),
+    ("Level", "4"),
+    ("Task", "3"),
+    ("Opcode", "0"),
+    ("Keywords", "0x8000000000000000"),
+    ("Channel", "Linux-Sysmon/Operational"),
+];
+const PROVIDER_GUID: &str = "{ff032593-a8d3-4f13-b0d6-01fc615a0f97}";
+const EVENT_DATA: &[&str] = &[
+    "RuleName",
+    "UtcTime",
+    "ProcessGuid",
+    "ProcessId",
+    "Image",
+    "User",
+    "Protocol",
+    "Initiated",
+    "SourceIsIpv6",
+    "SourceIp",
+    "SourceHostname",
+    "SourcePort",
+    "SourcePortName",
+    "DestinationIsIpv6",
+    "DestinationIp",
+    "DestinationHostname",
+    "DestinationPort",
+    "DestinationPortName",
+];
+
+#[derive(Debug)]
+pub struct Elem {
+    pub name: String,
+    pub text: String,
+    pub attrs: Vec<(String, String)>,
+    pub children: usize,
+}
+
+impl Elem {
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One parsed record.
+#[derive(Debug)]
+pub struct Record {
+    pub system: Vec<Elem>,
+    pub data: Vec<(String, String)>,
+}
+
+impl Record {
+    pub fn data(&self, name: &str) -> &str {
+        self.data
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("<absent>")
+    }
+
+    pub fn system(&self, name: &str) -> Option<&Elem> {
+        self.system.iter().find(|e| e.name == name)
+    }
+}
+
+fn elem(n: roxmltree::Node) -> Elem {
+    Elem {
+        name: n.tag_name().name().to_string(),
+        text: n.text().unwrap_or_default().to_string(),
+        attrs: n
+            .attributes()
+            .map(|a| (a.name().to_string(), a.value().to_string()))
+            .collect(),
+        children: n.children().filter(|c| c.is_element()).count(),
+    }
+}
+
+/// Parses one line: well-formed XML, `<Event>` with exactly `System` and `EventData`, and
+/// `Data` elements that hold only text.
+pub fn parse(line: &str) -> Result<Record> {
+    ensure!(!line.contains(['\n', '\r']), "record spans lines");
+    let doc = roxmltree::Document::parse(line).context("not well-formed XML")?;
+    let root = doc.root_element();
+    ensure!(
+        root.tag_name().name() == "Event",
+        "root is <{}>",
+        root.tag_name().name()
+    );
+    let parts: Vec<roxmltree::Node> = root.children().filter(|c| c.is_element()).collect();
+    let [system, data] = parts.as_slice() else {
+        bail!(
+            "<Event> has {} child elements, want System and EventData",
+            parts.len()
+        );
+    };
+    ensure!(
+        system.tag_name().name() == "System" && data.tag_name().name() == "EventData",
+        "<Event> children are {} and {}",
+        system.tag_name().name(),
+        data.tag_name().name()
+    );
+    let mut fields = Vec::new();
+    for d in data.children().filter(|c| c.is_element()) {
+        ensure!(
+            d.tag_name().name() == "Data",
+            "<{}> in EventData",
+            d.tag_name().name()
+        );
+        ensure!(
+            d.children().all(|c| c.is_text()),
+            "Data element with markup inside"
+        );
+        let name = d.attribute("Name").context("Data without Name")?;
+        fields.push((name.to_string(), d.text().unwrap_or_default().to_string()));
+    }
+    Ok(Record {
+        system: system
+            .children()
+            .filter(|c| c.is_element())
+            .map(elem)
+            .collect(),
+        data: fields,
+    })
+}
+
+fn all_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `2026-11-23T13:05:50.542313000Z`.
+fn is_system_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 30 && s.ends_with('Z') && b[10] == b'T' && b[19] == b'.' && super::times::is_time(s)
+}
+
+/// `2026-11-23 13:05:50.542`.
+fn is_utc_time(s: &str) -> bool {
+    s.len() == 23
+        && s.as_bytes()[10] == b' '
+        && super::times::is_time(&format!("{}Z", s.replacen(' ', "T", 1)))
+}
+
+/// `{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}`, lower-case hex.
+fn is_guid(s: &str) -> bool {
+    let Some(inner) = s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else {
+        return false;
+    };
+    inner.split('-').map(str::len).eq([8, 4, 4, 4, 12])
+        && inner
+            .bytes()
+            .all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The System block and the EventData names, order and value formats.
+pub fn check_record(rec: &Record, agent_pid: u32, record_id: u64, euid: u32) -> Vec<String> {
+    let mut p = Vec::new();
+    let names: Vec<&str> = rec.system.iter().map(|e| e.name.as_str()).collect();
+    if names != SYSTEM {
+        p.push(format!(
+            "System elements {names:?}, Sysmon writes {SYSTEM:?}"
+        ));
+    }
+    for (name, want) in SYSTEM_TEXT {
+        let got = rec.system(name).map(|e| e.text.as_str());
+        if got != Some(want) {
+            p.push(format!("System/{name} {got:?}, want {want:?}"));
+        }
+    }
+    let attr = |name: &str, a: &str| {
+        rec.system(name)
+            .and_then(|e| e.attr(a))
+            .unwrap_or("<absent>")
+    };
+    if attr("Provider", "Name") != "Linux-Sysmon" || attr("Provider", "Guid") != PROVIDER_GUID {
+        p.push(format!("Provider {:?}", rec.system("Provider")));
+    }
+    if !is_system_time(attr("TimeCreated", "SystemTime")) {
+        p.push(format!(
+            "TimeCreated SystemTime {:?}",
+            attr("TimeCreated", "SystemTime")
+        ));
+    }
+    let id = rec.system("EventRecordID").map(|e| e.text.as_str());
+    if id != Some(&*record_id.to_string()) {
+        p.push(format!(
+            "EventRecordID {id:?}, want {record_id} (numbered from 1)"
+        ));
+    }
+    if rec
+        .system("Correlation")
+        .is_some_and(|e| !e.attrs.is_empty() || e.children > 0 || !e.text.is_empty())
+    {
+        p.push("Correlation is not empty".into());
+    }
+    if attr("Execution", "ProcessID") != agent_pid.to_string()
+        || !all_digits(attr("Execution", "ThreadID"))
+    {
+        p.push(format!(
+            "Execution {:?}, want ProcessID {agent_pid}",
+            rec.system("Execution")
+        ));
+    }
+    if attr("Security", "UserId") != euid.to_string() {
+        p.push(format!(
+            "Security UserId {:?}, want {euid}",
+            attr("Security", "UserId")
+        ));
+    }
+    let data_names: Vec<&str> = rec.data.iter().map(|(k, _)| k.as_str()).collect();
+    if data_names != EVENT_DATA {
+        p.push(format!(
+            "EventData names {data_names:?}, Sysmon writes {EVENT_DATA:?}"
+        ));
+    }
+    let d = |k: &str| rec.data(k).to_string();
+    let mut expect = |ok: bool, what: &str| {
+        if !ok {
+            p.push(format!("{what}: {:?}", rec.data(what)));
+        }
+    };
+    expect(is_utc_time(&d("UtcTime")), "UtcTime");
+    expect(is_guid(&d("ProcessGuid")), "ProcessGuid");
+    expect(
+        d("ProcessId") == "-" || all_digits(&d("ProcessId")),
+        "ProcessId",
+    );
+    expect(["tcp", "udp"].contains(&d("Protocol").as_str()), "Protocol");
+    for side in ["Source", "Destination"] {
+        let (ip, is_v6, port) = (
+            format!("{side}Ip"),
+            format!("{side}IsIpv6"),
+            format!("{side}Port"),
+        );
+        let addr = d(&ip).parse::<IpAddr>();
+        expect(addr.is_ok(), &ip);
+        let v6 = addr.as_ref().is_ok_and(IpAddr::is_ipv6).to_string();
+        expect(d(&is_v6) == v6, &is_v6);
+        expect(d(&port).parse::<u16>().is_ok(), &port);
+    }
+    expect(
+        ["true", "false"].contains(&d("Initiated").as_str()),
+        "Initiated",
+    );
+    p
+}
+
+/// What an XML reader gets back for `s`: characters XML 1.0 cannot carry become U+FFFD.
+pub fn xml_text(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\t' | '\n' | '\r' => c,
+            '\u{0}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}' => '\u{fffd}',
+            c => c,
+        })
+        .collect()
+}
+
+/// The record says what the native start event says.
+pub fn check_values(rec: &Record, native: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let s = |k: &str| match native.get(k) {
+        Some(Value::String(s)) => Some(xml_text(s)),
+        Some(v) if !v.is_null() => Some(v.to_string()),
+        _ => None,
+    };
+    let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let ts = native["timestamp"].as_str().unwrap_or_default();
+    let want = [
+        (
+            "UtcTime",
+            ts.get(..23).unwrap_or_default().replacen('T', " ", 1),
+        ),
+        ("ProcessId", dash(s("pid"))),
+        ("Image", dash(s("image_path"))),
+        ("User", dash(s("user").or_else(|| s("uid")))),
+        ("Protocol", dash(s("transport_protocol"))),
+        ("Initiated", dash(s("local_orig"))),
+        ("SourceIp", dash(s("src_ip"))),
+        ("SourcePort", dash(s("src_port"))),
+        ("DestinationIp", dash(s("dest_ip"))),
+        ("DestinationPort", dash(s("dest_port"))),
+    ];
+    for (k, v) in want {
+        if rec.data(k) != v {
+            p.push(format!("{k} {:?}, native says {v:?}", rec.data(k)));
+        }
+    }
+    // The GUID carries the entity id's hex digits.
+    let guid: String = rec
+        .data("ProcessGuid")
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .collect();
+    let want_guid = match (native.get("pid"), native["process_entity_id"].as_str()) {
+        (Some(_), Some(id)) => format!("{}0000", id.replace('-', "")),
+        _ => "0".repeat(32),
+    };
+    if guid != want_guid {
+        p.push(format!(
+            "ProcessGuid {} for process_entity_id {}",
+            rec.data("ProcessGuid"),
+            native["process_entity_id"]
+        ));
+    }
+    let computer = rec
+        .system("Computer")
+        .map(|e| e.text.clone())
+        .unwrap_or_default();
+    if Some(computer.clone()) != s("hostname") {
+        p.push(format!(
+            "Computer {computer:?}, native hostname {}",
+            native["hostname"]
+        ));
+    }
+    p
+}

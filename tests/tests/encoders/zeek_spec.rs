@@ -1,0 +1,213 @@
+//! Zeek conn.log (base/protocols/conn/main.zeek, with the community-id policy script's
+//! `community_id`): the fields in their order with their Zeek types, which are `&optional`,
+//! the `conn_state` values and the `history` letters.
+use super::times::epoch_micros;
+use serde_json::Value;
+use std::net::IpAddr;
+
+#[derive(Clone, Copy, Debug)]
+enum Ty {
+    /// `time`: epoch seconds.
+    Time,
+    Str,
+    Addr,
+    Port,
+    /// `transport_proto` enum.
+    Proto,
+    /// `interval`: seconds.
+    Interval,
+    Count,
+    Bool,
+    /// `set[string]`.
+    StrSet,
+}
+use Ty::*;
+
+/// (name, type, optional) in conn.log's column order.
+const FIELDS: &[(&str, Ty, bool)] = &[
+    ("ts", Time, false),
+    ("uid", Str, false),
+    ("id.orig_h", Addr, false),
+    ("id.orig_p", Port, false),
+    ("id.resp_h", Addr, false),
+    ("id.resp_p", Port, false),
+    ("proto", Proto, false),
+    ("service", Str, true),
+    ("duration", Interval, true),
+    ("orig_bytes", Count, true),
+    ("resp_bytes", Count, true),
+    ("conn_state", Str, true),
+    ("local_orig", Bool, true),
+    ("local_resp", Bool, true),
+    ("missed_bytes", Count, false),
+    ("history", Str, true),
+    ("orig_pkts", Count, true),
+    ("orig_ip_bytes", Count, true),
+    ("resp_pkts", Count, true),
+    ("resp_ip_bytes", Count, true),
+    ("tunnel_parents", StrSet, true),
+    ("ip_proto", Count, true),
+    ("community_id", Str, true),
+];
+
+const CONN_STATES: &[&str] = &[
+    "S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH",
+];
+/// History letters (upper case: originator, lower case: responder) and `^`.
+const HISTORY: &str = "SsHhAaDdFfRrCcGgTtWwIiQqXx^";
+
+fn type_ok(ty: Ty, v: &Value) -> bool {
+    match ty {
+        Time => v
+            .as_f64()
+            .is_some_and(|t| t > 946_684_800.0 && t < 4_102_444_800.0),
+        Str => v.is_string(),
+        Addr => v.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok()),
+        Port => v.as_u64().is_some_and(|p| p <= 65535),
+        Proto => v
+            .as_str()
+            .is_some_and(|s| ["tcp", "udp", "icmp", "unknown_transport"].contains(&s)),
+        Interval => v.as_f64().is_some_and(|d| d >= 0.0),
+        Count => v.is_u64(),
+        Bool => v.is_boolean(),
+        StrSet => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+    }
+}
+
+/// Field names, order (in the record's text `raw`: JSON objects have no order once parsed),
+/// types, required fields and allowed values.
+pub fn check_record(rec: &Value, raw: &str) -> Vec<String> {
+    let mut p = Vec::new();
+    let Some(obj) = rec.as_object() else {
+        return vec!["not a JSON object".into()];
+    };
+    for (name, v) in obj {
+        let Some(i) = FIELDS.iter().position(|(f, _, _)| f == name) else {
+            p.push(format!("{name} is not a conn.log field"));
+            continue;
+        };
+        if !type_ok(FIELDS[i].1, v) {
+            p.push(format!("{name}: {v} is not a Zeek {:?}", FIELDS[i].1));
+        }
+    }
+    let order: Vec<&str> = FIELDS
+        .iter()
+        .filter_map(|(f, _, _)| raw.find(&format!("\"{f}\":")).map(|at| (at, *f)))
+        .collect::<std::collections::BTreeMap<usize, &str>>()
+        .into_values()
+        .collect();
+    let want: Vec<&str> = FIELDS
+        .iter()
+        .map(|(f, _, _)| *f)
+        .filter(|f| obj.contains_key(*f))
+        .collect();
+    if order != want {
+        p.push(format!(
+            "fields in the order {order:?}, conn.log's is {want:?}"
+        ));
+    }
+    for (name, _, optional) in FIELDS {
+        if !optional && !obj.contains_key(*name) {
+            p.push(format!("{name} (not &optional) missing"));
+        }
+    }
+    if let Some(s) = rec["conn_state"].as_str() {
+        if !CONN_STATES.contains(&s) {
+            p.push(format!("conn_state {s} is not a Zeek conn_state"));
+        }
+    }
+    if let Some(h) = rec["history"].as_str() {
+        if let Some(c) = h.chars().find(|c| !HISTORY.contains(*c)) {
+            p.push(format!("history {h} has {c:?}, not a Zeek history letter"));
+        }
+    }
+    let ip_proto = match rec["proto"].as_str() {
+        Some("tcp") => 6,
+        Some("udp") => 17,
+        _ => 0,
+    };
+    if rec["ip_proto"] != ip_proto {
+        p.push(format!(
+            "ip_proto {} for proto {}",
+            rec["ip_proto"], rec["proto"]
+        ));
+    }
+    p
+}
+
+/// The record says what the native end event says.
+pub fn check_values(rec: &Value, native: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let mut same = |field: &str, want: Value| {
+        let got = rec.get(field).cloned().unwrap_or(Value::Null);
+        if got != want {
+            p.push(format!("{field} = {got}, native says {want}"));
+        }
+    };
+    let n = |k: &str| native.get(k).cloned().unwrap_or(Value::Null);
+    same("uid", n("flow_id"));
+    same("id.orig_h", n("src_ip"));
+    same("id.orig_p", n("src_port"));
+    same("id.resp_h", n("dest_ip"));
+    same("id.resp_p", n("dest_port"));
+    same("proto", n("transport_protocol"));
+    same("duration", n("duration"));
+    same("orig_bytes", n("orig_bytes"));
+    same("resp_bytes", n("resp_bytes"));
+    same("orig_pkts", n("orig_pkts"));
+    same("resp_pkts", n("resp_pkts"));
+    same("orig_ip_bytes", n("orig_ip_bytes"));
+    same("resp_ip_bytes", n("resp_ip_bytes"));
+    same("community_id", n("community_id"));
+    same("missed_bytes", 0.into());
+    let udp = native["transport_protocol"] == "udp";
+    if !udp {
+        same("conn_state", n("conn_state"));
+        same("history", n("history"));
+    } else if let (Some(o), Some(r)) = (native["orig_pkts"].as_u64(), native["resp_pkts"].as_u64())
+    {
+        let state = match (o > 0, r > 0) {
+            (true, true) => "SF",
+            (true, false) => "S0",
+            (false, true) => "SHR",
+            (false, false) => "OTH",
+        };
+        same("conn_state", state.into());
+    }
+    // ts: the flow's start (first packet), to the microsecond.
+    if let Some(start) = native["start_time"].as_str().and_then(epoch_micros) {
+        let ts = rec["ts"].as_f64().unwrap_or(0.0);
+        if ((ts * 1e6).round() as i64 - start).abs() > 1 {
+            p.push(format!(
+                "ts {ts}, native start_time {}",
+                native["start_time"]
+            ));
+        }
+    }
+    // Zeek's local_orig/local_resp: the peer as network_locality says; loopback is local.
+    let peer_local = native["network_locality"] == "internal";
+    let (peer_field, host_field) = if native["local_orig"] == true {
+        ("local_resp", "local_orig")
+    } else {
+        ("local_orig", "local_resp")
+    };
+    if rec[peer_field] != peer_local {
+        p.push(format!(
+            "{peer_field} {} for a peer that is {}",
+            rec[peer_field], native["network_locality"]
+        ));
+    }
+    let loopback = |k: &str| {
+        native[k]
+            .as_str()
+            .and_then(|s| s.parse::<IpAddr>().ok())
+            .is_some_and(|a| a.is_loopback())
+    };
+    if loopback("src_ip") && loopback("dest_ip") && rec[host_field] != true {
+        p.push(format!(
+            "{host_field} {} for this host's loopback address",
+            rec[host_field]
+        ));
+    }
+    p
+}
