@@ -15,16 +15,16 @@ pub const TCPLIFE: &str = "/usr/sbin/tcplife";
 pub const TCPLIFE_BT: &str = "/usr/sbin/tcplife.bt";
 
 /// Where the agent writes its events during the bench. One template (see `agent_config`):
-/// the stdout sink with stdout redirected to the events file is the file sink's equivalent
-/// until the file sink is in main; then `File` makes the agent open the file itself.
+/// the file sink, as an operator feeding a log shipper runs it; `Stdout` (stdout redirected to
+/// the events file) is its equivalent for builds without a file sink.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AgentSink {
-    Stdout,
     #[allow(dead_code)]
+    Stdout,
     File,
 }
 
-pub const AGENT_SINK: AgentSink = AgentSink::Stdout;
+pub const AGENT_SINK: AgentSink = AgentSink::File;
 
 /// Seconds between the agent's stats events, which carry its kernel-side loss counters.
 const STATS_INTERVAL: u64 = 1;
@@ -72,16 +72,19 @@ pub fn all() -> Vec<Configuration> {
 }
 
 /// The agent's configuration file for the bench: one output, every event, stats each second.
+/// The file is never rotated (the bench reads every record of a session from one file); the
+/// metrics endpoint is off (its fixed port may be taken by another agent on the machine, and
+/// nothing scrapes it here).
 pub fn agent_config(format: &str, sink: AgentSink, events: &Path) -> String {
     let sink_table = match sink {
         AgentSink::Stdout => "[outputs.stdout]\n".to_string(),
         AgentSink::File => format!(
-            "[outputs.file]\npath = {}\n",
+            "[outputs.file]\npath = {}\nrotate_size = \"1TiB\"\n",
             toml_string(&events.to_string_lossy())
         ),
     };
     format!(
-        "[health]\nstats_interval = {STATS_INTERVAL}\n\n[[outputs]]\nname = \"bench\"\nformat = \"{format}\"\n{sink_table}"
+        "[health]\nstats_interval = {STATS_INTERVAL}\nmetrics_listen = \"\"\n\n[[outputs]]\nname = \"bench\"\nformat = \"{format}\"\n{sink_table}"
     )
 }
 
@@ -298,11 +301,11 @@ mod tests {
         let path = Path::new("/tmp/b \"x\"/agent.events");
         assert_eq!(
             agent_config("ecs", AgentSink::Stdout, path),
-            "[health]\nstats_interval = 1\n\n[[outputs]]\nname = \"bench\"\nformat = \"ecs\"\n[outputs.stdout]\n"
+            "[health]\nstats_interval = 1\nmetrics_listen = \"\"\n\n[[outputs]]\nname = \"bench\"\nformat = \"ecs\"\n[outputs.stdout]\n"
         );
         assert_eq!(
             agent_config("native", AgentSink::File, path),
-            "[health]\nstats_interval = 1\n\n[[outputs]]\nname = \"bench\"\nformat = \"native\"\n[outputs.file]\npath = \"/tmp/b \\\"x\\\"/agent.events\"\n"
+            "[health]\nstats_interval = 1\nmetrics_listen = \"\"\n\n[[outputs]]\nname = \"bench\"\nformat = \"native\"\n[outputs.file]\npath = \"/tmp/b \\\"x\\\"/agent.events\"\nrotate_size = \"1TiB\"\n"
         );
     }
 
