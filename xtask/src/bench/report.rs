@@ -491,6 +491,9 @@ pub fn markdown(r: &Results) -> String {
     out += &row("output quiet after the burst, s", &|s| {
         opt(s.burst_drain_s, 1)
     });
+    out += &row("end events of other activity on the host", &|s| {
+        s.other_end_events.map_or("-".into(), |n| n.to_string())
+    });
     for s in &running {
         let Some(wanted) = s.configuration.strip_prefix("agent-") else {
             continue;
