@@ -434,6 +434,16 @@ pub fn markdown(r: &Results) -> String {
     out += &row("sensor CPU during iperf3 TCP, % of a core", &|s| {
         opt(s.cpu_percent_tcp_bulk, 1)
     });
+    out += &row("its eBPF programs per flow, storm, µs", &|s| {
+        opt(s.bpf_us_per_flow, 2)
+    });
+    out += &row(
+        "its eBPF programs during iperf3 TCP / UDP, % of a core",
+        &|s| match (s.bpf_percent_tcp_bulk, s.bpf_percent_udp64) {
+            (Some(t), Some(u)) => format!("{t:.1} / {u:.1}"),
+            _ => "-".into(),
+        },
+    );
     out += &row(
         "RSS idle / peak, MiB",
         &|s| match (s.idle_rss_mib, s.peak_rss_mib) {
@@ -555,6 +565,7 @@ mod tests {
     use super::*;
 
     fn session(config: &str, rep: u32, storm: f64, cpu: f64) -> Session {
+        let sensor = config != "baseline";
         let sample = WorkloadSample {
             workload: Workload::Storm,
             elapsed_s: 1.0,
@@ -565,19 +576,19 @@ mod tests {
             bits_per_second: None,
             packets_per_second: None,
             udp_lost_percent: None,
-            sensor_cpu_s: Some(cpu),
+            sensor_cpu_s: sensor.then_some(cpu),
             sensor_bpf_s: None,
             drain_s: Some(0.1),
-            expected_end_events: Some(2 * storm as u64),
-            end_events: Some(2 * storm as u64),
+            expected_end_events: sensor.then_some(2 * storm as u64),
+            end_events: sensor.then_some(2 * storm as u64),
             sensor_rss_kib: None,
         };
         Session {
             rep,
             configuration: config.into(),
             workloads: vec![sample],
-            idle_rss_kib: Some(10 * 1024),
-            peak_rss_kib: Some(20 * 1024),
+            idle_rss_kib: sensor.then_some(10 * 1024),
+            peak_rss_kib: sensor.then_some(20 * 1024),
             kernel_losses: Some(BTreeMap::from([("ring_full".into(), 0)])),
             latency: None,
             latency_samples: Vec::new(),
@@ -622,6 +633,73 @@ mod tests {
             .find(|c| c.target.contains("100,000"))
             .unwrap();
         assert_eq!(rss.status, "not measured");
+    }
+
+    #[test]
+    fn markdown_shows_every_figure_and_the_missed_targets() {
+        let sessions = vec![
+            session("baseline", 0, 1000.0, 0.0),
+            session("agent-native", 0, 800.0, 0.016),
+        ];
+        let summary = vec![
+            summarize("baseline", &sessions),
+            summarize("agent-native", &sessions),
+        ];
+        let targets = check_targets(&summary[1]);
+        let results = Results {
+            date: "2026-11-23 17:31 UTC".into(),
+            agent_commit: "abc1234".into(),
+            machine: Machine {
+                cpu_model: "Test CPU".into(),
+                cores: 2,
+                memory_mib: 1024,
+                kernel: "6.18".into(),
+                os: "Debian".into(),
+                load_average_at_start: 0.5,
+                other_bpf_processes: vec!["42 flow-agent".into()],
+            },
+            quick: false,
+            plan: Plan::full(1),
+            duration_s: 60.0,
+            configurations: vec![
+                ConfigStatus {
+                    name: "baseline".into(),
+                    runs: true,
+                    note: None,
+                },
+                ConfigStatus {
+                    name: "agent-native".into(),
+                    runs: true,
+                    note: None,
+                },
+                ConfigStatus {
+                    name: "bpftrace-tcplife".into(),
+                    runs: false,
+                    note: Some("does not run here: no kprobes".into()),
+                },
+            ],
+            summary,
+            targets,
+            sessions,
+        };
+        let md = markdown(&results);
+        for label in [
+            "connection storm, conn/s (ratio)",
+            "| 800 (0.800) |",
+            "sensor CPU per flow, storm, µs | - | 10.00 |",
+            "its eBPF programs per flow, storm, µs",
+            "its eBPF programs during iperf3 TCP / UDP",
+            "RSS idle / peak, MiB | - | 10.0 / 20.0 |",
+            "kernel-side losses | - | 0 |",
+            "end events / expected, storm | - | 1600 / 1600 |",
+            "end events of other activity on the host",
+            "42 flow-agent",
+            "- bpftrace-tcplife: does not run here: no kprobes",
+            "| ≤ 5 µs agent CPU per flow | agent-native | 10.00 µs | **MISSED** |",
+            "| ≤ 30 MiB RSS idle | agent-native | 10.0 MiB | met |",
+        ] {
+            assert!(md.contains(label), "{label:?} not in:\n{md}");
+        }
     }
 
     #[test]
