@@ -24,6 +24,9 @@ pub fn record(
     dir: &Path,
     out: &Path,
 ) -> Result<PathBuf> {
+    if Command::new("perf").arg("--version").output().is_err() {
+        crate::setup::apt_install(&["linux-perf"]).context("installing perf")?;
+    }
     let Some(mut sensor) = config.start(agent, dir)? else {
         bail!("{} runs no sensor to profile", config.name);
     };
