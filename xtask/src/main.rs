@@ -1,4 +1,5 @@
-//! Project automation: `cargo xtask setup|build|run|test|lint|vm-test|deb`.
+//! Project automation: `cargo xtask setup|build|run|test|lint|vm-test|deb|bench`.
+mod bench;
 mod deb;
 mod setup;
 mod vm;
@@ -50,6 +51,8 @@ enum Cmd {
         #[arg(long)]
         kernel: Vec<String>,
     },
+    /// Measure the agent's cost against no sensor and its peers (docs/performance.md).
+    Bench(bench::BenchArgs),
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -155,6 +158,7 @@ fn main() -> Result<()> {
             ]))
         }
         Cmd::Deb(args) => deb::main(args),
+        Cmd::Bench(args) => bench::bench(args),
         Cmd::VmTest { kernel } => {
             setup::ensure_all()?;
             setup::ensure_test_tools()?;

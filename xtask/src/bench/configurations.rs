@@ -1,0 +1,325 @@
+//! The configurations compared: no sensor, flow-agent (native and ECS), and the eBPF peers
+//! an operator would otherwise run (libbpf-tools `tcplife`, bpftrace's `tcplife.bt`).
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+
+use super::{events::OutputFormat, procfs};
+
+pub const TCPLIFE: &str = "/usr/sbin/tcplife";
+pub const TCPLIFE_BT: &str = "/usr/sbin/tcplife.bt";
+
+/// Where the agent writes its events during the bench. One template (see `agent_config`):
+/// the file sink, as an operator feeding a log shipper runs it; `Stdout` (stdout redirected to
+/// the events file) is its equivalent for builds without a file sink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentSink {
+    #[allow(dead_code)]
+    Stdout,
+    File,
+}
+
+pub const AGENT_SINK: AgentSink = AgentSink::File;
+
+/// Seconds between the agent's stats events, which carry its kernel-side loss counters.
+const STATS_INTERVAL: u64 = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Baseline,
+    /// flow-agent with its default hooks, every event written in this format.
+    Agent {
+        format: &'static str,
+    },
+    Tcplife,
+    BpftraceTcplife,
+}
+
+#[derive(Clone, Debug)]
+pub struct Configuration {
+    pub name: &'static str,
+    pub kind: Kind,
+}
+
+pub fn all() -> Vec<Configuration> {
+    vec![
+        Configuration {
+            name: "baseline",
+            kind: Kind::Baseline,
+        },
+        Configuration {
+            name: "agent-native",
+            kind: Kind::Agent { format: "native" },
+        },
+        Configuration {
+            name: "agent-ecs",
+            kind: Kind::Agent { format: "ecs" },
+        },
+        Configuration {
+            name: "tcplife",
+            kind: Kind::Tcplife,
+        },
+        Configuration {
+            name: "bpftrace-tcplife",
+            kind: Kind::BpftraceTcplife,
+        },
+    ]
+}
+
+/// The agent's configuration file for the bench: one output, every event, stats each second.
+/// The file is never rotated (the bench reads every record of a session from one file); the
+/// metrics endpoint is off (its fixed port may be taken by another agent on the machine, and
+/// nothing scrapes it here).
+pub fn agent_config(format: &str, sink: AgentSink, events: &Path) -> String {
+    let sink_table = match sink {
+        AgentSink::Stdout => "[outputs.stdout]\n".to_string(),
+        AgentSink::File => format!(
+            "[outputs.file]\npath = {}\nrotate_size = \"1TiB\"\n",
+            toml_string(&events.to_string_lossy())
+        ),
+    };
+    format!(
+        "[health]\nstats_interval = {STATS_INTERVAL}\nmetrics_listen = \"\"\n\n[[outputs]]\nname = \"bench\"\nformat = \"{format}\"\n{sink_table}"
+    )
+}
+
+fn toml_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A running sensor.
+pub struct Sensor {
+    child: Child,
+    pub pid: u32,
+    /// Where its events go.
+    pub events: PathBuf,
+    pub stderr: PathBuf,
+    pub format: OutputFormat,
+    stop_signal: i32,
+    ready: Readiness,
+}
+
+#[derive(Clone, Copy)]
+enum Readiness {
+    /// The agent says so on stderr.
+    AgentLine,
+    /// Its eBPF program is loaded and its per-CPU perf buffers are open.
+    PerfBuffers,
+}
+
+const AGENT_READY: &str = "flow-agent ready";
+
+impl Configuration {
+    /// Starts this configuration's sensor writing into `dir`; `None` for the baseline.
+    pub fn start(&self, agent: &Path, dir: &Path) -> Result<Option<Sensor>> {
+        std::fs::create_dir_all(dir)?;
+        let events = dir.join(format!("{}.events", self.name));
+        let stderr = dir.join(format!("{}.stderr", self.name));
+        let (mut cmd, format, stop_signal, ready, stdout_to_events) = match &self.kind {
+            Kind::Baseline => return Ok(None),
+            Kind::Agent { format } => {
+                let config = dir.join(format!("{}.toml", self.name));
+                std::fs::write(&config, agent_config(format, AGENT_SINK, &events))?;
+                let mut c = Command::new(agent);
+                c.args(["--log-level", "info", "run", "--config"])
+                    .arg(&config);
+                (
+                    c,
+                    OutputFormat::AgentJson,
+                    libc::SIGTERM,
+                    Readiness::AgentLine,
+                    AGENT_SINK == AgentSink::Stdout,
+                )
+            }
+            Kind::Tcplife => (
+                Command::new(TCPLIFE),
+                OutputFormat::TcplifeText,
+                libc::SIGINT,
+                Readiness::PerfBuffers,
+                true,
+            ),
+            Kind::BpftraceTcplife => {
+                let mut c = Command::new("bpftrace");
+                c.arg(TCPLIFE_BT);
+                (
+                    c,
+                    OutputFormat::TcplifeText,
+                    libc::SIGINT,
+                    Readiness::PerfBuffers,
+                    true,
+                )
+            }
+        };
+        let out = if stdout_to_events {
+            Stdio::from(File::create(&events)?)
+        } else {
+            File::create(&events)?;
+            Stdio::null()
+        };
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(File::create(&stderr)?)
+            .spawn()
+            .with_context(|| format!("starting {}", self.name))?;
+        Ok(Some(Sensor {
+            pid: child.id(),
+            child,
+            events,
+            stderr,
+            format,
+            stop_signal,
+            ready,
+        }))
+    }
+}
+
+impl Sensor {
+    /// Waits until the sensor captures; an error with its stderr if it exits first.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("exited ({status}) before capturing: {}", self.stderr_tail());
+            }
+            let ready = match self.ready {
+                Readiness::AgentLine => {
+                    std::fs::read_to_string(&self.stderr).is_ok_and(|s| s.contains(AGENT_READY))
+                }
+                Readiness::PerfBuffers => {
+                    let fds = procfs::fd_targets(self.pid);
+                    let progs = fds.iter().filter(|t| t.contains("bpf-prog")).count();
+                    let perf = fds.iter().filter(|t| t.contains("[perf_event]")).count();
+                    progs >= 1 && perf >= cores
+                }
+            };
+            if ready {
+                // Attach and the first reads settle.
+                std::thread::sleep(Duration::from_millis(300));
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("not capturing after {timeout:?}: {}", self.stderr_tail());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The last lines of its stderr, for error messages.
+    pub fn stderr_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(6)..].join(" | ");
+        if tail.is_empty() {
+            "(nothing on stderr)".into()
+        } else {
+            tail
+        }
+    }
+
+    /// Signals it to stop (it writes what it holds) and waits, killing it after `timeout`.
+    pub fn stop(mut self, timeout: Duration) -> Result<()> {
+        // SAFETY: kill() on our own child's pid; it has not been reaped yet.
+        unsafe { libc::kill(self.pid as i32, self.stop_signal) };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() && status.code() != Some(130) {
+                    eprintln!(
+                        "bench: sensor {} exited with {status}: {}",
+                        self.pid,
+                        self.stderr_tail()
+                    );
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!("did not stop within {timeout:?} of its signal; killed");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Why a peer cannot run here, found by starting it once; `None` when it runs. The agent is
+/// not tried out: a failure to start shows in its sessions.
+pub fn unavailable(config: &Configuration, agent: &Path, dir: &Path) -> Option<String> {
+    match &config.kind {
+        Kind::Baseline | Kind::Agent { .. } => return None,
+        Kind::Tcplife if !Path::new(TCPLIFE).exists() => {
+            return Some(format!(
+                "{TCPLIFE} missing (Debian package libbpf-tools not installed)"
+            ))
+        }
+        Kind::BpftraceTcplife if !Path::new(TCPLIFE_BT).exists() => {
+            return Some(format!(
+                "{TCPLIFE_BT} missing (Debian package bpftrace not installed)"
+            ))
+        }
+        _ => {}
+    }
+    let mut sensor = match config.start(agent, dir) {
+        Ok(Some(s)) => s,
+        Ok(None) => return None,
+        Err(e) => return Some(format!("{e:#}")),
+    };
+    let outcome = sensor.wait_ready(Duration::from_secs(60));
+    let stderr = std::fs::read_to_string(&sensor.stderr).unwrap_or_default();
+    let _ = sensor.stop(Duration::from_secs(30));
+    match outcome {
+        Ok(()) => None,
+        Err(e) => Some(explain_failure(&config.kind, &stderr, &format!("{e:#}"))),
+    }
+}
+
+/// A failure to start in the words an operator needs: a missing kernel feature by its name.
+fn explain_failure(kind: &Kind, stderr: &str, error: &str) -> String {
+    let no_kprobes = !Path::new("/sys/kernel/tracing/kprobe_events").exists()
+        && !Path::new("/sys/kernel/debug/tracing/kprobe_events").exists();
+    if *kind == Kind::BpftraceTcplife && stderr.contains("kprobe") && no_kprobes {
+        return "does not run here: no kprobes (this kernel has no kprobe_events: \
+                CONFIG_KPROBES is off); tcplife.bt attaches kprobe:tcp_set_state"
+            .into();
+    }
+    format!("does not run here: {error}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_config_template_for_both_sinks() {
+        let path = Path::new("/tmp/b \"x\"/agent.events");
+        assert_eq!(
+            agent_config("ecs", AgentSink::Stdout, path),
+            "[health]\nstats_interval = 1\nmetrics_listen = \"\"\n\n[[outputs]]\nname = \"bench\"\nformat = \"ecs\"\n[outputs.stdout]\n"
+        );
+        assert_eq!(
+            agent_config("native", AgentSink::File, path),
+            "[health]\nstats_interval = 1\nmetrics_listen = \"\"\n\n[[outputs]]\nname = \"bench\"\nformat = \"native\"\n[outputs.file]\npath = \"/tmp/b \\\"x\\\"/agent.events\"\nrotate_size = \"1TiB\"\n"
+        );
+    }
+
+    #[test]
+    fn missing_kprobes_named() {
+        let msg = explain_failure(
+            &Kind::BpftraceTcplife,
+            "create_probe_event: open(/sys/kernel/tracing/kprobe_events): No such file",
+            "exited",
+        );
+        if Path::new("/sys/kernel/tracing/kprobe_events").exists() {
+            assert!(msg.starts_with("does not run here: exited"));
+        } else {
+            assert!(msg.contains("no kprobes"), "{msg}");
+        }
+    }
+}
