@@ -1,10 +1,19 @@
 //! uid and gid to names, from /etc/passwd and /etc/group (re-read when they change).
-use std::{collections::HashMap, path::PathBuf, time::SystemTime};
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    time::{Duration, Instant, SystemTime},
+};
+
+/// How long a known id's name is trusted without looking at the file again: a stat per event
+/// was a fifth of the agent's CPU under a connection storm.
+const RECHECK: Duration = Duration::from_secs(1);
 
 pub struct NameDb {
     path: PathBuf,
     names: HashMap<u32, String>,
     mtime: Option<SystemTime>,
+    checked: Option<Instant>,
 }
 
 impl NameDb {
@@ -21,10 +30,20 @@ impl NameDb {
             path: path.into(),
             names: HashMap::new(),
             mtime: None,
+            checked: None,
         }
     }
 
+    /// The name of `id`. The file is looked at again when the last look is older than a second,
+    /// or at once for an id it did not name (a user added a moment ago).
     pub fn name(&mut self, id: u32) -> Option<String> {
+        let fresh = self.checked.is_some_and(|t| t.elapsed() < RECHECK);
+        if fresh {
+            if let Some(n) = self.names.get(&id) {
+                return Some(n.clone());
+            }
+        }
+        self.checked = Some(Instant::now());
         let mtime = std::fs::metadata(&self.path)
             .and_then(|m| m.modified())
             .ok();

@@ -121,6 +121,7 @@ pub struct FlowTable {
     pub(super) cgroups: CgroupPaths,
     /// Names of remote addresses, from the DNS answers the host received.
     pub names: DnsNames,
+    deleted: DeletedExes,
     clock: BootClock,
 }
 
@@ -136,6 +137,7 @@ impl FlowTable {
             id_prefix,
             processes: ProcessTable::new(),
             names: DnsNames::default(),
+            deleted: DeletedExes::default(),
             users: NameDb::passwd(),
             groups: NameDb::group(),
             cgroups: CgroupPaths::new(crate::kernel::mounts::cgroup2_mount()),
@@ -608,7 +610,7 @@ impl FlowTable {
                 ev.exe = path.rsplit('/').next().map(str::to_string);
                 ev.image_path = Some(path);
                 // Deleted after exec (the kernel saw a linked file): /proc says so while it runs.
-                ev.image_deleted = Some(p.image_deleted || exe_deleted_now(p.pid));
+                ev.image_deleted = Some(p.image_deleted || self.deleted.check(p.pid, p.start_ns));
             }
             if !p.args.is_empty() {
                 let args: Vec<String> = p
@@ -670,9 +672,31 @@ impl FlowTable {
     }
 }
 
-fn exe_deleted_now(pid: u32) -> bool {
-    std::fs::read_link(format!("/proc/{pid}/exe"))
-        .is_ok_and(|p| p.as_os_str().as_encoded_bytes().ends_with(b" (deleted)"))
+/// Whether a running process's executable has been deleted since it started, from
+/// /proc/PID/exe, looked at once a second at most per process: a readlink per event was a
+/// quarter of the agent's CPU under a connection storm.
+#[derive(Default)]
+pub(super) struct DeletedExes {
+    seen: HashMap<(u32, u64), (bool, std::time::Instant)>,
+}
+
+impl DeletedExes {
+    const RECHECK: Duration = Duration::from_secs(1);
+
+    fn check(&mut self, pid: u32, start_ns: u64) -> bool {
+        if let Some((deleted, at)) = self.seen.get(&(pid, start_ns)) {
+            if *deleted || at.elapsed() < Self::RECHECK {
+                return *deleted;
+            }
+        }
+        let deleted = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .is_ok_and(|p| p.as_os_str().as_encoded_bytes().ends_with(b" (deleted)"));
+        if self.seen.len() > 65_536 {
+            self.seen.retain(|_, (_, at)| at.elapsed() < Self::RECHECK);
+        }
+        self.seen.insert((pid, start_ns), (deleted, std::time::Instant::now()));
+        deleted
+    }
 }
 
 fn role_of(v: u8) -> Role {
