@@ -3,13 +3,13 @@
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use flow_common::{
     tcp_state::*, Loss, OwnerKind, RecordKind, Role, Task, TcpCounters, TcpRecord, Tuple, AF_INET,
-    IPPROTO_TCP, TCP_INFO_ALL_ACKED, TCP_INFO_FIN_RECEIVED,
+    IPPROTO_TCP, TCP_DETAIL_PARTIAL, TCP_DETAIL_PRESENT, TCP_INFO_ALL_ACKED, TCP_INFO_FIN_RECEIVED,
 };
 
 use crate::{
     emit::{count_loss, header, now_ns, reserve, submit},
     kernel::{config, current_task, read, sock_netns},
-    maps::{ListenerKey, TcpCall, TcpSockState, LISTENERS, TCP_GUARD, TCP_SOCKS},
+    maps::{ListenerKey, TcpCall, TcpSockState, LISTENERS, TCP_GUARD, TCP_PKTS, TCP_SOCKS},
 };
 
 type Call = TcpCall;
@@ -144,6 +144,10 @@ fn on_listen_close(sk: u64) -> Option<()> {
 fn on_close(sk: u64, old: u8) -> Option<()> {
     let state = TCP_SOCKS.get_ptr_mut(sk);
     emit(RecordKind::TcpClose, sk, old, CLOSE, state);
+    // Also when the record could not be written: a socket's entries never outlive it.
+    if let Some(cookie) = read::<u64>(sk, config().offsets.skc_cookie).filter(|c| *c != 0) {
+        let _ = TCP_PKTS.remove(cookie);
+    }
     TCP_SOCKS.remove(sk).ok()
 }
 
@@ -272,7 +276,35 @@ fn emit(
                 (*r).states_seen = (1 << old) | (1 << new);
             }
         }
+        (*r).cookie = read::<u64>(sk, o.skc_cookie).unwrap_or(0);
+        (*r).detail.flags = 0;
+        if kind == RecordKind::TcpClose {
+            take_detail(&mut *r);
+        }
     }
     submit(entry);
     Some(())
+}
+
+/// Copies the socket's per-packet counters into its close record (on_close deletes them). A
+/// socket whose open the kernel saw and that carried segments but has no complete counters
+/// lost them to the LRU.
+#[inline(always)]
+fn take_detail(r: &mut TcpRecord) {
+    if config().tcp_detail == 0 {
+        return;
+    }
+    let mut complete = false;
+    if r.cookie != 0 {
+        if let Some(d) = TCP_PKTS.get_ptr(r.cookie) {
+            r.detail = unsafe { *d };
+            r.detail.flags |= TCP_DETAIL_PRESENT;
+            complete = r.detail.flags & TCP_DETAIL_PARTIAL == 0;
+        }
+    }
+    let observed = r.role != Role::Unknown as u8 && r.open_ns != 0;
+    let carried = r.counters.segs_in != 0 || r.counters.segs_out != 0;
+    if observed && carried && !complete {
+        count_loss(Loss::TcpDetailLost);
+    }
 }
