@@ -45,6 +45,17 @@ struct RunArgs {
     /// Seconds without a packet after which a UDP flow ends.
     #[arg(long, default_value_t = 60)]
     udp_idle_timeout: u64,
+    /// Count TCP packets per socket in the kernel: IP bytes, TCP flags, first byte times and
+    /// Zeek history from packets (docs/events.md, "TCP detail").
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    tcp_detail: Switch,
+}
+
+#[derive(Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+enum Switch {
+    #[default]
+    On,
+    Off,
 }
 
 fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
@@ -59,6 +70,7 @@ fn main() -> Result<()> {
         config: None,
         update_interval: 60,
         udp_idle_timeout: 60,
+        tcp_detail: Switch::On,
     })) {
         Command::Probe { json } => {
             let report = flow_agent::probe::run();
@@ -78,7 +90,10 @@ fn main() -> Result<()> {
         }
         Command::Run(args) => {
             let opts = RunOptions {
-                capture: CaptureConfig::default(),
+                capture: CaptureConfig {
+                    tcp_detail: args.tcp_detail == Switch::On,
+                    ..CaptureConfig::default()
+                },
                 flows: FlowTableConfig {
                     update_interval: Duration::from_secs(args.update_interval.max(1)),
                     udp_idle_timeout: Duration::from_secs(args.udp_idle_timeout.max(1)),
