@@ -19,9 +19,11 @@ use wire::{Capture, Connection};
 
 const PORT: u16 = 9200;
 
-/// Accepts one connection and reads N bytes (all it gets until EOF when N is 0), then: `fin`
-/// sends M bytes and closes; `rst` closes with SO_LINGER {1, 0}, so the kernel aborts the
-/// connection with a RST (sent after the socket closed). Args: address, port, N, M, mode.
+/// Accepts one connection and reads N bytes, then: `fin` sends M bytes, shuts its side down
+/// and closes once the client's FIN came (a graceful close); `close` sends M bytes and closes
+/// at once, without waiting for the client; `rst` closes with SO_LINGER {1, 0}, so the kernel
+/// aborts the connection with a RST (sent after the socket closed). Args: address, port, N, M,
+/// mode.
 const SERVER: &str = r#"
 import socket, struct, sys, time
 addr, port, n, m, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
@@ -33,8 +35,8 @@ ls.listen(16)
 print("listening", flush=True)
 c, peer = ls.accept()
 got = 0
-while n == 0 or got < n:
-    b = c.recv(65536 if n == 0 else n - got)
+while got < n:
+    b = c.recv(n - got)
     if not b:
         break
     got += len(b)
@@ -43,6 +45,10 @@ if mode == "rst":
     c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 else:
     c.sendall(b"r" * m)
+if mode == "fin":
+    c.shutdown(socket.SHUT_WR)
+    while c.recv(65536):
+        pass
 c.close()
 print("closed", flush=True)
 time.sleep(60)
@@ -96,6 +102,7 @@ struct Outcome {
     connector: Value,
     acceptor: Value,
     wire: Connection,
+    packets: Vec<wire::Packet>,
     client_out: String,
 }
 
@@ -191,6 +198,7 @@ impl Exchange {
             connector,
             acceptor,
             wire,
+            packets,
             client_out,
         })
     }
@@ -423,6 +431,31 @@ fn tcp_detail_abort_counts_the_rst_sent_after_close() -> Result<()> {
             ],
         )?;
     }
+    Ok(())
+}
+
+/// A server that closes without waiting for the client's FIN leaves its socket once its own FIN
+/// is acknowledged: the kernel hands the connection to a TIME_WAIT mini-socket, and ends the
+/// flow. The client's FIN and the server's ACK of it, which that mini-socket handles, are not
+/// in the server's flow (docs/events.md, TCP detail); the client's flow has every packet.
+#[test]
+fn tcp_detail_orphaned_close_ends_before_the_peers_fin() -> Result<()> {
+    let mut x = Exchange::new(false)?;
+    x.mode = "close";
+    x.hold = 1.0;
+    let out = x.run()?;
+    check_counts("connector end", &out.connector, &out.wire)?;
+    // The capture without its last two packets: the client's FIN, the server's final ACK.
+    let n = out.packets.len();
+    let (fin, ack) = (&out.packets[n - 2], &out.packets[n - 1]);
+    ensure!(
+        fin.flags & wire::FIN != 0 && fin.dport == PORT && ack.sport == PORT && ack.len == 0,
+        "capture does not end with the client's FIN and its ACK: {:?}",
+        &out.packets[n - 2..]
+    );
+    let cport = fin.sport;
+    let served = wire::connection(&out.packets[..n - 2], cport);
+    check_counts("acceptor end", &out.acceptor, &served)?;
     Ok(())
 }
 
