@@ -20,10 +20,14 @@ pub trait TcpDetailSource {
 /// TCP flag letters, lowest bit first, as `tcp_flags` writes them.
 const FLAG_LETTERS: [char; 8] = ['F', 'S', 'R', 'P', 'A', 'U', 'E', 'C'];
 
-/// The counters cover the whole connection: the kernel saw its first packet and lost nothing.
+/// The counters cover the whole connection: the kernel saw its first packet, lost nothing, and
+/// saw this host's SYN or SYN-ACK. (On some kernels, 6.1 among them, an IPv6 SYN-ACK skips the
+/// cgroup egress hook: such counters would be short of it, so they are not used.)
 pub fn complete(d: &TcpDetail) -> bool {
-    d.flags & TCP_DETAIL_PARTIAL == 0
+    d.flags & TCP_DETAIL_PARTIAL == 0 && d.tx.flags & SYN != 0
 }
+
+const SYN: u8 = 0x02;
 
 /// `FSRPAUEC` letters of the flags set in `bits`, in that order.
 pub fn flag_letters(bits: u8) -> String {
@@ -131,6 +135,21 @@ mod tests {
         }
         d.hist_len = letters.len() as u8;
         d
+    }
+
+    #[test]
+    fn complete_needs_this_hosts_syn() {
+        let mut d = client_side();
+        d.tx.flags = SYN;
+        assert!(complete(&d));
+        d.tx.flags = 0x10;
+        assert!(
+            !complete(&d),
+            "no SYN or SYN-ACK sent: the start was missed"
+        );
+        d.tx.flags = SYN;
+        d.flags = TCP_DETAIL_PARTIAL;
+        assert!(!complete(&d));
     }
 
     /// An HTTP-like exchange seen from the client: S h A D a d F f in time order.
