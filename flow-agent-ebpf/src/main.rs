@@ -12,6 +12,8 @@ mod kernel;
 mod maps;
 mod process;
 mod rt;
+mod skb;
 mod tcp_accept;
+mod tcp_skb;
 mod tcp_state;
 mod udp;

@@ -2,9 +2,11 @@
 //! before loading.
 use aya_ebpf::{
     macros::map,
-    maps::{LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
-use flow_common::{ProcessInfo, Task, UdpCounters, UdpFlowKey, LOSS_KINDS};
+use flow_common::{
+    ProcessInfo, Task, TcpDetail, TcpHandshakeKey, UdpCounters, UdpFlowKey, LOSS_KINDS,
+};
 
 /// Every record for userspace, in order.
 #[map]
@@ -73,3 +75,49 @@ pub static UDP_OWNERS: LruHashMap<u64, Task> = LruHashMap::with_max_entries(6553
 #[map]
 pub static UDP_FLOWS: LruPerCpuHashMap<UdpFlowKey, UdpCounters> =
     LruPerCpuHashMap::with_max_entries(65536, 0);
+
+/// Per-packet counters of TCP sockets, keyed by socket cookie (cgroup_skb cannot name the
+/// socket any other way). The close record takes and deletes a socket's entry; the LRU only
+/// pushes out entries whose close was never seen, and a socket that loses its entry earlier
+/// is counted in `Loss::TcpDetailLost` at its close.
+#[map]
+pub static TCP_PKTS: LruHashMap<u64, TcpDetail> = LruHashMap::with_max_entries(65536, 0);
+
+/// Packets of a socket after its close record (the RST of an abort is sent after the socket
+/// entered CLOSE), by cookie; userspace reads and deletes them when it handles that close.
+#[map]
+pub static TCP_LATE: LruHashMap<u64, TcpDetail> = LruHashMap::with_max_entries(4096, 0);
+
+/// Handshakes on listening sockets (SYN, SYN-ACK, ACK pass through the listener, before the
+/// connection's own socket exists); the new socket's first packet takes its entry over.
+#[map]
+pub static TCP_HANDSHAKES: LruHashMap<TcpHandshakeKey, TcpDetail> =
+    LruHashMap::with_max_entries(16384, 0);
+
+/// An all-zero `TcpDetail` to create entries from: the value is too large for the stack of the
+/// functions that insert it. Never written.
+#[map]
+pub static TCP_DETAIL_ZERO: Array<TcpDetail> = Array::with_max_entries(1, 0);
+
+/// What one TCP packet carries, from this host's point of view (tcp_skb.rs). Parsed into this
+/// per-CPU slot rather than onto the stack, which the callers' frames already use.
+#[repr(C)]
+pub struct Segment {
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub family: u16,
+    pub window: u16,
+    pub seq: u32,
+    pub ack: u32,
+    /// Payload bytes (of all segments of a super-packet).
+    pub payload: u32,
+    /// Segments on the wire: a GSO/GRO super-packet stands for `gso_segs` packets.
+    pub segs: u32,
+    pub ip_bytes: u64,
+    pub flags: u8,
+}
+
+#[map]
+pub static TCP_SEGMENT: PerCpuArray<Segment> = PerCpuArray::with_max_entries(1, 0);

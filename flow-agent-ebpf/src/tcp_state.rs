@@ -5,15 +5,15 @@ use aya_ebpf::{
 };
 use flow_common::{
     tcp_state::*, FilterSkip, Loss, OwnerKind, RecordKind, Role, Task, TcpCounters, TcpRecord,
-    Tuple, AF_INET, IPPROTO_TCP, TCP_INFO_ALL_ACKED, TCP_INFO_CLOSED_ON_EXIT,
-    TCP_INFO_FIN_RECEIVED,
+    Tuple, AF_INET, IPPROTO_TCP, TCP_DETAIL_PARTIAL, TCP_DETAIL_PRESENT, TCP_INFO_ALL_ACKED,
+    TCP_INFO_CLOSED_ON_EXIT, TCP_INFO_FIN_RECEIVED,
 };
 
 use crate::{
     emit::{count_loss, header, now_ns, reserve, submit},
     filter::{self, count_skip, FILTERED_SOCKS},
     kernel::{config, current_exiting, current_task, read, sock_netns},
-    maps::{ListenerKey, TcpCall, TcpSockState, LISTENERS, TCP_GUARD, TCP_SOCKS},
+    maps::{ListenerKey, TcpCall, TcpSockState, LISTENERS, TCP_GUARD, TCP_PKTS, TCP_SOCKS},
 };
 
 type Call = TcpCall;
@@ -187,6 +187,7 @@ fn on_listen_close(sk: u64) -> Option<()> {
 fn on_close(sk: u64, old: u8) -> Option<()> {
     let state = TCP_SOCKS.get_ptr_mut(sk);
     if state.is_none() && FILTERED_SOCKS.remove(sk).is_ok() {
+        forget_packets(sk);
         return Some(());
     }
     // An abortive close (RST, or closing a connect in progress) by the exiting owner itself.
@@ -196,7 +197,16 @@ fn on_close(sk: u64, old: u8) -> Option<()> {
         }
     }
     emit(RecordKind::TcpClose, sk, old, CLOSE, state);
+    // Also when the record could not be written: a socket's entries never outlive it.
+    forget_packets(sk);
     TCP_SOCKS.remove(sk).ok()
+}
+
+#[inline(always)]
+fn forget_packets(sk: u64) {
+    if let Some(cookie) = read::<u64>(sk, config().offsets.skc_cookie).filter(|c| *c != 0) {
+        let _ = TCP_PKTS.remove(cookie);
+    }
 }
 
 #[inline(never)]
@@ -341,7 +351,35 @@ fn emit(
                 (*r).states_seen = (1 << old) | (1 << new);
             }
         }
+        (*r).cookie = read::<u64>(sk, o.skc_cookie).unwrap_or(0);
+        (*r).detail.flags = 0;
+        if kind == RecordKind::TcpClose {
+            take_detail(&mut *r);
+        }
     }
     submit(entry);
     Some(())
+}
+
+/// Copies the socket's per-packet counters into its close record (on_close deletes them). A
+/// socket whose open the kernel saw and that carried segments but has no complete counters
+/// lost them to the LRU.
+#[inline(always)]
+fn take_detail(r: &mut TcpRecord) {
+    if config().tcp_detail == 0 {
+        return;
+    }
+    let mut complete = false;
+    if r.cookie != 0 {
+        if let Some(d) = TCP_PKTS.get_ptr(r.cookie) {
+            r.detail = unsafe { *d };
+            r.detail.flags |= TCP_DETAIL_PRESENT;
+            complete = r.detail.flags & TCP_DETAIL_PARTIAL == 0;
+        }
+    }
+    let observed = r.role != Role::Unknown as u8 && r.open_ns != 0;
+    let carried = r.counters.segs_in != 0 || r.counters.segs_out != 0;
+    if observed && carried && !complete {
+        count_loss(Loss::TcpDetailLost);
+    }
 }

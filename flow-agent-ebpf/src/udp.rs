@@ -1,9 +1,9 @@
 //! UDP flows: (socket, remote endpoint). Owners come from the cgroup socket hooks, which run in
-//! the acting process's own syscall; counters from cgroup_skb, the only per-packet programs in
-//! the baseline set. TCP packets leave those after one header byte.
+//! the acting process's own syscall; counters from the cgroup_skb programs (skb.rs), which
+//! hand UDP packets to `on_skb` here.
 use aya_ebpf::{
     helpers::generated::bpf_get_socket_cookie,
-    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr},
+    macros::{cgroup_sock, cgroup_sock_addr},
     programs::{SkBuffContext, SockAddrContext, SockContext},
     EbpfContext,
 };
@@ -22,8 +22,6 @@ use crate::{
 
 const ALLOW: i32 = 1;
 const BPF_NOEXIST: u64 = 1;
-const ETH_P_IP: u32 = 0x0800;
-const ETH_P_IPV6: u32 = 0x86DD;
 
 #[inline(always)]
 fn cookie_of<C: EbpfContext>(ctx: &C) -> u64 {
@@ -108,18 +106,6 @@ pub fn udp_recvmsg6(ctx: SockAddrContext) -> i32 {
     on_sock_addr(&ctx)
 }
 
-#[cgroup_skb(egress)]
-pub fn udp_skb_egress(ctx: SkBuffContext) -> i32 {
-    on_skb(&ctx, true);
-    ALLOW
-}
-
-#[cgroup_skb(ingress)]
-pub fn udp_skb_ingress(ctx: SkBuffContext) -> i32 {
-    on_skb(&ctx, false);
-    ALLOW
-}
-
 /// The packet's endpoints as (local, remote), and its UDP payload and IP sizes.
 pub struct UdpPacket {
     pub tuple: Tuple,
@@ -129,30 +115,22 @@ pub struct UdpPacket {
     pub payload_offset: u32,
 }
 
+/// The caller checked that the packet is UDP (in an IPv4 header, or directly after the IPv6
+/// header: extension headers before UDP are rare for UDP and not followed).
 #[inline(always)]
-fn parse(ctx: &SkBuffContext, egress: bool) -> Option<UdpPacket> {
+fn parse(ctx: &SkBuffContext, egress: bool, v6: bool) -> Option<UdpPacket> {
     let skb = &ctx.skb;
-    let ethertype = u16::from_be(skb.protocol() as u16) as u32;
-    let (family, l4, src, dst) = if ethertype == ETH_P_IP {
-        if skb.load::<u8>(9).ok()? != IPPROTO_UDP {
-            return None;
-        }
+    let (family, l4, src, dst) = if !v6 {
         let ihl = (skb.load::<u8>(0).ok()? & 0x0f) as usize * 4;
         let mut s = [0u8; 16];
         let mut d = [0u8; 16];
         s[..4].copy_from_slice(&skb.load::<[u8; 4]>(12).ok()?);
         d[..4].copy_from_slice(&skb.load::<[u8; 4]>(16).ok()?);
         (AF_INET, ihl, s, d)
-    } else if ethertype == ETH_P_IPV6 {
-        // Extension headers before UDP are rare for UDP and not followed here.
-        if skb.load::<u8>(6).ok()? != IPPROTO_UDP {
-            return None;
-        }
+    } else {
         let s = skb.load::<[u8; 16]>(8).ok()?;
         let d = skb.load::<[u8; 16]>(24).ok()?;
         (AF_INET6, 40, s, d)
-    } else {
-        return None;
     };
     let sport = u16::from_be(skb.load::<u16>(l4).ok()?);
     let dport = u16::from_be(skb.load::<u16>(l4 + 2).ok()?);
@@ -195,9 +173,9 @@ fn add(c: &mut UdpCounters, pkt: &UdpPacket, egress: bool, now: u64) {
     }
 }
 
-#[inline(always)]
-fn on_skb(ctx: &SkBuffContext, egress: bool) -> Option<()> {
-    let pkt = parse(ctx, egress)?;
+#[inline(never)]
+pub fn on_skb(ctx: &SkBuffContext, egress: bool, v6: bool) -> Option<()> {
+    let pkt = parse(ctx, egress, v6)?;
     let cookie = cookie_of(ctx);
     if pkt.tuple.remote_port == DNS_PORT {
         dns::capture(ctx, &pkt, cookie, egress);

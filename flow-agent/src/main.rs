@@ -91,10 +91,22 @@ struct RunArgs {
     /// Seconds without a packet after which a UDP flow ends [overrides [flows] udp_idle_timeout].
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     udp_idle_timeout: Option<Seconds>,
+    /// Count TCP packets per socket in the kernel: IP bytes, TCP flags, first byte times, Zeek
+    /// history from packets [overrides [capture] tcp_detail].
+    #[arg(long, value_name = "on|off", value_parser = parse_switch)]
+    tcp_detail: Option<bool>,
 }
 
 fn parse_level(s: &str) -> Result<LogLevel, String> {
     s.parse()
+}
+
+fn parse_switch(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{s:?}: expected on or off")),
+    }
 }
 
 fn parse_seconds(s: &str) -> Result<Seconds, String> {
@@ -209,6 +221,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Run(args) => {
             overrides.update_interval = args.update_interval;
             overrides.udp_idle_timeout = args.udp_idle_timeout;
+            overrides.tcp_detail = args.tcp_detail;
             run(cli.config, overrides)
         }
     }

@@ -10,19 +10,20 @@ use std::{
 
 use anyhow::{Context, Result};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap};
-use flow_common::{ProcessInfo, UdpCounters, UdpFlowKey, LOSS_KINDS};
+use flow_common::{ProcessInfo, TcpDetail, UdpCounters, UdpFlowKey, LOSS_KINDS};
 use tokio::{
     io::{unix::AsyncFd, Interest},
     signal::unix::{signal, SignalKind},
 };
 
 use crate::{
-    capture::{sock_diag, Capture, CaptureConfig, FilterSkipped, Record},
+    capture::{loader::TcpDetailMaps, sock_diag, Capture, CaptureConfig, FilterSkipped, Record},
     config::Config,
     enrich::clock::{boot_ns_now, rfc3339_micros},
     filter::kernel::KernelPlan,
     flows::{
-        table::sum_udp_counters, table::UdpCounterSource, FlowEvent, FlowTable, FlowTableConfig,
+        table::sum_udp_counters, table::UdpCounterSource, tcp_detail::TcpDetailSource, FlowEvent,
+        FlowTable, FlowTableConfig,
     },
     health::{Health, KernelLosses, StatsEvent},
     sink::Outputs,
@@ -54,6 +55,17 @@ impl UdpCounterSource for KernelUdp<'_> {
     }
     fn remove(&mut self, key: &UdpFlowKey) {
         let _ = self.0.remove(key);
+    }
+}
+
+impl TcpDetailSource for TcpDetailMaps {
+    fn read(&self, cookie: u64) -> Option<TcpDetail> {
+        self.sockets.get(&cookie, 0).ok()
+    }
+    fn take_late(&mut self, cookie: u64) -> Option<TcpDetail> {
+        let late = self.late.get(&cookie, 0).ok()?;
+        let _ = self.late.remove(&cookie);
+        Some(late)
     }
 }
 
@@ -152,6 +164,7 @@ fn stats_event(
             udp_table_full: loss(2),
             read_failed: loss(3),
             owner_table_full: loss(4),
+            tcp_detail_lost: loss(5),
             tcp_closes_missed: table.missed_closes,
         },
         sinks: outputs.stats().iter().map(|s| s.report()).collect(),
@@ -232,6 +245,9 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         .collect();
     let prefix = format!("{prefix}{:x}", std::process::id());
     let mut table = FlowTable::new(opts.flows.clone(), prefix);
+    if let Some(maps) = capture.tcp_detail.take() {
+        table.set_tcp_detail(Box::new(maps));
+    }
     let seeded = seed_processes(&mut capture, &mut table)?;
     log::info!("process table seeded with {seeded} running processes");
     let mut namespaces = sock_diag::network_namespaces();
@@ -286,7 +302,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                 let losses = capture.losses();
                 if losses != last_losses || table.missed_closes != last_missed {
                     log::warn!(
-                        "kernel-side losses (ring full, tcp table, udp table, read failed, owner table): {losses:?}; TCP closes missed: {}",
+                        "kernel-side losses (ring full, tcp table, udp table, read failed, owner table, tcp detail): {losses:?}; TCP closes missed: {}",
                         table.missed_closes
                     );
                     last_losses = losses;

@@ -59,6 +59,8 @@ pub struct KernelOffsets {
     pub sock_sk_err: u32,
     pub sock_sk_protocol: u32,
     pub sock_sk_flags: u32,
+    /// `sock_common.skc_cookie` (atomic64_t): the socket cookie, 0 until first asked for.
+    pub skc_cookie: u32,
     // tcp_sock
     pub tcp_bytes_received: u32,
     pub tcp_bytes_acked: u32,
@@ -99,7 +101,9 @@ pub struct ProgramConfig {
     pub offsets: KernelOffsets,
     /// Wake the consumer only when this many bytes wait in the ring buffer (it also polls).
     pub wakeup_bytes: u32,
-    pub _reserved: u32,
+    /// Non-zero: the cgroup_skb programs count TCP packets per socket (IP bytes, flags,
+    /// first payload times, Zeek history). Zero: TCP packets leave them after one header byte.
+    pub tcp_detail: u32,
 }
 
 #[cfg(feature = "user")]

@@ -170,6 +170,12 @@ pub struct TcpRecord {
     /// `TCP_INFO_*` bits read at the record's state change.
     pub info: u32,
     pub _pad: u32,
+    /// The socket's cookie (`sock_common.skc_cookie`), 0 while none was assigned: the key of
+    /// the per-packet counters.
+    pub cookie: u64,
+    /// Close records: the socket's per-packet counters, taken from `TCP_PKTS` as the socket
+    /// closed (`TCP_DETAIL_PRESENT` set when there were any). Open records leave it empty.
+    pub detail: TcpDetail,
 }
 
 /// The peer's FIN was received (SOCK_DONE): `bytes_received` counts it as one byte.
@@ -178,6 +184,102 @@ pub const TCP_INFO_FIN_RECEIVED: u32 = 1;
 pub const TCP_INFO_ALL_ACKED: u32 = 2;
 /// The owning process closed the socket while exiting (its descriptors closed by the kernel).
 pub const TCP_INFO_CLOSED_ON_EXIT: u32 = 4;
+
+/// Zeek history event kinds one direction has recorded (`TcpDirDetail::hist_seen`): Zeek adds
+/// these letters once per direction (SYN, FIN and RST again when their sequence number changes).
+pub mod hist {
+    pub const SYN: u8 = 1;
+    pub const FIN: u8 = 2;
+    pub const RST: u8 = 4;
+    pub const DATA: u8 = 8;
+    pub const ACK: u8 = 16;
+    pub const FIN_RST: u8 = 32;
+    pub const MULTI_FLAG: u8 = 64;
+}
+
+/// History letters kept per direction; later ones are dropped (`TcpDirDetail::hist_len` keeps
+/// counting).
+pub const TCP_HIST_SLOTS: usize = 12;
+
+/// One history letter and its place in the connection's sequence of letters (an order number
+/// shared by both directions).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpHistEntry {
+    pub order: u8,
+    /// Upper-case ASCII letter; userspace lowers it for the responder.
+    pub letter: u8,
+}
+
+/// Per-packet counters of one direction of a TCP socket (cgroup_skb programs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpDirDetail {
+    /// IP-level bytes (IP header + TCP header + payload) of every packet; a GSO/GRO
+    /// super-packet counts as the segments it stands for, each with its own headers.
+    pub ip_bytes: u64,
+    pub pkts: u64,
+    /// CLOCK_BOOTTIME of the first packet carrying payload; 0 when none did.
+    pub first_payload_ns: u64,
+    /// Zeek's sequence tracking: the direction's start sequence, one past the highest
+    /// segment seen, and the last SYN, FIN (end of its data) and RST sequence numbers.
+    pub start_seq: u32,
+    pub last_seq: u32,
+    pub last_syn: u32,
+    pub last_fin: u32,
+    pub last_rst: u32,
+    /// Packets with payload that did not advance the sequence (Zeek's retransmissions).
+    pub rxmit: u32,
+    /// Zero-window advertisements (Zeek's rules: not with a RST, not after the peer's FIN).
+    pub zero_win: u32,
+    /// OR of the TCP flags byte of every packet (FIN 0x01 ... CWR 0x80).
+    pub flags: u8,
+    /// `hist::*` kinds recorded.
+    pub hist_seen: u8,
+    /// Letters recorded (may exceed `TCP_HIST_SLOTS`: those past it were dropped).
+    pub hist_len: u8,
+    /// 1 once the first packet initialised the sequence tracking.
+    pub init: u8,
+    pub hist: [TcpHistEntry; TCP_HIST_SLOTS],
+}
+
+/// Per-packet counters of a TCP socket, keyed by socket cookie in `TCP_PKTS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpDetail {
+    /// Packets this host received.
+    pub rx: TcpDirDetail,
+    /// Packets this host sent.
+    pub tx: TcpDirDetail,
+    /// Next history order number.
+    pub hist_next: u8,
+    /// `TCP_DETAIL_*` bits.
+    pub flags: u8,
+    pub _pad: [u8; 6],
+}
+
+/// The record carries the socket's per-packet counters.
+pub const TCP_DETAIL_PRESENT: u8 = 1;
+/// The counters did not start with the connection's first packet (the socket predates the
+/// agent, or its entry was evicted and recreated): totals are partial.
+pub const TCP_DETAIL_PARTIAL: u8 = 2;
+/// A passive socket's counters were seeded with its handshake, seen on the listener.
+pub const TCP_DETAIL_HANDSHAKE: u8 = 4;
+
+/// A handshake in progress on a listening socket: the connection's endpoints and the
+/// initiator's initial sequence number (which tells apart equal tuples of two namespaces).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TcpHandshakeKey {
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub family: u16,
+    pub _pad: u16,
+    pub isn: u32,
+    pub _pad2: u32,
+}
 
 /// A process accepted a connection the kernel had already reported open.
 #[repr(C)]
@@ -323,9 +425,12 @@ pub enum Loss {
     KernelReadFailed = 3,
     /// The socket owner table insert failed.
     OwnerTableFull = 4,
+    /// A TCP socket whose start the agent saw closed without complete per-packet counters (its
+    /// `TCP_PKTS` or handshake entry was evicted): its IP bytes, flags and history are omitted.
+    TcpDetailLost = 5,
 }
 
-pub const LOSS_KINDS: u32 = 5;
+pub const LOSS_KINDS: u32 = 6;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -334,4 +439,6 @@ mod pod {
     unsafe impl aya::Pod for UdpCounters {}
     unsafe impl aya::Pod for Task {}
     unsafe impl aya::Pod for ProcessInfo {}
+    unsafe impl aya::Pod for TcpDetail {}
+    unsafe impl aya::Pod for TcpHandshakeKey {}
 }

@@ -197,7 +197,7 @@ fn capture() -> Result<Run> {
     let dir = TempDir::new("flow-encoders")?;
     let config = dir.write(
         "config.toml",
-        &CONFIG.replace("{dir}", &dir.path().display().to_string()),
+        CONFIG.replace("{dir}", &dir.path().display().to_string()),
     )?;
     let host = TestHost::new()?;
     let agent = agent(&[

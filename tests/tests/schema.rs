@@ -250,7 +250,7 @@ fn doc_examples_validate_and_broken_events_do_not() -> Result<()> {
         .find(|e| e["event_action"] == "end" && e["transport_protocol"] == "tcp")
         .context("docs/events.md has no TCP end example")?;
     type Mutation = fn(&mut serde_json::Map<String, Value>);
-    let broken: [(&str, Mutation); 9] = [
+    let broken: [(&str, Mutation); 10] = [
         ("an undocumented field", |e| {
             e.insert("bogus".into(), 1.into());
         }),
@@ -269,9 +269,23 @@ fn doc_examples_validate_and_broken_events_do_not() -> Result<()> {
         ("an end without end_reason", |e| {
             e.remove("end_reason");
         }),
-        ("a TCP end with IP byte counters", |e| {
-            e.insert("orig_ip_bytes".into(), 1.into());
-            e.insert("resp_ip_bytes".into(), 1.into());
+        (
+            "a TCP end with IP byte counters but no other TCP detail field",
+            |e| {
+                for k in [
+                    "tcp_flags",
+                    "orig_tcp_flags",
+                    "resp_tcp_flags",
+                    "orig_first_byte_time",
+                    "resp_first_byte_time",
+                    "time_to_first_byte",
+                ] {
+                    e.remove(k);
+                }
+            },
+        ),
+        ("a time to first byte without the first byte times", |e| {
+            e.remove("orig_first_byte_time");
         }),
         ("a TCP shutdown end with a conn_state", |e| {
             // Counters may come from the last snapshot; a state never does.

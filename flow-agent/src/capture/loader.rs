@@ -3,14 +3,14 @@
 use std::{fs::File, path::PathBuf};
 
 use aya::{
-    maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, ProgramError,
         RawTracePoint, TracePoint,
     },
     Ebpf, EbpfLoader,
 };
-use flow_common::{ProgramConfig, UdpCounters, UdpFlowKey, LOSS_KINDS};
+use flow_common::{ProgramConfig, TcpDetail, UdpCounters, UdpFlowKey, LOSS_KINDS};
 
 use super::object::EBPF_OBJECT;
 use crate::kernel::{btf::Btf, mounts::cgroup2_mount, offsets, tracefs};
@@ -56,6 +56,12 @@ pub struct CaptureConfig {
     pub processes: u32,
     pub listeners: u32,
     pub wakeup_bytes: u32,
+    /// Count TCP packets per socket (IP bytes, flags, first payload times, history).
+    pub tcp_detail: bool,
+    /// TCP sockets whose packets are counted at once (`TCP_PKTS`).
+    pub tcp_detail_sockets: u32,
+    /// Handshakes in progress on listening sockets (`TCP_HANDSHAKES`).
+    pub tcp_handshakes: u32,
 }
 
 impl Default for CaptureConfig {
@@ -68,6 +74,9 @@ impl Default for CaptureConfig {
             processes: 65536,
             listeners: 16384,
             wakeup_bytes: 256 << 10,
+            tcp_detail: true,
+            tcp_detail_sockets: 65536,
+            tcp_handshakes: 16384,
         }
     }
 }
@@ -78,7 +87,15 @@ pub struct Capture {
     pub events: RingBuf<MapData>,
     pub losses: PerCpuArray<MapData, u64>,
     pub udp_flows: PerCpuHashMap<MapData, UdpFlowKey, UdpCounters>,
+    /// Per-packet TCP counters by socket cookie (`TCP_PKTS`), and those of packets sent after
+    /// a socket's close (`TCP_LATE`); `None` when TCP detail is off.
+    pub tcp_detail: Option<TcpDetailMaps>,
     pub cgroup_root: PathBuf,
+}
+
+pub struct TcpDetailMaps {
+    pub sockets: BpfHashMap<MapData, u64, TcpDetail>,
+    pub late: BpfHashMap<MapData, u64, TcpDetail>,
 }
 
 const TRACEPOINTS: &[(&str, &str, &str)] = &[
@@ -100,6 +117,8 @@ const CGROUP_SOCK_ADDR: &[&str] = &[
 
 impl Capture {
     pub fn load(cfg: &CaptureConfig) -> Result<Self, CaptureError> {
+        // Hash maps are allocated in full at load: unused detail tables get one entry.
+        let detail_size = |n: u32| if cfg.tcp_detail { n.max(1) } else { 1 };
         let btf = Btf::from_sys_fs()?;
         let offsets = offsets::resolve(&btf)?;
         // The syscall and sched tracepoints need tracefs mounted.
@@ -107,7 +126,7 @@ impl Capture {
         let program_config = ProgramConfig {
             offsets,
             wakeup_bytes: cfg.wakeup_bytes,
-            _reserved: 0,
+            tcp_detail: u32::from(cfg.tcp_detail),
         };
         let mut ebpf = EbpfLoader::new()
             .override_global("CONFIG", &program_config, true)
@@ -118,6 +137,9 @@ impl Capture {
             .map_max_entries("UDP_OWNERS", cfg.udp_owners)
             .map_max_entries("PROCESSES", cfg.processes)
             .map_max_entries("LISTENERS", cfg.listeners)
+            .map_max_entries("TCP_PKTS", detail_size(cfg.tcp_detail_sockets))
+            .map_max_entries("TCP_HANDSHAKES", detail_size(cfg.tcp_handshakes))
+            .map_max_entries("TCP_LATE", detail_size(4096))
             .load(EBPF_OBJECT)?;
 
         // Process table first, so that exec records precede the flows of those processes.
@@ -168,8 +190,8 @@ impl Capture {
                 .map_err(|source| CaptureError::Program { name, source })?;
         }
         for (name, kind) in [
-            ("udp_skb_egress", CgroupSkbAttachType::Egress),
-            ("udp_skb_ingress", CgroupSkbAttachType::Ingress),
+            ("skb_egress", CgroupSkbAttachType::Egress),
+            ("skb_ingress", CgroupSkbAttachType::Ingress),
         ] {
             let prog: &mut CgroupSkb = program(&mut ebpf, name)?;
             prog.load()
@@ -197,11 +219,24 @@ impl Capture {
                     source,
                 }
             })?;
+        let tcp_detail = if cfg.tcp_detail {
+            let hash = |ebpf: &mut Ebpf, name: &'static str| {
+                BpfHashMap::try_from(take_map(ebpf, name)?)
+                    .map_err(|source| CaptureError::Map { name, source })
+            };
+            Some(TcpDetailMaps {
+                sockets: hash(&mut ebpf, "TCP_PKTS")?,
+                late: hash(&mut ebpf, "TCP_LATE")?,
+            })
+        } else {
+            None
+        };
         Ok(Self {
             ebpf,
             events,
             losses,
             udp_flows,
+            tcp_detail,
             cgroup_root,
         })
     }

@@ -11,6 +11,7 @@ pub struct Overrides {
     pub outputs: Vec<OutputConfig>,
     pub update_interval: Option<Seconds>,
     pub udp_idle_timeout: Option<Seconds>,
+    pub tcp_detail: Option<bool>,
 }
 
 impl Overrides {
@@ -20,6 +21,9 @@ impl Overrides {
         }
         if !self.outputs.is_empty() {
             cfg.outputs = self.outputs.clone();
+        }
+        if let Some(on) = self.tcp_detail {
+            cfg.capture.tcp_detail = on;
         }
         if let Some(s) = self.update_interval {
             cfg.flows.update_interval = s;
@@ -126,9 +130,11 @@ mod tests {
             outputs: vec![parse_output_spec("stdout:zeek").unwrap()],
             update_interval: Some(Seconds(2.0)),
             udp_idle_timeout: None,
+            tcp_detail: Some(false),
         }
         .apply(&mut cfg);
         assert_eq!(cfg.agent.log_level, LogLevel::Debug);
+        assert!(!cfg.capture.tcp_detail);
         assert_eq!(cfg.outputs[0].format, Format::Zeek);
         assert_eq!(cfg.flows.update_interval, Seconds(2.0));
         assert_eq!(cfg.flows.udp_idle_timeout, Seconds(60.0));

@@ -122,6 +122,10 @@ pub struct CaptureSettings {
     pub udp_owners: u32,
     pub processes: u32,
     pub listeners: u32,
+    /// Per-packet TCP counters in the kernel (IP bytes, flags, first byte times, history).
+    pub tcp_detail: bool,
+    /// Sockets the per-packet TCP table holds.
+    pub tcp_detail_sockets: u32,
 }
 
 impl Default for CaptureSettings {
@@ -135,6 +139,8 @@ impl Default for CaptureSettings {
             udp_owners: c.udp_owners,
             processes: c.processes,
             listeners: c.listeners,
+            tcp_detail: c.tcp_detail,
+            tcp_detail_sockets: c.tcp_detail_sockets,
         }
     }
 }
@@ -149,6 +155,9 @@ impl CaptureSettings {
             udp_owners: self.udp_owners,
             processes: self.processes,
             listeners: self.listeners,
+            tcp_detail: self.tcp_detail,
+            tcp_detail_sockets: self.tcp_detail_sockets,
+            ..CaptureConfig::default()
         }
     }
 }

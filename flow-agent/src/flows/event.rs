@@ -39,6 +39,15 @@ pub struct FlowEvent {
     pub conn_state: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<String>,
+    /// TCP: OR of the flags of every packet, both directions ("FSRPAUEC" letters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_flags: Option<String>,
+    /// TCP: OR of the flags of the originator's packets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orig_tcp_flags: Option<String>,
+    /// TCP: OR of the flags of the responder's packets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resp_tcp_flags: Option<String>,
 
     #[serde(skip_serializing_if = "Option::is_none")]
     pub in_bytes: Option<u64>,
@@ -65,6 +74,15 @@ pub struct FlowEvent {
     pub rtt_us: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retransmits: Option<u32>,
+    /// TCP: when the first packet with payload from the originator passed this host's stack.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orig_first_byte_time: Option<String>,
+    /// TCP: when the first packet with payload from the responder passed this host's stack.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resp_first_byte_time: Option<String>,
+    /// TCP: seconds from the originator's first payload byte to the responder's first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_to_first_byte: Option<f64>,
 
     /// Which process the event names: connector, acceptor or listener.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -3,6 +3,7 @@ pub mod community_id;
 pub mod event;
 pub mod state;
 pub mod table;
+pub mod tcp_detail;
 pub mod tcp_live;
 
 pub use event::FlowEvent;

@@ -51,6 +51,21 @@ pub fn packets(rec: &TcpRecord) -> (u64, u64) {
     )
 }
 
+/// Whether the socket may send a packet after its close record: the kernel enters CLOSE before
+/// it sends the RST of an abort (`close()` with unread data, `SO_LINGER` 0, `connect(AF_UNSPEC)`).
+/// Normal ends (the FIN exchange, a peer's RST, a timeout) send nothing after.
+pub fn may_send_after_close(rec: &TcpRecord) -> bool {
+    if rec.sk_err != 0 {
+        return false;
+    }
+    match rec.old_state {
+        ESTABLISHED | CLOSE_WAIT | SYN_RECV => true,
+        // Unless the peer's FIN came: then this is the way into TIME_WAIT.
+        FIN_WAIT1 | FIN_WAIT2 | CLOSING => !fin_received(rec),
+        _ => false,
+    }
+}
+
 fn established(rec: &TcpRecord) -> bool {
     seen(rec, ESTABLISHED) || rec.old_state != SYN_SENT
 }

@@ -8,13 +8,15 @@ use std::{
 };
 
 use flow_common::{
-    OwnerKind, Role, Task, TcpRecord, Tuple, UdpCounters, UdpFlowKey, AF_INET, IPPROTO_TCP,
+    OwnerKind, Role, Task, TcpDetail, TcpRecord, Tuple, UdpCounters, UdpFlowKey, AF_INET,
+    IPPROTO_TCP,
 };
 
 use super::{
     community_id::community_id_v1,
     event::{FlowEvent, IntervalCounters},
     state,
+    tcp_detail::{self, TcpDetailSource},
 };
 use crate::{
     capture::Record,
@@ -103,6 +105,10 @@ pub(super) struct Flow {
     pub(super) live: Option<Totals>,
     /// The name the remote address was resolved from when the flow opened.
     pub(super) remote_name: Option<ResolvedName>,
+    /// TCP: the socket's cookie, once a record or snapshot gave it (0 before).
+    pub(super) cookie: u64,
+    /// TCP: complete per-packet counters as of the last snapshot that found the socket.
+    pub(super) detail: Option<TcpDetail>,
 }
 
 pub struct FlowTable {
@@ -122,7 +128,9 @@ pub struct FlowTable {
     /// Names of remote addresses, from the DNS answers the host received.
     pub names: DnsNames,
     deleted: DeletedExes,
-    clock: BootClock,
+    pub(super) clock: BootClock,
+    /// The kernel's per-packet TCP counters; without it TCP events carry none of their fields.
+    pub(super) tcp_detail: Option<Box<dyn TcpDetailSource>>,
 }
 
 impl FlowTable {
@@ -142,7 +150,19 @@ impl FlowTable {
             groups: NameDb::group(),
             cgroups: CgroupPaths::new(crate::kernel::mounts::cgroup2_mount()),
             clock: BootClock::now(),
+            tcp_detail: None,
         }
+    }
+
+    /// Where TCP per-packet counters are read (TCP detail on).
+    pub fn set_tcp_detail(&mut self, source: Box<dyn TcpDetailSource>) {
+        self.tcp_detail = Some(source);
+    }
+
+    /// Complete per-packet counters of an open TCP socket.
+    pub(super) fn read_tcp_detail(&self, cookie: u64) -> Option<TcpDetail> {
+        let source = self.tcp_detail.as_ref().filter(|_| cookie != 0)?;
+        source.read(cookie).filter(tcp_detail::complete)
     }
 
     pub fn open_flows(&self) -> usize {
@@ -187,6 +207,8 @@ impl FlowTable {
             reported: Totals::default(),
             last_report_ns: 0,
             live: None,
+            cookie: 0,
+            detail: None,
         }
     }
 
@@ -257,6 +279,7 @@ impl FlowTable {
         f.open_ns = r.open_ns;
         f.last_report_ns = r.header.ts_ns;
         f.netns = r.netns;
+        f.cookie = r.cookie;
         if let Some(stale) = self.flows.remove(&key) {
             // The socket's address was reused: its close record was lost (the kernel skipped
             // the program). End the old flow honestly rather than overwrite it.
@@ -311,7 +334,7 @@ impl FlowTable {
         }
         let (in_bytes, out_bytes) = state::payload(&directed);
         let (in_pkts, out_pkts) = state::packets(&directed);
-        let totals = Totals {
+        let mut totals = Totals {
             in_bytes,
             out_bytes,
             in_pkts,
@@ -319,16 +342,42 @@ impl FlowTable {
             in_ip_bytes: None,
             out_ip_bytes: None,
         };
+        let detail = self.close_detail(r, &f);
+        if let Some(d) = &detail {
+            totals = with_detail(totals, d);
+        }
         let mut ev = self.event(&f, "end", Some(totals), r.header.ts_ns);
         ev.end_time = Some(rfc3339_micros(self.clock.to_wall(r.header.ts_ns)));
         ev.end_reason = Some(state::end_cause(r));
         ev.conn_state = Some(state::conn_state(r));
-        ev.history = Some(state::history(&directed, in_bytes, out_bytes));
+        ev.history = Some(match &detail {
+            Some(d) => tcp_detail::history(d, f.role != Role::Passive),
+            None => state::history(&directed, in_bytes, out_bytes),
+        });
+        if let Some(d) = &detail {
+            tcp_detail::fill_event(&mut ev, d, f.role != Role::Passive, &self.clock);
+        }
         if r.counters.srtt_us > 0 {
             ev.rtt_us = Some(r.counters.srtt_us);
         }
         ev.retransmits = Some(r.counters.total_retrans);
         out.push(ev);
+    }
+
+    /// The per-packet counters a close record carries, with those of packets sent after the
+    /// close (an abort's RST), when they cover the whole connection.
+    fn close_detail(&mut self, r: &TcpRecord, f: &Flow) -> Option<TcpDetail> {
+        let source = self.tcp_detail.as_mut()?;
+        let mut d = r.detail;
+        if !f.start_observed || !tcp_detail::usable(&d) {
+            return None;
+        }
+        if state::may_send_after_close(r) {
+            if let Some(late) = source.take_late(r.cookie) {
+                tcp_detail::merge_late(&mut d, &late);
+            }
+        }
+        Some(d)
     }
 
     pub(super) fn emit_start(&mut self, key: FlowKey, out: &mut Vec<FlowEvent>) {
@@ -451,7 +500,14 @@ impl FlowTable {
                 if f.open_ns > 0 { f.open_ns } else { now },
             ));
         }
-        let mut ev = self.event(&f, "end", f.live, now);
+        let totals = match (f.live, &f.detail) {
+            (Some(t), Some(d)) => Some(with_detail(t, d)),
+            (t, _) => t,
+        };
+        let mut ev = self.event(&f, "end", totals, now);
+        if let Some(d) = &f.detail {
+            tcp_detail::fill_event(&mut ev, d, f.role != Role::Passive, &self.clock);
+        }
         ev.end_reason = Some(reason);
         ev.end_time = Some(rfc3339_micros(self.clock.to_wall(now)));
         out.push(ev);
@@ -694,7 +750,8 @@ impl DeletedExes {
         if self.seen.len() > 65_536 {
             self.seen.retain(|_, (_, at)| at.elapsed() < Self::RECHECK);
         }
-        self.seen.insert((pid, start_ns), (deleted, std::time::Instant::now()));
+        self.seen
+            .insert((pid, start_ns), (deleted, std::time::Instant::now()));
         deleted
     }
 }
@@ -713,6 +770,18 @@ fn owner_kind_of(v: u8) -> OwnerKind {
         2 => OwnerKind::Listener,
         3 => OwnerKind::Acceptor,
         _ => OwnerKind::None,
+    }
+}
+
+/// TCP totals with the per-packet counters' packets and IP bytes (the payload bytes stay
+/// sequence-based: retransmissions count once).
+pub(super) fn with_detail(t: Totals, d: &TcpDetail) -> Totals {
+    Totals {
+        in_pkts: d.rx.pkts,
+        out_pkts: d.tx.pkts,
+        in_ip_bytes: Some(d.rx.ip_bytes),
+        out_ip_bytes: Some(d.tx.ip_bytes),
+        ..t
     }
 }
 

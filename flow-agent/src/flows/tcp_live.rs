@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use flow_common::{OwnerKind, Role, Task, Tuple, AF_INET, AF_INET6, IPPROTO_TCP};
 
 use super::{
-    table::{identity, FlowKey, Totals},
-    FlowEvent, FlowTable,
+    table::{identity, with_detail, FlowKey, Totals},
+    tcp_detail, FlowEvent, FlowTable,
 };
 use crate::capture::sock_diag::{tcp_state, TcpSockInfo};
 
@@ -104,9 +104,16 @@ impl FlowTable {
                 continue;
             };
             if let Some(s) = live.get(&identity(netns, &f.tuple)) {
-                let totals = live_totals(s, f.role);
+                let mut totals = live_totals(s, f.role);
                 f.live = Some(totals);
+                self.refresh_detail(&mut f, s);
+                if let Some(d) = &f.detail {
+                    totals = with_detail(totals, d);
+                }
                 let mut ev = self.event(&f, "update", Some(totals), now_ns);
+                if let Some(d) = &f.detail {
+                    tcp_detail::fill_event(&mut ev, d, f.role != Role::Passive, &self.clock);
+                }
                 if s.rtt_us > 0 {
                     ev.rtt_us = Some(s.rtt_us);
                 }
@@ -118,6 +125,19 @@ impl FlowTable {
             f.last_report_ns = now_ns;
             self.flows.insert(key, f);
         }
+    }
+
+    /// The socket's per-packet counters, read by the cookie sock_diag reports (which assigns
+    /// one if the socket had none yet), when they cover the connection from its start.
+    fn refresh_detail(&self, f: &mut super::table::Flow, s: &TcpSockInfo) {
+        if s.cookie != 0 {
+            f.cookie = s.cookie;
+        }
+        f.detail = if f.start_observed {
+            self.read_tcp_detail(f.cookie)
+        } else {
+            None
+        };
     }
 
     /// Network namespaces holding any TCP flow.
@@ -136,12 +156,23 @@ impl FlowTable {
             .iter()
             .map(|s| ((netns, s.local, s.remote), s))
             .collect();
-        for (k, f) in self.flows.iter_mut() {
-            if matches!(k, FlowKey::Tcp(_) | FlowKey::TcpPartial(_)) && f.netns == netns {
-                if let Some(s) = live.get(&identity(netns, &f.tuple)) {
-                    f.live = Some(live_totals(s, f.role));
-                }
+        let keys: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(k, f)| {
+                matches!(k, FlowKey::Tcp(_) | FlowKey::TcpPartial(_)) && f.netns == netns
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            let Some(mut f) = self.flows.remove(&key) else {
+                continue;
+            };
+            if let Some(s) = live.get(&identity(netns, &f.tuple)) {
+                f.live = Some(live_totals(s, f.role));
+                self.refresh_detail(&mut f, s);
             }
+            self.flows.insert(key, f);
         }
     }
 

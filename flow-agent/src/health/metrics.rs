@@ -145,6 +145,7 @@ pub fn render(snap: &Snapshot) -> String {
         ("udp_table_full", losses.udp_table_full),
         ("read_failed", losses.read_failed),
         ("owner_table_full", losses.owner_table_full),
+        ("tcp_detail_lost", losses.tcp_detail_lost),
     ] {
         out.sample("flow_agent_kernel_losses_total", &[("kind", kind)], value);
     }

@@ -95,6 +95,9 @@ pub struct KernelLosses {
     pub read_failed: u64,
     pub owner_table_full: u64,
     pub tcp_closes_missed: u64,
+    /// TCP connections whose per-packet counters were lost (LRU eviction): events without
+    /// IP bytes, flags and packet-based history.
+    pub tcp_detail_lost: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]

@@ -68,6 +68,8 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
         sock_sk_protocol: req("sock", "sk_protocol")?,
         // `sk_flags` is a macro for this sock_common member.
         sock_sk_flags: req("sock", "__sk_common.skc_flags")?,
+        // atomic64_t: its `counter` is at the member's offset.
+        skc_cookie: req("sock_common", "skc_cookie")?,
         tcp_bytes_received: req("tcp_sock", "bytes_received")?,
         tcp_bytes_acked: req("tcp_sock", "bytes_acked")?,
         // Added in 5.5.
@@ -153,6 +155,7 @@ mod tests {
             ("socket_sk", o.socket_sk),
             ("sock_common_skc_net", o.sock_common_skc_net),
             ("net_ns_inum", o.net_ns_inum),
+            ("skc_cookie", o.skc_cookie),
         ] {
             assert!(offset > 0 && offset < 16384, "{name} = {offset}");
         }

@@ -220,7 +220,8 @@ fn stats_are_a_metric_document() {
                 "flows_open": 3,
                 "events_total": 42,
                 "kernel_losses": {"ring_full": 1, "tcp_table_full": 0, "udp_table_full": 0,
-                    "read_failed": 0, "owner_table_full": 0, "tcp_closes_missed": 2},
+                    "read_failed": 0, "owner_table_full": 0, "tcp_closes_missed": 2,
+                    "tcp_detail_lost": 0},
                 "sinks": [{"name": "siem", "kind": "syslog", "format": "ecs", "accepted": 40,
                     "sent": 38, "queued": 2, "buffered": 0, "dropped": 0, "reconnects": 0, "errors": 0}]
             }}

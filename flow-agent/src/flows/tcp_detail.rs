@@ -1,0 +1,210 @@
+//! A TCP socket's per-packet counters (the kernel's `TcpDetail`) turned into event fields:
+//! IP-level bytes, packets, the OR of the TCP flags, first payload times, time to first byte,
+//! and Zeek's history letters in the order they happened.
+use flow_common::{
+    TcpDetail, TcpDirDetail, TcpHistEntry, TCP_DETAIL_PARTIAL, TCP_DETAIL_PRESENT, TCP_HIST_SLOTS,
+};
+
+use super::event::FlowEvent;
+use crate::enrich::clock::{rfc3339_micros, BootClock};
+
+/// Reads the kernel's per-packet TCP counters (`TCP_PKTS`, `TCP_LATE`) by socket cookie.
+pub trait TcpDetailSource {
+    /// The counters of an open socket.
+    fn read(&self, cookie: u64) -> Option<TcpDetail>;
+    /// Reads and deletes the counters of packets the socket sent or received after its close
+    /// record (the RST of an abort).
+    fn take_late(&mut self, cookie: u64) -> Option<TcpDetail>;
+}
+
+/// TCP flag letters, lowest bit first, as `tcp_flags` writes them.
+const FLAG_LETTERS: [char; 8] = ['F', 'S', 'R', 'P', 'A', 'U', 'E', 'C'];
+
+/// The counters cover the whole connection: the kernel saw its first packet, lost nothing, and
+/// saw this host's SYN or SYN-ACK. (On some kernels, 6.1 among them, an IPv6 SYN-ACK skips the
+/// cgroup egress hook: such counters would be short of it, so they are not used.)
+pub fn complete(d: &TcpDetail) -> bool {
+    d.flags & TCP_DETAIL_PARTIAL == 0 && d.tx.flags & SYN != 0
+}
+
+const SYN: u8 = 0x02;
+
+/// `FSRPAUEC` letters of the flags set in `bits`, in that order.
+pub fn flag_letters(bits: u8) -> String {
+    FLAG_LETTERS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bits & (1 << i) != 0)
+        .map(|(_, c)| *c)
+        .collect()
+}
+
+fn letters(d: &TcpDirDetail) -> &[TcpHistEntry] {
+    &d.hist[..(d.hist_len as usize).min(TCP_HIST_SLOTS)]
+}
+
+/// Zeek-style history: the originator's letters upper case, the responder's lower case, in the
+/// order the kernel recorded them (letters of the two directions with the same order number,
+/// which only concurrent packets produce, put the originator's first).
+pub fn history(d: &TcpDetail, local_orig: bool) -> String {
+    let (orig, resp) = if local_orig {
+        (&d.tx, &d.rx)
+    } else {
+        (&d.rx, &d.tx)
+    };
+    let mut all: Vec<(u8, bool, u8)> = letters(orig)
+        .iter()
+        .map(|e| (e.order, false, e.letter.to_ascii_uppercase()))
+        .chain(
+            letters(resp)
+                .iter()
+                .map(|e| (e.order, true, e.letter.to_ascii_lowercase())),
+        )
+        .collect();
+    all.sort_by_key(|(order, is_resp, _)| (*order, *is_resp));
+    all.into_iter().map(|(_, _, l)| l as char).collect()
+}
+
+/// Adds the counters of packets seen after the close (`late`) to the connection's: their
+/// letters come after all others.
+pub fn merge_late(d: &mut TcpDetail, late: &TcpDetail) {
+    let base = d.hist_next;
+    for (dir, extra) in [(&mut d.rx, &late.rx), (&mut d.tx, &late.tx)] {
+        dir.ip_bytes += extra.ip_bytes;
+        dir.pkts += extra.pkts;
+        dir.flags |= extra.flags;
+        dir.rxmit += extra.rxmit;
+        dir.zero_win += extra.zero_win;
+        if dir.first_payload_ns == 0 {
+            dir.first_payload_ns = extra.first_payload_ns;
+        }
+        for e in letters(extra) {
+            let i = dir.hist_len as usize;
+            if i < TCP_HIST_SLOTS {
+                dir.hist[i] = TcpHistEntry {
+                    order: base.saturating_add(e.order),
+                    letter: e.letter,
+                };
+            }
+            dir.hist_len = dir.hist_len.saturating_add(1);
+        }
+    }
+    d.hist_next = base.saturating_add(late.hist_next);
+}
+
+/// Sets the fields that per-packet counters give: `tcp_flags`, `orig_tcp_flags`,
+/// `resp_tcp_flags`, the first payload times and `time_to_first_byte`. IP bytes and packets
+/// travel in the totals; `history` is set by the caller (end events only).
+pub fn fill_event(ev: &mut FlowEvent, d: &TcpDetail, local_orig: bool, clock: &BootClock) {
+    let (orig, resp) = if local_orig {
+        (&d.tx, &d.rx)
+    } else {
+        (&d.rx, &d.tx)
+    };
+    ev.tcp_flags = Some(flag_letters(orig.flags | resp.flags));
+    ev.orig_tcp_flags = Some(flag_letters(orig.flags));
+    ev.resp_tcp_flags = Some(flag_letters(resp.flags));
+    let time = |ns: u64| (ns != 0).then(|| rfc3339_micros(clock.to_wall(ns)));
+    ev.orig_first_byte_time = time(orig.first_payload_ns);
+    ev.resp_first_byte_time = time(resp.first_payload_ns);
+    ev.time_to_first_byte = time_to_first_byte(orig.first_payload_ns, resp.first_payload_ns);
+}
+
+/// Seconds from the originator's first payload byte to the responder's first payload byte,
+/// when the originator spoke first.
+pub fn time_to_first_byte(orig_ns: u64, resp_ns: u64) -> Option<f64> {
+    (orig_ns != 0 && resp_ns > orig_ns).then(|| (resp_ns - orig_ns) as f64 / 1e9)
+}
+
+/// Whether a close record's counters are usable: present and complete.
+pub fn usable(d: &TcpDetail) -> bool {
+    d.flags & TCP_DETAIL_PRESENT != 0 && complete(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(letters: &[(u8, u8)]) -> TcpDirDetail {
+        let mut d = TcpDirDetail::default();
+        for (i, (order, letter)) in letters.iter().enumerate() {
+            d.hist[i] = TcpHistEntry {
+                order: *order,
+                letter: *letter,
+            };
+        }
+        d.hist_len = letters.len() as u8;
+        d
+    }
+
+    #[test]
+    fn complete_needs_this_hosts_syn() {
+        let mut d = client_side();
+        d.tx.flags = SYN;
+        assert!(complete(&d));
+        d.tx.flags = 0x10;
+        assert!(
+            !complete(&d),
+            "no SYN or SYN-ACK sent: the start was missed"
+        );
+        d.tx.flags = SYN;
+        d.flags = TCP_DETAIL_PARTIAL;
+        assert!(!complete(&d));
+    }
+
+    /// An HTTP-like exchange seen from the client: S h A D a d F f in time order.
+    fn client_side() -> TcpDetail {
+        TcpDetail {
+            tx: dir(&[(0, b'S'), (2, b'A'), (3, b'D'), (6, b'F')]),
+            rx: dir(&[(1, b'H'), (4, b'A'), (5, b'D'), (7, b'F')]),
+            hist_next: 8,
+            ..TcpDetail::default()
+        }
+    }
+
+    #[test]
+    fn history_interleaves_by_order_and_cases_by_role() {
+        let d = client_side();
+        assert_eq!(history(&d, true), "ShADadFf");
+        // The same letters seen by the server: its tx is the responder.
+        let server = TcpDetail {
+            tx: d.rx,
+            rx: d.tx,
+            ..d
+        };
+        assert_eq!(history(&server, false), "ShADadFf");
+    }
+
+    #[test]
+    fn late_letters_follow_the_rest() {
+        let mut d = client_side();
+        d.tx.ip_bytes = 100;
+        d.tx.pkts = 2;
+        let late = TcpDetail {
+            tx: TcpDirDetail {
+                ip_bytes: 40,
+                pkts: 1,
+                flags: 0x04,
+                ..dir(&[(0, b'R')])
+            },
+            hist_next: 1,
+            ..TcpDetail::default()
+        };
+        merge_late(&mut d, &late);
+        assert_eq!(history(&d, true), "ShADadFfR");
+        assert_eq!((d.tx.ip_bytes, d.tx.pkts), (140, 3));
+        assert_eq!(flag_letters(d.tx.flags), "R");
+    }
+
+    #[test]
+    fn flags_and_time_to_first_byte() {
+        assert_eq!(flag_letters(0x1b), "FSPA");
+        assert_eq!(flag_letters(0xff), "FSRPAUEC");
+        assert_eq!(flag_letters(0), "");
+        assert_eq!(time_to_first_byte(1_000, 3_500), Some(2.5e-6));
+        // The responder spoke first, or one side never sent payload.
+        assert_eq!(time_to_first_byte(3_500, 1_000), None);
+        assert_eq!(time_to_first_byte(0, 1_000), None);
+        assert_eq!(time_to_first_byte(1_000, 0), None);
+    }
+}
