@@ -638,7 +638,10 @@ fn a_format_that_is_not_json_is_refused() -> Result<()> {
         "[[outputs]]\nformat = \"sysmon\"\n[outputs.http]\nurl = \"http://127.0.0.1:9/\"\n",
     )?;
     let err = refused_config(&config)?;
-    ensure!(err.contains("format sysmon is not JSON"), "{err}");
+    ensure!(
+        err.contains("outputs[0].format: sysmon records are not JSON"),
+        "{err}"
+    );
     Ok(())
 }
 

@@ -142,6 +142,18 @@ pub struct FlowEvent {
     pub hostname: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fqdn: Option<String>,
+    /// /etc/machine-id: the host across reboots and renames.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_version: Option<String>,
+    pub agent_version: &'static str,
     /// CAR: host names of the two ends; this host's own, the remote's from DNS answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub src_hostname: Option<String>,

@@ -559,6 +559,12 @@ impl FlowTable {
             start_observed: f.start_observed,
             hostname: self.cfg.host.hostname.clone(),
             fqdn: self.cfg.host.fqdn.clone(),
+            host_id: non_empty(&self.cfg.host.machine_id),
+            boot_id: non_empty(&self.cfg.host.boot_id),
+            os_name: self.cfg.host.os_name.clone(),
+            os_version: self.cfg.host.os_version.clone(),
+            kernel_version: non_empty(&self.cfg.host.kernel),
+            agent_version: env!("CARGO_PKG_VERSION"),
             ..FlowEvent::default()
         };
         self.name_endpoints(&mut ev, f, local_orig);
@@ -836,4 +842,8 @@ pub fn sum_udp_counters<'a>(slots: impl IntoIterator<Item = &'a UdpCounters>) ->
         s.pkts_out += c.pkts_out;
     }
     s
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
 }

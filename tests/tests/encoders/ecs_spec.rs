@@ -107,6 +107,7 @@ const FIELDS: &[(&str, Ty, bool)] = &[
     ("flow_agent.stats.kernel_losses.tcp_table_full", Long, false),
     ("flow_agent.stats.kernel_losses.udp_table_full", Long, false),
     ("flow_agent.stats.kernel_losses.read_failed", Long, false),
+    ("flow_agent.stats.kernel_losses.tcp_detail_lost", Long, false),
     (
         "flow_agent.stats.kernel_losses.owner_table_full",
         Long,
