@@ -76,6 +76,11 @@ const FIELDS: &[(&str, Ty, bool)] = &[
     ("group.name", Keyword, false),
     ("host.hostname", Keyword, false),
     ("host.name", Keyword, false),
+    ("host.id", Keyword, false),
+    ("host.os.type", Keyword, false),
+    ("host.os.name", Keyword, false),
+    ("host.os.version", Keyword, false),
+    ("host.os.kernel", Keyword, false),
     ("container.id", Keyword, false),
     ("container.runtime", Keyword, false),
     ("related.ip", Ip, true),
@@ -107,7 +112,11 @@ const FIELDS: &[(&str, Ty, bool)] = &[
     ("flow_agent.stats.kernel_losses.tcp_table_full", Long, false),
     ("flow_agent.stats.kernel_losses.udp_table_full", Long, false),
     ("flow_agent.stats.kernel_losses.read_failed", Long, false),
-    ("flow_agent.stats.kernel_losses.tcp_detail_lost", Long, false),
+    (
+        "flow_agent.stats.kernel_losses.tcp_detail_lost",
+        Long,
+        false,
+    ),
     (
         "flow_agent.stats.kernel_losses.owner_table_full",
         Long,
@@ -505,6 +514,8 @@ pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
     same("group.id", id_string("gid"));
     same("group.name", n("group"));
     same("host.hostname", n("hostname"));
+    same("host.id", n("host_id"));
+    same("host.os.kernel", n("kernel_version"));
     same("container.id", n("container_id"));
     same("flow_agent.conn_state", n("conn_state"));
     same("flow_agent.history", n("history"));

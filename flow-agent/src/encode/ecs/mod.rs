@@ -167,6 +167,21 @@ struct Named<'a> {
 struct Host<'a> {
     hostname: &'a str,
     name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    os: HostOs<'a>,
+}
+
+#[derive(Serialize)]
+struct HostOs<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -311,6 +326,13 @@ impl<'a> FlowDoc<'a> {
             host: Host {
                 hostname: &ev.hostname,
                 name: ev.fqdn.as_deref().unwrap_or(&ev.hostname),
+                id: ev.host_id.as_deref(),
+                os: HostOs {
+                    kind: "linux",
+                    name: ev.os_name.as_deref(),
+                    version: ev.os_version.as_deref(),
+                    kernel: ev.kernel_version.as_deref(),
+                },
             },
             container: ev.container_id.as_deref().map(|id| Container {
                 id,

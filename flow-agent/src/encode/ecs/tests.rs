@@ -56,7 +56,7 @@ fn tcp_end_maps_every_field() {
         },
         "user": {"id": "0", "name": "root"},
         "group": {"id": "0", "name": "root"},
-        "host": {"hostname": "vm", "name": "vm"},
+        "host": {"hostname": "vm", "name": "vm", "os": {"type": "linux"}},
         "related": {"ip": ["127.0.0.1"], "user": ["root"]},
         "flow_agent": {
             "flow_id": "bf79e3c617f7-1",
@@ -97,7 +97,7 @@ fn start_and_update_are_typed_and_named() {
     assert_eq!(doc["network"]["direction"], "ingress");
     assert_eq!(
         doc["host"],
-        json!({"hostname": "vm", "name": "vm.example.org"})
+        json!({"hostname": "vm", "name": "vm.example.org", "os": {"type": "linux"}})
     );
 
     let upd = encode(&udp6_update());
