@@ -303,7 +303,15 @@ fn every_transport_and_framing_delivers_every_record_byte_for_byte() -> Result<(
         ),
     ] {
         outputs.push(Output {
-            toml: output(name, "tls", &addr, &extra, "close_timeout = 1", &buffers),
+            // A handshake the server is slow to answer under load is retried soon.
+            toml: output(
+                name,
+                "tls",
+                &addr,
+                &extra,
+                "close_timeout = 1\nsend_timeout = 3",
+                &buffers,
+            ),
             name: name.into(),
             to: None,
         });
@@ -314,6 +322,19 @@ fn every_transport_and_framing_delivers_every_record_byte_for_byte() -> Result<(
     // Stats events after the load, so that they are compared too.
     let after_load = agent.event_count();
     wait_stats(&agent, "the load done", |i, _| i >= after_load)?;
+    // Both refused outputs have tried at least once (a loaded machine may take a while), and a
+    // stats event written after that carries their errors.
+    let deadline = Instant::now() + slowed(Duration::from_secs(60));
+    while !["bad-ca", "bad-name"].iter().all(|bad| {
+        agent.stderr().lines().any(|l| {
+            l.contains(&format!("output {bad}:")) && l.contains("invalid peer certificate")
+        })
+    }) && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tried = agent.event_count();
+    wait_stats(&agent, "the refused outputs tried", |i, _| i >= tried)?;
     let stderr_handle = agent.stderr();
     let (events, lines) = agent.stop_with_lines()?;
     ensure!(
