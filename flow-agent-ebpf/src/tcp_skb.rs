@@ -234,9 +234,10 @@ fn first_packet(full: *mut bpf_sock, cookie: u64, seg: &Segment) -> Option<*mut 
 fn account(e: &mut TcpDetail, seg: &Segment, egress: bool, now: u64) {
     let peer_flags = if egress { e.rx.flags } else { e.tx.flags };
     let d = if egress { &mut e.tx } else { &mut e.rx };
-    // Plain adds: the kernel serializes one socket's packets per direction (sending under the
-    // socket's lock; receiving on the one CPU its flow hashes to), and the BPF target has no
-    // atomic add that every supported kernel accepts from Rust.
+    // Plain adds: the kernel mostly serializes one socket's packets per direction (sending
+    // under the socket's lock; receiving on the CPU a NIC hashes the flow to), and the BPF
+    // target has no atomic add that every supported kernel accepts from Rust. A veth or
+    // loopback peer queues packets on its sending CPU, so two receiving CPUs can race there.
     d.ip_bytes += seg.ip_bytes;
     d.pkts += seg.segs as u64;
     if seg.payload > 0 && seg.flags & RST == 0 && d.first_payload_ns == 0 {

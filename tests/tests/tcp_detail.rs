@@ -23,9 +23,10 @@ const PORT: u16 = 9200;
 /// and closes once the client's FIN came (a graceful close); `close` sends M bytes and closes
 /// at once, without waiting for the client; `rst` closes with SO_LINGER {1, 0}, so the kernel
 /// aborts the connection with a RST (sent after the socket closed). Args: address, port, N, M,
-/// mode.
+/// mode. Both scripts run on one CPU (see PIN_CPU).
 const SERVER: &str = r#"
-import socket, struct, sys, time
+import os, socket, struct, sys, time
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 addr, port, n, m, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
 ls = socket.socket(fam, socket.SOCK_STREAM)
@@ -57,7 +58,8 @@ time.sleep(60)
 /// Connects, sends N bytes, waits HOLD seconds, reads to EOF (or a reset), closes. Args:
 /// address, port, N, HOLD. Prints `local PORT`, then `got M` or `reset M`.
 const CLIENT: &str = r#"
-import socket, sys, time
+import os, socket, sys, time
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 addr, port, n, hold = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
 s = socket.socket(fam, socket.SOCK_STREAM)
@@ -78,6 +80,11 @@ except ConnectionResetError:
     print("reset", got, flush=True)
 s.close()
 "#;
+
+// PIN_CPU: a veth hands each packet to the receive queue of the CPU that sent it, so segments
+// sent from two CPUs (the writer's, and the one handling the peer's ACKs) can reach the receiver
+// out of order, which its history rightly reads as Zeek's `T` while the capture, taken at the
+// sender, shows them in order. On one CPU the receiver sees the capture's order.
 
 /// One exchange between a client and a server namespace, captured on the client's veth.
 struct Exchange {
