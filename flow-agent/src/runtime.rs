@@ -9,21 +9,22 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap};
-use flow_common::{ProcessInfo, UdpCounters, UdpFlowKey, LOSS_KINDS};
+use aya::maps::{HashMap as BpfHashMap, MapData};
+use flow_common::{ProcessInfo, LOSS_KINDS};
 use tokio::{
     io::{unix::AsyncFd, Interest},
     signal::unix::{signal, SignalKind},
 };
 
 use crate::{
-    capture::{sock_diag, Capture, CaptureConfig, FilterSkipped, Record},
+    capture::{
+        drain::{self, drain, DrainBudget, KernelUdp},
+        sock_diag, Capture, CaptureConfig, FilterSkipped,
+    },
     config::Config,
     enrich::clock::{boot_ns_now, rfc3339_micros},
     filter::kernel::KernelPlan,
-    flows::{
-        table::sum_udp_counters, table::UdpCounterSource, FlowEvent, FlowTable, FlowTableConfig,
-    },
+    flows::{FlowEvent, FlowTable, FlowTableConfig},
     health::{Health, KernelLosses, StatsEvent},
     sink::Outputs,
 };
@@ -44,17 +45,6 @@ pub struct RunOptions {
     /// Reads the configuration again on SIGHUP (outputs, filters, `[flows]`, `[enrich]` and
     /// `[agent]` change; `[capture]` needs a restart); without it SIGHUP only logs.
     pub reload: Option<Box<dyn FnMut() -> Result<Config>>>,
-}
-
-struct KernelUdp<'a>(&'a mut PerCpuHashMap<MapData, UdpFlowKey, UdpCounters>);
-
-impl UdpCounterSource for KernelUdp<'_> {
-    fn read(&self, key: &UdpFlowKey) -> Option<UdpCounters> {
-        self.0.get(key, 0).ok().map(|v| sum_udp_counters(v.iter()))
-    }
-    fn remove(&mut self, key: &UdpFlowKey) {
-        let _ = self.0.remove(key);
-    }
 }
 
 fn write_events(outputs: &mut Outputs, events: &mut Vec<FlowEvent>, total: &mut u64) {
@@ -256,11 +246,20 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         ),
     );
 
+    // Records may still wait in the ring: the last drain stopped at its cap.
+    let mut backlog = false;
+    let ring_bytes = opts.capture.ring_buffer_bytes as usize;
     loop {
         let mut shutting_down = false;
+        if backlog {
+            // Lets the runtime poll its drivers (signals, timers) between two portions.
+            tokio::task::yield_now().await;
+        }
         tokio::select! {
-            guard = ring_fd.readable() => { if let Ok(mut g) = guard { g.clear_ready(); } }
-            _ = poll.tick() => {}
+            // Signals and the tick first: a storm of records must not starve them.
+            biased;
+            _ = sigterm.recv() => shutting_down = true,
+            _ = sigint.recv() => shutting_down = true,
             _ = tick.tick() => {
                 let mut udp = KernelUdp(&mut capture.udp_flows);
                 let now = boot_ns_now();
@@ -298,11 +297,8 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                 }
             }
             _ = sighup.recv() => {
-                // Events drained so far go to the old outputs; later ones to the new.
-                drain(&mut capture, &mut table, &mut events);
-                if let Some(o) = outputs.as_mut() {
-                    write_events(o, &mut events, &mut events_total);
-                }
+                // Records written before the signal go to the old outputs; later ones to the new.
+                drain_until(&mut capture, &mut table, &mut events, &mut outputs, &mut events_total, ring_bytes, RELOAD_DRAIN_TIME);
                 match reload.as_mut().map(|r| r()) {
                     Some(Ok(new)) => {
                         reload_config(
@@ -323,15 +319,35 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                     None => log::warn!("SIGHUP: no configuration file to reload"),
                 }
             }
-            _ = sigterm.recv() => shutting_down = true,
-            _ = sigint.recv() => shutting_down = true,
-        }
-        drain(&mut capture, &mut table, &mut events);
-        if let Some(o) = outputs.as_mut() {
-            write_events(o, &mut events, &mut events_total);
+            guard = ring_fd.readable() => { if let Ok(mut g) = guard { g.clear_ready(); } }
+            _ = poll.tick() => {}
+            _ = std::future::ready(()), if backlog => {}
         }
         if shutting_down {
-            drain(&mut capture, &mut table, &mut events);
+            // What the ring held when the signal came, in portions; records stamped after it
+            // are not owed (at most one ring's worth is read, however fast the kernel writes).
+            let drained = drain_until(
+                &mut capture,
+                &mut table,
+                &mut events,
+                &mut outputs,
+                &mut events_total,
+                ring_bytes,
+                SHUTDOWN_DRAIN_TIME,
+            );
+            let unread = if drained.timed_out {
+                let n = drain::skip(
+                    &mut capture,
+                    drained.signal_ns,
+                    ring_bytes.saturating_sub(drained.bytes),
+                );
+                log::warn!(
+                    "shutdown: {n} kernel records written before the signal were still unprocessed after {SHUTDOWN_DRAIN_TIME:?}: given up, counted as ring_full losses"
+                );
+                n
+            } else {
+                0
+            };
             for ns in table.tcp_namespaces() {
                 let Some(path) = namespaces.get(&u64::from(ns)) else {
                     continue;
@@ -342,16 +358,86 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             }
             let mut udp = KernelUdp(&mut capture.udp_flows);
             table.shutdown(&mut udp, &mut events);
+            let mut losses = capture.losses();
+            losses[flow_common::Loss::RingBufferFull as usize] += unread;
             if let Some(mut o) = outputs.take() {
                 write_events(&mut o, &mut events, &mut events_total);
+                // A last report: what was lost up to the end is never left unsaid.
+                let stats = stats_event(started, &table, &losses, events_total, &o);
+                health.update(&stats, o.stats());
+                if config.health.stats_interval > 0 {
+                    o.publish_stats(&stats);
+                }
                 o.close().await;
             }
+            log::info!(
+                "kernel-side losses at shutdown (ring full, tcp table, udp table, read failed, owner table): {losses:?}; TCP closes missed: {}",
+                table.missed_closes
+            );
             let skipped = capture.filter_skipped();
             if kernel_plan.kernel_rules > 0 || skipped != FilterSkipped::default() {
                 skipped.log(log::Level::Info);
             }
             log::info!("shut down: every open flow reported as ended");
             return Ok(());
+        }
+        backlog = drain(&mut capture, &mut table, &mut events, DrainBudget::batch()).more;
+        if let Some(o) = outputs.as_mut() {
+            write_events(o, &mut events, &mut events_total);
+        }
+    }
+}
+
+/// How long records written before SIGTERM are still processed; what is left then is given up
+/// and counted (`ring_full`), so that SIGTERM is honoured under any storm on any CPU.
+const SHUTDOWN_DRAIN_TIME: Duration = Duration::from_secs(5);
+/// How long records written before SIGHUP go to the old outputs; later ones go to the new.
+const RELOAD_DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// How far [`drain_until`] got.
+struct DrainedUntil {
+    /// When the signal was handled (CLOCK_BOOTTIME).
+    signal_ns: u64,
+    /// Ring bytes read.
+    bytes: usize,
+    /// Stopped by its time limit with records of before the signal possibly still waiting.
+    timed_out: bool,
+}
+
+/// Reads the records the kernel wrote before now (a signal's arrival), handing each portion's
+/// events to the outputs. Bounded: at most one ring's worth, since records written after now
+/// are left for later and a full ring cannot hold more, and at most `time`.
+#[allow(clippy::too_many_arguments)]
+fn drain_until(
+    capture: &mut Capture,
+    table: &mut FlowTable,
+    events: &mut Vec<FlowEvent>,
+    outputs: &mut Option<Outputs>,
+    events_total: &mut u64,
+    ring_bytes: usize,
+    time: Duration,
+) -> DrainedUntil {
+    let signal_ns = boot_ns_now();
+    let deadline = Instant::now() + time;
+    let mut read = 0;
+    loop {
+        let done = drain(
+            capture,
+            table,
+            events,
+            DrainBudget::until(signal_ns, deadline),
+        );
+        if let Some(o) = outputs.as_mut() {
+            write_events(o, events, events_total);
+        }
+        read += done.bytes;
+        let timed_out = Instant::now() >= deadline;
+        if !done.more || read >= ring_bytes || timed_out {
+            return DrainedUntil {
+                signal_ns,
+                bytes: read,
+                timed_out: done.more && timed_out && read < ring_bytes,
+            };
         }
     }
 }
@@ -397,19 +483,5 @@ fn snapshot_tcp(
             Ok(sockets) => table.apply_tcp_snapshot(*ns, &sockets, now, events),
             Err(e) => log::warn!("TCP counters in {}: {e}", path.display()),
         }
-    }
-}
-
-fn drain(capture: &mut Capture, table: &mut FlowTable, events: &mut Vec<FlowEvent>) {
-    let mut records = Vec::new();
-    while let Some(item) = capture.events.next() {
-        match Record::decode(&item) {
-            Ok(r) => records.push(r),
-            Err(e) => log::error!("dropping undecodable kernel record: {e}"),
-        }
-    }
-    let mut udp = KernelUdp(&mut capture.udp_flows);
-    for r in records {
-        table.handle(r, &mut udp, events);
     }
 }

@@ -37,7 +37,10 @@ struct Shared {
     changed: Condvar,
 }
 
-#[derive(Debug, Default)]
+/// Receives each stdout line instead of the harness keeping it ([`Agent::start_streaming`]).
+pub type LineSink = Box<dyn FnMut(&str) + Send>;
+
+#[derive(Default)]
 struct State {
     events: Vec<Value>,
     /// Stdout lines that were not JSON: the agent's stdout must be pure JSON lines.
@@ -48,6 +51,20 @@ struct State {
     ready: bool,
     stdout_eof: bool,
     stderr_eof: bool,
+    /// When set, stdout lines go here and are not kept.
+    stream: Option<LineSink>,
+    /// Stdout lines seen (kept or streamed).
+    stdout_lines: u64,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("events", &self.events.len())
+            .field("stdout_lines", &self.stdout_lines)
+            .field("ready", &self.ready)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Agent {
@@ -85,8 +102,18 @@ impl Agent {
         Agent::start_bin(&Agent::binary()?, args)
     }
 
+    /// Like [`Agent::start`], but every stdout line goes to `sink` (on the reader thread) and
+    /// none is kept: for outputs too large to hold (storms). [`Agent::events`] stays empty.
+    pub fn start_streaming(args: &[&str], sink: LineSink) -> Result<Agent> {
+        Agent::start_inner(&Agent::binary()?, args, Some(sink))
+    }
+
     /// Like [`Agent::start`] with an explicit binary (also used to test the harness itself).
     pub fn start_bin(bin: &Path, args: &[&str]) -> Result<Agent> {
+        Agent::start_inner(bin, args, None)
+    }
+
+    fn start_inner(bin: &Path, args: &[&str], stream: Option<LineSink>) -> Result<Agent> {
         let mut child = Command::new(bin)
             .arg("run")
             .args(args)
@@ -96,13 +123,10 @@ impl Agent {
             .spawn()
             .with_context(|| format!("spawning {} run {}", bin.display(), args.join(" ")))?;
         let shared = Arc::new(Shared::default());
+        shared.state.lock().unwrap().stream = stream;
         let readers = vec![
-            read_lines(child.stdout.take(), shared.clone(), on_stdout_line, |s| {
-                s.stdout_eof = true
-            }),
-            read_lines(child.stderr.take(), shared.clone(), on_stderr_line, |s| {
-                s.stderr_eof = true
-            }),
+            read_lines(child.stdout.take(), shared.clone(), Stream::Stdout),
+            read_lines(child.stderr.take(), shared.clone(), Stream::Stderr),
         ];
         let mut agent = Agent {
             child,
@@ -137,6 +161,11 @@ impl Agent {
             .unwrap_or_default()
     }
 
+    /// Stdout lines printed so far (kept or streamed).
+    pub fn stdout_line_count(&self) -> u64 {
+        self.lock().stdout_lines
+    }
+
     /// Everything the agent wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.lock().stderr.clone()
@@ -157,10 +186,21 @@ impl Agent {
     ) -> Result<Vec<Value>> {
         let deadline = Instant::now() + slowed(timeout);
         let mut state = self.lock();
+        // Each event is judged once: a long output must not be rescanned on every new line.
+        let mut found: Vec<Value> = Vec::new();
+        let mut scanned = 0;
         loop {
-            let found: Vec<&Value> = state.events.iter().filter(|e| pred(e)).take(n).collect();
+            for e in &state.events[scanned..] {
+                if found.len() >= n {
+                    break;
+                }
+                if pred(e) {
+                    found.push(e.clone());
+                }
+            }
+            scanned = state.events.len();
             if found.len() >= n {
-                return Ok(found.into_iter().cloned().collect());
+                return Ok(found);
             }
             let (have, now) = (found.len(), Instant::now());
             if state.stdout_eof {
@@ -286,43 +326,67 @@ impl Drop for Agent {
     }
 }
 
-fn on_stdout_line(state: &mut State, line: String) {
-    state.lines.push(line.clone());
-    match serde_json::from_str::<Value>(&line) {
-        Ok(v) => state.events.push(v),
-        Err(_) if line.trim().is_empty() => {}
-        Err(_) => state.non_json.push(line),
-    }
+#[derive(Clone, Copy)]
+enum Stream {
+    Stdout,
+    Stderr,
 }
 
-fn on_stderr_line(state: &mut State, line: String) {
+/// One stdout line: parsed before taking the lock, so waiters are not held up by parsing.
+fn on_stdout_line(shared: &Shared, line: String) {
+    let mut state = shared.state.lock().unwrap();
+    state.stdout_lines += 1;
+    if let Some(sink) = state.stream.as_mut() {
+        sink(&line);
+        return;
+    }
+    drop(state);
+    let parsed = serde_json::from_str::<Value>(&line);
+    let mut state = shared.state.lock().unwrap();
+    match parsed {
+        Ok(v) => state.events.push(v),
+        Err(_) if line.trim().is_empty() => {}
+        Err(_) => state.non_json.push(line.clone()),
+    }
+    state.lines.push(line);
+}
+
+fn on_stderr_line(shared: &Shared, line: String) {
+    let mut state = shared.state.lock().unwrap();
     state.ready |= line.contains(READY_MARKER);
     state.stderr.push_str(&line);
     state.stderr.push('\n');
 }
 
-/// Feeds each line of a pipe to `on_line` under the lock, on its own thread.
+/// Feeds each line of a pipe to the state, on its own thread.
 fn read_lines(
     pipe: Option<impl Read + Send + 'static>,
     shared: Arc<Shared>,
-    on_line: fn(&mut State, String),
-    on_eof: fn(&mut State),
+    stream: Stream,
 ) -> JoinHandle<()> {
     std::thread::spawn(move || {
         if let Some(pipe) = pipe {
-            let mut reader = BufReader::new(pipe);
+            let mut reader = BufReader::with_capacity(1 << 16, pipe);
             let mut buf = Vec::new();
             // Byte lines + lossy decode: one bad UTF-8 byte must not stop collection.
             while matches!(reader.read_until(b'\n', &mut buf), Ok(1..)) {
                 let line = String::from_utf8_lossy(&buf)
                     .trim_end_matches(['\n', '\r'])
                     .to_string();
-                on_line(&mut shared.state.lock().unwrap(), line);
+                match stream {
+                    Stream::Stdout => on_stdout_line(&shared, line),
+                    Stream::Stderr => on_stderr_line(&shared, line),
+                }
                 shared.changed.notify_all();
                 buf.clear();
             }
         }
-        on_eof(&mut shared.state.lock().unwrap());
+        let mut state = shared.state.lock().unwrap();
+        match stream {
+            Stream::Stdout => state.stdout_eof = true,
+            Stream::Stderr => state.stderr_eof = true,
+        }
+        drop(state);
         shared.changed.notify_all();
     })
 }

@@ -6,4 +6,5 @@ pub mod dns_names;
 pub mod host;
 pub mod networks;
 pub mod process;
+pub mod procfs;
 pub mod users;
