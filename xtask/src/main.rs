@@ -1,4 +1,5 @@
-//! Project automation: `cargo xtask setup|build|run|test|lint|vm-test`.
+//! Project automation: `cargo xtask setup|build|run|test|lint|vm-test|fuzz`.
+mod fuzz;
 mod setup;
 mod vm;
 
@@ -41,6 +42,14 @@ enum Cmd {
     },
     /// rustfmt check and clippy -D warnings on every target (and the eBPF crate's format).
     Lint,
+    /// Build every cargo-fuzz target of fuzz/ and run each for a bounded time (nightly).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = fuzz::DEFAULT_SECONDS)]
+        seconds: u64,
+        /// Only these targets (default: all).
+        targets: Vec<String>,
+    },
     /// Run the integration tests inside VMs booting real distribution kernels.
     VmTest {
         /// One kernel of the matrix (5.10, 6.1, 6.12); default: all.
@@ -151,6 +160,7 @@ fn main() -> Result<()> {
                 "warnings",
             ]))
         }
+        Cmd::Fuzz { seconds, targets } => fuzz::fuzz(seconds, &targets),
         Cmd::VmTest { kernel } => {
             setup::ensure_all()?;
             setup::ensure_test_tools()?;

@@ -81,9 +81,12 @@ impl CgroupPaths {
     }
 }
 
+/// The path of `dir` under `root`, as text without loss (cgroup names need not be UTF-8).
 fn relative(root: &Path, dir: &Path) -> String {
     let rel = dir.strip_prefix(root).unwrap_or(dir);
-    format!("/{}", rel.display())
+    let mut bytes = b"/".to_vec();
+    bytes.extend_from_slice(rel.as_os_str().as_bytes());
+    super::escape::text_of(&bytes)
 }
 
 /// A container the cgroup path names.

@@ -3,6 +3,7 @@ pub mod cgroup;
 pub mod clock;
 pub mod command_line;
 pub mod dns_names;
+pub mod escape;
 pub mod host;
 pub mod networks;
 pub mod process;

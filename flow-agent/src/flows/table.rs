@@ -23,6 +23,7 @@ use crate::{
         clock::{rfc3339_micros, BootClock},
         command_line::quote_args,
         dns_names::{DnsNames, ResolvedName},
+        escape::text_of,
         host::{process_entity_id, HostInfo},
         networks::{default_local_networks, is_local, Cidr},
         process::ProcessTable,
@@ -584,7 +585,7 @@ impl FlowTable {
             ev.cgroup_path = Some(path);
         }
         let comm_len = t.comm.iter().position(|b| *b == 0).unwrap_or(t.comm.len());
-        ev.process_name = Some(String::from_utf8_lossy(&t.comm[..comm_len]).into_owned());
+        ev.process_name = Some(text_of(&t.comm[..comm_len]));
         if t.start_ns > 0 {
             ev.process_start_time = Some(rfc3339_micros(self.clock.to_wall(t.start_ns)));
             ev.process_entity_id = Some(process_entity_id(
@@ -604,27 +605,18 @@ impl FlowTable {
         }
         if let Some(p) = proc {
             if let Some(path) = &p.image_path {
-                let path = String::from_utf8_lossy(path).into_owned();
-                ev.exe = path.rsplit('/').next().map(str::to_string);
-                ev.image_path = Some(path);
+                ev.exe = path.rsplit(|b| *b == b'/').next().map(text_of);
+                ev.image_path = Some(text_of(path));
                 // Deleted after exec (the kernel saw a linked file): /proc says so while it runs.
                 ev.image_deleted = Some(p.image_deleted || exe_deleted_now(p.pid));
             }
             if !p.args.is_empty() {
-                let args: Vec<String> = p
-                    .args
-                    .iter()
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect();
-                ev.command_line = Some(quote_args(&args));
-                ev.process_args = Some(args);
+                ev.command_line = Some(quote_args(&p.args));
+                ev.process_args = Some(p.args.iter().map(|a| text_of(a)).collect());
                 ev.command_line_truncated = Some(p.args_truncated);
             }
             if let Some(parent) = self.processes.lookup(p.ppid, 0) {
-                ev.parent_exe = parent
-                    .image_path
-                    .as_ref()
-                    .map(|b| String::from_utf8_lossy(b).into_owned());
+                ev.parent_exe = parent.image_path.as_ref().map(|b| text_of(b));
                 if parent.start_ns > 0 {
                     ev.parent_entity_id = Some(process_entity_id(
                         &self.cfg.host.machine_id,
