@@ -138,8 +138,8 @@ fn stats_event(
         events_total,
         kernel_losses: KernelLosses {
             ring_full: loss(0),
-            tcp_table_full: loss(1),
-            udp_table_full: loss(2),
+            tcp_table_full: loss(1) + table.evicted.tcp,
+            udp_table_full: loss(2) + table.evicted.udp,
             read_failed: loss(3),
             owner_table_full: loss(4),
             tcp_closes_missed: table.missed_closes,
@@ -237,7 +237,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let mut last_stats = Instant::now();
     let mut events_total = 0u64;
     let mut last_losses = [0u64; LOSS_KINDS as usize];
-    let mut last_missed = 0;
+    let mut last_missed = (0, Default::default());
     crate::logger::notice(
         module_path!(),
         &format!(
@@ -272,13 +272,13 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                     snapshot_tcp(&mut table, &namespaces, &due, now, &mut events);
                 }
                 let losses = capture.losses();
-                if losses != last_losses || table.missed_closes != last_missed {
+                if losses != last_losses || (table.missed_closes, table.evicted) != last_missed {
                     log::warn!(
-                        "kernel-side losses (ring full, tcp table, udp table, read failed, owner table): {losses:?}; TCP closes missed: {}",
-                        table.missed_closes
+                        "kernel-side losses (ring full, tcp table, udp table, read failed, owner table): {losses:?}; TCP closes missed: {}; evicted while open (tcp, udp): ({}, {})",
+                        table.missed_closes, table.evicted.tcp, table.evicted.udp
                     );
                     last_losses = losses;
-                    last_missed = table.missed_closes;
+                    last_missed = (table.missed_closes, table.evicted);
                 }
                 let skipped = capture.filter_skipped();
                 if skipped != last_skipped {
@@ -371,8 +371,8 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                 o.close().await;
             }
             log::info!(
-                "kernel-side losses at shutdown (ring full, tcp table, udp table, read failed, owner table): {losses:?}; TCP closes missed: {}",
-                table.missed_closes
+                "kernel-side losses at shutdown (ring full, tcp table, udp table, read failed, owner table): {losses:?}; TCP closes missed: {}; evicted while open (tcp, udp): ({}, {})",
+                table.missed_closes, table.evicted.tcp, table.evicted.udp
             );
             let skipped = capture.filter_skipped();
             if kernel_plan.kernel_rules > 0 || skipped != FilterSkipped::default() {

@@ -106,6 +106,13 @@ pub(super) struct Flow {
     pub(super) remote_name: Option<ResolvedName>,
 }
 
+/// Kernel table entries pushed out while their flows were open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Evicted {
+    pub tcp: u64,
+    pub udp: u64,
+}
+
 pub struct FlowTable {
     pub(super) cfg: FlowTableConfig,
     pub(super) flows: HashMap<FlowKey, Flow>,
@@ -115,6 +122,10 @@ pub struct FlowTable {
     pub(super) next_id: u64,
     /// TCP flows whose close record never came (counted, reported as a loss).
     pub missed_closes: u64,
+    /// Sockets the kernel's LRU tables pushed out while their flows were open, as noticed
+    /// here: a TCP close or handshake the socket table no longer knew, a UDP flow whose
+    /// counters were gone. Reported with the kernel's `tcp_table_full`/`udp_table_full`.
+    pub evicted: Evicted,
     id_prefix: String,
     pub processes: ProcessTable,
     users: NameDb,
@@ -132,6 +143,7 @@ impl FlowTable {
             flows: HashMap::new(),
             partial: HashMap::new(),
             missed_closes: 0,
+            evicted: Evicted::default(),
             udp_by_cookie: HashMap::new(),
             next_id: 0,
             id_prefix,
@@ -245,6 +257,11 @@ impl FlowTable {
     fn on_tcp_open(&mut self, r: &TcpRecord, out: &mut Vec<FlowEvent>) {
         let key = FlowKey::Tcp(r.sock);
         let role = role_of(r.role);
+        if role == Role::Unknown && r.old_state == flow_common::tcp_state::SYN_SENT {
+            // A handshake the socket table no longer knew: its connect() entry was pushed
+            // out (or, rarely, the connect began before the agent started).
+            self.evicted.tcp += 1;
+        }
         let mut f = self.new_flow(r.tuple, role, r.owner, owner_kind_of(r.owner_kind));
         // Opened while the start-up scan ran: the scan's flow is this one.
         if let Some(pkey) = self.partial.remove(&identity(r.netns, &r.tuple)) {
@@ -303,6 +320,10 @@ impl FlowTable {
         let Some(f) = self.flows.remove(&key) else {
             return;
         };
+        if r.role == Role::Unknown as u8 && f.start_observed {
+            // Opened under the agent's eyes, yet the kernel's socket table forgot it.
+            self.evicted.tcp += 1;
+        }
         // A flow found at start-up knows its (guessed) direction; the kernel record does not.
         let mut directed = *r;
         if directed.role == Role::Unknown as u8 {
@@ -391,6 +412,7 @@ impl FlowTable {
             };
             let Some(c) = udp.read(&ukey) else {
                 // Pushed out of the kernel's LRU table: its counters are gone.
+                self.evicted.udp += 1;
                 self.end_udp(ukey, "evicted", udp, out);
                 continue;
             };
