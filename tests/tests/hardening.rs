@@ -430,3 +430,111 @@ fn processes_vanishing_while_the_agent_reads_proc_do_not_disturb_it() -> Result<
     agent.stop()?;
     Ok(())
 }
+
+/// `flow-agent ARGS...` without root or BPF: the command line and the file are judged first.
+fn refused(args: &[&OsStr]) -> Result<String> {
+    let out = Command::new(Agent::binary()?)
+        .args(args)
+        .output()
+        .context("running flow-agent")?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ensure!(
+        out.status.code() == Some(2) && out.stdout.is_empty(),
+        "{args:?}: want exit status 2 and no output, got {} with stdout {:?} and stderr {stderr:?}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    ensure!(
+        stderr.contains("error") && !stderr.contains("panicked") && stderr.lines().count() < 50,
+        "{args:?}: not a clear error: {stderr:?}"
+    );
+    Ok(stderr)
+}
+
+#[test]
+fn command_lines_and_files_wrong_in_every_way_are_refused_clearly() -> Result<()> {
+    let dir = TempDir::new("hardening-config")?;
+    let os = |s: &'static str| OsStr::new(s);
+    let bad_lines: Vec<Vec<&OsStr>> = vec![
+        vec![os("--bogus")],
+        vec![os("nope")],
+        vec![os("run"), os("--config")],
+        vec![os("run"), os("--update-interval"), os("abc")],
+        vec![os("run"), os("--update-interval"), os("-5")],
+        vec![os("run"), os("--update-interval"), os("1e400")],
+        vec![os("run"), os("--update-interval"), os("NaN")],
+        vec![os("run"), os("--update-interval"), os("0")],
+        vec![
+            os("run"),
+            os("--udp-idle-timeout"),
+            os("99999999999999999999"),
+        ],
+        vec![
+            os("run"),
+            os("--log-level"),
+            os("loud\nlevel=error msg=forged"),
+        ],
+        vec![os("run"), os("--output"), os("")],
+        vec![os("run"), os("--output"), os("file:")],
+        vec![os("run"), os("--output"), os("http:ftp://x/")],
+        vec![
+            os("run"),
+            os("--output"),
+            OsStr::from_bytes(b"file:/tmp/\xff\n"),
+        ],
+        vec![os("run"), OsStr::from_bytes(b"--\xff")],
+    ];
+    for args in &bad_lines {
+        refused(args)?;
+    }
+
+    let nested = format!("a = {}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let garbage: Vec<u8> = (0..65536u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("nested.toml", nested.into_bytes()),
+        (
+            "not-utf8.toml",
+            b"[agent]\nlog_level = \"\xff\xfe\"\n".to_vec(),
+        ),
+        ("nul.toml", b"[agent]\x00\nlog_level = \"info\"\n".to_vec()),
+        ("garbage.toml", garbage),
+        (
+            "huge-numbers.toml",
+            b"[capture]\nring_buffer_bytes = 99999999999999999999999\n".to_vec(),
+        ),
+        (
+            "wrong-types.toml",
+            b"agent = 3\nflows = \"x\"\n[[outputs]]\nname = 7\n".to_vec(),
+        ),
+        (
+            "two-sinks.toml",
+            b"[[outputs]]\n[outputs.stdout]\n[outputs.file]\npath = \"/tmp/x\"\n".to_vec(),
+        ),
+        (
+            "forged-log.toml",
+            b"[agent]\nlog_level = \"x\\nlevel=error msg=forged\"\n".to_vec(),
+        ),
+    ];
+    for (name, bytes) in &files {
+        let path = dir.write(name, bytes)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        for cmd in ["check-config", "run"] {
+            let stderr = if cmd == "run" {
+                refused(&[os("run"), os("--config"), path.as_os_str()])?
+            } else {
+                refused(&[os(cmd), path.as_os_str()])?
+            };
+            // No message forges a line of its own: each starts with the agent's prefix.
+            ensure!(
+                stderr.lines().all(|l| l.starts_with("flow-agent: error: ")),
+                "{name}: {stderr:?}"
+            );
+        }
+    }
+    for special in ["/", "/dev/null", "/proc/self/status"] {
+        refused(&[os("check-config"), os(special)])?;
+    }
+    Ok(())
+}
