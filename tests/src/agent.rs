@@ -27,6 +27,9 @@ const TAIL_STDERR_LINES: usize = 40;
 #[derive(Debug)]
 pub struct Agent {
     child: Child,
+    /// The agent's own pid: the child's, or under a wrapper ([`Agent::start_under`]) the
+    /// wrapper's child running the agent.
+    pid: u32,
     shared: Arc<Shared>,
     readers: Vec<JoinHandle<()>>,
 }
@@ -113,15 +116,40 @@ impl Agent {
         Agent::start_inner(bin, args, None)
     }
 
+    /// Runs `WRAPPER... flow-agent run ARGS...` (e.g. `strace -f -o FILE`), where the wrapper
+    /// runs the agent as its child and exits with it; signals go to the agent itself.
+    pub fn start_under(wrapper: &[&str], args: &[&str]) -> Result<Agent> {
+        let bin = Agent::binary()?;
+        let (prog, rest) = wrapper.split_first().context("an empty wrapper")?;
+        let mut cmd = Command::new(prog);
+        cmd.args(rest).arg(&bin);
+        let mut agent = Agent::spawn(cmd, args, None)?;
+        let wrapper_pid = agent.child.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{wrapper_pid}/task/{wrapper_pid}/children"))
+                .unwrap_or_default();
+        let bin = std::fs::canonicalize(&bin)?;
+        agent.pid = children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+            .find(|p| std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == bin))
+            .with_context(|| format!("no child of {prog} (pid {wrapper_pid}) runs the agent"))?;
+        Ok(agent)
+    }
+
     fn start_inner(bin: &Path, args: &[&str], stream: Option<LineSink>) -> Result<Agent> {
-        let mut child = Command::new(bin)
+        Agent::spawn(Command::new(bin), args, stream)
+    }
+
+    fn spawn(mut command: Command, args: &[&str], stream: Option<LineSink>) -> Result<Agent> {
+        let mut child = command
             .arg("run")
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("spawning {} run {}", bin.display(), args.join(" ")))?;
+            .with_context(|| format!("spawning {command:?}"))?;
         let shared = Arc::new(Shared::default());
         shared.state.lock().unwrap().stream = stream;
         let readers = vec![
@@ -129,6 +157,7 @@ impl Agent {
             read_lines(child.stderr.take(), shared.clone(), Stream::Stderr),
         ];
         let mut agent = Agent {
+            pid: child.id(),
             child,
             shared,
             readers,
@@ -138,7 +167,7 @@ impl Agent {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
     }
 
     /// All JSON events printed so far.
@@ -229,7 +258,7 @@ impl Agent {
     /// (including the end events it flushes on shutdown). A non-zero exit is an error.
     pub fn stop(mut self) -> Result<Vec<Value>> {
         // SAFETY: kill(2) on our own un-reaped child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
         let status = self.wait_exit(STOP_TIMEOUT)?;
         // The agent has exited; readers see EOF unless a descendant still holds the pipes.
         for r in std::mem::take(&mut self.readers) {
@@ -321,6 +350,11 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
+        if self.pid != self.child.id() {
+            // A wrapper's death would leave the agent running.
+            // SAFETY: kill(2) on the agent, the wrapper's child, not reaped while it lives.
+            unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -538,3 +538,94 @@ fn command_lines_and_files_wrong_in_every_way_are_refused_clearly() -> Result<()
     }
     Ok(())
 }
+
+#[test]
+fn the_agent_starts_no_program_and_no_process() -> Result<()> {
+    setup()?;
+    require_tools(&["strace"])?;
+    let stage_dir = TempDir::new("hardening-exec")?;
+    let trace = stage_dir.path().join("trace");
+    let config = stage_dir.write("agent.toml", "[health]\nmetrics_listen = \"\"\n")?;
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600))?;
+    // A PATH where every name a careless program might look up is a trap.
+    let traps = stage_dir.path().join("bin");
+    std::fs::create_dir(&traps)?;
+    for name in [
+        "sh", "bash", "mount", "modprobe", "ip", "ss", "python3", "cat",
+    ] {
+        let p = traps.join(name);
+        std::fs::write(&p, "#!/bin/sh\nexit 1\n")?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let trace_arg = trace.display().to_string();
+    let path_env = format!("PATH={}", traps.display());
+    let config_arg = config.display().to_string();
+    let agent = Agent::start_under(
+        &[
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=execve,execveat,fork,vfork,clone,clone3",
+            "-o",
+            &trace_arg,
+            "env",
+            &path_env,
+        ],
+        &["--config", &config_arg],
+    )?;
+    // A session: flows, a reload, a shutdown.
+    let (client, server) = TestHost::pair()?;
+    let addr = server.ns_addr_v4().to_string();
+    let srv = spawn_py(&server, SERVER, &[addr.clone(), PORT.to_string()])?;
+    wait_for_line(&srv, "listening", Duration::from_secs(10))?;
+    let p = client
+        .cmd(&python()?.display().to_string())
+        .args(["-c", CONNECT, &addr, &PORT.to_string()])
+        .spawn()?;
+    let port: u16 = wait_for_line(&p, "port", Duration::from_secs(20))?[5..]
+        .trim()
+        .parse()?;
+    finish(p, Duration::from_secs(20))?;
+    agent.wait_for(|e| e["src_port"] == port && is_end(e), EVENT_TIMEOUT)?;
+    // SAFETY: kill(2) on the agent's pid while it runs.
+    unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) };
+    let deadline = std::time::Instant::now() + flow_agent_tests::slowed(Duration::from_secs(30));
+    while !agent.stderr().contains("configuration reloaded") {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no reload: {}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    agent.stop()?;
+
+    let text = std::fs::read_to_string(&trace)?;
+    // strace runs `env`, which execs the agent; any other attempt, even a failed one, is a
+    // program the agent tried to run.
+    let execs: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("execve(") || l.contains("execveat("))
+        .collect();
+    ensure!(
+        execs.len() == 2
+            && execs[0].contains("/env\", [\"env\"")
+            && execs[1].contains("/flow-agent\"")
+            && execs.iter().all(|l| l.ends_with("= 0")),
+        "programs executed besides the agent itself: {execs:#?}"
+    );
+    let processes: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.contains("fork(")
+                || ((l.contains("clone(") || l.contains("clone3(")) && !l.contains("CLONE_THREAD"))
+        })
+        .collect();
+    ensure!(
+        processes.is_empty(),
+        "the agent started processes: {processes:#?}"
+    );
+    drop(srv);
+    Ok(())
+}

@@ -26,6 +26,7 @@ const TEST_PACKAGES: &[&str] = &[
     "dnsmasq-base",
     "rsyslog",
     "openssl",
+    "strace",
 ];
 
 fn installed(pkg: &str) -> bool {
