@@ -235,6 +235,8 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut sighup = signal(SignalKind::hangup())?;
     let mut last_stats = Instant::now();
+    // Kernel-side losses as the last stats event reported them.
+    let mut reported_losses = KernelLosses::default();
     let mut events_total = 0u64;
     let mut last_losses = [0u64; LOSS_KINDS as usize];
     let mut last_missed = (0, Default::default());
@@ -293,6 +295,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                     if every > 0 && last_stats.elapsed() >= Duration::from_secs(every) {
                         last_stats = Instant::now();
                         o.publish_stats(&stats);
+                        reported_losses = stats.kernel_losses.clone();
                     }
                 }
             }
@@ -362,10 +365,10 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             losses[flow_common::Loss::RingBufferFull as usize] += unread;
             if let Some(mut o) = outputs.take() {
                 write_events(&mut o, &mut events, &mut events_total);
-                // A last report: what was lost up to the end is never left unsaid.
+                // Losses since the last stats event are never left unsaid: one more report.
                 let stats = stats_event(started, &table, &losses, events_total, &o);
                 health.update(&stats, o.stats());
-                if config.health.stats_interval > 0 {
+                if config.health.stats_interval > 0 && stats.kernel_losses != reported_losses {
                     o.publish_stats(&stats);
                 }
                 o.close().await;
