@@ -13,7 +13,10 @@ fuzz_target!(|data: &[u8]| {
         Ok(cfg) => {
             let again = config::parse(&cfg.to_toml(), Path::new("printed.toml"))
                 .expect("a printed configuration parses");
-            assert_eq!(again, cfg, "printing and parsing back changed the configuration");
+            assert_eq!(
+                again, cfg,
+                "printing and parsing back changed the configuration"
+            );
         }
         Err(e) => {
             let _ = e.to_string();

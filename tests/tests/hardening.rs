@@ -230,7 +230,7 @@ fn names_and_arguments_that_are_not_utf8_are_reported_losslessly() -> Result<()>
     );
     // comm: the name exec() was given, cut to 15 bytes.
     ensure!(
-        value_bytes(&start["process_name"])? == &name[..name.len().min(15)],
+        value_bytes(&start["process_name"])? == name[..name.len().min(15)],
         "process_name {}",
         start["process_name"]
     );

@@ -142,6 +142,14 @@ fn connection_storm_is_survived_bounded_responsive_and_counted() -> Result<()> {
         );
     }
 
+    // Losses counted so far are in the log too.
+    let lost_before_term = seen
+        .lock()
+        .unwrap()
+        .last_stats
+        .as_ref()
+        .map_or(0, |s| s["kernel_losses"]["ring_full"].as_u64().unwrap_or(0));
+    let log_before_term = agent.stderr();
     // SIGTERM while the storm still runs: connections made so far are owed, later ones not.
     let made_before_term = storm.made();
     let asked = Instant::now();
@@ -184,6 +192,10 @@ fn connection_storm_is_survived_bounded_responsive_and_counted() -> Result<()> {
         seen.storm_ends <= flows_made + 2 * (report.made - made_before_term),
         "more end events ({}) than flows made",
         seen.storm_ends
+    );
+    ensure!(
+        lost_before_term == 0 || log_before_term.contains("kernel-side losses"),
+        "{lost_before_term} ring losses in the stats events, none in the log:\n{log_before_term}"
     );
     ensure!(
         stop_took < slowed(STOP_TIMEOUT),
