@@ -301,7 +301,15 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             }
             _ = sighup.recv() => {
                 // Records written before the signal go to the old outputs; later ones to the new.
-                drain_until(&mut capture, &mut table, &mut events, &mut outputs, &mut events_total, ring_bytes, RELOAD_DRAIN_TIME);
+                drain_until(
+                    &mut capture,
+                    &mut table,
+                    &mut events,
+                    &mut outputs,
+                    &mut events_total,
+                    ring_bytes,
+                    RELOAD_DRAIN_TIME,
+                );
                 match reload.as_mut().map(|r| r()) {
                     Some(Ok(new)) => {
                         reload_config(

@@ -32,6 +32,8 @@ struct Seen {
     /// The last stats event.
     last_stats: Option<Value>,
     stats_events: u64,
+    /// The most flows open in any stats event.
+    max_flows_open: u64,
 }
 
 /// Highest VmHWM of `pid` until its /proc entry no longer says (exit), sampled every 50 ms.
@@ -115,6 +117,8 @@ fn connection_storm_is_survived_bounded_responsive_and_counted() -> Result<()> {
             } else if line.contains("\"event_action\":\"stats\"") {
                 s.stats_events += 1;
                 s.last_stats = serde_json::from_str(line).ok();
+                let open = s.last_stats.as_ref().and_then(|v| v["flows_open"].as_u64());
+                s.max_flows_open = s.max_flows_open.max(open.unwrap_or(0));
             }
         }),
     )?;
@@ -170,12 +174,13 @@ fn connection_storm_is_survived_bounded_responsive_and_counted() -> Result<()> {
     let flows_made = 2 * made_before_term;
     eprintln!(
         "storm: {} connections in {:?} ({:.0}/s, {threads} threads), {made_before_term} before SIGTERM; \
-         agent: {} end events of storm flows, losses {losses}, {} stats events, \
+         agent: {} end events of storm flows, losses {losses}, at most {} flows open, {} stats events, \
          stopped {stop_took:?} after SIGTERM, peak RSS {} KiB, slowest scrape {:?}",
         report.made,
         report.elapsed,
         report.per_second(),
         seen.storm_ends,
+        seen.max_flows_open,
         seen.stats_events,
         peak.load(Ordering::Relaxed),
         scrapes.iter().max()
