@@ -102,7 +102,7 @@ unsafe fn write_path(buf: &mut [u8; PATH_BUF_LEN], file: u64) -> (u32, u32) {
             continue;
         }
         let parent = raw(dentry + o.dentry_d_parent as u64);
-        if parent == dentry || parent == 0 {
+        if parent == 0 {
             slots = i as u32;
             done = true;
             break;
@@ -111,6 +111,14 @@ unsafe fn write_path(buf: &mut [u8; PATH_BUF_LEN], file: u64) -> (u32, u32) {
         let n = bpf_probe_read_kernel_str(slot.cast(), PATH_SLOT_LEN as u32, name as *const _);
         if n >= PATH_SLOT_LEN as i64 {
             flags |= PATH_FLAG_TRUNCATED;
+        }
+        if parent == dentry {
+            // A dentry that is its own parent without being a mount's root belongs to no
+            // tree (a memfd, an anonymous file): its name is all the path there is, as in
+            // /proc/PID/exe ("/memfd:NAME (deleted)").
+            slots = i as u32 + 1;
+            done = true;
+            break;
         }
         dentry = parent;
     }

@@ -267,6 +267,11 @@ fn read_tuple(sk: u64, t: &mut Tuple) -> Option<()> {
     let family = read::<u16>(sk, o.skc_family)?;
     t.family = family;
     t.local_port = read::<u16>(sk, o.skc_num)?;
+    if t.local_port == 0 {
+        // At CLOSE the port is already released (skc_num cleared before the state change is
+        // traced); inet_sport keeps it, so a close still names its connection.
+        t.local_port = u16::from_be(read::<u16>(sk, o.inet_sport)?);
+    }
     t.remote_port = u16::from_be(read::<u16>(sk, o.skc_dport)?);
     t.protocol = IPPROTO_TCP;
     t._pad = 0;

@@ -9,22 +9,23 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap};
-use flow_common::{ProcessInfo, TcpDetail, UdpCounters, UdpFlowKey, LOSS_KINDS};
+use aya::maps::{HashMap as BpfHashMap, MapData};
+use flow_common::{ProcessInfo, TcpDetail, LOSS_KINDS};
 use tokio::{
     io::{unix::AsyncFd, Interest},
     signal::unix::{signal, SignalKind},
 };
 
 use crate::{
-    capture::{loader::TcpDetailMaps, sock_diag, Capture, CaptureConfig, FilterSkipped, Record},
+    capture::{
+        drain::{self, drain, DrainBudget, KernelUdp},
+        loader::TcpDetailMaps,
+        sock_diag, Capture, CaptureConfig, FilterSkipped,
+    },
     config::Config,
     enrich::clock::{boot_ns_now, rfc3339_micros},
     filter::kernel::KernelPlan,
-    flows::{
-        table::sum_udp_counters, table::UdpCounterSource, tcp_detail::TcpDetailSource, FlowEvent,
-        FlowTable, FlowTableConfig,
-    },
+    flows::{tcp_detail::TcpDetailSource, FlowEvent, FlowTable, FlowTableConfig},
     health::{Health, KernelLosses, StatsEvent},
     sink::Outputs,
 };
@@ -45,17 +46,6 @@ pub struct RunOptions {
     /// Reads the configuration again on SIGHUP (outputs, filters, `[flows]`, `[enrich]` and
     /// `[agent]` change; `[capture]` needs a restart); without it SIGHUP only logs.
     pub reload: Option<Box<dyn FnMut() -> Result<Config>>>,
-}
-
-struct KernelUdp<'a>(&'a mut PerCpuHashMap<MapData, UdpFlowKey, UdpCounters>);
-
-impl UdpCounterSource for KernelUdp<'_> {
-    fn read(&self, key: &UdpFlowKey) -> Option<UdpCounters> {
-        self.0.get(key, 0).ok().map(|v| sum_udp_counters(v.iter()))
-    }
-    fn remove(&mut self, key: &UdpFlowKey) {
-        let _ = self.0.remove(key);
-    }
 }
 
 impl TcpDetailSource for TcpDetailMaps {
@@ -160,8 +150,8 @@ fn stats_event(
         events_total,
         kernel_losses: KernelLosses {
             ring_full: loss(0),
-            tcp_table_full: loss(1),
-            udp_table_full: loss(2),
+            tcp_table_full: loss(1) + table.evicted.tcp,
+            udp_table_full: loss(2) + table.evicted.udp,
             read_failed: loss(3),
             owner_table_full: loss(4),
             tcp_detail_lost: loss(5),
@@ -267,9 +257,11 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut sighup = signal(SignalKind::hangup())?;
     let mut last_stats = Instant::now();
+    // Kernel-side losses as the last stats event reported them.
+    let mut reported_losses = KernelLosses::default();
     let mut events_total = 0u64;
     let mut last_losses = [0u64; LOSS_KINDS as usize];
-    let mut last_missed = 0;
+    let mut last_missed = (0, Default::default());
     service.attached()?;
     crate::logger::notice(
         module_path!(),
@@ -279,11 +271,17 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         ),
     );
 
+    // Records may still wait in the ring: the last drain stopped at its cap.
+    let mut backlog = false;
+    let ring_bytes = opts.capture.ring_buffer_bytes as usize;
     loop {
         let mut shutting_down = false;
-        // Biased, signals and the tick first: under sustained load the ring is always ready,
-        // and a random pick leaves SIGTERM and the tick (stats, watchdog pings) waiting.
+        if backlog {
+            // Lets the runtime poll its drivers (signals, timers) between two portions.
+            tokio::task::yield_now().await;
+        }
         tokio::select! {
+            // Signals and the tick first: a storm of records must not starve them.
             biased;
             _ = sigterm.recv() => shutting_down = true,
             _ = sigint.recv() => shutting_down = true,
@@ -300,13 +298,13 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                     snapshot_tcp(&mut table, &namespaces, &due, now, &mut events);
                 }
                 let losses = capture.losses();
-                if losses != last_losses || table.missed_closes != last_missed {
+                if losses != last_losses || (table.missed_closes, table.evicted) != last_missed {
                     log::warn!(
-                        "kernel-side losses (ring full, tcp table, udp table, read failed, owner table, tcp detail): {losses:?}; TCP closes missed: {}",
-                        table.missed_closes
+                        "kernel-side losses (ring full, tcp table, udp table, read failed, owner table, tcp detail): {losses:?}; TCP closes missed: {}; evicted while open (tcp, udp): ({}, {})",
+                        table.missed_closes, table.evicted.tcp, table.evicted.udp
                     );
                     last_losses = losses;
-                    last_missed = table.missed_closes;
+                    last_missed = (table.missed_closes, table.evicted);
                 }
                 let skipped = capture.filter_skipped();
                 if skipped != last_skipped {
@@ -321,16 +319,22 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                     if every > 0 && last_stats.elapsed() >= Duration::from_secs(every) {
                         last_stats = Instant::now();
                         o.publish_stats(&stats);
+                        reported_losses = stats.kernel_losses.clone();
                     }
                 }
             }
             _ = sighup.recv() => {
                 service.reloading();
-                // Events drained so far go to the old outputs; later ones to the new.
-                drain(&mut capture, &mut table, &mut events);
-                if let Some(o) = outputs.as_mut() {
-                    write_events(o, &mut events, &mut events_total);
-                }
+                // Records written before the signal go to the old outputs; later ones to the new.
+                drain_until(
+                    &mut capture,
+                    &mut table,
+                    &mut events,
+                    &mut outputs,
+                    &mut events_total,
+                    ring_bytes,
+                    RELOAD_DRAIN_TIME,
+                );
                 match reload.as_mut().map(|r| r()) {
                     Some(Ok(new)) => {
                         reload_config(
@@ -354,23 +358,34 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             }
             guard = ring_fd.readable() => { if let Ok(mut g) = guard { g.clear_ready(); } }
             _ = poll.tick() => {}
+            _ = std::future::ready(()), if backlog => {}
         }
-        drain(&mut capture, &mut table, &mut events);
-        if let Some(o) = outputs.as_mut() {
-            write_events(o, &mut events, &mut events_total);
-        }
-        // Under sustained load every branch is always ready and the loop would never return
-        // Pending: the runtime would then never poll its timers and signals (no tick, no
-        // watchdog ping, SIGTERM ignored). Yielding lets it.
-        tokio::task::yield_now().await;
         if shutting_down {
             service.stopping();
-            // What the ring still holds, within reason: a busy host keeps filling it.
-            for _ in 0..64 {
-                if drain(&mut capture, &mut table, &mut events) < DRAIN_MAX {
-                    break;
-                }
-            }
+            // What the ring held when the signal came, in portions; records stamped after it
+            // are not owed (at most one ring's worth is read, however fast the kernel writes).
+            let drained = drain_until(
+                &mut capture,
+                &mut table,
+                &mut events,
+                &mut outputs,
+                &mut events_total,
+                ring_bytes,
+                SHUTDOWN_DRAIN_TIME,
+            );
+            let unread = if drained.timed_out {
+                let n = drain::skip(
+                    &mut capture,
+                    drained.signal_ns,
+                    ring_bytes.saturating_sub(drained.bytes),
+                );
+                log::warn!(
+                    "shutdown: {n} kernel records written before the signal were still unprocessed after {SHUTDOWN_DRAIN_TIME:?}: given up, counted as ring_full losses"
+                );
+                n
+            } else {
+                0
+            };
             for ns in table.tcp_namespaces() {
                 let Some(path) = namespaces.get(&u64::from(ns)) else {
                     continue;
@@ -381,16 +396,86 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             }
             let mut udp = KernelUdp(&mut capture.udp_flows);
             table.shutdown(&mut udp, &mut events);
+            let mut losses = capture.losses();
+            losses[flow_common::Loss::RingBufferFull as usize] += unread;
             if let Some(mut o) = outputs.take() {
                 write_events(&mut o, &mut events, &mut events_total);
+                // Losses since the last stats event are never left unsaid: one more report.
+                let stats = stats_event(started, &table, &losses, events_total, &o);
+                health.update(&stats, o.stats());
+                if config.health.stats_interval > 0 && stats.kernel_losses != reported_losses {
+                    o.publish_stats(&stats);
+                }
                 o.close().await;
             }
+            log::info!(
+                "kernel-side losses at shutdown (ring full, tcp table, udp table, read failed, owner table, tcp detail): {losses:?}; TCP closes missed: {}; evicted while open (tcp, udp): ({}, {})",
+                table.missed_closes, table.evicted.tcp, table.evicted.udp
+            );
             let skipped = capture.filter_skipped();
             if kernel_plan.kernel_rules > 0 || skipped != FilterSkipped::default() {
                 skipped.log(log::Level::Info);
             }
             log::info!("shut down: every open flow reported as ended");
             return Ok(());
+        }
+        backlog = drain(&mut capture, &mut table, &mut events, DrainBudget::batch()).more;
+        if let Some(o) = outputs.as_mut() {
+            write_events(o, &mut events, &mut events_total);
+        }
+    }
+}
+
+/// How long records written before SIGTERM are still processed; what is left then is given up
+/// and counted (`ring_full`), so that SIGTERM is honoured under any storm on any CPU.
+const SHUTDOWN_DRAIN_TIME: Duration = Duration::from_secs(5);
+/// How long records written before SIGHUP go to the old outputs; later ones go to the new.
+const RELOAD_DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// How far [`drain_until`] got.
+struct DrainedUntil {
+    /// When the signal was handled (CLOCK_BOOTTIME).
+    signal_ns: u64,
+    /// Ring bytes read.
+    bytes: usize,
+    /// Stopped by its time limit with records of before the signal possibly still waiting.
+    timed_out: bool,
+}
+
+/// Reads the records the kernel wrote before now (a signal's arrival), handing each portion's
+/// events to the outputs. Bounded: at most one ring's worth, since records written after now
+/// are left for later and a full ring cannot hold more, and at most `time`.
+#[allow(clippy::too_many_arguments)]
+fn drain_until(
+    capture: &mut Capture,
+    table: &mut FlowTable,
+    events: &mut Vec<FlowEvent>,
+    outputs: &mut Option<Outputs>,
+    events_total: &mut u64,
+    ring_bytes: usize,
+    time: Duration,
+) -> DrainedUntil {
+    let signal_ns = boot_ns_now();
+    let deadline = Instant::now() + time;
+    let mut read = 0;
+    loop {
+        let done = drain(
+            capture,
+            table,
+            events,
+            DrainBudget::until(signal_ns, deadline),
+        );
+        if let Some(o) = outputs.as_mut() {
+            write_events(o, events, events_total);
+        }
+        read += done.bytes;
+        let timed_out = Instant::now() >= deadline;
+        if !done.more || read >= ring_bytes || timed_out {
+            return DrainedUntil {
+                signal_ns,
+                bytes: read,
+                timed_out: done.more && timed_out && read < ring_bytes,
+            };
         }
     }
 }
@@ -437,29 +522,4 @@ fn snapshot_tcp(
             Err(e) => log::warn!("TCP counters in {}: {e}", path.display()),
         }
     }
-}
-
-/// Most kernel records taken per drain: under sustained load the ring never empties, and the
-/// loop must still get back to its ticks and signals between drains.
-const DRAIN_MAX: usize = 4_096;
-
-/// Feeds the flow table up to [`DRAIN_MAX`] records from the ring; returns how many it took.
-fn drain(capture: &mut Capture, table: &mut FlowTable, events: &mut Vec<FlowEvent>) -> usize {
-    let mut taken = 0;
-    let mut records = Vec::new();
-    while taken < DRAIN_MAX {
-        let Some(item) = capture.events.next() else {
-            break;
-        };
-        taken += 1;
-        match Record::decode(&item) {
-            Ok(r) => records.push(r),
-            Err(e) => log::error!("dropping undecodable kernel record: {e}"),
-        }
-    }
-    let mut udp = KernelUdp(&mut capture.udp_flows);
-    for r in records {
-        table.handle(r, &mut udp, events);
-    }
-    taken
 }

@@ -51,6 +51,9 @@ pub struct KernelOffsets {
     pub skc_num: u32,
     /// Remote port, network byte order.
     pub skc_dport: u32,
+    /// `inet_sock.inet_sport`: local port, network byte order. Unlike `skc_num`, it is not
+    /// cleared when the port is released, just before the close state change is traced.
+    pub inet_sport: u32,
     pub skc_rcv_saddr: u32,
     pub skc_daddr: u32,
     pub skc_v6_rcv_saddr: u32,

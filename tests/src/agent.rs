@@ -27,6 +27,9 @@ const TAIL_STDERR_LINES: usize = 40;
 #[derive(Debug)]
 pub struct Agent {
     child: Child,
+    /// The agent's own pid: the child's, or under a wrapper ([`Agent::start_under`]) the
+    /// wrapper's child running the agent.
+    pid: u32,
     shared: Arc<Shared>,
     readers: Vec<JoinHandle<()>>,
 }
@@ -37,7 +40,10 @@ struct Shared {
     changed: Condvar,
 }
 
-#[derive(Debug, Default)]
+/// Receives each stdout line instead of the harness keeping it ([`Agent::start_streaming`]).
+pub type LineSink = Box<dyn FnMut(&str) + Send>;
+
+#[derive(Default)]
 struct State {
     events: Vec<Value>,
     /// The stdout lines behind `events`, as printed (for byte-for-byte comparisons).
@@ -50,6 +56,20 @@ struct State {
     ready: bool,
     stdout_eof: bool,
     stderr_eof: bool,
+    /// When set, stdout lines go here and are not kept.
+    stream: Option<LineSink>,
+    /// Stdout lines seen (kept or streamed).
+    stdout_lines: u64,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("events", &self.events.len())
+            .field("stdout_lines", &self.stdout_lines)
+            .field("ready", &self.ready)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Agent {
@@ -87,26 +107,59 @@ impl Agent {
         Agent::start_bin(&Agent::binary()?, args)
     }
 
+    /// Like [`Agent::start`], but every stdout line goes to `sink` (on the reader thread) and
+    /// none is kept: for outputs too large to hold (storms). [`Agent::events`] stays empty.
+    pub fn start_streaming(args: &[&str], sink: LineSink) -> Result<Agent> {
+        Agent::start_inner(&Agent::binary()?, args, Some(sink))
+    }
+
     /// Like [`Agent::start`] with an explicit binary (also used to test the harness itself).
     pub fn start_bin(bin: &Path, args: &[&str]) -> Result<Agent> {
-        let mut child = Command::new(bin)
+        Agent::start_inner(bin, args, None)
+    }
+
+    /// Runs `WRAPPER... flow-agent run ARGS...` (e.g. `strace -f -o FILE`), where the wrapper
+    /// runs the agent as its child and exits with it; signals go to the agent itself.
+    pub fn start_under(wrapper: &[&str], args: &[&str]) -> Result<Agent> {
+        let bin = Agent::binary()?;
+        let (prog, rest) = wrapper.split_first().context("an empty wrapper")?;
+        let mut cmd = Command::new(prog);
+        cmd.args(rest).arg(&bin);
+        let mut agent = Agent::spawn(cmd, args, None)?;
+        let wrapper_pid = agent.child.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{wrapper_pid}/task/{wrapper_pid}/children"))
+                .unwrap_or_default();
+        let bin = std::fs::canonicalize(&bin)?;
+        agent.pid = children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+            .find(|p| std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == bin))
+            .with_context(|| format!("no child of {prog} (pid {wrapper_pid}) runs the agent"))?;
+        Ok(agent)
+    }
+
+    fn start_inner(bin: &Path, args: &[&str], stream: Option<LineSink>) -> Result<Agent> {
+        Agent::spawn(Command::new(bin), args, stream)
+    }
+
+    fn spawn(mut command: Command, args: &[&str], stream: Option<LineSink>) -> Result<Agent> {
+        let mut child = command
             .arg("run")
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("spawning {} run {}", bin.display(), args.join(" ")))?;
+            .with_context(|| format!("spawning {command:?}"))?;
         let shared = Arc::new(Shared::default());
+        shared.state.lock().unwrap().stream = stream;
         let readers = vec![
-            read_lines(child.stdout.take(), shared.clone(), on_stdout_line, |s| {
-                s.stdout_eof = true
-            }),
-            read_lines(child.stderr.take(), shared.clone(), on_stderr_line, |s| {
-                s.stderr_eof = true
-            }),
+            read_lines(child.stdout.take(), shared.clone(), Stream::Stdout),
+            read_lines(child.stderr.take(), shared.clone(), Stream::Stderr),
         ];
         let mut agent = Agent {
+            pid: child.id(),
             child,
             shared,
             readers,
@@ -116,7 +169,7 @@ impl Agent {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
     }
 
     /// All JSON events printed so far.
@@ -155,6 +208,11 @@ impl Agent {
             .unwrap_or_default()
     }
 
+    /// Stdout lines printed so far (kept or streamed).
+    pub fn stdout_line_count(&self) -> u64 {
+        self.lock().stdout_lines
+    }
+
     /// Everything the agent wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.lock().stderr.clone()
@@ -175,10 +233,21 @@ impl Agent {
     ) -> Result<Vec<Value>> {
         let deadline = Instant::now() + slowed(timeout);
         let mut state = self.lock();
+        // Each event is judged once: a long output must not be rescanned on every new line.
+        let mut found: Vec<Value> = Vec::new();
+        let mut scanned = 0;
         loop {
-            let found: Vec<&Value> = state.events.iter().filter(|e| pred(e)).take(n).collect();
+            for e in &state.events[scanned..] {
+                if found.len() >= n {
+                    break;
+                }
+                if pred(e) {
+                    found.push(e.clone());
+                }
+            }
+            scanned = state.events.len();
             if found.len() >= n {
-                return Ok(found.into_iter().cloned().collect());
+                return Ok(found);
             }
             let (have, now) = (found.len(), Instant::now());
             if state.stdout_eof {
@@ -212,7 +281,7 @@ impl Agent {
     /// Like [`Agent::stop`], also returning the JSON lines exactly as printed.
     pub fn stop_with_lines(mut self) -> Result<(Vec<Value>, Vec<String>)> {
         // SAFETY: kill(2) on our own un-reaped child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
         let status = self.wait_exit(STOP_TIMEOUT)?;
         // The agent has exited; readers see EOF unless a descendant still holds the pipes.
         for r in std::mem::take(&mut self.readers) {
@@ -304,51 +373,80 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
+        if self.pid != self.child.id() {
+            // A wrapper's death would leave the agent running.
+            // SAFETY: kill(2) on the agent, the wrapper's child, not reaped while it lives.
+            unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn on_stdout_line(state: &mut State, line: String) {
-    state.lines.push(line.clone());
-    match serde_json::from_str::<Value>(&line) {
-        Ok(v) => {
-            state.events.push(v);
-            state.json_lines.push(line);
-        }
-        Err(_) if line.trim().is_empty() => {}
-        Err(_) => state.non_json.push(line),
-    }
+#[derive(Clone, Copy)]
+enum Stream {
+    Stdout,
+    Stderr,
 }
 
-fn on_stderr_line(state: &mut State, line: String) {
+/// One stdout line: parsed before taking the lock, so waiters are not held up by parsing.
+fn on_stdout_line(shared: &Shared, line: String) {
+    let mut state = shared.state.lock().unwrap();
+    state.stdout_lines += 1;
+    if let Some(sink) = state.stream.as_mut() {
+        sink(&line);
+        return;
+    }
+    drop(state);
+    let parsed = serde_json::from_str::<Value>(&line);
+    let mut state = shared.state.lock().unwrap();
+    match parsed {
+        Ok(v) => {
+            state.events.push(v);
+            state.json_lines.push(line.clone());
+        }
+        Err(_) if line.trim().is_empty() => {}
+        Err(_) => state.non_json.push(line.clone()),
+    }
+    state.lines.push(line);
+}
+
+fn on_stderr_line(shared: &Shared, line: String) {
+    let mut state = shared.state.lock().unwrap();
     state.ready |= line.contains(READY_MARKER);
     state.stderr.push_str(&line);
     state.stderr.push('\n');
 }
 
-/// Feeds each line of a pipe to `on_line` under the lock, on its own thread.
+/// Feeds each line of a pipe to the state, on its own thread.
 fn read_lines(
     pipe: Option<impl Read + Send + 'static>,
     shared: Arc<Shared>,
-    on_line: fn(&mut State, String),
-    on_eof: fn(&mut State),
+    stream: Stream,
 ) -> JoinHandle<()> {
     std::thread::spawn(move || {
         if let Some(pipe) = pipe {
-            let mut reader = BufReader::new(pipe);
+            let mut reader = BufReader::with_capacity(1 << 16, pipe);
             let mut buf = Vec::new();
             // Byte lines + lossy decode: one bad UTF-8 byte must not stop collection.
             while matches!(reader.read_until(b'\n', &mut buf), Ok(1..)) {
                 let line = String::from_utf8_lossy(&buf)
                     .trim_end_matches(['\n', '\r'])
                     .to_string();
-                on_line(&mut shared.state.lock().unwrap(), line);
+                match stream {
+                    Stream::Stdout => on_stdout_line(&shared, line),
+                    Stream::Stderr => on_stderr_line(&shared, line),
+                }
                 shared.changed.notify_all();
                 buf.clear();
             }
         }
-        on_eof(&mut shared.state.lock().unwrap());
+        let mut state = shared.state.lock().unwrap();
+        match stream {
+            Stream::Stdout => state.stdout_eof = true,
+            Stream::Stderr => state.stderr_eof = true,
+        }
+        drop(state);
         shared.changed.notify_all();
     })
 }

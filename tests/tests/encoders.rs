@@ -671,14 +671,15 @@ fn hostile_process_strings_stay_data_in_every_format() -> Result<()> {
     let name = start["exe"].as_str().context("exe")?;
     let cmd = start["command_line"].as_str().context("command_line")?;
     let image = start["image_path"].as_str().context("image_path")?;
-    // The native event carries what the process did (invalid UTF-8 as U+FFFD).
+    // The native event carries what the process did: values that are not UTF-8 in bash's
+    // ANSI-C quoting, byte for byte (docs/events.md, "Bytes that are not UTF-8").
     ensure!(
-        name == String::from_utf8_lossy(HOSTILE_NAME) && cmd.contains('\u{fffd}'),
-        "the native event lost the hostile strings: {start}"
+        name == r#"$'x<y&z"q\'\n\x01\x7f\xff>'"#,
+        "the native event lost the hostile name: {start}"
     );
     ensure!(
-        cmd.contains(&*String::from_utf8_lossy(HOSTILE_ARG)),
-        "{cmd:?}"
+        cmd.contains(r#"$'</Data><Data Name="Image">/bin/evil</Data>\r\n\t\x1b[31m\xfe&amp;]]>'"#),
+        "the native event lost the hostile argument: {cmd:?}"
     );
     for native in &natives {
         let doc = run

@@ -1,6 +1,7 @@
-//! Project automation: `cargo xtask setup|build|run|test|lint|vm-test|deb|bench`.
+//! Project automation: `cargo xtask setup|build|run|test|lint|vm-test|deb|bench|fuzz`.
 mod bench;
 mod deb;
+mod fuzz;
 mod setup;
 mod vm;
 
@@ -45,6 +46,14 @@ enum Cmd {
     Lint,
     /// Build the Debian package (release binary, unit, config, man page) into target/debian.
     Deb(deb::DebArgs),
+    /// Build every cargo-fuzz target of fuzz/ and run each for a bounded time (nightly).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = fuzz::DEFAULT_SECONDS)]
+        seconds: u64,
+        /// Only these targets (default: all).
+        targets: Vec<String>,
+    },
     /// Run the integration tests inside VMs booting real distribution kernels.
     VmTest {
         /// One kernel of the matrix (5.10, 6.1, 6.12); default: all.
@@ -159,6 +168,7 @@ fn main() -> Result<()> {
         }
         Cmd::Deb(args) => deb::main(args),
         Cmd::Bench(args) => bench::bench(args),
+        Cmd::Fuzz { seconds, targets } => fuzz::fuzz(seconds, &targets),
         Cmd::VmTest { kernel } => {
             setup::ensure_all()?;
             setup::ensure_test_tools()?;

@@ -1,4 +1,5 @@
 //! Capture stage: load and attach the kernel programs, read their records.
+pub mod drain;
 pub mod kernel_filter;
 pub mod loader;
 pub mod object;

@@ -152,12 +152,18 @@ fn outputs(cfg: &Config, path: &KeyPath, issues: &mut Vec<Issue>) {
                 if !p.is_absolute() {
                     issues.push(Issue::new(
                         key,
-                        format!("{:?} is a relative path (expected an absolute path)", p.display().to_string()),
+                        format!(
+                            "{:?} is a relative path (expected an absolute path)",
+                            p.display().to_string()
+                        ),
                     ));
                 } else if let Some(j) = files.insert(p.as_path(), i) {
                     issues.push(Issue::new(
                         key,
-                        format!("outputs[{j}] already writes {} (expected one output per file)", p.display()),
+                        format!(
+                            "outputs[{j}] already writes {} (expected one output per file)",
+                            p.display()
+                        ),
                     ));
                 } else {
                     let dir = p.parent().unwrap_or(Path::new("/"));
@@ -173,13 +179,23 @@ fn outputs(cfg: &Config, path: &KeyPath, issues: &mut Vec<Issue>) {
                     }
                 }
             }
-            "http" if !out.format.is_json() => issues.push(Issue::new(
-                at.key("format"),
-                format!(
-                    "{} records are not JSON; an http output sends JSON (expected native, ecs, ocsf or zeek)",
-                    out.format.name()
-                ),
-            )),
+            "http" => {
+                let http = out.http.as_ref().expect("kind() says http is set");
+                // Checked here too, not only when the sink starts: a bad URL is a
+                // configuration error (exit 2, nothing started), like every other.
+                if let Err(e) = crate::sink::http::Endpoint::parse(&http.url) {
+                    issues.push(Issue::new(at.key("http").key("url"), e));
+                }
+                if !out.format.is_json() {
+                    issues.push(Issue::new(
+                        at.key("format"),
+                        format!(
+                            "{} records are not JSON; an http output sends JSON (expected native, ecs, ocsf or zeek)",
+                            out.format.name()
+                        ),
+                    ));
+                }
+            }
             _ => {}
         }
     }

@@ -3,7 +3,7 @@
 //! by walking the cgroup2 mount, cached, and walked again only when an unknown id appears.
 use std::{
     collections::HashMap,
-    os::unix::fs::MetadataExt,
+    os::unix::{ffi::OsStrExt, fs::MetadataExt},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -32,9 +32,10 @@ impl CgroupPaths {
     /// for processes that started before the agent, whose id the kernel never reported.
     pub fn id_of_process(&mut self, pid: u32) -> Option<u64> {
         let root = self.root.clone()?;
-        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
-        let dir = root.join(rel.trim_start_matches('/'));
+        let text = std::fs::read(format!("/proc/{pid}/cgroup")).ok()?;
+        let rel = super::procfs::cgroup_v2_path(&text)?;
+        let rel = rel.strip_prefix(b"/").unwrap_or(rel);
+        let dir = root.join(std::ffi::OsStr::from_bytes(rel));
         let id = std::fs::metadata(&dir).ok()?.ino();
         self.by_id.insert(id, relative(&root, &dir));
         Some(id)
@@ -80,9 +81,12 @@ impl CgroupPaths {
     }
 }
 
+/// The path of `dir` under `root`, as text without loss (cgroup names need not be UTF-8).
 fn relative(root: &Path, dir: &Path) -> String {
     let rel = dir.strip_prefix(root).unwrap_or(dir);
-    format!("/{}", rel.display())
+    let mut bytes = b"/".to_vec();
+    bytes.extend_from_slice(rel.as_os_str().as_bytes());
+    super::escape::text_of(&bytes)
 }
 
 /// A container the cgroup path names.

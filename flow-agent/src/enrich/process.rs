@@ -9,6 +9,7 @@ use std::{
 
 use flow_common::{ExecRecord, ExitRecord, ForkRecord, PATH_FLAG_DELETED, PATH_FLAG_TRUNCATED};
 
+use super::procfs::{self, StatFields};
 use crate::capture::records::{exec_args, exec_path};
 
 /// Longest command line kept, in bytes (longer ones are cut and marked).
@@ -172,36 +173,20 @@ impl ProcessTable {
 
 /// /proc/PID: stat for parent and start time, exe and cmdline. None if the process is gone.
 fn read_proc(pid: u32, tick_ns: u64) -> Option<Process> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // comm may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ppid = fields.get(1)?.parse().ok()?;
-    let start_ticks: u64 = fields.get(19)?.parse().ok()?;
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let StatFields { ppid, start_ticks } = procfs::stat_fields(&stat)?;
     let (image_path, image_deleted) = match std::fs::read_link(format!("/proc/{pid}/exe")) {
         Ok(p) => {
-            let bytes = p.as_os_str().as_bytes();
-            match bytes.strip_suffix(b" (deleted)") {
-                Some(stripped) => (Some(stripped.to_vec()), true),
-                None => (Some(bytes.to_vec()), false),
-            }
+            let (path, deleted) = procfs::exe_link(p.as_os_str().as_bytes());
+            (Some(path), deleted)
         }
         Err(_) => (None, false),
     };
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let args_truncated = cmdline.len() > MAX_COMMAND_LINE;
-    let mut raw = &cmdline[..cmdline.len().min(MAX_COMMAND_LINE)];
-    if raw.last() == Some(&0) {
-        raw = &raw[..raw.len() - 1];
-    }
-    let args = if raw.is_empty() {
-        Vec::new()
-    } else {
-        raw.split(|b| *b == 0).map(<[u8]>::to_vec).collect()
-    };
+    let (args, args_truncated) = procfs::cmdline_args(&cmdline, MAX_COMMAND_LINE);
     Some(Process {
         pid,
-        start_ns: start_ticks * tick_ns,
+        start_ns: start_ticks.saturating_mul(tick_ns),
         ppid,
         image_path,
         image_deleted,

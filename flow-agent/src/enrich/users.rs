@@ -49,8 +49,9 @@ impl NameDb {
             .ok();
         if mtime != self.mtime {
             self.mtime = mtime;
-            self.names = std::fs::read_to_string(&self.path)
-                .map(|text| parse(&text))
+            // One line that is not UTF-8 must not cost every other name.
+            self.names = std::fs::read(&self.path)
+                .map(|bytes| parse(&String::from_utf8_lossy(&bytes)))
                 .unwrap_or_default();
         }
         self.names.get(&id).cloned()
@@ -58,7 +59,7 @@ impl NameDb {
 }
 
 /// name:x:id:... lines; the first name for an id wins, as getpwuid does.
-fn parse(text: &str) -> HashMap<u32, String> {
+pub fn parse(text: &str) -> HashMap<u32, String> {
     let mut out = HashMap::new();
     for line in text.lines() {
         let mut f = line.split(':');

@@ -25,6 +25,7 @@ use crate::{
         clock::{rfc3339_micros, BootClock},
         command_line::quote_args,
         dns_names::{DnsNames, ResolvedName},
+        escape::text_of,
         host::{process_entity_id, HostInfo},
         networks::{default_local_networks, is_local, Cidr},
         process::ProcessTable,
@@ -111,6 +112,13 @@ pub(super) struct Flow {
     pub(super) detail: Option<TcpDetail>,
 }
 
+/// Kernel table entries pushed out while their flows were open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Evicted {
+    pub tcp: u64,
+    pub udp: u64,
+}
+
 pub struct FlowTable {
     pub(super) cfg: FlowTableConfig,
     pub(super) flows: HashMap<FlowKey, Flow>,
@@ -120,6 +128,10 @@ pub struct FlowTable {
     pub(super) next_id: u64,
     /// TCP flows whose close record never came (counted, reported as a loss).
     pub missed_closes: u64,
+    /// Sockets the kernel's LRU tables pushed out while their flows were open, as noticed
+    /// here: a TCP close or handshake the socket table no longer knew, a UDP flow whose
+    /// counters were gone. Reported with the kernel's `tcp_table_full`/`udp_table_full`.
+    pub evicted: Evicted,
     id_prefix: String,
     pub processes: ProcessTable,
     users: NameDb,
@@ -140,6 +152,7 @@ impl FlowTable {
             flows: HashMap::new(),
             partial: HashMap::new(),
             missed_closes: 0,
+            evicted: Evicted::default(),
             udp_by_cookie: HashMap::new(),
             next_id: 0,
             id_prefix,
@@ -268,6 +281,11 @@ impl FlowTable {
     fn on_tcp_open(&mut self, r: &TcpRecord, out: &mut Vec<FlowEvent>) {
         let key = FlowKey::Tcp(r.sock);
         let role = role_of(r.role);
+        if role == Role::Unknown && r.old_state == flow_common::tcp_state::SYN_SENT {
+            // A handshake the socket table no longer knew: its connect() entry was pushed
+            // out (or, rarely, the connect began before the agent started).
+            self.evicted.tcp += 1;
+        }
         let mut f = self.new_flow(r.tuple, role, r.owner, owner_kind_of(r.owner_kind));
         // Opened while the start-up scan ran: the scan's flow is this one.
         if let Some(pkey) = self.partial.remove(&identity(r.netns, &r.tuple)) {
@@ -327,6 +345,10 @@ impl FlowTable {
         let Some(f) = self.flows.remove(&key) else {
             return;
         };
+        if r.role == Role::Unknown as u8 && f.start_observed {
+            // Opened under the agent's eyes, yet the kernel's socket table forgot it.
+            self.evicted.tcp += 1;
+        }
         // A flow found at start-up knows its (guessed) direction; the kernel record does not.
         let mut directed = *r;
         if directed.role == Role::Unknown as u8 {
@@ -441,6 +463,7 @@ impl FlowTable {
             };
             let Some(c) = udp.read(&ukey) else {
                 // Pushed out of the kernel's LRU table: its counters are gone.
+                self.evicted.udp += 1;
                 self.end_udp(ukey, "evicted", udp, out);
                 continue;
             };
@@ -648,7 +671,7 @@ impl FlowTable {
             ev.cgroup_path = Some(path);
         }
         let comm_len = t.comm.iter().position(|b| *b == 0).unwrap_or(t.comm.len());
-        ev.process_name = Some(String::from_utf8_lossy(&t.comm[..comm_len]).into_owned());
+        ev.process_name = Some(text_of(&t.comm[..comm_len]));
         if t.start_ns > 0 {
             ev.process_start_time = Some(rfc3339_micros(self.clock.to_wall(t.start_ns)));
             ev.process_entity_id = Some(process_entity_id(
@@ -668,27 +691,18 @@ impl FlowTable {
         }
         if let Some(p) = proc {
             if let Some(path) = &p.image_path {
-                let path = String::from_utf8_lossy(path).into_owned();
-                ev.exe = path.rsplit('/').next().map(str::to_string);
-                ev.image_path = Some(path);
+                ev.exe = path.rsplit(|b| *b == b'/').next().map(text_of);
+                ev.image_path = Some(text_of(path));
                 // Deleted after exec (the kernel saw a linked file): /proc says so while it runs.
                 ev.image_deleted = Some(p.image_deleted || self.deleted.check(p.pid, p.start_ns));
             }
             if !p.args.is_empty() {
-                let args: Vec<String> = p
-                    .args
-                    .iter()
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect();
-                ev.command_line = Some(quote_args(&args));
-                ev.process_args = Some(args);
+                ev.command_line = Some(quote_args(&p.args));
+                ev.process_args = Some(p.args.iter().map(|a| text_of(a)).collect());
                 ev.command_line_truncated = Some(p.args_truncated);
             }
             if let Some(parent) = self.processes.lookup(p.ppid, 0) {
-                ev.parent_exe = parent
-                    .image_path
-                    .as_ref()
-                    .map(|b| String::from_utf8_lossy(b).into_owned());
+                ev.parent_exe = parent.image_path.as_ref().map(|b| text_of(b));
                 if parent.start_ns > 0 {
                     ev.parent_entity_id = Some(process_entity_id(
                         &self.cfg.host.machine_id,

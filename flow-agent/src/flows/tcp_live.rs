@@ -240,12 +240,6 @@ impl FlowTable {
 
 /// The real group id from /proc/PID/status ("Gid:\treal\teffective\tsaved\tfs").
 fn proc_real_gid(pid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Gid:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    let status = std::fs::read(format!("/proc/{pid}/status")).ok()?;
+    crate::enrich::procfs::status_real_gid(&status)
 }

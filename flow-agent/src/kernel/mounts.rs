@@ -29,9 +29,11 @@ pub fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
+        // Three octal digits of a byte: the first at most 3 (\377), anything else is literal.
         if b[i] == b'\\'
             && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+            && (b'0'..=b'3').contains(&b[i + 1])
+            && b[i + 2..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
         {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
@@ -68,5 +70,7 @@ mod tests {
     fn unescapes_octal() {
         let line = "41 31 0:38 / /mnt/my\\040cg rw - cgroup2 cgroup2 rw\n";
         assert_eq!(cgroup2_mount_in(line), Some("/mnt/my cg".into()));
+        // Not a byte: kept as written (found by fuzzing: \777 overflowed).
+        assert_eq!(unescape("a\\777b\\134"), "a\\777b\\");
     }
 }

@@ -58,6 +58,7 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
         skc_family: req("sock_common", "skc_family")?,
         skc_num: req("sock_common", "skc_num")?,
         skc_dport: req("sock_common", "skc_dport")?,
+        inet_sport: req("inet_sock", "inet_sport")?,
         skc_rcv_saddr: req("sock_common", "skc_rcv_saddr")?,
         skc_daddr: req("sock_common", "skc_daddr")?,
         skc_v6_rcv_saddr: req("sock_common", "skc_v6_rcv_saddr")?,
@@ -191,5 +192,7 @@ mod tests {
         for offset in [o.sock_sk_err, o.sock_sk_protocol, o.sock_sk_flags] {
             assert!(offset > 0 && offset < sock_size);
         }
+        // inet_sock embeds sock.
+        assert!(o.inet_sport >= sock_size && o.inet_sport < btf.struct_size("inet_sock").unwrap());
     }
 }

@@ -1,0 +1,161 @@
+//! Reading the ring buffer in bounded portions. A producer faster than the agent (a storm of
+//! connections) must not keep the main loop reading forever: each portion is capped, so the
+//! tick, the signals and the outputs get their turn, and memory stays bounded. Whatever the
+//! kernel could not put in the full ring is counted there (`ring_full`), never silent.
+use std::time::{Duration, Instant};
+
+use flow_common::{UdpCounters, UdpFlowKey};
+
+use aya::maps::{MapData, PerCpuHashMap};
+
+use super::{Capture, Record};
+use crate::flows::{
+    table::{sum_udp_counters, UdpCounterSource},
+    FlowEvent, FlowTable,
+};
+
+/// Records handled per turn of the main loop at most.
+pub const DRAIN_BATCH: usize = 4096;
+/// Time one turn of the main loop spends on records at most: on a starved CPU even a batch
+/// can take long, and the tick and the signals must still come round.
+pub const DRAIN_TIME: Duration = Duration::from_millis(50);
+/// The clock is read once per this many records.
+const CLOCK_EVERY: usize = 64;
+
+/// Records of CPUs that reserved their ring slot in one order can carry timestamps in a
+/// slightly different one: a signal's limit is extended by this much so that no record written
+/// before the signal is left behind a later one.
+const STAMP_SKEW_NS: u64 = 10_000_000;
+
+/// The kernel's per-CPU UDP counters, as the flow table reads them.
+pub struct KernelUdp<'a>(pub &'a mut PerCpuHashMap<MapData, UdpFlowKey, UdpCounters>);
+
+impl UdpCounterSource for KernelUdp<'_> {
+    fn read(&self, key: &UdpFlowKey) -> Option<UdpCounters> {
+        self.0.get(key, 0).ok().map(|v| sum_udp_counters(v.iter()))
+    }
+    fn remove(&mut self, key: &UdpFlowKey) {
+        let _ = self.0.remove(key);
+    }
+}
+
+/// How much one drain may read.
+#[derive(Clone, Copy, Debug)]
+pub struct DrainBudget {
+    /// Records at most.
+    pub records: usize,
+    /// Stop (with `more` set) once this instant has passed.
+    pub deadline: Instant,
+    /// Stop after the first record the kernel stamped (CLOCK_BOOTTIME) after this instant: a
+    /// signal's arrival, after which new records are not owed to the old state.
+    pub before_ns: Option<u64>,
+}
+
+impl DrainBudget {
+    /// One turn of the main loop.
+    pub fn batch() -> Self {
+        Self {
+            records: DRAIN_BATCH,
+            deadline: Instant::now() + DRAIN_TIME,
+            before_ns: None,
+        }
+    }
+
+    /// A portion of what the ring held at `signal_ns`, read until `deadline` at the latest.
+    pub fn until(signal_ns: u64, deadline: Instant) -> Self {
+        Self {
+            records: DRAIN_BATCH,
+            deadline: deadline.min(Instant::now() + DRAIN_TIME),
+            before_ns: Some(signal_ns + STAMP_SKEW_NS),
+        }
+    }
+}
+
+/// What one drain did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    pub records: usize,
+    /// Ring bytes consumed (records and their 8-byte ring headers).
+    pub bytes: usize,
+    /// The budget (records or time) ran out while the ring still gave records.
+    pub more: bool,
+}
+
+/// The kernel's timestamp of a raw record (its header's `ts_ns`), if it has one.
+fn stamp(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_ne_bytes(bytes.get(8..16)?.try_into().ok()?))
+}
+
+/// Reads records within `budget`, feeding each to the flow table as it comes (no buffering of
+/// raw records: memory is one record at a time).
+pub fn drain(
+    capture: &mut Capture,
+    table: &mut FlowTable,
+    events: &mut Vec<FlowEvent>,
+    budget: DrainBudget,
+) -> Drained {
+    let mut done = Drained::default();
+    let Capture {
+        events: ring,
+        udp_flows,
+        ..
+    } = capture;
+    let mut udp = KernelUdp(udp_flows);
+    while done.records < budget.records {
+        let Some(item) = ring.next() else {
+            return done;
+        };
+        done.records += 1;
+        done.bytes += item.len() + 8;
+        let newer = budget
+            .before_ns
+            .is_some_and(|limit| stamp(&item).is_some_and(|ts| ts > limit));
+        let record = Record::decode(&item);
+        // Releases the ring slot before the (slower) flow table work.
+        drop(item);
+        match record {
+            Ok(r) => table.handle(r, &mut udp, events),
+            Err(e) => log::error!("dropping undecodable kernel record: {e}"),
+        }
+        if newer {
+            return done;
+        }
+        if done.records % CLOCK_EVERY == 0 && Instant::now() >= budget.deadline {
+            break;
+        }
+    }
+    done.more = true;
+    done
+}
+
+/// Consumes, without handling, the records stamped before `before_ns` (a signal's arrival,
+/// extended by the stamp skew), reading at most `max_bytes`: what the agent must give up when
+/// it has to stop before it could process them. Returns how many records were given up.
+pub fn skip(capture: &mut Capture, before_ns: u64, max_bytes: usize) -> u64 {
+    let limit = before_ns + STAMP_SKEW_NS;
+    let (mut skipped, mut bytes) = (0, 0);
+    while bytes < max_bytes {
+        let Some(item) = capture.events.next() else {
+            break;
+        };
+        bytes += item.len() + 8;
+        if stamp(&item).is_some_and(|ts| ts > limit) {
+            break;
+        }
+        skipped += 1;
+    }
+    skipped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stamp;
+
+    #[test]
+    fn stamp_is_the_header_timestamp() {
+        let mut b = [0u8; 24];
+        b[8..16].copy_from_slice(&42u64.to_ne_bytes());
+        assert_eq!(stamp(&b), Some(42));
+        assert_eq!(stamp(&b[..12]), None);
+    }
+}

@@ -1,0 +1,140 @@
+//! Parsers of /proc files, apart from their reading: what a process puts there (its name in
+//! `stat`, its arguments in `cmdline`, its executable's name) is chosen by whoever started it,
+//! so every parser takes any bytes without panicking (fuzzed: `fuzz/fuzz_targets/procfs.rs`).
+
+/// `/proc/PID/stat` fields the agent uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatFields {
+    pub ppid: u32,
+    /// Start time in clock ticks since boot (field 22).
+    pub start_ticks: u64,
+}
+
+/// Parses `/proc/PID/stat`. The command name (field 2) is in parentheses and may itself hold
+/// spaces, parentheses and bytes that are not UTF-8: the fields after it start after the last
+/// `)`, and only they are decoded.
+pub fn stat_fields(stat: &[u8]) -> Option<StatFields> {
+    let close = stat.iter().rposition(|b| *b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    let mut fields = rest.split_whitespace();
+    // rest: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime
+    // stime cutime cstime priority nice num_threads itrealvalue starttime ...
+    let ppid = fields.nth(1)?.parse().ok()?;
+    let start_ticks = fields.nth(17)?.parse().ok()?;
+    Some(StatFields { ppid, start_ticks })
+}
+
+/// Splits `/proc/PID/cmdline` (NUL-terminated arguments) into at most `max` bytes of
+/// arguments; true when some were cut off.
+pub fn cmdline_args(cmdline: &[u8], max: usize) -> (Vec<Vec<u8>>, bool) {
+    let truncated = cmdline.len() > max;
+    let mut raw = &cmdline[..cmdline.len().min(max)];
+    if let Some(stripped) = raw.strip_suffix(&[0]) {
+        raw = stripped;
+    }
+    if raw.is_empty() {
+        return (Vec::new(), truncated);
+    }
+    (
+        raw.split(|b| *b == 0).map(<[u8]>::to_vec).collect(),
+        truncated,
+    )
+}
+
+/// The target of `/proc/PID/exe`: the path, and whether the kernel marked it ` (deleted)`.
+pub fn exe_link(target: &[u8]) -> (Vec<u8>, bool) {
+    match target.strip_suffix(b" (deleted)") {
+        Some(path) => (path.to_vec(), true),
+        None => (target.to_vec(), false),
+    }
+}
+
+/// The real group id from `/proc/PID/status` (`Gid:\treal\teffective\tsaved\tfs`). The
+/// file also holds the process's name, which need not be UTF-8.
+pub fn status_real_gid(status: &[u8]) -> Option<u32> {
+    let line = status
+        .split(|b| *b == b'\n')
+        .find_map(|l| l.strip_prefix(b"Gid:"))?;
+    std::str::from_utf8(line)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The cgroup v2 path (relative to the cgroup2 mount) from `/proc/PID/cgroup`: the `0::`
+/// line, as bytes (cgroup names need not be UTF-8).
+pub fn cgroup_v2_path(cgroup: &[u8]) -> Option<&[u8]> {
+    cgroup
+        .split(|b| *b == b'\n')
+        .find_map(|l| l.strip_prefix(b"0::"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_a_hostile_command_name() {
+        let stat =
+            b"4242 (a) b) (\xff\n) S 17 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 1 2";
+        assert_eq!(
+            stat_fields(stat),
+            Some(StatFields {
+                ppid: 17,
+                start_ticks: 987654
+            })
+        );
+        // Cut short, or nothing after the name: no fields, no panic.
+        assert_eq!(stat_fields(b"1 (x)"), None);
+        assert_eq!(stat_fields("1 (x)é".as_bytes()), None);
+        assert_eq!(stat_fields(b"no parenthesis"), None);
+    }
+
+    #[test]
+    fn stat_of_this_process() {
+        let text = std::fs::read("/proc/self/stat").unwrap();
+        let f = stat_fields(&text).unwrap();
+        assert_eq!(f.ppid, std::os::unix::process::parent_id());
+        assert!(f.start_ticks > 0);
+    }
+
+    #[test]
+    fn cmdline_is_split_and_cut() {
+        assert_eq!(
+            cmdline_args(b"a\0b c\0\0", 100),
+            (vec![b"a".to_vec(), b"b c".to_vec(), b"".to_vec()], false)
+        );
+        assert_eq!(cmdline_args(b"abcdef\0", 3), (vec![b"abc".to_vec()], true));
+        assert_eq!(cmdline_args(b"", 10), (vec![], false));
+        assert_eq!(cmdline_args(b"\0", 10), (vec![], false));
+    }
+
+    #[test]
+    fn deleted_executables_are_recognised() {
+        assert_eq!(exe_link(b"/tmp/x (deleted)"), (b"/tmp/x".to_vec(), true));
+        assert_eq!(
+            exe_link(b"/memfd:payload (deleted)"),
+            (b"/memfd:payload".to_vec(), true)
+        );
+        assert_eq!(
+            exe_link(b"/usr/bin/curl"),
+            (b"/usr/bin/curl".to_vec(), false)
+        );
+    }
+
+    #[test]
+    fn gid_and_cgroup_lines() {
+        assert_eq!(
+            status_real_gid(b"Name:\t\xff\nUid:\t0\t0\t0\t0\nGid:\t100\t0\t0\t0\n"),
+            Some(100)
+        );
+        assert_eq!(status_real_gid(b"Gid:\n"), None);
+        assert_eq!(
+            cgroup_v2_path(b"1:name=systemd:/x\n0::/system.slice/\xff.service\n"),
+            Some(&b"/system.slice/\xff.service"[..])
+        );
+        assert_eq!(cgroup_v2_path(b"1:cpu:/x\n"), None);
+    }
+}
