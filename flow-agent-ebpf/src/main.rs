@@ -10,6 +10,7 @@ mod emit;
 mod filter;
 mod kernel;
 mod maps;
+mod payload;
 mod process;
 mod rt;
 mod skb;

@@ -113,6 +113,8 @@ pub struct Segment {
     pub ack: u32,
     /// Payload bytes (of all segments of a super-packet).
     pub payload: u32,
+    /// Offset of the payload from the IP header (where the program's packet data starts).
+    pub payload_offset: u32,
     /// Segments on the wire: a GSO/GRO super-packet stands for `gso_segs` packets.
     pub segs: u32,
     pub ip_bytes: u64,

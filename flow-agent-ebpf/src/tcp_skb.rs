@@ -20,7 +20,9 @@ use flow_common::{
 
 use crate::{
     emit::now_ns,
+    kernel::config,
     maps::{Segment, TCP_DETAIL_ZERO, TCP_HANDSHAKES, TCP_LATE, TCP_PKTS, TCP_SEGMENT},
+    payload,
 };
 
 const SOCK_STREAM: u32 = 1;
@@ -128,6 +130,7 @@ fn parse(ctx: &SkBuffContext, egress: bool, v6: bool, seg: &mut Segment) -> Opti
     seg.seq = be32(&t, 4);
     seg.ack = be32(&t, 8);
     seg.payload = len.saturating_sub(headers);
+    seg.payload_offset = headers;
     seg.segs = segs;
     // Every segment of a super-packet carries its own copy of the headers on the wire.
     seg.ip_bytes = len as u64 + (segs as u64 - 1) * headers as u64;
@@ -199,7 +202,14 @@ fn on_socket(
         Some(e) => e,
         None => first_packet(full, cookie, seg)?,
     };
+    let first_payload = unsafe {
+        let d = if egress { &(*e).tx } else { &(*e).rx };
+        seg.payload > 0 && seg.flags & RST == 0 && d.first_payload_ns == 0
+    };
     unsafe { account(&mut *e, seg, egress, now) };
+    if first_payload && config().payload_inspection != 0 {
+        payload::capture(ctx, seg, cookie, egress);
+    }
     Some(())
 }
 

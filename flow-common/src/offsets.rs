@@ -107,6 +107,9 @@ pub struct ProgramConfig {
     /// Non-zero: the cgroup_skb programs count TCP packets per socket (IP bytes, flags,
     /// first payload times, Zeek history). Zero: TCP packets leave them after one header byte.
     pub tcp_detail: u32,
+    /// Non-zero (with `tcp_detail`): the first payload segment of each direction of each TCP
+    /// connection is copied to userspace (`PayloadRecord`).
+    pub payload_inspection: u32,
 }
 
 #[cfg(feature = "user")]

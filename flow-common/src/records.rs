@@ -46,6 +46,7 @@ pub enum RecordKind {
     UdpOpen = 20,
     UdpRelease = 21,
     Dns = 30,
+    Payload = 31,
 }
 
 impl RecordKind {
@@ -60,6 +61,7 @@ impl RecordKind {
             20 => Self::UdpOpen,
             21 => Self::UdpRelease,
             30 => Self::Dns,
+            31 => Self::Payload,
             _ => return None,
         })
     }
@@ -401,6 +403,31 @@ pub struct DnsRecord {
     /// Bytes of `data` filled.
     pub len: u32,
     pub data: [u8; DNS_CAPTURE_LEN],
+}
+
+/// Bytes of the first payload segment of each direction of a TCP connection kept: a TLS
+/// ClientHello, an HTTP request head or a banner usually fits; the rest of a longer first
+/// segment is not copied (parsers read what there is).
+pub const PAYLOAD_CAPTURE_LEN: usize = 2048;
+
+/// The first payload bytes one direction of a TCP connection carried, from the first packet
+/// with payload that passed this host's stack in that direction.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PayloadRecord {
+    pub header: RecordHeader,
+    /// Socket cookie: the TCP state records carry the same.
+    pub cookie: u64,
+    /// 1 for what this host sent, 0 for what it received.
+    pub egress: u32,
+    /// Bytes of `data` filled.
+    pub len: u32,
+    /// Payload bytes of the packet (more than `len` when the segment was longer).
+    pub payload_len: u32,
+    /// The connection's remote port (DNS over TCP is recognised by port 53).
+    pub remote_port: u16,
+    pub local_port: u16,
+    pub data: [u8; PAYLOAD_CAPTURE_LEN],
 }
 
 /// A UDP socket was released: all its flows end.

@@ -60,6 +60,9 @@ pub struct CaptureConfig {
     pub tcp_detail: bool,
     /// TCP sockets whose packets are counted at once (`TCP_PKTS`).
     pub tcp_detail_sockets: u32,
+    /// Copy the first payload segment of each TCP direction (needs `tcp_detail`, whose
+    /// per-packet program finds it).
+    pub payload_inspection: bool,
     /// Handshakes in progress on listening sockets (`TCP_HANDSHAKES`).
     pub tcp_handshakes: u32,
 }
@@ -76,6 +79,7 @@ impl Default for CaptureConfig {
             wakeup_bytes: 256 << 10,
             tcp_detail: true,
             tcp_detail_sockets: 65536,
+            payload_inspection: true,
             tcp_handshakes: 16384,
         }
     }
@@ -127,6 +131,7 @@ impl Capture {
             offsets,
             wakeup_bytes: cfg.wakeup_bytes,
             tcp_detail: u32::from(cfg.tcp_detail),
+            payload_inspection: u32::from(cfg.tcp_detail && cfg.payload_inspection),
         };
         let mut ebpf = EbpfLoader::new()
             .override_global("CONFIG", &program_config, true)

@@ -3,8 +3,8 @@
 use std::mem::size_of;
 
 use flow_common::{
-    AcceptRecord, DnsRecord, ExecRecord, ExitRecord, ForkRecord, RecordKind, TcpRecord,
-    UdpOpenRecord, UdpReleaseRecord, PATH_MAX_DEPTH, PATH_SLOT_LEN,
+    AcceptRecord, DnsRecord, ExecRecord, ExitRecord, ForkRecord, PayloadRecord, RecordKind,
+    TcpRecord, UdpOpenRecord, UdpReleaseRecord, PATH_MAX_DEPTH, PATH_SLOT_LEN,
 };
 
 #[derive(Clone)]
@@ -18,6 +18,7 @@ pub enum Record {
     UdpOpen(UdpOpenRecord),
     UdpRelease(UdpReleaseRecord),
     Dns(Box<DnsRecord>),
+    Payload(Box<PayloadRecord>),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -64,6 +65,7 @@ impl Record {
             RecordKind::UdpOpen => Record::UdpOpen(read(kind, bytes)?),
             RecordKind::UdpRelease => Record::UdpRelease(read(kind, bytes)?),
             RecordKind::Dns => Record::Dns(Box::new(read(kind, bytes)?)),
+            RecordKind::Payload => Record::Payload(Box::new(read(kind, bytes)?)),
         })
     }
 }

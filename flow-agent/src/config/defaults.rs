@@ -49,6 +49,12 @@ const COMMENTS: &[(&str, &str)] = &[
     ),
     ("enrich", "What events add to the kernel's facts."),
     (
+        "enrich.content_bytes",
+        "Show this many bytes (at most 2048) of each direction's first payload as printable\n\
+         ASCII in orig_content and resp_content. 0 (the default) shows none: payload can be\n\
+         private. Needs capture.payload_inspection.",
+    ),
+    (
         "enrich.local_networks",
         "A remote address in these networks makes a flow's network_locality internal.",
     ),
@@ -91,6 +97,12 @@ const COMMENTS: &[(&str, &str)] = &[
         "capture.tcp_detail",
         "Count TCP packets per socket in the kernel: IP bytes, TCP flags, first byte times\n\
          and history from packets (about 0.4 us per packet). --tcp-detail on|off overrides it.",
+    ),
+    (
+        "capture.payload_inspection",
+        "Copy the first payload segment (up to 2048 bytes) of each direction of each TCP\n\
+         connection to recognise its application protocol, TLS server name and fingerprints.\n\
+         Needs capture.tcp_detail (its per-packet program finds the segment).",
     ),
     (
         "capture.tcp_detail_sockets",

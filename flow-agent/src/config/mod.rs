@@ -66,6 +66,7 @@ impl Config {
             host,
             local_networks: self.enrich.local_networks.iter().map(|n| n.cidr).collect(),
             community_id_seed: self.enrich.community_id_seed,
+            content_bytes: self.enrich.content_bytes as usize,
         }
     }
 

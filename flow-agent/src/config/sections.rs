@@ -97,6 +97,9 @@ pub struct EnrichConfig {
     #[serde(deserialize_with = "one_or_many")]
     pub local_networks: Vec<Network>,
     pub community_id_seed: u16,
+    /// Bytes of each direction's first payload shown as printable ASCII in `orig_content` and
+    /// `resp_content` (0: none, the default: payload can be private).
+    pub content_bytes: u32,
 }
 
 impl Default for EnrichConfig {
@@ -107,6 +110,7 @@ impl Default for EnrichConfig {
                 .map(|c| Network::from_text(c).expect("built-in CIDRs are valid"))
                 .collect(),
             community_id_seed: 0,
+            content_bytes: 0,
         }
     }
 }
@@ -126,6 +130,9 @@ pub struct CaptureSettings {
     pub tcp_detail: bool,
     /// Sockets the per-packet TCP table holds.
     pub tcp_detail_sockets: u32,
+    /// Copy the first payload segment of each TCP direction to recognise the application
+    /// protocol (rides on tcp_detail's per-packet program: off when it is off).
+    pub payload_inspection: bool,
 }
 
 impl Default for CaptureSettings {
@@ -141,6 +148,7 @@ impl Default for CaptureSettings {
             listeners: c.listeners,
             tcp_detail: c.tcp_detail,
             tcp_detail_sockets: c.tcp_detail_sockets,
+            payload_inspection: c.payload_inspection,
         }
     }
 }
@@ -157,6 +165,7 @@ impl CaptureSettings {
             listeners: self.listeners,
             tcp_detail: self.tcp_detail,
             tcp_detail_sockets: self.tcp_detail_sockets,
+            payload_inspection: self.payload_inspection,
             ..CaptureConfig::default()
         }
     }

@@ -5,7 +5,7 @@ use std::{collections::HashMap, path::Path};
 use super::{
     error::Issue,
     locate::KeyPath,
-    sections::{CaptureSettings, FlowsConfig},
+    sections::{CaptureSettings, EnrichConfig, FlowsConfig},
     Config,
 };
 use crate::filter::FilterConfig;
@@ -21,6 +21,7 @@ pub fn check(cfg: &Config) -> Vec<Issue> {
     let root = KeyPath::root();
     flows(&cfg.flows, &root.key("flows"), &mut issues);
     capture(&cfg.capture, &root.key("capture"), &mut issues);
+    enrich(&cfg.enrich, &root.key("enrich"), &mut issues);
     filter(&cfg.filter, &root.key("filter"), &mut issues);
     outputs(cfg, &root.key("outputs"), &mut issues);
     if let Err(e) = cfg.health.metrics_address() {
@@ -51,6 +52,19 @@ fn flows(f: &FlowsConfig, path: &KeyPath, issues: &mut Vec<Issue>) {
             format!(
                 "{} is too long (expected at most 60 seconds: inbound flows wait this long before they are reported)",
                 f.accept_wait.0
+            ),
+        ));
+    }
+}
+
+fn enrich(e: &EnrichConfig, path: &KeyPath, issues: &mut Vec<Issue>) {
+    let max = flow_common::PAYLOAD_CAPTURE_LEN;
+    if e.content_bytes as usize > max {
+        issues.push(Issue::new(
+            path.key("content_bytes"),
+            format!(
+                "{} is more than the kernel copies (expected 0 to {max})",
+                e.content_bytes
             ),
         ));
     }

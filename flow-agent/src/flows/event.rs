@@ -166,6 +166,52 @@ pub struct FlowEvent {
     /// The remote's name as asked, then each CNAME target, when the answer had a chain.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_chain: Option<Vec<String>>,
+
+    /// Application protocol (http, http2, tls, ssh, dns, smtp, ...), from the first payload
+    /// bytes when they could be recognised, else from the server's well-known port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub application_protocol: Option<&'static str>,
+    /// How `application_protocol` was decided: payload or port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_protocol_source: Option<&'static str>,
+    /// A short decoded summary: HTTP method, host, path and status; TLS version, SNI and ALPN;
+    /// the SSH banner; the DNS query (at most 256 characters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proto_info: Option<String>,
+    /// TLS: the negotiated version ("TLS 1.3"), or the highest the client offered when the
+    /// ServerHello was not seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    /// TLS: the negotiated cipher suite's IANA name (its number in hex when not known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cipher: Option<String>,
+    /// TLS: the negotiated cipher suite's number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cipher_suite: Option<u16>,
+    /// TLS: the server name (SNI) the client asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
+    /// TLS: the protocol the server chose by ALPN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_alpn: Option<String>,
+    /// TLS: the protocols the client offered by ALPN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_alpn_offered: Option<Vec<String>>,
+    /// TLS fingerprints of the ClientHello (JA3, JA4) and the ServerHello (JA3S, JA4S).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja3: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja3s: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja4: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja4s: Option<String>,
+    /// The originator's and the responder's first payload bytes as printable ASCII (others as
+    /// '.'): only when `[enrich] content_bytes` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orig_content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resp_content: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]

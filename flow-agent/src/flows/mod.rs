@@ -1,4 +1,5 @@
 //! Flow stage: the flow table turns kernel records into start, update and end events.
+pub mod app_proto;
 pub mod community_id;
 pub mod event;
 pub mod state;

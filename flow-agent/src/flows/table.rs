@@ -13,6 +13,7 @@ use flow_common::{
 };
 
 use super::{
+    app_proto::{self, PayloadKey, Payloads},
     community_id::community_id_v1,
     event::{FlowEvent, IntervalCounters},
     state,
@@ -52,6 +53,8 @@ pub struct FlowTableConfig {
     pub local_networks: Vec<Cidr>,
     /// Seed of the Community ID hash (0 unless every sensor of a site agrees on another).
     pub community_id_seed: u16,
+    /// Bytes of each direction's first payload shown in `orig_content`/`resp_content`.
+    pub content_bytes: usize,
 }
 
 impl Default for FlowTableConfig {
@@ -63,6 +66,7 @@ impl Default for FlowTableConfig {
             host: HostInfo::default(),
             local_networks: default_local_networks(),
             community_id_seed: 0,
+            content_bytes: 0,
         }
     }
 }
@@ -106,7 +110,7 @@ pub(super) struct Flow {
     pub(super) live: Option<Totals>,
     /// The name the remote address was resolved from when the flow opened.
     pub(super) remote_name: Option<ResolvedName>,
-    /// TCP: the socket's cookie, once a record or snapshot gave it (0 before).
+    /// The socket's cookie, once a record or snapshot gave it (0 before).
     pub(super) cookie: u64,
     /// TCP: complete per-packet counters as of the last snapshot that found the socket.
     pub(super) detail: Option<TcpDetail>,
@@ -139,6 +143,8 @@ pub struct FlowTable {
     pub(super) cgroups: CgroupPaths,
     /// Names of remote addresses, from the DNS answers the host received.
     pub names: DnsNames,
+    /// The first payload bytes of open flows, for their application protocol.
+    pub payloads: Payloads,
     deleted: DeletedExes,
     pub(super) clock: BootClock,
     /// The kernel's per-packet TCP counters; without it TCP events carry none of their fields.
@@ -158,6 +164,7 @@ impl FlowTable {
             id_prefix,
             processes: ProcessTable::new(),
             names: DnsNames::default(),
+            payloads: Payloads::default(),
             deleted: DeletedExes::default(),
             users: NameDb::passwd(),
             groups: NameDb::group(),
@@ -257,6 +264,7 @@ impl FlowTable {
                 f.open_ns = r.header.ts_ns;
                 f.last_report_ns = r.header.ts_ns;
                 f.netns = r.netns;
+                f.cookie = r.key.cookie;
                 self.flows.insert(key, f);
                 self.udp_by_cookie
                     .entry(r.key.cookie)
@@ -270,10 +278,27 @@ impl FlowTable {
                 }
             }
             Record::Dns(r) => {
+                let len = (r.len as usize).min(r.data.len());
                 if r.egress == 0 {
-                    let len = (r.len as usize).min(r.data.len());
                     self.names.observe(&r.data[..len], r.header.ts_ns);
                 }
+                let key = PayloadKey {
+                    cookie: r.cookie,
+                    remote_port: r.tuple.remote_port,
+                    remote_addr: r.tuple.remote_addr,
+                };
+                self.payloads.observe(key, r.egress != 0, &r.data[..len]);
+            }
+            Record::Payload(r) => {
+                let bytes = app_proto::record_bytes(&r);
+                if r.egress == 0 && r.remote_port == DNS_PORT {
+                    // DNS over TCP: the answer follows its two-byte length.
+                    if let Some(msg) = bytes.get(2..) {
+                        self.names.observe(msg, r.header.ts_ns);
+                    }
+                }
+                self.payloads
+                    .observe(PayloadKey::tcp(r.cookie), r.egress != 0, bytes);
             }
         }
     }
@@ -342,9 +367,13 @@ impl FlowTable {
         if !self.flows[&key].start_emitted {
             self.emit_start(key, out);
         }
-        let Some(f) = self.flows.remove(&key) else {
+        let Some(mut f) = self.flows.remove(&key) else {
             return;
         };
+        // A passive socket's cookie is assigned after its open record (at its first packet).
+        if r.cookie != 0 {
+            f.cookie = r.cookie;
+        }
         if r.role == Role::Unknown as u8 && f.start_observed {
             // Opened under the agent's eyes, yet the kernel's socket table forgot it.
             self.evicted.tcp += 1;
@@ -384,6 +413,7 @@ impl FlowTable {
         }
         ev.retransmits = Some(r.counters.total_retrans);
         out.push(ev);
+        self.payloads.remove(&PayloadKey::tcp(r.cookie));
     }
 
     /// The per-packet counters a close record carries, with those of packets sent after the
@@ -439,6 +469,7 @@ impl FlowTable {
         ev.duration = Some(end_ns.saturating_sub(f.open_ns) as f64 / 1e9);
         ev.end_reason = Some(reason);
         out.push(ev);
+        self.payloads.remove(&payload_key(&f));
     }
 
     /// Periodic work: passive flows nobody accepted, idle UDP flows, interval updates.
@@ -485,6 +516,12 @@ impl FlowTable {
             }
         }
         self.processes.expire();
+        if self.payloads.len() > self.flows.len() * 2 + 1024 {
+            // Bytes of flows whose end never came (or that were never opened here).
+            let open: std::collections::HashSet<PayloadKey> =
+                self.flows.values().map(payload_key).collect();
+            self.payloads.retain(|k| open.contains(k));
+        }
     }
 
     /// Every open flow ends with reason agent_shutdown: nothing seen is lost.
@@ -534,6 +571,7 @@ impl FlowTable {
         ev.end_reason = Some(reason);
         ev.end_time = Some(rfc3339_micros(self.clock.to_wall(now)));
         out.push(ev);
+        self.payloads.remove(&payload_key(&f));
     }
 
     pub(super) fn event(
@@ -636,6 +674,8 @@ impl FlowTable {
             });
         }
         self.attribute(f, &mut ev);
+        let first = self.payloads.get(&payload_key(f));
+        app_proto::fill_event(&mut ev, first, self.cfg.content_bytes);
         ev
     }
 
@@ -773,6 +813,21 @@ impl DeletedExes {
         self.seen
             .insert((pid, start_ns), (deleted, std::time::Instant::now()));
         deleted
+    }
+}
+
+const DNS_PORT: u16 = 53;
+
+/// Where a flow's first payload bytes are kept.
+fn payload_key(f: &Flow) -> PayloadKey {
+    if f.tuple.protocol == IPPROTO_TCP {
+        PayloadKey::tcp(f.cookie)
+    } else {
+        PayloadKey {
+            cookie: f.cookie,
+            remote_port: f.tuple.remote_port,
+            remote_addr: f.tuple.remote_addr,
+        }
     }
 }
 

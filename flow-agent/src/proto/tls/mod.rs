@@ -2,6 +2,9 @@
 //! JA3S and JA4 fingerprints. Only the first record of each direction is read (where the
 //! hellos are); every read is bounds-checked.
 use md5::{Digest as _, Md5};
+
+mod ciphers;
+pub use ciphers::cipher_name;
 use sha2::Sha256;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
