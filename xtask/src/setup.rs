@@ -30,6 +30,8 @@ const TEST_PACKAGES: &[&str] = &[
     "rsyslog",
     "rsyslog-openssl",
     "openssl",
+    // The application protocol test's servers.
+    "nginx-light",
     // The package test: builds, checks, installs and runs the .deb as its unit says.
     "dpkg-dev",
     "binutils",
@@ -98,7 +100,11 @@ pub fn ensure_test_tools() -> Result<()> {
 }
 
 /// Independent implementations the tests compare against (e.g. Community ID).
-const PIP_TEST_PACKAGES: &[(&str, &str)] = &[("communityid", "communityid")];
+const PIP_TEST_PACKAGES: &[(&str, &str)] = &[
+    ("communityid", "communityid"),
+    // JA4/JA4S oracle of the application protocol test.
+    ("ja4plus", "ja4plus"),
+];
 
 fn pip_install(packages: &[(&str, &str)]) -> Result<()> {
     for (module, package) in packages {

@@ -39,6 +39,17 @@ pub fn connect_failed(ev: &FlowEvent) -> bool {
     matches!(ev.conn_state, Some("REJ" | "S0"))
 }
 
+/// The native `tls_version` ("TLS 1.3", "SSL 3.0") as (protocol, number): ("tls", "1.3").
+pub fn tls_version_parts(v: &str) -> Option<(&'static str, &str)> {
+    let (proto, number) = v.split_once(' ')?;
+    let proto = match proto {
+        "TLS" => "tls",
+        "SSL" => "ssl",
+        _ => return None,
+    };
+    Some((proto, number))
+}
+
 /// Nanoseconds of a native duration (seconds with nanosecond resolution).
 pub fn duration_ns(seconds: f64) -> u64 {
     (seconds * 1e9).round() as u64

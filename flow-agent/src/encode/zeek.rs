@@ -86,6 +86,7 @@ impl Encoder for ZeekEncoder {
             resp_h: &ev.dest_ip,
             resp_p: ev.dest_port,
             proto: ev.transport_protocol,
+            service: service(ev),
             duration: ev.duration,
             orig_bytes: ev.orig_bytes,
             resp_bytes: ev.resp_bytes,
@@ -132,6 +133,16 @@ fn udp_state(ev: &FlowEvent) -> (Option<&'static str>, Option<String>) {
     (Some(state), (!history.is_empty()).then_some(history))
 }
 
+/// Zeek's `service`: set only when the payload was recognised (Zeek's analyzers confirm a
+/// protocol; a port alone does not), in Zeek's names (TLS is `ssl`).
+fn service(ev: &FlowEvent) -> Option<&str> {
+    if ev.app_protocol_source != Some("payload") {
+        return None;
+    }
+    let proto = ev.application_protocol?;
+    Some(if proto == "tls" { "ssl" } else { proto })
+}
+
 /// One conn.log line, fields in Zeek's order; `&optional` fields are omitted when unset, as
 /// Zeek's JSON writer does.
 #[derive(Serialize)]
@@ -147,6 +158,8 @@ struct Conn<'a> {
     #[serde(rename = "id.resp_p")]
     resp_p: u16,
     proto: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     duration: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -56,6 +56,14 @@ const FIELDS: &[(&str, Ty, bool)] = &[
     ("network.community_id", Keyword, false),
     ("network.bytes", Long, false),
     ("network.packets", Long, false),
+    ("network.protocol", Keyword, false),
+    ("tls.version", Keyword, false),
+    ("tls.version_protocol", Keyword, false),
+    ("tls.cipher", Keyword, false),
+    ("tls.next_protocol", Keyword, false),
+    ("tls.client.server_name", Keyword, false),
+    ("tls.client.ja3", Keyword, false),
+    ("tls.server.ja3s", Keyword, false),
     ("process.pid", Long, false),
     ("process.entity_id", Keyword, false),
     ("process.name", Keyword, false),
@@ -104,6 +112,12 @@ const FIELDS: &[(&str, Ty, bool)] = &[
     ("flow_agent.cgroup_path", Keyword, false),
     ("flow_agent.systemd_unit", Keyword, false),
     ("flow_agent.netns", Long, false),
+    ("flow_agent.app_protocol_source", Keyword, false),
+    ("flow_agent.proto_info", Keyword, false),
+    ("flow_agent.ja4", Keyword, false),
+    ("flow_agent.ja4s", Keyword, false),
+    ("flow_agent.orig_content", Keyword, false),
+    ("flow_agent.resp_content", Keyword, false),
     ("flow_agent.stats.agent_version", Keyword, false),
     ("flow_agent.stats.uptime", Float, false),
     ("flow_agent.stats.flows_open", Long, false),
@@ -522,5 +536,22 @@ pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
     same("flow_agent.interval", n("interval"));
     same("flow_agent.start_observed", n("start_observed"));
     same("flow_agent.netns", n("netns"));
+    same("network.protocol", n("application_protocol"));
+    same("flow_agent.app_protocol_source", n("app_protocol_source"));
+    same("flow_agent.proto_info", n("proto_info"));
+    same("tls.cipher", n("tls_cipher"));
+    same("tls.next_protocol", n("tls_alpn"));
+    same("tls.client.server_name", n("tls_server_name"));
+    same("tls.client.ja3", n("ja3"));
+    same("tls.server.ja3s", n("ja3s"));
+    same("flow_agent.ja4", n("ja4"));
+    same(
+        "tls.version",
+        native["tls_version"]
+            .as_str()
+            .and_then(|v| v.split_once(' '))
+            .map(|(_, number)| Value::from(number))
+            .unwrap_or(Value::Null),
+    );
     p
 }

@@ -79,6 +79,16 @@ const ATTRIBUTES: &[(&str, Ty)] = &[
     ("connection_info.protocol_ver", Str),
     ("connection_info.tcp_flags", Int),
     ("connection_info.flag_history", Str),
+    ("app_name", Str),
+    ("tls.version", Str),
+    ("tls.cipher", Str),
+    ("tls.sni", Str),
+    ("tls.ja3_hash.algorithm_id", Int),
+    ("tls.ja3_hash.algorithm", Str),
+    ("tls.ja3_hash.value", Str),
+    ("tls.ja3s_hash.algorithm_id", Int),
+    ("tls.ja3s_hash.algorithm", Str),
+    ("tls.ja3s_hash.value", Str),
     ("traffic.bytes", Int),
     ("traffic.bytes_in", Int),
     ("traffic.bytes_out", Int),
@@ -444,6 +454,11 @@ pub fn check_values(ev: &Value, native: &Value) -> Vec<String> {
     same("connection_info.community_uid", n("community_id"));
     same("connection_info.flag_history", n("history"));
     same("status_detail", n("end_reason"));
+    same("app_name", n("application_protocol"));
+    same("tls.sni", n("tls_server_name"));
+    same("tls.cipher", n("tls_cipher"));
+    same("tls.ja3_hash.value", n("ja3"));
+    same("tls.ja3s_hash.value", n("ja3s"));
     same("src_endpoint.ip", n("src_ip"));
     same("src_endpoint.port", n("src_port"));
     same("dst_endpoint.ip", n("dest_ip"));

@@ -159,6 +159,17 @@ pub fn check_values(rec: &Value, native: &Value) -> Vec<String> {
     same("orig_ip_bytes", n("orig_ip_bytes"));
     same("resp_ip_bytes", n("resp_ip_bytes"));
     same("community_id", n("community_id"));
+    same(
+        "service",
+        match (
+            native["app_protocol_source"].as_str(),
+            native["application_protocol"].as_str(),
+        ) {
+            (Some("payload"), Some("tls")) => "ssl".into(),
+            (Some("payload"), Some(p)) => p.into(),
+            _ => Value::Null,
+        },
+    );
     same("missed_bytes", 0.into());
     let udp = native["transport_protocol"] == "udp";
     if !udp {

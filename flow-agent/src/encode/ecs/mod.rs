@@ -52,6 +52,8 @@ struct FlowDoc<'a> {
     destination: Endpoint<'a>,
     network: Network<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<Tls<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     process: Option<Process<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<Named<'a>>,
@@ -106,11 +108,62 @@ struct Network<'a> {
     iana_number: String,
     direction: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     community_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     packets: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Tls<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version_protocol: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cipher: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_protocol: Option<&'a str>,
+    client: TlsClient<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<TlsServer<'a>>,
+}
+
+#[derive(Serialize)]
+struct TlsClient<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ja3: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct TlsServer<'a> {
+    ja3s: &'a str,
+}
+
+fn tls(ev: &FlowEvent) -> Option<Tls<'_>> {
+    if ev.application_protocol != Some("tls") {
+        return None;
+    }
+    let version = ev
+        .tls_version
+        .as_deref()
+        .and_then(common::tls_version_parts);
+    Some(Tls {
+        version: version.map(|v| v.1),
+        version_protocol: version.map(|v| v.0),
+        cipher: ev.tls_cipher.as_deref(),
+        next_protocol: ev.tls_alpn.as_deref(),
+        client: TlsClient {
+            server_name: ev.tls_server_name.as_deref(),
+            ja3: ev.ja3.as_deref(),
+        },
+        server: ev.ja3s.as_deref().map(|ja3s| TlsServer { ja3s }),
+    })
 }
 
 #[derive(Serialize)]
@@ -228,6 +281,19 @@ struct Custom<'a> {
     systemd_unit: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     netns: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app_protocol_source: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proto_info: Option<&'a str>,
+    /// ECS has JA3 and JA3S only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ja4: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ja4s: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    orig_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resp_content: Option<&'a str>,
 }
 
 /// `event.action`: Elastic Defend's names for the start and end of a connection, so rules
@@ -313,7 +379,9 @@ impl<'a> FlowDoc<'a> {
                 community_id: ev.community_id.as_deref(),
                 bytes: ev.in_bytes.zip(ev.out_bytes).map(|(i, o)| i + o),
                 packets: ev.packet_count,
+                protocol: ev.application_protocol,
             },
+            tls: tls(ev),
             process: process(ev),
             user: ev.uid.map(|uid| Named {
                 id: uid.to_string(),
@@ -358,6 +426,12 @@ impl<'a> FlowDoc<'a> {
                 cgroup_path: ev.cgroup_path.as_deref(),
                 systemd_unit: ev.systemd_unit.as_deref(),
                 netns: ev.netns,
+                app_protocol_source: ev.app_protocol_source,
+                proto_info: ev.proto_info.as_deref(),
+                ja4: ev.ja4.as_deref(),
+                ja4s: ev.ja4s.as_deref(),
+                orig_content: ev.orig_content.as_deref(),
+                resp_content: ev.resp_content.as_deref(),
             },
         }
     }

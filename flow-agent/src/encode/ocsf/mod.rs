@@ -64,6 +64,11 @@ struct NetworkActivity<'a> {
     src_endpoint: NetEndpoint<'a>,
     dst_endpoint: NetEndpoint<'a>,
     connection_info: ConnectionInfo<'a>,
+    /// The application protocol (native `application_protocol`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<Tls<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     traffic: Option<Traffic>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -120,6 +125,49 @@ struct ConnectionInfo<'a> {
     tcp_flags: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     flag_history: Option<&'a str>,
+}
+
+/// The TLS object: `version` is required, so it is written only when the version is known.
+#[derive(Serialize)]
+struct Tls<'a> {
+    version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cipher: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sni: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ja3_hash: Option<Fingerprint<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ja3s_hash: Option<Fingerprint<'a>>,
+}
+
+/// A fingerprint object: JA3 and JA3S are MD5 digests.
+#[derive(Serialize)]
+struct Fingerprint<'a> {
+    algorithm_id: u32,
+    algorithm: &'static str,
+    value: &'a str,
+}
+
+impl<'a> Fingerprint<'a> {
+    fn md5(value: &'a str) -> Self {
+        Fingerprint {
+            algorithm_id: 1,
+            algorithm: "MD5",
+            value,
+        }
+    }
+}
+
+fn tls(ev: &FlowEvent) -> Option<Tls<'_>> {
+    let (_, version) = common::tls_version_parts(ev.tls_version.as_deref()?)?;
+    Some(Tls {
+        version,
+        cipher: ev.tls_cipher.as_deref(),
+        sni: ev.tls_server_name.as_deref(),
+        ja3_hash: ev.ja3.as_deref().map(Fingerprint::md5),
+        ja3s_hash: ev.ja3s.as_deref().map(Fingerprint::md5),
+    })
 }
 
 /// `in` is from the destination (responder) to the source (initiator), `out` the reverse.
@@ -210,6 +258,20 @@ struct Unmapped<'a> {
     systemd_unit: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     netns: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app_protocol_source: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proto_info: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_alpn: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ja4: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ja4s: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    orig_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resp_content: Option<&'a str>,
 }
 
 impl<'a> NetworkActivity<'a> {
@@ -327,6 +389,8 @@ impl<'a> NetworkActivity<'a> {
                 tcp_flags: ev.history.as_deref().map(vocabulary::tcp_flags),
                 flag_history: ev.history.as_deref(),
             },
+            app_name: ev.application_protocol,
+            tls: tls(ev),
             traffic: ev.interval.as_ref().map(|i| Traffic::interval(ev, i)),
             cumulative_traffic: Traffic::cumulative(ev),
             is_src_dst_assignment_known: ev.start_observed,
@@ -358,6 +422,13 @@ impl<'a> NetworkActivity<'a> {
                 container_runtime: ev.container_runtime.as_deref(),
                 systemd_unit: ev.systemd_unit.as_deref(),
                 netns: ev.netns,
+                app_protocol_source: ev.app_protocol_source,
+                proto_info: ev.proto_info.as_deref(),
+                tls_alpn: ev.tls_alpn.as_deref(),
+                ja4: ev.ja4.as_deref(),
+                ja4s: ev.ja4s.as_deref(),
+                orig_content: ev.orig_content.as_deref(),
+                resp_content: ev.resp_content.as_deref(),
             },
         }
     }
