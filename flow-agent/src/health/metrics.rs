@@ -184,7 +184,7 @@ pub fn render(snap: &Snapshot) -> String {
         rl.processes_evicted,
     );
     out.single(
-        "flow_agent_rate_limit_processes",
+        "flow_agent_rate_limit_tracked_processes",
         "gauge",
         "Processes whose limit state is kept.",
         rl.processes,
