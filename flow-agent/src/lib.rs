@@ -15,6 +15,7 @@ pub mod kernel;
 pub mod logger;
 pub mod probe;
 pub mod proto;
+pub mod ratelimit;
 pub mod runtime;
 pub mod service;
 pub mod sink;

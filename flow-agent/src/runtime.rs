@@ -27,6 +27,7 @@ use crate::{
     filter::kernel::KernelPlan,
     flows::{tcp_detail::TcpDetailSource, FlowEvent, FlowTable, FlowTableConfig},
     health::{Health, KernelLosses, StatsEvent},
+    ratelimit::RateLimiter,
     sink::Outputs,
 };
 
@@ -59,7 +60,14 @@ impl TcpDetailSource for TcpDetailMaps {
     }
 }
 
-fn write_events(outputs: &mut Outputs, events: &mut Vec<FlowEvent>, total: &mut u64) {
+/// Suppressed flows' events leave the batch ([`RateLimiter`]); the rest go out.
+fn write_events(
+    outputs: &mut Outputs,
+    events: &mut Vec<FlowEvent>,
+    total: &mut u64,
+    limiter: &mut RateLimiter,
+) {
+    limiter.apply(events, boot_ns_now());
     outputs.publish(events);
     *total += events.len() as u64;
     events.clear();
@@ -138,6 +146,7 @@ fn stats_event(
     losses: &[u64],
     events_total: u64,
     outputs: &Outputs,
+    limiter: &RateLimiter,
 ) -> StatsEvent {
     let loss = |i: usize| losses.get(i).copied().unwrap_or(0);
     StatsEvent {
@@ -158,7 +167,28 @@ fn stats_event(
             tcp_closes_missed: table.missed_closes,
         },
         sinks: outputs.stats().iter().map(|s| s.report()).collect(),
+        rate_limit: limiter.stats(),
     }
+}
+
+/// The interval's `rate_limited` summaries (all of them when `force`), also logged: a
+/// suppressed flow is never silent, whatever the outputs' formats.
+fn write_summaries(limiter: &mut RateLimiter, outputs: &mut Outputs, force: bool) {
+    let now = std::time::SystemTime::now();
+    let summaries = limiter.take_summaries(boot_ns_now(), &rfc3339_micros(now), force);
+    for s in &summaries {
+        log::warn!(
+            "rate limit ({}): {} flows suppressed (tcp {}, udp {}) of pid {} ({}); {} suppressed flows ended",
+            s.limiter,
+            s.suppressed_flows,
+            s.suppressed_tcp,
+            s.suppressed_udp,
+            s.process.pid.map_or("-".to_string(), |p| p.to_string()),
+            s.process.exe.as_deref().unwrap_or("-"),
+            s.suppressed_ended,
+        );
+    }
+    outputs.publish_suppressed(&summaries);
 }
 
 /// Fills the kernel's process table with processes that started before the agent, so the
@@ -241,6 +271,8 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let seeded = seed_processes(&mut capture, &mut table)?;
     log::info!("process table seeded with {seeded} running processes");
     let mut namespaces = sock_diag::network_namespaces();
+    let mut limiter = RateLimiter::new(config.rate_limit.clone(), boot_ns_now());
+    limiter.set_filter(config.filter.clone());
     let mut events = Vec::new();
     scan_existing_tcp(&mut table, &namespaces, &mut events);
 
@@ -259,6 +291,8 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let mut last_stats = Instant::now();
     // Kernel-side losses as the last stats event reported them.
     let mut reported_losses = KernelLosses::default();
+    // Flows suppressed as the last stats event reported them.
+    let mut reported_suppressed = 0u64;
     let mut events_total = 0u64;
     let mut last_losses = [0u64; LOSS_KINDS as usize];
     let mut last_missed = (0, Default::default());
@@ -312,14 +346,19 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                     last_skipped = skipped;
                 }
                 if let Some(o) = outputs.as_mut() {
+                    // Events the tick produced go out before the summaries that may count them.
+                    write_events(o, &mut events, &mut events_total, &mut limiter);
+                    write_summaries(&mut limiter, o, false);
                     // Metrics follow every tick; stats events every stats_interval.
-                    let stats = stats_event(started, &table, &losses, events_total, o);
+                    let stats = stats_event(started, &table, &losses, events_total, o, &limiter);
                     health.update(&stats, o.stats());
                     let every = config.health.stats_interval;
                     if every > 0 && last_stats.elapsed() >= Duration::from_secs(every) {
                         last_stats = Instant::now();
                         o.publish_stats(&stats);
                         reported_losses = stats.kernel_losses.clone();
+                        reported_suppressed = stats.rate_limit.suppressed_process
+                            + stats.rate_limit.suppressed_global;
                     }
                 }
             }
@@ -332,11 +371,16 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                     &mut events,
                     &mut outputs,
                     &mut events_total,
+                    &mut limiter,
                     ring_bytes,
                     RELOAD_DRAIN_TIME,
                 );
                 match reload.as_mut().map(|r| r()) {
                     Some(Ok(new)) => {
+                        // What the old limits suppressed is told by the old outputs.
+                        if let Some(o) = outputs.as_mut() {
+                            write_summaries(&mut limiter, o, true);
+                        }
                         reload_config(
                             &mut outputs,
                             &mut health,
@@ -347,7 +391,9 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                             &mut kernel_plan,
                             &loaded_capture,
                         )
-                        .await
+                        .await;
+                        limiter.reconfigure(config.rate_limit.clone());
+                        limiter.set_filter(config.filter.clone());
                     }
                     Some(Err(e)) => log::error!(
                         "SIGHUP: the configuration was not reloaded, the previous one stays in force: {e:#}"
@@ -370,6 +416,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                 &mut events,
                 &mut outputs,
                 &mut events_total,
+                &mut limiter,
                 ring_bytes,
                 SHUTDOWN_DRAIN_TIME,
             );
@@ -399,11 +446,16 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             let mut losses = capture.losses();
             losses[flow_common::Loss::RingBufferFull as usize] += unread;
             if let Some(mut o) = outputs.take() {
-                write_events(&mut o, &mut events, &mut events_total);
+                write_events(&mut o, &mut events, &mut events_total, &mut limiter);
+                write_summaries(&mut limiter, &mut o, true);
                 // Losses since the last stats event are never left unsaid: one more report.
-                let stats = stats_event(started, &table, &losses, events_total, &o);
+                let stats = stats_event(started, &table, &losses, events_total, &o, &limiter);
                 health.update(&stats, o.stats());
-                if config.health.stats_interval > 0 && stats.kernel_losses != reported_losses {
+                if config.health.stats_interval > 0
+                    && (stats.kernel_losses != reported_losses
+                        || stats.rate_limit.suppressed_process + stats.rate_limit.suppressed_global
+                            != reported_suppressed)
+                {
                     o.publish_stats(&stats);
                 }
                 o.close().await;
@@ -421,7 +473,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         }
         backlog = drain(&mut capture, &mut table, &mut events, DrainBudget::batch()).more;
         if let Some(o) = outputs.as_mut() {
-            write_events(o, &mut events, &mut events_total);
+            write_events(o, &mut events, &mut events_total, &mut limiter);
         }
     }
 }
@@ -452,6 +504,7 @@ fn drain_until(
     events: &mut Vec<FlowEvent>,
     outputs: &mut Option<Outputs>,
     events_total: &mut u64,
+    limiter: &mut RateLimiter,
     ring_bytes: usize,
     time: Duration,
 ) -> DrainedUntil {
@@ -466,7 +519,7 @@ fn drain_until(
             DrainBudget::until(signal_ns, deadline),
         );
         if let Some(o) = outputs.as_mut() {
-            write_events(o, events, events_total);
+            write_events(o, events, events_total, limiter);
         }
         read += done.bytes;
         let timed_out = Instant::now() >= deadline;

@@ -137,6 +137,41 @@ const COMMENTS: &[(&str, &str)] = &[
         "Allows a metrics_listen address other than loopback (no authentication there).",
     ),
     (
+        "rate_limit",
+        "Optional limits on new flows a second, per process (by process entity id) and for\n\
+         all processes together. Decided once per flow: an admitted flow keeps all its\n\
+         events, a suppressed one has none and is counted in a rate_limited summary event,\n\
+         in stats events and in metrics. See docs/configuration.md.",
+    ),
+    ("rate_limit.enabled", "Off by default."),
+    (
+        "rate_limit.per_process_rate",
+        "Flows a second each process may start after its burst; 0: no per-process limit.",
+    ),
+    (
+        "rate_limit.per_process_burst",
+        "Flows a process may start at once (at least 1 while per_process_rate is not 0).",
+    ),
+    (
+        "rate_limit.global_rate",
+        "Flows a second all processes together may start after the burst; 0: no global limit.",
+    ),
+    (
+        "rate_limit.global_burst",
+        "Flows all processes may start at once.",
+    ),
+    (
+        "rate_limit.summary_interval",
+        "Seconds between rate_limited summaries (1-3600); written only when something was\n\
+         suppressed, and at shutdown.",
+    ),
+    (
+        "rate_limit.max_processes",
+        "Processes whose limit state is kept (each about 100 bytes); beyond it the least\n\
+         recently limited are forgotten (counted as processes_evicted) and start again with\n\
+         a full burst. Also caps the summaries per interval.",
+    ),
+    (
         "outputs",
         "Where events go: one [[outputs]] table per destination, each with exactly one sink\n\
          table: [outputs.stdout], [outputs.file], [outputs.syslog] or [outputs.http].\n\

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     enrich::host::HostInfo, filter::FilterConfig, flows::FlowTableConfig, health::HealthConfig,
-    sink::OutputConfig,
+    ratelimit::RateLimitConfig, sink::OutputConfig,
 };
 
 mod defaults;
@@ -34,6 +34,7 @@ pub struct Config {
     pub capture: CaptureSettings,
     pub filter: FilterConfig,
     pub health: HealthConfig,
+    pub rate_limit: RateLimitConfig,
     pub outputs: Vec<OutputConfig>,
 }
 
@@ -46,6 +47,7 @@ impl Default for Config {
             capture: CaptureSettings::default(),
             filter: FilterConfig::default(),
             health: HealthConfig::default(),
+            rate_limit: RateLimitConfig::default(),
             outputs: vec![OutputConfig::stdout()],
         }
     }

@@ -263,3 +263,21 @@ fn every_filter_condition_is_documented() {
     }
     assert_eq!(all.condition_names().len(), 11);
 }
+
+#[test]
+fn rate_limit_problems_name_their_key() {
+    assert_eq!(
+        one("[rate_limit]\nenabled = true\nper_process_burst = 0\n"),
+        "c.toml:3:1: rate_limit.per_process_burst: 0 admits no flow at all (expected at least 1 while the rate is not 0)"
+    );
+    assert_eq!(
+        one("[rate_limit]\nsummary_interval = 0.5\n"),
+        "c.toml:2:1: rate_limit.summary_interval: 0.5 is out of range (expected 1 to 3600 seconds)"
+    );
+    let ok = parse(
+        "[rate_limit]\nenabled = true\nper_process_rate = 2.5\nglobal_rate = 50\n",
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    assert!(ok.rate_limit.enabled && ok.rate_limit.global().is_on());
+}

@@ -24,6 +24,10 @@ pub fn check(cfg: &Config) -> Vec<Issue> {
     enrich(&cfg.enrich, &root.key("enrich"), &mut issues);
     filter(&cfg.filter, &root.key("filter"), &mut issues);
     outputs(cfg, &root.key("outputs"), &mut issues);
+    let rate_limit = root.key("rate_limit");
+    for (key, problem) in cfg.rate_limit.problems() {
+        issues.push(Issue::new(rate_limit.key(key), problem));
+    }
     if let Err(e) = cfg.health.metrics_address() {
         issues.push(Issue::new(
             root.key("health").key("metrics_listen"),

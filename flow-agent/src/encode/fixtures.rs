@@ -341,6 +341,50 @@ pub fn stats() -> StatsEvent {
             dropped: 0,
             ..SinkReport::default()
         }],
+        rate_limit: crate::ratelimit::RateLimitStats {
+            suppressed_process: 480,
+            summaries: 1,
+            processes: 1,
+            ..Default::default()
+        },
+    }
+}
+
+/// A `rate_limited` summary of one noisy process.
+pub fn rate_limited() -> crate::ratelimit::SuppressedEvent {
+    crate::ratelimit::SuppressedEvent {
+        timestamp: "2026-11-23T13:06:00.000001Z".into(),
+        event_action: "rate_limited",
+        limiter: "process",
+        rate: 10.0,
+        burst: 20,
+        suppressed_flows: 480,
+        suppressed_tcp: 470,
+        suppressed_udp: 10,
+        first_suppressed_time: Some("2026-11-23T13:05:01.000001Z".into()),
+        last_suppressed_time: Some("2026-11-23T13:05:02.000001Z".into()),
+        suppressed_ended: 470,
+        suppressed_in_bytes: 1000,
+        suppressed_out_bytes: 2000,
+        suppressed_packets: 3000,
+        remote_ips: vec!["10.0.0.1".into(), "10.0.0.2".into()],
+        remote_ips_truncated: false,
+        dest_ports: vec![80, 443],
+        dest_ports_truncated: false,
+        process: crate::ratelimit::ProcessIdentity {
+            pid: Some(4242),
+            process_name: Some("curl".into()),
+            exe: Some("curl".into()),
+            image_path: Some("/usr/bin/curl".into()),
+            process_entity_id: Some("abc-4242".into()),
+            uid: Some(1000),
+            user: Some("alice".into()),
+            ..Default::default()
+        },
+        hostname: "vm".into(),
+        host_id: None,
+        boot_id: None,
+        agent_version: "0.1.0",
     }
 }
 

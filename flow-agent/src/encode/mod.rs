@@ -3,7 +3,7 @@
 //! header, octet count, HTTP batch).
 use serde::{Deserialize, Serialize};
 
-use crate::{flows::FlowEvent, health::StatsEvent};
+use crate::{flows::FlowEvent, health::StatsEvent, ratelimit::SuppressedEvent};
 
 mod common;
 pub mod ecs;
@@ -77,4 +77,7 @@ pub trait Encoder: Send {
     /// Appends the record of the agent's periodic health report; false when this format has
     /// no representation of it.
     fn encode_stats(&mut self, stats: &StatsEvent, out: &mut Vec<u8>) -> bool;
+    /// Appends the record of a `rate_limited` summary; false when this format has no
+    /// representation of it (docs/formats.md says which).
+    fn encode_suppressed(&mut self, summary: &SuppressedEvent, out: &mut Vec<u8>) -> bool;
 }

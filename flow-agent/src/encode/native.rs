@@ -1,6 +1,6 @@
 //! `native`: the documented schema (docs/events.md), one JSON object per record.
 use super::Encoder;
-use crate::{flows::FlowEvent, health::StatsEvent};
+use crate::{flows::FlowEvent, health::StatsEvent, ratelimit::SuppressedEvent};
 
 pub struct NativeEncoder;
 
@@ -12,5 +12,9 @@ impl Encoder for NativeEncoder {
 
     fn encode_stats(&mut self, stats: &StatsEvent, out: &mut Vec<u8>) -> bool {
         serde_json::to_writer(&mut *out, stats).is_ok()
+    }
+
+    fn encode_suppressed(&mut self, summary: &SuppressedEvent, out: &mut Vec<u8>) -> bool {
+        serde_json::to_writer(&mut *out, summary).is_ok()
     }
 }

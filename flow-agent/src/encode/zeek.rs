@@ -108,6 +108,16 @@ impl Encoder for ZeekEncoder {
     fn encode_stats(&mut self, _stats: &StatsEvent, _out: &mut Vec<u8>) -> bool {
         false
     }
+
+    /// No record of this format describes flows not seen: the summaries reach such outputs'
+    /// readers through stats events of other outputs, the metrics and the agent's log.
+    fn encode_suppressed(
+        &mut self,
+        _summary: &crate::ratelimit::SuppressedEvent,
+        _out: &mut Vec<u8>,
+    ) -> bool {
+        false
+    }
 }
 
 /// Zeek's UDP `conn_state` (`SF` both sides sent, `S0` only the originator, `SHR` only the

@@ -88,6 +88,8 @@ fn only_ends_are_written() {
     assert!(encode(&mut enc, &tcp_out_end()).is_some());
     let mut out = Vec::new();
     assert!(!enc.encode_stats(&stats(), &mut out));
+    // conn.log records connections; a summary of suppressed ones is none.
+    assert!(!enc.encode_suppressed(&rate_limited(), &mut out));
     assert!(out.is_empty());
 }
 

@@ -155,6 +155,40 @@ pub fn render(snap: &Snapshot) -> String {
         "TCP connections whose close the kernel did not report (ended as close_missed).",
         losses.tcp_closes_missed,
     );
+    let rl = &stats.rate_limit;
+    out.family(
+        "flow_agent_rate_limited_flows_total",
+        "counter",
+        "Flows [rate_limit] suppressed (no event written; summarized in rate_limited events), by limiter.",
+    );
+    for (limiter, value) in [
+        ("process", rl.suppressed_process),
+        ("global", rl.suppressed_global),
+    ] {
+        out.sample(
+            "flow_agent_rate_limited_flows_total",
+            &[("limiter", limiter)],
+            value,
+        );
+    }
+    out.single(
+        "flow_agent_rate_limit_summaries_total",
+        "counter",
+        "rate_limited summary events written.",
+        rl.summaries,
+    );
+    out.single(
+        "flow_agent_rate_limit_processes_evicted_total",
+        "counter",
+        "Processes whose limit state was forgotten at rate_limit.max_processes.",
+        rl.processes_evicted,
+    );
+    out.single(
+        "flow_agent_rate_limit_tracked_processes",
+        "gauge",
+        "Processes whose limit state is kept.",
+        rl.processes,
+    );
     for (suffix, kind, help, field) in SINK_METRICS {
         let name = format!("flow_agent_sink_{suffix}");
         out.family(&name, kind, help);
@@ -178,6 +212,10 @@ mod tests {
     #[test]
     fn renders_every_family_with_help_and_type() {
         let stats = StatsEvent {
+            rate_limit: crate::ratelimit::RateLimitStats {
+                suppressed_process: 5,
+                ..Default::default()
+            },
             flows_open: 3,
             events_total: 42,
             kernel_losses: KernelLosses {
@@ -214,13 +252,15 @@ mod tests {
             r#"flow_agent_sink_sent_total{output="siem \"eu\"\\1",kind="http",format="ecs"} 38"#,
             r#"flow_agent_sink_queued{output="siem \"eu\"\\1",kind="http",format="ecs"} 2"#,
             "# TYPE flow_agent_sink_queued gauge",
+            "flow_agent_rate_limited_flows_total{limiter=\"process\"} 5",
+            "flow_agent_rate_limited_flows_total{limiter=\"global\"} 0",
         ] {
             assert!(lines.contains(&want), "missing {want:?} in\n{text}");
         }
         // Every family has exactly one HELP and one TYPE line.
         let types = lines.iter().filter(|l| l.starts_with("# TYPE")).count();
         let helps = lines.iter().filter(|l| l.starts_with("# HELP")).count();
-        assert_eq!((types, helps), (14, 14));
+        assert_eq!((types, helps), (18, 18));
         assert!(text.ends_with('\n'));
     }
 }

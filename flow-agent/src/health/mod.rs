@@ -85,6 +85,8 @@ pub struct StatsEvent {
     pub kernel_losses: KernelLosses,
     /// Per sink delivery counters since start.
     pub sinks: Vec<SinkReport>,
+    /// Flows `[rate_limit]` suppressed since start, and the limiter's state.
+    pub rate_limit: crate::ratelimit::RateLimitStats,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]

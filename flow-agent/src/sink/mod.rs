@@ -194,6 +194,24 @@ impl Outputs {
         }
     }
 
+    /// Writes `rate_limited` summaries to every output whose format can carry them. Output
+    /// filters do not apply: they choose flows, and these are not flows.
+    pub fn publish_suppressed(&mut self, summaries: &[crate::ratelimit::SuppressedEvent]) {
+        if summaries.is_empty() {
+            return;
+        }
+        for out in &mut self.outputs {
+            for s in summaries {
+                self.record.clear();
+                // Not counted in `accepted` (flow events), like stats events.
+                if out.encoder.encode_suppressed(s, &mut self.record) {
+                    out.sink.submit(&self.record);
+                }
+            }
+            out.sink.flush();
+        }
+    }
+
     /// Counters of every output, for stats events and metrics.
     pub fn stats(&self) -> Vec<Arc<SinkStats>> {
         self.outputs.iter().map(|o| o.stats.clone()).collect()

@@ -151,6 +151,16 @@ const FIELDS: &[(&str, Ty, bool)] = &[
     ("flow_agent.stats.sinks.dropped", Long, true),
     ("flow_agent.stats.sinks.reconnects", Long, true),
     ("flow_agent.stats.sinks.errors", Long, true),
+    (
+        "flow_agent.stats.rate_limit.suppressed_process",
+        Long,
+        false,
+    ),
+    ("flow_agent.stats.rate_limit.suppressed_global", Long, false),
+    ("flow_agent.stats.rate_limit.summaries", Long, false),
+    ("flow_agent.stats.rate_limit.processes_evicted", Long, false),
+    ("flow_agent.stats.rate_limit.processes", Long, false),
+    ("flow_agent.stats.rate_limit.suppressed_open", Long, false),
 ];
 
 const KINDS: &[&str] = &[
@@ -447,6 +457,7 @@ pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
             "events_total",
             "kernel_losses",
             "sinks",
+            "rate_limit",
         ] {
             same(&format!("flow_agent.stats.{k}"), n(k));
         }

@@ -3,8 +3,9 @@
 use serde::Serialize;
 
 use super::{common, Encoder};
-use crate::{flows::FlowEvent, health::StatsEvent};
+use crate::{flows::FlowEvent, health::StatsEvent, ratelimit::SuppressedEvent};
 
+mod rate_limit;
 mod stats;
 
 /// The ECS release the documents follow.
@@ -21,6 +22,11 @@ impl Encoder for EcsEncoder {
 
     fn encode_stats(&mut self, stats: &StatsEvent, out: &mut Vec<u8>) -> bool {
         serde_json::to_writer(&mut *out, &stats::StatsDoc::new(stats)).is_ok()
+    }
+
+    fn encode_suppressed(&mut self, summary: &SuppressedEvent, out: &mut Vec<u8>) -> bool {
+        let fe = summary.as_flow_event();
+        serde_json::to_writer(&mut *out, &rate_limit::RateLimitDoc::new(summary, &fe)).is_ok()
     }
 }
 

@@ -44,6 +44,7 @@ struct Stats<'a> {
     events_total: u64,
     kernel_losses: &'a KernelLosses,
     sinks: &'a [SinkReport],
+    rate_limit: &'a crate::ratelimit::RateLimitStats,
 }
 
 impl<'a> StatsDoc<'a> {
@@ -72,6 +73,7 @@ impl<'a> StatsDoc<'a> {
                     events_total: s.events_total,
                     kernel_losses: &s.kernel_losses,
                     sinks: &s.sinks,
+                    rate_limit: &s.rate_limit,
                 },
             },
         }

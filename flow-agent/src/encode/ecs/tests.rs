@@ -223,10 +223,47 @@ fn stats_are_a_metric_document() {
                     "read_failed": 0, "owner_table_full": 0, "tcp_closes_missed": 2,
                     "tcp_detail_lost": 0},
                 "sinks": [{"name": "siem", "kind": "syslog", "format": "ecs", "accepted": 40,
-                    "sent": 38, "queued": 2, "buffered": 0, "dropped": 0, "reconnects": 0, "errors": 0}]
+                    "sent": 38, "queued": 2, "buffered": 0, "dropped": 0, "reconnects": 0, "errors": 0}],
+                "rate_limit": {"suppressed_process": 480, "suppressed_global": 0, "summaries": 1,
+                    "processes_evicted": 0, "processes": 1, "suppressed_open": 0}
             }}
         })
     );
+}
+
+#[test]
+fn rate_limited_summary_is_a_network_info_event() {
+    let s = crate::encode::fixtures::rate_limited();
+    let mut out = Vec::new();
+    assert!(EcsEncoder.encode_suppressed(&s, &mut out));
+    let doc: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        doc["event"],
+        json!({"kind": "event", "category": ["network"], "type": ["info"],
+            "action": "rate_limited", "module": "flow_agent", "dataset": "flow_agent.rate_limit",
+            "start": "2026-11-23T13:05:01.000001Z", "end": "2026-11-23T13:05:02.000001Z"})
+    );
+    assert_eq!(doc["process"]["pid"], 4242);
+    assert_eq!(doc["process"]["entity_id"], "abc-4242");
+    assert_eq!(doc["process"]["executable"], "/usr/bin/curl");
+    assert_eq!(doc["user"], json!({"id": "1000", "name": "alice"}));
+    assert_eq!(doc["related"]["ip"], json!(["10.0.0.1", "10.0.0.2"]));
+    let rl = &doc["flow_agent"]["rate_limit"];
+    assert_eq!(
+        (
+            &rl["limiter"],
+            &rl["suppressed_flows"],
+            &rl["suppressed_tcp"],
+            &rl["dest_ports"]
+        ),
+        (
+            &json!("process"),
+            &json!(480),
+            &json!(470),
+            &json!([80, 443])
+        )
+    );
+    assert!(doc.get("network").is_none() && doc.get("source").is_none());
 }
 
 #[test]

@@ -28,6 +28,14 @@ impl Encoder for OcsfEncoder {
     fn encode_stats(&mut self, _stats: &StatsEvent, _out: &mut Vec<u8>) -> bool {
         false
     }
+
+    fn encode_suppressed(
+        &mut self,
+        _summary: &crate::ratelimit::SuppressedEvent,
+        _out: &mut Vec<u8>,
+    ) -> bool {
+        false
+    }
 }
 
 #[derive(Serialize)]

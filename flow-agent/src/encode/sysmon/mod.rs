@@ -89,6 +89,16 @@ impl Encoder for SysmonEncoder {
     fn encode_stats(&mut self, _stats: &StatsEvent, _out: &mut Vec<u8>) -> bool {
         false
     }
+
+    /// No record of this format describes flows not seen: the summaries reach such outputs'
+    /// readers through stats events of other outputs, the metrics and the agent's log.
+    fn encode_suppressed(
+        &mut self,
+        _summary: &crate::ratelimit::SuppressedEvent,
+        _out: &mut Vec<u8>,
+    ) -> bool {
+        false
+    }
 }
 
 fn current_tid() -> u32 {

@@ -1,0 +1,261 @@
+//! `[rate_limit]` on real traffic: one process makes 500 connections in a burst, another 5.
+//! The quiet process's flows are all reported with every event; the noisy one's admitted
+//! flows stay within burst + rate × time; its `rate_limited` summaries plus its admitted
+//! flows are exactly the 500 connections it made. A reload then changes the limit.
+//!
+//! Traffic stays on the loopback of a namespace the test creates. Needs root, kernel BTF,
+//! iproute2 and python3.
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use common::{agent, finish, setup, spawn_py, wait_for_line, EVENT_TIMEOUT};
+use flow_agent_tests::{slowed, Agent, TempDir, TestHost};
+use serde_json::Value;
+
+const PORT: u16 = 19637;
+const NOISY: u64 = 500;
+const QUIET: u64 = 5;
+const RATE: f64 = 2.0;
+const BURST: u64 = 50;
+
+/// Only the test's connections (client side) are considered, so that other traffic of the
+/// host takes no token; limits per process only.
+const CONFIG: &str = r#"
+[health]
+stats_interval = 1
+[filter]
+include = [{ remote_port = PORT, direction = "outbound" }]
+[rate_limit]
+enabled = true
+per_process_rate = RATE
+per_process_burst = BURST
+summary_interval = 1
+"#;
+
+/// Accepts and closes connections until killed.
+const SERVER: &str = r#"
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(4096)
+print("listening", flush=True)
+while True:
+    c, _ = s.accept(); c.close()
+"#;
+
+/// Makes N connections one after the other, as fast as it can; prints its pid, then "done".
+const CLIENT: &str = r#"
+import os, socket, sys
+print("pid", os.getpid(), flush=True)
+for _ in range(int(sys.argv[2])):
+    c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+    c.close()
+print("done", flush=True)
+"#;
+
+fn config(rate: f64, burst: u64) -> String {
+    CONFIG
+        .replace("PORT", &PORT.to_string())
+        .replace("RATE", &rate.to_string())
+        .replace("BURST", &burst.to_string())
+}
+
+fn write_config(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, text)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+    std::fs::rename(&tmp, path).context("replacing the configuration")
+}
+
+/// Runs a client making `n` connections; returns its pid.
+fn connections(host: &TestHost, n: u64) -> Result<u32> {
+    let p = spawn_py(host, CLIENT, &[PORT.to_string(), n.to_string()])?;
+    let pid: u32 = wait_for_line(&p, "pid", Duration::from_secs(10))?[4..]
+        .trim()
+        .parse()?;
+    let out = finish(p, Duration::from_secs(120))?;
+    ensure!(out.contains("done"), "client {pid} did not finish: {out}");
+    Ok(pid)
+}
+
+/// What the events say about one process: its flows (by id, with their actions), and the
+/// suppressed counts of its summaries.
+#[derive(Debug, Default)]
+struct Seen {
+    flows: std::collections::BTreeMap<String, Vec<String>>,
+    suppressed: u64,
+    suppressed_ended: u64,
+    summaries: Vec<Value>,
+}
+
+fn seen(events: &[Value], pid: u32) -> Seen {
+    let mut s = Seen::default();
+    for e in events.iter().filter(|e| e["pid"] == pid) {
+        if e["event_action"] == "rate_limited" {
+            s.suppressed += e["suppressed_flows"].as_u64().unwrap_or(0);
+            s.suppressed_ended += e["suppressed_ended"].as_u64().unwrap_or(0);
+            s.summaries.push(e.clone());
+        } else if e["dest_port"] == PORT && e["network_direction"] == "outbound" {
+            let id = e["flow_id"].as_str().unwrap_or_default().to_string();
+            let action = e["event_action"].as_str().unwrap_or_default().to_string();
+            s.flows.entry(id).or_default().push(action);
+        }
+    }
+    s
+}
+
+/// Waits until every one of `n` connections of `pid` is either an ended flow or counted in a
+/// summary.
+fn wait_accounted(agent: &Agent, pid: u32, n: u64) -> Result<()> {
+    let deadline = Instant::now() + slowed(EVENT_TIMEOUT);
+    loop {
+        let s = seen(&agent.events(), pid);
+        let ended = s
+            .flows
+            .values()
+            .filter(|a| a.iter().any(|a| a == "end"))
+            .count() as u64;
+        if ended + s.suppressed >= n {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "pid {pid}: {ended} flows ended and {} suppressed, {n} connections made\nstderr:\n{}",
+            s.suppressed,
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn admitted_whole(s: &Seen, pid: u32) -> Result<u64> {
+    for (id, actions) in &s.flows {
+        ensure!(
+            actions.first().map(String::as_str) == Some("start")
+                && actions.last().map(String::as_str) == Some("end"),
+            "pid {pid}: flow {id} was cut: {actions:?}"
+        );
+    }
+    Ok(s.flows.len() as u64)
+}
+
+#[test]
+fn a_noisy_process_is_limited_summarized_exactly_and_a_reload_changes_the_limit() -> Result<()> {
+    setup()?;
+    let dir = TempDir::new("rate-limit")?;
+    let host = TestHost::new()?;
+    let cfg = dir.path().join("c.toml");
+    write_config(&cfg, &config(RATE, BURST))?;
+    let agent = agent(&["--config", &cfg.display().to_string()])?;
+    let server = spawn_py(&host, SERVER, &[PORT.to_string()])?;
+    wait_for_line(&server, "listening", Duration::from_secs(10))?;
+
+    let began = Instant::now();
+    let noisy = connections(&host, NOISY)?;
+    let quiet = connections(&host, QUIET)?;
+    wait_accounted(&agent, noisy, NOISY)?;
+    wait_accounted(&agent, quiet, QUIET)?;
+    let window = began.elapsed().as_secs_f64();
+
+    // A reload: a burst of 10 and (practically) no refill. A process making 30 connections
+    // got them all before (burst 50); after, exactly 10.
+    let before = connections(&host, 30)?;
+    wait_accounted(&agent, before, 30)?;
+    write_config(&cfg, &config(0.001, 10))?;
+    // SAFETY: kill(2) on the agent's pid, a child the harness has not reaped.
+    ensure!(unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) } == 0);
+    let deadline = Instant::now() + slowed(EVENT_TIMEOUT);
+    while !agent.stderr().contains("configuration reloaded") {
+        ensure!(Instant::now() < deadline, "no reload:\n{}", agent.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = connections(&host, 30)?;
+    wait_accounted(&agent, after, 30)?;
+    drop(server);
+    let events = agent.stop()?;
+
+    // The quiet process: every flow, whole.
+    let q = seen(&events, quiet);
+    ensure!(
+        admitted_whole(&q, quiet)? == QUIET && q.suppressed == 0,
+        "quiet process: {q:?}"
+    );
+    // The noisy one: within burst + rate × time, and exactly accounted for.
+    let n = seen(&events, noisy);
+    let admitted = admitted_whole(&n, noisy)?;
+    let bound = BURST as f64 + RATE * window;
+    ensure!(
+        admitted >= BURST && admitted as f64 <= bound,
+        "noisy process: {admitted} flows admitted, expected {BURST} to {bound:.1} ({window:.1} s)"
+    );
+    ensure!(
+        admitted + n.suppressed == NOISY,
+        "noisy process: {admitted} admitted + {} suppressed != {NOISY} connections",
+        n.suppressed
+    );
+    // Every suppressed connection ended (at the latest at shutdown) and was counted so.
+    ensure!(
+        n.suppressed_ended == n.suppressed,
+        "noisy process: {} suppressed, {} of them ended",
+        n.suppressed,
+        n.suppressed_ended
+    );
+    let entity = events
+        .iter()
+        .find(|e| e["pid"] == noisy && e["event_action"] == "start")
+        .context("a start of the noisy process")?["process_entity_id"]
+        .clone();
+    for s in &n.summaries {
+        ensure!(
+            s["limiter"] == "process"
+                && s["process_entity_id"] == entity
+                && s["exe"].as_str().is_some_and(|e| e.starts_with("python"))
+                && s["remote_ips"] == serde_json::json!(["127.0.0.1"])
+                && s["dest_ports"] == serde_json::json!([PORT])
+                && s["suppressed_tcp"] == s["suppressed_flows"]
+                && s["suppressed_udp"] == 0,
+            "summary of the noisy process: {s}"
+        );
+    }
+    ensure!(
+        n.summaries
+            .iter()
+            .any(|s| s["first_suppressed_time"].is_string()),
+        "no summary with first_suppressed_time: {:?}",
+        n.summaries
+    );
+    // Totals in the stats events: at least ours (other processes may add to them).
+    let last_stats = events
+        .iter()
+        .rev()
+        .find(|e| e["event_action"] == "stats")
+        .context("no stats event")?;
+    let total = last_stats["rate_limit"]["suppressed_process"]
+        .as_u64()
+        .unwrap_or(0);
+    ensure!(
+        total >= n.suppressed + 20,
+        "stats rate_limit.suppressed_process {total} < {} + 20",
+        n.suppressed
+    );
+
+    // The reload changed the limit.
+    let b = seen(&events, before);
+    ensure!(
+        admitted_whole(&b, before)? == 30 && b.suppressed == 0,
+        "before the reload: {} admitted, {} suppressed",
+        b.flows.len(),
+        b.suppressed
+    );
+    let a = seen(&events, after);
+    ensure!(
+        admitted_whole(&a, after)? == 10 && a.suppressed == 20,
+        "after the reload: {} admitted, {} suppressed",
+        a.flows.len(),
+        a.suppressed
+    );
+    Ok(())
+}
