@@ -44,15 +44,19 @@ pub struct TcpCall {
     pub new: u8,
 }
 
-/// Per CPU: whether the primary TCP state program is running, and on which call.
+/// Per CPU: the last call the primary TCP state program finished.
 #[repr(C)]
 pub struct TcpGuard {
-    pub depth: u32,
-    pub call: TcpCall,
+    pub done: TcpCall,
 }
 
 #[map]
 pub static TCP_GUARD: PerCpuArray<TcpGuard> = PerCpuArray::with_max_entries(1, 0);
+
+/// Sockets whose close was handled, until their address starts a new socket: a second run of
+/// the handlers for the same close (see tcp_state.rs) finds it here and does nothing.
+#[map]
+pub static TCP_CLOSED: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, 0);
 
 /// Listening sockets by (network namespace, port): passive flows are attributed to the listener
 /// until an accept names the process that took them.

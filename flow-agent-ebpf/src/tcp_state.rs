@@ -13,7 +13,9 @@ use crate::{
     emit::{count_loss, header, now_ns, reserve, submit},
     filter::{self, count_skip, FILTERED_SOCKS},
     kernel::{config, current_exiting, current_task, read, sock_netns},
-    maps::{ListenerKey, TcpCall, TcpSockState, LISTENERS, TCP_GUARD, TCP_PKTS, TCP_SOCKS},
+    maps::{
+        ListenerKey, TcpCall, TcpSockState, LISTENERS, TCP_CLOSED, TCP_GUARD, TCP_PKTS, TCP_SOCKS,
+    },
 };
 
 type Call = TcpCall;
@@ -31,37 +33,29 @@ impl TcpCall {
 
 // Two programs on one raw tracepoint. Since 6.0 the kernel skips a raw tracepoint program that
 // is re-entered on its CPU: a softirq that interrupts `inet_sock_set_state` and closes a burst
-// of sockets would lose every one of those state changes. The backup, attached second, handles
-// exactly the calls the primary was skipped for: the primary marks, per CPU, that it is running
-// and which call it is handling; the backup acts only while the primary is marked running on a
-// different call. On kernels that let the primary re-enter (5.10), the nested call marks itself
-// and the backup stays idle.
+// of sockets would lose every one of those state changes. The backup, attached second, runs
+// every call the primary did not finish just before it on this CPU. A call the primary was
+// skipped for is therefore never lost; a call that only looks unfinished (a nested call ran
+// between the primary and the backup) runs twice, and every handler below is idempotent: a
+// second run of the same call changes nothing and writes no record.
 
 /// Primary handler of TCP state changes. Arguments: (struct sock *sk, int old, int new).
 #[raw_tracepoint(tracepoint = "inet_sock_set_state")]
 pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     let call = Call::of(&ctx);
-    let guard = TCP_GUARD.get_ptr_mut(0);
-    if let Some(g) = guard {
-        unsafe {
-            (*g).depth += 1;
-            (*g).call = call;
-        }
-    }
     on_set_state(call);
-    if let Some(g) = guard {
-        unsafe { (*g).depth -= 1 };
+    if let Some(g) = TCP_GUARD.get_ptr_mut(0) {
+        unsafe { (*g).done = call };
     }
     0
 }
 
-/// Backup handler: runs a call only when the primary was skipped for it.
+/// Backup handler: runs a call unless the primary just finished it on this CPU.
 #[raw_tracepoint(tracepoint = "inet_sock_set_state")]
 pub fn inet_sock_set_state_backup(ctx: RawTracePointContext) -> i32 {
     let call = Call::of(&ctx);
-    if let Some(g) = TCP_GUARD.get_ptr_mut(0) {
-        let skipped = unsafe { (*g).depth > 0 && (*g).call != call };
-        if skipped {
+    if let Some(g) = TCP_GUARD.get_ptr(0) {
+        if unsafe { (*g).done } != call {
             on_set_state(call);
         }
     }
@@ -73,6 +67,11 @@ fn on_set_state(call: Call) -> Option<()> {
     let Call { sk, old, new } = call;
     if read::<u16>(sk, config().offsets.sock_sk_protocol)? != IPPROTO_TCP as u16 {
         return None;
+    }
+    // A new socket at this address (a passive child starts as a copy of its listener, from
+    // LISTEN to SYN_RECV): a past socket's closed mark does not apply to it.
+    if old == CLOSE || matches!(new, SYN_SENT | SYN_RECV | LISTEN) {
+        let _ = TCP_CLOSED.remove(sk);
     }
     // Each branch is its own BPF function: inlined together their locals overflow the stack.
     match new {
@@ -91,6 +90,10 @@ fn on_set_state(call: Call) -> Option<()> {
 fn skip_filtered(sk: u64) -> bool {
     if !filter::active() {
         return false;
+    }
+    if unsafe { FILTERED_SOCKS.get(sk) }.is_some() {
+        // Already decided (a second run of the same call).
+        return true;
     }
     let o = &config().offsets;
     let (Some(family), Some(port)) = (read::<u16>(sk, o.skc_family), read::<u16>(sk, o.skc_dport))
@@ -152,6 +155,12 @@ fn on_passive_open(sk: u64) -> Option<()> {
     if skip_filtered(sk) {
         return Some(());
     }
+    if let Some(s) = TCP_SOCKS.get_ptr(sk) {
+        if unsafe { (*s).role } == Role::Passive as u8 {
+            // Already handled (a second run of the same call).
+            return Some(());
+        }
+    }
     let key = listener_key(sk)?;
     let (owner, kind) = match unsafe { LISTENERS.get(key) } {
         Some(t) => (*t, OwnerKind::Listener),
@@ -185,6 +194,11 @@ fn on_listen_close(sk: u64) -> Option<()> {
 
 #[inline(never)]
 fn on_close(sk: u64, old: u8) -> Option<()> {
+    if unsafe { TCP_CLOSED.get(sk) }.is_some() {
+        // Already handled (a second run of the same call).
+        return Some(());
+    }
+    let _ = TCP_CLOSED.insert(sk, 1, 0);
     let state = TCP_SOCKS.get_ptr_mut(sk);
     if state.is_none() && FILTERED_SOCKS.remove(sk).is_ok() {
         forget_packets(sk);
@@ -230,13 +244,15 @@ fn on_transition(sk: u64, old: u8, new: u8) -> Option<()> {
             TCP_SOCKS.get_ptr_mut(sk)?
         }
     };
-    unsafe { (*p).states_seen |= 1 << new };
+    let seen = unsafe { (*p).states_seen };
+    unsafe { (*p).states_seen = seen | 1 << new };
     // The application's close() sends the FIN; from an exiting owner it is the kernel closing
     // the descriptors the process left open.
     if matches!(new, FIN_WAIT1 | LAST_ACK) && owner_exiting(unsafe { &*p }) {
         unsafe { (*p).info |= TCP_INFO_CLOSED_ON_EXIT as u16 };
     }
-    if new == ESTABLISHED && old == SYN_SENT {
+    // Once: a second run of the same call finds ESTABLISHED already seen.
+    if new == ESTABLISHED && old == SYN_SENT && seen & (1 << ESTABLISHED) == 0 {
         emit(RecordKind::TcpOpen, sk, old, new, Some(p));
     }
     Some(())

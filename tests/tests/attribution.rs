@@ -307,6 +307,19 @@ fn thousand_connections_from_ten_parallel_processes() -> Result<()> {
     }
     let misses = bpf_recursion_misses(&agent);
     let events = agent.stop()?;
+    // Which flows lost their per-packet TCP detail (their end has no IP byte counts).
+    for kind in ["connector", "acceptor"] {
+        let bare: Vec<&Value> = events
+            .iter()
+            .filter(|e| end_of(kind)(e) && e.get("orig_ip_bytes").is_none())
+            .collect();
+        if let Some(first) = bare.first() {
+            problems.push(format!(
+                "{} {kind} end events without TCP detail, e.g. {first}",
+                bare.len()
+            ));
+        }
+    }
 
     // Connector side: one flow per local port, named after the process that reported it.
     let mut ends_by_port: BTreeMap<u16, Vec<&Value>> = BTreeMap::new();
