@@ -3,7 +3,9 @@
 //! through a real dnsmasq and a banner client in the other. Each flow must carry the right
 //! `application_protocol` and `proto_info`; for TLS, version, cipher, SNI and JA3 must match
 //! tshark's dissection of a capture of the same handshake, and JA4 the independent `ja4plus`
-//! implementation (PyPI) on that capture.
+//! implementation (PyPI) on that capture. The flows curl made carry the name it asked for
+//! (dnsmasq answers its own records with TTL 0: the name must still reach the connection made
+//! right after).
 //!
 //! Needs root, kernel BTF, iproute2, nginx, openssl, dnsmasq, curl, python3, dumpcap, tshark
 //! and ja4plus (`cargo xtask setup` installs them).
@@ -271,6 +273,12 @@ fn flows_name_their_protocol_and_tls_matches_tshark_and_ja4plus() -> Result<()> 
             ev.get("orig_content").is_none(),
             "content is off by default"
         );
+        if who == "connector" {
+            ensure!(
+                field(&ev, "dest_fqdn") == NAME,
+                "the HTTP flow carries the name curl asked for: {ev:#}"
+            );
+        }
     }
     // The SSH-like banner, from the responder's first bytes.
     let ssh = end_of(&agent, &addr, SSH_PORT, "connector")?;
@@ -317,8 +325,8 @@ fn flows_name_their_protocol_and_tls_matches_tshark_and_ja4plus() -> Result<()> 
         ensure!(&tls[k] == v, "{k}: want {v} (tshark/ja4plus): {tls:#}");
     }
     ensure!(
-        field(&tls, "tls_server_name") == NAME,
-        "SNI is the name curl asked for: {tls:#}"
+        field(&tls, "tls_server_name") == NAME && field(&tls, "dest_fqdn") == NAME,
+        "SNI and dest_fqdn are the name curl asked for: {tls:#}"
     );
     ensure!(
         field(&tls, "proto_info").contains(&format!("sni {NAME}")),
