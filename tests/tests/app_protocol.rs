@@ -3,10 +3,13 @@
 //! through a real dnsmasq and a banner client in the other. Each flow must carry the right
 //! `application_protocol` and `proto_info`; for TLS, version, cipher, SNI and JA3 must match
 //! tshark's dissection of a capture of the same handshake, and JA4 the independent `ja4plus`
-//! implementation (PyPI) on that capture.
+//! implementation (PyPI) on that capture. The flows curl made carry the name it asked for
+//! (dnsmasq answers its own records with TTL 0: the name must still reach the connection made
+//! right after). Last, a name answered over TCP port 53 (`dig +tcp`) names the connection to
+//! the answered address, and that DNS flow itself is `dns`.
 //!
-//! Needs root, kernel BTF, iproute2, nginx, openssl, dnsmasq, curl, python3, dumpcap, tshark
-//! and ja4plus (`cargo xtask setup` installs them).
+//! Needs root, kernel BTF, iproute2, nginx, openssl, dnsmasq, curl, dig, python3, dumpcap,
+//! tshark and ja4plus (`cargo xtask setup` installs them).
 mod common;
 
 use std::{path::Path, time::Duration, time::Instant};
@@ -20,6 +23,8 @@ const HTTP_PORT: u16 = 8080;
 const HTTPS_PORT: u16 = 8443;
 const SSH_PORT: u16 = 2222;
 const NAME: &str = "www.apptest";
+/// Answered over TCP only, to the same address (the newest answer for an address names it).
+const TCP_NAME: &str = "tcp.apptest";
 const BANNER: &str = "SSH-2.0-FlowTest_1.0";
 
 const NGINX_CONF: &str = r#"
@@ -70,6 +75,7 @@ fn start_nginx(server: &TestHost, dir: &TempDir, addr: &str) -> Result<Spawned> 
     let d = dir.path().display().to_string();
     std::fs::create_dir_all(dir.path().join("www"))?;
     dir.write("www/index.html", "hello\n")?;
+    dir.write("www/tcp.html", "hello\n")?;
     let key = dir.path().join("key.pem");
     let cert = dir.path().join("cert.pem");
     let out = std::process::Command::new("openssl")
@@ -108,6 +114,7 @@ fn start_dnsmasq(server: &TestHost, addr: &str) -> Result<Spawned> {
         ])
         .arg(format!("--listen-address={addr}"))
         .arg(format!("--host-record={NAME},{addr}"))
+        .arg(format!("--host-record={TCP_NAME},{addr}"))
         .spawn()?;
     server.wait_for_tcp_listen(53)?;
     Ok(proc)
@@ -227,7 +234,7 @@ fn field<'a>(ev: &'a Value, k: &str) -> &'a str {
 fn flows_name_their_protocol_and_tls_matches_tshark_and_ja4plus() -> Result<()> {
     setup()?;
     require_tools(&[
-        "nginx", "openssl", "dnsmasq", "curl", "dumpcap", "tshark", "ja4plus",
+        "nginx", "openssl", "dnsmasq", "curl", "dig", "dumpcap", "tshark", "ja4plus",
     ])?;
     let (client, server) = TestHost::pair()?;
     let addr = server.ns_addr_v4().to_string();
@@ -271,6 +278,12 @@ fn flows_name_their_protocol_and_tls_matches_tshark_and_ja4plus() -> Result<()> 
             ev.get("orig_content").is_none(),
             "content is off by default"
         );
+        if who == "connector" {
+            ensure!(
+                field(&ev, "dest_fqdn") == NAME,
+                "the HTTP flow carries the name curl asked for: {ev:#}"
+            );
+        }
     }
     // The SSH-like banner, from the responder's first bytes.
     let ssh = end_of(&agent, &addr, SSH_PORT, "connector")?;
@@ -317,12 +330,59 @@ fn flows_name_their_protocol_and_tls_matches_tshark_and_ja4plus() -> Result<()> 
         ensure!(&tls[k] == v, "{k}: want {v} (tshark/ja4plus): {tls:#}");
     }
     ensure!(
-        field(&tls, "tls_server_name") == NAME,
-        "SNI is the name curl asked for: {tls:#}"
+        field(&tls, "tls_server_name") == NAME && field(&tls, "dest_fqdn") == NAME,
+        "SNI and dest_fqdn are the name curl asked for: {tls:#}"
     );
     ensure!(
         field(&tls, "proto_info").contains(&format!("sni {NAME}")),
         "proto_info names the SNI: {tls:#}"
+    );
+
+    // A name answered over TCP port 53, then a connection to the answered address.
+    let out = client
+        .cmd("dig")
+        .args(["+tcp", "+short", "+time=5", "+tries=1"])
+        .arg(format!("@{addr}"))
+        .args([TCP_NAME, "A"])
+        .output()?;
+    ensure!(out.status.success(), "dig +tcp: {out:?}");
+    let answered = String::from_utf8(out.stdout)?.trim().to_string();
+    ensure!(
+        answered == addr,
+        "dig +tcp answered {answered:?}, want {addr}"
+    );
+    curl(&client, &format!("http://{answered}:{HTTP_PORT}/tcp.html"))?;
+    let named = agent
+        .wait_for(
+            |e| {
+                e["event_action"] == "end"
+                    && e["attribution"] == "connector"
+                    && e["dest_port"] == HTTP_PORT
+                    && field(e, "proto_info").contains("/tcp.html")
+            },
+            EVENT_TIMEOUT,
+        )
+        .context("no end event for the connection after the TCP answer")?;
+    ensure!(
+        field(&named, "dest_fqdn") == TCP_NAME,
+        "the name answered over TCP names the flow: {named:#}"
+    );
+    let dns = agent
+        .wait_for(
+            |e| {
+                e["event_action"] == "end"
+                    && e["transport_protocol"] == "tcp"
+                    && e["attribution"] == "connector"
+                    && e["dest_ip"] == addr.as_str()
+                    && e["dest_port"] == 53
+            },
+            EVENT_TIMEOUT,
+        )
+        .context("no end event for dig's DNS-over-TCP flow")?;
+    ensure!(
+        field(&dns, "application_protocol") == "dns"
+            && field(&dns, "app_protocol_source") == "payload",
+        "the DNS-over-TCP flow is dns, from its payload: {dns:#}"
     );
     agent.stop()?;
     Ok(())

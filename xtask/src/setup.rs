@@ -30,8 +30,9 @@ const TEST_PACKAGES: &[&str] = &[
     "rsyslog",
     "rsyslog-openssl",
     "openssl",
-    // The application protocol test's servers.
+    // The application protocol test's servers, and dig for its DNS over TCP.
     "nginx-light",
+    "bind9-dnsutils",
     // The package test: builds, checks, installs and runs the .deb as its unit says.
     "dpkg-dev",
     "binutils",

@@ -11,6 +11,12 @@ use crate::proto::dns::{self, RecordData};
 /// Most addresses remembered; the oldest answers go first.
 pub const DEFAULT_CAPACITY: usize = 65_536;
 
+/// Least time an answer names its addresses, whatever its TTL. A TTL of 0 (dnsmasq's default
+/// for its own records and /etc/hosts, some load balancers') tells the asker not to *cache*
+/// the answer, yet the asker connects to the address right after: that connection must still
+/// carry the name. Answers with a longer TTL keep their TTL.
+pub const MIN_LIFETIME_NS: u64 = 2_000_000_000;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResolvedName {
     /// The name the process asked for (the question).
@@ -84,7 +90,8 @@ impl DnsNames {
             if !chain.contains(&a.name) {
                 continue;
             }
-            let expires_ns = now_ns.saturating_add(u64::from(a.ttl) * 1_000_000_000);
+            let lifetime_ns = (u64::from(a.ttl) * 1_000_000_000).max(MIN_LIFETIME_NS);
+            let expires_ns = now_ns.saturating_add(lifetime_ns);
             let resolved = ResolvedName {
                 name: question.name.clone(),
                 chain: chain[..=chain.iter().position(|n| *n == a.name).unwrap_or(0)].to_vec(),
@@ -224,6 +231,18 @@ mod tests {
         names.observe(&answer("c.test", &[], [10, 0, 0, 3], 60), 4 * S);
         assert_eq!(names.len(), 2);
         assert!(names.lookup(ip, 5 * S).is_none(), "oldest evicted");
+    }
+
+    #[test]
+    fn a_zero_ttl_answer_still_names_the_connection_made_right_after_it() {
+        let mut names = DnsNames::default();
+        names.observe(&answer("local.test", &[], [10, 0, 0, 7], 0), 100 * S);
+        let ip: IpAddr = "10.0.0.7".parse().unwrap();
+        assert_eq!(
+            names.lookup(ip, 100 * S + 5_000_000).unwrap().name,
+            "local.test"
+        );
+        assert!(names.lookup(ip, 100 * S + MIN_LIFETIME_NS).is_none());
     }
 
     #[test]

@@ -200,19 +200,24 @@ impl FlowTable {
         self.cfg = FlowTableConfig { host, ..cfg };
     }
 
+    /// A flow opened at `open_ns` (CLOCK_BOOTTIME, 0 if unknown): its remote's name is the
+    /// one valid when it opened, not when the agent got to the record.
     pub(super) fn new_flow(
         &mut self,
         tuple: Tuple,
         role: Role,
         owner: Task,
         kind: OwnerKind,
+        open_ns: u64,
     ) -> Flow {
         self.next_id += 1;
         let (_, remote) = endpoints(&tuple);
-        let remote_name = self
-            .names
-            .lookup(remote.0, crate::enrich::clock::boot_ns_now())
-            .cloned();
+        let at_ns = if open_ns > 0 {
+            open_ns
+        } else {
+            crate::enrich::clock::boot_ns_now()
+        };
+        let remote_name = self.names.lookup(remote.0, at_ns).cloned();
         Flow {
             remote_name,
             id: format!("{}-{:x}", self.id_prefix, self.next_id),
@@ -220,7 +225,7 @@ impl FlowTable {
             role,
             owner,
             owner_kind: kind,
-            open_ns: 0,
+            open_ns,
             netns: 0,
             start_observed: role != Role::Unknown,
             start_emitted: false,
@@ -260,8 +265,8 @@ impl FlowTable {
                 } else {
                     Role::Passive
                 };
-                let mut f = self.new_flow(r.tuple, role, r.owner, OwnerKind::Connector);
-                f.open_ns = r.header.ts_ns;
+                let mut f =
+                    self.new_flow(r.tuple, role, r.owner, OwnerKind::Connector, r.header.ts_ns);
                 f.last_report_ns = r.header.ts_ns;
                 f.netns = r.netns;
                 f.cookie = r.key.cookie;
@@ -311,7 +316,13 @@ impl FlowTable {
             // out (or, rarely, the connect began before the agent started).
             self.evicted.tcp += 1;
         }
-        let mut f = self.new_flow(r.tuple, role, r.owner, owner_kind_of(r.owner_kind));
+        let mut f = self.new_flow(
+            r.tuple,
+            role,
+            r.owner,
+            owner_kind_of(r.owner_kind),
+            r.open_ns,
+        );
         // Opened while the start-up scan ran: the scan's flow is this one.
         if let Some(pkey) = self.partial.remove(&identity(r.netns, &r.tuple)) {
             if let Some(p) = self.flows.remove(&pkey) {
@@ -319,7 +330,6 @@ impl FlowTable {
                 f.start_emitted = p.start_emitted;
             }
         }
-        f.open_ns = r.open_ns;
         f.last_report_ns = r.header.ts_ns;
         f.netns = r.netns;
         f.cookie = r.cookie;
@@ -359,8 +369,8 @@ impl FlowTable {
                 role_of(r.role),
                 r.owner,
                 owner_kind_of(r.owner_kind),
+                r.open_ns,
             );
-            f.open_ns = r.open_ns;
             f.netns = r.netns;
             self.flows.insert(key, f);
         }

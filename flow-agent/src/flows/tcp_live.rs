@@ -224,7 +224,7 @@ impl FlowTable {
                 (true, Role::Passive) => OwnerKind::Acceptor,
                 (true, _) => OwnerKind::Connector,
             };
-            let mut f = self.new_flow(tuple, role, owner, kind);
+            let mut f = self.new_flow(tuple, role, owner, kind, 0);
             f.start_observed = false;
             f.netns = netns;
             f.last_report_ns = crate::enrich::clock::boot_ns_now();
