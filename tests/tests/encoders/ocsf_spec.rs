@@ -45,6 +45,7 @@ const ATTRIBUTES: &[(&str, Ty)] = &[
     ("status_detail", Str),
     ("time", Timestamp),
     ("timezone_offset", Int),
+    ("count", Int),
     ("start_time", Timestamp),
     ("end_time", Timestamp),
     ("duration", Int),
