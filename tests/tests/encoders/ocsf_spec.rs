@@ -383,7 +383,8 @@ pub fn check_event(ev: &Value) -> Vec<String> {
         Some(17) => "udp",
         _ => "?",
     };
-    if ci["protocol_name"] != proto {
+    // connection_info is optional (a rate_limited summary has none).
+    if !ci.is_null() && ci["protocol_name"] != proto {
         p.push(format!(
             "protocol_name {} for protocol_num {}",
             ci["protocol_name"], ci["protocol_num"]
