@@ -4,7 +4,9 @@
 //! one stdout output per agent is allowed; see [`CONFIG`])
 //! while curl and python exchange TCP (HTTP) and UDP over IPv4 and IPv6 on the loopback of a
 //! test namespace, a connection stays open long enough for updates, and a copy of curl with a
-//! hostile name and hostile arguments connects too. Every record of every format is then
+//! hostile name and hostile arguments connects too, and a noisy client makes more connections
+//! than `[rate_limit]` admits, so that its `rate_limited` summaries are checked too (native, ECS
+//! and OCSF records; none in Zeek or Sysmon). Every record of every format is then
 //! checked against a table written from that format's specification (encoders/*_spec.rs),
 //! paired with the native event it was encoded from, and compared value by value; the test
 //! flows' records must carry the real pids and ports.
@@ -43,6 +45,9 @@ const HTTP4: u16 = 18080;
 const HTTP6: u16 = 18086;
 const UDP4: u16 = 19999;
 const UDP6: u16 = 19996;
+/// The noisy client's server, and how many connections it makes.
+const NOISY_PORT: u16 = 18090;
+const NOISY: u32 = 40;
 /// Bound for the test flows' events: generous, because the agent encodes every flow of a busy
 /// host five times over.
 const WAIT: Duration = Duration::from_secs(60);
@@ -51,6 +56,14 @@ const WAIT: Duration = Duration::from_secs(60);
 const CONFIG: &str = r#"
 [health]
 stats_interval = 1
+
+# Small enough that the noisy client (NOISY connections) and its server are limited, large
+# enough for every other test process: their flows are all reported.
+[rate_limit]
+enabled = true
+per_process_rate = 1
+per_process_burst = 10
+summary_interval = 1
 
 [[outputs]]
 name = "native"
@@ -114,6 +127,24 @@ print("local", s.getsockname()[1], flush=True)
 s.close()
 "#;
 
+/// Accepts and closes connections until killed.
+const ACCEPT_CLOSE: &str = r#"
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(4096)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept(); c.close()
+"#;
+
+/// Makes N connections one after the other. Args: port, N.
+const NOISY_CLIENT: &str = r#"
+import socket, sys
+for _ in range(int(sys.argv[2])):
+    c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+    c.close()
+"#;
+
 /// Holds a TCP connection open for a while (update events), then closes it.
 const TCP_HOLD: &str = r#"
 import socket, sys, time
@@ -137,6 +168,8 @@ pub struct Ours {
     pub udp4_server: u32,
     pub udp6_client: u32,
     pub udp6_server: u32,
+    /// The rate-limited client.
+    pub noisy: u32,
 }
 
 /// What one agent run printed, sorted by format.
@@ -158,6 +191,14 @@ pub struct Run {
 impl Run {
     pub fn native_flows(&self) -> impl Iterator<Item = &Value> {
         self.native.iter().filter(|e| !is_stats(e))
+    }
+
+    /// Whether the run has a `rate_limited` summary of the noisy client (so that every format's
+    /// rendering of one is checked).
+    pub fn has_summaries(&self) -> bool {
+        self.native
+            .iter()
+            .any(|e| e["event_action"] == "rate_limited" && e["pid"] == self.ours.noisy)
     }
 
     /// The native flow events of one of our processes.
@@ -275,6 +316,17 @@ fn capture() -> Result<Run> {
     }
     finish(hold, Duration::from_secs(20))?;
 
+    // Last, so that its server's and its own limits take no token from the flows above.
+    let noisy_server = spawn_py(&host, ACCEPT_CLOSE, &[NOISY_PORT.to_string()])?;
+    wait_for_line(&noisy_server, "ready", Duration::from_secs(10))?;
+    let noisy = spawn_py(
+        &host,
+        NOISY_CLIENT,
+        &[NOISY_PORT.to_string(), NOISY.to_string()],
+    )?;
+    let noisy_pid = noisy.pid();
+    finish(noisy, Duration::from_secs(60))?;
+
     let ours = Ours {
         netns: host.netns_inode()?,
         curl4,
@@ -287,6 +339,7 @@ fn capture() -> Result<Run> {
         udp4_server: udp[0].1,
         udp6_client: udp[1].0,
         udp6_server: udp[1].1,
+        noisy: noisy_pid,
     };
     // Every test flow ended, the held one had an update, and a stats report came.
     let ended = |pid: u32, proto: &'static str, local_orig: bool| {
@@ -323,9 +376,15 @@ fn capture() -> Result<Run> {
         1,
     )?;
     tail.wait_for("a stats event", is_stats, 1)?;
+    tail.wait_for(
+        "a rate_limited summary of the noisy client",
+        |e| e["event_action"] == "rate_limited" && e["pid"] == ours.noisy,
+        1,
+    )?;
     let agent_pid = agent.pid();
     drop(server4);
     drop(server6);
+    drop(noisy_server);
     let mut lines = agent.stop_lines()?;
     // Each format's file holds its records in the order they were encoded.
     for format in ["ecs", "ocsf", "zeek", "sysmon"] {
@@ -501,6 +560,12 @@ fn ecs_records_follow_ecs_and_carry_the_native_values() -> Result<()> {
         run.ecs.iter().any(|d| d["event"]["kind"] == "metric"),
         "no ECS metric document for the stats events"
     );
+    ensure!(
+        run.ecs.iter().any(
+            |d| d["event"]["action"] == "rate_limited" && d["process"]["pid"] == run.ours.noisy
+        ),
+        "no ECS rate_limited document of the noisy client"
+    );
     let o = &run.ours;
     for (pid, proto, local_orig) in [
         (o.curl4, "tcp", true),
@@ -542,6 +607,12 @@ fn ocsf_records_follow_network_activity_and_carry_the_native_values() -> Result<
         );
     }
     report("OCSF records", &problems)?;
+    ensure!(
+        run.ocsf.iter().any(|e| e["activity_id"] == 99
+            && e["unmapped"]["event_action"] == "rate_limited"
+            && e["actor"]["process"]["pid"] == run.ours.noisy),
+        "no OCSF rate_limited event of the noisy client"
+    );
     let o = &run.ours;
     for (pid, proto, local_orig) in [
         (o.curl4, "tcp", true),
@@ -582,6 +653,11 @@ fn zeek_records_follow_conn_log_and_carry_the_native_values() -> Result<()> {
         );
     }
     report("Zeek records", &problems)?;
+    // Summaries have no conn.log record (the pairing with ends alone proves it too).
+    ensure!(
+        run.has_summaries() && !run.zeek_lines.iter().any(|l| l.contains("rate_limited")),
+        "conn.log holds a rate_limited summary, or the run has none"
+    );
     // The server's side of curl's connection: the originator is curl (the peer), not the host.
     let o = &run.ours;
     let client_end = run
@@ -639,6 +715,11 @@ fn sysmon_records_are_event_3_and_carry_the_native_values() -> Result<()> {
         }
     }
     report("Sysmon records", &problems)?;
+    // Summaries have no Sysmon event (the pairing with starts alone proves it too).
+    ensure!(
+        run.has_summaries() && !run.sysmon.iter().any(|l| l.contains("rate_limited")),
+        "Sysmon output holds a rate_limited summary, or the run has none"
+    );
     let o = &run.ours;
     for (pid, proto, initiated) in [
         (o.curl4, "tcp", "true"),

@@ -1,7 +1,8 @@
 //! `[rate_limit]` on real traffic: one process makes 500 connections in a burst, another 5.
 //! The quiet process's flows are all reported with every event; the noisy one's admitted
 //! flows stay within burst + rate × time; its `rate_limited` summaries plus its admitted
-//! flows are exactly the 500 connections it made. A reload then changes the limit.
+//! flows are exactly the 500 connections it made. A reload then changes the limit. Every flow
+//! event and summary of the run validates against docs/events.schema.json.
 //!
 //! Traffic stays on the loopback of a namespace the test creates. Needs root, kernel BTF,
 //! iproute2 and python3.
@@ -142,6 +143,39 @@ fn admitted_whole(s: &Seen, pid: u32) -> Result<u64> {
     Ok(s.flows.len() as u64)
 }
 
+/// Every flow event and `rate_limited` summary of the run validates against
+/// docs/events.schema.json (stats events are described by docs/health.md), and there are
+/// summaries among them.
+fn schema_valid(events: &[Value]) -> Result<()> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/events.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)
+        .with_context(|| format!("parsing {}", path.display()))?;
+    let validator = jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .map_err(|e| anyhow::anyhow!("compiling {}: {e}", path.display()))?;
+    let mut summaries = 0;
+    let mut failures = Vec::new();
+    for ev in events.iter().filter(|e| e["event_action"] != "stats") {
+        summaries += usize::from(ev["event_action"] == "rate_limited");
+        let errs: Vec<String> = validator
+            .iter_errors(ev)
+            .map(|e| format!("  at {:?}: {e}", e.instance_path().as_str()))
+            .collect();
+        if !errs.is_empty() {
+            failures.push(format!("{}\n  event: {ev}", errs.join("\n")));
+        }
+    }
+    ensure!(
+        failures.is_empty(),
+        "{} events do not match docs/events.schema.json (first 10):\n{}",
+        failures.len(),
+        failures[..failures.len().min(10)].join("\n\n")
+    );
+    ensure!(summaries > 0, "no rate_limited summary to validate");
+    Ok(())
+}
+
 #[test]
 fn a_noisy_process_is_limited_summarized_exactly_and_a_reload_changes_the_limit() -> Result<()> {
     setup()?;
@@ -176,6 +210,7 @@ fn a_noisy_process_is_limited_summarized_exactly_and_a_reload_changes_the_limit(
     wait_accounted(&agent, after, 30)?;
     drop(server);
     let events = agent.stop()?;
+    schema_valid(&events)?;
 
     // The quiet process: every flow, whole.
     let q = seen(&events, quiet);

@@ -57,11 +57,12 @@ fn validator(schema: &Value) -> Result<jsonschema::Validator> {
         .map_err(|e| anyhow::anyhow!("compiling docs/events.schema.json: {e}"))
 }
 
-/// Property names of the schema: top level, and the interval object's as `interval.NAME`.
+/// Property names of the schema's flow events (`$defs/flow`), and the interval object's as
+/// `interval.NAME`.
 fn schema_fields(schema: &Value) -> Result<BTreeSet<String>> {
-    let top = schema["properties"]
+    let top = schema["$defs"]["flow"]["properties"]
         .as_object()
-        .context("schema has no top-level properties")?;
+        .context("schema has no $defs/flow/properties")?;
     let interval = schema["$defs"]["interval"]["properties"]
         .as_object()
         .context("schema has no $defs/interval/properties")?;
@@ -90,12 +91,15 @@ fn doc_fields(md: &str) -> Result<BTreeSet<String>> {
         let Some(row) = line.strip_prefix('|') else {
             continue;
         };
-        let cell = row.split('|').next().unwrap_or_default().trim();
-        if let Some(name) = cell.strip_prefix('`').and_then(|c| c.strip_suffix('`')) {
-            ensure!(
-                names.insert(name.to_string()),
-                "docs/events.md documents `{name}` twice"
-            );
+        // One name, or several documented together: `a`, `b`.
+        let cell = row.split('|').next().unwrap_or_default();
+        for name in cell.split(',').map(str::trim) {
+            if let Some(name) = name.strip_prefix('`').and_then(|c| c.strip_suffix('`')) {
+                ensure!(
+                    names.insert(name.to_string()),
+                    "docs/events.md documents `{name}` twice"
+                );
+            }
         }
     }
     ensure!(seen_section, "docs/events.md has no `## Fields` section");
@@ -131,15 +135,60 @@ fn diff(a: &BTreeSet<String>, b: &BTreeSet<String>) -> Vec<String> {
     a.difference(b).cloned().collect()
 }
 
-/// Every string of every `enum`/`const` under the schema's properties, by property name.
+/// Property names of the schema's `rate_limited` summaries (`$defs/rate_limited`).
+fn rate_limited_schema_fields(schema: &Value) -> Result<BTreeSet<String>> {
+    Ok(schema["$defs"]["rate_limited"]["properties"]
+        .as_object()
+        .context("schema has no $defs/rate_limited/properties")?
+        .keys()
+        .cloned()
+        .collect())
+}
+
+/// The backticked names of the table rows in the `## Rate-limited flows` section of
+/// docs/events.md: (the names of the first cells, the names anywhere in a row).
+fn rate_limited_doc_fields(md: &str) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
+    let start = md
+        .find("\n## Rate-limited flows\n")
+        .context("docs/events.md has no `## Rate-limited flows` section")?;
+    let section = &md[start + 1..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let ticked = |text: &str| -> Vec<String> {
+        text.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    };
+    let (mut first, mut all) = (BTreeSet::new(), BTreeSet::new());
+    for row in section.lines().filter_map(|l| l.strip_prefix('|')) {
+        first.extend(ticked(row.split('|').next().unwrap_or_default()));
+        all.extend(ticked(row));
+    }
+    ensure!(
+        !first.is_empty(),
+        "the Rate-limited flows section has no field table"
+    );
+    Ok((first, all))
+}
+
+/// Every string of every `enum`/`const` under the properties of the schema's flow events and
+/// `rate_limited` summaries, by property name.
 fn enum_values(schema: &Value) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    if let Some(props) = schema["properties"].as_object() {
-        for (k, v) in props {
-            for s in v["enum"].as_array().into_iter().flatten() {
-                if let Some(s) = s.as_str() {
-                    out.entry(k.clone()).or_default().insert(s.to_string());
-                }
+    for def in ["flow", "rate_limited"] {
+        for (k, v) in schema["$defs"][def]["properties"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            let values = v["enum"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .chain(v.get("const"));
+            for s in values.filter_map(Value::as_str) {
+                out.entry(k.clone()).or_default().insert(s.to_string());
             }
         }
     }
@@ -157,8 +206,35 @@ fn docs_schema_and_struct_name_the_same_fields() -> Result<()> {
     let mut in_struct = struct_fields(&src, "FlowEvent", "")?;
     in_struct.extend(struct_fields(&src, "IntervalCounters", "interval.")?);
 
+    let rl_schema = rate_limited_schema_fields(&schema)?;
+    let (rl_doc_first, rl_doc_all) = rate_limited_doc_fields(&md)?;
+    let rl_src = read("flow-agent/src/ratelimit/event.rs")?;
+    let mut rl_struct = struct_fields(&rl_src, "SuppressedEvent", "")?;
+    // `#[serde(flatten)] pub process: ProcessIdentity`: its fields are the event's.
+    ensure!(
+        rl_struct.remove("process"),
+        "SuppressedEvent no longer flattens `process`: teach tests/tests/schema.rs"
+    );
+    rl_struct.extend(struct_fields(&rl_src, "ProcessIdentity", "")?);
+
     let mut problems = Vec::new();
     for (what, missing) in [
+        (
+            "of rate_limited in the schema but not in docs/events.md's Rate-limited flows table",
+            diff(&rl_schema, &rl_doc_all),
+        ),
+        (
+            "named in docs/events.md's Rate-limited flows table but not in the schema's rate_limited",
+            diff(&rl_doc_first, &rl_schema),
+        ),
+        (
+            "in SuppressedEvent/ProcessIdentity (flow-agent/src/ratelimit/event.rs) but not in the schema's rate_limited",
+            diff(&rl_struct, &rl_schema),
+        ),
+        (
+            "in the schema's rate_limited but not in SuppressedEvent/ProcessIdentity",
+            diff(&rl_schema, &rl_struct),
+        ),
         (
             "in the schema but not documented in docs/events.md",
             diff(&in_schema, &in_docs),
@@ -300,6 +376,46 @@ fn doc_examples_validate_and_broken_events_do_not() -> Result<()> {
     ];
     for (what, mutate) in broken {
         let mut ev = end.clone();
+        mutate(ev.as_object_mut().context("example is not an object")?);
+        ensure!(!validator.is_valid(&ev), "the schema accepts {what}: {ev}");
+    }
+    let summary = examples
+        .iter()
+        .find(|e| e["event_action"] == "rate_limited")
+        .context("docs/events.md has no rate_limited example")?;
+    let broken: [(&str, Mutation); 9] = [
+        ("a summary with an undocumented field", |e| {
+            e.insert("bogus".into(), 1.into());
+        }),
+        ("a summary with a flow field", |e| {
+            e.insert("flow_id".into(), "1-2".into());
+        }),
+        ("a summary without suppressed_flows", |e| {
+            e.remove("suppressed_flows");
+        }),
+        ("a summary without its limit", |e| {
+            e.remove("burst");
+        }),
+        ("a summary with an unknown limiter", |e| {
+            e.insert("limiter".into(), "host".into());
+        }),
+        ("a summary with a first time but no last", |e| {
+            e.remove("last_suppressed_time");
+        }),
+        ("a summary of suppressed starts without their times", |e| {
+            e.remove("first_suppressed_time");
+            e.remove("last_suppressed_time");
+        }),
+        ("a summary with a port that is not a port", |e| {
+            e.insert("dest_ports".into(), serde_json::json!([70000]));
+        }),
+        ("a summary with a pid but no user id", |e| {
+            e.remove("uid");
+            e.remove("user");
+        }),
+    ];
+    for (what, mutate) in broken {
+        let mut ev = summary.clone();
         mutate(ev.as_object_mut().context("example is not an object")?);
         ensure!(!validator.is_valid(&ev), "the schema accepts {what}: {ev}");
     }

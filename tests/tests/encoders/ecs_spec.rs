@@ -161,6 +161,22 @@ const FIELDS: &[(&str, Ty, bool)] = &[
     ("flow_agent.stats.rate_limit.processes_evicted", Long, false),
     ("flow_agent.stats.rate_limit.processes", Long, false),
     ("flow_agent.stats.rate_limit.suppressed_open", Long, false),
+    // rate_limited summaries (docs/formats.md).
+    ("flow_agent.rate_limit.limiter", Keyword, false),
+    ("flow_agent.rate_limit.rate", Float, false),
+    ("flow_agent.rate_limit.burst", Long, false),
+    ("flow_agent.rate_limit.suppressed_flows", Long, false),
+    ("flow_agent.rate_limit.suppressed_tcp", Long, false),
+    ("flow_agent.rate_limit.suppressed_udp", Long, false),
+    ("flow_agent.rate_limit.suppressed_ended", Long, false),
+    ("flow_agent.rate_limit.suppressed_in_bytes", Long, false),
+    ("flow_agent.rate_limit.suppressed_out_bytes", Long, false),
+    ("flow_agent.rate_limit.suppressed_packets", Long, false),
+    ("flow_agent.rate_limit.remote_ips_truncated", Boolean, false),
+    ("flow_agent.rate_limit.dest_ports", Long, true),
+    ("flow_agent.rate_limit.dest_ports_truncated", Boolean, false),
+    ("flow_agent.rate_limit.cgroup_path", Keyword, false),
+    ("flow_agent.rate_limit.systemd_unit", Keyword, false),
 ];
 
 const KINDS: &[&str] = &[
@@ -349,6 +365,18 @@ pub fn check_document(doc: &Value) -> Vec<String> {
     if ev.get("outcome").is_some() {
         one_of(&mut p, "event.outcome", &ev["outcome"], OUTCOMES);
     }
+    if ev["action"] == "rate_limited" {
+        // A summary of many flows: no network.*, source or destination of one.
+        for absent in ["network", "source", "destination"] {
+            if doc.get(absent).is_some() {
+                p.push(format!("rate_limited summary with {absent}"));
+            }
+        }
+        if ev["type"] != serde_json::json!(["info"]) {
+            p.push(format!("rate_limited summary of event.type {}", ev["type"]));
+        }
+        return p;
+    }
     let net = &doc["network"];
     one_of(&mut p, "network.direction", &net["direction"], DIRECTIONS);
     for f in ["transport", "type"] {
@@ -460,6 +488,48 @@ pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
             "rate_limit",
         ] {
             same(&format!("flow_agent.stats.{k}"), n(k));
+        }
+        return p;
+    }
+    if native["event_action"] == "rate_limited" {
+        same("event.kind", "event".into());
+        same("event.action", "rate_limited".into());
+        same("event.dataset", "flow_agent.rate_limit".into());
+        same("event.start", n("first_suppressed_time"));
+        same("event.end", n("last_suppressed_time"));
+        same("host.hostname", n("hostname"));
+        same("process.pid", n("pid"));
+        same("process.executable", n("image_path"));
+        same("user.id", id_string("uid"));
+        same("user.name", n("user"));
+        same("group.id", id_string("gid"));
+        let ips = n("remote_ips");
+        same(
+            "related.ip",
+            if ips.as_array().is_some_and(|a| a.is_empty()) {
+                Value::Null
+            } else {
+                ips
+            },
+        );
+        for k in [
+            "limiter",
+            "rate",
+            "burst",
+            "suppressed_flows",
+            "suppressed_tcp",
+            "suppressed_udp",
+            "suppressed_ended",
+            "suppressed_in_bytes",
+            "suppressed_out_bytes",
+            "suppressed_packets",
+            "remote_ips_truncated",
+            "dest_ports",
+            "dest_ports_truncated",
+            "cgroup_path",
+            "systemd_unit",
+        ] {
+            same(&format!("flow_agent.rate_limit.{k}"), n(k));
         }
         return p;
     }

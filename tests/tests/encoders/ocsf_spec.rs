@@ -45,6 +45,7 @@ const ATTRIBUTES: &[(&str, Ty)] = &[
     ("status_detail", Str),
     ("time", Timestamp),
     ("timezone_offset", Int),
+    ("count", Int),
     ("start_time", Timestamp),
     ("end_time", Timestamp),
     ("duration", Int),
@@ -382,7 +383,8 @@ pub fn check_event(ev: &Value) -> Vec<String> {
         Some(17) => "udp",
         _ => "?",
     };
-    if ci["protocol_name"] != proto {
+    // connection_info is optional (a rate_limited summary has none).
+    if !ci.is_null() && ci["protocol_name"] != proto {
         p.push(format!(
             "protocol_name {} for protocol_num {}",
             ci["protocol_name"], ci["protocol_num"]
@@ -444,6 +446,49 @@ pub fn check_values(ev: &Value, native: &Value) -> Vec<String> {
     };
     let n = |k: &str| native.get(k).cloned().unwrap_or(Value::Null);
     let u = |k: &str| native[k].as_u64();
+    if native["event_action"] == "rate_limited" {
+        same("activity_id", 99.into());
+        same("time", millis(native, "timestamp"));
+        same("count", n("suppressed_flows"));
+        same("start_time", millis(native, "first_suppressed_time"));
+        same("end_time", millis(native, "last_suppressed_time"));
+        same("metadata.original_time", n("timestamp"));
+        same("metadata.correlation_uid", Value::Null);
+        same("src_endpoint.hostname", n("hostname"));
+        same("connection_info", Value::Null);
+        same("actor.process.pid", n("pid"));
+        same("actor.process.uid", n("process_entity_id"));
+        same("actor.process.file.path", n("image_path"));
+        same(
+            "actor.process.created_time",
+            millis(native, "process_start_time"),
+        );
+        same("actor.user.name", n("user"));
+        for k in [
+            "event_action",
+            "limiter",
+            "rate",
+            "burst",
+            "suppressed_flows",
+            "suppressed_tcp",
+            "suppressed_udp",
+            "suppressed_ended",
+            "suppressed_in_bytes",
+            "suppressed_out_bytes",
+            "suppressed_packets",
+            "remote_ips",
+            "remote_ips_truncated",
+            "dest_ports",
+            "dest_ports_truncated",
+            "gid",
+            "group",
+            "cgroup_path",
+            "systemd_unit",
+        ] {
+            same(&format!("unmapped.{k}"), n(k));
+        }
+        return p;
+    }
     let outbound = native["local_orig"] == true;
     same("time", millis(native, "timestamp"));
     same("start_time", millis(native, "start_time"));

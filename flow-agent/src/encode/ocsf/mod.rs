@@ -1,5 +1,6 @@
 //! `ocsf`: OCSF Network Activity events (class 4001), one per flow event. Field mapping:
-//! docs/formats.md. Stats events have no OCSF class here and are not written.
+//! docs/formats.md. `rate_limited` summaries are activity 99 `Other` of the same class
+//! (rate_limit.rs). Stats events have no OCSF class here and are not written.
 use serde::Serialize;
 
 use super::{common, time, Encoder};
@@ -9,6 +10,7 @@ use crate::{
 };
 
 mod process;
+mod rate_limit;
 mod vocabulary;
 
 use vocabulary::{Activity, Boundary, Direction};
@@ -31,10 +33,11 @@ impl Encoder for OcsfEncoder {
 
     fn encode_suppressed(
         &mut self,
-        _summary: &crate::ratelimit::SuppressedEvent,
-        _out: &mut Vec<u8>,
+        summary: &crate::ratelimit::SuppressedEvent,
+        out: &mut Vec<u8>,
     ) -> bool {
-        false
+        let fe = summary.as_flow_event();
+        serde_json::to_writer(&mut *out, &rate_limit::RateLimited::new(summary, &fe)).is_ok()
     }
 }
 

@@ -262,3 +262,99 @@ fn stats_have_no_ocsf_record() {
     assert!(!OcsfEncoder.encode_stats(&stats(), &mut out));
     assert!(out.is_empty());
 }
+
+fn encode_summary(s: &crate::ratelimit::SuppressedEvent) -> Value {
+    let mut out = Vec::new();
+    assert!(OcsfEncoder.encode_suppressed(s, &mut out));
+    assert!(!out.contains(&b'\n'), "one line");
+    serde_json::from_slice(&out).unwrap()
+}
+
+#[test]
+fn rate_limited_summary_is_network_activity_other() {
+    let doc = encode_summary(&rate_limited());
+    let want = json!({
+        "activity_id": 99,
+        "activity_name": "Other",
+        "category_uid": 4,
+        "category_name": "Network Activity",
+        "class_uid": 4001,
+        "class_name": "Network Activity",
+        "type_uid": 400199,
+        "type_name": "Network Activity: Other",
+        "severity_id": 1,
+        "severity": "Informational",
+        "time": 1795439160000i64,
+        "timezone_offset": 0,
+        "count": 480,
+        "start_time": 1795439101000i64,
+        "end_time": 1795439102000i64,
+        "message": "Rate limited: 480 flows of pid 4242 (curl) not reported (process limit: 10/s, burst 20)",
+        "metadata": {
+            "version": "1.8.0",
+            "product": {"name": "flow-agent", "vendor_name": "flow-agent", "version": env!("CARGO_PKG_VERSION")},
+            "original_time": "2026-11-23T13:06:00.000001Z",
+            "log_name": "rate_limit"
+        },
+        "src_endpoint": {"hostname": "vm"},
+        "actor": {
+            "process": {
+                "pid": 4242,
+                "uid": "abc-4242",
+                "name": "curl",
+                "cmd_line": "",
+                "file": {"name": "curl", "path": "/usr/bin/curl", "type_id": 1, "type": "Regular File"},
+                "user": {"uid": "1000", "name": "alice"}
+            },
+            "user": {"uid": "1000", "name": "alice"}
+        },
+        "device": {"hostname": "vm", "name": "vm", "type_id": 0, "type": "Unknown"},
+        "observables": [
+            {"name": "device.hostname", "type_id": 1, "type": "Hostname", "value": "vm"},
+            {"name": "actor.process.name", "type_id": 9, "type": "Process Name", "value": "curl"},
+            {"name": "actor.user.name", "type_id": 4, "type": "User Name", "value": "alice"}
+        ],
+        "unmapped": {
+            "event_action": "rate_limited",
+            "limiter": "process",
+            "rate": 10.0,
+            "burst": 20,
+            "suppressed_flows": 480,
+            "suppressed_tcp": 470,
+            "suppressed_udp": 10,
+            "suppressed_ended": 470,
+            "suppressed_in_bytes": 1000,
+            "suppressed_out_bytes": 2000,
+            "suppressed_packets": 3000,
+            "remote_ips": ["10.0.0.1", "10.0.0.2"],
+            "remote_ips_truncated": false,
+            "dest_ports": [80, 443],
+            "dest_ports_truncated": false
+        }
+    });
+    assert_eq!(doc, want);
+}
+
+#[test]
+fn rate_limited_summary_of_ends_only_and_no_process() {
+    let mut s = rate_limited();
+    s.limiter = "global";
+    s.suppressed_flows = 0;
+    s.suppressed_tcp = 0;
+    s.suppressed_udp = 0;
+    s.first_suppressed_time = None;
+    s.last_suppressed_time = None;
+    s.remote_ips.clear();
+    s.dest_ports.clear();
+    s.process = Default::default();
+    let doc = encode_summary(&s);
+    assert_eq!(doc["count"], 0);
+    assert!(doc.get("start_time").is_none() && doc.get("end_time").is_none());
+    assert!(doc.get("actor").is_none());
+    assert_eq!(doc["observables"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        doc["message"],
+        "Rate limited: 0 flows of processes not named not reported (global limit: 10/s, burst 20)"
+    );
+    assert_eq!(doc["unmapped"]["suppressed_ended"], 470);
+}
