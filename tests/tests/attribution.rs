@@ -302,23 +302,40 @@ fn thousand_connections_from_ten_parallel_processes() -> Result<()> {
     }
     // The loss counters are checked once a second.
     std::thread::sleep(Duration::from_millis(1500));
+    // Per-packet TCP detail lost under load is tolerated when it is counted, one loss per flow
+    // that ended without it (the flow itself, its process and its end must still be right);
+    // every other loss fails the test.
+    let losses = last_losses(&agent.stderr());
     if let Err(e) = ensure_no_losses(&agent) {
-        problems.push(format!("{e:#}"));
+        if losses.as_ref().is_none_or(|l| !l.only_tcp_detail()) {
+            problems.push(format!("{e:#}"));
+        }
     }
     let misses = bpf_recursion_misses(&agent);
     let events = agent.stop()?;
-    // Which flows lost their per-packet TCP detail (their end has no IP byte counts).
+    let mut without_detail = 0u64;
     for kind in ["connector", "acceptor"] {
         let bare: Vec<&Value> = events
             .iter()
-            .filter(|e| end_of(kind)(e) && e.get("orig_ip_bytes").is_none())
+            .filter(|e| {
+                end_of(kind)(e)
+                    && e.get("orig_ip_bytes").is_none()
+                    && get(e, "end_reason") != "agent_shutdown"
+            })
             .collect();
+        without_detail += bare.len() as u64;
         if let Some(first) = bare.first() {
-            problems.push(format!(
+            println!(
                 "{} {kind} end events without TCP detail, e.g. {first}",
                 bare.len()
-            ));
+            );
         }
+    }
+    let counted = losses.map_or(0, |l| l.tcp_detail);
+    if without_detail != counted {
+        problems.push(format!(
+            "{without_detail} flows ended without TCP detail, but the agent counted {counted} such losses"
+        ));
     }
 
     // Connector side: one flow per local port, named after the process that reported it.
@@ -441,4 +458,36 @@ fn entity_id_of(pid: u32) -> Result<String> {
         .context("no starttime in stat")?
         .parse()?;
     Ok(format!("{machine:0>8}-{start:012x}-{pid:08x}"))
+}
+
+/// The agent's last loss report: per-packet TCP detail lost, and whether nothing else was.
+struct Losses {
+    tcp_detail: u64,
+    others: u64,
+}
+
+impl Losses {
+    fn only_tcp_detail(&self) -> bool {
+        self.others == 0
+    }
+}
+
+/// Parses the last "kernel-side losses (...): [a, b, c, d, e, f]; TCP closes missed: N;
+/// evicted while open (tcp, udp): (x, y)" line of the agent's log.
+fn last_losses(stderr: &str) -> Option<Losses> {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("kernel-side losses"))?;
+    let numbers = |text: &str| -> Vec<u64> {
+        text.split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect()
+    };
+    let list = &line[line.find('[')? + 1..line.find(']')?];
+    let kernel = numbers(list);
+    let rest = numbers(&line[line.find(']')?..]);
+    let tcp_detail = *kernel.get(5)?;
+    let others = kernel.iter().sum::<u64>() - tcp_detail + rest.iter().sum::<u64>();
+    Some(Losses { tcp_detail, others })
 }
