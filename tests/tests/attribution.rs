@@ -294,9 +294,14 @@ fn thousand_connections_from_ten_parallel_processes() -> Result<()> {
     let mut problems = Vec::new();
     for kind in ["connector", "acceptor"] {
         if let Err(e) = agent.wait_for_count(end_of(kind), total, EVENT_TIMEOUT) {
+            // What the kernel still holds: a socket still open has rightly no end yet.
+            let states = [&client, &server].map(|h| socket_states(h, TCP_PORT));
             problems.push(format!(
-                "waiting for {total} {kind} end events: {}",
-                first_line(&e)
+                "waiting for {total} {kind} end events: {}; sockets on port {TCP_PORT} in the \
+                 client namespace: {}; in the server namespace: {}",
+                first_line(&e),
+                states[0],
+                states[1]
             ));
         }
     }
@@ -490,4 +495,26 @@ fn last_losses(stderr: &str) -> Option<Losses> {
     let tcp_detail = *kernel.get(5)?;
     let others = kernel.iter().sum::<u64>() - tcp_detail + rest.iter().sum::<u64>();
     Some(Losses { tcp_detail, others })
+}
+
+/// TCP sockets in `host`'s namespace with `port` at either end, counted by state (`ss`).
+fn socket_states(host: &TestHost, port: u16) -> String {
+    let filter = format!("( sport = :{port} or dport = :{port} )");
+    let out = host
+        .cmd("ss")
+        .args(["-tanH", "state", "all", &filter])
+        .run();
+    match out {
+        Ok(o) => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+            for line in text.lines() {
+                if let Some(state) = line.split_whitespace().next() {
+                    *counts.entry(state.to_string()).or_default() += 1;
+                }
+            }
+            format!("{counts:?}")
+        }
+        Err(e) => format!("(ss failed: {e:#})"),
+    }
 }
