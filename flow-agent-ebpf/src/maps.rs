@@ -125,5 +125,14 @@ pub struct Segment {
     pub flags: u8,
 }
 
+/// Scratch for the packet being handled, one slot per nesting level: a softirq can interrupt a
+/// cgroup_skb program sending in process context and run the programs for another packet on
+/// the same CPU (there is no recursion guard for these programs). Deeper nesting does not occur.
 #[map]
-pub static TCP_SEGMENT: PerCpuArray<Segment> = PerCpuArray::with_max_entries(1, 0);
+pub static TCP_SEGMENT: PerCpuArray<Segment> = PerCpuArray::with_max_entries(SKB_NESTING, 0);
+
+pub const SKB_NESTING: u32 = 2;
+
+/// Per CPU: how many TCP packet programs are running (the next free `TCP_SEGMENT` slot).
+#[map]
+pub static TCP_SKB_DEPTH: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);

@@ -21,7 +21,10 @@ use flow_common::{
 use crate::{
     emit::now_ns,
     kernel::config,
-    maps::{Segment, TCP_DETAIL_ZERO, TCP_HANDSHAKES, TCP_LATE, TCP_PKTS, TCP_SEGMENT},
+    maps::{
+        Segment, SKB_NESTING, TCP_DETAIL_ZERO, TCP_HANDSHAKES, TCP_LATE, TCP_PKTS, TCP_SEGMENT,
+        TCP_SKB_DEPTH,
+    },
     payload,
 };
 
@@ -53,8 +56,29 @@ pub fn on_skb(ctx: &SkBuffContext, egress: bool, v6: bool) -> Option<()> {
     if full.is_null() || unsafe { (*full).type_ } != SOCK_STREAM {
         return None;
     }
+    // The depth goes up before the slot is used: a run nested before that point finishes
+    // before this one touches the slot; one nested after it takes the next slot.
+    let depth = TCP_SKB_DEPTH.get_ptr_mut(0)?;
+    let slot = unsafe { *depth };
+    if slot >= SKB_NESTING {
+        return None;
+    }
+    unsafe { *depth = slot + 1 };
+    let done = on_packet(ctx, full, slot, egress, v6);
+    unsafe { *depth = slot };
+    done
+}
+
+#[inline(never)]
+fn on_packet(
+    ctx: &SkBuffContext,
+    full: *mut bpf_sock,
+    slot: u32,
+    egress: bool,
+    v6: bool,
+) -> Option<()> {
     let state = unsafe { (*full).state };
-    let seg = unsafe { &mut *TCP_SEGMENT.get_ptr_mut(0)? };
+    let seg = unsafe { &mut *TCP_SEGMENT.get_ptr_mut(slot)? };
     parse(ctx, egress, v6, seg)?;
     let now = now_ns();
     match state {
