@@ -19,7 +19,7 @@ mod tempdir;
 mod tools;
 
 pub use agent::{Agent, LineSink, READY_MARKER, READY_TIMEOUT, STOP_TIMEOUT};
-pub use netns::TestHost;
+pub use netns::{ResolvConf, TestHost};
 pub use process::{wait_for_tcp_listen, wait_for_tcp_listen_timeout, Cmd, Output, Spawned};
 pub use speed::{describe_bound, scale, scaled, slow, slowed, speed_summary, SCALE_ENV, SLOW_ENV};
 pub use tempdir::TempDir;

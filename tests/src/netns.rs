@@ -426,3 +426,23 @@ fn kill_ns_processes(ns: &str) {
         }
     }
 }
+
+/// A namespace's resolver (`/etc/netns/NAME/resolv.conf`, which `ip netns exec` binds over
+/// /etc/resolv.conf), removed when dropped.
+pub struct ResolvConf(std::path::PathBuf);
+
+impl ResolvConf {
+    /// Points `host`'s processes at the name server `server`.
+    pub fn point(host: &TestHost, server: &str) -> Result<Self> {
+        let dir = std::path::PathBuf::from("/etc/netns").join(host.name());
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("resolv.conf"), format!("nameserver {server}\n"))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for ResolvConf {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

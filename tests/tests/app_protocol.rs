@@ -16,7 +16,7 @@ use std::{path::Path, time::Duration, time::Instant};
 
 use anyhow::{ensure, Context, Result};
 use common::{agent, setup, spawn_py, wait_for_line, EVENT_TIMEOUT};
-use flow_agent_tests::{require_tools, Agent, Spawned, TempDir, TestHost};
+use flow_agent_tests::{require_tools, Agent, ResolvConf, Spawned, TempDir, TestHost};
 use serde_json::Value;
 
 const HTTP_PORT: u16 = 8080;
@@ -118,24 +118,6 @@ fn start_dnsmasq(server: &TestHost, addr: &str) -> Result<Spawned> {
         .spawn()?;
     server.wait_for_tcp_listen(53)?;
     Ok(proc)
-}
-
-/// The client's resolver configuration, removed when dropped.
-struct NetnsResolvConf(std::path::PathBuf);
-
-impl NetnsResolvConf {
-    fn point(host: &TestHost, server: &str) -> Result<Self> {
-        let dir = std::path::PathBuf::from("/etc/netns").join(host.name());
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("resolv.conf"), format!("nameserver {server}\n"))?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for NetnsResolvConf {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// dumpcap on the client's veth, whole packets, to a pcap file (ja4plus reads pcap).
@@ -247,7 +229,7 @@ fn flows_name_their_protocol_and_tls_matches_tshark_and_ja4plus() -> Result<()> 
         &[addr.clone(), SSH_PORT.to_string(), BANNER.to_string()],
     )?;
     wait_for_line(&banner, "listening", Duration::from_secs(10))?;
-    let _resolv = NetnsResolvConf::point(&client, &addr)?;
+    let _resolv = ResolvConf::point(&client, &addr)?;
     let agent = agent(&[])?;
 
     let pcap = dir.path().join("tls.pcap");

@@ -7,30 +7,12 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use common::{agent, python, setup, EVENT_TIMEOUT};
-use flow_agent_tests::{require_tools, Spawned, TempDir, TestHost};
+use flow_agent_tests::{require_tools, ResolvConf, Spawned, TempDir, TestHost};
 use serde_json::{json, Value};
 
 const HTTP_PORT: u16 = 8080;
 /// dnsmasq's TTL for its own records: short, so the test can outlive it.
 const TTL_S: u64 = 3;
-
-/// The client's resolver configuration, removed when dropped.
-struct NetnsResolvConf(std::path::PathBuf);
-
-impl NetnsResolvConf {
-    fn point(host: &TestHost, server: &str) -> Result<Self> {
-        let dir = std::path::PathBuf::from("/etc/netns").join(host.name());
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("resolv.conf"), format!("nameserver {server}\n"))?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for NetnsResolvConf {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn start_dnsmasq(server: &TestHost, addr: &str) -> Result<Spawned> {
     let proc = server
@@ -97,7 +79,7 @@ fn flows_carry_the_name_the_process_resolved_until_its_ttl_ends() -> Result<()> 
         .arg(dir.path())
         .spawn()?;
     server.wait_for_tcp_listen(HTTP_PORT)?;
-    let _resolv = NetnsResolvConf::point(&client, &addr)?;
+    let _resolv = ResolvConf::point(&client, &addr)?;
     let agent = agent(&[])?;
 
     // By a name behind a CNAME: the flow carries the name asked for and the chain.
