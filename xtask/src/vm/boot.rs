@@ -198,10 +198,16 @@ HOSTFS={HOSTFS}
 if mount -t 9p -o ro,trans=virtio,version=9p2000.L,access=any,msize=524288,cache=loose \
     {HOSTFS_TAG} {HOSTFS}; then
     # Programs, libraries, data; not /usr as a whole: vng links the kernel's modules into
-    # /usr/lib/modules.
+    # /usr/lib/modules. Each with a tmpfs overlay, writable as vng's /usr is (the package
+    # test installs into /usr).
+    n=0
     for dir in /usr/bin /usr/sbin /usr/libexec /usr/share /usr/local /usr/lib/*-linux-gnu \
         /usr/lib/python3*; do
-        [ ! -d "$dir" ] || mount --bind "{HOSTFS}$dir" "$dir"
+        [ -d "$dir" ] || continue
+        n=$((n + 1)); mkdir -p /run/hostfs-rw/$n/upper /run/hostfs-rw/$n/work
+        mount -t overlay overlay -o \
+            lowerdir="{HOSTFS}$dir",upperdir=/run/hostfs-rw/$n/upper,workdir=/run/hostfs-rw/$n/work \
+            "$dir" || echo "vm: no cached view of $dir"
     done
 else
     echo "vm: no cached view of the host's files at {HOSTFS}: tests run from the uncached root"
