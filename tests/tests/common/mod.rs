@@ -61,7 +61,9 @@ pub fn wait_for_line(proc: &Spawned, prefix: &str, timeout: Duration) -> Result<
     let deadline = Instant::now() + slowed(timeout);
     loop {
         let out = proc.stdout_so_far();
-        if let Some(line) = out.lines().find(|l| l.starts_with(prefix)) {
+        // Only whole lines: a line may arrive in two reads.
+        let complete = &out[..out.rfind('\n').map_or(0, |i| i + 1)];
+        if let Some(line) = complete.lines().find(|l| l.starts_with(prefix)) {
             return Ok(line.to_string());
         }
         if Instant::now() > deadline {
