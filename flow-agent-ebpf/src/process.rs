@@ -102,21 +102,20 @@ unsafe fn write_path(buf: &mut [u8; PATH_BUF_LEN], file: u64) -> (u32, u32) {
             continue;
         }
         let parent = raw(dentry + o.dentry_d_parent as u64);
-        if parent == 0 {
-            slots = i as u32;
-            done = true;
-            break;
-        }
         let name = raw(dentry + o.dentry_d_name_name as u64);
         let n = bpf_probe_read_kernel_str(slot.cast(), PATH_SLOT_LEN as u32, name as *const _);
-        if n >= PATH_SLOT_LEN as i64 {
-            flags |= PATH_FLAG_TRUNCATED;
-        }
-        if parent == dentry {
-            // A dentry that is its own parent without being a mount's root belongs to no
-            // tree (a memfd, an anonymous file): its name is all the path there is, as in
+        // n is the length with its NUL, at most PATH_SLOT_LEN (truncated), or a negative
+        // error: the flag without a branch of its own (5.10's verifier walks every branch of
+        // every iteration; one more per iteration took it past its million instructions).
+        const _: () = assert!(PATH_SLOT_LEN == 1 << 7);
+        let t = n as u64;
+        flags |= (((t >> 7) & !(t >> 63)) & 1) as u32 * PATH_FLAG_TRUNCATED;
+        if parent == 0 || parent == dentry {
+            // The top of the tree (or a failed read: the slot just read is not counted). A
+            // dentry that is its own parent without being a mount's root belongs to no tree
+            // (a memfd, an anonymous file): its name is all the path there is, as in
             // /proc/PID/exe ("/memfd:NAME (deleted)").
-            slots = i as u32 + 1;
+            slots = i as u32 + (parent != 0) as u32;
             done = true;
             break;
         }

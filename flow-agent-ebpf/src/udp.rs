@@ -8,8 +8,8 @@ use aya_ebpf::{
     EbpfContext,
 };
 use flow_common::{
-    FilterSkip, Loss, RecordKind, Tuple, UdpCounters, UdpFlowKey, UdpOpenRecord, UdpReleaseRecord,
-    AF_INET, AF_INET6, IPPROTO_UDP,
+    FilterSkip, Loss, RecordKind, Task, Tuple, UdpCounters, UdpFlowKey, UdpOpenRecord,
+    UdpReleaseRecord, AF_INET, AF_INET6, IPPROTO_UDP,
 };
 
 use crate::{
@@ -215,19 +215,22 @@ pub fn on_skb(ctx: &SkBuffContext, egress: bool, v6: bool) -> Option<()> {
             return None;
         }
     }
-    let owner = unsafe { UDP_OWNERS.get(cookie) }
-        .copied()
-        .unwrap_or_default();
     let mut entry = reserve::<UdpOpenRecord>()?;
     let r = entry.as_mut_ptr();
     unsafe {
         (*r).header = header(RecordKind::UdpOpen);
         (*r).header.ts_ns = now;
         (*r).key = key;
-        (*r).owner = owner;
-        (*r).tuple = pkt.tuple;
+        // Copied from the map into the record, not through a copy on the stack: this frame is
+        // at the 512 bytes of stack that 5.10's verifier allows a chain of calls (with the
+        // `memset` this function calls, a frame of its own there).
+        (*r).owner = match UDP_OWNERS.get(cookie) {
+            Some(owner) => *owner,
+            None => Task::default(),
+        };
         // The owner's namespace: cgroup programs cannot read the socket's own.
-        (*r).netns = owner.netns;
+        (*r).netns = (*r).owner.netns;
+        (*r).tuple = pkt.tuple;
         (*r).outbound_first = egress as u32;
     }
     submit(entry);

@@ -18,11 +18,14 @@
 //!
 //! Names embed the pid (`flowtest-<pid>-<n>`, interfaces `ft<pid>-<n><side>`), so
 //! [`TestHost::reap_stale`] can remove what a dead test process left behind.
+//!
+//! Set-up runs `ip -batch` (one process per namespace, not one per command): in an emulated
+//! VM every process start costs hundreds of milliseconds.
 
 use crate::claim::IndexClaim;
 use crate::process::Cmd;
 use crate::speed::{describe_bound, slowed};
-use crate::tools::{ip, ip_quiet};
+use crate::tools::{ip, ip_batch, ip_quiet};
 use anyhow::{bail, Context, Result};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::MetadataExt;
@@ -232,13 +235,15 @@ impl TestHost {
             self.peer_veth.as_str(),
             self.veth.as_str(),
         );
-        ip(&["netns", "add", ns])?;
-        ip(&[
-            "link", "add", h, "type", "veth", "peer", "name", n, "netns", ns,
-        ])?;
-        ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        configure_end(None, h, self.host_v4, self.host_v6, self)?;
-        configure_end(Some(ns), n, self.ns_v4, self.ns_v6, self)?;
+        let mut root = vec![
+            format!("netns add {ns}"),
+            format!("link add {h} type veth peer name {n} netns {ns}"),
+        ];
+        root.extend(configure_end(h, self.host_v4, self.host_v6, self));
+        ip_batch(None, &[], &root)?;
+        let mut inside = vec!["link set lo up".to_string()];
+        inside.extend(configure_end(n, self.ns_v4, self.ns_v6, self));
+        ip_batch(Some(ns), &[], &inside)?;
         wait_ready(&[(None, h), (Some(ns), n)])
     }
 }
@@ -248,11 +253,20 @@ impl Drop for TestHost {
         kill_ns_processes(&self.name);
         // Deleting the veth first destroys both ends synchronously, even if something
         // still pins the namespace; for a pair the sibling may have done it already.
-        match &self.peer_ns {
-            None => ip_quiet(&["link", "del", &self.peer_veth]),
-            Some(_) => ip_quiet(&["-n", &self.name, "link", "del", &self.veth]),
+        let del_ns = format!("netns del {}", self.name);
+        let deleted = match &self.peer_ns {
+            // -force: the namespace goes even if the veth already went.
+            None => ip_batch(
+                None,
+                &["-force"],
+                &[format!("link del {}", self.peer_veth), del_ns],
+            ),
+            Some(_) => {
+                ip_quiet(&["-n", &self.name, "link", "del", &self.veth]);
+                ip_batch(None, &[], &[del_ns])
+            }
         };
-        if let Err(e) = ip(&["netns", "del", &self.name]) {
+        if let Err(e) = deleted {
             if Path::new(NETNS_DIR).join(&self.name).exists() {
                 eprintln!(
                     "flow-agent-tests: could not delete namespace {}: {e:#}",
@@ -275,64 +289,44 @@ fn prepare() -> Result<()> {
 
 fn setup_pair(client: &TestHost, server: &TestHost) -> Result<()> {
     let (c, s) = (client.name.as_str(), server.name.as_str());
-    ip(&["netns", "add", c])?;
-    ip(&["netns", "add", s])?;
-    // Created directly inside the namespaces: never visible in the root namespace.
-    ip(&[
-        "-n",
-        c,
-        "link",
-        "add",
-        &client.veth,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &server.veth,
-        "netns",
-        s,
-    ])?;
+    ip_batch(
+        None,
+        &[],
+        &[format!("netns add {c}"), format!("netns add {s}")],
+    )?;
     for host in [client, server] {
-        ip(&["-n", &host.name, "link", "set", "lo", "up"])?;
-        configure_end(Some(&host.name), &host.veth, host.ns_v4, host.ns_v6, host)?;
+        let mut lines = Vec::new();
+        if host.name == c {
+            // Created directly inside the namespaces: never visible in the root namespace.
+            lines.push(format!(
+                "link add {} type veth peer name {} netns {s}",
+                client.veth, server.veth
+            ));
+        }
+        lines.push("link set lo up".to_string());
+        lines.extend(configure_end(&host.veth, host.ns_v4, host.ns_v6, host));
+        ip_batch(Some(&host.name), &[], &lines)?;
     }
     wait_ready(&[(Some(c), &client.veth), (Some(s), &server.veth)])
 }
 
-/// Addresses, link up and blackhole neighbours for one veth end.
-fn configure_end(
-    ns: Option<&str>,
-    dev: &str,
-    a4: Ipv4Addr,
-    a6: Ipv6Addr,
-    host: &TestHost,
-) -> Result<()> {
-    let (bh4, bh6) = (
+/// `ip` commands (batch lines) for one veth end: addresses, link up, blackhole neighbours.
+fn configure_end(dev: &str, a4: Ipv4Addr, a6: Ipv6Addr, host: &TestHost) -> Vec<String> {
+    let mut lines = vec![
+        format!("addr add {a4}/24 dev {dev}"),
+        // nodad: the address is usable at once instead of "tentative" for ~1-2 s.
+        format!("addr add {a6}/64 dev {dev} nodad"),
+        format!("link set {dev} up"),
+    ];
+    for bh in [
         host.blackhole_addr_v4().to_string(),
         host.blackhole_addr_v6().to_string(),
-    );
-    let (a4, a6) = (format!("{a4}/24"), format!("{a6}/64"));
-    ip_in(ns, &["addr", "add", &a4, "dev", dev])?;
-    // nodad: the address is usable at once instead of "tentative" for ~1-2 s.
-    ip_in(ns, &["-6", "addr", "add", &a6, "dev", dev, "nodad"])?;
-    ip_in(ns, &["link", "set", dev, "up"])?;
-    for bh in [&bh4, &bh6] {
-        ip_in(
-            ns,
-            &[
-                "neigh",
-                "add",
-                bh,
-                "lladdr",
-                BLACKHOLE_MAC,
-                "dev",
-                dev,
-                "nud",
-                "permanent",
-            ],
-        )?;
+    ] {
+        lines.push(format!(
+            "neigh add {bh} lladdr {BLACKHOLE_MAC} dev {dev} nud permanent"
+        ));
     }
-    Ok(())
+    lines
 }
 
 /// Waits until each veth end has carrier and no tentative IPv6 address.
@@ -341,23 +335,18 @@ fn wait_ready(ends: &[(Option<&str>, &str)]) -> Result<()> {
     loop {
         let mut pending = Vec::new();
         for &(ns, dev) in ends {
-            let link = ip_in(ns, &["-o", "link", "show", "dev", dev])?;
-            let tentative = ip_in(
+            // One line for the link, then one per tentative global address (IPv6 only).
+            let out = ip_batch(
                 ns,
+                &["-o"],
                 &[
-                    "-o",
-                    "-6",
-                    "addr",
-                    "show",
-                    "dev",
-                    dev,
-                    "scope",
-                    "global",
-                    "tentative",
+                    format!("link show dev {dev}"),
+                    format!("addr show dev {dev} scope global tentative"),
                 ],
             )?;
-            if !link.contains("LOWER_UP") || !tentative.trim().is_empty() {
-                pending.push(format!("{dev}: {} {}", link.trim(), tentative.trim()));
+            let tentative = out.lines().any(|l| l.contains("tentative"));
+            if !out.contains("LOWER_UP") || tentative {
+                pending.push(format!("{dev}: {}", out.trim()));
             }
         }
         if pending.is_empty() {
@@ -371,13 +360,6 @@ fn wait_ready(ends: &[(Option<&str>, &str)]) -> Result<()> {
             );
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn ip_in(ns: Option<&str>, args: &[&str]) -> Result<String> {
-    match ns {
-        None => ip(args),
-        Some(ns) => ip(&[&["-n", ns], args].concat()),
     }
 }
 
@@ -411,18 +393,28 @@ fn owner_is_dead(name: &str, prefix: &str) -> bool {
     pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// SIGKILLs every process inside namespace `ns` (left-over servers would pin it).
+/// SIGKILLs every process inside namespace `ns` (left-over servers would pin it): those whose
+/// /proc/PID/ns/net is the namespace's file, as `ip netns pids` finds them, without starting
+/// `ip`.
 fn kill_ns_processes(ns: &str) {
-    let Ok(pids) = ip(&["netns", "pids", ns]) else {
+    let Ok(target) = std::fs::metadata(Path::new(NETNS_DIR).join(ns)) else {
         return;
     };
-    for pid in pids
-        .split_whitespace()
-        .filter_map(|p| p.parse::<i32>().ok())
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let me = std::process::id();
+    for pid in procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
     {
-        if pid as u32 != std::process::id() {
+        let Ok(net) = std::fs::metadata(format!("/proc/{pid}/ns/net")) else {
+            continue;
+        };
+        if (net.dev(), net.ino()) == (target.dev(), target.ino()) {
             // SAFETY: kill(2) with a concrete pid; errors (already gone) are irrelevant.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
     }
 }

@@ -130,6 +130,7 @@ pub fn become_user(user: &User) -> Result<(), PrivilegeError> {
         source,
     };
     let os = |e: i32| std::io::Error::from_raw_os_error(e);
+    raise_memlock_limit();
     caps::set_keep_caps(true).map_err(|e| fail("PR_SET_KEEPCAPS", os(e)))?;
     // glibc applies setgroups/setresgid/setresuid to every thread of the process.
     // SAFETY: plain syscalls with valid arguments.
@@ -160,6 +161,25 @@ pub fn become_user(user: &User) -> Result<(), PrivilegeError> {
         user.gid
     );
     Ok(())
+}
+
+/// Before Linux 5.11 BPF maps count against RLIMIT_MEMLOCK (64 KiB by default), and only a
+/// process with CAP_SYS_RESOURCE may raise it: the switched user has not, so the limit is
+/// lifted (soft and hard) while still privileged, as the unit's LimitMEMLOCK=infinity does.
+/// Without it the agent started as root with FLOW_AGENT_USER failed on 5.10 ("failed to create
+/// map: Operation not permitted"). A failure is left to the map creation to report.
+fn raise_memlock_limit() {
+    let infinity = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit with a valid struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &infinity) } != 0 {
+        log::debug!(
+            "RLIMIT_MEMLOCK not raised: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// What [`drop_after_attach`] left.

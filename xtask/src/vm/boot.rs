@@ -1,9 +1,9 @@
-//! Booting a kernel with virtme-ng and running a script in it.
+//! Running the test script: in a VM booting a kernel with virtme-ng, or on the host.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -15,8 +15,18 @@ use super::kernel::FetchedKernel;
 use super::tools::find_vng;
 
 const START_MARKER: &str = "VM-SCRIPT-START";
+/// vCPUs of the guest: TCG runs each on a host thread, and CI machines have two cores.
+pub const VM_CPUS: u32 = 2;
+/// 9p tag of a second, read-only export of the host's root, which the guest mounts with page
+/// caching at [`HOSTFS`]: vng's root mount is uncached, so every process start reads its
+/// binary and libraries over 9p again, and the tests start thousands of processes.
+const HOSTFS_TAG: &str = "flowhostfs";
+/// Where the guest mounts the cached view of the host's root; the guest script's `$HOSTFS` is
+/// this when the mount worked, else empty.
+pub const HOSTFS: &str = "/run/hostfs";
 const EXIT_MARKER: &str = "VM-EXIT-STATUS=";
 
+/// One run of the test script, in a VM or on the host.
 pub struct VmRun {
     /// The script's exit status; None when it never finished (no boot, crash, timeout).
     pub exit_status: Option<i32>,
@@ -50,18 +60,47 @@ pub fn run_in_vm(kernel: &FetchedKernel, script: &str, timeout: Duration) -> Res
             "--force-9p",
             "--disable-monitor",
         ])
-        .args(["--memory", "2G", "--cpus", "2", "--user", "root"])
+        .args(["--memory", "2G", "--cpus", &VM_CPUS.to_string(), "--user", "root"])
+        // `=`: a separate argument starting with '-' would be taken for an option of vng's.
+        .arg(format!(
+            "--qemu-opts=-fsdev local,id={HOSTFS_TAG},path=/,security_model=none,readonly=on,multidevs=remap \
+             -device virtio-9p-pci,fsdev={HOSTFS_TAG},mount_tag={HOSTFS_TAG}"
+        ))
         // Without --verbose vng shows nothing of the guest console, the script's output included.
         .arg("--verbose")
         .arg("--exec")
         .arg(format!("/bin/sh {}", script_path.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group, so that a timeout kills qemu along with vng.
-        .process_group(0);
+        .stderr(Stdio::piped());
+    run_console(cmd, log, timeout)
+}
+
+/// Runs `script` on the host with /bin/sh, as [`run_in_vm`] runs it in a VM (same markers, same
+/// log format), without the VM's mounts: for the host kernel's column of the matrix.
+pub fn run_on_host(dir: &Path, script: &str, timeout: Duration) -> Result<VmRun> {
+    fs::create_dir_all(dir)?;
+    let script_path = dir.join("host.sh");
+    fs::write(
+        &script_path,
+        format!("echo {START_MARKER}\n(\n{script}\n)\necho {EXIT_MARKER}$?\n"),
+    )?;
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg(&script_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    run_console(cmd, dir.join("console.log"), timeout)
+}
+
+/// Runs `cmd` (stdin, stdout and stderr set up) in its own process group, logging its output
+/// line by line, killed with its whole group after `timeout`.
+fn run_console(mut cmd: Command, log: PathBuf, timeout: Duration) -> Result<VmRun> {
+    // Its own process group, so that a timeout kills qemu along with vng (or the host
+    // script's tests along with the script).
+    cmd.process_group(0);
     let start = Instant::now();
-    let mut child = cmd.spawn().context("starting vng")?;
+    let mut child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
     let console = Arc::new(Mutex::new(Console {
         log: File::create(&log)?,
         lines: Vec::new(),
@@ -80,17 +119,26 @@ pub fn run_in_vm(kernel: &FetchedKernel, script: &str, timeout: Duration) -> Res
         })
         .collect();
     let mut timed_out = false;
+    let group = format!("-{}", child.id());
+    let kill_group = || {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+    };
     while child.try_wait()?.is_none() {
         if start.elapsed() > timeout {
             timed_out = true;
-            let group = format!("-{}", child.id());
-            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            kill_group();
             child.wait()?;
         }
         thread::sleep(Duration::from_millis(100));
     }
-    for reader in readers {
-        let _ = reader.join();
+    // What the script left running (a test's server on the host) would hold the pipes open.
+    kill_group();
+    let drained = Instant::now();
+    while readers.iter().any(|r| !r.is_finished()) && drained.elapsed() < Duration::from_secs(5) {
+        thread::sleep(Duration::from_millis(50));
     }
     let console = console
         .lock()
@@ -133,8 +181,10 @@ fn read_console(pipe: Box<dyn Read + Send>, console: &Mutex<Console>, start: Ins
     }
 }
 
-/// Wraps the caller's script: mounts what the tests expect and prints the exit status on the
-/// console, because vng's own exit status does not carry the script's.
+/// Wraps the caller's script: mounts what the tests expect, puts the cached view of the host's
+/// root (see [`HOSTFS_TAG`]) on /usr's programs and libraries, and prints the exit status on
+/// the console, because vng's own exit status does not carry the script's. The cache assumes
+/// the host's files do not change while the VM runs.
 fn guest_script(script: &str) -> String {
     format!(
         r#"# Kernel messages would interleave with the script's output on the one console.
@@ -143,7 +193,26 @@ mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracin
 mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug
 mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
-mkdir -p /run/netns
+mkdir -p /run/netns {HOSTFS}
+HOSTFS={HOSTFS}
+if mount -t 9p -o ro,trans=virtio,version=9p2000.L,access=any,msize=524288,cache=loose \
+    {HOSTFS_TAG} {HOSTFS}; then
+    # Programs, libraries, data; not /usr as a whole: vng links the kernel's modules into
+    # /usr/lib/modules. Each with a tmpfs overlay, writable as vng's /usr is (the package
+    # test installs into /usr).
+    n=0
+    for dir in /usr/bin /usr/sbin /usr/libexec /usr/share /usr/local /usr/lib/*-linux-gnu \
+        /usr/lib/python3*; do
+        [ -d "$dir" ] || continue
+        n=$((n + 1)); mkdir -p /run/hostfs-rw/$n/upper /run/hostfs-rw/$n/work
+        mount -t overlay overlay -o \
+            lowerdir="{HOSTFS}$dir",upperdir=/run/hostfs-rw/$n/upper,workdir=/run/hostfs-rw/$n/work \
+            "$dir" || echo "vm: no cached view of $dir"
+    done
+else
+    echo "vm: no cached view of the host's files at {HOSTFS}: tests run from the uncached root"
+    HOSTFS=
+fi
 echo {START_MARKER}
 (
 {script}

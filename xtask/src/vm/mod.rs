@@ -1,20 +1,23 @@
 //! `cargo xtask vm-test`: boot real Debian kernels in qemu (TCG) with virtme-ng over the host's
-//! root filesystem, run the prebuilt integration test binaries inside each of them and print a
-//! kernel × test matrix.
+//! root filesystem, run the prebuilt test binaries inside each of them (and on the host's own
+//! kernel, without a VM) and print a kernel × test matrix, what each kernel's probe found and
+//! the hook tier the agent used there.
 //!
 //! Knobs (environment variables of `cargo xtask vm-test`):
 //! - `FLOW_VM_TESTS`: comma-separated test binary names (`attribution`, `tcp_capture`, ...);
 //!   only those run. Default: all.
 //! - `FLOW_VM_TEST_ARGS`: extra libtest arguments for every binary (whitespace-separated), e.g.
 //!   a test name filter.
-//! - `FLOW_VM_TEST_THREADS`: libtest threads per binary (default [`TEST_THREADS`]).
+//! - `FLOW_VM_TEST_THREADS`: libtest threads per binary in a VM (default [`TEST_THREADS`]).
 //! - `FLOW_VM_TIMEOUT_SECS`, `FLOW_VM_CACHE`: see [`VM_TIMEOUT`] and [`vm_test`].
 //! - Every other `FLOW_*` variable is passed into the guest; `FLOW_TEST_SCALE` and
 //!   `FLOW_TEST_SLOW` default to [`GUEST_DEFAULTS`] there.
 
 mod boot;
+mod hooks;
 mod kernel;
 mod report;
+mod script;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -22,55 +25,57 @@ use std::process::Command;
 use std::time::Duration;
 use std::{env, fs};
 
-use report::KernelTimes;
-
 use anyhow::{bail, Context, Result};
 
-// The parts of vm_test, for callers that need only some of them.
-#[allow(unused_imports)]
-pub use boot::{run_in_vm, VmRun};
-#[allow(unused_imports)]
-pub use kernel::{fetch_kernel, FetchedKernel, KernelSpec};
-#[allow(unused_imports)]
-pub use report::{parse_libtest, print_matrix, TestOutcome};
+use boot::{run_in_vm, run_on_host};
+use hooks::HookReport;
+use kernel::{fetch_kernel, KernelSpec};
+use report::{print_matrix, KernelTimes};
+use script::Binaries;
 pub use tools::ensure_vm_tools;
 
-/// Kernels run when none is named.
-pub const DEFAULT_KERNELS: &[&str] = &["5.10", "6.1", "6.12"];
-/// Time limit for one VM (boot plus every test binary), unless `$FLOW_VM_TIMEOUT_SECS` says
-/// otherwise: TCG is slow, and CI has 60 minutes in all.
-pub const VM_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-/// Printed by the test script before each binary runs and, with "exit N time MSms", after it.
-const BINARY_MARKER: &str = "VM-TEST-BINARY ";
+/// The matrix's name for the running kernel, tested without a VM.
+pub const HOST: &str = "host";
+/// Kernels run when none is named: the host's and the VM kernels.
+pub const DEFAULT_KERNELS: &[&str] = &[HOST, "5.10", "6.1", "6.12"];
+/// Time limit for one VM (boot plus every test binary) or the host's run, unless
+/// `$FLOW_VM_TIMEOUT_SECS` says otherwise; see docs/vm-tests.md for what a kernel takes (5.10:
+/// some 32 minutes on 2 shared cores, so the former 20 minutes cut every run short).
+pub const VM_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 /// The tests' speed knobs in the guest, unless the host's environment sets them (see
 /// `flow_agent_tests::scaled` and `slowed`): under TCG the guest runs some 30 times slower than
 /// the host, so the load tests run a tenth of their connections (each still checked exactly)
 /// and every bound the tests wait for is ten times longer.
 pub const GUEST_DEFAULTS: &[(&str, &str)] = &[("FLOW_TEST_SCALE", "0.1"), ("FLOW_TEST_SLOW", "10")];
-/// Tests of one binary run one at a time: the emulated guest has two slow vCPUs, and every
-/// agent test starts its own agent, which sees (and spends time on) every other test's flows.
-pub const TEST_THREADS: u32 = 1;
+/// Tests of one binary run as many at a time as the guest has vCPUs, as `cargo test` runs them
+/// on a host with as many cores (the tests use their own namespaces and subnets; an agent test
+/// checks only its own flows). Much of a test's time in the guest is waiting (for processes to
+/// start, timeouts to expire): two at a time take some 40% less time than one at a time.
+pub const TEST_THREADS: u32 = boot::VM_CPUS;
 
-/// Runs every test binary (one test at a time) in a VM per kernel and prints the matrix; true
-/// if everything passed. The download cache is `$FLOW_VM_CACHE` if set, else
-/// `<workspace>/.vm-cache`.
+/// Runs every test binary on each kernel of `kernels` (the host's, [`HOST`], directly; the
+/// others in a VM, [`TEST_THREADS`] tests at a time) and prints the matrix, the hooks each
+/// kernel allows and the time each binary took; true if everything passed. The download cache
+/// is `$FLOW_VM_CACHE` if set, else `<workspace>/.vm-cache`.
 pub fn vm_test(
     kernels: &[String],
     workspace: &Path,
     test_binaries: &[PathBuf],
     test_args: &[String],
 ) -> Result<bool> {
-    ensure_vm_tools()?;
     let cache =
         env::var_os("FLOW_VM_CACHE").map_or_else(|| workspace.join(".vm-cache"), PathBuf::from);
     let kernels: Vec<String> = match kernels {
         [] => DEFAULT_KERNELS.iter().map(|k| k.to_string()).collect(),
         named => named.to_vec(),
     };
-    let specs = kernels
+    let targets = kernels
         .iter()
-        .map(|k| KernelSpec::parse(k))
+        .map(|k| Target::parse(k))
         .collect::<Result<Vec<_>>>()?;
+    if targets.iter().any(|t| matches!(t, Target::Vm(_))) {
+        ensure_vm_tools()?;
+    }
     let mut binaries = test_binaries
         .iter()
         .map(|b| fs::canonicalize(b).with_context(|| format!("test binary {}", b.display())))
@@ -98,32 +103,67 @@ pub fn vm_test(
             .with_context(|| format!("FLOW_VM_TEST_THREADS={n:?}: want a number ≥ 1"))?,
         Err(_) => TEST_THREADS,
     };
-    let guest_env = guest_env(env::vars());
+    let python_dir = real_python_dir();
+    let guest_env = guest_env(env::vars(), python_dir.as_deref());
     let knobs: Vec<String> = guest_env
         .iter()
         .filter(|(k, _)| k.starts_with("FLOW_TEST_"))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     eprintln!(
-        "vm: {} test binaries, {threads} test thread(s) each, {}",
+        "vm: {} test binaries; in VMs {threads} test thread(s) each, {}",
         binaries.len(),
         knobs.join(" ")
     );
-    let script = test_script(workspace, &binaries, &args, threads, &guest_env);
+    // The interpreter's installation (its standard library) is read through the cached view
+    // too; /usr already is.
+    let cached: Vec<PathBuf> = python_dir
+        .iter()
+        .filter_map(|bin| Path::new(bin).parent())
+        .filter(|prefix| !prefix.starts_with("/usr"))
+        .map(Path::to_path_buf)
+        .collect();
+    let vm_script = script::vm_script(
+        workspace,
+        &cached,
+        &guest_env,
+        &Binaries {
+            paths: &binaries,
+            args: &args,
+            threads: Some(threads),
+        },
+    );
+    let host_script = script::host_script(
+        workspace,
+        &Binaries {
+            paths: &binaries,
+            args: &args,
+            threads: None,
+        },
+    );
     let timeout = env::var("FLOW_VM_TIMEOUT_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .map_or(VM_TIMEOUT, Duration::from_secs);
+    let mut hook_reports = Vec::new();
     let mut results = Vec::new();
     let mut times = Vec::new();
-    for spec in &specs {
-        let run = fetch_kernel(spec, &cache).and_then(|k| {
-            eprintln!(
-                "vm: booting kernel {}: {} ({})",
-                k.name, k.release, k.package
-            );
-            run_in_vm(&k, &script, timeout)
-        });
+    for target in &targets {
+        let name = target.name().to_string();
+        let run = match target {
+            Target::Host => {
+                eprintln!("vm: running on the host's kernel (no VM)");
+                // As `cargo test` runs them: the host's environment, libtest's thread count.
+                run_on_host(&cache.join(HOST), &host_script, timeout)
+            }
+            Target::Vm(spec) => fetch_kernel(spec, &cache).and_then(|k| {
+                eprintln!(
+                    "vm: booting kernel {}: {} ({})",
+                    k.name, k.release, k.package
+                );
+                run_in_vm(&k, &vm_script, timeout)
+            }),
+        };
         let outcome = match run {
             Err(e) => Err(format!("{e:#}")),
             Ok(run) => {
@@ -131,8 +171,7 @@ pub fn vm_test(
                 print!("{}", run.stdout);
                 let secs = |d: Duration| format!("{:.1}s", d.as_secs_f64());
                 eprintln!(
-                    "vm: kernel {}: boot {}, total {}, console log {}",
-                    spec.name,
+                    "vm: kernel {name}: boot {}, total {}, console log {}",
                     run.boot_time.map_or("-".into(), secs),
                     secs(run.total_time),
                     run.log.display()
@@ -141,9 +180,14 @@ pub fn vm_test(
                     // A kernel that did not boot, or a script that did not finish: show why.
                     report::print_log_tail(&run.log, 60);
                 }
-                let outcome = report::test_outcomes(&run, &binaries);
+                let hooks = HookReport::parse(&run.stdout);
+                let outcome = report::test_outcomes(&run, &binaries).map(|mut tests| {
+                    tests.splice(0..0, hooks.outcomes(target.expects_fast_hooks()));
+                    tests
+                });
+                hook_reports.push((name.clone(), hooks));
                 times.push(KernelTimes {
-                    kernel: spec.name.to_string(),
+                    kernel: name.clone(),
                     boot: run.boot_time,
                     total: run.total_time,
                     binaries,
@@ -151,11 +195,41 @@ pub fn vm_test(
                 outcome
             }
         };
-        results.push((spec.name.to_string(), outcome));
+        results.push((name, outcome));
     }
+    hooks::print_hooks(&hook_reports);
     let passed = print_matrix(&results);
     report::print_times(&times);
     Ok(passed)
+}
+
+/// A column of the matrix.
+enum Target {
+    /// The running kernel, without a VM.
+    Host,
+    Vm(KernelSpec),
+}
+
+impl Target {
+    fn parse(name: &str) -> Result<Target> {
+        match name {
+            HOST => Ok(Target::Host),
+            _ => KernelSpec::parse(name).map(Target::Vm),
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Target::Host => HOST,
+            Target::Vm(spec) => spec.name,
+        }
+    }
+
+    /// The VM kernels are Debian's, built with BTF, fentry/fexit and kprobes: a probe that
+    /// does not find them there is wrong. The host may be anything (this one forbids both).
+    fn expects_fast_hooks(&self) -> bool {
+        matches!(self, Target::Vm(_))
+    }
 }
 
 /// Cargo names test binaries `<crate or test>-<hash>`.
@@ -166,9 +240,29 @@ fn binary_stem(path: &Path) -> String {
         .to_string()
 }
 
+/// The directory of the interpreter that `python3` on PATH runs, when PATH finds a wrapper
+/// elsewhere (pyenv's shims): the guest gets it first in PATH, so the tests run the same
+/// interpreter without the shim, which starts a dozen processes each time (half a minute
+/// under TCG).
+fn real_python_dir() -> Option<String> {
+    let found = tools::which("python3")?;
+    let out = Command::new(&found)
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()?;
+    let exe = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let dir = exe.parent()?;
+    (out.status.success() && exe.is_file() && found.parent() != Some(dir))
+        .then(|| dir.display().to_string())
+}
+
 /// The variables the guest gets from the host: FLOW_* (but the runner's own FLOW_VM_*),
-/// RUST_LOG, RUST_BACKTRACE and PATH, then the defaults of [`GUEST_DEFAULTS`] not set already.
-fn guest_env(host: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+/// RUST_LOG, RUST_BACKTRACE and PATH (with `python_dir` first, see [`real_python_dir`]), then
+/// the defaults of [`GUEST_DEFAULTS`] not set already.
+fn guest_env(
+    host: impl Iterator<Item = (String, String)>,
+    python_dir: Option<&str>,
+) -> Vec<(String, String)> {
     let mut vars: Vec<(String, String)> = host
         .filter(|(name, _)| {
             // PATH too: the tests run the same tools (pyenv's python with its packages) as the
@@ -178,6 +272,10 @@ fn guest_env(host: impl Iterator<Item = (String, String)>) -> Vec<(String, Strin
                 || name == "RUST_BACKTRACE"
                 || name == "PATH"
         })
+        .map(|(name, value)| match python_dir {
+            Some(dir) if name == "PATH" => (name, format!("{dir}:{value}")),
+            _ => (name, value),
+        })
         .collect();
     for (name, value) in GUEST_DEFAULTS {
         if !vars.iter().any(|(n, _)| n == name) {
@@ -185,45 +283,6 @@ fn guest_env(host: impl Iterator<Item = (String, String)>) -> Vec<(String, Strin
         }
     }
     vars
-}
-
-/// The guest script: every binary in turn from the workspace root, its exit status and run
-/// time reported, with the variables of [`guest_env`].
-/// The guest's root is the host's, read-only: a tmpfs overlay makes the workspace writable
-/// (target/tmp, test fixtures) inside the VM without touching the host's files.
-/// `--show-output` puts what passing tests print (the scale they ran at) on the console.
-fn test_script(
-    workspace: &Path,
-    binaries: &[PathBuf],
-    args: &[String],
-    threads: u32,
-    vars: &[(String, String)],
-) -> String {
-    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
-    let args: Vec<String> = args.iter().map(|a| quote(a)).collect();
-    let ws = quote(&workspace.display().to_string());
-    let mut s = format!(
-        "mkdir -p /run/ws/upper /run/ws/work\n\
-         mount -t overlay overlay -o lowerdir={ws},upperdir=/run/ws/upper,workdir=/run/ws/work {ws}\n\
-         cd {ws}\nfailed=0\n"
-    );
-    // The guest starts with init's environment: pass on the variables the tests read.
-    for (name, value) in vars {
-        s += &format!("export {name}={}\n", quote(value));
-    }
-    for bin in binaries {
-        let bin = quote(&bin.display().to_string());
-        s += &format!(
-            "echo {BINARY_MARKER}{bin}\nt0=$(date +%s%N)\n\
-             {bin} --test-threads={threads} --color=never --show-output {}\n",
-            args.join(" ")
-        );
-        s += &format!(
-            "rc=$?; ms=$(( ($(date +%s%N) - t0) / 1000000 ))\n\
-             echo \"{BINARY_MARKER}exit $rc time ${{ms}}ms\"; [ $rc = 0 ] || failed=1\n"
-        );
-    }
-    s + "exit $failed\n"
 }
 
 /// Runs a command quietly; its output is shown only when it fails.
@@ -260,39 +319,24 @@ mod tests {
             ("FLOW_VM_TESTS", "attribution"),
             ("FLOW_AGENT_BIN", "/a"),
             ("HOME", "/root"),
+            ("PATH", "/shims:/usr/bin"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
-        let vars = guest_env(host.into_iter());
+        let vars = guest_env(host.into_iter(), Some("/py/bin"));
         let got: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(
             got,
             [
                 ("FLOW_TEST_SLOW", "3"),
                 ("FLOW_AGENT_BIN", "/a"),
+                ("PATH", "/py/bin:/shims:/usr/bin"),
                 ("FLOW_TEST_SCALE", "0.1")
             ]
         );
     }
 
     #[test]
-    fn script_times_each_binary() {
-        let vars = [("FLOW_TEST_SCALE".to_string(), "0.1".to_string())];
-        let s = test_script(
-            Path::new("/ws"),
-            &[PathBuf::from("/ws/target/debug/deps/udp-01")],
-            &["--exact".to_string()],
-            2,
-            &vars,
-        );
-        assert!(s.contains("export FLOW_TEST_SCALE='0.1'\n"), "{s}");
-        assert!(
-            s.contains("'/ws/target/debug/deps/udp-01' --test-threads=2 --color=never --show-output '--exact'\n"),
-            "{s}"
-        );
-        assert!(
-            s.contains("echo \"VM-TEST-BINARY exit $rc time ${ms}ms\""),
-            "{s}"
-        );
+    fn binary_stems() {
         assert_eq!(
             binary_stem(Path::new("/x/flow_agent-487b8b21ccc2b338")),
             "flow_agent"

@@ -4,8 +4,9 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
+use super::binary_stem;
 use super::boot::VmRun;
-use super::{binary_stem, BINARY_MARKER};
+use super::script::BINARY_MARKER;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestOutcome {
@@ -152,13 +153,28 @@ pub fn binary_runs(stdout: &str) -> Vec<BinaryRun> {
     runs
 }
 
-/// The test libtest had started when its binary was stopped: with one test thread, a
-/// `test NAME ... ` line with no result yet.
-fn unfinished_test(output: &str) -> Option<String> {
-    let last = output.lines().rev().find(|l| l.starts_with("test "))?;
-    let line = strip_colors(last);
-    let (name, status) = line.strip_prefix("test ")?.rsplit_once(" ...")?;
-    status.trim().is_empty().then(|| name.to_string())
+/// The tests libtest had started and not finished when its binary was stopped, as far as its
+/// output tells: with one test thread, a `test NAME ... ` line with no result yet; with more,
+/// `test NAME has been running for over 60 seconds` lines with no result later.
+fn unfinished_tests(output: &str) -> Vec<String> {
+    let finished: Vec<String> = parse_libtest(output).into_iter().map(|t| t.name).collect();
+    let mut started = Vec::new();
+    for line in output.lines().map(strip_colors) {
+        let Some(rest) = line.strip_prefix("test ") else {
+            continue;
+        };
+        let name = match rest.rsplit_once(" ...") {
+            Some((name, status)) if status.trim().is_empty() => name,
+            _ => match rest.strip_suffix(" has been running for over 60 seconds") {
+                Some(name) => name,
+                None => continue,
+            },
+        };
+        if !finished.iter().any(|f| f == name) && !started.iter().any(|s| s == name) {
+            started.push(name.to_string());
+        }
+    }
+    started
 }
 
 /// The outcomes of every binary that ran. A binary that failed without a failing test (crash,
@@ -195,15 +211,17 @@ pub(super) fn test_outcomes(
         }
         match bin.exit.as_deref() {
             None => {
-                let what = match unfinished_test(&bin.output) {
-                    Some(test) if prefix => format!("{stem}::{test}"),
-                    Some(test) => test,
-                    None => stem.clone(),
-                };
-                tests.push(TestOutcome {
+                let mut unfinished = unfinished_tests(&bin.output);
+                if prefix {
+                    unfinished = unfinished.iter().map(|t| format!("{stem}::{t}")).collect();
+                }
+                if unfinished.is_empty() {
+                    unfinished.push(stem.clone());
+                }
+                tests.extend(unfinished.into_iter().map(|what| TestOutcome {
                     name: format!("{what} ({stopped})"),
                     passed: false,
-                });
+                }));
             }
             Some(rc) if rc != "0" && tests.iter().all(|t| t.passed) => tests.push(TestOutcome {
                 name: format!("{stem} (exit status {rc})"),
@@ -362,6 +380,21 @@ mod tests {
                     "attribution::slow (VM time limit reached after 900s)",
                     false
                 )
+            ]
+        );
+        // With two test threads, libtest names a test only when it ends or has run a minute.
+        let out = "VM-TEST-BINARY '/t/deps/lifecycle-1'\ntest a ... ok\n\
+                   test b has been running for over 60 seconds\n\
+                   test a has been running for over 60 seconds\n\
+                   test c has been running for over 60 seconds\ntest c ... ok\n";
+        let runs = binary_runs(out);
+        let outcomes = test_outcomes(&vm_run(out, None, true), &runs).unwrap();
+        assert_eq!(
+            rows(&outcomes),
+            [
+                ("a", true),
+                ("c", true),
+                ("b (VM time limit reached after 900s)", false)
             ]
         );
         // A VM that never reached the script is the "(boot)" failure.

@@ -91,7 +91,7 @@ pub fn find_vng() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn which(bin: &str) -> Option<PathBuf> {
+pub(super) fn which(bin: &str) -> Option<PathBuf> {
     // sbin may be missing from a non-root PATH; depmod lives there.
     let path = format!(
         "{}:/usr/local/sbin:/usr/sbin:/sbin",
