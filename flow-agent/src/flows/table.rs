@@ -15,6 +15,7 @@ use flow_common::{
 use super::{
     app_proto::{self, PayloadKey, Payloads},
     community_id::community_id_v1,
+    dns_event::{self, DnsEvent},
     event::{FlowEvent, IntervalCounters},
     state,
     tcp_detail::{self, TcpDetailSource},
@@ -32,6 +33,8 @@ use crate::{
         process::ProcessTable,
         users::NameDb,
     },
+    proto::dns,
+    ratelimit::ProcessIdentity,
 };
 
 /// Reads and forgets the kernel's per-flow UDP counters.
@@ -55,6 +58,8 @@ pub struct FlowTableConfig {
     pub community_id_seed: u16,
     /// Bytes of each direction's first payload shown in `orig_content`/`resp_content`.
     pub content_bytes: usize,
+    /// Answered DNS queries become `dns_query` events ([`FlowTable::dns_events`]).
+    pub dns_events: bool,
 }
 
 impl Default for FlowTableConfig {
@@ -67,6 +72,7 @@ impl Default for FlowTableConfig {
             local_networks: default_local_networks(),
             community_id_seed: 0,
             content_bytes: 0,
+            dns_events: false,
         }
     }
 }
@@ -145,6 +151,10 @@ pub struct FlowTable {
     pub names: DnsNames,
     /// The first payload bytes of open flows, for their application protocol.
     pub payloads: Payloads,
+    /// `dns_query` events dropped because [`MAX_PENDING_DNS_EVENTS`] were waiting.
+    pub dns_events_dropped: u64,
+    /// `dns_query` events not yet written (`dns_events` on); the agent takes them.
+    pub dns_events: Vec<DnsEvent>,
     deleted: DeletedExes,
     pub(super) clock: BootClock,
     /// The kernel's per-packet TCP counters; without it TCP events carry none of their fields.
@@ -165,6 +175,8 @@ impl FlowTable {
             processes: ProcessTable::new(),
             names: DnsNames::default(),
             payloads: Payloads::default(),
+            dns_events: Vec::new(),
+            dns_events_dropped: 0,
             deleted: DeletedExes::default(),
             users: NameDb::passwd(),
             groups: NameDb::group(),
@@ -286,6 +298,9 @@ impl FlowTable {
                 let len = (r.len as usize).min(r.data.len());
                 if r.egress == 0 {
                     self.names.observe(&r.data[..len], r.header.ts_ns);
+                    if self.cfg.dns_events {
+                        self.on_udp_dns_answer(&r, &r.data[..len]);
+                    }
                 }
                 let key = PayloadKey {
                     cookie: r.cookie,
@@ -300,12 +315,95 @@ impl FlowTable {
                     // DNS over TCP: the answer follows its two-byte length.
                     if let Some(msg) = bytes.get(2..) {
                         self.names.observe(msg, r.header.ts_ns);
+                        if self.cfg.dns_events {
+                            self.on_tcp_dns_answer(r.cookie, msg, r.header.ts_ns);
+                        }
                     }
                 }
                 self.payloads
                     .observe(PayloadKey::tcp(r.cookie), r.egress != 0, bytes);
             }
         }
+    }
+
+    /// A DNS answer received on a UDP socket: a `dns_query` event with the process of the
+    /// socket's flow to the resolver (none when the agent does not track that flow).
+    fn on_udp_dns_answer(&mut self, r: &flow_common::DnsRecord, msg: &[u8]) {
+        let Some(ev) = dns::parse(msg)
+            .ok()
+            .and_then(|m| dns_event::from_message(&m))
+        else {
+            return;
+        };
+        let key = self.udp_by_cookie.get(&r.cookie).and_then(|keys| {
+            keys.iter().find(|k| {
+                k.remote_port == r.tuple.remote_port && k.remote_addr == r.tuple.remote_addr
+            })
+        });
+        let key = key.map(|k| FlowKey::Udp(*k));
+        self.push_dns_event(ev, key, &r.tuple, "udp", r.header.ts_ns);
+    }
+
+    /// A DNS answer, the first payload received on a TCP connection to port 53: an event
+    /// only when the connection's flow is known (its endpoints come from it).
+    fn on_tcp_dns_answer(&mut self, cookie: u64, msg: &[u8], ts_ns: u64) {
+        if cookie == 0 {
+            return;
+        }
+        let Some(ev) = dns::parse(msg)
+            .ok()
+            .and_then(|m| dns_event::from_message(&m))
+        else {
+            return;
+        };
+        let found = self
+            .flows
+            .iter()
+            .find(|(k, f)| matches!(k, FlowKey::Tcp(_)) && f.cookie == cookie)
+            .map(|(k, f)| (*k, f.tuple));
+        if let Some((key, tuple)) = found {
+            self.push_dns_event(ev, Some(key), &tuple, "tcp", ts_ns);
+        }
+    }
+
+    fn push_dns_event(
+        &mut self,
+        mut ev: DnsEvent,
+        key: Option<FlowKey>,
+        tuple: &Tuple,
+        transport: &'static str,
+        ts_ns: u64,
+    ) {
+        // Bounded: the agent takes them after every batch of records.
+        if self.dns_events.len() >= MAX_PENDING_DNS_EVENTS {
+            self.dns_events_dropped += 1;
+            return;
+        }
+        let (local, remote) = endpoints(tuple);
+        ev.timestamp = rfc3339_micros(self.clock.to_wall(ts_ns));
+        ev.transport_protocol = transport;
+        ev.client_ip = local.0.to_string();
+        ev.client_port = local.1;
+        ev.resolver_ip = remote.0.to_string();
+        ev.resolver_port = remote.1;
+        ev.network_locality = if is_local(&self.cfg.local_networks, remote.0) {
+            "internal"
+        } else {
+            "external"
+        };
+        ev.hostname = self.cfg.host.hostname.clone();
+        ev.host_id = non_empty(&self.cfg.host.machine_id);
+        ev.boot_id = non_empty(&self.cfg.host.boot_id);
+        if let Some(key) = key {
+            if let Some(f) = self.flows.remove(&key) {
+                let fe = self.event(&f, "dns_query", None, ts_ns);
+                self.flows.insert(key, f);
+                ev.flow_id = Some(fe.flow_id.clone());
+                ev.community_id = fe.community_id.clone();
+                ev.process = ProcessIdentity::of(&fe);
+            }
+        }
+        self.dns_events.push(ev);
     }
 
     fn on_tcp_open(&mut self, r: &TcpRecord, out: &mut Vec<FlowEvent>) {
@@ -827,6 +925,8 @@ impl DeletedExes {
 }
 
 const DNS_PORT: u16 = 53;
+/// `dns_query` events held between two takes; more are dropped and counted.
+const MAX_PENDING_DNS_EVENTS: usize = 4096;
 
 /// Where a flow's first payload bytes are kept.
 fn payload_key(f: &Flow) -> PayloadKey {
