@@ -260,6 +260,19 @@ fn dns_events_name_the_query_its_answers_and_the_process_that_asked() -> Result<
         "{n} dns_query events for {} answers",
         names.len()
     );
+    // Each is what docs/events.schema.json describes.
+    let schema_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("docs/events.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(schema_path)?)?;
+    let validator = jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .map_err(|e| anyhow::anyhow!("compiling the schema: {e}"))?;
+    for ev in [&www, &nx, &odd] {
+        let errors: Vec<String> = validator.iter_errors(ev).map(|e| e.to_string()).collect();
+        ensure!(errors.is_empty(), "{errors:?}: {ev:#}");
+    }
     agent.stop()?;
     Ok(())
 }

@@ -409,13 +409,13 @@ pub fn dns_query() -> crate::flows::dns_event::DnsEvent {
         answers: vec![
             DnsAnswer {
                 name: "www.a.test".into(),
-                rtype: "CNAME".into(),
+                r#type: "CNAME".into(),
                 ttl: 30,
                 data: Some("cdn.b.test".into()),
             },
             DnsAnswer {
                 name: "cdn.b.test".into(),
-                rtype: "A".into(),
+                r#type: "A".into(),
                 ttl: 20,
                 data: Some("10.0.0.1".into()),
             },

@@ -63,8 +63,7 @@ pub struct DnsAnswer {
     /// The record's owner name.
     pub name: String,
     /// `A`, `AAAA`, `CNAME`, ... or `TYPE<n>`.
-    #[serde(rename = "type")]
-    pub rtype: String,
+    pub r#type: String,
     pub ttl: u32,
     /// The address (A, AAAA) or target name (CNAME); absent for other types.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -182,7 +181,7 @@ pub fn from_message(m: &Message) -> Option<DnsEvent> {
         };
         answers.push(DnsAnswer {
             name: a.name.clone(),
-            rtype: type_name(a.rtype),
+            r#type: type_name(a.rtype),
             ttl: a.ttl,
             data,
         });
@@ -255,9 +254,9 @@ mod tests {
         assert_eq!(ev.transaction_id, 7);
         assert_eq!(ev.resolved_ips, vec!["10.0.0.1"]);
         assert_eq!(ev.answers.len(), 3);
-        assert_eq!(ev.answers[0].rtype, "CNAME");
+        assert_eq!(ev.answers[0].r#type, "CNAME");
         assert_eq!(ev.answers[0].data.as_deref(), Some("cdn.b.test"));
-        assert_eq!(ev.answers[2].rtype, "TXT");
+        assert_eq!(ev.answers[2].r#type, "TXT");
         assert_eq!(ev.answers[2].data, None);
         assert!(!ev.answers_truncated);
     }

@@ -224,7 +224,7 @@ impl<'a> DnsActivity<'a> {
                 .iter()
                 .map(|a| Answer {
                     rdata: a.data.as_deref().unwrap_or(""),
-                    kind: &a.rtype,
+                    kind: &a.r#type,
                     ttl: a.ttl,
                     class: "IN",
                     packet_uid: d.transaction_id,

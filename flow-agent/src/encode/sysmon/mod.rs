@@ -206,7 +206,7 @@ pub fn query_status(rcode: u8) -> u32 {
 pub fn query_results(ev: &DnsEvent) -> String {
     let mut r = String::new();
     for a in &ev.answers {
-        match (a.rtype.as_str(), &a.data) {
+        match (a.r#type.as_str(), &a.data) {
             ("A", Some(ip)) => {
                 let _ = write!(r, "::ffff:{ip};");
             }
