@@ -1026,3 +1026,163 @@ pub fn sum_udp_counters<'a>(slots: impl IntoIterator<Item = &'a UdpCounters>) ->
 fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
+
+#[cfg(test)]
+mod dns_event_tests {
+    use flow_common::{
+        DnsRecord, RecordHeader, RecordKind, UdpOpenRecord, DNS_CAPTURE_LEN, IPPROTO_UDP,
+    };
+
+    use super::*;
+
+    struct NoCounters;
+    impl UdpCounterSource for NoCounters {
+        fn read(&self, _: &UdpFlowKey) -> Option<UdpCounters> {
+            None
+        }
+        fn remove(&mut self, _: &UdpFlowKey) {}
+    }
+
+    fn v4(a: [u8; 4]) -> [u8; 16] {
+        let mut x = [0; 16];
+        x[..4].copy_from_slice(&a);
+        x
+    }
+
+    /// An answer to 10.0.0.5:40000 from 10.0.0.53:53: www.a.test is 10.0.0.1.
+    fn answer(tuple: Tuple, cookie: u64) -> DnsRecord {
+        let mut msg = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        msg.extend_from_slice(b"\x03www\x01a\x04test\x00\x00\x01\x00\x01");
+        msg.extend_from_slice(b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\x0a\x00\x00\x01");
+        let mut data = [0u8; DNS_CAPTURE_LEN];
+        data[..msg.len()].copy_from_slice(&msg);
+        DnsRecord {
+            header: RecordHeader {
+                kind: RecordKind::Dns as u32,
+                _pad: 0,
+                ts_ns: 2_000_000_000,
+            },
+            cookie,
+            tuple,
+            egress: 0,
+            len: msg.len() as u32,
+            data,
+        }
+    }
+
+    fn table(dns_events: bool) -> (FlowTable, Tuple, u64) {
+        let mut t = FlowTable::new(
+            FlowTableConfig {
+                dns_events,
+                ..FlowTableConfig::default()
+            },
+            "ab".into(),
+        );
+        let tuple = Tuple {
+            family: AF_INET,
+            local_port: 40000,
+            remote_port: 53,
+            protocol: IPPROTO_UDP,
+            _pad: 0,
+            local_addr: v4([10, 0, 0, 5]),
+            remote_addr: v4([10, 0, 0, 53]),
+        };
+        let cookie = 77;
+        let owner = Task {
+            pid: 4242,
+            tid: 4242,
+            uid: 1000,
+            comm: *b"resolver\0\0\0\0\0\0\0\0",
+            ..Task::default()
+        };
+        let open = UdpOpenRecord {
+            header: RecordHeader {
+                kind: RecordKind::UdpOpen as u32,
+                _pad: 0,
+                ts_ns: 1_000_000_000,
+            },
+            key: UdpFlowKey {
+                cookie,
+                remote_addr: tuple.remote_addr,
+                remote_port: 53,
+                family: AF_INET,
+                _pad: 0,
+            },
+            owner,
+            tuple,
+            netns: 0,
+            outbound_first: 1,
+        };
+        let mut out = Vec::new();
+        t.handle(Record::UdpOpen(open), &mut NoCounters, &mut out);
+        assert_eq!(out.len(), 1, "the DNS flow's start");
+        (t, tuple, cookie)
+    }
+
+    #[test]
+    fn an_answer_is_an_event_of_the_asking_socket_only_when_enabled() {
+        let (mut t, tuple, cookie) = table(true);
+        let mut out = Vec::new();
+        t.handle(
+            Record::Dns(Box::new(answer(tuple, cookie))),
+            &mut NoCounters,
+            &mut out,
+        );
+        assert!(out.is_empty(), "no flow event");
+        let ev = t.dns_events.pop().expect("a dns_query event");
+        assert_eq!(ev.query_name, "www.a.test");
+        assert_eq!(ev.transaction_id, 0x1234);
+        assert_eq!(ev.resolved_ips, vec!["10.0.0.1"]);
+        assert_eq!((ev.client_ip.as_str(), ev.client_port), ("10.0.0.5", 40000));
+        assert_eq!(
+            (ev.resolver_ip.as_str(), ev.resolver_port),
+            ("10.0.0.53", 53)
+        );
+        assert_eq!(ev.transport_protocol, "udp");
+        assert_eq!(ev.process.pid, Some(4242));
+        assert_eq!(ev.process.uid, Some(1000));
+        assert_eq!(ev.flow_id.as_deref(), Some("ab-1"));
+        assert!(ev.community_id.is_some());
+        // The flow still names the address.
+        assert!(t
+            .names
+            .lookup("10.0.0.1".parse().unwrap(), 2_000_000_001)
+            .is_some());
+
+        // An answer on a socket the agent does not track: no process, no flow.
+        t.handle(
+            Record::Dns(Box::new(answer(tuple, 99))),
+            &mut NoCounters,
+            &mut out,
+        );
+        let ev = t.dns_events.pop().expect("a dns_query event");
+        assert_eq!((ev.process.pid, ev.flow_id), (None, None));
+
+        let (mut off, tuple, cookie) = table(false);
+        off.handle(
+            Record::Dns(Box::new(answer(tuple, cookie))),
+            &mut NoCounters,
+            &mut out,
+        );
+        assert!(off.dns_events.is_empty(), "dns_events off");
+
+        // A reload (SIGHUP) turns them off and on.
+        t.reconfigure(FlowTableConfig::default());
+        t.handle(
+            Record::Dns(Box::new(answer(tuple, cookie))),
+            &mut NoCounters,
+            &mut out,
+        );
+        assert!(t.dns_events.is_empty(), "off after the reload");
+        t.reconfigure(FlowTableConfig {
+            dns_events: true,
+            ..FlowTableConfig::default()
+        });
+        t.handle(
+            Record::Dns(Box::new(answer(tuple, cookie))),
+            &mut NoCounters,
+            &mut out,
+        );
+        assert_eq!(t.dns_events.len(), 1, "on after the next");
+    }
+}
