@@ -75,6 +75,13 @@ fn write_events(
 
 /// The `dns_query` events the table collected ([`FlowTable::dns_events`]).
 fn write_dns(table: &mut FlowTable, outputs: Option<&mut Outputs>) {
+    if table.dns_events_dropped > 0 {
+        log::warn!(
+            "{} dns_query events dropped: too many answers between two writes",
+            table.dns_events_dropped
+        );
+        table.dns_events_dropped = 0;
+    }
     let events = std::mem::take(&mut table.dns_events);
     if let Some(o) = outputs {
         o.publish_dns(&events);

@@ -145,7 +145,7 @@ print("done", flush=True)
 #[test]
 fn dns_events_name_the_query_its_answers_and_the_process_that_asked() -> Result<()> {
     setup()?;
-    require_tools(&["dnsmasq"])?;
+    require_tools(&["dnsmasq", "dig"])?;
     let (client, server) = TestHost::pair()?;
     let addr = server.ns_addr_v4().to_string();
     let client_addr = client.ns_addr_v4().to_string();
@@ -249,11 +249,44 @@ fn dns_events_name_the_query_its_answers_and_the_process_that_asked() -> Result<
     asked(&odd, "odd\\007.flowtest", 0x1002)?;
     ensure!(odd["response_code"] == "NXDOMAIN", "{odd:#}");
 
+    // Over TCP (the answer is the connection's first payload): dig asks.
+    let dig = client
+        .cmd("dig")
+        .args(["+tcp", "+tries=1", "+time=5", "+short", "-p", "53"])
+        .arg(format!("@{addr}"))
+        .args(["web.flowtest", "A"])
+        .spawn()?;
+    let dig_pid = dig.pid();
+    let out = finish(dig, Duration::from_secs(20))?;
+    ensure!(out.contains(&addr), "dig +tcp: {out}");
+    let tcp = agent
+        .wait_for(
+            |e| e["event_action"] == "dns_query" && e["transport_protocol"] == "tcp",
+            EVENT_TIMEOUT,
+        )
+        .context("dns_query event over TCP")?;
+    let want = [
+        ("query_name", json!("web.flowtest")),
+        ("response_code", json!("NOERROR")),
+        ("resolved_ips", json!([addr])),
+        ("resolver_ip", json!(addr)),
+        ("resolver_port", json!(53)),
+        ("client_ip", json!(client_addr)),
+        ("pid", json!(dig_pid)),
+    ];
+    for (k, v) in &want {
+        ensure!(&tcp[k] == v, "{k}: want {v}: {tcp:#}");
+    }
+
     // One event per answer, none for the queries.
     let n = agent
         .events()
         .iter()
-        .filter(|e| e["event_action"] == "dns_query" && e["client_ip"] == client_addr.as_str())
+        .filter(|e| {
+            e["event_action"] == "dns_query"
+                && e["client_ip"] == client_addr.as_str()
+                && e["transport_protocol"] == "udp"
+        })
         .count();
     ensure!(
         n == names.len(),
@@ -269,7 +302,7 @@ fn dns_events_name_the_query_its_answers_and_the_process_that_asked() -> Result<
         .should_validate_formats(true)
         .build(&schema)
         .map_err(|e| anyhow::anyhow!("compiling the schema: {e}"))?;
-    for ev in [&www, &nx, &odd] {
+    for ev in [&www, &nx, &odd, &tcp] {
         let errors: Vec<String> = validator.iter_errors(ev).map(|e| e.to_string()).collect();
         ensure!(errors.is_empty(), "{errors:?}: {ev:#}");
     }
