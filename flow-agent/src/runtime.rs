@@ -73,6 +73,21 @@ fn write_events(
     events.clear();
 }
 
+/// The `dns_query` events the table collected ([`FlowTable::dns_events`]).
+fn write_dns(table: &mut FlowTable, outputs: Option<&mut Outputs>) {
+    if table.dns_events_dropped > 0 {
+        log::warn!(
+            "{} dns_query events dropped: too many answers between two writes",
+            table.dns_events_dropped
+        );
+        table.dns_events_dropped = 0;
+    }
+    let events = std::mem::take(&mut table.dns_events);
+    if let Some(o) = outputs {
+        o.publish_dns(&events);
+    }
+}
+
 /// Swaps in the outputs of a new configuration. The old sinks close first (network sinks move
 /// what they hold to their disk buffers), so the new ones find every undelivered record; if
 /// the new outputs cannot start, the old configuration's start again. True when the new
@@ -348,6 +363,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                 if let Some(o) = outputs.as_mut() {
                     // Events the tick produced go out before the summaries that may count them.
                     write_events(o, &mut events, &mut events_total, &mut limiter);
+                    write_dns(&mut table, Some(o));
                     write_summaries(&mut limiter, o, false);
                     // Metrics follow every tick; stats events every stats_interval.
                     let stats = stats_event(started, &table, &losses, events_total, o, &limiter);
@@ -447,6 +463,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             losses[flow_common::Loss::RingBufferFull as usize] += unread;
             if let Some(mut o) = outputs.take() {
                 write_events(&mut o, &mut events, &mut events_total, &mut limiter);
+                write_dns(&mut table, Some(&mut o));
                 write_summaries(&mut limiter, &mut o, true);
                 // Losses since the last stats event are never left unsaid: one more report.
                 let stats = stats_event(started, &table, &losses, events_total, &o, &limiter);
@@ -475,6 +492,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         if let Some(o) = outputs.as_mut() {
             write_events(o, &mut events, &mut events_total, &mut limiter);
         }
+        write_dns(&mut table, outputs.as_mut());
     }
 }
 
@@ -521,6 +539,7 @@ fn drain_until(
         if let Some(o) = outputs.as_mut() {
             write_events(o, events, events_total, limiter);
         }
+        write_dns(table, outputs.as_mut());
         read += done.bytes;
         let timed_out = Instant::now() >= deadline;
         if !done.more || read >= ring_bytes || timed_out {

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use common::{agent, python, setup, EVENT_TIMEOUT};
+use common::{agent, finish, image_path, python, setup, spawn_py, wait_for_line, EVENT_TIMEOUT};
 use flow_agent_tests::{require_tools, ResolvConf, Spawned, TempDir, TestHost};
 use serde_json::{json, Value};
 
@@ -29,6 +29,8 @@ fn start_dnsmasq(server: &TestHost, addr: &str) -> Result<Spawned> {
         .arg(format!("--listen-address={addr}"))
         .arg(format!("--host-record=web.flowtest,{addr}"))
         .arg("--cname=www.flowtest,web.flowtest")
+        // Other names of the domain do not exist (NXDOMAIN), rather than being refused.
+        .arg("--local=/flowtest/")
         .arg(format!("--local-ttl={TTL_S}"))
         .spawn()?;
     // dnsmasq answers over TCP too: its TCP listener says it is up.
@@ -117,6 +119,193 @@ fn flows_carry_the_name_the_process_resolved_until_its_ttl_ends() -> Result<()> 
         unnamed.get("dest_fqdn").is_none() && unnamed.get("dns_chain").is_none(),
         "the answer expired {TTL_S} s after it came: {unnamed:#}"
     );
+    agent.stop()?;
+    Ok(())
+}
+
+/// Asks the resolver (argv[1]) for the A record of each name (argv[2:]), one UDP socket per
+/// name, message ids 0x1000 up; prints its pid first, then each answer's RCODE.
+const RESOLVER_CLIENT: &str = r#"
+import os, socket, struct, sys
+print("pid", os.getpid(), flush=True)
+for i, name in enumerate(sys.argv[2:]):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    s.connect((sys.argv[1], 53))
+    labels = name.encode("latin-1").split(b".")
+    q = struct.pack(">HHHHHH", 0x1000 + i, 0x0100, 1, 0, 0, 0)
+    q += b"".join(bytes([len(l)]) + l for l in labels) + b"\0" + struct.pack(">HH", 1, 1)
+    s.send(q)
+    r = s.recv(4096)
+    print("rcode", name.encode("unicode_escape").decode(), r[3] & 15, flush=True)
+    s.close()
+print("done", flush=True)
+"#;
+
+#[test]
+fn dns_events_name_the_query_its_answers_and_the_process_that_asked() -> Result<()> {
+    setup()?;
+    require_tools(&["dnsmasq", "dig"])?;
+    let (client, server) = TestHost::pair()?;
+    let addr = server.ns_addr_v4().to_string();
+    let client_addr = client.ns_addr_v4().to_string();
+    let _dns = start_dnsmasq(&server, &addr)?;
+    let dir = TempDir::new("ftdnsev")?;
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[enrich]\ndns_events = true\n")?;
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    let agent = agent(&["--config", &cfg.display().to_string()])?;
+
+    let names = ["www.flowtest", "nx.flowtest", "Odd\x07.flowtest"];
+    let mut args = vec![addr.clone()];
+    args.extend(names.iter().map(|n| n.to_string()));
+    let asker = spawn_py(&client, RESOLVER_CLIENT, &args)?;
+    let pid: u32 = wait_for_line(&asker, "pid", Duration::from_secs(10))?[4..]
+        .trim()
+        .parse()?;
+    let out = finish(asker, Duration::from_secs(30))?;
+    ensure!(out.contains("done"), "resolver client: {out}");
+    ensure!(out.contains("rcode www.flowtest 0"), "{out}");
+    ensure!(out.contains("rcode nx.flowtest 3"), "{out}");
+
+    let dns = |name: &'static str| {
+        move |e: &Value| e["event_action"] == "dns_query" && e["query_name"] == name
+    };
+    let image = image_path(&python()?)?;
+    let asked = |ev: &Value, name: &str, id: u64| -> Result<()> {
+        let want = [
+            ("transport_protocol", json!("udp")),
+            ("query_name", json!(name)),
+            ("query_type", json!("A")),
+            ("query_type_id", json!(1)),
+            ("transaction_id", json!(id)),
+            ("client_ip", json!(client_addr)),
+            ("resolver_ip", json!(addr)),
+            ("resolver_port", json!(53)),
+            ("network_locality", json!("internal")),
+            ("pid", json!(pid)),
+            ("image_path", json!(image)),
+        ];
+        for (k, v) in &want {
+            ensure!(&ev[k] == v, "{k}: want {v}: {ev:#}");
+        }
+        ensure!(ev["client_port"].as_u64().is_some_and(|p| p > 0), "{ev:#}");
+        ensure!(ev["process_entity_id"].is_string(), "{ev:#}");
+        ensure!(ev["community_id"].is_string(), "{ev:#}");
+        // The event names the DNS flow, whose start carries the same process.
+        let flow_id = ev["flow_id"].as_str().context("flow_id")?.to_string();
+        let start = agent
+            .wait_for(
+                |e| e["event_action"] == "start" && e["flow_id"] == flow_id.as_str(),
+                EVENT_TIMEOUT,
+            )
+            .context("the DNS flow's start")?;
+        ensure!(
+            start["pid"] == json!(pid) && start["dest_port"] == 53,
+            "{start:#}"
+        );
+        Ok(())
+    };
+
+    // A name behind a CNAME: both answers, in order, with dnsmasq's TTL.
+    let www = agent
+        .wait_for(dns("www.flowtest"), EVENT_TIMEOUT)
+        .context("dns_query event for www.flowtest")?;
+    asked(&www, "www.flowtest", 0x1000)?;
+    let want = [
+        ("response_code", json!("NOERROR")),
+        ("response_code_id", json!(0)),
+        (
+            "answers",
+            json!([
+                {"name": "www.flowtest", "type": "CNAME", "ttl": TTL_S, "data": "web.flowtest"},
+                {"name": "web.flowtest", "type": "A", "ttl": TTL_S, "data": addr},
+            ]),
+        ),
+        ("answers_truncated", json!(false)),
+        ("resolved_ips", json!([addr])),
+    ];
+    for (k, v) in &want {
+        ensure!(&www[k] == v, "{k}: want {v}: {www:#}");
+    }
+
+    // A name that does not exist: NXDOMAIN and no answers.
+    let nx = agent
+        .wait_for(dns("nx.flowtest"), EVENT_TIMEOUT)
+        .context("dns_query event for nx.flowtest")?;
+    asked(&nx, "nx.flowtest", 0x1001)?;
+    ensure!(
+        nx["response_code"] == "NXDOMAIN"
+            && nx["response_code_id"] == 3
+            && nx["answers"] == json!([])
+            && nx["resolved_ips"] == json!([]),
+        "{nx:#}"
+    );
+
+    // A hostile label: lower case, the control byte escaped as \DDD.
+    let odd = agent
+        .wait_for(dns("odd\\007.flowtest"), EVENT_TIMEOUT)
+        .context("dns_query event for the hostile name")?;
+    asked(&odd, "odd\\007.flowtest", 0x1002)?;
+    ensure!(odd["response_code"] == "NXDOMAIN", "{odd:#}");
+
+    // Over TCP (the answer is the connection's first payload): dig asks.
+    let dig = client
+        .cmd("dig")
+        .args(["+tcp", "+tries=1", "+time=5", "+short", "-p", "53"])
+        .arg(format!("@{addr}"))
+        .args(["web.flowtest", "A"])
+        .spawn()?;
+    let dig_pid = dig.pid();
+    let out = finish(dig, Duration::from_secs(20))?;
+    ensure!(out.contains(&addr), "dig +tcp: {out}");
+    let tcp = agent
+        .wait_for(
+            |e| e["event_action"] == "dns_query" && e["transport_protocol"] == "tcp",
+            EVENT_TIMEOUT,
+        )
+        .context("dns_query event over TCP")?;
+    let want = [
+        ("query_name", json!("web.flowtest")),
+        ("response_code", json!("NOERROR")),
+        ("resolved_ips", json!([addr])),
+        ("resolver_ip", json!(addr)),
+        ("resolver_port", json!(53)),
+        ("client_ip", json!(client_addr)),
+        ("pid", json!(dig_pid)),
+    ];
+    for (k, v) in &want {
+        ensure!(&tcp[k] == v, "{k}: want {v}: {tcp:#}");
+    }
+
+    // One event per answer, none for the queries.
+    let n = agent
+        .events()
+        .iter()
+        .filter(|e| {
+            e["event_action"] == "dns_query"
+                && e["client_ip"] == client_addr.as_str()
+                && e["transport_protocol"] == "udp"
+        })
+        .count();
+    ensure!(
+        n == names.len(),
+        "{n} dns_query events for {} answers",
+        names.len()
+    );
+    // Each is what docs/events.schema.json describes.
+    let schema_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("docs/events.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(schema_path)?)?;
+    let validator = jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .map_err(|e| anyhow::anyhow!("compiling the schema: {e}"))?;
+    for ev in [&www, &nx, &odd, &tcp] {
+        let errors: Vec<String> = validator.iter_errors(ev).map(|e| e.to_string()).collect();
+        ensure!(errors.is_empty(), "{errors:?}: {ev:#}");
+    }
     agent.stop()?;
     Ok(())
 }

@@ -6,7 +6,9 @@
 //! test namespace, a connection stays open long enough for updates, and a copy of curl with a
 //! hostile name and hostile arguments connects too, and a noisy client makes more connections
 //! than `[rate_limit]` admits, so that its `rate_limited` summaries are checked too (native, ECS
-//! and OCSF records; none in Zeek or Sysmon). Every record of every format is then
+//! and OCSF records; none in Zeek or Sysmon), and a process resolves a name through a resolver
+//! on the namespace's loopback with `[enrich] dns_events` on, so that its `dns_query` event is
+//! checked too (native, ECS, OCSF DNS Activity, Sysmon event 22; none in Zeek). Every record of every format is then
 //! checked against a table written from that format's specification (encoders/*_spec.rs),
 //! paired with the native event it was encoded from, and compared value by value; the test
 //! flows' records must carry the real pids and ports.
@@ -64,6 +66,9 @@ enabled = true
 per_process_rate = 1
 per_process_burst = 10
 summary_interval = 1
+
+[enrich]
+dns_events = true
 
 [[outputs]]
 name = "native"
@@ -127,6 +132,36 @@ print("local", s.getsockname()[1], flush=True)
 s.close()
 "#;
 
+/// A resolver on 127.0.0.1:53 of the test namespace: answers one query with a CNAME to
+/// `cdn.flowtest` (TTL 30) and its A record 127.0.0.9 (TTL 20), then exits.
+const DNS_SERVER: &str = r#"
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 53))
+print("ready", flush=True)
+s.settimeout(30)
+q, peer = s.recvfrom(512)
+question = q[12:]
+cdn = b"\x03cdn\x08flowtest\x00"
+r = q[:2] + struct.pack(">HHHHH", 0x8180, 1, 2, 0, 0) + question
+r += b"\xc0\x0c" + struct.pack(">HHIH", 5, 1, 30, len(cdn)) + cdn
+r += cdn + struct.pack(">HHIH", 1, 1, 20, 4) + bytes([127, 0, 0, 9])
+s.sendto(r, peer)
+s.close()
+"#;
+
+/// Asks 127.0.0.1:53 for the A record of www.flowtest (message id 0x2345), prints "done".
+const DNS_CLIENT: &str = r#"
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(10)
+s.connect(("127.0.0.1", 53))
+s.send(struct.pack(">HHHHHH", 0x2345, 0x0100, 1, 0, 0, 0) + b"\x03www\x08flowtest\x00\x00\x01\x00\x01")
+s.recv(512)
+s.close()
+print("done", flush=True)
+"#;
+
 /// Accepts and closes connections until killed.
 const ACCEPT_CLOSE: &str = r#"
 import socket, sys
@@ -170,6 +205,8 @@ pub struct Ours {
     pub udp6_server: u32,
     /// The rate-limited client.
     pub noisy: u32,
+    /// The process that resolved www.flowtest (a `dns_query` event).
+    pub dns_client: u32,
 }
 
 /// What one agent run printed, sorted by format.
@@ -202,6 +239,14 @@ impl Run {
     }
 
     /// The native flow events of one of our processes.
+    /// The native `dns_query` event of the test's DNS client.
+    pub fn dns_of_ours(&self) -> Result<&Value> {
+        self.native
+            .iter()
+            .find(|e| e["event_action"] == "dns_query" && e["pid"] == self.ours.dns_client)
+            .context("no native dns_query event of the DNS client")
+    }
+
     pub fn flow_of(&self, pid: u32, proto: &str, local_orig: bool) -> Result<Vec<&Value>> {
         let evs: Vec<&Value> = self
             .native_flows()
@@ -316,6 +361,13 @@ fn capture() -> Result<Run> {
     }
     finish(hold, Duration::from_secs(20))?;
 
+    let dns_server = spawn_py(&host, DNS_SERVER, &[])?;
+    wait_for_line(&dns_server, "ready", Duration::from_secs(10))?;
+    let dns_client = spawn_py(&host, DNS_CLIENT, &[])?;
+    let dns_client_pid = dns_client.pid();
+    finish(dns_client, Duration::from_secs(20))?;
+    finish(dns_server, Duration::from_secs(20))?;
+
     // Last, so that its server's and its own limits take no token from the flows above.
     let noisy_server = spawn_py(&host, ACCEPT_CLOSE, &[NOISY_PORT.to_string()])?;
     wait_for_line(&noisy_server, "ready", Duration::from_secs(10))?;
@@ -340,6 +392,7 @@ fn capture() -> Result<Run> {
         udp6_client: udp[1].0,
         udp6_server: udp[1].1,
         noisy: noisy_pid,
+        dns_client: dns_client_pid,
     };
     // Every test flow ended, the held one had an update, and a stats report came.
     let ended = |pid: u32, proto: &'static str, local_orig: bool| {
@@ -376,6 +429,11 @@ fn capture() -> Result<Run> {
         1,
     )?;
     tail.wait_for("a stats event", is_stats, 1)?;
+    tail.wait_for(
+        "the dns_query event of the DNS client",
+        |e| e["event_action"] == "dns_query" && e["pid"] == ours.dns_client,
+        1,
+    )?;
     tail.wait_for(
         "a rate_limited summary of the noisy client",
         |e| e["event_action"] == "rate_limited" && e["pid"] == ours.noisy,
@@ -566,6 +624,15 @@ fn ecs_records_follow_ecs_and_carry_the_native_values() -> Result<()> {
         ),
         "no ECS rate_limited document of the noisy client"
     );
+    let dns = run.dns_of_ours()?;
+    check_our_dns(dns, &run.ours)?;
+    ensure!(
+        run.ecs.iter().any(|d| d["event"]["action"] == "dns_query"
+            && d["process"]["pid"] == run.ours.dns_client
+            && d["dns"]["question"]["name"] == "www.flowtest"
+            && d["dns"]["resolved_ip"] == serde_json::json!(["127.0.0.9"])),
+        "no ECS dns_query document of the DNS client"
+    );
     let o = &run.ours;
     for (pid, proto, local_orig) in [
         (o.curl4, "tcp", true),
@@ -613,6 +680,13 @@ fn ocsf_records_follow_network_activity_and_carry_the_native_values() -> Result<
             && e["actor"]["process"]["pid"] == run.ours.noisy),
         "no OCSF rate_limited event of the noisy client"
     );
+    ensure!(
+        run.ocsf.iter().any(|e| e["class_uid"] == 4003
+            && e["actor"]["process"]["pid"] == run.ours.dns_client
+            && e["query"]["hostname"] == "www.flowtest"
+            && e["rcode"] == "NoError"),
+        "no OCSF DNS Activity event of the DNS client"
+    );
     let o = &run.ours;
     for (pid, proto, local_orig) in [
         (o.curl4, "tcp", true),
@@ -658,6 +732,12 @@ fn zeek_records_follow_conn_log_and_carry_the_native_values() -> Result<()> {
         run.has_summaries() && !run.zeek_lines.iter().any(|l| l.contains("rate_limited")),
         "conn.log holds a rate_limited summary, or the run has none"
     );
+    // Nor dns_query events (dns.log is another log).
+    run.dns_of_ours()?;
+    ensure!(
+        !run.zeek_lines.iter().any(|l| l.contains("dns_query")),
+        "conn.log holds a dns_query event"
+    );
     // The server's side of curl's connection: the originator is curl (the peer), not the host.
     let o = &run.ours;
     let client_end = run
@@ -692,9 +772,10 @@ fn zeek_records_follow_conn_log_and_carry_the_native_values() -> Result<()> {
 #[test]
 fn sysmon_records_are_event_3_and_carry_the_native_values() -> Result<()> {
     let run = run()?;
+    // Flow starts are event 3, dns_query events event 22.
     let starts: Vec<&Value> = run
         .native_flows()
-        .filter(|e| e["event_action"] == "start")
+        .filter(|e| e["event_action"] == "start" || e["event_action"] == "dns_query")
         .collect();
     let mut problems = Vec::new();
     let mut parsed = Vec::new();
@@ -721,6 +802,14 @@ fn sysmon_records_are_event_3_and_carry_the_native_values() -> Result<()> {
         "Sysmon output holds a rate_limited summary, or the run has none"
     );
     let o = &run.ours;
+    let dns_pid = o.dns_client.to_string();
+    ensure!(
+        parsed.iter().any(|r| r.data("ProcessId") == dns_pid
+            && r.data("QueryName") == "www.flowtest"
+            && r.data("QueryStatus") == "0"
+            && r.data("QueryResults") == "type:  5 cdn.flowtest;::ffff:127.0.0.9;"),
+        "no Sysmon event 22 of the DNS client"
+    );
     for (pid, proto, initiated) in [
         (o.curl4, "tcp", "true"),
         (o.curl6, "tcp", "true"),
@@ -893,5 +982,23 @@ fn docs_samples_follow_the_specs() -> Result<()> {
         counts.iter().all(|n| *n > 0),
         "docs/formats.md lacks samples: ecs, ocsf, zeek, sysmon have {counts:?}"
     );
+    Ok(())
+}
+
+/// The native `dns_query` event of the test's resolution says what happened.
+fn check_our_dns(ev: &Value, ours: &Ours) -> Result<()> {
+    let want = serde_json::json!({
+        "query_name": "www.flowtest", "query_type": "A", "transaction_id": 0x2345,
+        "response_code": "NOERROR", "client_ip": "127.0.0.1", "resolver_ip": "127.0.0.1",
+        "resolver_port": 53, "transport_protocol": "udp", "pid": ours.dns_client,
+        "answers": [
+            {"name": "www.flowtest", "type": "CNAME", "ttl": 30, "data": "cdn.flowtest"},
+            {"name": "cdn.flowtest", "type": "A", "ttl": 20, "data": "127.0.0.9"}
+        ],
+        "resolved_ips": ["127.0.0.9"],
+    });
+    for (k, v) in want.as_object().context("object")? {
+        ensure!(&ev[k] == v, "{k}: want {v}: {ev}");
+    }
     Ok(())
 }

@@ -137,9 +137,14 @@ fn diff(a: &BTreeSet<String>, b: &BTreeSet<String>) -> Vec<String> {
 
 /// Property names of the schema's `rate_limited` summaries (`$defs/rate_limited`).
 fn rate_limited_schema_fields(schema: &Value) -> Result<BTreeSet<String>> {
-    Ok(schema["$defs"]["rate_limited"]["properties"]
+    def_fields(schema, "rate_limited")
+}
+
+/// Property names of one of the schema's `$defs`.
+fn def_fields(schema: &Value, def: &str) -> Result<BTreeSet<String>> {
+    Ok(schema["$defs"][def]["properties"]
         .as_object()
-        .context("schema has no $defs/rate_limited/properties")?
+        .with_context(|| format!("schema has no $defs/{def}/properties"))?
         .keys()
         .cloned()
         .collect())
@@ -148,9 +153,15 @@ fn rate_limited_schema_fields(schema: &Value) -> Result<BTreeSet<String>> {
 /// The backticked names of the table rows in the `## Rate-limited flows` section of
 /// docs/events.md: (the names of the first cells, the names anywhere in a row).
 fn rate_limited_doc_fields(md: &str) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
+    section_doc_fields(md, "Rate-limited flows")
+}
+
+/// The backticked names of the table rows of the section `## TITLE` of docs/events.md: (the
+/// names of the first cells, the names anywhere in a row).
+fn section_doc_fields(md: &str, title: &str) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
     let start = md
-        .find("\n## Rate-limited flows\n")
-        .context("docs/events.md has no `## Rate-limited flows` section")?;
+        .find(&format!("\n## {title}\n"))
+        .with_context(|| format!("docs/events.md has no `## {title}` section"))?;
     let section = &md[start + 1..];
     let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
     let ticked = |text: &str| -> Vec<String> {
@@ -165,10 +176,7 @@ fn rate_limited_doc_fields(md: &str) -> Result<(BTreeSet<String>, BTreeSet<Strin
         first.extend(ticked(row.split('|').next().unwrap_or_default()));
         all.extend(ticked(row));
     }
-    ensure!(
-        !first.is_empty(),
-        "the Rate-limited flows section has no field table"
-    );
+    ensure!(!first.is_empty(), "the {title} section has no field table");
     Ok((first, all))
 }
 
@@ -176,7 +184,7 @@ fn rate_limited_doc_fields(md: &str) -> Result<(BTreeSet<String>, BTreeSet<Strin
 /// `rate_limited` summaries, by property name.
 fn enum_values(schema: &Value) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for def in ["flow", "rate_limited"] {
+    for def in ["flow", "rate_limited", "dns_query"] {
         for (k, v) in schema["$defs"][def]["properties"]
             .as_object()
             .into_iter()
@@ -217,8 +225,58 @@ fn docs_schema_and_struct_name_the_same_fields() -> Result<()> {
     );
     rl_struct.extend(struct_fields(&rl_src, "ProcessIdentity", "")?);
 
+    let dns_schema = def_fields(&schema, "dns_query")?;
+    let (dns_doc_first, dns_doc_all) = section_doc_fields(&md, "DNS queries")?;
+    let dns_src = read("flow-agent/src/flows/dns_event.rs")?;
+    let mut dns_struct = struct_fields(&dns_src, "DnsEvent", "")?;
+    ensure!(
+        dns_struct.remove("process"),
+        "DnsEvent no longer flattens `process`: teach tests/tests/schema.rs"
+    );
+    dns_struct.extend(struct_fields(&rl_src, "ProcessIdentity", "")?);
+    // The answers' fields are the answer objects' (`type` is the raw identifier `r#type`).
+    let answer_schema: BTreeSet<String> = schema["$defs"]["dns_query"]["properties"]["answers"]
+        ["items"]["properties"]
+        .as_object()
+        .context("schema has no dns_query answers items")?
+        .keys()
+        .cloned()
+        .collect();
+    let mut answer_struct = struct_fields(&dns_src, "DnsAnswer", "")?;
+    if answer_struct.remove("r#type") {
+        answer_struct.insert("type".into());
+    }
+
     let mut problems = Vec::new();
     for (what, missing) in [
+        (
+            "of dns_query in the schema but not in docs/events.md's DNS queries table",
+            diff(&dns_schema, &dns_doc_all),
+        ),
+        (
+            "named in docs/events.md's DNS queries table but not in the schema's dns_query",
+            diff(&dns_doc_first, &dns_schema),
+        ),
+        (
+            "in DnsEvent/ProcessIdentity (flow-agent/src/flows/dns_event.rs) but not in the schema's dns_query",
+            diff(&dns_struct, &dns_schema),
+        ),
+        (
+            "in the schema's dns_query but not in DnsEvent/ProcessIdentity",
+            diff(&dns_schema, &dns_struct),
+        ),
+        (
+            "of DnsAnswer but not in the schema's dns_query answers",
+            diff(&answer_struct, &answer_schema),
+        ),
+        (
+            "of the schema's dns_query answers but not in DnsAnswer",
+            diff(&answer_schema, &answer_struct),
+        ),
+        (
+            "of the schema's dns_query answers but not in docs/events.md's DNS queries table",
+            diff(&answer_schema, &dns_doc_all),
+        ),
         (
             "of rate_limited in the schema but not in docs/events.md's Rate-limited flows table",
             diff(&rl_schema, &rl_doc_all),
@@ -416,6 +474,52 @@ fn doc_examples_validate_and_broken_events_do_not() -> Result<()> {
     ];
     for (what, mutate) in broken {
         let mut ev = summary.clone();
+        mutate(ev.as_object_mut().context("example is not an object")?);
+        ensure!(!validator.is_valid(&ev), "the schema accepts {what}: {ev}");
+    }
+    let dns = examples
+        .iter()
+        .find(|e| e["event_action"] == "dns_query")
+        .context("docs/events.md has no dns_query example")?;
+    let broken: [(&str, Mutation); 9] = [
+        ("a DNS event with an undocumented field", |e| {
+            e.insert("bogus".into(), 1.into());
+        }),
+        ("a DNS event with a flow field", |e| {
+            e.insert("dest_ip".into(), "10.0.0.1".into());
+        }),
+        ("a DNS event without its question", |e| {
+            e.remove("query_name");
+        }),
+        ("a DNS event with a name that hides a space", |e| {
+            e.insert("query_name".into(), "a b.example".into());
+        }),
+        ("a DNS event whose rcode id and name disagree", |e| {
+            e.insert("response_code".into(), "NXDOMAIN".into());
+        }),
+        (
+            "a DNS event with an address answer without its address",
+            |e| {
+                e.insert(
+                    "answers".into(),
+                    serde_json::json!([{"name": "a.example", "type": "A", "ttl": 1}]),
+                );
+            },
+        ),
+        ("a DNS event with more than 16 answers", |e| {
+            let one =
+                serde_json::json!({"name": "a.example", "type": "A", "ttl": 1, "data": "10.0.0.1"});
+            e.insert("answers".into(), Value::Array(vec![one; 17]));
+        }),
+        ("a DNS event with a process but no flow", |e| {
+            e.remove("flow_id");
+        }),
+        ("a DNS event with a port that is not a port", |e| {
+            e.insert("resolver_port".into(), 70000.into());
+        }),
+    ];
+    for (what, mutate) in broken {
+        let mut ev = dns.clone();
         mutate(ev.as_object_mut().context("example is not an object")?);
         ensure!(!validator.is_valid(&ev), "the schema accepts {what}: {ev}");
     }

@@ -55,6 +55,11 @@ const COMMENTS: &[(&str, &str)] = &[
          private. Needs capture.payload_inspection.",
     ),
     (
+        "enrich.dns_events",
+        "Write a dns_query event for every answered DNS query this host asked: the question,\n\
+         response code, answers, resolver and the asking process. Off by default.",
+    ),
+    (
         "enrich.local_networks",
         "A remote address in these networks makes a flow's network_locality internal.",
     ),

@@ -69,6 +69,7 @@ impl Config {
             local_networks: self.enrich.local_networks.iter().map(|n| n.cidr).collect(),
             community_id_seed: self.enrich.community_id_seed,
             content_bytes: self.enrich.content_bytes as usize,
+            dns_events: self.enrich.dns_events,
         }
     }
 

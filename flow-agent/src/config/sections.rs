@@ -100,6 +100,8 @@ pub struct EnrichConfig {
     /// Bytes of each direction's first payload shown as printable ASCII in `orig_content` and
     /// `resp_content` (0: none, the default: payload can be private).
     pub content_bytes: u32,
+    /// Answered DNS queries this host asked as `dns_query` events (off by default).
+    pub dns_events: bool,
 }
 
 impl Default for EnrichConfig {
@@ -111,6 +113,7 @@ impl Default for EnrichConfig {
                 .collect(),
             community_id_seed: 0,
             content_bytes: 0,
+            dns_events: false,
         }
     }
 }

@@ -49,6 +49,10 @@ fn wrong_type_says_what_is_expected() {
         "c.toml:2:21: enrich.community_id_seed: invalid type: string \"x\", expected u16"
     );
     assert_eq!(
+        one("[enrich]\ndns_events = 1\n"),
+        "c.toml:2:14: enrich.dns_events: invalid type: integer `1`, expected a boolean"
+    );
+    assert_eq!(
         one("[flows]\naccept_wait = -1\n"),
         "c.toml:2:15: flows.accept_wait: -1 is not a duration (expected a number of seconds from 0 to 31536000)"
     );
@@ -156,6 +160,7 @@ accept_wait = 0
 [enrich]
 local_networks = "192.0.2.0/24"
 community_id_seed = 7
+dns_events = true
 [[outputs]]
 format = "ocsf"
 [outputs.stdout]
@@ -170,6 +175,12 @@ format = "ocsf"
     assert_eq!(t.local_networks.len(), 1);
     assert!(t.local_networks[0].contains("192.0.2.9".parse().unwrap()));
     assert_eq!(t.community_id_seed, 7);
+    assert!(t.dns_events);
+    assert!(
+        !Config::default()
+            .flow_table_config(Default::default())
+            .dns_events
+    );
     assert_eq!(cfg.outputs[0].format, Format::Ocsf);
     // The effective configuration prints and parses back.
     assert_eq!(parse(&cfg.to_toml(), Path::new("e.toml")).unwrap(), cfg);

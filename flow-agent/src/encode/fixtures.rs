@@ -388,6 +388,59 @@ pub fn rate_limited() -> crate::ratelimit::SuppressedEvent {
     }
 }
 
+/// A `dns_query` event: curl resolved a name through a CNAME.
+pub fn dns_query() -> crate::flows::dns_event::DnsEvent {
+    use crate::flows::dns_event::DnsAnswer;
+    crate::flows::dns_event::DnsEvent {
+        timestamp: "2026-11-23T13:06:00.000001Z".into(),
+        event_action: "dns_query",
+        transport_protocol: "udp",
+        client_ip: "10.0.0.5".into(),
+        client_port: 40000,
+        resolver_ip: "10.0.0.53".into(),
+        resolver_port: 53,
+        network_locality: "internal",
+        transaction_id: 4660,
+        query_name: "www.a.test".into(),
+        query_type: "A".into(),
+        query_type_id: 1,
+        response_code: "NOERROR".into(),
+        response_code_id: 0,
+        answers: vec![
+            DnsAnswer {
+                name: "www.a.test".into(),
+                r#type: "CNAME".into(),
+                ttl: 30,
+                data: Some("cdn.b.test".into()),
+            },
+            DnsAnswer {
+                name: "cdn.b.test".into(),
+                r#type: "A".into(),
+                ttl: 20,
+                data: Some("10.0.0.1".into()),
+            },
+        ],
+        answers_truncated: false,
+        resolved_ips: vec!["10.0.0.1".into()],
+        flow_id: Some("bf79e3c617f7-9".into()),
+        community_id: Some("1:abc=".into()),
+        process: crate::ratelimit::ProcessIdentity {
+            pid: Some(4242),
+            process_name: Some("curl".into()),
+            exe: Some("curl".into()),
+            image_path: Some("/usr/bin/curl".into()),
+            process_entity_id: Some("abc-4242".into()),
+            uid: Some(1000),
+            user: Some("alice".into()),
+            ..Default::default()
+        },
+        hostname: "vm".into(),
+        host_id: None,
+        boot_id: None,
+        agent_version: "0.1.0",
+    }
+}
+
 /// Every fixture flow event.
 pub fn all_flows() -> Vec<FlowEvent> {
     vec![

@@ -3,7 +3,11 @@
 //! header, octet count, HTTP batch).
 use serde::{Deserialize, Serialize};
 
-use crate::{flows::FlowEvent, health::StatsEvent, ratelimit::SuppressedEvent};
+use crate::{
+    flows::{dns_event::DnsEvent, FlowEvent},
+    health::StatsEvent,
+    ratelimit::SuppressedEvent,
+};
 
 mod common;
 pub mod ecs;
@@ -80,4 +84,7 @@ pub trait Encoder: Send {
     /// Appends the record of a `rate_limited` summary; false when this format has no
     /// representation of it (docs/formats.md says which).
     fn encode_suppressed(&mut self, summary: &SuppressedEvent, out: &mut Vec<u8>) -> bool;
+    /// Appends the record of a `dns_query` event; false when this format has no
+    /// representation of it (docs/formats.md says which).
+    fn encode_dns(&mut self, event: &DnsEvent, out: &mut Vec<u8>) -> bool;
 }

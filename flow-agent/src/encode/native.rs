@@ -1,6 +1,10 @@
 //! `native`: the documented schema (docs/events.md), one JSON object per record.
 use super::Encoder;
-use crate::{flows::FlowEvent, health::StatsEvent, ratelimit::SuppressedEvent};
+use crate::{
+    flows::{dns_event::DnsEvent, FlowEvent},
+    health::StatsEvent,
+    ratelimit::SuppressedEvent,
+};
 
 pub struct NativeEncoder;
 
@@ -16,5 +20,9 @@ impl Encoder for NativeEncoder {
 
     fn encode_suppressed(&mut self, summary: &SuppressedEvent, out: &mut Vec<u8>) -> bool {
         serde_json::to_writer(&mut *out, summary).is_ok()
+    }
+
+    fn encode_dns(&mut self, event: &DnsEvent, out: &mut Vec<u8>) -> bool {
+        serde_json::to_writer(&mut *out, event).is_ok()
     }
 }

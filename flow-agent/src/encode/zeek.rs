@@ -118,6 +118,15 @@ impl Encoder for ZeekEncoder {
     ) -> bool {
         false
     }
+
+    /// dns.log is another log than conn.log: a zeek output writes conn.log only.
+    fn encode_dns(
+        &mut self,
+        _event: &crate::flows::dns_event::DnsEvent,
+        _out: &mut Vec<u8>,
+    ) -> bool {
+        false
+    }
 }
 
 /// Zeek's UDP `conn_state` (`SF` both sides sent, `S0` only the originator, `SHR` only the

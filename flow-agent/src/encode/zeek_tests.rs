@@ -90,6 +90,8 @@ fn only_ends_are_written() {
     assert!(!enc.encode_stats(&stats(), &mut out));
     // conn.log records connections; a summary of suppressed ones is none.
     assert!(!enc.encode_suppressed(&rate_limited(), &mut out));
+    // dns.log is another log.
+    assert!(!enc.encode_dns(&dns_query(), &mut out));
     assert!(out.is_empty());
 }
 

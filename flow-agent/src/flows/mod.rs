@@ -1,6 +1,7 @@
 //! Flow stage: the flow table turns kernel records into start, update and end events.
 pub mod app_proto;
 pub mod community_id;
+pub mod dns_event;
 pub mod event;
 pub mod state;
 pub mod table;

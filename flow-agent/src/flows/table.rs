@@ -15,6 +15,7 @@ use flow_common::{
 use super::{
     app_proto::{self, PayloadKey, Payloads},
     community_id::community_id_v1,
+    dns_event::{self, DnsEvent},
     event::{FlowEvent, IntervalCounters},
     state,
     tcp_detail::{self, TcpDetailSource},
@@ -32,6 +33,8 @@ use crate::{
         process::ProcessTable,
         users::NameDb,
     },
+    proto::dns,
+    ratelimit::ProcessIdentity,
 };
 
 /// Reads and forgets the kernel's per-flow UDP counters.
@@ -55,6 +58,8 @@ pub struct FlowTableConfig {
     pub community_id_seed: u16,
     /// Bytes of each direction's first payload shown in `orig_content`/`resp_content`.
     pub content_bytes: usize,
+    /// Answered DNS queries become `dns_query` events ([`FlowTable::dns_events`]).
+    pub dns_events: bool,
 }
 
 impl Default for FlowTableConfig {
@@ -67,6 +72,7 @@ impl Default for FlowTableConfig {
             local_networks: default_local_networks(),
             community_id_seed: 0,
             content_bytes: 0,
+            dns_events: false,
         }
     }
 }
@@ -145,6 +151,10 @@ pub struct FlowTable {
     pub names: DnsNames,
     /// The first payload bytes of open flows, for their application protocol.
     pub payloads: Payloads,
+    /// `dns_query` events dropped because [`MAX_PENDING_DNS_EVENTS`] were waiting.
+    pub dns_events_dropped: u64,
+    /// `dns_query` events not yet written (`dns_events` on); the agent takes them.
+    pub dns_events: Vec<DnsEvent>,
     deleted: DeletedExes,
     pub(super) clock: BootClock,
     /// The kernel's per-packet TCP counters; without it TCP events carry none of their fields.
@@ -165,6 +175,8 @@ impl FlowTable {
             processes: ProcessTable::new(),
             names: DnsNames::default(),
             payloads: Payloads::default(),
+            dns_events: Vec::new(),
+            dns_events_dropped: 0,
             deleted: DeletedExes::default(),
             users: NameDb::passwd(),
             groups: NameDb::group(),
@@ -286,6 +298,9 @@ impl FlowTable {
                 let len = (r.len as usize).min(r.data.len());
                 if r.egress == 0 {
                     self.names.observe(&r.data[..len], r.header.ts_ns);
+                    if self.cfg.dns_events {
+                        self.on_udp_dns_answer(&r, &r.data[..len]);
+                    }
                 }
                 let key = PayloadKey {
                     cookie: r.cookie,
@@ -300,12 +315,95 @@ impl FlowTable {
                     // DNS over TCP: the answer follows its two-byte length.
                     if let Some(msg) = bytes.get(2..) {
                         self.names.observe(msg, r.header.ts_ns);
+                        if self.cfg.dns_events {
+                            self.on_tcp_dns_answer(r.cookie, msg, r.header.ts_ns);
+                        }
                     }
                 }
                 self.payloads
                     .observe(PayloadKey::tcp(r.cookie), r.egress != 0, bytes);
             }
         }
+    }
+
+    /// A DNS answer received on a UDP socket: a `dns_query` event with the process of the
+    /// socket's flow to the resolver (none when the agent does not track that flow).
+    fn on_udp_dns_answer(&mut self, r: &flow_common::DnsRecord, msg: &[u8]) {
+        let Some(ev) = dns::parse(msg)
+            .ok()
+            .and_then(|m| dns_event::from_message(&m))
+        else {
+            return;
+        };
+        let key = self.udp_by_cookie.get(&r.cookie).and_then(|keys| {
+            keys.iter().find(|k| {
+                k.remote_port == r.tuple.remote_port && k.remote_addr == r.tuple.remote_addr
+            })
+        });
+        let key = key.map(|k| FlowKey::Udp(*k));
+        self.push_dns_event(ev, key, &r.tuple, "udp", r.header.ts_ns);
+    }
+
+    /// A DNS answer, the first payload received on a TCP connection to port 53: an event
+    /// only when the connection's flow is known (its endpoints come from it).
+    fn on_tcp_dns_answer(&mut self, cookie: u64, msg: &[u8], ts_ns: u64) {
+        if cookie == 0 {
+            return;
+        }
+        let Some(ev) = dns::parse(msg)
+            .ok()
+            .and_then(|m| dns_event::from_message(&m))
+        else {
+            return;
+        };
+        let found = self
+            .flows
+            .iter()
+            .find(|(k, f)| matches!(k, FlowKey::Tcp(_)) && f.cookie == cookie)
+            .map(|(k, f)| (*k, f.tuple));
+        if let Some((key, tuple)) = found {
+            self.push_dns_event(ev, Some(key), &tuple, "tcp", ts_ns);
+        }
+    }
+
+    fn push_dns_event(
+        &mut self,
+        mut ev: DnsEvent,
+        key: Option<FlowKey>,
+        tuple: &Tuple,
+        transport: &'static str,
+        ts_ns: u64,
+    ) {
+        // Bounded: the agent takes them after every batch of records.
+        if self.dns_events.len() >= MAX_PENDING_DNS_EVENTS {
+            self.dns_events_dropped += 1;
+            return;
+        }
+        let (local, remote) = endpoints(tuple);
+        ev.timestamp = rfc3339_micros(self.clock.to_wall(ts_ns));
+        ev.transport_protocol = transport;
+        ev.client_ip = local.0.to_string();
+        ev.client_port = local.1;
+        ev.resolver_ip = remote.0.to_string();
+        ev.resolver_port = remote.1;
+        ev.network_locality = if is_local(&self.cfg.local_networks, remote.0) {
+            "internal"
+        } else {
+            "external"
+        };
+        ev.hostname = self.cfg.host.hostname.clone();
+        ev.host_id = non_empty(&self.cfg.host.machine_id);
+        ev.boot_id = non_empty(&self.cfg.host.boot_id);
+        if let Some(key) = key {
+            if let Some(f) = self.flows.remove(&key) {
+                let fe = self.event(&f, "dns_query", None, ts_ns);
+                self.flows.insert(key, f);
+                ev.flow_id = Some(fe.flow_id.clone());
+                ev.community_id = fe.community_id.clone();
+                ev.process = ProcessIdentity::of(&fe);
+            }
+        }
+        self.dns_events.push(ev);
     }
 
     fn on_tcp_open(&mut self, r: &TcpRecord, out: &mut Vec<FlowEvent>) {
@@ -827,6 +925,8 @@ impl DeletedExes {
 }
 
 const DNS_PORT: u16 = 53;
+/// `dns_query` events held between two takes; more are dropped and counted.
+const MAX_PENDING_DNS_EVENTS: usize = 4096;
 
 /// Where a flow's first payload bytes are kept.
 fn payload_key(f: &Flow) -> PayloadKey {
@@ -925,4 +1025,164 @@ pub fn sum_udp_counters<'a>(slots: impl IntoIterator<Item = &'a UdpCounters>) ->
 
 fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
+}
+
+#[cfg(test)]
+mod dns_event_tests {
+    use flow_common::{
+        DnsRecord, RecordHeader, RecordKind, UdpOpenRecord, DNS_CAPTURE_LEN, IPPROTO_UDP,
+    };
+
+    use super::*;
+
+    struct NoCounters;
+    impl UdpCounterSource for NoCounters {
+        fn read(&self, _: &UdpFlowKey) -> Option<UdpCounters> {
+            None
+        }
+        fn remove(&mut self, _: &UdpFlowKey) {}
+    }
+
+    fn v4(a: [u8; 4]) -> [u8; 16] {
+        let mut x = [0; 16];
+        x[..4].copy_from_slice(&a);
+        x
+    }
+
+    /// An answer to 10.0.0.5:40000 from 10.0.0.53:53: www.a.test is 10.0.0.1.
+    fn answer(tuple: Tuple, cookie: u64) -> DnsRecord {
+        let mut msg = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        msg.extend_from_slice(b"\x03www\x01a\x04test\x00\x00\x01\x00\x01");
+        msg.extend_from_slice(b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\x0a\x00\x00\x01");
+        let mut data = [0u8; DNS_CAPTURE_LEN];
+        data[..msg.len()].copy_from_slice(&msg);
+        DnsRecord {
+            header: RecordHeader {
+                kind: RecordKind::Dns as u32,
+                _pad: 0,
+                ts_ns: 2_000_000_000,
+            },
+            cookie,
+            tuple,
+            egress: 0,
+            len: msg.len() as u32,
+            data,
+        }
+    }
+
+    fn table(dns_events: bool) -> (FlowTable, Tuple, u64) {
+        let mut t = FlowTable::new(
+            FlowTableConfig {
+                dns_events,
+                ..FlowTableConfig::default()
+            },
+            "ab".into(),
+        );
+        let tuple = Tuple {
+            family: AF_INET,
+            local_port: 40000,
+            remote_port: 53,
+            protocol: IPPROTO_UDP,
+            _pad: 0,
+            local_addr: v4([10, 0, 0, 5]),
+            remote_addr: v4([10, 0, 0, 53]),
+        };
+        let cookie = 77;
+        let owner = Task {
+            pid: 4242,
+            tid: 4242,
+            uid: 1000,
+            comm: *b"resolver\0\0\0\0\0\0\0\0",
+            ..Task::default()
+        };
+        let open = UdpOpenRecord {
+            header: RecordHeader {
+                kind: RecordKind::UdpOpen as u32,
+                _pad: 0,
+                ts_ns: 1_000_000_000,
+            },
+            key: UdpFlowKey {
+                cookie,
+                remote_addr: tuple.remote_addr,
+                remote_port: 53,
+                family: AF_INET,
+                _pad: 0,
+            },
+            owner,
+            tuple,
+            netns: 0,
+            outbound_first: 1,
+        };
+        let mut out = Vec::new();
+        t.handle(Record::UdpOpen(open), &mut NoCounters, &mut out);
+        assert_eq!(out.len(), 1, "the DNS flow's start");
+        (t, tuple, cookie)
+    }
+
+    #[test]
+    fn an_answer_is_an_event_of_the_asking_socket_only_when_enabled() {
+        let (mut t, tuple, cookie) = table(true);
+        let mut out = Vec::new();
+        t.handle(
+            Record::Dns(Box::new(answer(tuple, cookie))),
+            &mut NoCounters,
+            &mut out,
+        );
+        assert!(out.is_empty(), "no flow event");
+        let ev = t.dns_events.pop().expect("a dns_query event");
+        assert_eq!(ev.query_name, "www.a.test");
+        assert_eq!(ev.transaction_id, 0x1234);
+        assert_eq!(ev.resolved_ips, vec!["10.0.0.1"]);
+        assert_eq!((ev.client_ip.as_str(), ev.client_port), ("10.0.0.5", 40000));
+        assert_eq!(
+            (ev.resolver_ip.as_str(), ev.resolver_port),
+            ("10.0.0.53", 53)
+        );
+        assert_eq!(ev.transport_protocol, "udp");
+        assert_eq!(ev.process.pid, Some(4242));
+        assert_eq!(ev.process.uid, Some(1000));
+        assert_eq!(ev.flow_id.as_deref(), Some("ab-1"));
+        assert!(ev.community_id.is_some());
+        // The flow still names the address.
+        assert!(t
+            .names
+            .lookup("10.0.0.1".parse().unwrap(), 2_000_000_001)
+            .is_some());
+
+        // An answer on a socket the agent does not track: no process, no flow.
+        t.handle(
+            Record::Dns(Box::new(answer(tuple, 99))),
+            &mut NoCounters,
+            &mut out,
+        );
+        let ev = t.dns_events.pop().expect("a dns_query event");
+        assert_eq!((ev.process.pid, ev.flow_id), (None, None));
+
+        let (mut off, tuple, cookie) = table(false);
+        off.handle(
+            Record::Dns(Box::new(answer(tuple, cookie))),
+            &mut NoCounters,
+            &mut out,
+        );
+        assert!(off.dns_events.is_empty(), "dns_events off");
+
+        // A reload (SIGHUP) turns them off and on.
+        t.reconfigure(FlowTableConfig::default());
+        t.handle(
+            Record::Dns(Box::new(answer(tuple, cookie))),
+            &mut NoCounters,
+            &mut out,
+        );
+        assert!(t.dns_events.is_empty(), "off after the reload");
+        t.reconfigure(FlowTableConfig {
+            dns_events: true,
+            ..FlowTableConfig::default()
+        });
+        t.handle(
+            Record::Dns(Box::new(answer(tuple, cookie))),
+            &mut NoCounters,
+            &mut out,
+        );
+        assert_eq!(t.dns_events.len(), 1, "on after the next");
+    }
 }

@@ -212,6 +212,28 @@ impl Outputs {
         }
     }
 
+    /// Writes `dns_query` events to every output whose format can carry them. Filters apply
+    /// to each event seen as its DNS flow (client to resolver, with the asking process).
+    pub fn publish_dns(&mut self, events: &[crate::flows::dns_event::DnsEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        let flows: Vec<FlowEvent> = events.iter().map(|e| e.as_flow_event()).collect();
+        for out in &mut self.outputs {
+            for (ev, fe) in events.iter().zip(&flows) {
+                if !self.global_filter.matches(fe) || !out.filter.matches(fe) {
+                    continue;
+                }
+                self.record.clear();
+                // Not counted in `accepted` (flow events), like stats events.
+                if out.encoder.encode_dns(ev, &mut self.record) {
+                    out.sink.submit(&self.record);
+                }
+            }
+            out.sink.flush();
+        }
+    }
+
     /// Counters of every output, for stats events and metrics.
     pub fn stats(&self) -> Vec<Arc<SinkStats>> {
         self.outputs.iter().map(|o| o.stats.clone()).collect()

@@ -93,6 +93,19 @@ const FIELDS: &[(&str, Ty, bool)] = &[
     ("container.runtime", Keyword, false),
     ("related.ip", Ip, true),
     ("related.user", Keyword, true),
+    ("related.hosts", Keyword, true),
+    // dns_query events (ECS dns.* field set; dns.answers is an array of objects).
+    ("dns.type", Keyword, false),
+    ("dns.id", Keyword, false),
+    ("dns.response_code", Keyword, false),
+    ("dns.question.name", Keyword, false),
+    ("dns.question.type", Keyword, false),
+    ("dns.answers.name", Keyword, true),
+    ("dns.answers.type", Keyword, true),
+    ("dns.answers.ttl", Long, true),
+    ("dns.answers.data", Keyword, true),
+    ("dns.resolved_ip", Ip, true),
+    ("flow_agent.answers_truncated", Boolean, false),
     // Custom fields.
     ("flow_agent.flow_id", Keyword, false),
     ("flow_agent.start_observed", Boolean, false),
@@ -377,6 +390,25 @@ pub fn check_document(doc: &Value) -> Vec<String> {
         }
         return p;
     }
+    if ev["action"] == "dns_query" {
+        // ECS: dns.type is `query` or `answer`; an answer has its question and code.
+        if doc["dns"]["type"] != "answer" {
+            p.push(format!("dns.type {}", doc["dns"]["type"]));
+        }
+        for f in [
+            "dns.question.name",
+            "dns.question.type",
+            "dns.response_code",
+            "dns.id",
+        ] {
+            if at(doc, f).is_null() {
+                p.push(format!("{f} missing in a DNS answer"));
+            }
+        }
+        if doc["network"]["protocol"] != "dns" {
+            p.push(format!("network.protocol {}", doc["network"]["protocol"]));
+        }
+    }
     let net = &doc["network"];
     one_of(&mut p, "network.direction", &net["direction"], DIRECTIONS);
     for f in ["transport", "type"] {
@@ -489,6 +521,41 @@ pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
         ] {
             same(&format!("flow_agent.stats.{k}"), n(k));
         }
+        return p;
+    }
+    if native["event_action"] == "dns_query" {
+        let or_null = |v: Value| {
+            if v.as_array().is_some_and(|a| a.is_empty()) {
+                Value::Null
+            } else {
+                v
+            }
+        };
+        same("event.kind", "event".into());
+        same("event.category", serde_json::json!(["network"]));
+        same("event.type", serde_json::json!(["protocol"]));
+        same("event.action", "dns_query".into());
+        same("event.dataset", "flow_agent.dns".into());
+        same("source.ip", n("client_ip"));
+        same("source.port", n("client_port"));
+        same("destination.ip", n("resolver_ip"));
+        same("destination.port", n("resolver_port"));
+        same("network.transport", n("transport_protocol"));
+        same("network.community_id", n("community_id"));
+        same("dns.id", id_string("transaction_id"));
+        same("dns.question.name", n("query_name"));
+        same("dns.question.type", n("query_type"));
+        same("dns.response_code", n("response_code"));
+        same("dns.answers", or_null(n("answers")));
+        same("dns.resolved_ip", or_null(n("resolved_ips")));
+        same("related.hosts", serde_json::json!([n("query_name")]));
+        same("host.hostname", n("hostname"));
+        same("process.pid", n("pid"));
+        same("process.executable", n("image_path"));
+        same("user.id", id_string("uid"));
+        same("user.name", n("user"));
+        same("flow_agent.flow_id", n("flow_id"));
+        same("flow_agent.answers_truncated", n("answers_truncated"));
         return p;
     }
     if native["event_action"] == "rate_limited" {

@@ -132,6 +132,54 @@ const ATTRIBUTES: &[(&str, Ty)] = &[
     ("device.type", Str),
 ];
 
+/// DNS Activity's own attributes (class 4003), besides the Network Activity ones above that it
+/// shares; `connection_info`'s boundary, traffic and TLS are not written for it.
+const DNS_ATTRIBUTES: &[(&str, Ty)] = &[
+    ("query.hostname", Str),
+    ("query.type", Str),
+    ("query.class", Str),
+    ("query.packet_uid", Int),
+    ("answers.rdata", Str),
+    ("answers.type", Str),
+    ("answers.ttl", Int),
+    ("answers.class", Str),
+    ("answers.packet_uid", Int),
+    ("rcode_id", Int),
+    ("rcode", Str),
+];
+const DNS_ACTIVITY: Enum = &[
+    (0, "Unknown"),
+    (1, "Query"),
+    (2, "Response"),
+    (6, "Traffic"),
+    (99, "Other"),
+];
+const RCODE: Enum = &[
+    (0, "NoError"),
+    (1, "FormError"),
+    (2, "ServError"),
+    (3, "NXDomain"),
+    (4, "NotImp"),
+    (5, "Refused"),
+    (6, "YXDomain"),
+    (7, "YXRRSet"),
+    (8, "NXRRSet"),
+    (9, "NotAuth"),
+    (10, "NotZone"),
+    (11, "DSOTYPENI"),
+    (16, "BADSIG_VERS"),
+    (17, "BADKEY"),
+    (18, "BADTIME"),
+    (19, "BADMODE"),
+    (20, "BADNAME"),
+    (21, "BADALG"),
+    (22, "BADTRUNC"),
+    (23, "BADCOOKIE"),
+    (24, "Unassigned"),
+    (25, "Reserved"),
+    (99, "Other"),
+];
+
 /// Required by the base event and Network Activity.
 const REQUIRED: &[&str] = &[
     "activity_id",
@@ -302,11 +350,18 @@ pub fn check_event(ev: &Value) -> Vec<String> {
     let mut p = Vec::new();
     let mut leaves = BTreeMap::new();
     flatten("", ev, &mut leaves);
+    let dns = ev["class_uid"] == 4003;
+    let (class_uid, class_name, activities) = if dns {
+        (4003, "DNS Activity", DNS_ACTIVITY)
+    } else {
+        (4001, "Network Activity", ACTIVITY)
+    };
     for (name, values) in &leaves {
         if name.starts_with("unmapped.") {
             continue;
         }
-        let Some((_, ty)) = ATTRIBUTES.iter().find(|(a, _)| a == name) else {
+        let dns_attr = || DNS_ATTRIBUTES.iter().find(|(a, _)| dns && a == name);
+        let Some((_, ty)) = ATTRIBUTES.iter().find(|(a, _)| a == name).or_else(dns_attr) else {
             p.push(format!(
                 "{name} is not a Network Activity attribute of this format"
             ));
@@ -345,23 +400,36 @@ pub fn check_event(ev: &Value) -> Vec<String> {
     if ev["category_uid"] != 4 || ev["category_name"] != "Network Activity" {
         p.push("not in category 4, Network Activity".into());
     }
-    if ev["class_uid"] != 4001 || ev["class_name"] != "Network Activity" {
-        p.push("not class 4001, Network Activity".into());
+    if ev["class_uid"] != class_uid || ev["class_name"] != class_name {
+        p.push(format!("not class {class_uid}, {class_name}"));
     }
-    check_enum(&mut p, ev, "activity_id", "activity_name", ACTIVITY);
+    if dns {
+        check_enum(&mut p, ev, "rcode_id", "rcode", RCODE);
+        for r in ["query.hostname", "rcode_id"] {
+            if at(ev, r).is_null() {
+                p.push(format!("{r} (DNS Activity) missing"));
+            }
+        }
+        for a in ev["answers"].as_array().into_iter().flatten() {
+            if a.get("rdata").is_none() {
+                p.push(format!("answer without its required rdata: {a}"));
+            }
+        }
+    }
+    check_enum(&mut p, ev, "activity_id", "activity_name", activities);
     if let Some(a) = ev["activity_id"].as_i64() {
-        if ev["type_uid"] != 4001 * 100 + a {
+        if ev["type_uid"] != class_uid * 100 + a {
             p.push(format!(
                 "type_uid {} is not class_uid * 100 + activity_id",
                 ev["type_uid"]
             ));
         }
-        let caption = ACTIVITY
+        let caption = activities
             .iter()
             .find(|(k, _)| *k == a)
             .map(|(_, c)| *c)
             .unwrap_or("?");
-        if ev["type_name"] != format!("Network Activity: {caption}") {
+        if ev["type_name"] != format!("{class_name}: {caption}") {
             p.push(format!("type_name {}", ev["type_name"]));
         }
     }
@@ -417,7 +485,13 @@ pub fn check_event(ev: &Value) -> Vec<String> {
             p.push(format!("observable without its required type_id: {o}"));
         }
         if let (Some(name), Some(value)) = (o["name"].as_str(), o.get("value")) {
-            if at(ev, name) != value {
+            // A name through an array of objects (`answers.rdata`) names one of its elements.
+            let in_array = name.split_once('.').is_some_and(|(head, rest)| {
+                ev[head]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| at(x, rest) == value))
+            });
+            if at(ev, name) != value && !in_array {
                 p.push(format!(
                     "observable {name} = {value}, but the event has {}",
                     at(ev, name)
@@ -446,6 +520,48 @@ pub fn check_values(ev: &Value, native: &Value) -> Vec<String> {
     };
     let n = |k: &str| native.get(k).cloned().unwrap_or(Value::Null);
     let u = |k: &str| native[k].as_u64();
+    if native["event_action"] == "dns_query" {
+        let code = native["response_code_id"].as_u64().unwrap_or(99);
+        same("class_uid", 4003.into());
+        same("activity_id", 2.into());
+        same("time", millis(native, "timestamp"));
+        same("metadata.original_time", n("timestamp"));
+        same("metadata.correlation_uid", n("flow_id"));
+        same("src_endpoint.ip", n("client_ip"));
+        same("src_endpoint.port", n("client_port"));
+        same("dst_endpoint.ip", n("resolver_ip"));
+        same("dst_endpoint.port", n("resolver_port"));
+        same("connection_info.uid", n("flow_id"));
+        same("connection_info.community_uid", n("community_id"));
+        same("connection_info.protocol_name", n("transport_protocol"));
+        same("query.hostname", n("query_name"));
+        same("query.type", n("query_type"));
+        same("query.packet_uid", n("transaction_id"));
+        same("rcode_id", (if code <= 10 { code } else { 99 }).into());
+        same("status_id", (if code == 0 { 1 } else { 2 }).into());
+        let answers: Vec<Value> = native["answers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| {
+                serde_json::json!({
+                    "rdata": a.get("data").cloned().unwrap_or_else(|| "".into()),
+                    "type": a["type"], "ttl": a["ttl"], "class": "IN",
+                    "packet_uid": native["transaction_id"],
+                })
+            })
+            .collect();
+        same("answers", Value::Array(answers));
+        same("actor.process.pid", n("pid"));
+        same("actor.process.uid", n("process_entity_id"));
+        same("actor.process.file.path", n("image_path"));
+        same("actor.user.name", n("user"));
+        same("unmapped.event_action", "dns_query".into());
+        same("unmapped.answers_truncated", n("answers_truncated"));
+        same("unmapped.resolved_ips", n("resolved_ips"));
+        let _ = u;
+        return p;
+    }
     if native["event_action"] == "rate_limited" {
         same("activity_id", 99.into());
         same("time", millis(native, "timestamp"));

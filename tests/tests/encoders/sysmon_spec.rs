@@ -31,6 +31,29 @@ const SYSTEM_TEXT: &[(&str, &str)] = &[
     ("Keywords", "0x8000000000000000"),
     ("Channel", "Linux-Sysmon/Operational"),
 ];
+/// Constant text of System elements for event 22 (DNSEvent, Sysmon for Windows' manifest;
+/// Sysmon for Linux has no DNS event).
+const SYSTEM_TEXT_22: &[(&str, &str)] = &[
+    ("EventID", "22"),
+    ("Version", "5"),
+    ("Level", "4"),
+    ("Task", "22"),
+    ("Opcode", "0"),
+    ("Keywords", "0x8000000000000000"),
+    ("Channel", "Linux-Sysmon/Operational"),
+];
+/// Event 22's EventData, in the manifest's order.
+const EVENT_DATA_22: &[&str] = &[
+    "RuleName",
+    "UtcTime",
+    "ProcessGuid",
+    "ProcessId",
+    "QueryName",
+    "QueryStatus",
+    "QueryResults",
+    "Image",
+    "User",
+];
 const PROVIDER_GUID: &str = "{ff032593-a8d3-4f13-b0d6-01fc615a0f97}";
 const EVENT_DATA: &[&str] = &[
     "RuleName",
@@ -188,7 +211,13 @@ pub fn check_record(rec: &Record, agent_pid: u32, record_id: u64, euid: u32) -> 
             "System elements {names:?}, Sysmon writes {SYSTEM:?}"
         ));
     }
-    for (name, want) in SYSTEM_TEXT {
+    let dns = rec.system("EventID").is_some_and(|e| e.text == "22");
+    let (system_text, event_data) = if dns {
+        (SYSTEM_TEXT_22, EVENT_DATA_22)
+    } else {
+        (SYSTEM_TEXT, EVENT_DATA)
+    };
+    for (name, want) in system_text {
         let got = rec.system(name).map(|e| e.text.as_str());
         if got != Some(want) {
             p.push(format!("System/{name} {got:?}, want {want:?}"));
@@ -235,9 +264,9 @@ pub fn check_record(rec: &Record, agent_pid: u32, record_id: u64, euid: u32) -> 
         ));
     }
     let data_names: Vec<&str> = rec.data.iter().map(|(k, _)| k.as_str()).collect();
-    if data_names != EVENT_DATA {
+    if data_names != event_data {
         p.push(format!(
-            "EventData names {data_names:?}, Sysmon writes {EVENT_DATA:?}"
+            "EventData names {data_names:?}, Sysmon writes {event_data:?}"
         ));
     }
     let d = |k: &str| rec.data(k).to_string();
@@ -252,6 +281,15 @@ pub fn check_record(rec: &Record, agent_pid: u32, record_id: u64, euid: u32) -> 
         d("ProcessId") == "-" || all_digits(&d("ProcessId")),
         "ProcessId",
     );
+    if dns {
+        expect(all_digits(&d("QueryStatus")), "QueryStatus");
+        expect(!d("QueryName").is_empty(), "QueryName");
+        expect(
+            d("QueryResults") == "-" || d("QueryResults").ends_with(';'),
+            "QueryResults",
+        );
+        return p;
+    }
     expect(["tcp", "udp"].contains(&d("Protocol").as_str()), "Protocol");
     for side in ["Source", "Destination"] {
         let (ip, is_v6, port) = (
@@ -283,9 +321,48 @@ pub fn xml_text(s: &str) -> String {
         .collect()
 }
 
-/// The record says what the native start event says.
+/// The event 22 record says what the native `dns_query` event says (docs/formats.md).
+fn dns_values(native: &Value) -> Vec<(&'static str, String)> {
+    let rcode = native["response_code_id"].as_u64().unwrap_or(0);
+    let status = if (1..=10).contains(&rcode) {
+        9000 + rcode
+    } else {
+        rcode
+    };
+    let mut results = String::new();
+    for a in native["answers"].as_array().into_iter().flatten() {
+        let data = a["data"].as_str().unwrap_or_default();
+        match a["type"].as_str().unwrap_or_default() {
+            "A" => results.push_str(&format!("::ffff:{data};")),
+            "AAAA" => results.push_str(&format!("{data};")),
+            "CNAME" => results.push_str(&format!("type:  5 {data};")),
+            t => results.push_str(&format!("type:  {t} ;")),
+        }
+    }
+    if results.is_empty() {
+        results.push('-');
+    }
+    vec![
+        (
+            "QueryName",
+            xml_text(native["query_name"].as_str().unwrap_or_default()),
+        ),
+        ("QueryStatus", status.to_string()),
+        ("QueryResults", xml_text(&results)),
+    ]
+}
+
+/// The record says what the native start (or `dns_query`) event says.
 pub fn check_values(rec: &Record, native: &Value) -> Vec<String> {
     let mut p = Vec::new();
+    let dns = native["event_action"] == "dns_query";
+    if dns {
+        for (k, v) in dns_values(native) {
+            if rec.data(k) != v {
+                p.push(format!("{k} {:?}, native says {v:?}", rec.data(k)));
+            }
+        }
+    }
     let s = |k: &str| match native.get(k) {
         Some(Value::String(s)) => Some(xml_text(s)),
         Some(v) if !v.is_null() => Some(v.to_string()),
@@ -301,6 +378,8 @@ pub fn check_values(rec: &Record, native: &Value) -> Vec<String> {
         ("ProcessId", dash(s("pid"))),
         ("Image", dash(s("image_path"))),
         ("User", dash(s("user").or_else(|| s("uid")))),
+    ];
+    let network = [
         ("Protocol", dash(s("transport_protocol"))),
         ("Initiated", dash(s("local_orig"))),
         ("SourceIp", dash(s("src_ip"))),
@@ -308,7 +387,8 @@ pub fn check_values(rec: &Record, native: &Value) -> Vec<String> {
         ("DestinationIp", dash(s("dest_ip"))),
         ("DestinationPort", dash(s("dest_port"))),
     ];
-    for (k, v) in want {
+    let network = if dns { &[][..] } else { &network[..] };
+    for (k, v) in want.iter().chain(network) {
         if rec.data(k) != v {
             p.push(format!("{k} {:?}, native says {v:?}", rec.data(k)));
         }

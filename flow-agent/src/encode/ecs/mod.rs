@@ -3,8 +3,13 @@
 use serde::Serialize;
 
 use super::{common, Encoder};
-use crate::{flows::FlowEvent, health::StatsEvent, ratelimit::SuppressedEvent};
+use crate::{
+    flows::{dns_event::DnsEvent, FlowEvent},
+    health::StatsEvent,
+    ratelimit::SuppressedEvent,
+};
 
+mod dns;
 mod rate_limit;
 mod stats;
 
@@ -27,6 +32,11 @@ impl Encoder for EcsEncoder {
     fn encode_suppressed(&mut self, summary: &SuppressedEvent, out: &mut Vec<u8>) -> bool {
         let fe = summary.as_flow_event();
         serde_json::to_writer(&mut *out, &rate_limit::RateLimitDoc::new(summary, &fe)).is_ok()
+    }
+
+    fn encode_dns(&mut self, event: &DnsEvent, out: &mut Vec<u8>) -> bool {
+        let fe = event.as_flow_event();
+        serde_json::to_writer(&mut *out, &dns::DnsDoc::new(event, &fe)).is_ok()
     }
 }
 

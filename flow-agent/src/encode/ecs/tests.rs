@@ -291,3 +291,34 @@ fn categorization_values_are_ecs_allowed_values() {
         assert!(outcome.is_null() || ["success", "failure"].contains(&outcome.as_str().unwrap()));
     }
 }
+
+#[test]
+fn dns_query_fills_the_dns_fields() {
+    let mut out = Vec::new();
+    assert!(super::EcsEncoder.encode_dns(&crate::encode::fixtures::dns_query(), &mut out));
+    let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        doc["event"],
+        serde_json::json!({"kind": "event", "category": ["network"], "type": ["protocol"],
+            "action": "dns_query", "module": "flow_agent", "dataset": "flow_agent.dns"})
+    );
+    assert_eq!(
+        doc["dns"],
+        serde_json::json!({
+            "type": "answer", "id": "4660", "response_code": "NOERROR",
+            "question": {"name": "www.a.test", "type": "A"},
+            "answers": [
+                {"name": "www.a.test", "type": "CNAME", "ttl": 30, "data": "cdn.b.test"},
+                {"name": "cdn.b.test", "type": "A", "ttl": 20, "data": "10.0.0.1"}
+            ],
+            "resolved_ip": ["10.0.0.1"]
+        })
+    );
+    assert_eq!(doc["source"]["ip"], "10.0.0.5");
+    assert_eq!(doc["destination"]["port"], 53);
+    assert_eq!(doc["network"]["protocol"], "dns");
+    assert_eq!(doc["process"]["pid"], 4242);
+    assert_eq!(doc["process"]["executable"], "/usr/bin/curl");
+    assert_eq!(doc["related"]["hosts"], serde_json::json!(["www.a.test"]));
+    assert_eq!(doc["flow_agent"]["flow_id"], "bf79e3c617f7-9");
+}

@@ -1,6 +1,6 @@
 //! `ocsf`: OCSF Network Activity events (class 4001), one per flow event. Field mapping:
 //! docs/formats.md. `rate_limited` summaries are activity 99 `Other` of the same class
-//! (rate_limit.rs). Stats events have no OCSF class here and are not written.
+//! (rate_limit.rs); `dns_query` events are DNS Activity (class 4003, dns.rs). Stats events have no OCSF class here and are not written.
 use serde::Serialize;
 
 use super::{common, time, Encoder};
@@ -9,6 +9,7 @@ use crate::{
     health::StatsEvent,
 };
 
+mod dns;
 mod process;
 mod rate_limit;
 mod vocabulary;
@@ -38,6 +39,11 @@ impl Encoder for OcsfEncoder {
     ) -> bool {
         let fe = summary.as_flow_event();
         serde_json::to_writer(&mut *out, &rate_limit::RateLimited::new(summary, &fe)).is_ok()
+    }
+
+    fn encode_dns(&mut self, event: &crate::flows::dns_event::DnsEvent, out: &mut Vec<u8>) -> bool {
+        let fe = event.as_flow_event();
+        serde_json::to_writer(&mut *out, &dns::DnsActivity::new(event, &fe)).is_ok()
     }
 }
 

@@ -358,3 +358,50 @@ fn rate_limited_summary_of_ends_only_and_no_process() {
     );
     assert_eq!(doc["unmapped"]["suppressed_ended"], 470);
 }
+
+#[test]
+fn dns_query_is_dns_activity_response() {
+    let mut out = Vec::new();
+    assert!(OcsfEncoder.encode_dns(&dns_query(), &mut out));
+    let doc: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(doc["class_uid"], 4003);
+    assert_eq!(doc["activity_id"], 2);
+    assert_eq!(doc["type_uid"], 400302);
+    assert_eq!(doc["category_uid"], 4);
+    assert_eq!(doc["rcode_id"], 0);
+    assert_eq!(doc["rcode"], "NoError");
+    assert_eq!(
+        doc["query"],
+        json!({"hostname": "www.a.test", "type": "A", "class": "IN", "packet_uid": 4660})
+    );
+    assert_eq!(
+        doc["answers"],
+        json!([
+            {"rdata": "cdn.b.test", "type": "CNAME", "ttl": 30, "class": "IN", "packet_uid": 4660},
+            {"rdata": "10.0.0.1", "type": "A", "ttl": 20, "class": "IN", "packet_uid": 4660}
+        ])
+    );
+    assert_eq!(
+        doc["src_endpoint"],
+        json!({"ip": "10.0.0.5", "port": 40000})
+    );
+    assert_eq!(doc["dst_endpoint"], json!({"ip": "10.0.0.53", "port": 53}));
+    assert_eq!(doc["connection_info"]["uid"], "bf79e3c617f7-9");
+    assert_eq!(doc["connection_info"]["direction"], "Lateral");
+    assert_eq!(doc["actor"]["process"]["pid"], 4242);
+    assert_eq!(doc["actor"]["process"]["file"]["path"], "/usr/bin/curl");
+    let mut nx = dns_query();
+    nx.response_code_id = 3;
+    nx.response_code = "NXDOMAIN".into();
+    out.clear();
+    assert!(OcsfEncoder.encode_dns(&nx, &mut out));
+    let doc: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        (
+            doc["rcode_id"].clone(),
+            doc["rcode"].clone(),
+            doc["status"].clone()
+        ),
+        (json!(3), json!("NXDomain"), json!("Failure"))
+    );
+}

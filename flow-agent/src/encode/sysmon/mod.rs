@@ -6,7 +6,10 @@ use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use super::{common, time, Encoder};
-use crate::{flows::FlowEvent, health::StatsEvent};
+use crate::{
+    flows::{dns_event::DnsEvent, FlowEvent},
+    health::StatsEvent,
+};
 
 mod guid;
 mod xml;
@@ -37,12 +40,28 @@ impl SysmonEncoder {
     }
 
     fn record(&mut self, ev: &FlowEvent, now: SystemTime, tid: u32) -> String {
+        self.record_of(3, &ev.hostname, &event_data(ev), now, tid)
+    }
+
+    /// One `<Event>` of `event_id` (its `Task` is the same number, as Sysmon writes it).
+    fn record_of(
+        &mut self,
+        event_id: u32,
+        hostname: &str,
+        data: &[(&'static str, String)],
+        now: SystemTime,
+        tid: u32,
+    ) -> String {
         let id = self.next_record_id;
         self.next_record_id += 1;
         let mut x = String::with_capacity(1536);
         x.push_str("<Event><System><Provider Name=\"Linux-Sysmon\" Guid=\"");
         x.push_str(PROVIDER_GUID);
-        x.push_str("\"/><EventID>3</EventID><Version>5</Version><Level>4</Level><Task>3</Task>");
+        let _ = write!(
+            x,
+            "\"/><EventID>{event_id}</EventID><Version>5</Version><Level>4</Level>\
+             <Task>{event_id}</Task>"
+        );
         x.push_str("<Opcode>0</Opcode><Keywords>0x8000000000000000</Keywords>");
         let _ = write!(
             x,
@@ -52,17 +71,17 @@ impl SysmonEncoder {
             time::sysmon_system_time(now),
             self.pid,
         );
-        xml::escape_into(&mut x, &ev.hostname);
+        xml::escape_into(&mut x, hostname);
         let _ = write!(
             x,
             "</Computer><Security UserId=\"{}\"/></System><EventData>",
             self.euid
         );
-        for (name, value) in event_data(ev) {
+        for (name, value) in data {
             x.push_str("<Data Name=\"");
             x.push_str(name);
             x.push_str("\">");
-            xml::escape_into(&mut x, &value);
+            xml::escape_into(&mut x, value);
             x.push_str("</Data>");
         }
         x.push_str("</EventData></Event>");
@@ -98,6 +117,20 @@ impl Encoder for SysmonEncoder {
         _out: &mut Vec<u8>,
     ) -> bool {
         false
+    }
+
+    /// Event 22 (DNSEvent), as Sysmon for Windows writes it: Sysmon for Linux has no DNS
+    /// event of its own.
+    fn encode_dns(&mut self, ev: &DnsEvent, out: &mut Vec<u8>) -> bool {
+        let record = self.record_of(
+            22,
+            &ev.hostname,
+            &dns_event_data(ev),
+            SystemTime::now(),
+            current_tid(),
+        );
+        out.extend_from_slice(record.as_bytes());
+        true
     }
 }
 
@@ -136,6 +169,62 @@ pub fn event_data(ev: &FlowEvent) -> [(&'static str, String); 18] {
         ("DestinationPort", ev.dest_port.to_string()),
         ("DestinationPortName", UNKNOWN.to_string()),
     ]
+}
+
+/// The `EventData` of event 22, names in Sysmon's order, values not yet escaped.
+pub fn dns_event_data(ev: &DnsEvent) -> [(&'static str, String); 9] {
+    let known = |v: Option<String>| v.unwrap_or_else(|| UNKNOWN.to_string());
+    let p = &ev.process;
+    let user = p.user.clone().or_else(|| p.uid.map(|u| u.to_string()));
+    [
+        ("RuleName", UNKNOWN.to_string()),
+        ("UtcTime", known(time::sysmon_utc_time(&ev.timestamp))),
+        (
+            "ProcessGuid",
+            process_guid(p.pid.and(p.process_entity_id.as_deref())),
+        ),
+        ("ProcessId", known(p.pid.map(|p| p.to_string()))),
+        ("QueryName", ev.query_name.clone()),
+        ("QueryStatus", query_status(ev.response_code_id).to_string()),
+        ("QueryResults", query_results(ev)),
+        ("Image", known(p.image_path.clone())),
+        ("User", known(user)),
+    ]
+}
+
+/// Windows' status of a DNS query: 0 for NOERROR, `DNS_ERROR_RCODE_*` (9000 + the RCODE)
+/// for the error codes Windows names, else the RCODE itself.
+pub fn query_status(rcode: u8) -> u32 {
+    match rcode {
+        1..=10 => 9000 + u32::from(rcode),
+        r => u32::from(r),
+    }
+}
+
+/// The answers as Windows writes them: `type:  5 <target>;` for a CNAME, the address
+/// (IPv4 as `::ffff:a.b.c.d`) for A and AAAA, `type:  <n> ;` for others.
+pub fn query_results(ev: &DnsEvent) -> String {
+    let mut r = String::new();
+    for a in &ev.answers {
+        match (a.r#type.as_str(), &a.data) {
+            ("A", Some(ip)) => {
+                let _ = write!(r, "::ffff:{ip};");
+            }
+            ("AAAA", Some(ip)) => {
+                let _ = write!(r, "{ip};");
+            }
+            ("CNAME", Some(target)) => {
+                let _ = write!(r, "type:  5 {target};");
+            }
+            (t, _) => {
+                let _ = write!(r, "type:  {t} ;");
+            }
+        }
+    }
+    if r.is_empty() {
+        r.push_str(UNKNOWN);
+    }
+    r
 }
 
 #[cfg(test)]

@@ -134,3 +134,34 @@ fn hostile_values_stay_inside_their_elements() {
     super::xml::escape_into(&mut host, &ev.hostname);
     assert!(rec.contains(&format!("<Computer>{host}</Computer>")));
 }
+
+#[test]
+fn dns_queries_are_event_22() {
+    let mut enc = SysmonEncoder::new();
+    let mut out = Vec::new();
+    assert!(enc.encode_dns(&dns_query(), &mut out));
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("<EventID>22</EventID>"), "{text}");
+    assert!(text.contains("<Task>22</Task>"), "{text}");
+    let data = text.split("<EventData>").nth(1).unwrap();
+    assert_eq!(
+        data,
+        "<Data Name=\"RuleName\">-</Data>\
+         <Data Name=\"UtcTime\">2026-11-23 13:06:00.000</Data>\
+         <Data Name=\"ProcessGuid\">"
+            .to_string()
+            + &super::process_guid(Some("abc-4242"))
+            + "</Data><Data Name=\"ProcessId\">4242</Data>\
+               <Data Name=\"QueryName\">www.a.test</Data>\
+               <Data Name=\"QueryStatus\">0</Data>\
+               <Data Name=\"QueryResults\">type:  5 cdn.b.test;::ffff:10.0.0.1;</Data>\
+               <Data Name=\"Image\">/usr/bin/curl</Data>\
+               <Data Name=\"User\">alice</Data></EventData></Event>"
+    );
+    let mut nx = dns_query();
+    nx.response_code_id = 3;
+    nx.answers.clear();
+    let d = super::dns_event_data(&nx);
+    assert_eq!(d[5], ("QueryStatus", "9003".to_string()));
+    assert_eq!(d[6], ("QueryResults", "-".to_string()));
+}
