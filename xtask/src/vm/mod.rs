@@ -40,7 +40,7 @@ pub const HOST: &str = "host";
 pub const DEFAULT_KERNELS: &[&str] = &[HOST, "5.10", "6.1", "6.12"];
 /// Time limit for one VM (boot plus every test binary) or the host's run, unless
 /// `$FLOW_VM_TIMEOUT_SECS` says otherwise; see docs/vm-tests.md for what a kernel takes (5.10:
-/// some 32 minutes on 2 shared cores, so the former 20 minutes cut every run short).
+/// some 40 minutes on 2 shared cores, so the former 20 minutes cut every run short).
 pub const VM_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 /// The tests' speed knobs in the guest, unless the host's environment sets them (see
 /// `flow_agent_tests::scaled` and `slowed`): under TCG the guest runs some 30 times slower than
