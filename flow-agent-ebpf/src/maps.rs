@@ -5,7 +5,8 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use flow_common::{
-    ProcessInfo, Task, TcpDetail, TcpHandshakeKey, UdpCounters, UdpFlowKey, LOSS_KINDS,
+    PayloadRecord, ProcessInfo, Task, TcpDetail, TcpHandshakeKey, UdpCounters, UdpFlowKey,
+    LOSS_KINDS,
 };
 
 /// Every record for userspace, in order.
@@ -132,6 +133,12 @@ pub struct Segment {
 pub static TCP_SEGMENT: PerCpuArray<Segment> = PerCpuArray::with_max_entries(SKB_NESTING, 0);
 
 pub const SKB_NESTING: u32 = 2;
+
+/// Scratch for a payload record being filled, one slot per nesting level (as `TCP_SEGMENT`):
+/// the record is written to the ring buffer only as long as the bytes it carries.
+#[map]
+pub static PAYLOAD_SCRATCH: PerCpuArray<PayloadRecord> =
+    PerCpuArray::with_max_entries(SKB_NESTING, 0);
 
 /// Per CPU: how many TCP packet programs are running (the next free `TCP_SEGMENT` slot).
 #[map]

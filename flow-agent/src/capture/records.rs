@@ -48,6 +48,30 @@ fn read<T: Copy>(kind: RecordKind, bytes: &[u8]) -> Result<T, DecodeError> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
+/// A payload record is written only as long as the bytes it carries (its header, then `len`
+/// bytes): the rest of `data` stays zero here.
+fn read_payload(bytes: &[u8]) -> Result<Box<PayloadRecord>, DecodeError> {
+    let head = std::mem::offset_of!(PayloadRecord, data);
+    let short = |want| DecodeError::WrongSize {
+        kind: RecordKind::Payload,
+        got: bytes.len(),
+        want,
+    };
+    if bytes.len() < head {
+        return Err(short(head));
+    }
+    let mut full = vec![0u8; size_of::<PayloadRecord>()];
+    let n = bytes.len().min(full.len());
+    full[..n].copy_from_slice(&bytes[..n]);
+    // SAFETY: `full` has the struct's size; PayloadRecord is plain old data.
+    let r: PayloadRecord = unsafe { std::ptr::read_unaligned(full.as_ptr().cast()) };
+    let carried = n - head;
+    if r.len as usize > carried {
+        return Err(short(head + r.len as usize));
+    }
+    Ok(Box::new(r))
+}
+
 impl Record {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         if bytes.len() < 16 {
@@ -65,7 +89,7 @@ impl Record {
             RecordKind::UdpOpen => Record::UdpOpen(read(kind, bytes)?),
             RecordKind::UdpRelease => Record::UdpRelease(read(kind, bytes)?),
             RecordKind::Dns => Record::Dns(Box::new(read(kind, bytes)?)),
-            RecordKind::Payload => Record::Payload(Box::new(read(kind, bytes)?)),
+            RecordKind::Payload => Record::Payload(read_payload(bytes)?),
         })
     }
 }
@@ -142,6 +166,27 @@ mod tests {
         b[0] = 99;
         assert_eq!(Record::decode(&b).err(), Some(DecodeError::UnknownKind(99)));
         b[0] = RecordKind::TcpClose as u8;
+        assert!(matches!(
+            Record::decode(&b),
+            Err(DecodeError::WrongSize { .. })
+        ));
+    }
+
+    #[test]
+    fn payload_records_carry_only_their_bytes() {
+        let head = std::mem::offset_of!(PayloadRecord, data);
+        let mut b = vec![0u8; head + 5];
+        b[0] = RecordKind::Payload as u8;
+        let len_at = std::mem::offset_of!(PayloadRecord, len);
+        b[len_at..len_at + 4].copy_from_slice(&5u32.to_ne_bytes());
+        b[head..].copy_from_slice(b"hello");
+        let Ok(Record::Payload(r)) = Record::decode(&b) else {
+            panic!("a 5-byte payload record should decode");
+        };
+        assert_eq!(&r.data[..5], b"hello");
+        assert!(r.data[5..].iter().all(|&x| x == 0));
+        // A length larger than the bytes carried is an error, never a read past the end.
+        b[len_at..len_at + 4].copy_from_slice(&6u32.to_ne_bytes());
         assert!(matches!(
             Record::decode(&b),
             Err(DecodeError::WrongSize { .. })
