@@ -29,8 +29,11 @@ pub fn capture(ctx: &SkBuffContext, seg: &Segment, cookie: u64, egress: bool) ->
     let capped = seg.payload.min(PAYLOAD_CAPTURE_LEN as u32);
     let offset = seg.payload_offset;
     // In [1, PAYLOAD_CAPTURE_LEN] by construction (a power of two), computed right before the
-    // call: a bound checked earlier can be lost in register spills.
-    let len = ((capped - 1) & (PAYLOAD_CAPTURE_LEN as u32 - 1)) + 1;
+    // call. The volatile round trip hides the range LLVM already knows (capped is in [1, 2048]),
+    // which would let it drop the mask and the +1 that older verifiers (5.10) need to see.
+    unsafe { core::ptr::write_volatile(&raw mut (*r).len, capped) };
+    let raw = unsafe { core::ptr::read_volatile(&raw const (*r).len) };
+    let len = (raw.wrapping_sub(1) & (PAYLOAD_CAPTURE_LEN as u32 - 1)) + 1;
     let loaded =
         unsafe { bpf_skb_load_bytes(ctx.as_ptr(), offset, (*r).data.as_mut_ptr().cast(), len) };
     if loaded != 0 {
@@ -46,7 +49,7 @@ pub fn capture(ctx: &SkBuffContext, seg: &Segment, cookie: u64, egress: bool) ->
         (*r).local_port = seg.local_port;
     }
     // Recomputed from the record right before the call, bounded the same way.
-    let filled = unsafe { (*r).len };
+    let filled = unsafe { core::ptr::read_volatile(&raw const (*r).len) };
     let n = HEAD + (((filled.wrapping_sub(1)) & (PAYLOAD_CAPTURE_LEN as u32 - 1)) + 1) as usize;
     // SAFETY: the slot holds a whole PayloadRecord, and n is at most its size.
     let bytes = unsafe { core::slice::from_raw_parts(r.cast::<u8>(), n) };
