@@ -307,9 +307,9 @@ fn thousand_connections_from_ten_parallel_processes() -> Result<()> {
     }
     // The loss counters are checked once a second.
     std::thread::sleep(Duration::from_millis(1500));
-    // Per-packet TCP detail lost under load is tolerated when it is counted, one loss per flow
-    // that ended without it (the flow itself, its process and its end must still be right);
-    // every other loss fails the test.
+    // Per-packet TCP detail lost under load is tolerated when it is counted, at least one loss
+    // per flow that ended without it (the flow itself, its process and its end must still be
+    // right); every other loss fails the test.
     let losses = last_losses(&agent.stderr());
     if let Err(e) = ensure_no_losses(&agent) {
         if losses.as_ref().is_none_or(|l| !l.only_tcp_detail()) {
@@ -336,10 +336,12 @@ fn thousand_connections_from_ten_parallel_processes() -> Result<()> {
             );
         }
     }
+    // The counter is host-wide (other sockets may lose detail too): it must cover at least
+    // every flow of this test that ended without it.
     let counted = losses.map_or(0, |l| l.tcp_detail);
-    if without_detail != counted {
+    if without_detail > counted {
         problems.push(format!(
-            "{without_detail} flows ended without TCP detail, but the agent counted {counted} such losses"
+            "{without_detail} flows ended without TCP detail, but the agent counted only {counted} such losses"
         ));
     }
 
