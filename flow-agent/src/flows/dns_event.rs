@@ -89,29 +89,11 @@ impl DnsEvent {
             network_locality: self.network_locality,
             local_orig: true,
             application_protocol: Some("dns"),
-            pid: p.pid,
-            ppid: p.ppid,
-            process_name: p.process_name.clone(),
-            exe: p.exe.clone(),
-            image_path: p.image_path.clone(),
-            command_line: p.command_line.clone(),
-            process_start_time: p.process_start_time.clone(),
-            process_entity_id: p.process_entity_id.clone(),
-            parent_exe: p.parent_exe.clone(),
-            parent_entity_id: p.parent_entity_id.clone(),
-            uid: p.uid,
-            user: p.user.clone(),
-            gid: p.gid,
-            group: p.group.clone(),
-            cgroup_path: p.cgroup_path.clone(),
-            container_id: p.container_id.clone(),
-            container_runtime: p.container_runtime.clone(),
-            systemd_unit: p.systemd_unit.clone(),
             hostname: self.hostname.clone(),
             host_id: self.host_id.clone(),
             boot_id: self.boot_id.clone(),
             agent_version: self.agent_version,
-            ..FlowEvent::default()
+            ..p.flow_event_fields()
         }
     }
 }

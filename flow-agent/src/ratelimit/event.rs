@@ -117,14 +117,11 @@ impl ProcessIdentity {
     }
 }
 
-impl SuppressedEvent {
-    /// The summary's process and host as a flow event carries them, for encoders that map
-    /// those fields from flow events (the flow fields stay empty).
-    pub fn as_flow_event(&self) -> FlowEvent {
-        let p = &self.process;
+impl ProcessIdentity {
+    /// A flow event carrying only these process fields: the base other events fill theirs on.
+    pub fn flow_event_fields(&self) -> FlowEvent {
+        let p = self;
         FlowEvent {
-            timestamp: self.timestamp.clone(),
-            event_action: self.event_action,
             pid: p.pid,
             ppid: p.ppid,
             process_name: p.process_name.clone(),
@@ -143,11 +140,24 @@ impl SuppressedEvent {
             container_id: p.container_id.clone(),
             container_runtime: p.container_runtime.clone(),
             systemd_unit: p.systemd_unit.clone(),
+            ..FlowEvent::default()
+        }
+    }
+}
+
+impl SuppressedEvent {
+    /// The summary's process and host as a flow event carries them, for encoders that map
+    /// those fields from flow events (the flow fields stay empty).
+    pub fn as_flow_event(&self) -> FlowEvent {
+        let p = &self.process;
+        FlowEvent {
+            timestamp: self.timestamp.clone(),
+            event_action: self.event_action,
             hostname: self.hostname.clone(),
             host_id: self.host_id.clone(),
             boot_id: self.boot_id.clone(),
             agent_version: self.agent_version,
-            ..FlowEvent::default()
+            ..p.flow_event_fields()
         }
     }
 }
