@@ -8,6 +8,7 @@ pub mod capture;
 pub mod config;
 pub mod encode;
 pub mod enrich;
+pub mod event;
 pub mod filter;
 pub mod flows;
 pub mod health;

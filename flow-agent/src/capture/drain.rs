@@ -11,7 +11,7 @@ use aya::maps::{MapData, PerCpuHashMap};
 use super::{Capture, Record};
 use crate::flows::{
     table::{sum_udp_counters, UdpCounterSource},
-    FlowEvent, FlowTable,
+    FlowTable,
 };
 
 /// Records handled per turn of the main loop at most.

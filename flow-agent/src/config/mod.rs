@@ -60,7 +60,7 @@ impl Config {
     }
 
     /// The flow table's settings: `[flows]` and `[enrich]`, with this host's facts.
-    pub fn flow_table_config(&self, host: HostInfo) -> FlowTableConfig {
+    pub fn flow_table_config(&self, host: std::sync::Arc<HostInfo>) -> FlowTableConfig {
         FlowTableConfig {
             update_interval: self.flows.update_interval.duration(),
             udp_idle_timeout: self.flows.udp_idle_timeout.duration(),

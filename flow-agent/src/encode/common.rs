@@ -1,46 +1,55 @@
-//! Small facts about a native event that several formats need in the same way.
-use std::net::IpAddr;
+//! Small renderings several formats share.
+use std::fmt;
 
-use crate::flows::FlowEvent;
+use serde::{Serialize, Serializer};
 
-/// The process's name as formats mean it (ECS `process.name`, OCSF `process.name`): the
-/// executable's basename when known, else the thread's `comm`.
-pub fn process_name(ev: &FlowEvent) -> Option<&str> {
-    ev.exe.as_deref().or(ev.process_name.as_deref())
+/// TCP flag letters, lowest bit first.
+const FLAG_LETTERS: [u8; 8] = *b"FSRPAUEC";
+
+/// The `FSRPAUEC` letters of a set of TCP flag bits, in that order (`tcp_flags`).
+#[derive(Clone, Copy)]
+pub(crate) struct FlagLetters {
+    buf: [u8; 8],
+    len: usize,
 }
 
-/// The last component of a path (the whole string when it has no `/`).
-pub fn basename(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
+impl FlagLetters {
+    pub(crate) fn new(bits: u8) -> Self {
+        let mut buf = [0; 8];
+        let mut len = 0;
+        for (i, c) in FLAG_LETTERS.iter().enumerate() {
+            if bits & (1 << i) != 0 {
+                buf[len] = *c;
+                len += 1;
+            }
+        }
+        Self { buf, len }
+    }
 
-pub fn is_ipv6(ip: &str) -> bool {
-    ip.contains(':')
-}
-
-/// Both ends on this host's loopback.
-pub fn is_loopback_flow(ev: &FlowEvent) -> bool {
-    let lo = |ip: &str| ip.parse::<IpAddr>().is_ok_and(|a| a.is_loopback());
-    lo(&ev.src_ip) && lo(&ev.dest_ip)
-}
-
-/// IANA protocol number of the native `transport_protocol`.
-pub fn iana_number(transport: &str) -> u8 {
-    match transport {
-        "tcp" => 6,
-        "udp" => 17,
-        _ => 0,
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
     }
 }
 
-/// The flow ended without ever being established: a connect that was refused or not
-/// answered (Zeek `REJ`, `S0`).
-pub fn connect_failed(ev: &FlowEvent) -> bool {
-    matches!(ev.conn_state, Some("REJ" | "S0"))
+impl fmt::Display for FlagLetters {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for FlagLetters {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// The last component of a path (the whole string when it has no `/`).
+pub(crate) fn basename(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// The native `tls_version` ("TLS 1.3", "SSL 3.0") as (protocol, number): ("tls", "1.3").
-pub fn tls_version_parts(v: &str) -> Option<(&'static str, &str)> {
+pub(crate) fn tls_version_parts(v: &str) -> Option<(&'static str, &str)> {
     let (proto, number) = v.split_once(' ')?;
     let proto = match proto {
         "TLS" => "tls",
@@ -50,7 +59,22 @@ pub fn tls_version_parts(v: &str) -> Option<(&'static str, &str)> {
     Some((proto, number))
 }
 
-/// Nanoseconds of a native duration (seconds with nanosecond resolution).
-pub fn duration_ns(seconds: f64) -> u64 {
-    (seconds * 1e9).round() as u64
+/// A cipher suite's IANA name, or its number in hex when not known (`tls_cipher`).
+pub(crate) fn cipher_display(suite: u16) -> std::borrow::Cow<'static, str> {
+    match crate::proto::tls::cipher_name(suite) {
+        Some(name) => name.into(),
+        None => format!("0x{suite:04x}").into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_letters() {
+        assert_eq!(FlagLetters::new(0x1b).as_str(), "FSPA");
+        assert_eq!(FlagLetters::new(0xff).as_str(), "FSRPAUEC");
+        assert_eq!(FlagLetters::new(0).as_str(), "");
+    }
 }

@@ -1,80 +1,121 @@
-//! Native events the encoder tests translate: one connection of `curl` to a local HTTP server
-//! seen from both sides (the values of the real events in docs/events.md), UDP over IPv6, a
-//! refused connect, a flow open at start-up, one without a process, and a hostile process.
-use crate::flows::{event::IntervalCounters, FlowEvent};
-use crate::health::{KernelLosses, SinkReport, StatsEvent};
+//! Events the encoder tests translate: one connection of `curl` to a local HTTP server seen
+//! from both sides (the values of the real events in docs/events.md), UDP over IPv6, a refused
+//! connect, a flow open at start-up, one without a process, and a hostile process.
+use std::{net::IpAddr, sync::Arc};
 
-/// The client side of `curl -s http://127.0.0.1:18080/`, at its start.
-pub fn tcp_out_start() -> FlowEvent {
-    FlowEvent {
-        timestamp: "2026-11-23T13:05:50.542313Z".into(),
-        event_action: "start",
-        flow_id: "bf79e3c617f7-1".into(),
-        community_id: Some("1:Uw3Um7L1M9pG/AWDF7lN/zpVQdk=".into()),
-        transport_protocol: "tcp",
-        src_ip: "127.0.0.1".into(),
-        src_port: 33596,
-        dest_ip: "127.0.0.1".into(),
-        dest_port: 18080,
-        network_direction: "outbound",
-        network_locality: "internal",
-        local_orig: true,
-        local_resp: false,
-        start_observed: true,
-        start_time: Some("2026-11-23T13:05:50.542313Z".into()),
-        duration: Some(0.0),
-        attribution: Some("connector"),
-        pid: Some(6140),
-        tid: Some(6141),
-        ppid: Some(5769),
-        process_name: Some("curl".into()),
+use crate::{
+    event::{
+        Attribution, Counters, Direction, DnsAnswer, DnsEvent, FlowAction, FlowEvent, FlowIds,
+        HostInfo, IntervalCounters, Limiter, Locality, ProcessIdentity, SuppressedEvent,
+        Transport, WallTime,
+    },
+    health::{KernelLosses, SinkReport, StatsEvent},
+};
+
+/// A native RFC 3339 time as the model holds it.
+pub fn t(rfc3339: &str) -> WallTime {
+    let micros = super::time::epoch_micros(rfc3339).expect("fixture time");
+    WallTime(micros as u64 * 1_000)
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("fixture address")
+}
+
+fn ids(flow_id: &str, community_id: &str) -> Arc<FlowIds> {
+    Arc::new(FlowIds {
+        flow_id: flow_id.into(),
+        community_id: Some(community_id.into()),
+    })
+}
+
+/// The host every fixture runs on.
+pub fn host() -> Arc<HostInfo> {
+    Arc::new(HostInfo {
+        hostname: "vm".into(),
+        agent_version: "0.1.0",
+        ..HostInfo::default()
+    })
+}
+
+fn counters(in_bytes: u64, out_bytes: u64, in_pkts: u64, out_pkts: u64) -> Counters {
+    Counters {
+        in_bytes,
+        out_bytes,
+        in_pkts,
+        out_pkts,
+        in_ip_bytes: None,
+        out_ip_bytes: None,
+        interval: IntervalCounters {
+            in_bytes,
+            out_bytes,
+            in_pkts,
+            out_pkts,
+        },
+    }
+}
+
+pub fn curl() -> ProcessIdentity {
+    ProcessIdentity {
+        pid: 6140,
+        ppid: 5769,
+        comm: "curl".into(),
         exe: Some("curl".into()),
         image_path: Some("/usr/bin/curl".into()),
         image_deleted: Some(false),
         command_line: Some("curl -s http://127.0.0.1:18080/".into()),
-        process_args: Some(vec![
+        args: Some(vec![
             "curl".into(),
             "-s".into(),
             "http://127.0.0.1:18080/".into(),
         ]),
         command_line_truncated: Some(false),
-        process_start_time: Some("2026-11-23T13:05:50.530921Z".into()),
-        process_entity_id: Some("3d1219c7-0000000340ab-000017fc".into()),
+        start_time: Some(t("2026-11-23T13:05:50.530921Z")),
+        entity_id: Some("3d1219c7-0000000340ab-000017fc".into()),
         parent_exe: Some("/usr/bin/bash".into()),
-        uid: Some(0),
+        uid: 0,
         user: Some("root".into()),
-        gid: Some(0),
+        gid: 0,
         group: Some("root".into()),
-        cgroup_id: Some(1),
-        netns: Some(4026531833),
-        hostname: "vm".into(),
-        ..FlowEvent::default()
+        cgroup_id: 1,
+        ..ProcessIdentity::default()
     }
+}
+
+/// The client side of `curl -s http://127.0.0.1:18080/`, at its start.
+pub fn tcp_out_start() -> FlowEvent {
+    let lo = ip("127.0.0.1");
+    let mut ev = FlowEvent::new(
+        FlowAction::Start,
+        t("2026-11-23T13:05:50.542313Z"),
+        Transport::Tcp,
+        (lo, 33596),
+        (lo, 18080),
+        Direction::Outbound,
+        host(),
+    );
+    ev.ids = ids("bf79e3c617f7-1", "1:Uw3Um7L1M9pG/AWDF7lN/zpVQdk=");
+    ev.locality = Locality::Internal;
+    ev.start_time = Some(ev.time);
+    ev.duration_ns = Some(0);
+    ev.attribution = Some(Attribution::Connector);
+    ev.tid = Some(6141);
+    ev.process = Some(Arc::new(curl()));
+    ev.netns = Some(4026531833);
+    ev
 }
 
 /// The same flow's end: a normal close.
 pub fn tcp_out_end() -> FlowEvent {
     FlowEvent {
-        timestamp: "2026-11-23T13:05:50.543381Z".into(),
-        event_action: "end",
-        end_time: Some("2026-11-23T13:05:50.543381Z".into()),
-        duration: Some(0.001068809),
+        time: t("2026-11-23T13:05:50.543381Z"),
+        action: FlowAction::End,
+        end_time: Some(t("2026-11-23T13:05:50.543381Z")),
+        duration_ns: Some(1_068_809),
         end_reason: Some("fin"),
         conn_state: Some("SF"),
         history: Some("ShADdFf".into()),
-        in_bytes: Some(549),
-        out_bytes: Some(79),
-        orig_bytes: Some(79),
-        resp_bytes: Some(549),
-        orig_pkts: Some(7),
-        resp_pkts: Some(6),
-        packet_count: Some(13),
-        interval: Some(IntervalCounters {
-            in_bytes: 549,
-            out_bytes: 79,
-            in_pkts: 6,
-            out_pkts: 7,
-        }),
+        counters: Some(counters(549, 79, 6, 7)),
         rtt_us: Some(25),
         retransmits: Some(0),
         ..tcp_out_start()
@@ -83,174 +124,143 @@ pub fn tcp_out_end() -> FlowEvent {
 
 /// The server side of that connection (python's http.server accepted it), with an fqdn.
 pub fn tcp_in_end() -> FlowEvent {
+    let end = tcp_out_end();
     FlowEvent {
-        flow_id: "bf79e3c617f7-2".into(),
-        timestamp: "2026-11-23T13:05:50.543390Z".into(),
-        end_time: Some("2026-11-23T13:05:50.543390Z".into()),
-        start_time: Some("2026-11-23T13:05:50.542410Z".into()),
-        duration: Some(0.00098),
-        network_direction: "inbound",
-        local_orig: false,
-        local_resp: true,
+        ids: ids("bf79e3c617f7-2", "1:Uw3Um7L1M9pG/AWDF7lN/zpVQdk="),
+        time: t("2026-11-23T13:05:50.543390Z"),
+        end_time: Some(t("2026-11-23T13:05:50.543390Z")),
+        start_time: Some(t("2026-11-23T13:05:50.542410Z")),
+        duration_ns: Some(980_000),
+        local: end.remote,
+        remote: end.local,
+        direction: Direction::Inbound,
         history: Some("ShAdDfF".into()),
-        in_bytes: Some(79),
-        out_bytes: Some(549),
-        interval: Some(IntervalCounters {
-            in_bytes: 79,
-            out_bytes: 549,
-            in_pkts: 7,
-            out_pkts: 6,
-        }),
-        attribution: Some("acceptor"),
-        pid: Some(5800),
+        counters: Some(counters(79, 549, 7, 6)),
+        attribution: Some(Attribution::Acceptor),
         tid: Some(5800),
-        ppid: Some(5769),
-        process_name: Some("python3".into()),
-        exe: Some("python3.13".into()),
-        image_path: Some("/usr/bin/python3.13".into()),
-        command_line: Some("python3 -m http.server 18080 --bind 127.0.0.1".into()),
-        process_args: Some(
-            [
-                "python3",
-                "-m",
-                "http.server",
-                "18080",
-                "--bind",
-                "127.0.0.1",
-            ]
-            .map(String::from)
-            .to_vec(),
-        ),
-        process_start_time: Some("2026-11-23T13:00:01.000000Z".into()),
-        process_entity_id: Some("3d1219c7-000000033f00-000016a8".into()),
-        uid: Some(1000),
-        user: Some("alice".into()),
-        gid: Some(1000),
-        group: Some("alice".into()),
-        fqdn: Some("vm.example.org".into()),
-        ..tcp_out_end()
+        process: Some(Arc::new(ProcessIdentity {
+            pid: 5800,
+            ppid: 5769,
+            comm: "python3".into(),
+            exe: Some("python3.13".into()),
+            image_path: Some("/usr/bin/python3.13".into()),
+            image_deleted: Some(false),
+            command_line: Some("python3 -m http.server 18080 --bind 127.0.0.1".into()),
+            args: Some(
+                [
+                    "python3",
+                    "-m",
+                    "http.server",
+                    "18080",
+                    "--bind",
+                    "127.0.0.1",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
+            command_line_truncated: Some(false),
+            start_time: Some(t("2026-11-23T13:00:01.000000Z")),
+            entity_id: Some("3d1219c7-000000033f00-000016a8".into()),
+            parent_exe: Some("/usr/bin/bash".into()),
+            uid: 1000,
+            user: Some("alice".into()),
+            gid: 1000,
+            group: Some("alice".into()),
+            cgroup_id: 1,
+            ..ProcessIdentity::default()
+        })),
+        host: Arc::new(HostInfo {
+            fqdn: Some("vm.example.org".into()),
+            ..(*host()).clone()
+        }),
+        ..end
     }
 }
 
 /// A UDP flow over IPv6 to an external peer, at an update.
 pub fn udp6_update() -> FlowEvent {
-    FlowEvent {
-        timestamp: "2026-11-23T13:06:50.000100Z".into(),
-        event_action: "update",
-        flow_id: "bf79e3c617f7-3".into(),
-        community_id: Some("1:ZZZ7L1M9pG/AWDF7lN/zpVQdk=".into()),
-        transport_protocol: "udp",
-        src_ip: "2001:db8::5".into(),
-        src_port: 40000,
-        dest_ip: "2001:db8:1::53".into(),
-        dest_port: 53,
-        network_direction: "outbound",
-        network_locality: "external",
-        local_orig: true,
-        local_resp: false,
-        start_observed: true,
-        start_time: Some("2026-11-23T13:05:50.000000Z".into()),
-        duration: Some(60.0001),
-        in_bytes: Some(300),
-        out_bytes: Some(100),
-        orig_bytes: Some(100),
-        resp_bytes: Some(300),
-        orig_pkts: Some(2),
-        resp_pkts: Some(3),
-        orig_ip_bytes: Some(196),
-        resp_ip_bytes: Some(444),
-        packet_count: Some(5),
-        interval: Some(IntervalCounters {
+    let mut ev = FlowEvent::new(
+        FlowAction::Update,
+        t("2026-11-23T13:06:50.000100Z"),
+        Transport::Udp,
+        (ip("2001:db8::5"), 40000),
+        (ip("2001:db8:1::53"), 53),
+        Direction::Outbound,
+        host(),
+    );
+    ev.ids = ids("bf79e3c617f7-3", "1:ZZZ7L1M9pG/AWDF7lN/zpVQdk=");
+    ev.start_time = Some(t("2026-11-23T13:05:50.000000Z"));
+    ev.duration_ns = Some(60_000_100_000);
+    ev.counters = Some(Counters {
+        in_ip_bytes: Some(444),
+        out_ip_bytes: Some(196),
+        interval: IntervalCounters {
             in_bytes: 200,
             out_bytes: 50,
             in_pkts: 2,
             out_pkts: 1,
-        }),
-        attribution: Some("socket_user"),
-        pid: Some(700),
-        tid: Some(701),
-        process_name: Some("resolver".into()),
-        uid: Some(101),
-        gid: Some(101),
-        hostname: "vm".into(),
-        ..FlowEvent::default()
-    }
+        },
+        ..counters(300, 100, 3, 2)
+    });
+    ev.attribution = Some(Attribution::SocketUser);
+    ev.tid = Some(701);
+    ev.process = Some(Arc::new(ProcessIdentity {
+        pid: 700,
+        comm: "resolver".into(),
+        uid: 101,
+        gid: 101,
+        ..ProcessIdentity::default()
+    }));
+    ev
 }
 
 /// The end of an inbound UDP flow from an internal peer: only the peer sent.
 pub fn udp_in_end() -> FlowEvent {
-    FlowEvent {
-        timestamp: "2026-11-23T13:07:00.000000Z".into(),
-        event_action: "end",
-        flow_id: "bf79e3c617f7-4".into(),
-        community_id: Some("1:AAA7L1M9pG/AWDF7lN/zpVQdk=".into()),
-        transport_protocol: "udp",
-        src_ip: "10.0.0.9".into(),
-        src_port: 5353,
-        dest_ip: "10.0.0.5".into(),
-        dest_port: 9999,
-        network_direction: "inbound",
-        network_locality: "internal",
-        local_orig: false,
-        local_resp: true,
-        start_observed: true,
-        start_time: Some("2026-11-23T13:06:00.000000Z".into()),
-        end_time: Some("2026-11-23T13:06:00.000000Z".into()),
-        duration: Some(0.0),
-        end_reason: Some("idle"),
-        in_bytes: Some(12),
-        out_bytes: Some(0),
-        orig_bytes: Some(12),
-        resp_bytes: Some(0),
-        orig_pkts: Some(1),
-        resp_pkts: Some(0),
-        orig_ip_bytes: Some(40),
-        resp_ip_bytes: Some(0),
-        packet_count: Some(1),
-        interval: Some(IntervalCounters {
-            in_bytes: 12,
-            out_bytes: 0,
-            in_pkts: 1,
-            out_pkts: 0,
-        }),
-        hostname: "vm".into(),
-        ..FlowEvent::default()
-    }
+    let mut ev = FlowEvent::new(
+        FlowAction::End,
+        t("2026-11-23T13:07:00.000000Z"),
+        Transport::Udp,
+        (ip("10.0.0.5"), 9999),
+        (ip("10.0.0.9"), 5353),
+        Direction::Inbound,
+        host(),
+    );
+    ev.ids = ids("bf79e3c617f7-4", "1:AAA7L1M9pG/AWDF7lN/zpVQdk=");
+    ev.locality = Locality::Internal;
+    ev.start_time = Some(t("2026-11-23T13:06:00.000000Z"));
+    ev.end_time = Some(t("2026-11-23T13:06:00.000000Z"));
+    ev.duration_ns = Some(0);
+    ev.end_reason = Some("idle");
+    ev.counters = Some(Counters {
+        in_ip_bytes: Some(40),
+        out_ip_bytes: Some(0),
+        ..counters(12, 0, 1, 0)
+    });
+    ev
 }
 
 /// A connect refused by the peer: start and end come together.
 pub fn tcp_refused_end() -> FlowEvent {
+    let end = tcp_out_end();
     FlowEvent {
-        flow_id: "bf79e3c617f7-5".into(),
-        dest_port: 8081,
+        ids: ids("bf79e3c617f7-5", "1:Uw3Um7L1M9pG/AWDF7lN/zpVQdk="),
+        remote: (end.remote.0, 8081),
         end_reason: Some("refused"),
         conn_state: Some("REJ"),
         history: Some("Sr".into()),
-        in_bytes: Some(0),
-        out_bytes: Some(0),
-        orig_bytes: Some(0),
-        resp_bytes: Some(0),
-        orig_pkts: Some(1),
-        resp_pkts: Some(1),
-        packet_count: Some(2),
-        interval: Some(IntervalCounters {
-            in_bytes: 0,
-            out_bytes: 0,
-            in_pkts: 1,
-            out_pkts: 1,
-        }),
+        counters: Some(counters(0, 0, 1, 1)),
         rtt_us: None,
-        ..tcp_out_end()
+        ..end
     }
 }
 
 /// A connection open when the agent started (direction guessed), ended by a reset.
 pub fn tcp_preexisting_end() -> FlowEvent {
     FlowEvent {
-        flow_id: "bf79e3c617f7-6".into(),
+        ids: ids("bf79e3c617f7-6", "1:Uw3Um7L1M9pG/AWDF7lN/zpVQdk="),
         start_observed: false,
         start_time: None,
-        duration: None,
+        duration_ns: None,
         end_reason: Some("rst"),
         conn_state: Some("OTH"),
         history: Some("ShADR".into()),
@@ -261,7 +271,7 @@ pub fn tcp_preexisting_end() -> FlowEvent {
 /// An established connection still open at shutdown: no state, counters from a snapshot.
 pub fn tcp_shutdown_end() -> FlowEvent {
     FlowEvent {
-        flow_id: "bf79e3c617f7-7".into(),
+        ids: ids("bf79e3c617f7-7", "1:Uw3Um7L1M9pG/AWDF7lN/zpVQdk="),
         end_reason: Some("agent_shutdown"),
         conn_state: None,
         history: None,
@@ -273,27 +283,20 @@ pub fn tcp_shutdown_end() -> FlowEvent {
 
 /// The start of an inbound flow whose listener is unknown: no process fields.
 pub fn tcp_in_start_no_process() -> FlowEvent {
-    FlowEvent {
-        flow_id: "bf79e3c617f7-8".into(),
-        timestamp: "2026-11-23T13:05:51.000000Z".into(),
-        event_action: "start",
-        community_id: Some("1:BBB7L1M9pG/AWDF7lN/zpVQdk=".into()),
-        transport_protocol: "tcp",
-        src_ip: "203.0.113.7".into(),
-        src_port: 51000,
-        dest_ip: "192.0.2.10".into(),
-        dest_port: 22,
-        network_direction: "inbound",
-        network_locality: "external",
-        local_orig: false,
-        local_resp: true,
-        start_observed: true,
-        start_time: Some("2026-11-23T13:05:51.000000Z".into()),
-        duration: Some(0.0),
-        netns: Some(4026531833),
-        hostname: "vm".into(),
-        ..FlowEvent::default()
-    }
+    let mut ev = FlowEvent::new(
+        FlowAction::Start,
+        t("2026-11-23T13:05:51.000000Z"),
+        Transport::Tcp,
+        (ip("192.0.2.10"), 22),
+        (ip("203.0.113.7"), 51000),
+        Direction::Inbound,
+        host(),
+    );
+    ev.ids = ids("bf79e3c617f7-8", "1:BBB7L1M9pG/AWDF7lN/zpVQdk=");
+    ev.start_time = Some(ev.time);
+    ev.duration_ns = Some(0);
+    ev.netns = Some(4026531833);
+    ev
 }
 
 /// Everything a process controls that ends up in text fields: an executable named with XML
@@ -303,17 +306,37 @@ pub const HOSTILE: &str = "ev\"il'<x>&amp;\n\r\t\u{1}\u{1b}\u{7f}\u{fffd}]]>-->"
 
 pub fn hostile_start() -> FlowEvent {
     FlowEvent {
-        process_name: Some(HOSTILE.chars().take(15).collect()),
-        exe: Some(HOSTILE.into()),
-        image_path: Some(format!("/tmp/{HOSTILE}")),
-        command_line: Some(format!("/tmp/{HOSTILE} --x={HOSTILE}")),
-        process_args: Some(vec![format!("/tmp/{HOSTILE}"), format!("--x={HOSTILE}")]),
-        parent_exe: Some(format!("/tmp/p{HOSTILE}")),
-        user: Some(format!("u{HOSTILE}")),
-        group: Some(format!("g{HOSTILE}")),
-        hostname: format!("h{HOSTILE}"),
+        process: Some(Arc::new(ProcessIdentity {
+            comm: HOSTILE.chars().take(15).collect(),
+            exe: Some(HOSTILE.into()),
+            image_path: Some(format!("/tmp/{HOSTILE}")),
+            command_line: Some(format!("/tmp/{HOSTILE} --x={HOSTILE}")),
+            args: Some(vec![format!("/tmp/{HOSTILE}"), format!("--x={HOSTILE}")]),
+            parent_exe: Some(format!("/tmp/p{HOSTILE}")),
+            user: Some(format!("u{HOSTILE}")),
+            group: Some(format!("g{HOSTILE}")),
+            ..curl()
+        })),
+        host: Arc::new(HostInfo {
+            hostname: format!("h{HOSTILE}"),
+            ..(*host()).clone()
+        }),
         ..tcp_out_start()
     }
+}
+
+/// The process of the summary and DNS fixtures.
+fn noisy_curl() -> Arc<ProcessIdentity> {
+    Arc::new(ProcessIdentity {
+        pid: 4242,
+        comm: "curl".into(),
+        exe: Some("curl".into()),
+        image_path: Some("/usr/bin/curl".into()),
+        entity_id: Some("abc-4242".into()),
+        uid: 1000,
+        user: Some("alice".into()),
+        ..ProcessIdentity::default()
+    })
 }
 
 /// A stats report with one sink.
@@ -351,93 +374,60 @@ pub fn stats() -> StatsEvent {
 }
 
 /// A `rate_limited` summary of one noisy process.
-pub fn rate_limited() -> crate::ratelimit::SuppressedEvent {
-    crate::ratelimit::SuppressedEvent {
-        timestamp: "2026-11-23T13:06:00.000001Z".into(),
-        event_action: "rate_limited",
-        limiter: "process",
+pub fn rate_limited() -> SuppressedEvent {
+    SuppressedEvent {
+        time: t("2026-11-23T13:06:00.000001Z"),
+        limiter: Limiter::Process,
         rate: 10.0,
         burst: 20,
-        suppressed_flows: 480,
         suppressed_tcp: 470,
         suppressed_udp: 10,
-        first_suppressed_time: Some("2026-11-23T13:05:01.000001Z".into()),
-        last_suppressed_time: Some("2026-11-23T13:05:02.000001Z".into()),
+        first_suppressed: Some(t("2026-11-23T13:05:01.000001Z")),
+        last_suppressed: Some(t("2026-11-23T13:05:02.000001Z")),
         suppressed_ended: 470,
         suppressed_in_bytes: 1000,
         suppressed_out_bytes: 2000,
         suppressed_packets: 3000,
-        remote_ips: vec!["10.0.0.1".into(), "10.0.0.2".into()],
+        remote_ips: vec![ip("10.0.0.1"), ip("10.0.0.2")],
         remote_ips_truncated: false,
         dest_ports: vec![80, 443],
         dest_ports_truncated: false,
-        process: crate::ratelimit::ProcessIdentity {
-            pid: Some(4242),
-            process_name: Some("curl".into()),
-            exe: Some("curl".into()),
-            image_path: Some("/usr/bin/curl".into()),
-            process_entity_id: Some("abc-4242".into()),
-            uid: Some(1000),
-            user: Some("alice".into()),
-            ..Default::default()
-        },
-        hostname: "vm".into(),
-        host_id: None,
-        boot_id: None,
-        agent_version: "0.1.0",
+        process: Some(noisy_curl()),
+        host: host(),
     }
 }
 
 /// A `dns_query` event: curl resolved a name through a CNAME.
-pub fn dns_query() -> crate::flows::dns_event::DnsEvent {
-    use crate::flows::dns_event::DnsAnswer;
-    crate::flows::dns_event::DnsEvent {
-        timestamp: "2026-11-23T13:06:00.000001Z".into(),
-        event_action: "dns_query",
-        transport_protocol: "udp",
-        client_ip: "10.0.0.5".into(),
-        client_port: 40000,
-        resolver_ip: "10.0.0.53".into(),
-        resolver_port: 53,
-        network_locality: "internal",
+pub fn dns_query() -> DnsEvent {
+    DnsEvent {
+        time: t("2026-11-23T13:06:00.000001Z"),
+        transport: Transport::Udp,
+        client: (ip("10.0.0.5"), 40000),
+        resolver: (ip("10.0.0.53"), 53),
+        locality: Locality::Internal,
         transaction_id: 4660,
         query_name: "www.a.test".into(),
-        query_type: "A".into(),
-        query_type_id: 1,
-        response_code: "NOERROR".into(),
-        response_code_id: 0,
+        query_type: 1,
+        response_code: 0,
         answers: vec![
             DnsAnswer {
                 name: "www.a.test".into(),
-                r#type: "CNAME".into(),
+                rtype: 5,
                 ttl: 30,
                 data: Some("cdn.b.test".into()),
             },
             DnsAnswer {
                 name: "cdn.b.test".into(),
-                r#type: "A".into(),
+                rtype: 1,
                 ttl: 20,
                 data: Some("10.0.0.1".into()),
             },
         ],
         answers_truncated: false,
-        resolved_ips: vec!["10.0.0.1".into()],
-        flow_id: Some("bf79e3c617f7-9".into()),
-        community_id: Some("1:abc=".into()),
-        process: crate::ratelimit::ProcessIdentity {
-            pid: Some(4242),
-            process_name: Some("curl".into()),
-            exe: Some("curl".into()),
-            image_path: Some("/usr/bin/curl".into()),
-            process_entity_id: Some("abc-4242".into()),
-            uid: Some(1000),
-            user: Some("alice".into()),
-            ..Default::default()
-        },
-        hostname: "vm".into(),
-        host_id: None,
-        boot_id: None,
-        agent_version: "0.1.0",
+        resolved_ips: vec![ip("10.0.0.1")],
+        flow: Some(ids("bf79e3c617f7-9", "1:abc=")),
+        process: Some(noisy_curl()),
+        host: host(),
     }
 }
 

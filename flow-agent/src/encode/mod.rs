@@ -3,11 +3,7 @@
 //! header, octet count, HTTP batch).
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    flows::{dns_event::DnsEvent, FlowEvent},
-    health::StatsEvent,
-    ratelimit::SuppressedEvent,
-};
+use crate::event::Event;
 
 mod common;
 pub mod ecs;
@@ -76,15 +72,7 @@ impl Format {
 /// Turns events into records of one format.
 pub trait Encoder: Send {
     /// Appends the record of `event` to `out`; false when this format has no record for it
-    /// (Zeek's conn.log has one record per flow, written at its end).
-    fn encode_flow(&mut self, event: &FlowEvent, out: &mut Vec<u8>) -> bool;
-    /// Appends the record of the agent's periodic health report; false when this format has
-    /// no representation of it.
-    fn encode_stats(&mut self, stats: &StatsEvent, out: &mut Vec<u8>) -> bool;
-    /// Appends the record of a `rate_limited` summary; false when this format has no
-    /// representation of it (docs/formats.md says which).
-    fn encode_suppressed(&mut self, summary: &SuppressedEvent, out: &mut Vec<u8>) -> bool;
-    /// Appends the record of a `dns_query` event; false when this format has no
-    /// representation of it (docs/formats.md says which).
-    fn encode_dns(&mut self, event: &DnsEvent, out: &mut Vec<u8>) -> bool;
+    /// (Zeek's conn.log has one record per flow, written at its end; docs/formats.md says
+    /// which formats carry which kinds of events).
+    fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> bool;
 }

@@ -1,10 +1,95 @@
-//! The native times (RFC 3339 UTC, `2026-11-23T13:05:50.542313Z`) in the shapes other formats
-//! want: epoch numbers (Zeek, OCSF) and Sysmon's layouts.
-use std::time::SystemTime;
+//! Times as each format writes them, from the model's integer nanoseconds: RFC 3339 with
+//! microseconds (native, ECS), epoch numbers (Zeek, OCSF) and Sysmon's layouts. Formatted into
+//! a stack buffer: no allocation per field.
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+use crate::{enrich::clock::civil_from_days, event::WallTime};
+
+/// `2026-11-23T13:05:50.542313Z`: RFC 3339 UTC with microseconds.
+#[derive(Clone, Copy)]
+pub(crate) struct Rfc3339 {
+    buf: [u8; 27],
+}
+
+impl Rfc3339 {
+    pub(crate) fn new(t: WallTime) -> Self {
+        let mut buf = *b"0000-00-00T00:00:00.000000Z";
+        let micros = t.0 / 1_000;
+        let secs = (micros / 1_000_000) as i64;
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let (y, m, d) = civil_from_days(days);
+        digits(&mut buf[0..4], y.clamp(0, 9999) as u64);
+        digits(&mut buf[5..7], u64::from(m));
+        digits(&mut buf[8..10], u64::from(d));
+        digits(&mut buf[11..13], (rem / 3600) as u64);
+        digits(&mut buf[14..16], (rem % 3600 / 60) as u64);
+        digits(&mut buf[17..19], (rem % 60) as u64);
+        digits(&mut buf[20..26], micros % 1_000_000);
+        Self { buf }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII digits and separators were written.
+        std::str::from_utf8(&self.buf).unwrap_or_default()
+    }
+}
+
+/// Writes `v` as decimal digits filling `out`, zero-padded on the left.
+fn digits(out: &mut [u8], mut v: u64) {
+    for b in out.iter_mut().rev() {
+        *b = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+impl fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Seconds since the epoch with microseconds (Zeek `time`).
+pub(crate) fn epoch_seconds(t: WallTime) -> f64 {
+    (t.0 / 1_000) as f64 / 1e6
+}
+
+/// Seconds with nanosecond resolution (native and Zeek durations).
+pub(crate) fn seconds(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+/// Sysmon's `UtcTime` layout, `2026-11-23 13:05:50.542` (milliseconds, truncated).
+pub(crate) fn sysmon_utc_time(t: WallTime) -> String {
+    let r = Rfc3339::new(t);
+    let s = r.as_str();
+    format!("{} {}", &s[..10], &s[11..23])
+}
+
+/// Sysmon's `TimeCreated SystemTime` layout, nine fractional digits:
+/// `2026-11-23T13:05:50.542313000Z`.
+pub(crate) fn sysmon_system_time(t: WallTime) -> String {
+    let r = Rfc3339::new(t);
+    format!("{}000Z", &r.as_str()[..26])
+}
 
 /// Microseconds since the Unix epoch of an RFC 3339 UTC time (`Z`, 0 to 9 fractional digits);
-/// `None` for anything else.
-pub fn epoch_micros(t: &str) -> Option<i64> {
+/// `None` for anything else. Tests read the times of documented events with it.
+#[cfg(test)]
+pub(crate) fn epoch_micros(t: &str) -> Option<i64> {
     let b = t.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' {
         return None;
@@ -32,39 +117,15 @@ pub fn epoch_micros(t: &str) -> Option<i64> {
 }
 
 /// A run of ASCII digits (no sign, no spaces).
+#[cfg(test)]
 fn num_str(s: &str) -> Option<i64> {
     s.bytes()
         .all(|c| c.is_ascii_digit())
         .then(|| s.parse().ok())?
 }
 
-/// Milliseconds since the epoch (OCSF `timestamp_t`).
-pub fn epoch_millis(t: &str) -> Option<i64> {
-    epoch_micros(t).map(|us| us.div_euclid(1000))
-}
-
-/// Seconds since the epoch with microseconds (Zeek `time`).
-pub fn epoch_seconds(t: &str) -> Option<f64> {
-    epoch_micros(t).map(|us| us as f64 / 1e6)
-}
-
-/// Sysmon's `UtcTime` layout, `2026-11-23 13:05:50.542` (milliseconds, truncated).
-pub fn sysmon_utc_time(t: &str) -> Option<String> {
-    epoch_micros(t)?;
-    let (date, rest) = t.split_once('T')?;
-    let time = rest.trim_end_matches('Z');
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    Some(format!("{date} {hms}.{:0<3.3}", frac))
-}
-
-/// Sysmon's `TimeCreated SystemTime` layout, nine fractional digits:
-/// `2026-11-23T13:05:50.542313000Z`.
-pub fn sysmon_system_time(now: SystemTime) -> String {
-    let micros = crate::enrich::clock::rfc3339_micros(now);
-    format!("{}000Z", micros.trim_end_matches('Z'))
-}
-
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+#[cfg(test)]
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -80,41 +141,30 @@ mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
 
+    fn wall(us: u64) -> WallTime {
+        WallTime(us * 1_000)
+    }
+
     #[test]
-    fn parses_native_times() {
-        assert_eq!(epoch_micros("1970-01-01T00:00:00.000000Z"), Some(0));
-        assert_eq!(
-            epoch_micros("2023-11-14T22:13:20.123456Z"),
-            Some(1_700_000_000_123_456)
-        );
-        assert_eq!(
-            epoch_micros("2000-02-29T00:00:00Z"),
-            Some(951_782_400_000_000)
-        );
-        assert_eq!(
-            epoch_micros("2023-11-14T22:13:20.1234567Z"),
-            Some(1_700_000_000_123_456)
-        );
-        assert_eq!(
-            epoch_millis("2023-11-14T22:13:20.123956Z"),
-            Some(1_700_000_000_123)
-        );
-        assert_eq!(
-            epoch_seconds("2023-11-14T22:13:20.5Z"),
-            Some(1_700_000_000.5)
-        );
-        // Round trip with the agent's own formatter over a few centuries.
+    fn formats_rfc3339_like_the_agent_clock() {
         for us in [
-            0i64,
+            0u64,
             1,
             86_399_999_999,
+            951_782_400_000_000,
             4_102_444_800_000_001,
             1_764_000_000_542_313,
         ] {
-            let t = UNIX_EPOCH + Duration::from_micros(us as u64);
-            let s = crate::enrich::clock::rfc3339_micros(t);
-            assert_eq!(epoch_micros(&s), Some(us), "{s}");
+            let t = UNIX_EPOCH + Duration::from_micros(us);
+            let want = crate::enrich::clock::rfc3339_micros(t);
+            assert_eq!(Rfc3339::new(wall(us)).as_str(), want);
+            assert_eq!(epoch_micros(&want), Some(us as i64), "{want}");
         }
+        // Nanoseconds are cut, not rounded.
+        assert_eq!(
+            Rfc3339::new(WallTime(1_700_000_000_123_456_999)).as_str(),
+            "2023-11-14T22:13:20.123456Z"
+        );
     }
 
     #[test]
@@ -134,17 +184,12 @@ mod tests {
     }
 
     #[test]
-    fn sysmon_layouts() {
-        assert_eq!(
-            sysmon_utc_time("2026-11-23T13:05:50.542913Z").as_deref(),
-            Some("2026-11-23 13:05:50.542")
-        );
-        assert_eq!(
-            sysmon_utc_time("2026-11-23T13:05:50Z").as_deref(),
-            Some("2026-11-23 13:05:50.000")
-        );
-        assert_eq!(sysmon_utc_time("yesterday"), None);
-        let t = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+    fn epoch_and_sysmon_layouts() {
+        let t = wall(1_700_000_000_123_456);
+        assert_eq!(epoch_seconds(t), 1_700_000_000.123456);
+        assert_eq!(t.millis(), 1_700_000_000_123);
+        assert_eq!(sysmon_utc_time(t), "2023-11-14 22:13:20.123");
         assert_eq!(sysmon_system_time(t), "2023-11-14T22:13:20.123456000Z");
+        assert_eq!(seconds(1_068_809), 0.001068809);
     }
 }

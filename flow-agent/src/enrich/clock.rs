@@ -33,6 +33,11 @@ impl BootClock {
     pub fn to_wall(self, boot_ns: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_nanos(self.boot_epoch_ns + boot_ns)
     }
+
+    /// Boot-time nanoseconds as wall-clock time.
+    pub fn wall(self, boot_ns: u64) -> crate::event::WallTime {
+        crate::event::WallTime(self.boot_epoch_ns + boot_ns)
+    }
 }
 
 /// RFC 3339 UTC with microseconds, e.g. 2026-11-23T12:34:56.123456Z.
@@ -51,7 +56,7 @@ pub fn rfc3339_micros(t: SystemTime) -> String {
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

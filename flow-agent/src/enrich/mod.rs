@@ -5,6 +5,7 @@ pub mod command_line;
 pub mod dns_names;
 pub mod escape;
 pub mod host;
+pub mod identity;
 pub mod networks;
 pub mod process;
 pub mod procfs;

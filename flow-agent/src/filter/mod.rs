@@ -3,7 +3,7 @@
 //! and no exclude rule; docs/filters.md has the details.
 use serde::{Deserialize, Serialize};
 
-use crate::flows::FlowEvent;
+use crate::event::{Event, FlowAction, FlowEvent};
 
 mod decisions;
 pub mod glob;
@@ -41,22 +41,37 @@ impl FilterConfig {
     }
 
     /// Whether the event passes this filter. Every event of a flow gets the decision taken on
-    /// the first of them this filter saw (see [`Decisions`]).
-    pub fn matches(&self, event: &FlowEvent) -> bool {
+    /// the first of them this filter saw (see [`Decisions`]); a DNS answer shares its flow's.
+    /// Filters choose flows: stats and rate-limit summaries always pass.
+    pub(crate) fn matches(&self, event: &Event) -> bool {
         if self.is_empty() {
             return true;
         }
-        self.decisions
-            .get(&event.flow_id, event.event_action == "end", || {
-                self.decide(event)
-            })
+        match event {
+            Event::Flow(ev) => self.decisions.get(
+                &ev.ids.flow_id,
+                ev.action == FlowAction::End,
+                || self.decide(ev),
+            ),
+            Event::Dns(ev) => {
+                let decide = || self.decide_view(&FlowView::of_dns(ev));
+                match &ev.flow {
+                    Some(ids) => self.decisions.get(&ids.flow_id, false, decide),
+                    None => decide(),
+                }
+            }
+            Event::Stats(_) | Event::RateLimited(_) => true,
+        }
     }
 
-    /// The rules' verdict on one event, without the per-flow memory.
-    pub fn decide(&self, event: &FlowEvent) -> bool {
-        let view = FlowView::new(event);
-        (self.include.is_empty() || self.include.iter().any(|r| r.matches(&view)))
-            && !self.exclude.iter().any(|r| r.matches(&view))
+    /// The rules' verdict on one flow event, without the per-flow memory.
+    pub(crate) fn decide(&self, event: &FlowEvent) -> bool {
+        self.decide_view(&FlowView::of_flow(event))
+    }
+
+    fn decide_view(&self, view: &FlowView) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|r| r.matches(view)))
+            && !self.exclude.iter().any(|r| r.matches(view))
     }
 
     /// Open flows whose decision this filter remembers.

@@ -8,7 +8,7 @@ use super::values::{
     one_or_many, CgroupPrefix, ContainerId, Direction, Network, Pattern, PortRange, Transport,
     UserRef,
 };
-use crate::flows::FlowEvent;
+use crate::event::{self, DnsEvent, FlowEvent, ProcessIdentity};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -88,28 +88,32 @@ pub struct Rule {
 
 /// The fields of an event that rules look at, with both endpoints seen from this host.
 pub struct FlowView<'a> {
-    pub local: Option<IpAddr>,
-    pub local_port: u16,
-    pub remote: Option<IpAddr>,
-    pub remote_port: u16,
-    pub event: &'a FlowEvent,
+    pub local: (IpAddr, u16),
+    pub remote: (IpAddr, u16),
+    pub transport: event::Transport,
+    pub direction: event::Direction,
+    pub process: Option<&'a ProcessIdentity>,
 }
 
 impl<'a> FlowView<'a> {
-    pub fn new(ev: &'a FlowEvent) -> Self {
-        let src = (ev.src_ip.parse().ok(), ev.src_port);
-        let dest = (ev.dest_ip.parse().ok(), ev.dest_port);
-        let (local, remote) = if ev.local_orig {
-            (src, dest)
-        } else {
-            (dest, src)
-        };
+    pub(crate) fn of_flow(ev: &'a FlowEvent) -> Self {
         Self {
-            local: local.0,
-            local_port: local.1,
-            remote: remote.0,
-            remote_port: remote.1,
-            event: ev,
+            local: ev.local,
+            remote: ev.remote,
+            transport: ev.transport,
+            direction: ev.direction,
+            process: ev.process.as_deref(),
+        }
+    }
+
+    /// A DNS answer seen as its flow: from the asking socket to the resolver.
+    pub(crate) fn of_dns(ev: &'a DnsEvent) -> Self {
+        Self {
+            local: ev.client,
+            remote: ev.resolver,
+            transport: ev.transport,
+            direction: event::Direction::Outbound,
+            process: ev.process.as_deref(),
         }
     }
 }
@@ -146,31 +150,35 @@ impl Rule {
     }
 
     pub fn matches(&self, f: &FlowView) -> bool {
-        let ev = f.event;
         let ip_in = |nets: &[Network], ip: Option<IpAddr>| {
             any(nets, |n| ip.is_some_and(|ip| n.contains(ip)))
         };
-        let text = |s: &Option<String>, p: &Pattern| s.as_deref().is_some_and(|s| p.matches(s));
-        ip_in(&self.remote_cidr, f.remote)
-            && ip_in(&self.local_cidr, f.local)
-            && any(&self.remote_port, |r| r.contains(f.remote_port))
-            && any(&self.local_port, |r| r.contains(f.local_port))
-            && any(&self.transport, |t| t.as_str() == ev.transport_protocol)
-            && any(&self.direction, |d| d.as_str() == ev.network_direction)
+        let proc = f.process;
+        let text = |s: Option<&str>, p: &Pattern| s.is_some_and(|s| p.matches(s));
+        ip_in(&self.remote_cidr, Some(f.remote.0))
+            && ip_in(&self.local_cidr, Some(f.local.0))
+            && any(&self.remote_port, |r| r.contains(f.remote.1))
+            && any(&self.local_port, |r| r.contains(f.local.1))
+            && any(&self.transport, |t| t.as_str() == f.transport.as_str())
+            && any(&self.direction, |d| d.as_str() == f.direction.as_str())
             && any(&self.exe, |p| {
                 if p.is_path() {
-                    text(&ev.image_path, p)
+                    text(proc.and_then(|p| p.image_path.as_deref()), p)
                 } else {
-                    text(&ev.exe, p)
+                    text(proc.and_then(|p| p.exe.as_deref()), p)
                 }
             })
-            && any(&self.process_name, |p| text(&ev.process_name, p))
-            && any(&self.user, |u| u.matches(ev.user.as_deref(), ev.uid))
+            && any(&self.process_name, |p| text(proc.map(|p| p.comm.as_str()), p))
+            && any(&self.user, |u| {
+                proc.is_some_and(|p| u.matches(p.user.as_deref(), Some(p.uid)))
+            })
             && any(&self.container_id, |c| {
-                ev.container_id.as_deref().is_some_and(|id| c.matches(id))
+                proc.and_then(|p| p.container_id.as_deref())
+                    .is_some_and(|id| c.matches(id))
             })
             && any(&self.cgroup, |c| {
-                ev.cgroup_path.as_deref().is_some_and(|p| c.matches(p))
+                proc.and_then(|p| p.cgroup_path.as_deref())
+                    .is_some_and(|path| c.matches(path))
             })
     }
 }

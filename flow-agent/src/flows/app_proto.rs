@@ -3,12 +3,14 @@
 //! well-known port: the event fields `application_protocol`, `app_protocol_source`,
 //! `proto_info`, the TLS handshake's fields and, when configured, `orig_content` and
 //! `resp_content`.
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use flow_common::PayloadRecord;
 
-use super::event::FlowEvent;
-use crate::proto::{self, tls::cipher_name};
+use crate::{
+    event::{AppInfo, AppProtocolSource, TlsInfo},
+    proto::{self, detect::Method},
+};
 
 /// Longest `proto_info` (characters): a summary, not a transcript.
 pub const PROTO_INFO_MAX: usize = 256;
@@ -41,6 +43,8 @@ impl PayloadKey {
 pub struct FirstBytes {
     pub sent: Option<Vec<u8>>,
     pub received: Option<Vec<u8>>,
+    /// What these bytes tell, decided at the flow's first event after they arrived.
+    app: Option<Option<Arc<AppInfo>>>,
 }
 
 #[derive(Default)]
@@ -61,6 +65,30 @@ impl Payloads {
         let slot = if egress { &mut e.sent } else { &mut e.received };
         if slot.is_none() {
             *slot = Some(bytes[..bytes.len().min(CONTENT_MAX)].to_vec());
+            e.app = None;
+        }
+    }
+
+    /// The application facts of one flow's first bytes, decided once and kept until more
+    /// bytes arrive; `decide` runs only when nothing is kept.
+    pub fn app(
+        &mut self,
+        key: &PayloadKey,
+        decide: impl FnOnce(Option<&FirstBytes>) -> Option<Arc<AppInfo>>,
+    ) -> Option<Arc<AppInfo>> {
+        let Some(e) = self.by_key.get_mut(key) else {
+            return decide(None);
+        };
+        if e.app.is_none() {
+            e.app = Some(decide(Some(e)));
+        }
+        e.app.clone().flatten()
+    }
+
+    /// Forgets every decision (the settings they followed changed).
+    pub fn forget_decisions(&mut self) {
+        for e in self.by_key.values_mut() {
+            e.app = None;
         }
     }
 
@@ -91,47 +119,49 @@ pub fn record_bytes(r: &PayloadRecord) -> &[u8] {
     &r.data[..(r.len as usize).min(r.data.len())]
 }
 
-/// Fills the application fields of `ev`. `local_orig` says whether this host originated the
+/// The application facts of a flow from its first bytes (`first`, as this host sent and
+/// received them) or its server port. `local_orig` says whether this host originated the
 /// flow (so sent bytes are the originator's); `content_bytes` > 0 adds that many bytes of each
-/// direction as printable ASCII.
-pub fn fill_event(ev: &mut FlowEvent, first: Option<&FirstBytes>, content_bytes: usize) {
+/// direction as printable ASCII. None when there is nothing to tell.
+pub fn app_info(
+    udp: bool,
+    local_orig: bool,
+    dest_port: u16,
+    first: Option<&FirstBytes>,
+    content_bytes: usize,
+) -> Option<AppInfo> {
     let (sent, received) =
         first.map_or((None, None), |f| (f.sent.as_deref(), f.received.as_deref()));
-    let (orig, resp) = if ev.local_orig {
+    let (orig, resp) = if local_orig {
         (sent, received)
     } else {
         (received, sent)
     };
-    let udp = ev.transport_protocol == "udp";
-    let Some(d) = proto::detect(udp, orig.unwrap_or(&[]), resp.unwrap_or(&[]), ev.dest_port) else {
-        return fill_content(ev, orig, resp, content_bytes);
-    };
-    ev.application_protocol = Some(d.protocol);
-    ev.app_protocol_source = Some(d.method.name());
-    ev.proto_info = d.info.map(|i| bounded(i, PROTO_INFO_MAX));
-    if let Some(t) = d.tls {
-        ev.tls_version = t.version;
-        ev.tls_cipher = t
-            .cipher
-            .map(|c| cipher_name(c).map_or_else(|| format!("0x{c:04x}"), str::to_string));
-        ev.tls_cipher_suite = t.cipher;
-        ev.tls_server_name = t.server_name;
-        ev.tls_alpn = t.alpn;
-        ev.tls_alpn_offered = (!t.alpn_offered.is_empty()).then_some(t.alpn_offered);
-        ev.ja3 = t.ja3;
-        ev.ja3s = t.ja3s;
-        ev.ja4 = t.ja4;
-        ev.ja4s = t.ja4s;
+    let mut app = AppInfo::default();
+    if let Some(d) = proto::detect(udp, orig.unwrap_or(&[]), resp.unwrap_or(&[]), dest_port) {
+        let source = match d.method {
+            Method::Payload => AppProtocolSource::Payload,
+            Method::Port => AppProtocolSource::Port,
+        };
+        app.protocol = Some((d.protocol, source));
+        app.info = d.info.map(|i| bounded(i, PROTO_INFO_MAX));
+        app.tls = d.tls.map(|t| TlsInfo {
+            version: t.version,
+            cipher: t.cipher,
+            server_name: t.server_name,
+            alpn: t.alpn,
+            alpn_offered: t.alpn_offered,
+            ja3: t.ja3,
+            ja3s: t.ja3s,
+            ja4: t.ja4,
+            ja4s: t.ja4s,
+        });
     }
-    fill_content(ev, orig, resp, content_bytes);
-}
-
-fn fill_content(ev: &mut FlowEvent, orig: Option<&[u8]>, resp: Option<&[u8]>, n: usize) {
-    if n == 0 {
-        return;
+    if content_bytes > 0 {
+        app.orig_content = orig.map(|b| printable(b, content_bytes));
+        app.resp_content = resp.map(|b| printable(b, content_bytes));
     }
-    ev.orig_content = orig.map(|b| printable(b, n));
-    ev.resp_content = resp.map(|b| printable(b, n));
+    (!app.is_empty()).then_some(app)
 }
 
 /// The first `n` bytes as printable ASCII: anything else (control bytes, line ends, non-ASCII)
@@ -160,46 +190,33 @@ fn bounded(mut s: String, max: usize) -> String {
 mod tests {
     use super::*;
 
-    fn tcp_event(local_orig: bool, dest_port: u16) -> FlowEvent {
-        FlowEvent {
-            transport_protocol: "tcp",
-            local_orig,
-            dest_port,
-            ..FlowEvent::default()
-        }
-    }
-
     #[test]
     fn passive_flow_reads_received_bytes_as_the_originators() {
         let first = FirstBytes {
             sent: Some(b"HTTP/1.1 200 OK\r\n\r\n".to_vec()),
             received: Some(b"GET /a HTTP/1.1\r\nHost: h.test\r\n\r\n".to_vec()),
+            app: None,
         };
-        let mut ev = tcp_event(false, 8080);
-        fill_event(&mut ev, Some(&first), 0);
-        assert_eq!(ev.application_protocol, Some("http"));
-        assert_eq!(ev.app_protocol_source, Some("payload"));
-        assert_eq!(ev.proto_info.as_deref(), Some("GET h.test/a HTTP/1.1 200"));
-        assert_eq!(ev.orig_content, None, "content is off unless configured");
+        let app = app_info(false, false, 8080, Some(&first), 0).unwrap();
+        assert_eq!(app.protocol, Some(("http", AppProtocolSource::Payload)));
+        assert_eq!(app.info.as_deref(), Some("GET h.test/a HTTP/1.1 200"));
+        assert_eq!(app.orig_content, None, "content is off unless configured");
     }
 
     #[test]
     fn port_only_and_content() {
-        let mut ev = tcp_event(true, 22);
-        fill_event(&mut ev, None, 16);
-        assert_eq!(
-            (ev.application_protocol, ev.app_protocol_source),
-            (Some("ssh"), Some("port"))
-        );
+        let app = app_info(false, true, 22, None, 16).unwrap();
+        assert_eq!(app.protocol, Some(("ssh", AppProtocolSource::Port)));
         let first = FirstBytes {
             sent: Some(b"ab\r\n\x00\xffcdefghijklmnopq".to_vec()),
             received: None,
+            app: None,
         };
-        let mut ev = tcp_event(true, 40000);
-        fill_event(&mut ev, Some(&first), 8);
-        assert_eq!(ev.application_protocol, None);
-        assert_eq!(ev.orig_content.as_deref(), Some("ab....cd"));
-        assert_eq!(ev.resp_content, None);
+        let app = app_info(false, true, 40000, Some(&first), 8).unwrap();
+        assert_eq!(app.protocol, None);
+        assert_eq!(app.orig_content.as_deref(), Some("ab....cd"));
+        assert_eq!(app.resp_content, None);
+        assert_eq!(app_info(false, true, 40000, None, 8), None);
     }
 
     #[test]

@@ -1,105 +1,18 @@
 //! The `dns_query` event: one answered DNS query this host asked, with the question, the
 //! response code, the answers and the process whose socket asked (docs/events.md, "DNS
 //! queries"). Written only with `[enrich] dns_events = true`.
-use serde::Serialize;
+use std::borrow::Cow;
 
 use crate::{
-    flows::FlowEvent,
+    event::{DnsAnswer, DnsEvent},
     proto::dns::{Message, RecordData},
-    ratelimit::ProcessIdentity,
 };
 
 /// Answers one event lists at most; `answers_truncated` says when there were more.
 pub const MAX_ANSWERS: usize = 16;
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
-pub struct DnsEvent {
-    /// When the answer reached the host.
-    pub timestamp: String,
-    /// Always `dns_query`.
-    pub event_action: &'static str,
-    /// `udp` or `tcp`.
-    pub transport_protocol: &'static str,
-    /// The asking socket (this host) and the resolver it asked.
-    pub client_ip: String,
-    pub client_port: u16,
-    pub resolver_ip: String,
-    pub resolver_port: u16,
-    /// `internal` when the resolver is in `[enrich] local_networks`, else `external`.
-    pub network_locality: &'static str,
-    /// The DNS message id.
-    pub transaction_id: u16,
-    /// The question's name: lower case, no trailing dot, other bytes as `\DDD`.
-    pub query_name: String,
-    /// The question's type: `A`, `AAAA`, `CNAME`, ... or `TYPE<n>` (RFC 3597).
-    pub query_type: String,
-    pub query_type_id: u16,
-    /// `NOERROR`, `NXDOMAIN`, ... or `RCODE<n>`.
-    pub response_code: String,
-    pub response_code_id: u8,
-    /// The answer section, in order, at most [`MAX_ANSWERS`].
-    pub answers: Vec<DnsAnswer>,
-    /// The answer section had more records than listed, or was cut by the capture length.
-    pub answers_truncated: bool,
-    /// The addresses of the A and AAAA answers, in order.
-    pub resolved_ips: Vec<String>,
-    /// The DNS flow this answer belongs to, when the agent tracks it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub flow_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub community_id: Option<String>,
-    #[serde(flatten)]
-    pub process: ProcessIdentity,
-    pub hostname: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub boot_id: Option<String>,
-    pub agent_version: &'static str,
-}
-
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
-pub struct DnsAnswer {
-    /// The record's owner name.
-    pub name: String,
-    /// `A`, `AAAA`, `CNAME`, ... or `TYPE<n>`.
-    pub r#type: String,
-    pub ttl: u32,
-    /// The address (A, AAAA) or target name (CNAME); absent for other types.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data: Option<String>,
-}
-
-impl DnsEvent {
-    /// The event as a flow event from the client to the resolver, with the process and host,
-    /// for encoders that map those fields from flow events (counters stay empty).
-    pub fn as_flow_event(&self) -> FlowEvent {
-        let p = &self.process;
-        FlowEvent {
-            timestamp: self.timestamp.clone(),
-            event_action: self.event_action,
-            flow_id: self.flow_id.clone().unwrap_or_default(),
-            community_id: self.community_id.clone(),
-            transport_protocol: self.transport_protocol,
-            src_ip: self.client_ip.clone(),
-            src_port: self.client_port,
-            dest_ip: self.resolver_ip.clone(),
-            dest_port: self.resolver_port,
-            network_direction: "outbound",
-            network_locality: self.network_locality,
-            local_orig: true,
-            application_protocol: Some("dns"),
-            hostname: self.hostname.clone(),
-            host_id: self.host_id.clone(),
-            boot_id: self.boot_id.clone(),
-            agent_version: self.agent_version,
-            ..p.flow_event_fields()
-        }
-    }
-}
-
 /// A record type's mnemonic (RFC 1035, 3596, ...), `TYPE<n>` for others (RFC 3597).
-pub fn type_name(t: u16) -> String {
+pub fn type_name(t: u16) -> Cow<'static, str> {
     let known = match t {
         1 => "A",
         2 => "NS",
@@ -119,13 +32,13 @@ pub fn type_name(t: u16) -> String {
         65 => "HTTPS",
         255 => "ANY",
         257 => "CAA",
-        _ => return format!("TYPE{t}"),
+        _ => return Cow::Owned(format!("TYPE{t}")),
     };
-    known.to_string()
+    Cow::Borrowed(known)
 }
 
 /// A response code's mnemonic (RFC 1035, 2136), `RCODE<n>` for others.
-pub fn rcode_name(r: u8) -> String {
+pub fn rcode_name(r: u8) -> Cow<'static, str> {
     let known = match r {
         0 => "NOERROR",
         1 => "FORMERR",
@@ -138,9 +51,9 @@ pub fn rcode_name(r: u8) -> String {
         8 => "NXRRSET",
         9 => "NOTAUTH",
         10 => "NOTZONE",
-        _ => return format!("RCODE{r}"),
+        _ => return Cow::Owned(format!("RCODE{r}")),
     };
-    known.to_string()
+    Cow::Borrowed(known)
 }
 
 /// The question, code and answers of a response; none for queries and messages without a
@@ -155,7 +68,7 @@ pub fn from_message(m: &Message) -> Option<DnsEvent> {
     for a in m.answers.iter().take(MAX_ANSWERS) {
         let data = match &a.data {
             RecordData::Address(ip) => {
-                resolved_ips.push(ip.to_string());
+                resolved_ips.push(*ip);
                 Some(ip.to_string())
             }
             RecordData::Cname(target) => Some(target.clone()),
@@ -163,23 +76,19 @@ pub fn from_message(m: &Message) -> Option<DnsEvent> {
         };
         answers.push(DnsAnswer {
             name: a.name.clone(),
-            r#type: type_name(a.rtype),
+            rtype: a.rtype,
             ttl: a.ttl,
             data,
         });
     }
     Some(DnsEvent {
-        event_action: "dns_query",
         transaction_id: m.id,
         query_name: q.name.clone(),
-        query_type: type_name(q.qtype),
-        query_type_id: q.qtype,
-        response_code: rcode_name(m.rcode),
-        response_code_id: m.rcode,
+        query_type: q.qtype,
+        response_code: m.rcode,
         answers_truncated: m.truncated || m.answers.len() > MAX_ANSWERS,
         answers,
         resolved_ips,
-        agent_version: env!("CARGO_PKG_VERSION"),
         ..DnsEvent::default()
     })
 }
@@ -229,16 +138,15 @@ mod tests {
             ],
         );
         let ev = from_message(&m).unwrap();
-        assert_eq!(ev.event_action, "dns_query");
         assert_eq!(ev.query_name, "www.a.test");
-        assert_eq!(ev.query_type, "A");
-        assert_eq!(ev.response_code, "NOERROR");
+        assert_eq!(type_name(ev.query_type), "A");
+        assert_eq!(rcode_name(ev.response_code), "NOERROR");
         assert_eq!(ev.transaction_id, 7);
-        assert_eq!(ev.resolved_ips, vec!["10.0.0.1"]);
+        assert_eq!(ev.resolved_ips, vec![std::net::IpAddr::from([10, 0, 0, 1])]);
         assert_eq!(ev.answers.len(), 3);
-        assert_eq!(ev.answers[0].r#type, "CNAME");
+        assert_eq!(type_name(ev.answers[0].rtype), "CNAME");
         assert_eq!(ev.answers[0].data.as_deref(), Some("cdn.b.test"));
-        assert_eq!(ev.answers[2].r#type, "TXT");
+        assert_eq!(type_name(ev.answers[2].rtype), "TXT");
         assert_eq!(ev.answers[2].data, None);
         assert!(!ev.answers_truncated);
     }
@@ -246,8 +154,8 @@ mod tests {
     #[test]
     fn errors_are_named_and_queries_are_not_events() {
         let ev = from_message(&message(3, vec![])).unwrap();
-        assert_eq!(ev.response_code, "NXDOMAIN");
-        assert_eq!(ev.response_code_id, 3);
+        assert_eq!(rcode_name(ev.response_code), "NXDOMAIN");
+        assert_eq!(ev.response_code, 3);
         assert!(ev.answers.is_empty());
         let mut q = message(0, vec![]);
         q.is_response = false;

@@ -2,11 +2,9 @@
 pub mod app_proto;
 pub mod community_id;
 pub mod dns_event;
-pub mod event;
 pub mod state;
 pub mod table;
 pub mod tcp_detail;
 pub mod tcp_live;
 
-pub use event::FlowEvent;
 pub use table::{FlowTable, FlowTableConfig};

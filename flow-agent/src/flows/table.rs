@@ -4,6 +4,7 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Arc,
     time::Duration,
 };
 
@@ -16,25 +17,23 @@ use super::{
     app_proto::{self, PayloadKey, Payloads},
     community_id::community_id_v1,
     dns_event::{self, DnsEvent},
-    event::{FlowEvent, IntervalCounters},
     state,
     tcp_detail::{self, TcpDetailSource},
 };
 use crate::{
     capture::Record,
     enrich::{
-        cgroup::{container_of, systemd_unit, CgroupPaths},
-        clock::{rfc3339_micros, BootClock},
-        command_line::quote_args,
-        dns_names::{DnsNames, ResolvedName},
-        escape::text_of,
-        host::{process_entity_id, HostInfo},
+        clock::BootClock,
+        dns_names::DnsNames,
+        host::HostInfo,
+        identity::Identities,
         networks::{default_local_networks, is_local, Cidr},
-        process::ProcessTable,
-        users::NameDb,
+    },
+    event::{
+        AppInfo, Attribution, Counters, Direction, FlowAction, FlowEvent, FlowIds,
+        IntervalCounters, Locality, ProcessIdentity, RemoteName, Transport, WallTime,
     },
     proto::dns,
-    ratelimit::ProcessIdentity,
 };
 
 /// Reads and forgets the kernel's per-flow UDP counters.
@@ -51,7 +50,7 @@ pub struct FlowTableConfig {
     pub udp_idle_timeout: Duration,
     /// A passive flow waits this long for accept() before it is reported with the listener.
     pub accept_wait: Duration,
-    pub host: HostInfo,
+    pub host: Arc<HostInfo>,
     /// Remote endpoints in these networks make a flow internal.
     pub local_networks: Vec<Cidr>,
     /// Seed of the Community ID hash (0 unless every sensor of a site agrees on another).
@@ -68,7 +67,7 @@ impl Default for FlowTableConfig {
             update_interval: Duration::from_secs(60),
             udp_idle_timeout: Duration::from_secs(60),
             accept_wait: Duration::from_secs(1),
-            host: HostInfo::default(),
+            host: Arc::default(),
             local_networks: default_local_networks(),
             community_id_seed: 0,
             content_bytes: 0,
@@ -101,7 +100,7 @@ pub(super) struct Totals {
 }
 
 pub(super) struct Flow {
-    pub(super) id: String,
+    pub(super) ids: Arc<FlowIds>,
     pub(super) tuple: Tuple,
     pub(super) role: Role,
     pub(super) owner: Task,
@@ -115,7 +114,7 @@ pub(super) struct Flow {
     /// TCP: totals of the last sock_diag snapshot that found the socket.
     pub(super) live: Option<Totals>,
     /// The name the remote address was resolved from when the flow opened.
-    pub(super) remote_name: Option<ResolvedName>,
+    pub(super) remote_name: Option<Arc<RemoteName>>,
     /// The socket's cookie, once a record or snapshot gave it (0 before).
     pub(super) cookie: u64,
     /// TCP: complete per-packet counters as of the last snapshot that found the socket.
@@ -143,10 +142,8 @@ pub struct FlowTable {
     /// counters were gone. Reported with the kernel's `tcp_table_full`/`udp_table_full`.
     pub evicted: Evicted,
     id_prefix: String,
-    pub processes: ProcessTable,
-    users: NameDb,
-    groups: NameDb,
-    pub(super) cgroups: CgroupPaths,
+    /// Who acted: processes, users, groups, cgroups.
+    pub identities: Identities,
     /// Names of remote addresses, from the DNS answers the host received.
     pub names: DnsNames,
     /// The first payload bytes of open flows, for their application protocol.
@@ -155,7 +152,8 @@ pub struct FlowTable {
     pub dns_events_dropped: u64,
     /// `dns_query` events not yet written (`dns_events` on); the agent takes them.
     pub dns_events: Vec<DnsEvent>,
-    deleted: DeletedExes,
+    /// Application facts of flows without first bytes, by (udp, server port).
+    by_port: HashMap<(bool, u16), Option<Arc<AppInfo>>>,
     pub(super) clock: BootClock,
     /// The kernel's per-packet TCP counters; without it TCP events carry none of their fields.
     pub(super) tcp_detail: Option<Box<dyn TcpDetailSource>>,
@@ -164,6 +162,7 @@ pub struct FlowTable {
 impl FlowTable {
     pub fn new(cfg: FlowTableConfig, id_prefix: String) -> Self {
         Self {
+            identities: Identities::new(cfg.host.machine_id.clone()),
             cfg,
             flows: HashMap::new(),
             partial: HashMap::new(),
@@ -172,15 +171,11 @@ impl FlowTable {
             udp_by_cookie: HashMap::new(),
             next_id: 0,
             id_prefix,
-            processes: ProcessTable::new(),
             names: DnsNames::default(),
             payloads: Payloads::default(),
             dns_events: Vec::new(),
             dns_events_dropped: 0,
-            deleted: DeletedExes::default(),
-            users: NameDb::passwd(),
-            groups: NameDb::group(),
-            cgroups: CgroupPaths::new(crate::kernel::mounts::cgroup2_mount()),
+            by_port: HashMap::new(),
             clock: BootClock::now(),
             tcp_detail: None,
         }
@@ -208,8 +203,9 @@ impl FlowTable {
     /// New timings, local networks and Community ID seed (a configuration reload). The host's
     /// facts stay. Open flows keep their ids; their later events use the new settings.
     pub fn reconfigure(&mut self, cfg: FlowTableConfig) {
-        let host = std::mem::take(&mut self.cfg.host);
+        let host = self.cfg.host.clone();
         self.cfg = FlowTableConfig { host, ..cfg };
+        self.payloads.forget_decisions();
     }
 
     /// A flow opened at `open_ns` (CLOCK_BOOTTIME, 0 if unknown): its remote's name is the
@@ -229,10 +225,15 @@ impl FlowTable {
         } else {
             crate::enrich::clock::boot_ns_now()
         };
-        let remote_name = self.names.lookup(remote.0, at_ns).cloned();
+        let remote_name = self.names.lookup(remote.0, at_ns).map(|r| {
+            Arc::new(RemoteName {
+                fqdn: r.name.clone(),
+                chain: r.chain.clone(),
+            })
+        });
         Flow {
+            ids: self.flow_ids(&tuple, role),
             remote_name,
-            id: format!("{}-{:x}", self.id_prefix, self.next_id),
             tuple,
             role,
             owner,
@@ -256,9 +257,9 @@ impl FlowTable {
         out: &mut Vec<FlowEvent>,
     ) {
         match rec {
-            Record::Exec(r) => self.processes.on_exec(&r),
-            Record::Fork(r) => self.processes.on_fork(&r),
-            Record::Exit(r) => self.processes.on_exit(&r),
+            Record::Exec(r) => self.identities.processes.on_exec(&r),
+            Record::Fork(r) => self.identities.processes.on_fork(&r),
+            Record::Exit(r) => self.identities.processes.on_exit(&r),
             Record::TcpOpen(r) => self.on_tcp_open(&r, out),
             Record::TcpAccept(r) => {
                 if let Some(f) = self.flows.get_mut(&FlowKey::Tcp(r.sock)) {
@@ -341,7 +342,7 @@ impl FlowTable {
             })
         });
         let key = key.map(|k| FlowKey::Udp(*k));
-        self.push_dns_event(ev, key, &r.tuple, "udp", r.header.ts_ns);
+        self.push_dns_event(ev, key, &r.tuple, Transport::Udp, r.header.ts_ns);
     }
 
     /// A DNS answer, the first payload received on a TCP connection to port 53: an event
@@ -362,7 +363,7 @@ impl FlowTable {
             .find(|(k, f)| matches!(k, FlowKey::Tcp(_)) && f.cookie == cookie)
             .map(|(k, f)| (*k, f.tuple));
         if let Some((key, tuple)) = found {
-            self.push_dns_event(ev, Some(key), &tuple, "tcp", ts_ns);
+            self.push_dns_event(ev, Some(key), &tuple, Transport::Tcp, ts_ns);
         }
     }
 
@@ -371,7 +372,7 @@ impl FlowTable {
         mut ev: DnsEvent,
         key: Option<FlowKey>,
         tuple: &Tuple,
-        transport: &'static str,
+        transport: Transport,
         ts_ns: u64,
     ) {
         // Bounded: the agent takes them after every batch of records.
@@ -380,27 +381,17 @@ impl FlowTable {
             return;
         }
         let (local, remote) = endpoints(tuple);
-        ev.timestamp = rfc3339_micros(self.clock.to_wall(ts_ns));
-        ev.transport_protocol = transport;
-        ev.client_ip = local.0.to_string();
-        ev.client_port = local.1;
-        ev.resolver_ip = remote.0.to_string();
-        ev.resolver_port = remote.1;
-        ev.network_locality = if is_local(&self.cfg.local_networks, remote.0) {
-            "internal"
-        } else {
-            "external"
-        };
-        ev.hostname = self.cfg.host.hostname.clone();
-        ev.host_id = non_empty(&self.cfg.host.machine_id);
-        ev.boot_id = non_empty(&self.cfg.host.boot_id);
+        ev.time = self.clock.wall(ts_ns);
+        ev.transport = transport;
+        ev.client = local;
+        ev.resolver = remote;
+        ev.locality = self.locality(remote.0);
+        ev.host = self.cfg.host.clone();
         if let Some(key) = key {
             if let Some(f) = self.flows.remove(&key) {
-                let fe = self.event(&f, "dns_query", None, ts_ns);
+                ev.flow = Some(f.ids.clone());
+                ev.process = self.identities.of(&f.owner, &self.clock);
                 self.flows.insert(key, f);
-                ev.flow_id = Some(fe.flow_id.clone());
-                ev.community_id = fe.community_id.clone();
-                ev.process = ProcessIdentity::of(&fe);
             }
         }
         self.dns_events.push(ev);
@@ -424,7 +415,7 @@ impl FlowTable {
         // Opened while the start-up scan ran: the scan's flow is this one.
         if let Some(pkey) = self.partial.remove(&identity(r.netns, &r.tuple)) {
             if let Some(p) = self.flows.remove(&pkey) {
-                f.id = p.id;
+                f.ids = p.ids;
                 f.start_emitted = p.start_emitted;
             }
         }
@@ -505,8 +496,8 @@ impl FlowTable {
         if let Some(d) = &detail {
             totals = with_detail(totals, d);
         }
-        let mut ev = self.event(&f, "end", Some(totals), r.header.ts_ns);
-        ev.end_time = Some(rfc3339_micros(self.clock.to_wall(r.header.ts_ns)));
+        let mut ev = self.event(&f, FlowAction::End, Some(totals), r.header.ts_ns);
+        ev.end_time = Some(self.clock.wall(r.header.ts_ns));
         ev.end_reason = Some(state::end_cause(r));
         ev.conn_state = Some(state::conn_state(r));
         ev.history = Some(match &detail {
@@ -514,7 +505,7 @@ impl FlowTable {
             None => state::history(&directed, in_bytes, out_bytes),
         });
         if let Some(d) = &detail {
-            tcp_detail::fill_event(&mut ev, d, f.role != Role::Passive, &self.clock);
+            tcp_detail::fill_event(&mut ev, d, &self.clock);
         }
         if r.counters.srtt_us > 0 {
             ev.rtt_us = Some(r.counters.srtt_us);
@@ -549,7 +540,7 @@ impl FlowTable {
         } else {
             crate::enrich::clock::boot_ns_now()
         };
-        out.push(self.event(&f, "start", None, ts));
+        out.push(self.event(&f, FlowAction::Start, None, ts));
         f.start_emitted = true;
         self.flows.insert(key, f);
     }
@@ -568,13 +559,13 @@ impl FlowTable {
         udp.remove(&key);
         let now = crate::enrich::clock::boot_ns_now();
         let totals = counters.map(|c| udp_totals(&c));
-        let mut ev = self.event(&f, "end", totals, now);
+        let mut ev = self.event(&f, FlowAction::End, totals, now);
         let end_ns = counters
             .map(|c| c.last_ns)
             .filter(|n| *n > 0)
             .unwrap_or(now);
-        ev.end_time = Some(rfc3339_micros(self.clock.to_wall(end_ns)));
-        ev.duration = Some(end_ns.saturating_sub(f.open_ns) as f64 / 1e9);
+        ev.end_time = Some(self.clock.wall(end_ns));
+        ev.duration_ns = Some(end_ns.saturating_sub(f.open_ns));
         ev.end_reason = Some(reason);
         out.push(ev);
         self.payloads.remove(&payload_key(&f));
@@ -617,13 +608,13 @@ impl FlowTable {
                 let Some(mut f) = self.flows.remove(&key) else {
                     continue;
                 };
-                out.push(self.event(&f, "update", Some(udp_totals(&c)), now_ns));
+                out.push(self.event(&f, FlowAction::Update, Some(udp_totals(&c)), now_ns));
                 f.reported = udp_totals(&c);
                 f.last_report_ns = now_ns;
                 self.flows.insert(key, f);
             }
         }
-        self.processes.expire();
+        self.identities.processes.expire();
         if self.payloads.len() > self.flows.len() * 2 + 1024 {
             // Bytes of flows whose end never came (or that were never opened here).
             let open: std::collections::HashSet<PayloadKey> =
@@ -663,7 +654,7 @@ impl FlowTable {
         if !f.start_emitted {
             out.push(self.event(
                 &f,
-                "start",
+                FlowAction::Start,
                 None,
                 if f.open_ns > 0 { f.open_ns } else { now },
             ));
@@ -672,12 +663,12 @@ impl FlowTable {
             (Some(t), Some(d)) => Some(with_detail(t, d)),
             (t, _) => t,
         };
-        let mut ev = self.event(&f, "end", totals, now);
+        let mut ev = self.event(&f, FlowAction::End, totals, now);
         if let Some(d) = &f.detail {
-            tcp_detail::fill_event(&mut ev, d, f.role != Role::Passive, &self.clock);
+            tcp_detail::fill_event(&mut ev, d, &self.clock);
         }
         ev.end_reason = Some(reason);
-        ev.end_time = Some(rfc3339_micros(self.clock.to_wall(now)));
+        ev.end_time = Some(self.clock.wall(now));
         out.push(ev);
         self.payloads.remove(&payload_key(&f));
     }
@@ -685,105 +676,37 @@ impl FlowTable {
     pub(super) fn event(
         &mut self,
         f: &Flow,
-        action: &'static str,
+        action: FlowAction,
         totals: Option<Totals>,
         ts_ns: u64,
     ) -> FlowEvent {
-        let local_orig = f.role != Role::Passive;
         let (local, remote) = endpoints(&f.tuple);
-        let ((src_ip, src_port), (dest_ip, dest_port)) = if local_orig {
-            (local, remote)
+        let direction = if f.role != Role::Passive {
+            Direction::Outbound
         } else {
-            (remote, local)
+            Direction::Inbound
         };
-        let mut ev = FlowEvent {
-            timestamp: rfc3339_micros(self.clock.to_wall(ts_ns)),
-            event_action: action,
-            flow_id: f.id.clone(),
-            community_id: Some(community_id_v1(
-                self.cfg.community_id_seed,
-                f.tuple.protocol,
-                src_ip,
-                src_port,
-                dest_ip,
-                dest_port,
-            )),
-            transport_protocol: if f.tuple.protocol == IPPROTO_TCP {
-                "tcp"
-            } else {
-                "udp"
-            },
-            src_ip: src_ip.to_string(),
-            src_port,
-            dest_ip: dest_ip.to_string(),
-            dest_port,
-            network_direction: if local_orig { "outbound" } else { "inbound" },
-            network_locality: if is_local(&self.cfg.local_networks, remote.0) {
-                "internal"
-            } else {
-                "external"
-            },
-            local_orig,
-            local_resp: !local_orig,
-            start_observed: f.start_observed,
-            hostname: self.cfg.host.hostname.clone(),
-            fqdn: self.cfg.host.fqdn.clone(),
-            host_id: non_empty(&self.cfg.host.machine_id),
-            boot_id: non_empty(&self.cfg.host.boot_id),
-            os_name: self.cfg.host.os_name.clone(),
-            os_version: self.cfg.host.os_version.clone(),
-            kernel_version: non_empty(&self.cfg.host.kernel),
-            agent_version: env!("CARGO_PKG_VERSION"),
-            ..FlowEvent::default()
-        };
-        self.name_endpoints(&mut ev, f, local_orig);
+        let mut ev = FlowEvent::new(
+            action,
+            self.clock.wall(ts_ns),
+            transport_of(&f.tuple),
+            local,
+            remote,
+            direction,
+            self.cfg.host.clone(),
+        );
+        ev.ids = f.ids.clone();
+        ev.locality = self.locality(remote.0);
+        ev.start_observed = f.start_observed;
+        ev.remote_name = f.remote_name.clone();
         if f.open_ns > 0 {
-            ev.start_time = Some(rfc3339_micros(self.clock.to_wall(f.open_ns)));
-            ev.duration = Some(ts_ns.saturating_sub(f.open_ns) as f64 / 1e9);
+            ev.start_time = Some(self.clock.wall(f.open_ns));
+            ev.duration_ns = Some(ts_ns.saturating_sub(f.open_ns));
         }
-        if f.netns != 0 {
-            ev.netns = Some(f.netns);
-        }
-        if let Some(t) = totals {
-            ev.in_bytes = Some(t.in_bytes);
-            ev.out_bytes = Some(t.out_bytes);
-            ev.packet_count = Some(t.in_pkts + t.out_pkts);
-            let (ob, rb, op, rp, oip, rip) = if local_orig {
-                (
-                    t.out_bytes,
-                    t.in_bytes,
-                    t.out_pkts,
-                    t.in_pkts,
-                    t.out_ip_bytes,
-                    t.in_ip_bytes,
-                )
-            } else {
-                (
-                    t.in_bytes,
-                    t.out_bytes,
-                    t.in_pkts,
-                    t.out_pkts,
-                    t.in_ip_bytes,
-                    t.out_ip_bytes,
-                )
-            };
-            ev.orig_bytes = Some(ob);
-            ev.resp_bytes = Some(rb);
-            ev.orig_pkts = Some(op);
-            ev.resp_pkts = Some(rp);
-            ev.orig_ip_bytes = oip;
-            ev.resp_ip_bytes = rip;
-            let r = f.reported;
-            ev.interval = Some(IntervalCounters {
-                in_bytes: t.in_bytes.saturating_sub(r.in_bytes),
-                out_bytes: t.out_bytes.saturating_sub(r.out_bytes),
-                in_pkts: t.in_pkts.saturating_sub(r.in_pkts),
-                out_pkts: t.out_pkts.saturating_sub(r.out_pkts),
-            });
-        }
+        ev.netns = (f.netns != 0).then_some(f.netns);
+        ev.counters = totals.map(|t| counters(t, f.reported));
         self.attribute(f, &mut ev);
-        let first = self.payloads.get(&payload_key(f));
-        app_proto::fill_event(&mut ev, first, self.cfg.content_bytes);
+        ev.app = self.app_info(f, direction == Direction::Outbound, ev.dest().1);
         ev
     }
 
@@ -794,133 +717,88 @@ impl FlowTable {
         }
         ev.attribution = Some(match f.owner_kind {
             // UDP flows name the last process that used the socket in its own syscall.
-            _ if f.tuple.protocol != IPPROTO_TCP => "socket_user",
-            OwnerKind::Connector => "connector",
-            OwnerKind::Listener => "listener",
-            OwnerKind::Acceptor => "acceptor",
-            OwnerKind::None => "unknown",
+            _ if f.tuple.protocol != IPPROTO_TCP => Attribution::SocketUser,
+            OwnerKind::Connector => Attribution::Connector,
+            OwnerKind::Listener => Attribution::Listener,
+            OwnerKind::Acceptor => Attribution::Acceptor,
+            OwnerKind::None => Attribution::Unknown,
         });
-        ev.pid = Some(t.pid);
         ev.tid = Some(t.tid);
-        ev.uid = Some(t.uid);
-        ev.gid = Some(t.gid);
-        ev.user = self.users.name(t.uid);
-        ev.group = self.groups.name(t.gid);
-        ev.cgroup_id = (t.cgroup_id != 0).then_some(t.cgroup_id);
-        if let Some(path) = (t.cgroup_id != 0)
-            .then(|| self.cgroups.path(t.cgroup_id))
-            .flatten()
-        {
-            if let Some(c) = container_of(&path) {
-                ev.container_id = Some(c.id);
-                ev.container_runtime = Some(c.runtime.to_string());
+        ev.process = self.identities.of(t, &self.clock);
+    }
+
+    /// The flow's application facts: from its first bytes when it has some (decided once),
+    /// else from its server port.
+    fn app_info(&mut self, f: &Flow, local_orig: bool, dest_port: u16) -> Option<Arc<AppInfo>> {
+        let udp = f.tuple.protocol != IPPROTO_TCP;
+        let content = self.cfg.content_bytes;
+        let by_port = &mut self.by_port;
+        self.payloads.app(&payload_key(f), |first| match first {
+            Some(first) => {
+                app_proto::app_info(udp, local_orig, dest_port, Some(first), content).map(Arc::new)
             }
-            ev.systemd_unit = systemd_unit(&path);
-            ev.cgroup_path = Some(path);
-        }
-        let comm_len = t.comm.iter().position(|b| *b == 0).unwrap_or(t.comm.len());
-        ev.process_name = Some(text_of(&t.comm[..comm_len]));
-        if t.start_ns > 0 {
-            ev.process_start_time = Some(rfc3339_micros(self.clock.to_wall(t.start_ns)));
-            ev.process_entity_id = Some(process_entity_id(
-                &self.cfg.host.machine_id,
-                t.start_ns,
-                t.pid,
-            ));
-        }
-        let proc = self.processes.lookup(t.pid, t.start_ns);
-        let ppid = if t.ppid != 0 {
-            t.ppid
+            None => by_port
+                .entry((udp, dest_port))
+                .or_insert_with(|| {
+                    app_proto::app_info(udp, local_orig, dest_port, None, 0).map(Arc::new)
+                })
+                .clone(),
+        })
+    }
+
+    fn locality(&self, remote: IpAddr) -> Locality {
+        if is_local(&self.cfg.local_networks, remote) {
+            Locality::Internal
         } else {
-            proc.as_ref().map_or(0, |p| p.ppid)
+            Locality::External
+        }
+    }
+
+    /// A new flow's id and Community ID (computed once: the hash is of the 5-tuple).
+    fn flow_ids(&self, tuple: &Tuple, role: Role) -> Arc<FlowIds> {
+        let (local, remote) = endpoints(tuple);
+        let (src, dest) = if role != Role::Passive {
+            (local, remote)
+        } else {
+            (remote, local)
         };
-        if ppid != 0 {
-            ev.ppid = Some(ppid);
-        }
-        if let Some(p) = proc {
-            if let Some(path) = &p.image_path {
-                ev.exe = path.rsplit(|b| *b == b'/').next().map(text_of);
-                ev.image_path = Some(text_of(path));
-                // Deleted after exec (the kernel saw a linked file): /proc says so while it runs.
-                ev.image_deleted = Some(p.image_deleted || self.deleted.check(p.pid, p.start_ns));
-            }
-            if !p.args.is_empty() {
-                ev.command_line = Some(quote_args(&p.args));
-                ev.process_args = Some(p.args.iter().map(|a| text_of(a)).collect());
-                ev.command_line_truncated = Some(p.args_truncated);
-            }
-            if let Some(parent) = self.processes.lookup(p.ppid, 0) {
-                ev.parent_exe = parent.image_path.as_ref().map(|b| text_of(b));
-                if parent.start_ns > 0 {
-                    ev.parent_entity_id = Some(process_entity_id(
-                        &self.cfg.host.machine_id,
-                        parent.start_ns,
-                        parent.pid,
-                    ));
-                }
-            }
-        }
+        Arc::new(FlowIds {
+            flow_id: format!("{}-{:x}", self.id_prefix, self.next_id),
+            community_id: Some(community_id_v1(
+                self.cfg.community_id_seed,
+                tuple.protocol,
+                src.0,
+                src.1,
+                dest.0,
+                dest.1,
+            )),
+        })
     }
 }
 
-impl FlowTable {
-    /// CAR's host names of both ends: this host's own, and the remote's from DNS.
-    fn name_endpoints(&self, ev: &mut FlowEvent, f: &Flow, local_orig: bool) {
-        let host = &self.cfg.host;
-        let own_host = (!host.hostname.is_empty()).then(|| host.hostname.clone());
-        let remote_fqdn = f.remote_name.as_ref().map(|r| r.name.clone());
-        let remote_host = remote_fqdn
-            .as_deref()
-            .and_then(|n| n.split('.').next())
-            .map(str::to_string);
-        ev.dns_chain = f
-            .remote_name
-            .as_ref()
-            .filter(|r| r.chain.len() > 1)
-            .map(|r| r.chain.clone());
-        let (own, remote) = if local_orig {
-            (
-                (&mut ev.src_hostname, &mut ev.src_fqdn),
-                (&mut ev.dest_hostname, &mut ev.dest_fqdn),
-            )
-        } else {
-            (
-                (&mut ev.dest_hostname, &mut ev.dest_fqdn),
-                (&mut ev.src_hostname, &mut ev.src_fqdn),
-            )
-        };
-        *own.0 = own_host;
-        *own.1 = host.fqdn.clone();
-        *remote.0 = remote_host;
-        *remote.1 = remote_fqdn;
+fn transport_of(t: &Tuple) -> Transport {
+    if t.protocol == IPPROTO_TCP {
+        Transport::Tcp
+    } else {
+        Transport::Udp
     }
 }
 
-/// Whether a running process's executable has been deleted since it started, from
-/// /proc/PID/exe, looked at once a second at most per process: a readlink per event was a
-/// quarter of the agent's CPU under a connection storm.
-#[derive(Default)]
-pub(super) struct DeletedExes {
-    seen: HashMap<(u32, u64), (bool, std::time::Instant)>,
-}
-
-impl DeletedExes {
-    const RECHECK: Duration = Duration::from_secs(1);
-
-    fn check(&mut self, pid: u32, start_ns: u64) -> bool {
-        if let Some((deleted, at)) = self.seen.get(&(pid, start_ns)) {
-            if *deleted || at.elapsed() < Self::RECHECK {
-                return *deleted;
-            }
-        }
-        let deleted = std::fs::read_link(format!("/proc/{pid}/exe"))
-            .is_ok_and(|p| p.as_os_str().as_encoded_bytes().ends_with(b" (deleted)"));
-        if self.seen.len() > 65_536 {
-            self.seen.retain(|_, (_, at)| at.elapsed() < Self::RECHECK);
-        }
-        self.seen
-            .insert((pid, start_ns), (deleted, std::time::Instant::now()));
-        deleted
+/// An event's counters: the totals and what they added since the last report.
+fn counters(t: Totals, r: Totals) -> Counters {
+    Counters {
+        in_bytes: t.in_bytes,
+        out_bytes: t.out_bytes,
+        in_pkts: t.in_pkts,
+        out_pkts: t.out_pkts,
+        in_ip_bytes: t.in_ip_bytes,
+        out_ip_bytes: t.out_ip_bytes,
+        interval: IntervalCounters {
+            in_bytes: t.in_bytes.saturating_sub(r.in_bytes),
+            out_bytes: t.out_bytes.saturating_sub(r.out_bytes),
+            in_pkts: t.in_pkts.saturating_sub(r.in_pkts),
+            out_pkts: t.out_pkts.saturating_sub(r.out_pkts),
+        },
     }
 }
 
@@ -1021,10 +899,6 @@ pub fn sum_udp_counters<'a>(slots: impl IntoIterator<Item = &'a UdpCounters>) ->
         s.pkts_out += c.pkts_out;
     }
     s
-}
-
-fn non_empty(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_string())
 }
 
 #[cfg(test)]

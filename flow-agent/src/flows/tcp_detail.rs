@@ -1,12 +1,14 @@
 //! A TCP socket's per-packet counters (the kernel's `TcpDetail`) turned into event fields:
-//! IP-level bytes, packets, the OR of the TCP flags, first payload times, time to first byte,
-//! and Zeek's history letters in the order they happened.
+//! IP-level bytes, packets, the OR of the TCP flags, first payload times and Zeek's history
+//! letters in the order they happened.
 use flow_common::{
     TcpDetail, TcpDirDetail, TcpHistEntry, TCP_DETAIL_PARTIAL, TCP_DETAIL_PRESENT, TCP_HIST_SLOTS,
 };
 
-use super::event::FlowEvent;
-use crate::enrich::clock::{rfc3339_micros, BootClock};
+use crate::{
+    enrich::clock::BootClock,
+    event::{FlowEvent, TcpFlags},
+};
 
 /// Reads the kernel's per-packet TCP counters (`TCP_PKTS`, `TCP_LATE`) by socket cookie.
 pub trait TcpDetailSource {
@@ -17,9 +19,6 @@ pub trait TcpDetailSource {
     fn take_late(&mut self, cookie: u64) -> Option<TcpDetail>;
 }
 
-/// TCP flag letters, lowest bit first, as `tcp_flags` writes them.
-const FLAG_LETTERS: [char; 8] = ['F', 'S', 'R', 'P', 'A', 'U', 'E', 'C'];
-
 /// The counters cover the whole connection: the kernel saw its first packet, lost nothing, and
 /// saw this host's SYN or SYN-ACK. (On some kernels, 6.1 among them, an IPv6 SYN-ACK skips the
 /// cgroup egress hook: such counters would be short of it, so they are not used.)
@@ -28,16 +27,6 @@ pub fn complete(d: &TcpDetail) -> bool {
 }
 
 const SYN: u8 = 0x02;
-
-/// `FSRPAUEC` letters of the flags set in `bits`, in that order.
-pub fn flag_letters(bits: u8) -> String {
-    FLAG_LETTERS
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| bits & (1 << i) != 0)
-        .map(|(_, c)| *c)
-        .collect()
-}
 
 fn letters(d: &TcpDirDetail) -> &[TcpHistEntry] {
     &d.hist[..(d.hist_len as usize).min(TCP_HIST_SLOTS)]
@@ -92,28 +81,18 @@ pub fn merge_late(d: &mut TcpDetail, late: &TcpDetail) {
     d.hist_next = base.saturating_add(late.hist_next);
 }
 
-/// Sets the fields that per-packet counters give: `tcp_flags`, `orig_tcp_flags`,
-/// `resp_tcp_flags`, the first payload times and `time_to_first_byte`. IP bytes and packets
-/// travel in the totals; `history` is set by the caller (end events only).
-pub fn fill_event(ev: &mut FlowEvent, d: &TcpDetail, local_orig: bool, clock: &BootClock) {
-    let (orig, resp) = if local_orig {
-        (&d.tx, &d.rx)
-    } else {
-        (&d.rx, &d.tx)
-    };
-    ev.tcp_flags = Some(flag_letters(orig.flags | resp.flags));
-    ev.orig_tcp_flags = Some(flag_letters(orig.flags));
-    ev.resp_tcp_flags = Some(flag_letters(resp.flags));
-    let time = |ns: u64| (ns != 0).then(|| rfc3339_micros(clock.to_wall(ns)));
-    ev.orig_first_byte_time = time(orig.first_payload_ns);
-    ev.resp_first_byte_time = time(resp.first_payload_ns);
-    ev.time_to_first_byte = time_to_first_byte(orig.first_payload_ns, resp.first_payload_ns);
-}
-
-/// Seconds from the originator's first payload byte to the responder's first payload byte,
-/// when the originator spoke first.
-pub fn time_to_first_byte(orig_ns: u64, resp_ns: u64) -> Option<f64> {
-    (orig_ns != 0 && resp_ns > orig_ns).then(|| (resp_ns - orig_ns) as f64 / 1e9)
+/// Sets the fields that per-packet counters give: the flags each way and the first payload
+/// times. IP bytes and packets travel in the totals; `history` is set by the caller (end
+/// events only).
+pub(crate) fn fill_event(ev: &mut FlowEvent, d: &TcpDetail, clock: &BootClock) {
+    let (orig, resp) = ev.by_role(&d.tx, &d.rx);
+    ev.tcp_flags = Some(TcpFlags {
+        orig: orig.flags,
+        resp: resp.flags,
+    });
+    let time = |ns: u64| (ns != 0).then(|| clock.wall(ns));
+    ev.orig_first_byte = time(orig.first_payload_ns);
+    ev.resp_first_byte = time(resp.first_payload_ns);
 }
 
 /// Whether a close record's counters are usable: present and complete.
@@ -193,18 +172,6 @@ mod tests {
         merge_late(&mut d, &late);
         assert_eq!(history(&d, true), "ShADadFfR");
         assert_eq!((d.tx.ip_bytes, d.tx.pkts), (140, 3));
-        assert_eq!(flag_letters(d.tx.flags), "R");
-    }
-
-    #[test]
-    fn flags_and_time_to_first_byte() {
-        assert_eq!(flag_letters(0x1b), "FSPA");
-        assert_eq!(flag_letters(0xff), "FSRPAUEC");
-        assert_eq!(flag_letters(0), "");
-        assert_eq!(time_to_first_byte(1_000, 3_500), Some(2.5e-6));
-        // The responder spoke first, or one side never sent payload.
-        assert_eq!(time_to_first_byte(3_500, 1_000), None);
-        assert_eq!(time_to_first_byte(0, 1_000), None);
-        assert_eq!(time_to_first_byte(1_000, 0), None);
+        assert_eq!(d.tx.flags, 0x04);
     }
 }

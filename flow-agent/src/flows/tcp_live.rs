@@ -6,9 +6,12 @@ use flow_common::{OwnerKind, Role, Task, Tuple, AF_INET, AF_INET6, IPPROTO_TCP};
 
 use super::{
     table::{identity, with_detail, FlowKey, Totals},
-    tcp_detail, FlowEvent, FlowTable,
+    tcp_detail, FlowTable,
 };
-use crate::capture::sock_diag::{tcp_state, TcpSockInfo};
+use crate::{
+    capture::sock_diag::{tcp_state, TcpSockInfo},
+    event::{FlowAction, FlowEvent},
+};
 
 /// Totals from a live socket, with the sequence-number bytes (SYN, FIN) taken out as at close.
 fn live_totals(s: &TcpSockInfo, role: Role) -> Totals {
@@ -110,9 +113,9 @@ impl FlowTable {
                 if let Some(d) = &f.detail {
                     totals = with_detail(totals, d);
                 }
-                let mut ev = self.event(&f, "update", Some(totals), now_ns);
+                let mut ev = self.event(&f, FlowAction::Update, Some(totals), now_ns);
                 if let Some(d) = &f.detail {
-                    tcp_detail::fill_event(&mut ev, d, f.role != Role::Passive, &self.clock);
+                    tcp_detail::fill_event(&mut ev, d, &self.clock);
                 }
                 if s.rtt_us > 0 {
                     ev.rtt_us = Some(s.rtt_us);
@@ -204,7 +207,7 @@ impl FlowTable {
             };
             if let Some(p) = owners
                 .get(&s.inode)
-                .and_then(|pid| self.processes.lookup(*pid, 0))
+                .and_then(|pid| self.identities.processes.lookup(*pid, 0))
             {
                 owner.pid = p.pid;
                 owner.tid = p.pid;
@@ -217,7 +220,7 @@ impl FlowTable {
                     owner.comm[n - 1] = 0;
                 }
                 owner.gid = proc_real_gid(p.pid).unwrap_or(0);
-                owner.cgroup_id = self.cgroups.id_of_process(p.pid).unwrap_or(0);
+                owner.cgroup_id = self.identities.cgroups.id_of_process(p.pid).unwrap_or(0);
             }
             let kind = match (owner.pid != 0, role) {
                 (false, _) => OwnerKind::None,

@@ -6,7 +6,10 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::{filter::FilterConfig, flows::FlowEvent};
+use crate::{
+    event::{FlowAction, FlowEvent, WallTime},
+    filter::FilterConfig,
+};
 
 mod bucket;
 mod config;
@@ -17,7 +20,8 @@ mod tests;
 pub use bucket::{Bucket, Limit};
 pub use config::RateLimitConfig;
 use event::Summary;
-pub use event::{ProcessIdentity, SuppressedEvent, MAX_DISTINCT};
+pub use event::MAX_DISTINCT;
+pub(crate) use crate::event::{Limiter, SuppressedEvent};
 
 /// A process as the limiter knows it: its entity id (pid and start time), so a reused pid is
 /// another process.
@@ -34,25 +38,12 @@ pub enum ProcessKey {
 
 impl ProcessKey {
     fn of(ev: &FlowEvent) -> Self {
-        match (&ev.process_entity_id, ev.pid) {
-            (Some(id), _) => Self::Entity(id.clone()),
-            (None, Some(pid)) => Self::Pid(pid),
-            (None, None) => Self::Unattributed,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Limiter {
-    Process,
-    Global,
-}
-
-impl Limiter {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Process => "process",
-            Self::Global => "global",
+        match ev.process.as_deref() {
+            Some(p) => match &p.entity_id {
+                Some(id) => Self::Entity(id.clone()),
+                None => Self::Pid(p.pid),
+            },
+            None => Self::Unattributed,
         }
     }
 }
@@ -137,15 +128,15 @@ impl RateLimiter {
     }
 
     fn admit(&mut self, ev: &FlowEvent, now_ns: u64) -> bool {
-        if let Some(key) = self.suppressed.get(&ev.flow_id) {
-            if ev.event_action == "end" {
+        if let Some(key) = self.suppressed.get(&ev.ids.flow_id) {
+            if ev.action == FlowAction::End {
                 let key = key.clone();
-                self.suppressed.remove(&ev.flow_id);
+                self.suppressed.remove(&ev.ids.flow_id);
                 self.summary(key, ev).ended(ev);
             }
             return false;
         }
-        if !self.cfg.enabled || ev.event_action != "start" || !self.filter.decide(ev) {
+        if !self.cfg.enabled || ev.action != FlowAction::Start || !self.filter.decide(ev) {
             return true;
         }
         let per_process = self.cfg.per_process();
@@ -172,7 +163,7 @@ impl RateLimiter {
         };
         let key = (limiter, pkey);
         self.summary(key.clone(), ev).started(ev);
-        self.suppressed.insert(ev.flow_id.clone(), key);
+        self.suppressed.insert(ev.ids.flow_id.clone(), key);
         false
     }
 
@@ -213,8 +204,8 @@ impl RateLimiter {
             key
         };
         let identity = match key.1 {
-            ProcessKey::Other => ProcessIdentity::default(),
-            _ => ProcessIdentity::of(ev),
+            ProcessKey::Other => None,
+            _ => ev.process.clone(),
         };
         self.summaries
             .entry(key)
@@ -226,7 +217,7 @@ impl RateLimiter {
     pub fn take_summaries(
         &mut self,
         now_ns: u64,
-        timestamp: &str,
+        time: WallTime,
         force: bool,
     ) -> Vec<SuppressedEvent> {
         let every = self.cfg.summary_interval.duration().as_nanos() as u64;
@@ -245,11 +236,12 @@ impl RateLimiter {
                     Limiter::Process => self.cfg.per_process(),
                     Limiter::Global => self.cfg.global(),
                 };
-                s.into_event(limiter.name(), limit, timestamp.to_string())
+                s.into_event(limiter, limit, time)
             })
             .collect();
         // Stable order: by limiter, then pid.
-        out.sort_by(|a, b| (a.limiter, a.process.pid).cmp(&(b.limiter, b.process.pid)));
+        let pid = |e: &SuppressedEvent| e.process.as_ref().map(|p| p.pid);
+        out.sort_by_key(|e| (e.limiter, pid(e)));
         self.stats.summaries += out.len() as u64;
         out
     }

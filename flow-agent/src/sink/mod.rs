@@ -7,9 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     encode::{Encoder, Format},
+    event::Event,
     filter::FilterConfig,
-    flows::FlowEvent,
-    health::StatsEvent,
 };
 
 pub mod delivery;
@@ -122,14 +121,13 @@ struct Output {
 
 /// Every configured output, fed by the runtime.
 pub struct Outputs {
-    global_filter: FilterConfig,
     outputs: Vec<Output>,
     record: Vec<u8>,
 }
 
 impl Outputs {
     /// Opens every sink; fails on the first that cannot start, naming it.
-    pub fn start(configs: &[OutputConfig], global_filter: FilterConfig) -> Result<Self, SinkError> {
+    pub fn start(configs: &[OutputConfig]) -> Result<Self, SinkError> {
         let mut outputs = Vec::with_capacity(configs.len());
         for (i, cfg) in configs.iter().enumerate() {
             let kind = cfg.kind()?;
@@ -155,78 +153,30 @@ impl Outputs {
             });
         }
         Ok(Self {
-            global_filter,
             outputs,
             record: Vec::with_capacity(4096),
         })
     }
 
-    /// Filters, encodes and submits a batch of events to every output.
-    pub fn publish(&mut self, events: &[FlowEvent]) {
+    /// Filters (each output's own filter: the global one was applied before), encodes and
+    /// submits a batch of events to every output whose format can carry them.
+    pub(crate) fn publish(&mut self, events: &[Event]) {
         if events.is_empty() {
             return;
         }
         for out in &mut self.outputs {
             for ev in events {
-                if !self.global_filter.matches(ev) || !out.filter.matches(ev) {
+                if !out.filter.matches(ev) {
                     continue;
                 }
                 self.record.clear();
-                if out.encoder.encode_flow(ev, &mut self.record) {
-                    out.stats
-                        .accepted
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    out.sink.submit(&self.record);
-                }
-            }
-            out.sink.flush();
-        }
-    }
-
-    /// Writes a health report to every output whose format can carry it.
-    pub fn publish_stats(&mut self, stats: &StatsEvent) {
-        for out in &mut self.outputs {
-            self.record.clear();
-            if out.encoder.encode_stats(stats, &mut self.record) {
-                out.sink.submit(&self.record);
-                out.sink.flush();
-            }
-        }
-    }
-
-    /// Writes `rate_limited` summaries to every output whose format can carry them. Output
-    /// filters do not apply: they choose flows, and these are not flows.
-    pub fn publish_suppressed(&mut self, summaries: &[crate::ratelimit::SuppressedEvent]) {
-        if summaries.is_empty() {
-            return;
-        }
-        for out in &mut self.outputs {
-            for s in summaries {
-                self.record.clear();
-                // Not counted in `accepted` (flow events), like stats events.
-                if out.encoder.encode_suppressed(s, &mut self.record) {
-                    out.sink.submit(&self.record);
-                }
-            }
-            out.sink.flush();
-        }
-    }
-
-    /// Writes `dns_query` events to every output whose format can carry them. Filters apply
-    /// to each event seen as its DNS flow (client to resolver, with the asking process).
-    pub fn publish_dns(&mut self, events: &[crate::flows::dns_event::DnsEvent]) {
-        if events.is_empty() {
-            return;
-        }
-        let flows: Vec<FlowEvent> = events.iter().map(|e| e.as_flow_event()).collect();
-        for out in &mut self.outputs {
-            for (ev, fe) in events.iter().zip(&flows) {
-                if !self.global_filter.matches(fe) || !out.filter.matches(fe) {
-                    continue;
-                }
-                self.record.clear();
-                // Not counted in `accepted` (flow events), like stats events.
-                if out.encoder.encode_dns(ev, &mut self.record) {
+                if out.encoder.encode(ev, &mut self.record) {
+                    // `accepted` counts flow events only.
+                    if matches!(ev, Event::Flow(_)) {
+                        out.stats
+                            .accepted
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     out.sink.submit(&self.record);
                 }
             }

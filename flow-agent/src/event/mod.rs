@@ -1,0 +1,62 @@
+//! The typed event model every stage after capture shares: integers for times and counters,
+//! `IpAddr` for addresses, enums for vocabularies, and per-process and per-host facts shared
+//! through `Arc` rather than copied into each event. No formatting happens here: each encoder
+//! turns these values into its own text once (encode/).
+mod app;
+mod dns;
+mod flow;
+mod process;
+mod rate_limited;
+
+pub use app::{AppInfo, AppProtocolSource, TlsInfo};
+pub use dns::{DnsAnswer, DnsEvent};
+pub use flow::{
+    Attribution, Counters, Direction, FlowAction, FlowEvent, FlowIds, IntervalCounters, Locality,
+    RemoteName, TcpFlags, Transport,
+};
+pub use process::ProcessIdentity;
+pub use rate_limited::{Limiter, SuppressedEvent};
+
+pub use crate::enrich::host::HostInfo;
+use crate::health::StatsEvent;
+
+/// Wall-clock time: nanoseconds since the Unix epoch (UTC).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WallTime(pub u64);
+
+impl WallTime {
+    pub fn now() -> Self {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Self(d.as_nanos() as u64)
+    }
+
+    pub fn micros(self) -> i64 {
+        (self.0 / 1_000) as i64
+    }
+
+    pub fn millis(self) -> i64 {
+        (self.0 / 1_000_000) as i64
+    }
+
+    pub fn seconds(self) -> f64 {
+        self.0 as f64 / 1e9
+    }
+}
+
+/// Every kind of event the agent writes: one path from the producers to the outputs.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Flow(FlowEvent),
+    Dns(Box<DnsEvent>),
+    Stats(Box<StatsEvent>),
+    RateLimited(Box<SuppressedEvent>),
+}
+
+impl From<std::time::SystemTime> for WallTime {
+    fn from(t: std::time::SystemTime) -> Self {
+        let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Self(d.as_nanos() as u64)
+    }
+}
