@@ -4,15 +4,7 @@
 //! kernel could not put in the full ring is counted there (`ring_full`), never silent.
 use std::time::{Duration, Instant};
 
-use flow_common::{UdpCounters, UdpFlowKey};
-
-use aya::maps::{MapData, PerCpuHashMap};
-
 use super::{Capture, Record};
-use crate::flows::{
-    table::{sum_udp_counters, UdpCounterSource},
-    FlowTable,
-};
 
 /// Records handled per turn of the main loop at most.
 pub const DRAIN_BATCH: usize = 4096;
@@ -26,18 +18,6 @@ const CLOCK_EVERY: usize = 64;
 /// slightly different one: a signal's limit is extended by this much so that no record written
 /// before the signal is left behind a later one.
 const STAMP_SKEW_NS: u64 = 10_000_000;
-
-/// The kernel's per-CPU UDP counters, as the flow table reads them.
-pub struct KernelUdp<'a>(pub &'a mut PerCpuHashMap<MapData, UdpFlowKey, UdpCounters>);
-
-impl UdpCounterSource for KernelUdp<'_> {
-    fn read(&self, key: &UdpFlowKey) -> Option<UdpCounters> {
-        self.0.get(key, 0).ok().map(|v| sum_udp_counters(v.iter()))
-    }
-    fn remove(&mut self, key: &UdpFlowKey) {
-        let _ = self.0.remove(key);
-    }
-}
 
 /// How much one drain may read.
 #[derive(Clone, Copy, Debug)]
@@ -86,23 +66,16 @@ fn stamp(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_ne_bytes(bytes.get(8..16)?.try_into().ok()?))
 }
 
-/// Reads records within `budget`, feeding each to the flow table as it comes (no buffering of
-/// raw records: memory is one record at a time).
+/// Reads records within `budget`, handing each to `handle` as it comes (no buffering of raw
+/// records: memory is one record at a time), with the capture for the maps it may read.
 pub fn drain(
     capture: &mut Capture,
-    table: &mut FlowTable,
-    events: &mut Vec<FlowEvent>,
     budget: DrainBudget,
+    mut handle: impl FnMut(Record, &mut Capture),
 ) -> Drained {
     let mut done = Drained::default();
-    let Capture {
-        events: ring,
-        udp_flows,
-        ..
-    } = capture;
-    let mut udp = KernelUdp(udp_flows);
     while done.records < budget.records {
-        let Some(item) = ring.next() else {
+        let Some(item) = capture.events.next() else {
             return done;
         };
         done.records += 1;
@@ -114,7 +87,7 @@ pub fn drain(
         // Releases the ring slot before the (slower) flow table work.
         drop(item);
         match record {
-            Ok(r) => table.handle(r, &mut udp, events),
+            Ok(r) => handle(r, capture),
             Err(e) => log::error!("dropping undecodable kernel record: {e}"),
         }
         if newer {

@@ -1,7 +1,7 @@
 //! Facts about this host that every event carries or that identify it.
 use std::net::IpAddr;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HostInfo {
     pub hostname: String,
     /// Fully qualified name when the hostname resolves to one (from /etc/hosts), else None.

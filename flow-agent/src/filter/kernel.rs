@@ -223,19 +223,20 @@ mod tests {
         ];
         for (tcp, ip, port) in cases {
             let ip: IpAddr = ip.parse().unwrap();
-            let ev = crate::flows::FlowEvent {
-                transport_protocol: if tcp { "tcp" } else { "udp" },
-                src_ip: "192.0.2.1".into(),
-                src_port: 40000,
-                dest_ip: match ip {
-                    IpAddr::V6(a) => a.to_ipv4_mapped().map_or(ip, IpAddr::V4).to_string(),
-                    _ => ip.to_string(),
-                },
-                dest_port: port,
-                network_direction: "outbound",
-                local_orig: true,
-                ..Default::default()
+            use crate::event::{Direction, FlowAction, FlowEvent, Transport, WallTime};
+            let remote = match ip {
+                IpAddr::V6(a) => a.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+                _ => ip,
             };
+            let ev = FlowEvent::new(
+                FlowAction::Start,
+                WallTime(1),
+                if tcp { Transport::Tcp } else { Transport::Udp },
+                ("192.0.2.1".parse().unwrap(), 40000),
+                (remote, port),
+                Direction::Outbound,
+                Default::default(),
+            );
             assert_eq!(
                 p.excludes(tcp, ip, port),
                 !f.decide(&ev),

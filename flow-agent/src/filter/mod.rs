@@ -48,11 +48,7 @@ impl FilterConfig {
             return true;
         }
         match event {
-            Event::Flow(ev) => self.decisions.get(
-                &ev.ids.flow_id,
-                ev.action == FlowAction::End,
-                || self.decide(ev),
-            ),
+            Event::Flow(ev) => self.matches_flow(ev),
             Event::Dns(ev) => {
                 let decide = || self.decide_view(&FlowView::of_dns(ev));
                 match &ev.flow {
@@ -62,6 +58,17 @@ impl FilterConfig {
             }
             Event::Stats(_) | Event::RateLimited(_) => true,
         }
+    }
+
+    /// [`Self::matches`] for a flow event.
+    pub(crate) fn matches_flow(&self, ev: &FlowEvent) -> bool {
+        if self.is_empty() {
+            return true;
+        }
+        self.decisions
+            .get(&ev.ids.flow_id, ev.action == FlowAction::End, || {
+                self.decide(ev)
+            })
     }
 
     /// The rules' verdict on one flow event, without the per-flow memory.

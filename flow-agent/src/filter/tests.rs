@@ -1,34 +1,60 @@
+use std::sync::Arc;
+
 use super::*;
+use crate::event::{Direction, FlowIds, ProcessIdentity, Transport, WallTime};
 
 fn filter(toml_text: &str) -> FilterConfig {
     toml::from_str(toml_text).unwrap()
 }
 
 fn event(action: &'static str, id: &str) -> FlowEvent {
-    FlowEvent {
-        event_action: action,
+    let action = match action {
+        "start" => FlowAction::Start,
+        "update" => FlowAction::Update,
+        _ => FlowAction::End,
+    };
+    let mut ev = FlowEvent::new(
+        action,
+        WallTime(1),
+        Transport::Tcp,
+        ("10.1.2.3".parse().unwrap(), 40000),
+        ("192.0.2.7".parse().unwrap(), 443),
+        Direction::Outbound,
+        Arc::default(),
+    );
+    ev.ids = Arc::new(FlowIds {
         flow_id: id.into(),
-        transport_protocol: "tcp",
-        src_ip: "10.1.2.3".into(),
-        src_port: 40000,
-        dest_ip: "192.0.2.7".into(),
-        dest_port: 443,
-        network_direction: "outbound",
-        local_orig: true,
-        process_name: Some("curl".into()),
+        community_id: None,
+    });
+    ev.process = Some(Arc::new(curl()));
+    ev
+}
+
+fn curl() -> ProcessIdentity {
+    ProcessIdentity {
+        comm: "curl".into(),
         exe: Some("curl".into()),
         image_path: Some("/usr/bin/curl".into()),
         user: Some("alice".into()),
-        uid: Some(1000),
+        uid: 1000,
         container_id: Some("3f4e1a2b9c0d".into()),
         cgroup_path: Some("/system.slice/docker-3f4e.scope".into()),
-        ..FlowEvent::default()
+        ..ProcessIdentity::default()
     }
+}
+
+/// The same process without a known executable (it exited, or /proc could not be read).
+fn without_exe() -> Option<Arc<ProcessIdentity>> {
+    Some(Arc::new(ProcessIdentity {
+        exe: None,
+        image_path: None,
+        ..curl()
+    }))
 }
 
 #[test]
 fn empty_filter_passes_everything() {
-    assert!(filter("").matches(&event("start", "a")));
+    assert!(filter("").matches_flow(&event("start", "a")));
 }
 
 #[test]
@@ -41,10 +67,10 @@ fn include_any_and_exclude_none() {
     );
     assert!(f.decide(&event("start", "a")));
     let mut udp = event("start", "b");
-    udp.transport_protocol = "udp";
+    udp.transport = Transport::Udp;
     assert!(!f.decide(&udp), "alice's UDP excluded");
     let mut other = event("start", "c");
-    other.dest_port = 80;
+    other.remote.1 = 80;
     assert!(!f.decide(&other), "port 80 is in no include rule");
 }
 
@@ -73,9 +99,10 @@ fn every_condition_of_a_rule_must_match() {
 #[test]
 fn inbound_flows_swap_endpoints() {
     let mut ev = event("start", "a");
-    ev.network_direction = "inbound";
-    ev.local_orig = false;
-    // Inbound: src is remote.
+    // Inbound: 10.1.2.3 connected to this host's port 443.
+    ev.direction = Direction::Inbound;
+    ev.local = ("192.0.2.7".parse().unwrap(), 443);
+    ev.remote = ("10.1.2.3".parse().unwrap(), 40000);
     let f = filter(r#"exclude = [{ remote_cidr = "10.0.0.0/8", local_port = 443 }]"#);
     assert!(!f.decide(&ev));
 }
@@ -83,8 +110,7 @@ fn inbound_flows_swap_endpoints() {
 #[test]
 fn missing_fields_do_not_match() {
     let mut ev = event("start", "a");
-    ev.image_path = None;
-    ev.exe = None;
+    ev.process = without_exe();
     let f = filter(r#"exclude = [{ exe = "*" }]"#);
     assert!(
         f.decide(&ev),
@@ -95,24 +121,24 @@ fn missing_fields_do_not_match() {
 #[test]
 fn a_flow_keeps_its_first_decision_until_its_end() {
     let f = filter(r#"include = [{ exe = "/usr/bin/curl" }]"#);
-    assert!(f.matches(&event("start", "a")));
+    assert!(f.matches_flow(&event("start", "a")));
     // The process exited: later events no longer carry its executable.
     let mut later = event("update", "a");
-    later.image_path = None;
-    assert!(f.matches(&later));
+    later.process = without_exe();
+    assert!(f.matches_flow(&later));
     assert_eq!(f.remembered_flows(), 1);
-    later.event_action = "end";
-    assert!(f.matches(&later));
+    later.action = FlowAction::End;
+    assert!(f.matches_flow(&later));
     assert_eq!(f.remembered_flows(), 0, "forgotten at the end");
     // Without memory the end alone would have been dropped.
-    assert!(!f.matches(&later));
+    assert!(!f.matches_flow(&later));
 }
 
 #[test]
 fn clones_share_decisions() {
     let f = filter(r#"exclude = [{ remote_port = 443 }]"#);
     let g = f.clone();
-    assert!(!f.matches(&event("start", "a")));
+    assert!(!f.matches_flow(&event("start", "a")));
     assert_eq!(g.remembered_flows(), 1);
     assert_eq!(f, g);
 }

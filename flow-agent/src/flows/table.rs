@@ -16,7 +16,7 @@ use flow_common::{
 use super::{
     app_proto::{self, PayloadKey, Payloads},
     community_id::community_id_v1,
-    dns_event::{self, DnsEvent},
+    dns_event,
     state,
     tcp_detail::{self, TcpDetailSource},
 };
@@ -30,8 +30,8 @@ use crate::{
         networks::{default_local_networks, is_local, Cidr},
     },
     event::{
-        AppInfo, Attribution, Counters, Direction, FlowAction, FlowEvent, FlowIds,
-        IntervalCounters, Locality, ProcessIdentity, RemoteName, Transport, WallTime,
+        AppInfo, Attribution, Counters, Direction, DnsEvent, FlowAction, FlowEvent, FlowIds,
+        IntervalCounters, Locality, RemoteName, Transport,
     },
     proto::dns,
 };
@@ -198,6 +198,18 @@ impl FlowTable {
 
     pub fn config(&self) -> &FlowTableConfig {
         &self.cfg
+    }
+
+    /// The `dns_query` events collected since the last take; a drop since then is logged.
+    pub fn take_dns_events(&mut self) -> Vec<DnsEvent> {
+        if self.dns_events_dropped > 0 {
+            log::warn!(
+                "{} dns_query events dropped: too many answers between two writes",
+                self.dns_events_dropped
+            );
+            self.dns_events_dropped = 0;
+        }
+        std::mem::take(&mut self.dns_events)
     }
 
     /// New timings, local networks and Community ID seed (a configuration reload). The host's
@@ -1006,17 +1018,16 @@ mod dns_event_tests {
         let ev = t.dns_events.pop().expect("a dns_query event");
         assert_eq!(ev.query_name, "www.a.test");
         assert_eq!(ev.transaction_id, 0x1234);
-        assert_eq!(ev.resolved_ips, vec!["10.0.0.1"]);
-        assert_eq!((ev.client_ip.as_str(), ev.client_port), ("10.0.0.5", 40000));
-        assert_eq!(
-            (ev.resolver_ip.as_str(), ev.resolver_port),
-            ("10.0.0.53", 53)
-        );
-        assert_eq!(ev.transport_protocol, "udp");
-        assert_eq!(ev.process.pid, Some(4242));
-        assert_eq!(ev.process.uid, Some(1000));
-        assert_eq!(ev.flow_id.as_deref(), Some("ab-1"));
-        assert!(ev.community_id.is_some());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(ev.resolved_ips, vec![ip("10.0.0.1")]);
+        assert_eq!(ev.client, (ip("10.0.0.5"), 40000));
+        assert_eq!(ev.resolver, (ip("10.0.0.53"), 53));
+        assert_eq!(ev.transport, Transport::Udp);
+        let p = ev.process.as_deref().expect("the asking process");
+        assert_eq!((p.pid, p.uid), (4242, 1000));
+        let flow = ev.flow.as_deref().expect("the DNS flow");
+        assert_eq!(flow.flow_id, "ab-1");
+        assert!(flow.community_id.is_some());
         // The flow still names the address.
         assert!(t
             .names
@@ -1030,7 +1041,7 @@ mod dns_event_tests {
             &mut out,
         );
         let ev = t.dns_events.pop().expect("a dns_query event");
-        assert_eq!((ev.process.pid, ev.flow_id), (None, None));
+        assert_eq!((ev.process, ev.flow), (None, None));
 
         let (mut off, tuple, cookie) = table(false);
         off.handle(

@@ -6,10 +6,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::{
-    event::{FlowAction, FlowEvent, WallTime},
-    filter::FilterConfig,
-};
+use crate::event::{FlowAction, FlowEvent, WallTime};
 
 mod bucket;
 mod config;
@@ -76,8 +73,6 @@ pub struct RateLimiter {
     summaries: HashMap<SummaryKey, Summary>,
     last_summary_ns: u64,
     stats: RateLimitStats,
-    /// The global filter: flows it drops anyway take no token and are not counted.
-    filter: FilterConfig,
 }
 
 impl RateLimiter {
@@ -90,13 +85,7 @@ impl RateLimiter {
             summaries: HashMap::new(),
             last_summary_ns: now_ns,
             stats: RateLimitStats::default(),
-            filter: FilterConfig::default(),
         }
-    }
-
-    /// The global `[filter]` in force (at start and on every reload).
-    pub fn set_filter(&mut self, filter: FilterConfig) {
-        self.filter = filter;
     }
 
     /// A reloaded `[rate_limit]`. Kept buckets keep their tokens up to the new bursts; flows
@@ -119,7 +108,8 @@ impl RateLimiter {
         }
     }
 
-    /// Removes the events of suppressed flows from `events`.
+    /// Removes the events of suppressed flows from `events`. Flows the global filter drops
+    /// never come here: they take no token and are not counted.
     pub fn apply(&mut self, events: &mut Vec<FlowEvent>, now_ns: u64) {
         if !self.cfg.enabled && self.suppressed.is_empty() {
             return;
@@ -136,7 +126,7 @@ impl RateLimiter {
             }
             return false;
         }
-        if !self.cfg.enabled || ev.action != FlowAction::Start || !self.filter.decide(ev) {
+        if !self.cfg.enabled || ev.action != FlowAction::Start {
             return true;
         }
         let per_process = self.cfg.per_process();

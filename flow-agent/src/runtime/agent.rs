@@ -1,0 +1,477 @@
+//! The running agent: everything the main loop owns, with one method per wake-up cause (the
+//! ring buffer readable or the poll interval, the 1 s tick, SIGHUP, SIGTERM/SIGINT).
+use std::{
+    collections::HashMap,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use flow_common::LOSS_KINDS;
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    signal::unix::{signal, SignalKind},
+};
+
+use super::{
+    kernel::{refresh_open_tcp, scan_existing_tcp, seed_processes, snapshot_tcp, KernelUdp},
+    write::{summaries, Pending},
+    RunOptions,
+};
+use crate::{
+    capture::{
+        drain::{self, drain, DrainBudget},
+        sock_diag, Capture, FilterSkipped,
+    },
+    config::{CaptureSettings, Config},
+    enrich::clock::{boot_ns_now, rfc3339_micros},
+    event::Event,
+    filter::kernel::KernelPlan,
+    flows::FlowTable,
+    health::{Health, KernelLosses, StatsEvent},
+    ratelimit::RateLimiter,
+    service::Service,
+    sink::Outputs,
+};
+
+/// How long records written before SIGTERM are still processed; what is left then is given up
+/// and counted (`ring_full`), so that SIGTERM is honoured under any storm on any CPU.
+const SHUTDOWN_DRAIN_TIME: Duration = Duration::from_secs(5);
+/// How long records written before SIGHUP go to the old outputs; later ones go to the new.
+const RELOAD_DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// What the last stats event reported, so that a change is never left unsaid at shutdown.
+#[derive(Default)]
+struct Reported {
+    losses: KernelLosses,
+    suppressed: u64,
+}
+
+pub(super) struct Agent {
+    service: Service,
+    started: Instant,
+    config: Config,
+    /// `[capture]` as loaded: kernel table sizes are fixed while the programs are loaded.
+    loaded_capture: CaptureSettings,
+    reload: Option<Box<dyn FnMut() -> Result<Config>>>,
+    health: Health,
+    outputs: Option<Outputs>,
+    capture: Capture,
+    kernel_plan: KernelPlan,
+    table: FlowTable,
+    namespaces: HashMap<u64, PathBuf>,
+    limiter: RateLimiter,
+    pending: Pending,
+    poll_interval: Duration,
+    ring_bytes: usize,
+    last_stats: Instant,
+    reported: Reported,
+    last_losses: [u64; LOSS_KINDS as usize],
+    last_missed: (u64, crate::flows::table::Evicted),
+    last_skipped: FilterSkipped,
+}
+
+/// How far [`Agent::drain_until`] got.
+struct DrainedUntil {
+    /// When the signal was handled (CLOCK_BOOTTIME).
+    signal_ns: u64,
+    /// Ring bytes read.
+    bytes: usize,
+    /// Stopped by its time limit with records of before the signal possibly still waiting.
+    timed_out: bool,
+}
+
+impl Agent {
+    /// Starts the outputs, loads and attaches the kernel programs, seeds the process table and
+    /// reports the connections already open.
+    pub(super) fn start(opts: RunOptions, mut service: Service) -> Result<Self> {
+        let started = Instant::now();
+        let config = opts.config;
+        crate::logger::configure(&config.agent);
+        let health = Health::start(started, &config.health)?;
+        let outputs = Outputs::start(&config.outputs).context("starting the outputs")?;
+        let mut capture = Capture::load(&opts.capture).context("starting kernel capture")?;
+        let mut kernel_plan = KernelPlan::default();
+        capture.apply_filter(&mut kernel_plan, &config.filter);
+        let mut table = FlowTable::new(opts.flows.clone(), flow_id_prefix());
+        if let Some(maps) = capture.tcp_detail.take() {
+            table.set_tcp_detail(Box::new(maps));
+        }
+        let seeded = seed_processes(&mut capture, &mut table)?;
+        log::info!("process table seeded with {seeded} running processes");
+        let namespaces = sock_diag::network_namespaces();
+        let limiter = RateLimiter::new(config.rate_limit.clone(), boot_ns_now());
+        let mut pending = Pending::default();
+        scan_existing_tcp(&mut table, &namespaces, &mut pending.flows);
+        service.attached()?;
+        Ok(Self {
+            service,
+            started,
+            loaded_capture: config.capture.clone(),
+            config,
+            reload: opts.reload,
+            health,
+            outputs: Some(outputs),
+            capture,
+            kernel_plan,
+            table,
+            namespaces,
+            limiter,
+            pending,
+            poll_interval: opts.poll_interval,
+            ring_bytes: opts.capture.ring_buffer_bytes as usize,
+            last_stats: Instant::now(),
+            reported: Reported::default(),
+            last_losses: [0; LOSS_KINDS as usize],
+            last_missed: (0, Default::default()),
+            last_skipped: FilterSkipped::default(),
+        })
+    }
+
+    pub(super) fn cgroup_root(&self) -> &Path {
+        &self.capture.cgroup_root
+    }
+
+    /// Runs until SIGTERM or SIGINT, then ends every open flow.
+    pub(super) async fn run(mut self) -> Result<()> {
+        // SAFETY: the descriptor belongs to `self.capture`, which outlives this registration
+        // (dropped at the end of this function, before `self`) and never closes or replaces it
+        // while the loop runs.
+        let ring_fd = unsafe {
+            AsyncFd::register_with_interest(self.capture.events.as_raw_fd(), Interest::READABLE)
+        }
+        .map_err(|e| anyhow::anyhow!("registering the ring buffer with the event loop: {e}"))?;
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sighup = signal(SignalKind::hangup())?;
+        let mut poll = tokio::time::interval(self.poll_interval);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // A slow iteration must not make the tick ready on every following one (it goes first).
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        // Records may still wait in the ring: the last drain stopped at its cap.
+        let mut backlog = false;
+        loop {
+            if backlog {
+                // Lets the runtime poll its drivers (signals, timers) between two portions.
+                tokio::task::yield_now().await;
+            }
+            tokio::select! {
+                // Signals and the tick first: a storm of records must not starve them.
+                biased;
+                _ = sigterm.recv() => return self.shutdown().await,
+                _ = sigint.recv() => return self.shutdown().await,
+                _ = tick.tick() => self.on_tick(),
+                _ = sighup.recv() => self.on_reload().await,
+                guard = ring_fd.readable() => { if let Ok(mut g) = guard { g.clear_ready(); } }
+                _ = poll.tick() => {}
+                _ = std::future::ready(()), if backlog => {}
+            }
+            backlog = self.on_ring();
+        }
+    }
+
+    /// One portion of the ring; true when records are still waiting.
+    fn on_ring(&mut self) -> bool {
+        let more = self.drain(DrainBudget::batch()).more;
+        self.write();
+        more
+    }
+
+    fn drain(&mut self, budget: DrainBudget) -> drain::Drained {
+        let Self {
+            table,
+            pending,
+            capture,
+            ..
+        } = self;
+        drain(capture, budget, |record, capture| {
+            let mut udp = KernelUdp(&mut capture.udp_flows);
+            table.handle(record, &mut udp, &mut pending.flows);
+        })
+    }
+
+    fn write(&mut self) {
+        self.pending.dns.append(&mut self.table.take_dns_events());
+        self.pending
+            .write(self.outputs.as_mut(), &self.config.filter, &mut self.limiter);
+    }
+
+    /// Periodic work: flow table timers, TCP updates, loss reports, summaries, stats.
+    fn on_tick(&mut self) {
+        self.service.tick();
+        let now = boot_ns_now();
+        let mut udp = KernelUdp(&mut self.capture.udp_flows);
+        self.table.tick(now, &mut udp, &mut self.pending.flows);
+        let due = self.table.tcp_updates_due(now);
+        if !due.is_empty() {
+            if due
+                .iter()
+                .any(|ns| !self.namespaces.contains_key(&u64::from(*ns)))
+            {
+                self.namespaces = sock_diag::network_namespaces();
+            }
+            snapshot_tcp(
+                &mut self.table,
+                &self.namespaces,
+                &due,
+                now,
+                &mut self.pending.flows,
+            );
+        }
+        let losses = self.capture.losses();
+        self.log_losses(losses);
+        let skipped = self.capture.filter_skipped();
+        if skipped != self.last_skipped {
+            skipped.log(log::Level::Debug);
+            self.last_skipped = skipped;
+        }
+        // Events the tick produced go out before the summaries that may count them.
+        self.write();
+        self.write_summaries(false);
+        if self.outputs.is_none() {
+            return;
+        }
+        // Metrics follow every tick; stats events every stats_interval.
+        let stats = self.stats_event(&losses);
+        let Some(outputs) = self.outputs.as_mut() else {
+            return;
+        };
+        self.health.update(&stats, outputs.stats());
+        let every = self.config.health.stats_interval;
+        if every > 0 && self.last_stats.elapsed() >= Duration::from_secs(every) {
+            self.last_stats = Instant::now();
+            self.reported = Reported {
+                losses: stats.kernel_losses.clone(),
+                suppressed: suppressed(&stats),
+            };
+            self.pending
+                .write_now(outputs, std::iter::once(Event::Stats(Box::new(stats))));
+        }
+    }
+
+    fn log_losses(&mut self, losses: [u64; LOSS_KINDS as usize]) {
+        let missed = (self.table.missed_closes, self.table.evicted);
+        if losses != self.last_losses || missed != self.last_missed {
+            log::warn!(
+                "kernel-side losses (ring full, tcp table, udp table, read failed, owner table, tcp detail): {losses:?}; TCP closes missed: {}; evicted while open (tcp, udp): ({}, {})",
+                missed.0, missed.1.tcp, missed.1.udp
+            );
+            self.last_losses = losses;
+            self.last_missed = missed;
+        }
+    }
+
+    /// The interval's `rate_limited` summaries (all of them when `force`).
+    fn write_summaries(&mut self, force: bool) {
+        let Some(outputs) = self.outputs.as_mut() else {
+            return;
+        };
+        let summaries = summaries(&mut self.limiter, force);
+        if !summaries.is_empty() {
+            let events = summaries.into_iter().map(|s| Event::RateLimited(Box::new(s)));
+            self.pending.write_now(outputs, events);
+        }
+    }
+
+    fn stats_event(&self, losses: &[u64]) -> StatsEvent {
+        let loss = |i: usize| losses.get(i).copied().unwrap_or(0);
+        let table = &self.table;
+        StatsEvent {
+            timestamp: rfc3339_micros(std::time::SystemTime::now()),
+            event_action: "stats",
+            hostname: table.config().host.hostname.clone(),
+            agent_version: env!("CARGO_PKG_VERSION"),
+            uptime: self.started.elapsed().as_secs_f64(),
+            flows_open: table.open_flows() as u64,
+            events_total: self.pending.flows_written,
+            kernel_losses: KernelLosses {
+                ring_full: loss(0),
+                tcp_table_full: loss(1) + table.evicted.tcp,
+                udp_table_full: loss(2) + table.evicted.udp,
+                read_failed: loss(3),
+                owner_table_full: loss(4),
+                tcp_detail_lost: loss(5),
+                tcp_closes_missed: table.missed_closes,
+            },
+            sinks: self
+                .outputs
+                .iter()
+                .flat_map(|o| o.stats())
+                .map(|s| s.report())
+                .collect(),
+            rate_limit: self.limiter.stats(),
+        }
+    }
+
+    /// SIGHUP: records written before the signal go to the old outputs, then the new
+    /// configuration takes over (or the old one stays, when the new is refused).
+    async fn on_reload(&mut self) {
+        self.service.reloading();
+        self.drain_until(RELOAD_DRAIN_TIME);
+        match self.reload.as_mut().map(|r| r()) {
+            Some(Ok(new)) => {
+                // What the old limits suppressed is told by the old outputs.
+                self.write_summaries(true);
+                self.apply_config(new).await;
+            }
+            Some(Err(e)) => log::error!(
+                "SIGHUP: the configuration was not reloaded, the previous one stays in force: {e:#}"
+            ),
+            None => log::warn!("SIGHUP: no configuration file to reload"),
+        }
+        self.service.reloaded();
+    }
+
+    /// A reloaded configuration: outputs and filters first, then the flow table's settings,
+    /// the rate limits and the agent's log.
+    async fn apply_config(&mut self, new: Config) {
+        let flows = new.flow_table_config(self.table.config().host.clone());
+        let capture_changed = new.capture != self.loaded_capture;
+        if !self.swap_outputs(new).await {
+            return;
+        }
+        // After the outputs: the new userspace filter is in force before the kernel's changes.
+        self.capture
+            .apply_filter(&mut self.kernel_plan, &self.config.filter);
+        self.table.reconfigure(flows);
+        self.limiter.reconfigure(self.config.rate_limit.clone());
+        crate::logger::configure(&self.config.agent);
+        if capture_changed {
+            log::warn!(
+                "[capture] changed: kernel table sizes are fixed while the agent runs; the new ones take effect at the next start (restart the agent)"
+            );
+        }
+    }
+
+    /// Swaps in the outputs of a new configuration. The old sinks close first (network sinks
+    /// move what they hold to their disk buffers), so the new ones find every undelivered
+    /// record; if the new outputs cannot start, the old configuration's start again. True when
+    /// the new configuration is in force.
+    async fn swap_outputs(&mut self, new: Config) -> bool {
+        if let Err(e) = new.health.metrics_address() {
+            log::error!("reloaded configuration rejected, the previous one stays in force: {e}");
+            return false;
+        }
+        if let Some(old) = self.outputs.take() {
+            old.close().await;
+        }
+        match Outputs::start(&new.outputs) {
+            Ok(o) => {
+                self.outputs = Some(o);
+                // Checked above: cannot fail.
+                let _ = self.health.apply(&new.health);
+                self.config = new;
+                log::info!("configuration reloaded");
+                true
+            }
+            Err(e) => {
+                log::error!(
+                    "reloaded configuration rejected, the previous one stays in force: {e}"
+                );
+                match Outputs::start(&self.config.outputs) {
+                    Ok(o) => self.outputs = Some(o),
+                    Err(e) => log::error!("restarting the previous outputs failed: {e}"),
+                }
+                false
+            }
+        }
+    }
+
+    /// Reads the records the kernel wrote before now (a signal's arrival), handing each
+    /// portion's events to the outputs. Bounded: at most one ring's worth, since records
+    /// written after now are left for later and a full ring cannot hold more, and at most
+    /// `time`.
+    fn drain_until(&mut self, time: Duration) -> DrainedUntil {
+        let signal_ns = boot_ns_now();
+        let deadline = Instant::now() + time;
+        let mut read = 0;
+        loop {
+            let done = self.drain(DrainBudget::until(signal_ns, deadline));
+            self.write();
+            read += done.bytes;
+            let timed_out = Instant::now() >= deadline;
+            if !done.more || read >= self.ring_bytes || timed_out {
+                return DrainedUntil {
+                    signal_ns,
+                    bytes: read,
+                    timed_out: done.more && timed_out && read < self.ring_bytes,
+                };
+            }
+        }
+    }
+
+    /// SIGTERM/SIGINT: what the ring held when the signal came, then every open flow ends
+    /// (`agent_shutdown`), a last stats event if anything changed, and the outputs close.
+    async fn shutdown(mut self) -> Result<()> {
+        self.service.stopping();
+        // Records stamped after the signal are not owed (at most one ring's worth is read,
+        // however fast the kernel writes).
+        let drained = self.drain_until(SHUTDOWN_DRAIN_TIME);
+        let unread = if drained.timed_out {
+            let n = drain::skip(
+                &mut self.capture,
+                drained.signal_ns,
+                self.ring_bytes.saturating_sub(drained.bytes),
+            );
+            log::warn!(
+                "shutdown: {n} kernel records written before the signal were still unprocessed after {SHUTDOWN_DRAIN_TIME:?}: given up, counted as ring_full losses"
+            );
+            n
+        } else {
+            0
+        };
+        refresh_open_tcp(&mut self.table, &self.namespaces);
+        let mut udp = KernelUdp(&mut self.capture.udp_flows);
+        self.table.shutdown(&mut udp, &mut self.pending.flows);
+        let mut losses = self.capture.losses();
+        losses[flow_common::Loss::RingBufferFull as usize] += unread;
+        self.write();
+        self.write_summaries(true);
+        if let Some(mut outputs) = self.outputs.take() {
+            // Losses since the last stats event are never left unsaid: one more report.
+            let stats = self.stats_event_with(&losses, &outputs);
+            self.health.update(&stats, outputs.stats());
+            let changed = stats.kernel_losses != self.reported.losses
+                || suppressed(&stats) != self.reported.suppressed;
+            if self.config.health.stats_interval > 0 && changed {
+                self.pending
+                    .write_now(&mut outputs, std::iter::once(Event::Stats(Box::new(stats))));
+            }
+            outputs.close().await;
+        }
+        log::info!(
+            "kernel-side losses at shutdown (ring full, tcp table, udp table, read failed, owner table, tcp detail): {losses:?}; TCP closes missed: {}; evicted while open (tcp, udp): ({}, {})",
+            self.table.missed_closes, self.table.evicted.tcp, self.table.evicted.udp
+        );
+        let skipped = self.capture.filter_skipped();
+        if self.kernel_plan.kernel_rules > 0 || skipped != FilterSkipped::default() {
+            skipped.log(log::Level::Info);
+        }
+        Ok(())
+    }
+
+    /// A stats event while `outputs` are taken out of the agent (shutdown).
+    fn stats_event_with(&mut self, losses: &[u64], outputs: &Outputs) -> StatsEvent {
+        let mut stats = self.stats_event(losses);
+        stats.sinks = outputs.stats().iter().map(|s| s.report()).collect();
+        stats
+    }
+}
+
+fn suppressed(stats: &StatsEvent) -> u64 {
+    stats.rate_limit.suppressed_process + stats.rate_limit.suppressed_global
+}
+
+/// Flow ids are this prefix and a counter: the boot id's first 8 hex digits and the agent's
+/// pid, unique on this host across restarts.
+fn flow_id_prefix() -> String {
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let boot: String = boot_id
+        .trim()
+        .chars()
+        .filter(|c| *c != '-')
+        .take(8)
+        .collect();
+    format!("{boot}{:x}", std::process::id())
+}

@@ -1,0 +1,122 @@
+//! The glue between the kernel's maps and the flow table: counters the table reads, the
+//! process table the kernel needs seeded, and sock_diag snapshots of open TCP connections.
+use std::{
+    collections::{HashMap, HashSet},
+    os::unix::fs::MetadataExt,
+    path::PathBuf,
+};
+
+use anyhow::{Context, Result};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap};
+use flow_common::{ProcessInfo, TcpDetail, UdpCounters, UdpFlowKey};
+
+use crate::{
+    capture::{loader::TcpDetailMaps, sock_diag, Capture},
+    event::FlowEvent,
+    flows::{
+        table::{sum_udp_counters, UdpCounterSource},
+        tcp_detail::TcpDetailSource,
+        FlowTable,
+    },
+};
+
+/// The kernel's per-CPU UDP counters, as the flow table reads them.
+pub(super) struct KernelUdp<'a>(pub &'a mut PerCpuHashMap<MapData, UdpFlowKey, UdpCounters>);
+
+impl UdpCounterSource for KernelUdp<'_> {
+    fn read(&self, key: &UdpFlowKey) -> Option<UdpCounters> {
+        self.0.get(key, 0).ok().map(|v| sum_udp_counters(v.iter()))
+    }
+    fn remove(&mut self, key: &UdpFlowKey) {
+        let _ = self.0.remove(key);
+    }
+}
+
+impl TcpDetailSource for TcpDetailMaps {
+    fn read(&self, cookie: u64) -> Option<TcpDetail> {
+        self.sockets.get(&cookie, 0).ok()
+    }
+    fn take_late(&mut self, cookie: u64) -> Option<TcpDetail> {
+        let late = self.late.get(&cookie, 0).ok()?;
+        let _ = self.late.remove(&cookie);
+        Some(late)
+    }
+}
+
+/// Fills the kernel's process table with processes that started before the agent, so the
+/// cgroup programs know their start times and parents.
+pub(super) fn seed_processes(capture: &mut Capture, table: &mut FlowTable) -> Result<usize> {
+    let map = capture
+        .ebpf
+        .map_mut("PROCESSES")
+        .context("PROCESSES map missing")?;
+    let mut kernel: BpfHashMap<&mut MapData, u32, ProcessInfo> = BpfHashMap::try_from(map)?;
+    let procs = table.identities.processes.scan_proc();
+    for p in &procs {
+        let netns = std::fs::metadata(format!("/proc/{}/ns/net", p.pid)).map_or(0, |m| m.ino());
+        let info = ProcessInfo {
+            start_ns: p.start_ns,
+            ppid: p.ppid,
+            netns: netns as u32,
+        };
+        // BPF_NOEXIST: an exec or fork the kernel already recorded is more exact.
+        let _ = kernel.insert(p.pid, info, 1);
+    }
+    Ok(procs.len())
+}
+
+/// Connections open before the agent started: reported as flows whose start was not observed.
+pub(super) fn scan_existing_tcp(
+    table: &mut FlowTable,
+    namespaces: &HashMap<u64, PathBuf>,
+    events: &mut Vec<FlowEvent>,
+) {
+    let owners = sock_diag::socket_owners();
+    for (inode, path) in namespaces {
+        let sockets = match sock_diag::tcp_sockets_in(path) {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("listing TCP connections in {}: {e}", path.display());
+                continue;
+            }
+        };
+        let listen = sock_diag::state_bit(sock_diag::tcp_state::LISTEN);
+        let listening: HashSet<u16> = sock_diag::tcp_sockets_in_with_states(path, listen)
+            .unwrap_or_default()
+            .iter()
+            .map(|s| s.local.port())
+            .collect();
+        table.add_existing_tcp(*inode as u32, &sockets, &listening, &owners, events);
+    }
+}
+
+/// Update events for TCP flows whose interval is due, from a sock_diag snapshot per namespace.
+pub(super) fn snapshot_tcp(
+    table: &mut FlowTable,
+    namespaces: &HashMap<u64, PathBuf>,
+    due: &HashSet<u32>,
+    now: u64,
+    events: &mut Vec<FlowEvent>,
+) {
+    for ns in due {
+        let Some(path) = namespaces.get(&u64::from(*ns)) else {
+            continue;
+        };
+        match sock_diag::tcp_sockets_in(path) {
+            Ok(sockets) => table.apply_tcp_snapshot(*ns, &sockets, now, events),
+            Err(e) => log::warn!("TCP counters in {}: {e}", path.display()),
+        }
+    }
+}
+
+/// Last counters of every TCP flow still open, for their shutdown end events.
+pub(super) fn refresh_open_tcp(table: &mut FlowTable, namespaces: &HashMap<u64, PathBuf>) {
+    for ns in table.tcp_namespaces() {
+        let Some(path) = namespaces.get(&u64::from(ns)) else {
+            continue;
+        };
+        if let Ok(sockets) = sock_diag::tcp_sockets_in(path) {
+            table.refresh_live_totals(ns, &sockets);
+        }
+    }
+}

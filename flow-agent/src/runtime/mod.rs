@@ -1,0 +1,73 @@
+//! The agent's main loop: drain the ring buffer in batches, feed the flow table, hand events to
+//! the outputs, reload the configuration on SIGHUP, and on SIGTERM/SIGINT end every open flow
+//! before exiting. [`Agent`](agent::Agent) has one method per wake-up cause.
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::{capture::CaptureConfig, config::Config, flows::FlowTableConfig};
+
+mod agent;
+mod kernel;
+mod write;
+
+/// The kernel lacks a hook the agent needs (exit status 3).
+#[derive(Debug, thiserror::Error)]
+#[error("this kernel lacks hooks the agent needs: {0}")]
+pub struct KernelUnsupported(pub String);
+
+pub struct RunOptions {
+    pub capture: CaptureConfig,
+    pub flows: FlowTableConfig,
+    /// How often the ring buffer is drained when no wake-up comes.
+    pub poll_interval: Duration,
+    /// Outputs, filters, health reporting and the agent's log; `capture` and `flows` are
+    /// derived from it.
+    pub config: Config,
+    /// Reads the configuration again on SIGHUP (outputs, filters, `[flows]`, `[enrich]` and
+    /// `[agent]` change; `[capture]` needs a restart); without it SIGHUP only logs.
+    pub reload: Option<Box<dyn FnMut() -> Result<Config>>>,
+}
+
+pub async fn run(opts: RunOptions) -> Result<()> {
+    let user = std::env::var(crate::service::USER_ENV)
+        .ok()
+        .or_else(|| Some(opts.config.agent.user.clone()).filter(|u| !u.is_empty()));
+    let service = crate::service::Service::start(user.as_deref())?;
+    // The hooks come from the same probe `flow-agent probe` prints.
+    let report = crate::probe::run();
+    if !report.baseline_ok {
+        let missing: Vec<String> = report
+            .checks
+            .iter()
+            .filter(|c| c.baseline && !c.available)
+            .map(|c| {
+                format!(
+                    "{} ({})",
+                    c.name,
+                    c.detail.as_deref().unwrap_or("unavailable")
+                )
+            })
+            .collect();
+        return Err(KernelUnsupported(missing.join("; ")).into());
+    }
+    log::info!(
+        "hook tier: baseline (fentry/fexit {} on this kernel)",
+        if report.fentry_ok {
+            "allowed, not used yet"
+        } else {
+            "not allowed"
+        }
+    );
+    let agent = agent::Agent::start(opts, service)?;
+    crate::logger::notice(
+        module_path!(),
+        &format!(
+            "flow-agent ready: kernel programs attached (cgroup v2 at {})",
+            agent.cgroup_root().display()
+        ),
+    );
+    agent.run().await?;
+    log::info!("shut down: every open flow reported as ended");
+    Ok(())
+}
