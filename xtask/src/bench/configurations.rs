@@ -1,7 +1,9 @@
 //! The configurations compared: no sensor, flow-agent (native and ECS), and the eBPF peers
-//! an operator would otherwise run (libbpf-tools `tcplife`, bpftrace's `tcplife.bt`).
+//! an operator would otherwise run (libbpf-tools `tcplife`, bpftrace's `tcplife.bt`); with
+//! `--baseline REV`, flow-agent built at REV too (`agent-native@base`, `agent-ecs@base`).
 use std::{
     fs::File,
+    iter,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -35,40 +37,113 @@ pub enum Kind {
     /// flow-agent with its default hooks, every event written in this format.
     Agent {
         format: &'static str,
+        build: Build,
     },
     Tcplife,
     BpftraceTcplife,
 }
 
+/// Which flow-agent binary an agent configuration runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Build {
+    /// The working tree's, built by the bench.
+    Current,
+    /// The one built at `--baseline REV`; the configuration's name ends in `@base`.
+    Base,
+}
+
+/// The name of an agent configuration run with the `--baseline` build: `agent-ecs@base`.
+pub const BASE_SUFFIX: &str = "@base";
+
+pub fn base_name(name: &str) -> String {
+    format!("{name}{BASE_SUFFIX}")
+}
+
+pub fn is_base(name: &str) -> bool {
+    name.ends_with(BASE_SUFFIX)
+}
+
+/// The output format an agent configuration writes, from its name (`agent-ecs@base`: `ecs`);
+/// `None` for the others.
+pub fn agent_format(name: &str) -> Option<&str> {
+    let format = name.strip_prefix("agent-")?;
+    Some(format.strip_suffix(BASE_SUFFIX).unwrap_or(format))
+}
+
+/// The flow-agent binaries of this run.
+pub struct Agents {
+    pub current: PathBuf,
+    /// Built at `--baseline REV`.
+    pub base: Option<PathBuf>,
+}
+
+impl Agents {
+    fn binary(&self, build: Build) -> Result<&Path> {
+        match build {
+            Build::Current => Ok(&self.current),
+            Build::Base => self.base.as_deref().context("no --baseline build"),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Configuration {
-    pub name: &'static str,
+    pub name: String,
     pub kind: Kind,
 }
 
-pub fn all() -> Vec<Configuration> {
-    vec![
-        Configuration {
-            name: "baseline",
-            kind: Kind::Baseline,
-        },
-        Configuration {
-            name: "agent-native",
-            kind: Kind::Agent { format: "native" },
-        },
-        Configuration {
-            name: "agent-ecs",
-            kind: Kind::Agent { format: "ecs" },
-        },
-        Configuration {
-            name: "tcplife",
-            kind: Kind::Tcplife,
-        },
-        Configuration {
-            name: "bpftrace-tcplife",
-            kind: Kind::BpftraceTcplife,
-        },
-    ]
+/// Every configuration, in the order a repetition runs them; with `with_base`, each agent
+/// configuration is followed by its `@base` twin.
+pub fn all(with_base: bool) -> Vec<Configuration> {
+    let config = |name: &str, kind| Configuration {
+        name: name.into(),
+        kind,
+    };
+    let agent = |format| Kind::Agent {
+        format,
+        build: Build::Current,
+    };
+    let list = vec![
+        config("baseline", Kind::Baseline),
+        config("agent-native", agent("native")),
+        config("agent-ecs", agent("ecs")),
+        config("tcplife", Kind::Tcplife),
+        config("bpftrace-tcplife", Kind::BpftraceTcplife),
+    ];
+    list.into_iter()
+        .flat_map(|c| {
+            let twin = c.base_twin().filter(|_| with_base);
+            iter::once(c).chain(twin)
+        })
+        .collect()
+}
+
+/// The configurations to run: the baseline and those named in `only` (all when it is empty).
+/// An error for a name that is no configuration, and for `with_base` (`--baseline`) when
+/// `only` leaves no `@base` configuration to run it.
+pub fn select(only: &[String], with_base: bool) -> Result<Vec<Configuration>> {
+    let known = all(with_base);
+    if let Some(unknown) = only.iter().find(|o| !known.iter().any(|c| c.name == **o)) {
+        if !with_base && all(true).iter().any(|c| c.name == *unknown) {
+            bail!("--only {unknown}: needs --baseline REV, the commit to build it from");
+        }
+        let names: Vec<&str> = known.iter().map(|c| c.name.as_str()).collect();
+        bail!(
+            "--only {unknown}: no such configuration (there are: {})",
+            names.join(", ")
+        );
+    }
+    let selected: Vec<Configuration> = known
+        .into_iter()
+        .filter(|c| c.name == "baseline" || only.is_empty() || only.contains(&c.name))
+        .collect();
+    if with_base && !selected.iter().any(|c| is_base(&c.name)) {
+        bail!(
+            "--baseline: --only selects no @base configuration \
+             (e.g. --only agent-native,agent-native@base)"
+        );
+    }
+    Ok(selected)
 }
 
 /// The agent's configuration file for the bench: one output, every event, stats each second.
@@ -115,17 +190,35 @@ enum Readiness {
 const AGENT_READY: &str = "flow-agent ready";
 
 impl Configuration {
+    /// The same agent configuration run with the `--baseline` build; `None` for the others.
+    fn base_twin(&self) -> Option<Configuration> {
+        let Kind::Agent {
+            format,
+            build: Build::Current,
+        } = self.kind
+        else {
+            return None;
+        };
+        Some(Configuration {
+            name: base_name(&self.name),
+            kind: Kind::Agent {
+                format,
+                build: Build::Base,
+            },
+        })
+    }
+
     /// Starts this configuration's sensor writing into `dir`; `None` for the baseline.
-    pub fn start(&self, agent: &Path, dir: &Path) -> Result<Option<Sensor>> {
+    pub fn start(&self, agents: &Agents, dir: &Path) -> Result<Option<Sensor>> {
         std::fs::create_dir_all(dir)?;
         let events = dir.join(format!("{}.events", self.name));
         let stderr = dir.join(format!("{}.stderr", self.name));
         let (mut cmd, format, stop_signal, ready, stdout_to_events) = match &self.kind {
             Kind::Baseline => return Ok(None),
-            Kind::Agent { format } => {
+            Kind::Agent { format, build } => {
                 let config = dir.join(format!("{}.toml", self.name));
                 std::fs::write(&config, agent_config(format, AGENT_SINK, &events))?;
-                let mut c = Command::new(agent);
+                let mut c = Command::new(agents.binary(*build)?);
                 c.args(["--log-level", "info", "run", "--config"])
                     .arg(&config);
                 (
@@ -251,7 +344,7 @@ impl Sensor {
 
 /// Why a peer cannot run here, found by starting it once; `None` when it runs. The agent is
 /// not tried out: a failure to start shows in its sessions.
-pub fn unavailable(config: &Configuration, agent: &Path, dir: &Path) -> Option<String> {
+pub fn unavailable(config: &Configuration, agents: &Agents, dir: &Path) -> Option<String> {
     match &config.kind {
         Kind::Baseline | Kind::Agent { .. } => return None,
         Kind::Tcplife if !Path::new(TCPLIFE).exists() => {
@@ -266,7 +359,7 @@ pub fn unavailable(config: &Configuration, agent: &Path, dir: &Path) -> Option<S
         }
         _ => {}
     }
-    let mut sensor = match config.start(agent, dir) {
+    let mut sensor = match config.start(agents, dir) {
         Ok(Some(s)) => s,
         Ok(None) => return None,
         Err(e) => return Some(format!("{e:#}")),
@@ -307,6 +400,64 @@ mod tests {
             agent_config("native", AgentSink::File, path),
             "[health]\nstats_interval = 1\nmetrics_listen = \"\"\n\n[[outputs]]\nname = \"bench\"\nformat = \"native\"\n[outputs.file]\npath = \"/tmp/b \\\"x\\\"/agent.events\"\nrotate_size = \"1TiB\"\n"
         );
+    }
+
+    fn names(configs: &[Configuration]) -> Vec<&str> {
+        configs.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn base_twins_follow_their_agent_configuration() {
+        assert_eq!(
+            names(&all(false)),
+            [
+                "baseline",
+                "agent-native",
+                "agent-ecs",
+                "tcplife",
+                "bpftrace-tcplife"
+            ]
+        );
+        let with_base = all(true);
+        assert_eq!(
+            names(&with_base),
+            [
+                "baseline",
+                "agent-native",
+                "agent-native@base",
+                "agent-ecs",
+                "agent-ecs@base",
+                "tcplife",
+                "bpftrace-tcplife"
+            ]
+        );
+        assert_eq!(
+            with_base[4].kind,
+            Kind::Agent {
+                format: "ecs",
+                build: Build::Base
+            }
+        );
+        assert_eq!(agent_format("agent-ecs@base"), Some("ecs"));
+        assert_eq!(agent_format("agent-native"), Some("native"));
+        assert_eq!(agent_format("tcplife"), None);
+        assert!(is_base("agent-native@base") && !is_base("baseline"));
+    }
+
+    #[test]
+    fn selection_by_only() {
+        let only = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let picked = select(&only(&["agent-native", "agent-native@base"]), true).unwrap();
+        assert_eq!(
+            names(&picked),
+            ["baseline", "agent-native", "agent-native@base"]
+        );
+        assert_eq!(names(&select(&[], false).unwrap()).len(), 5);
+        let err = |names: &[&str], base| select(&only(names), base).unwrap_err().to_string();
+        assert!(err(&["agent-native@base"], false).contains("needs --baseline REV"));
+        assert!(err(&["tcplife"], true).contains("no @base configuration"));
+        assert!(err(&["agent-xml"], false).contains("no such configuration"));
+        assert!(err(&["tcplife@base"], true).contains("no such configuration"));
     }
 
     #[test]

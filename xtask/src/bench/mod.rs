@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: what flow-agent costs its host, side by side with no sensor and with
 //! the eBPF tools an operator would otherwise run, in one interleaved run (docs/performance.md).
+mod baseline;
 mod bpfstats;
 mod configurations;
 mod events;
@@ -13,10 +14,11 @@ mod workloads;
 
 use std::{path::PathBuf, process::Command, time::Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::{run, workspace_root};
-use configurations::Configuration;
+use baseline::Commit;
+use configurations::{Agents, Configuration};
 use report::{ConfigStatus, Results};
 use runner::Plan;
 
@@ -30,9 +32,15 @@ pub struct BenchArgs {
     #[arg(long)]
     reps: Option<u32>,
     /// Only these configurations besides the baseline (comma-separated): agent-native,
-    /// agent-ecs, tcplife, bpftrace-tcplife.
+    /// agent-ecs, tcplife, bpftrace-tcplife; with --baseline also agent-native@base,
+    /// agent-ecs@base.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Also build flow-agent at this git revision (in a worktree under target/bench/baseline/)
+    /// and run it as agent-native@base and agent-ecs@base, interleaved with the others; the
+    /// report compares each agent configuration with its @base twin.
+    #[arg(long, value_name = "REV")]
+    baseline: Option<String>,
     /// The JSON results file; the markdown table is written beside it (.md).
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
@@ -49,6 +57,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     if let Some(spec) = &args.hold_connections {
         return workloads::concurrency::holder_main(spec);
     }
+    // Wrong arguments fail before anything is built.
+    let selected = configurations::select(&args.only, args.baseline.is_some())?;
+    let base = args
+        .baseline
+        .as_deref()
+        .map(baseline::resolve)
+        .transpose()?;
     // The load generators and the output parsers must not be the bottleneck: run optimized.
     if cfg!(debug_assertions) {
         return reexec_release();
@@ -56,7 +71,12 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let started = Instant::now();
     crate::setup::ensure_all()?;
     tools::ensure_bench_tools()?;
-    let agent = crate::build(true)?;
+    let agents = Agents {
+        current: crate::build(true)?,
+        base: base.as_ref().map(baseline::build).transpose()?,
+    };
+    // What was built, before anyone edits the tree during the run.
+    let agent = agent_commit();
     let reps = args.reps.unwrap_or(if args.quick { 2 } else { 3 }).max(1);
     let plan = if args.quick {
         Plan::quick(reps)
@@ -74,27 +94,20 @@ pub fn bench(args: BenchArgs) -> Result<()> {
 
     let mut statuses = Vec::new();
     let mut configs: Vec<Configuration> = Vec::new();
-    for c in configurations::all() {
-        if c.name != "baseline" && !args.only.is_empty() && !args.only.iter().any(|o| o == c.name) {
-            continue;
+    for c in selected {
+        let note = configurations::unavailable(&c, &agents, &dir.join("probe"));
+        if let Some(why) = &note {
+            eprintln!("bench: {} not run: {why}", c.name);
         }
-        let note = configurations::unavailable(&c, &agent, &dir.join("probe"));
-        match &note {
-            Some(why) => eprintln!("bench: {} not run: {why}", c.name),
-            None => configs.push(c.clone()),
-        }
+        let runs = note.is_none();
         statuses.push(ConfigStatus {
-            name: c.name.into(),
-            runs: note.is_none(),
+            name: c.name.clone(),
+            runs,
             note,
         });
-    }
-    if let Some(unknown) = args
-        .only
-        .iter()
-        .find(|o| !statuses.iter().any(|s| &s.name == *o))
-    {
-        bail!("--only {unknown}: no such configuration");
+        if runs {
+            configs.push(c);
+        }
     }
     let machine = procfs::Machine::describe();
     eprintln!(
@@ -105,11 +118,11 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         machine.load_average_at_start
     );
     let bpf_stats = bpfstats::enable();
-    let sessions = runner::run_all(&plan, &configs, &agent, &dir);
+    let sessions = runner::run_all(&plan, &configs, &agents, &dir);
 
     if args.profile {
         match configs.iter().find(|c| c.name == "agent-native") {
-            Some(c) => match profile::record(&plan, c, &agent, &dir, &out) {
+            Some(c) => match profile::record(&plan, c, &agents, &dir, &out) {
                 Ok(report) => eprintln!("bench: profile report in {}", report.display()),
                 Err(e) => eprintln!("bench: profiling failed: {e:#}"),
             },
@@ -125,12 +138,18 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         .collect();
     let targets = summary
         .iter()
-        .filter(|s| s.configuration.starts_with("agent-"))
+        .filter(|s| {
+            configurations::agent_format(&s.configuration).is_some()
+                && !configurations::is_base(&s.configuration)
+        })
         .flat_map(report::check_targets)
         .collect();
+    let comparisons = report::comparisons(&summary);
     let results = Results {
         date: utc_now(),
-        agent_commit: agent_commit(),
+        agent_commit: agent.commit,
+        agent_subject: agent.subject,
+        base: base.map(|b| b.commit),
         machine,
         quick: args.quick,
         plan,
@@ -138,6 +157,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         configurations: statuses,
         summary,
         targets,
+        comparisons,
         sessions,
     };
     std::fs::write(&out, serde_json::to_string_pretty(&results)?)
@@ -180,7 +200,7 @@ fn utc_now() -> String {
 }
 
 /// The commit the agent was built from, `-dirty` with uncommitted changes.
-fn agent_commit() -> String {
+fn agent_commit() -> Commit {
     let git = |args: &[&str]| {
         Command::new("git")
             .current_dir(workspace_root())
@@ -191,9 +211,12 @@ fn agent_commit() -> String {
     };
     let commit = git(&["rev-parse", "--short", "HEAD"]);
     let dirty = !git(&["status", "--porcelain", "--untracked-files=no"]).is_empty();
-    if dirty {
-        format!("{commit}-dirty")
-    } else {
-        commit
+    Commit {
+        commit: if dirty {
+            format!("{commit}-dirty")
+        } else {
+            commit
+        },
+        subject: git(&["log", "-1", "--format=%s", "HEAD"]),
     }
 }

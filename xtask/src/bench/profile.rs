@@ -9,7 +9,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 use super::{
-    configurations::Configuration,
+    configurations::{Agents, Configuration},
     procfs,
     runner::Plan,
     workloads::{connections, ports},
@@ -20,14 +20,14 @@ use super::{
 pub fn record(
     plan: &Plan,
     config: &Configuration,
-    agent: &Path,
+    agents: &Agents,
     dir: &Path,
     out: &Path,
 ) -> Result<PathBuf> {
     if Command::new("perf").arg("--version").output().is_err() {
         crate::setup::apt_install(&["linux-perf"]).context("installing perf")?;
     }
-    let Some(mut sensor) = config.start(agent, dir)? else {
+    let Some(mut sensor) = config.start(agents, dir)? else {
         bail!("{} runs no sensor to profile", config.name);
     };
     sensor.wait_ready(Duration::from_secs(60))?;

@@ -1,10 +1,13 @@
 //! Figures per configuration (medians of the interleaved repetitions, ratios to the baseline of
-//! the same repetition), the product's targets, the JSON results and the markdown table.
+//! the same repetition), the product's targets, each agent build against its `--baseline` twin,
+//! the JSON results and the markdown table.
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use super::{
+    baseline::Commit,
+    configurations::{agent_format, base_name},
     latency::{self, LatencySummary},
     procfs::Machine,
     runner::{Plan, Session, Workload, WorkloadSample},
@@ -333,6 +336,90 @@ pub fn check_targets(s: &Summary) -> Vec<TargetCheck> {
     checks
 }
 
+/// An agent configuration against its `@base` twin (the `--baseline` build) in the same run:
+/// each figure before (the twin's) and after (this build's).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Comparison {
+    pub configuration: String,
+    pub base: String,
+    /// Agent CPU per flow in the storm, µs.
+    pub cpu_us_per_flow_before: Option<f64>,
+    pub cpu_us_per_flow_after: Option<f64>,
+    /// After / before: below 1 is cheaper.
+    pub cpu_ratio: Option<f64>,
+    /// End events of the storm and the burst.
+    pub end_events_before: Accounting,
+    pub end_events_after: Accounting,
+    pub kernel_losses_before: u64,
+    pub kernel_losses_after: u64,
+    pub storm_ratio_before: Option<f64>,
+    pub storm_ratio_after: Option<f64>,
+}
+
+impl Comparison {
+    fn new(after: &Summary, before: &Summary) -> Comparison {
+        let cpu_ratio = match (after.cpu_us_per_flow, before.cpu_us_per_flow) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        };
+        Comparison {
+            configuration: after.configuration.clone(),
+            base: before.configuration.clone(),
+            cpu_us_per_flow_before: before.cpu_us_per_flow,
+            cpu_us_per_flow_after: after.cpu_us_per_flow,
+            cpu_ratio,
+            end_events_before: storm_and_burst(before),
+            end_events_after: storm_and_burst(after),
+            kernel_losses_before: before.kernel_losses_total(),
+            kernel_losses_after: after.kernel_losses_total(),
+            storm_ratio_before: before.storm_ratio,
+            storm_ratio_after: after.storm_ratio,
+        }
+    }
+
+    /// One line of the markdown report.
+    pub fn line(&self) -> String {
+        let events = |a: &Accounting| format!("{} / {}", a.written, a.expected);
+        format!(
+            "{} against {}: agent CPU per flow, storm {} → {} µs (× {}); end events written / \
+             expected, storm + burst {} → {}; kernel-side losses {} → {}; storm ratio {} → {}",
+            self.configuration,
+            self.base,
+            opt(self.cpu_us_per_flow_before, 2),
+            opt(self.cpu_us_per_flow_after, 2),
+            opt(self.cpu_ratio, 2),
+            events(&self.end_events_before),
+            events(&self.end_events_after),
+            self.kernel_losses_before,
+            self.kernel_losses_after,
+            opt(self.storm_ratio_before, 3),
+            opt(self.storm_ratio_after, 3),
+        )
+    }
+}
+
+fn storm_and_burst(s: &Summary) -> Accounting {
+    [Workload::Storm, Workload::Burst]
+        .iter()
+        .filter_map(|w| s.end_events.get(w))
+        .fold(Accounting::default(), |sum, a| Accounting {
+            expected: sum.expected + a.expected,
+            written: sum.written + a.written,
+        })
+}
+
+/// Every configuration that has an `@base` twin in `summary`, against it.
+pub fn comparisons(summary: &[Summary]) -> Vec<Comparison> {
+    summary
+        .iter()
+        .filter_map(|after| {
+            let twin = base_name(&after.configuration);
+            let before = summary.iter().find(|s| s.configuration == twin)?;
+            Some(Comparison::new(after, before))
+        })
+        .collect()
+}
+
 fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("-".into(), |x| format!("{x:.digits$}"))
 }
@@ -341,6 +428,10 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 pub struct Results {
     pub date: String,
     pub agent_commit: String,
+    pub agent_subject: String,
+    /// The commit the `@base` configurations' agent was built from (`--baseline`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<Commit>,
     pub machine: Machine,
     pub quick: bool,
     pub plan: Plan,
@@ -348,7 +439,22 @@ pub struct Results {
     pub configurations: Vec<ConfigStatus>,
     pub summary: Vec<Summary>,
     pub targets: Vec<TargetCheck>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub comparisons: Vec<Comparison>,
     pub sessions: Vec<Session>,
+}
+
+/// Which commit each agent binary was built from.
+fn builds(r: &Results) -> String {
+    let agent = format!("{} ({})", r.agent_commit, r.agent_subject);
+    match &r.base {
+        Some(b) => format!(
+            "Agent builds: {agent} in the columns without @base; {} ({}) in the @base \
+             columns.\n\n",
+            b.commit, b.subject
+        ),
+        None => format!("Agent build: {agent}.\n\n"),
+    }
 }
 
 /// The results as markdown: machine, figures per configuration, targets.
@@ -369,6 +475,7 @@ pub fn markdown(r: &Results) -> String {
         m.os,
         m.load_average_at_start,
     );
+    out += &builds(r);
     if !m.other_bpf_processes.is_empty() {
         out += &format!(
             "Other eBPF programs were loaded during the run (their kernel cost is in every \
@@ -505,7 +612,7 @@ pub fn markdown(r: &Results) -> String {
         s.other_end_events.map_or("-".into(), |n| n.to_string())
     });
     for s in &running {
-        let Some(wanted) = s.configuration.strip_prefix("agent-") else {
+        let Some(wanted) = agent_format(&s.configuration) else {
             continue;
         };
         let other: Vec<String> = s
@@ -521,6 +628,12 @@ pub fn markdown(r: &Results) -> String {
                 s.configuration,
                 other.join(", ")
             );
+        }
+    }
+    if !r.comparisons.is_empty() {
+        out += "\nBefore → after (each agent configuration against its @base twin):\n\n";
+        for c in &r.comparisons {
+            out += &format!("- {}\n", c.line());
         }
     }
     let notes: Vec<&ConfigStatus> = r.configurations.iter().filter(|c| !c.runs).collect();
@@ -635,20 +748,33 @@ mod tests {
         assert_eq!(rss.status, "not measured");
     }
 
-    #[test]
-    fn markdown_shows_every_figure_and_the_missed_targets() {
-        let sessions = vec![
-            session("baseline", 0, 1000.0, 0.0),
-            session("agent-native", 0, 800.0, 0.016),
-        ];
-        let summary = vec![
-            summarize("baseline", &sessions),
-            summarize("agent-native", &sessions),
-        ];
-        let targets = check_targets(&summary[1]);
-        let results = Results {
+    /// The results of a run of `sessions`, with `bpftrace-tcplife` not run.
+    fn results(sessions: Vec<Session>, base: Option<Commit>) -> Results {
+        let mut names: Vec<String> = Vec::new();
+        for s in &sessions {
+            if !names.contains(&s.configuration) {
+                names.push(s.configuration.clone());
+            }
+        }
+        let summary: Vec<Summary> = names.iter().map(|n| summarize(n, &sessions)).collect();
+        let mut configurations: Vec<ConfigStatus> = names
+            .iter()
+            .map(|n| ConfigStatus {
+                name: n.clone(),
+                runs: true,
+                note: None,
+            })
+            .collect();
+        configurations.push(ConfigStatus {
+            name: "bpftrace-tcplife".into(),
+            runs: false,
+            note: Some("does not run here: no kprobes".into()),
+        });
+        Results {
             date: "2026-11-23 17:31 UTC".into(),
             agent_commit: "abc1234".into(),
+            agent_subject: "Cache the user database".into(),
+            base,
             machine: Machine {
                 cpu_model: "Test CPU".into(),
                 cores: 2,
@@ -661,29 +787,23 @@ mod tests {
             quick: false,
             plan: Plan::full(1),
             duration_s: 60.0,
-            configurations: vec![
-                ConfigStatus {
-                    name: "baseline".into(),
-                    runs: true,
-                    note: None,
-                },
-                ConfigStatus {
-                    name: "agent-native".into(),
-                    runs: true,
-                    note: None,
-                },
-                ConfigStatus {
-                    name: "bpftrace-tcplife".into(),
-                    runs: false,
-                    note: Some("does not run here: no kprobes".into()),
-                },
-            ],
+            configurations,
+            targets: check_targets(&summary[1]),
+            comparisons: comparisons(&summary),
             summary,
-            targets,
             sessions,
-        };
-        let md = markdown(&results);
+        }
+    }
+
+    #[test]
+    fn markdown_shows_every_figure_and_the_missed_targets() {
+        let sessions = vec![
+            session("baseline", 0, 1000.0, 0.0),
+            session("agent-native", 0, 800.0, 0.016),
+        ];
+        let md = markdown(&results(sessions, None));
         for label in [
+            "Agent build: abc1234 (Cache the user database).",
             "connection storm, conn/s (ratio)",
             "| 800 (0.800) |",
             "sensor CPU per flow, storm, µs | - | 10.00 |",
@@ -700,6 +820,51 @@ mod tests {
         ] {
             assert!(md.contains(label), "{label:?} not in:\n{md}");
         }
+        assert!(!md.contains("Before → after"), "{md}");
+    }
+
+    #[test]
+    fn each_agent_configuration_against_its_base_twin() {
+        let mut lossy = session("agent-native@base", 0, 500.0, 0.02);
+        lossy.workloads[0].end_events = Some(600);
+        lossy.kernel_losses = Some(BTreeMap::from([("ring_full".into(), 400)]));
+        let sessions = vec![
+            session("baseline", 0, 1000.0, 0.0),
+            session("agent-native", 0, 800.0, 0.008),
+            lossy,
+        ];
+        let results = results(
+            sessions,
+            Some(Commit {
+                commit: "def5678".into(),
+                subject: "Typed event model".into(),
+            }),
+        );
+        assert_eq!(results.comparisons.len(), 1);
+        let c = &results.comparisons[0];
+        // 20 ms / 1000 flows = 20 µs before; 8 ms / 1600 flows = 5 µs after.
+        assert_eq!(c.cpu_us_per_flow_before, Some(20.0));
+        assert_eq!(c.cpu_us_per_flow_after, Some(5.0));
+        assert_eq!(c.cpu_ratio, Some(0.25));
+        assert_eq!(
+            c.line(),
+            "agent-native against agent-native@base: agent CPU per flow, storm 20.00 → 5.00 µs \
+             (× 0.25); end events written / expected, storm + burst 600 / 1000 → 1600 / 1600; \
+             kernel-side losses 400 → 0; storm ratio 0.500 → 0.800"
+        );
+        let md = markdown(&results);
+        for label in [
+            "Agent builds: abc1234 (Cache the user database) in the columns without @base; \
+             def5678 (Typed event model) in the @base columns.",
+            "| | baseline | agent-native | agent-native@base |",
+            "connection storm, conn/s (ratio) | 1000 | 800 (0.800) | 500 (0.500) |",
+            "\n- agent-native against agent-native@base: agent CPU per flow",
+        ] {
+            assert!(md.contains(label), "{label:?} not in:\n{md}");
+        }
+        let json = serde_json::to_value(&results).unwrap();
+        assert_eq!(json["base"]["commit"], "def5678");
+        assert_eq!(json["comparisons"][0]["kernel_losses_before"], 400);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::{
     bpfstats,
-    configurations::{Configuration, Kind, Sensor},
+    configurations::{Agents, Configuration, Kind, Sensor},
     events::{self, OutputFormat},
     latency::{self, LatencySummary, Tailer},
     procfs,
@@ -208,7 +208,12 @@ impl Session {
 }
 
 /// Every configuration, `plan.reps` times, interleaved.
-pub fn run_all(plan: &Plan, configs: &[Configuration], agent: &Path, dir: &Path) -> Vec<Session> {
+pub fn run_all(
+    plan: &Plan,
+    configs: &[Configuration],
+    agents: &Agents,
+    dir: &Path,
+) -> Vec<Session> {
     let mut sessions = Vec::new();
     for rep in 0..plan.reps {
         for config in configs {
@@ -218,7 +223,7 @@ pub fn run_all(plan: &Plan, configs: &[Configuration], agent: &Path, dir: &Path)
                 plan.reps,
                 config.name
             );
-            let session = run_session(plan, rep, config, agent, dir);
+            let session = run_session(plan, rep, config, agents, dir);
             if let Some(e) = &session.error {
                 eprintln!("bench: {} failed: {e}", config.name);
             }
@@ -229,10 +234,16 @@ pub fn run_all(plan: &Plan, configs: &[Configuration], agent: &Path, dir: &Path)
 }
 
 /// One session; what was measured before a failure is kept, the failure is in `error`.
-fn run_session(plan: &Plan, rep: u32, config: &Configuration, agent: &Path, dir: &Path) -> Session {
+fn run_session(
+    plan: &Plan,
+    rep: u32,
+    config: &Configuration,
+    agents: &Agents,
+    dir: &Path,
+) -> Session {
     let mut session = Session {
         rep,
-        configuration: config.name.into(),
+        configuration: config.name.clone(),
         workloads: Vec::new(),
         idle_rss_kib: None,
         peak_rss_kib: None,
@@ -244,7 +255,7 @@ fn run_session(plan: &Plan, rep: u32, config: &Configuration, agent: &Path, dir:
         record_schemas: BTreeMap::new(),
         error: None,
     };
-    let mut sensor = match config.start(agent, dir) {
+    let mut sensor = match config.start(agents, dir) {
         Ok(s) => s,
         Err(e) => {
             session.error = Some(format!("starting: {e:#}"));
