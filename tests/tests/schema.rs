@@ -1,5 +1,6 @@
-//! The event contract: docs/events.md, docs/events.schema.json and the `FlowEvent` struct name
-//! the same fields, and every event a real agent prints validates against the schema.
+//! The event contract: docs/events.md, docs/events.schema.json and the native encoder's serde
+//! structs (flow-agent/src/encode/native.rs) name the same fields, and every event a real agent
+//! prints validates against the schema.
 //!
 //! The agent test drives real TCP flows (a connection already open when the agent starts, HTTP
 //! over IPv4 and IPv6, a refused connect, a connect the client gives up on, a connection nobody
@@ -106,28 +107,55 @@ fn doc_fields(md: &str) -> Result<BTreeSet<String>> {
     Ok(names)
 }
 
-/// Serialized field names of `struct NAME` in event.rs (`prefix` prepended).
+/// The native encoder: private serde structs that name each written field.
+const NATIVE_SRC: &str = "flow-agent/src/encode/native.rs";
+
+/// Serialized field names of `struct NAME` in the native encoder's source (`prefix`
+/// prepended): each field's name, or the name its `#[serde(rename = "...")]` gives it.
 fn struct_fields(src: &str, name: &str, prefix: &str) -> Result<BTreeSet<String>> {
-    let start = src
-        .find(&format!("pub struct {name} {{"))
-        .with_context(|| format!("no `pub struct {name}` in event.rs"))?;
+    let start = [format!("struct {name}<"), format!("struct {name} {{")]
+        .iter()
+        .find_map(|s| src.find(s.as_str()))
+        .with_context(|| format!("no `struct {name}` in {NATIVE_SRC}"))?;
+    // The attributes on the struct itself: a rename_all would rename every field.
+    let attrs = src[..start].rsplit("\n\n").next().unwrap_or_default();
+    ensure!(
+        !attrs.contains("rename_all"),
+        "{name} uses serde rename_all: teach tests/tests/schema.rs about it"
+    );
     let body = &src[start..];
+    let body = &body[body.find('{').context("struct without body")? + 1..];
     let body = &body[..body.find("\n}").context("unterminated struct")?];
     let mut names = BTreeSet::new();
-    for line in body.lines().skip(1).map(str::trim) {
-        // A rename would make the JSON name differ from the Rust one: not handled here.
-        ensure!(
-            !(line.starts_with("#[serde") && line.contains("rename")),
-            "{name} uses a serde rename ({line}): teach tests/tests/schema.rs about it"
-        );
-        if let Some(field) = line
-            .strip_prefix("pub ")
-            .and_then(|l| l.split_once(':'))
-            .map(|(f, _)| f.trim())
-        {
-            names.insert(format!("{prefix}{field}"));
+    let mut rename: Option<String> = None;
+    for line in body.lines().map(str::trim) {
+        if line.starts_with("//") {
+            continue;
+        }
+        if let Some(attr) = line.strip_prefix("#[serde(") {
+            // A flattened struct's fields are the event's: not handled here.
+            ensure!(
+                !attr.contains("flatten"),
+                "{name} flattens a field ({line}): teach tests/tests/schema.rs about it"
+            );
+            if let Some((_, r)) = attr.split_once("rename = \"") {
+                rename = r.split('"').next().map(str::to_string);
+            }
+            continue;
+        }
+        let line = line
+            .trim_start_matches("pub(crate) ")
+            .trim_start_matches("pub ");
+        if let Some((field, _)) = line.split_once(": ") {
+            let field = field.trim_start_matches("r#");
+            if field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                let field = rename.take().unwrap_or_else(|| field.to_string());
+                names.insert(format!("{prefix}{field}"));
+            }
         }
     }
+    ensure!(rename.is_none(), "{name}: a serde rename on no field");
+    ensure!(!names.is_empty(), "no fields found in `struct {name}`");
     Ok(names)
 }
 
@@ -210,31 +238,17 @@ fn docs_schema_and_struct_name_the_same_fields() -> Result<()> {
     let in_schema = schema_fields(&schema)?;
     let md = read("docs/events.md")?;
     let in_docs = doc_fields(&md)?;
-    let src = read("flow-agent/src/flows/event.rs")?;
-    let mut in_struct = struct_fields(&src, "FlowEvent", "")?;
-    in_struct.extend(struct_fields(&src, "IntervalCounters", "interval.")?);
+    let src = read(NATIVE_SRC)?;
+    let mut in_struct = struct_fields(&src, "NativeFlow", "")?;
+    in_struct.extend(struct_fields(&src, "NativeInterval", "interval.")?);
 
     let rl_schema = rate_limited_schema_fields(&schema)?;
     let (rl_doc_first, rl_doc_all) = rate_limited_doc_fields(&md)?;
-    let rl_src = read("flow-agent/src/ratelimit/event.rs")?;
-    let mut rl_struct = struct_fields(&rl_src, "SuppressedEvent", "")?;
-    // `#[serde(flatten)] pub process: ProcessIdentity`: its fields are the event's.
-    ensure!(
-        rl_struct.remove("process"),
-        "SuppressedEvent no longer flattens `process`: teach tests/tests/schema.rs"
-    );
-    rl_struct.extend(struct_fields(&rl_src, "ProcessIdentity", "")?);
+    let rl_struct = struct_fields(&src, "NativeRateLimited", "")?;
 
     let dns_schema = def_fields(&schema, "dns_query")?;
     let (dns_doc_first, dns_doc_all) = section_doc_fields(&md, "DNS queries")?;
-    let dns_src = read("flow-agent/src/flows/dns_event.rs")?;
-    let mut dns_struct = struct_fields(&dns_src, "DnsEvent", "")?;
-    ensure!(
-        dns_struct.remove("process"),
-        "DnsEvent no longer flattens `process`: teach tests/tests/schema.rs"
-    );
-    dns_struct.extend(struct_fields(&rl_src, "ProcessIdentity", "")?);
-    // The answers' fields are the answer objects' (`type` is the raw identifier `r#type`).
+    let dns_struct = struct_fields(&src, "NativeDns", "")?;
     let answer_schema: BTreeSet<String> = schema["$defs"]["dns_query"]["properties"]["answers"]
         ["items"]["properties"]
         .as_object()
@@ -242,10 +256,7 @@ fn docs_schema_and_struct_name_the_same_fields() -> Result<()> {
         .keys()
         .cloned()
         .collect();
-    let mut answer_struct = struct_fields(&dns_src, "DnsAnswer", "")?;
-    if answer_struct.remove("r#type") {
-        answer_struct.insert("type".into());
-    }
+    let answer_struct = struct_fields(&src, "NativeAnswer", "")?;
 
     let mut problems = Vec::new();
     for (what, missing) in [
@@ -258,19 +269,19 @@ fn docs_schema_and_struct_name_the_same_fields() -> Result<()> {
             diff(&dns_doc_first, &dns_schema),
         ),
         (
-            "in DnsEvent/ProcessIdentity (flow-agent/src/flows/dns_event.rs) but not in the schema's dns_query",
+            "in NativeDns (flow-agent/src/encode/native.rs) but not in the schema's dns_query",
             diff(&dns_struct, &dns_schema),
         ),
         (
-            "in the schema's dns_query but not in DnsEvent/ProcessIdentity",
+            "in the schema's dns_query but not in NativeDns",
             diff(&dns_schema, &dns_struct),
         ),
         (
-            "of DnsAnswer but not in the schema's dns_query answers",
+            "of NativeAnswer but not in the schema's dns_query answers",
             diff(&answer_struct, &answer_schema),
         ),
         (
-            "of the schema's dns_query answers but not in DnsAnswer",
+            "of the schema's dns_query answers but not in NativeAnswer",
             diff(&answer_schema, &answer_struct),
         ),
         (
@@ -286,11 +297,11 @@ fn docs_schema_and_struct_name_the_same_fields() -> Result<()> {
             diff(&rl_doc_first, &rl_schema),
         ),
         (
-            "in SuppressedEvent/ProcessIdentity (flow-agent/src/ratelimit/event.rs) but not in the schema's rate_limited",
+            "in NativeRateLimited (flow-agent/src/encode/native.rs) but not in the schema's rate_limited",
             diff(&rl_struct, &rl_schema),
         ),
         (
-            "in the schema's rate_limited but not in SuppressedEvent/ProcessIdentity",
+            "in the schema's rate_limited but not in NativeRateLimited",
             diff(&rl_schema, &rl_struct),
         ),
         (
@@ -302,11 +313,11 @@ fn docs_schema_and_struct_name_the_same_fields() -> Result<()> {
             diff(&in_docs, &in_schema),
         ),
         (
-            "in FlowEvent/IntervalCounters (flow-agent/src/flows/event.rs) but not in the schema",
+            "in NativeFlow/NativeInterval (flow-agent/src/encode/native.rs) but not in the schema",
             diff(&in_struct, &in_schema),
         ),
         (
-            "in the schema but not in FlowEvent/IntervalCounters",
+            "in the schema but not in NativeFlow/NativeInterval",
             diff(&in_schema, &in_struct),
         ),
     ] {

@@ -6,8 +6,8 @@ use std::{net::IpAddr, sync::Arc};
 use crate::{
     event::{
         Attribution, Counters, Direction, DnsAnswer, DnsEvent, FlowAction, FlowEvent, FlowIds,
-        HostInfo, IntervalCounters, Limiter, Locality, ProcessIdentity, SuppressedEvent,
-        Transport, WallTime,
+        HostInfo, IntervalCounters, Limiter, Locality, ProcessIdentity, SuppressedEvent, Transport,
+        WallTime,
     },
     health::{KernelLosses, SinkReport, StatsEvent},
 };

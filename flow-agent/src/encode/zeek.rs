@@ -1,24 +1,23 @@
 //! `zeek`: Zeek conn.log records as Zeek's JSON writer prints them (`"id.orig_h"` keys, `ts`
 //! in epoch seconds), one per flow, written at its end. Field mapping: docs/formats.md.
 //!
-//! The native `src`/`dest` are already the connection's originator and responder (for an
-//! inbound flow `src` is the peer), so they map to `id.orig_*`/`id.resp_*` as they are.
+//! `id.orig_*`/`id.resp_*` are the connection's originator and responder (for an inbound flow
+//! the originator is the peer): the model's `src()`/`dest()`.
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::{common, time, Encoder};
+use super::{time, Encoder};
 use crate::{
     enrich::networks::{default_local_networks, is_local, Cidr},
-    flows::FlowEvent,
-    health::StatsEvent,
+    event::{AppProtocolSource, Event, FlowAction, FlowEvent, Locality, Transport, WallTime},
 };
 
 pub struct ZeekEncoder {
     /// When the agent first reported each open flow whose start it did not see (open at
     /// start-up): conn.log's `ts` is the first packet seen, and its end event has no start.
-    first_seen: HashMap<String, String>,
+    first_seen: HashMap<String, WallTime>,
     local_networks: Vec<Cidr>,
 }
 
@@ -31,23 +30,64 @@ impl ZeekEncoder {
     }
 
     /// Zeek's `local_orig`/`local_resp`: whether an address is in the local networks. The peer
-    /// is as the event's `network_locality` says; this host's own address is checked against
-    /// the same built-in list.
+    /// is as the event's locality says; this host's own address is checked against the same
+    /// built-in list.
     fn locals(&self, ev: &FlowEvent) -> (bool, bool) {
-        let remote_local = ev.network_locality == "internal";
-        let host_ip = if ev.local_orig {
-            &ev.src_ip
-        } else {
-            &ev.dest_ip
-        };
-        let host_local = host_ip
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| is_local(&self.local_networks, ip));
-        if ev.local_orig {
+        let remote_local = ev.locality == Locality::Internal;
+        let host_local = is_local(&self.local_networks, ev.local.0);
+        if ev.local_orig() {
             (host_local, remote_local)
         } else {
             (remote_local, host_local)
         }
+    }
+
+    fn encode_flow(&mut self, ev: &FlowEvent, out: &mut Vec<u8>) -> bool {
+        if ev.action != FlowAction::End {
+            if ev.action == FlowAction::Start && ev.start_time.is_none() {
+                self.first_seen.insert(ev.ids.flow_id.clone(), ev.time);
+            }
+            return false;
+        }
+        let first_seen = if self.first_seen.is_empty() {
+            None
+        } else {
+            self.first_seen.remove(&ev.ids.flow_id)
+        };
+        let start = ev.start_time.or(first_seen).unwrap_or(ev.time);
+        let (local_orig, local_resp) = self.locals(ev);
+        let (conn_state, history) = match ev.transport {
+            Transport::Udp => udp_state(ev),
+            Transport::Tcp => (ev.conn_state, ev.history.as_deref()),
+        };
+        let counts = ev.orig_resp();
+        let (orig_ip_bytes, resp_ip_bytes) = ev.orig_resp_ip_bytes();
+        let (src, dest) = (ev.src(), ev.dest());
+        let record = Conn {
+            ts: time::epoch_seconds(start),
+            uid: &ev.ids.flow_id,
+            orig_h: src.0,
+            orig_p: src.1,
+            resp_h: dest.0,
+            resp_p: dest.1,
+            proto: ev.transport.as_str(),
+            service: service(ev),
+            duration: ev.duration_ns.map(time::seconds),
+            orig_bytes: counts.map(|c| c.0),
+            resp_bytes: counts.map(|c| c.1),
+            conn_state,
+            local_orig,
+            local_resp,
+            missed_bytes: 0,
+            history,
+            orig_pkts: counts.map(|c| c.2),
+            orig_ip_bytes,
+            resp_pkts: counts.map(|c| c.3),
+            resp_ip_bytes,
+            ip_proto: ev.transport.iana(),
+            community_id: ev.ids.community_id.as_deref(),
+        };
+        serde_json::to_writer(&mut *out, &record).is_ok()
     }
 }
 
@@ -58,82 +98,22 @@ impl Default for ZeekEncoder {
 }
 
 impl Encoder for ZeekEncoder {
-    fn encode_flow(&mut self, ev: &FlowEvent, out: &mut Vec<u8>) -> bool {
-        if ev.event_action != "end" {
-            if ev.event_action == "start" && ev.start_time.is_none() {
-                self.first_seen
-                    .insert(ev.flow_id.clone(), ev.timestamp.clone());
-            }
-            return false;
+    /// conn.log only: no record for stats, for summaries of suppressed flows (they reach such
+    /// outputs' readers through stats events of other outputs, the metrics and the agent's
+    /// log) or for DNS queries (dns.log is another log).
+    fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> bool {
+        match event {
+            Event::Flow(ev) => self.encode_flow(ev, out),
+            Event::Dns(_) | Event::Stats(_) | Event::RateLimited(_) => false,
         }
-        let first_seen = self.first_seen.remove(&ev.flow_id);
-        let start = ev
-            .start_time
-            .as_deref()
-            .or(first_seen.as_deref())
-            .unwrap_or(&ev.timestamp);
-        let (local_orig, local_resp) = self.locals(ev);
-        let (conn_state, history) = if ev.transport_protocol == "udp" {
-            udp_state(ev)
-        } else {
-            (ev.conn_state, ev.history.clone())
-        };
-        let record = Conn {
-            ts: time::epoch_seconds(start).unwrap_or_default(),
-            uid: &ev.flow_id,
-            orig_h: &ev.src_ip,
-            orig_p: ev.src_port,
-            resp_h: &ev.dest_ip,
-            resp_p: ev.dest_port,
-            proto: ev.transport_protocol,
-            service: service(ev),
-            duration: ev.duration,
-            orig_bytes: ev.orig_bytes,
-            resp_bytes: ev.resp_bytes,
-            conn_state,
-            local_orig,
-            local_resp,
-            missed_bytes: 0,
-            history,
-            orig_pkts: ev.orig_pkts,
-            orig_ip_bytes: ev.orig_ip_bytes,
-            resp_pkts: ev.resp_pkts,
-            resp_ip_bytes: ev.resp_ip_bytes,
-            ip_proto: common::iana_number(ev.transport_protocol),
-            community_id: ev.community_id.as_deref(),
-        };
-        serde_json::to_writer(&mut *out, &record).is_ok()
-    }
-
-    fn encode_stats(&mut self, _stats: &StatsEvent, _out: &mut Vec<u8>) -> bool {
-        false
-    }
-
-    /// No record of this format describes flows not seen: the summaries reach such outputs'
-    /// readers through stats events of other outputs, the metrics and the agent's log.
-    fn encode_suppressed(
-        &mut self,
-        _summary: &crate::ratelimit::SuppressedEvent,
-        _out: &mut Vec<u8>,
-    ) -> bool {
-        false
-    }
-
-    /// dns.log is another log than conn.log: a zeek output writes conn.log only.
-    fn encode_dns(
-        &mut self,
-        _event: &crate::flows::dns_event::DnsEvent,
-        _out: &mut Vec<u8>,
-    ) -> bool {
-        false
     }
 }
 
 /// Zeek's UDP `conn_state` (`SF` both sides sent, `S0` only the originator, `SHR` only the
 /// responder) and history (`D`/`d`: payload from the originator/responder), from the
 /// counters; none when the counters are gone.
-fn udp_state(ev: &FlowEvent) -> (Option<&'static str>, Option<String>) {
-    let (Some(op), Some(rp)) = (ev.orig_pkts, ev.resp_pkts) else {
+fn udp_state(ev: &FlowEvent) -> (Option<&'static str>, Option<&'static str>) {
+    let Some((ob, rb, op, rp)) = ev.orig_resp() else {
         return (None, None);
     };
     let state = match (op > 0, rp > 0) {
@@ -142,24 +122,23 @@ fn udp_state(ev: &FlowEvent) -> (Option<&'static str>, Option<String>) {
         (false, true) => "SHR",
         (false, false) => "OTH",
     };
-    let mut history = String::new();
-    if ev.orig_bytes.unwrap_or(0) > 0 {
-        history.push('D');
-    }
-    if ev.resp_bytes.unwrap_or(0) > 0 {
-        history.push('d');
-    }
-    (Some(state), (!history.is_empty()).then_some(history))
+    let history = match (ob > 0, rb > 0) {
+        (true, true) => Some("Dd"),
+        (true, false) => Some("D"),
+        (false, true) => Some("d"),
+        (false, false) => None,
+    };
+    (Some(state), history)
 }
 
 /// Zeek's `service`: set only when the payload was recognised (Zeek's analyzers confirm a
 /// protocol; a port alone does not), in Zeek's names (TLS is `ssl`).
-fn service(ev: &FlowEvent) -> Option<&str> {
-    if ev.app_protocol_source != Some("payload") {
-        return None;
+fn service(ev: &FlowEvent) -> Option<&'static str> {
+    match ev.app_protocol()? {
+        ("tls", AppProtocolSource::Payload) => Some("ssl"),
+        (proto, AppProtocolSource::Payload) => Some(proto),
+        (_, AppProtocolSource::Port) => None,
     }
-    let proto = ev.application_protocol?;
-    Some(if proto == "tls" { "ssl" } else { proto })
 }
 
 /// One conn.log line, fields in Zeek's order; `&optional` fields are omitted when unset, as
@@ -169,14 +148,14 @@ struct Conn<'a> {
     ts: f64,
     uid: &'a str,
     #[serde(rename = "id.orig_h")]
-    orig_h: &'a str,
+    orig_h: IpAddr,
     #[serde(rename = "id.orig_p")]
     orig_p: u16,
     #[serde(rename = "id.resp_h")]
-    resp_h: &'a str,
+    resp_h: IpAddr,
     #[serde(rename = "id.resp_p")]
     resp_p: u16,
-    proto: &'a str,
+    proto: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     service: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -191,7 +170,7 @@ struct Conn<'a> {
     local_resp: bool,
     missed_bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    history: Option<String>,
+    history: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     orig_pkts: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]

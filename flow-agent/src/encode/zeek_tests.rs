@@ -2,11 +2,11 @@ use serde_json::{json, Value};
 
 use super::ZeekEncoder;
 use crate::encode::{fixtures::*, Encoder};
-use crate::flows::FlowEvent;
+use crate::event::{Event, FlowAction, FlowEvent};
 
 fn encode(enc: &mut ZeekEncoder, ev: &FlowEvent) -> Option<Value> {
     let mut out = Vec::new();
-    let written = enc.encode_flow(ev, &mut out);
+    let written = enc.encode(&Event::Flow(ev.clone()), &mut out);
     assert_eq!(written, !out.is_empty());
     written.then(|| serde_json::from_slice(&out).unwrap())
 }
@@ -45,7 +45,7 @@ fn tcp_end_is_one_conn_log_record() {
 #[test]
 fn field_order_is_conn_logs() {
     let mut out = Vec::new();
-    assert!(ZeekEncoder::new().encode_flow(&udp_in_end(), &mut out));
+    assert!(ZeekEncoder::new().encode(&Event::Flow(udp_in_end()), &mut out));
     let text = String::from_utf8(out).unwrap();
     let order = [
         "ts",
@@ -87,11 +87,11 @@ fn only_ends_are_written() {
     assert_eq!(encode(&mut enc, &udp6_update()), None);
     assert!(encode(&mut enc, &tcp_out_end()).is_some());
     let mut out = Vec::new();
-    assert!(!enc.encode_stats(&stats(), &mut out));
+    assert!(!enc.encode(&Event::Stats(Box::new(stats())), &mut out));
     // conn.log records connections; a summary of suppressed ones is none.
-    assert!(!enc.encode_suppressed(&rate_limited(), &mut out));
+    assert!(!enc.encode(&Event::RateLimited(Box::new(rate_limited())), &mut out));
     // dns.log is another log.
-    assert!(!enc.encode_dns(&dns_query(), &mut out));
+    assert!(!enc.encode(&Event::Dns(Box::new(dns_query())), &mut out));
     assert!(out.is_empty());
 }
 
@@ -121,7 +121,7 @@ fn udp_state_and_history_come_from_the_counters() {
         })
     );
     let both = FlowEvent {
-        event_action: "end",
+        action: FlowAction::End,
         end_reason: Some("socket_closed"),
         ..udp6_update()
     };
@@ -138,12 +138,7 @@ fn udp_state_and_history_come_from_the_counters() {
     assert_eq!(rec["orig_ip_bytes"], 196);
     let evicted = FlowEvent {
         end_reason: Some("evicted"),
-        orig_bytes: None,
-        resp_bytes: None,
-        orig_pkts: None,
-        resp_pkts: None,
-        orig_ip_bytes: None,
-        resp_ip_bytes: None,
+        counters: None,
         ..both
     };
     let rec = end(&evicted);
@@ -167,9 +162,10 @@ fn local_orig_and_resp_follow_the_addresses() {
         (rec["local_orig"].as_bool(), rec["local_resp"].as_bool()),
         (Some(false), Some(false))
     );
+    let ev = tcp_in_start_no_process_end();
     let private_host = FlowEvent {
-        dest_ip: "192.168.1.10".into(),
-        ..tcp_in_start_no_process_end()
+        local: ("192.168.1.10".parse().unwrap(), ev.local.1),
+        ..ev
     };
     let rec = end(&private_host);
     assert_eq!(
@@ -180,7 +176,7 @@ fn local_orig_and_resp_follow_the_addresses() {
 
 fn tcp_in_start_no_process_end() -> FlowEvent {
     FlowEvent {
-        event_action: "end",
+        action: FlowAction::End,
         end_reason: Some("fin"),
         ..tcp_in_start_no_process()
     }
@@ -190,8 +186,8 @@ fn tcp_in_start_no_process_end() -> FlowEvent {
 fn unobserved_starts_use_the_first_report() {
     let mut enc = ZeekEncoder::new();
     let start = FlowEvent {
-        event_action: "start",
-        timestamp: "2026-11-23T13:00:00.250000Z".into(),
+        action: FlowAction::Start,
+        time: t("2026-11-23T13:00:00.250000Z"),
         ..tcp_preexisting_end()
     };
     assert_eq!(encode(&mut enc, &start), None);

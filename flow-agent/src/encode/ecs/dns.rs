@@ -1,25 +1,28 @@
 //! A `dns_query` event as an ECS document: a network event of type `protocol` with
 //! `event.action: dns_query`, the question, response code and answers in `dns`, the client in
 //! `source`, the resolver in `destination`, the asking process in `process`/`user`/`group`.
-use serde::Serialize;
+use std::{borrow::Cow, net::IpAddr};
+
+use serde::{Serialize, Serializer};
 
 use super::{
-    process, Agent, Container, Ecs, Host, HostOs, Named, Process, AGENT, ECS_VERSION, MODULE,
+    container, group, host, ip_type, process, related_user, user, Agent, Container, Ecs, Host,
+    Keyword, Named, Process, Rfc3339, AGENT, ECS, MODULE,
 };
-use crate::flows::{
-    dns_event::{DnsAnswer, DnsEvent},
-    FlowEvent,
+use crate::{
+    event::{DnsAnswer, DnsEvent},
+    proto::dns::{rcode_name, type_name},
 };
 
 #[derive(Serialize)]
 pub(super) struct DnsDoc<'a> {
     #[serde(rename = "@timestamp")]
-    timestamp: &'a str,
+    timestamp: Rfc3339,
     ecs: Ecs,
     agent: Agent,
     event: Event,
-    source: Endpoint<'a>,
-    destination: Endpoint<'a>,
+    source: Endpoint,
+    destination: Endpoint,
     network: Network<'a>,
     dns: Dns<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -47,18 +50,18 @@ struct Event {
 }
 
 #[derive(Serialize)]
-struct Endpoint<'a> {
-    address: &'a str,
-    ip: &'a str,
+struct Endpoint {
+    address: IpAddr,
+    ip: IpAddr,
     port: u16,
 }
 
 #[derive(Serialize)]
 struct Network<'a> {
-    transport: &'a str,
+    transport: &'static str,
     #[serde(rename = "type")]
     kind: &'static str,
-    iana_number: String,
+    iana_number: Keyword<u8>,
     direction: &'static str,
     protocol: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -69,28 +72,75 @@ struct Network<'a> {
 struct Dns<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    id: String,
-    response_code: &'a str,
+    id: Keyword<u16>,
+    response_code: Cow<'static, str>,
     question: Question<'a>,
+    #[serde(skip_serializing_if = "Answers::is_empty")]
+    answers: Answers<'a>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    answers: &'a [DnsAnswer],
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    resolved_ip: &'a [String],
+    resolved_ip: &'a [IpAddr],
 }
 
 #[derive(Serialize)]
 struct Question<'a> {
     name: &'a str,
     #[serde(rename = "type")]
-    kind: &'a str,
+    kind: Cow<'static, str>,
+}
+
+/// `dns.answers`: each record with its type's mnemonic.
+struct Answers<'a>(&'a [DnsAnswer]);
+
+impl Answers<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Answers<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|a| Answer {
+            name: &a.name,
+            kind: type_name(a.rtype),
+            ttl: a.ttl,
+            data: a.data.as_deref(),
+        }))
+    }
+}
+
+#[derive(Serialize)]
+struct Answer<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: Cow<'static, str>,
+    ttl: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a str>,
 }
 
 #[derive(Serialize)]
 struct Related<'a> {
-    ip: Vec<&'a str>,
+    ip: RelatedIps<'a>,
     hosts: [&'a str; 1],
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    user: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<[&'a str; 1]>,
+}
+
+/// `related.ip`: the client, the resolver, then each resolved address not listed yet.
+struct RelatedIps<'a>(&'a DnsEvent);
+
+impl Serialize for RelatedIps<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let d = self.0;
+        let (client, resolver) = (d.client.0, d.resolver.0);
+        let resolved = d
+            .resolved_ips
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| **r != client && **r != resolver && !d.resolved_ips[..*i].contains(*r))
+            .map(|(_, r)| *r);
+        s.collect_seq([client, resolver].into_iter().chain(resolved))
+    }
 }
 
 #[derive(Serialize)]
@@ -105,96 +155,66 @@ struct Custom<'a> {
 }
 
 impl<'a> DnsDoc<'a> {
-    /// `fe` is `d` as a flow event ([`DnsEvent::as_flow_event`]): the process fields map as
-    /// they do for flows.
-    pub(super) fn new(d: &'a DnsEvent, fe: &'a FlowEvent) -> Self {
-        let mut ip = vec![d.client_ip.as_str(), d.resolver_ip.as_str()];
-        for r in &d.resolved_ips {
-            if !ip.contains(&r.as_str()) {
-                ip.push(r);
-            }
-        }
+    pub(super) fn new(d: &'a DnsEvent) -> Self {
+        let p = d.process.as_deref();
+        let flow = d.flow.as_deref();
         DnsDoc {
-            timestamp: &d.timestamp,
-            ecs: Ecs {
-                version: ECS_VERSION,
-            },
+            timestamp: Rfc3339::new(d.time),
+            ecs: ECS,
             agent: AGENT,
             event: Event {
                 kind: "event",
                 category: ["network"],
                 types: ["protocol"],
-                action: d.event_action,
+                action: "dns_query",
                 module: MODULE,
                 dataset: "flow_agent.dns",
             },
             source: Endpoint {
-                address: &d.client_ip,
-                ip: &d.client_ip,
-                port: d.client_port,
+                address: d.client.0,
+                ip: d.client.0,
+                port: d.client.1,
             },
             destination: Endpoint {
-                address: &d.resolver_ip,
-                ip: &d.resolver_ip,
-                port: d.resolver_port,
+                address: d.resolver.0,
+                ip: d.resolver.0,
+                port: d.resolver.1,
             },
             network: Network {
-                transport: d.transport_protocol,
-                kind: if super::common::is_ipv6(&d.client_ip) {
-                    "ipv6"
-                } else {
-                    "ipv4"
-                },
-                iana_number: super::common::iana_number(d.transport_protocol).to_string(),
+                transport: d.transport.as_str(),
+                kind: ip_type(d.client.0),
+                iana_number: Keyword(d.transport.iana()),
                 direction: "egress",
                 protocol: "dns",
-                community_id: d.community_id.as_deref(),
+                community_id: flow.and_then(|f| f.community_id.as_deref()),
             },
             dns: Dns {
                 kind: "answer",
-                id: d.transaction_id.to_string(),
-                response_code: &d.response_code,
+                id: Keyword(d.transaction_id),
+                response_code: rcode_name(d.response_code),
                 question: Question {
                     name: &d.query_name,
-                    kind: &d.query_type,
+                    kind: type_name(d.query_type),
                 },
-                answers: &d.answers,
+                answers: Answers(&d.answers),
                 resolved_ip: &d.resolved_ips,
             },
-            process: process(fe),
-            user: fe.uid.map(|uid| Named {
-                id: uid.to_string(),
-                name: fe.user.as_deref(),
-            }),
-            group: fe.gid.map(|gid| Named {
-                id: gid.to_string(),
-                name: fe.group.as_deref(),
-            }),
-            host: Host {
-                hostname: &d.hostname,
-                name: &d.hostname,
-                id: d.host_id.as_deref(),
-                os: HostOs {
-                    kind: "linux",
-                    name: None,
-                    version: None,
-                    kernel: None,
-                },
-            },
-            container: fe.container_id.as_deref().map(|id| Container {
-                id,
-                runtime: fe.container_runtime.as_deref(),
-            }),
+            // The event names no thread.
+            process: p.map(|p| process(p, None)),
+            user: p.map(user),
+            group: p.map(group),
+            host: host(&d.host),
+            container: p.and_then(container),
             related: Related {
-                ip,
+                ip: RelatedIps(d),
                 hosts: [&d.query_name],
-                user: fe.user.as_deref().into_iter().collect(),
+                user: p.and_then(related_user),
             },
             flow_agent: Custom {
-                flow_id: d.flow_id.as_deref(),
+                flow_id: flow.map(|f| f.flow_id.as_str()),
                 answers_truncated: d.answers_truncated,
-                cgroup_path: fe.cgroup_path.as_deref(),
-                systemd_unit: fe.systemd_unit.as_deref(),
+                cgroup_path: p.and_then(|p| p.cgroup_path.as_deref()),
+                systemd_unit: p.and_then(|p| p.systemd_unit.as_deref()),
             },
         }
     }

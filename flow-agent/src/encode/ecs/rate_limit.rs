@@ -1,20 +1,23 @@
 //! A `rate_limited` summary as an ECS document: a network event of type `info` with
 //! `event.action: rate_limited`, the process in `process`/`user`/`group`, the remote addresses
 //! in `related.ip`, and the counts (no ECS fields exist for them) under `flow_agent.rate_limit`.
+use std::net::IpAddr;
+
 use serde::Serialize;
 
 use super::{
-    process, Agent, Container, Ecs, Host, HostOs, Named, Process, AGENT, ECS_VERSION, MODULE,
+    container, group, host, process, related_user, user, Agent, Container, Ecs, Host, Named,
+    Process, Rfc3339, AGENT, ECS, MODULE,
 };
-use crate::{flows::FlowEvent, ratelimit::SuppressedEvent};
+use crate::event::SuppressedEvent;
 
 #[derive(Serialize)]
 pub(super) struct RateLimitDoc<'a> {
     #[serde(rename = "@timestamp")]
-    timestamp: &'a str,
+    timestamp: Rfc3339,
     ecs: Ecs,
     agent: Agent,
-    event: Event<'a>,
+    event: Event,
     #[serde(skip_serializing_if = "Option::is_none")]
     process: Option<Process<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -29,7 +32,7 @@ pub(super) struct RateLimitDoc<'a> {
 }
 
 #[derive(Serialize)]
-struct Event<'a> {
+struct Event {
     kind: &'static str,
     category: [&'static str; 1],
     #[serde(rename = "type")]
@@ -38,17 +41,17 @@ struct Event<'a> {
     module: &'static str,
     dataset: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    start: Option<&'a str>,
+    start: Option<Rfc3339>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    end: Option<&'a str>,
+    end: Option<Rfc3339>,
 }
 
 #[derive(Serialize)]
 struct Related<'a> {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    ip: Vec<&'a str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    user: Vec<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    ip: &'a [IpAddr],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<[&'a str; 1]>,
 }
 
 #[derive(Serialize)]
@@ -58,7 +61,7 @@ struct Custom<'a> {
 
 #[derive(Serialize)]
 struct Counts<'a> {
-    limiter: &'a str,
+    limiter: &'static str,
     rate: f64,
     burst: u32,
     suppressed_flows: u64,
@@ -78,59 +81,38 @@ struct Counts<'a> {
 }
 
 impl<'a> RateLimitDoc<'a> {
-    /// `fe` is `s` as a flow event ([`SuppressedEvent::as_flow_event`]): the process fields
-    /// map as they do for flows.
-    pub(super) fn new(s: &'a SuppressedEvent, fe: &'a FlowEvent) -> Self {
+    pub(super) fn new(s: &'a SuppressedEvent) -> Self {
+        let p = s.process.as_deref();
         RateLimitDoc {
-            timestamp: &s.timestamp,
-            ecs: Ecs {
-                version: ECS_VERSION,
-            },
+            timestamp: Rfc3339::new(s.time),
+            ecs: ECS,
             agent: AGENT,
             event: Event {
                 kind: "event",
                 category: ["network"],
                 types: ["info"],
-                action: s.event_action,
+                action: "rate_limited",
                 module: MODULE,
                 dataset: "flow_agent.rate_limit",
-                start: s.first_suppressed_time.as_deref(),
-                end: s.last_suppressed_time.as_deref(),
+                start: s.first_suppressed.map(Rfc3339::new),
+                end: s.last_suppressed.map(Rfc3339::new),
             },
-            process: process(fe),
-            user: fe.uid.map(|uid| Named {
-                id: uid.to_string(),
-                name: fe.user.as_deref(),
-            }),
-            group: fe.gid.map(|gid| Named {
-                id: gid.to_string(),
-                name: fe.group.as_deref(),
-            }),
-            host: Host {
-                hostname: &s.hostname,
-                name: &s.hostname,
-                id: s.host_id.as_deref(),
-                os: HostOs {
-                    kind: "linux",
-                    name: None,
-                    version: None,
-                    kernel: None,
-                },
-            },
-            container: fe.container_id.as_deref().map(|id| Container {
-                id,
-                runtime: fe.container_runtime.as_deref(),
-            }),
+            // The summary names no thread.
+            process: p.map(|p| process(p, None)),
+            user: p.map(user),
+            group: p.map(group),
+            host: host(&s.host),
+            container: p.and_then(container),
             related: Related {
-                ip: s.remote_ips.iter().map(String::as_str).collect(),
-                user: fe.user.as_deref().into_iter().collect(),
+                ip: &s.remote_ips,
+                user: p.and_then(related_user),
             },
             flow_agent: Custom {
                 rate_limit: Counts {
-                    limiter: s.limiter,
+                    limiter: s.limiter.name(),
                     rate: s.rate,
                     burst: s.burst,
-                    suppressed_flows: s.suppressed_flows,
+                    suppressed_flows: s.suppressed_flows(),
                     suppressed_tcp: s.suppressed_tcp,
                     suppressed_udp: s.suppressed_udp,
                     suppressed_ended: s.suppressed_ended,
@@ -140,8 +122,8 @@ impl<'a> RateLimitDoc<'a> {
                     remote_ips_truncated: s.remote_ips_truncated,
                     dest_ports: &s.dest_ports,
                     dest_ports_truncated: s.dest_ports_truncated,
-                    cgroup_path: fe.cgroup_path.as_deref(),
-                    systemd_unit: fe.systemd_unit.as_deref(),
+                    cgroup_path: p.and_then(|p| p.cgroup_path.as_deref()),
+                    systemd_unit: p.and_then(|p| p.systemd_unit.as_deref()),
                 },
             },
         }

@@ -3,7 +3,7 @@
 //! has them.
 use serde::Serialize;
 
-use super::{Agent, Ecs, AGENT, ECS_VERSION, MODULE};
+use super::{Agent, Ecs, AGENT, ECS, MODULE};
 use crate::health::{KernelLosses, SinkReport, StatsEvent};
 
 #[derive(Serialize)]
@@ -51,9 +51,7 @@ impl<'a> StatsDoc<'a> {
     pub(super) fn new(s: &'a StatsEvent) -> Self {
         StatsDoc {
             timestamp: &s.timestamp,
-            ecs: Ecs {
-                version: ECS_VERSION,
-            },
+            ecs: ECS,
             agent: AGENT,
             event: Event {
                 kind: "metric",

@@ -1,14 +1,21 @@
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 use super::EcsEncoder;
 use crate::encode::{fixtures::*, Encoder};
-use crate::flows::FlowEvent;
+use crate::event::{Event, FlowAction, FlowEvent, ProcessIdentity};
 
-fn encode(ev: &FlowEvent) -> Value {
+/// The document of any event.
+fn encode_event(ev: Event) -> Value {
     let mut out = Vec::new();
-    assert!(EcsEncoder.encode_flow(ev, &mut out));
+    assert!(EcsEncoder.encode(&ev, &mut out));
     assert!(!out.contains(&b'\n'), "one line");
     serde_json::from_slice(&out).unwrap()
+}
+
+fn encode(ev: &FlowEvent) -> Value {
+    encode_event(Event::Flow(ev.clone()))
 }
 
 #[test]
@@ -89,7 +96,7 @@ fn start_and_update_are_typed_and_named() {
     assert!(out["network"].get("bytes").is_none());
 
     let inbound = FlowEvent {
-        event_action: "start",
+        action: FlowAction::Start,
         ..tcp_in_end()
     };
     let doc = encode(&inbound);
@@ -172,10 +179,13 @@ fn unknown_values_are_omitted() {
 #[test]
 fn containers_map_to_container_fields() {
     let ev = FlowEvent {
-        container_id: Some("4f".repeat(32)),
-        container_runtime: Some("docker".into()),
-        cgroup_path: Some("/system.slice/docker-x.scope".into()),
-        systemd_unit: Some("docker-x.scope".into()),
+        process: Some(Arc::new(ProcessIdentity {
+            container_id: Some("4f".repeat(32)),
+            container_runtime: Some("docker".into()),
+            cgroup_path: Some("/system.slice/docker-x.scope".into()),
+            systemd_unit: Some("docker-x.scope".into()),
+            ..curl()
+        })),
         ..tcp_out_start()
     };
     let doc = encode(&ev);
@@ -190,12 +200,13 @@ fn containers_map_to_container_fields() {
 fn hostile_strings_survive_as_data() {
     let ev = hostile_start();
     let doc = encode(&ev);
+    let p = ev.process.as_deref().unwrap();
     assert_eq!(doc["process"]["name"], HOSTILE);
-    assert_eq!(doc["process"]["thread"]["name"], json!(ev.process_name));
-    assert_eq!(doc["process"]["executable"], json!(ev.image_path));
-    assert_eq!(doc["process"]["command_line"], json!(ev.command_line));
-    assert_eq!(doc["user"]["name"], json!(ev.user));
-    assert_eq!(doc["host"]["hostname"], json!(ev.hostname));
+    assert_eq!(doc["process"]["thread"]["name"], json!(p.comm));
+    assert_eq!(doc["process"]["executable"], json!(p.image_path));
+    assert_eq!(doc["process"]["command_line"], json!(p.command_line));
+    assert_eq!(doc["user"]["name"], json!(p.user));
+    assert_eq!(doc["host"]["hostname"], json!(ev.host.hostname));
     // No key was injected.
     let keys: Vec<&String> = doc["process"].as_object().unwrap().keys().collect();
     assert_eq!(keys.len(), 10, "{keys:?}");
@@ -203,9 +214,7 @@ fn hostile_strings_survive_as_data() {
 
 #[test]
 fn stats_are_a_metric_document() {
-    let mut out = Vec::new();
-    assert!(EcsEncoder.encode_stats(&stats(), &mut out));
-    let doc: Value = serde_json::from_slice(&out).unwrap();
+    let doc = encode_event(Event::Stats(Box::new(stats())));
     assert_eq!(
         doc,
         json!({
@@ -233,10 +242,7 @@ fn stats_are_a_metric_document() {
 
 #[test]
 fn rate_limited_summary_is_a_network_info_event() {
-    let s = crate::encode::fixtures::rate_limited();
-    let mut out = Vec::new();
-    assert!(EcsEncoder.encode_suppressed(&s, &mut out));
-    let doc: Value = serde_json::from_slice(&out).unwrap();
+    let doc = encode_event(Event::RateLimited(Box::new(rate_limited())));
     assert_eq!(
         doc["event"],
         json!({"kind": "event", "category": ["network"], "type": ["info"],
@@ -294,9 +300,7 @@ fn categorization_values_are_ecs_allowed_values() {
 
 #[test]
 fn dns_query_fills_the_dns_fields() {
-    let mut out = Vec::new();
-    assert!(super::EcsEncoder.encode_dns(&crate::encode::fixtures::dns_query(), &mut out));
-    let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let doc = encode_event(Event::Dns(Box::new(dns_query())));
     assert_eq!(
         doc["event"],
         serde_json::json!({"kind": "event", "category": ["network"], "type": ["protocol"],

@@ -2,12 +2,18 @@
 //! the question in `query`, the answers in `answers`, the response code in `rcode_id`/`rcode`,
 //! the client in `src_endpoint`, the resolver in `dst_endpoint`, the asking process in
 //! `actor` (docs/formats.md, ocsf).
-use serde::Serialize;
+use std::{borrow::Cow, fmt, net::IpAddr};
 
-use super::{process::Actor, vocabulary::Direction, Device, Observable, Product, OCSF_VERSION};
+use serde::{ser::SerializeSeq, Serialize, Serializer};
+
+use super::{
+    display, ip_version, process::Actor, vocabulary::Direction, Device, Observable, Product,
+    OCSF_VERSION, PRODUCT,
+};
 use crate::{
-    encode::{common, time},
-    flows::{dns_event::DnsEvent, FlowEvent},
+    encode::time::Rfc3339,
+    event::DnsEvent,
+    proto::dns::{rcode_name, type_name},
 };
 
 pub(super) const DNS_CLASS_UID: u32 = 4003;
@@ -30,15 +36,16 @@ pub(super) struct DnsActivity<'a> {
     status: &'static str,
     time: i64,
     timezone_offset: i32,
-    message: String,
+    #[serde(serialize_with = "display")]
+    message: DnsMessage<'a>,
     metadata: Metadata<'a>,
-    src_endpoint: Endpoint<'a>,
-    dst_endpoint: Endpoint<'a>,
+    src_endpoint: Endpoint,
+    dst_endpoint: Endpoint,
     connection_info: ConnectionInfo<'a>,
     query: Query<'a>,
-    answers: Vec<Answer<'a>>,
+    answers: Answers<'a>,
     rcode_id: u32,
-    rcode: &'a str,
+    rcode: Cow<'static, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     actor: Option<Actor<'a>>,
     device: Device<'a>,
@@ -52,13 +59,13 @@ struct Metadata<'a> {
     product: Product,
     #[serde(skip_serializing_if = "Option::is_none")]
     correlation_uid: Option<&'a str>,
-    original_time: &'a str,
+    original_time: Rfc3339,
     log_name: &'static str,
 }
 
 #[derive(Serialize)]
-struct Endpoint<'a> {
-    ip: &'a str,
+struct Endpoint {
+    ip: IpAddr,
     port: u16,
 }
 
@@ -71,7 +78,7 @@ struct ConnectionInfo<'a> {
     direction_id: u32,
     direction: &'static str,
     protocol_num: u8,
-    protocol_name: &'a str,
+    protocol_name: &'static str,
     protocol_ver_id: u32,
     protocol_ver: &'static str,
 }
@@ -80,9 +87,29 @@ struct ConnectionInfo<'a> {
 struct Query<'a> {
     hostname: &'a str,
     #[serde(rename = "type")]
-    kind: &'a str,
+    kind: Cow<'static, str>,
     class: &'static str,
     packet_uid: u16,
+}
+
+/// The answer section, serialized from the event's answers as they are.
+struct Answers<'a>(&'a DnsEvent);
+
+impl Serialize for Answers<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let d = self.0;
+        let mut seq = s.serialize_seq(Some(d.answers.len()))?;
+        for a in &d.answers {
+            seq.serialize_element(&Answer {
+                rdata: a.data.as_deref().unwrap_or(""),
+                kind: type_name(a.rtype),
+                ttl: a.ttl,
+                class: "IN",
+                packet_uid: d.transaction_id,
+            })?;
+        }
+        seq.end()
+    }
 }
 
 #[derive(Serialize)]
@@ -90,7 +117,7 @@ struct Answer<'a> {
     /// The address or CNAME target; empty for record types the agent does not decode.
     rdata: &'a str,
     #[serde(rename = "type")]
-    kind: &'a str,
+    kind: Cow<'static, str>,
     ttl: u32,
     class: &'static str,
     packet_uid: u16,
@@ -100,13 +127,30 @@ struct Answer<'a> {
 struct Unmapped<'a> {
     event_action: &'static str,
     answers_truncated: bool,
-    resolved_ips: &'a [String],
+    resolved_ips: &'a [IpAddr],
     #[serde(skip_serializing_if = "Option::is_none")]
     cgroup_path: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     container_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     systemd_unit: Option<&'a str>,
+}
+
+/// `DNS A www.a.test answered NOERROR (2 answers)`.
+struct DnsMessage<'a>(&'a DnsEvent);
+
+impl fmt::Display for DnsMessage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let d = self.0;
+        write!(
+            f,
+            "DNS {} {} answered {} ({} answers)",
+            type_name(d.query_type),
+            d.query_name,
+            rcode_name(d.response_code),
+            d.answers.len()
+        )
+    }
 }
 
 /// OCSF's `rcode_id` and `rcode` captions (0-10 as in RFC 1035/2136, else 99 `Other`).
@@ -129,35 +173,23 @@ fn rcode(r: u8) -> (u32, Option<&'static str>) {
 }
 
 impl<'a> DnsActivity<'a> {
-    /// `fe` is `d` as a flow event ([`DnsEvent::as_flow_event`]): the process maps as it does
-    /// for flows.
-    pub(super) fn new(d: &'a DnsEvent, fe: &'a FlowEvent) -> Self {
-        let actor = Actor::of(fe);
-        let (rcode_id, rcode_name) = rcode(d.response_code_id);
-        let mut observables = vec![Observable {
-            name: "query.hostname",
-            type_id: 1,
-            kind: "Hostname",
-            value: &d.query_name,
-        }];
-        for ip in &d.resolved_ips {
-            observables.push(Observable {
-                name: "answers.rdata",
-                type_id: 2,
-                kind: "IP Address",
-                value: ip,
-            });
+    pub(super) fn new(d: &'a DnsEvent) -> Self {
+        let p = d.process.as_deref();
+        // DNS events carry no thread.
+        let actor = p.map(|p| Actor::of(p, None));
+        let (rcode_id, rcode_caption) = rcode(d.response_code);
+        let mut observables = Vec::with_capacity(2 + d.resolved_ips.len());
+        observables.push(Observable::hostname("query.hostname", &d.query_name));
+        for &ip in &d.resolved_ips {
+            observables.push(Observable::ip("answers.rdata", ip));
         }
-        if let Some(name) = actor.as_ref().and_then(|a| a.process.name) {
-            observables.push(Observable {
-                name: "actor.process.name",
-                type_id: 9,
-                kind: "Process Name",
-                value: name,
-            });
-        }
-        let ok = d.response_code_id == 0;
-        let direction = Direction::of(fe);
+        observables.extend(Observable::process_name(actor.as_ref()));
+        let ok = d.response_code == 0;
+        // The client is this host, asking.
+        let loopback = d.client.0.is_loopback() && d.resolver.0.is_loopback();
+        let direction = Direction::new(loopback, d.locality, true);
+        let (protocol_ver_id, protocol_ver) = ip_version(d.client.0);
+        let flow = d.flow.as_deref();
         DnsActivity {
             activity_id: ACTIVITY_RESPONSE,
             activity_name: "Response",
@@ -171,82 +203,57 @@ impl<'a> DnsActivity<'a> {
             severity: "Informational",
             status_id: if ok { 1 } else { 2 },
             status: if ok { "Success" } else { "Failure" },
-            time: time::epoch_millis(&d.timestamp).unwrap_or_default(),
+            time: d.time.millis(),
             timezone_offset: 0,
-            message: format!(
-                "DNS {} {} answered {} ({} answers)",
-                d.query_type,
-                d.query_name,
-                d.response_code,
-                d.answers.len()
-            ),
+            message: DnsMessage(d),
             metadata: Metadata {
                 version: OCSF_VERSION,
-                product: Product {
-                    name: "flow-agent",
-                    vendor_name: "flow-agent",
-                    version: env!("CARGO_PKG_VERSION"),
-                },
-                correlation_uid: d.flow_id.as_deref(),
-                original_time: &d.timestamp,
+                product: PRODUCT,
+                correlation_uid: flow.map(|f| f.flow_id.as_str()),
+                original_time: Rfc3339::new(d.time),
                 log_name: "dns",
             },
             src_endpoint: Endpoint {
-                ip: &d.client_ip,
-                port: d.client_port,
+                ip: d.client.0,
+                port: d.client.1,
             },
             dst_endpoint: Endpoint {
-                ip: &d.resolver_ip,
-                port: d.resolver_port,
+                ip: d.resolver.0,
+                port: d.resolver.1,
             },
             connection_info: ConnectionInfo {
-                uid: d.flow_id.as_deref(),
-                community_uid: d.community_id.as_deref(),
+                uid: flow.map(|f| f.flow_id.as_str()),
+                community_uid: flow.and_then(|f| f.community_id.as_deref()),
                 direction_id: direction.id(),
                 direction: direction.caption(),
-                protocol_num: common::iana_number(d.transport_protocol),
-                protocol_name: d.transport_protocol,
-                protocol_ver_id: if common::is_ipv6(&d.client_ip) { 6 } else { 4 },
-                protocol_ver: if common::is_ipv6(&d.client_ip) {
-                    "Internet Protocol version 6 (IPv6)"
-                } else {
-                    "Internet Protocol version 4 (IPv4)"
-                },
+                protocol_num: d.transport.iana(),
+                protocol_name: d.transport.as_str(),
+                protocol_ver_id,
+                protocol_ver,
             },
             query: Query {
                 hostname: &d.query_name,
-                kind: &d.query_type,
+                kind: type_name(d.query_type),
                 class: "IN",
                 packet_uid: d.transaction_id,
             },
-            answers: d
-                .answers
-                .iter()
-                .map(|a| Answer {
-                    rdata: a.data.as_deref().unwrap_or(""),
-                    kind: &a.r#type,
-                    ttl: a.ttl,
-                    class: "IN",
-                    packet_uid: d.transaction_id,
-                })
-                .collect(),
+            answers: Answers(d),
             rcode_id,
-            rcode: rcode_name.unwrap_or(&d.response_code),
-            actor,
-            device: Device {
-                hostname: &d.hostname,
-                name: &d.hostname,
-                type_id: 0,
-                kind: "Unknown",
+            rcode: match rcode_caption {
+                Some(caption) => Cow::Borrowed(caption),
+                None => rcode_name(d.response_code),
             },
+            actor,
+            // DNS events name this host by its hostname.
+            device: Device::of(&d.host, &d.host.hostname),
             observables,
             unmapped: Unmapped {
-                event_action: d.event_action,
+                event_action: "dns_query",
                 answers_truncated: d.answers_truncated,
                 resolved_ips: &d.resolved_ips,
-                cgroup_path: fe.cgroup_path.as_deref(),
-                container_id: fe.container_id.as_deref(),
-                systemd_unit: fe.systemd_unit.as_deref(),
+                cgroup_path: p.and_then(|p| p.cgroup_path.as_deref()),
+                container_id: p.and_then(|p| p.container_id.as_deref()),
+                systemd_unit: p.and_then(|p| p.systemd_unit.as_deref()),
             },
         }
     }

@@ -1,13 +1,13 @@
 //! `ocsf`: OCSF Network Activity events (class 4001), one per flow event. Field mapping:
 //! docs/formats.md. `rate_limited` summaries are activity 99 `Other` of the same class
-//! (rate_limit.rs); `dns_query` events are DNS Activity (class 4003, dns.rs). Stats events have no OCSF class here and are not written.
-use serde::Serialize;
+//! (rate_limit.rs); `dns_query` events are DNS Activity (class 4003, dns.rs). Stats events have
+//! no OCSF class here and are not written.
+use std::{borrow::Cow, fmt, net::IpAddr};
 
-use super::{common, time, Encoder};
-use crate::{
-    flows::{event::IntervalCounters, FlowEvent},
-    health::StatsEvent,
-};
+use serde::{Serialize, Serializer};
+
+use super::{common, time, time::Rfc3339, Encoder};
+use crate::event::{Event, FlowEvent, HostInfo, IntervalCounters, Transport};
 
 mod dns;
 mod process;
@@ -24,28 +24,38 @@ const CLASS_UID: u32 = 4001;
 pub struct OcsfEncoder;
 
 impl Encoder for OcsfEncoder {
-    fn encode_flow(&mut self, event: &FlowEvent, out: &mut Vec<u8>) -> bool {
-        serde_json::to_writer(&mut *out, &NetworkActivity::new(event)).is_ok()
-    }
-
-    fn encode_stats(&mut self, _stats: &StatsEvent, _out: &mut Vec<u8>) -> bool {
-        false
-    }
-
-    fn encode_suppressed(
-        &mut self,
-        summary: &crate::ratelimit::SuppressedEvent,
-        out: &mut Vec<u8>,
-    ) -> bool {
-        let fe = summary.as_flow_event();
-        serde_json::to_writer(&mut *out, &rate_limit::RateLimited::new(summary, &fe)).is_ok()
-    }
-
-    fn encode_dns(&mut self, event: &crate::flows::dns_event::DnsEvent, out: &mut Vec<u8>) -> bool {
-        let fe = event.as_flow_event();
-        serde_json::to_writer(&mut *out, &dns::DnsActivity::new(event, &fe)).is_ok()
+    fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> bool {
+        match event {
+            Event::Flow(ev) => serde_json::to_writer(&mut *out, &NetworkActivity::new(ev)).is_ok(),
+            Event::Dns(d) => serde_json::to_writer(&mut *out, &dns::DnsActivity::new(d)).is_ok(),
+            Event::RateLimited(s) => {
+                serde_json::to_writer(&mut *out, &rate_limit::RateLimited::new(s)).is_ok()
+            }
+            Event::Stats(_) => false,
+        }
     }
 }
+
+/// Serializes a value as the string its `Display` writes, straight into the record.
+pub(crate) fn display<T: fmt::Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// `connection_info.protocol_ver_id` and `protocol_ver` of an address's family.
+pub(crate) fn ip_version(ip: IpAddr) -> (u32, &'static str) {
+    if ip.is_ipv6() {
+        (6, "Internet Protocol version 6 (IPv6)")
+    } else {
+        (4, "Internet Protocol version 4 (IPv4)")
+    }
+}
+
+/// The product every event names in `metadata.product`.
+pub(crate) const PRODUCT: Product = Product {
+    name: "flow-agent",
+    vendor_name: "flow-agent",
+    version: env!("CARGO_PKG_VERSION"),
+};
 
 #[derive(Serialize)]
 struct NetworkActivity<'a> {
@@ -56,7 +66,7 @@ struct NetworkActivity<'a> {
     class_uid: u32,
     class_name: &'static str,
     type_uid: u32,
-    type_name: String,
+    type_name: &'static str,
     severity_id: u32,
     severity: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,7 +86,8 @@ struct NetworkActivity<'a> {
     /// Milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     duration: Option<i64>,
-    message: String,
+    #[serde(serialize_with = "display")]
+    message: FlowMessage,
     metadata: Metadata<'a>,
     src_endpoint: NetEndpoint<'a>,
     dst_endpoint: NetEndpoint<'a>,
@@ -100,18 +111,41 @@ struct NetworkActivity<'a> {
     unmapped: Unmapped<'a>,
 }
 
+/// `Close tcp 127.0.0.1:33596 -> 127.0.0.1:18080`.
+struct FlowMessage {
+    activity: &'static str,
+    transport: Transport,
+    src: (IpAddr, u16),
+    dst: (IpAddr, u16),
+}
+
+impl fmt::Display for FlowMessage {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {}:{} -> {}:{}",
+            self.activity,
+            self.transport.as_str(),
+            self.src.0,
+            self.src.1,
+            self.dst.0,
+            self.dst.1
+        )
+    }
+}
+
 #[derive(Serialize)]
 struct Metadata<'a> {
     version: &'static str,
     product: Product,
     /// The flow: every event of one flow carries it.
     correlation_uid: &'a str,
-    original_time: &'a str,
+    original_time: Rfc3339,
     log_name: &'static str,
 }
 
 #[derive(Serialize)]
-struct Product {
+pub(crate) struct Product {
     name: &'static str,
     vendor_name: &'static str,
     version: &'static str,
@@ -119,7 +153,7 @@ struct Product {
 
 #[derive(Serialize)]
 struct NetEndpoint<'a> {
-    ip: &'a str,
+    ip: IpAddr,
     port: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     hostname: Option<&'a str>,
@@ -135,7 +169,7 @@ struct ConnectionInfo<'a> {
     boundary_id: u32,
     boundary: &'static str,
     protocol_num: u8,
-    protocol_name: &'a str,
+    protocol_name: &'static str,
     protocol_ver_id: u32,
     protocol_ver: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,7 +183,7 @@ struct ConnectionInfo<'a> {
 struct Tls<'a> {
     version: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    cipher: Option<&'a str>,
+    cipher: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sni: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -177,13 +211,14 @@ impl<'a> Fingerprint<'a> {
 }
 
 fn tls(ev: &FlowEvent) -> Option<Tls<'_>> {
-    let (_, version) = common::tls_version_parts(ev.tls_version.as_deref()?)?;
+    let t = ev.tls()?;
+    let (_, version) = common::tls_version_parts(t.version.as_deref()?)?;
     Some(Tls {
         version,
-        cipher: ev.tls_cipher.as_deref(),
-        sni: ev.tls_server_name.as_deref(),
-        ja3_hash: ev.ja3.as_deref().map(Fingerprint::md5),
-        ja3s_hash: ev.ja3s.as_deref().map(Fingerprint::md5),
+        cipher: t.cipher.map(common::cipher_display),
+        sni: t.server_name.as_deref(),
+        ja3_hash: t.ja3.as_deref().map(Fingerprint::md5),
+        ja3s_hash: t.ja3s.as_deref().map(Fingerprint::md5),
     })
 }
 
@@ -210,27 +245,22 @@ impl Traffic {
         }
     }
 
-    /// Since the previous event: the native interval counts from this host's side.
+    /// Since the previous event: the interval counts from this host's side.
     fn interval(ev: &FlowEvent, i: &IntervalCounters) -> Self {
-        if ev.local_orig {
-            Traffic::new(i.out_bytes, i.in_bytes, i.out_pkts, i.in_pkts)
-        } else {
-            Traffic::new(i.in_bytes, i.out_bytes, i.in_pkts, i.out_pkts)
-        }
+        let (ob, rb) = ev.by_role(i.out_bytes, i.in_bytes);
+        let (op, rp) = ev.by_role(i.out_pkts, i.in_pkts);
+        Traffic::new(ob, rb, op, rp)
     }
 
     fn cumulative(ev: &FlowEvent) -> Option<Self> {
-        Some(Traffic::new(
-            ev.orig_bytes?,
-            ev.resp_bytes?,
-            ev.orig_pkts?,
-            ev.resp_pkts?,
-        ))
+        let (ob, rb, op, rp) = ev.orig_resp()?;
+        Some(Traffic::new(ob, rb, op, rp))
     }
 }
 
+/// This host, as every event's `device`.
 #[derive(Serialize)]
-struct Device<'a> {
+pub(crate) struct Device<'a> {
     hostname: &'a str,
     name: &'a str,
     type_id: u32,
@@ -238,13 +268,78 @@ struct Device<'a> {
     kind: &'static str,
 }
 
+impl<'a> Device<'a> {
+    /// `hostname`: the name the event gives this host (flow events: its fqdn when known, see
+    /// [`host_name`]); `name` is always the host's own hostname.
+    pub(crate) fn of(host: &'a HostInfo, hostname: &'a str) -> Self {
+        Device {
+            hostname,
+            name: &host.hostname,
+            type_id: 0,
+            kind: "Unknown",
+        }
+    }
+}
+
+/// This host's fully qualified name when known, else its hostname.
+fn host_name(host: &HostInfo) -> &str {
+    host.fqdn.as_deref().unwrap_or(&host.hostname)
+}
+
 #[derive(Serialize)]
-struct Observable<'a> {
+pub(crate) struct Observable<'a> {
     name: &'static str,
     type_id: u32,
     #[serde(rename = "type")]
     kind: &'static str,
-    value: &'a str,
+    value: ObservableValue<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(crate) enum ObservableValue<'a> {
+    Text(&'a str),
+    Ip(IpAddr),
+}
+
+impl<'a> Observable<'a> {
+    pub(crate) fn ip(name: &'static str, value: IpAddr) -> Self {
+        Observable {
+            name,
+            type_id: 2,
+            kind: "IP Address",
+            value: ObservableValue::Ip(value),
+        }
+    }
+
+    pub(crate) fn hostname(name: &'static str, value: &'a str) -> Self {
+        Observable {
+            name,
+            type_id: 1,
+            kind: "Hostname",
+            value: ObservableValue::Text(value),
+        }
+    }
+
+    /// `actor.process.name`, when the actor's name is known.
+    pub(crate) fn process_name(actor: Option<&process::Actor<'a>>) -> Option<Self> {
+        Some(Observable {
+            name: "actor.process.name",
+            type_id: 9,
+            kind: "Process Name",
+            value: ObservableValue::Text(actor?.process.name?),
+        })
+    }
+
+    /// `actor.user.name`, when the actor's user name is known.
+    pub(crate) fn user_name(actor: Option<&process::Actor<'a>>) -> Option<Self> {
+        Some(Observable {
+            name: "actor.user.name",
+            type_id: 4,
+            kind: "User Name",
+            value: ObservableValue::Text(actor?.user.name?),
+        })
+    }
 }
 
 /// Native fields OCSF has no attribute for.
@@ -254,9 +349,9 @@ struct Unmapped<'a> {
     rtt_us: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     retransmits: Option<u32>,
-    network_locality: &'a str,
+    network_locality: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    attribution: Option<&'a str>,
+    attribution: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     command_line_truncated: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -276,7 +371,7 @@ struct Unmapped<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     netns: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    app_protocol_source: Option<&'a str>,
+    app_protocol_source: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     proto_info: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -296,48 +391,33 @@ impl<'a> NetworkActivity<'a> {
         let activity = Activity::of(ev);
         let direction = Direction::of(ev);
         let boundary = Boundary::of(ev);
-        let ipv6 = common::is_ipv6(&ev.src_ip);
+        let (src, dst) = (ev.src(), ev.dest());
+        let (protocol_ver_id, protocol_ver) = ip_version(src.0);
         // This host's side of the flow carries its name.
-        let host_name = ev.fqdn.as_deref().unwrap_or(&ev.hostname);
-        let (src_host, dst_host) = if ev.local_orig {
+        let host = &*ev.host;
+        let host_name = host_name(host);
+        let (src_host, dst_host) = if ev.local_orig() {
             (Some(host_name), None)
         } else {
             (None, Some(host_name))
         };
-        let status = (ev.event_action == "end").then(|| {
-            if common::connect_failed(ev) {
+        let status = (ev.action == crate::event::FlowAction::End).then(|| {
+            if ev.connect_failed() {
                 (2, "Failure")
             } else {
                 (1, "Success")
             }
         });
-        let actor = process::Actor::of(ev);
-        let mut observables = vec![
-            Observable::ip("src_endpoint.ip", &ev.src_ip),
-            Observable::ip("dst_endpoint.ip", &ev.dest_ip),
-            Observable {
-                name: "device.hostname",
-                type_id: 1,
-                kind: "Hostname",
-                value: host_name,
-            },
-        ];
-        if let Some(name) = actor.as_ref().and_then(|a| a.process.name) {
-            observables.push(Observable {
-                name: "actor.process.name",
-                type_id: 9,
-                kind: "Process Name",
-                value: name,
-            });
-        }
-        if let Some(user) = ev.user.as_deref() {
-            observables.push(Observable {
-                name: "actor.user.name",
-                type_id: 4,
-                kind: "User Name",
-                value: user,
-            });
-        }
+        let p = ev.process.as_deref();
+        let actor = p.map(|p| process::Actor::of(p, ev.tid));
+        let mut observables = Vec::with_capacity(5);
+        observables.push(Observable::ip("src_endpoint.ip", src.0));
+        observables.push(Observable::ip("dst_endpoint.ip", dst.0));
+        observables.push(Observable::hostname("device.hostname", host_name));
+        observables.extend(Observable::process_name(actor.as_ref()));
+        observables.extend(Observable::user_name(actor.as_ref()));
+        let app = ev.app.as_deref();
+        let tls_info = ev.tls();
         NetworkActivity {
             activity_id: activity.id(),
             activity_name: activity.caption(),
@@ -346,118 +426,96 @@ impl<'a> NetworkActivity<'a> {
             class_uid: CLASS_UID,
             class_name: "Network Activity",
             type_uid: CLASS_UID * 100 + activity.id(),
-            type_name: format!("Network Activity: {}", activity.caption()),
+            type_name: activity.type_name(),
             severity_id: 1,
             severity: "Informational",
             status_id: status.map(|s| s.0),
             status: status.map(|s| s.1),
             status_code: ev.conn_state,
             status_detail: ev.end_reason,
-            time: time::epoch_millis(&ev.timestamp).unwrap_or_default(),
+            time: ev.time.millis(),
             timezone_offset: 0,
-            start_time: ev.start_time.as_deref().and_then(time::epoch_millis),
-            end_time: ev.end_time.as_deref().and_then(time::epoch_millis),
-            duration: ev.duration.map(|s| (s * 1000.0).round() as i64),
-            message: format!(
-                "{} {} {}:{} -> {}:{}",
-                activity.caption(),
-                ev.transport_protocol,
-                ev.src_ip,
-                ev.src_port,
-                ev.dest_ip,
-                ev.dest_port
-            ),
+            start_time: ev.start_time.map(|t| t.millis()),
+            end_time: ev.end_time.map(|t| t.millis()),
+            duration: ev
+                .duration_ns
+                .map(|ns| (time::seconds(ns) * 1000.0).round() as i64),
+            message: FlowMessage {
+                activity: activity.caption(),
+                transport: ev.transport,
+                src,
+                dst,
+            },
             metadata: Metadata {
                 version: OCSF_VERSION,
-                product: Product {
-                    name: "flow-agent",
-                    vendor_name: "flow-agent",
-                    version: env!("CARGO_PKG_VERSION"),
-                },
-                correlation_uid: &ev.flow_id,
-                original_time: &ev.timestamp,
+                product: PRODUCT,
+                correlation_uid: &ev.ids.flow_id,
+                original_time: Rfc3339::new(ev.time),
                 log_name: "flows",
             },
             src_endpoint: NetEndpoint {
-                ip: &ev.src_ip,
-                port: ev.src_port,
+                ip: src.0,
+                port: src.1,
                 hostname: src_host,
             },
             dst_endpoint: NetEndpoint {
-                ip: &ev.dest_ip,
-                port: ev.dest_port,
+                ip: dst.0,
+                port: dst.1,
                 hostname: dst_host,
             },
             connection_info: ConnectionInfo {
-                uid: &ev.flow_id,
-                community_uid: ev.community_id.as_deref(),
+                uid: &ev.ids.flow_id,
+                community_uid: ev.ids.community_id.as_deref(),
                 direction_id: direction.id(),
                 direction: direction.caption(),
                 boundary_id: boundary.id(),
                 boundary: boundary.caption(),
-                protocol_num: common::iana_number(ev.transport_protocol),
-                protocol_name: ev.transport_protocol,
-                protocol_ver_id: if ipv6 { 6 } else { 4 },
-                protocol_ver: if ipv6 {
-                    "Internet Protocol version 6 (IPv6)"
-                } else {
-                    "Internet Protocol version 4 (IPv4)"
-                },
+                protocol_num: ev.transport.iana(),
+                protocol_name: ev.transport.as_str(),
+                protocol_ver_id,
+                protocol_ver,
                 tcp_flags: ev.history.as_deref().map(vocabulary::tcp_flags),
                 flag_history: ev.history.as_deref(),
             },
-            app_name: ev.application_protocol,
+            app_name: ev.app_protocol().map(|(name, _)| name),
             tls: tls(ev),
-            traffic: ev.interval.as_ref().map(|i| Traffic::interval(ev, i)),
+            traffic: ev
+                .counters
+                .as_ref()
+                .map(|c| Traffic::interval(ev, &c.interval)),
             cumulative_traffic: Traffic::cumulative(ev),
             is_src_dst_assignment_known: ev.start_observed,
-            observation_point_id: if ev.local_orig { 1 } else { 2 },
-            observation_point: if ev.local_orig {
+            observation_point_id: if ev.local_orig() { 1 } else { 2 },
+            observation_point: if ev.local_orig() {
                 "Source"
             } else {
                 "Destination"
             },
             actor,
-            device: Device {
-                hostname: host_name,
-                name: &ev.hostname,
-                type_id: 0,
-                kind: "Unknown",
-            },
+            device: Device::of(host, host_name),
             observables,
             unmapped: Unmapped {
                 rtt_us: ev.rtt_us,
                 retransmits: ev.retransmits,
-                network_locality: ev.network_locality,
-                attribution: ev.attribution,
-                command_line_truncated: ev.command_line_truncated,
-                gid: ev.gid,
-                group: ev.group.as_deref(),
-                cgroup_id: ev.cgroup_id,
-                cgroup_path: ev.cgroup_path.as_deref(),
-                container_id: ev.container_id.as_deref(),
-                container_runtime: ev.container_runtime.as_deref(),
-                systemd_unit: ev.systemd_unit.as_deref(),
+                network_locality: ev.locality.as_str(),
+                attribution: ev.attribution.map(|a| a.as_str()),
+                command_line_truncated: p.and_then(|p| p.command_line_truncated),
+                gid: p.map(|p| p.gid),
+                group: p.and_then(|p| p.group.as_deref()),
+                cgroup_id: p.map(|p| p.cgroup_id).filter(|&id| id != 0),
+                cgroup_path: p.and_then(|p| p.cgroup_path.as_deref()),
+                container_id: p.and_then(|p| p.container_id.as_deref()),
+                container_runtime: p.and_then(|p| p.container_runtime.as_deref()),
+                systemd_unit: p.and_then(|p| p.systemd_unit.as_deref()),
                 netns: ev.netns,
-                app_protocol_source: ev.app_protocol_source,
-                proto_info: ev.proto_info.as_deref(),
-                tls_alpn: ev.tls_alpn.as_deref(),
-                ja4: ev.ja4.as_deref(),
-                ja4s: ev.ja4s.as_deref(),
-                orig_content: ev.orig_content.as_deref(),
-                resp_content: ev.resp_content.as_deref(),
+                app_protocol_source: ev.app_protocol().map(|(_, source)| source.as_str()),
+                proto_info: app.and_then(|a| a.info.as_deref()),
+                tls_alpn: tls_info.and_then(|t| t.alpn.as_deref()),
+                ja4: tls_info.and_then(|t| t.ja4.as_deref()),
+                ja4s: tls_info.and_then(|t| t.ja4s.as_deref()),
+                orig_content: app.and_then(|a| a.orig_content.as_deref()),
+                resp_content: app.and_then(|a| a.resp_content.as_deref()),
             },
-        }
-    }
-}
-
-impl<'a> Observable<'a> {
-    fn ip(name: &'static str, value: &'a str) -> Self {
-        Observable {
-            name,
-            type_id: 2,
-            kind: "IP Address",
-            value,
         }
     }
 }

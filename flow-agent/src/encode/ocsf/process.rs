@@ -1,14 +1,14 @@
-//! `actor`: the process the native event names, as OCSF process, file and user objects.
+//! `actor`: the process an event names, as OCSF process, file and user objects; the same
+//! mapping for flow, DNS and rate-limit events.
 use serde::Serialize;
 
-use crate::encode::{common, time};
-use crate::flows::FlowEvent;
+use super::display;
+use crate::{encode::common, event::ProcessIdentity};
 
 #[derive(Serialize)]
 pub struct Actor<'a> {
     pub process: Process<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<User<'a>>,
+    pub user: User<'a>,
 }
 
 #[derive(Serialize)]
@@ -26,8 +26,7 @@ pub struct Process<'a> {
     pub created_time: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<File<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<User<'a>>,
+    pub user: User<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_process: Option<Parent<'a>>,
 }
@@ -64,39 +63,41 @@ impl<'a> File<'a> {
 
 #[derive(Serialize, Clone)]
 pub struct User<'a> {
-    pub uid: String,
+    /// OCSF: a string.
+    #[serde(serialize_with = "display")]
+    pub uid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<&'a str>,
 }
 
 impl<'a> Actor<'a> {
-    /// None when the event names no process.
-    pub fn of(ev: &'a FlowEvent) -> Option<Self> {
-        let pid = ev.pid?;
-        let user = ev.uid.map(|uid| User {
-            uid: uid.to_string(),
-            name: ev.user.as_deref(),
-        });
+    /// `tid`: the event's acting thread, when it has one.
+    pub fn of(p: &'a ProcessIdentity, tid: Option<u32>) -> Self {
+        let user = User {
+            uid: p.uid,
+            name: p.user.as_deref(),
+        };
+        let name = p.name();
         let process = Process {
-            pid,
-            tid: ev.tid,
-            uid: ev.process_entity_id.as_deref(),
-            name: common::process_name(ev),
-            cmd_line: ev.command_line.as_deref().unwrap_or(""),
-            created_time: ev
-                .process_start_time
-                .as_deref()
-                .and_then(time::epoch_millis),
-            file: ev
+            pid: p.pid,
+            tid,
+            uid: p.entity_id.as_deref(),
+            name: (!name.is_empty()).then_some(name),
+            cmd_line: p.command_line.as_deref().unwrap_or(""),
+            created_time: p.start_time.map(|t| t.millis()),
+            file: p
                 .image_path
                 .as_deref()
-                .map(|p| File::executable(p, ev.image_deleted)),
+                .map(|path| File::executable(path, p.image_deleted)),
             user: user.clone(),
-            parent_process: ev.ppid.map(|pid| Parent {
-                pid,
-                file: ev.parent_exe.as_deref().map(|p| File::executable(p, None)),
+            parent_process: (p.ppid != 0).then(|| Parent {
+                pid: p.ppid,
+                file: p
+                    .parent_exe
+                    .as_deref()
+                    .map(|path| File::executable(path, None)),
             }),
         };
-        Some(Actor { process, user })
+        Actor { process, user }
     }
 }

@@ -2,10 +2,15 @@
 //! is the flows suppressed, `start_time`/`end_time` the first and last of their starts, the
 //! process in `actor`, this host in `src_endpoint` and `device`, and the counts OCSF has no
 //! attribute for in `unmapped` (docs/formats.md, ocsf).
+use std::{fmt, net::IpAddr};
+
 use serde::Serialize;
 
-use super::{process::Actor, Device, Observable, Product, CATEGORY_UID, CLASS_UID, OCSF_VERSION};
-use crate::{encode::time, flows::FlowEvent, ratelimit::SuppressedEvent};
+use super::{
+    display, process::Actor, Device, Observable, Product, CATEGORY_UID, CLASS_UID, OCSF_VERSION,
+    PRODUCT,
+};
+use crate::{encode::time::Rfc3339, event::SuppressedEvent};
 
 /// `Other`: OCSF has no activity for "flows not reported".
 pub(super) const ACTIVITY_OTHER: u32 = 99;
@@ -30,8 +35,9 @@ pub(super) struct RateLimited<'a> {
     start_time: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     end_time: Option<i64>,
-    message: String,
-    metadata: Metadata<'a>,
+    #[serde(serialize_with = "display")]
+    message: Message<'a>,
+    metadata: Metadata,
     src_endpoint: HostEndpoint<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     actor: Option<Actor<'a>>,
@@ -41,11 +47,33 @@ pub(super) struct RateLimited<'a> {
 }
 
 #[derive(Serialize)]
-struct Metadata<'a> {
+struct Metadata {
     version: &'static str,
     product: Product,
-    original_time: &'a str,
+    original_time: Rfc3339,
     log_name: &'static str,
+}
+
+/// `Rate limited: 480 flows of pid 4242 (curl) not reported (process limit: 10/s, burst 20)`.
+struct Message<'a>(&'a SuppressedEvent);
+
+impl fmt::Display for Message<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let s = self.0;
+        write!(f, "Rate limited: {} flows of ", s.suppressed_flows())?;
+        match s.process.as_deref() {
+            Some(p) if !p.comm.is_empty() => write!(f, "pid {} ({})", p.pid, p.comm)?,
+            Some(p) => write!(f, "pid {}", p.pid)?,
+            None => f.write_str("processes not named")?,
+        }
+        write!(
+            f,
+            " not reported ({} limit: {}/s, burst {})",
+            s.limiter.name(),
+            s.rate,
+            s.burst
+        )
+    }
 }
 
 /// This host, where the limited process runs.
@@ -68,7 +96,7 @@ struct Unmapped<'a> {
     suppressed_in_bytes: u64,
     suppressed_out_bytes: u64,
     suppressed_packets: u64,
-    remote_ips: &'a [String],
+    remote_ips: &'a [IpAddr],
     remote_ips_truncated: bool,
     dest_ports: &'a [u16],
     dest_ports_truncated: bool,
@@ -87,37 +115,15 @@ struct Unmapped<'a> {
 }
 
 impl<'a> RateLimited<'a> {
-    /// `fe` is `s` as a flow event ([`SuppressedEvent::as_flow_event`]): the process maps as
-    /// it does for flows.
-    pub(super) fn new(s: &'a SuppressedEvent, fe: &'a FlowEvent) -> Self {
-        let actor = Actor::of(fe);
-        let mut observables = vec![Observable {
-            name: "device.hostname",
-            type_id: 1,
-            kind: "Hostname",
-            value: &s.hostname,
-        }];
-        if let Some(name) = actor.as_ref().and_then(|a| a.process.name) {
-            observables.push(Observable {
-                name: "actor.process.name",
-                type_id: 9,
-                kind: "Process Name",
-                value: name,
-            });
-        }
-        if let Some(user) = fe.user.as_deref() {
-            observables.push(Observable {
-                name: "actor.user.name",
-                type_id: 4,
-                kind: "User Name",
-                value: user,
-            });
-        }
-        let who = match (s.process.pid, s.process.process_name.as_deref()) {
-            (Some(pid), Some(name)) => format!("pid {pid} ({name})"),
-            (Some(pid), None) => format!("pid {pid}"),
-            _ => "processes not named".to_string(),
-        };
+    pub(super) fn new(s: &'a SuppressedEvent) -> Self {
+        let p = s.process.as_deref();
+        // A summary spans many flows: no thread.
+        let actor = p.map(|p| Actor::of(p, None));
+        let hostname = &s.host.hostname;
+        let mut observables = Vec::with_capacity(3);
+        observables.push(Observable::hostname("device.hostname", hostname));
+        observables.extend(Observable::process_name(actor.as_ref()));
+        observables.extend(Observable::user_name(actor.as_ref()));
         RateLimited {
             activity_id: ACTIVITY_OTHER,
             activity_name: "Other",
@@ -129,48 +135,29 @@ impl<'a> RateLimited<'a> {
             type_name: "Network Activity: Other",
             severity_id: 1,
             severity: "Informational",
-            time: time::epoch_millis(&s.timestamp).unwrap_or_default(),
+            time: s.time.millis(),
             timezone_offset: 0,
-            count: s.suppressed_flows,
-            start_time: s
-                .first_suppressed_time
-                .as_deref()
-                .and_then(time::epoch_millis),
-            end_time: s
-                .last_suppressed_time
-                .as_deref()
-                .and_then(time::epoch_millis),
-            message: format!(
-                "Rate limited: {} flows of {who} not reported ({} limit: {}/s, burst {})",
-                s.suppressed_flows, s.limiter, s.rate, s.burst
-            ),
+            count: s.suppressed_flows(),
+            start_time: s.first_suppressed.map(|t| t.millis()),
+            end_time: s.last_suppressed.map(|t| t.millis()),
+            message: Message(s),
             metadata: Metadata {
                 version: OCSF_VERSION,
-                product: Product {
-                    name: "flow-agent",
-                    vendor_name: "flow-agent",
-                    version: env!("CARGO_PKG_VERSION"),
-                },
-                original_time: &s.timestamp,
+                product: PRODUCT,
+                original_time: Rfc3339::new(s.time),
                 log_name: "rate_limit",
             },
-            src_endpoint: HostEndpoint {
-                hostname: &s.hostname,
-            },
+            src_endpoint: HostEndpoint { hostname },
             actor,
-            device: Device {
-                hostname: &s.hostname,
-                name: &s.hostname,
-                type_id: 0,
-                kind: "Unknown",
-            },
+            // Summaries name this host by its hostname.
+            device: Device::of(&s.host, hostname),
             observables,
             unmapped: Unmapped {
-                event_action: s.event_action,
-                limiter: s.limiter,
+                event_action: "rate_limited",
+                limiter: s.limiter.name(),
                 rate: s.rate,
                 burst: s.burst,
-                suppressed_flows: s.suppressed_flows,
+                suppressed_flows: s.suppressed_flows(),
                 suppressed_tcp: s.suppressed_tcp,
                 suppressed_udp: s.suppressed_udp,
                 suppressed_ended: s.suppressed_ended,
@@ -181,12 +168,12 @@ impl<'a> RateLimited<'a> {
                 remote_ips_truncated: s.remote_ips_truncated,
                 dest_ports: &s.dest_ports,
                 dest_ports_truncated: s.dest_ports_truncated,
-                gid: fe.gid,
-                group: fe.group.as_deref(),
-                cgroup_path: fe.cgroup_path.as_deref(),
-                container_id: fe.container_id.as_deref(),
-                container_runtime: fe.container_runtime.as_deref(),
-                systemd_unit: fe.systemd_unit.as_deref(),
+                gid: p.map(|p| p.gid),
+                group: p.and_then(|p| p.group.as_deref()),
+                cgroup_path: p.and_then(|p| p.cgroup_path.as_deref()),
+                container_id: p.and_then(|p| p.container_id.as_deref()),
+                container_runtime: p.and_then(|p| p.container_runtime.as_deref()),
+                systemd_unit: p.and_then(|p| p.systemd_unit.as_deref()),
             },
         }
     }

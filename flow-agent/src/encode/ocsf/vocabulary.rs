@@ -1,5 +1,5 @@
-//! OCSF enumerations the native event maps onto: activity, direction, boundary, TCP flags.
-use crate::{encode::common, flows::FlowEvent};
+//! OCSF enumerations the events map onto: activity, direction, boundary, TCP flags.
+use crate::event::{FlowAction, FlowEvent, Locality};
 
 /// Network Activity `activity_id`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,10 +14,10 @@ pub enum Activity {
 
 impl Activity {
     pub fn of(ev: &FlowEvent) -> Self {
-        match ev.event_action {
-            "start" => Activity::Open,
-            "update" => Activity::Traffic,
-            _ => match (ev.conn_state, ev.end_reason) {
+        match ev.action {
+            FlowAction::Start => Activity::Open,
+            FlowAction::Update => Activity::Traffic,
+            FlowAction::End => match (ev.conn_state, ev.end_reason) {
                 (Some("REJ"), _) => Activity::Refuse,
                 (Some("S0"), _) => Activity::Fail,
                 (_, Some("rst")) => Activity::Reset,
@@ -47,6 +47,18 @@ impl Activity {
             Activity::Traffic => "Traffic",
         }
     }
+
+    /// `type_name`: the class's name and the activity's caption.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Activity::Open => "Network Activity: Open",
+            Activity::Close => "Network Activity: Close",
+            Activity::Reset => "Network Activity: Reset",
+            Activity::Fail => "Network Activity: Fail",
+            Activity::Refuse => "Network Activity: Refuse",
+            Activity::Traffic => "Network Activity: Traffic",
+        }
+    }
 }
 
 /// `connection_info.direction_id`: OCSF's direction is relative to the network perimeter
@@ -62,11 +74,16 @@ pub enum Direction {
 
 impl Direction {
     pub fn of(ev: &FlowEvent) -> Self {
-        if common::is_loopback_flow(ev) {
+        Self::new(ev.is_loopback(), ev.locality, ev.local_orig())
+    }
+
+    /// `loopback`: both ends on this host's loopback; `local_orig`: this host originated.
+    pub fn new(loopback: bool, locality: Locality, local_orig: bool) -> Self {
+        if loopback {
             Direction::Local
-        } else if ev.network_locality == "internal" {
+        } else if locality == Locality::Internal {
             Direction::Lateral
-        } else if ev.local_orig {
+        } else if local_orig {
             Direction::Outbound
         } else {
             Direction::Inbound
@@ -102,9 +119,9 @@ pub enum Boundary {
 
 impl Boundary {
     pub fn of(ev: &FlowEvent) -> Self {
-        if common::is_loopback_flow(ev) {
+        if ev.is_loopback() {
             Boundary::Localhost
-        } else if ev.network_locality == "internal" {
+        } else if ev.locality == Locality::Internal {
             Boundary::Internal
         } else {
             Boundary::External

@@ -2,19 +2,20 @@
 //! writes it to syslog: one `<Event>` element on one line, the `System` block with Sysmon's
 //! values and the `EventData` fields in Sysmon's order. Sysmon writes event 3 once per
 //! connection, so only `start` events produce a record. Field mapping: docs/formats.md.
-use std::fmt::Write as _;
-use std::time::SystemTime;
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::net::IpAddr;
 
-use super::{common, time, Encoder};
+use super::{time, Encoder};
 use crate::{
-    flows::{dns_event::DnsEvent, FlowEvent},
-    health::StatsEvent,
+    event::{DnsAnswer, DnsEvent, Event, FlowAction, FlowEvent, ProcessIdentity, WallTime},
+    proto::dns::type_name,
 };
 
 mod guid;
 mod xml;
 
-pub use guid::process_guid;
+pub(crate) use guid::{process_guid, Guid};
 
 /// Sysmon for Linux's ETW provider id, as its records carry it.
 const PROVIDER_GUID: &str = "{ff032593-a8d3-4f13-b0d6-01fc615a0f97}";
@@ -39,53 +40,77 @@ impl SysmonEncoder {
         }
     }
 
-    fn record(&mut self, ev: &FlowEvent, now: SystemTime, tid: u32) -> String {
-        self.record_of(3, &ev.hostname, &event_data(ev), now, tid)
+    fn record(&mut self, ev: &FlowEvent, now: WallTime, tid: u32, out: &mut Vec<u8>) {
+        self.record_of(3, &ev.host.hostname, &event_data(ev), now, tid, out)
     }
 
-    /// One `<Event>` of `event_id` (its `Task` is the same number, as Sysmon writes it).
+    /// Appends one `<Event>` of `event_id` (its `Task` is the same number, as Sysmon writes
+    /// it) to `out`.
     fn record_of(
         &mut self,
         event_id: u32,
         hostname: &str,
-        data: &[(&'static str, String)],
-        now: SystemTime,
+        data: &[(&'static str, Value)],
+        now: WallTime,
         tid: u32,
-    ) -> String {
+        out: &mut Vec<u8>,
+    ) {
         let id = self.next_record_id;
         self.next_record_id += 1;
-        let mut x = String::with_capacity(1536);
-        x.push_str("<Event><System><Provider Name=\"Linux-Sysmon\" Guid=\"");
-        x.push_str(PROVIDER_GUID);
+        out.reserve(1536);
+        out.extend_from_slice(b"<Event><System><Provider Name=\"Linux-Sysmon\" Guid=\"");
+        out.extend_from_slice(PROVIDER_GUID.as_bytes());
+        // Writing to a Vec cannot fail.
         let _ = write!(
-            x,
+            out,
             "\"/><EventID>{event_id}</EventID><Version>5</Version><Level>4</Level>\
              <Task>{event_id}</Task>"
         );
-        x.push_str("<Opcode>0</Opcode><Keywords>0x8000000000000000</Keywords>");
+        out.extend_from_slice(b"<Opcode>0</Opcode><Keywords>0x8000000000000000</Keywords>");
         let _ = write!(
-            x,
+            out,
             "<TimeCreated SystemTime=\"{}\"/><EventRecordID>{id}</EventRecordID><Correlation/>\
              <Execution ProcessID=\"{}\" ThreadID=\"{tid}\"/>\
              <Channel>Linux-Sysmon/Operational</Channel><Computer>",
             time::sysmon_system_time(now),
             self.pid,
         );
-        xml::escape_into(&mut x, hostname);
+        xml::escape_into(out, hostname);
         let _ = write!(
-            x,
+            out,
             "</Computer><Security UserId=\"{}\"/></System><EventData>",
             self.euid
         );
         for (name, value) in data {
-            x.push_str("<Data Name=\"");
-            x.push_str(name);
-            x.push_str("\">");
-            xml::escape_into(&mut x, value);
-            x.push_str("</Data>");
+            out.extend_from_slice(b"<Data Name=\"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\">");
+            let _ = write!(xml::Escaped(out), "{value}");
+            out.extend_from_slice(b"</Data>");
         }
-        x.push_str("</EventData></Event>");
-        x
+        out.extend_from_slice(b"</EventData></Event>");
+    }
+
+    fn encode_flow(&mut self, ev: &FlowEvent, out: &mut Vec<u8>) -> bool {
+        if ev.action != FlowAction::Start {
+            return false;
+        }
+        self.record(ev, WallTime::now(), current_tid(), out);
+        true
+    }
+
+    /// Event 22 (DNSEvent), as Sysmon for Windows writes it: Sysmon for Linux has no DNS
+    /// event of its own.
+    fn encode_dns(&mut self, ev: &DnsEvent, out: &mut Vec<u8>) -> bool {
+        self.record_of(
+            22,
+            &ev.host.hostname,
+            &dns_event_data(ev),
+            WallTime::now(),
+            current_tid(),
+            out,
+        );
+        true
     }
 }
 
@@ -96,41 +121,16 @@ impl Default for SysmonEncoder {
 }
 
 impl Encoder for SysmonEncoder {
-    fn encode_flow(&mut self, ev: &FlowEvent, out: &mut Vec<u8>) -> bool {
-        if ev.event_action != "start" {
-            return false;
+    /// Event 3 for flow starts, event 22 for DNS queries. No record for stats, nor for
+    /// summaries of suppressed flows: Sysmon has no event id for flows not seen (the summaries
+    /// reach such outputs' readers through stats events of other outputs, the metrics and the
+    /// agent's log).
+    fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> bool {
+        match event {
+            Event::Flow(ev) => self.encode_flow(ev, out),
+            Event::Dns(ev) => self.encode_dns(ev, out),
+            Event::Stats(_) | Event::RateLimited(_) => false,
         }
-        let record = self.record(ev, SystemTime::now(), current_tid());
-        out.extend_from_slice(record.as_bytes());
-        true
-    }
-
-    fn encode_stats(&mut self, _stats: &StatsEvent, _out: &mut Vec<u8>) -> bool {
-        false
-    }
-
-    /// No record of this format describes flows not seen: the summaries reach such outputs'
-    /// readers through stats events of other outputs, the metrics and the agent's log.
-    fn encode_suppressed(
-        &mut self,
-        _summary: &crate::ratelimit::SuppressedEvent,
-        _out: &mut Vec<u8>,
-    ) -> bool {
-        false
-    }
-
-    /// Event 22 (DNSEvent), as Sysmon for Windows writes it: Sysmon for Linux has no DNS
-    /// event of its own.
-    fn encode_dns(&mut self, ev: &DnsEvent, out: &mut Vec<u8>) -> bool {
-        let record = self.record_of(
-            22,
-            &ev.hostname,
-            &dns_event_data(ev),
-            SystemTime::now(),
-            current_tid(),
-        );
-        out.extend_from_slice(record.as_bytes());
-        true
     }
 }
 
@@ -139,62 +139,108 @@ fn current_tid() -> u32 {
     unsafe { libc::syscall(libc::SYS_gettid) as u32 }
 }
 
-/// The `EventData` of event 3, names in Sysmon's order, values not yet escaped.
-pub fn event_data(ev: &FlowEvent) -> [(&'static str, String); 18] {
-    let known = |v: Option<String>| v.unwrap_or_else(|| UNKNOWN.to_string());
-    let user = ev.user.clone().or_else(|| ev.uid.map(|u| u.to_string()));
+/// One `EventData` value, borrowed or formatted in place; `Display` gives its text not yet
+/// escaped.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Value<'a> {
+    Text(&'a str),
+    /// A time in Sysmon's layout.
+    Time(String),
+    Guid(Guid),
+    Number(u64),
+    Bool(bool),
+    Ip(IpAddr),
+    /// A DNS answer section as Windows writes it ([`QueryResults`]).
+    Results(&'a [DnsAnswer]),
+}
+
+impl fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Value::Text(s) => f.write_str(s),
+            Value::Time(s) => f.write_str(s),
+            Value::Guid(g) => f.write_str(g),
+            Value::Number(n) => write!(f, "{n}"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Ip(ip) => write!(f, "{ip}"),
+            Value::Results(answers) => write!(f, "{}", QueryResults(answers)),
+        }
+    }
+}
+
+/// The process's `ProcessGuid`, `ProcessId`, `Image` and `User` values.
+fn process_values(p: Option<&ProcessIdentity>) -> [Value<'_>; 4] {
+    let unknown = Value::Text(UNKNOWN);
+    let Some(p) = p else {
+        return [
+            Value::Guid(process_guid(None)),
+            unknown.clone(),
+            unknown.clone(),
+            unknown,
+        ];
+    };
+    let image = p.image_path.as_deref().map_or(unknown, Value::Text);
+    let user = p
+        .user
+        .as_deref()
+        .map_or(Value::Number(u64::from(p.uid)), Value::Text);
     [
-        ("RuleName", UNKNOWN.to_string()),
-        ("UtcTime", known(time::sysmon_utc_time(&ev.timestamp))),
-        (
-            "ProcessGuid",
-            process_guid(ev.pid.and(ev.process_entity_id.as_deref())),
-        ),
-        ("ProcessId", known(ev.pid.map(|p| p.to_string()))),
-        ("Image", known(ev.image_path.clone())),
-        ("User", known(user)),
-        ("Protocol", ev.transport_protocol.to_string()),
-        ("Initiated", ev.local_orig.to_string()),
-        ("SourceIsIpv6", common::is_ipv6(&ev.src_ip).to_string()),
-        ("SourceIp", ev.src_ip.clone()),
-        ("SourceHostname", UNKNOWN.to_string()),
-        ("SourcePort", ev.src_port.to_string()),
-        ("SourcePortName", UNKNOWN.to_string()),
-        (
-            "DestinationIsIpv6",
-            common::is_ipv6(&ev.dest_ip).to_string(),
-        ),
-        ("DestinationIp", ev.dest_ip.clone()),
-        ("DestinationHostname", UNKNOWN.to_string()),
-        ("DestinationPort", ev.dest_port.to_string()),
-        ("DestinationPortName", UNKNOWN.to_string()),
+        Value::Guid(process_guid(p.entity_id.as_deref())),
+        Value::Number(u64::from(p.pid)),
+        image,
+        user,
+    ]
+}
+
+/// The `EventData` of event 3, names in Sysmon's order, values not yet escaped.
+pub(crate) fn event_data(ev: &FlowEvent) -> [(&'static str, Value<'_>); 18] {
+    let unknown = || Value::Text(UNKNOWN);
+    let [guid, pid, image, user] = process_values(ev.process.as_deref());
+    let (src, dest) = (ev.src(), ev.dest());
+    [
+        ("RuleName", unknown()),
+        ("UtcTime", Value::Time(time::sysmon_utc_time(ev.time))),
+        ("ProcessGuid", guid),
+        ("ProcessId", pid),
+        ("Image", image),
+        ("User", user),
+        ("Protocol", Value::Text(ev.transport.as_str())),
+        ("Initiated", Value::Bool(ev.local_orig())),
+        ("SourceIsIpv6", Value::Bool(src.0.is_ipv6())),
+        ("SourceIp", Value::Ip(src.0)),
+        ("SourceHostname", unknown()),
+        ("SourcePort", Value::Number(u64::from(src.1))),
+        ("SourcePortName", unknown()),
+        ("DestinationIsIpv6", Value::Bool(dest.0.is_ipv6())),
+        ("DestinationIp", Value::Ip(dest.0)),
+        ("DestinationHostname", unknown()),
+        ("DestinationPort", Value::Number(u64::from(dest.1))),
+        ("DestinationPortName", unknown()),
     ]
 }
 
 /// The `EventData` of event 22, names in Sysmon's order, values not yet escaped.
-pub fn dns_event_data(ev: &DnsEvent) -> [(&'static str, String); 9] {
-    let known = |v: Option<String>| v.unwrap_or_else(|| UNKNOWN.to_string());
-    let p = &ev.process;
-    let user = p.user.clone().or_else(|| p.uid.map(|u| u.to_string()));
+pub(crate) fn dns_event_data(ev: &DnsEvent) -> [(&'static str, Value<'_>); 9] {
+    let [guid, pid, image, user] = process_values(ev.process.as_deref());
     [
-        ("RuleName", UNKNOWN.to_string()),
-        ("UtcTime", known(time::sysmon_utc_time(&ev.timestamp))),
+        ("RuleName", Value::Text(UNKNOWN)),
+        ("UtcTime", Value::Time(time::sysmon_utc_time(ev.time))),
+        ("ProcessGuid", guid),
+        ("ProcessId", pid),
+        ("QueryName", Value::Text(&ev.query_name)),
         (
-            "ProcessGuid",
-            process_guid(p.pid.and(p.process_entity_id.as_deref())),
+            "QueryStatus",
+            Value::Number(u64::from(query_status(ev.response_code))),
         ),
-        ("ProcessId", known(p.pid.map(|p| p.to_string()))),
-        ("QueryName", ev.query_name.clone()),
-        ("QueryStatus", query_status(ev.response_code_id).to_string()),
-        ("QueryResults", query_results(ev)),
-        ("Image", known(p.image_path.clone())),
-        ("User", known(user)),
+        ("QueryResults", Value::Results(&ev.answers)),
+        ("Image", image),
+        ("User", user),
     ]
 }
 
 /// Windows' status of a DNS query: 0 for NOERROR, `DNS_ERROR_RCODE_*` (9000 + the RCODE)
 /// for the error codes Windows names, else the RCODE itself.
-pub fn query_status(rcode: u8) -> u32 {
+pub(crate) fn query_status(rcode: u8) -> u32 {
     match rcode {
         1..=10 => 9000 + u32::from(rcode),
         r => u32::from(r),
@@ -202,29 +248,25 @@ pub fn query_status(rcode: u8) -> u32 {
 }
 
 /// The answers as Windows writes them: `type:  5 <target>;` for a CNAME, the address
-/// (IPv4 as `::ffff:a.b.c.d`) for A and AAAA, `type:  <n> ;` for others.
-pub fn query_results(ev: &DnsEvent) -> String {
-    let mut r = String::new();
-    for a in &ev.answers {
-        match (a.r#type.as_str(), &a.data) {
-            ("A", Some(ip)) => {
-                let _ = write!(r, "::ffff:{ip};");
-            }
-            ("AAAA", Some(ip)) => {
-                let _ = write!(r, "{ip};");
-            }
-            ("CNAME", Some(target)) => {
-                let _ = write!(r, "type:  5 {target};");
-            }
-            (t, _) => {
-                let _ = write!(r, "type:  {t} ;");
+/// (IPv4 as `::ffff:a.b.c.d`) for A and AAAA, `type:  <type name> ;` for others; `-` when
+/// there are none.
+pub(crate) struct QueryResults<'a>(pub(crate) &'a [DnsAnswer]);
+
+impl fmt::Display for QueryResults<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str(UNKNOWN);
+        }
+        for a in self.0 {
+            match (a.rtype, &a.data) {
+                (1, Some(ip)) => write!(f, "::ffff:{ip};")?,
+                (28, Some(ip)) => write!(f, "{ip};")?,
+                (5, Some(target)) => write!(f, "type:  5 {target};")?,
+                (t, _) => write!(f, "type:  {} ;", type_name(t))?,
             }
         }
+        Ok(())
     }
-    if r.is_empty() {
-        r.push_str(UNKNOWN);
-    }
-    r
 }
 
 #[cfg(test)]

@@ -1,8 +1,6 @@
-use std::time::{Duration, UNIX_EPOCH};
-
 use super::{event_data, SysmonEncoder};
 use crate::encode::{fixtures::*, Encoder};
-use crate::flows::FlowEvent;
+use crate::event::{Event, FlowAction, FlowEvent, WallTime};
 
 fn encoder() -> SysmonEncoder {
     SysmonEncoder {
@@ -15,7 +13,9 @@ fn encoder() -> SysmonEncoder {
 const CREATED: u64 = 1_795_439_150_600_001;
 
 fn record(enc: &mut SysmonEncoder, ev: &FlowEvent) -> String {
-    enc.record(ev, UNIX_EPOCH + Duration::from_micros(CREATED), 4243)
+    let mut out = Vec::new();
+    enc.record(ev, WallTime(CREATED * 1_000), 4243, &mut out);
+    String::from_utf8(out).unwrap()
 }
 
 #[test]
@@ -58,15 +58,15 @@ fn only_starts_are_written_and_records_are_numbered() {
     let mut enc = SysmonEncoder::new();
     let mut out = Vec::new();
     for ev in [tcp_out_end(), udp6_update(), udp_in_end()] {
-        assert!(!enc.encode_flow(&ev, &mut out));
+        assert!(!enc.encode(&Event::Flow(ev), &mut out));
     }
-    assert!(!enc.encode_stats(&stats(), &mut out));
+    assert!(!enc.encode(&Event::Stats(Box::new(stats())), &mut out));
     // Sysmon has no event id for it: not invented here.
-    assert!(!enc.encode_suppressed(&rate_limited(), &mut out));
+    assert!(!enc.encode(&Event::RateLimited(Box::new(rate_limited())), &mut out));
     assert!(out.is_empty());
     for n in 1..=3 {
         out.clear();
-        assert!(enc.encode_flow(&tcp_out_start(), &mut out));
+        assert!(enc.encode(&Event::Flow(tcp_out_start()), &mut out));
         let text = String::from_utf8(out.clone()).unwrap();
         assert!(
             text.contains(&format!("<EventRecordID>{n}</EventRecordID>")),
@@ -80,13 +80,16 @@ fn only_starts_are_written_and_records_are_numbered() {
 }
 
 fn data(ev: &FlowEvent) -> Vec<(&'static str, String)> {
-    event_data(ev).into_iter().collect()
+    event_data(ev)
+        .into_iter()
+        .map(|(name, value)| (name, value.to_string()))
+        .collect()
 }
 
 #[test]
 fn inbound_ipv6_and_unknown_process() {
     let inbound = FlowEvent {
-        event_action: "start",
+        action: FlowAction::Start,
         ..tcp_in_end()
     };
     let d = data(&inbound);
@@ -97,7 +100,7 @@ fn inbound_ipv6_and_unknown_process() {
     assert_eq!(d[5], ("User", "alice".to_string()));
 
     let v6 = FlowEvent {
-        event_action: "start",
+        action: FlowAction::Start,
         ..udp6_update()
     };
     let d = data(&v6);
@@ -126,12 +129,15 @@ fn hostile_values_stay_inside_their_elements() {
     );
     assert_eq!(rec.matches("<Data Name=").count(), 18);
     assert_eq!(rec.matches('<').count(), 18 * 2 + 29, "{rec}");
-    let mut image = String::new();
-    super::xml::escape_into(&mut image, ev.image_path.as_deref().unwrap());
+    let mut image = Vec::new();
+    let process = ev.process.as_deref().unwrap();
+    super::xml::escape_into(&mut image, process.image_path.as_deref().unwrap());
+    let image = String::from_utf8(image).unwrap();
     assert!(rec.contains(&format!("<Data Name=\"Image\">{image}</Data>")));
     assert!(image.starts_with("/tmp/ev&quot;il&apos;&lt;x&gt;&amp;amp;&#10;&#13;&#9;\u{fffd}\u{fffd}\u{7f}\u{fffd}]]&gt;--&gt;"), "{image}");
-    let mut host = String::new();
-    super::xml::escape_into(&mut host, &ev.hostname);
+    let mut host = Vec::new();
+    super::xml::escape_into(&mut host, &ev.host.hostname);
+    let host = String::from_utf8(host).unwrap();
     assert!(rec.contains(&format!("<Computer>{host}</Computer>")));
 }
 
@@ -139,7 +145,7 @@ fn hostile_values_stay_inside_their_elements() {
 fn dns_queries_are_event_22() {
     let mut enc = SysmonEncoder::new();
     let mut out = Vec::new();
-    assert!(enc.encode_dns(&dns_query(), &mut out));
+    assert!(enc.encode(&Event::Dns(Box::new(dns_query())), &mut out));
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains("<EventID>22</EventID>"), "{text}");
     assert!(text.contains("<Task>22</Task>"), "{text}");
@@ -159,9 +165,36 @@ fn dns_queries_are_event_22() {
                <Data Name=\"User\">alice</Data></EventData></Event>"
     );
     let mut nx = dns_query();
-    nx.response_code_id = 3;
+    nx.response_code = 3;
     nx.answers.clear();
-    let d = super::dns_event_data(&nx);
+    let d = super::dns_event_data(&nx).map(|(name, value)| (name, value.to_string()));
     assert_eq!(d[5], ("QueryStatus", "9003".to_string()));
     assert_eq!(d[6], ("QueryResults", "-".to_string()));
+}
+
+#[test]
+fn other_answer_types_are_written_by_name() {
+    use crate::event::DnsAnswer;
+    let answer = |rtype, data: Option<&str>| DnsAnswer {
+        name: "a.test".into(),
+        rtype,
+        ttl: 1,
+        data: data.map(String::from),
+    };
+    let mut ev = dns_query();
+    ev.answers = vec![
+        answer(28, Some("2001:db8::1")),
+        answer(15, None),
+        answer(99, None),
+        answer(5, Some("x<y")),
+    ];
+    let d = super::dns_event_data(&ev).map(|(name, value)| (name, value.to_string()));
+    assert_eq!(
+        d[6].1,
+        "2001:db8::1;type:  MX ;type:  TYPE99 ;type:  5 x<y;"
+    );
+    let mut out = Vec::new();
+    assert!(SysmonEncoder::new().encode(&Event::Dns(Box::new(ev)), &mut out));
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("type:  5 x&lt;y;</Data>"), "{text}");
 }

@@ -5,30 +5,46 @@
 /// markup characters as entities, line breaks (also NEL, U+2028, U+2029) and tabs as character
 /// references (so the record stays on one line for any reader), and the characters XML 1.0 cannot carry at all (other C0
 /// controls, U+FFFE, U+FFFF) as U+FFFD.
-pub fn escape_into(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            '\t' => out.push_str("&#9;"),
+pub(crate) fn escape_into(out: &mut Vec<u8>, value: &str) {
+    // Runs of characters that need nothing are copied whole.
+    let mut run = 0;
+    for (i, c) in value.char_indices() {
+        let escaped = match c {
+            '&' => "&amp;",
+            '<' => "&lt;",
+            '>' => "&gt;",
+            '"' => "&quot;",
+            '\'' => "&apos;",
+            '\n' => "&#10;",
+            '\r' => "&#13;",
+            '\t' => "&#9;",
             // Line separators to some readers (Unicode line-break rules).
-            '\u{85}' => out.push_str("&#133;"),
-            '\u{2028}' => out.push_str("&#8232;"),
-            '\u{2029}' => out.push_str("&#8233;"),
-            '\u{0}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}' => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
+            '\u{85}' => "&#133;",
+            '\u{2028}' => "&#8232;",
+            '\u{2029}' => "&#8233;",
+            '\u{0}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}' => "\u{fffd}",
+            _ => continue,
+        };
+        out.extend_from_slice(&value.as_bytes()[run..i]);
+        out.extend_from_slice(escaped.as_bytes());
+        run = i + c.len_utf8();
+    }
+    out.extend_from_slice(&value.as_bytes()[run..]);
+}
+
+/// A `fmt::Write` that appends what is written to it escaped, for values formatted in place.
+pub(crate) struct Escaped<'a>(pub(crate) &'a mut Vec<u8>);
+
+impl std::fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        escape_into(self.0, s);
+        Ok(())
     }
 }
 
 /// What an XML parser reads back from [`escape_into`]'s output.
 #[cfg(test)]
-pub fn expected_text(value: &str) -> String {
+pub(crate) fn expected_text(value: &str) -> String {
     value
         .chars()
         .map(|c| match c {
@@ -44,9 +60,9 @@ mod tests {
     use super::*;
 
     fn esc(s: &str) -> String {
-        let mut out = String::new();
+        let mut out = Vec::new();
         escape_into(&mut out, s);
-        out
+        String::from_utf8(out).unwrap()
     }
 
     #[test]
