@@ -256,7 +256,8 @@ fn run(file: Option<PathBuf>, overrides: Overrides) -> Result<(), Failure> {
     logger::configure(&config.agent);
     let opts = RunOptions {
         capture: config.capture.to_capture_config(),
-        flows: config.flow_table_config(HostInfo::read()),
+        flows: config.flow_table_config(),
+        enrich: config.enrich_config(std::sync::Arc::new(HostInfo::read())),
         poll_interval: std::time::Duration::from_millis(100),
         reload: file.map(|path| {
             Box::new(move || {

@@ -6,8 +6,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    enrich::host::HostInfo, filter::FilterConfig, flows::FlowTableConfig, health::HealthConfig,
-    ratelimit::RateLimitConfig, sink::OutputConfig,
+    enrich::{host::HostInfo, EnrichmentConfig as Enrichment},
+    filter::FilterConfig,
+    flows::FlowTableConfig,
+    health::HealthConfig,
+    ratelimit::RateLimitConfig,
+    sink::OutputConfig,
 };
 
 mod defaults;
@@ -60,14 +64,20 @@ impl Config {
     }
 
     /// The flow table's settings: `[flows]` and `[enrich]`, with this host's facts.
-    pub fn flow_table_config(&self, host: std::sync::Arc<HostInfo>) -> FlowTableConfig {
+    pub fn flow_table_config(&self) -> FlowTableConfig {
         FlowTableConfig {
             update_interval: self.flows.update_interval.duration(),
             udp_idle_timeout: self.flows.udp_idle_timeout.duration(),
             accept_wait: self.flows.accept_wait.duration(),
+            community_id_seed: self.enrich.community_id_seed,
+        }
+    }
+
+    /// `[enrich]` for the enrichment stage, with the facts of this host.
+    pub fn enrich_config(&self, host: std::sync::Arc<HostInfo>) -> Enrichment {
+        Enrichment {
             host,
             local_networks: self.enrich.local_networks.iter().map(|n| n.cidr).collect(),
-            community_id_seed: self.enrich.community_id_seed,
             content_bytes: self.enrich.content_bytes as usize,
             dns_events: self.enrich.dns_events,
         }

@@ -168,17 +168,18 @@ format = "ocsf"
         Path::new("c.toml"),
     )
     .unwrap();
-    let t = cfg.flow_table_config(Default::default());
+    let t = cfg.flow_table_config();
     assert_eq!(t.update_interval.as_secs(), 5);
     assert_eq!(t.udp_idle_timeout.as_millis(), 2500);
     assert!(t.accept_wait.is_zero());
-    assert_eq!(t.local_networks.len(), 1);
-    assert!(t.local_networks[0].contains("192.0.2.9".parse().unwrap()));
     assert_eq!(t.community_id_seed, 7);
-    assert!(t.dns_events);
+    let e = cfg.enrich_config(Default::default());
+    assert_eq!(e.local_networks.len(), 1);
+    assert!(e.local_networks[0].contains("192.0.2.9".parse().unwrap()));
+    assert!(e.dns_events);
     assert!(
         !Config::default()
-            .flow_table_config(Default::default())
+            .enrich_config(Default::default())
             .dns_events
     );
     assert_eq!(cfg.outputs[0].format, Format::Ocsf);

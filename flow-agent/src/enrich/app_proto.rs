@@ -3,7 +3,7 @@
 //! well-known port: the event fields `application_protocol`, `app_protocol_source`,
 //! `proto_info`, the TLS handshake's fields and, when configured, `orig_content` and
 //! `resp_content`.
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use flow_common::PayloadRecord;
 
@@ -19,21 +19,25 @@ pub const CONTENT_MAX: usize = flow_common::PAYLOAD_CAPTURE_LEN;
 /// Flows whose first bytes are held at once; more are dropped (and counted).
 const CAPACITY: usize = 16_384;
 
-/// Which flow bytes belong to: a TCP socket (remote port and address zero) or a UDP socket and
-/// remote endpoint.
+/// Which flow bytes belong to: a TCP socket, or a UDP socket and remote endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PayloadKey {
     pub cookie: u64,
-    pub remote_port: u16,
-    pub remote_addr: [u8; 16],
+    pub remote: Option<(IpAddr, u16)>,
 }
 
 impl PayloadKey {
     pub fn tcp(cookie: u64) -> Self {
         Self {
             cookie,
-            remote_port: 0,
-            remote_addr: [0; 16],
+            remote: None,
+        }
+    }
+
+    pub fn udp(cookie: u64, remote: (IpAddr, u16)) -> Self {
+        Self {
+            cookie,
+            remote: Some(remote),
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The `dns_query` event: one answered DNS query this host asked, with the question, the
 //! response code, the answers and the process whose socket asked (docs/events.md, "DNS
 //! queries"). Written only with `[enrich] dns_events = true`.
-use std::borrow::Cow;
-
+#[cfg(test)]
+use crate::proto::dns::{rcode_name, type_name};
 use crate::{
     event::{DnsAnswer, DnsEvent},
     proto::dns::{Message, RecordData},
@@ -10,51 +10,6 @@ use crate::{
 
 /// Answers one event lists at most; `answers_truncated` says when there were more.
 pub const MAX_ANSWERS: usize = 16;
-
-/// A record type's mnemonic (RFC 1035, 3596, ...), `TYPE<n>` for others (RFC 3597).
-pub fn type_name(t: u16) -> Cow<'static, str> {
-    let known = match t {
-        1 => "A",
-        2 => "NS",
-        5 => "CNAME",
-        6 => "SOA",
-        12 => "PTR",
-        15 => "MX",
-        16 => "TXT",
-        28 => "AAAA",
-        33 => "SRV",
-        35 => "NAPTR",
-        39 => "DNAME",
-        43 => "DS",
-        46 => "RRSIG",
-        48 => "DNSKEY",
-        64 => "SVCB",
-        65 => "HTTPS",
-        255 => "ANY",
-        257 => "CAA",
-        _ => return Cow::Owned(format!("TYPE{t}")),
-    };
-    Cow::Borrowed(known)
-}
-
-/// A response code's mnemonic (RFC 1035, 2136), `RCODE<n>` for others.
-pub fn rcode_name(r: u8) -> Cow<'static, str> {
-    let known = match r {
-        0 => "NOERROR",
-        1 => "FORMERR",
-        2 => "SERVFAIL",
-        3 => "NXDOMAIN",
-        4 => "NOTIMP",
-        5 => "REFUSED",
-        6 => "YXDOMAIN",
-        7 => "YXRRSET",
-        8 => "NXRRSET",
-        9 => "NOTAUTH",
-        10 => "NOTZONE",
-        _ => return Cow::Owned(format!("RCODE{r}")),
-    };
-    Cow::Borrowed(known)
-}
 
 /// The question, code and answers of a response; none for queries and messages without a
 /// question. The other fields are left for the caller.

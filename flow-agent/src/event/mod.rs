@@ -46,6 +46,9 @@ impl WallTime {
 }
 
 /// Every kind of event the agent writes: one path from the producers to the outputs.
+// Flow events are nearly all events: boxing them would cost an allocation each; the rare
+// kinds are boxed instead.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Event {
     Flow(FlowEvent),

@@ -168,7 +168,9 @@ impl Rule {
                     text(proc.and_then(|p| p.exe.as_deref()), p)
                 }
             })
-            && any(&self.process_name, |p| text(proc.map(|p| p.comm.as_str()), p))
+            && any(&self.process_name, |p| {
+                text(proc.map(|p| p.comm.as_str()), p)
+            })
             && any(&self.user, |u| {
                 proc.is_some_and(|p| u.matches(p.user.as_deref(), Some(p.uid)))
             })

@@ -14,26 +14,18 @@ use flow_common::{
 };
 
 use super::{
-    app_proto::{self, PayloadKey, Payloads},
     community_id::community_id_v1,
-    dns_event,
     state,
     tcp_detail::{self, TcpDetailSource},
+    Tracked,
 };
 use crate::{
     capture::Record,
-    enrich::{
-        clock::BootClock,
-        dns_names::DnsNames,
-        host::HostInfo,
-        identity::Identities,
-        networks::{default_local_networks, is_local, Cidr},
-    },
+    enrich::clock::BootClock,
     event::{
-        AppInfo, Attribution, Counters, Direction, DnsEvent, FlowAction, FlowEvent, FlowIds,
-        IntervalCounters, Locality, RemoteName, Transport,
+        Attribution, Counters, Direction, FlowAction, FlowEvent, FlowIds, HostInfo,
+        IntervalCounters, Transport,
     },
-    proto::dns,
 };
 
 /// Reads and forgets the kernel's per-flow UDP counters.
@@ -50,15 +42,8 @@ pub struct FlowTableConfig {
     pub udp_idle_timeout: Duration,
     /// A passive flow waits this long for accept() before it is reported with the listener.
     pub accept_wait: Duration,
-    pub host: Arc<HostInfo>,
-    /// Remote endpoints in these networks make a flow internal.
-    pub local_networks: Vec<Cidr>,
     /// Seed of the Community ID hash (0 unless every sensor of a site agrees on another).
     pub community_id_seed: u16,
-    /// Bytes of each direction's first payload shown in `orig_content`/`resp_content`.
-    pub content_bytes: usize,
-    /// Answered DNS queries become `dns_query` events ([`FlowTable::dns_events`]).
-    pub dns_events: bool,
 }
 
 impl Default for FlowTableConfig {
@@ -67,11 +52,7 @@ impl Default for FlowTableConfig {
             update_interval: Duration::from_secs(60),
             udp_idle_timeout: Duration::from_secs(60),
             accept_wait: Duration::from_secs(1),
-            host: Arc::default(),
-            local_networks: default_local_networks(),
             community_id_seed: 0,
-            content_bytes: 0,
-            dns_events: false,
         }
     }
 }
@@ -113,8 +94,6 @@ pub(super) struct Flow {
     pub(super) last_report_ns: u64,
     /// TCP: totals of the last sock_diag snapshot that found the socket.
     pub(super) live: Option<Totals>,
-    /// The name the remote address was resolved from when the flow opened.
-    pub(super) remote_name: Option<Arc<RemoteName>>,
     /// The socket's cookie, once a record or snapshot gave it (0 before).
     pub(super) cookie: u64,
     /// TCP: complete per-packet counters as of the last snapshot that found the socket.
@@ -142,18 +121,8 @@ pub struct FlowTable {
     /// counters were gone. Reported with the kernel's `tcp_table_full`/`udp_table_full`.
     pub evicted: Evicted,
     id_prefix: String,
-    /// Who acted: processes, users, groups, cgroups.
-    pub identities: Identities,
-    /// Names of remote addresses, from the DNS answers the host received.
-    pub names: DnsNames,
-    /// The first payload bytes of open flows, for their application protocol.
-    pub payloads: Payloads,
-    /// `dns_query` events dropped because [`MAX_PENDING_DNS_EVENTS`] were waiting.
-    pub dns_events_dropped: u64,
-    /// `dns_query` events not yet written (`dns_events` on); the agent takes them.
-    pub dns_events: Vec<DnsEvent>,
-    /// Application facts of flows without first bytes, by (udp, server port).
-    by_port: HashMap<(bool, u16), Option<Arc<AppInfo>>>,
+    /// Events leave without a host: enrichment gives them this agent's.
+    no_host: Arc<HostInfo>,
     pub(super) clock: BootClock,
     /// The kernel's per-packet TCP counters; without it TCP events carry none of their fields.
     pub(super) tcp_detail: Option<Box<dyn TcpDetailSource>>,
@@ -162,7 +131,6 @@ pub struct FlowTable {
 impl FlowTable {
     pub fn new(cfg: FlowTableConfig, id_prefix: String) -> Self {
         Self {
-            identities: Identities::new(cfg.host.machine_id.clone()),
             cfg,
             flows: HashMap::new(),
             partial: HashMap::new(),
@@ -171,11 +139,7 @@ impl FlowTable {
             udp_by_cookie: HashMap::new(),
             next_id: 0,
             id_prefix,
-            names: DnsNames::default(),
-            payloads: Payloads::default(),
-            dns_events: Vec::new(),
-            dns_events_dropped: 0,
-            by_port: HashMap::new(),
+            no_host: Arc::default(),
             clock: BootClock::now(),
             tcp_detail: None,
         }
@@ -200,28 +164,13 @@ impl FlowTable {
         &self.cfg
     }
 
-    /// The `dns_query` events collected since the last take; a drop since then is logged.
-    pub fn take_dns_events(&mut self) -> Vec<DnsEvent> {
-        if self.dns_events_dropped > 0 {
-            log::warn!(
-                "{} dns_query events dropped: too many answers between two writes",
-                self.dns_events_dropped
-            );
-            self.dns_events_dropped = 0;
-        }
-        std::mem::take(&mut self.dns_events)
-    }
-
-    /// New timings, local networks and Community ID seed (a configuration reload). The host's
-    /// facts stay. Open flows keep their ids; their later events use the new settings.
+    /// New timings and Community ID seed (a configuration reload). Open flows keep their ids
+    /// and Community IDs; their later events use the new timings.
     pub fn reconfigure(&mut self, cfg: FlowTableConfig) {
-        let host = self.cfg.host.clone();
-        self.cfg = FlowTableConfig { host, ..cfg };
-        self.payloads.forget_decisions();
+        self.cfg = cfg;
     }
 
-    /// A flow opened at `open_ns` (CLOCK_BOOTTIME, 0 if unknown): its remote's name is the
-    /// one valid when it opened, not when the agent got to the record.
+    /// A flow opened at `open_ns` (CLOCK_BOOTTIME, 0 if unknown).
     pub(super) fn new_flow(
         &mut self,
         tuple: Tuple,
@@ -231,21 +180,8 @@ impl FlowTable {
         open_ns: u64,
     ) -> Flow {
         self.next_id += 1;
-        let (_, remote) = endpoints(&tuple);
-        let at_ns = if open_ns > 0 {
-            open_ns
-        } else {
-            crate::enrich::clock::boot_ns_now()
-        };
-        let remote_name = self.names.lookup(remote.0, at_ns).map(|r| {
-            Arc::new(RemoteName {
-                fqdn: r.name.clone(),
-                chain: r.chain.clone(),
-            })
-        });
         Flow {
             ids: self.flow_ids(&tuple, role),
-            remote_name,
             tuple,
             role,
             owner,
@@ -262,16 +198,10 @@ impl FlowTable {
         }
     }
 
-    pub fn handle(
-        &mut self,
-        rec: Record,
-        udp: &mut impl UdpCounterSource,
-        out: &mut Vec<FlowEvent>,
-    ) {
+    /// One socket record; records of processes and payloads are enrichment's, not the
+    /// tracker's, and are ignored here.
+    pub fn handle(&mut self, rec: Record, udp: &mut impl UdpCounterSource, out: &mut Vec<Tracked>) {
         match rec {
-            Record::Exec(r) => self.identities.processes.on_exec(&r),
-            Record::Fork(r) => self.identities.processes.on_fork(&r),
-            Record::Exit(r) => self.identities.processes.on_exit(&r),
             Record::TcpOpen(r) => self.on_tcp_open(&r, out),
             Record::TcpAccept(r) => {
                 if let Some(f) = self.flows.get_mut(&FlowKey::Tcp(r.sock)) {
@@ -307,109 +237,44 @@ impl FlowTable {
                     self.end_udp(key, "socket_closed", udp, out);
                 }
             }
-            Record::Dns(r) => {
-                let len = (r.len as usize).min(r.data.len());
-                if r.egress == 0 {
-                    self.names.observe(&r.data[..len], r.header.ts_ns);
-                    if self.cfg.dns_events {
-                        self.on_udp_dns_answer(&r, &r.data[..len]);
-                    }
-                }
-                let key = PayloadKey {
-                    cookie: r.cookie,
-                    remote_port: r.tuple.remote_port,
-                    remote_addr: r.tuple.remote_addr,
-                };
-                self.payloads.observe(key, r.egress != 0, &r.data[..len]);
-            }
-            Record::Payload(r) => {
-                let bytes = app_proto::record_bytes(&r);
-                if r.egress == 0 && r.remote_port == DNS_PORT {
-                    // DNS over TCP: the answer follows its two-byte length.
-                    if let Some(msg) = bytes.get(2..) {
-                        self.names.observe(msg, r.header.ts_ns);
-                        if self.cfg.dns_events {
-                            self.on_tcp_dns_answer(r.cookie, msg, r.header.ts_ns);
-                        }
-                    }
-                }
-                self.payloads
-                    .observe(PayloadKey::tcp(r.cookie), r.egress != 0, bytes);
-            }
+            Record::Exec(_)
+            | Record::Fork(_)
+            | Record::Exit(_)
+            | Record::Dns(_)
+            | Record::Payload(_) => {}
         }
     }
 
-    /// A DNS answer received on a UDP socket: a `dns_query` event with the process of the
-    /// socket's flow to the resolver (none when the agent does not track that flow).
-    fn on_udp_dns_answer(&mut self, r: &flow_common::DnsRecord, msg: &[u8]) {
-        let Some(ev) = dns::parse(msg)
-            .ok()
-            .and_then(|m| dns_event::from_message(&m))
-        else {
-            return;
-        };
-        let key = self.udp_by_cookie.get(&r.cookie).and_then(|keys| {
-            keys.iter().find(|k| {
-                k.remote_port == r.tuple.remote_port && k.remote_addr == r.tuple.remote_addr
-            })
-        });
-        let key = key.map(|k| FlowKey::Udp(*k));
-        self.push_dns_event(ev, key, &r.tuple, Transport::Udp, r.header.ts_ns);
+    /// The flow of a UDP socket's traffic with one remote endpoint: its ids and process.
+    pub fn udp_flow(&self, cookie: u64, remote: (u16, [u8; 16])) -> Option<(&Arc<FlowIds>, &Task)> {
+        let key = self
+            .udp_by_cookie
+            .get(&cookie)?
+            .iter()
+            .find(|k| (k.remote_port, k.remote_addr) == remote)?;
+        let f = self.flows.get(&FlowKey::Udp(*key))?;
+        Some((&f.ids, &f.owner))
     }
 
-    /// A DNS answer, the first payload received on a TCP connection to port 53: an event
-    /// only when the connection's flow is known (its endpoints come from it).
-    fn on_tcp_dns_answer(&mut self, cookie: u64, msg: &[u8], ts_ns: u64) {
+    /// The flow of a TCP socket: its ids, process and endpoints.
+    pub fn tcp_flow(&self, cookie: u64) -> Option<(&Arc<FlowIds>, &Task, &Tuple)> {
         if cookie == 0 {
-            return;
+            return None;
         }
-        let Some(ev) = dns::parse(msg)
-            .ok()
-            .and_then(|m| dns_event::from_message(&m))
-        else {
-            return;
-        };
-        let found = self
-            .flows
+        self.flows
             .iter()
             .find(|(k, f)| matches!(k, FlowKey::Tcp(_)) && f.cookie == cookie)
-            .map(|(k, f)| (*k, f.tuple));
-        if let Some((key, tuple)) = found {
-            self.push_dns_event(ev, Some(key), &tuple, Transport::Tcp, ts_ns);
-        }
+            .map(|(_, f)| (&f.ids, &f.owner, &f.tuple))
     }
 
-    fn push_dns_event(
-        &mut self,
-        mut ev: DnsEvent,
-        key: Option<FlowKey>,
-        tuple: &Tuple,
-        transport: Transport,
-        ts_ns: u64,
-    ) {
-        // Bounded: the agent takes them after every batch of records.
-        if self.dns_events.len() >= MAX_PENDING_DNS_EVENTS {
-            self.dns_events_dropped += 1;
-            return;
-        }
-        let (local, remote) = endpoints(tuple);
-        ev.time = self.clock.wall(ts_ns);
-        ev.transport = transport;
-        ev.client = local;
-        ev.resolver = remote;
-        ev.locality = self.locality(remote.0);
-        ev.host = self.cfg.host.clone();
-        if let Some(key) = key {
-            if let Some(f) = self.flows.remove(&key) {
-                ev.flow = Some(f.ids.clone());
-                ev.process = self.identities.of(&f.owner, &self.clock);
-                self.flows.insert(key, f);
-            }
-        }
-        self.dns_events.push(ev);
+    /// The sockets of the open flows, by (transport, cookie, remote endpoint).
+    pub fn open_sockets(&self) -> impl Iterator<Item = (Transport, u64, (IpAddr, u16))> + '_ {
+        self.flows
+            .values()
+            .map(|f| (transport_of(&f.tuple), f.cookie, endpoints(&f.tuple).1))
     }
 
-    fn on_tcp_open(&mut self, r: &TcpRecord, out: &mut Vec<FlowEvent>) {
+    fn on_tcp_open(&mut self, r: &TcpRecord, out: &mut Vec<Tracked>) {
         let key = FlowKey::Tcp(r.sock);
         let role = role_of(r.role);
         if role == Role::Unknown && r.old_state == flow_common::tcp_state::SYN_SENT {
@@ -447,7 +312,7 @@ impl FlowTable {
         }
     }
 
-    fn on_tcp_close(&mut self, r: &TcpRecord, out: &mut Vec<FlowEvent>) {
+    fn on_tcp_close(&mut self, r: &TcpRecord, out: &mut Vec<Tracked>) {
         log::debug!(
             "tcp close sock={:x} old={} err={} info={} states={:b} counters={:?}",
             r.sock,
@@ -508,7 +373,8 @@ impl FlowTable {
         if let Some(d) = &detail {
             totals = with_detail(totals, d);
         }
-        let mut ev = self.event(&f, FlowAction::End, Some(totals), r.header.ts_ns);
+        let mut t = self.event(&f, FlowAction::End, Some(totals), r.header.ts_ns);
+        let ev = &mut t.event;
         ev.end_time = Some(self.clock.wall(r.header.ts_ns));
         ev.end_reason = Some(state::end_cause(r));
         ev.conn_state = Some(state::conn_state(r));
@@ -517,14 +383,13 @@ impl FlowTable {
             None => state::history(&directed, in_bytes, out_bytes),
         });
         if let Some(d) = &detail {
-            tcp_detail::fill_event(&mut ev, d, &self.clock);
+            tcp_detail::fill_event(ev, d, &self.clock);
         }
         if r.counters.srtt_us > 0 {
             ev.rtt_us = Some(r.counters.srtt_us);
         }
         ev.retransmits = Some(r.counters.total_retrans);
-        out.push(ev);
-        self.payloads.remove(&PayloadKey::tcp(r.cookie));
+        out.push(t);
     }
 
     /// The per-packet counters a close record carries, with those of packets sent after the
@@ -543,7 +408,7 @@ impl FlowTable {
         Some(d)
     }
 
-    pub(super) fn emit_start(&mut self, key: FlowKey, out: &mut Vec<FlowEvent>) {
+    pub(super) fn emit_start(&mut self, key: FlowKey, out: &mut Vec<Tracked>) {
         let Some(mut f) = self.flows.remove(&key) else {
             return;
         };
@@ -562,7 +427,7 @@ impl FlowTable {
         key: UdpFlowKey,
         reason: &'static str,
         udp: &mut impl UdpCounterSource,
-        out: &mut Vec<FlowEvent>,
+        out: &mut Vec<Tracked>,
     ) {
         let Some(f) = self.flows.remove(&FlowKey::Udp(key)) else {
             return;
@@ -571,21 +436,19 @@ impl FlowTable {
         udp.remove(&key);
         let now = crate::enrich::clock::boot_ns_now();
         let totals = counters.map(|c| udp_totals(&c));
-        let mut ev = self.event(&f, FlowAction::End, totals, now);
+        let mut t = self.event(&f, FlowAction::End, totals, now);
         let end_ns = counters
             .map(|c| c.last_ns)
             .filter(|n| *n > 0)
             .unwrap_or(now);
-        ev.end_time = Some(self.clock.wall(end_ns));
-        ev.duration_ns = Some(end_ns.saturating_sub(f.open_ns));
-        ev.end_reason = Some(reason);
-        out.push(ev);
-        self.payloads.remove(&payload_key(&f));
+        t.event.end_time = Some(self.clock.wall(end_ns));
+        t.event.duration_ns = Some(end_ns.saturating_sub(f.open_ns));
+        t.event.end_reason = Some(reason);
+        out.push(t);
     }
 
     /// Periodic work: passive flows nobody accepted, idle UDP flows, interval updates.
-    pub fn tick(&mut self, now_ns: u64, udp: &mut impl UdpCounterSource, out: &mut Vec<FlowEvent>) {
-        self.names.expire(now_ns);
+    pub fn tick(&mut self, now_ns: u64, udp: &mut impl UdpCounterSource, out: &mut Vec<Tracked>) {
         let wait = self.cfg.accept_wait.as_nanos() as u64;
         let pending: Vec<FlowKey> = self
             .flows
@@ -626,17 +489,10 @@ impl FlowTable {
                 self.flows.insert(key, f);
             }
         }
-        self.identities.processes.expire();
-        if self.payloads.len() > self.flows.len() * 2 + 1024 {
-            // Bytes of flows whose end never came (or that were never opened here).
-            let open: std::collections::HashSet<PayloadKey> =
-                self.flows.values().map(payload_key).collect();
-            self.payloads.retain(|k| open.contains(k));
-        }
     }
 
     /// Every open flow ends with reason agent_shutdown: nothing seen is lost.
-    pub fn shutdown(&mut self, udp: &mut impl UdpCounterSource, out: &mut Vec<FlowEvent>) {
+    pub fn shutdown(&mut self, udp: &mut impl UdpCounterSource, out: &mut Vec<Tracked>) {
         let now = crate::enrich::clock::boot_ns_now();
         let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
         for key in keys {
@@ -661,7 +517,7 @@ impl FlowTable {
         f: Flow,
         reason: &'static str,
         now: u64,
-        out: &mut Vec<FlowEvent>,
+        out: &mut Vec<Tracked>,
     ) {
         if !f.start_emitted {
             out.push(self.event(
@@ -675,23 +531,24 @@ impl FlowTable {
             (Some(t), Some(d)) => Some(with_detail(t, d)),
             (t, _) => t,
         };
-        let mut ev = self.event(&f, FlowAction::End, totals, now);
+        let mut t = self.event(&f, FlowAction::End, totals, now);
+        let ev = &mut t.event;
         if let Some(d) = &f.detail {
-            tcp_detail::fill_event(&mut ev, d, &self.clock);
+            tcp_detail::fill_event(ev, d, &self.clock);
         }
         ev.end_reason = Some(reason);
         ev.end_time = Some(self.clock.wall(now));
-        out.push(ev);
-        self.payloads.remove(&payload_key(&f));
+        out.push(t);
     }
 
+    /// An event of `f` at `ts_ns` with its lifecycle fields, for enrichment to name.
     pub(super) fn event(
-        &mut self,
+        &self,
         f: &Flow,
         action: FlowAction,
         totals: Option<Totals>,
         ts_ns: u64,
-    ) -> FlowEvent {
+    ) -> Tracked {
         let (local, remote) = endpoints(&f.tuple);
         let direction = if f.role != Role::Passive {
             Direction::Outbound
@@ -705,64 +562,25 @@ impl FlowTable {
             local,
             remote,
             direction,
-            self.cfg.host.clone(),
+            self.no_host.clone(),
         );
         ev.ids = f.ids.clone();
-        ev.locality = self.locality(remote.0);
         ev.start_observed = f.start_observed;
-        ev.remote_name = f.remote_name.clone();
         if f.open_ns > 0 {
             ev.start_time = Some(self.clock.wall(f.open_ns));
             ev.duration_ns = Some(ts_ns.saturating_sub(f.open_ns));
         }
         ev.netns = (f.netns != 0).then_some(f.netns);
         ev.counters = totals.map(|t| counters(t, f.reported));
-        self.attribute(f, &mut ev);
-        ev.app = self.app_info(f, direction == Direction::Outbound, ev.dest().1);
-        ev
-    }
-
-    fn attribute(&mut self, f: &Flow, ev: &mut FlowEvent) {
-        let t = &f.owner;
-        if t.pid == 0 {
-            return;
+        if f.owner.pid != 0 {
+            ev.attribution = Some(attribution(f));
+            ev.tid = Some(f.owner.tid);
         }
-        ev.attribution = Some(match f.owner_kind {
-            // UDP flows name the last process that used the socket in its own syscall.
-            _ if f.tuple.protocol != IPPROTO_TCP => Attribution::SocketUser,
-            OwnerKind::Connector => Attribution::Connector,
-            OwnerKind::Listener => Attribution::Listener,
-            OwnerKind::Acceptor => Attribution::Acceptor,
-            OwnerKind::None => Attribution::Unknown,
-        });
-        ev.tid = Some(t.tid);
-        ev.process = self.identities.of(t, &self.clock);
-    }
-
-    /// The flow's application facts: from its first bytes when it has some (decided once),
-    /// else from its server port.
-    fn app_info(&mut self, f: &Flow, local_orig: bool, dest_port: u16) -> Option<Arc<AppInfo>> {
-        let udp = f.tuple.protocol != IPPROTO_TCP;
-        let content = self.cfg.content_bytes;
-        let by_port = &mut self.by_port;
-        self.payloads.app(&payload_key(f), |first| match first {
-            Some(first) => {
-                app_proto::app_info(udp, local_orig, dest_port, Some(first), content).map(Arc::new)
-            }
-            None => by_port
-                .entry((udp, dest_port))
-                .or_insert_with(|| {
-                    app_proto::app_info(udp, local_orig, dest_port, None, 0).map(Arc::new)
-                })
-                .clone(),
-        })
-    }
-
-    fn locality(&self, remote: IpAddr) -> Locality {
-        if is_local(&self.cfg.local_networks, remote) {
-            Locality::Internal
-        } else {
-            Locality::External
+        Tracked {
+            event: ev,
+            owner: f.owner,
+            cookie: f.cookie,
+            open_ns: f.open_ns,
         }
     }
 
@@ -785,6 +603,18 @@ impl FlowTable {
                 dest.1,
             )),
         })
+    }
+}
+
+/// Which process the flow's events name.
+fn attribution(f: &Flow) -> Attribution {
+    match f.owner_kind {
+        // UDP flows name the last process that used the socket in its own syscall.
+        _ if f.tuple.protocol != IPPROTO_TCP => Attribution::SocketUser,
+        OwnerKind::Connector => Attribution::Connector,
+        OwnerKind::Listener => Attribution::Listener,
+        OwnerKind::Acceptor => Attribution::Acceptor,
+        OwnerKind::None => Attribution::Unknown,
     }
 }
 
@@ -811,23 +641,6 @@ fn counters(t: Totals, r: Totals) -> Counters {
             in_pkts: t.in_pkts.saturating_sub(r.in_pkts),
             out_pkts: t.out_pkts.saturating_sub(r.out_pkts),
         },
-    }
-}
-
-const DNS_PORT: u16 = 53;
-/// `dns_query` events held between two takes; more are dropped and counted.
-const MAX_PENDING_DNS_EVENTS: usize = 4096;
-
-/// Where a flow's first payload bytes are kept.
-fn payload_key(f: &Flow) -> PayloadKey {
-    if f.tuple.protocol == IPPROTO_TCP {
-        PayloadKey::tcp(f.cookie)
-    } else {
-        PayloadKey {
-            cookie: f.cookie,
-            remote_port: f.tuple.remote_port,
-            remote_addr: f.tuple.remote_addr,
-        }
     }
 }
 
@@ -877,7 +690,7 @@ pub(super) fn identity(netns: u32, t: &Tuple) -> TcpIdentity {
 }
 
 /// (local, remote) endpoints; IPv4-mapped IPv6 addresses are reported as the IPv4 they carry.
-pub(super) fn endpoints(t: &Tuple) -> ((IpAddr, u16), (IpAddr, u16)) {
+pub fn endpoints(t: &Tuple) -> ((IpAddr, u16), (IpAddr, u16)) {
     let addr = |a: &[u8; 16]| -> IpAddr {
         if t.family == AF_INET {
             IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
@@ -911,163 +724,4 @@ pub fn sum_udp_counters<'a>(slots: impl IntoIterator<Item = &'a UdpCounters>) ->
         s.pkts_out += c.pkts_out;
     }
     s
-}
-
-#[cfg(test)]
-mod dns_event_tests {
-    use flow_common::{
-        DnsRecord, RecordHeader, RecordKind, UdpOpenRecord, DNS_CAPTURE_LEN, IPPROTO_UDP,
-    };
-
-    use super::*;
-
-    struct NoCounters;
-    impl UdpCounterSource for NoCounters {
-        fn read(&self, _: &UdpFlowKey) -> Option<UdpCounters> {
-            None
-        }
-        fn remove(&mut self, _: &UdpFlowKey) {}
-    }
-
-    fn v4(a: [u8; 4]) -> [u8; 16] {
-        let mut x = [0; 16];
-        x[..4].copy_from_slice(&a);
-        x
-    }
-
-    /// An answer to 10.0.0.5:40000 from 10.0.0.53:53: www.a.test is 10.0.0.1.
-    fn answer(tuple: Tuple, cookie: u64) -> DnsRecord {
-        let mut msg = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
-        msg.extend_from_slice(b"\x03www\x01a\x04test\x00\x00\x01\x00\x01");
-        msg.extend_from_slice(b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\x0a\x00\x00\x01");
-        let mut data = [0u8; DNS_CAPTURE_LEN];
-        data[..msg.len()].copy_from_slice(&msg);
-        DnsRecord {
-            header: RecordHeader {
-                kind: RecordKind::Dns as u32,
-                _pad: 0,
-                ts_ns: 2_000_000_000,
-            },
-            cookie,
-            tuple,
-            egress: 0,
-            len: msg.len() as u32,
-            data,
-        }
-    }
-
-    fn table(dns_events: bool) -> (FlowTable, Tuple, u64) {
-        let mut t = FlowTable::new(
-            FlowTableConfig {
-                dns_events,
-                ..FlowTableConfig::default()
-            },
-            "ab".into(),
-        );
-        let tuple = Tuple {
-            family: AF_INET,
-            local_port: 40000,
-            remote_port: 53,
-            protocol: IPPROTO_UDP,
-            _pad: 0,
-            local_addr: v4([10, 0, 0, 5]),
-            remote_addr: v4([10, 0, 0, 53]),
-        };
-        let cookie = 77;
-        let owner = Task {
-            pid: 4242,
-            tid: 4242,
-            uid: 1000,
-            comm: *b"resolver\0\0\0\0\0\0\0\0",
-            ..Task::default()
-        };
-        let open = UdpOpenRecord {
-            header: RecordHeader {
-                kind: RecordKind::UdpOpen as u32,
-                _pad: 0,
-                ts_ns: 1_000_000_000,
-            },
-            key: UdpFlowKey {
-                cookie,
-                remote_addr: tuple.remote_addr,
-                remote_port: 53,
-                family: AF_INET,
-                _pad: 0,
-            },
-            owner,
-            tuple,
-            netns: 0,
-            outbound_first: 1,
-        };
-        let mut out = Vec::new();
-        t.handle(Record::UdpOpen(open), &mut NoCounters, &mut out);
-        assert_eq!(out.len(), 1, "the DNS flow's start");
-        (t, tuple, cookie)
-    }
-
-    #[test]
-    fn an_answer_is_an_event_of_the_asking_socket_only_when_enabled() {
-        let (mut t, tuple, cookie) = table(true);
-        let mut out = Vec::new();
-        t.handle(
-            Record::Dns(Box::new(answer(tuple, cookie))),
-            &mut NoCounters,
-            &mut out,
-        );
-        assert!(out.is_empty(), "no flow event");
-        let ev = t.dns_events.pop().expect("a dns_query event");
-        assert_eq!(ev.query_name, "www.a.test");
-        assert_eq!(ev.transaction_id, 0x1234);
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(ev.resolved_ips, vec![ip("10.0.0.1")]);
-        assert_eq!(ev.client, (ip("10.0.0.5"), 40000));
-        assert_eq!(ev.resolver, (ip("10.0.0.53"), 53));
-        assert_eq!(ev.transport, Transport::Udp);
-        let p = ev.process.as_deref().expect("the asking process");
-        assert_eq!((p.pid, p.uid), (4242, 1000));
-        let flow = ev.flow.as_deref().expect("the DNS flow");
-        assert_eq!(flow.flow_id, "ab-1");
-        assert!(flow.community_id.is_some());
-        // The flow still names the address.
-        assert!(t
-            .names
-            .lookup("10.0.0.1".parse().unwrap(), 2_000_000_001)
-            .is_some());
-
-        // An answer on a socket the agent does not track: no process, no flow.
-        t.handle(
-            Record::Dns(Box::new(answer(tuple, 99))),
-            &mut NoCounters,
-            &mut out,
-        );
-        let ev = t.dns_events.pop().expect("a dns_query event");
-        assert_eq!((ev.process, ev.flow), (None, None));
-
-        let (mut off, tuple, cookie) = table(false);
-        off.handle(
-            Record::Dns(Box::new(answer(tuple, cookie))),
-            &mut NoCounters,
-            &mut out,
-        );
-        assert!(off.dns_events.is_empty(), "dns_events off");
-
-        // A reload (SIGHUP) turns them off and on.
-        t.reconfigure(FlowTableConfig::default());
-        t.handle(
-            Record::Dns(Box::new(answer(tuple, cookie))),
-            &mut NoCounters,
-            &mut out,
-        );
-        assert!(t.dns_events.is_empty(), "off after the reload");
-        t.reconfigure(FlowTableConfig {
-            dns_events: true,
-            ..FlowTableConfig::default()
-        });
-        t.handle(
-            Record::Dns(Box::new(answer(tuple, cookie))),
-            &mut NoCounters,
-            &mut out,
-        );
-        assert_eq!(t.dns_events.len(), 1, "on after the next");
-    }
 }

@@ -6,11 +6,11 @@ use flow_common::{OwnerKind, Role, Task, Tuple, AF_INET, AF_INET6, IPPROTO_TCP};
 
 use super::{
     table::{identity, with_detail, FlowKey, Totals},
-    tcp_detail, FlowTable,
+    tcp_detail, FlowTable, Tracked,
 };
 use crate::{
     capture::sock_diag::{tcp_state, TcpSockInfo},
-    event::{FlowAction, FlowEvent},
+    event::FlowAction,
 };
 
 /// Totals from a live socket, with the sequence-number bytes (SYN, FIN) taken out as at close.
@@ -84,7 +84,7 @@ impl FlowTable {
         netns: u32,
         sockets: &[TcpSockInfo],
         now_ns: u64,
-        out: &mut Vec<FlowEvent>,
+        out: &mut Vec<Tracked>,
     ) {
         let live: HashMap<_, &TcpSockInfo> = sockets
             .iter()
@@ -113,15 +113,16 @@ impl FlowTable {
                 if let Some(d) = &f.detail {
                     totals = with_detail(totals, d);
                 }
-                let mut ev = self.event(&f, FlowAction::Update, Some(totals), now_ns);
+                let mut t = self.event(&f, FlowAction::Update, Some(totals), now_ns);
+                let ev = &mut t.event;
                 if let Some(d) = &f.detail {
-                    tcp_detail::fill_event(&mut ev, d, &self.clock);
+                    tcp_detail::fill_event(ev, d, &self.clock);
                 }
                 if s.rtt_us > 0 {
                     ev.rtt_us = Some(s.rtt_us);
                 }
                 ev.retransmits = Some(s.total_retrans);
-                out.push(ev);
+                out.push(t);
                 f.reported = totals;
             }
             // Not found: closing right now; its close record follows. Try again next interval.
@@ -186,8 +187,8 @@ impl FlowTable {
         netns: u32,
         sockets: &[TcpSockInfo],
         listening: &HashSet<u16>,
-        owners: &HashMap<u64, u32>,
-        out: &mut Vec<FlowEvent>,
+        mut owner_of: impl FnMut(&TcpSockInfo) -> Task,
+        out: &mut Vec<Tracked>,
     ) {
         for s in sockets {
             let tuple = tuple_of(s);
@@ -200,28 +201,7 @@ impl FlowTable {
             } else {
                 Role::Active
             };
-            let mut owner = Task {
-                uid: s.uid,
-                netns,
-                ..Task::default()
-            };
-            if let Some(p) = owners
-                .get(&s.inode)
-                .and_then(|pid| self.identities.processes.lookup(*pid, 0))
-            {
-                owner.pid = p.pid;
-                owner.tid = p.pid;
-                owner.ppid = p.ppid;
-                owner.start_ns = p.start_ns;
-                let comm = std::fs::read(format!("/proc/{}/comm", p.pid)).unwrap_or_default();
-                let n = comm.len().min(owner.comm.len());
-                owner.comm[..n].copy_from_slice(&comm[..n]);
-                if owner.comm[..n].last() == Some(&b'\n') {
-                    owner.comm[n - 1] = 0;
-                }
-                owner.gid = proc_real_gid(p.pid).unwrap_or(0);
-                owner.cgroup_id = self.identities.cgroups.id_of_process(p.pid).unwrap_or(0);
-            }
+            let owner = owner_of(s);
             let kind = match (owner.pid != 0, role) {
                 (false, _) => OwnerKind::None,
                 (true, Role::Passive) => OwnerKind::Acceptor,
@@ -239,10 +219,4 @@ impl FlowTable {
             self.emit_start(key, out);
         }
     }
-}
-
-/// The real group id from /proc/PID/status ("Gid:\treal\teffective\tsaved\tfs").
-fn proc_real_gid(pid: u32) -> Option<u32> {
-    let status = std::fs::read(format!("/proc/{pid}/status")).ok()?;
-    crate::enrich::procfs::status_real_gid(&status)
 }

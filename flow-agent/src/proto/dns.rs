@@ -2,7 +2,10 @@
 //! answers, enough to map addresses back to the names a process asked for. Every read is
 //! bounds-checked and name decompression is bounded, so hostile packets end in an error, never
 //! a panic or a loop.
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    borrow::Cow,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 /// Longest name (RFC 1035: 255 bytes on the wire, here counted as text).
 const MAX_NAME: usize = 255;
@@ -232,6 +235,51 @@ fn push_label(out: &mut String, label: &[u8]) {
 /// Whether a byte string starts like a DNS message (used to recognise DNS off port 53).
 pub fn looks_like_query(msg: &[u8]) -> bool {
     parse(msg).is_ok_and(|m| !m.is_response && m.questions.len() == 1)
+}
+
+/// A record type's mnemonic (RFC 1035, 3596, ...), `TYPE<n>` for others (RFC 3597).
+pub fn type_name(t: u16) -> Cow<'static, str> {
+    let known = match t {
+        1 => "A",
+        2 => "NS",
+        5 => "CNAME",
+        6 => "SOA",
+        12 => "PTR",
+        15 => "MX",
+        16 => "TXT",
+        28 => "AAAA",
+        33 => "SRV",
+        35 => "NAPTR",
+        39 => "DNAME",
+        43 => "DS",
+        46 => "RRSIG",
+        48 => "DNSKEY",
+        64 => "SVCB",
+        65 => "HTTPS",
+        255 => "ANY",
+        257 => "CAA",
+        _ => return Cow::Owned(format!("TYPE{t}")),
+    };
+    Cow::Borrowed(known)
+}
+
+/// A response code's mnemonic (RFC 1035, 2136), `RCODE<n>` for others.
+pub fn rcode_name(r: u8) -> Cow<'static, str> {
+    let known = match r {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        6 => "YXDOMAIN",
+        7 => "YXRRSET",
+        8 => "NXRRSET",
+        9 => "NOTAUTH",
+        10 => "NOTZONE",
+        _ => return Cow::Owned(format!("RCODE{r}")),
+    };
+    Cow::Borrowed(known)
 }
 
 #[cfg(test)]

@@ -14,11 +14,11 @@ mod event;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use crate::event::{Limiter, SuppressedEvent};
 pub use bucket::{Bucket, Limit};
 pub use config::RateLimitConfig;
 use event::Summary;
 pub use event::MAX_DISTINCT;
-pub(crate) use crate::event::{Limiter, SuppressedEvent};
 
 /// A process as the limiter knows it: its entity id (pid and start time), so a reused pid is
 /// another process.

@@ -3,9 +3,7 @@ use std::sync::Arc;
 use super::*;
 use crate::{
     config::Seconds,
-    event::{
-        Counters, Direction, FlowIds, HostInfo, IntervalCounters, ProcessIdentity, Transport,
-    },
+    event::{Counters, Direction, FlowIds, HostInfo, IntervalCounters, ProcessIdentity, Transport},
 };
 
 const SEC: u64 = 1_000_000_000;
@@ -105,7 +103,10 @@ fn a_noisy_process_is_limited_and_every_flow_is_accounted_for() {
     events.extend(lifecycle(1000..1005, 8, 1));
     l.apply(&mut events, SEC);
     // Whole flows: every admitted flow has its three events.
-    let starts = events.iter().filter(|e| e.action == FlowAction::Start).count();
+    let starts = events
+        .iter()
+        .filter(|e| e.action == FlowAction::Start)
+        .count();
     assert_eq!(events.len(), starts * 3);
     let noisy = events
         .iter()
@@ -116,7 +117,10 @@ fn a_noisy_process_is_limited_and_every_flow_is_accounted_for() {
     let s = l.take_summaries(11 * SEC, T, false);
     assert_eq!(s.len(), 1);
     let s = &s[0];
-    assert_eq!((s.limiter, s.process.as_ref().map(|p| p.pid)), (Limiter::Process, Some(7)));
+    assert_eq!(
+        (s.limiter, s.process.as_ref().map(|p| p.pid)),
+        (Limiter::Process, Some(7))
+    );
     assert_eq!(s.suppressed_flows() as usize + noisy, 500);
     assert_eq!(s.suppressed_tcp + s.suppressed_udp, 480);
     assert_eq!(s.suppressed_ended, 480);
@@ -135,10 +139,7 @@ fn a_noisy_process_is_limited_and_every_flow_is_accounted_for() {
         s.first_suppressed,
         Some(WallTime(1_704_067_200_000_000_000))
     );
-    assert_eq!(
-        s.last_suppressed,
-        Some(WallTime(1_704_067_259_000_000_000))
-    );
+    assert_eq!(s.last_suppressed, Some(WallTime(1_704_067_259_000_000_000)));
     assert_eq!(l.stats().suppressed_process, 480);
     assert_eq!(l.stats().suppressed_open, 0);
 }
@@ -153,17 +154,11 @@ fn a_flow_is_never_cut_in_half() {
     assert_eq!(first.len(), 1);
     let mut later = vec![ev(0, "update", 1, 1), ev(2, "update", 1, 1)];
     l.apply(&mut later, 100 * SEC);
-    assert_eq!(
-        ids(&later),
-        ["f-0"]
-    );
+    assert_eq!(ids(&later), ["f-0"]);
     l.reconfigure(RateLimitConfig::default());
     let mut last = vec![ev(0, "end", 1, 1), ev(2, "end", 1, 1), ev(4, "start", 1, 1)];
     l.apply(&mut last, 200 * SEC);
-    assert_eq!(
-        ids(&last),
-        ["f-0", "f-4"]
-    );
+    assert_eq!(ids(&last), ["f-0", "f-4"]);
     assert_eq!(l.stats().suppressed_open, 0);
 }
 

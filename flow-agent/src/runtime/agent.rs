@@ -16,6 +16,7 @@ use tokio::{
 
 use super::{
     kernel::{refresh_open_tcp, scan_existing_tcp, seed_processes, snapshot_tcp, KernelUdp},
+    stages::Stages,
     write::{summaries, Pending},
     RunOptions,
 };
@@ -25,7 +26,10 @@ use crate::{
         sock_diag, Capture, FilterSkipped,
     },
     config::{CaptureSettings, Config},
-    enrich::clock::{boot_ns_now, rfc3339_micros},
+    enrich::{
+        clock::{boot_ns_now, rfc3339_micros},
+        Enricher,
+    },
     event::Event,
     filter::kernel::KernelPlan,
     flows::FlowTable,
@@ -59,7 +63,7 @@ pub(super) struct Agent {
     outputs: Option<Outputs>,
     capture: Capture,
     kernel_plan: KernelPlan,
-    table: FlowTable,
+    stages: Stages,
     namespaces: HashMap<u64, PathBuf>,
     limiter: RateLimiter,
     pending: Pending,
@@ -98,12 +102,14 @@ impl Agent {
         if let Some(maps) = capture.tcp_detail.take() {
             table.set_tcp_detail(Box::new(maps));
         }
-        let seeded = seed_processes(&mut capture, &mut table)?;
+        let mut enricher = Enricher::new(opts.enrich.clone());
+        let seeded = seed_processes(&mut capture, &mut enricher)?;
         log::info!("process table seeded with {seeded} running processes");
+        let mut stages = Stages::new(table, enricher);
         let namespaces = sock_diag::network_namespaces();
         let limiter = RateLimiter::new(config.rate_limit.clone(), boot_ns_now());
         let mut pending = Pending::default();
-        scan_existing_tcp(&mut table, &namespaces, &mut pending.flows);
+        scan_existing_tcp(&mut stages, &namespaces, &mut pending.flows);
         service.attached()?;
         Ok(Self {
             service,
@@ -115,7 +121,7 @@ impl Agent {
             outputs: Some(outputs),
             capture,
             kernel_plan,
-            table,
+            stages,
             namespaces,
             limiter,
             pending,
@@ -180,21 +186,26 @@ impl Agent {
 
     fn drain(&mut self, budget: DrainBudget) -> drain::Drained {
         let Self {
-            table,
+            stages,
             pending,
             capture,
             ..
         } = self;
         drain(capture, budget, |record, capture| {
             let mut udp = KernelUdp(&mut capture.udp_flows);
-            table.handle(record, &mut udp, &mut pending.flows);
+            stages.handle(record, &mut udp, &mut pending.flows);
         })
     }
 
     fn write(&mut self) {
-        self.pending.dns.append(&mut self.table.take_dns_events());
         self.pending
-            .write(self.outputs.as_mut(), &self.config.filter, &mut self.limiter);
+            .dns
+            .append(&mut self.stages.enricher.take_dns_events());
+        self.pending.write(
+            self.outputs.as_mut(),
+            &self.config.filter,
+            &mut self.limiter,
+        );
     }
 
     /// Periodic work: flow table timers, TCP updates, loss reports, summaries, stats.
@@ -202,8 +213,8 @@ impl Agent {
         self.service.tick();
         let now = boot_ns_now();
         let mut udp = KernelUdp(&mut self.capture.udp_flows);
-        self.table.tick(now, &mut udp, &mut self.pending.flows);
-        let due = self.table.tcp_updates_due(now);
+        self.stages.tick(now, &mut udp, &mut self.pending.flows);
+        let due = self.stages.table.tcp_updates_due(now);
         if !due.is_empty() {
             if due
                 .iter()
@@ -212,7 +223,7 @@ impl Agent {
                 self.namespaces = sock_diag::network_namespaces();
             }
             snapshot_tcp(
-                &mut self.table,
+                &mut self.stages,
                 &self.namespaces,
                 &due,
                 now,
@@ -251,7 +262,8 @@ impl Agent {
     }
 
     fn log_losses(&mut self, losses: [u64; LOSS_KINDS as usize]) {
-        let missed = (self.table.missed_closes, self.table.evicted);
+        let table = &self.stages.table;
+        let missed = (table.missed_closes, table.evicted);
         if losses != self.last_losses || missed != self.last_missed {
             log::warn!(
                 "kernel-side losses (ring full, tcp table, udp table, read failed, owner table, tcp detail): {losses:?}; TCP closes missed: {}; evicted while open (tcp, udp): ({}, {})",
@@ -269,18 +281,20 @@ impl Agent {
         };
         let summaries = summaries(&mut self.limiter, force);
         if !summaries.is_empty() {
-            let events = summaries.into_iter().map(|s| Event::RateLimited(Box::new(s)));
+            let events = summaries
+                .into_iter()
+                .map(|s| Event::RateLimited(Box::new(s)));
             self.pending.write_now(outputs, events);
         }
     }
 
     fn stats_event(&self, losses: &[u64]) -> StatsEvent {
         let loss = |i: usize| losses.get(i).copied().unwrap_or(0);
-        let table = &self.table;
+        let table = &self.stages.table;
         StatsEvent {
             timestamp: rfc3339_micros(std::time::SystemTime::now()),
             event_action: "stats",
-            hostname: table.config().host.hostname.clone(),
+            hostname: self.stages.enricher.config().host.hostname.clone(),
             agent_version: env!("CARGO_PKG_VERSION"),
             uptime: self.started.elapsed().as_secs_f64(),
             flows_open: table.open_flows() as u64,
@@ -326,7 +340,8 @@ impl Agent {
     /// A reloaded configuration: outputs and filters first, then the flow table's settings,
     /// the rate limits and the agent's log.
     async fn apply_config(&mut self, new: Config) {
-        let flows = new.flow_table_config(self.table.config().host.clone());
+        let flows = new.flow_table_config();
+        let enrich = new.enrich_config(self.stages.enricher.config().host.clone());
         let capture_changed = new.capture != self.loaded_capture;
         if !self.swap_outputs(new).await {
             return;
@@ -334,7 +349,8 @@ impl Agent {
         // After the outputs: the new userspace filter is in force before the kernel's changes.
         self.capture
             .apply_filter(&mut self.kernel_plan, &self.config.filter);
-        self.table.reconfigure(flows);
+        self.stages.table.reconfigure(flows);
+        self.stages.enricher.reconfigure(enrich);
         self.limiter.reconfigure(self.config.rate_limit.clone());
         crate::logger::configure(&self.config.agent);
         if capture_changed {
@@ -421,9 +437,9 @@ impl Agent {
         } else {
             0
         };
-        refresh_open_tcp(&mut self.table, &self.namespaces);
+        refresh_open_tcp(&mut self.stages.table, &self.namespaces);
         let mut udp = KernelUdp(&mut self.capture.udp_flows);
-        self.table.shutdown(&mut udp, &mut self.pending.flows);
+        self.stages.shutdown(&mut udp, &mut self.pending.flows);
         let mut losses = self.capture.losses();
         losses[flow_common::Loss::RingBufferFull as usize] += unread;
         self.write();
@@ -442,7 +458,9 @@ impl Agent {
         }
         log::info!(
             "kernel-side losses at shutdown (ring full, tcp table, udp table, read failed, owner table, tcp detail): {losses:?}; TCP closes missed: {}; evicted while open (tcp, udp): ({}, {})",
-            self.table.missed_closes, self.table.evicted.tcp, self.table.evicted.udp
+            self.stages.table.missed_closes,
+            self.stages.table.evicted.tcp,
+            self.stages.table.evicted.udp
         );
         let skipped = self.capture.filter_skipped();
         if self.kernel_plan.kernel_rules > 0 || skipped != FilterSkipped::default() {

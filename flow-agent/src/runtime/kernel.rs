@@ -10,13 +10,14 @@ use anyhow::{Context, Result};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap};
 use flow_common::{ProcessInfo, TcpDetail, UdpCounters, UdpFlowKey};
 
+use super::stages::Stages;
 use crate::{
     capture::{loader::TcpDetailMaps, sock_diag, Capture},
+    enrich::Enricher,
     event::FlowEvent,
     flows::{
         table::{sum_udp_counters, UdpCounterSource},
         tcp_detail::TcpDetailSource,
-        FlowTable,
     },
 };
 
@@ -45,13 +46,13 @@ impl TcpDetailSource for TcpDetailMaps {
 
 /// Fills the kernel's process table with processes that started before the agent, so the
 /// cgroup programs know their start times and parents.
-pub(super) fn seed_processes(capture: &mut Capture, table: &mut FlowTable) -> Result<usize> {
+pub(super) fn seed_processes(capture: &mut Capture, enricher: &mut Enricher) -> Result<usize> {
     let map = capture
         .ebpf
         .map_mut("PROCESSES")
         .context("PROCESSES map missing")?;
     let mut kernel: BpfHashMap<&mut MapData, u32, ProcessInfo> = BpfHashMap::try_from(map)?;
-    let procs = table.identities.processes.scan_proc();
+    let procs = enricher.identities.processes.scan_proc();
     for p in &procs {
         let netns = std::fs::metadata(format!("/proc/{}/ns/net", p.pid)).map_or(0, |m| m.ino());
         let info = ProcessInfo {
@@ -67,7 +68,7 @@ pub(super) fn seed_processes(capture: &mut Capture, table: &mut FlowTable) -> Re
 
 /// Connections open before the agent started: reported as flows whose start was not observed.
 pub(super) fn scan_existing_tcp(
-    table: &mut FlowTable,
+    stages: &mut Stages,
     namespaces: &HashMap<u64, PathBuf>,
     events: &mut Vec<FlowEvent>,
 ) {
@@ -86,13 +87,13 @@ pub(super) fn scan_existing_tcp(
             .iter()
             .map(|s| s.local.port())
             .collect();
-        table.add_existing_tcp(*inode as u32, &sockets, &listening, &owners, events);
+        stages.add_existing(*inode as u32, &sockets, &listening, &owners, events);
     }
 }
 
 /// Update events for TCP flows whose interval is due, from a sock_diag snapshot per namespace.
 pub(super) fn snapshot_tcp(
-    table: &mut FlowTable,
+    stages: &mut Stages,
     namespaces: &HashMap<u64, PathBuf>,
     due: &HashSet<u32>,
     now: u64,
@@ -103,14 +104,17 @@ pub(super) fn snapshot_tcp(
             continue;
         };
         match sock_diag::tcp_sockets_in(path) {
-            Ok(sockets) => table.apply_tcp_snapshot(*ns, &sockets, now, events),
+            Ok(sockets) => stages.snapshot(*ns, &sockets, now, events),
             Err(e) => log::warn!("TCP counters in {}: {e}", path.display()),
         }
     }
 }
 
 /// Last counters of every TCP flow still open, for their shutdown end events.
-pub(super) fn refresh_open_tcp(table: &mut FlowTable, namespaces: &HashMap<u64, PathBuf>) {
+pub(super) fn refresh_open_tcp(
+    table: &mut crate::flows::FlowTable,
+    namespaces: &HashMap<u64, PathBuf>,
+) {
     for ns in table.tcp_namespaces() {
         let Some(path) = namespaces.get(&u64::from(ns)) else {
             continue;

@@ -5,10 +5,13 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::{capture::CaptureConfig, config::Config, flows::FlowTableConfig};
+use crate::{
+    capture::CaptureConfig, config::Config, enrich::EnrichmentConfig, flows::FlowTableConfig,
+};
 
 mod agent;
 mod kernel;
+mod stages;
 mod write;
 
 /// The kernel lacks a hook the agent needs (exit status 3).
@@ -19,6 +22,7 @@ pub struct KernelUnsupported(pub String);
 pub struct RunOptions {
     pub capture: CaptureConfig,
     pub flows: FlowTableConfig,
+    pub enrich: EnrichmentConfig,
     /// How often the ring buffer is drained when no wake-up comes.
     pub poll_interval: Duration,
     /// Outputs, filters, health reporting and the agent's log; `capture` and `flows` are

@@ -1,0 +1,330 @@
+//! The enrichment stage: turns the tracker's events into named ones (the process and its user,
+//! group, cgroup and container; the remote's name from DNS; the application protocol from the
+//! first payload bytes; locality and host), and makes `dns_query` events from DNS answers. It
+//! owns what those names come from: the process table, the DNS name cache, first bytes.
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
+
+use flow_common::{DnsRecord, PayloadRecord, Task};
+
+use super::{
+    app_proto::{self, PayloadKey, Payloads},
+    clock::{boot_ns_now, BootClock},
+    dns_event,
+    dns_names::DnsNames,
+    identity::Identities,
+    networks::{default_local_networks, is_local, Cidr},
+};
+use crate::{
+    capture::{sock_diag::TcpSockInfo, Record},
+    event::{AppInfo, DnsEvent, FlowAction, FlowEvent, HostInfo, Locality, RemoteName, Transport},
+    flows::{table::endpoints, FlowTable, Tracked},
+    proto::dns,
+};
+
+const DNS_PORT: u16 = 53;
+/// `dns_query` events held between two takes; more are dropped and counted.
+const MAX_PENDING_DNS_EVENTS: usize = 4096;
+/// Open flows whose remote name is remembered; beyond it new flows are named at each event.
+const MAX_NAMED_FLOWS: usize = 262_144;
+
+#[derive(Clone, Debug)]
+pub struct EnrichmentConfig {
+    pub host: Arc<HostInfo>,
+    /// Remote endpoints in these networks make a flow internal.
+    pub local_networks: Vec<Cidr>,
+    /// Bytes of each direction's first payload shown in `orig_content`/`resp_content`.
+    pub content_bytes: usize,
+    /// Answered DNS queries become `dns_query` events.
+    pub dns_events: bool,
+}
+
+impl Default for EnrichmentConfig {
+    fn default() -> Self {
+        Self {
+            host: Arc::default(),
+            local_networks: default_local_networks(),
+            content_bytes: 0,
+            dns_events: false,
+        }
+    }
+}
+
+pub struct Enricher {
+    cfg: EnrichmentConfig,
+    /// Who acted: processes, users, groups, cgroups.
+    pub identities: Identities,
+    /// Names of remote addresses, from the DNS answers the host received.
+    pub names: DnsNames,
+    /// The first payload bytes of open flows.
+    pub payloads: Payloads,
+    /// Application facts of flows without first bytes, by (udp, server port).
+    by_port: HashMap<(bool, u16), Option<Arc<AppInfo>>>,
+    /// The remote name of each open flow, as it was when the flow opened.
+    remote_names: HashMap<String, Option<Arc<RemoteName>>>,
+    dns_events: Vec<DnsEvent>,
+    /// `dns_query` events dropped because too many were waiting.
+    dns_events_dropped: u64,
+    clock: BootClock,
+}
+
+impl Enricher {
+    pub fn new(cfg: EnrichmentConfig) -> Self {
+        Self {
+            identities: Identities::new(cfg.host.machine_id.clone()),
+            cfg,
+            names: DnsNames::default(),
+            payloads: Payloads::default(),
+            by_port: HashMap::new(),
+            remote_names: HashMap::new(),
+            dns_events: Vec::new(),
+            dns_events_dropped: 0,
+            clock: BootClock::now(),
+        }
+    }
+
+    pub fn config(&self) -> &EnrichmentConfig {
+        &self.cfg
+    }
+
+    /// New local networks, content and DNS event settings (a configuration reload). The
+    /// host's facts stay.
+    pub fn reconfigure(&mut self, cfg: EnrichmentConfig) {
+        let host = self.cfg.host.clone();
+        self.cfg = EnrichmentConfig { host, ..cfg };
+        self.payloads.forget_decisions();
+    }
+
+    /// Records that name things: processes (exec, fork, exit), DNS answers and first payload
+    /// bytes. `flows` finds the flow of the socket an answer came to.
+    pub fn observe(&mut self, record: &Record, flows: &FlowTable) {
+        match record {
+            Record::Exec(r) => self.identities.processes.on_exec(r),
+            Record::Fork(r) => self.identities.processes.on_fork(r),
+            Record::Exit(r) => self.identities.processes.on_exit(r),
+            Record::Dns(r) => self.on_dns(r, flows),
+            Record::Payload(r) => self.on_payload(r, flows),
+            _ => {}
+        }
+    }
+
+    fn on_dns(&mut self, r: &DnsRecord, flows: &FlowTable) {
+        let msg = &r.data[..(r.len as usize).min(r.data.len())];
+        let (_, remote) = endpoints(&r.tuple);
+        if r.egress == 0 {
+            self.names.observe(msg, r.header.ts_ns);
+            if self.cfg.dns_events {
+                let flow = flows.udp_flow(r.cookie, (r.tuple.remote_port, r.tuple.remote_addr));
+                let flow = flow.map(|(ids, owner)| (ids.clone(), *owner));
+                self.push_dns_event(msg, flow, &r.tuple, Transport::Udp, r.header.ts_ns);
+            }
+        }
+        self.payloads
+            .observe(PayloadKey::udp(r.cookie, remote), r.egress != 0, msg);
+    }
+
+    fn on_payload(&mut self, r: &PayloadRecord, flows: &FlowTable) {
+        let bytes = app_proto::record_bytes(r);
+        if r.egress == 0 && r.remote_port == DNS_PORT {
+            // DNS over TCP: the answer follows its two-byte length.
+            if let Some(msg) = bytes.get(2..) {
+                self.names.observe(msg, r.header.ts_ns);
+                if self.cfg.dns_events {
+                    // An event only when the connection's flow is known: its endpoints come
+                    // from it.
+                    if let Some((ids, owner, tuple)) = flows.tcp_flow(r.cookie) {
+                        let flow = Some((ids.clone(), *owner));
+                        let tuple = *tuple;
+                        self.push_dns_event(msg, flow, &tuple, Transport::Tcp, r.header.ts_ns);
+                    }
+                }
+            }
+        }
+        self.payloads
+            .observe(PayloadKey::tcp(r.cookie), r.egress != 0, bytes);
+    }
+
+    /// A `dns_query` event of an answer, with the flow and process of the socket that asked
+    /// (none when the agent does not track that flow).
+    fn push_dns_event(
+        &mut self,
+        msg: &[u8],
+        flow: Option<(Arc<crate::event::FlowIds>, Task)>,
+        tuple: &flow_common::Tuple,
+        transport: Transport,
+        ts_ns: u64,
+    ) {
+        let Some(mut ev) = dns::parse(msg)
+            .ok()
+            .and_then(|m| dns_event::from_message(&m))
+        else {
+            return;
+        };
+        // Bounded: the agent takes them after every batch of records.
+        if self.dns_events.len() >= MAX_PENDING_DNS_EVENTS {
+            self.dns_events_dropped += 1;
+            return;
+        }
+        let (local, remote) = endpoints(tuple);
+        ev.time = self.clock.wall(ts_ns);
+        ev.transport = transport;
+        ev.client = local;
+        ev.resolver = remote;
+        ev.locality = self.locality(remote.0);
+        ev.host = self.cfg.host.clone();
+        if let Some((ids, owner)) = flow {
+            ev.flow = Some(ids);
+            ev.process = self.identities.of(&owner, &self.clock);
+        }
+        self.dns_events.push(ev);
+    }
+
+    /// The `dns_query` events made since the last take; a drop since then is logged.
+    pub fn take_dns_events(&mut self) -> Vec<DnsEvent> {
+        if self.dns_events_dropped > 0 {
+            log::warn!(
+                "{} dns_query events dropped: too many answers between two writes",
+                self.dns_events_dropped
+            );
+            self.dns_events_dropped = 0;
+        }
+        std::mem::take(&mut self.dns_events)
+    }
+
+    /// Names the tracker's event: process, remote name, application, locality, host.
+    pub fn enrich(&mut self, t: Tracked) -> FlowEvent {
+        let Tracked {
+            mut event,
+            owner,
+            cookie,
+            open_ns,
+        } = t;
+        event.host = self.cfg.host.clone();
+        event.locality = self.locality(event.remote.0);
+        if owner.pid != 0 {
+            event.process = self.identities.of(&owner, &self.clock);
+        }
+        event.remote_name = self.remote_name(&event, open_ns);
+        let key = match event.transport {
+            Transport::Tcp => PayloadKey::tcp(cookie),
+            Transport::Udp => PayloadKey::udp(cookie, event.remote),
+        };
+        event.app = self.app_info(&key, &event);
+        if event.action == FlowAction::End {
+            self.payloads.remove(&key);
+            self.remote_names.remove(&event.ids.flow_id);
+        }
+        event
+    }
+
+    /// The name the remote address was resolved from when the flow opened, not when the
+    /// agent got to the record; remembered for the flow's later events.
+    fn remote_name(&mut self, ev: &FlowEvent, open_ns: u64) -> Option<Arc<RemoteName>> {
+        if let Some(name) = self.remote_names.get(&ev.ids.flow_id) {
+            return name.clone();
+        }
+        let at_ns = if open_ns > 0 { open_ns } else { boot_ns_now() };
+        let name = self.names.lookup(ev.remote.0, at_ns).map(|r| {
+            Arc::new(RemoteName {
+                fqdn: r.name.clone(),
+                chain: r.chain.clone(),
+            })
+        });
+        if ev.action != FlowAction::End && self.remote_names.len() < MAX_NAMED_FLOWS {
+            self.remote_names
+                .insert(ev.ids.flow_id.clone(), name.clone());
+        }
+        name
+    }
+
+    /// The flow's application facts: from its first bytes when it has some (decided once),
+    /// else from its server port.
+    fn app_info(&mut self, key: &PayloadKey, ev: &FlowEvent) -> Option<Arc<AppInfo>> {
+        let udp = ev.transport == Transport::Udp;
+        let (local_orig, dest_port) = (ev.local_orig(), ev.dest().1);
+        let content = self.cfg.content_bytes;
+        let by_port = &mut self.by_port;
+        self.payloads.app(key, |first| match first {
+            Some(first) => {
+                app_proto::app_info(udp, local_orig, dest_port, Some(first), content).map(Arc::new)
+            }
+            None => by_port
+                .entry((udp, dest_port))
+                .or_insert_with(|| {
+                    app_proto::app_info(udp, local_orig, dest_port, None, 0).map(Arc::new)
+                })
+                .clone(),
+        })
+    }
+
+    fn locality(&self, remote: IpAddr) -> Locality {
+        if is_local(&self.cfg.local_networks, remote) {
+            Locality::Internal
+        } else {
+            Locality::External
+        }
+    }
+
+    /// Periodic work: expired names and exited processes go; first bytes of flows whose end
+    /// never came (or that were never opened here) go when they outnumber the open flows.
+    pub fn tick(&mut self, now_ns: u64, flows: &FlowTable) {
+        self.names.expire(now_ns);
+        self.identities.processes.expire();
+        if self.payloads.len() > flows.open_flows() * 2 + 1024 {
+            let open: std::collections::HashSet<PayloadKey> = flows
+                .open_sockets()
+                .map(|(transport, cookie, remote)| match transport {
+                    Transport::Tcp => PayloadKey::tcp(cookie),
+                    Transport::Udp => PayloadKey::udp(cookie, remote),
+                })
+                .collect();
+            self.payloads.retain(|k| open.contains(k));
+        }
+        if self.remote_names.len() > flows.open_flows() * 2 + 1024 {
+            self.remote_names.clear();
+        }
+    }
+
+    /// The process owning a connection that was open before the agent started, from the
+    /// socket's inode (`owners`: inode to pid, from /proc/*/fd).
+    pub fn owner_of_socket(
+        &mut self,
+        owners: &HashMap<u64, u32>,
+        s: &TcpSockInfo,
+        netns: u32,
+    ) -> Task {
+        let mut owner = Task {
+            uid: s.uid,
+            netns,
+            ..Task::default()
+        };
+        let Some(p) = owners
+            .get(&s.inode)
+            .and_then(|pid| self.identities.processes.lookup(*pid, 0))
+        else {
+            return owner;
+        };
+        owner.pid = p.pid;
+        owner.tid = p.pid;
+        owner.ppid = p.ppid;
+        owner.start_ns = p.start_ns;
+        let comm = std::fs::read(format!("/proc/{}/comm", p.pid)).unwrap_or_default();
+        let n = comm.len().min(owner.comm.len());
+        owner.comm[..n].copy_from_slice(&comm[..n]);
+        if owner.comm[..n].last() == Some(&b'\n') {
+            owner.comm[n - 1] = 0;
+        }
+        owner.gid = proc_real_gid(p.pid).unwrap_or(0);
+        owner.cgroup_id = self.identities.cgroups.id_of_process(p.pid).unwrap_or(0);
+        owner
+    }
+}
+
+/// The real group id from /proc/PID/status ("Gid:\treal\teffective\tsaved\tfs").
+fn proc_real_gid(pid: u32) -> Option<u32> {
+    let status = std::fs::read(format!("/proc/{pid}/status")).ok()?;
+    super::procfs::status_real_gid(&status)
+}
+
+#[cfg(test)]
+#[path = "stage_tests.rs"]
+mod tests;
