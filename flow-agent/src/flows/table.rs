@@ -220,16 +220,25 @@ impl FlowTable {
                 } else {
                     Role::Passive
                 };
+                if let Some(old) = self.flows.remove(&key) {
+                    // The kernel's LRU pushed the flow's counters out and a new packet made
+                    // new ones before a tick noticed: the old flow ends, the new one starts.
+                    self.evicted.udp += 1;
+                    let mut t = self.event(&old, FlowAction::End, None, r.header.ts_ns);
+                    t.event.end_time = Some(self.clock.wall(r.header.ts_ns));
+                    t.event.end_reason = Some("evicted");
+                    out.push(t);
+                }
                 let mut f =
                     self.new_flow(r.tuple, role, r.owner, OwnerKind::Connector, r.header.ts_ns);
                 f.last_report_ns = r.header.ts_ns;
                 f.netns = r.netns;
                 f.cookie = r.key.cookie;
                 self.flows.insert(key, f);
-                self.udp_by_cookie
-                    .entry(r.key.cookie)
-                    .or_default()
-                    .push(r.key);
+                let keys = self.udp_by_cookie.entry(r.key.cookie).or_default();
+                if !keys.contains(&r.key) {
+                    keys.push(r.key);
+                }
                 self.emit_start(key, out);
             }
             Record::UdpRelease(r) => {
@@ -277,11 +286,6 @@ impl FlowTable {
     fn on_tcp_open(&mut self, r: &TcpRecord, out: &mut Vec<Tracked>) {
         let key = FlowKey::Tcp(r.sock);
         let role = role_of(r.role);
-        if role == Role::Unknown && r.old_state == flow_common::tcp_state::SYN_SENT {
-            // A handshake the socket table no longer knew: its connect() entry was pushed
-            // out (or, rarely, the connect began before the agent started).
-            self.evicted.tcp += 1;
-        }
         let mut f = self.new_flow(
             r.tuple,
             role,
@@ -289,12 +293,19 @@ impl FlowTable {
             owner_kind_of(r.owner_kind),
             r.open_ns,
         );
-        // Opened while the start-up scan ran: the scan's flow is this one.
-        if let Some(pkey) = self.partial.remove(&identity(r.netns, &r.tuple)) {
-            if let Some(p) = self.flows.remove(&pkey) {
-                f.ids = p.ids;
-                f.start_emitted = p.start_emitted;
+        // Opened while the start-up scan ran: the scan's flow is this one, started already.
+        let scanned = self
+            .partial
+            .remove(&identity(r.netns, &r.tuple))
+            .and_then(|pkey| self.flows.remove(&pkey));
+        match scanned {
+            Some(p) => merge_scanned(&mut f, p),
+            None if role == Role::Unknown && r.old_state == flow_common::tcp_state::SYN_SENT => {
+                // A handshake the socket table no longer knew: its connect() entry was pushed
+                // out (or, rarely, the connect began before the agent started).
+                self.evicted.tcp += 1;
             }
+            None => {}
         }
         f.last_report_ns = r.header.ts_ns;
         f.netns = r.netns;
@@ -305,9 +316,10 @@ impl FlowTable {
             self.missed_closes += 1;
             self.end_without_close(stale, "close_missed", r.header.ts_ns, out);
         }
-        self.flows.insert(key, f);
         // A passive flow waits for accept() to name its process (or for the tick to give up).
-        if role != Role::Passive {
+        let start = f.role != Role::Passive && !f.start_emitted;
+        self.flows.insert(key, f);
+        if start {
             self.emit_start(key, out);
         }
     }
@@ -469,13 +481,12 @@ impl FlowTable {
             let Some(c) = udp.read(&ukey) else {
                 // Pushed out of the kernel's LRU table: its counters are gone.
                 self.evicted.udp += 1;
+                self.forget_udp_key(ukey);
                 self.end_udp(ukey, "evicted", udp, out);
                 continue;
             };
             if now_ns.saturating_sub(c.last_ns) >= idle {
-                if let Some(list) = self.udp_by_cookie.get_mut(&ukey.cookie) {
-                    list.retain(|k| *k != ukey);
-                }
+                self.forget_udp_key(ukey);
                 self.end_udp(ukey, "idle", udp, out);
                 continue;
             }
@@ -487,6 +498,16 @@ impl FlowTable {
                 f.reported = udp_totals(&c);
                 f.last_report_ns = now_ns;
                 self.flows.insert(key, f);
+            }
+        }
+    }
+
+    /// A UDP flow ends before its socket: its socket no longer lists it.
+    fn forget_udp_key(&mut self, key: UdpFlowKey) {
+        if let Some(list) = self.udp_by_cookie.get_mut(&key.cookie) {
+            list.retain(|k| *k != key);
+            if list.is_empty() {
+                self.udp_by_cookie.remove(&key.cookie);
             }
         }
     }
@@ -603,6 +624,20 @@ impl FlowTable {
                 dest.1,
             )),
         })
+    }
+}
+
+/// A kernel open record's flow `f` is the start-up scan's flow `p`: it keeps the scan's id,
+/// start and interval base, and its owner and guessed direction when the record knows none.
+fn merge_scanned(f: &mut Flow, p: Flow) {
+    f.ids = p.ids;
+    f.start_emitted = p.start_emitted;
+    f.reported = p.reported;
+    if f.role == Role::Unknown {
+        f.role = p.role;
+        f.owner = p.owner;
+        f.owner_kind = p.owner_kind;
+        f.start_observed = p.start_observed;
     }
 }
 
@@ -725,3 +760,7 @@ pub fn sum_udp_counters<'a>(slots: impl IntoIterator<Item = &'a UdpCounters>) ->
     }
     s
 }
+
+#[cfg(test)]
+#[path = "table_tests.rs"]
+mod tests;

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use flow_common::LOSS_KINDS;
 use tokio::{
     io::{unix::AsyncFd, Interest},
-    signal::unix::{signal, SignalKind},
+    signal::unix::{signal, Signal, SignalKind},
 };
 
 use super::{
@@ -74,6 +74,23 @@ pub(super) struct Agent {
     last_losses: [u64; LOSS_KINDS as usize],
     last_missed: (u64, crate::flows::table::Evicted),
     last_skipped: FilterSkipped,
+}
+
+/// The signals the agent answers, registered before it reports ready.
+pub(super) struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    pub(super) fn new() -> Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
 }
 
 /// How far [`Agent::drain_until`] got.
@@ -140,7 +157,7 @@ impl Agent {
     }
 
     /// Runs until SIGTERM or SIGINT, then ends every open flow.
-    pub(super) async fn run(mut self) -> Result<()> {
+    pub(super) async fn run(mut self, mut signals: Signals) -> Result<()> {
         // SAFETY: the descriptor belongs to `self.capture`, which outlives this registration
         // (dropped at the end of this function, before `self`) and never closes or replaces it
         // while the loop runs.
@@ -148,9 +165,6 @@ impl Agent {
             AsyncFd::register_with_interest(self.capture.events.as_raw_fd(), Interest::READABLE)
         }
         .map_err(|e| anyhow::anyhow!("registering the ring buffer with the event loop: {e}"))?;
-        let mut sigterm = signal(SignalKind::terminate())?;
-        let mut sigint = signal(SignalKind::interrupt())?;
-        let mut sighup = signal(SignalKind::hangup())?;
         let mut poll = tokio::time::interval(self.poll_interval);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         // A slow iteration must not make the tick ready on every following one (it goes first).
@@ -165,10 +179,10 @@ impl Agent {
             tokio::select! {
                 // Signals and the tick first: a storm of records must not starve them.
                 biased;
-                _ = sigterm.recv() => return self.shutdown().await,
-                _ = sigint.recv() => return self.shutdown().await,
+                _ = signals.term.recv() => return self.shutdown().await,
+                _ = signals.int.recv() => return self.shutdown().await,
                 _ = tick.tick() => self.on_tick(),
-                _ = sighup.recv() => self.on_reload().await,
+                _ = signals.hup.recv() => self.on_reload().await,
                 guard = ring_fd.readable() => { if let Ok(mut g) = guard { g.clear_ready(); } }
                 _ = poll.tick() => {}
                 _ = std::future::ready(()), if backlog => {}

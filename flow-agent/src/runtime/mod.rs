@@ -63,6 +63,8 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             "not allowed"
         }
     );
+    // Before the agent says it is ready: a SIGTERM right after must end it cleanly.
+    let signals = agent::Signals::new()?;
     let agent = agent::Agent::start(opts, service)?;
     crate::logger::notice(
         module_path!(),
@@ -71,7 +73,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             agent.cgroup_root().display()
         ),
     );
-    agent.run().await?;
+    agent.run(signals).await?;
     log::info!("shut down: every open flow reported as ended");
     Ok(())
 }
