@@ -339,6 +339,7 @@ fn flows_name_their_protocol_and_tls_matches_tshark_and_ja4plus() -> Result<()> 
             |e| {
                 e["event_action"] == "end"
                     && e["attribution"] == "connector"
+                    && e["dest_ip"] == addr.as_str()
                     && e["dest_port"] == HTTP_PORT
                     && field(e, "proto_info").contains("/tcp.html")
             },

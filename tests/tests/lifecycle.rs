@@ -143,7 +143,12 @@ c.sendall(b"y" * 10); time.sleep(0.3); c.shutdown(socket.SHUT_WR); c.recv(10); c
         .trim()
         .parse()?;
     let start = agent.wait_for(
-        |e| e["src_port"] == port && e["event_action"] == "start" && e["pid"] == pid,
+        |e| {
+            e["dest_ip"] == addr.as_str()
+                && e["src_port"] == port
+                && e["event_action"] == "start"
+                && e["pid"] == pid
+        },
         EVENT_TIMEOUT,
     )?;
     finish(cli, Duration::from_secs(20))?;
@@ -330,12 +335,24 @@ fn community_id_matches_tshark_on_captured_traffic() -> Result<()> {
     let udp = "import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'q', (sys.argv[1], 9305))";
     let u = spawn_py(&client, udp, std::slice::from_ref(&addr))?;
     finish(u, Duration::from_secs(10))?;
+    // Port 9305 serves another test at the same time, in other namespaces: only flows to this
+    // test's server.
     let tcp_end = agent.wait_for(
-        |e| e["src_port"] == port && e["event_action"] == "end" && e["attribution"] == "connector",
+        |e| {
+            e["dest_ip"] == addr.as_str()
+                && e["src_port"] == port
+                && e["event_action"] == "end"
+                && e["attribution"] == "connector"
+        },
         EVENT_TIMEOUT,
     )?;
     let udp_start = agent.wait_for(
-        |e| e["dest_port"] == 9305 && e["transport_protocol"] == "udp" && e["local_orig"] == true,
+        |e| {
+            e["dest_ip"] == addr.as_str()
+                && e["dest_port"] == 9305
+                && e["transport_protocol"] == "udp"
+                && e["local_orig"] == true
+        },
         EVENT_TIMEOUT,
     )?;
     std::thread::sleep(Duration::from_millis(300));
@@ -396,10 +413,12 @@ fn connections_closed_by_process_exit_say_so() -> Result<()> {
         .collect::<Result<_, _>>()?;
     ensure!(ports.len() == 3, "ports: {ports:?}");
     finish(cli, Duration::from_secs(20))?;
+    // Client ports are only unique in the client's namespace: the flows to this test's server.
     let end_of = |port: u16| {
         agent.wait_for(
             |e| {
-                e["src_port"] == port
+                e["dest_ip"] == addr.as_str()
+                    && e["src_port"] == port
                     && e["event_action"] == "end"
                     && e["attribution"] == "connector"
             },
