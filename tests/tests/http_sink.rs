@@ -215,7 +215,11 @@ fn make_flows(agent: &Agent, port: u16) -> Result<Vec<Value>> {
         &[port.to_string(), CONNECTIONS.to_string()],
     )?;
     finish(proc, Duration::from_secs(30))?;
-    let ours = move |e: &Value| get(e, "dest_port") == port || get(e, "src_port") == port;
+    // The namespace's flows: the agent also prints those of every other test on the host.
+    let netns = host.netns_inode()?;
+    let ours = move |e: &Value| {
+        get(e, "netns") == netns && (get(e, "dest_port") == port || get(e, "src_port") == port)
+    };
     agent.wait_for_count(
         move |e| ours(e) && is_end(e),
         2 * CONNECTIONS,
