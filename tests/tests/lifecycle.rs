@@ -7,7 +7,10 @@ use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use common::{agent, finish, python, setup, spawn_py, wait_for_line, EVENT_TIMEOUT};
+use common::{
+    agent, finish, python, setup, spawn_py, stop_capture, wait_for_line, CAPTURE_MARKER_FILTER,
+    EVENT_TIMEOUT,
+};
 use flow_agent_tests::TestHost;
 use serde_json::Value;
 
@@ -305,7 +308,9 @@ fn community_id_matches_tshark_on_captured_traffic() -> Result<()> {
     let pcap = dir.path().join("cid.pcap");
     let cap = client
         .cmd("dumpcap")
-        .args(["-q", "-i", client.veth(), "-f", "port 9305", "-w"])
+        .args(["-q", "-i", client.veth(), "-f"])
+        .arg(format!("(port 9305) {CAPTURE_MARKER_FILTER}"))
+        .arg("-w")
         .arg(&pcap)
         .spawn()?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -355,9 +360,7 @@ fn community_id_matches_tshark_on_captured_traffic() -> Result<()> {
         },
         EVENT_TIMEOUT,
     )?;
-    std::thread::sleep(Duration::from_millis(300));
-    cap.signal(libc::SIGINT)?;
-    cap.wait(Duration::from_secs(20))?;
+    stop_capture(cap, &pcap, &client)?;
     let ids = tshark_community_ids(&pcap)?;
     for ev in [&tcp_end, &udp_start] {
         let id = ev["community_id"]
