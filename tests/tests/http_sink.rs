@@ -205,12 +205,19 @@ fn documents(request: &Value) -> Result<Vec<Value>> {
         .collect()
 }
 
-/// Runs CONNECTIONS connections to `port` in a fresh namespace and returns the events the
-/// agent printed for them on stdout, once all their end events are there.
-fn make_flows(agent: &Agent, port: u16) -> Result<Vec<Value>> {
-    let host = TestHost::new()?;
+/// Text that every event of a flow in `host`'s namespace carries in its native JSON, and no
+/// other: for a receiver to pick this test's records (other tests, here or in another run on
+/// the host, use the same ports in their own namespaces).
+fn netns_text(host: &TestHost) -> Result<String> {
+    Ok(format!("\"netns\":{}", host.netns_inode()?))
+}
+
+/// Runs CONNECTIONS connections to `port` in `host`'s namespace (fresh, no other flows) and
+/// returns the events the agent printed for them on stdout, once all their end events are
+/// there.
+fn make_flows(agent: &Agent, host: &TestHost, port: u16) -> Result<Vec<Value>> {
     let proc = spawn_py(
-        &host,
+        host,
         CONNECTOR,
         &[port.to_string(), CONNECTIONS.to_string()],
     )?;
@@ -372,7 +379,7 @@ headers = {{ "X-Api-Key" = "test-key" }}
             delivery(&dir, "collector")
         ),
     )?;
-    let events = make_flows(&agent, 9401)?;
+    let events = make_flows(&agent, &TestHost::new()?, 9401)?;
     wait_taken(&receiver, &events)?;
     let path = "/ingest?source=flow-agent";
     check_requests(&receiver, &[path], &[path])?;
@@ -403,9 +410,11 @@ headers = {{ "X-Api-Key" = "test-key" }}
 fn elasticsearch_bulk_resends_only_failed_items() -> Result<()> {
     setup()?;
     let (retried, refused) = (9402u16, 9403u16);
+    let (retried_host, refused_host) = (TestHost::new()?, TestHost::new()?);
+    // The documents of each namespace, not of a port any other test may use as well.
     let receiver = Receiver::start(json!({"bulk": [
-        [format!("\"dest_port\":{retried}"), 429, 1],
-        [format!("\"dest_port\":{refused}"), 400, null],
+        [netns_text(&retried_host)?, 429, 1],
+        [netns_text(&refused_host)?, 400, null],
     ]}))?;
     let dir = TempDir::new("http-bulk")?;
     let agent = start_agent(
@@ -426,8 +435,8 @@ password = "changeme"
             delivery(&dir, "elastic")
         ),
     )?;
-    let retried_events = make_flows(&agent, retried)?;
-    let refused_events = make_flows(&agent, refused)?;
+    let retried_events = make_flows(&agent, &retried_host, retried)?;
+    let refused_events = make_flows(&agent, &refused_host, refused)?;
     let taken = wait_taken(&receiver, &retried_events)?;
     for e in &refused_events {
         ensure!(!taken.contains(e), "a refused document was taken: {e}");
@@ -493,7 +502,9 @@ password = "changeme"
 fn a_refused_batch_is_dropped_and_counted_later_ones_arrive() -> Result<()> {
     setup()?;
     let refused = 9404u16;
-    let receiver = Receiver::start(json!({"reject_match": format!("\"dest_port\":{refused}")}))?;
+    // Batches holding a record of this namespace, not of a port any other test may use too.
+    let refused_host = TestHost::new()?;
+    let receiver = Receiver::start(json!({"reject_match": netns_text(&refused_host)?}))?;
     let dir = TempDir::new("http-400")?;
     let agent = start_agent(
         &dir,
@@ -503,7 +514,7 @@ fn a_refused_batch_is_dropped_and_counted_later_ones_arrive() -> Result<()> {
             delivery(&dir, "collector")
         ),
     )?;
-    let refused_events = make_flows(&agent, refused)?;
+    let refused_events = make_flows(&agent, &refused_host, refused)?;
     // Every refused record is in a 400 request; nothing else is dropped.
     let deadline = Instant::now() + slowed(Duration::from_secs(60));
     let dropped_records = loop {
@@ -525,7 +536,7 @@ fn a_refused_batch_is_dropped_and_counted_later_ones_arrive() -> Result<()> {
         );
         std::thread::sleep(Duration::from_millis(200));
     };
-    let later = make_flows(&agent, 9405)?;
+    let later = make_flows(&agent, &TestHost::new()?, 9405)?;
     let taken = wait_taken(&receiver, &later)?;
     ensure!(refused_events.iter().all(|e| !taken.contains(e)));
     let report = wait_sink_report(&agent, "collector", "the refused batch dropped", |s| {
@@ -613,7 +624,7 @@ tls_verify = false
             unverified = delivery(&dir, "unverified"),
         ),
     )?;
-    let events = make_flows(&agent, 9406)?;
+    let events = make_flows(&agent, &TestHost::new()?, 9406)?;
     wait_taken_at(&receiver, &events, Some("/tls"))?;
     // tls_verify = false takes any certificate (and says so in the log).
     wait_taken_at(&receiver, &events, Some("/unverified"))?;
