@@ -860,9 +860,11 @@ fn every_event_of_a_real_agent_matches_the_schema() -> Result<()> {
             .with_context(|| format!("writing {}", Path::new(&path).display()))?;
     }
 
-    // 1. Every event, ours or not, matches the schema.
+    // 1. Every event, ours or not, matches the schema. Not stats events: docs/health.md
+    // describes them, and the agent writes one at shutdown whenever kernel-side losses changed,
+    // which other tests' load on the host can cause.
     let mut failures = Vec::new();
-    for ev in &events {
+    for ev in events.iter().filter(|e| e["event_action"] != "stats") {
         let errs = errors(&validator, ev);
         if !errs.is_empty() {
             failures.push(format!("{}\n  event: {ev}", errs.join("\n")));
