@@ -1,8 +1,9 @@
 //! The HTTP sink against a real HTTP server on loopback (python3's http.server, plain or TLS)
 //! that logs every request and fails on demand: NDJSON and Elasticsearch `_bulk` bodies,
-//! gzip, TLS with a private CA, retries after 503, `_bulk` item failures (only those sent
-//! again), and refused batches counted as dropped. What arrives is compared with the events
-//! the agent printed on a second output (native on stdout).
+//! gzip, TLS with a private CA, retries after 503 and through seconds of 401, `_bulk` item
+//! failures (only those sent again), batches refused for size (413) or content (400) sent
+//! again in halves with only a record refused alone dropped and counted. What arrives is
+//! compared with the events the agent printed on a second output (native on stdout).
 //!
 //! Needs root, kernel BTF, iproute2, python3 and openssl.
 
@@ -19,7 +20,10 @@ use std::time::{Duration, Instant};
 /// Logs each request as one JSON line (path, headers, body decompressed, answer) and
 /// answers from a plan (argv[1], JSON):
 /// - `fail_first`: N first requests get 503 with `Connection: close` and `Retry-After: 1`;
-/// - `reject_match`: a request whose body contains this text gets 400;
+/// - `reject_match`: a request whose body contains this text (or every text of this list)
+///   gets 400;
+/// - `control`: a file read at each request (JSON, absent: `{}`): `status` answers every
+///   request with that status; `max_body` answers 413 to a body of more bytes;
 /// - `bulk`: answer as Elasticsearch `_bulk`, per document: `[text, status, times]` rules,
 ///   the first rule whose text the document contains sets its status for its first `times`
 ///   attempts (null: always); other documents 201;
@@ -29,6 +33,17 @@ import gzip, http.server, json, ssl, sys, threading
 plan = json.loads(sys.argv[1])
 lock = threading.Lock()
 state = {"n": 0, "attempts": {}}
+
+def control():
+    try:
+        with open(plan["control"]) as f:
+            return json.load(f)
+    except (KeyError, FileNotFoundError):
+        return {}
+
+def match_list():
+    m = plan["reject_match"]
+    return [m] if isinstance(m, str) else m
 
 def bulk_answer(text):
     lines = text.split("\n")
@@ -62,12 +77,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         encoding = self.headers.get("Content-Encoding")
         text = (gzip.decompress(raw) if encoding == "gzip" else raw).decode()
         extra = {}
+        ctl = control()
         with lock:
             state["n"] += 1
-            if state["n"] <= plan.get("fail_first", 0):
+            if ctl.get("status"):
+                status, answer = ctl["status"], {"error": "status on demand"}
+                if status == 401:
+                    extra = {"WWW-Authenticate": 'Bearer realm="flows"'}
+            elif ctl.get("max_body") and len(raw) > ctl["max_body"]:
+                status, answer = 413, {"error": "body above %d bytes" % ctl["max_body"]}
+            elif state["n"] <= plan.get("fail_first", 0):
                 status, answer = 503, {"error": "unavailable on demand"}
                 extra = {"Connection": "close", "Retry-After": "1"}
-            elif plan.get("reject_match") and plan["reject_match"] in text:
+            elif plan.get("reject_match") and all(m in text for m in match_list()):
                 status, answer = 400, {"error": "refused on demand"}
             elif "bulk" in plan:
                 status, answer = 200, bulk_answer(text)
@@ -86,7 +108,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(body)
-        if extra:
+        if "Connection" in extra:
             self.close_connection = True
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -100,7 +122,8 @@ server.serve_forever()
 "#;
 
 /// Makes N TCP connections to itself on the namespace's loopback, each sending a few bytes.
-/// Args: port, N. Prints `done` when every connection is closed.
+/// Args: port, N, and any others (ignored: padding of the command line). Prints `done` when
+/// every connection is closed.
 const CONNECTOR: &str = r#"
 import socket, sys
 port, n = int(sys.argv[1]), int(sys.argv[2])
@@ -216,30 +239,82 @@ fn netns_text(host: &TestHost) -> Result<String> {
 /// returns the events the agent printed for them on stdout, once all their end events are
 /// there.
 fn make_flows(agent: &Agent, host: &TestHost, port: u16) -> Result<Vec<Value>> {
-    let proc = spawn_py(
-        host,
-        CONNECTOR,
-        &[port.to_string(), CONNECTIONS.to_string()],
-    )?;
+    Ok(make_connections(agent, host, port, CONNECTIONS, "")?.events)
+}
+
+/// The connections one process made, as the agent reported them.
+struct Flows {
+    /// Every event of their flows the agent printed on stdout, in its order.
+    events: Vec<Value>,
+    /// The process that made them.
+    pid: u32,
+    /// Its network namespace (inode).
+    netns: u64,
+}
+
+impl Flows {
+    /// End events of the connecting side, one per connection.
+    fn connect_ends(&self, port: u16) -> Vec<&Value> {
+        self.events
+            .iter()
+            .filter(|e| is_end(e) && get(e, "dest_port") == port)
+            .filter(|e| get(e, "attribution") == "connector")
+            .collect()
+    }
+}
+
+/// Like [`make_flows`] with `n` connections, by a process whose command line ends in `pad`.
+fn make_connections(
+    agent: &Agent,
+    host: &TestHost,
+    port: u16,
+    n: usize,
+    pad: &str,
+) -> Result<Flows> {
+    let mut args = vec![port.to_string(), n.to_string()];
+    if !pad.is_empty() {
+        args.push(pad.to_string());
+    }
+    let proc = spawn_py(host, CONNECTOR, &args)?;
+    let pid = proc.pid();
     finish(proc, Duration::from_secs(30))?;
     // The namespace's flows: the agent also prints those of every other test on the host.
     let netns = host.netns_inode()?;
     let ours = move |e: &Value| {
         get(e, "netns") == netns && (get(e, "dest_port") == port || get(e, "src_port") == port)
     };
-    agent.wait_for_count(
-        move |e| ours(e) && is_end(e),
-        2 * CONNECTIONS,
-        EVENT_TIMEOUT,
-    )?;
+    agent.wait_for_count(move |e| ours(e) && is_end(e), 2 * n, EVENT_TIMEOUT)?;
     let events: Vec<Value> = agent.events().into_iter().filter(ours).collect();
     ensure!(
-        events.len() == CONNECTIONS * EVENTS_PER_CONNECTION,
+        events.len() == n * EVENTS_PER_CONNECTION,
         "{} events for port {port}, want {}",
         events.len(),
-        CONNECTIONS * EVENTS_PER_CONNECTION
+        n * EVENTS_PER_CONNECTION
     );
-    Ok(events)
+    Ok(Flows { events, pid, netns })
+}
+
+/// Checks that `flows` are `n` connections to `port` made by their own process in their own
+/// namespace, each from another source port.
+fn check_connections(flows: &Flows, port: u16, n: usize) -> Result<()> {
+    let ends = flows.connect_ends(port);
+    ensure!(
+        ends.len() == n,
+        "{} connect-side ends, want {n}",
+        ends.len()
+    );
+    let mut source_ports = std::collections::BTreeSet::new();
+    for e in &ends {
+        ensure!(
+            get(e, "pid") == flows.pid && get(e, "netns") == flows.netns,
+            "not the connector's (pid {}, netns {}): {e}",
+            flows.pid,
+            flows.netns
+        );
+        source_ports.insert(get(e, "src_port").as_u64());
+    }
+    ensure!(source_ports.len() == n, "source ports {source_ports:?}");
+    Ok(())
 }
 
 /// Waits until the receiver took every one of `events`; errors when one of them was taken
@@ -409,12 +484,14 @@ headers = {{ "X-Api-Key" = "test-key" }}
 #[test]
 fn elasticsearch_bulk_resends_only_failed_items() -> Result<()> {
     setup()?;
-    let (retried, refused) = (9402u16, 9403u16);
-    let (retried_host, refused_host) = (TestHost::new()?, TestHost::new()?);
+    let (retried, refused, failed) = (9402u16, 9403u16, 9410u16);
+    let (retried_host, refused_host, failed_host) =
+        (TestHost::new()?, TestHost::new()?, TestHost::new()?);
     // The documents of each namespace, not of a port any other test may use as well.
     let receiver = Receiver::start(json!({"bulk": [
         [netns_text(&retried_host)?, 429, 1],
         [netns_text(&refused_host)?, 400, null],
+        [netns_text(&failed_host)?, 500, 1],
     ]}))?;
     let dir = TempDir::new("http-bulk")?;
     let agent = start_agent(
@@ -437,7 +514,11 @@ password = "changeme"
     )?;
     let retried_events = make_flows(&agent, &retried_host, retried)?;
     let refused_events = make_flows(&agent, &refused_host, refused)?;
-    let taken = wait_taken(&receiver, &retried_events)?;
+    let failed_events = make_flows(&agent, &failed_host, failed)?;
+    let taken = wait_taken(
+        &receiver,
+        &[retried_events.clone(), failed_events.clone()].concat(),
+    )?;
     for e in &refused_events {
         ensure!(!taken.contains(e), "a refused document was taken: {e}");
     }
@@ -464,13 +545,15 @@ password = "changeme"
                 .push(status.as_u64().unwrap_or(0));
         }
     }
-    // 429 once, then taken: sent exactly twice; refused: sent once; the rest once.
-    for e in &retried_events {
-        ensure!(
-            attempts[&e.to_string()] == [429, 201],
-            "{e}: {:?}",
-            attempts[&e.to_string()]
-        );
+    // 429 or 500 once, then taken: sent exactly twice; refused: sent once; the rest once.
+    for (events, status) in [(&retried_events, 429), (&failed_events, 500)] {
+        for e in events {
+            ensure!(
+                attempts[&e.to_string()] == [status, 201],
+                "{e}: {:?}",
+                attempts[&e.to_string()]
+            );
+        }
     }
     for e in &refused_events {
         ensure!(
@@ -481,12 +564,12 @@ password = "changeme"
     }
     let resent: Vec<&String> = attempts
         .iter()
-        .filter(|(_, s)| s.len() > 1 && s[0] != 429)
+        .filter(|(_, s)| s.len() > 1 && !matches!(s[0], 429 | 500))
         .map(|(d, _)| d)
         .collect();
     ensure!(
         resent.is_empty(),
-        "documents sent again without a 429: {resent:?}"
+        "documents sent again without a 429 or 500: {resent:?}"
     );
 
     let want = refused_events.len() as u64;
@@ -498,54 +581,281 @@ password = "changeme"
     Ok(())
 }
 
-#[test]
-fn a_refused_batch_is_dropped_and_counted_later_ones_arrive() -> Result<()> {
-    setup()?;
-    let refused = 9404u16;
-    // Batches holding a record of this namespace, not of a port any other test may use too.
-    let refused_host = TestHost::new()?;
-    let receiver = Receiver::start(json!({"reject_match": netns_text(&refused_host)?}))?;
-    let dir = TempDir::new("http-400")?;
-    let agent = start_agent(
-        &dir,
-        &format!(
-            "[[outputs]]\nname = \"collector\"\n[outputs.http]\nurl = \"http://127.0.0.1:{}/\"\n{}",
-            receiver.port,
-            delivery(&dir, "collector")
-        ),
-    )?;
-    let refused_events = make_flows(&agent, &refused_host, refused)?;
-    // Every refused record is in a 400 request; nothing else is dropped.
+/// Where RECEIVER's `control` file is.
+fn control_path(dir: &TempDir) -> std::path::PathBuf {
+    dir.path().join("control.json")
+}
+
+/// Tells the receiver what to answer from now on (RECEIVER's `control`); written whole, then
+/// renamed, so that no request reads half a file.
+fn set_control(dir: &TempDir, control: Value) -> Result<()> {
+    let tmp = dir.write("control.json.tmp", control.to_string())?;
+    std::fs::rename(&tmp, control_path(dir)).context("renaming the control file")
+}
+
+/// An http output "collector" to `url` with a short back-off, keeping `queue_records` in
+/// memory, for the flows of the test's `ports` only (and stats events): other tests' flows,
+/// and the agent's own to the collector, stay out.
+fn collector(dir: &TempDir, url: &str, ports: &[u16], queue_records: usize) -> String {
+    format!(
+        "[[outputs]]\nname = \"collector\"\n[outputs.http]\nurl = \"{url}\"\n{}\
+         queue_records = {queue_records}\nbackoff_initial = 0.2\nbackoff_max = 1\n\
+         [outputs.filter]\ninclude = [{{ local_port = {ports:?} }}, {{ remote_port = {ports:?} }}]\n",
+        delivery(dir, "collector")
+    )
+}
+
+/// The documents of every request answered `status` that carried one document alone.
+fn refused_alone(receiver: &Receiver, status: u64) -> Result<Vec<Value>> {
+    let mut alone = Vec::new();
+    for r in receiver.requests()? {
+        let docs = documents(&r)?;
+        if r["status"] == status && docs.len() == 1 {
+            alone.extend(docs);
+        }
+    }
+    Ok(alone)
+}
+
+/// Waits until every one of `events` was refused alone with `status`; returns all the
+/// documents refused alone so far.
+fn wait_refused_alone(receiver: &Receiver, events: &[Value], status: u64) -> Result<Vec<Value>> {
     let deadline = Instant::now() + slowed(Duration::from_secs(60));
-    let dropped_records = loop {
-        let requests = receiver.requests()?;
-        let rejected: Vec<Value> = requests
-            .iter()
-            .filter(|r| r["status"] == 400)
-            .map(documents)
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .flatten()
-            .collect();
-        if refused_events.iter().all(|e| rejected.contains(e)) {
-            break rejected.len() as u64;
+    loop {
+        let alone = refused_alone(receiver, status)?;
+        if events.iter().all(|e| alone.contains(e)) {
+            return Ok(alone);
         }
         ensure!(
             Instant::now() < deadline,
-            "the refused events never reached the receiver"
+            "not every event was refused alone with {status}: {} of {} were",
+            events.iter().filter(|e| alone.contains(e)).count(),
+            events.len()
         );
         std::thread::sleep(Duration::from_millis(200));
-    };
-    let later = make_flows(&agent, &TestHost::new()?, 9405)?;
-    let taken = wait_taken(&receiver, &later)?;
+    }
+}
+
+#[test]
+fn a_400_drops_only_the_records_refused_alone_and_the_rest_arrive() -> Result<()> {
+    setup()?;
+    let (refused, later_port) = (9404u16, 9405u16);
+    let dir = TempDir::new("http-400")?;
+    // Held back at first (503), so that both sides' records go in one request.
+    set_control(&dir, json!({"status": 503}))?;
+    // The connecting side's records of this namespace (not of a port any other test may use
+    // too); not the accepting side's.
+    let refused_host = TestHost::new()?;
+    let receiver = Receiver::start(json!({
+        "control": control_path(&dir),
+        "reject_match": [netns_text(&refused_host)?, "\"attribution\":\"connector\""],
+    }))?;
+    let url = format!("http://127.0.0.1:{}/", receiver.port);
+    let agent = start_agent(&dir, &collector(&dir, &url, &[refused, later_port], 10_000))?;
+    let flows = make_flows(&agent, &refused_host, refused)?;
+    let (refused_events, spared): (Vec<Value>, Vec<Value>) = flows
+        .into_iter()
+        .partition(|e| get(e, "attribution") == "connector");
+    ensure!(refused_events.len() == 2 * CONNECTIONS && spared.len() == 2 * CONNECTIONS);
+    set_control(&dir, json!({}))?;
+
+    let alone = wait_refused_alone(&receiver, &refused_events, 400)?;
+    let later = make_flows(&agent, &TestHost::new()?, later_port)?;
+    let taken = wait_taken(&receiver, &[spared.clone(), later].concat())?;
     ensure!(refused_events.iter().all(|e| !taken.contains(e)));
-    let report = wait_sink_report(&agent, "collector", "the refused batch dropped", |s| {
-        s["dropped"].as_u64() == Some(dropped_records)
+    // The accepting side's records were refused with the others, then taken in a half.
+    let mut refused_together = 0;
+    for r in receiver.requests()? {
+        let docs = documents(&r)?;
+        if r["status"] == 400 && docs.len() > 1 {
+            refused_together += docs.iter().filter(|d| spared.contains(d)).count();
+        }
+    }
+    ensure!(
+        refused_together > 0,
+        "no request refused both sides' records"
+    );
+    // Dropped: exactly the records refused alone, each once.
+    ensure!(
+        alone.len() == refused_events.len(),
+        "refused alone: {alone:?}"
+    );
+    let report = wait_sink_report(&agent, "collector", "the refused records dropped", |s| {
+        s["dropped"].as_u64() >= Some(alone.len() as u64)
     })?;
-    ensure!(report["dropped"] == dropped_records, "{report}");
+    ensure!(report["dropped"] == alone.len() as u64, "{report}");
     ensure!(
         agent.stderr().contains("refused on demand"),
         "the server's answer is not in the log"
+    );
+    agent.stop()?;
+    Ok(())
+}
+
+#[test]
+fn a_collector_answering_401_for_seconds_gets_every_flow_once_afterwards() -> Result<()> {
+    setup()?;
+    let dir = TempDir::new("http-401")?;
+    let (port, n) = (9407u16, 20);
+    set_control(&dir, json!({"status": 401}))?;
+    let receiver = Receiver::start(json!({"control": control_path(&dir)}))?;
+    let url = format!("http://127.0.0.1:{}/ingest", receiver.port);
+    // 8 records in memory: the rest of the outage goes to the disk buffer.
+    let agent = start_agent(&dir, &collector(&dir, &url, &[port], 8))?;
+    let outage = Instant::now();
+    let flows = make_connections(&agent, &TestHost::new()?, port, n, "")?;
+    check_connections(&flows, port, n)?;
+
+    // Held, none sent or dropped: the oldest in memory, the rest on disk.
+    let ours = flows.events.len() as u64;
+    let held = wait_sink_report(&agent, "collector", "the flows held", |s| {
+        let held = s["queued"].as_u64().unwrap_or(0) + s["buffered"].as_u64().unwrap_or(0);
+        held >= ours && s["sent"] == 0
+    })?;
+    ensure!(held["dropped"] == 0, "{held}");
+    ensure!(held["queued"].as_u64() <= Some(8), "{held}");
+    ensure!(held["buffered"].as_u64() >= Some(ours - 8), "{held}");
+    while outage.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    set_control(&dir, json!({}))?;
+
+    wait_taken(&receiver, &flows.events)?;
+    let requests = receiver.requests()?;
+    let unauthorized = requests.iter().filter(|r| r["status"] == 401).count() as u64;
+    ensure!(unauthorized >= 3, "{unauthorized} requests got 401");
+    // Sent in the agent's order, after every 401.
+    let last_401 = requests
+        .iter()
+        .rposition(|r| r["status"] == 401)
+        .unwrap_or(0);
+    let taken_later: Vec<Value> = requests[last_401..]
+        .iter()
+        .filter(|r| r["status"] == 200)
+        .map(documents)
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .filter(|d| flows.events.contains(d))
+        .collect();
+    ensure!(taken_later == flows.events, "not in the agent's order");
+
+    // Each 401 was a failed attempt and a retry, nothing was dropped; all was delivered.
+    let report = wait_sink_report(&agent, "collector", "everything delivered", |s| {
+        s["queued"] == 0 && s["buffered"] == 0 && s["sent"].as_u64() >= Some(ours)
+    })?;
+    ensure!(report["dropped"] == 0, "{report}");
+    ensure!(report["errors"].as_u64() >= Some(unauthorized), "{report}");
+    ensure!(
+        report["reconnects"].as_u64() >= Some(unauthorized),
+        "{report}"
+    );
+
+    // Logged with the status and the collector once, not once per attempt; and the end.
+    let stderr = agent.stderr();
+    let logged: Vec<&str> = stderr.lines().filter(|l| l.contains("HTTP 401")).collect();
+    let minutes = outage.elapsed().as_secs() / 60;
+    ensure!(
+        !logged.is_empty() && logged.len() as u64 <= 1 + minutes,
+        "{} log lines for {unauthorized} 401s:\n{stderr}",
+        logged.len()
+    );
+    ensure!(logged[0].contains(&url), "{}", logged[0]);
+    ensure!(
+        stderr
+            .lines()
+            .any(|l| l.contains("delivering to") && l.contains(&url)),
+        "recovery not logged:\n{stderr}"
+    );
+    agent.stop()?;
+    Ok(())
+}
+
+#[test]
+fn a_collector_refusing_large_bodies_gets_halves_and_only_records_too_large_are_dropped(
+) -> Result<()> {
+    setup()?;
+    let dir = TempDir::new("http-413")?;
+    let (short_port, long_port) = (9408u16, 9409u16);
+    // Held back at first (503), so that the flows go in one batch far above the limit.
+    set_control(&dir, json!({"status": 503}))?;
+    let receiver = Receiver::start(json!({"control": control_path(&dir)}))?;
+    let url = format!("http://127.0.0.1:{}/", receiver.port);
+    let agent = start_agent(
+        &dir,
+        &collector(&dir, &url, &[short_port, long_port], 10_000),
+    )?;
+    let short = make_connections(&agent, &TestHost::new()?, short_port, 6, "")?;
+    check_connections(&short, short_port, 6)?;
+    // A command line that makes each of this process's records larger than the limit.
+    let long = make_connections(&agent, &TestHost::new()?, long_port, 2, &"x".repeat(3000))?;
+    check_connections(&long, long_port, 2)?;
+
+    // The limit: above every other record of the output so far (with room for counters
+    // growing), below every record of the long command line. A body is the records, each
+    // with a newline.
+    let sizes = |wanted: &dyn Fn(&Value) -> bool| -> Vec<usize> {
+        agent
+            .json_lines()
+            .iter()
+            .filter(|l| serde_json::from_str(l).is_ok_and(|e| wanted(&e)))
+            .map(|l| l.len() + 1)
+            .collect()
+    };
+    let others = sizes(&|e| short.events.contains(e) || get(e, "event_action") == "stats");
+    let other_max = others.into_iter().max().unwrap_or(0);
+    let long_min = sizes(&|e| long.events.contains(e))
+        .into_iter()
+        .min()
+        .unwrap_or(0);
+    let limit = other_max + 512;
+    ensure!(
+        long_min > limit,
+        "records of the long command line ({long_min} bytes) not above {limit}"
+    );
+    set_control(&dir, json!({"max_body": limit}))?;
+
+    let ours = [short.events.clone(), long.events.clone()].concat();
+    let taken = wait_taken(&receiver, &short.events)?;
+    let alone = wait_refused_alone(&receiver, &long.events, 413)?;
+    ensure!(long.events.iter().all(|e| !taken.contains(e)));
+    ensure!(short.events.iter().all(|e| !alone.contains(e)));
+    // Taken in the agent's order.
+    let short_taken: Vec<&Value> = taken.iter().filter(|d| short.events.contains(d)).collect();
+    ensure!(
+        short_taken.iter().copied().eq(short.events.iter()),
+        "not in the agent's order"
+    );
+    // Once nothing is left to send, every record of the held batch has been settled.
+    wait_sink_report(&agent, "collector", "nothing left to send", |s| {
+        s["queued"] == 0 && s["buffered"] == 0
+    })?;
+    let (taken, alone) = (receiver.taken(None)?, refused_alone(&receiver, 413)?);
+    // The held batch was refused whole, then in halves; each record of those requests was
+    // in the end taken or refused alone, never both.
+    let mut split = 0;
+    for r in receiver.requests()? {
+        let docs = documents(&r)?;
+        let size = r["body"].as_str().map_or(0, str::len);
+        ensure!(r["status"] != 200 || size <= limit, "{size} bytes taken");
+        if r["status"] != 413 || docs.len() < 2 || !docs.iter().any(|d| ours.contains(d)) {
+            continue;
+        }
+        split += 1;
+        for d in &docs {
+            ensure!(taken.contains(d) != alone.contains(d), "lost or twice: {d}");
+        }
+    }
+    ensure!(split >= 1, "no request of several records got 413");
+    // Dropped: the records refused alone, each once.
+    let report = wait_sink_report(&agent, "collector", "the large records dropped", |s| {
+        s["dropped"].as_u64() >= Some(alone.len() as u64)
+    })?;
+    ensure!(report["dropped"] == alone.len() as u64, "{report}");
+    let stderr = agent.stderr();
+    ensure!(
+        stderr.contains("HTTP 413") && stderr.contains("a request of one record"),
+        "the refused record is not in the log:\n{stderr}"
     );
     agent.stop()?;
     Ok(())

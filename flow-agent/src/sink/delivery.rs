@@ -158,6 +158,10 @@ pub enum TransportError {
     /// send the same records again.
     #[error("{0}")]
     Retry(String),
+    /// Like `Retry`, and the destination said how long to leave it alone (HTTP 429 or 503
+    /// with `Retry-After`): the next attempt waits at least `after`, at most `backoff_max`.
+    #[error("{reason} (asked to wait {after:?})")]
+    Throttled { reason: String, after: Duration },
     /// The destination refused these records for good (e.g. HTTP 400): `count` of them are
     /// dropped and counted, the rest of the batch was taken.
     #[error("{count} records rejected: {reason}")]
