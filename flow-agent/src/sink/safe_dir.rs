@@ -77,6 +77,9 @@ impl Stat {
     pub(crate) fn is_symlink(&self) -> bool {
         self.0.st_mode & libc::S_IFMT == libc::S_IFLNK
     }
+    pub(crate) fn size(&self) -> u64 {
+        self.0.st_size as u64
+    }
 }
 
 /// An open directory, checked when opened; files in it are reached through it only.
