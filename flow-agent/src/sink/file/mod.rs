@@ -26,7 +26,7 @@ use live::{LiveError, LiveFile, PathState};
 
 use super::{
     safe_dir::{DirError, Refusal, SafeDir},
-    CloseFuture, Sink, SinkError, SinkStats,
+    CloseFuture, OutputConfig, Sink, SinkError, SinkStats,
 };
 
 /// Size rotations are at least this far apart, so that a tailer following the path notices
@@ -366,6 +366,23 @@ fn open_error(path: &Path, gid: Option<u32>, e: OpenFailure) -> SinkError {
         "outputs.file.path: cannot open {}: {why}",
         path.display()
     ))
+}
+
+/// The groups the file outputs of `outputs` name, as gids: the agent joins them at start-up,
+/// while it still may, so that it can give new files these groups after dropping its
+/// capabilities.
+pub(crate) fn output_groups(outputs: &[OutputConfig]) -> Result<Vec<u32>, SinkError> {
+    let mut gids = Vec::new();
+    for group in outputs
+        .iter()
+        .filter_map(|o| o.file.as_ref()?.group.as_deref())
+    {
+        let gid = resolve_group(group)?;
+        if !gids.contains(&gid) {
+            gids.push(gid);
+        }
+    }
+    Ok(gids)
 }
 
 /// A group name or numeric id → gid.

@@ -741,3 +741,24 @@ fn the_group_is_given_after_the_drop_to_a_member_or_by_a_set_group_id_directory(
     let groups = as_after_the_drop(&[0], || rotated_groups(&cfg)).unwrap();
     assert_eq!(groups, [GROUP; 3]);
 }
+
+#[test]
+fn the_groups_the_file_outputs_name_are_resolved_once_each() {
+    let out = |group: Option<&str>| OutputConfig {
+        file: Some(FileConfig {
+            group: group.map(str::to_string),
+            ..config(Path::new("/x/e.log"), 10)
+        }),
+        ..OutputConfig::default()
+    };
+    let outputs = [
+        out(Some("root")),
+        out(Some("4")),
+        out(None),
+        out(Some("0")),
+        OutputConfig::stdout(),
+    ];
+    assert_eq!(output_groups(&outputs).unwrap(), [0, 4]);
+    let err = output_groups(&[out(Some("no-such-group-flow-agent"))]).unwrap_err();
+    assert!(err.to_string().contains("no group named"), "{err}");
+}
