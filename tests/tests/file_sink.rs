@@ -751,10 +751,12 @@ fn rotate_with_group_after_the_drop(user: Option<(&str, u32)>) -> Result<()> {
     }
     let log = agent.stderr();
     agent.stop()?;
-    ensure!(
-        !log.contains("failed"),
-        "a failure in the agent's log:\n{log}"
-    );
+    // Every rotation and write worked, and the group was joined.
+    let failures = log
+        .lines()
+        .filter(|l| (l.contains("file sink:") && l.contains("failed")) || l.contains("cannot join"))
+        .count();
+    ensure!(failures == 0, "failures in the agent's log:\n{log}");
     let files = sink_files(&path)?;
     ensure!(files.len() >= 3, "files {files:?}");
     for f in &files {
