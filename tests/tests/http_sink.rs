@@ -983,3 +983,328 @@ fn refused_config(config: &std::path::Path) -> Result<String> {
     );
     Ok(out.stderr_str())
 }
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// CRC-32 (IEEE) of the concatenated parts, the checksum of disk buffer records.
+fn crc32(parts: &[&[u8]]) -> u32 {
+    let mut crc = !0u32;
+    for b in parts.iter().flat_map(|p| p.iter()) {
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// The start of a disk buffer segment of format 2 (docs/delivery.md).
+const SEGMENT_HEADER: &[u8] = b"FLOWSG\x02\x00";
+
+/// A format 2 segment holding `records`.
+fn encode_segment(records: &[&[u8]]) -> Vec<u8> {
+    let mut out = SEGMENT_HEADER.to_vec();
+    for r in records {
+        let len = (r.len() as u32).to_le_bytes();
+        out.extend_from_slice(&len);
+        out.extend_from_slice(&crc32(&[&len, r]).to_le_bytes());
+        out.extend_from_slice(r);
+    }
+    out
+}
+
+/// The records (JSON) of a format 2 segment from byte `offset` on, checksums verified.
+fn segment_records(bytes: &[u8], offset: usize) -> Result<Vec<Value>> {
+    ensure!(bytes.starts_with(SEGMENT_HEADER), "not a format 2 segment");
+    let mut at = offset.max(SEGMENT_HEADER.len());
+    let mut records = Vec::new();
+    while at < bytes.len() {
+        ensure!(bytes.len() - at >= 8, "a torn header at {at}");
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into()?) as usize;
+        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into()?);
+        let payload = bytes
+            .get(at + 8..at + 8 + len)
+            .with_context(|| format!("a torn record at {at}"))?;
+        ensure!(
+            crc32(&[&bytes[at..at + 4], payload]) == crc,
+            "bad checksum at {at}"
+        );
+        records.push(serde_json::from_slice(payload)?);
+        at += 8 + len;
+    }
+    Ok(records)
+}
+
+fn segment_path(buffer: &Path, id: u64) -> std::path::PathBuf {
+    buffer.join(format!("{id:016x}.seg"))
+}
+
+/// Numbers of the segment files in `buffer`, sorted.
+fn segment_ids(buffer: &Path) -> Result<Vec<u64>> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(buffer)? {
+        let name = entry?.file_name();
+        let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".seg")) else {
+            continue;
+        };
+        ids.push(u64::from_str_radix(hex, 16)?);
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// The ack file: segment and offset of the first unacknowledged record.
+fn read_ack(buffer: &Path) -> Result<Option<(u64, usize)>> {
+    let Ok(bytes) = std::fs::read(buffer.join("ack")) else {
+        return Ok(None);
+    };
+    ensure!(bytes.len() == 20, "ack file of {} bytes", bytes.len());
+    Ok(Some((
+        u64::from_le_bytes(bytes[0..8].try_into()?),
+        u64::from_le_bytes(bytes[8..16].try_into()?) as usize,
+    )))
+}
+
+/// A file outside the buffer, and what it must stay.
+struct Outside {
+    path: std::path::PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl Outside {
+    fn new(dir: &TempDir, name: &str, bytes: Vec<u8>) -> Result<Outside> {
+        let path = dir.write(name, &bytes)?;
+        Ok(Outside { path, bytes })
+    }
+
+    fn check(&self, links: u64) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&self.path)?;
+        ensure!(
+            std::fs::read(&self.path)? == self.bytes,
+            "{} was changed",
+            self.path.display()
+        );
+        ensure!(
+            meta.nlink() == links && meta.uid() == 0,
+            "{}: {} links, uid {}",
+            self.path.display(),
+            meta.nlink(),
+            meta.uid()
+        );
+        Ok(())
+    }
+}
+
+/// The http output `collector` with its disk buffer in `buffer`, capped at `cap` bytes.
+fn buffered(port: u16, buffer: &Path, cap: u64) -> String {
+    format!(
+        "[[outputs]]\nname = \"collector\"\n[outputs.http]\nurl = \"http://127.0.0.1:{port}/\"\n\
+         [outputs.http.delivery]\nbuffer_dir = \"{}\"\nqueue_records = 1\nbuffer_max_bytes = {cap}\n\
+         backoff_initial = 0.2\nbackoff_max = 1\n",
+        buffer.display()
+    )
+}
+
+#[test]
+fn the_disk_buffer_sets_aside_planted_links_and_a_corrupt_segment_and_replays_the_rest(
+) -> Result<()> {
+    setup()?;
+    let dir = TempDir::new("http-buffer-links")?;
+    let buffer = dir.path().join("buffer");
+    // Nothing listens: records wait in 4 KiB segments (a 32 KiB cap), a few in each.
+    let first = start_agent(&dir, &buffered(free_port()?, &buffer, 32 << 10))?;
+    let mut port = 9410;
+    while segment_ids(&buffer)?.len() < 5 {
+        ensure!(port < 9440, "30 rounds of flows and fewer than 5 segments");
+        make_flows(&first, port)?;
+        port += 1;
+    }
+    first.stop()?;
+
+    // What the restarted agent owes: every record from the ack position on, except those of
+    // the segment damaged here (the second one replayed).
+    let ack = read_ack(&buffer)?;
+    let ids: Vec<u64> = segment_ids(&buffer)?
+        .into_iter()
+        .filter(|id| ack.is_none_or(|(s, _)| *id >= s))
+        .collect();
+    ensure!(ids.len() >= 3, "segments {ids:?} from the ack {ack:?}");
+    let corrupt = ids[1];
+    let (mut owed, mut lost) = (Vec::new(), Vec::new());
+    for id in &ids {
+        let from = ack.filter(|(s, _)| s == id).map_or(0, |(_, o)| o);
+        let records = segment_records(&std::fs::read(segment_path(&buffer, *id))?, from)?;
+        if *id == corrupt {
+            lost = records;
+        } else {
+            owed.extend(records);
+        }
+    }
+    ensure!(
+        lost.len() >= 2,
+        "{} records in the damaged segment",
+        lost.len()
+    );
+    ensure!(!owed.is_empty(), "no record in the other segments");
+    let mut damaged = std::fs::read(segment_path(&buffer, corrupt))?;
+    // A byte of the first record's payload, with the segment's other records after it.
+    damaged[SEGMENT_HEADER.len() + 8 + 1] ^= 0x20;
+    std::fs::write(segment_path(&buffer, corrupt), &damaged)?;
+
+    // Links planted under the buffer's names, to files outside it.
+    let outside = TempDir::new("http-buffer-outside")?;
+    let target = Outside::new(
+        &outside,
+        "precious",
+        b"root:x:0:0::/root:/bin/sh\n".repeat(99),
+    )?;
+    let last = *ids.last().context("no segment")?;
+    let symlinked = segment_path(&buffer, last + 1);
+    std::os::unix::fs::symlink(&target.path, &symlinked)?;
+    for name in ["ack.tmp", "segment.tmp"] {
+        std::os::unix::fs::symlink(&target.path, buffer.join(name))?;
+    }
+    // A valid segment with a torn tail: a recovery through the link would cut it and send it.
+    let planted_record = br#"{"planted":"through a hard link"}"#;
+    let mut planted_bytes = encode_segment(&[planted_record]);
+    planted_bytes.extend_from_slice(&[7, 0, 0, 0, 1]);
+    let planted = Outside::new(&outside, "planted", planted_bytes)?;
+    let hard_linked = segment_path(&buffer, last + 2);
+    std::fs::hard_link(&planted.path, &hard_linked)?;
+
+    let receiver = Receiver::start(json!({}))?;
+    let second = start_agent(&dir, &buffered(receiver.port, &buffer, 1 << 20))?;
+    wait_taken(&receiver, &owed)?;
+    let log = second.stderr();
+    let report = wait_sink_report(&second, "collector", "the errors of set-aside files", |s| {
+        s["errors"].as_u64() >= Some(3)
+    })?;
+    second.stop()?;
+
+    let taken = receiver.taken(None)?;
+    for r in &lost {
+        ensure!(
+            !taken.contains(r),
+            "a record of the corrupt segment was sent: {r}"
+        );
+    }
+    ensure!(
+        !taken.iter().any(|d| d.get("planted").is_some()),
+        "the hard-linked segment's record was sent"
+    );
+    target.check(1)?;
+    planted.check(2)?;
+    let aside = |path: &Path, suffix: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        std::path::PathBuf::from(p)
+    };
+    let corrupt_path = segment_path(&buffer, corrupt);
+    ensure!(std::fs::read(aside(&corrupt_path, ".corrupt"))? == damaged);
+    ensure!(std::fs::symlink_metadata(aside(&symlinked, ".refused"))?
+        .file_type()
+        .is_symlink());
+    for (path, why) in [
+        (&corrupt_path, "damaged record at offset 8".to_string()),
+        (&symlinked, "is a symbolic link; not read".into()),
+        (&hard_linked, "has 2 hard links".into()),
+    ] {
+        let suffix = if path == &corrupt_path {
+            ".corrupt"
+        } else {
+            ".refused"
+        };
+        let line = format!("moved aside to {}", aside(path, suffix).display());
+        ensure!(
+            log.lines().any(|l| l.contains(&path.display().to_string())
+                && l.contains(&why)
+                && l.contains(&line)),
+            "no log line naming {} ({why}):\n{log}",
+            path.display()
+        );
+    }
+    // Each file set aside is an error; the damaged segment's unreadable record is dropped.
+    ensure!(
+        report["errors"] == 3 && report["dropped"].as_u64() >= Some(1),
+        "{report}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_buffer_directory_others_could_write_in_or_a_planted_lock_link_is_refused_naming_it(
+) -> Result<()> {
+    setup()?;
+    let dir = TempDir::new("http-buffer-dir")?;
+    let config = |buffer: &Path| {
+        dir.write(
+            "agent.toml",
+            format!(
+                "[[outputs]]\n[outputs.http]\nurl = \"http://127.0.0.1:9/\"\n\
+                 [outputs.http.delivery]\nbuffer_dir = \"{}\"\n",
+                buffer.display()
+            ),
+        )
+    };
+    let make = |name: &str, mode: u32| -> Result<std::path::PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.path().join(name);
+        std::fs::create_dir(&p)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
+        Ok(p)
+    };
+    // Writable by its group, sticky or not: a configuration error, before anything starts.
+    let shared = make("shared", 0o1770)?;
+    let path = config(&shared)?;
+    let want = format!(
+        "outputs[0].http.delivery.buffer_dir: directory {0}: mode 1770 lets its group create files in it (expected no write permission for group and others; chmod go-w {0})",
+        shared.display()
+    );
+    let err = refused_config(&path)?;
+    ensure!(err.contains(&want), "{err}");
+    let check = Cmd::host(&Agent::binary()?.display().to_string())
+        .args(["check-config", &path.display().to_string()])
+        .output()?;
+    ensure!(
+        check.status.code() == Some(2) && check.stderr_str().contains(&want),
+        "check-config: {} {}",
+        check.status,
+        check.stderr_str()
+    );
+
+    // Another user's: refused when the output starts.
+    let theirs = make("theirs", 0o700)?;
+    std::os::unix::fs::chown(&theirs, Some(65534), None)?;
+    let err = refused_config(&config(&theirs)?)?;
+    ensure!(
+        err.contains(&format!(
+            "disk buffer: directory {} is refused: it belongs to uid 65534, another user",
+            theirs.display()
+        )),
+        "{err}"
+    );
+
+    // Its lock planted as a link: refused, the target left as it was.
+    let outside = TempDir::new("http-buffer-dir-outside")?;
+    let target = Outside::new(&outside, "precious", b"keep me\n".to_vec())?;
+    let ours = make("ours", 0o700)?;
+    std::os::unix::fs::symlink(&target.path, ours.join("lock"))?;
+    let err = refused_config(&config(&ours)?)?;
+    ensure!(
+        err.contains(&format!(
+            "disk buffer: {} is a symbolic link (remove it)",
+            ours.join("lock").display()
+        )),
+        "{err}"
+    );
+    target.check(1)
+}
