@@ -15,7 +15,9 @@ mod common;
 use std::{path::Path, time::Duration, time::Instant};
 
 use anyhow::{ensure, Context, Result};
-use common::{agent, setup, spawn_py, wait_for_line, EVENT_TIMEOUT};
+use common::{
+    agent, setup, spawn_py, stop_capture, wait_for_line, CAPTURE_MARKER_FILTER, EVENT_TIMEOUT,
+};
 use flow_agent_tests::{require_tools, Agent, ResolvConf, Spawned, TempDir, TestHost};
 use serde_json::Value;
 
@@ -125,7 +127,7 @@ fn start_capture(host: &TestHost, file: &Path) -> Result<Spawned> {
     let proc = host
         .cmd("dumpcap")
         .args(["-q", "-P", "-i", host.veth(), "-f"])
-        .arg(format!("tcp port {HTTPS_PORT}"))
+        .arg(format!("(tcp port {HTTPS_PORT}) {CAPTURE_MARKER_FILTER}"))
         .arg("-w")
         .arg(file)
         .spawn()?;
@@ -235,9 +237,7 @@ fn flows_name_their_protocol_and_tls_matches_tshark_and_ja4plus() -> Result<()> 
     let pcap = dir.path().join("tls.pcap");
     let capture = start_capture(&client, &pcap)?;
     curl(&client, &format!("https://{NAME}:{HTTPS_PORT}/"))?;
-    std::thread::sleep(Duration::from_millis(300));
-    capture.signal(libc::SIGINT)?;
-    capture.wait(Duration::from_secs(20))?;
+    stop_capture(capture, &pcap, &client)?;
     curl(&client, &format!("http://{NAME}:{HTTP_PORT}/index.html"))?;
     let bclient = spawn_py(
         &client,
@@ -339,6 +339,7 @@ fn flows_name_their_protocol_and_tls_matches_tshark_and_ja4plus() -> Result<()> 
             |e| {
                 e["event_action"] == "end"
                     && e["attribution"] == "connector"
+                    && e["dest_ip"] == addr.as_str()
                     && e["dest_port"] == HTTP_PORT
                     && field(e, "proto_info").contains("/tcp.html")
             },

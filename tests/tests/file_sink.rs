@@ -677,3 +677,187 @@ fn a_full_disk_drops_and_counts_whole_batches_and_writing_resumes_when_space_fre
     drop(tmpfs);
     Ok(())
 }
+
+/// The gid of `name` in /etc/group.
+fn group_id(name: &str) -> Result<u32> {
+    let groups = std::fs::read_to_string("/etc/group")?;
+    groups
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&name)).then(|| f.get(2)?.parse().ok())?
+        })
+        .with_context(|| format!("no group {name} in /etc/group"))
+}
+
+/// A line of `/proc/PID/status`, e.g. `CapEff`, without its label.
+fn proc_status(pid: u32, key: &str) -> Result<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .map(|v| v.trim().to_string())
+        .with_context(|| format!("no {key} in /proc/{pid}/status"))
+}
+
+/// The agent as root (`user` None) or as `user`, writing small files with `group = "adm"`:
+/// files created by rotations after the capability drop (no CAP_CHOWN left) still get the
+/// group, because the agent joined it at start-up.
+fn rotate_with_group_after_the_drop(user: Option<(&str, u32)>) -> Result<()> {
+    let adm = group_id("adm")?;
+    let dir = TempDir::new("flow-file-group")?;
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out)?;
+    let owner = user.map_or(0, |(_, uid)| uid);
+    std::os::unix::fs::chown(&out, Some(owner), None)?;
+    let path = out.join("events.log");
+    let agent_table = user.map_or(String::new(), |(name, _)| {
+        format!("[agent]\nuser = \"{name}\"\n")
+    });
+    let config = dir.write(
+        "agent.toml",
+        format!(
+            "{agent_table}[health]\nstats_interval = 0\nmetrics_listen = \"\"\n\n\
+             [[outputs]]\nname = \"events\"\n[outputs.file]\npath = \"{}\"\n\
+             rotate_size = 4096\ngroup = \"adm\"\n\n\
+             [[outputs]]\nname = \"reference\"\n[outputs.stdout]\n",
+            path.display()
+        ),
+    )?;
+    let agent = start_agent(&config)?;
+    // Ready means dropped: only CAP_SYS_PTRACE and CAP_SYS_ADMIN are left, and adm is one
+    // of the agent's groups.
+    let pid = agent.pid();
+    ensure!(
+        proc_status(pid, "CapEff")? == "0000000000280000",
+        "CapEff {}",
+        proc_status(pid, "CapEff")?
+    );
+    let groups = proc_status(pid, "Groups")?;
+    ensure!(
+        groups.split_whitespace().any(|g| g == adm.to_string()),
+        "groups {groups}"
+    );
+    let mut traffic = Traffic::new(&dir)?;
+    let mut waves = 0;
+    while count_lines(&agent.stderr(), "file sink: rotated") < 2 {
+        ensure!(
+            waves < 50,
+            "no 2 rotations after {waves} waves:\n{}",
+            agent.stderr()
+        );
+        traffic.wave(&agent, 5)?;
+        waves += 1;
+    }
+    let log = agent.stderr();
+    agent.stop()?;
+    // Every rotation and write worked, and the group was joined.
+    let failures = log
+        .lines()
+        .filter(|l| (l.contains("file sink:") && l.contains("failed")) || l.contains("cannot join"))
+        .count();
+    ensure!(failures == 0, "failures in the agent's log:\n{log}");
+    let files = sink_files(&path)?;
+    ensure!(files.len() >= 3, "files {files:?}");
+    for f in &files {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(f)?;
+        ensure!(
+            (meta.uid(), meta.gid(), mode_of(f)?) == (owner, adm, 0o640),
+            "{}: uid {} gid {} mode {:o}, expected {owner} {adm} 640",
+            f.display(),
+            meta.uid(),
+            meta.gid(),
+            mode_of(f)?
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn rotation_after_the_capability_drop_gives_new_files_the_configured_group() -> Result<()> {
+    setup()?;
+    rotate_with_group_after_the_drop(None)?;
+    rotate_with_group_after_the_drop(Some(("nobody", 65534)))
+}
+
+/// Runs the agent with a configuration it must refuse; returns its stderr.
+fn refused(config: &Path) -> Result<String> {
+    let out = Cmd::host(&Agent::binary()?.display().to_string())
+        .args(["run", "--config", &config.display().to_string()])
+        .timeout(Duration::from_secs(60))
+        .output()?;
+    ensure!(
+        !out.status.success(),
+        "the agent accepted the configuration: {}",
+        out.stderr_str()
+    );
+    Ok(out.stderr_str())
+}
+
+#[test]
+fn an_output_directory_others_could_write_in_or_a_linked_file_is_refused_naming_it() -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    setup()?;
+    let dir = TempDir::new("flow-file-refused")?;
+    let make = |name: &str, mode: u32| -> Result<PathBuf> {
+        let p = dir.path().join(name);
+        std::fs::create_dir(&p)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
+        Ok(p)
+    };
+    let config = |path: &Path| agent_config(&dir, &format!("path = \"{}\"", path.display()), 0);
+    // Others may write in it: a configuration error, before anything starts.
+    let shared = make("shared", 0o777)?;
+    let err = refused(&config(&shared.join("events.log"))?)?;
+    ensure!(
+        err.contains(&format!(
+            "outputs[0].file.path: directory {0}: mode 0777 lets its group and all users create files in it (expected no write permission for group and others; chmod go-w {0})",
+            shared.display()
+        )),
+        "{err}"
+    );
+    // Another user's: refused when the sink opens.
+    let theirs = make("theirs", 0o755)?;
+    std::os::unix::fs::chown(&theirs, Some(65534), None)?;
+    let err = refused(&config(&theirs.join("events.log"))?)?;
+    ensure!(
+        err.contains(&format!(
+            "outputs.file.path: cannot open {}: directory {} is refused: it belongs to uid 65534, another user",
+            theirs.join("events.log").display(),
+            theirs.display()
+        )),
+        "{err}"
+    );
+    // The live file planted as a hard link to a file elsewhere: refused, left as it was (the
+    // sink would have set its mode and group and appended to it).
+    let ours = make("ours", 0o755)?;
+    let outside = TempDir::new("flow-file-outside")?;
+    let target = outside.write("precious", "root:x:0:0::/root:/bin/sh\n")?;
+    let live = ours.join("events.log");
+    std::fs::hard_link(&target, &live)?;
+    let err = refused(&agent_config(
+        &dir,
+        &format!(
+            "path = \"{}\"\nmode = 0o600\ngroup = \"adm\"",
+            live.display()
+        ),
+        0,
+    )?)?;
+    ensure!(
+        err.contains(&format!(
+            "outputs.file.path: cannot open {}: has 2 hard links",
+            live.display()
+        )),
+        "{err}"
+    );
+    let meta = std::fs::metadata(&target)?;
+    ensure!(
+        std::fs::read_to_string(&target)? == "root:x:0:0::/root:/bin/sh\n"
+            && (meta.mode() & 0o7777, meta.gid(), meta.nlink()) == (0o644, 0, 2),
+        "the target was changed: mode {:o} gid {}",
+        meta.mode() & 0o7777,
+        meta.gid()
+    );
+    Ok(())
+}

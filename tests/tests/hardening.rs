@@ -47,6 +47,16 @@ c.close()
 
 const PORT: u16 = 9410;
 
+/// The start of the connection from client port `port` to this test's server at `addr`. Every
+/// test here serves PORT in its own namespaces, where client ports may coincide: the server's
+/// address is what is the test's own.
+fn is_start_of(e: &Value, addr: &str, port: u16) -> bool {
+    e["dest_ip"] == addr
+        && e["dest_port"] == PORT
+        && e["src_port"] == port
+        && e["event_action"] == "start"
+}
+
 /// A server in its own namespace and a client namespace to run hostile programs in.
 struct Stage {
     client: TestHost,
@@ -89,10 +99,9 @@ impl Stage {
             .trim()
             .parse()?;
         finish(p, Duration::from_secs(20))?;
-        let start = self.agent.wait_for(
-            |e| e["src_port"] == port && e["event_action"] == "start" && e["dest_port"] == PORT,
-            EVENT_TIMEOUT,
-        )?;
+        let start = self
+            .agent
+            .wait_for(|e| is_start_of(e, &self.addr, port), EVENT_TIMEOUT)?;
         ensure!(
             start["pid"] == pid,
             "the connection of pid {pid} was attributed to another process: {start}"
@@ -405,10 +414,7 @@ fn processes_vanishing_while_the_agent_reads_proc_do_not_disturb_it() -> Result<
             .trim()
             .parse()?;
         finish(p, Duration::from_secs(20))?;
-        let start = agent.wait_for(
-            |e| e["src_port"] == port && e["event_action"] == "start" && e["dest_port"] == PORT,
-            EVENT_TIMEOUT,
-        )?;
+        let start = agent.wait_for(|e| is_start_of(e, &addr, port), EVENT_TIMEOUT)?;
         check(
             "start of a connection amid process churn",
             &start,
@@ -587,7 +593,15 @@ fn the_agent_starts_no_program_and_no_process() -> Result<()> {
         .trim()
         .parse()?;
     finish(p, Duration::from_secs(20))?;
-    agent.wait_for(|e| e["src_port"] == port && is_end(e), EVENT_TIMEOUT)?;
+    agent.wait_for(
+        |e| {
+            e["dest_ip"] == addr.as_str()
+                && e["dest_port"] == PORT
+                && e["src_port"] == port
+                && is_end(e)
+        },
+        EVENT_TIMEOUT,
+    )?;
     // SAFETY: kill(2) on the agent's pid while it runs.
     unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) };
     let deadline = std::time::Instant::now() + flow_agent_tests::slowed(Duration::from_secs(30));

@@ -38,11 +38,20 @@ print("done", flush=True)
 const PORT: u16 = 9300;
 const CONNECTIONS: usize = 5;
 
-/// A free loopback port (bound, read, released).
+/// A free loopback port (bound, read, released), never one this process handed out before:
+/// the tests here run at once, and two agents (or one agent's old and new endpoint) on one
+/// port would answer each other's scrapes.
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    static GIVEN: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        if given.insert(port) {
+            return Ok(port);
+        }
+    }
 }
 
 /// One keep-alive HTTP/1.1 connection to the metrics endpoint: its scrapes add no flows.
@@ -319,7 +328,12 @@ name = "events"
         &[PORT.to_string(), CONNECTIONS.to_string()],
     )?;
     finish(proc, Duration::from_secs(30))?;
-    let ours = |e: &Value| is_end(e) && (get(e, "dest_port") == PORT || get(e, "src_port") == PORT);
+    let netns = host.netns_inode()?;
+    let ours = |e: &Value| {
+        is_end(e)
+            && get(e, "netns") == netns
+            && (get(e, "dest_port") == PORT || get(e, "src_port") == PORT)
+    };
     agent.wait_for_count(ours, 2 * CONNECTIONS, EVENT_TIMEOUT)?;
 
     // Once no new flow event comes, the metrics, the latest stats event and the printed

@@ -7,7 +7,10 @@ use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use common::{agent, finish, python, setup, spawn_py, wait_for_line, EVENT_TIMEOUT};
+use common::{
+    agent, finish, python, setup, spawn_py, stop_capture, wait_for_line, CAPTURE_MARKER_FILTER,
+    EVENT_TIMEOUT,
+};
 use flow_agent_tests::TestHost;
 use serde_json::Value;
 
@@ -143,7 +146,12 @@ c.sendall(b"y" * 10); time.sleep(0.3); c.shutdown(socket.SHUT_WR); c.recv(10); c
         .trim()
         .parse()?;
     let start = agent.wait_for(
-        |e| e["src_port"] == port && e["event_action"] == "start" && e["pid"] == pid,
+        |e| {
+            e["dest_ip"] == addr.as_str()
+                && e["src_port"] == port
+                && e["event_action"] == "start"
+                && e["pid"] == pid
+        },
         EVENT_TIMEOUT,
     )?;
     finish(cli, Duration::from_secs(20))?;
@@ -300,7 +308,9 @@ fn community_id_matches_tshark_on_captured_traffic() -> Result<()> {
     let pcap = dir.path().join("cid.pcap");
     let cap = client
         .cmd("dumpcap")
-        .args(["-q", "-i", client.veth(), "-f", "port 9305", "-w"])
+        .args(["-q", "-i", client.veth(), "-f"])
+        .arg(format!("(port 9305) {CAPTURE_MARKER_FILTER}"))
+        .arg("-w")
         .arg(&pcap)
         .spawn()?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -330,17 +340,27 @@ fn community_id_matches_tshark_on_captured_traffic() -> Result<()> {
     let udp = "import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'q', (sys.argv[1], 9305))";
     let u = spawn_py(&client, udp, std::slice::from_ref(&addr))?;
     finish(u, Duration::from_secs(10))?;
+    // Port 9305 serves another test at the same time, in other namespaces: only flows to this
+    // test's server.
     let tcp_end = agent.wait_for(
-        |e| e["src_port"] == port && e["event_action"] == "end" && e["attribution"] == "connector",
+        |e| {
+            e["dest_ip"] == addr.as_str()
+                && e["src_port"] == port
+                && e["event_action"] == "end"
+                && e["attribution"] == "connector"
+        },
         EVENT_TIMEOUT,
     )?;
     let udp_start = agent.wait_for(
-        |e| e["dest_port"] == 9305 && e["transport_protocol"] == "udp" && e["local_orig"] == true,
+        |e| {
+            e["dest_ip"] == addr.as_str()
+                && e["dest_port"] == 9305
+                && e["transport_protocol"] == "udp"
+                && e["local_orig"] == true
+        },
         EVENT_TIMEOUT,
     )?;
-    std::thread::sleep(Duration::from_millis(300));
-    cap.signal(libc::SIGINT)?;
-    cap.wait(Duration::from_secs(20))?;
+    stop_capture(cap, &pcap, &client)?;
     let ids = tshark_community_ids(&pcap)?;
     for ev in [&tcp_end, &udp_start] {
         let id = ev["community_id"]
@@ -396,10 +416,12 @@ fn connections_closed_by_process_exit_say_so() -> Result<()> {
         .collect::<Result<_, _>>()?;
     ensure!(ports.len() == 3, "ports: {ports:?}");
     finish(cli, Duration::from_secs(20))?;
+    // Client ports are only unique in the client's namespace: the flows to this test's server.
     let end_of = |port: u16| {
         agent.wait_for(
             |e| {
-                e["src_port"] == port
+                e["dest_ip"] == addr.as_str()
+                    && e["src_port"] == port
                     && e["event_action"] == "end"
                     && e["attribution"] == "connector"
             },

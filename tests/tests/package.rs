@@ -24,8 +24,8 @@ use support::notify::{value, NotifyListener};
 use support::running::Running;
 use support::WAIT;
 use support::{
-    assert_dropped, assert_own_flow, documented_capabilities, loopback_connection, setting,
-    timespan_usec, unit_service_settings, wait_ready, workspace,
+    assert_dropped, assert_own_flow, documented_capabilities, is_own_connector_end,
+    loopback_connection, setting, timespan_usec, unit_service_settings, wait_ready, workspace,
 };
 
 const PACKAGE: &str = "flow-agent";
@@ -529,10 +529,7 @@ fn run_with_systemd(kept: &BTreeSet<String>, user: &PasswdEntry) -> Result<()> {
     );
     let creds = assert_dropped(pid, kept)?;
     ensure!(creds.uid == [user.uid; 4], "uid {:?}", creds.uid);
-    let (port, client) = loopback_connection(1500)?;
-    journal_event(pid, |e| {
-        e["event_action"] == "end" && e["dest_port"] == port && e["src_port"] == client
-    })?;
+    journal_event(pid, is_own_connector_end(loopback_connection(1500)?)?)?;
     std::fs::write(CONFIG, CONFIG_AFTER)?;
     systemctl(&["reload", "flow-agent.service"])?;
     journal_event(pid, |e| e["event_action"] == "stats")?;

@@ -871,9 +871,11 @@ fn every_event_of_a_real_agent_matches_the_schema() -> Result<()> {
             .with_context(|| format!("writing {}", Path::new(&path).display()))?;
     }
 
-    // 1. Every event, ours or not, matches the schema.
+    // 1. Every event, ours or not, matches the schema. Not stats events: docs/health.md
+    // describes them, and the agent writes one at shutdown whenever kernel-side losses changed,
+    // which other tests' load on the host can cause.
     let mut failures = Vec::new();
-    for ev in &events {
+    for ev in events.iter().filter(|e| e["event_action"] != "stats") {
         let errs = errors(&validator, ev);
         if !errs.is_empty() {
             failures.push(format!("{}\n  event: {ev}", errs.join("\n")));
@@ -889,9 +891,11 @@ fn every_event_of_a_real_agent_matches_the_schema() -> Result<()> {
         failures[..failures.len().min(SHOWN)].join("\n\n")
     );
 
-    // 2. Lifecycle: per flow exactly one start (first) and one end (last), updates between.
+    // 2. Lifecycle: per flow of this test exactly one start (first) and one end (last), updates
+    // between. Not other tests' flows: a host busy with them may lose (and count) some of
+    // their records, which is not this test's business.
     let mut flows: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    for ev in &events {
+    for ev in events.iter().filter(|e| is_ours(e)) {
         flows.entry(s(ev, "flow_id")).or_default().push(ev);
     }
     for (id, evs) in &flows {

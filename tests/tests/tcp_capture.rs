@@ -136,9 +136,10 @@ impl Capture {
         let file = dir.path().join("capture.pcap");
         // dumpcap (tshark's capture engine) starts in a fraction of tshark's time, which
         // matters under emulated VMs; tshark reads the file afterwards.
+        let filter = format!("({filter}) {CAPTURE_MARKER_FILTER}");
         let proc = host
             .cmd("dumpcap")
-            .args(["-q", "-i", host.veth(), "-f", filter, "-w"])
+            .args(["-q", "-i", host.veth(), "-f", &filter, "-w"])
             .arg(&file)
             .spawn()?;
         // dumpcap reports this once the interface is open and the filter set.
@@ -160,13 +161,10 @@ impl Capture {
         })
     }
 
-    /// Stops the capture (SIGINT, so the file is complete) and counts the packets sent from
-    /// `src_port` and those sent to it.
-    fn stop(self, src_port: u16) -> Result<(Direction, Direction)> {
-        // Let the last packets (the final ACK) reach the capture before stopping.
-        std::thread::sleep(Duration::from_millis(300));
-        self.proc.signal(libc::SIGINT)?;
-        let out = self.proc.wait(Duration::from_secs(20))?;
+    /// Stops the capture of `host`'s veth once it holds every packet sent so far (the final
+    /// ACK included) and counts the TCP packets sent from `src_port` and those sent to it.
+    fn stop(self, host: &TestHost, src_port: u16) -> Result<(Direction, Direction)> {
+        let out = stop_capture(self.proc, &self.file, host)?;
         ensure!(
             self.file.exists(),
             "tshark wrote no capture: {}",
@@ -176,6 +174,9 @@ impl Capture {
             .args(["-n", "-r"])
             .arg(&self.file)
             .args([
+                // Not the end marker.
+                "-Y",
+                "tcp",
                 "-T",
                 "fields",
                 "-E",
@@ -278,7 +279,7 @@ fn exchange(v6: bool) -> Result<()> {
         value_after(&out, "got")? == RESP as u64,
         "client output {out:?}"
     );
-    let (orig, resp) = capture.stop(cport)?;
+    let (orig, resp) = capture.stop(&client, cport)?;
     // The capture itself must agree with what the programs exchanged.
     ensure!(
         (orig.payload, resp.payload) == (REQ as u64, RESP as u64),
@@ -420,7 +421,7 @@ fn failed_connect(
         out.trim() == want_error,
         "client printed {out:?}, want {want_error:?}"
     );
-    let (from_dest, to_dest) = capture.stop(dest.1)?;
+    let (from_dest, to_dest) = capture.stop(client, dest.1)?;
     let want = [
         ("event_action", json!("end")),
         ("dest_ip", json!(dest.0.to_string())),

@@ -180,7 +180,7 @@ impl Exchange {
         )?;
         let client_out = finish(client, Duration::from_secs(60))?;
         let cport = value_after(&client_out, "local")? as u16;
-        let packets = capture.stop()?;
+        let packets = capture.stop(&self.client)?;
         let wire = wire::connection(&packets, cport);
         let end_of = |attribution: &str| {
             let want = [

@@ -67,7 +67,7 @@ fn bad_cidr_in_an_output_filter() {
 [[outputs]]
 format = "ecs"
 [outputs.file]
-path = "/tmp/x.json"
+path = "/x.json"
 [outputs.filter]
 exclude = [
   { remote_port = 53 },
@@ -147,6 +147,45 @@ path = "relative.json"
             "{got}\n  does not start with\n{want}"
         );
     }
+}
+
+#[test]
+fn directories_others_could_write_in_or_links_are_refused() {
+    let base = std::env::temp_dir().join(format!("flow-agent-cfg-dirs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let shared = base.join("shared");
+    let link = base.join("link");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(
+        &shared,
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&base, &link).unwrap();
+    let text = format!(
+        "[[outputs]]\n[outputs.file]\npath = \"{0}/e.json\"\n\
+         [[outputs]]\n[outputs.http]\nurl = \"http://127.0.0.1:1/\"\n[outputs.http.delivery]\nbuffer_dir = \"{0}\"\n\
+         [[outputs]]\n[outputs.syslog]\naddress = \"127.0.0.1:1\"\n[outputs.syslog.delivery]\nbuffer_dir = \"{1}\"\n",
+        shared.display(),
+        link.display()
+    );
+    let p = problems(&text);
+    let mode = format!(
+        "directory {0}: mode 1777 lets its group and all users create files in it (expected no write permission for group and others; chmod go-w {0})",
+        shared.display()
+    );
+    assert_eq!(
+        p,
+        [
+            format!("c.toml:3:1: outputs[0].file.path: {mode}"),
+            format!("c.toml:8:1: outputs[1].http.delivery.buffer_dir: {mode}"),
+            format!(
+                "c.toml:13:1: outputs[2].syslog.delivery.buffer_dir: directory {} is a symbolic link (expected the real path)",
+                link.display()
+            ),
+        ]
+    );
+    std::fs::remove_dir_all(&base).unwrap();
 }
 
 #[test]

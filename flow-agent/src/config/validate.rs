@@ -194,11 +194,15 @@ fn outputs(cfg: &Config, path: &KeyPath, issues: &mut Vec<Issue>) {
                                 p.display()
                             ),
                         ));
+                    } else if let Some(problem) = directory_problem(dir) {
+                        issues.push(Issue::new(key, problem));
                     }
                 }
             }
             "http" => {
                 let http = out.http.as_ref().expect("kind() says http is set");
+                let delivery = at.key("http").key("delivery");
+                buffer_dir(out, i, &http.delivery, &delivery, issues);
                 // Checked here too, not only when the sink starts: a bad URL is a
                 // configuration error (exit 2, nothing started), like every other.
                 if let Err(e) = crate::sink::http::Endpoint::parse(&http.url) {
@@ -214,9 +218,50 @@ fn outputs(cfg: &Config, path: &KeyPath, issues: &mut Vec<Issue>) {
                     ));
                 }
             }
+            "syslog" => {
+                let syslog = out.syslog.as_ref().expect("kind() says syslog is set");
+                let delivery = at.key("syslog").key("delivery");
+                buffer_dir(out, i, &syslog.delivery, &delivery, issues);
+            }
             _ => {}
         }
     }
+}
+
+/// A disk buffer directory that exists already must be one the agent will use; one that
+/// does not is created private at start.
+fn buffer_dir(
+    out: &crate::sink::OutputConfig,
+    i: usize,
+    delivery: &crate::sink::delivery::DeliveryConfig,
+    key: &KeyPath,
+    issues: &mut Vec<Issue>,
+) {
+    if delivery.buffer_max_bytes == 0 {
+        return;
+    }
+    let kind = out.kind().unwrap_or("output");
+    let name = out.name.clone().unwrap_or_else(|| format!("{kind}-{i}"));
+    let dir = delivery.buffer_dir_for(&name);
+    if let Some(problem) = directory_problem(&dir) {
+        issues.push(Issue::new(key.key("buffer_dir"), problem));
+    }
+}
+
+/// What the agent will refuse in a directory it writes files in, as far as it can be told
+/// before start: a symbolic link, or write permission for group or others. Its owner is
+/// checked at start, once the agent's user is known.
+fn directory_problem(dir: &Path) -> Option<String> {
+    let meta = std::fs::symlink_metadata(dir).ok()?;
+    if meta.file_type().is_symlink() {
+        return Some(format!(
+            "directory {} is a symbolic link (expected the real path)",
+            dir.display()
+        ));
+    }
+    let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
+    let problem = crate::sink::safe_dir::mode_problem(dir, mode)?;
+    Some(format!("directory {}: {problem}", dir.display()))
 }
 
 /// The sink stage's message without its prefix, with what is expected.

@@ -3,7 +3,7 @@
 //! before exiting. [`Agent`](agent::Agent) has one method per wake-up cause.
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::{
     capture::CaptureConfig, config::Config, enrich::EnrichmentConfig, flows::FlowTableConfig,
@@ -37,7 +37,10 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let user = std::env::var(crate::service::USER_ENV)
         .ok()
         .or_else(|| Some(opts.config.agent.user.clone()).filter(|u| !u.is_empty()));
-    let service = crate::service::Service::start(user.as_deref())?;
+    // Joined while the agent may: after the drop, fchown gives files only its own groups.
+    let groups =
+        crate::sink::file::output_groups(&opts.config.outputs).context("starting the outputs")?;
+    let service = crate::service::Service::start(user.as_deref(), &groups)?;
     // The hooks come from the same probe `flow-agent probe` prints.
     let report = crate::probe::run();
     if !report.baseline_ok {

@@ -33,8 +33,9 @@ pub struct Service {
 
 impl Service {
     /// Reads the manager's environment and, when `user` is set, becomes that user (keeping
-    /// the start-up capabilities). Call before outputs open files.
-    pub fn start(user: Option<&str>) -> Result<Service, ServiceError> {
+    /// the start-up capabilities); either way joins `groups`, those the file outputs give
+    /// their files ([`privileges::join_groups`]). Call before outputs open files.
+    pub fn start(user: Option<&str>, groups: &[u32]) -> Result<Service, ServiceError> {
         let notifier = match Notifier::from_env() {
             Ok(n) => n,
             // Capture matters more than notifications: a manager that insists on them will
@@ -48,8 +49,9 @@ impl Service {
         if let Some(w) = &watchdog {
             log::info!("watchdog: pinging every {:?}", w.interval);
         }
-        if let Some(name) = user.filter(|u| !u.is_empty()) {
-            privileges::become_user(&User::lookup(name)?)?;
+        match user.filter(|u| !u.is_empty()) {
+            Some(name) => privileges::become_user(&User::lookup(name)?, groups)?,
+            None => privileges::join_groups(groups),
         }
         Ok(Service {
             notifier,

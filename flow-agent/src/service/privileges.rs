@@ -112,15 +112,22 @@ impl User {
     }
 }
 
-/// Becomes `user` (its primary group only, no supplementary groups) and keeps the
-/// [`STARTUP`] capabilities it held, effective again. Called before anything opens files, so
-/// that outputs and buffers belong to that user. A no-op when already running as `user`.
-pub fn become_user(user: &User) -> Result<(), PrivilegeError> {
+/// Becomes `user` (its primary group and `groups`, no other supplementary groups) and keeps
+/// the [`STARTUP`] capabilities it held, effective again. Called before anything opens files,
+/// so that outputs and buffers belong to that user. When already running as `user`, only
+/// joins `groups` ([`join_groups`]).
+///
+/// `groups` are those the file outputs give their files: without CAP_CHOWN (dropped after
+/// attach) fchown can give a file only a group its owner is a member of.
+pub fn become_user(user: &User, groups: &[u32]) -> Result<(), PrivilegeError> {
     // SAFETY: these getters cannot fail.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
     if uid == user.uid && gid == user.gid {
+        join_groups(groups);
         return Ok(());
     }
+    let mut member_of = vec![user.gid];
+    member_of.extend(groups.iter().filter(|g| **g != user.gid));
     let held = caps::get().unwrap_or_default().permitted;
     let fail = |step: &'static str, source: std::io::Error| PrivilegeError::Switch {
         name: user.name.clone(),
@@ -135,7 +142,7 @@ pub fn become_user(user: &User) -> Result<(), PrivilegeError> {
     // glibc applies setgroups/setresgid/setresuid to every thread of the process.
     // SAFETY: plain syscalls with valid arguments.
     unsafe {
-        if libc::setgroups(1, &user.gid) != 0 {
+        if libc::setgroups(member_of.len(), member_of.as_ptr()) != 0 {
             return Err(fail("setgroups", std::io::Error::last_os_error()));
         }
         if libc::setresgid(user.gid, user.gid, user.gid) != 0 {
@@ -155,12 +162,59 @@ pub fn become_user(user: &User) -> Result<(), PrivilegeError> {
     })
     .map_err(|e| fail("capset", os(e)))?;
     log::info!(
-        "running as user {} (uid {}, gid {}) with {keep}",
+        "running as user {} (uid {}, gid {}, groups {member_of:?}) with {keep}",
         user.name,
         user.uid,
         user.gid
     );
     Ok(())
+}
+
+/// Adds `groups` to the agent's supplementary groups, those it is not a member of yet, while
+/// it may (CAP_SETGID, before the drop), so that the file sink can still give new files these
+/// groups once CAP_CHOWN is gone. When it cannot (an agent started without CAP_SETGID, as the
+/// unit starts it), it warns: a file sink then refuses a file it cannot give its group, with
+/// an error that says what to do, unless the directory's set-group-ID bit gives it already.
+pub fn join_groups(groups: &[u32]) {
+    if groups.is_empty() {
+        return;
+    }
+    let mut member_of = supplementary_groups();
+    // SAFETY: getegid cannot fail.
+    let egid = unsafe { libc::getegid() };
+    let missing: Vec<u32> = groups
+        .iter()
+        .copied()
+        .filter(|g| *g != egid && !member_of.contains(g))
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    member_of.extend(&missing);
+    // SAFETY: a valid array of member_of.len() gids; glibc applies it to every thread.
+    if unsafe { libc::setgroups(member_of.len(), member_of.as_ptr()) } != 0 {
+        log::warn!(
+            "cannot join groups {missing:?} named by file outputs ({}): their files get these groups only if the agent's user is a member (usermod -aG, or SupplementaryGroups= in the unit) or the directory is set-group-ID with that group",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    log::info!(
+        "joined groups {missing:?} named by file outputs, to give their files these groups after the capability drop"
+    );
+}
+
+/// The supplementary groups of the process.
+fn supplementary_groups() -> Vec<u32> {
+    // SAFETY: getgroups with size 0 only counts; then fills a buffer of that size.
+    let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    if n <= 0 {
+        return Vec::new();
+    }
+    let mut gids = vec![0; n as usize];
+    let got = unsafe { libc::getgroups(n, gids.as_mut_ptr()) };
+    gids.truncate(got.max(0) as usize);
+    gids
 }
 
 /// Before Linux 5.11 BPF maps count against RLIMIT_MEMLOCK (64 KiB by default), and only a

@@ -18,9 +18,9 @@ mod queue;
 mod worker;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
-pub use disk::{DiskBuffer, OpenError};
+pub(crate) use disk::DiskBuffer;
 pub use queue::LogLimiter;
 
 /// Parent of the default buffer directories: `<this>/<output name>`.
@@ -158,6 +158,10 @@ pub enum TransportError {
     /// send the same records again.
     #[error("{0}")]
     Retry(String),
+    /// Like `Retry`, and the destination said how long to leave it alone (HTTP 429 or 503
+    /// with `Retry-After`): the next attempt waits at least `after`, at most `backoff_max`.
+    #[error("{reason} (asked to wait {after:?})")]
+    Throttled { reason: String, after: Duration },
     /// The destination refused these records for good (e.g. HTTP 400): `count` of them are
     /// dropped and counted, the rest of the batch was taken.
     #[error("{count} records rejected: {reason}")]
@@ -209,12 +213,7 @@ fn start(
                 dir.display()
             );
         }
-        if recovered.torn > 0 {
-            // A record whose write a crash interrupted: lost, and said so.
-            stats
-                .dropped
-                .fetch_add(recovered.torn, std::sync::atomic::Ordering::Relaxed);
-        }
+        count_recovery_losses(&stats, &recovered);
         Some(disk)
     } else {
         None
@@ -242,6 +241,25 @@ fn start(
         worker: Some(worker),
         close_timeout: config.close_timeout,
     })
+}
+
+/// What opening the disk buffer gave up is counted: a record whose write a crash interrupted
+/// (torn), the records readable before the damage of a segment moved aside plus its damaged
+/// record, in `dropped`; each segment moved aside or file refused, in `errors`.
+fn count_recovery_losses(stats: &SinkStats, r: &disk::Recovered) {
+    use std::sync::atomic::Ordering::Relaxed;
+    stats
+        .dropped
+        .fetch_add(r.torn + r.corrupt_records + r.corrupt, Relaxed);
+    stats.errors.fetch_add(r.corrupt + r.refused, Relaxed);
+    if r.corrupt + r.refused > 0 {
+        log::error!(
+            "output {}: disk buffer files moved aside at start-up: {} segments that failed validation (*.corrupt), {} refused files (*.refused); see the lines above",
+            stats.name,
+            r.corrupt,
+            r.refused
+        );
+    }
 }
 
 /// The sink side of a delivery worker.

@@ -14,6 +14,7 @@ mod bulk;
 mod client;
 mod endpoint;
 mod settled;
+mod status;
 #[cfg(test)]
 mod tests;
 mod tls;

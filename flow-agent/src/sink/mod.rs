@@ -14,6 +14,7 @@ use crate::{
 pub mod delivery;
 pub mod file;
 pub mod http;
+pub(crate) mod safe_dir;
 pub mod stats;
 pub mod stdout;
 pub mod syslog;

@@ -5,7 +5,7 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use flow_agent_tests::{
-    describe_bound, find_tool, require_root_and_bpf, require_tools, slowed, Agent, Spawned,
+    describe_bound, find_tool, require_root_and_bpf, require_tools, slowed, Agent, Output, Spawned,
     TestHost,
 };
 use serde_json::Value;
@@ -242,4 +242,123 @@ pub fn bpf_recursion_misses(agent: &Agent) -> String {
     } else {
         misses.join(", ")
     }
+}
+
+/// What a dumpcap capture filter needs besides the test's own traffic for
+/// [`stop_capture`]'s marker: `format!("({filter}) {CAPTURE_MARKER_FILTER}")`.
+pub const CAPTURE_MARKER_FILTER: &str = "or icmp";
+
+/// Stops a dumpcap capture (SIGINT, so the file is complete) of `host`'s veth written to `file`
+/// once it holds every packet sent through that veth before the call; returns dumpcap's output.
+///
+/// dumpcap only gets packets when the kernel hands over a block (after up to its 250 ms
+/// timeout, later on a loaded host), and SIGINT discards what it has not got yet: no fixed
+/// sleep is ever long enough. Instead an ICMP echo request with a unique marker goes out
+/// through the veth after the test's packets, and the capture stops once dumpcap wrote it
+/// (dumpcap keeps the order and flushes the file as it reports new packets). The filter must
+/// take ICMP ([`CAPTURE_MARKER_FILTER`]); readers of the file skip that packet.
+pub fn stop_capture(proc: Spawned, file: &std::path::Path, host: &TestHost) -> Result<Output> {
+    let marker = send_capture_marker(host)?;
+    let bound = Duration::from_secs(60);
+    let deadline = Instant::now() + slowed(bound);
+    loop {
+        let written = std::fs::read(file).unwrap_or_default();
+        if written
+            .windows(marker.len())
+            .any(|w| w == marker.as_slice())
+        {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "dumpcap did not write the capture's end marker to {} within {}: {}",
+            file.display(),
+            describe_bound(bound),
+            proc.stderr_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    proc.signal(libc::SIGINT)?;
+    proc.wait(Duration::from_secs(20))
+}
+
+/// Sends one ICMP echo request carrying a marker unique to this call from inside `host`'s
+/// namespace to its blackhole address: it leaves through the host's veth after every packet
+/// sent before it, nothing answers it, and the agent, which follows TCP and UDP, ignores it.
+/// Returns the marker.
+pub fn send_capture_marker(host: &TestHost) -> Result<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static SENT: AtomicU32 = AtomicU32::new(0);
+    let marker = format!(
+        "flowtest-capture-end-{}-{}",
+        std::process::id(),
+        SENT.fetch_add(1, Ordering::Relaxed)
+    )
+    .into_bytes();
+    let ns = format!("/run/netns/{}", host.name());
+    let dest = host.blackhole_addr_v4();
+    let mut packet = vec![8u8, 0, 0, 0, 0x66, 0x74, 0, 1];
+    packet.extend_from_slice(&marker);
+    let sum = internet_checksum(&packet);
+    packet[2..4].copy_from_slice(&sum.to_be_bytes());
+    // setns() moves only the calling thread: a thread of its own, gone afterwards.
+    std::thread::spawn(move || -> Result<()> {
+        let f = std::fs::File::open(&ns).with_context(|| format!("opening {ns}"))?;
+        // SAFETY: setns on a valid namespace fd; affects only this thread.
+        ensure!(
+            unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } == 0,
+            "setns({ns}): {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: socket(2) with constant arguments.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
+        ensure!(
+            fd >= 0,
+            "raw ICMP socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let to = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(dest).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        // SAFETY: sendto(2) with a live buffer and a sockaddr_in of the size given.
+        let sent = unsafe {
+            libc::sendto(
+                fd,
+                packet.as_ptr().cast(),
+                packet.len(),
+                0,
+                (&to as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        let err = std::io::Error::last_os_error();
+        // SAFETY: closing the socket opened above.
+        unsafe { libc::close(fd) };
+        ensure!(
+            sent == packet.len() as isize,
+            "sending the capture marker to {dest}: {err}"
+        );
+        Ok(())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the capture marker's thread panicked"))??;
+    Ok(marker)
+}
+
+/// The Internet checksum (RFC 1071) of `data`.
+fn internet_checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }

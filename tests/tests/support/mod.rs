@@ -195,16 +195,26 @@ pub fn loopback_connection(bytes: usize) -> Result<(u16, u16)> {
     Ok((port, client_port))
 }
 
-/// The connector's end event of [`loopback_connection`]'s flow, checked against what this
-/// process did: its pid, its executable, the bytes it sent.
-pub fn assert_own_flow(agent: &Running, ports: (u16, u16), bytes: u64) -> Result<Value> {
+/// Whether an event is the connector's end of [`loopback_connection`]'s flow. Loopback ports
+/// are only unique within a namespace, and other tests use theirs: this process's namespace.
+pub fn is_own_connector_end(ports: (u16, u16)) -> Result<impl Fn(&Value) -> bool> {
+    use std::os::unix::fs::MetadataExt;
     let (port, client_port) = ports;
-    let is_end = move |e: &Value| {
+    let netns = std::fs::metadata("/proc/self/ns/net")?.ino();
+    Ok(move |e: &Value| {
         e["event_action"] == "end"
+            && e["netns"] == netns
+            && e["dest_ip"] == "127.0.0.1"
             && e["dest_port"] == port
             && e["src_port"] == client_port
             && e["attribution"] == "connector"
-    };
+    })
+}
+
+/// The connector's end event of [`loopback_connection`]'s flow, checked against what this
+/// process did: its pid, its executable, the bytes it sent.
+pub fn assert_own_flow(agent: &Running, ports: (u16, u16), bytes: u64) -> Result<Value> {
+    let is_end = is_own_connector_end(ports)?;
     let ev = agent.wait_for_events(is_end, 1, EVENT_TIMEOUT)?.remove(0);
     let exe = std::fs::canonicalize(std::env::current_exe()?)?;
     ensure!(

@@ -55,7 +55,7 @@ impl Capture {
                 "-i",
                 host.veth(),
                 "-f",
-                filter,
+                &format!("({filter}) {}", crate::common::CAPTURE_MARKER_FILTER),
                 "-w",
             ])
             .arg(&file)
@@ -77,12 +77,10 @@ impl Capture {
         })
     }
 
-    /// Stops the capture (SIGINT, so the file is complete) and returns its TCP packets.
-    pub fn stop(self) -> Result<Vec<Packet>> {
-        // Let the last packets (the final ACK) reach the capture first.
-        std::thread::sleep(Duration::from_millis(300));
-        self.proc.signal(libc::SIGINT)?;
-        let out = self.proc.wait(Duration::from_secs(20))?;
+    /// Stops the capture of `host`'s veth once it holds every packet sent so far (the final
+    /// ACK included) and returns its TCP packets.
+    pub fn stop(self, host: &TestHost) -> Result<Vec<Packet>> {
+        let out = crate::common::stop_capture(self.proc, &self.file, host)?;
         ensure!(
             self.file.exists(),
             "dumpcap wrote no capture: {}",
@@ -105,7 +103,8 @@ impl Capture {
         let mut cmd = flow_agent_tests::Cmd::host("tshark")
             .args(["-n", "-r"])
             .arg(&self.file)
-            .args(["-T", "fields", "-E", "separator=|"]);
+            // Not the end marker.
+            .args(["-Y", "tcp", "-T", "fields", "-E", "separator=|"]);
         for f in fields {
             cmd = cmd.args(["-e", f]);
         }

@@ -7,17 +7,25 @@
 //! `acked` and `read` are in flight; those after `read` are waiting.
 use std::{
     collections::VecDeque,
+    ffi::OsStr,
     fs::File,
     io::{self, Write},
-    os::{fd::AsRawFd, unix::fs::DirBuilderExt, unix::fs::PermissionsExt},
+    os::{fd::AsRawFd, unix::fs::DirBuilderExt},
     path::{Path, PathBuf},
 };
 
 use super::DropPolicy;
+use crate::sink::safe_dir::{DirError, FileError, Refusal, SafeDir};
 
 mod segment;
 
-use segment::{Cursor, Parsed, FIRST_ID, HEADER};
+use segment::{Cursor, Damage, Format, Kind, Parsed, FIRST_ID, HEADER};
+
+/// Suffix of a segment that failed validation, moved aside and never replayed.
+const CORRUPT_SUFFIX: &str = ".corrupt";
+/// Suffix of a file refused under a segment's name (a link, not a regular file, another
+/// user's), moved aside unread and unchanged.
+const REFUSED_SUFFIX: &str = ".refused";
 
 /// Largest segment file; smaller buffers use an eighth of their cap.
 const MAX_SEGMENT: u64 = 8 << 20;
@@ -28,8 +36,9 @@ const READ_CHUNK: u64 = 1 << 20;
 struct Segment {
     id: u64,
     file: File,
+    format: Format,
     /// Offset of the first record counted in `records` (the ack offset for the oldest segment
-    /// at open, else 0).
+    /// at open, else the first record's).
     start: u64,
     len: u64,
     records: u64,
@@ -40,8 +49,8 @@ struct Segment {
 pub enum Appended {
     /// Stored, after dropping this many of the oldest waiting records to make room.
     Stored { dropped_oldest: u64 },
-    /// Not stored: the buffer is full (policy `newest`, or nothing left to drop), or the
-    /// record alone is larger than the cap.
+    /// Not stored: the buffer is full (policy `newest`, or nothing left to drop), the
+    /// record alone is larger than the cap, or it is empty or all zeros (never a record).
     Refused,
 }
 
@@ -53,10 +62,19 @@ pub struct Recovered {
     /// Records cut short by a crash (or damaged), removed.
     pub torn: u64,
     pub torn_bytes: u64,
+    /// Segments that failed validation (a damaged record with more after it, an unknown
+    /// format version): moved aside as `NAME.corrupt`, not replayed.
+    pub corrupt: u64,
+    /// Records of those segments that were readable before the damage: not replayed.
+    pub corrupt_records: u64,
+    /// Files under a segment's name that are links, not regular files, or another user's:
+    /// moved aside as `NAME.refused`, unread and unchanged.
+    pub refused: u64,
 }
 
 pub struct DiskBuffer {
-    dir: PathBuf,
+    /// Every file of the buffer is reached through this descriptor, never by path.
+    dir: SafeDir,
     /// Held (flock) while open: one buffer directory, one writer.
     _lock: File,
     max_bytes: u64,
@@ -80,12 +98,18 @@ pub enum OpenError {
         #[source]
         source: io::Error,
     },
+    #[error("disk buffer: {0}")]
+    Dir(#[from] DirError),
+    #[error("disk buffer: {path} {reason} (remove it)")]
+    Refused { path: PathBuf, reason: Refusal },
     #[error("disk buffer {0} is in use by another output or flow-agent process")]
     Locked(PathBuf),
 }
 
 impl DiskBuffer {
     /// Opens (creating, mode 0700) the buffer in `dir` and recovers what an earlier run left.
+    /// Refuses a directory that is a symbolic link, writable by group or others, or another
+    /// user's ([`SafeDir`]).
     pub fn open(dir: &Path, max_bytes: u64) -> Result<(Self, Recovered), OpenError> {
         let io_err = |source| OpenError::Io {
             dir: dir.to_path_buf(),
@@ -96,7 +120,8 @@ impl DiskBuffer {
             .mode(0o700)
             .create(dir)
             .map_err(io_err)?;
-        let mode = std::fs::metadata(dir).map_err(io_err)?.permissions().mode();
+        let safe = SafeDir::open(dir)?;
+        let mode = safe.mode().map_err(io_err)?;
         if mode & 0o077 != 0 {
             log::warn!(
                 "disk buffer {}: directory mode is {:o}; other users can read buffered events (chmod 700 it)",
@@ -104,7 +129,16 @@ impl DiskBuffer {
                 mode & 0o777
             );
         }
-        let lock = segment::open_private(&dir.join("lock"), false).map_err(io_err)?;
+        let lock = match safe.open_file(OsStr::new("lock"), libc::O_RDWR | libc::O_CREAT, 0o600) {
+            Ok(f) => f,
+            Err(FileError::Refused(reason)) => {
+                return Err(OpenError::Refused {
+                    path: dir.join("lock"),
+                    reason,
+                })
+            }
+            Err(FileError::Io(e)) => return Err(io_err(e)),
+        };
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let e = io::Error::last_os_error();
@@ -115,7 +149,7 @@ impl DiskBuffer {
             });
         }
         let mut buf = Self {
-            dir: dir.to_path_buf(),
+            dir: safe,
             _lock: lock,
             max_bytes,
             segment_bytes: (max_bytes / 8).clamp(MIN_SEGMENT, MAX_SEGMENT),
@@ -136,37 +170,23 @@ impl DiskBuffer {
         let ack = segment::read_ack(&self.dir);
         let mut recovered = Recovered::default();
         for id in segment::list_segments(&self.dir)? {
-            let path = segment::segment_path(&self.dir, id);
             if ack.is_some_and(|a| id < a.segment) {
-                std::fs::remove_file(&path)?;
+                // Removing a name never changes what a link points at.
+                self.dir.remove(&segment::segment_name(id))?;
                 continue;
             }
-            let file = segment::open_private(&path, true)?;
             let start = match ack {
                 Some(a) if a.segment == id => a.offset,
                 _ => 0,
             };
-            let scan = segment::scan_segment(&file, start)?;
-            if scan.invalid_bytes > 0 {
-                log::warn!(
-                    "disk buffer {}: removing {} bytes of a record cut short (crash during a write, or damage)",
-                    path.display(),
-                    scan.invalid_bytes
-                );
-                file.set_len(scan.valid_len)?;
-                recovered.torn += 1;
-                recovered.torn_bytes += scan.invalid_bytes;
+            match segment::open_segment(&self.dir, id) {
+                Ok(file) => self.recover_segment(id, file, start, &mut recovered)?,
+                Err(FileError::Refused(why)) => {
+                    self.set_aside(id, REFUSED_SUFFIX, &format!("{why}; not read"))?;
+                    recovered.refused += 1;
+                }
+                Err(FileError::Io(e)) => return Err(e),
             }
-            recovered.records += scan.records;
-            self.waiting.0 += scan.records;
-            self.waiting.1 += scan.bytes;
-            self.segments.push_back(Segment {
-                id,
-                file,
-                start: start.min(scan.valid_len),
-                len: scan.valid_len,
-                records: scan.records,
-            });
         }
         self.next_id = self.next_id.max(ack.map_or(0, |a| a.segment + 1));
         if let Some(last) = self.segments.back() {
@@ -182,8 +202,80 @@ impl DiskBuffer {
         Ok(recovered)
     }
 
+    /// Checks one segment an earlier run left (from `start`, the ack offset in it) and keeps
+    /// its valid records: a torn last record is cut off; a segment that fails validation
+    /// otherwise is moved aside whole.
+    fn recover_segment(
+        &mut self,
+        id: u64,
+        file: File,
+        start: u64,
+        recovered: &mut Recovered,
+    ) -> io::Result<()> {
+        let format = match segment::read_kind(&file)? {
+            Kind::Segment(f) => f,
+            Kind::Empty => return self.dir.remove(&segment::segment_name(id)),
+            Kind::UnknownVersion(v) => {
+                recovered.corrupt += 1;
+                let why = format!("segment format version {v} is unknown (a newer flow-agent's?)");
+                return self.set_aside(id, CORRUPT_SUFFIX, &why);
+            }
+        };
+        let start = start.max(format.first_record());
+        let scan = segment::scan_segment(&file, start, format)?;
+        match scan.damage {
+            Some(Damage::Corrupt { offset }) => {
+                recovered.corrupt += 1;
+                recovered.corrupt_records += scan.records;
+                let why = format!(
+                    "damaged record at offset {offset} with {} bytes after it; {} records before it are not replayed either",
+                    scan.invalid_bytes, scan.records
+                );
+                return self.set_aside(id, CORRUPT_SUFFIX, &why);
+            }
+            Some(Damage::Torn) => {
+                log::warn!(
+                    "disk buffer {}: removing {} bytes of a record cut short (crash during a write, or damage)",
+                    self.dir.join(segment::segment_name(id)).display(),
+                    scan.invalid_bytes
+                );
+                // Safe to cut: opened without following links, one link, ours (SafeDir).
+                file.set_len(scan.valid_len)?;
+                recovered.torn += 1;
+                recovered.torn_bytes += scan.invalid_bytes;
+            }
+            None => {}
+        }
+        recovered.records += scan.records;
+        self.waiting.0 += scan.records;
+        self.waiting.1 += scan.bytes;
+        self.segments.push_back(Segment {
+            id,
+            file,
+            format,
+            start: start.min(scan.valid_len),
+            len: scan.valid_len,
+            records: scan.records,
+        });
+        Ok(())
+    }
+
+    /// Renames segment `id` to its name plus `suffix`, in the same directory, and says why.
+    fn set_aside(&self, id: u64, suffix: &str, why: &str) -> io::Result<()> {
+        let name = segment::segment_name(id);
+        let mut aside = name.clone();
+        aside.push(suffix);
+        self.dir.rename(&name, &aside)?;
+        log::error!(
+            "disk buffer {}: {why}; moved aside to {}",
+            self.dir.join(&name).display(),
+            self.dir.join(&aside).display()
+        );
+        Ok(())
+    }
+
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     /// Records not yet acknowledged (in flight and waiting).
@@ -195,15 +287,11 @@ impl DiskBuffer {
         self.inflight.1 + self.waiting.1
     }
 
-    /// Records not yet handed to the worker.
-    pub fn waiting_records(&self) -> u64 {
-        self.waiting.0
-    }
-
     /// Appends one record, applying the cap and the drop policy.
     pub fn append(&mut self, record: &[u8], policy: DropPolicy) -> io::Result<Appended> {
         let size = HEADER + record.len() as u64;
-        if size > self.max_bytes || size > segment::MAX_RECORD {
+        // An empty or all-zero record would read back as damage.
+        if size > self.max_bytes || size > segment::MAX_RECORD || !segment::acceptable(record) {
             return Ok(Appended::Refused);
         }
         let mut dropped_oldest = 0;
@@ -245,21 +333,21 @@ impl DiskBuffer {
         Ok(())
     }
 
-    /// The last segment if it has room, else a new one.
+    /// The last segment if it has room (and is of the format written), else a new one.
     fn writable_segment(&mut self) -> io::Result<&mut Segment> {
         let full = self
             .segments
             .back()
-            .is_none_or(|s| s.len >= self.segment_bytes);
+            .is_none_or(|s| s.len >= self.segment_bytes || s.format != Format::V2);
         if full {
             let id = self.next_id;
             self.next_id += 1;
-            let file = segment::open_private(&segment::segment_path(&self.dir, id), true)?;
-            file.set_len(0)?;
+            let file = segment::create_segment(&self.dir, id)?;
+            let start = Format::V2.first_record();
             if self.segments.is_empty() {
                 self.read = Cursor {
                     segment: id,
-                    offset: 0,
+                    offset: start,
                 };
                 self.read_taken = 0;
                 self.acked = self.read;
@@ -267,8 +355,9 @@ impl DiskBuffer {
             self.segments.push_back(Segment {
                 id,
                 file,
-                start: 0,
-                len: 0,
+                format: Format::V2,
+                start,
+                len: start,
                 records: 0,
             });
         }
@@ -341,10 +430,11 @@ impl DiskBuffer {
                 break;
             }
             let want = available.min(READ_CHUNK) as usize;
+            let format = self.segments[i].format;
             segment::read_at(&self.segments[i].file, self.read.offset, want, &mut buf)?;
             let mut at = 0usize;
             while out.len() < max && (at as u64) < available {
-                match segment::parse_record(&buf[at..], available - at as u64) {
+                match segment::parse_record(&buf[at..], available - at as u64, format) {
                     Parsed::Record(payload, total) => {
                         out.push(payload.to_vec());
                         self.inflight.0 += 1;
@@ -375,7 +465,7 @@ impl DiskBuffer {
         let bytes = seg.len - self.read.offset;
         log::error!(
             "disk buffer {}: damaged record at offset {}; {lost} records ({bytes} bytes) after it are lost",
-            segment::segment_path(&self.dir, seg.id).display(),
+            self.dir.join(segment::segment_name(seg.id)).display(),
             self.read.offset
         );
         self.read.offset = seg.len;
@@ -401,7 +491,7 @@ impl DiskBuffer {
             if !done {
                 break;
             }
-            std::fs::remove_file(segment::segment_path(&self.dir, first.id))?;
+            self.dir.remove(&segment::segment_name(first.id))?;
             self.segments.pop_front();
         }
         Ok(())
@@ -438,16 +528,7 @@ impl DiskBuffer {
         }
         let Some(head) = self.segments.front() else {
             // Empty buffer: the records form its only segment.
-            let id = self.next_id;
-            write_new_segment(&self.dir, id, &self.scratch)?;
-            segment::write_ack(
-                &self.dir,
-                Cursor {
-                    segment: id,
-                    offset: 0,
-                },
-            )?;
-            return Ok(dropped);
+            return self.persist_front(self.next_id, None).map(|()| dropped);
         };
         // In front of the oldest segment, followed by its unacknowledged rest, so that the
         // ack position can be the start of the new segment.
@@ -458,29 +539,34 @@ impl DiskBuffer {
             (head.len - self.acked.offset) as usize,
             &mut rest,
         )?;
-        self.scratch.extend_from_slice(&rest);
-        let id = head.id - 1;
-        write_new_segment(&self.dir, id, &self.scratch)?;
+        // The rest is written again in the current format (an earlier version's segment).
+        let lost = segment::reencode(&rest, head.format, &mut self.scratch);
+        if lost > 0 {
+            log::error!(
+                "disk buffer {}: {lost} bytes of the oldest segment changed since they were checked and are lost",
+                self.dir.path().display()
+            );
+        }
+        let head_id = head.id;
+        self.persist_front(head_id - 1, Some(head_id))
+            .map(|()| dropped)
+    }
+
+    /// Writes `scratch` as segment `id`, makes it the ack position, and removes `replaced`.
+    fn persist_front(&self, id: u64, replaced: Option<u64>) -> io::Result<()> {
+        segment::write_new_segment(&self.dir, id, &self.scratch)?;
         segment::write_ack(
             &self.dir,
             Cursor {
                 segment: id,
-                offset: 0,
+                offset: Format::V2.first_record(),
             },
         )?;
-        std::fs::remove_file(segment::segment_path(&self.dir, head.id))?;
-        Ok(dropped)
+        if let Some(old) = replaced {
+            self.dir.remove(&segment::segment_name(old))?;
+        }
+        Ok(())
     }
-}
-
-/// Writes a whole segment under a temporary name and renames it into place.
-fn write_new_segment(dir: &Path, id: u64, bytes: &[u8]) -> io::Result<()> {
-    let tmp = dir.join("segment.tmp");
-    let mut f = segment::open_private(&tmp, false)?;
-    f.set_len(0)?;
-    f.write_all(bytes)?;
-    drop(f);
-    std::fs::rename(tmp, segment::segment_path(dir, id))
 }
 
 #[cfg(test)]

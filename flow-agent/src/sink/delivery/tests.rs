@@ -5,7 +5,7 @@ use std::{
         atomic::{AtomicU32, AtomicU64, Ordering::Relaxed},
         Arc, Mutex,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use super::{spawn, start, DeliveryConfig, DropPolicy, SendFuture, Transport, TransportError};
@@ -45,6 +45,8 @@ enum Mode {
     RejectFirst(usize),
     /// Never answers.
     Hang,
+    /// Takes nothing and asks to be left alone for this long.
+    Throttle(Duration),
 }
 
 #[derive(Clone)]
@@ -52,6 +54,8 @@ struct Remote {
     received: Arc<Mutex<Vec<Vec<u8>>>>,
     mode: Arc<Mutex<Mode>>,
     attempts: Arc<AtomicU64>,
+    /// When each attempt began.
+    attempted_at: Arc<Mutex<Vec<Instant>>>,
 }
 
 impl Remote {
@@ -60,6 +64,7 @@ impl Remote {
             received: Arc::default(),
             mode: Arc::new(Mutex::new(mode)),
             attempts: Arc::default(),
+            attempted_at: Arc::default(),
         }
     }
 
@@ -80,6 +85,7 @@ impl Transport for Remote {
     fn send<'a>(&'a mut self, records: &'a [Vec<u8>]) -> SendFuture<'a> {
         Box::pin(async move {
             self.attempts.fetch_add(1, Relaxed);
+            self.attempted_at.lock().unwrap().push(Instant::now());
             let mode = *self.mode.lock().unwrap();
             match mode {
                 Mode::Up => {
@@ -100,6 +106,10 @@ impl Transport for Remote {
                     })
                 }
                 Mode::Hang => std::future::pending().await,
+                Mode::Throttle(after) => Err(TransportError::Throttled {
+                    reason: "HTTP 429 Too Many Requests".into(),
+                    after,
+                }),
             }
         })
     }
@@ -316,6 +326,46 @@ async fn records_refused_for_good_are_dropped_and_counted() {
     assert_eq!(remote.received(), recs(3..10));
     assert_eq!(counts(&st), (7, 0, 0, 3));
     assert_eq!(st.errors.load(Relaxed), 1);
+    sink.close().await;
+}
+
+#[tokio::test]
+async fn a_throttled_destination_is_left_alone_as_asked_but_no_longer_than_backoff_max() {
+    let dir = TestDir::new("dlv-throttle");
+    let asked = Duration::from_millis(300);
+    let remote = Remote::new(Mode::Throttle(asked));
+    let st = stats();
+    let mut cfg = config(&dir);
+    cfg.backoff_max = Duration::from_millis(600);
+    let mut sink = spawn(remote.transport(), &cfg, st.clone()).unwrap();
+    submit(&mut sink, 0..10);
+    until("3 attempts", || remote.attempts.load(Relaxed) >= 3).await;
+    // Far more than backoff_max: capped at it.
+    remote.set(Mode::Throttle(Duration::from_secs(3600)));
+    let before = remote.attempts.load(Relaxed);
+    until("2 more attempts", || {
+        remote.attempts.load(Relaxed) >= before + 2
+    })
+    .await;
+    remote.set(Mode::Up);
+    until("10 sent", || st.sent.load(Relaxed) == 10).await;
+    assert_eq!(remote.received(), recs(0..10));
+    assert_eq!(counts(&st), (10, 0, 0, 0));
+
+    let at = remote.attempted_at.lock().unwrap().clone();
+    let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    // The back-off alone would wait 5 to 20 ms; every gap is at least what was asked.
+    assert!(gaps.iter().all(|g| *g >= asked), "{gaps:?}");
+    // Waits after the 3600 s request: backoff_max, not an hour.
+    let capped = &gaps[before as usize - 1..];
+    assert!(
+        capped.iter().all(|g| *g < Duration::from_secs(3)),
+        "{gaps:?}"
+    );
+    // Every throttled attempt is an error and a retry; nothing was dropped.
+    let failed = at.len() as u64 - 1;
+    assert_eq!(st.errors.load(Relaxed), failed);
+    assert_eq!(st.reconnects.load(Relaxed), failed);
     sink.close().await;
 }
 

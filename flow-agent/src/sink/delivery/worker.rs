@@ -9,7 +9,11 @@ use std::{
 
 use tokio::sync::oneshot;
 
-use super::{queue::Shared, Transport, TransportError};
+use super::{
+    queue::{LogLimiter, Shared},
+    Transport, TransportError,
+};
+use crate::sink::SinkStats;
 
 /// How often a destination that stays unreachable is reported again.
 const STILL_FAILING_EVERY: Duration = Duration::from_secs(60);
@@ -115,10 +119,7 @@ async fn run(shared: Arc<Shared>, mut transport: Box<dyn Transport>, cfg: Worker
     let max = cfg.batch_records.min(transport.max_batch()).max(1);
     let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max);
     let stats = shared.stats.clone();
-    let name = stats.name.clone();
-    // Since when, and how often, sending has failed.
-    let mut failing: Option<(Instant, u64)> = None;
-    let mut last_report = Instant::now();
+    let mut report = Report::new(stats.name.clone(), transport.describe());
     loop {
         let closing = shared.is_closing();
         let Some(batch) = shared.next_batch(max, closing) else {
@@ -141,59 +142,107 @@ async fn run(shared: Arc<Shared>, mut transport: Box<dyn Transport>, cfg: Worker
                     cfg.send_timeout
                 ))),
             };
-        match result {
+        let (reason, wait) = match result {
             Ok(()) => {
                 shared.finish(batch.id, 0);
-                if let Some((since, attempts)) = failing.take() {
-                    log::info!(
-                        "output {name}: delivering to {} again after {:.1}s and {attempts} failed attempts",
-                        transport.describe(),
-                        since.elapsed().as_secs_f64()
-                    );
-                }
+                report.recovered();
                 backoff.reset();
+                continue;
             }
             Err(TransportError::Rejected { count, reason }) => {
                 stats.errors.fetch_add(1, Relaxed);
-                log::warn!(
-                    "output {name}: {} refused {count} of {} records for good: {reason}",
-                    transport.describe(),
-                    batch.records.len()
-                );
+                report.rejected(count, batch.records.len(), &reason);
                 shared.finish(batch.id, count);
+                // It answered and took the rest: it is up again.
+                report.recovered();
+                backoff.reset();
+                continue;
             }
-            Err(TransportError::Retry(reason)) => {
-                stats.errors.fetch_add(1, Relaxed);
-                let (since, attempts) = failing.get_or_insert((Instant::now(), 0));
-                *attempts += 1;
-                if *attempts == 1 {
-                    log::warn!(
-                        "output {name}: sending to {} failed: {reason}; records are kept and sent again after a back-off",
-                        transport.describe()
-                    );
-                    last_report = Instant::now();
-                } else if last_report.elapsed() >= STILL_FAILING_EVERY {
-                    log::warn!(
-                        "output {name}: {} still unreachable after {:.0}s ({attempts} attempts): {reason}; {} records queued, {} in the disk buffer",
-                        transport.describe(),
-                        since.elapsed().as_secs_f64(),
-                        stats.queued.load(Relaxed),
-                        stats.buffered.load(Relaxed)
-                    );
-                    last_report = Instant::now();
-                } else {
-                    log::debug!("output {name}: sending failed again: {reason}");
-                }
-                if closing {
-                    // What is left is persisted by close; no waiting for a dead destination.
-                    return;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff.delay()) => {}
-                    _ = shared.close.notified() => {}
-                }
-                stats.reconnects.fetch_add(1, Relaxed);
+            Err(TransportError::Retry(reason)) => (reason, backoff.delay()),
+            Err(TransportError::Throttled { reason, after }) => {
+                // The destination knows best how long it needs, but a wait beyond
+                // backoff_max would leave records waiting longer than the operator allowed.
+                let wait = backoff.delay().max(after.min(cfg.backoff_max));
+                (reason, wait)
             }
+        };
+        stats.errors.fetch_add(1, Relaxed);
+        report.failed(&reason, &stats);
+        if closing {
+            // What is left is persisted by close; no waiting for a dead destination.
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shared.close.notified() => {}
+        }
+        stats.reconnects.fetch_add(1, Relaxed);
+    }
+}
+
+/// The worker's log of failures: a destination that keeps failing is reported once when it
+/// starts, then once per [`STILL_FAILING_EVERY`], and once when it recovers; records refused
+/// for good once per [`LogLimiter`] interval. Never a line per attempt: a collector down
+/// for a day must not fill the log.
+struct Report {
+    name: String,
+    destination: String,
+    /// Since when, and how often, sending has failed.
+    failing: Option<(Instant, u64)>,
+    last_failure_report: Instant,
+    rejections: LogLimiter,
+}
+
+impl Report {
+    fn new(name: String, destination: String) -> Self {
+        Self {
+            name,
+            destination,
+            failing: None,
+            last_failure_report: Instant::now(),
+            rejections: LogLimiter::default(),
+        }
+    }
+
+    fn recovered(&mut self) {
+        if let Some((since, attempts)) = self.failing.take() {
+            log::info!(
+                "output {}: delivering to {} again after {:.1}s and {attempts} failed attempts",
+                self.name,
+                self.destination,
+                since.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    fn rejected(&mut self, count: usize, of: usize, reason: &str) {
+        let (name, destination) = (&self.name, &self.destination);
+        self.rejections.warn(count as u64, || {
+            format!(
+                "output {name}: {destination} refused {count} of {of} records for good: {reason}"
+            )
+        });
+    }
+
+    fn failed(&mut self, reason: &str, stats: &SinkStats) {
+        let (since, attempts) = self.failing.get_or_insert((Instant::now(), 0));
+        *attempts += 1;
+        let (name, destination) = (&self.name, &self.destination);
+        if *attempts == 1 {
+            log::warn!(
+                "output {name}: sending to {destination} failed: {reason}; records are kept and sent again after a back-off"
+            );
+            self.last_failure_report = Instant::now();
+        } else if self.last_failure_report.elapsed() >= STILL_FAILING_EVERY {
+            log::warn!(
+                "output {name}: {destination} still failing after {:.0}s ({attempts} attempts), last: {reason}; {} records queued, {} in the disk buffer",
+                since.elapsed().as_secs_f64(),
+                stats.queued.load(Relaxed),
+                stats.buffered.load(Relaxed)
+            );
+            self.last_failure_report = Instant::now();
+        } else {
+            log::debug!("output {name}: sending failed again: {reason}");
         }
     }
 }

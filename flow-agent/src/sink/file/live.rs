@@ -1,15 +1,41 @@
 //! The live file: opened for appending with the configured mode and group, checked against
 //! the path (an administrator may remove or move it), written a whole batch of lines at a time.
 use std::{
-    fs::{File, OpenOptions},
+    ffi::OsStr,
+    fs::File,
     io::{self, Write},
-    os::{
-        fd::AsRawFd,
-        unix::fs::{MetadataExt, OpenOptionsExt},
-    },
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
     path::Path,
     time::SystemTime,
 };
+
+use crate::sink::safe_dir::{FileError, Refusal, SafeDir};
+
+/// Why the live file could not be opened and set up.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LiveError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// A link, not a regular file, another user's: left untouched.
+    #[error("{0}")]
+    Refused(#[from] Refusal),
+    /// fchown without CAP_CHOWN works only for a group the agent is a member of.
+    #[error("cannot give it group {gid}: {source}; the agent is not a member of that group and has no CAP_CHOWN once started (it joins the groups of the file outputs at start-up: restart it after naming a new group, add its user to the group, or make the directory set-group-ID with that group)")]
+    Group {
+        gid: u32,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl From<FileError> for LiveError {
+    fn from(e: FileError) -> Self {
+        match e {
+            FileError::Refused(r) => LiveError::Refused(r),
+            FileError::Io(e) => LiveError::Io(e),
+        }
+    }
+}
 
 /// What the path points at now, compared with the open file.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,33 +61,33 @@ pub struct LiveFile {
 }
 
 impl LiveFile {
-    /// Opens `path` for appending, creating it with `mode`; sets `mode` and `gid` on it.
-    /// Refuses symbolic links and anything but a regular file.
-    pub fn open(path: &Path, mode: u32, gid: Option<u32>) -> io::Result<LiveFile> {
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)?;
+    /// Opens `name` in `dir` for appending, creating it with `mode`; sets `mode` and `gid` on
+    /// it. Refuses a symbolic link, anything but a regular file, a file with another hard link
+    /// and another user's file, before changing anything ([`SafeDir::open_file`]).
+    pub fn open(
+        dir: &SafeDir,
+        name: &OsStr,
+        mode: u32,
+        gid: Option<u32>,
+    ) -> Result<LiveFile, LiveError> {
+        let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT;
+        let file = dir.open_file(name, flags, mode)?;
         let meta = file.metadata()?;
-        if !meta.file_type().is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
-        }
         // The umask or an earlier configuration may have left other bits.
         if meta.mode() & 0o7777 != mode {
             // SAFETY: fchmod on an fd we own.
             if unsafe { libc::fchmod(file.as_raw_fd(), mode) } != 0 {
-                return Err(io::Error::last_os_error());
+                return Err(io::Error::last_os_error().into());
             }
         }
         if let Some(gid) = gid.filter(|g| *g != meta.gid()) {
             // SAFETY: fchown on an fd we own; u32::MAX (-1) keeps the owner.
             if unsafe { libc::fchown(file.as_raw_fd(), u32::MAX, gid) } != 0 {
-                return Err(io::Error::last_os_error());
+                let source = io::Error::last_os_error();
+                return Err(match source.raw_os_error() {
+                    Some(libc::EPERM) => LiveError::Group { gid, source },
+                    _ => source.into(),
+                });
             }
         }
         Ok(LiveFile {
@@ -160,9 +186,11 @@ mod tests {
 
     #[test]
     fn a_short_write_is_cut_back_to_the_last_whole_line() {
-        let path = std::env::temp_dir().join(format!("flow-agent-live-{}", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let mut live = LiveFile::open(&path, 0o640, None).unwrap();
+        let dir = crate::sink::delivery::tests::TestDir::new("live");
+        std::fs::create_dir(dir.path()).unwrap();
+        let path = dir.path().join("events.log");
+        let safe = SafeDir::open(dir.path()).unwrap();
+        let mut live = LiveFile::open(&safe, OsStr::new("events.log"), 0o640, None).unwrap();
         live.append(b"whole\n").unwrap();
         // A write that stopped half-way, as on a full disk without fallocate.
         live.file.write_all(b"par").unwrap();
@@ -174,6 +202,5 @@ mod tests {
         assert_eq!(live.size, 6);
         live.append(b"next\n").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "whole\nnext\n");
-        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -6,6 +6,7 @@
 //! local file takes microseconds, and a full disk fails fast (the batch is dropped and
 //! counted, the sink writes again once there is room).
 use std::{
+    ffi::OsString,
     io,
     path::Path,
     sync::{atomic::Ordering::Relaxed, Arc},
@@ -21,9 +22,12 @@ mod tests;
 pub use config::{ByteSize, FileConfig, FileMode};
 pub use rotate::rotated_name;
 
-use live::{LiveFile, PathState};
+use live::{LiveError, LiveFile, PathState};
 
-use super::{CloseFuture, Sink, SinkError, SinkStats};
+use super::{
+    safe_dir::{DirError, Refusal, SafeDir},
+    CloseFuture, OutputConfig, Sink, SinkError, SinkStats,
+};
 
 /// Size rotations are at least this far apart, so that a tailer following the path notices
 /// each new file before it is renamed in turn; a burst may take the live file past
@@ -38,6 +42,10 @@ pub fn open(config: &FileConfig, stats: Arc<SinkStats>) -> Result<Box<dyn Sink>,
 
 pub struct FileSink {
     config: FileConfig,
+    /// The live file's name in its directory.
+    name: OsString,
+    /// The directory of the live file, opened with it; None while it could not be opened.
+    dir: Option<SafeDir>,
     gid: Option<u32>,
     stats: Arc<SinkStats>,
     /// Whole lines not yet written, and how many records they are.
@@ -75,9 +83,13 @@ impl FileSink {
         config.validate()?;
         let gid = config.group.as_deref().map(resolve_group).transpose()?;
         let path = &config.path;
-        let live = LiveFile::open(path, config.mode.0, gid).map_err(|e| open_error(path, e))?;
+        let name = path.file_name().expect("validated: path names a file");
+        let (dir, live) =
+            open_live(path, name, config.mode.0, gid).map_err(|e| open_error(path, gid, e))?;
         let mut sink = FileSink {
             config: config.clone(),
+            name: name.to_os_string(),
+            dir: Some(dir),
             gid,
             stats,
             batch: Vec::with_capacity(1 << 16),
@@ -195,8 +207,12 @@ impl FileSink {
         self.reopen()
     }
 
+    /// Opens the directory again (it may have been replaced) and the live file in it.
     fn reopen(&mut self) -> io::Result<()> {
-        let live = LiveFile::open(self.path(), self.config.mode.0, self.gid)?;
+        self.dir = None;
+        let (dir, live) = open_live(self.path(), &self.name, self.config.mode.0, self.gid)
+            .map_err(io::Error::other)?;
+        self.dir = Some(dir);
         self.adopt(live);
         Ok(())
     }
@@ -225,7 +241,11 @@ impl FileSink {
     /// deletes what the caps no longer allow. When renaming fails the current file stays in
     /// use; the error is logged once until a rotation succeeds.
     fn rotate(&mut self) -> io::Result<()> {
-        if let Err(e) = rotate::shift(self.path()) {
+        let shifted = match &self.dir {
+            Some(dir) => rotate::shift(dir, &self.name),
+            None => Err(io::Error::other("the directory is not open")),
+        };
+        if let Err(e) = shifted {
             self.stats.errors.fetch_add(1, Relaxed);
             if !self.rotate_failing {
                 log::error!(
@@ -258,7 +278,9 @@ impl FileSink {
         let max_total = self.config.max_total_size.0;
         let budget = (max_total != 0)
             .then(|| max_total.saturating_sub(live_bytes.max(self.config.rotate_size.0)));
-        rotate::enforce_caps(self.path(), self.config.max_files, budget, max_total);
+        if let Some(dir) = &self.dir {
+            rotate::enforce_caps(dir, &self.name, self.config.max_files, budget, max_total);
+        }
     }
 }
 
@@ -297,20 +319,70 @@ impl Sink for FileSink {
     }
 }
 
-fn open_error(path: &Path, e: io::Error) -> SinkError {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let why = match e.raw_os_error() {
-        Some(libc::ENOENT) if !dir.is_dir() => format!(
-            "directory {} does not exist (create it with the owner and mode your shipper needs)",
-            dir.display()
-        ),
-        Some(libc::ELOOP) => "is a symbolic link; give the real path".into(),
-        _ => e.to_string(),
+/// Why the live file could not be opened: its directory, or the file itself.
+#[derive(Debug, thiserror::Error)]
+enum OpenFailure {
+    #[error(transparent)]
+    Dir(#[from] DirError),
+    #[error(transparent)]
+    Live(#[from] LiveError),
+}
+
+/// Opens (checking it) the directory of `path`, then `name` in it.
+fn open_live(
+    path: &Path,
+    name: &std::ffi::OsStr,
+    mode: u32,
+    gid: Option<u32>,
+) -> Result<(SafeDir, LiveFile), OpenFailure> {
+    let dir = SafeDir::open(path.parent().unwrap_or(Path::new("/")))?;
+    let live = LiveFile::open(&dir, name, mode, gid)?;
+    Ok((dir, live))
+}
+
+fn open_error(path: &Path, gid: Option<u32>, e: OpenFailure) -> SinkError {
+    let why = match e {
+        OpenFailure::Dir(DirError::Open { path: dir, source })
+            if source.kind() == io::ErrorKind::NotFound =>
+        {
+            format!(
+                "directory {} does not exist (create it with the owner and mode your shipper needs)",
+                dir.display()
+            )
+        }
+        OpenFailure::Live(LiveError::Refused(Refusal::Symlink)) => {
+            "is a symbolic link; give the real path".into()
+        }
+        OpenFailure::Live(e @ LiveError::Group { .. }) => {
+            return SinkError::Config(format!(
+                "outputs.file.group {}: {}: {e}",
+                gid.unwrap_or_default(),
+                path.display()
+            ))
+        }
+        other => other.to_string(),
     };
     SinkError::Config(format!(
         "outputs.file.path: cannot open {}: {why}",
         path.display()
     ))
+}
+
+/// The groups the file outputs of `outputs` name, as gids: the agent joins them at start-up,
+/// while it still may, so that it can give new files these groups after dropping its
+/// capabilities.
+pub(crate) fn output_groups(outputs: &[OutputConfig]) -> Result<Vec<u32>, SinkError> {
+    let mut gids = Vec::new();
+    for group in outputs
+        .iter()
+        .filter_map(|o| o.file.as_ref()?.group.as_deref())
+    {
+        let gid = resolve_group(group)?;
+        if !gids.contains(&gid) {
+            gids.push(gid);
+        }
+    }
+    Ok(gids)
 }
 
 /// A group name or numeric id → gid.

@@ -1,10 +1,14 @@
 //! Rotated files: `<path>.1` is the newest, `<path>.N` the oldest. Rotation renames, so a
 //! tailer that follows the open file (by inode) reads the rest of it under its new name.
+//! Every file is reached through the directory's descriptor ([`SafeDir`]): renaming and
+//! deleting act on names, and a link among the rotated names is never followed.
 use std::{
-    ffi::OsString,
+    ffi::{OsStr, OsString},
     io,
     path::{Path, PathBuf},
 };
+
+use crate::sink::safe_dir::SafeDir;
 
 /// `<path>.<index>`.
 pub fn rotated_name(path: &Path, index: u32) -> PathBuf {
@@ -13,24 +17,28 @@ pub fn rotated_name(path: &Path, index: u32) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// `<name>.<index>`, a name in the live file's directory.
+fn rotated_file_name(name: &OsStr, index: u32) -> OsString {
+    let mut n = name.to_os_string();
+    n.push(format!(".{index}"));
+    n
+}
+
 /// A rotated file found next to the live file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rotated {
     pub index: u32,
-    pub path: PathBuf,
+    /// Its name in the directory.
+    pub name: OsString,
     pub size: u64,
 }
 
-/// The rotated files of `path` (regular files named `<name>.<N>`, N ≥ 1), newest first.
-pub fn list(path: &Path) -> io::Result<Vec<Rotated>> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Ok(Vec::new());
-    };
+/// The rotated files of `name` in `dir` (regular files named `<name>.<N>`, N ≥ 1), newest
+/// first.
+pub fn list(dir: &SafeDir, name: &OsStr) -> io::Result<Vec<Rotated>> {
     let prefix = format!("{}.", name.to_string_lossy());
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let file_name = entry.file_name();
+    for file_name in dir.names()? {
         let Some(index) = file_name
             .to_str()
             .and_then(|n| n.strip_prefix(&prefix))
@@ -39,14 +47,15 @@ pub fn list(path: &Path) -> io::Result<Vec<Rotated>> {
         else {
             continue;
         };
-        let Ok(meta) = entry.metadata() else {
+        // Gone since the listing, or not a regular file: not ours to rotate.
+        let Ok(Some(st)) = dir.stat(&file_name) else {
             continue;
         };
-        if meta.is_file() {
+        if st.is_file() {
             found.push(Rotated {
                 index,
-                path: entry.path(),
-                size: meta.len(),
+                name: file_name,
+                size: st.size(),
             });
         }
     }
@@ -54,16 +63,16 @@ pub fn list(path: &Path) -> io::Result<Vec<Rotated>> {
     Ok(found)
 }
 
-/// Renames `path.N` → `path.N+1` (oldest first, so nothing is overwritten), then `path` →
-/// `path.1`.
-pub fn shift(path: &Path) -> io::Result<()> {
-    for r in list(path)?.iter().rev() {
+/// Renames `name.N` → `name.N+1` (oldest first, so nothing is overwritten), then `name` →
+/// `name.1`.
+pub fn shift(dir: &SafeDir, name: &OsStr) -> io::Result<()> {
+    for r in list(dir, name)?.iter().rev() {
         let Some(next) = r.index.checked_add(1) else {
             continue;
         };
-        std::fs::rename(&r.path, rotated_name(path, next))?;
+        dir.rename(&r.name, &rotated_file_name(name, next))?;
     }
-    std::fs::rename(path, rotated_name(path, 1))
+    dir.rename(name, &rotated_file_name(name, 1))
 }
 
 /// Why a rotated file is deleted.
@@ -89,14 +98,20 @@ pub fn over_caps(rotated: &[Rotated], max_files: u32, budget: Option<u64>) -> Ve
     doomed
 }
 
-/// Deletes the rotated files beyond the caps, logging each.
-pub fn enforce_caps(path: &Path, max_files: u32, budget: Option<u64>, max_total: u64) {
-    let rotated = match list(path) {
+/// Deletes the rotated files of `name` beyond the caps, logging each.
+pub fn enforce_caps(
+    dir: &SafeDir,
+    name: &OsStr,
+    max_files: u32,
+    budget: Option<u64>,
+    max_total: u64,
+) {
+    let rotated = match list(dir, name) {
         Ok(r) => r,
         Err(e) => {
             log::error!(
                 "file sink: listing the rotated files of {}: {e}",
-                path.display()
+                dir.join(name).display()
             );
             return;
         }
@@ -106,16 +121,17 @@ pub fn enforce_caps(path: &Path, max_files: u32, budget: Option<u64>, max_total:
             Cap::MaxFiles(n) => format!("max_files = {n}"),
             Cap::MaxTotalSize(_) => format!("max_total_size = {max_total} bytes"),
         };
-        match std::fs::remove_file(&r.path) {
+        let path = dir.join(&r.name);
+        match dir.remove(&r.name) {
             Ok(()) => log::info!(
                 "file sink: deleted the oldest rotated file {} ({} bytes) to honour {why}",
-                r.path.display(),
+                path.display(),
                 r.size
             ),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => log::error!(
                 "file sink: deleting {} to honour {why}: {e}",
-                r.path.display()
+                path.display()
             ),
         }
     }

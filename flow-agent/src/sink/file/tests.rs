@@ -72,6 +72,12 @@ fn lines(path: &Path) -> Vec<String> {
     read(path).lines().map(str::to_string).collect()
 }
 
+/// The rotated files of the live file `path`.
+fn listed(path: &Path) -> Vec<Rotated> {
+    let dir = crate::sink::safe_dir::SafeDir::open(path.parent().unwrap()).unwrap();
+    list(&dir, path.file_name().unwrap()).unwrap()
+}
+
 fn parse(toml_text: &str) -> Result<FileConfig, String> {
     toml::from_str::<FileConfig>(toml_text).map_err(|e| e.to_string())
 }
@@ -167,7 +173,7 @@ fn rotated_names_and_listing() {
         std::fs::write(dir.file(name), name).unwrap();
     }
     std::fs::create_dir(dir.file("events.log.4")).unwrap();
-    let found: Vec<u32> = list(&path).unwrap().iter().map(|r| r.index).collect();
+    let found: Vec<u32> = listed(&path).iter().map(|r| r.index).collect();
     assert_eq!(found, vec![1, 2, 10]);
 }
 
@@ -175,7 +181,7 @@ fn rotated_names_and_listing() {
 fn caps_keep_the_newest_files() {
     let r = |index, size| Rotated {
         index,
-        path: PathBuf::from(format!("/x.{index}")),
+        name: format!("x.{index}").into(),
         size,
     };
     let rotated = [r(1, 100), r(2, 100), r(3, 100), r(5, 100)];
@@ -286,7 +292,7 @@ fn caps_apply_at_start_to_files_left_by_an_earlier_run() {
     let mut cfg = config(&path, 1000);
     cfg.max_files = 3;
     let _ = sink(&cfg);
-    let left: Vec<u32> = list(&path).unwrap().iter().map(|r| r.index).collect();
+    let left: Vec<u32> = listed(&path).iter().map(|r| r.index).collect();
     assert_eq!(left, vec![1, 2, 3]);
 }
 
@@ -447,7 +453,7 @@ fn size_rotations_wait_for_the_gap_and_the_caps_make_room() {
         assert!(total_bytes(&dir.0) <= 100, "after record {i}");
     }
     assert_eq!(lines(&path).len(), 7);
-    let left: Vec<u32> = list(&path).unwrap().iter().map(|r| r.index).collect();
+    let left: Vec<u32> = listed(&path).iter().map(|r| r.index).collect();
     assert_eq!(left, vec![1, 2, 3]);
     for i in 7..9 {
         s.submit(&record(i));
@@ -455,7 +461,7 @@ fn size_rotations_wait_for_the_gap_and_the_caps_make_room() {
         assert!(total_bytes(&dir.0) <= 100, "after record {i}");
     }
     assert_eq!(lines(&path).len(), 9);
-    let left: Vec<u32> = list(&path).unwrap().iter().map(|r| r.index).collect();
+    let left: Vec<u32> = listed(&path).iter().map(|r| r.index).collect();
     assert_eq!(left, vec![1]);
     // Once the gap has passed, the next write rotates; the 90-byte file just rotated does not
     // fit in the 70 bytes left next to a live file of rotate_size, so it goes too (a tailer
@@ -463,7 +469,7 @@ fn size_rotations_wait_for_the_gap_and_the_caps_make_room() {
     s.min_rotation_gap = Duration::ZERO;
     s.submit(&record(9));
     s.flush();
-    assert_eq!(list(&path).unwrap(), vec![]);
+    assert_eq!(listed(&path), vec![]);
     assert_eq!(read(&path), "record009\n");
 }
 
@@ -542,4 +548,217 @@ fn close_writes_what_is_pending() {
     let fut = Box::new(s).close();
     drop(fut);
     assert_eq!(read(&path), "pending\n");
+}
+
+/// A file outside the sink's directory that must come out of everything as it was: bytes,
+/// mode, group, links.
+struct Outside {
+    _dir: Scratch,
+    path: PathBuf,
+}
+
+impl Outside {
+    fn new() -> Outside {
+        let dir = Scratch::new();
+        let path = dir.file("precious");
+        std::fs::write(&path, "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Outside { _dir: dir, path }
+    }
+
+    fn assert_untouched(&self, links: u64) {
+        let meta = std::fs::metadata(&self.path).unwrap();
+        assert_eq!(read(&self.path), "root:x:0:0:root:/root:/bin/bash\n");
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o644);
+        assert_eq!((meta.gid(), meta.nlink()), (0, links));
+    }
+}
+
+#[test]
+fn a_linked_live_file_is_refused_and_its_target_left_untouched() {
+    let dir = Scratch::new();
+    let target = Outside::new();
+    let path = dir.file("events.log");
+    let mut cfg = config(&path, 1000);
+    cfg.group = Some("4".into());
+    std::fs::hard_link(&target.path, &path).unwrap();
+    let err = FileSink::open(&cfg, stats()).err().unwrap().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "output configuration: outputs.file.path: cannot open {}: has 2 hard links: writing it would change the file under its other names",
+            path.display()
+        )
+    );
+    target.assert_untouched(2);
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(&target.path, &path).unwrap();
+    let err = FileSink::open(&cfg, stats()).err().unwrap().to_string();
+    assert!(
+        err.ends_with("is a symbolic link; give the real path"),
+        "{err}"
+    );
+    target.assert_untouched(1);
+
+    // Planted while the sink runs: the batch is dropped and counted, nothing written.
+    std::fs::remove_file(&path).unwrap();
+    let (mut s, stats) = sink(&cfg);
+    s.submit(b"one");
+    s.flush();
+    std::fs::remove_file(&path).unwrap();
+    std::fs::hard_link(&target.path, &path).unwrap();
+    s.submit(b"two");
+    s.flush();
+    assert_eq!(stats.dropped.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.errors.load(Ordering::Relaxed), 1);
+    target.assert_untouched(2);
+}
+
+#[test]
+fn links_among_the_rotated_names_are_renamed_over_never_written_through() {
+    let dir = Scratch::new();
+    let target = Outside::new();
+    let path = dir.file("events.log");
+    std::os::unix::fs::symlink(&target.path, rotated_name(&path, 1)).unwrap();
+    std::fs::hard_link(&target.path, rotated_name(&path, 2)).unwrap();
+    let mut cfg = config(&path, 15);
+    cfg.max_files = 1;
+    cfg.group = Some("4".into());
+    let (mut s, stats) = sink(&cfg);
+    for i in 0..4 {
+        s.submit(&record(i));
+        s.flush();
+    }
+    assert_eq!(stats.errors.load(Ordering::Relaxed), 0);
+    assert_eq!(read(&rotated_name(&path, 1)), "record002\n");
+    assert_eq!(read(&path), "record003\n");
+    // The hard link was a rotated file beyond max_files: its name was removed, nothing more.
+    target.assert_untouched(1);
+}
+
+#[test]
+fn a_directory_others_can_write_or_of_another_user_is_refused_naming_it() {
+    let dir = Scratch::new();
+    let path = dir.file("events.log");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let err = FileSink::open(&config(&path, 100), stats())
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        err,
+        format!(
+            "output configuration: outputs.file.path: cannot open {1}: directory {0} is refused: mode 1777 lets its group and all users create files in it (expected no write permission for group and others; chmod go-w {0})",
+            dir.0.display(),
+            path.display()
+        )
+    );
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&dir.0, Some(65534), None).unwrap();
+    let err = FileSink::open(&config(&path, 100), stats())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "directory {} is refused: it belongs to uid 65534, another user",
+            dir.0.display()
+        )),
+        "{err}"
+    );
+    assert!(!path.exists());
+}
+
+/// Runs `f` on a thread of its own, a member of `groups` only and without CAP_CHOWN, as the
+/// agent is after the drop. Credentials are per thread in the kernel; the raw setgroups
+/// system call (not glibc's, which changes every thread) keeps the other tests as they are.
+fn as_after_the_drop<T: Send>(groups: &[u32], f: impl FnOnce() -> T + Send) -> T {
+    use crate::service::caps::{self, CapSet};
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: a valid array of groups.len() gids, for this thread only.
+                let rc =
+                    unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) };
+                assert_eq!(rc, 0, "setgroups: {}", std::io::Error::last_os_error());
+                let mut c = caps::get().unwrap();
+                let chown = CapSet::of(&[0]);
+                c.effective = c.effective.minus(chown);
+                c.permitted = c.permitted.minus(chown);
+                caps::set(c).unwrap();
+                f()
+            })
+            .join()
+            .unwrap()
+    })
+}
+
+const GROUP: u32 = 64123;
+
+/// Rotates `cfg`'s file twice and returns the groups of the live file and `.1`, `.2`.
+fn rotated_groups(cfg: &FileConfig) -> Result<Vec<u32>, String> {
+    let mut s = FileSink::open(cfg, stats()).map_err(|e| e.to_string())?;
+    s.min_rotation_gap = Duration::ZERO;
+    for i in 0..3 {
+        s.submit(&record(i));
+        s.flush();
+    }
+    assert_eq!(s.stats.errors.load(Ordering::Relaxed), 0);
+    let gid = |p: &Path| std::fs::metadata(p).unwrap().gid();
+    let p = &cfg.path;
+    Ok(vec![
+        gid(p),
+        gid(&rotated_name(p, 1)),
+        gid(&rotated_name(p, 2)),
+    ])
+}
+
+#[test]
+fn the_group_is_given_after_the_drop_to_a_member_or_by_a_set_group_id_directory() {
+    let dir = Scratch::new();
+    let mut cfg = config(&dir.file("events.log"), 15);
+    cfg.group = Some(GROUP.to_string());
+    // Not a member, no CAP_CHOWN: refused, saying why and what to do.
+    let err = as_after_the_drop(&[0], || rotated_groups(&cfg)).unwrap_err();
+    assert!(
+        err.contains(&format!(
+            "outputs.file.group {GROUP}: {}: cannot give it group {GROUP}: Operation not permitted",
+            cfg.path.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("set-group-ID"), "{err}");
+    // A member (the agent joins the groups of its file outputs at start-up).
+    std::fs::remove_file(&cfg.path).unwrap();
+    let groups = as_after_the_drop(&[0, GROUP], || rotated_groups(&cfg)).unwrap();
+    assert_eq!(groups, [GROUP; 3]);
+
+    // Not a member, but the directory is set-group-ID with that group: new files get it.
+    let dir = Scratch::new();
+    std::os::unix::fs::chown(&dir.0, None, Some(GROUP)).unwrap();
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o2750)).unwrap();
+    cfg.path = dir.file("events.log");
+    let groups = as_after_the_drop(&[0], || rotated_groups(&cfg)).unwrap();
+    assert_eq!(groups, [GROUP; 3]);
+}
+
+#[test]
+fn the_groups_the_file_outputs_name_are_resolved_once_each() {
+    let out = |group: Option<&str>| OutputConfig {
+        file: Some(FileConfig {
+            group: group.map(str::to_string),
+            ..config(Path::new("/x/e.log"), 10)
+        }),
+        ..OutputConfig::default()
+    };
+    let outputs = [
+        out(Some("root")),
+        out(Some("4")),
+        out(None),
+        out(Some("0")),
+        OutputConfig::stdout(),
+    ];
+    assert_eq!(output_groups(&outputs).unwrap(), [0, 4]);
+    let err = output_groups(&[out(Some("no-such-group-flow-agent"))]).unwrap_err();
+    assert!(err.to_string().contains("no group named"), "{err}");
 }

@@ -4,9 +4,11 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use super::status::{self, Verdict};
+
 /// What happened to one document.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ItemOutcome {
+pub(crate) enum ItemOutcome {
     Taken,
     /// Worth sending again (the cluster was busy).
     Retry(u16),
@@ -14,10 +16,15 @@ pub enum ItemOutcome {
     Rejected(u16, String),
 }
 
-/// Item statuses sent again: 429 (rejected execution: queues full) and 503 (shards
-/// unavailable), the statuses Logstash's Elasticsearch output retries.
-fn retryable(status: u16) -> bool {
-    matches!(status, 429 | 503)
+/// Why a `_bulk` answer cannot be read: nothing then tells which documents were taken.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BulkError {
+    #[error("not an Elasticsearch _bulk response ({0})")]
+    NotBulk(#[from] serde_json::Error),
+    #[error("_bulk response has {items} items for {sent} documents")]
+    ItemCount { items: usize, sent: usize },
+    #[error("_bulk response item without an action")]
+    NoAction,
 }
 
 #[derive(Deserialize)]
@@ -35,30 +42,29 @@ struct Item {
 }
 
 /// Outcomes of the `sent` documents of one request.
-pub fn parse(body: &[u8], sent: usize) -> Result<Vec<ItemOutcome>, String> {
-    let response: Response = serde_json::from_slice(body)
-        .map_err(|e| format!("not an Elasticsearch _bulk response ({e})"))?;
+pub(crate) fn parse(body: &[u8], sent: usize) -> Result<Vec<ItemOutcome>, BulkError> {
+    let response: Response = serde_json::from_slice(body)?;
     if !response.errors {
         return Ok(vec![ItemOutcome::Taken; sent]);
     }
     if response.items.len() != sent {
-        return Err(format!(
-            "_bulk response has {} items for {sent} documents",
-            response.items.len()
-        ));
+        return Err(BulkError::ItemCount {
+            items: response.items.len(),
+            sent,
+        });
     }
     response
         .items
         .into_iter()
         .map(|item| {
-            let item = item
-                .into_values()
-                .next()
-                .ok_or("_bulk response item without an action")?;
-            Ok(match item.status {
-                200..=299 => ItemOutcome::Taken,
-                s if retryable(s) => ItemOutcome::Retry(s),
-                s => ItemOutcome::Rejected(s, reason(item.error.as_ref())),
+            let item = item.into_values().next().ok_or(BulkError::NoAction)?;
+            Ok(match status::of_document(item.status) {
+                Verdict::Taken => ItemOutcome::Taken,
+                Verdict::Retry => ItemOutcome::Retry(item.status),
+                // A document is never split: it is one record.
+                Verdict::Refuse | Verdict::Split => {
+                    ItemOutcome::Rejected(item.status, reason(item.error.as_ref()))
+                }
             })
         })
         .collect()
@@ -92,21 +98,32 @@ mod tests {
             {"create":{"_index":"f","status":201}},
             {"create":{"_index":"f","status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}},
             {"create":{"_index":"f","status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse"}}},
-            {"create":{"_index":"f","status":503}}]}"#;
+            {"create":{"_index":"f","status":503}},
+            {"create":{"_index":"f","status":500,"error":{"type":"exception","reason":"boom"}}},
+            {"create":{"_index":"f","status":404,"error":{"type":"index_not_found_exception","reason":"no such index"}}}]}"#;
         assert_eq!(
-            parse(body, 4).unwrap(),
+            parse(body, 6).unwrap(),
             vec![
                 ItemOutcome::Taken,
                 ItemOutcome::Retry(429),
                 ItemOutcome::Rejected(400, "mapper_parsing_exception: failed to parse".into()),
                 ItemOutcome::Retry(503),
+                ItemOutcome::Retry(500),
+                ItemOutcome::Rejected(404, "index_not_found_exception: no such index".into()),
             ]
         );
     }
 
     #[test]
     fn malformed_responses_are_errors() {
-        assert!(parse(b"<html>", 1).is_err());
-        assert!(parse(br#"{"errors":true,"items":[]}"#, 2).is_err());
+        assert!(matches!(parse(b"<html>", 1), Err(BulkError::NotBulk(_))));
+        assert!(matches!(
+            parse(br#"{"errors":true,"items":[]}"#, 2),
+            Err(BulkError::ItemCount { items: 0, sent: 2 })
+        ));
+        assert!(matches!(
+            parse(br#"{"errors":true,"items":[{}]}"#, 1),
+            Err(BulkError::NoAction)
+        ));
     }
 }

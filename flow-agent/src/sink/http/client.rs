@@ -24,9 +24,6 @@ use super::Endpoint;
 
 /// Largest response body read (a `_bulk` response has one item per document).
 const MAX_RESPONSE: usize = 16 << 20;
-/// Longest Retry-After honoured (below the delivery worker's default send timeout, which
-/// the wait counts against); beyond it the worker's own back-off decides.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(20);
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -35,7 +32,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 #[derive(Debug)]
 pub struct Response {
     pub status: StatusCode,
-    /// `Retry-After` in seconds, when the server sent one.
+    /// `Retry-After` (seconds or a date), when the server sent one.
     pub retry_after: Option<Duration>,
     pub body: Bytes,
 }
@@ -157,8 +154,7 @@ impl HttpClient {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+            .and_then(|v| super::status::parse_retry_after(v, std::time::SystemTime::now()));
         let body = Limited::new(resp.into_body(), MAX_RESPONSE)
             .collect()
             .await

@@ -26,15 +26,42 @@ struct Seen {
     body: String,
 }
 
+/// One scripted answer: status, body, `Retry-After`. Status 0: no answer for a long time;
+/// status 1: what the rules say.
+type Answer = (u16, String, Option<String>);
+
 #[derive(Default)]
 struct Script {
-    answers: VecDeque<(u16, String)>,
+    answers: VecDeque<Answer>,
     seen: Vec<Seen>,
     /// Close the connection after each answer.
     close_each: bool,
+    /// Rules once the script is used up: 413 for a body above this many bytes...
+    max_body: Option<usize>,
+    /// ... 400 for a body containing this text, else 200 `{}`.
+    refuse_text: Option<String>,
 }
 
-/// Serves until the test ends; answers 200 `{}` once the script is used up.
+impl Script {
+    fn answer(&mut self, body: &str) -> Answer {
+        match self.answers.pop_front() {
+            Some((1, ..)) | None => self.by_rules(body),
+            Some(answer) => answer,
+        }
+    }
+
+    fn by_rules(&self, body: &str) -> Answer {
+        if self.max_body.is_some_and(|max| body.len() > max) {
+            return (413, "too large".into(), None);
+        }
+        if self.refuse_text.as_ref().is_some_and(|t| body.contains(t)) {
+            return (400, "refused".into(), None);
+        }
+        (200, "{}".into(), None)
+    }
+}
+
+/// Serves until the test ends; answers from the script, then by its rules.
 async fn server(script: Arc<Mutex<Script>>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -57,14 +84,15 @@ async fn server(script: Arc<Mutex<Script>>) -> String {
                     } else {
                         String::from_utf8(raw.to_vec()).unwrap()
                     };
-                    let (status, text) = {
+                    let (status, text, retry_after) = {
                         let mut s = script.lock().unwrap();
+                        let answer = s.answer(&body);
                         s.seen.push(Seen {
                             path: parts.uri.to_string(),
                             headers: parts.headers,
                             body,
                         });
-                        s.answers.pop_front().unwrap_or((200, "{}".into()))
+                        answer
                     };
                     // Status 0: no answer for a long time.
                     let status = if status == 0 {
@@ -73,11 +101,12 @@ async fn server(script: Arc<Mutex<Script>>) -> String {
                     } else {
                         status
                     };
+                    let mut response = Response::builder().status(status);
+                    if let Some(after) = retry_after {
+                        response = response.header("retry-after", after);
+                    }
                     Ok::<_, std::convert::Infallible>(
-                        Response::builder()
-                            .status(status)
-                            .body(Full::new(Bytes::from(text)))
-                            .unwrap(),
+                        response.body(Full::new(Bytes::from(text))).unwrap(),
                     )
                 }
             });
@@ -102,12 +131,39 @@ fn transport(config: HttpConfig) -> HttpTransport {
 }
 
 async fn setup(answers: &[(u16, &str)]) -> (Arc<Mutex<Script>>, String) {
-    let script = Arc::new(Mutex::new(Script {
-        answers: answers.iter().map(|(s, t)| (*s, t.to_string())).collect(),
+    setup_script(Script {
+        answers: answers
+            .iter()
+            .map(|(s, t)| (*s, t.to_string(), None))
+            .collect(),
         ..Script::default()
-    }));
+    })
+    .await
+}
+
+async fn setup_script(script: Script) -> (Arc<Mutex<Script>>, String) {
+    let script = Arc::new(Mutex::new(script));
     let url = server(script.clone()).await;
     (script, url)
+}
+
+/// The bodies of every request so far.
+fn bodies(script: &Mutex<Script>) -> Vec<String> {
+    script
+        .lock()
+        .unwrap()
+        .seen
+        .iter()
+        .map(|s| s.body.clone())
+        .collect()
+}
+
+/// An NDJSON body of the records at `indices`.
+fn body_of(records: &[Vec<u8>], indices: &[usize]) -> String {
+    indices
+        .iter()
+        .map(|&i| format!("{}\n", String::from_utf8_lossy(&records[i])))
+        .collect()
 }
 
 #[tokio::test]
@@ -138,35 +194,197 @@ async fn ndjson_body_headers_and_keep_alive() {
 }
 
 #[tokio::test]
-async fn server_errors_retry_client_errors_reject() {
-    let (script, url) = setup(&[(503, "busy"), (429, ""), (400, "bad json")]).await;
+async fn statuses_that_say_nothing_against_the_records_are_retried() {
+    // Issue 16 item 6: a collector answering 401 for a while made the sink drop every
+    // record. Credentials, throttling, server errors and a wrong endpoint all keep them.
+    let statuses = [
+        401, 403, 407, 408, 429, 500, 502, 503, 504, 404, 405, 415, 301,
+    ];
+    let answers: Vec<(u16, &str)> = statuses.iter().map(|&s| (s, "no")).collect();
+    let (script, url) = setup(&answers).await;
     let mut t = transport(HttpConfig {
         url,
         ..HttpConfig::default()
     });
     let r = records(3);
-    for want in ["HTTP 503 Service Unavailable", "HTTP 429 Too Many Requests"] {
+    for status in statuses {
         match t.send(&r).await {
-            Err(TransportError::Retry(why)) => assert!(why.contains(want), "{why}"),
-            other => panic!("want Retry, got {other:?}"),
+            Err(TransportError::Retry(why)) => {
+                assert!(why.starts_with(&format!("HTTP {status} ")), "{why}")
+            }
+            other => panic!("{status}: want Retry, got {other:?}"),
+        }
+    }
+    t.send(&r).await.unwrap();
+    // Every attempt carried the whole batch, and the last one was taken.
+    let want = body_of(&r, &[0, 1, 2]);
+    assert_eq!(bodies(&script), vec![want; statuses.len() + 1]);
+}
+
+#[tokio::test]
+async fn retry_after_is_passed_on_for_429_and_503_only() {
+    let answer = |status: u16, after: &str| (status, String::new(), Some(after.to_string()));
+    let (_script, url) = setup_script(Script {
+        answers: [answer(429, "7"), answer(503, "3600"), answer(401, "7")].into(),
+        ..Script::default()
+    })
+    .await;
+    let mut t = transport(HttpConfig {
+        url,
+        ..HttpConfig::default()
+    });
+    let r = records(1);
+    // Unbounded here: the delivery worker caps the wait at backoff_max.
+    for (status, secs) in [(429, 7), (503, 3600)] {
+        match t.send(&r).await {
+            Err(TransportError::Throttled { reason, after }) => {
+                assert!(reason.starts_with(&format!("HTTP {status} ")), "{reason}");
+                assert_eq!(after, std::time::Duration::from_secs(secs));
+            }
+            other => panic!("want Throttled, got {other:?}"),
         }
     }
     match t.send(&r).await {
+        Err(TransportError::Retry(why)) => assert!(why.starts_with("HTTP 401 "), "{why}"),
+        other => panic!("want Retry, got {other:?}"),
+    }
+}
+
+/// Records of 8 bytes framed (`{"n":i}`), except a 31-byte one at index 2.
+fn records_with_a_large_one() -> Vec<Vec<u8>> {
+    let mut r = records(5);
+    r[2] = br#"{"n":2,"pad":"xxxxxxxxxxxxxxx"}"#.to_vec();
+    r
+}
+
+#[tokio::test]
+async fn a_413_splits_the_batch_in_halves_and_drops_only_a_record_too_large_alone() {
+    let (script, url) = setup_script(Script {
+        max_body: Some(16),
+        ..Script::default()
+    })
+    .await;
+    let mut t = transport(HttpConfig {
+        url,
+        ..HttpConfig::default()
+    });
+    let r = records_with_a_large_one();
+    match t.send(&r).await {
         Err(TransportError::Rejected { count, reason }) => {
-            assert_eq!(count, 3);
+            assert_eq!(count, 1);
             assert!(
-                reason.contains("HTTP 400") && reason.contains("bad json"),
+                reason.contains("HTTP 413") && reason.contains("one record, 32 bytes"),
                 "{reason}"
             );
         }
         other => panic!("want Rejected, got {other:?}"),
     }
-    // All three attempts carried the whole batch.
-    let s = script.lock().unwrap();
-    assert!(s
-        .seen
+    // Halves in order, first half first; the large record alone, once.
+    let sent: Vec<String> = [&[0, 1, 2, 3, 4][..], &[0, 1], &[2, 3, 4], &[2], &[3, 4]]
         .iter()
-        .all(|r| r.body == "{\"n\":0}\n{\"n\":1}\n{\"n\":2}\n"));
+        .map(|g| body_of(&r, g))
+        .collect();
+    assert_eq!(bodies(&script), sent);
+    // Nothing of that batch is remembered for the next one.
+    t.send(&records(2)).await.unwrap();
+    assert_eq!(
+        bodies(&script).last().unwrap(),
+        &body_of(&records(2), &[0, 1])
+    );
+}
+
+#[tokio::test]
+async fn a_split_cut_short_by_a_retry_goes_on_with_what_was_not_taken() {
+    // 413 for the whole batch (by the rule), 200 for its first half, then 503.
+    let (script, url) = setup_script(Script {
+        answers: [
+            (1, String::new(), None),
+            (1, String::new(), None),
+            (503, String::new(), None),
+        ]
+        .into(),
+        max_body: Some(16),
+        ..Script::default()
+    })
+    .await;
+    let mut t = transport(HttpConfig {
+        url,
+        ..HttpConfig::default()
+    });
+    let r = records(4);
+    assert!(matches!(t.send(&r).await, Err(TransportError::Retry(_))));
+    t.send(&r).await.unwrap();
+    let sent: Vec<String> = [&[0, 1, 2, 3][..], &[0, 1], &[2, 3], &[2, 3]]
+        .iter()
+        .map(|g| body_of(&r, g))
+        .collect();
+    assert_eq!(bodies(&script), sent);
+}
+
+#[tokio::test]
+async fn a_400_for_a_batch_drops_only_the_record_refused_alone() {
+    let (script, url) = setup_script(Script {
+        refuse_text: Some("pad".into()),
+        ..Script::default()
+    })
+    .await;
+    let mut t = transport(HttpConfig {
+        url,
+        ..HttpConfig::default()
+    });
+    let r = records_with_a_large_one();
+    match t.send(&r).await {
+        Err(TransportError::Rejected { count, reason }) => {
+            assert_eq!(count, 1);
+            assert!(
+                reason.contains("HTTP 400") && reason.contains("refused"),
+                "{reason}"
+            );
+        }
+        other => panic!("want Rejected, got {other:?}"),
+    }
+    let sent: Vec<String> = [&[0, 1, 2, 3, 4][..], &[0, 1], &[2, 3, 4], &[2], &[3, 4]]
+        .iter()
+        .map(|g| body_of(&r, g))
+        .collect();
+    assert_eq!(bodies(&script), sent);
+}
+
+#[tokio::test]
+async fn bulk_top_level_statuses_follow_the_request_rules() {
+    let (script, url) = setup_script(Script {
+        answers: [(401, "{}".to_string(), None)].into(),
+        max_body: Some(100),
+        ..Script::default()
+    })
+    .await;
+    let mut t = transport(HttpConfig {
+        url: format!("{url}/"),
+        mode: HttpMode::ElasticsearchBulk,
+        index: Some("f".into()),
+        ..HttpConfig::default()
+    });
+    // Each document takes 26 + 8 bytes framed: four are 136 bytes (413), two are 68.
+    let r = records(4);
+    match t.send(&r).await {
+        Err(TransportError::Retry(why)) => assert!(why.starts_with("HTTP 401 "), "{why}"),
+        other => panic!("want Retry, got {other:?}"),
+    }
+    // The rules answer 200 `{}`, which is no _bulk response: give a real one.
+    script.lock().unwrap().answers = [
+        (1, String::new(), None),
+        (200, r#"{"errors":false,"items":[]}"#.to_string(), None),
+        (200, r#"{"errors":false,"items":[]}"#.to_string(), None),
+    ]
+    .into();
+    t.send(&r).await.unwrap();
+    let action = "{\"create\":{\"_index\":\"f\"}}\n";
+    let doc = |i: usize| format!("{action}{{\"n\":{i}}}\n");
+    let all: String = (0..4).map(doc).collect();
+    assert_eq!(
+        bodies(&script),
+        [all.clone(), all, doc(0) + &doc(1), doc(2) + &doc(3)]
+    );
 }
 
 #[tokio::test]

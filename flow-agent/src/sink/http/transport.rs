@@ -1,9 +1,9 @@
-//! [`HttpTransport`]: sends batches as NDJSON or `_bulk` requests and sorts the answers into
-//! taken, worth retrying and refused for good.
-use std::time::Duration;
+//! [`HttpTransport`]: sends batches as NDJSON or `_bulk` requests and sorts the answers
+//! ([`status`] decides) into taken, worth retrying, to be sent again in halves, and refused
+//! for good.
+use std::{collections::VecDeque, time::Duration};
 
-use hyper::{header::HeaderMap, StatusCode};
-use tokio::time::Instant;
+use hyper::header::HeaderMap;
 
 use super::{
     auth,
@@ -13,6 +13,7 @@ use super::{
     client::HttpClient,
     config_error,
     settled::{Progress, State},
+    status::{self, Verdict},
     tls, Endpoint, HttpConfig, HttpMode,
 };
 use crate::{
@@ -35,8 +36,6 @@ pub struct HttpTransport {
     client: HttpClient,
     /// What was settled of the batch being sent, kept until all of it is.
     progress: Option<Progress>,
-    /// A server's Retry-After: the next attempt waits until then.
-    not_before: Option<Instant>,
 }
 
 impl HttpTransport {
@@ -118,14 +117,10 @@ impl HttpTransport {
             gzip: config.gzip,
             client,
             progress: None,
-            not_before: None,
         })
     }
 
     async fn send_batch(&mut self, records: &[Vec<u8>]) -> Result<(), TransportError> {
-        if let Some(t) = self.not_before.take() {
-            tokio::time::sleep_until(t).await;
-        }
         // Kept in `self` while sending: if the worker abandons this send (timeout, close),
         // the next attempt still knows what was settled.
         self.progress = Some(Progress::resume(self.progress.take(), records));
@@ -134,7 +129,8 @@ impl HttpTransport {
             .as_ref()
             .map(Progress::pending)
             .unwrap_or_default();
-        for group in self.framing.split(records, &pending) {
+        let mut groups: VecDeque<Vec<usize>> = self.framing.split(records, &pending).into();
+        while let Some(group) = groups.pop_front() {
             let answer = self.send_group(records, &group).await;
             let progress = self.progress.as_mut().expect("set above");
             for (i, state) in answer.settled {
@@ -143,8 +139,15 @@ impl HttpTransport {
             if let Some(reason) = answer.rejected {
                 progress.reject_reason.get_or_insert(reason);
             }
-            if let Some(why) = answer.retry {
-                return Err(TransportError::Retry(why));
+            match answer.then {
+                Then::Next => {}
+                // Front of the queue, first half first: the records keep their order.
+                Then::Split => {
+                    let (first, second) = halves(&group);
+                    groups.push_front(second);
+                    groups.push_front(first);
+                }
+                Then::Retry(error) => return Err(error),
             }
         }
         let progress = self.progress.take().expect("set above");
@@ -160,6 +163,7 @@ impl HttpTransport {
     /// One request with the records at `group`.
     async fn send_group(&mut self, records: &[Vec<u8>], group: &[usize]) -> GroupAnswer {
         let body = self.framing.body(records, group);
+        let size = body.len();
         let (payload, encoding) = if self.gzip {
             (super::body::gzip(&body), Some("gzip"))
         } else {
@@ -170,21 +174,38 @@ impl HttpTransport {
             Err(e) => return GroupAnswer::retry(e),
         };
         let status = resp.status;
-        if status.is_success() {
-            if self.mode == HttpMode::Ndjson {
-                return GroupAnswer::all(group, State::Taken, None);
+        let answer = || format!("HTTP {status}: {}", snippet(&resp.body));
+        match status::of_request(status) {
+            Verdict::Taken if self.mode == HttpMode::Ndjson => {
+                GroupAnswer::all(group, State::Taken, None)
             }
-            return match bulk::parse(&resp.body, group.len()) {
+            Verdict::Taken => match bulk::parse(&resp.body, group.len()) {
                 Ok(outcomes) => self.settle_items(group, &outcomes),
-                Err(e) => GroupAnswer::retry(e),
-            };
+                Err(e) => GroupAnswer::retry(e.to_string()),
+            },
+            Verdict::Split if group.len() > 1 => GroupAnswer {
+                then: Then::Split,
+                ..GroupAnswer::default()
+            },
+            // One record the collector will not take however it is sent.
+            Verdict::Split | Verdict::Refuse => GroupAnswer::all(
+                group,
+                State::Rejected,
+                Some(format!(
+                    "{} (a request of one record, {size} bytes)",
+                    answer()
+                )),
+            ),
+            Verdict::Retry => match resp.retry_after {
+                Some(after) if status::honours_retry_after(status) => {
+                    GroupAnswer::then(Then::Retry(TransportError::Throttled {
+                        reason: answer(),
+                        after,
+                    }))
+                }
+                _ => GroupAnswer::retry(answer()),
+            },
         }
-        let answer = format!("HTTP {status}: {}", snippet(&resp.body));
-        if retryable(status) {
-            self.not_before = resp.retry_after.map(|d| Instant::now() + d);
-            return GroupAnswer::retry(answer);
-        }
-        GroupAnswer::all(group, State::Rejected, Some(answer))
     }
 
     /// Sorts a `_bulk` answer's per-document outcomes.
@@ -213,9 +234,10 @@ impl HttpTransport {
             ));
         }
         if retry > 0 {
-            answer.retry = Some(format!(
+            // Only the unsettled documents go again: the taken and refused ones are settled.
+            answer.then = Then::Retry(TransportError::Retry(format!(
                 "{retry} documents to send again (_bulk item status {retry_status})"
-            ));
+            )));
         }
         answer
     }
@@ -227,38 +249,53 @@ impl HttpTransport {
     }
 }
 
-/// What one request settled, and whether the rest must wait for a retry.
+/// What one request settled, and what the rest of the batch does next.
 #[derive(Default)]
 struct GroupAnswer {
     settled: Vec<(usize, State)>,
     /// Why records were refused for good.
     rejected: Option<String>,
-    /// Why the unsettled records must be sent again.
-    retry: Option<String>,
+    then: Then,
+}
+
+/// What follows one request.
+#[derive(Default)]
+enum Then {
+    /// The next request of the batch.
+    #[default]
+    Next,
+    /// The same records again, in two requests.
+    Split,
+    /// Nothing until the worker's next attempt, which sends the unsettled records again.
+    Retry(TransportError),
 }
 
 impl GroupAnswer {
-    fn retry(why: String) -> Self {
+    fn then(then: Then) -> Self {
         Self {
-            retry: Some(why),
+            then,
             ..Self::default()
         }
+    }
+
+    fn retry(why: String) -> Self {
+        Self::then(Then::Retry(TransportError::Retry(why)))
     }
 
     fn all(group: &[usize], state: State, rejected: Option<String>) -> Self {
         Self {
             settled: group.iter().map(|&i| (i, state)).collect(),
             rejected,
-            retry: None,
+            then: Then::Next,
         }
     }
 }
 
-/// Statuses worth the same request again: timeout, too many requests, server errors.
-fn retryable(status: StatusCode) -> bool {
-    status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error()
+/// `group` cut in two, the first half no longer than the second; `group` has at least two
+/// records, so neither half is empty.
+fn halves(group: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let (first, second) = group.split_at(group.len() / 2);
+    (first.to_vec(), second.to_vec())
 }
 
 fn snippet(body: &[u8]) -> String {

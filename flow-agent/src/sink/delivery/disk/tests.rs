@@ -5,7 +5,10 @@ use std::{
 };
 
 use super::{segment, Appended, DiskBuffer, OpenError, Recovered};
-use crate::sink::delivery::{tests::TestDir, DropPolicy};
+use crate::sink::{
+    delivery::{tests::TestDir, DropPolicy},
+    safe_dir::SafeDir,
+};
 
 fn rec(i: usize) -> Vec<u8> {
     format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i % 37)).into_bytes()
@@ -17,6 +20,11 @@ fn fixed(i: usize) -> Vec<u8> {
 }
 
 const FIXED: u64 = segment::HEADER + 13;
+
+/// The segment numbers in the directory.
+fn segments(dir: &TestDir) -> Vec<u64> {
+    segment::list_segments(&SafeDir::open(dir.path()).unwrap()).unwrap()
+}
 
 fn open(dir: &TestDir, max: u64) -> (DiskBuffer, Recovered) {
     DiskBuffer::open(dir.path(), max).expect("open disk buffer")
@@ -64,7 +72,7 @@ fn records_come_back_in_order_across_segments_and_files_go_away() {
     buf.segment_bytes = 8 << 10;
     assert_eq!(append_all(&mut buf, 0..3000, DropPolicy::Oldest), 0);
     assert_eq!(buf.unacked_records(), 3000);
-    let files = segment::list_segments(dir.path()).unwrap();
+    let files = segments(&dir);
     assert!(
         files.len() > 10,
         "expected many segments, got {}",
@@ -73,7 +81,7 @@ fn records_come_back_in_order_across_segments_and_files_go_away() {
     assert_eq!(drain(&mut buf, 77), expected(0..3000));
     assert_eq!(buf.unacked_records(), 0);
     assert_eq!(buf.unacked_bytes(), 0);
-    assert!(segment::list_segments(dir.path()).unwrap().is_empty());
+    assert!(segments(&dir).is_empty());
     // Appending after a full drain starts a fresh segment and still works.
     append_all(&mut buf, 3000..3010, DropPolicy::Oldest);
     assert_eq!(drain(&mut buf, 4), expected(3000..3010));
@@ -98,8 +106,7 @@ fn reopen_replays_unacknowledged_records_including_the_batch_in_flight() {
         recovered,
         Recovered {
             records: 60,
-            torn: 0,
-            torn_bytes: 0
+            ..Recovered::default()
         }
     );
     append_all(&mut buf, 100..110, DropPolicy::Oldest);
@@ -185,7 +192,7 @@ fn a_torn_tail_record_is_cut_off_and_the_rest_replayed() {
     let (mut buf, _) = open(&dir, 1 << 20);
     append_all(&mut buf, 0..5, DropPolicy::Oldest);
     drop(buf);
-    let last = *segment::list_segments(dir.path()).unwrap().last().unwrap();
+    let last = *segments(&dir).last().unwrap();
     let path = segment::segment_path(dir.path(), last);
     let good_len = std::fs::metadata(&path).unwrap().len();
     // A crash in the middle of an append: header promises 100 bytes, 10 made it.
@@ -201,7 +208,8 @@ fn a_torn_tail_record_is_cut_off_and_the_rest_replayed() {
         Recovered {
             records: 5,
             torn: 1,
-            torn_bytes: 18
+            torn_bytes: 18,
+            ..Recovered::default()
         }
     );
     assert_eq!(std::fs::metadata(&path).unwrap().len(), good_len);
@@ -215,7 +223,7 @@ fn a_half_written_header_and_a_bad_checksum_are_torn_too() {
     let (mut buf, _) = open(&dir, 1 << 20);
     append_all(&mut buf, 0..4, DropPolicy::Oldest);
     drop(buf);
-    let last = *segment::list_segments(dir.path()).unwrap().last().unwrap();
+    let last = *segments(&dir).last().unwrap();
     let path = segment::segment_path(dir.path(), last);
     let f = OpenOptions::new().write(true).open(&path).unwrap();
     // Damage the last record's payload: its checksum no longer matches.
@@ -327,4 +335,335 @@ fn a_damaged_ack_file_replays_from_the_oldest_segment() {
     let (mut buf, recovered) = open(&dir, 1 << 20);
     assert_eq!(recovered.records, 6);
     assert_eq!(drain(&mut buf, 10), expected(0..6));
+}
+
+/// The payloads of the format 2 records in a segment file.
+fn records_in(path: &std::path::Path) -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut at = segment::FILE_HEADER as usize;
+    let mut out = Vec::new();
+    while at < bytes.len() {
+        match segment::parse_record(&bytes[at..], (bytes.len() - at) as u64, Format::V2) {
+            segment::Parsed::Record(p, total) => {
+                out.push(p.to_vec());
+                at += total as usize;
+            }
+            _ => panic!("{}: not a record at {at}", path.display()),
+        }
+    }
+    out
+}
+
+/// A file outside the buffer that must come out of everything byte for byte as it was.
+struct Precious {
+    _dir: TestDir,
+    path: std::path::PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl Precious {
+    fn new(bytes: Vec<u8>) -> Precious {
+        let dir = TestDir::new("disk-outside");
+        std::fs::create_dir(dir.path()).unwrap();
+        let path = dir.path().join("precious");
+        std::fs::write(&path, &bytes).unwrap();
+        Precious {
+            _dir: dir,
+            path,
+            bytes,
+        }
+    }
+
+    fn assert_untouched(&self, links: u64) {
+        let meta = std::fs::metadata(&self.path).unwrap();
+        assert_eq!(std::fs::read(&self.path).unwrap(), self.bytes);
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o644);
+        assert_eq!(meta.nlink(), links);
+    }
+}
+
+use segment::Format;
+use std::os::unix::fs::MetadataExt;
+
+#[test]
+fn symlinks_planted_in_the_directory_are_never_followed() {
+    let dir = TestDir::new("disk-symlink");
+    let (mut buf, _) = open(&dir, 1 << 20);
+    append_all(&mut buf, 0..5, DropPolicy::Oldest);
+    drop(buf);
+    let ids = segments(&dir);
+    // Not a segment: the recovery of old would have cut it to 0 bytes as a torn record.
+    let target = Precious::new(b"root:x:0:0:root:/root:/bin/bash\n".repeat(50));
+    let (before, after) = (ids[0] - 1, ids[ids.len() - 1] + 1);
+    for name in [
+        segment::segment_name(before),
+        segment::segment_name(after),
+        "ack.tmp".into(),
+        "segment.tmp".into(),
+    ] {
+        std::os::unix::fs::symlink(&target.path, dir.path().join(name)).unwrap();
+    }
+
+    let (mut buf, recovered) = open(&dir, 1 << 20);
+    assert_eq!(
+        recovered,
+        Recovered {
+            records: 5,
+            refused: 2,
+            ..Recovered::default()
+        }
+    );
+    // The links are moved aside as they are (still links), never read.
+    for id in [before, after] {
+        let aside = dir.path().join(format!("{id:016x}.seg.refused"));
+        assert!(std::fs::symlink_metadata(&aside)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+    // Acknowledging writes ack.tmp, appending makes segment `after`, closing writes
+    // segment.tmp: each is a new file, the links are replaced, not written through.
+    assert_eq!(drain(&mut buf, 2), expected(0..5));
+    append_all(&mut buf, 5..7, DropPolicy::Oldest);
+    buf.close_with(expected(7..9), DropPolicy::Oldest).unwrap();
+    target.assert_untouched(1);
+    let (mut buf, recovered) = open(&dir, 1 << 20);
+    assert_eq!(recovered.records, 4);
+    assert_eq!(
+        drain(&mut buf, 10),
+        [expected(7..9), expected(5..7)].concat()
+    );
+    target.assert_untouched(1);
+}
+
+#[test]
+fn a_hard_linked_segment_is_refused_and_left_untouched() {
+    let dir = TestDir::new("disk-hardlink");
+    let (mut buf, _) = open(&dir, 1 << 20);
+    append_all(&mut buf, 0..3, DropPolicy::Oldest);
+    drop(buf);
+    let id = segments(&dir)[0];
+    // A valid segment with a torn tail: a recovery through the link would cut it.
+    let mut bytes = std::fs::read(segment::segment_path(dir.path(), id)).unwrap();
+    bytes.extend_from_slice(&[9, 0, 0, 0, 1, 2]);
+    let target = Precious::new(bytes);
+    std::fs::hard_link(&target.path, segment::segment_path(dir.path(), id + 1)).unwrap();
+
+    let (mut buf, recovered) = open(&dir, 1 << 20);
+    assert_eq!((recovered.records, recovered.refused), (3, 1));
+    assert_eq!(recovered.torn, 0);
+    // Its records are not replayed (they could be anyone's), the file is not cut.
+    assert_eq!(drain(&mut buf, 10), expected(0..3));
+    target.assert_untouched(2);
+    let aside = dir.path().join(format!("{:016x}.seg.refused", id + 1));
+    assert_eq!(
+        std::fs::metadata(&aside).unwrap().ino(),
+        std::fs::metadata(&target.path).unwrap().ino()
+    );
+}
+
+#[test]
+fn a_corrupt_segment_is_moved_aside_and_the_valid_ones_replayed() {
+    let dir = TestDir::new("disk-corrupt");
+    let (mut buf, _) = open(&dir, 1 << 30);
+    buf.segment_bytes = 4 << 10;
+    append_all(&mut buf, 0..400, DropPolicy::Oldest);
+    drop(buf);
+    let ids = segments(&dir);
+    assert!(ids.len() >= 3, "{ids:?}");
+    let middle = segment::segment_path(dir.path(), ids[1]);
+    let lost = records_in(&middle);
+    // A flipped byte in the third record, with records after it: damage, not a torn tail.
+    let offset = segment::FILE_HEADER
+        + (0..2)
+            .map(|i| segment::HEADER + lost[i].len() as u64)
+            .sum::<u64>()
+        + segment::HEADER
+        + 1;
+    let f = OpenOptions::new().write(true).open(&middle).unwrap();
+    f.write_all_at(b"#", offset).unwrap();
+    drop(f);
+    let damaged = std::fs::read(&middle).unwrap();
+
+    let (mut buf, recovered) = open(&dir, 1 << 30);
+    assert_eq!(
+        recovered,
+        Recovered {
+            records: 400 - lost.len() as u64,
+            corrupt: 1,
+            corrupt_records: 2,
+            ..Recovered::default()
+        }
+    );
+    assert!(!middle.exists());
+    let aside = dir.path().join(format!("{:016x}.seg.corrupt", ids[1]));
+    assert_eq!(std::fs::read(&aside).unwrap(), damaged);
+    let want: Vec<Vec<u8>> = expected(0..400)
+        .into_iter()
+        .filter(|r| !lost.contains(r))
+        .collect();
+    assert_eq!(drain(&mut buf, 64), want);
+    // Moved aside, it stays aside: the next start neither sees nor counts it.
+    drop(buf);
+    assert_eq!(open(&dir, 1 << 30).1, Recovered::default());
+    assert!(aside.exists());
+}
+
+#[test]
+fn empty_and_all_zero_records_are_rejected_and_the_checksum_covers_the_length() {
+    let dir = TestDir::new("disk-zero");
+    let (mut buf, _) = open(&dir, 1 << 20);
+    for bad in [&b""[..], &[0u8; 10][..]] {
+        assert_eq!(
+            buf.append(bad, DropPolicy::Oldest).unwrap(),
+            Appended::Refused
+        );
+    }
+    append_all(&mut buf, 0..3, DropPolicy::Oldest);
+    drop(buf);
+    // An empty record and an all-zero one, each with a checksum that matches: not records.
+    let v2 = |len: u32, payload: &[u8]| {
+        let mut h = crc32fast::Hasher::new();
+        h.update(&len.to_le_bytes());
+        h.update(payload);
+        [&len.to_le_bytes()[..], &h.finalize().to_le_bytes(), payload].concat()
+    };
+    for bad in [v2(0, b""), v2(4, &[0; 4])] {
+        assert!(matches!(
+            segment::parse_record(&bad, bad.len() as u64, Format::V2),
+            segment::Parsed::Invalid
+        ));
+    }
+    // The checksum of format 1 covered the payload only: a header of zeros was a valid empty
+    // record. Format 2's covers the length, so it is not.
+    assert_eq!(crc32fast::hash(b""), 0);
+    assert!(matches!(
+        segment::parse_record(&[0; 8], 8, Format::V2),
+        segment::Parsed::Invalid
+    ));
+    // A tail of zeros (a power loss after the file grew): torn, cut, the rest replayed.
+    let path = segment::segment_path(dir.path(), segments(&dir)[0]);
+    let good_len = std::fs::metadata(&path).unwrap().len();
+    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(&[0u8; 4096]).unwrap();
+    drop(f);
+    let (mut buf, recovered) = open(&dir, 1 << 20);
+    assert_eq!(
+        (recovered.records, recovered.torn, recovered.torn_bytes),
+        (3, 1, 4096)
+    );
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), good_len);
+    assert_eq!(drain(&mut buf, 10), expected(0..3));
+}
+
+/// Writes `records` as a format 1 segment (no file header, checksum of the payload only), as
+/// earlier versions did.
+fn write_v1_segment(dir: &TestDir, id: u64, records: &[Vec<u8>]) {
+    let mut bytes = Vec::new();
+    for r in records {
+        bytes.extend_from_slice(&(r.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(r).to_le_bytes());
+        bytes.extend_from_slice(r);
+    }
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let path = segment::segment_path(dir.path(), id);
+    std::fs::write(&path, bytes).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[test]
+fn segments_of_the_earlier_format_are_replayed_and_never_appended_to() {
+    let dir = TestDir::new("disk-v1");
+    write_v1_segment(&dir, segment::FIRST_ID, &expected(0..5));
+    let v1 = segment::segment_path(dir.path(), segment::FIRST_ID);
+    let v1_bytes = std::fs::read(&v1).unwrap();
+    let (mut buf, recovered) = open(&dir, 1 << 20);
+    assert_eq!(
+        recovered,
+        Recovered {
+            records: 5,
+            ..Recovered::default()
+        }
+    );
+    append_all(&mut buf, 5..8, DropPolicy::Oldest);
+    assert_eq!(std::fs::read(&v1).unwrap(), v1_bytes);
+    let new = segment::segment_path(dir.path(), segment::FIRST_ID + 1);
+    assert_eq!(&std::fs::read(&new).unwrap()[..8], b"FLOWSG\x02\x00");
+    assert_eq!(records_in(&new), expected(5..8));
+    assert_eq!(drain(&mut buf, 3), expected(0..8));
+    assert!(segments(&dir).is_empty());
+
+    // Closing with records in memory in front of a partly acknowledged format 1 segment: its
+    // rest is written again in format 2 behind them.
+    let dir = TestDir::new("disk-v1-close");
+    write_v1_segment(&dir, segment::FIRST_ID, &expected(10..15));
+    let (mut buf, _) = open(&dir, 1 << 20);
+    assert_eq!(buf.read_batch(2).unwrap().0, expected(10..12));
+    buf.ack().unwrap();
+    buf.close_with(expected(0..3), DropPolicy::Oldest).unwrap();
+    assert_eq!(segments(&dir), [segment::FIRST_ID - 1]);
+    let (mut buf, recovered) = open(&dir, 1 << 20);
+    assert_eq!(recovered.records, 6);
+    assert_eq!(
+        drain(&mut buf, 4),
+        [expected(0..3), expected(12..15)].concat()
+    );
+}
+
+#[test]
+fn a_segment_of_an_unknown_format_version_is_moved_aside() {
+    let dir = TestDir::new("disk-version");
+    std::fs::create_dir(dir.path()).unwrap();
+    let path = segment::segment_path(dir.path(), segment::FIRST_ID);
+    std::fs::write(&path, b"FLOWSG\x03\x00whatever comes next").unwrap();
+    let (mut buf, recovered) = open(&dir, 1 << 20);
+    assert_eq!((recovered.corrupt, recovered.records), (1, 0));
+    assert!(dir
+        .path()
+        .join(format!("{:016x}.seg.corrupt", segment::FIRST_ID))
+        .exists());
+    // Its number is not reused while it is aside under another name: a new one is made.
+    append_all(&mut buf, 0..2, DropPolicy::Oldest);
+    assert_eq!(drain(&mut buf, 5), expected(0..2));
+}
+
+#[test]
+fn an_unsafe_directory_or_lock_file_stops_the_buffer_naming_it() {
+    let parent = TestDir::new("disk-unsafe");
+    std::fs::create_dir(parent.path()).unwrap();
+    let open_err = |p: &std::path::Path| match DiskBuffer::open(p, 1 << 20) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("{} was accepted", p.display()),
+    };
+    let shared = parent.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let err = open_err(&shared);
+    assert_eq!(
+        err,
+        format!(
+            "disk buffer: directory {0} is refused: mode 1777 lets its group and all users create files in it (expected no write permission for group and others; chmod go-w {0})",
+            shared.display()
+        )
+    );
+    let link = parent.path().join("link");
+    let real = parent.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    assert!(
+        open_err(&link).contains("is a symbolic link"),
+        "{}",
+        open_err(&link)
+    );
+
+    let target = Precious::new(b"keep".to_vec());
+    std::os::unix::fs::symlink(&target.path, real.join("lock")).unwrap();
+    assert_eq!(
+        open_err(&real),
+        format!(
+            "disk buffer: {} is a symbolic link (remove it)",
+            real.join("lock").display()
+        )
+    );
+    target.assert_untouched(1);
 }
