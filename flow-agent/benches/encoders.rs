@@ -131,6 +131,7 @@ fn end_event() -> FlowEvent {
             ja3s: Some("eb1d94daa7e0344597e756a1fb6e7054".into()),
             ja4: Some("t13d1516h2_8daaf6152771_e5627efa2ab1".into()),
             ja4s: Some("t130200_1301_234ea6891581".into()),
+            client_hello_truncated: Some(false),
         }),
         orig_content: None,
         resp_content: None,

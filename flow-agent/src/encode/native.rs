@@ -209,6 +209,8 @@ struct NativeFlow<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     tls_alpn_offered: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    tls_client_hello_truncated: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     ja3: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ja3s: Option<&'a str>,
@@ -354,6 +356,7 @@ impl<'a> NativeFlow<'a> {
             tls_alpn_offered: tls
                 .filter(|t| !t.alpn_offered.is_empty())
                 .map(|t| t.alpn_offered.as_slice()),
+            tls_client_hello_truncated: tls.and_then(|t| t.client_hello_truncated),
             ja3: tls.and_then(|t| t.ja3.as_deref()),
             ja3s: tls.and_then(|t| t.ja3s.as_deref()),
             ja4: tls.and_then(|t| t.ja4.as_deref()),

@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// Longest `proto_info` (characters): a summary, not a transcript.
-pub const PROTO_INFO_MAX: usize = 256;
+pub const PROTO_INFO_MAX: usize = proto::detect::INFO_MAX;
 /// Most bytes `orig_content`/`resp_content` may show: what the kernel copies.
 pub const CONTENT_MAX: usize = flow_common::PAYLOAD_CAPTURE_LEN;
 /// Flows whose first bytes are held at once; more are dropped (and counted).
@@ -148,7 +148,10 @@ pub fn app_info(
             Method::Port => AppProtocolSource::Port,
         };
         app.protocol = Some((d.protocol, source));
-        app.info = d.info.map(|i| bounded(i, PROTO_INFO_MAX));
+        app.info = d.info.map(|mut i| {
+            proto::text::clip(&mut i, PROTO_INFO_MAX);
+            i
+        });
         app.tls = d.tls.map(|t| TlsInfo {
             version: t.version,
             cipher: t.cipher,
@@ -159,6 +162,7 @@ pub fn app_info(
             ja3s: t.ja3s,
             ja4: t.ja4,
             ja4s: t.ja4s,
+            client_hello_truncated: t.client_hello_truncated,
         });
     }
     if content_bytes > 0 {
@@ -181,13 +185,6 @@ pub fn printable(b: &[u8], n: usize) -> String {
             }
         })
         .collect()
-}
-
-fn bounded(mut s: String, max: usize) -> String {
-    if let Some((i, _)) = s.char_indices().nth(max) {
-        s.truncate(i);
-    }
-    s
 }
 
 #[cfg(test)]
@@ -224,6 +221,67 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_client_hello_gives_sni_and_alpn_and_says_why_there_is_no_fingerprint() {
+        let hello = proto::tls::tests::pq_client_hello(3000);
+        let first = FirstBytes {
+            sent: Some(hello[..2048].to_vec()),
+            received: None,
+            app: None,
+        };
+        let app = app_info(false, true, 443, Some(&first), 0).unwrap();
+        assert_eq!(app.protocol, Some(("tls", AppProtocolSource::Payload)));
+        assert_eq!(app.info.as_deref(), Some("TLS 1.3 sni pq.example.test"));
+        let tls = app.tls.unwrap();
+        assert_eq!(
+            tls,
+            TlsInfo {
+                version: Some("TLS 1.3".into()),
+                server_name: Some("pq.example.test".into()),
+                alpn_offered: vec!["h2".into(), "http/1.1".into()],
+                client_hello_truncated: Some(true),
+                ..TlsInfo::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_long_summary_is_clipped_at_an_escape() {
+        let mut sni = vec![0u8];
+        let name = format!("{}\x01", "n".repeat(245));
+        sni.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        sni.extend_from_slice(name.as_bytes());
+        let mut list = (sni.len() as u16).to_be_bytes().to_vec();
+        list.extend_from_slice(&sni);
+        let mut body = vec![3, 3];
+        body.extend_from_slice(&[0; 32]);
+        body.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0]);
+        let mut ext = vec![0, 0];
+        ext.extend_from_slice(&(list.len() as u16).to_be_bytes());
+        ext.extend_from_slice(&list);
+        body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+        body.extend_from_slice(&ext);
+        let mut hello = vec![22, 3, 1];
+        hello.extend_from_slice(&(body.len() as u16 + 4).to_be_bytes());
+        hello.extend_from_slice(&[1, 0]);
+        hello.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        hello.extend_from_slice(&body);
+        let first = FirstBytes {
+            sent: Some(hello),
+            received: None,
+            app: None,
+        };
+        let app = app_info(false, true, 443, Some(&first), 0).unwrap();
+        let tls = app.tls.unwrap();
+        assert_eq!(tls.server_name, Some(format!("{}\\x01", "n".repeat(245))));
+        assert_eq!(tls.client_hello_truncated, Some(false));
+        // "TLS 1.2 sni " is 12 characters: the escape would end at 261, so it goes whole.
+        assert_eq!(
+            app.info.as_deref(),
+            Some(format!("TLS 1.2 sni {}", "n".repeat(244)).as_str())
+        );
+    }
+
+    #[test]
     fn table_is_bounded_and_keeps_the_first_bytes() {
         let mut p = Payloads::default();
         p.observe(PayloadKey::tcp(1), true, b"first");
@@ -236,6 +294,5 @@ mod tests {
             p.observe(PayloadKey::tcp(c), false, b"x");
         }
         assert_eq!((p.len(), p.dropped), (CAPACITY, 1));
-        assert_eq!(bounded("ab€d".into(), 3), "ab€");
     }
 }

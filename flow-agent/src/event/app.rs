@@ -40,6 +40,10 @@ pub struct TlsInfo {
     pub ja3s: Option<String>,
     pub ja4: Option<String>,
     pub ja4s: Option<String>,
+    /// Whether the ClientHello was longer than the captured bytes (None: no ClientHello seen).
+    /// A truncated one still gives what its complete extensions hold (SNI, ALPN), never JA3 or
+    /// JA4: they need the whole hello.
+    pub client_hello_truncated: Option<bool>,
 }
 
 impl AppInfo {

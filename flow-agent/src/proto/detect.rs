@@ -36,6 +36,10 @@ pub struct TlsDetails {
     pub ja3s: Option<String>,
     pub ja4: Option<String>,
     pub ja4s: Option<String>,
+    /// Whether the ClientHello was longer than the captured bytes (None: no ClientHello).
+    /// When it was, the fields above come from the extensions before the cut and there is no
+    /// JA3 or JA4: they need the whole hello.
+    pub client_hello_truncated: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +51,9 @@ pub struct Detection {
     pub info: Option<String>,
     pub tls: Option<TlsDetails>,
 }
+
+/// Longest `info` (characters): a summary, not a transcript.
+pub const INFO_MAX: usize = 256;
 
 const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -85,17 +92,17 @@ fn payload(udp: bool, orig: &[u8], resp: &[u8], resp_port: u16) -> Option<Detect
     }
     if let Some(r) = text::http_request(orig) {
         let status = text::http_response(resp).map(|(_, code)| format!(" {code}"));
-        let host = r.host.as_deref().unwrap_or("");
-        return found(
-            "http",
-            Some(format!(
-                "{} {host}{} {}{}",
-                r.method,
-                r.target,
-                r.version,
-                status.unwrap_or_default()
-            )),
+        let head = format!("{} {}", r.method, r.host.as_deref().unwrap_or(""));
+        let tail = format!(
+            "{}{}",
+            r.version.map(|v| format!(" {v}")).unwrap_or_default(),
+            status.unwrap_or_default()
         );
+        // A long target is shortened so that the version and the status still fit.
+        let mut target = r.target;
+        let room = INFO_MAX.saturating_sub(head.chars().count() + tail.chars().count());
+        text::clip(&mut target, room);
+        return found("http", Some(format!("{head}{target}{tail}")));
     }
     if let Some(banner) = text::ssh_banner(resp).or_else(|| text::ssh_banner(orig)) {
         return found("ssh", Some(banner));
@@ -120,18 +127,21 @@ fn tls_detection(orig: &[u8], resp: &[u8]) -> Detection {
     let mut d = TlsDetails::default();
     let mut info = Vec::new();
     if let Ok(ch) = tls::parse_client_hello(orig) {
-        d.version = Some(tls::version_name(ch.max_version()));
+        d.version = ch.max_version().map(tls::version_name);
         d.server_name = ch.server_name.clone();
         d.alpn_offered = ch.alpn.iter().map(|a| text::visible(a)).collect();
-        d.ja3 = Some(ch.ja3());
-        d.ja4 = Some(ch.ja4());
+        d.ja3 = ch.ja3();
+        d.ja4 = ch.ja4();
+        d.client_hello_truncated = Some(ch.truncated);
     }
     if let Ok(sh) = tls::parse_server_hello(resp) {
-        d.version = Some(tls::version_name(sh.version));
+        if let Some(v) = sh.version {
+            d.version = Some(tls::version_name(v));
+        }
         d.cipher = Some(sh.cipher_suite);
         d.alpn = sh.alpn.as_deref().map(text::visible);
-        d.ja3s = Some(sh.ja3s());
-        d.ja4s = Some(sh.ja4s());
+        d.ja3s = sh.ja3s();
+        d.ja4s = sh.ja4s();
     }
     if let Some(v) = &d.version {
         info.push(v.clone());
@@ -193,6 +203,37 @@ mod tests {
         .unwrap();
         assert_eq!((d.protocol, d.method), ("http", Method::Payload));
         assert_eq!(d.info.as_deref(), Some("GET a.test/x HTTP/1.1 404"));
+    }
+
+    #[test]
+    fn a_long_url_keeps_method_host_version_and_status_in_the_summary() {
+        let req = format!(
+            "GET /{} HTTP/1.1\r\nUser-Agent: x\r\nNo colon here\r\nHost: long.test\r\n\r\n",
+            "p".repeat(1499)
+        );
+        let d = detect(false, req.as_bytes(), b"HTTP/1.1 200 OK\r\n", 80).unwrap();
+        let info = d.info.unwrap();
+        let head = "GET long.test/";
+        let tail = " HTTP/1.1 200";
+        assert_eq!(info.len(), INFO_MAX);
+        assert_eq!(
+            info,
+            format!(
+                "{head}{}{tail}",
+                "p".repeat(INFO_MAX - head.len() - tail.len())
+            )
+        );
+        // Longer than the capture: the method and the start of the URL.
+        let req = format!(
+            "GET /{} HTTP/1.1\r\nHost: long.test\r\n\r\n",
+            "q".repeat(3000)
+        );
+        let d = detect(false, &req.as_bytes()[..2048], b"", 8080).unwrap();
+        assert_eq!((d.protocol, d.method), ("http", Method::Payload));
+        assert_eq!(
+            d.info.unwrap(),
+            format!("GET /{}", "q".repeat(INFO_MAX - 5))
+        );
     }
 
     #[test]

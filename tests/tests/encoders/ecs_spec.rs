@@ -129,6 +129,7 @@ const FIELDS: &[(&str, Ty, bool)] = &[
     ("flow_agent.proto_info", Keyword, false),
     ("flow_agent.ja4", Keyword, false),
     ("flow_agent.ja4s", Keyword, false),
+    ("flow_agent.tls_client_hello_truncated", Boolean, false),
     ("flow_agent.orig_content", Keyword, false),
     ("flow_agent.resp_content", Keyword, false),
     ("flow_agent.stats.agent_version", Keyword, false),
@@ -693,6 +694,10 @@ pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
     same("tls.client.ja3", n("ja3"));
     same("tls.server.ja3s", n("ja3s"));
     same("flow_agent.ja4", n("ja4"));
+    same(
+        "flow_agent.tls_client_hello_truncated",
+        n("tls_client_hello_truncated"),
+    );
     same(
         "tls.version",
         native["tls_version"]

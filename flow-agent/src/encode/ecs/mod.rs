@@ -329,6 +329,8 @@ struct Custom<'a> {
     app_protocol_source: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     proto_info: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_client_hello_truncated: Option<bool>,
     /// ECS has JA3 and JA3S only.
     #[serde(skip_serializing_if = "Option::is_none")]
     ja4: Option<&'a str>,
@@ -468,6 +470,7 @@ impl<'a> FlowDoc<'a> {
                 netns: ev.netns,
                 app_protocol_source: ev.app_protocol().map(|a| a.1.as_str()),
                 proto_info: app.and_then(|a| a.info.as_deref()),
+                tls_client_hello_truncated: tls_info.and_then(|t| t.client_hello_truncated),
                 ja4: tls_info.and_then(|t| t.ja4.as_deref()),
                 ja4s: tls_info.and_then(|t| t.ja4s.as_deref()),
                 orig_content: app.and_then(|a| a.orig_content.as_deref()),

@@ -140,6 +140,7 @@ const FLOW_ORDER: &[&str] = &[
     "tls_server_name",
     "tls_alpn",
     "tls_alpn_offered",
+    "tls_client_hello_truncated",
     "ja3",
     "ja3s",
     "ja4",
@@ -318,6 +319,7 @@ fn full_flow() -> FlowEvent {
             ja3s: Some("j3s".into()),
             ja4: Some("j4".into()),
             ja4s: Some("j4s".into()),
+            client_hello_truncated: Some(false),
         }),
         orig_content: Some("\u{16}\u{3}\u{1}...".into()),
         resp_content: Some("\u{16}\u{3}\u{3}...".into()),
@@ -620,6 +622,7 @@ fn every_field_of_a_full_flow_is_in_the_schema() {
     assert_eq!(doc["tls_server_name"], "www.a.test");
     assert_eq!(doc["tls_alpn"], "h2");
     assert_eq!(doc["tls_alpn_offered"], json!(["h2", "http/1.1"]));
+    assert_eq!(doc["tls_client_hello_truncated"], false);
     assert_eq!(doc["ja3"], "j3");
     assert_eq!(doc["ja4s"], "j4s");
     assert_eq!(doc["orig_content"], "\u{16}\u{3}\u{1}...");
@@ -653,6 +656,7 @@ fn tls_details_are_written_only_when_known() {
         "proto_info",
         "tls_version",
         "tls_alpn_offered",
+        "tls_client_hello_truncated",
         "ja3",
         "orig_content",
         "dns_chain",

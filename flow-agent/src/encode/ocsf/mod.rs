@@ -377,6 +377,8 @@ struct Unmapped<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     tls_alpn: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    tls_client_hello_truncated: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     ja4: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ja4s: Option<&'a str>,
@@ -511,6 +513,7 @@ impl<'a> NetworkActivity<'a> {
                 app_protocol_source: ev.app_protocol().map(|(_, source)| source.as_str()),
                 proto_info: app.and_then(|a| a.info.as_deref()),
                 tls_alpn: tls_info.and_then(|t| t.alpn.as_deref()),
+                tls_client_hello_truncated: tls_info.and_then(|t| t.client_hello_truncated),
                 ja4: tls_info.and_then(|t| t.ja4.as_deref()),
                 ja4s: tls_info.and_then(|t| t.ja4s.as_deref()),
                 orig_content: app.and_then(|a| a.orig_content.as_deref()),

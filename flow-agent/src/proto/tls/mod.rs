@@ -1,6 +1,14 @@
 //! TLS handshake hellos from untrusted bytes: version, cipher suites, SNI, ALPN and the JA3,
-//! JA3S and JA4 fingerprints. Only the first record of each direction is read (where the
-//! hellos are); every read is bounds-checked.
+//! JA3S and JA4 fingerprints. Only the first handshake message of each direction is read (the
+//! hello), reassembled from the handshake records the captured bytes hold; every read is
+//! bounds-checked.
+//!
+//! A hello longer than the captured bytes (cut at the capture length, or split over TCP
+//! segments) is read field by field up to the cut: what was complete is kept (an extension
+//! counts only when all its bytes were captured) and the hello is marked `truncated`. The
+//! fingerprints need the whole hello, so none is computed from a truncated one.
+use std::borrow::Cow;
+
 use md5::{Digest as _, Md5};
 
 mod ciphers;
@@ -13,8 +21,12 @@ pub enum TlsError {
     NotHandshake,
     #[error("handshake message is not a {0}")]
     WrongMessage(&'static str),
+    /// The bytes end before the hello's fields do.
     #[error("hello ends early")]
     Truncated,
+    /// A field's content contradicts its own length (not a cut: the field was whole).
+    #[error("malformed hello")]
+    Malformed,
 }
 
 const EXT_SNI: u16 = 0x0000;
@@ -24,11 +36,14 @@ const EXT_SIGNATURE_ALGORITHMS: u16 = 0x000d;
 const EXT_ALPN: u16 = 0x0010;
 const EXT_SUPPORTED_VERSIONS: u16 = 0x002b;
 
+/// TLS record content type of handshake messages.
+const CONTENT_HANDSHAKE: u8 = 22;
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClientHello {
     pub legacy_version: u16,
     pub cipher_suites: Vec<u16>,
-    /// Extension types in the order sent.
+    /// Extension types in the order sent (of a truncated hello: the complete ones).
     pub extensions: Vec<u16>,
     pub supported_groups: Vec<u16>,
     pub ec_point_formats: Vec<u8>,
@@ -36,6 +51,8 @@ pub struct ClientHello {
     pub supported_versions: Vec<u16>,
     pub server_name: Option<String>,
     pub alpn: Vec<Vec<u8>>,
+    /// The hello is longer than the bytes given: the fields above are those before the cut.
+    pub truncated: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -43,9 +60,12 @@ pub struct ServerHello {
     pub legacy_version: u16,
     pub cipher_suite: u16,
     pub extensions: Vec<u16>,
-    /// From supported_versions when present (TLS 1.3), else the legacy version.
-    pub version: u16,
+    /// From supported_versions when present (TLS 1.3), else the legacy version; None when
+    /// the hello was cut before telling.
+    pub version: Option<u16>,
     pub alpn: Option<Vec<u8>>,
+    /// The hello is longer than the bytes given: the fields above are those before the cut.
+    pub truncated: bool,
 }
 
 /// GREASE values (RFC 8701) are noise by design: fingerprints leave them out.
@@ -55,120 +75,181 @@ pub fn is_grease(v: u16) -> bool {
 
 /// Whether these bytes start a TLS handshake record (the first bytes of a TLS connection).
 pub fn looks_like_tls(b: &[u8]) -> bool {
-    b.len() >= 6 && b[0] == 22 && b[1] == 3 && b[2] <= 4 && matches!(b[5], 1 | 2)
+    b.len() >= 6 && b[0] == CONTENT_HANDSHAKE && b[1] == 3 && b[2] <= 4 && matches!(b[5], 1 | 2)
 }
 
-/// The handshake message in the first record: (type, body).
-fn handshake(record: &[u8]) -> Result<(u8, &[u8]), TlsError> {
-    if !looks_like_tls(record) {
+/// The first handshake message: its type, its body as far as the bytes hold it, and whether
+/// the body is cut. A message may span several handshake records (RFC 8446 5.1): their
+/// fragments are joined, up to the first record the bytes do not hold whole.
+fn handshake(bytes: &[u8]) -> Result<(u8, Cow<'_, [u8]>, bool), TlsError> {
+    if !looks_like_tls(bytes) {
         return Err(TlsError::NotHandshake);
     }
-    let mut r = Reader(&record[5..]);
-    let kind = r.u8()?;
-    let len = r.u24()?;
-    // A hello longer than the captured bytes is parsed as far as it goes.
-    let body = r.0.get(..len).unwrap_or(r.0);
-    Ok((kind, body))
+    let mut rest = bytes;
+    let mut message: Cow<'_, [u8]> = Cow::Borrowed(&[]);
+    while rest.len() >= 5 && rest[0] == CONTENT_HANDSHAKE && rest[1] == 3 {
+        let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
+        let fragment = rest.get(5..5 + len).unwrap_or(&rest[5..]);
+        rest = &rest[5 + fragment.len()..];
+        if message.is_empty() {
+            message = Cow::Borrowed(fragment);
+        } else {
+            message.to_mut().extend_from_slice(fragment);
+        }
+        let complete = Reader(&message)
+            .message_len()
+            .is_some_and(|n| message.len() >= n);
+        if fragment.len() < len || complete {
+            break;
+        }
+    }
+    let full = Reader(&message).message_len().ok_or(TlsError::Truncated)?;
+    let kind = message[0];
+    let truncated = message.len() < full;
+    let body = match message {
+        Cow::Borrowed(m) => Cow::Borrowed(&m[4..m.len().min(full)]),
+        Cow::Owned(mut m) => {
+            m.truncate(full);
+            m.drain(..4);
+            Cow::Owned(m)
+        }
+    };
+    Ok((kind, body, truncated))
+}
+
+/// The outcome of reading a hello's fields: running out of bytes in a truncated hello is the
+/// cut (the fields before it are kept), anything else wrong is an error.
+fn cut_is_fine(read: Result<(), TlsError>, truncated: bool) -> Result<(), TlsError> {
+    match read {
+        Err(TlsError::Truncated) if truncated => Ok(()),
+        other => other,
+    }
 }
 
 pub fn parse_client_hello(record: &[u8]) -> Result<ClientHello, TlsError> {
-    let (kind, body) = handshake(record)?;
+    let (kind, body, truncated) = handshake(record)?;
     if kind != 1 {
         return Err(TlsError::WrongMessage("ClientHello"));
     }
-    let mut r = Reader(body);
     let mut h = ClientHello {
-        legacy_version: r.u16()?,
+        truncated,
         ..ClientHello::default()
     };
-    r.take(32)?; // random
-    let sid = r.u8()? as usize;
-    r.take(sid)?;
-    let mut suites = Reader(r.vec16()?);
-    while !suites.0.is_empty() {
-        h.cipher_suites.push(suites.u16()?);
-    }
-    let comp = r.u8()? as usize;
-    r.take(comp)?;
-    if r.0.is_empty() {
-        return Ok(h); // no extensions
-    }
-    let mut exts = Reader(r.vec16()?);
-    while !exts.0.is_empty() {
-        let ty = exts.u16()?;
-        let data = exts.vec16()?;
-        h.extensions.push(ty);
-        let mut d = Reader(data);
-        match ty {
-            EXT_SNI => {
-                let mut list = Reader(d.vec16()?);
-                while !list.0.is_empty() {
-                    let name_type = list.u8()?;
-                    let name = list.vec16()?;
-                    if name_type == 0 && h.server_name.is_none() {
-                        h.server_name = Some(printable(name));
-                    }
-                }
-            }
-            EXT_ALPN => {
-                let mut list = Reader(d.vec16()?);
-                while !list.0.is_empty() {
-                    let n = list.u8()? as usize;
-                    h.alpn.push(list.take(n)?.to_vec());
-                }
-            }
-            EXT_SUPPORTED_GROUPS => h.supported_groups = u16s(d.vec16()?)?,
-            EXT_SIGNATURE_ALGORITHMS => h.signature_algorithms = u16s(d.vec16()?)?,
-            EXT_EC_POINT_FORMATS => {
-                let n = d.u8()? as usize;
-                h.ec_point_formats = d.take(n)?.to_vec();
-            }
-            EXT_SUPPORTED_VERSIONS => {
-                let n = d.u8()? as usize;
-                h.supported_versions = u16s(d.take(n)?)?;
-            }
-            _ => {}
-        }
-    }
+    cut_is_fine(client_hello_fields(&body, &mut h), truncated)?;
     Ok(h)
 }
 
+/// Reads the fields in order into `h`, each once all its bytes are there.
+fn client_hello_fields(body: &[u8], h: &mut ClientHello) -> Result<(), TlsError> {
+    let mut r = Reader(body);
+    h.legacy_version = r.u16()?;
+    r.take(32)?; // random
+    let sid = r.u8()? as usize;
+    r.take(sid)?;
+    h.cipher_suites = u16s(r.vec16()?)?;
+    let comp = r.u8()? as usize;
+    r.take(comp)?;
+    if r.0.is_empty() {
+        return Ok(()); // no extensions
+    }
+    let mut exts = Reader(r.extensions(h.truncated)?);
+    while !exts.0.is_empty() {
+        let ty = exts.u16()?;
+        let data = exts.vec16()?;
+        // The extension is whole: a read past its end is a malformed extension, not the cut.
+        client_extension(h, ty, data).map_err(|_| TlsError::Malformed)?;
+        h.extensions.push(ty);
+    }
+    Ok(())
+}
+
+fn client_extension(h: &mut ClientHello, ty: u16, data: &[u8]) -> Result<(), TlsError> {
+    let mut d = Reader(data);
+    match ty {
+        EXT_SNI => {
+            let mut list = Reader(d.vec16()?);
+            while !list.0.is_empty() {
+                let name_type = list.u8()?;
+                let name = list.vec16()?;
+                if name_type == 0 && h.server_name.is_none() {
+                    h.server_name = Some(printable(name));
+                }
+            }
+        }
+        EXT_ALPN => {
+            let mut list = Reader(d.vec16()?);
+            while !list.0.is_empty() {
+                let n = list.u8()? as usize;
+                h.alpn.push(list.take(n)?.to_vec());
+            }
+        }
+        EXT_SUPPORTED_GROUPS => h.supported_groups = u16s(d.vec16()?)?,
+        EXT_SIGNATURE_ALGORITHMS => h.signature_algorithms = u16s(d.vec16()?)?,
+        EXT_EC_POINT_FORMATS => {
+            let n = d.u8()? as usize;
+            h.ec_point_formats = d.take(n)?.to_vec();
+        }
+        EXT_SUPPORTED_VERSIONS => {
+            let n = d.u8()? as usize;
+            h.supported_versions = u16s(d.take(n)?)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A ServerHello; one cut before its extensions is an error (its cipher suite is not known
+/// for sure).
 pub fn parse_server_hello(record: &[u8]) -> Result<ServerHello, TlsError> {
-    let (kind, body) = handshake(record)?;
+    let (kind, body, truncated) = handshake(record)?;
     if kind != 2 {
         return Err(TlsError::WrongMessage("ServerHello"));
     }
-    let mut r = Reader(body);
+    let mut r = Reader(&body);
     let legacy_version = r.u16()?;
-    r.take(32)?;
+    r.take(32)?; // random
     let sid = r.u8()? as usize;
     r.take(sid)?;
     let mut h = ServerHello {
         legacy_version,
         cipher_suite: r.u16()?,
-        version: legacy_version,
+        truncated,
         ..ServerHello::default()
     };
     r.u8()?; // compression method
-    if r.0.is_empty() {
-        return Ok(h);
+    if !r.0.is_empty() {
+        cut_is_fine(server_extensions(r, &mut h), truncated)?;
     }
-    let mut exts = Reader(r.vec16()?);
-    while !exts.0.is_empty() {
-        let ty = exts.u16()?;
-        let mut d = Reader(exts.vec16()?);
-        h.extensions.push(ty);
-        match ty {
-            EXT_SUPPORTED_VERSIONS => h.version = d.u16()?,
-            EXT_ALPN => {
-                let mut list = Reader(d.vec16()?);
-                let n = list.u8()? as usize;
-                h.alpn = Some(list.take(n)?.to_vec());
-            }
-            _ => {}
-        }
+    // Without supported_versions the legacy field is the version, unless the cut hid it.
+    if h.version.is_none() && !truncated {
+        h.version = Some(h.legacy_version);
     }
     Ok(h)
+}
+
+fn server_extensions(mut r: Reader<'_>, h: &mut ServerHello) -> Result<(), TlsError> {
+    let mut exts = Reader(r.extensions(h.truncated)?);
+    while !exts.0.is_empty() {
+        let ty = exts.u16()?;
+        let data = exts.vec16()?;
+        server_extension(h, ty, data).map_err(|_| TlsError::Malformed)?;
+        h.extensions.push(ty);
+    }
+    Ok(())
+}
+
+fn server_extension(h: &mut ServerHello, ty: u16, data: &[u8]) -> Result<(), TlsError> {
+    let mut d = Reader(data);
+    match ty {
+        EXT_SUPPORTED_VERSIONS => h.version = Some(d.u16()?),
+        EXT_ALPN => {
+            let mut list = Reader(d.vec16()?);
+            let n = list.u8()? as usize;
+            h.alpn = Some(list.take(n)?.to_vec());
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// "TLS 1.3", "TLS 1.2", ... as tshark and Zeek name them.
@@ -185,18 +266,20 @@ pub fn version_name(v: u16) -> String {
 
 impl ClientHello {
     /// The highest version offered: supported_versions when sent (TLS 1.3 clients), else the
-    /// legacy version.
-    pub fn max_version(&self) -> u16 {
-        self.supported_versions
+    /// legacy version; None when the hello was cut before supported_versions (which may come
+    /// later: the legacy version of a TLS 1.3 client says 1.2).
+    pub fn max_version(&self) -> Option<u16> {
+        let supported = self
+            .supported_versions
             .iter()
             .copied()
             .filter(|v| !is_grease(*v))
-            .max()
-            .unwrap_or(self.legacy_version)
+            .max();
+        supported.or((!self.truncated).then_some(self.legacy_version))
     }
 
     /// The JA3 string: version,ciphers,extensions,groups,point formats (decimal, '-' joined,
-    /// GREASE left out).
+    /// GREASE left out). Of a truncated hello it lacks what the cut hid: see [`Self::ja3`].
     pub fn ja3_string(&self) -> String {
         format!(
             "{},{},{},{},{}",
@@ -212,14 +295,19 @@ impl ClientHello {
         )
     }
 
-    pub fn ja3(&self) -> String {
-        hex(&Md5::digest(self.ja3_string().as_bytes()))
+    /// JA3, None for a truncated hello (a fingerprint of part of a hello matches nothing).
+    pub fn ja3(&self) -> Option<String> {
+        (!self.truncated).then(|| hex(&Md5::digest(self.ja3_string().as_bytes())))
     }
 
     /// JA4 (FoxIO, TCP): `t{version}{d|i}{ciphers:02}{extensions:02}{alpn}_{hash of sorted
-    /// ciphers}_{hash of sorted extensions without SNI and ALPN, then signature algorithms}`.
-    pub fn ja4(&self) -> String {
-        let version = match self.max_version() {
+    /// ciphers}_{hash of sorted extensions without SNI and ALPN, then signature algorithms}`;
+    /// None for a truncated hello.
+    pub fn ja4(&self) -> Option<String> {
+        if self.truncated {
+            return None;
+        }
+        let version = match self.max_version().unwrap_or(self.legacy_version) {
             0x0304 => "13",
             0x0303 => "12",
             0x0302 => "11",
@@ -271,7 +359,7 @@ impl ClientHello {
             c_input.push_str(&hex_list(&sigs));
         }
         let c = truncated_sha256(&c_input);
-        format!("{a}_{b}_{c}")
+        Some(format!("{a}_{b}_{c}"))
     }
 }
 
@@ -286,14 +374,18 @@ impl ServerHello {
         )
     }
 
-    pub fn ja3s(&self) -> String {
-        hex(&Md5::digest(self.ja3s_string().as_bytes()))
+    /// JA3S, None for a truncated hello.
+    pub fn ja3s(&self) -> Option<String> {
+        (!self.truncated).then(|| hex(&Md5::digest(self.ja3s_string().as_bytes())))
     }
 
     /// JA4S (FoxIO, TCP): `t{version}{extensions:02}{alpn}_{cipher}_{hash of extensions in
-    /// order}`.
-    pub fn ja4s(&self) -> String {
-        let version = match self.version {
+    /// order}`; None for a truncated hello.
+    pub fn ja4s(&self) -> Option<String> {
+        if self.truncated {
+            return None;
+        }
+        let version = match self.version.unwrap_or(self.legacy_version) {
             0x0304 => "13",
             0x0303 => "12",
             0x0302 => "11",
@@ -302,12 +394,12 @@ impl ServerHello {
             _ => "00",
         };
         let alpn = alpn_chars(self.alpn.as_deref());
-        format!(
+        Some(format!(
             "t{version}{:02}{alpn}_{:04x}_{}",
             self.extensions.len().min(99),
             self.cipher_suite,
             truncated_sha256(&hex_list(&self.extensions))
-        )
+        ))
     }
 }
 
@@ -354,11 +446,12 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A server name as text: printable ASCII kept, anything else escaped as `\xHH`.
+/// A server name as text: printable ASCII kept, anything else, and the backslash that starts
+/// an escape, as `\xHH`, so the text reads back one way only.
 fn printable(b: &[u8]) -> String {
     let mut out = String::with_capacity(b.len());
     for &c in b {
-        if c.is_ascii_graphic() {
+        if c.is_ascii_graphic() && c != b'\\' {
             out.push(c as char);
         } else {
             out.push_str(&format!("\\x{c:02x}"));
@@ -367,7 +460,11 @@ fn printable(b: &[u8]) -> String {
     out
 }
 
+/// A list of 16-bit values; an odd length is malformed.
 fn u16s(b: &[u8]) -> Result<Vec<u16>, TlsError> {
+    if !b.len().is_multiple_of(2) {
+        return Err(TlsError::Malformed);
+    }
     let mut r = Reader(b);
     let mut out = Vec::with_capacity(b.len() / 2);
     while !r.0.is_empty() {
@@ -406,7 +503,23 @@ impl<'a> Reader<'a> {
         let n = self.u16()? as usize;
         self.take(n)
     }
+
+    /// The length of the handshake message these bytes start (its 4-byte header included).
+    fn message_len(&mut self) -> Option<usize> {
+        self.u8().ok()?;
+        self.u24().ok().map(|n| 4 + n)
+    }
+
+    /// A hello's extension block: of a truncated hello, as much of it as there is.
+    fn extensions(&mut self, truncated: bool) -> Result<&'a [u8], TlsError> {
+        let n = self.u16()? as usize;
+        if truncated {
+            Ok(self.take(n.min(self.0.len()))?)
+        } else {
+            self.take(n)
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
