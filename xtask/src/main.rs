@@ -93,10 +93,17 @@ fn build(release: bool) -> Result<PathBuf> {
     }
     run(&mut c)?;
     let profile = if release { "release" } else { "debug" };
-    Ok(workspace_root()
-        .join("target")
-        .join(profile)
-        .join("flow-agent"))
+    Ok(target_dir().join(profile).join("flow-agent"))
+}
+
+/// Where cargo puts the workspace's builds: `CARGO_TARGET_DIR` when set (relative to the
+/// workspace), else `target/`.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() => dir,
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    }
 }
 
 /// Builds every test binary of the workspace without running it; returns their paths.
