@@ -310,3 +310,119 @@ fn dns_events_name_the_query_its_answers_and_the_process_that_asked() -> Result<
     agent.stop()?;
     Ok(())
 }
+
+/// Addresses on the loopback of the test namespace: one a forged answer claims, one a real
+/// answer gives.
+const FORGED_ADDR: &str = "127.0.0.77";
+const LEGIT_ADDR: &str = "127.0.0.78";
+const CONNECT_PORT: u16 = 8081;
+
+/// One process, on the loopback of its namespace (args: forged address, legit address, port):
+/// a UDP socket that asked nothing gets an answer forged from 127.0.0.1:53 claiming that
+/// forged.flowtest is the forged address (sent by a raw socket, which writes its own UDP
+/// header; TTL one hour); then the process asks a resolver of its own on 127.0.0.1:53 for
+/// legit.flowtest and gets the legit address. It connects to each address right after its
+/// answer (to a listener of its own).
+const FORGER: &str = r#"
+import socket, struct, sys
+forged, legit, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def wire(n):
+    return b"".join(bytes([len(l)]) + l for l in n.encode().split(b".")) + b"\0"
+def question(n):
+    return wire(n) + struct.pack(">HH", 1, 1)
+def answer(ident, n, addr):
+    m = struct.pack(">HHHHHH", ident, 0x8180, 1, 1, 0, 0) + question(n)
+    return m + b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 3600, 4) + socket.inet_aton(addr)
+def connect(addr):
+    srv = socket.socket()
+    srv.bind((addr, port))
+    srv.listen(1)
+    c = socket.create_connection((addr, port), timeout=5)
+    a, _ = srv.accept()
+    c.close(); a.close(); srv.close()
+
+victim = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+victim.settimeout(5)
+victim.bind(("127.0.0.1", 0))
+payload = answer(0x5353, "forged.flowtest", forged)
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+udp = struct.pack(">HHHH", 53, victim.getsockname()[1], 8 + len(payload), 0)
+raw.sendto(udp + payload, ("127.0.0.1", 0))
+got, src = victim.recvfrom(4096)
+assert got == payload and src == ("127.0.0.1", 53), (got, src)
+print("forged answer delivered", flush=True)
+connect(forged)
+
+resolver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+resolver.settimeout(5)
+resolver.bind(("127.0.0.1", 53))
+asker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+asker.settimeout(5)
+asker.connect(("127.0.0.1", 53))
+asker.send(struct.pack(">HHHHHH", 0x4444, 0x0100, 1, 0, 0, 0) + question("legit.flowtest"))
+q, client = resolver.recvfrom(512)
+resolver.sendto(answer(struct.unpack(">H", q[:2])[0], "legit.flowtest", legit), client)
+asker.recv(512)
+connect(legit)
+print("done", flush=True)
+"#;
+
+#[test]
+fn a_forged_answer_to_a_socket_that_asked_nothing_names_no_flow() -> Result<()> {
+    setup()?;
+    let host = TestHost::new()?;
+    let netns = host.netns_inode()?;
+    let dir = TempDir::new("ftforge")?;
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[enrich]\ndns_events = true\n")?;
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    let agent = agent(&["--config", &cfg.display().to_string()])?;
+
+    let args = [FORGED_ADDR, LEGIT_ADDR, &CONNECT_PORT.to_string()].map(String::from);
+    let out = finish(spawn_py(&host, FORGER, &args)?, Duration::from_secs(30))?;
+    ensure!(
+        out.contains("forged answer delivered") && out.contains("done"),
+        "forger: {out}"
+    );
+    let end_to = |addr: &'static str| {
+        move |e: &Value| {
+            e["event_action"] == "end"
+                && e["attribution"] == "connector"
+                && e["dest_ip"] == addr
+                && e["dest_port"] == CONNECT_PORT
+                && e["netns"] == netns
+        }
+    };
+    // The answer the process asked for names its connection: names are still learned here.
+    let legit = agent
+        .wait_for(end_to(LEGIT_ADDR), EVENT_TIMEOUT)
+        .context("the connection to the legitimately answered address")?;
+    ensure!(
+        legit["dest_fqdn"] == "legit.flowtest",
+        "the answer to the query names the flow: {legit:#}"
+    );
+    agent
+        .wait_for(
+            |e| e["event_action"] == "dns_query" && e["query_name"] == "legit.flowtest",
+            EVENT_TIMEOUT,
+        )
+        .context("dns_query event of the answered query")?;
+    // The forged answer came first: it names nothing and is no dns_query event.
+    let forged = agent
+        .wait_for(end_to(FORGED_ADDR), EVENT_TIMEOUT)
+        .context("the connection to the forged address")?;
+    ensure!(
+        forged.get("dest_fqdn").is_none() && forged.get("dns_chain").is_none(),
+        "an answer no query asked for names the flow: {forged:#}"
+    );
+    let events = agent.stop()?;
+    let forged_events: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["query_name"] == "forged.flowtest")
+        .collect();
+    ensure!(
+        forged_events.is_empty(),
+        "dns_query events for the forged answer: {forged_events:#?}"
+    );
+    Ok(())
+}

@@ -2,6 +2,10 @@
 //! group, cgroup and container; the remote's name from DNS; the application protocol from the
 //! first payload bytes; locality and host), and makes `dns_query` events from DNS answers. It
 //! owns what those names come from: the process table, the DNS name cache, first bytes.
+//!
+//! DNS answers teach only when they answer a query the same socket sent (see `dns_names`):
+//! every query leaving a socket (UDP to port 53, the first payload of a TCP connection to port
+//! 53) waits for its answer, and an answer that matches none names nothing and makes no event.
 use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use flow_common::{DnsRecord, PayloadRecord, Task};
@@ -10,7 +14,7 @@ use super::{
     app_proto::{self, PayloadKey, Payloads},
     clock::{boot_ns_now, BootClock},
     dns_event,
-    dns_names::DnsNames,
+    dns_names::{Asker, DnsNames, Received},
     identity::Identities,
     networks::{default_local_networks, is_local, Cidr},
 };
@@ -18,7 +22,7 @@ use crate::{
     capture::{sock_diag::TcpSockInfo, Record},
     event::{AppInfo, DnsEvent, FlowAction, FlowEvent, HostInfo, Locality, RemoteName, Transport},
     flows::{table::endpoints, FlowTable, Tracked},
-    proto::dns,
+    proto::dns::Message,
 };
 
 const DNS_PORT: u16 = 53;
@@ -53,7 +57,9 @@ pub struct Enricher {
     cfg: EnrichmentConfig,
     /// Who acted: processes, users, groups, cgroups.
     pub identities: Identities,
-    /// Names of remote addresses, from the DNS answers the host received.
+    /// Names of remote addresses, from the answers to the DNS queries the host's sockets sent,
+    /// by network namespace; its `counters` tell the answers refused (unsolicited, mismatched,
+    /// malformed) and the queries forgotten.
     pub names: DnsNames,
     /// The first payload bytes of open flows.
     pub payloads: Payloads,
@@ -107,34 +113,50 @@ impl Enricher {
         }
     }
 
+    /// DNS over UDP (remote port 53): a query sent waits for its answer; an answer received
+    /// teaches, and makes an event, only when it answers one.
     fn on_dns(&mut self, r: &DnsRecord, flows: &FlowTable) {
         let msg = &r.data[..(r.len as usize).min(r.data.len())];
         let (_, remote) = endpoints(&r.tuple);
-        if r.egress == 0 {
-            self.names.observe(msg, r.header.ts_ns);
-            if self.cfg.dns_events {
-                let flow = flows.udp_flow(r.cookie, (r.tuple.remote_port, r.tuple.remote_addr));
-                let flow = flow.map(|(ids, owner)| (ids.clone(), *owner));
-                self.push_dns_event(msg, flow, &r.tuple, Transport::Udp, r.header.ts_ns);
+        let asker = Asker::udp(r.cookie, remote);
+        if r.egress != 0 {
+            self.names.sent(asker, msg, r.header.ts_ns);
+        } else {
+            // The asking socket's flow tells its namespace and process.
+            let flow = flows.udp_flow(r.cookie, (r.tuple.remote_port, r.tuple.remote_addr));
+            let netns = flow.as_ref().map_or(0, |f| f.netns);
+            if let Received::Answer(m) = self.names.received(asker, netns, msg, r.header.ts_ns) {
+                if self.cfg.dns_events {
+                    let flow = flow.map(|f| (f.ids.clone(), *f.owner));
+                    self.push_dns_event(&m, flow, &r.tuple, Transport::Udp, r.header.ts_ns);
+                }
             }
         }
         self.payloads
             .observe(PayloadKey::udp(r.cookie, remote), r.egress != 0, msg);
     }
 
+    /// DNS over TCP (remote port 53): the first payload each way is seen, the query sent and
+    /// its answer, each after its two-byte length.
     fn on_payload(&mut self, r: &PayloadRecord, flows: &FlowTable) {
         let bytes = app_proto::record_bytes(r);
-        if r.egress == 0 && r.remote_port == DNS_PORT {
-            // DNS over TCP: the answer follows its two-byte length.
+        if r.remote_port == DNS_PORT {
             if let Some(msg) = bytes.get(2..) {
-                self.names.observe(msg, r.header.ts_ns);
-                if self.cfg.dns_events {
-                    // An event only when the connection's flow is known: its endpoints come
-                    // from it.
-                    if let Some((ids, owner, tuple)) = flows.tcp_flow(r.cookie) {
-                        let flow = Some((ids.clone(), *owner));
-                        let tuple = *tuple;
-                        self.push_dns_event(msg, flow, &tuple, Transport::Tcp, r.header.ts_ns);
+                let asker = Asker::tcp(r.cookie, r.remote_port);
+                if r.egress != 0 {
+                    self.names.sent(asker, msg, r.header.ts_ns);
+                } else {
+                    let flow = flows.tcp_flow(r.cookie);
+                    let netns = flow.as_ref().map_or(0, |f| f.netns);
+                    let ts = r.header.ts_ns;
+                    if let Received::Answer(m) = self.names.received(asker, netns, msg, ts) {
+                        // An event only when the connection's flow is known: its endpoints
+                        // come from it.
+                        if let (true, Some(f)) = (self.cfg.dns_events, flow) {
+                            let flow = Some((f.ids.clone(), *f.owner));
+                            let tuple = *f.tuple;
+                            self.push_dns_event(&m, flow, &tuple, Transport::Tcp, ts);
+                        }
                     }
                 }
             }
@@ -147,16 +169,13 @@ impl Enricher {
     /// (none when the agent does not track that flow).
     fn push_dns_event(
         &mut self,
-        msg: &[u8],
+        m: &Message,
         flow: Option<(Arc<crate::event::FlowIds>, Task)>,
         tuple: &flow_common::Tuple,
         transport: Transport,
         ts_ns: u64,
     ) {
-        let Some(mut ev) = dns::parse(msg)
-            .ok()
-            .and_then(|m| dns_event::from_message(&m))
-        else {
+        let Some(mut ev) = dns_event::from_message(m) else {
             return;
         };
         // Bounded: the agent takes them after every batch of records.
@@ -217,18 +236,22 @@ impl Enricher {
     }
 
     /// The name the remote address was resolved from when the flow opened, not when the
-    /// agent got to the record; remembered for the flow's later events.
+    /// agent got to the record, in the flow's network namespace; remembered for the flow's
+    /// later events.
     fn remote_name(&mut self, ev: &FlowEvent, open_ns: u64) -> Option<Arc<RemoteName>> {
         if let Some(name) = self.remote_names.get(&ev.ids.flow_id) {
             return name.clone();
         }
         let at_ns = if open_ns > 0 { open_ns } else { boot_ns_now() };
-        let name = self.names.lookup(ev.remote.0, at_ns).map(|r| {
-            Arc::new(RemoteName {
-                fqdn: r.name.clone(),
-                chain: r.chain.clone(),
-            })
-        });
+        let name = self
+            .names
+            .lookup(ev.netns.unwrap_or(0), ev.remote.0, at_ns)
+            .map(|r| {
+                Arc::new(RemoteName {
+                    fqdn: r.name.clone(),
+                    chain: r.chain.clone(),
+                })
+            });
         if ev.action != FlowAction::End && self.remote_names.len() < MAX_NAMED_FLOWS {
             self.remote_names
                 .insert(ev.ids.flow_id.clone(), name.clone());
@@ -264,8 +287,9 @@ impl Enricher {
         }
     }
 
-    /// Periodic work: expired names and exited processes go; first bytes of flows whose end
-    /// never came (or that were never opened here) go when they outnumber the open flows.
+    /// Periodic work: expired names, unanswered queries and exited processes go; first bytes
+    /// of flows whose end never came (or that were never opened here) go when they outnumber
+    /// the open flows.
     pub fn tick(&mut self, now_ns: u64, flows: &FlowTable) {
         self.names.expire(now_ns);
         self.identities.processes.expire();

@@ -254,26 +254,25 @@ impl FlowTable {
         }
     }
 
-    /// The flow of a UDP socket's traffic with one remote endpoint: its ids and process.
-    pub fn udp_flow(&self, cookie: u64, remote: (u16, [u8; 16])) -> Option<(&Arc<FlowIds>, &Task)> {
+    /// The flow of a UDP socket's traffic with one remote endpoint.
+    pub fn udp_flow(&self, cookie: u64, remote: (u16, [u8; 16])) -> Option<SocketFlow<'_>> {
         let key = self
             .udp_by_cookie
             .get(&cookie)?
             .iter()
             .find(|k| (k.remote_port, k.remote_addr) == remote)?;
-        let f = self.flows.get(&FlowKey::Udp(*key))?;
-        Some((&f.ids, &f.owner))
+        self.flows.get(&FlowKey::Udp(*key)).map(SocketFlow::of)
     }
 
-    /// The flow of a TCP socket: its ids, process and endpoints.
-    pub fn tcp_flow(&self, cookie: u64) -> Option<(&Arc<FlowIds>, &Task, &Tuple)> {
+    /// The flow of a TCP socket.
+    pub fn tcp_flow(&self, cookie: u64) -> Option<SocketFlow<'_>> {
         if cookie == 0 {
             return None;
         }
         self.flows
             .iter()
             .find(|(k, f)| matches!(k, FlowKey::Tcp(_)) && f.cookie == cookie)
-            .map(|(_, f)| (&f.ids, &f.owner, &f.tuple))
+            .map(|(_, f)| SocketFlow::of(f))
     }
 
     /// The sockets of the open flows, by (transport, cookie, remote endpoint).
@@ -638,6 +637,26 @@ fn merge_scanned(f: &mut Flow, p: Flow) {
         f.owner = p.owner;
         f.owner_kind = p.owner_kind;
         f.start_observed = p.start_observed;
+    }
+}
+
+/// What the tracker tells of a socket's flow: its ids, process, endpoints and namespace.
+pub struct SocketFlow<'a> {
+    pub ids: &'a Arc<FlowIds>,
+    pub owner: &'a Task,
+    pub tuple: &'a Tuple,
+    /// 0 when unknown.
+    pub netns: u32,
+}
+
+impl<'a> SocketFlow<'a> {
+    fn of(f: &'a Flow) -> Self {
+        Self {
+            ids: &f.ids,
+            owner: &f.owner,
+            tuple: &f.tuple,
+            netns: f.netns,
+        }
     }
 }
 

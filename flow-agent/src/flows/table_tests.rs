@@ -421,8 +421,11 @@ fn outbound_connect_then_fin_both_ways() {
     assert_eq!(ending(ev), (None, None, None));
     assert_eq!(ev.attribution, Some(Attribution::Connector));
     assert_eq!((ev.tid, ev.netns), (Some(101), Some(NETNS)));
-    let (ids, o, _) = t.tcp_flow(0xa001).expect("the flow by its cookie");
-    assert_eq!((ids.flow_id.as_str(), o.pid), ("fa-1", 100));
+    let f = t.tcp_flow(0xa001).expect("the flow by its cookie");
+    assert_eq!(
+        (f.ids.flow_id.as_str(), f.owner.pid, f.netns),
+        ("fa-1", 100, NETNS)
+    );
 
     // 1000 bytes in + the peer's FIN; 300 out + SYN + FIN, all acknowledged.
     let close = TcpRecord {
@@ -1168,10 +1171,10 @@ fn udp_outbound_start_updates_and_idle_end() {
         (clock.wall(t0), Some(0), None)
     );
     assert!(ev.start_observed);
-    let (ids, o) = t
+    let f = t
         .udp_flow(77, (53, tu.remote_addr))
         .expect("the flow by socket and remote");
-    assert_eq!((ids.flow_id.as_str(), o.pid), ("fa-1", 400));
+    assert_eq!((f.ids.flow_id.as_str(), f.owner.pid), ("fa-1", 400));
 
     udp.counters
         .insert(key, udp_counters(t0, t0 + 2 * S, (120, 40), (1, 1)));
@@ -1278,7 +1281,11 @@ fn udp_release_ends_every_flow_of_the_socket() {
             udp_counters(ts, last, (10, 20), (1, 1)),
         );
     }
-    let mapped = &t.udp_flow(5, (6000, b.remote_addr)).unwrap().0.community_id;
+    let mapped = &t
+        .udp_flow(5, (6000, b.remote_addr))
+        .unwrap()
+        .ids
+        .community_id;
     assert_eq!(*mapped, cid(0, UDP, "10.0.0.5:5000", "10.0.0.9:6000"));
 
     let end = feed(&mut t, &mut udp, udp_release(5, t0 + 3 * S));
@@ -1300,8 +1307,8 @@ fn udp_release_ends_every_flow_of_the_socket() {
         "the other socket's flow stays"
     );
     assert_eq!(t.open_flows(), 1);
-    let (ids, _) = t.udp_flow(6, (6000, c.remote_addr)).expect("still open");
-    assert_eq!(ids.flow_id, "fa-3");
+    let f = t.udp_flow(6, (6000, c.remote_addr)).expect("still open");
+    assert_eq!(f.ids.flow_id, "fa-3");
     assert!(feed(&mut t, &mut udp, udp_release(5, t0 + 4 * S)).is_empty());
 }
 
