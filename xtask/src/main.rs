@@ -98,7 +98,7 @@ fn build(release: bool) -> Result<PathBuf> {
 
 /// Where cargo puts the workspace's builds: `CARGO_TARGET_DIR` when set (relative to the
 /// workspace), else `target/`.
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
         Some(dir) if dir.is_absolute() => dir,
         Some(dir) => workspace_root().join(dir),

@@ -186,7 +186,7 @@ fn reexec_release() -> Result<()> {
         .current_dir(workspace_root())
         .args(["build", "--quiet", "--release", "-p", "xtask"]);
     run(&mut build)?;
-    let exe = workspace_root().join("target/release/xtask");
+    let exe = crate::target_dir().join("release/xtask");
     let err = Command::new(&exe).args(std::env::args_os().skip(1)).exec();
     Err(err).with_context(|| format!("running {}", exe.display()))
 }
