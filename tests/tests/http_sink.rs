@@ -1125,7 +1125,7 @@ fn the_disk_buffer_sets_aside_planted_links_and_a_corrupt_segment_and_replays_th
     let mut port = 9410;
     while segment_ids(&buffer)?.len() < 5 {
         ensure!(port < 9440, "30 rounds of flows and fewer than 5 segments");
-        make_flows(&first, port)?;
+        make_flows(&first, &TestHost::new()?, port)?;
         port += 1;
     }
     first.stop()?;
