@@ -594,6 +594,273 @@ fn sighup_reloads_filters_timings_and_enrichment_without_losing_flows() -> Resul
     ensure_no_losses_in(&stderr)
 }
 
+/// A syslog collector on loopback: counts the connections made to it and keeps what they
+/// sent.
+struct Collector {
+    port: u16,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    received: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Collector {
+    fn start() -> Result<Self> {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (n, r) = (connections.clone(), received.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(len) = stream.read(&mut buf) {
+                        if len == 0 {
+                            break;
+                        }
+                        r.lock().unwrap().extend_from_slice(&buf[..len]);
+                    }
+                });
+            }
+        });
+        Ok(Self {
+            port,
+            connections,
+            received,
+        })
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until a record of the flow from local port `port` to the server ended arrived.
+    fn wait_end_of(&self, port: u16) -> Result<()> {
+        let want = [
+            format!("\"src_port\":{port},"),
+            "\"event_action\":\"end\"".to_string(),
+        ];
+        let deadline = std::time::Instant::now() + flow_agent_tests::slowed(EVENT_TIMEOUT);
+        loop {
+            let got = String::from_utf8_lossy(&self.received.lock().unwrap()).to_string();
+            if got
+                .split("flow-agent")
+                .any(|m| want.iter().all(|w| m.contains(w.as_str())))
+            {
+                return Ok(());
+            }
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the collector got no end of the flow from port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The reload tests' outputs: native on stdout and to a syslog collector (`SIEM_BUFFER`: its
+/// disk buffer directory), plus `EXTRA`.
+const OUTPUTS: &str = r#"
+[health]
+stats_interval = 1
+[filter]
+include = [{ remote_cidr = "SERVER/32" }, { local_cidr = "SERVER/32" }]
+[[outputs]]
+name = "events"
+[outputs.stdout]
+[[outputs]]
+name = "siem"
+[outputs.syslog]
+transport = "tcp"
+address = "127.0.0.1:COLLECTOR"
+[outputs.syslog.delivery]
+buffer_dir = "SIEM_BUFFER"
+backoff_initial = 0.1
+backoff_max = 1
+EXTRA
+"#;
+
+/// The report of output `name` in a stats event.
+fn sink_report<'a>(stats: &'a Value, name: &str) -> Option<&'a Value> {
+    stats["sinks"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)
+}
+
+#[test]
+fn a_reload_whose_outputs_cannot_start_leaves_the_running_outputs_uninterrupted() -> Result<()> {
+    setup()?;
+    let dir = TempDir::new("cfg-reload-fail")?;
+    let (client, server) = TestHost::pair()?;
+    let saddr = server.ns_addr_v4().to_string();
+    let collector = Collector::start()?;
+    // Where a file output cannot write: a directory. The configuration is valid (its
+    // directory exists and is safe); only opening the file fails.
+    let not_a_file = dir.path().join("a-directory");
+    std::fs::create_dir(&not_a_file)?;
+    let config = |siem_buffer: &str, extra: &str| {
+        OUTPUTS
+            .replace("SERVER", &saddr)
+            .replace("COLLECTOR", &collector.port.to_string())
+            .replace(
+                "SIEM_BUFFER",
+                &dir.path().join(siem_buffer).display().to_string(),
+            )
+            .replace("EXTRA", extra)
+    };
+    let unwritable = format!(
+        "[[outputs]]\nname = \"archive\"\n[outputs.file]\npath = \"{}\"\n",
+        not_a_file.display()
+    );
+    let cfg = config_file(&dir, "c.toml", &config("buf-siem", ""))?;
+    let agent = agent(&["--config", &cfg.display().to_string()])?;
+    let srv = spawn_py(&server, SERVER, &[saddr.clone(), "9511".into()])?;
+    wait_for_line(&srv, "listening", Duration::from_secs(10))?;
+    let ended = |port: u16| {
+        agent.wait_for(
+            |e| {
+                has(
+                    e,
+                    &[
+                        ("src_port", json!(port)),
+                        ("network_direction", json!("outbound")),
+                        ("event_action", json!("end")),
+                    ],
+                )
+            },
+            EVENT_TIMEOUT,
+        )
+    };
+
+    let before = connect(&client, &saddr, 9511)?;
+    ended(before)?;
+    collector.wait_end_of(before)?;
+    ensure!(collector.connections() == 1);
+
+    // 1. New outputs that cannot start, none in the way of the running ones (the syslog
+    // output's disk buffer is another directory): the running outputs are not touched.
+    write_atomically(&cfg, &config("buf-siem-new", &unwritable))?;
+    sighup(&agent)?;
+    wait_stderr(&agent, "the previous one stays in force", 1)?;
+    let after_failed = connect(&client, &saddr, 9511)?;
+    ended(after_failed)?;
+    collector.wait_end_of(after_failed)?;
+    ensure!(
+        collector.connections() == 1,
+        "the running syslog output was closed and opened again: {} connections",
+        collector.connections()
+    );
+    wait_stats_after(&agent, agent.event_count())?;
+
+    // 2. The new syslog output wants the running one's disk buffer directory: that one
+    // closes first, and since the new outputs cannot start, starts again (a new connection).
+    write_atomically(&cfg, &config("buf-siem", &unwritable))?;
+    sighup(&agent)?;
+    wait_stderr(&agent, "the previous one stays in force", 2)?;
+    let after_shared = connect(&client, &saddr, 9511)?;
+    ended(after_shared)?;
+    collector.wait_end_of(after_shared)?;
+    ensure!(
+        collector.connections() == 2,
+        "{} connections",
+        collector.connections()
+    );
+    wait_stats_after(&agent, agent.event_count())?;
+
+    // 3. A valid reload with the same directory: the old output closes first, the new one
+    // takes its buffer and connection's place.
+    let before_good_reload = agent.event_count();
+    write_atomically(&cfg, &config("buf-siem", ""))?;
+    sighup(&agent)?;
+    wait_stderr(&agent, "configuration reloaded", 1)?;
+    let after_good = connect(&client, &saddr, 9511)?;
+    ended(after_good)?;
+    collector.wait_end_of(after_good)?;
+    ensure!(
+        collector.connections() == 3,
+        "{} connections",
+        collector.connections()
+    );
+    let stderr = agent.stderr();
+    let events = agent.stop()?;
+
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("the previous one stays in force"))
+        .collect();
+    ensure!(errors.len() == 2, "{errors:?}");
+    for e in &errors {
+        ensure!(
+            e.starts_with("level=error ")
+                && e.contains(&format!(
+                    "outputs.file.path: cannot open {}",
+                    not_a_file.display()
+                )),
+            "the rejected reload names the output that failed: {e}"
+        );
+    }
+    // Every flow, on stdout, whole.
+    for port in [before, after_failed, after_shared, after_good] {
+        let flows = flows_to(&events, &saddr, 9511, "outbound");
+        let f = flows
+            .iter()
+            .find(|f| f[0]["src_port"] == port)
+            .with_context(|| format!("no flow from port {port} on stdout"))?;
+        ensure!(
+            f.first().unwrap()["event_action"] == "start"
+                && f.last().unwrap()["event_action"] == "end",
+            "{f:?}"
+        );
+    }
+    // The stdout output ran from start to the good reload without a restart: in every stats
+    // event before it, its `accepted` is exactly the flow events printed before (a restarted
+    // output counts from zero again).
+    let mut flows_before = 0u64;
+    let mut checked = Vec::new();
+    for e in &events[..before_good_reload] {
+        if e["event_action"] != "stats" {
+            flows_before += 1;
+            continue;
+        }
+        let accepted = sink_report(e, "events")
+            .and_then(|s| s["accepted"].as_u64())
+            .context("stats without the events output")?;
+        ensure!(
+            accepted == flows_before,
+            "accepted {accepted}, {flows_before} flow events printed before: {e}"
+        );
+        checked.push(accepted);
+    }
+    // Three connections before it, each two flows (client and server side) of at least a
+    // start and an end.
+    ensure!(
+        checked.len() >= 2 && checked.last() >= Some(&12),
+        "stats events before the good reload: accepted {checked:?}"
+    );
+    Ok(())
+}
+
+/// Waits for a stats event printed at index `from` or later.
+fn wait_stats_after(agent: &Agent, from: usize) -> Result<()> {
+    let deadline = std::time::Instant::now() + flow_agent_tests::slowed(EVENT_TIMEOUT);
+    while !agent
+        .events_since(from)
+        .iter()
+        .any(|e| e["event_action"] == "stats")
+    {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no stats event after event {from}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 fn ensure_no_losses_in(stderr: &str) -> Result<()> {
     ensure!(
         !stderr.contains("kernel-side losses"),

@@ -36,6 +36,15 @@ print("done", flush=True)
 "#;
 
 const PORT: u16 = 9300;
+/// `enrich_losses` of the stats event, `kind` of `flow_agent_enrich_losses_total`.
+const ENRICH_LOSS_KINDS: [&str; 6] = [
+    "payload_table_full",
+    "dns_answers_malformed",
+    "dns_answers_unsolicited",
+    "dns_answers_mismatched",
+    "dns_queries_evicted",
+    "dns_events_dropped",
+];
 const CONNECTIONS: usize = 5;
 
 /// A free loopback port (bound, read, released), never one this process handed out before:
@@ -315,6 +324,12 @@ name = "events"
             r#"flow_agent_kernel_losses_total{{kind="{kind}"}}"#
         ))?;
     }
+    ensure!(first.types["flow_agent_enrich_losses_total"] == "counter");
+    for kind in ENRICH_LOSS_KINDS {
+        first.get(&format!(
+            r#"flow_agent_enrich_losses_total{{kind="{kind}"}}"#
+        ))?;
+    }
     let root = scraper.request("GET", "/")?;
     ensure!(root.status == 200 && root.body.contains("/metrics"));
     ensure!(scraper.request("GET", "/other")?.status == 404);
@@ -374,7 +389,12 @@ name = "events"
         sent == flows_printed + stats_printed,
         "sent {sent}: want {flows_printed} flow events + {stats_printed} stats events"
     );
-    for k in ["dropped_total", "errors_total", "reconnects_total"] {
+    for k in [
+        "dropped_total",
+        "errors_total",
+        "reconnects_total",
+        "worker_panics_total",
+    ] {
         ensure!(metrics.get(&format!("flow_agent_sink_{k}{label}"))? == 0);
     }
     for k in ["queued", "buffered"] {
@@ -392,6 +412,25 @@ name = "events"
             "{series}: stats event says {v}"
         );
     }
+    // Enrichment losses: every kind in the stats event, the same number in the metrics.
+    let enrich = latest["enrich_losses"]
+        .as_object()
+        .context("enrich_losses")?;
+    let kinds: Vec<&str> = enrich.keys().map(String::as_str).collect();
+    let mut want_kinds = ENRICH_LOSS_KINDS.to_vec();
+    want_kinds.sort();
+    ensure!(kinds == want_kinds, "enrich_losses kinds {kinds:?}");
+    for (kind, v) in enrich {
+        let series = format!(r#"flow_agent_enrich_losses_total{{kind="{kind}"}}"#);
+        ensure!(
+            v.as_u64().is_some() && metrics.get(&series)? == *v,
+            "{series}: stats event says {v}"
+        );
+    }
+    ensure!(
+        sink(&latest, "events")?["worker_panics"] == 0,
+        "worker_panics of the stdout output: {latest}"
+    );
     let uptime = metrics.samples["flow_agent_uptime_seconds"];
     ensure!(uptime >= latest["uptime"].as_f64().unwrap_or(f64::MAX));
     drop(scraper);

@@ -660,3 +660,317 @@ fn records_on_disk_when_the_agent_is_killed_are_delivered_by_the_next_agent() ->
     );
     Ok(())
 }
+
+/// A plain TCP syslog collector with octet-counting framing: every message received, parsed
+/// into (MSGID, MSG), on any connection.
+struct Collector {
+    port: u16,
+    messages: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl Collector {
+    fn start() -> Result<Self> {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let all = messages.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let all = all.clone();
+                std::thread::spawn(move || {
+                    let mut pending: Vec<u8> = Vec::new();
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = stream.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        pending.extend_from_slice(&buf[..n]);
+                        // `LENGTH SP MESSAGE`, as many as are whole.
+                        while let Some(sp) = pending.iter().position(|b| *b == b' ') {
+                            let Some(len) = std::str::from_utf8(&pending[..sp])
+                                .ok()
+                                .and_then(|l| l.parse::<usize>().ok())
+                            else {
+                                return;
+                            };
+                            if pending.len() < sp + 1 + len {
+                                break;
+                            }
+                            let message: Vec<u8> =
+                                pending.drain(..sp + 1 + len).skip(sp + 1).collect();
+                            let text = String::from_utf8_lossy(&message).to_string();
+                            // <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG
+                            let fields: Vec<&str> = text.splitn(8, ' ').collect();
+                            if fields.len() == 8 {
+                                all.lock()
+                                    .unwrap()
+                                    .push((fields[5].to_string(), text.clone()));
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Ok(Self { port, messages })
+    }
+
+    /// The whole messages with this MSGID received so far.
+    fn messages(&self, msgid: &str) -> Vec<String> {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, _)| m == msgid)
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+
+    fn wait(&self, msgid: &str, n: usize) -> Result<Vec<String>> {
+        let deadline = Instant::now() + slowed(DELIVERY_TIMEOUT);
+        loop {
+            let got = self.messages(msgid);
+            if got.len() >= n {
+                return Ok(got);
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{msgid}: {} of {n} messages within {}",
+                got.len(),
+                describe_bound(DELIVERY_TIMEOUT)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The MSG part of an RFC 5424 message without structured data.
+fn msg(message: &str) -> &str {
+    message.splitn(8, ' ').nth(7).unwrap_or_default()
+}
+
+/// Leaf values by dotted name (array elements by index).
+fn leaves(prefix: &str, v: &Value, out: &mut std::collections::BTreeMap<String, Value>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                leaves(&format!("{prefix}{k}."), v, out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                leaves(&format!("{prefix}{i}."), v, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.trim_end_matches('.').to_string(), v.clone());
+        }
+    }
+}
+
+/// `short` is `full`, or `full` shortened: a prefix of it ending with `…`. Returns whether it
+/// was shortened.
+fn same_or_shortened(what: &str, short: &str, full: &str) -> Result<bool> {
+    if short == full {
+        return Ok(false);
+    }
+    let kept = short
+        .strip_suffix('…')
+        .with_context(|| format!("{what}: {short:?} is neither {full:?} nor shortened"))?;
+    ensure!(
+        full.starts_with(kept) && kept.len() < full.len(),
+        "{what}: {short:?} is not a prefix of {full:?}"
+    );
+    Ok(true)
+}
+
+/// Compares a shortened JSON record with the whole one: the same leaves plus `marker`, each
+/// value the same or shortened; returns how many were shortened.
+fn compare_json(what: &str, short: &Value, full: &Value, marker: &str) -> Result<usize> {
+    let (mut s, mut f) = (Default::default(), Default::default());
+    leaves("", short, &mut s);
+    leaves("", full, &mut f);
+    ensure!(
+        s.remove(marker) == Some(Value::Bool(true)),
+        "{what}: no {marker}: true in {short}"
+    );
+    ensure!(
+        s.keys().eq(f.keys()),
+        "{what}: fields {:?}, the whole record has {:?}",
+        s.keys().collect::<Vec<_>>(),
+        f.keys().collect::<Vec<_>>()
+    );
+    let mut shortened = 0;
+    for (k, v) in &s {
+        match (v, &f[k]) {
+            (Value::String(a), Value::String(b)) => {
+                shortened += usize::from(same_or_shortened(&format!("{what} {k}"), a, b)?)
+            }
+            (a, b) => ensure!(a == b, "{what} {k}: {a} instead of {b}"),
+        }
+    }
+    Ok(shortened)
+}
+
+/// `oversize = "truncate"`: a connection of a process with a long path and command line makes
+/// records longer than the outputs' `max_message_bytes`; each arrives within the limit, still
+/// a valid record of its format (native: valid against docs/events.schema.json; sysmon:
+/// well-formed XML), marked, with every field of the whole record (written to stdout and
+/// files), each value the same or a prefix of it ending with `…`.
+#[test]
+fn records_too_long_for_a_message_arrive_shortened_valid_and_marked() -> Result<()> {
+    let _serial = setup()?;
+    let dir = TempDir::new("syslog-truncate")?;
+    let collector = Collector::start()?;
+    // A server for curl: answers every request at once.
+    let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = server.local_addr()?.port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for s in server.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut buf = [0u8; 8192];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    // curl from a path of about 1 KB (its image_path and process_args[0]).
+    let mut bin = dir.path().to_path_buf();
+    for i in 0..9 {
+        bin.push(format!("{i}{}", "d".repeat(110)));
+    }
+    std::fs::create_dir_all(&bin)?;
+    let curl = bin.join("curl");
+    std::fs::copy("/usr/bin/curl", &curl)?;
+
+    let syslog = |name: &str, format: &str, max: usize| {
+        format!(
+            "[[outputs]]\nname = \"{name}\"\nformat = \"{format}\"\n[outputs.syslog]\n\
+             transport = \"tcp\"\naddress = \"127.0.0.1:{}\"\nframing = \"octet-counting\"\n\
+             msgid = \"{format}\"\nmax_message_bytes = {max}\noversize = \"truncate\"\n\
+             [outputs.syslog.delivery]\nbuffer_dir = \"{}\"\n",
+            collector.port,
+            dir.path().join(format!("buf-{name}")).display()
+        )
+    };
+    let file = |format: &str| {
+        format!(
+            "[[outputs]]\nname = \"whole-{format}\"\nformat = \"{format}\"\n[outputs.file]\npath = \"{}\"\n",
+            dir.path().join(format!("{format}.log")).display()
+        )
+    };
+    let config = dir.write(
+        "agent.toml",
+        format!(
+            "[health]\nstats_interval = 0\n[filter]\ninclude = [{{ remote_port = {port}, direction = \"outbound\" }}]\n\
+             [[outputs]]\nname = \"stdout\"\n[outputs.stdout]\n{}{}{}{}{}",
+            file("ecs"),
+            file("sysmon"),
+            syslog("short-native", "native", 3000),
+            syslog("short-ecs", "ecs", 3000),
+            syslog("short-sysmon", "sysmon", 1400),
+        ),
+    )?;
+    let agent = Agent::start(&["--config", config.to_str().unwrap()])?;
+    let header = format!("X-Long: {}", "é\"\\'x".repeat(600));
+    let out = Command::new(&curl)
+        .args(["-s", "-o", "/dev/null", "-H", &header])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()?;
+    ensure!(out.status.success(), "curl: {out:?}");
+    agent.wait_for(|e| e["event_action"] == "end", DELIVERY_TIMEOUT)?;
+    let native = collector.wait("native", 2)?;
+    let ecs = collector.wait("ecs", 2)?;
+    let sysmon = collector.wait("sysmon", 1)?;
+    let stdout = agent.stop()?;
+
+    // Native: the records of stdout, shortened, valid against the schema.
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/events.schema.json"
+    ))?)?;
+    let validator = jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .map_err(|e| anyhow::anyhow!("compiling the schema: {e}"))?;
+    ensure!(stdout.len() == 2, "{} events on stdout", stdout.len());
+    for (message, whole) in native.iter().zip(&stdout) {
+        ensure!(
+            message.len() <= 3000,
+            "native message of {} bytes",
+            message.len()
+        );
+        ensure!(
+            serde_json::to_string(whole)?.len() > 3000,
+            "the whole record fits: nothing to test"
+        );
+        let doc: Value = serde_json::from_str(msg(message)).context("native: not JSON")?;
+        let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+        ensure!(errors.is_empty(), "native: {errors:?}\n{doc}");
+        let n = compare_json("native", &doc, whole, "record_truncated")?;
+        ensure!(n >= 2, "native: {n} values shortened");
+        ensure!(doc["command_line"]
+            .as_str()
+            .is_some_and(|c| c.ends_with('…')));
+    }
+    // ECS: as the whole ECS records of the file output.
+    let whole_ecs: Vec<Value> = std::fs::read_to_string(dir.path().join("ecs.log"))?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    ensure!(whole_ecs.len() == 2);
+    for (message, whole) in ecs.iter().zip(&whole_ecs) {
+        ensure!(
+            message.len() <= 3000,
+            "ecs message of {} bytes",
+            message.len()
+        );
+        let doc: Value = serde_json::from_str(msg(message)).context("ecs: not JSON")?;
+        let n = compare_json("ecs", &doc, whole, "flow_agent.record_truncated")?;
+        ensure!(n >= 2, "ecs: {n} values shortened");
+    }
+    // Sysmon: well-formed, the same Data elements plus RecordTruncated.
+    let whole_sysmon = std::fs::read_to_string(dir.path().join("sysmon.log"))?;
+    let whole_sysmon = whole_sysmon.lines().next().context("no sysmon record")?;
+    ensure!(whole_sysmon.len() > 1400);
+    let message = &sysmon[0];
+    ensure!(
+        message.len() <= 1400,
+        "sysmon message of {} bytes",
+        message.len()
+    );
+    let data = |xml: &str| -> Result<Vec<(String, String)>> {
+        let doc = roxmltree::Document::parse(xml).context("not well-formed XML")?;
+        Ok(doc
+            .descendants()
+            .filter(|n| n.has_tag_name("Data"))
+            .map(|n| {
+                (
+                    n.attribute("Name").unwrap_or_default().to_string(),
+                    n.text().unwrap_or_default().to_string(),
+                )
+            })
+            .collect())
+    };
+    let mut short = data(msg(message))?;
+    let full = data(whole_sysmon)?;
+    ensure!(
+        short.pop() == Some(("RecordTruncated".into(), "true".into())),
+        "sysmon: not marked: {message}"
+    );
+    ensure!(short.len() == full.len(), "sysmon: {short:?}\n{full:?}");
+    let mut shortened = 0;
+    for ((name, value), (want_name, want)) in short.iter().zip(&full) {
+        ensure!(name == want_name, "sysmon: {name} instead of {want_name}");
+        shortened += usize::from(same_or_shortened(&format!("sysmon {name}"), value, want)?);
+    }
+    ensure!(shortened >= 1, "sysmon: nothing shortened");
+    let image = &short
+        .iter()
+        .find(|(n, _)| n == "Image")
+        .context("no Image")?
+        .1;
+    ensure!(image.ends_with('…') && image.starts_with(&dir.path().display().to_string()));
+    Ok(())
+}

@@ -9,7 +9,7 @@ use crate::{
         HostInfo, IntervalCounters, Limiter, Locality, ProcessIdentity, SuppressedEvent, Transport,
         WallTime,
     },
-    health::{KernelLosses, SinkReport, StatsEvent},
+    health::{EnrichLosses, KernelLosses, SinkReport, StatsEvent},
 };
 
 /// A native RFC 3339 time as the model holds it.
@@ -353,6 +353,11 @@ pub fn stats() -> StatsEvent {
             ring_full: 1,
             tcp_closes_missed: 2,
             ..KernelLosses::default()
+        },
+        enrich_losses: EnrichLosses {
+            dns_answers_unsolicited: 4,
+            dns_events_dropped: 5,
+            ..EnrichLosses::default()
         },
         sinks: vec![SinkReport {
             name: "siem".into(),

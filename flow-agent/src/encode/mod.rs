@@ -7,6 +7,8 @@ use crate::event::Event;
 
 mod common;
 pub mod ecs;
+mod fragments;
+mod json;
 pub mod native;
 pub mod ocsf;
 pub mod sysmon;
@@ -57,12 +59,13 @@ impl Format {
         !matches!(self, Format::Sysmon)
     }
 
-    /// A fresh encoder of this format; each sink owns one (some formats number their records).
+    /// A fresh encoder of this format; each sink owns one (some formats number their records,
+    /// the JSON ones keep what they rendered of recent processes, the host and flows' app facts).
     pub fn encoder(self) -> Box<dyn Encoder> {
         match self {
-            Format::Native => Box::new(native::NativeEncoder),
-            Format::Ecs => Box::new(ecs::EcsEncoder),
-            Format::Ocsf => Box::new(ocsf::OcsfEncoder),
+            Format::Native => Box::<native::NativeEncoder>::default(),
+            Format::Ecs => Box::<ecs::EcsEncoder>::default(),
+            Format::Ocsf => Box::<ocsf::OcsfEncoder>::default(),
             Format::Zeek => Box::new(zeek::ZeekEncoder::new()),
             Format::Sysmon => Box::new(sysmon::SysmonEncoder::new()),
         }

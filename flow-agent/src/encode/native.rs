@@ -1,22 +1,28 @@
 //! `native`: the documented schema (docs/events.md), one JSON object per record.
 //!
-//! Each event kind is written through a private serde struct that borrows the model's values
-//! under their documented names, in the documented order, with unknown fields omitted. Times go
-//! through [`Rfc3339`] and flags through [`FlagLetters`] (stack buffers): nothing is allocated
-//! per field. tests/tests/schema.rs reads the field names of these structs (with their serde
-//! renames) from this file and checks them against docs/events.md and docs/events.schema.json.
+//! Flow events, nearly all records, are written member by member ([`Json`]) in the order of
+//! [`FLOW_FIELDS`], with unknown fields omitted; the fields of the event's process, of the host
+//! and of the flow's application facts are rendered once per `Arc` and copied
+//! ([`FragmentCache`]). `dns_query` and `rate_limited` events go through private serde structs
+//! that borrow the model's values under their documented names, in the documented order. Times
+//! go through [`Rfc3339`] and flags through [`FlagLetters`] (stack buffers): nothing is
+//! allocated per field. tests/tests/schema.rs reads [`FLOW_FIELDS`], [`INTERVAL_FIELDS`] and
+//! the field names of the serde structs (with their serde renames) from this file and checks
+//! them against docs/events.md and docs/events.schema.json.
 use std::{borrow::Cow, net::IpAddr};
 
 use serde::{Serialize, Serializer};
 
 use super::{
     common::{cipher_display, FlagLetters},
+    fragments::{FragmentCache, Fragments},
+    json::Json,
     time::{seconds, Rfc3339},
     Encoder,
 };
 use crate::{
     event::{
-        DnsAnswer, DnsEvent, Event, FlowEvent, HostInfo, IntervalCounters, ProcessIdentity,
+        AppInfo, Counters, DnsAnswer, DnsEvent, Event, FlowEvent, HostInfo, ProcessIdentity,
         SuppressedEvent,
     },
     proto::dns::{rcode_name, type_name},
@@ -25,13 +31,23 @@ use crate::{
 #[cfg(test)]
 mod tests;
 
-pub struct NativeEncoder;
+/// Each output's native encoder, with the fragments it rendered of the processes, the host and
+/// the application facts of recent events.
+#[derive(Default)]
+pub struct NativeEncoder {
+    processes: FragmentCache<ProcessIdentity>,
+    hosts: FragmentCache<HostInfo>,
+    apps: FragmentCache<AppInfo>,
+}
 
 impl Encoder for NativeEncoder {
     fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> bool {
         // Serializing borrowed strings and numbers into a Vec cannot fail.
         match event {
-            Event::Flow(ev) => write(out, &NativeFlow::new(ev)),
+            Event::Flow(ev) => {
+                self.flow(ev, out);
+                true
+            }
             Event::Dns(ev) => write(out, &NativeDns::new(ev)),
             Event::Stats(stats) => write(out, stats),
             Event::RateLimited(summary) => write(out, &NativeRateLimited::new(summary)),
@@ -48,323 +64,310 @@ fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 
-/// A flow event (`start`, `update`, `end`): docs/events.md, "Fields".
-#[derive(Serialize)]
-struct NativeFlow<'a> {
-    timestamp: Rfc3339,
-    event_action: &'static str,
-    flow_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    community_id: Option<&'a str>,
-    transport_protocol: &'static str,
-    src_ip: IpAddr,
-    src_port: u16,
-    dest_ip: IpAddr,
-    dest_port: u16,
-    network_direction: &'static str,
-    network_locality: &'static str,
-    local_orig: bool,
-    local_resp: bool,
-    start_observed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    start_time: Option<Rfc3339>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    end_time: Option<Rfc3339>,
-    /// Seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    duration: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    end_reason: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    conn_state: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    history: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tcp_flags: Option<FlagLetters>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    orig_tcp_flags: Option<FlagLetters>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resp_tcp_flags: Option<FlagLetters>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    in_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    out_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    orig_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resp_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    orig_pkts: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resp_pkts: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    orig_ip_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resp_ip_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    packet_count: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    interval: Option<NativeInterval>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rtt_us: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    retransmits: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    orig_first_byte_time: Option<Rfc3339>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resp_first_byte_time: Option<Rfc3339>,
-    /// Seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    time_to_first_byte: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    attribution: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ppid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    process_name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    exe: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    image_path: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    image_deleted: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    command_line: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    process_args: Option<&'a [String]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    command_line_truncated: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    process_start_time: Option<Rfc3339>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    process_entity_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parent_exe: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parent_entity_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    gid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    group: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cgroup_id: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cgroup_path: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container_runtime: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    systemd_unit: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    netns: Option<u32>,
-    hostname: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fqdn: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    host_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    boot_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    os_name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    os_version: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    kernel_version: Option<&'a str>,
-    agent_version: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    src_hostname: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    src_fqdn: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dest_hostname: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dest_fqdn: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dns_chain: Option<&'a [String]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    application_protocol: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    app_protocol_source: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    proto_info: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls_version: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls_cipher: Option<Cow<'static, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls_cipher_suite: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls_server_name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls_alpn: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls_alpn_offered: Option<&'a [String]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls_client_hello_truncated: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ja3: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ja3s: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ja4: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ja4s: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    orig_content: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resp_content: Option<&'a str>,
-}
+/// The fields of a flow event (`start`, `update`, `end`) in the order they are written:
+/// docs/events.md, "Fields". Each is written only when known, except `timestamp` to
+/// `start_observed`, `hostname` and `agent_version`. The unit tests check that the writer
+/// writes these, in this order; tests/tests/schema.rs checks them against the docs and the
+/// schema.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) const FLOW_FIELDS: &[&str] = &[
+    "timestamp",
+    "event_action",
+    "flow_id",
+    "community_id",
+    "transport_protocol",
+    "src_ip",
+    "src_port",
+    "dest_ip",
+    "dest_port",
+    "network_direction",
+    "network_locality",
+    "local_orig",
+    "local_resp",
+    "start_observed",
+    "start_time",
+    "end_time",
+    "duration",
+    "end_reason",
+    "conn_state",
+    "history",
+    "tcp_flags",
+    "orig_tcp_flags",
+    "resp_tcp_flags",
+    "in_bytes",
+    "out_bytes",
+    "orig_bytes",
+    "resp_bytes",
+    "orig_pkts",
+    "resp_pkts",
+    "orig_ip_bytes",
+    "resp_ip_bytes",
+    "packet_count",
+    "interval",
+    "rtt_us",
+    "retransmits",
+    "orig_first_byte_time",
+    "resp_first_byte_time",
+    "time_to_first_byte",
+    "attribution",
+    "pid",
+    "tid",
+    "ppid",
+    "process_name",
+    "exe",
+    "image_path",
+    "image_deleted",
+    "command_line",
+    "process_args",
+    "command_line_truncated",
+    "process_start_time",
+    "process_entity_id",
+    "parent_exe",
+    "parent_entity_id",
+    "uid",
+    "user",
+    "gid",
+    "group",
+    "cgroup_id",
+    "cgroup_path",
+    "container_id",
+    "container_runtime",
+    "systemd_unit",
+    "netns",
+    "hostname",
+    "fqdn",
+    "host_id",
+    "boot_id",
+    "os_name",
+    "os_version",
+    "kernel_version",
+    "agent_version",
+    "src_hostname",
+    "src_fqdn",
+    "dest_hostname",
+    "dest_fqdn",
+    "dns_chain",
+    "application_protocol",
+    "app_protocol_source",
+    "proto_info",
+    "tls_version",
+    "tls_cipher",
+    "tls_cipher_suite",
+    "tls_server_name",
+    "tls_alpn",
+    "tls_alpn_offered",
+    "tls_client_hello_truncated",
+    "ja3",
+    "ja3s",
+    "ja4",
+    "ja4s",
+    "orig_content",
+    "resp_content",
+];
 
-/// A flow's counters since its previous event, from this host's side.
-#[derive(Serialize)]
-struct NativeInterval {
-    in_bytes: u64,
-    out_bytes: u64,
-    in_pkts: u64,
-    out_pkts: u64,
-}
+/// The fields of a flow event's `interval` object: its counters since its previous event, from
+/// this host's side.
+pub(crate) const INTERVAL_FIELDS: &[&str] = &["in_bytes", "out_bytes", "in_pkts", "out_pkts"];
 
-impl From<IntervalCounters> for NativeInterval {
-    fn from(c: IntervalCounters) -> Self {
-        Self {
-            in_bytes: c.in_bytes,
-            out_bytes: c.out_bytes,
-            in_pkts: c.in_pkts,
-            out_pkts: c.out_pkts,
+impl NativeEncoder {
+    /// A flow event, in the order of [`FLOW_FIELDS`].
+    fn flow(&mut self, ev: &FlowEvent, out: &mut Vec<u8>) {
+        let process = ev
+            .process
+            .as_ref()
+            .map(|p| self.processes.get(p, process_fragments));
+        let host = self.hosts.get(&ev.host, host_fragment);
+        let app = ev.app.as_ref().map(|a| self.apps.get(a, app_fragment));
+        let mut w = Json::new(out);
+        w.begin();
+        flow_fields(&mut w, ev);
+        if let Some(p) = process {
+            w.splice(p.get(PID));
         }
+        w.opt("tid", ev.tid);
+        if let Some(p) = process {
+            w.splice(p.get(PROCESS));
+        }
+        w.opt("netns", ev.netns);
+        w.splice(host.get(0));
+        names(&mut w, ev);
+        if let Some(app) = app {
+            w.splice(app.get(0));
+        }
+        w.end();
     }
 }
 
-impl<'a> NativeFlow<'a> {
-    fn new(ev: &'a FlowEvent) -> Self {
-        let (src, dest) = (ev.src(), ev.dest());
-        let c = ev.counters;
-        let (orig, resp) = ev.orig_resp().map_or((None, None), |(ob, rb, op, rp)| {
-            (Some((ob, op)), Some((rb, rp)))
+/// `timestamp` to `attribution`: the flow's own fields.
+fn flow_fields(w: &mut Json, ev: &FlowEvent) {
+    let (src, dest) = (ev.src(), ev.dest());
+    w.time("timestamp", ev.time);
+    w.name("event_action", ev.action.as_str());
+    w.field("flow_id", &ev.ids.flow_id);
+    w.opt("community_id", ev.ids.community_id.as_deref());
+    w.name("transport_protocol", ev.transport.as_str());
+    w.ip("src_ip", src.0);
+    w.field("src_port", &src.1);
+    w.ip("dest_ip", dest.0);
+    w.field("dest_port", &dest.1);
+    w.name("network_direction", ev.direction.as_str());
+    w.name("network_locality", ev.locality.as_str());
+    w.field("local_orig", &ev.local_orig());
+    w.field("local_resp", &!ev.local_orig());
+    w.field("start_observed", &ev.start_observed);
+    w.opt_time("start_time", ev.start_time);
+    w.opt_time("end_time", ev.end_time);
+    w.opt("duration", ev.duration_ns.map(seconds));
+    w.opt_name("end_reason", ev.end_reason);
+    w.opt_name("conn_state", ev.conn_state);
+    w.opt("history", ev.history.as_deref());
+    if let Some(f) = ev.tcp_flags {
+        w.name("tcp_flags", FlagLetters::new(f.orig | f.resp).as_str());
+        w.name("orig_tcp_flags", FlagLetters::new(f.orig).as_str());
+        w.name("resp_tcp_flags", FlagLetters::new(f.resp).as_str());
+    }
+    if let Some(c) = &ev.counters {
+        counters(w, ev, c);
+    }
+    w.opt("rtt_us", ev.rtt_us);
+    w.opt("retransmits", ev.retransmits);
+    w.opt_time("orig_first_byte_time", ev.orig_first_byte);
+    w.opt_time("resp_first_byte_time", ev.resp_first_byte);
+    w.opt(
+        "time_to_first_byte",
+        ev.time_to_first_byte_ns().map(seconds),
+    );
+    w.opt_name("attribution", ev.attribution.map(|a| a.as_str()));
+}
+
+/// `in_bytes` to `interval`.
+fn counters(w: &mut Json, ev: &FlowEvent, c: &Counters) {
+    let (orig_bytes, resp_bytes) = ev.by_role(c.out_bytes, c.in_bytes);
+    let (orig_pkts, resp_pkts) = ev.by_role(c.out_pkts, c.in_pkts);
+    let (orig_ip_bytes, resp_ip_bytes) = ev.by_role(c.out_ip_bytes, c.in_ip_bytes);
+    w.field("in_bytes", &c.in_bytes);
+    w.field("out_bytes", &c.out_bytes);
+    w.field("orig_bytes", &orig_bytes);
+    w.field("resp_bytes", &resp_bytes);
+    w.field("orig_pkts", &orig_pkts);
+    w.field("resp_pkts", &resp_pkts);
+    w.opt("orig_ip_bytes", orig_ip_bytes);
+    w.opt("resp_ip_bytes", resp_ip_bytes);
+    w.field("packet_count", &(c.in_pkts + c.out_pkts));
+    let i = &c.interval;
+    w.object("interval");
+    for (key, value) in INTERVAL_FIELDS
+        .iter()
+        .zip([i.in_bytes, i.out_bytes, i.in_pkts, i.out_pkts])
+    {
+        w.field(key, &value);
+    }
+    w.end();
+}
+
+/// `src_hostname` to `dns_chain`: CAR's names of the two ends, this host's own on its side and
+/// the remote's from DNS, and the remote's CNAME chain.
+fn names(w: &mut Json, ev: &FlowEvent) {
+    let host: &HostInfo = &ev.host;
+    let own = (non_empty(&host.hostname), host.fqdn.as_deref());
+    let remote = ev
+        .remote_fqdn()
+        .map_or((None, None), |(fqdn, name)| (Some(name), Some(fqdn)));
+    let ((src_hostname, src_fqdn), (dest_hostname, dest_fqdn)) = ev.by_role(own, remote);
+    w.opt("src_hostname", src_hostname);
+    w.opt("src_fqdn", src_fqdn);
+    w.opt("dest_hostname", dest_hostname);
+    w.opt("dest_fqdn", dest_fqdn);
+    let chain = ev.remote_name.as_deref().map(|r| r.chain.as_slice());
+    w.opt("dns_chain", chain.filter(|c| c.len() > 1));
+}
+
+/// The pieces of a process's fragments: `pid`, then (after the event's `tid`) `ppid` to
+/// `systemd_unit`.
+const PID: usize = 0;
+const PROCESS: usize = 1;
+
+fn process_fragments(p: &ProcessIdentity) -> Fragments {
+    Fragments::render(|f| {
+        f.piece(|w| w.field("pid", &p.pid));
+        f.piece(|w| {
+            w.opt("ppid", ppid(p));
+            w.field("process_name", &p.comm);
+            w.opt("exe", p.exe.as_deref());
+            w.opt("image_path", p.image_path.as_deref());
+            w.opt("image_deleted", p.image_deleted);
+            w.opt("command_line", p.command_line.as_deref());
+            w.opt("process_args", p.args.as_deref());
+            w.opt("command_line_truncated", p.command_line_truncated);
+            w.opt_time("process_start_time", p.start_time);
+            w.opt("process_entity_id", p.entity_id.as_deref());
+            w.opt("parent_exe", p.parent_exe.as_deref());
+            w.opt("parent_entity_id", p.parent_entity_id.as_deref());
+            w.field("uid", &p.uid);
+            w.opt("user", p.user.as_deref());
+            w.field("gid", &p.gid);
+            w.opt("group", p.group.as_deref());
+            w.opt("cgroup_id", (p.cgroup_id != 0).then_some(p.cgroup_id));
+            w.opt("cgroup_path", p.cgroup_path.as_deref());
+            w.opt("container_id", p.container_id.as_deref());
+            w.opt("container_runtime", p.container_runtime.as_deref());
+            w.opt("systemd_unit", p.systemd_unit.as_deref());
         });
-        let (orig_ip_bytes, resp_ip_bytes) = ev.orig_resp_ip_bytes();
-        let flags = ev.tcp_flags;
-        let p = ev.process.as_deref();
-        let host: &HostInfo = &ev.host;
-        // CAR's names of the two ends: this host's own on its side, the remote's from DNS.
-        let own = (non_empty(&host.hostname), host.fqdn.as_deref());
-        let remote = ev
-            .remote_fqdn()
-            .map_or((None, None), |(fqdn, name)| (Some(name), Some(fqdn)));
-        let ((src_hostname, src_fqdn), (dest_hostname, dest_fqdn)) = ev.by_role(own, remote);
-        let app = ev.app.as_deref();
-        let protocol = ev.app_protocol();
-        let tls = ev.tls();
-        Self {
-            timestamp: Rfc3339::new(ev.time),
-            event_action: ev.action.as_str(),
-            flow_id: &ev.ids.flow_id,
-            community_id: ev.ids.community_id.as_deref(),
-            transport_protocol: ev.transport.as_str(),
-            src_ip: src.0,
-            src_port: src.1,
-            dest_ip: dest.0,
-            dest_port: dest.1,
-            network_direction: ev.direction.as_str(),
-            network_locality: ev.locality.as_str(),
-            local_orig: ev.local_orig(),
-            local_resp: !ev.local_orig(),
-            start_observed: ev.start_observed,
-            start_time: ev.start_time.map(Rfc3339::new),
-            end_time: ev.end_time.map(Rfc3339::new),
-            duration: ev.duration_ns.map(seconds),
-            end_reason: ev.end_reason,
-            conn_state: ev.conn_state,
-            history: ev.history.as_deref(),
-            tcp_flags: flags.map(|f| FlagLetters::new(f.orig | f.resp)),
-            orig_tcp_flags: flags.map(|f| FlagLetters::new(f.orig)),
-            resp_tcp_flags: flags.map(|f| FlagLetters::new(f.resp)),
-            in_bytes: c.map(|c| c.in_bytes),
-            out_bytes: c.map(|c| c.out_bytes),
-            orig_bytes: orig.map(|o| o.0),
-            resp_bytes: resp.map(|r| r.0),
-            orig_pkts: orig.map(|o| o.1),
-            resp_pkts: resp.map(|r| r.1),
-            orig_ip_bytes,
-            resp_ip_bytes,
-            packet_count: c.map(|c| c.in_pkts + c.out_pkts),
-            interval: c.map(|c| c.interval.into()),
-            rtt_us: ev.rtt_us,
-            retransmits: ev.retransmits,
-            orig_first_byte_time: ev.orig_first_byte.map(Rfc3339::new),
-            resp_first_byte_time: ev.resp_first_byte.map(Rfc3339::new),
-            time_to_first_byte: ev.time_to_first_byte_ns().map(seconds),
-            attribution: ev.attribution.map(|a| a.as_str()),
-            pid: p.map(|p| p.pid),
-            tid: ev.tid,
-            ppid: p.and_then(ppid),
-            process_name: p.map(|p| p.comm.as_str()),
-            exe: p.and_then(|p| p.exe.as_deref()),
-            image_path: p.and_then(|p| p.image_path.as_deref()),
-            image_deleted: p.and_then(|p| p.image_deleted),
-            command_line: p.and_then(|p| p.command_line.as_deref()),
-            process_args: p.and_then(|p| p.args.as_deref()),
-            command_line_truncated: p.and_then(|p| p.command_line_truncated),
-            process_start_time: p.and_then(|p| p.start_time).map(Rfc3339::new),
-            process_entity_id: p.and_then(|p| p.entity_id.as_deref()),
-            parent_exe: p.and_then(|p| p.parent_exe.as_deref()),
-            parent_entity_id: p.and_then(|p| p.parent_entity_id.as_deref()),
-            uid: p.map(|p| p.uid),
-            user: p.and_then(|p| p.user.as_deref()),
-            gid: p.map(|p| p.gid),
-            group: p.and_then(|p| p.group.as_deref()),
-            cgroup_id: p.and_then(|p| (p.cgroup_id != 0).then_some(p.cgroup_id)),
-            cgroup_path: p.and_then(|p| p.cgroup_path.as_deref()),
-            container_id: p.and_then(|p| p.container_id.as_deref()),
-            container_runtime: p.and_then(|p| p.container_runtime.as_deref()),
-            systemd_unit: p.and_then(|p| p.systemd_unit.as_deref()),
-            netns: ev.netns,
-            hostname: &host.hostname,
-            fqdn: host.fqdn.as_deref(),
-            host_id: non_empty(&host.machine_id),
-            boot_id: non_empty(&host.boot_id),
-            os_name: host.os_name.as_deref(),
-            os_version: host.os_version.as_deref(),
-            kernel_version: non_empty(&host.kernel),
-            agent_version: host.agent_version,
-            src_hostname,
-            src_fqdn,
-            dest_hostname,
-            dest_fqdn,
-            dns_chain: ev
-                .remote_name
-                .as_deref()
-                .filter(|r| r.chain.len() > 1)
-                .map(|r| r.chain.as_slice()),
-            application_protocol: protocol.map(|(name, _)| name),
-            app_protocol_source: protocol.map(|(_, source)| source.as_str()),
-            proto_info: app.and_then(|a| a.info.as_deref()),
-            tls_version: tls.and_then(|t| t.version.as_deref()),
-            tls_cipher: tls.and_then(|t| t.cipher).map(cipher_display),
-            tls_cipher_suite: tls.and_then(|t| t.cipher),
-            tls_server_name: tls.and_then(|t| t.server_name.as_deref()),
-            tls_alpn: tls.and_then(|t| t.alpn.as_deref()),
-            tls_alpn_offered: tls
-                .filter(|t| !t.alpn_offered.is_empty())
-                .map(|t| t.alpn_offered.as_slice()),
-            tls_client_hello_truncated: tls.and_then(|t| t.client_hello_truncated),
-            ja3: tls.and_then(|t| t.ja3.as_deref()),
-            ja3s: tls.and_then(|t| t.ja3s.as_deref()),
-            ja4: tls.and_then(|t| t.ja4.as_deref()),
-            ja4s: tls.and_then(|t| t.ja4s.as_deref()),
-            orig_content: app.and_then(|a| a.orig_content.as_deref()),
-            resp_content: app.and_then(|a| a.resp_content.as_deref()),
-        }
-    }
+    })
+}
+
+/// `hostname` to `agent_version`.
+fn host_fragment(host: &HostInfo) -> Fragments {
+    Fragments::render(|f| {
+        f.piece(|w| {
+            w.field("hostname", &host.hostname);
+            w.opt("fqdn", host.fqdn.as_deref());
+            w.opt("host_id", non_empty(&host.machine_id));
+            w.opt("boot_id", non_empty(&host.boot_id));
+            w.opt("os_name", host.os_name.as_deref());
+            w.opt("os_version", host.os_version.as_deref());
+            w.opt("kernel_version", non_empty(&host.kernel));
+            w.field("agent_version", host.agent_version);
+        })
+    })
+}
+
+/// `application_protocol` to `resp_content`.
+fn app_fragment(app: &AppInfo) -> Fragments {
+    Fragments::render(|f| {
+        f.piece(|w| {
+            let tls = app.tls.as_ref();
+            w.opt("application_protocol", app.protocol.map(|(name, _)| name));
+            w.opt(
+                "app_protocol_source",
+                app.protocol.map(|(_, source)| source.as_str()),
+            );
+            w.opt("proto_info", app.info.as_deref());
+            w.opt("tls_version", tls.and_then(|t| t.version.as_deref()));
+            w.opt("tls_cipher", tls.and_then(|t| t.cipher).map(cipher_display));
+            w.opt("tls_cipher_suite", tls.and_then(|t| t.cipher));
+            w.opt(
+                "tls_server_name",
+                tls.and_then(|t| t.server_name.as_deref()),
+            );
+            w.opt("tls_alpn", tls.and_then(|t| t.alpn.as_deref()));
+            w.opt(
+                "tls_alpn_offered",
+                tls.map(|t| t.alpn_offered.as_slice())
+                    .filter(|offered| !offered.is_empty()),
+            );
+            w.opt(
+                "tls_client_hello_truncated",
+                tls.and_then(|t| t.client_hello_truncated),
+            );
+            w.opt("ja3", tls.and_then(|t| t.ja3.as_deref()));
+            w.opt("ja3s", tls.and_then(|t| t.ja3s.as_deref()));
+            w.opt("ja4", tls.and_then(|t| t.ja4.as_deref()));
+            w.opt("ja4s", tls.and_then(|t| t.ja4s.as_deref()));
+            w.opt("orig_content", app.orig_content.as_deref());
+            w.opt("resp_content", app.resp_content.as_deref());
+        })
+    })
 }
 
 /// The parent's pid, when known.

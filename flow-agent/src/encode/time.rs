@@ -17,16 +17,25 @@ impl Rfc3339 {
     pub(crate) fn new(t: WallTime) -> Self {
         let mut buf = *b"0000-00-00T00:00:00.000000Z";
         let micros = t.0 / 1_000;
-        let secs = (micros / 1_000_000) as i64;
-        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-        let (y, m, d) = civil_from_days(days);
-        digits(&mut buf[0..4], y.clamp(0, 9999) as u64);
-        digits(&mut buf[5..7], u64::from(m));
-        digits(&mut buf[8..10], u64::from(d));
-        digits(&mut buf[11..13], (rem / 3600) as u64);
-        digits(&mut buf[14..16], (rem % 3600 / 60) as u64);
-        digits(&mut buf[17..19], (rem % 60) as u64);
-        digits(&mut buf[20..26], micros % 1_000_000);
+        let secs = micros / 1_000_000;
+        let (days, rem) = (secs / 86_400, (secs % 86_400) as u32);
+        let (y, m, d) = civil_from_days(days as i64);
+        let y = y.clamp(0, 9999) as u32;
+        let us = (micros % 1_000_000) as u32;
+        for (at, v) in [
+            (0, y / 100),
+            (2, y % 100),
+            (5, m),
+            (8, d),
+            (11, rem / 3600),
+            (14, rem % 3600 / 60),
+            (17, rem % 60),
+            (20, us / 10_000),
+            (22, us / 100 % 100),
+            (24, us % 100),
+        ] {
+            two_digits(&mut buf[at..at + 2], v);
+        }
         Self { buf }
     }
 
@@ -34,14 +43,17 @@ impl Rfc3339 {
         // Only ASCII digits and separators were written.
         std::str::from_utf8(&self.buf).unwrap_or_default()
     }
+
+    /// The text's bytes (ASCII).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
 }
 
-/// Writes `v` as decimal digits filling `out`, zero-padded on the left.
-fn digits(out: &mut [u8], mut v: u64) {
-    for b in out.iter_mut().rev() {
-        *b = b'0' + (v % 10) as u8;
-        v /= 10;
-    }
+/// Writes `v` (below 100) as two decimal digits.
+fn two_digits(out: &mut [u8], v: u32) {
+    out[0] = b'0' + (v / 10) as u8;
+    out[1] = b'0' + (v % 10) as u8;
 }
 
 impl fmt::Display for Rfc3339 {

@@ -68,8 +68,10 @@ pub struct Enricher {
     /// The remote name of each open flow, as it was when the flow opened.
     remote_names: HashMap<String, Option<Arc<RemoteName>>>,
     dns_events: Vec<DnsEvent>,
-    /// `dns_query` events dropped because too many were waiting.
+    /// `dns_query` events dropped because too many were waiting, since start.
     dns_events_dropped: u64,
+    /// Of them, those already logged.
+    dns_events_dropped_logged: u64,
     clock: BootClock,
 }
 
@@ -84,6 +86,7 @@ impl Enricher {
             remote_names: HashMap::new(),
             dns_events: Vec::new(),
             dns_events_dropped: 0,
+            dns_events_dropped_logged: 0,
             clock: BootClock::now(),
         }
     }
@@ -199,14 +202,31 @@ impl Enricher {
 
     /// The `dns_query` events made since the last take; a drop since then is logged.
     pub fn take_dns_events(&mut self) -> Vec<DnsEvent> {
-        if self.dns_events_dropped > 0 {
+        let new = self.dns_events_dropped - self.dns_events_dropped_logged;
+        if new > 0 {
             log::warn!(
-                "{} dns_query events dropped: too many answers between two writes",
+                "{new} dns_query events dropped: too many answers between two writes ({} since start)",
                 self.dns_events_dropped
             );
-            self.dns_events_dropped = 0;
+            self.dns_events_dropped_logged = self.dns_events_dropped;
         }
         std::mem::take(&mut self.dns_events)
+    }
+
+    /// `dns_query` events dropped since start because too many were waiting.
+    pub fn dns_events_dropped(&self) -> u64 {
+        self.dns_events_dropped
+    }
+
+    /// First payload records not kept since start because the table of first bytes was full.
+    pub fn payloads_dropped(&self) -> u64 {
+        self.payloads.dropped
+    }
+
+    /// DNS answers refused (malformed, unsolicited, mismatched) and queries forgotten, since
+    /// start.
+    pub fn dns_counters(&self) -> super::dns_names::DnsCounters {
+        self.names.counters
     }
 
     /// Names the tracker's event: process, remote name, application, locality, host.

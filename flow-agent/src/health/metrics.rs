@@ -85,6 +85,12 @@ const SINK_METRICS: &[(&str, &str, &str, SinkField)] = &[
         "Failed writes or deliveries (each retried or counted as dropped).",
         |s| s.errors,
     ),
+    (
+        "worker_panics_total",
+        "counter",
+        "Times the output's delivery worker panicked and was restarted.",
+        |s| s.worker_panics,
+    ),
     ("queued", "gauge", "Records waiting in memory.", |s| {
         s.queued
     }),
@@ -155,6 +161,22 @@ pub fn render(snap: &Snapshot) -> String {
         "TCP connections whose close the kernel did not report (ended as close_missed).",
         losses.tcp_closes_missed,
     );
+    let enrich = &stats.enrich_losses;
+    out.family(
+        "flow_agent_enrich_losses_total",
+        "counter",
+        "What the enrichment stage refused or gave up since start (names, application facts, dns_query events; never a flow event), by kind.",
+    );
+    for (kind, value) in [
+        ("payload_table_full", enrich.payload_table_full),
+        ("dns_answers_malformed", enrich.dns_answers_malformed),
+        ("dns_answers_unsolicited", enrich.dns_answers_unsolicited),
+        ("dns_answers_mismatched", enrich.dns_answers_mismatched),
+        ("dns_queries_evicted", enrich.dns_queries_evicted),
+        ("dns_events_dropped", enrich.dns_events_dropped),
+    ] {
+        out.sample("flow_agent_enrich_losses_total", &[("kind", kind)], value);
+    }
     let rl = &stats.rate_limit;
     out.family(
         "flow_agent_rate_limited_flows_total",
@@ -207,7 +229,7 @@ pub fn render(snap: &Snapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::KernelLosses;
+    use crate::health::{EnrichLosses, KernelLosses};
 
     #[test]
     fn renders_every_family_with_help_and_type() {
@@ -223,6 +245,14 @@ mod tests {
                 tcp_closes_missed: 2,
                 ..KernelLosses::default()
             },
+            enrich_losses: EnrichLosses {
+                payload_table_full: 11,
+                dns_answers_malformed: 12,
+                dns_answers_unsolicited: 13,
+                dns_answers_mismatched: 14,
+                dns_queries_evicted: 15,
+                dns_events_dropped: 16,
+            },
             ..StatsEvent::default()
         };
         let sinks = [SinkReport {
@@ -232,6 +262,7 @@ mod tests {
             accepted: 40,
             sent: 38,
             queued: 2,
+            worker_panics: 3,
             ..SinkReport::default()
         }];
         let text = render(&Snapshot {
@@ -254,13 +285,22 @@ mod tests {
             "# TYPE flow_agent_sink_queued gauge",
             "flow_agent_rate_limited_flows_total{limiter=\"process\"} 5",
             "flow_agent_rate_limited_flows_total{limiter=\"global\"} 0",
+            "# TYPE flow_agent_enrich_losses_total counter",
+            "flow_agent_enrich_losses_total{kind=\"payload_table_full\"} 11",
+            "flow_agent_enrich_losses_total{kind=\"dns_answers_malformed\"} 12",
+            "flow_agent_enrich_losses_total{kind=\"dns_answers_unsolicited\"} 13",
+            "flow_agent_enrich_losses_total{kind=\"dns_answers_mismatched\"} 14",
+            "flow_agent_enrich_losses_total{kind=\"dns_queries_evicted\"} 15",
+            "flow_agent_enrich_losses_total{kind=\"dns_events_dropped\"} 16",
+            "# TYPE flow_agent_sink_worker_panics_total counter",
+            r#"flow_agent_sink_worker_panics_total{output="siem \"eu\"\\1",kind="http",format="ecs"} 3"#,
         ] {
             assert!(lines.contains(&want), "missing {want:?} in\n{text}");
         }
         // Every family has exactly one HELP and one TYPE line.
         let types = lines.iter().filter(|l| l.starts_with("# TYPE")).count();
         let helps = lines.iter().filter(|l| l.starts_with("# HELP")).count();
-        assert_eq!((types, helps), (18, 18));
+        assert_eq!((types, helps), (20, 20));
         assert!(text.ends_with('\n'));
     }
 }

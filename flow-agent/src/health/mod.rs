@@ -83,6 +83,8 @@ pub struct StatsEvent {
     pub events_total: u64,
     /// Kernel-side losses since start, by kind.
     pub kernel_losses: KernelLosses,
+    /// What the enrichment stage refused or gave up since start, by kind.
+    pub enrich_losses: EnrichLosses,
     /// Per sink delivery counters since start.
     pub sinks: Vec<SinkReport>,
     /// Flows `[rate_limit]` suppressed since start, and the limiter's state.
@@ -102,6 +104,29 @@ pub struct KernelLosses {
     pub tcp_detail_lost: u64,
 }
 
+/// What the enrichment stage (userspace, after the ring buffer) refused or gave up since
+/// start. Nothing here loses a flow event: it loses a name, an application fact or a
+/// `dns_query` event.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct EnrichLosses {
+    /// First payload bytes not kept because the table of first bytes was full: those flows
+    /// have no application protocol from their content (only from their port).
+    pub payload_table_full: u64,
+    /// DNS answers received that could not be parsed: they named nothing.
+    pub dns_answers_malformed: u64,
+    /// DNS answers to sockets with no query waiting (forged, duplicated or too late): they
+    /// named nothing.
+    pub dns_answers_unsolicited: u64,
+    /// DNS answers to sockets whose waiting queries they do not answer (another resolver,
+    /// transaction id or question): they named nothing.
+    pub dns_answers_mismatched: u64,
+    /// DNS queries forgotten before their answer because too many were waiting: their
+    /// answers will name nothing.
+    pub dns_queries_evicted: u64,
+    /// `dns_query` events dropped because too many were made between two writes.
+    pub dns_events_dropped: u64,
+}
+
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct SinkReport {
     pub name: String,
@@ -119,4 +144,6 @@ pub struct SinkReport {
     pub dropped: u64,
     pub reconnects: u64,
     pub errors: u64,
+    /// Times the delivery worker (network sinks) panicked and was restarted.
+    pub worker_panics: u64,
 }

@@ -33,7 +33,7 @@ use crate::{
     event::Event,
     filter::kernel::KernelPlan,
     flows::FlowTable,
-    health::{Health, KernelLosses, StatsEvent},
+    health::{EnrichLosses, Health, KernelLosses, StatsEvent},
     ratelimit::RateLimiter,
     service::Service,
     sink::Outputs,
@@ -45,11 +45,26 @@ const SHUTDOWN_DRAIN_TIME: Duration = Duration::from_secs(5);
 /// How long records written before SIGHUP go to the old outputs; later ones go to the new.
 const RELOAD_DRAIN_TIME: Duration = Duration::from_secs(5);
 
+/// Least time between two warnings about enrichment losses (DNS answers refused, first bytes
+/// or `dns_query` events dropped): a stream of forged answers must not fill the log.
+const ENRICH_LOSSES_LOG_EVERY: Duration = Duration::from_secs(60);
+
 /// What the last stats event reported, so that a change is never left unsaid at shutdown.
 #[derive(Default)]
 struct Reported {
     losses: KernelLosses,
+    enrich: EnrichLosses,
     suppressed: u64,
+}
+
+impl Reported {
+    fn of(stats: &StatsEvent) -> Self {
+        Self {
+            losses: stats.kernel_losses.clone(),
+            enrich: stats.enrich_losses.clone(),
+            suppressed: suppressed(stats),
+        }
+    }
 }
 
 pub(super) struct Agent {
@@ -74,6 +89,8 @@ pub(super) struct Agent {
     last_losses: [u64; LOSS_KINDS as usize],
     last_missed: (u64, crate::flows::table::Evicted),
     last_skipped: FilterSkipped,
+    /// Enrichment losses last logged, and when.
+    logged_enrich: (EnrichLosses, Option<Instant>),
 }
 
 /// The signals the agent answers, registered before it reports ready.
@@ -149,6 +166,7 @@ impl Agent {
             last_losses: [0; LOSS_KINDS as usize],
             last_missed: (0, Default::default()),
             last_skipped: FilterSkipped::default(),
+            logged_enrich: (EnrichLosses::default(), None),
         })
     }
 
@@ -246,6 +264,7 @@ impl Agent {
         }
         let losses = self.capture.losses();
         self.log_losses(losses);
+        self.log_enrich_losses();
         let skipped = self.capture.filter_skipped();
         if skipped != self.last_skipped {
             skipped.log(log::Level::Debug);
@@ -266,10 +285,7 @@ impl Agent {
         let every = self.config.health.stats_interval;
         if every > 0 && self.last_stats.elapsed() >= Duration::from_secs(every) {
             self.last_stats = Instant::now();
-            self.reported = Reported {
-                losses: stats.kernel_losses.clone(),
-                suppressed: suppressed(&stats),
-            };
+            self.reported = Reported::of(&stats);
             self.pending
                 .write_now(outputs, std::iter::once(Event::Stats(Box::new(stats))));
         }
@@ -285,6 +301,30 @@ impl Agent {
             );
             self.last_losses = losses;
             self.last_missed = missed;
+        }
+    }
+
+    /// Enrichment losses, when they changed, at most once per [`ENRICH_LOSSES_LOG_EVERY`].
+    fn log_enrich_losses(&mut self) {
+        let now = self.enrich_losses();
+        let (logged, at) = &self.logged_enrich;
+        if now == *logged || at.is_some_and(|t| t.elapsed() < ENRICH_LOSSES_LOG_EVERY) {
+            return;
+        }
+        log::warn!("enrichment losses since start: {}", describe_enrich(&now));
+        self.logged_enrich = (now, Some(Instant::now()));
+    }
+
+    fn enrich_losses(&self) -> EnrichLosses {
+        let e = &self.stages.enricher;
+        let dns = e.dns_counters();
+        EnrichLosses {
+            payload_table_full: e.payloads_dropped(),
+            dns_answers_malformed: dns.malformed,
+            dns_answers_unsolicited: dns.unsolicited,
+            dns_answers_mismatched: dns.mismatched,
+            dns_queries_evicted: dns.queries_evicted,
+            dns_events_dropped: e.dns_events_dropped(),
         }
     }
 
@@ -322,6 +362,7 @@ impl Agent {
                 tcp_detail_lost: loss(5),
                 tcp_closes_missed: table.missed_closes,
             },
+            enrich_losses: self.enrich_losses(),
             sinks: self
                 .outputs
                 .iter()
@@ -374,21 +415,24 @@ impl Agent {
         }
     }
 
-    /// Swaps in the outputs of a new configuration. The old sinks close first (network sinks
-    /// move what they hold to their disk buffers), so the new ones find every undelivered
-    /// record; if the new outputs cannot start, the old configuration's start again. True when
-    /// the new configuration is in force.
+    /// Swaps in the outputs of a new configuration: they start while the old ones still run,
+    /// and the old ones close once the new ones started, so a configuration whose outputs
+    /// cannot start (an unwritable file, a bad certificate) leaves the old outputs running
+    /// without a gap. Old network sinks whose disk buffer directory a new output uses close
+    /// first (a directory has one owner), so the new ones find every undelivered record;
+    /// those are started again if the new outputs fail. True when the new configuration is
+    /// in force.
     async fn swap_outputs(&mut self, new: Config) -> bool {
         if let Err(e) = new.health.metrics_address() {
             log::error!("reloaded configuration rejected, the previous one stays in force: {e}");
             return false;
         }
-        if let Some(old) = self.outputs.take() {
-            old.close().await;
-        }
-        match Outputs::start(&new.outputs) {
-            Ok(o) => {
-                self.outputs = Some(o);
+        let result = match self.outputs.as_mut() {
+            Some(outputs) => outputs.replace(&self.config.outputs, &new.outputs).await,
+            None => Outputs::start(&new.outputs).map(|o| self.outputs = Some(o)),
+        };
+        match result {
+            Ok(()) => {
                 // Checked above: cannot fail.
                 let _ = self.health.apply(&new.health);
                 self.config = new;
@@ -399,10 +443,6 @@ impl Agent {
                 log::error!(
                     "reloaded configuration rejected, the previous one stays in force: {e}"
                 );
-                match Outputs::start(&self.config.outputs) {
-                    Ok(o) => self.outputs = Some(o),
-                    Err(e) => log::error!("restarting the previous outputs failed: {e}"),
-                }
                 false
             }
         }
@@ -462,8 +502,10 @@ impl Agent {
             // Losses since the last stats event are never left unsaid: one more report.
             let stats = self.stats_event_with(&losses, &outputs);
             self.health.update(&stats, outputs.stats());
-            let changed = stats.kernel_losses != self.reported.losses
-                || suppressed(&stats) != self.reported.suppressed;
+            let reported = &self.reported;
+            let changed = stats.kernel_losses != reported.losses
+                || stats.enrich_losses != reported.enrich
+                || suppressed(&stats) != reported.suppressed;
             if self.config.health.stats_interval > 0 && changed {
                 self.pending
                     .write_now(&mut outputs, std::iter::once(Event::Stats(Box::new(stats))));
@@ -476,6 +518,13 @@ impl Agent {
             self.stages.table.evicted.tcp,
             self.stages.table.evicted.udp
         );
+        let enrich = self.enrich_losses();
+        if enrich != EnrichLosses::default() {
+            log::info!(
+                "enrichment losses at shutdown: {}",
+                describe_enrich(&enrich)
+            );
+        }
         let skipped = self.capture.filter_skipped();
         if self.kernel_plan.kernel_rules > 0 || skipped != FilterSkipped::default() {
             skipped.log(log::Level::Info);
@@ -489,6 +538,18 @@ impl Agent {
         stats.sinks = outputs.stats().iter().map(|s| s.report()).collect();
         stats
     }
+}
+
+fn describe_enrich(e: &EnrichLosses) -> String {
+    format!(
+        "first payloads dropped (table full) {}; DNS answers malformed {}, unsolicited {}, mismatched {}; DNS queries evicted {}; dns_query events dropped {}",
+        e.payload_table_full,
+        e.dns_answers_malformed,
+        e.dns_answers_unsolicited,
+        e.dns_answers_mismatched,
+        e.dns_queries_evicted,
+        e.dns_events_dropped
+    )
 }
 
 fn suppressed(stats: &StatsEvent) -> u64 {

@@ -24,8 +24,8 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    /// Hands every waiting event to the outputs. Without outputs (a reload between closing
-    /// the old and starting the new) flow events wait; DNS events are not kept.
+    /// Hands every waiting event to the outputs. Without outputs (taken at shutdown) flow
+    /// events wait; DNS events are not kept.
     pub(super) fn write(
         &mut self,
         outputs: Option<&mut Outputs>,

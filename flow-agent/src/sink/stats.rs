@@ -15,6 +15,7 @@ pub struct SinkStats {
     pub dropped: AtomicU64,
     pub reconnects: AtomicU64,
     pub errors: AtomicU64,
+    pub worker_panics: AtomicU64,
 }
 
 impl SinkStats {
@@ -39,6 +40,7 @@ impl SinkStats {
             dropped: self.dropped.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
             errors: self.errors.load(Relaxed),
+            worker_panics: self.worker_panics.load(Relaxed),
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::encode::Format;
 mod config;
 mod conn;
 mod message;
+mod shorten;
 mod tls;
 mod transport;
 
@@ -24,7 +25,7 @@ use message::Header;
 /// lazily in the delivery worker.
 pub fn open(
     config: &SyslogConfig,
-    _format: Format,
+    format: Format,
     stats: Arc<SinkStats>,
 ) -> Result<Box<dyn Sink>, SinkError> {
     let resolved = config.resolve()?;
@@ -54,9 +55,11 @@ pub fn open(
         newline_framing,
         max_message_bytes,
         oversize: config.oversize,
+        format,
         stats,
         message: Vec::with_capacity(4096),
         limiter: LogLimiter::default(),
+        shortened: LogLimiter::default(),
     }))
 }
 
@@ -66,9 +69,13 @@ struct SyslogSink {
     newline_framing: bool,
     max_message_bytes: usize,
     oversize: Oversize,
+    /// What the records are: `oversize = "truncate"` keeps them valid records of it.
+    format: Format,
     stats: Arc<SinkStats>,
     message: Vec<u8>,
     limiter: LogLimiter,
+    /// Warnings about records shortened to fit.
+    shortened: LogLimiter,
 }
 
 impl SyslogSink {
@@ -90,21 +97,34 @@ impl Sink for SyslogSink {
         }
         self.message.clear();
         self.header.write(SystemTime::now(), &mut self.message);
+        let header = self.message.len();
         self.message.extend_from_slice(record);
         if self.message.len() > self.max_message_bytes {
-            match self.oversize {
-                Oversize::Drop => {
-                    let why = format!(
-                        "message of {} bytes is longer than max_message_bytes ({})",
-                        self.message.len(),
-                        self.max_message_bytes
-                    );
-                    return self.drop_record(why);
-                }
+            let long = self.message.len();
+            let max = self.max_message_bytes;
+            let shortened = match self.oversize {
+                Oversize::Drop => None,
                 Oversize::Truncate => {
-                    message::truncate_with_marker(&mut self.message, self.max_message_bytes)
+                    shorten::shorten(record, self.format, max.saturating_sub(header))
                 }
-            }
+            };
+            let Some(shortened) = shortened else {
+                let how = match self.oversize {
+                    Oversize::Drop => "",
+                    Oversize::Truncate => {
+                        " and shortening its values cannot make it fit (too many fields)"
+                    }
+                };
+                return self.drop_record(format!(
+                    "message of {long} bytes is longer than max_message_bytes ({max}){how}"
+                ));
+            };
+            self.message.truncate(header);
+            self.message.extend_from_slice(&shortened);
+            let (name, short) = (&self.stats.name, self.message.len());
+            self.shortened.warn(1, || {
+                format!("output {name}: a message of {long} bytes was shortened to {short} bytes (max_message_bytes {max}): its longest values end with \"…\", the record is marked record_truncated")
+            });
         }
         self.inner.submit(&self.message);
     }

@@ -131,6 +131,8 @@ const FIELDS: &[(&str, Ty, bool)] = &[
     ("flow_agent.ja4s", Keyword, false),
     ("flow_agent.tls_client_hello_truncated", Boolean, false),
     ("flow_agent.orig_content", Keyword, false),
+    // Added by a syslog output with oversize = "truncate" (docs/sink-syslog.md).
+    ("flow_agent.record_truncated", Boolean, false),
     ("flow_agent.resp_content", Keyword, false),
     ("flow_agent.stats.agent_version", Keyword, false),
     ("flow_agent.stats.uptime", Float, false),
@@ -155,6 +157,36 @@ const FIELDS: &[(&str, Ty, bool)] = &[
         Long,
         false,
     ),
+    (
+        "flow_agent.stats.enrich_losses.payload_table_full",
+        Long,
+        false,
+    ),
+    (
+        "flow_agent.stats.enrich_losses.dns_answers_malformed",
+        Long,
+        false,
+    ),
+    (
+        "flow_agent.stats.enrich_losses.dns_answers_unsolicited",
+        Long,
+        false,
+    ),
+    (
+        "flow_agent.stats.enrich_losses.dns_answers_mismatched",
+        Long,
+        false,
+    ),
+    (
+        "flow_agent.stats.enrich_losses.dns_queries_evicted",
+        Long,
+        false,
+    ),
+    (
+        "flow_agent.stats.enrich_losses.dns_events_dropped",
+        Long,
+        false,
+    ),
     ("flow_agent.stats.sinks.name", Keyword, true),
     ("flow_agent.stats.sinks.kind", Keyword, true),
     ("flow_agent.stats.sinks.format", Keyword, true),
@@ -165,6 +197,7 @@ const FIELDS: &[(&str, Ty, bool)] = &[
     ("flow_agent.stats.sinks.dropped", Long, true),
     ("flow_agent.stats.sinks.reconnects", Long, true),
     ("flow_agent.stats.sinks.errors", Long, true),
+    ("flow_agent.stats.sinks.worker_panics", Long, true),
     (
         "flow_agent.stats.rate_limit.suppressed_process",
         Long,

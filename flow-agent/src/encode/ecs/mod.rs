@@ -4,10 +4,14 @@ use std::{fmt::Display, net::IpAddr};
 
 use serde::{Serialize, Serializer};
 
-use super::{common, time::Rfc3339, Encoder};
-use crate::event::{
-    Event as AnyEvent, FlowAction, FlowEvent, HostInfo, IntervalCounters, ProcessIdentity,
+use super::{
+    common,
+    fragments::{FragmentCache, Fragments},
+    json::Json,
+    time::Rfc3339,
+    Encoder,
 };
+use crate::event::{AppInfo, Event as AnyEvent, FlowAction, FlowEvent, HostInfo, ProcessIdentity};
 
 mod dns;
 mod rate_limit;
@@ -18,12 +22,22 @@ pub const ECS_VERSION: &str = "9.4.0";
 /// `event.module`: the source of the data.
 const MODULE: &str = "flow_agent";
 
-pub struct EcsEncoder;
+/// Each output's ECS encoder, with the fragments it rendered of the processes, the host and
+/// the application facts of recent flow events.
+#[derive(Default)]
+pub struct EcsEncoder {
+    processes: FragmentCache<ProcessIdentity>,
+    hosts: FragmentCache<HostInfo>,
+    apps: FragmentCache<AppInfo>,
+}
 
 impl Encoder for EcsEncoder {
     fn encode(&mut self, event: &AnyEvent, out: &mut Vec<u8>) -> bool {
         match event {
-            AnyEvent::Flow(ev) => serde_json::to_writer(&mut *out, &FlowDoc::new(ev)).is_ok(),
+            AnyEvent::Flow(ev) => {
+                self.flow(ev, out);
+                true
+            }
             AnyEvent::Dns(d) => serde_json::to_writer(&mut *out, &dns::DnsDoc::new(d)).is_ok(),
             AnyEvent::Stats(s) => {
                 serde_json::to_writer(&mut *out, &stats::StatsDoc::new(s)).is_ok()
@@ -75,80 +89,225 @@ fn ip_type(ip: IpAddr) -> &'static str {
     }
 }
 
-#[derive(Serialize)]
-struct FlowDoc<'a> {
-    #[serde(rename = "@timestamp")]
-    timestamp: Rfc3339,
-    ecs: Ecs,
-    agent: Agent,
-    event: Event<'a>,
-    source: Endpoint,
-    destination: Endpoint,
-    network: Network<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls: Option<Tls<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    process: Option<Process<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<Named<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    group: Option<Named<'a>>,
-    host: Host<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container: Option<Container<'a>>,
-    related: Related<'a>,
-    flow_agent: Custom<'a>,
+impl EcsEncoder {
+    /// A flow event's document: written member by member, the process's, the host's and the
+    /// application's parts copied from their fragments.
+    fn flow(&mut self, ev: &FlowEvent, out: &mut Vec<u8>) {
+        let process = ev
+            .process
+            .as_ref()
+            .map(|p| self.processes.get(p, process_fragments));
+        let host = self.hosts.get(&ev.host, host_fragment);
+        let app = ev.app.as_ref().map(|a| self.apps.get(a, app_fragments));
+        let (src, dest) = (ev.src(), ev.dest());
+        let mut w = Json::new(out);
+        w.begin();
+        w.time("@timestamp", ev.time);
+        w.object("ecs");
+        w.name("version", ECS_VERSION);
+        w.end();
+        w.object("agent");
+        w.name("type", AGENT.kind);
+        w.name("version", AGENT.version);
+        w.end();
+        event(&mut w, ev);
+        let orig_resp = ev.orig_resp();
+        endpoint(&mut w, "source", src, orig_resp.map(|c| (c.0, c.2)));
+        endpoint(&mut w, "destination", dest, orig_resp.map(|c| (c.1, c.3)));
+        network(&mut w, ev);
+        if let Some(app) = app {
+            w.splice(app.get(TLS));
+        }
+        if let Some(p) = process {
+            w.splice(p.get(PROCESS));
+            if let Some(tid) = ev.tid {
+                w.object("thread");
+                w.field("id", &tid);
+                w.splice(p.get(THREAD_NAME));
+            }
+            w.splice(p.get(PARENT_USER_GROUP));
+        }
+        w.splice(host.get(0));
+        if let Some(p) = process {
+            w.splice(p.get(CONTAINER));
+        }
+        w.object("related");
+        // Both ends, once when they are the same address.
+        let ips = [src.0, dest.0];
+        w.array("ip");
+        for ip in &ips[..if src.0 == dest.0 { 1 } else { 2 }] {
+            w.element();
+            w.ip_value(*ip);
+        }
+        w.end_array();
+        if let Some(p) = process {
+            w.splice(p.get(RELATED_USER));
+        }
+        w.end();
+        w.object("flow_agent");
+        custom(&mut w, ev);
+        if let Some(p) = process {
+            w.splice(p.get(CUSTOM));
+        }
+        w.opt("netns", ev.netns);
+        if let Some(app) = app {
+            w.splice(app.get(APP_CUSTOM));
+        }
+        w.end();
+        w.end();
+    }
 }
 
-#[derive(Serialize)]
-struct Event<'a> {
-    kind: &'static str,
-    category: [&'static str; 1],
-    #[serde(rename = "type")]
-    types: [&'static str; 2],
-    action: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    outcome: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
-    module: &'static str,
-    dataset: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    start: Option<Rfc3339>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    end: Option<Rfc3339>,
-    /// Nanoseconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    duration: Option<u64>,
+/// `event`.
+fn event(w: &mut Json, ev: &FlowEvent) {
+    w.object("event");
+    w.name("kind", "event");
+    w.array("category");
+    w.element();
+    w.plain_str("network");
+    w.end_array();
+    w.array("type");
+    for t in types(ev) {
+        w.element();
+        w.plain_str(t);
+    }
+    w.end_array();
+    w.name("action", action(ev));
+    w.opt_name("outcome", outcome(ev));
+    w.opt_name("reason", ev.end_reason);
+    w.name("module", MODULE);
+    w.name("dataset", "flow_agent.flow");
+    w.opt_time("start", ev.start_time);
+    w.opt_time("end", ev.end_time);
+    // Nanoseconds.
+    w.opt("duration", ev.duration_ns);
+    w.end();
 }
 
-#[derive(Serialize)]
-struct Endpoint {
-    address: IpAddr,
-    ip: IpAddr,
-    port: u16,
-    /// Sent by this endpoint.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    packets: Option<u64>,
+/// `source` or `destination`, with what it sent: (bytes, packets).
+fn endpoint(w: &mut Json, key: &str, (ip, port): (IpAddr, u16), sent: Option<(u64, u64)>) {
+    w.object(key);
+    w.ip("address", ip);
+    w.ip("ip", ip);
+    w.field("port", &port);
+    if let Some((bytes, packets)) = sent {
+        w.field("bytes", &bytes);
+        w.field("packets", &packets);
+    }
+    w.end();
 }
 
-#[derive(Serialize)]
-struct Network<'a> {
-    transport: &'static str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    iana_number: Keyword<u8>,
-    direction: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    protocol: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    community_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    packets: Option<u64>,
+/// `network`: host-based monitoring, so the direction is the host's point of view.
+fn network(w: &mut Json, ev: &FlowEvent) {
+    w.object("network");
+    w.name("transport", ev.transport.as_str());
+    w.name("type", ip_type(ev.src().0));
+    w.field("iana_number", &Keyword(ev.transport.iana()));
+    w.name(
+        "direction",
+        if ev.local_orig() { "egress" } else { "ingress" },
+    );
+    w.opt_name("protocol", ev.app_protocol().map(|a| a.0));
+    w.opt("community_id", ev.ids.community_id.as_deref());
+    if let Some(c) = &ev.counters {
+        w.field("bytes", &(c.in_bytes + c.out_bytes));
+        w.field("packets", &(c.in_pkts + c.out_pkts));
+    }
+    w.end();
+}
+
+/// `flow_agent` (native fields ECS has no place for, under the agent's own name: ECS custom
+/// fields), the flow's own up to `attribution`.
+fn custom(w: &mut Json, ev: &FlowEvent) {
+    w.field("flow_id", &ev.ids.flow_id);
+    w.field("start_observed", &ev.start_observed);
+    w.name("network_locality", ev.locality.as_str());
+    w.opt_name("conn_state", ev.conn_state);
+    w.opt("history", ev.history.as_deref());
+    w.opt("rtt_us", ev.rtt_us);
+    w.opt("retransmits", ev.retransmits);
+    if let Some(c) = &ev.counters {
+        // The counters since the flow's previous event.
+        let i = &c.interval;
+        w.object("interval");
+        w.field("in_bytes", &i.in_bytes);
+        w.field("out_bytes", &i.out_bytes);
+        w.field("in_pkts", &i.in_pkts);
+        w.field("out_pkts", &i.out_pkts);
+        w.end();
+    }
+    w.opt_name("attribution", ev.attribution.map(|a| a.as_str()));
+}
+
+/// The pieces of a process's fragments, in the document's order: `process` without its end
+/// (the event's thread goes there), the thread's name, the rest of `process` with `user` and
+/// `group`, `container`, `related.user`, and its `flow_agent` fields.
+const PROCESS: usize = 0;
+const THREAD_NAME: usize = 1;
+const PARENT_USER_GROUP: usize = 2;
+const CONTAINER: usize = 3;
+const RELATED_USER: usize = 4;
+const CUSTOM: usize = 5;
+
+fn process_fragments(p: &ProcessIdentity) -> Fragments {
+    Fragments::render(|f| {
+        f.piece(|w| {
+            let head = Process {
+                thread: None,
+                parent: None,
+                ..process(p, None)
+            };
+            w.open("process", &head);
+        });
+        f.piece(|w| {
+            w.field("name", &p.comm);
+            w.end();
+        });
+        f.piece(|w| {
+            w.opt("parent", parent(p));
+            w.end();
+            w.field("user", &user(p));
+            w.field("group", &group(p));
+        });
+        f.piece(|w| w.opt("container", container(p)));
+        f.piece(|w| w.opt("user", related_user(p)));
+        f.piece(|w| {
+            w.opt("image_deleted", p.image_deleted);
+            w.opt("command_line_truncated", p.command_line_truncated);
+            w.opt("cgroup_id", (p.cgroup_id != 0).then_some(p.cgroup_id));
+            w.opt("cgroup_path", p.cgroup_path.as_deref());
+            w.opt("systemd_unit", p.systemd_unit.as_deref());
+        });
+    })
+}
+
+/// `host`.
+fn host_fragment(h: &HostInfo) -> Fragments {
+    Fragments::render(|f| f.piece(|w| w.field("host", &host(h))))
+}
+
+/// The pieces of a flow's application facts: `tls`, and its `flow_agent` fields.
+const TLS: usize = 0;
+const APP_CUSTOM: usize = 1;
+
+fn app_fragments(app: &AppInfo) -> Fragments {
+    Fragments::render(|f| {
+        f.piece(|w| w.opt("tls", tls(app)));
+        f.piece(|w| {
+            let t = app.tls.as_ref();
+            w.opt("app_protocol_source", app.protocol.map(|a| a.1.as_str()));
+            w.opt("proto_info", app.info.as_deref());
+            w.opt(
+                "tls_client_hello_truncated",
+                t.and_then(|t| t.client_hello_truncated),
+            );
+            // ECS has JA3 and JA3S only.
+            w.opt("ja4", t.and_then(|t| t.ja4.as_deref()));
+            w.opt("ja4s", t.and_then(|t| t.ja4s.as_deref()));
+            w.opt("orig_content", app.orig_content.as_deref());
+            w.opt("resp_content", app.resp_content.as_deref());
+        });
+    })
 }
 
 #[derive(Serialize)]
@@ -179,11 +338,12 @@ struct TlsServer<'a> {
     ja3s: &'a str,
 }
 
-fn tls(ev: &FlowEvent) -> Option<Tls<'_>> {
-    if ev.app_protocol()?.0 != "tls" {
+/// `tls`: of flows whose application protocol is TLS.
+fn tls(app: &AppInfo) -> Option<Tls<'_>> {
+    if app.protocol?.0 != "tls" {
         return None;
     }
-    let t = ev.tls();
+    let t = app.tls.as_ref();
     let version = t
         .and_then(|t| t.version.as_deref())
         .and_then(common::tls_version_parts);
@@ -278,90 +438,6 @@ struct Container<'a> {
     runtime: Option<&'a str>,
 }
 
-#[derive(Serialize)]
-struct Related<'a> {
-    ip: IpPair,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<[&'a str; 1]>,
-}
-
-/// `related.ip` of a flow: both ends, once when they are the same address.
-struct IpPair(IpAddr, IpAddr);
-
-impl Serialize for IpPair {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let n = if self.0 == self.1 { 1 } else { 2 };
-        s.collect_seq(&[self.0, self.1][..n])
-    }
-}
-
-/// Native fields ECS has no place for, under the agent's own name (ECS custom fields).
-#[derive(Serialize)]
-struct Custom<'a> {
-    flow_id: &'a str,
-    start_observed: bool,
-    network_locality: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    conn_state: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    history: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rtt_us: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    retransmits: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    interval: Option<Interval>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    attribution: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    image_deleted: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    command_line_truncated: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cgroup_id: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cgroup_path: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    systemd_unit: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    netns: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    app_protocol_source: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    proto_info: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls_client_hello_truncated: Option<bool>,
-    /// ECS has JA3 and JA3S only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ja4: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ja4s: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    orig_content: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resp_content: Option<&'a str>,
-}
-
-/// `flow_agent.interval`: the counters since the flow's previous event.
-#[derive(Serialize)]
-struct Interval {
-    in_bytes: u64,
-    out_bytes: u64,
-    in_pkts: u64,
-    out_pkts: u64,
-}
-
-impl From<IntervalCounters> for Interval {
-    fn from(c: IntervalCounters) -> Self {
-        Self {
-            in_bytes: c.in_bytes,
-            out_bytes: c.out_bytes,
-            in_pkts: c.in_pkts,
-            out_pkts: c.out_pkts,
-        }
-    }
-}
-
 /// `event.action`: Elastic Defend's names for the start and end of a connection, so rules
 /// written against them match, and ours for updates.
 fn action(ev: &FlowEvent) -> &'static str {
@@ -393,102 +469,9 @@ fn outcome(ev: &FlowEvent) -> Option<&'static str> {
     })
 }
 
-impl<'a> FlowDoc<'a> {
-    fn new(ev: &'a FlowEvent) -> Self {
-        let (src, dest) = (ev.src(), ev.dest());
-        let orig_resp = ev.orig_resp();
-        let p = ev.process.as_deref();
-        let app = ev.app.as_deref();
-        let tls_info = ev.tls();
-        FlowDoc {
-            timestamp: Rfc3339::new(ev.time),
-            ecs: ECS,
-            agent: AGENT,
-            event: Event {
-                kind: "event",
-                category: ["network"],
-                types: types(ev),
-                action: action(ev),
-                outcome: outcome(ev),
-                reason: ev.end_reason,
-                module: MODULE,
-                dataset: "flow_agent.flow",
-                start: ev.start_time.map(Rfc3339::new),
-                end: ev.end_time.map(Rfc3339::new),
-                duration: ev.duration_ns,
-            },
-            source: Endpoint {
-                address: src.0,
-                ip: src.0,
-                port: src.1,
-                bytes: orig_resp.map(|c| c.0),
-                packets: orig_resp.map(|c| c.2),
-            },
-            destination: Endpoint {
-                address: dest.0,
-                ip: dest.0,
-                port: dest.1,
-                bytes: orig_resp.map(|c| c.1),
-                packets: orig_resp.map(|c| c.3),
-            },
-            network: Network {
-                transport: ev.transport.as_str(),
-                kind: ip_type(src.0),
-                iana_number: Keyword(ev.transport.iana()),
-                // Host-based monitoring: the host's point of view.
-                direction: if ev.local_orig() { "egress" } else { "ingress" },
-                community_id: ev.ids.community_id.as_deref(),
-                bytes: ev.counters.map(|c| c.in_bytes + c.out_bytes),
-                packets: ev.counters.map(|c| c.in_pkts + c.out_pkts),
-                protocol: ev.app_protocol().map(|a| a.0),
-            },
-            tls: tls(ev),
-            process: p.map(|p| process(p, ev.tid)),
-            user: p.map(user),
-            group: p.map(group),
-            host: host(&ev.host),
-            container: p.and_then(container),
-            related: Related {
-                ip: IpPair(src.0, dest.0),
-                user: p.and_then(related_user),
-            },
-            flow_agent: Custom {
-                flow_id: &ev.ids.flow_id,
-                start_observed: ev.start_observed,
-                network_locality: ev.locality.as_str(),
-                conn_state: ev.conn_state,
-                history: ev.history.as_deref(),
-                rtt_us: ev.rtt_us,
-                retransmits: ev.retransmits,
-                interval: ev.counters.map(|c| c.interval.into()),
-                attribution: ev.attribution.map(|a| a.as_str()),
-                image_deleted: p.and_then(|p| p.image_deleted),
-                command_line_truncated: p.and_then(|p| p.command_line_truncated),
-                cgroup_id: p.and_then(|p| (p.cgroup_id != 0).then_some(p.cgroup_id)),
-                cgroup_path: p.and_then(|p| p.cgroup_path.as_deref()),
-                systemd_unit: p.and_then(|p| p.systemd_unit.as_deref()),
-                netns: ev.netns,
-                app_protocol_source: ev.app_protocol().map(|a| a.1.as_str()),
-                proto_info: app.and_then(|a| a.info.as_deref()),
-                tls_client_hello_truncated: tls_info.and_then(|t| t.client_hello_truncated),
-                ja4: tls_info.and_then(|t| t.ja4.as_deref()),
-                ja4s: tls_info.and_then(|t| t.ja4s.as_deref()),
-                orig_content: app.and_then(|a| a.orig_content.as_deref()),
-                resp_content: app.and_then(|a| a.resp_content.as_deref()),
-            },
-        }
-    }
-}
-
 /// `process`: the process an event names, and the acting thread when the event has one.
 /// Flow, DNS and rate-limit documents map it alike.
 fn process(p: &ProcessIdentity, tid: Option<u32>) -> Process<'_> {
-    let parent = (p.ppid != 0 || p.parent_exe.is_some()).then(|| Parent {
-        entity_id: p.parent_entity_id.as_deref(),
-        pid: (p.ppid != 0).then_some(p.ppid),
-        executable: p.parent_exe.as_deref(),
-        name: p.parent_exe.as_deref().map(common::basename),
-    });
     Process {
         pid: p.pid,
         entity_id: p.entity_id.as_deref(),
@@ -499,8 +482,18 @@ fn process(p: &ProcessIdentity, tid: Option<u32>) -> Process<'_> {
         args_count: p.args.as_ref().map(Vec::len),
         start: p.start_time.map(Rfc3339::new),
         thread: tid.map(|id| Thread { id, name: &p.comm }),
-        parent,
+        parent: parent(p),
     }
+}
+
+/// `process.parent`, when anything of it is known.
+fn parent(p: &ProcessIdentity) -> Option<Parent<'_>> {
+    (p.ppid != 0 || p.parent_exe.is_some()).then(|| Parent {
+        entity_id: p.parent_entity_id.as_deref(),
+        pid: (p.ppid != 0).then_some(p.ppid),
+        executable: p.parent_exe.as_deref(),
+        name: p.parent_exe.as_deref().map(common::basename),
+    })
 }
 
 /// `user`: the process's user.

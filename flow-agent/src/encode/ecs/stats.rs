@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::{Agent, Ecs, AGENT, ECS, MODULE};
-use crate::health::{KernelLosses, SinkReport, StatsEvent};
+use crate::health::{EnrichLosses, KernelLosses, SinkReport, StatsEvent};
 
 #[derive(Serialize)]
 pub(super) struct StatsDoc<'a> {
@@ -43,6 +43,7 @@ struct Stats<'a> {
     flows_open: u64,
     events_total: u64,
     kernel_losses: &'a KernelLosses,
+    enrich_losses: &'a EnrichLosses,
     sinks: &'a [SinkReport],
     rate_limit: &'a crate::ratelimit::RateLimitStats,
 }
@@ -70,6 +71,7 @@ impl<'a> StatsDoc<'a> {
                     flows_open: s.flows_open,
                     events_total: s.events_total,
                     kernel_losses: &s.kernel_losses,
+                    enrich_losses: &s.enrich_losses,
                     sinks: &s.sinks,
                     rate_limit: &s.rate_limit,
                 },

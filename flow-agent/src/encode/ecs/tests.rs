@@ -9,7 +9,7 @@ use crate::event::{Event, FlowAction, FlowEvent, ProcessIdentity};
 /// The document of any event.
 fn encode_event(ev: Event) -> Value {
     let mut out = Vec::new();
-    assert!(EcsEncoder.encode(&ev, &mut out));
+    assert!(EcsEncoder::default().encode(&ev, &mut out));
     assert!(!out.contains(&b'\n'), "one line");
     serde_json::from_slice(&out).unwrap()
 }
@@ -231,8 +231,12 @@ fn stats_are_a_metric_document() {
                 "kernel_losses": {"ring_full": 1, "tcp_table_full": 0, "udp_table_full": 0,
                     "read_failed": 0, "owner_table_full": 0, "tcp_closes_missed": 2,
                     "tcp_detail_lost": 0},
+                "enrich_losses": {"payload_table_full": 0, "dns_answers_malformed": 0,
+                    "dns_answers_unsolicited": 4, "dns_answers_mismatched": 0,
+                    "dns_queries_evicted": 0, "dns_events_dropped": 5},
                 "sinks": [{"name": "siem", "kind": "syslog", "format": "ecs", "accepted": 40,
-                    "sent": 38, "queued": 2, "buffered": 0, "dropped": 0, "reconnects": 0, "errors": 0}],
+                    "sent": 38, "queued": 2, "buffered": 0, "dropped": 0, "reconnects": 0, "errors": 0,
+                    "worker_panics": 0}],
                 "rate_limit": {"suppressed_process": 480, "suppressed_global": 0, "summaries": 1,
                     "processes_evicted": 0, "processes": 1, "suppressed_open": 0}
             }}

@@ -13,7 +13,7 @@ use crate::event::{
 /// The record of any event, as written.
 fn encode_raw(ev: Event) -> String {
     let mut out = Vec::new();
-    assert!(NativeEncoder.encode(&ev, &mut out));
+    assert!(NativeEncoder::default().encode(&ev, &mut out));
     assert!(!out.contains(&b'\n'), "one line");
     String::from_utf8(out).expect("UTF-8")
 }
@@ -807,4 +807,21 @@ fn stats_are_written_as_they_are() {
     let doc = encode_event(Event::Stats(Box::new(s.clone())));
     assert_eq!(doc, serde_json::to_value(&s).unwrap());
     assert_eq!(doc["event_action"], "stats");
+}
+
+#[test]
+fn flow_fields_list_what_the_writer_writes_in_order() {
+    // tests/tests/schema.rs checks FLOW_FIELDS and INTERVAL_FIELDS against the docs and the
+    // schema: they must be what the encoder writes.
+    assert_eq!(super::FLOW_FIELDS, FLOW_ORDER);
+    let full = full_flow();
+    assert_eq!(keys_in_order(Event::Flow(full.clone())), super::FLOW_FIELDS);
+    let raw = encode_raw(Event::Flow(full));
+    let at = raw.find(r#""interval":"#).unwrap() + r#""interval":"#.len();
+    let interval = &raw[at..=at + raw[at..].find('}').unwrap()];
+    let interval = serde_json::from_str::<Keys>(interval).unwrap().0;
+    assert_eq!(interval, super::INTERVAL_FIELDS);
+    for ev in all_flows() {
+        assert_in_order(&keys_in_order(Event::Flow(ev)), super::FLOW_FIELDS, "flow");
+    }
 }

@@ -2,12 +2,20 @@
 //! docs/formats.md. `rate_limited` summaries are activity 99 `Other` of the same class
 //! (rate_limit.rs); `dns_query` events are DNS Activity (class 4003, dns.rs). Stats events have
 //! no OCSF class here and are not written.
-use std::{borrow::Cow, fmt, net::IpAddr};
+use std::{borrow::Cow, fmt, net::IpAddr, sync::LazyLock};
 
 use serde::{Serialize, Serializer};
 
-use super::{common, time, time::Rfc3339, Encoder};
-use crate::event::{Event, FlowEvent, HostInfo, IntervalCounters, Transport};
+use super::{
+    common,
+    fragments::{FragmentCache, Fragments},
+    json::Json,
+    time, Encoder,
+};
+use crate::event::{
+    AppInfo, Event, FlowAction, FlowEvent, HostInfo, IntervalCounters, ProcessIdentity, TlsInfo,
+    Transport,
+};
 
 mod dns;
 mod process;
@@ -21,12 +29,22 @@ pub const OCSF_VERSION: &str = "1.8.0";
 const CATEGORY_UID: u32 = 4;
 const CLASS_UID: u32 = 4001;
 
-pub struct OcsfEncoder;
+/// Each output's OCSF encoder, with the fragments it rendered of the processes, the host and
+/// the application facts of recent flow events.
+#[derive(Default)]
+pub struct OcsfEncoder {
+    processes: FragmentCache<ProcessIdentity>,
+    hosts: FragmentCache<HostInfo>,
+    apps: FragmentCache<AppInfo>,
+}
 
 impl Encoder for OcsfEncoder {
     fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> bool {
         match event {
-            Event::Flow(ev) => serde_json::to_writer(&mut *out, &NetworkActivity::new(ev)).is_ok(),
+            Event::Flow(ev) => {
+                self.flow(ev, out);
+                true
+            }
             Event::Dns(d) => serde_json::to_writer(&mut *out, &dns::DnsActivity::new(d)).is_ok(),
             Event::RateLimited(s) => {
                 serde_json::to_writer(&mut *out, &rate_limit::RateLimited::new(s)).is_ok()
@@ -57,125 +75,300 @@ pub(crate) const PRODUCT: Product = Product {
     version: env!("CARGO_PKG_VERSION"),
 };
 
-#[derive(Serialize)]
-struct NetworkActivity<'a> {
-    activity_id: u32,
-    activity_name: &'static str,
-    category_uid: u32,
-    category_name: &'static str,
-    class_uid: u32,
-    class_name: &'static str,
-    type_uid: u32,
-    type_name: &'static str,
-    severity_id: u32,
-    severity: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status_id: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status_code: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status_detail: Option<&'a str>,
-    time: i64,
-    timezone_offset: i32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    start_time: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    end_time: Option<i64>,
-    /// Milliseconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    duration: Option<i64>,
-    #[serde(serialize_with = "display")]
-    message: FlowMessage,
-    metadata: Metadata<'a>,
-    src_endpoint: NetEndpoint<'a>,
-    dst_endpoint: NetEndpoint<'a>,
-    connection_info: ConnectionInfo<'a>,
-    /// The application protocol (native `application_protocol`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    app_name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls: Option<Tls<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    traffic: Option<Traffic>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cumulative_traffic: Option<Traffic>,
-    is_src_dst_assignment_known: bool,
-    observation_point_id: u32,
-    observation_point: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    actor: Option<process::Actor<'a>>,
-    device: Device<'a>,
-    observables: Vec<Observable<'a>>,
-    unmapped: Unmapped<'a>,
-}
-
-/// `Close tcp 127.0.0.1:33596 -> 127.0.0.1:18080`.
-struct FlowMessage {
-    activity: &'static str,
-    transport: Transport,
-    src: (IpAddr, u16),
-    dst: (IpAddr, u16),
-}
-
-impl fmt::Display for FlowMessage {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(
-            f,
-            "{} {} {}:{} -> {}:{}",
-            self.activity,
-            self.transport.as_str(),
-            self.src.0,
-            self.src.1,
-            self.dst.0,
-            self.dst.1
-        )
+impl OcsfEncoder {
+    /// A Network Activity event: written member by member, the process's, the host's and the
+    /// application's parts copied from their fragments.
+    fn flow(&mut self, ev: &FlowEvent, out: &mut Vec<u8>) {
+        let process = ev
+            .process
+            .as_ref()
+            .map(|p| self.processes.get(p, process_fragments));
+        let host = self.hosts.get(&ev.host, host_fragments);
+        let app = ev.app.as_ref().map(|a| self.apps.get(a, app_fragments));
+        let activity = Activity::of(ev);
+        let (src, dst) = (ev.src(), ev.dest());
+        // This host's side of the flow carries its name.
+        let host_name = host_name(&ev.host);
+        let (src_host, dst_host) = if ev.local_orig() {
+            (Some(host_name), None)
+        } else {
+            (None, Some(host_name))
+        };
+        let mut w = Json::new(out);
+        w.begin();
+        classification(&mut w, ev, activity);
+        times(&mut w, ev);
+        message(&mut w, activity, ev.transport, src, dst);
+        metadata(&mut w, ev);
+        endpoint(&mut w, "src_endpoint", src, src_host);
+        endpoint(&mut w, "dst_endpoint", dst, dst_host);
+        connection_info(&mut w, ev);
+        if let Some(app) = app {
+            w.splice(app.get(APP_TLS));
+        }
+        if let Some(c) = &ev.counters {
+            Traffic::interval(ev, &c.interval).write(&mut w, "traffic");
+        }
+        if let Some(t) = Traffic::cumulative(ev) {
+            t.write(&mut w, "cumulative_traffic");
+        }
+        w.field("is_src_dst_assignment_known", &ev.start_observed);
+        let (point_id, point) = if ev.local_orig() {
+            (1u32, "Source")
+        } else {
+            (2, "Destination")
+        };
+        w.field("observation_point_id", &point_id);
+        w.name("observation_point", point);
+        if let Some(p) = process {
+            w.splice(p.get(ACTOR_HEAD));
+            w.opt("tid", ev.tid);
+            w.splice(p.get(ACTOR_TAIL));
+        }
+        w.splice(host.get(DEVICE));
+        w.array("observables");
+        ip_observable(&mut w, "src_endpoint.ip", src.0);
+        ip_observable(&mut w, "dst_endpoint.ip", dst.0);
+        w.splice(host.get(HOST_OBSERVABLE));
+        if let Some(p) = process {
+            w.splice(p.get(OBSERVABLES));
+        }
+        w.end_array();
+        w.object("unmapped");
+        w.opt("rtt_us", ev.rtt_us);
+        w.opt("retransmits", ev.retransmits);
+        w.name("network_locality", ev.locality.as_str());
+        w.opt_name("attribution", ev.attribution.map(|a| a.as_str()));
+        if let Some(p) = process {
+            w.splice(p.get(UNMAPPED));
+        }
+        w.opt("netns", ev.netns);
+        if let Some(app) = app {
+            w.splice(app.get(APP_UNMAPPED));
+        }
+        w.end();
+        w.end();
     }
 }
 
-#[derive(Serialize)]
-struct Metadata<'a> {
-    version: &'static str,
-    product: Product,
-    /// The flow: every event of one flow carries it.
-    correlation_uid: &'a str,
-    original_time: Rfc3339,
-    log_name: &'static str,
+/// `activity_id` to `status_detail`.
+fn classification(w: &mut Json, ev: &FlowEvent, activity: Activity) {
+    w.field("activity_id", &activity.id());
+    w.name("activity_name", activity.caption());
+    w.field("category_uid", &CATEGORY_UID);
+    w.name("category_name", "Network Activity");
+    w.field("class_uid", &CLASS_UID);
+    w.name("class_name", "Network Activity");
+    w.field("type_uid", &(CLASS_UID * 100 + activity.id()));
+    w.name("type_name", activity.type_name());
+    w.field("severity_id", &1u32);
+    w.name("severity", "Informational");
+    if ev.action == FlowAction::End {
+        let (id, status) = if ev.connect_failed() {
+            (2u32, "Failure")
+        } else {
+            (1, "Success")
+        };
+        w.field("status_id", &id);
+        w.name("status", status);
+    }
+    w.opt_name("status_code", ev.conn_state);
+    w.opt_name("status_detail", ev.end_reason);
 }
+
+/// `time` to `duration` (milliseconds).
+fn times(w: &mut Json, ev: &FlowEvent) {
+    w.field("time", &ev.time.millis());
+    w.field("timezone_offset", &0i32);
+    w.opt("start_time", ev.start_time.map(|t| t.millis()));
+    w.opt("end_time", ev.end_time.map(|t| t.millis()));
+    w.opt(
+        "duration",
+        ev.duration_ns
+            .map(|ns| (time::seconds(ns) * 1000.0).round() as i64),
+    );
+}
+
+/// `message`: `Close tcp 127.0.0.1:33596 -> 127.0.0.1:18080`.
+fn message(
+    w: &mut Json,
+    activity: Activity,
+    transport: Transport,
+    src: (IpAddr, u16),
+    dst: (IpAddr, u16),
+) {
+    // Captions, transport names, addresses and ports need no escaping.
+    w.key("message");
+    w.raw(b"\"");
+    w.raw(activity.caption().as_bytes());
+    w.raw(b" ");
+    w.raw(transport.as_str().as_bytes());
+    w.raw(b" ");
+    w.ip_text(src.0);
+    w.raw(b":");
+    w.value(&src.1);
+    w.raw(b" -> ");
+    w.ip_text(dst.0);
+    w.raw(b":");
+    w.value(&dst.1);
+    w.raw(b"\"");
+}
+
+/// `metadata`: the flow is the correlation of its events.
+fn metadata(w: &mut Json, ev: &FlowEvent) {
+    w.object("metadata");
+    w.name("version", OCSF_VERSION);
+    w.key("product");
+    w.raw(&PRODUCT_JSON);
+    w.field("correlation_uid", &ev.ids.flow_id);
+    w.time("original_time", ev.time);
+    w.name("log_name", "flows");
+    w.end();
+}
+
+/// `src_endpoint` or `dst_endpoint`.
+fn endpoint(w: &mut Json, key: &str, (ip, port): (IpAddr, u16), hostname: Option<&str>) {
+    w.object(key);
+    w.ip("ip", ip);
+    w.field("port", &port);
+    w.opt("hostname", hostname);
+    w.end();
+}
+
+/// `connection_info`.
+fn connection_info(w: &mut Json, ev: &FlowEvent) {
+    let direction = Direction::of(ev);
+    let boundary = Boundary::of(ev);
+    let (protocol_ver_id, protocol_ver) = ip_version(ev.src().0);
+    w.object("connection_info");
+    w.field("uid", &ev.ids.flow_id);
+    w.opt("community_uid", ev.ids.community_id.as_deref());
+    w.field("direction_id", &direction.id());
+    w.name("direction", direction.caption());
+    w.field("boundary_id", &boundary.id());
+    w.name("boundary", boundary.caption());
+    w.field("protocol_num", &ev.transport.iana());
+    w.name("protocol_name", ev.transport.as_str());
+    w.field("protocol_ver_id", &protocol_ver_id);
+    w.name("protocol_ver", protocol_ver);
+    w.opt(
+        "tcp_flags",
+        ev.history.as_deref().map(vocabulary::tcp_flags),
+    );
+    w.opt("flag_history", ev.history.as_deref());
+    w.end();
+}
+
+/// An element of `observables`: an address ([`Observable::ip`]).
+fn ip_observable(w: &mut Json, name: &str, ip: IpAddr) {
+    w.element();
+    w.begin();
+    w.name("name", name);
+    w.field("type_id", &2u32);
+    w.name("type", "IP Address");
+    w.ip("value", ip);
+    w.end();
+}
+
+/// The pieces of a process's fragments, in the event's order: `actor` up to its process's
+/// `pid` (the event's `tid` follows), the rest of `actor`, its `observables` (name, user) and
+/// its `unmapped` fields.
+const ACTOR_HEAD: usize = 0;
+const ACTOR_TAIL: usize = 1;
+const OBSERVABLES: usize = 2;
+const UNMAPPED: usize = 3;
+
+fn process_fragments(p: &ProcessIdentity) -> Fragments {
+    let actor = process::Actor::of(p, None);
+    // The actor without a thread, cut after `pid`, its first member: `tid` goes there.
+    let json = serde_json::to_vec(&actor).unwrap_or_default();
+    let head = format!(r#"{{"process":{{"pid":{}"#, p.pid);
+    assert!(
+        json.starts_with(head.as_bytes()),
+        "actor starts with its pid"
+    );
+    let (head, tail) = json.split_at(head.len());
+    Fragments::render(|f| {
+        f.piece(|w| {
+            w.key("actor");
+            w.raw(head);
+        });
+        f.piece(|w| w.raw(tail));
+        f.piece(|w| {
+            let observables = [
+                Observable::process_name(Some(&actor)),
+                Observable::user_name(Some(&actor)),
+            ];
+            for o in observables.iter().flatten() {
+                w.element();
+                w.value(o);
+            }
+        });
+        f.piece(|w| {
+            w.opt("command_line_truncated", p.command_line_truncated);
+            w.field("gid", &p.gid);
+            w.opt("group", p.group.as_deref());
+            w.opt("cgroup_id", Some(p.cgroup_id).filter(|&id| id != 0));
+            w.opt("cgroup_path", p.cgroup_path.as_deref());
+            w.opt("container_id", p.container_id.as_deref());
+            w.opt("container_runtime", p.container_runtime.as_deref());
+            w.opt("systemd_unit", p.systemd_unit.as_deref());
+        });
+    })
+}
+
+/// The pieces of the host's fragments: `device`, and its `observables` element.
+const DEVICE: usize = 0;
+const HOST_OBSERVABLE: usize = 1;
+
+fn host_fragments(host: &HostInfo) -> Fragments {
+    let name = host_name(host);
+    Fragments::render(|f| {
+        f.piece(|w| w.field("device", &Device::of(host, name)));
+        f.piece(|w| {
+            w.element();
+            w.value(&Observable::hostname("device.hostname", name));
+        });
+    })
+}
+
+/// The pieces of a flow's application facts: `app_name` and `tls`, and its `unmapped` fields.
+const APP_TLS: usize = 0;
+const APP_UNMAPPED: usize = 1;
+
+fn app_fragments(app: &AppInfo) -> Fragments {
+    let t = app.tls.as_ref();
+    Fragments::render(|f| {
+        f.piece(|w| {
+            // The application protocol (native `application_protocol`).
+            w.opt("app_name", app.protocol.map(|(name, _)| name));
+            w.opt("tls", t.and_then(Tls::of));
+        });
+        f.piece(|w| {
+            w.opt("app_protocol_source", app.protocol.map(|(_, s)| s.as_str()));
+            w.opt("proto_info", app.info.as_deref());
+            w.opt("tls_alpn", t.and_then(|t| t.alpn.as_deref()));
+            w.opt(
+                "tls_client_hello_truncated",
+                t.and_then(|t| t.client_hello_truncated),
+            );
+            w.opt("ja4", t.and_then(|t| t.ja4.as_deref()));
+            w.opt("ja4s", t.and_then(|t| t.ja4s.as_deref()));
+            w.opt("orig_content", app.orig_content.as_deref());
+            w.opt("resp_content", app.resp_content.as_deref());
+        });
+    })
+}
+
+/// [`PRODUCT`] as written, the same in every event.
+static PRODUCT_JSON: LazyLock<Vec<u8>> =
+    LazyLock::new(|| serde_json::to_vec(&PRODUCT).unwrap_or_default());
 
 #[derive(Serialize)]
 pub(crate) struct Product {
     name: &'static str,
     vendor_name: &'static str,
     version: &'static str,
-}
-
-#[derive(Serialize)]
-struct NetEndpoint<'a> {
-    ip: IpAddr,
-    port: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    hostname: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct ConnectionInfo<'a> {
-    uid: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    community_uid: Option<&'a str>,
-    direction_id: u32,
-    direction: &'static str,
-    boundary_id: u32,
-    boundary: &'static str,
-    protocol_num: u8,
-    protocol_name: &'static str,
-    protocol_ver_id: u32,
-    protocol_ver: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tcp_flags: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    flag_history: Option<&'a str>,
 }
 
 /// The TLS object: `version` is required, so it is written only when the version is known.
@@ -210,20 +403,21 @@ impl<'a> Fingerprint<'a> {
     }
 }
 
-fn tls(ev: &FlowEvent) -> Option<Tls<'_>> {
-    let t = ev.tls()?;
-    let (_, version) = common::tls_version_parts(t.version.as_deref()?)?;
-    Some(Tls {
-        version,
-        cipher: t.cipher.map(common::cipher_display),
-        sni: t.server_name.as_deref(),
-        ja3_hash: t.ja3.as_deref().map(Fingerprint::md5),
-        ja3s_hash: t.ja3s.as_deref().map(Fingerprint::md5),
-    })
+impl<'a> Tls<'a> {
+    /// Of a handshake whose version is known.
+    fn of(t: &'a TlsInfo) -> Option<Self> {
+        let (_, version) = common::tls_version_parts(t.version.as_deref()?)?;
+        Some(Tls {
+            version,
+            cipher: t.cipher.map(common::cipher_display),
+            sni: t.server_name.as_deref(),
+            ja3_hash: t.ja3.as_deref().map(Fingerprint::md5),
+            ja3s_hash: t.ja3s.as_deref().map(Fingerprint::md5),
+        })
+    }
 }
 
 /// `in` is from the destination (responder) to the source (initiator), `out` the reverse.
-#[derive(Serialize)]
 struct Traffic {
     bytes: u64,
     bytes_in: u64,
@@ -255,6 +449,17 @@ impl Traffic {
     fn cumulative(ev: &FlowEvent) -> Option<Self> {
         let (ob, rb, op, rp) = ev.orig_resp()?;
         Some(Traffic::new(ob, rb, op, rp))
+    }
+    /// `"key":{...}`.
+    fn write(&self, w: &mut Json, key: &str) {
+        w.object(key);
+        w.field("bytes", &self.bytes);
+        w.field("bytes_in", &self.bytes_in);
+        w.field("bytes_out", &self.bytes_out);
+        w.field("packets", &self.packets);
+        w.field("packets_in", &self.packets_in);
+        w.field("packets_out", &self.packets_out);
+        w.end();
     }
 }
 
@@ -339,187 +544,6 @@ impl<'a> Observable<'a> {
             kind: "User Name",
             value: ObservableValue::Text(actor?.user.name?),
         })
-    }
-}
-
-/// Native fields OCSF has no attribute for.
-#[derive(Serialize)]
-struct Unmapped<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rtt_us: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    retransmits: Option<u32>,
-    network_locality: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    attribution: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    command_line_truncated: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    gid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    group: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cgroup_id: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cgroup_path: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container_runtime: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    systemd_unit: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    netns: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    app_protocol_source: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    proto_info: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls_alpn: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls_client_hello_truncated: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ja4: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ja4s: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    orig_content: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resp_content: Option<&'a str>,
-}
-
-impl<'a> NetworkActivity<'a> {
-    fn new(ev: &'a FlowEvent) -> Self {
-        let activity = Activity::of(ev);
-        let direction = Direction::of(ev);
-        let boundary = Boundary::of(ev);
-        let (src, dst) = (ev.src(), ev.dest());
-        let (protocol_ver_id, protocol_ver) = ip_version(src.0);
-        // This host's side of the flow carries its name.
-        let host = &*ev.host;
-        let host_name = host_name(host);
-        let (src_host, dst_host) = if ev.local_orig() {
-            (Some(host_name), None)
-        } else {
-            (None, Some(host_name))
-        };
-        let status = (ev.action == crate::event::FlowAction::End).then(|| {
-            if ev.connect_failed() {
-                (2, "Failure")
-            } else {
-                (1, "Success")
-            }
-        });
-        let p = ev.process.as_deref();
-        let actor = p.map(|p| process::Actor::of(p, ev.tid));
-        let mut observables = Vec::with_capacity(5);
-        observables.push(Observable::ip("src_endpoint.ip", src.0));
-        observables.push(Observable::ip("dst_endpoint.ip", dst.0));
-        observables.push(Observable::hostname("device.hostname", host_name));
-        observables.extend(Observable::process_name(actor.as_ref()));
-        observables.extend(Observable::user_name(actor.as_ref()));
-        let app = ev.app.as_deref();
-        let tls_info = ev.tls();
-        NetworkActivity {
-            activity_id: activity.id(),
-            activity_name: activity.caption(),
-            category_uid: CATEGORY_UID,
-            category_name: "Network Activity",
-            class_uid: CLASS_UID,
-            class_name: "Network Activity",
-            type_uid: CLASS_UID * 100 + activity.id(),
-            type_name: activity.type_name(),
-            severity_id: 1,
-            severity: "Informational",
-            status_id: status.map(|s| s.0),
-            status: status.map(|s| s.1),
-            status_code: ev.conn_state,
-            status_detail: ev.end_reason,
-            time: ev.time.millis(),
-            timezone_offset: 0,
-            start_time: ev.start_time.map(|t| t.millis()),
-            end_time: ev.end_time.map(|t| t.millis()),
-            duration: ev
-                .duration_ns
-                .map(|ns| (time::seconds(ns) * 1000.0).round() as i64),
-            message: FlowMessage {
-                activity: activity.caption(),
-                transport: ev.transport,
-                src,
-                dst,
-            },
-            metadata: Metadata {
-                version: OCSF_VERSION,
-                product: PRODUCT,
-                correlation_uid: &ev.ids.flow_id,
-                original_time: Rfc3339::new(ev.time),
-                log_name: "flows",
-            },
-            src_endpoint: NetEndpoint {
-                ip: src.0,
-                port: src.1,
-                hostname: src_host,
-            },
-            dst_endpoint: NetEndpoint {
-                ip: dst.0,
-                port: dst.1,
-                hostname: dst_host,
-            },
-            connection_info: ConnectionInfo {
-                uid: &ev.ids.flow_id,
-                community_uid: ev.ids.community_id.as_deref(),
-                direction_id: direction.id(),
-                direction: direction.caption(),
-                boundary_id: boundary.id(),
-                boundary: boundary.caption(),
-                protocol_num: ev.transport.iana(),
-                protocol_name: ev.transport.as_str(),
-                protocol_ver_id,
-                protocol_ver,
-                tcp_flags: ev.history.as_deref().map(vocabulary::tcp_flags),
-                flag_history: ev.history.as_deref(),
-            },
-            app_name: ev.app_protocol().map(|(name, _)| name),
-            tls: tls(ev),
-            traffic: ev
-                .counters
-                .as_ref()
-                .map(|c| Traffic::interval(ev, &c.interval)),
-            cumulative_traffic: Traffic::cumulative(ev),
-            is_src_dst_assignment_known: ev.start_observed,
-            observation_point_id: if ev.local_orig() { 1 } else { 2 },
-            observation_point: if ev.local_orig() {
-                "Source"
-            } else {
-                "Destination"
-            },
-            actor,
-            device: Device::of(host, host_name),
-            observables,
-            unmapped: Unmapped {
-                rtt_us: ev.rtt_us,
-                retransmits: ev.retransmits,
-                network_locality: ev.locality.as_str(),
-                attribution: ev.attribution.map(|a| a.as_str()),
-                command_line_truncated: p.and_then(|p| p.command_line_truncated),
-                gid: p.map(|p| p.gid),
-                group: p.and_then(|p| p.group.as_deref()),
-                cgroup_id: p.map(|p| p.cgroup_id).filter(|&id| id != 0),
-                cgroup_path: p.and_then(|p| p.cgroup_path.as_deref()),
-                container_id: p.and_then(|p| p.container_id.as_deref()),
-                container_runtime: p.and_then(|p| p.container_runtime.as_deref()),
-                systemd_unit: p.and_then(|p| p.systemd_unit.as_deref()),
-                netns: ev.netns,
-                app_protocol_source: ev.app_protocol().map(|(_, source)| source.as_str()),
-                proto_info: app.and_then(|a| a.info.as_deref()),
-                tls_alpn: tls_info.and_then(|t| t.alpn.as_deref()),
-                tls_client_hello_truncated: tls_info.and_then(|t| t.client_hello_truncated),
-                ja4: tls_info.and_then(|t| t.ja4.as_deref()),
-                ja4s: tls_info.and_then(|t| t.ja4s.as_deref()),
-                orig_content: app.and_then(|a| a.orig_content.as_deref()),
-                resp_content: app.and_then(|a| a.resp_content.as_deref()),
-            },
-        }
     }
 }
 

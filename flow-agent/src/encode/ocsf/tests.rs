@@ -8,7 +8,7 @@ use crate::event::{DnsEvent, Event, FlowEvent, Limiter, SuppressedEvent};
 
 fn encode_event(ev: Event) -> Vec<u8> {
     let mut out = Vec::new();
-    assert!(OcsfEncoder.encode(&ev, &mut out));
+    assert!(OcsfEncoder::default().encode(&ev, &mut out));
     out
 }
 
@@ -265,7 +265,7 @@ fn tcp_flags_union_the_history_letters() {
 #[test]
 fn stats_have_no_ocsf_record() {
     let mut out = Vec::new();
-    assert!(!OcsfEncoder.encode(&Event::Stats(Box::new(stats())), &mut out));
+    assert!(!OcsfEncoder::default().encode(&Event::Stats(Box::new(stats())), &mut out));
     assert!(out.is_empty());
 }
 

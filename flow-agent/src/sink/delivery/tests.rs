@@ -47,6 +47,9 @@ enum Mode {
     Hang,
     /// Takes nothing and asks to be left alone for this long.
     Throttle(Duration),
+    /// Takes the batch, except that every nth attempt panics half-way (a transport's bug)
+    /// and takes nothing.
+    PanicEvery(u64),
 }
 
 #[derive(Clone)]
@@ -84,7 +87,7 @@ impl Remote {
 impl Transport for Remote {
     fn send<'a>(&'a mut self, records: &'a [Vec<u8>]) -> SendFuture<'a> {
         Box::pin(async move {
-            self.attempts.fetch_add(1, Relaxed);
+            let attempt = self.attempts.fetch_add(1, Relaxed) + 1;
             self.attempted_at.lock().unwrap().push(Instant::now());
             let mode = *self.mode.lock().unwrap();
             match mode {
@@ -106,6 +109,15 @@ impl Transport for Remote {
                     })
                 }
                 Mode::Hang => std::future::pending().await,
+                Mode::PanicEvery(n) => {
+                    if attempt.is_multiple_of(n) {
+                        // Half-way: an await point passed, the batch not taken.
+                        tokio::task::yield_now().await;
+                        panic!("test transport bug at attempt {attempt}");
+                    }
+                    self.received.lock().unwrap().extend_from_slice(records);
+                    Ok(())
+                }
                 Mode::Throttle(after) => Err(TransportError::Throttled {
                     reason: "HTTP 429 Too Many Requests".into(),
                     after,
@@ -313,6 +325,70 @@ async fn a_send_that_hangs_is_abandoned_after_send_timeout_and_retried() {
     assert_eq!(st.errors.load(Relaxed), 1);
     assert_eq!(counts(&st), (20, 0, 0, 0));
     sink.close().await;
+}
+
+#[tokio::test]
+async fn a_worker_whose_transport_panics_is_restarted_and_every_record_arrives_once() {
+    let dir = TestDir::new("dlv-panic");
+    // Every 4th send panics: batches from memory and from the disk buffer alike.
+    let remote = Remote::new(Mode::PanicEvery(4));
+    let st = stats();
+    let mut sink = spawn(remote.transport(), &config(&dir), st.clone()).unwrap();
+    submit(&mut sink, 0..3000);
+    until("3000 sent", || st.sent.load(Relaxed) == 3000).await;
+    // Each panicked batch was the unacknowledged one: sent again, nothing lost, nothing twice.
+    assert_eq!(remote.received(), recs(0..3000));
+    assert_eq!(counts(&st), (3000, 0, 0, 0));
+    let attempts = remote.attempts.load(Relaxed);
+    let panics = st.worker_panics.load(Relaxed);
+    assert_eq!(panics, attempts / 4, "{attempts} attempts");
+    // 3000 records in batches of at most 50: at least 60 sends that took a batch, so at least
+    // 79 attempts, 19 of them panics.
+    assert!(
+        attempts - panics >= 60 && panics >= 19,
+        "{attempts} attempts, {panics} panics"
+    );
+    assert_eq!(st.report().worker_panics, panics);
+    // The restarted worker goes on delivering what comes later.
+    remote.set(Mode::Up);
+    submit(&mut sink, 3000..3100);
+    until("3100 sent", || st.sent.load(Relaxed) == 3100).await;
+    assert_eq!(remote.received(), recs(0..3100));
+    assert_eq!(st.worker_panics.load(Relaxed), panics);
+    assert_eq!(st.dropped.load(Relaxed), 0);
+    sink.close().await;
+}
+
+#[tokio::test]
+async fn a_worker_panicking_at_every_send_keeps_its_records_for_the_next_instance() {
+    let dir = TestDir::new("dlv-panic-close");
+    let remote = Remote::new(Mode::PanicEvery(1));
+    let st = stats();
+    let mut sink = spawn(remote.transport(), &config(&dir), st.clone()).unwrap();
+    submit(&mut sink, 0..300);
+    until("3 panics", || st.worker_panics.load(Relaxed) >= 3).await;
+    assert!(remote.received().is_empty());
+    sink.close().await;
+    // Nothing delivered, nothing dropped: all of it in the disk buffer.
+    assert_eq!(counts(&st), (0, 0, 300, 0));
+    let st2 = stats();
+    remote.set(Mode::Up);
+    let sink = spawn(remote.transport(), &config(&dir), st2.clone()).unwrap();
+    until("300 sent", || st2.sent.load(Relaxed) == 300).await;
+    assert_eq!(remote.received(), recs(0..300));
+    assert_eq!(st2.worker_panics.load(Relaxed), 0);
+    sink.close().await;
+}
+
+#[test]
+fn panic_messages_are_read_from_str_and_string_payloads() {
+    use super::worker::panic_message;
+    let s: Box<dyn std::any::Any + Send> = Box::new("static");
+    assert_eq!(panic_message(s.as_ref()), "static");
+    let s: Box<dyn std::any::Any + Send> = Box::new(format!("formatted {}", 42));
+    assert_eq!(panic_message(s.as_ref()), "formatted 42");
+    let s: Box<dyn std::any::Any + Send> = Box::new(42u8);
+    assert_eq!(panic_message(s.as_ref()), "(no message)");
 }
 
 #[tokio::test]

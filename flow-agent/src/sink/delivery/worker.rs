@@ -1,9 +1,16 @@
 //! The delivery worker: one thread per network output, with its own small tokio runtime, so
 //! that sending (TLS, disk reads, slow forwarders) never takes time from the capture loop. It
 //! sends batches in order through its transport, backing off while the destination is
-//! unreachable.
+//! unreachable. A panic in it (a bug in a transport or the delivery layer) is caught, counted
+//! (`worker_panics`), logged and the worker started again: the batch it was sending is still
+//! the queue's unacknowledged batch, so nothing it held is lost.
 use std::{
+    any::Any,
+    future::Future,
+    panic::{catch_unwind, AssertUnwindSafe},
+    pin::Pin,
     sync::{atomic::Ordering::Relaxed, Arc},
+    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
@@ -17,6 +24,9 @@ use crate::sink::SinkStats;
 
 /// How often a destination that stays unreachable is reported again.
 const STILL_FAILING_EVERY: Duration = Duration::from_secs(60);
+/// A worker that ran this long without panicking restarts at once after its next panic;
+/// panics closer together wait longer and longer (the back-off), up to `backoff_max`.
+const STABLE_RUN: Duration = Duration::from_secs(60);
 
 pub struct WorkerConfig {
     pub batch_records: usize,
@@ -89,7 +99,7 @@ pub fn start(
     std::thread::Builder::new().name(name).spawn(move || {
         runtime.block_on(async move {
             tokio::select! {
-                _ = run(shared, transport, cfg) => {}
+                _ = supervise(shared, transport, cfg) => {}
                 // Sent, or the handle dropped.
                 _ = abort_rx => {}
             }
@@ -115,7 +125,69 @@ impl WorkerHandle {
     }
 }
 
-async fn run(shared: Arc<Shared>, mut transport: Box<dyn Transport>, cfg: WorkerConfig) {
+/// Runs the worker loop, and again after each panic in it (counted in `worker_panics` and
+/// logged with its message). The transport is kept: a panic in `send` leaves it as a `send`
+/// dropped half-way does (which every transport must handle), and the batch being sent stays
+/// unacknowledged in `shared`, the first one sent again.
+async fn supervise(shared: Arc<Shared>, mut transport: Box<dyn Transport>, cfg: WorkerConfig) {
+    let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max);
+    loop {
+        let started = Instant::now();
+        let panic = match CatchUnwind(Box::pin(run(&shared, &mut *transport, &cfg))).await {
+            Ok(()) => return,
+            Err(panic) => panic,
+        };
+        let stats = &shared.stats;
+        let n = stats.worker_panics.fetch_add(1, Relaxed) + 1;
+        shared.idle.store(false, Relaxed);
+        log::error!(
+            "output {}: the delivery worker panicked ({n} since start): {}; restarting it, the records it held are sent again ({} queued, {} in the disk buffer)",
+            stats.name,
+            panic_message(panic.as_ref()),
+            stats.queued.load(Relaxed),
+            stats.buffered.load(Relaxed)
+        );
+        if started.elapsed() >= STABLE_RUN {
+            backoff.reset();
+            continue;
+        }
+        // Not a busy loop when it panics at once each time.
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.delay()) => {}
+            _ = shared.close.notified() => {}
+        }
+    }
+}
+
+/// What a panic said (`panic!("...")` gives a `&str` or a `String`).
+pub(super) fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s
+    } else {
+        "(no message)"
+    }
+}
+
+/// A future that resolves to `Err` with the panic's payload when polling it panics.
+struct CatchUnwind<'a>(Pin<Box<dyn Future<Output = ()> + Send + 'a>>);
+
+impl Future for CatchUnwind<'_> {
+    type Output = Result<(), Box<dyn Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // The future is dropped after a panic, never polled again; what it shares with
+        // others (the queue's state) stays consistent per call and survives a poisoned lock.
+        match catch_unwind(AssertUnwindSafe(|| self.0.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+async fn run(shared: &Shared, transport: &mut dyn Transport, cfg: &WorkerConfig) {
     let max = cfg.batch_records.min(transport.max_batch()).max(1);
     let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max);
     let stats = shared.stats.clone();

@@ -297,9 +297,12 @@ impl Sink for FileSink {
         // escape it) would split it for the tailer.
         let start = self.batch.len();
         self.batch.extend_from_slice(record);
-        for b in &mut self.batch[start..] {
-            if *b == b'\n' {
-                *b = b' ';
+        // The scan (memchr) is the common case; the byte loop only for the rare record.
+        if record.contains(&b'\n') {
+            for b in &mut self.batch[start..] {
+                if *b == b'\n' {
+                    *b = b' ';
+                }
             }
         }
         self.batch.push(b'\n');

@@ -60,7 +60,9 @@ pub enum Oversize {
     /// Not sent; counted as dropped and logged.
     #[default]
     Drop,
-    /// Cut to the limit, ending with ` [flow-agent: truncated, K of N bytes]`.
+    /// Its longest values shortened (ending with `…`) until it fits, the record marked
+    /// `record_truncated` and still valid JSON or XML (sink/syslog/shorten.rs); dropped like
+    /// `Drop` when even that cannot make it fit.
     Truncate,
 }
 

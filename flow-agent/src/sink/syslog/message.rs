@@ -76,30 +76,6 @@ pub fn frame(framing: Option<Framing>, message: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Cuts `message` to at most `max` bytes ending with a marker that says how much was cut;
-/// the cut falls on a UTF-8 character boundary.
-pub fn truncate_with_marker(message: &mut Vec<u8>, max: usize) {
-    let original = message.len();
-    if original <= max {
-        return;
-    }
-    // The marker's length depends on the numbers in it; two passes settle it.
-    let mut keep = max;
-    for _ in 0..2 {
-        let marker = marker(keep, original);
-        keep = max.saturating_sub(marker.len());
-    }
-    while keep > 0 && keep < message.len() && (message[keep] & 0xC0) == 0x80 {
-        keep -= 1;
-    }
-    message.truncate(keep);
-    message.extend_from_slice(marker(keep, original).as_bytes());
-}
-
-fn marker(kept: usize, original: usize) -> String {
-    format!(" [flow-agent: truncated, {kept} of {original} bytes]")
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
@@ -141,20 +117,5 @@ mod tests {
         assert!(check_field("msgid", "flö", 32).is_err());
         assert_eq!(sanitize_hostname("my host\u{e9}"), "my_host_");
         assert_eq!(sanitize_hostname(""), "-");
-    }
-
-    #[test]
-    fn truncation_keeps_the_size_and_says_so() {
-        let mut m = "é".repeat(100).into_bytes(); // 200 bytes of 2-byte characters
-        truncate_with_marker(&mut m, 120);
-        let s = String::from_utf8(m.clone()).expect("cut on a character boundary");
-        assert!(m.len() <= 120, "{} bytes", m.len());
-        assert!(
-            s.ends_with(" [flow-agent: truncated, 78 of 200 bytes]"),
-            "{s}"
-        );
-        let mut short = b"short".to_vec();
-        truncate_with_marker(&mut short, 120);
-        assert_eq!(short, b"short");
     }
 }

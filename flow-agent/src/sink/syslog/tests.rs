@@ -172,17 +172,32 @@ fn sink_with(
     Messages,
     std::sync::Arc<crate::sink::SinkStats>,
 ) {
+    sink_of(framing, oversize, crate::encode::Format::Native, 600)
+}
+
+fn sink_of(
+    framing: Option<Framing>,
+    oversize: super::Oversize,
+    format: crate::encode::Format,
+    max_message_bytes: usize,
+) -> (
+    super::SyslogSink,
+    Messages,
+    std::sync::Arc<crate::sink::SinkStats>,
+) {
     let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let stats = std::sync::Arc::new(crate::sink::SinkStats::new("t".into(), "syslog", "native"));
     let sink = super::SyslogSink {
         inner: Box::new(Captured(got.clone())),
         header: super::message::Header::new(134, "h", "flow-agent", 7, "flow"),
         newline_framing: framing == Some(Framing::Newline),
-        max_message_bytes: 600,
+        max_message_bytes,
         oversize,
+        format,
         stats: stats.clone(),
         message: Vec::new(),
         limiter: Default::default(),
+        shortened: Default::default(),
     };
     (sink, got, stats)
 }
@@ -204,14 +219,157 @@ fn line_feeds_under_newline_framing_and_long_messages_are_dropped_and_counted() 
     );
     assert_eq!(stats.dropped.load(Relaxed), 2);
 
-    // Octet-counting carries line feeds; truncation keeps long messages, marked.
+    // Octet-counting carries line feeds; truncation shortens long records, marked, and
+    // drops what is not a record of the format.
     let (mut sink, got, stats) = sink_with(Some(Framing::OctetCounting), super::Oversize::Truncate);
     sink.submit(b"<a>\n</a>");
+    let long = format!("{{\"command_line\":\"{}\"}}", "x".repeat(600));
+    sink.submit(long.as_bytes());
     sink.submit(&[b'x'; 600]);
     let got = got.lock().unwrap();
     assert_eq!(got.len(), 2);
     assert!(got[0].ends_with(b"<a>\n</a>"));
     assert!(got[1].len() <= 600);
-    assert!(String::from_utf8_lossy(&got[1]).ends_with("bytes]"));
-    assert_eq!(stats.dropped.load(Relaxed), 0);
+    let text = String::from_utf8(got[1].clone()).unwrap();
+    let record = &text[text.find(" flow - ").unwrap() + 8..];
+    let doc: serde_json::Value = serde_json::from_str(record).unwrap();
+    assert_eq!(doc["record_truncated"], true);
+    assert!(doc["command_line"].as_str().unwrap().ends_with("xxx…"));
+    assert_eq!(stats.dropped.load(Relaxed), 1);
+}
+
+/// A flow event of every format with a 64 KiB command line and path, through a syslog output with
+/// `oversize = "truncate"` and the 8 KiB limit of rsyslog.
+#[test]
+fn truncated_records_of_every_format_stay_valid_within_the_limit_with_every_field() {
+    use crate::{
+        encode::Format,
+        event::{Direction, Event, FlowAction, FlowEvent, HostInfo, ProcessIdentity, Transport},
+        sink::Sink,
+    };
+    use std::sync::{atomic::Ordering::Relaxed, Arc};
+    const MAX: usize = 8192;
+    let lo: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let mut ev = FlowEvent::new(
+        FlowAction::Start,
+        crate::event::WallTime(1_795_451_146_099_216_000),
+        Transport::Tcp,
+        (lo, 33596),
+        (lo, 18080),
+        Direction::Outbound,
+        Arc::new(HostInfo {
+            hostname: "vm".into(),
+            ..HostInfo::default()
+        }),
+    );
+    ev.start_time = Some(ev.time);
+    ev.process = Some(Arc::new(ProcessIdentity {
+        pid: 6140,
+        ppid: 5769,
+        comm: "python3".into(),
+        exe: Some("python3".into()),
+        // Sysmon's event 3 has no command line: a long path makes its record long.
+        image_path: Some(format!("/opt/{}é/python3", "p".repeat(64 * 1024))),
+        command_line: Some(format!("python3 -c '{}'", "é\"x\n".repeat(16 * 1024))),
+        args: Some(vec!["python3".into(), "-c".into(), "y".repeat(64 * 1024)]),
+        command_line_truncated: Some(false),
+        entity_id: Some("3d1219c7-0000000340ab-000017fc".into()),
+        uid: 0,
+        user: Some("root".into()),
+        ..ProcessIdentity::default()
+    }));
+    let ev = Event::Flow(ev);
+    for format in Format::ALL {
+        let mut record = Vec::new();
+        if !format.encoder().encode(&ev, &mut record) {
+            continue;
+        }
+        assert!(
+            record.len() > 64 * 1024,
+            "{format:?}: {} bytes",
+            record.len()
+        );
+        let (mut sink, got, stats) = sink_of(
+            Some(Framing::OctetCounting),
+            super::Oversize::Truncate,
+            format,
+            MAX,
+        );
+        sink.submit(&record);
+        let got = got.lock().unwrap();
+        assert_eq!(
+            (got.len(), stats.dropped.load(Relaxed)),
+            (1, 0),
+            "{format:?}"
+        );
+        assert!(got[0].len() <= MAX, "{format:?}: {} bytes", got[0].len());
+        // Not much shorter than allowed either.
+        assert!(
+            got[0].len() > MAX - 64,
+            "{format:?}: {} bytes",
+            got[0].len()
+        );
+        let message = String::from_utf8(got[0].clone()).expect("UTF-8");
+        let record = String::from_utf8(record).unwrap();
+        let short = &message[message.find(" flow - ").unwrap() + 8..];
+        if format.is_json() {
+            let doc: serde_json::Value =
+                serde_json::from_str(short).unwrap_or_else(|e| panic!("{format:?}: {e}: {short}"));
+            let full: serde_json::Value = serde_json::from_str(&record).unwrap();
+            let marker = match format {
+                Format::Ecs => &doc["flow_agent"]["record_truncated"],
+                Format::Ocsf => &doc["unmapped"]["record_truncated"],
+                _ => &doc["record_truncated"],
+            };
+            assert_eq!(marker, &serde_json::Value::Bool(true), "{format:?}");
+            let mut want = leaf_names(&full);
+            want.push(match format {
+                Format::Ecs => "flow_agent.record_truncated".to_string(),
+                Format::Ocsf => "unmapped.record_truncated".to_string(),
+                _ => "record_truncated".to_string(),
+            });
+            want.sort();
+            assert_eq!(leaf_names(&doc), want, "{format:?}: every field kept");
+        } else {
+            assert!(short.starts_with("<Event>") && short.ends_with("</Event>"));
+            assert!(
+                short.contains("<Data Name=\"RecordTruncated\">true</Data></EventData>"),
+                "{short}"
+            );
+            // The same elements, in the same order.
+            let tags = |s: &str| -> Vec<String> {
+                s.split('<')
+                    .skip(1)
+                    .map(|t| t.split(['>', ' ']).next().unwrap().to_string())
+                    .collect()
+            };
+            let mut want = tags(&record);
+            let at = want.iter().rposition(|t| t == "/EventData").unwrap();
+            want.splice(at..at, ["Data".to_string(), "/Data".to_string()]);
+            assert_eq!(tags(short), want);
+        }
+    }
+}
+
+/// Dotted names of every leaf of a JSON document (array elements by index).
+fn leaf_names(v: &serde_json::Value) -> Vec<String> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    walk(&format!("{prefix}{k}."), v, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(&format!("{prefix}{i}."), v, out);
+                }
+            }
+            _ => out.push(prefix.trim_end_matches('.').to_string()),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", v, &mut out);
+    out.sort();
+    out
 }
