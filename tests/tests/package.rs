@@ -15,6 +15,7 @@ mod support;
 use anyhow::{bail, ensure, Context, Result};
 use flow_agent_tests::{find_tool, require_root_and_bpf, require_tools, slowed, Agent, TempDir};
 use std::collections::BTreeSet;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -89,7 +90,6 @@ fn lock() -> Result<std::fs::File> {
         .write(true)
         .open(LOCK)
         .with_context(|| format!("opening {LOCK}"))?;
-    use std::os::fd::AsRawFd;
     // SAFETY: flock on a descriptor we own.
     ensure!(
         unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0,
@@ -355,6 +355,7 @@ fn check_installed(startup: &BTreeSet<String>) -> Result<()> {
         ensure!(setting(&s, key)? == want, "{key}={}", setting(&s, key)?);
     }
     ensure!(timespan_usec(setting(&s, "WatchdogSec")?)? > 0);
+    check_memory_limits(&s)?;
     for key in ["AmbientCapabilities", "CapabilityBoundingSet"] {
         ensure!(
             &cap_set(setting(&s, key)?) == startup,
@@ -398,6 +399,53 @@ fn check_installed(startup: &BTreeSet<String>) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The unit's MemoryHigh and MemoryMax leave room for what systemd counts on this host: the
+/// kernel tables at the default `[capture]` sizes (about 74 MiB, and the UDP counters' 4 MiB
+/// per possible CPU) and the agent under 100,000 connections (about 140 MiB), below the point
+/// where the kernel starts to slow it down.
+fn check_memory_limits(s: &std::collections::HashMap<String, Vec<String>>) -> Result<()> {
+    let high = size_bytes(setting(s, "MemoryHigh")?)?;
+    let max = size_bytes(setting(s, "MemoryMax")?)?;
+    ensure!(high < max, "MemoryHigh={high} is not below MemoryMax={max}");
+    let cpus = possible_cpus()?;
+    let needed = (74 + 4 * cpus + 140) << 20;
+    ensure!(
+        high >= needed,
+        "MemoryHigh={high} below the {needed} bytes the agent needs with {cpus} possible CPUs"
+    );
+    Ok(())
+}
+
+/// systemd's byte size (`768M`, `1G`, bare bytes; 1024-based).
+fn size_bytes(value: &str) -> Result<u64> {
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (n, unit) = value.split_at(split);
+    let n: u64 = n.parse().with_context(|| format!("size {value:?}"))?;
+    let shift = match unit {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        other => bail!("size unit {other:?} in {value:?}"),
+    };
+    Ok(n << shift)
+}
+
+/// CPUs the kernel allocates per-CPU map values for (`/sys/devices/system/cpu/possible`,
+/// e.g. `0-1` or `0-3,8-11`).
+fn possible_cpus() -> Result<u64> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
+    let mut n = 0;
+    for range in text.trim().split(',') {
+        let (a, b) = range.split_once('-').unwrap_or((range, range));
+        n += b.parse::<u64>()? - a.parse::<u64>()? + 1;
+    }
+    Ok(n)
 }
 
 /// No systemd here: the unit's ExecStart with the unit's credentials and environment.
@@ -445,9 +493,21 @@ fn run_as_the_unit_says(kept: &BTreeSet<String>, user: &PasswdEntry, scratch: &P
         .current_dir("/");
     let umask = u32::from_str_radix(setting(&s, "UMask")?, 8)?;
     ensure!(setting(&s, "LimitMEMLOCK")? == "infinity");
-    // SAFETY: umask and setrlimit are async-signal-safe.
+    // MemoryHigh and MemoryMax, in a memory cgroup of its own as systemd would give it.
+    let memory = MemoryCgroup::new(
+        size_bytes(setting(&s, "MemoryHigh")?)?,
+        size_bytes(setting(&s, "MemoryMax")?)?,
+    )?;
+    let join_fd = memory.as_ref().map(|m| m.procs.as_raw_fd());
+    // SAFETY: umask, setrlimit and write are async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
+            if let Some(fd) = join_fd {
+                // "0": the writing process itself.
+                if libc::write(fd, b"0\n".as_ptr().cast(), 2) != 2 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             libc::umask(umask as libc::mode_t);
             let unlimited = libc::rlimit {
                 rlim_cur: libc::RLIM_INFINITY,
@@ -482,6 +542,19 @@ fn run_as_the_unit_says(kept: &BTreeSet<String>, user: &PasswdEntry, scratch: &P
     // Events for real traffic, attributed to this process.
     assert_own_flow(&agent, loopback_connection(1500)?, 1500)?;
     listener.wait_for(ready + 1, "WATCHDOG=1", WAIT)?;
+    // What the memory cgroup counts (the agent and its kernel tables) is below MemoryHigh.
+    if let Some(m) = &memory {
+        let usage = m.usage()?;
+        eprintln!(
+            "memory cgroup of the running agent: {usage} bytes, MemoryHigh {}",
+            m.high
+        );
+        ensure!(
+            usage > 16 << 20 && usage < m.high,
+            "the agent's memory cgroup counts {usage} bytes; MemoryHigh is {}",
+            m.high
+        );
+    }
 
     // Reload the way the unit does it, into a configuration with stats events.
     std::fs::write(CONFIG, CONFIG_AFTER)?;
@@ -503,7 +576,80 @@ fn run_as_the_unit_says(kept: &BTreeSet<String>, user: &PasswdEntry, scratch: &P
     let stop = Duration::from_micros(timespan_usec(setting(&s, "TimeoutStopSec")?)?);
     let exit = agent.wait_exit(stop)?;
     ensure!(exit.success(), "exit {exit}:\n{}", agent.stderr());
+    drop(memory);
     Ok(())
+}
+
+/// A memory cgroup with the unit's limits, for the agent started without systemd: cgroup v2
+/// (`memory.high`, `memory.max`) or the v1 memory controller (`memory.limit_in_bytes`). None
+/// where no memory controller can be used.
+struct MemoryCgroup {
+    dir: PathBuf,
+    /// `cgroup.procs`, opened before the fork: the child joins by writing to it.
+    procs: std::fs::File,
+    high: u64,
+    /// The file of the charge: `memory.current` or `memory.usage_in_bytes`.
+    usage_file: &'static str,
+}
+
+impl MemoryCgroup {
+    fn new(high: u64, max: u64) -> Result<Option<Self>> {
+        let name = format!("flow-agent-package-test-{}", std::process::id());
+        let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers");
+        let (dir, limits, usage_file): (PathBuf, Vec<(&str, u64)>, _) =
+            if std::fs::read_to_string(v2)
+                .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"))
+            {
+                let dir = Path::new("/sys/fs/cgroup").join(name);
+                (
+                    dir,
+                    vec![("memory.high", high), ("memory.max", max)],
+                    "memory.current",
+                )
+            } else if Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists() {
+                let own = std::fs::read_to_string("/proc/self/cgroup")?
+                    .lines()
+                    .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
+                    .unwrap_or_default();
+                let dir = Path::new("/sys/fs/cgroup/memory")
+                    .join(own.trim_start_matches('/'))
+                    .join(name);
+                (
+                    dir,
+                    vec![("memory.limit_in_bytes", max)],
+                    "memory.usage_in_bytes",
+                )
+            } else {
+                eprintln!("no memory cgroup controller here: the unit's memory limits not applied");
+                return Ok(None);
+            };
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let cgroup = Self {
+            procs: std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join("cgroup.procs"))?,
+            dir,
+            high,
+            usage_file,
+        };
+        for (file, value) in limits {
+            std::fs::write(cgroup.dir.join(file), value.to_string())
+                .with_context(|| format!("setting {file} of {}", cgroup.dir.display()))?;
+        }
+        Ok(Some(cgroup))
+    }
+
+    fn usage(&self) -> Result<u64> {
+        let path = self.dir.join(self.usage_file);
+        Ok(std::fs::read_to_string(&path)?.trim().parse()?)
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        // Empty once the agent has exited.
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }
 
 /// systemd is PID 1: systemctl starts, reloads and stops the service; events come from the
@@ -530,6 +676,14 @@ fn run_with_systemd(kept: &BTreeSet<String>, user: &PasswdEntry) -> Result<()> {
     let creds = assert_dropped(pid, kept)?;
     ensure!(creds.uid == [user.uid; 4], "uid {:?}", creds.uid);
     journal_event(pid, is_own_connector_end(loopback_connection(1500)?)?)?;
+    // The running agent, its kernel tables included, stays below the point where the kernel
+    // starts to slow it down.
+    let current: u64 = show("MemoryCurrent")?.parse().context("MemoryCurrent")?;
+    let high: u64 = show("MemoryHigh")?.parse().context("MemoryHigh")?;
+    ensure!(
+        current > 0 && current < high,
+        "MemoryCurrent={current} MemoryHigh={high}"
+    );
     std::fs::write(CONFIG, CONFIG_AFTER)?;
     systemctl(&["reload", "flow-agent.service"])?;
     journal_event(pid, |e| e["event_action"] == "stats")?;

@@ -1,6 +1,11 @@
 //! cgroup id → cgroup path, and what the path says: container id and runtime, systemd unit.
 //! The kernel gives the cgroup v2 id (the inode of the cgroup's directory); the path is found
 //! by walking the cgroup2 mount, cached, and walked again only when an unknown id appears.
+//!
+//! Bounded: a user may create and remove cgroups at will (a delegated subtree). A walk that
+//! covers the whole hierarchy marks the cached cgroups it no longer finds as removed; they stay
+//! known [`REMOVED_LINGER`] for records still in flight, then go. At most [`CAPACITY`] paths are
+//! kept: a full cache first drops its removed cgroups, then starts over.
 use std::{
     collections::HashMap,
     os::unix::{ffi::OsStrExt, fs::MetadataExt},
@@ -12,11 +17,29 @@ use std::{
 const MAX_DIRS: usize = 100_000;
 /// An unknown id triggers a new walk at most this often.
 const MIN_REFRESH: Duration = Duration::from_millis(500);
+/// Paths kept at most (a walk finds at most [`MAX_DIRS`]; the rest are removed cgroups still
+/// lingering and paths read for processes).
+pub const CAPACITY: usize = 131_072;
+/// How long a removed cgroup stays known.
+pub const REMOVED_LINGER: Duration = Duration::from_secs(120);
+
+struct Entry {
+    path: String,
+    /// When a walk first missed it: the cgroup was removed.
+    removed: Option<Instant>,
+}
 
 pub struct CgroupPaths {
     root: Option<PathBuf>,
-    by_id: HashMap<u64, String>,
+    by_id: HashMap<u64, Entry>,
     last_walk: Option<Instant>,
+    /// Entries marked removed (so that pruning costs nothing when there are none).
+    removed: usize,
+    capacity: usize,
+    linger: Duration,
+    min_refresh: Duration,
+    /// Paths dropped because the cache was full.
+    pub dropped: u64,
 }
 
 impl CgroupPaths {
@@ -25,6 +48,11 @@ impl CgroupPaths {
             root,
             by_id: HashMap::new(),
             last_walk: None,
+            removed: 0,
+            capacity: CAPACITY,
+            linger: REMOVED_LINGER,
+            min_refresh: MIN_REFRESH,
+            dropped: 0,
         }
     }
 
@@ -37,37 +65,106 @@ impl CgroupPaths {
         let rel = rel.strip_prefix(b"/").unwrap_or(rel);
         let dir = root.join(std::ffi::OsStr::from_bytes(rel));
         let id = std::fs::metadata(&dir).ok()?.ino();
-        self.by_id.insert(id, relative(&root, &dir));
+        self.insert(id, relative(&root, &dir));
         Some(id)
     }
 
     /// The cgroup's path relative to the cgroup2 root ("/" for the root itself).
     pub fn path(&mut self, id: u64) -> Option<String> {
-        if let Some(p) = self.by_id.get(&id) {
-            return Some(p.clone());
+        if let Some(e) = self.by_id.get(&id) {
+            return Some(e.path.clone());
         }
-        let due = self.last_walk.is_none_or(|t| t.elapsed() >= MIN_REFRESH);
+        let due = self
+            .last_walk
+            .is_none_or(|t| t.elapsed() >= self.min_refresh);
         if due {
             self.walk();
         }
-        self.by_id.get(&id).cloned()
+        self.by_id.get(&id).map(|e| e.path.clone())
     }
 
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Forgets the cgroups removed longer ago than the linger time (on the tick).
+    pub fn prune(&mut self) {
+        if self.removed == 0 {
+            return;
+        }
+        let linger = self.linger;
+        self.by_id
+            .retain(|_, e| e.removed.is_none_or(|t| t.elapsed() < linger));
+        self.removed = self.by_id.values().filter(|e| e.removed.is_some()).count();
+    }
+
+    fn insert(&mut self, id: u64, path: String) {
+        if let Some(e) = self.by_id.get_mut(&id) {
+            if e.removed.take().is_some() {
+                self.removed -= 1;
+            }
+            e.path = path;
+            return;
+        }
+        if self.by_id.len() >= self.capacity {
+            self.make_room();
+        }
+        self.by_id.insert(
+            id,
+            Entry {
+                path,
+                removed: None,
+            },
+        );
+    }
+
+    /// Full: removed cgroups go first; if that is not enough, everything (walks find again
+    /// what still exists).
+    fn make_room(&mut self) {
+        let before = self.by_id.len();
+        if self.removed > 0 {
+            self.by_id.retain(|_, e| e.removed.is_none());
+            self.removed = 0;
+        }
+        if self.by_id.len() >= self.capacity {
+            self.by_id.clear();
+        }
+        self.dropped += (before - self.by_id.len()) as u64;
+    }
+
+    /// Walks the hierarchy (at most [`MAX_DIRS`] directories, and no more than the cache
+    /// holds). The paths found replace the cache; the cached ones not found are kept after
+    /// them while there is room, marked removed when the walk covered the whole hierarchy.
     fn walk(&mut self) {
         self.last_walk = Some(Instant::now());
         let Some(root) = self.root.clone() else {
             return;
         };
+        let limit = MAX_DIRS.min(self.capacity);
+        let mut fresh: HashMap<u64, Entry> = HashMap::new();
         let mut stack = vec![root.clone()];
         let mut seen = 0;
+        let mut complete = true;
         while let Some(dir) = stack.pop() {
             seen += 1;
-            if seen > MAX_DIRS {
-                log::warn!("cgroup walk stopped after {MAX_DIRS} directories");
+            if seen > limit {
+                log::warn!("cgroup walk stopped after {limit} directories");
+                complete = false;
                 break;
             }
             if let Ok(meta) = std::fs::metadata(&dir) {
-                self.by_id.insert(meta.ino(), relative(&root, &dir));
+                let path = relative(&root, &dir);
+                fresh.insert(
+                    meta.ino(),
+                    Entry {
+                        path,
+                        removed: None,
+                    },
+                );
             }
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
@@ -78,6 +175,26 @@ impl CgroupPaths {
                 }
             }
         }
+        let now = Instant::now();
+        let mut rest: Vec<(u64, Entry)> = self
+            .by_id
+            .drain()
+            .filter(|(id, _)| !fresh.contains_key(id))
+            .collect();
+        // Room goes to the paths still current first, then to the most recently removed.
+        rest.sort_by_key(|(_, e)| std::cmp::Reverse(e.removed.map_or(now, |t| t)));
+        for (id, mut e) in rest {
+            if fresh.len() >= self.capacity {
+                self.dropped += 1;
+                continue;
+            }
+            if complete && e.removed.is_none() {
+                e.removed = Some(now);
+            }
+            fresh.insert(id, e);
+        }
+        self.removed = fresh.values().filter(|e| e.removed.is_some()).count();
+        self.by_id = fresh;
     }
 }
 
@@ -185,6 +302,107 @@ mod tests {
             Some("session-3.scope")
         );
         assert_eq!(systemd_unit("/"), None);
+    }
+
+    /// A directory tree standing in for the cgroup2 mount (ids are directory inodes on any
+    /// file system).
+    struct Tree(PathBuf);
+
+    impl Tree {
+        fn new(name: &str) -> Self {
+            let root = std::env::temp_dir()
+                .join(format!("flow-agent-cgroups-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir_all(&root).unwrap();
+            Self(root)
+        }
+
+        fn add(&self, rel: &str) -> u64 {
+            let dir = self.0.join(rel);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::metadata(&dir).unwrap().ino()
+        }
+
+        fn remove(&self, rel: &str) {
+            std::fs::remove_dir(self.0.join(rel)).unwrap();
+        }
+
+        fn paths(&self) -> CgroupPaths {
+            let mut p = CgroupPaths::new(Some(self.0.clone()));
+            p.min_refresh = Duration::ZERO;
+            p
+        }
+    }
+
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn removed_cgroups_linger_then_go() {
+        let tree = Tree::new("removed");
+        let a = tree.add("system.slice/a.service");
+        let b = tree.add("user.slice/b.scope");
+        let mut paths = tree.paths();
+        assert_eq!(paths.path(a).as_deref(), Some("/system.slice/a.service"));
+        assert_eq!(paths.len(), 5, "root, two slices, two units");
+
+        // Created first: a file system may give a removed directory's inode to the next one
+        // (cgroup ids are never reused).
+        let c = tree.add("user.slice/c.scope");
+        tree.remove("user.slice/b.scope");
+        // An unknown id walks again: b is marked removed, still named for records in flight.
+        assert_eq!(paths.path(c).as_deref(), Some("/user.slice/c.scope"));
+        assert_eq!(paths.removed, 1);
+        assert_eq!(paths.path(b).as_deref(), Some("/user.slice/b.scope"));
+        paths.prune();
+        assert_eq!(paths.len(), 6, "within its linger");
+
+        paths.linger = Duration::ZERO;
+        paths.prune();
+        assert_eq!((paths.len(), paths.removed), (5, 0));
+        assert_eq!(paths.path(b), None);
+        assert_eq!(paths.path(a).as_deref(), Some("/system.slice/a.service"));
+    }
+
+    #[test]
+    fn a_full_cache_keeps_current_cgroups_first() {
+        let tree = Tree::new("full");
+        let mut paths = tree.paths();
+        paths.capacity = 8;
+        let ids: Vec<u64> = (0..6).map(|i| tree.add(&format!("g{i}"))).collect();
+        assert!(paths.path(ids[0]).is_some());
+        assert_eq!(paths.len(), 7, "the root and g0..g5");
+        let more: Vec<u64> = (6..9).map(|i| tree.add(&format!("g{i}"))).collect();
+        for i in 0..4 {
+            tree.remove(&format!("g{i}"));
+        }
+        // The walk finds the root and g4..g8 (6); two of the four removed ones fit beside them.
+        assert_eq!(paths.path(more[2]).as_deref(), Some("/g8"));
+        assert_eq!((paths.len(), paths.removed, paths.dropped), (8, 2, 2));
+        for (i, id) in ids
+            .iter()
+            .enumerate()
+            .skip(4)
+            .chain(more.iter().enumerate())
+        {
+            assert!(paths.path(*id).is_some(), "g{i}");
+        }
+        // A path read for a process when full: the removed ones make room.
+        paths.insert(1, "/elsewhere".into());
+        assert_eq!((paths.len(), paths.removed, paths.dropped), (7, 0, 4));
+
+        // More live cgroups than the cache holds: it stays within its cap.
+        let many: Vec<u64> = (9..30).map(|i| tree.add(&format!("g{i}"))).collect();
+        for id in &many {
+            let _ = paths.path(*id);
+            assert!(paths.len() <= 8, "{} paths", paths.len());
+        }
+        assert!(paths.dropped > 4);
+        paths.insert(2, "/again".into());
+        assert!(paths.len() <= 8);
     }
 
     #[test]

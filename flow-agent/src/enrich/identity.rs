@@ -25,6 +25,12 @@ use crate::event::ProcessIdentity;
 const REFRESH: Duration = Duration::from_secs(1);
 /// Identities kept at most; beyond it the cache starts over.
 const CAPACITY: usize = 16_384;
+/// Bytes of the cached identities' strings kept at most; beyond it the cache starts over. A
+/// process chooses its command line (4 KiB kept, up to four times that once escaped, and again
+/// in `args`): 16,384 such identities would hold half a gigabyte.
+const CAPACITY_BYTES: usize = 32 << 20;
+/// Processes whose deleted-executable check is remembered at most.
+const DELETED_CAPACITY: usize = 65_536;
 
 /// What makes two tasks the same identity (the thread id is per event, not in it).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,6 +59,8 @@ pub struct Identities {
     deleted: DeletedExes,
     machine_id: String,
     cache: HashMap<Key, Cached>,
+    /// What the cached identities hold, as [`identity_bytes`] counts it.
+    cache_bytes: usize,
 }
 
 impl Identities {
@@ -65,6 +73,7 @@ impl Identities {
             deleted: DeletedExes::default(),
             machine_id,
             cache: HashMap::new(),
+            cache_bytes: 0,
         }
     }
 
@@ -94,9 +103,15 @@ impl Identities {
             }
         }
         let identity = Arc::new(self.build(t, source.as_deref(), clock));
-        if self.cache.len() >= CAPACITY {
-            self.cache.clear();
+        let bytes = identity_bytes(&identity);
+        if let Some(old) = self.cache.remove(&key) {
+            self.cache_bytes -= identity_bytes(&old.identity);
         }
+        if self.cache.len() >= CAPACITY || self.cache_bytes + bytes > CAPACITY_BYTES {
+            self.cache.clear();
+            self.cache_bytes = 0;
+        }
+        self.cache_bytes += bytes;
         self.cache.insert(
             key,
             Cached {
@@ -153,19 +168,21 @@ impl Identities {
 
     /// Executable, command line and parent from the process table's entry.
     fn image(&mut self, p: &Process, id: &mut ProcessIdentity) {
-        if let Some(path) = &p.image_path {
+        let image = &p.image;
+        if let Some(path) = &image.path {
             id.exe = path.rsplit(|b| *b == b'/').next().map(text_of);
             id.image_path = Some(text_of(path));
             // Deleted after exec (the kernel saw a linked file): /proc says so while it runs.
-            id.image_deleted = Some(p.image_deleted || self.deleted.check(p.pid, p.start_ns));
+            id.image_deleted = Some(image.deleted || self.deleted.check(p.pid, p.start_ns));
         }
-        if !p.args.is_empty() {
-            id.command_line = Some(quote_args(&p.args));
-            id.args = Some(p.args.iter().map(|a| text_of(a)).collect());
-            id.command_line_truncated = Some(p.args_truncated);
+        if image.has_args() {
+            let args: Vec<&[u8]> = image.args().collect();
+            id.command_line = Some(quote_args(&args));
+            id.args = Some(args.iter().map(|a| text_of(a)).collect());
+            id.command_line_truncated = Some(image.args_truncated);
         }
         if let Some(parent) = self.processes.lookup(p.ppid, 0) {
-            id.parent_exe = parent.image_path.as_ref().map(|b| text_of(b));
+            id.parent_exe = parent.image.path.as_ref().map(|b| text_of(b));
             if parent.start_ns > 0 {
                 id.parent_entity_id = Some(process_entity_id(
                     &self.machine_id,
@@ -175,6 +192,35 @@ impl Identities {
             }
         }
     }
+}
+
+/// Heap bytes an identity's strings hold (what makes identities differ in size).
+fn identity_bytes(id: &ProcessIdentity) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+    std::mem::size_of::<ProcessIdentity>()
+        + id.comm.capacity()
+        + [
+            &id.exe,
+            &id.image_path,
+            &id.command_line,
+            &id.entity_id,
+            &id.parent_exe,
+            &id.parent_entity_id,
+            &id.user,
+            &id.group,
+            &id.cgroup_path,
+            &id.container_id,
+            &id.container_runtime,
+            &id.systemd_unit,
+        ]
+        .into_iter()
+        .map(opt)
+        .sum::<usize>()
+        + id.args.as_ref().map_or(0, |a| {
+            a.iter()
+                .map(|s| s.capacity() + std::mem::size_of::<String>())
+                .sum()
+        })
 }
 
 /// Whether a running process's executable has been deleted since it started, from
@@ -196,10 +242,81 @@ impl DeletedExes {
         }
         let deleted = std::fs::read_link(format!("/proc/{pid}/exe"))
             .is_ok_and(|p| p.as_os_str().as_encoded_bytes().ends_with(b" (deleted)"));
-        if self.seen.len() > 65_536 {
+        if self.seen.len() >= DELETED_CAPACITY {
             self.seen.retain(|_, (_, at)| at.elapsed() < Self::RECHECK);
+            // More processes than that checked within a second: start over.
+            if self.seen.len() >= DELETED_CAPACITY {
+                self.seen.clear();
+            }
         }
         self.seen.insert((pid, start_ns), (deleted, Instant::now()));
         deleted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flow_common::{ExecRecord, ARGS_BUF_LEN};
+
+    use super::*;
+
+    #[test]
+    fn the_identity_cache_is_bounded_in_bytes() {
+        let mut ids = Identities::new("m".into());
+        let clock = BootClock::now();
+        // SAFETY: ExecRecord is plain old data; all-zero is valid.
+        let mut rec: Box<ExecRecord> = Box::new(unsafe { std::mem::zeroed() });
+        // One argument of 4 KiB that is not UTF-8: each byte is written as `\xff`, twice (the
+        // command line and `args`).
+        rec.args[..ARGS_BUF_LEN - 1].fill(0xff);
+        rec.args_len = ARGS_BUF_LEN as u32;
+        rec.args_total = ARGS_BUF_LEN as u32;
+        let mut largest = 0;
+        for pid in 4_190_000..4_192_000 {
+            rec.task.pid = pid;
+            rec.task.start_ns = u64::from(pid) * 1_000_000_000;
+            ids.processes.on_exec(&rec);
+            let task = Task {
+                pid,
+                tid: pid,
+                start_ns: rec.task.start_ns,
+                ..Task::default()
+            };
+            let id = ids.of(&task, &clock).expect("an identity");
+            assert!(id.command_line.as_ref().is_some_and(|c| c.len() > 16_000));
+            largest = largest.max(identity_bytes(&id));
+            assert!(
+                ids.cache_bytes <= CAPACITY_BYTES,
+                "{} bytes",
+                ids.cache_bytes
+            );
+            let held: usize = ids
+                .cache
+                .values()
+                .map(|c| identity_bytes(&c.identity))
+                .sum();
+            assert_eq!(held, ids.cache_bytes);
+        }
+        // About 32 KiB each: the byte cap, not the count, started the cache over.
+        assert!(largest > 32_000, "{largest}");
+        assert!(ids.cache.len() < CAPACITY_BYTES / 32_000 + 1);
+        // Within the second, the same task is the same identity.
+        let task = Task {
+            pid: 4_191_999,
+            tid: 4_191_999,
+            start_ns: 4_191_999 * 1_000_000_000,
+            ..Task::default()
+        };
+        let a = ids.of(&task, &clock).unwrap();
+        assert!(Arc::ptr_eq(&a, &ids.of(&task, &clock).unwrap()));
+    }
+
+    #[test]
+    fn deleted_executable_checks_are_bounded() {
+        let mut d = DeletedExes::default();
+        for pid in 0..(DELETED_CAPACITY as u32 + 10) {
+            d.check(4_000_000 + pid, 1);
+            assert!(d.seen.len() <= DELETED_CAPACITY);
+        }
     }
 }

@@ -1,6 +1,14 @@
 //! The flow table: one entry per open flow (a TCP socket, or a UDP socket and remote endpoint).
 //! Records from the kernel open, re-attribute and close entries; a periodic tick emits updates,
 //! ends idle UDP flows and releases passive flows nobody accepted.
+//!
+//! Bounded: kernel records can be lost (a full ring buffer), so an entry cannot rely on its
+//! end record alone. UDP flows end when their kernel counters go idle or are pushed out of the
+//! kernel's LRU table; TCP flows whose close record was lost are found by a periodic
+//! reconciliation with sock_diag (`tcp_live.rs`) and end `close_missed`. As a last resort the
+//! table holds at most [`MAX_OPEN_FLOWS`]: beyond it a new TCP flow is not tracked while open
+//! (its close record still reports it, start and end together) and a new UDP flow is lost;
+//! both are counted in [`FlowTable::refused`].
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -27,6 +35,12 @@ use crate::{
         IntervalCounters, Transport,
     },
 };
+
+/// Open flows the table holds at most (TCP and UDP together): room for 100,000 local
+/// connections with both of their ends, and the most an index of 2^18 slots holds before it
+/// doubles. An open flow costs about 0.6 KiB here (measured at 200,000), so the table stays
+/// under 140 MiB.
+pub const MAX_OPEN_FLOWS: usize = 229_376;
 
 /// Reads and forgets the kernel's per-flow UDP counters.
 pub trait UdpCounterSource {
@@ -96,14 +110,27 @@ pub(super) struct Flow {
     pub(super) live: Option<Totals>,
     /// The socket's cookie, once a record or snapshot gave it (0 before).
     pub(super) cookie: u64,
-    /// TCP: complete per-packet counters as of the last snapshot that found the socket.
-    pub(super) detail: Option<TcpDetail>,
+    /// TCP: complete per-packet counters as of the last snapshot that found the socket (boxed:
+    /// most flows have none, and every open flow would pay for its size).
+    pub(super) detail: Option<Box<TcpDetail>>,
+    /// TCP: when a reconciliation's sock_diag snapshot first did not find the socket.
+    pub(super) missing_since: Option<u64>,
 }
 
 /// Kernel table entries pushed out while their flows were open.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Evicted {
     pub tcp: u64,
+    pub udp: u64,
+}
+
+/// New flows the table did not take because it held [`MAX_OPEN_FLOWS`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refused {
+    /// TCP flows not tracked while open: their close record reports them (start and end
+    /// together, without updates).
+    pub tcp: u64,
+    /// UDP flows lost (no event); also counted in [`FlowTable::evicted`] (`udp_table_full`).
     pub udp: u64,
 }
 
@@ -120,6 +147,11 @@ pub struct FlowTable {
     /// here: a TCP close or handshake the socket table no longer knew, a UDP flow whose
     /// counters were gone. Reported with the kernel's `tcp_table_full`/`udp_table_full`.
     pub evicted: Evicted,
+    /// New flows not taken because the table was full.
+    pub refused: Refused,
+    /// When the TCP flows were last reconciled with sock_diag (CLOCK_BOOTTIME, 0: never).
+    pub(super) last_reconcile_ns: u64,
+    pub(super) max_flows: usize,
     id_prefix: String,
     /// Events leave without a host: enrichment gives them this agent's.
     no_host: Arc<HostInfo>,
@@ -136,6 +168,9 @@ impl FlowTable {
             partial: HashMap::new(),
             missed_closes: 0,
             evicted: Evicted::default(),
+            refused: Refused::default(),
+            last_reconcile_ns: 0,
+            max_flows: MAX_OPEN_FLOWS,
             udp_by_cookie: HashMap::new(),
             next_id: 0,
             id_prefix,
@@ -195,7 +230,13 @@ impl FlowTable {
             live: None,
             cookie: 0,
             detail: None,
+            missing_since: None,
         }
+    }
+
+    /// Whether a new flow would exceed [`MAX_OPEN_FLOWS`].
+    pub(super) fn full(&self) -> bool {
+        self.flows.len() >= self.max_flows
     }
 
     /// One socket record; records of processes and payloads are enrichment's, not the
@@ -215,6 +256,12 @@ impl FlowTable {
             Record::TcpClose(r) => self.on_tcp_close(&r, out),
             Record::UdpOpen(r) => {
                 let key = FlowKey::Udp(r.key);
+                if !self.flows.contains_key(&key) && self.full() {
+                    // Lost: its socket's release or its idle end would have nothing to end.
+                    self.refused.udp += 1;
+                    self.evicted.udp += 1;
+                    return;
+                }
                 let role = if r.outbound_first != 0 {
                     Role::Active
                 } else {
@@ -285,6 +332,16 @@ impl FlowTable {
     fn on_tcp_open(&mut self, r: &TcpRecord, out: &mut Vec<Tracked>) {
         let key = FlowKey::Tcp(r.sock);
         let role = role_of(r.role);
+        // Opened while the start-up scan ran: the scan's flow is this one, started already.
+        let scanned = self
+            .partial
+            .remove(&identity(r.netns, &r.tuple))
+            .and_then(|pkey| self.flows.remove(&pkey));
+        if scanned.is_none() && !self.flows.contains_key(&key) && self.full() {
+            // Not tracked while open; its close record reports it (start and end together).
+            self.refused.tcp += 1;
+            return;
+        }
         let mut f = self.new_flow(
             r.tuple,
             role,
@@ -292,11 +349,6 @@ impl FlowTable {
             owner_kind_of(r.owner_kind),
             r.open_ns,
         );
-        // Opened while the start-up scan ran: the scan's flow is this one, started already.
-        let scanned = self
-            .partial
-            .remove(&identity(r.netns, &r.tuple))
-            .and_then(|pkey| self.flows.remove(&pkey));
         match scanned {
             Some(p) => merge_scanned(&mut f, p),
             None if role == Role::Unknown && r.old_state == flow_common::tcp_state::SYN_SENT => {
@@ -440,6 +492,7 @@ impl FlowTable {
         udp: &mut impl UdpCounterSource,
         out: &mut Vec<Tracked>,
     ) {
+        self.forget_udp_key(key);
         let Some(f) = self.flows.remove(&FlowKey::Udp(key)) else {
             return;
         };
@@ -480,12 +533,10 @@ impl FlowTable {
             let Some(c) = udp.read(&ukey) else {
                 // Pushed out of the kernel's LRU table: its counters are gone.
                 self.evicted.udp += 1;
-                self.forget_udp_key(ukey);
                 self.end_udp(ukey, "evicted", udp, out);
                 continue;
             };
             if now_ns.saturating_sub(c.last_ns) >= idle {
-                self.forget_udp_key(ukey);
                 self.end_udp(ukey, "idle", udp, out);
                 continue;
             }
@@ -501,7 +552,7 @@ impl FlowTable {
         }
     }
 
-    /// A UDP flow ends before its socket: its socket no longer lists it.
+    /// A UDP flow ends: its socket no longer lists it (so the index holds only open flows).
     fn forget_udp_key(&mut self, key: UdpFlowKey) {
         if let Some(list) = self.udp_by_cookie.get_mut(&key.cookie) {
             list.retain(|k| *k != key);
@@ -532,7 +583,7 @@ impl FlowTable {
 
     /// Ends a TCP flow whose close the kernel did not report: totals come from the last
     /// sock_diag snapshot, when there was one.
-    fn end_without_close(
+    pub(super) fn end_without_close(
         &mut self,
         f: Flow,
         reason: &'static str,

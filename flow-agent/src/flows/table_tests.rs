@@ -13,7 +13,10 @@ use flow_common::{
 };
 use libc::{ECONNREFUSED, ECONNRESET, EHOSTUNREACH, ETIMEDOUT};
 
-use super::*;
+use super::{
+    super::tcp_live::{RECONCILE_GRACE, RECONCILE_INTERVAL},
+    *,
+};
 use crate::{
     capture::sock_diag::TcpSockInfo,
     enrich::clock::boot_ns_now,
@@ -1497,4 +1500,273 @@ fn reconfigure_keeps_open_flows_and_their_ids() {
         start[0].event.ids.community_id,
         tcp_start[0].event.ids.community_id
     );
+}
+
+// ---- bounded state: records lost ----
+
+/// Reconciles `netns` with sock_diag's `sockets` (None: the namespace is gone).
+fn reconcile(
+    t: &mut FlowTable,
+    netns: u32,
+    sockets: Option<&[TcpSockInfo]>,
+    now: u64,
+) -> Vec<Tracked> {
+    let mut out = Vec::new();
+    t.reconcile_tcp(netns, sockets, now, &mut out);
+    out
+}
+
+#[test]
+fn tcp_flows_whose_close_was_lost_end_close_missed_after_a_grace() {
+    let (mut t, mut udp) = (table(), FakeUdp::default());
+    let t0 = boot_ns_now() - 100 * S;
+    let clock = t.clock;
+    let owner = task(100, 100);
+    let grace = RECONCILE_GRACE.as_nanos() as u64;
+    let socks = [
+        ("10.0.0.5:40000", "10.0.0.9:443"),
+        ("10.0.0.5:40001", "10.0.0.9:443"),
+        ("10.0.0.5:40002", "10.0.0.9:443"),
+        ("10.0.0.5:40003", "10.0.0.9:443"),
+    ];
+    let recs: Vec<TcpRecord> = socks
+        .iter()
+        .enumerate()
+        .map(|(i, (l, r))| {
+            let s = tcp_sock(
+                0xa000 + i as u64 * 0x100,
+                tuple(TCP, l, r),
+                Active,
+                owner,
+                t0,
+            );
+            feed(&mut t, &mut udp, Record::TcpOpen(opened(&s, t0 + MS)));
+            opened(&s, t0 + MS)
+        })
+        .collect();
+    // One connection of another namespace, and one found open at start-up.
+    let other = TcpRecord {
+        netns: NETNS + 1,
+        ..tcp_sock(
+            0xf000,
+            tuple(TCP, "10.1.0.5:5000", "10.1.0.9:80"),
+            Active,
+            owner,
+            t0,
+        )
+    };
+    feed(&mut t, &mut udp, Record::TcpOpen(opened(&other, t0 + MS)));
+    let [old, _] = scanned();
+    scan(&mut t, &[old], owner, owner);
+    assert_eq!((t.open_flows(), t.partial.len()), (6, 1));
+    let live = |i: usize| TcpSockInfo {
+        cookie: recs[i].cookie,
+        ..sock_info(
+            socks[i].0,
+            socks[i].1,
+            ESTABLISHED,
+            tcp_counters(10, 11, 2, 3),
+        )
+    };
+
+    // sock_diag lists 0 and 2; 1 and 3 were closed (their close records lost or in flight),
+    // and so was the one found at start-up.
+    let t1 = t0 + 10 * S;
+    assert!(reconcile(&mut t, NETNS, Some(&[live(0), live(2)]), t1).is_empty());
+    // The close record that was still in flight wins.
+    let close3 = closed(&recs[3], t1 + S, ESTABLISHED, &[FIN_WAIT1, FIN_WAIT2]);
+    let end3 = feed(&mut t, &mut udp, Record::TcpClose(close3));
+    assert_eq!(seq(&end3), [(End, "fa-4")]);
+    assert_ne!(end3[0].event.end_reason, Some("close_missed"));
+    // Within the grace nothing ends.
+    assert!(reconcile(&mut t, NETNS, Some(&[live(0), live(2)]), t1 + grace - 1).is_empty());
+    // 2 is missed once, then found again: it is open (a dump can miss a socket).
+    assert!(reconcile(&mut t, NETNS, Some(&[live(0)]), t1 + grace - 1).is_empty());
+
+    let at = t1 + grace;
+    let out = reconcile(&mut t, NETNS, Some(&[live(0), live(2)]), at);
+    let mut ended: Vec<&str> = out.iter().map(|e| e.event.ids.flow_id.as_str()).collect();
+    ended.sort_unstable();
+    assert_eq!(ended, ["fa-2", "fa-6"]);
+    for e in &out {
+        let ev = &e.event;
+        assert_eq!(ev.action, End);
+        assert_eq!(ending(ev), (Some("close_missed"), None, None));
+        assert_eq!(
+            (ev.end_time, ev.time),
+            (Some(clock.wall(at)), clock.wall(at))
+        );
+    }
+    let partial_end = out.iter().find(|e| e.event.ids.flow_id == "fa-6").unwrap();
+    assert!(!partial_end.event.start_observed);
+    assert_eq!(t.missed_closes, 2);
+    assert!(
+        t.partial.is_empty(),
+        "the start-up scan's index forgets it too"
+    );
+    assert_eq!(t.open_flows(), 3, "0, 2 and the other namespace's");
+
+    // Endpoints reused by a later socket (another cookie): the flow's own socket is gone.
+    let reused = TcpSockInfo {
+        cookie: 0x9999,
+        ..live(0)
+    };
+    assert!(reconcile(&mut t, NETNS, Some(&[reused, live(2)]), at + S).is_empty());
+    let out = reconcile(&mut t, NETNS, Some(&[reused, live(2)]), at + S + grace);
+    assert_eq!(seq(&out), [(End, "fa-1")]);
+
+    // A namespace that no longer exists took its sockets with it.
+    assert!(reconcile(&mut t, NETNS + 1, None, at + S).is_empty());
+    let out = reconcile(&mut t, NETNS + 1, None, at + S + grace);
+    assert_eq!(seq(&out), [(End, "fa-5")]);
+    assert_eq!(out[0].event.end_reason, Some("close_missed"));
+    assert_eq!((t.open_flows(), t.missed_closes), (1, 4));
+    assert_eq!(t.tcp_namespaces(), HashSet::from([NETNS]));
+}
+
+#[test]
+fn tcp_reconciliation_runs_every_30_s_or_every_update_interval() {
+    let mut t = table();
+    let t0 = boot_ns_now();
+    // The update interval (10 s) is the shorter.
+    assert!(t.tcp_reconciliation_due(t0));
+    assert!(!t.tcp_reconciliation_due(t0 + 9 * S));
+    assert!(t.tcp_reconciliation_due(t0 + 10 * S));
+    t.reconfigure(FlowTableConfig {
+        update_interval: Duration::from_secs(60),
+        ..t.config().clone()
+    });
+    assert!(!t.tcp_reconciliation_due(t0 + 39 * S));
+    assert!(t.tcp_reconciliation_due(t0 + 40 * S));
+    assert_eq!(RECONCILE_INTERVAL, Duration::from_secs(30));
+}
+
+#[test]
+fn a_full_table_refuses_new_flows_and_counts_them() {
+    let (mut t, mut udp, t0) = (table(), FakeUdp::default(), boot_ns_now());
+    t.max_flows = 2;
+    let owner = task(100, 100);
+    let a = opened(
+        &tcp_sock(
+            0xa000,
+            tuple(TCP, "10.0.0.5:40000", "10.0.0.9:443"),
+            Active,
+            owner,
+            t0,
+        ),
+        t0,
+    );
+    let u = tuple(UDP, "10.0.0.5:5000", "10.0.0.53:53");
+    assert_eq!(
+        seq(&feed(&mut t, &mut udp, Record::TcpOpen(a))),
+        [(Start, "fa-1")]
+    );
+    assert_eq!(
+        seq(&feed(&mut t, &mut udp, udp_open(u, 7, owner, t0, true))),
+        [(Start, "fa-2")]
+    );
+
+    // Full: a TCP flow is not tracked while open...
+    let b_tuple = tuple(TCP, "10.0.0.5:40001", "10.0.0.9:443");
+    let b = opened(&tcp_sock(0xb000, b_tuple, Active, owner, t0 + S), t0 + S);
+    assert!(feed(&mut t, &mut udp, Record::TcpOpen(b)).is_empty());
+    // ...a UDP flow is lost, and a start-up scan's connection waits for its close too.
+    let v = tuple(UDP, "10.0.0.5:5001", "10.0.0.53:53");
+    assert!(feed(&mut t, &mut udp, udp_open(v, 8, owner, t0 + S, true)).is_empty());
+    let [old, _] = scanned();
+    assert!(scan(&mut t, &[old], owner, owner).is_empty());
+    assert_eq!(t.refused, Refused { tcp: 2, udp: 1 });
+    assert_eq!(
+        t.evicted,
+        Evicted { tcp: 0, udp: 1 },
+        "the lost UDP flow is a loss"
+    );
+    assert_eq!(
+        (t.open_flows(), t.udp_by_cookie.len(), t.partial.len()),
+        (2, 1, 0)
+    );
+    assert!(t.udp_flow(8, (53, v.remote_addr)).is_none());
+
+    // The untracked TCP flow's close reports it: start and end together, as it happened.
+    let end = feed(
+        &mut t,
+        &mut udp,
+        Record::TcpClose(closed(&b, t0 + 3 * S, ESTABLISHED, &[])),
+    );
+    assert_eq!(seq(&end), [(Start, "fa-3"), (End, "fa-3")]);
+    let ev = &end[1].event;
+    assert!(ev.start_observed);
+    assert_eq!(
+        (ev.local, ev.duration_ns),
+        (ep("10.0.0.5:40001"), Some(2 * S))
+    );
+    assert_eq!(end[0].event.time, t.clock.wall(t0 + S));
+
+    // Room again once a flow ends.
+    feed(
+        &mut t,
+        &mut udp,
+        Record::TcpClose(closed(&a, t0 + 4 * S, ESTABLISHED, &[])),
+    );
+    let c = opened(
+        &tcp_sock(
+            0xc000,
+            tuple(TCP, "10.0.0.5:40002", "10.0.0.9:443"),
+            Active,
+            owner,
+            t0 + 5 * S,
+        ),
+        t0 + 5 * S,
+    );
+    assert_eq!(
+        seq(&feed(&mut t, &mut udp, Record::TcpOpen(c))),
+        [(Start, "fa-4")]
+    );
+    assert_eq!(t.open_flows(), 2);
+}
+
+#[test]
+fn udp_flows_whose_release_was_lost_end_idle_or_evicted() {
+    let (mut t, mut udp, t0) = (table(), FakeUdp::default(), boot_ns_now());
+    let owner = task(400, 400);
+    // Socket 5 talks to two resolvers, socket 6 to one; no release record ever comes.
+    let flows = [
+        (tuple(UDP, "10.0.0.5:5000", "10.0.0.53:53"), 5),
+        (tuple(UDP, "10.0.0.5:5000", "10.0.0.54:53"), 5),
+        (tuple(UDP, "10.0.0.5:5001", "10.0.0.53:53"), 6),
+    ];
+    for (tu, cookie) in flows {
+        feed(&mut t, &mut udp, udp_open(tu, cookie, owner, t0, true));
+        udp.counters
+            .insert(udp_key(&tu, cookie), udp_counters(t0, t0, (10, 10), (1, 1)));
+    }
+    assert_eq!((t.open_flows(), t.udp_by_cookie.len()), (3, 2));
+    // The first goes on, the second falls silent, the third's counters are pushed out.
+    udp.counters.insert(
+        udp_key(&flows[0].0, 5),
+        udp_counters(t0, t0 + 29 * S, (20, 20), (2, 2)),
+    );
+    udp.counters.remove(&udp_key(&flows[2].0, 6));
+    let out = tick(&mut t, &mut udp, t0 + 30 * S);
+    let mut ends: Vec<(&str, Option<&str>)> = out
+        .iter()
+        .filter(|e| e.event.action == End)
+        .map(|e| (e.event.ids.flow_id.as_str(), e.event.end_reason))
+        .collect();
+    ends.sort_unstable();
+    assert_eq!(ends, [("fa-2", Some("idle")), ("fa-3", Some("evicted"))]);
+    // The socket index holds only what is still open.
+    assert_eq!(t.udp_by_cookie.len(), 1);
+    assert_eq!(t.udp_by_cookie[&5], [udp_key(&flows[0].0, 5)]);
+
+    let out = tick(&mut t, &mut udp, t0 + 59 * S);
+    assert_eq!(seq(&out), [(End, "fa-1")]);
+    assert_eq!(out[0].event.end_reason, Some("idle"));
+    assert_eq!((t.open_flows(), t.udp_by_cookie.len()), (0, 0));
+    assert!(
+        udp.counters.is_empty(),
+        "the kernel's counters are forgotten too"
+    );
+    // A release that does come late finds nothing to end.
+    assert!(feed(&mut t, &mut udp, udp_release(5, t0 + 60 * S)).is_empty());
 }

@@ -1,6 +1,18 @@
 //! Open TCP connections as sock_diag sees them: periodic update events for long flows (the
-//! kernel programs report TCP counters only at close), and flows already open at start-up.
-use std::collections::{HashMap, HashSet};
+//! kernel programs report TCP counters only at close), flows already open at start-up, and the
+//! reconciliation that ends flows whose close record was lost.
+//!
+//! Reconciliation: every [`RECONCILE_INTERVAL`] (or every update interval, when shorter) each
+//! network namespace holding TCP flows is listed. A flow whose socket is not in the list (same
+//! endpoints, and the same cookie when both are known), or whose namespace no longer exists,
+//! is marked; still missing at a reconciliation at least [`RECONCILE_GRACE`] later, it ends
+//! `close_missed` (counted in `missed_closes`). The kernel writes a close record before the
+//! socket leaves the tables sock_diag reads, so a close record not lost was in the ring buffer
+//! when the socket was first missed, and the grace lets the agent read it first.
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use flow_common::{OwnerKind, Role, Task, Tuple, AF_INET, AF_INET6, IPPROTO_TCP};
 
@@ -12,6 +24,12 @@ use crate::{
     capture::sock_diag::{tcp_state, TcpSockInfo},
     event::FlowAction,
 };
+
+/// How often the TCP flows are reconciled with sock_diag (at most: the update interval when
+/// it is shorter).
+pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a flow's socket must have been missing before the flow ends `close_missed`.
+pub const RECONCILE_GRACE: Duration = Duration::from_secs(10);
 
 /// Totals from a live socket, with the sequence-number bytes (SYN, FIN) taken out as at close.
 fn live_totals(s: &TcpSockInfo, role: Role) -> Totals {
@@ -138,7 +156,7 @@ impl FlowTable {
             f.cookie = s.cookie;
         }
         f.detail = if f.start_observed {
-            self.read_tcp_detail(f.cookie)
+            self.read_tcp_detail(f.cookie).map(Box::new)
         } else {
             None
         };
@@ -180,6 +198,71 @@ impl FlowTable {
         }
     }
 
+    /// Whether the TCP flows are due for reconciliation (every [`RECONCILE_INTERVAL`], or
+    /// every update interval when shorter); true starts the interval again.
+    pub fn tcp_reconciliation_due(&mut self, now_ns: u64) -> bool {
+        let every = RECONCILE_INTERVAL.min(self.cfg.update_interval).as_nanos() as u64;
+        if self.last_reconcile_ns != 0 && now_ns.saturating_sub(self.last_reconcile_ns) < every {
+            return false;
+        }
+        self.last_reconcile_ns = now_ns;
+        true
+    }
+
+    /// Reconciles the TCP flows of `netns` with the sockets sock_diag lists there (`None`:
+    /// the namespace no longer exists, nor any of its sockets). A flow whose socket is missing
+    /// is marked; still missing [`RECONCILE_GRACE`] after it was first missed, it ends
+    /// `close_missed`. Returns how many ended.
+    pub fn reconcile_tcp(
+        &mut self,
+        netns: u32,
+        sockets: Option<&[TcpSockInfo]>,
+        now_ns: u64,
+        out: &mut Vec<Tracked>,
+    ) -> usize {
+        let live: HashMap<_, u64> = sockets
+            .unwrap_or_default()
+            .iter()
+            .map(|s| ((netns, s.local, s.remote), s.cookie))
+            .collect();
+        let grace = RECONCILE_GRACE.as_nanos() as u64;
+        let keys: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(k, f)| {
+                matches!(k, FlowKey::Tcp(_) | FlowKey::TcpPartial(_)) && f.netns == netns
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        let mut ended = 0;
+        for key in keys {
+            let Some(f) = self.flows.get_mut(&key) else {
+                continue;
+            };
+            // Endpoints can be reused by a later socket; cookies never are.
+            let found = live
+                .get(&identity(netns, &f.tuple))
+                .is_some_and(|c| *c == 0 || f.cookie == 0 || *c == f.cookie);
+            match f.missing_since {
+                _ if found => f.missing_since = None,
+                None => f.missing_since = Some(now_ns),
+                Some(since) if now_ns.saturating_sub(since) >= grace => {
+                    let Some(f) = self.flows.remove(&key) else {
+                        continue;
+                    };
+                    if matches!(key, FlowKey::TcpPartial(_)) {
+                        self.partial.remove(&identity(f.netns, &f.tuple));
+                    }
+                    self.missed_closes += 1;
+                    self.end_without_close(f, "close_missed", now_ns, out);
+                    ended += 1;
+                }
+                Some(_) => {}
+            }
+        }
+        ended
+    }
+
     /// Adds the connections open before the agent started, as flows whose start was not observed.
     /// Direction is a guess: a connection on a port this namespace listens on is inbound.
     pub fn add_existing_tcp(
@@ -201,6 +284,11 @@ impl FlowTable {
             } else {
                 Role::Active
             };
+            if self.full() {
+                // Not tracked while open; its close record reports it.
+                self.refused.tcp += 1;
+                continue;
+            }
             let owner = owner_of(s);
             let kind = match (owner.pid != 0, role) {
                 (false, _) => OwnerKind::None,

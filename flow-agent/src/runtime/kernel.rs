@@ -2,8 +2,9 @@
 //! process table the kernel needs seeded, and sock_diag snapshots of open TCP connections.
 use std::{
     collections::{HashMap, HashSet},
-    os::unix::fs::MetadataExt,
-    path::PathBuf,
+    fs::File,
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
+    path::{Path, PathBuf},
 };
 
 use anyhow::{Context, Result};
@@ -18,6 +19,7 @@ use crate::{
     flows::{
         table::{sum_udp_counters, UdpCounterSource},
         tcp_detail::TcpDetailSource,
+        FlowTable, Tracked,
     },
 };
 
@@ -123,4 +125,73 @@ pub(super) fn refresh_open_tcp(
             table.refresh_live_totals(ns, &sockets);
         }
     }
+}
+
+/// The TCP flows whose close record was lost end (`close_missed`): each network namespace
+/// holding TCP flows is listed by sock_diag and the table reconciled with it
+/// (`flows/tcp_live.rs`). `namespaces` (nsfs inode to a path to open it) is refreshed when a
+/// namespace is not found in it; a namespace not found even then no longer exists.
+pub(super) fn reconcile_tcp(
+    table: &mut FlowTable,
+    namespaces: &mut HashMap<u64, PathBuf>,
+    now: u64,
+    out: &mut Vec<Tracked>,
+) {
+    let mut refreshed = false;
+    for ns in table.tcp_namespaces() {
+        if ns == 0 {
+            continue;
+        }
+        match namespace_sockets(ns, namespaces, &mut refreshed) {
+            Listing::Sockets(sockets) => {
+                table.reconcile_tcp(ns, Some(&sockets), now, out);
+            }
+            Listing::Gone => {
+                table.reconcile_tcp(ns, None, now, out);
+            }
+            Listing::Failed(e) => log::warn!("listing TCP sockets in network namespace {ns}: {e}"),
+        }
+    }
+}
+
+enum Listing {
+    Sockets(Vec<sock_diag::TcpSockInfo>),
+    /// No process is in it and no name holds it: gone, with its sockets.
+    Gone,
+    Failed(sock_diag::DiagError),
+}
+
+/// The TCP sockets of network namespace `ns`. A path that opens another namespace (its
+/// process exited and the pid was reused) is never listed.
+fn namespace_sockets(
+    ns: u32,
+    namespaces: &mut HashMap<u64, PathBuf>,
+    refreshed: &mut bool,
+) -> Listing {
+    loop {
+        if let Some(file) = namespaces
+            .get(&u64::from(ns))
+            .and_then(|p| open_namespace(p, ns))
+        {
+            // Listed through our own descriptor: what was checked is what is entered.
+            let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+            return match sock_diag::tcp_sockets_in(&path) {
+                Ok(s) => Listing::Sockets(s),
+                Err(e) => Listing::Failed(e),
+            };
+        }
+        if *refreshed {
+            return Listing::Gone;
+        }
+        *namespaces = sock_diag::network_namespaces();
+        *refreshed = true;
+    }
+}
+
+/// The namespace file at `path`, if it is network namespace `ns` (the nsfs inode).
+fn open_namespace(path: &Path, ns: u32) -> Option<File> {
+    let file = File::open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    let nsfs = std::fs::metadata("/proc/self/ns/net").ok()?;
+    (meta.ino() == u64::from(ns) && meta.dev() == nsfs.dev()).then_some(file)
 }

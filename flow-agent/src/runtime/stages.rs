@@ -1,12 +1,19 @@
 //! The flow tracker and the enrichment stage, fed in record order: each socket record's events
 //! are named right away, with the process table as it stands at that record.
-use std::collections::HashSet;
+use std::{
+    collections::{HashMap, HashSet},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use crate::{
     capture::{sock_diag::TcpSockInfo, Record},
-    enrich::Enricher,
+    enrich::{process::ProcessTableStats, Enricher},
     event::FlowEvent,
-    flows::{table::UdpCounterSource, FlowTable, Tracked},
+    flows::{
+        table::{Refused, UdpCounterSource},
+        FlowTable, Tracked,
+    },
 };
 
 pub(super) struct Stages {
@@ -14,6 +21,23 @@ pub(super) struct Stages {
     pub enricher: Enricher,
     /// The tracker's events not yet named (reused).
     tracked: Vec<Tracked>,
+    /// Network namespaces (nsfs inode to a path) for the TCP reconciliation.
+    namespaces: HashMap<u64, PathBuf>,
+    /// What the bounds on state had counted at the last report, and when it was made.
+    reported: Bounds,
+    reported_at: Option<Instant>,
+}
+
+/// Least time between two reports of what the bounds on state took out (a pass of the process
+/// reconciliation takes as long): a storm that keeps them busy must not fill the log.
+const BOUNDS_LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// Entries the caps and reconciliations took out before their time.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct Bounds {
+    processes: ProcessTableStats,
+    cgroups_dropped: u64,
+    refused: Refused,
 }
 
 impl Stages {
@@ -22,6 +46,9 @@ impl Stages {
             table,
             enricher,
             tracked: Vec::new(),
+            namespaces: HashMap::new(),
+            reported: Bounds::default(),
+            reported_at: None,
         }
     }
 
@@ -46,7 +73,9 @@ impl Stages {
         }
     }
 
-    /// Periodic work of both stages.
+    /// Periodic work of both stages, and the reconciliations that keep their state bounded
+    /// when kernel records were lost: TCP flows with sock_diag (every 30 s), processes with
+    /// /proc (a slice per tick), removed cgroups forgotten.
     pub(super) fn tick(
         &mut self,
         now_ns: u64,
@@ -54,8 +83,57 @@ impl Stages {
         out: &mut Vec<FlowEvent>,
     ) {
         self.table.tick(now_ns, udp, &mut self.tracked);
+        if self.table.tcp_reconciliation_due(now_ns) {
+            super::kernel::reconcile_tcp(
+                &mut self.table,
+                &mut self.namespaces,
+                now_ns,
+                &mut self.tracked,
+            );
+        }
         self.name(out);
         self.enricher.tick(now_ns, &self.table);
+        let identities = &mut self.enricher.identities;
+        identities.processes.reconcile();
+        identities.cgroups.prune();
+        self.report_bounds();
+    }
+
+    /// Logs what the reconciliations and caps took out, when it changed.
+    fn report_bounds(&mut self) {
+        let identities = &self.enricher.identities;
+        let now = Bounds {
+            processes: identities.processes.stats,
+            cgroups_dropped: identities.cgroups.dropped,
+            refused: self.table.refused,
+        };
+        if now == self.reported
+            || self
+                .reported_at
+                .is_some_and(|t| t.elapsed() < BOUNDS_LOG_EVERY)
+        {
+            return;
+        }
+        self.reported_at = Some(Instant::now());
+        let was = std::mem::replace(&mut self.reported, now);
+        if now.processes.reconciled != was.processes.reconciled {
+            log::info!(
+                "process table: {} processes whose exit record was lost found gone in /proc ({} in all)",
+                now.processes.reconciled - was.processes.reconciled,
+                now.processes.reconciled
+            );
+        }
+        if (now.processes.evicted, now.cgroups_dropped, now.refused)
+            != (was.processes.evicted, was.cgroups_dropped, was.refused)
+        {
+            log::warn!(
+                "state caps reached: process entries dropped {}, cgroup paths dropped {}, new flows not tracked (tcp, reported at close: {}; udp, lost: {})",
+                now.processes.evicted,
+                now.cgroups_dropped,
+                now.refused.tcp,
+                now.refused.udp
+            );
+        }
     }
 
     /// Update events from a sock_diag snapshot of one network namespace.
