@@ -215,7 +215,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         }
         Command::Config { default: false } => {
             let cfg = effective_config(cli.config.as_deref(), &overrides)?;
-            print!("{}", cfg.to_toml());
+            print!("{}", cfg.to_toml_redacted());
             Ok(())
         }
         Command::Run(args) => {
