@@ -205,7 +205,16 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                     lines: vec!["check-config needs a file: flow-agent check-config FILE".into()],
                 });
             };
-            effective_config(Some(&file), &overrides)?;
+            let cfg = effective_config(Some(&file), &overrides)?;
+            // Valid, but worth a look: credentials an output would send in clear text.
+            for (i, output) in cfg.outputs.iter().enumerate() {
+                if let Some(w) = output.http.as_ref().and_then(|h| h.cleartext_warning()) {
+                    eprintln!(
+                        "flow-agent: warning: {}: outputs[{i}].http: {w}",
+                        file.display()
+                    );
+                }
+            }
             println!("{}: ok", file.display());
             Ok(())
         }
@@ -215,7 +224,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         }
         Command::Config { default: false } => {
             let cfg = effective_config(cli.config.as_deref(), &overrides)?;
-            print!("{}", cfg.to_toml());
+            print!("{}", cfg.to_toml_redacted());
             Ok(())
         }
         Command::Run(args) => {

@@ -1,5 +1,6 @@
 //! The configuration file and the command line, through the real binary: check-config on
 //! broken files (exact line, column, key and exit status), `config --default` round trip,
+//! secrets kept out of `config` and credentials over plain HTTP warned about,
 //! the agent refusing an invalid or unsafe file, and SIGHUP reloads with real traffic (a
 //! changed filter, update interval and local networks take effect; a flow spanning the reload
 //! keeps its events; an invalid new file leaves the old one in force).
@@ -276,6 +277,107 @@ fn default_config_round_trips() -> Result<()> {
         text.contains("log_level = \"debug\"") && text.contains("format = \"ecs\""),
         "{text}"
     );
+    Ok(())
+}
+
+/// An output with every kind of secret: basic authentication, credential headers, a token in
+/// the URL's query. `SCHEME` and `PORT` are filled in.
+const SECRETS: &str = r#"
+[[outputs]]
+name = "collector"
+[outputs.http]
+url = "SCHEME://127.0.0.1:PORT/in?access_token=qs-s3cret&tenant=blue"
+user = "flow-writer"
+password = "pw-s3cret"
+headers = { "X-Api-Key" = "hdr-s3cret", "X-Scope-OrgID" = "org-s3cret" }
+[outputs.http.delivery]
+close_timeout = 0.5
+"#;
+
+const SECRET_VALUES: [&str; 4] = ["qs-s3cret", "pw-s3cret", "hdr-s3cret", "org-s3cret"];
+
+fn secrets(scheme: &str, port: u16) -> String {
+    SECRETS
+        .replace("SCHEME", scheme)
+        .replace("PORT", &port.to_string())
+}
+
+/// `flow-agent config` prints the effective configuration without its secrets: passwords,
+/// every header value, secret-looking query values; names, users and the rest stay.
+#[test]
+fn config_prints_no_password_header_value_or_token() -> Result<()> {
+    let dir = TempDir::new("cfg-redact")?;
+    let p = config_file(&dir, "c.toml", &secrets("https", 8443))?;
+    let out = flow_agent(&["config", "--config", &p.display().to_string()])?;
+    let text = out.stdout_str();
+    ensure!(out.status.success(), "config: {}", out.stderr_str());
+    for secret in SECRET_VALUES {
+        ensure!(
+            !text.contains(secret) && !out.stderr_str().contains(secret),
+            "{secret} printed:\n{text}"
+        );
+    }
+    for shown in [
+        "url = \"https://127.0.0.1:8443/in?access_token=<redacted>&tenant=blue\"",
+        "user = \"flow-writer\"",
+        "password = \"<redacted>\"",
+        "X-Api-Key = \"<redacted>\"",
+        "X-Scope-OrgID = \"<redacted>\"",
+        "name = \"collector\"",
+    ] {
+        ensure!(text.contains(shown), "{shown:?} not in:\n{text}");
+    }
+    Ok(())
+}
+
+/// Credentials on an `http://` URL: check-config accepts the file (exit 0, `FILE: ok`) with
+/// one warning line naming the output and each credential, never its value; `https://` gets
+/// none.
+#[test]
+fn check_config_warns_about_credentials_sent_over_plain_http() -> Result<()> {
+    let dir = TempDir::new("cfg-plain")?;
+    let (code, stdout, stderr) = check_config(&dir, &secrets("http", 8080))?;
+    let path = dir.path().join("c.toml");
+    let want = format!(
+        "flow-agent: warning: {}: outputs[0].http: INSECURE: credentials in clear text: the basic authentication password, header X-Api-Key, query parameter access_token sent to http://127.0.0.1:8080 unencrypted, readable and reusable by anyone on the network path; use an https:// url\n",
+        path.display()
+    );
+    ensure!(
+        code == Some(0) && stdout == format!("{}: ok\n", path.display()) && stderr == want,
+        "exit {code:?}, stdout {stdout:?}, stderr:\n{stderr}want:\n{want}"
+    );
+    let (code, _, stderr) = check_config(&dir, &secrets("https", 8443))?;
+    ensure!(
+        code == Some(0) && stderr.is_empty(),
+        "https: exit {code:?}, stderr {stderr}"
+    );
+    Ok(())
+}
+
+/// The same warning in the agent's log when it starts such an output.
+#[test]
+fn the_agent_warns_at_start_about_credentials_sent_over_plain_http() -> Result<()> {
+    setup()?;
+    let dir = TempDir::new("cfg-plain-run")?;
+    // A port nothing listens on: the warning is about the configuration, not the collector.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let p = config_file(&dir, "c.toml", &secrets("http", port))?;
+    let agent = agent(&["--config", &p.display().to_string()])?;
+    wait_stderr(&agent, "http sink: INSECURE: credentials in clear text", 1)?;
+    let stderr = agent.stderr();
+    ensure!(
+        stderr.contains(&format!(
+            "the basic authentication password, header X-Api-Key, query parameter access_token sent to http://127.0.0.1:{port} unencrypted"
+        )),
+        "{stderr}"
+    );
+    // Its log names the URL (start, delivery failures) without the token, and no other secret.
+    for secret in SECRET_VALUES {
+        ensure!(!stderr.contains(secret), "{secret} logged:\n{stderr}");
+    }
+    agent.stop()?;
     Ok(())
 }
 

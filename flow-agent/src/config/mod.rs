@@ -15,6 +15,7 @@ mod error;
 pub mod locate;
 pub mod overrides;
 mod permissions;
+pub mod redact;
 pub mod sections;
 mod validate;
 
@@ -73,9 +74,15 @@ impl Config {
         }
     }
 
-    /// The effective configuration as TOML (what `flow-agent config` prints).
+    /// The configuration as TOML, secrets included: it parses back to the same configuration.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("the configuration serializes to TOML")
+    }
+
+    /// The effective configuration as `flow-agent config` prints it: [`Config::to_toml`] with
+    /// passwords, HTTP header values and secret-looking URL query values as `"<redacted>"`.
+    pub fn to_toml_redacted(&self) -> String {
+        redact::redact(&self.to_toml())
     }
 }
 
