@@ -1,5 +1,6 @@
 //! The configuration file (TOML): every option, its default, and validation. Without a file
-//! the built-in defaults apply (native events on stdout). docs/configuration.md documents
+//! (`--config`, else /etc/flow-agent/config.toml when it exists: `default_file`) the built-in
+//! defaults apply (native events on stdout). docs/configuration.md documents
 //! every option; `flow-agent config --default` prints them all with their defaults.
 use std::path::Path;
 
@@ -10,6 +11,7 @@ use crate::{
     ratelimit::RateLimitConfig, sink::OutputConfig,
 };
 
+mod default_file;
 mod defaults;
 mod error;
 pub mod locate;
@@ -19,6 +21,9 @@ pub mod redact;
 pub mod sections;
 mod validate;
 
+pub use default_file::{
+    choose as choose_file, default_path, ConfigSource, DEFAULT_CONFIG_ENV, DEFAULT_CONFIG_FILE,
+};
 pub use defaults::default_toml;
 pub use error::{ConfigError, Issue, Problem};
 pub use overrides::{parse_output_spec, Overrides};
