@@ -15,14 +15,23 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use common::*;
-use flow_agent_tests::{Agent, Cmd, Output, Spawned, TempDir, TestHost};
+use flow_agent_tests::{
+    Agent, Cmd, Output, Spawned, TempDir, TestHost, ABSENT_DEFAULT_CONFIG, DEFAULT_CONFIG_ENV,
+};
 use serde_json::{json, Value};
 
 const EXIT_CONFIG: i32 = 2;
 
+/// `flow-agent ARGS...`, with no default configuration file (whatever the host's /etc holds).
 fn flow_agent(args: &[&str]) -> Result<Output> {
+    flow_agent_with_default(args, Path::new(ABSENT_DEFAULT_CONFIG))
+}
+
+/// `flow-agent ARGS...` with `default` in place of /etc/flow-agent/config.toml.
+fn flow_agent_with_default(args: &[&str], default: &Path) -> Result<Output> {
     Cmd::host(&Agent::binary()?.display().to_string())
         .args(args)
+        .env(DEFAULT_CONFIG_ENV, default)
         .env("RUST_BACKTRACE", "1")
         .timeout(Duration::from_secs(30))
         .output()

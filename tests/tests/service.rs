@@ -5,7 +5,10 @@
 mod support;
 
 use anyhow::{ensure, Context, Result};
-use flow_agent_tests::{find_tool, require_root_and_bpf, require_tools, Agent, TempDir};
+use flow_agent_tests::{
+    find_tool, require_root_and_bpf, require_tools, Agent, TempDir, ABSENT_DEFAULT_CONFIG,
+    DEFAULT_CONFIG_ENV,
+};
 use std::process::Command;
 use std::time::Duration;
 use support::notify::{has, value, NotifyListener};
@@ -25,7 +28,9 @@ fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
 
 fn agent_command(listener: &NotifyListener) -> Result<Command> {
     let mut cmd = Command::new(Agent::binary()?);
+    // Some callers add --config: not --no-config, but no default file either.
     cmd.arg("run")
+        .env(DEFAULT_CONFIG_ENV, ABSENT_DEFAULT_CONFIG)
         .env("NOTIFY_SOCKET", listener.address())
         .env_remove("WATCHDOG_USEC")
         .env_remove("WATCHDOG_PID")
@@ -371,7 +376,7 @@ fn an_unknown_user_is_a_clear_error() -> Result<()> {
     require_root_and_bpf()?;
     let _shared = shared();
     let out = Command::new(Agent::binary()?)
-        .arg("run")
+        .args(["run", "--no-config"])
         .env("FLOW_AGENT_USER", "no-such-user-flow-test")
         .env_remove("NOTIFY_SOCKET")
         .output()?;
@@ -412,7 +417,7 @@ fn unit_system_call_filter_allows_every_call_the_agent_makes() -> Result<()> {
         .arg("-o")
         .arg(&trace)
         .arg(Agent::binary()?)
-        .args(["run", "--update-interval", "1"])
+        .args(["run", "--no-config", "--update-interval", "1"])
         .env("NOTIFY_SOCKET", listener.address())
         .env("WATCHDOG_USEC", "2000000")
         // The user switch's calls too.
