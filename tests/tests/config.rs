@@ -415,6 +415,155 @@ fn help_and_version() -> Result<()> {
     Ok(())
 }
 
+/// Without --config, /etc/flow-agent/config.toml (here moved by FLOW_AGENT_DEFAULT_CONFIG,
+/// which only tests set): check-config checks it, `config` shows it, --no-config ignores it.
+#[test]
+fn check_config_and_config_use_the_default_file_without_config() -> Result<()> {
+    let dir = TempDir::new("cfg-default-file")?;
+    let default = config_file(&dir, "config.toml", "[flows]\nupdate_interval = 7\n")?;
+    let ds = default.display().to_string();
+
+    let out = flow_agent_with_default(&["check-config"], &default)?;
+    ensure!(
+        out.status.code() == Some(0)
+            && out.stdout_str() == format!("{ds}: ok\n")
+            && out.stderr_str().is_empty(),
+        "check-config without FILE: exit {:?}, stdout {:?}, stderr {:?}",
+        out.status.code(),
+        out.stdout_str(),
+        out.stderr_str()
+    );
+    // --config still comes first, and a FILE before both.
+    let other = config_file(&dir, "other.toml", "")?;
+    let os = other.display().to_string();
+    for args in [
+        vec!["check-config", "--config", &os],
+        vec!["check-config", &os],
+    ] {
+        let out = flow_agent_with_default(&args, &default)?;
+        ensure!(
+            out.status.success() && out.stdout_str() == format!("{os}: ok\n"),
+            "{args:?}: {:?} {:?}",
+            out.stdout_str(),
+            out.stderr_str()
+        );
+    }
+
+    let effective = |args: &[&str], default: &Path| -> Result<String> {
+        let out = flow_agent_with_default(args, default)?;
+        ensure!(out.status.success(), "{args:?}: {}", out.stderr_str());
+        Ok(out.stdout_str())
+    };
+    ensure!(
+        effective(&["config"], &default)?.contains("\nupdate_interval = 7\n"),
+        "config without --config does not show the default file"
+    );
+    let builtin = effective(&["config"], Path::new(ABSENT_DEFAULT_CONFIG))?;
+    ensure!(builtin.contains("\nupdate_interval = 60\n"), "{builtin}");
+    ensure!(
+        effective(&["config", "--no-config"], &default)? == builtin,
+        "--no-config still read the default file"
+    );
+    ensure!(
+        effective(&["config", "--config", &os], &default)? == builtin,
+        "--config did not replace the default file"
+    );
+
+    // A default file that is wrong is an error, not a silent fallback to the built-in defaults.
+    std::fs::write(&default, "[flows]\nupdate_interval = \"soon\"\n")?;
+    for args in [vec!["check-config"], vec!["config"], vec!["run"]] {
+        let out = flow_agent_with_default(&args, &default)?;
+        ensure!(
+            out.status.code() == Some(EXIT_CONFIG)
+                && out.stderr_str().starts_with(&format!(
+                    "flow-agent: error: {ds}:2:19: flows.update_interval: invalid type"
+                )),
+            "{args:?} on an invalid default file: exit {:?}, stderr {:?}",
+            out.status.code(),
+            out.stderr_str()
+        );
+    }
+    // check-config without FILE and without a default file: nothing to check.
+    let out = flow_agent(&["check-config"])?;
+    ensure!(
+        out.status.code() == Some(EXIT_CONFIG)
+            && out.stderr_str()
+                == format!("flow-agent: error: {ABSENT_DEFAULT_CONFIG}: cannot read the configuration file: No such file or directory (os error 2)\n"),
+        "check-config without any file: {:?}",
+        out.stderr_str()
+    );
+    let out = flow_agent_with_default(&["check-config", "--no-config"], &default)?;
+    ensure!(
+        out.status.code() == Some(EXIT_CONFIG)
+            && out
+                .stderr_str()
+                .contains("check-config with --no-config needs a file"),
+        "check-config --no-config: {:?}",
+        out.stderr_str()
+    );
+    let out = flow_agent(&["config", "--config", &os, "--no-config"])?;
+    ensure!(
+        out.status.code() == Some(EXIT_CONFIG) && out.stderr_str().contains("cannot be used with"),
+        "--config with --no-config: {:?}",
+        out.stderr_str()
+    );
+    Ok(())
+}
+
+/// `flow-agent run` without --config runs with the default file, says so, and reloads it on
+/// SIGHUP.
+#[test]
+fn the_agent_runs_and_reloads_the_default_file_without_config() -> Result<()> {
+    setup()?;
+    let dir = TempDir::new("cfg-default-run")?;
+    let default = config_file(&dir, "config.toml", "[health]\nstats_interval = 1\n")?;
+    let agent = Cmd::host(&Agent::binary()?.display().to_string())
+        .arg("run")
+        .env(DEFAULT_CONFIG_ENV, &default)
+        .spawn()?;
+    let wait = |what: &str, pred: &dyn Fn(&Spawned) -> bool| -> Result<()> {
+        let deadline =
+            std::time::Instant::now() + flow_agent_tests::slowed(Duration::from_secs(60));
+        while !pred(&agent) {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "{what}: not within 60 s\nstderr:\n{}",
+                agent.stderr_so_far()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    };
+    wait("ready", &|a| a.stderr_so_far().contains("flow-agent ready"))?;
+    let said = format!(
+        "configuration file {} (the default: no --config given",
+        default.display()
+    );
+    ensure!(
+        agent.stderr_so_far().contains(&said),
+        "the log does not say which file:\n{}",
+        agent.stderr_so_far()
+    );
+    // The file's stats_interval (the built-in one is 60 s).
+    wait("a stats event", &|a| {
+        a.stdout_so_far().contains("\"event_action\":\"stats\"")
+    })?;
+    write_atomically(&default, "[health]\nstats_interval = 0\n")?;
+    agent.signal(libc::SIGHUP)?;
+    wait("the reload", &|a| {
+        a.stderr_so_far().contains("configuration reloaded")
+    })?;
+    agent.signal(libc::SIGTERM)?;
+    let out = agent.wait(Duration::from_secs(30))?;
+    ensure!(
+        out.status.success(),
+        "exit {}: {}",
+        out.status,
+        out.stderr_str()
+    );
+    Ok(())
+}
+
 /// Server: accepts on every port given, reads each connection to EOF, replies, closes.
 const SERVER: &str = r#"
 import socket, sys, threading
