@@ -29,7 +29,7 @@ use support::{
 };
 
 const PACKAGE: &str = "flow-agent";
-const UNIT: &str = "/lib/systemd/system/flow-agent.service";
+const UNIT: &str = "/usr/lib/systemd/system/flow-agent.service";
 const CONFIG: &str = "/etc/flow-agent/config.toml";
 /// Held for the whole test: one run at a time on a machine, whichever worktree it comes from.
 const LOCK: &str = "/run/lock/flow-agent-package-test.lock";
@@ -172,7 +172,7 @@ fn check_deb(deb: &Path) -> Result<()> {
     let list = stdout_of(Command::new("dpkg-deb").arg("-c").arg(deb))?;
     for (path, mode) in [
         ("./usr/bin/flow-agent", "-rwxr-xr-x"),
-        ("./lib/systemd/system/flow-agent.service", "-rw-r--r--"),
+        ("./usr/lib/systemd/system/flow-agent.service", "-rw-r--r--"),
         ("./etc/flow-agent/config.toml", "-rw-r--r--"),
         ("./usr/share/man/man8/flow-agent.8.gz", "-rw-r--r--"),
         ("./usr/share/doc/flow-agent/copyright", "-rw-r--r--"),

@@ -208,7 +208,8 @@ pub fn assemble(binary: &Path, out: &Path) -> Result<PathBuf> {
 
     let entries = [
         Entry {
-            path: "lib/systemd/system/flow-agent.service",
+            // Debian's place for units since the /usr merge (lintian: systemd-service-in-odd-location).
+            path: "usr/lib/systemd/system/flow-agent.service",
             mode: 0o644,
             contents: read("packaging/flow-agent.service")?,
         },
