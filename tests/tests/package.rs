@@ -43,6 +43,8 @@ const CONFIG_BEFORE: &str = "[health]\nstats_interval = 0\n\n\
     [[outputs]]\nname = \"journal\"\nformat = \"native\"\n[outputs.stdout]\n";
 const CONFIG_AFTER: &str = "[health]\nstats_interval = 1\n\n\
     [[outputs]]\nname = \"journal\"\nformat = \"native\"\n[outputs.stdout]\n";
+/// A change the agent would reject: it must not start on it, and not be restarted either.
+const CONFIG_INVALID: &str = "[health]\nstats_interval = \"often\"\n";
 
 #[test]
 fn deb_installs_runs_as_its_unit_says_and_purges_clean() -> Result<()> {
@@ -340,6 +342,8 @@ fn check_installed(startup: &BTreeSet<String>) -> Result<()> {
         ),
         ("ExecReload", "/bin/kill -HUP $MAINPID"),
         ("Restart", "on-failure"),
+        // Configuration error, unsupported kernel: restarting helps nobody.
+        ("RestartPreventExitStatus", "2 3"),
         ("User", PACKAGE),
         ("Group", PACKAGE),
         ("NoNewPrivileges", "yes"),
@@ -540,6 +544,29 @@ fn run_with_systemd(kept: &BTreeSet<String>, user: &PasswdEntry) -> Result<()> {
     systemctl(&["stop", "flow-agent.service"])?;
     ensure!(show("ActiveState")? == "inactive");
     ensure!(show("Result")? == "success", "Result={}", show("Result")?);
+
+    // A configuration error (exit status 2) is not restarted: the unit fails and stays so.
+    std::fs::write(CONFIG, CONFIG_INVALID)?;
+    let start = Command::new("systemctl")
+        .args(["start", "flow-agent.service"])
+        .output()?;
+    ensure!(
+        !start.status.success(),
+        "the agent started on an invalid file"
+    );
+    let unit = unit_service_settings(&std::fs::read_to_string(UNIT)?);
+    let restart_sec = Duration::from_micros(timespan_usec(setting(&unit, "RestartSec")?)?);
+    std::thread::sleep(restart_sec + slowed(Duration::from_secs(3)));
+    ensure!(
+        show("NRestarts")? == "0" && show("ActiveState")? == "failed",
+        "after exit status 2: NRestarts={} ActiveState={} ExecMainStatus={}",
+        show("NRestarts")?,
+        show("ActiveState")?,
+        show("ExecMainStatus")?
+    );
+    ensure!(show("ExecMainStatus")? == "2");
+    systemctl(&["reset-failed", "flow-agent.service"])?;
+    std::fs::write(CONFIG, CONFIG_AFTER)?;
     Ok(())
 }
 
