@@ -14,13 +14,13 @@ mod support;
 
 use anyhow::{bail, ensure, Context, Result};
 use flow_agent_tests::{find_tool, require_root_and_bpf, require_tools, slowed, Agent, TempDir};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-use support::notify::{value, NotifyListener};
+use support::notify::{has, value, NotifyListener};
 use support::running::Running;
 use support::WAIT;
 use support::{
@@ -43,8 +43,11 @@ const CONFIG_BEFORE: &str = "[health]\nstats_interval = 0\n\n\
     [[outputs]]\nname = \"journal\"\nformat = \"native\"\n[outputs.stdout]\n";
 const CONFIG_AFTER: &str = "[health]\nstats_interval = 1\n\n\
     [[outputs]]\nname = \"journal\"\nformat = \"native\"\n[outputs.stdout]\n";
-/// A change the agent would reject: it must not start on it, and not be restarted either.
+/// A change the agent would reject: `systemctl reload` must fail on it.
 const CONFIG_INVALID: &str = "[health]\nstats_interval = \"often\"\n";
+/// The unit's ExecReload lines, in order.
+const RELOAD_CHECK: &str = "/usr/bin/flow-agent check-config /etc/flow-agent/config.toml";
+const RELOAD_SIGNAL: &str = "/bin/kill -HUP $MAINPID";
 
 #[test]
 fn deb_installs_runs_as_its_unit_says_and_purges_clean() -> Result<()> {
@@ -340,7 +343,6 @@ fn check_installed(startup: &BTreeSet<String>) -> Result<()> {
             "ExecStart",
             "/usr/bin/flow-agent run --config /etc/flow-agent/config.toml",
         ),
-        ("ExecReload", "/bin/kill -HUP $MAINPID"),
         ("Restart", "on-failure"),
         // Configuration error, unsupported kernel: restarting helps nobody.
         ("RestartPreventExitStatus", "2 3"),
@@ -359,6 +361,13 @@ fn check_installed(startup: &BTreeSet<String>) -> Result<()> {
         ensure!(setting(&s, key)? == want, "{key}={}", setting(&s, key)?);
     }
     ensure!(timespan_usec(setting(&s, "WatchdogSec")?)? > 0);
+    // The file is checked before the signal, so that `systemctl reload` fails on a bad one.
+    ensure!(
+        s.get("ExecReload").map(Vec::as_slice)
+            == Some(&[RELOAD_CHECK.to_string(), RELOAD_SIGNAL.to_string()][..]),
+        "ExecReload={:?}",
+        s.get("ExecReload")
+    );
     for key in ["AmbientCapabilities", "CapabilityBoundingSet"] {
         ensure!(
             &cap_set(setting(&s, key)?) == startup,
@@ -404,17 +413,16 @@ fn check_installed(startup: &BTreeSet<String>) -> Result<()> {
     Ok(())
 }
 
-/// No systemd here: the unit's ExecStart with the unit's credentials and environment.
-fn run_as_the_unit_says(kept: &BTreeSet<String>, user: &PasswdEntry, scratch: &Path) -> Result<()> {
-    let unit = std::fs::read_to_string(UNIT)?;
-    let s = unit_service_settings(&unit);
-    let exec: Vec<&str> = setting(&s, "ExecStart")?.split_whitespace().collect();
+/// The unit's credentials applied by setpriv (User, Group, ambient and bounding capabilities,
+/// NoNewPrivileges) to `exec`, with the manager's clean environment; what systemd does for
+/// ExecStart and ExecReload alike.
+fn as_the_unit(s: &HashMap<String, Vec<String>>, exec: &[String]) -> Result<Command> {
     ensure!(
         !exec.iter().any(|a| a.contains(['"', '\'', '$'])),
-        "ExecStart needs a real shell-like parser: {exec:?}"
+        "the unit's command needs a real shell-like parser: {exec:?}"
     );
     let setpriv_caps = |key: &str| -> Result<String> {
-        let caps: Vec<String> = setting(&s, key)?
+        let caps: Vec<String> = setting(s, key)?
             .split_whitespace()
             .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_ascii_lowercase()))
             .collect();
@@ -422,8 +430,8 @@ fn run_as_the_unit_says(kept: &BTreeSet<String>, user: &PasswdEntry, scratch: &P
     };
     let ambient = setpriv_caps("AmbientCapabilities")?;
     let mut cmd = Command::new(find_tool("setpriv")?);
-    cmd.arg(format!("--reuid={}", setting(&s, "User")?))
-        .arg(format!("--regid={}", setting(&s, "Group")?))
+    cmd.arg(format!("--reuid={}", setting(s, "User")?))
+        .arg(format!("--regid={}", setting(s, "Group")?))
         .arg("--init-groups")
         .arg(format!("--inh-caps={ambient}"))
         .arg(format!("--ambient-caps={ambient}"))
@@ -431,22 +439,57 @@ fn run_as_the_unit_says(kept: &BTreeSet<String>, user: &PasswdEntry, scratch: &P
             "--bounding-set={}",
             setpriv_caps("CapabilityBoundingSet")?
         ));
-    if setting(&s, "NoNewPrivileges")? == "yes" {
+    if setting(s, "NoNewPrivileges")? == "yes" {
         cmd.arg("--no-new-privs");
     }
-    cmd.arg("--").args(&exec);
-    let notify_dir = scratch.join("notify");
-    std::fs::create_dir(&notify_dir)?;
-    let listener = NotifyListener::bind_path(&notify_dir)?;
-    let watchdog = timespan_usec(setting(&s, "WatchdogSec")?)?;
+    cmd.arg("--").args(exec);
     cmd.env_clear()
         .env(
             "PATH",
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         )
-        .env("NOTIFY_SOCKET", listener.address())
-        .env("WATCHDOG_USEC", watchdog.to_string())
         .current_dir("/");
+    Ok(cmd)
+}
+
+/// `systemctl reload` without systemd: every ExecReload line in order, `$MAINPID` replaced,
+/// as the unit's user; the first that fails fails the reload and the rest do not run.
+fn reload_as_the_unit(s: &HashMap<String, Vec<String>>, pid: u32) -> Result<Result<(), String>> {
+    for line in s.get("ExecReload").context("the unit has no ExecReload=")? {
+        let exec: Vec<String> = line
+            .split_whitespace()
+            .map(|a| a.replace("$MAINPID", &pid.to_string()))
+            .collect();
+        let out = as_the_unit(s, &exec)?
+            .output()
+            .with_context(|| format!("running {line}"))?;
+        if !out.status.success() {
+            return Ok(Err(format!(
+                "{line}: {}\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// No systemd here: the unit's ExecStart with the unit's credentials and environment.
+fn run_as_the_unit_says(kept: &BTreeSet<String>, user: &PasswdEntry, scratch: &Path) -> Result<()> {
+    let unit = std::fs::read_to_string(UNIT)?;
+    let s = unit_service_settings(&unit);
+    let exec: Vec<String> = setting(&s, "ExecStart")?
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let mut cmd = as_the_unit(&s, &exec)?;
+    let notify_dir = scratch.join("notify");
+    std::fs::create_dir(&notify_dir)?;
+    let listener = NotifyListener::bind_path(&notify_dir)?;
+    let watchdog = timespan_usec(setting(&s, "WatchdogSec")?)?;
+    cmd.env("NOTIFY_SOCKET", listener.address())
+        .env("WATCHDOG_USEC", watchdog.to_string());
     let umask = u32::from_str_radix(setting(&s, "UMask")?, 8)?;
     ensure!(setting(&s, "LimitMEMLOCK")? == "infinity");
     // SAFETY: umask and setrlimit are async-signal-safe.
@@ -487,14 +530,28 @@ fn run_as_the_unit_says(kept: &BTreeSet<String>, user: &PasswdEntry, scratch: &P
     assert_own_flow(&agent, loopback_connection(1500)?, 1500)?;
     listener.wait_for(ready + 1, "WATCHDOG=1", WAIT)?;
 
+    // A file the agent would reject: the reload fails at check-config, and no signal is sent.
+    std::fs::write(CONFIG, CONFIG_INVALID)?;
+    match reload_as_the_unit(&s, agent.pid())? {
+        Err(e) if e.starts_with(RELOAD_CHECK) && e.contains("health.stats_interval") => {}
+        other => bail!("reload of an invalid file: {other:?}"),
+    }
     // Reload the way the unit does it, into a configuration with stats events.
     std::fs::write(CONFIG, CONFIG_AFTER)?;
-    let reload: Vec<String> = setting(&s, "ExecReload")?
-        .split_whitespace()
-        .map(|a| a.replace("$MAINPID", &agent.pid().to_string()))
-        .collect();
-    output(Command::new(&reload[0]).args(&reload[1..]))?;
+    if let Err(e) = reload_as_the_unit(&s, agent.pid())? {
+        bail!("reload failed: {e}");
+    }
     let (reloading, msg) = listener.wait_for(ready + 1, "RELOADING=1", WAIT)?;
+    let reloads = listener
+        .messages()
+        .iter()
+        .filter(|m| has(m, "RELOADING=1"))
+        .count();
+    ensure!(
+        reloads == 1 && !agent.stderr().contains("not reloaded"),
+        "the rejected file reached the agent ({reloads} reloads):\n{}",
+        agent.stderr()
+    );
     ensure!(value(&msg, "MONOTONIC_USEC").is_some(), "{msg:?}");
     let (reloaded, _) = listener.wait_for(reloading + 1, "READY=1", WAIT)?;
     agent.wait_for_events(|e| e["event_action"] == "stats", 1, WAIT)?;
@@ -534,6 +591,19 @@ fn run_with_systemd(kept: &BTreeSet<String>, user: &PasswdEntry) -> Result<()> {
     let creds = assert_dropped(pid, kept)?;
     ensure!(creds.uid == [user.uid; 4], "uid {:?}", creds.uid);
     journal_event(pid, is_own_connector_end(loopback_connection(1500)?)?)?;
+    // ExecReload checks the file first: a file the agent would reject fails the reload.
+    std::fs::write(CONFIG, CONFIG_INVALID)?;
+    let reload = Command::new("systemctl")
+        .args(["reload", "flow-agent.service"])
+        .output()?;
+    ensure!(
+        !reload.status.success(),
+        "systemctl reload accepted an invalid file"
+    );
+    ensure!(
+        show("ActiveState")? == "active" && show("MainPID")? == pid.to_string(),
+        "a failed reload stopped the agent"
+    );
     std::fs::write(CONFIG, CONFIG_AFTER)?;
     systemctl(&["reload", "flow-agent.service"])?;
     journal_event(pid, |e| e["event_action"] == "stats")?;
