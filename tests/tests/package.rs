@@ -1,6 +1,7 @@
 //! The Debian package end to end, the way docs/install.md has an administrator use it: build it
 //! (`cargo xtask deb`), check what it holds, install it, start the service as its unit says,
-//! see events, reload it, see the dropped capabilities in /proc, stop it, remove and purge it.
+//! see events, reload it (and fail to reload an invalid file), see the dropped capabilities in
+//! /proc, stop it, remove and purge it (which keeps the system user, as Debian does).
 //!
 //! Where systemd runs (PID 1) the service is started with systemctl; elsewhere the unit's
 //! ExecStart runs with the unit's credentials applied by setpriv (User, Group, ambient and
@@ -9,7 +10,11 @@
 //!
 //! The test installs into /usr, /etc and /var: it takes a lock so that two runs never overlap,
 //! refuses to touch a flow-agent it did not install, and purges what it installed even when it
-//! fails.
+//! fails; the system user too when its installation created it.
+//!
+//! While the package is installed, /etc/flow-agent/config.toml exists on this machine: the
+//! harness passes `--no-config` to every agent started without `--config`, so that other tests
+//! running meanwhile do not pick it up as their default configuration.
 mod support;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -68,7 +73,7 @@ fn deb_installs_runs_as_its_unit_says_and_purges_clean() -> Result<()> {
     let deb = build_deb(scratch.path())?;
     check_deb(&deb)?;
 
-    let installed = Installed::install(&deb)?;
+    let mut installed = Installed::install(&deb)?;
     check_installed(&startup)?;
     let user = passwd_entry(PACKAGE)?;
     std::fs::write(CONFIG, CONFIG_BEFORE)?;
@@ -200,22 +205,40 @@ fn check_deb(deb: &Path) -> Result<()> {
 }
 
 /// Installs the package on creation; purges it on drop unless [`Installed::purged`] says the
-/// test did.
+/// test did. The purge keeps the system user and group (Debian practice); when the
+/// installation created them, they are deleted on drop too, so that the machine is left as the
+/// test found it. A user that was there before stays.
 struct Installed {
     done: bool,
+    created_user: bool,
 }
+
+/// In [`MARKER`] when the test's installation created the user.
+const CREATED_USER: &str = "created-user";
 
 impl Installed {
     fn install(deb: &Path) -> Result<Installed> {
+        let earlier = std::fs::read_to_string(MARKER).ok();
         if package_status()?.is_some() {
             ensure!(
-                Path::new(MARKER).exists(),
+                earlier.is_some(),
                 "{PACKAGE} is installed on this machine and not by this test: remove it first"
             );
             dpkg(&["--purge", PACKAGE]).context("purging an earlier run's installation")?;
         }
-        std::fs::write(MARKER, "installed by tests/tests/package.rs\n")?;
-        let guard = Installed { done: false };
+        if earlier.is_some_and(|m| m.lines().any(|l| l == CREATED_USER)) {
+            delete_user().context("deleting an earlier run's user")?;
+        }
+        let created_user = passwd_entry(PACKAGE).is_err();
+        let mut marker = "installed by tests/tests/package.rs\n".to_string();
+        if created_user {
+            marker += &format!("{CREATED_USER}\n");
+        }
+        std::fs::write(MARKER, marker)?;
+        let guard = Installed {
+            done: false,
+            created_user,
+        };
         dpkg(&["--install", &deb.display().to_string()])?;
         let status = package_status()?;
         ensure!(
@@ -225,18 +248,38 @@ impl Installed {
         Ok(guard)
     }
 
-    fn purged(mut self) {
+    /// The test purged the package itself; the user goes on drop, after the checks.
+    fn purged(&mut self) {
         self.done = true;
-        let _ = std::fs::remove_file(MARKER);
     }
 }
 
 impl Drop for Installed {
     fn drop(&mut self) {
-        if !self.done && dpkg(&["--purge", PACKAGE]).is_ok() {
-            let _ = std::fs::remove_file(MARKER);
+        if !self.done && dpkg(&["--purge", PACKAGE]).is_err() {
+            return;
         }
+        if self.created_user && delete_user().is_err() {
+            return;
+        }
+        let _ = std::fs::remove_file(MARKER);
     }
+}
+
+/// Deletes the package's system user and group, as the purge no longer does.
+fn delete_user() -> Result<()> {
+    if passwd_entry(PACKAGE).is_ok() {
+        output(Command::new(find_tool("deluser")?).args(["--system", "--quiet", PACKAGE]))?;
+    }
+    if group_exists(PACKAGE)? {
+        output(Command::new(find_tool("delgroup")?).args(["--system", "--quiet", PACKAGE]))?;
+    }
+    Ok(())
+}
+
+fn group_exists(name: &str) -> Result<bool> {
+    let group = std::fs::read_to_string("/etc/group")?;
+    Ok(group.lines().any(|l| l.split(':').next() == Some(name)))
 }
 
 /// dpkg, waiting while another dpkg or apt holds the lock (apt installs run in parallel).
@@ -685,8 +728,8 @@ fn check_removed() -> Result<()> {
     Ok(())
 }
 
-/// After `dpkg --purge`: nothing left of the package, its user, its overrides or its unit's
-/// enablement.
+/// After `dpkg --purge`: nothing left of the package, its overrides or its unit's enablement;
+/// its system user and group stay (Debian does not delete system users on purge).
 fn check_purged() -> Result<()> {
     for gone in [
         "/etc/flow-agent",
@@ -696,12 +739,11 @@ fn check_purged() -> Result<()> {
         ensure!(!Path::new(gone).exists(), "{gone} still there after purge");
     }
     ensure!(package_status()?.is_none(), "dpkg still knows {PACKAGE}");
-    ensure!(passwd_entry(PACKAGE).is_err(), "user {PACKAGE} still there");
-    let group = std::fs::read_to_string("/etc/group")?;
     ensure!(
-        !group.lines().any(|l| l.starts_with(&format!("{PACKAGE}:"))),
-        "group {PACKAGE} still there"
+        passwd_entry(PACKAGE).is_ok(),
+        "purge deleted user {PACKAGE}"
     );
+    ensure!(group_exists(PACKAGE)?, "purge deleted group {PACKAGE}");
     let overrides = stdout_of(Command::new("dpkg-statoverride").arg("--list"))?;
     ensure!(
         !overrides.contains("/etc/flow-agent"),
