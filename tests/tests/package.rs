@@ -179,6 +179,12 @@ fn check_deb(deb: &Path) -> Result<()> {
         depends.starts_with("libc6 (>= 2.") && depends.contains("adduser"),
         "Depends: {depends}"
     );
+    // The CA bundle the tls syslog transport and https outputs verify servers with.
+    ensure!(
+        field("Recommends")? == "ca-certificates",
+        "Recommends: {}",
+        field("Recommends")?
+    );
     let list = stdout_of(Command::new("dpkg-deb").arg("-c").arg(deb))?;
     for (path, mode) in [
         ("./usr/bin/flow-agent", "-rwxr-xr-x"),

@@ -18,6 +18,9 @@ pub const PACKAGE: &str = "flow-agent";
 const MAINTAINER: &str = "flow-agent developers <dev@flow-agent.invalid>";
 /// Tools the assembly runs; `cargo xtask deb` installs them when missing.
 pub const TOOLS: &[&str] = &["dpkg-dev", "binutils"];
+/// The CA bundle the syslog `tls` transport and `https://` outputs verify servers with by
+/// default (/etc/ssl/certs/ca-certificates.crt): recommended, since outputs may not need it.
+const RECOMMENDS: &str = "ca-certificates";
 
 #[derive(clap::Args)]
 pub struct DebArgs {
@@ -160,6 +163,7 @@ fn control(version: &str, arch: &str, depends: &str, installed_kib: u64) -> Stri
          Maintainer: {MAINTAINER}\n\
          Installed-Size: {installed_kib}\n\
          Depends: {depends}, adduser\n\
+         Recommends: {RECOMMENDS}\n\
          Section: net\n\
          Priority: optional\n\
          Description: host-level network flow sensor (eBPF)\n \
