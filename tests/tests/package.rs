@@ -36,6 +36,8 @@ use support::{
 const PACKAGE: &str = "flow-agent";
 const UNIT: &str = "/usr/lib/systemd/system/flow-agent.service";
 const CONFIG: &str = "/etc/flow-agent/config.toml";
+/// The events' JSON Schema; /usr/share/doc/flow-agent links to it.
+const SCHEMA: &str = "/usr/share/flow-agent/events.schema.json";
 /// Held for the whole test: one run at a time on a machine, whichever worktree it comes from.
 const LOCK: &str = "/run/lock/flow-agent-package-test.lock";
 /// Exists while this test has the package installed; a leftover means an earlier run died
@@ -197,6 +199,19 @@ fn check_deb(deb: &Path) -> Result<()> {
             "-rw-r--r--",
         ),
         ("./usr/share/doc/flow-agent/install.md", "-rw-r--r--"),
+        ("./usr/share/doc/flow-agent/cli.md", "-rw-r--r--"),
+        ("./usr/share/doc/flow-agent/configuration.md", "-rw-r--r--"),
+        ("./usr/share/doc/flow-agent/events.md", "-rw-r--r--"),
+        ("./usr/share/doc/flow-agent/sink-syslog.md", "-rw-r--r--"),
+        (
+            "./usr/share/doc/flow-agent/security-privileges.md",
+            "-rw-r--r--",
+        ),
+        (&format!(".{SCHEMA}"), "-rw-r--r--"),
+        (
+            "./usr/share/doc/flow-agent/events.schema.json -> ../../flow-agent/events.schema.json",
+            "lrwxrwxrwx",
+        ),
     ] {
         ensure!(
             list.lines()
@@ -449,6 +464,15 @@ fn check_installed(startup: &BTreeSet<String>) -> Result<()> {
     for needle in ["flow-agent run", "--config", "SIGHUP", "CAP_SYS_PTRACE"] {
         ensure!(page.contains(needle), "man page lacks {needle:?}:\n{page}");
     }
+    // The schema as the repository has it, also through the docs' link (events.md's).
+    let schema = std::fs::read(workspace().join("docs/events.schema.json"))?;
+    for path in [SCHEMA, "/usr/share/doc/flow-agent/events.schema.json"] {
+        ensure!(
+            std::fs::read(path).with_context(|| format!("reading {path}"))? == schema,
+            "{path} differs from docs/events.schema.json"
+        );
+    }
+    serde_json::from_slice::<serde_json::Value>(&schema).context("the schema is not JSON")?;
     let overrides = stdout_of(Command::new("dpkg-statoverride").arg("--list"))?;
     for line in [
         format!("root {PACKAGE} 750 /etc/flow-agent"),
@@ -720,6 +744,7 @@ fn check_removed() -> Result<()> {
         UNIT,
         "/usr/share/man/man8/flow-agent.8.gz",
         "/usr/share/doc/flow-agent",
+        "/usr/share/flow-agent",
     ] {
         ensure!(!Path::new(gone).exists(), "{gone} still there after remove");
     }
