@@ -18,7 +18,9 @@
 mod support;
 
 use anyhow::{bail, ensure, Context, Result};
-use flow_agent_tests::{find_tool, require_root_and_bpf, require_tools, slowed, Agent, TempDir};
+use flow_agent_tests::{
+    find_tool, require_root_and_bpf, require_tools, slowed, Agent, TempDir, DEFAULT_CONFIG_ENV,
+};
 use std::collections::{BTreeSet, HashMap};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
@@ -80,6 +82,16 @@ fn deb_installs_runs_as_its_unit_says_and_purges_clean() -> Result<()> {
     let user = passwd_entry(PACKAGE)?;
     std::fs::write(CONFIG, CONFIG_BEFORE)?;
     check_mode(CONFIG, 0o640, 0, user.gid)?;
+    // docs/install.md's step 4: without an argument, check-config checks the installed file.
+    let checked = stdout_of(
+        Command::new("/usr/bin/flow-agent")
+            .arg("check-config")
+            .env_remove(DEFAULT_CONFIG_ENV),
+    )?;
+    ensure!(
+        checked == format!("{CONFIG}: ok\n"),
+        "check-config: {checked:?}"
+    );
     if Path::new("/run/systemd/system").is_dir() {
         run_with_systemd(&kept, &user)?;
     } else {
