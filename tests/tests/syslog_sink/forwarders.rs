@@ -1,6 +1,8 @@
 //! Real syslog servers for the tests: private rsyslogd and syslog-ng instances, each with its
 //! own work directory, listening only on loopback ports and unix sockets in that directory,
 //! writing the MSG part of every message they receive, one per line, to a file per input.
+//! Unix sockets are read the way the system socket /dev/log is (rsyslog's imuxsock with its
+//! special parser, syslog-ng's default parser): they get the local syslog form.
 use anyhow::{bail, Context, Result};
 use flow_agent_tests::{describe_bound, find_tool, slowed};
 use std::{
@@ -157,21 +159,28 @@ fn rsyslog_config(dir: &Path, inputs: &[Input], pki: &Pki) -> String {
          module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
          module(load=\"imudp\")\nmodule(load=\"imtcp\" MaxSessions=\"1000\")\n\
          module(load=\"imptcp\")\n\
-         template(name=\"msg\" type=\"string\" string=\"%msg%\\n\")\n",
+         template(name=\"msg\" type=\"string\" string=\"%msg%\\n\")\n\
+         # The local form's MSG starts with the space after \"TAG[PID]:\", which rsyslog keeps.\n\
+         template(name=\"localmsg\" type=\"string\" string=\"%msg:2:$%\\n\")\n",
         pki.ca.display(),
         pki.cert.display(),
         pki.key.display()
     );
     for i in inputs {
         let n = &i.name;
+        let template = match &i.listen {
+            Listen::UnixDgram(_) | Listen::UnixStream(_) => "localmsg",
+            _ => "msg",
+        };
         c += &format!(
-            "ruleset(name=\"{n}\") {{ action(type=\"omfile\" file=\"{d}/{n}.log\" template=\"msg\") }}\n"
+            "ruleset(name=\"{n}\") {{ action(type=\"omfile\" file=\"{d}/{n}.log\" template=\"{template}\") }}\n"
         );
         let tls =
             "streamDriver.name=\"ossl\" streamDriver.mode=\"1\" streamDriver.authMode=\"anon\"";
         c += &match &i.listen {
+            // As rsyslog reads /dev/log: the special parser (the default), no hostname.
             Listen::UnixDgram(p) => format!(
-                "input(type=\"imuxsock\" Socket=\"{}\" UseSpecialParser=\"off\" ParseHostname=\"on\" RateLimit.Interval=\"0\" ruleset=\"{n}\")\n",
+                "input(type=\"imuxsock\" Socket=\"{}\" RateLimit.Interval=\"0\" ruleset=\"{n}\")\n",
                 p.display()
             ),
             Listen::UnixStream(p) => format!(
@@ -205,12 +214,12 @@ fn syslog_ng_config(dir: &Path, inputs: &[Input], pki: &Pki) -> String {
     let net = "max-connections(10) log-iw-size(100000)";
     for i in inputs {
         let n = &i.name;
+        // Unix sources parse the local form by default, as syslog-ng's system() source does.
         let source = match &i.listen {
-            Listen::UnixDgram(p) => format!("unix-dgram(\"{}\" flags(syslog-protocol))", p.display()),
-            Listen::UnixStream(p) => format!(
-                "unix-stream(\"{}\" flags(syslog-protocol) {net})",
-                p.display()
-            ),
+            Listen::UnixDgram(p) => {
+                format!("unix-dgram(\"{}\")", p.display())
+            }
+            Listen::UnixStream(p) => format!("unix-stream(\"{}\" {net})", p.display()),
             Listen::Udp(port) => format!(
                 "syslog(ip(\"127.0.0.1\") port({port}) transport(\"udp\") so-rcvbuf(16777216))"
             ),
