@@ -15,6 +15,9 @@ use std::{
 #[derive(Clone, Debug)]
 pub enum Listen {
     UnixDgram(PathBuf),
+    /// A unix datagram socket like [`Listen::UnixDgram`] whose lines are the fields the
+    /// forwarder parsed from each message: `TAG|PID|SEVERITY|FACILITY|MSG` ([`Fields`]).
+    UnixFields(PathBuf),
     UnixStream(PathBuf),
     Udp(u16),
     /// TCP; rsyslog takes either framing on one port, syslog-ng needs to know.
@@ -161,7 +164,9 @@ fn rsyslog_config(dir: &Path, inputs: &[Input], pki: &Pki) -> String {
          module(load=\"imptcp\")\n\
          template(name=\"msg\" type=\"string\" string=\"%msg%\\n\")\n\
          # The local form's MSG starts with the space after \"TAG[PID]:\", which rsyslog keeps.\n\
-         template(name=\"localmsg\" type=\"string\" string=\"%msg:2:$%\\n\")\n",
+         template(name=\"localmsg\" type=\"string\" string=\"%msg:2:$%\\n\")\n\
+         template(name=\"fields\" type=\"string\" \
+         string=\"%programname%|%procid%|%syslogseverity-text%|%syslogfacility-text%|%msg:2:$%\\n\")\n",
         pki.ca.display(),
         pki.cert.display(),
         pki.key.display()
@@ -170,6 +175,7 @@ fn rsyslog_config(dir: &Path, inputs: &[Input], pki: &Pki) -> String {
         let n = &i.name;
         let template = match &i.listen {
             Listen::UnixDgram(_) | Listen::UnixStream(_) => "localmsg",
+            Listen::UnixFields(_) => "fields",
             _ => "msg",
         };
         c += &format!(
@@ -179,7 +185,7 @@ fn rsyslog_config(dir: &Path, inputs: &[Input], pki: &Pki) -> String {
             "streamDriver.name=\"ossl\" streamDriver.mode=\"1\" streamDriver.authMode=\"anon\"";
         c += &match &i.listen {
             // As rsyslog reads /dev/log: the special parser (the default), no hostname.
-            Listen::UnixDgram(p) => format!(
+            Listen::UnixDgram(p) | Listen::UnixFields(p) => format!(
                 "input(type=\"imuxsock\" Socket=\"{}\" RateLimit.Interval=\"0\" ruleset=\"{n}\")\n",
                 p.display()
             ),
@@ -216,7 +222,7 @@ fn syslog_ng_config(dir: &Path, inputs: &[Input], pki: &Pki) -> String {
         let n = &i.name;
         // Unix sources parse the local form by default, as syslog-ng's system() source does.
         let source = match &i.listen {
-            Listen::UnixDgram(p) => {
+            Listen::UnixDgram(p) | Listen::UnixFields(p) => {
                 format!("unix-dgram(\"{}\")", p.display())
             }
             Listen::UnixStream(p) => format!("unix-stream(\"{}\" {net})", p.display()),
@@ -236,9 +242,13 @@ fn syslog_ng_config(dir: &Path, inputs: &[Input], pki: &Pki) -> String {
                 "network(ip(\"127.0.0.1\") port({port}) transport(\"tls\") {tls} flags(syslog-protocol) {net})"
             ),
         };
+        let template = match &i.listen {
+            Listen::UnixFields(_) => "${PROGRAM}|${PID}|${LEVEL}|${FACILITY}|${MSG}",
+            _ => "${MSG}",
+        };
         c += &format!(
             "source s_{n} {{ {source}; }};\n\
-             destination d_{n} {{ file(\"{d}/{n}.log\" template(\"${{MSG}}\\n\") template-escape(no)); }};\n\
+             destination d_{n} {{ file(\"{d}/{n}.log\" template(\"{template}\\n\") template-escape(no)); }};\n\
              log {{ source(s_{n}); destination(d_{n}); flags(flow-control); }};\n"
         );
     }
@@ -335,7 +345,7 @@ impl Forwarder {
         for i in &self.inputs {
             loop {
                 let ready = match &i.listen {
-                    Listen::UnixDgram(p) => p.exists(),
+                    Listen::UnixDgram(p) | Listen::UnixFields(p) => p.exists(),
                     Listen::UnixStream(p) => std::os::unix::net::UnixStream::connect(p).is_ok(),
                     Listen::Udp(_) => true,
                     Listen::TcpOctet(port)
@@ -384,7 +394,8 @@ impl Forwarder {
         }
         // Unix sockets stay behind; the next start makes new ones.
         for i in &self.inputs {
-            if let Listen::UnixDgram(p) | Listen::UnixStream(p) = &i.listen {
+            if let Listen::UnixDgram(p) | Listen::UnixFields(p) | Listen::UnixStream(p) = &i.listen
+            {
                 let _ = std::fs::remove_file(p);
             }
         }
@@ -402,6 +413,29 @@ impl Forwarder {
             .lines()
             .map(str::to_string)
             .collect()
+    }
+}
+
+/// One line of a [`Listen::UnixFields`] input: what the forwarder parsed from a message.
+#[derive(Debug, PartialEq)]
+pub struct Fields {
+    pub tag: String,
+    pub pid: String,
+    pub severity: String,
+    pub facility: String,
+    pub msg: String,
+}
+
+impl Fields {
+    pub fn parse(line: &str) -> Option<Fields> {
+        let mut f = line.splitn(5, '|').map(str::to_string);
+        Some(Fields {
+            tag: f.next()?,
+            pid: f.next()?,
+            severity: f.next()?,
+            facility: f.next()?,
+            msg: f.next()?,
+        })
     }
 }
 
