@@ -12,7 +12,8 @@ every update interval while it lasts and one when it ends, each naming the proce
 cgroup and container behind it. Events go to the configured outputs (stdout, file, syslog,
 HTTP) in the native, ECS, OCSF, Zeek or Sysmon format.
 
-Without a command, flow-agent runs (as `flow-agent run`). Without a configuration file it
+Without a command, flow-agent runs (as `flow-agent run`). It reads the configuration file
+--config names, else /etc/flow-agent/config.toml when that exists; without a file it
 writes native events as JSON lines on stdout. The agent's own log goes to stderr (logfmt)
 or to the systemd journal, never to stdout.";
 
@@ -22,7 +23,8 @@ Exit status: 0 ok, 1 runtime error, 2 usage or configuration error, 3 kernel uns
 
 pub const AFTER_LONG_HELP: &str = "\
 CONFIGURATION
-    One TOML file (--config FILE) with the sections [agent], [flows], [enrich], [capture],
+    One TOML file: --config FILE, else /etc/flow-agent/config.toml when it exists (the log
+    says which at start; --no-config reads none). It has the sections [agent], [flows], [enrich], [capture],
     [filter], [health] and [[outputs]]. Every key is optional. `flow-agent config --default`
     prints every option at its default; docs/configuration.md documents each.
 
@@ -60,16 +62,24 @@ ENVIRONMENT
     FLOW_AGENT_JOURNAL_SOCKET
              The journal's socket for log_target = \"journald\" (default
              /run/systemd/journal/socket).
+    FLOW_AGENT_DEFAULT_CONFIG
+             For tests only: replaces /etc/flow-agent/config.toml as the file read
+             without --config.
 
 FILES
     /etc/flow-agent/config.toml
-             The configuration file of the packaged service (given with --config).
+             The configuration file read when --config is not given and it exists (and
+             the one the packaged service names with --config).
 
 EXAMPLES
     Native events on stdout, no configuration file:
         flow-agent
     Validate a file before installing it:
-        flow-agent check-config /etc/flow-agent/config.toml
+        flow-agent check-config /tmp/new.toml
+    Validate /etc/flow-agent/config.toml, the file the service runs with:
+        flow-agent check-config
+    Run with the built-in defaults although /etc/flow-agent/config.toml exists:
+        flow-agent run --no-config
     Start a file from the defaults:
         flow-agent config --default > /etc/flow-agent/config.toml
     Run with a file, but print ECS events on stdout instead of its outputs:
@@ -83,8 +93,13 @@ SEE ALSO
     docs/cli.md, docs/configuration.md, docs/filters.md, docs/events.md";
 
 pub const CONFIG: &str = "\
-Configuration file (TOML). Without it the built-in defaults apply: native events on stdout.
-The file must not be writable by anyone but root or the agent's user; SIGHUP reloads it.";
+Configuration file (TOML). Without it /etc/flow-agent/config.toml is read when it exists,
+else the built-in defaults apply: native events on stdout. The file must not be writable by
+anyone but root or the agent's user; SIGHUP reloads it.";
+
+pub const NO_CONFIG: &str = "\
+Read no configuration file, not /etc/flow-agent/config.toml either: the built-in defaults
+and the command line's options only. Not with --config.";
 
 pub const OUTPUT: &str = "\
 Send events to this output instead of the configuration's [[outputs]] (repeatable: every
@@ -111,9 +126,10 @@ types, bad CIDRs and ports, outputs without exactly one sink, conflicting option
 directories that do not exist, and the file's ownership and permissions. Every problem is
 printed as FILE:LINE:COLUMN: KEY: what is wrong (expected ...). Exits 0 and prints
 `FILE: ok` when the file is valid, 2 when it is not. --output and --log-level are checked
-with it.";
+with it. Without FILE: the --config file, else /etc/flow-agent/config.toml.";
 
 pub const CONFIG_CMD: &str = "\
 Print a configuration as TOML. With --default: every option at its default with comments,
 which parses back to the built-in defaults. Without: the effective configuration, the
---config file (or the defaults) with the command line's overrides applied.";
+--config file (else /etc/flow-agent/config.toml when it exists, else the defaults) with the
+command line's overrides applied.";

@@ -2,7 +2,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use flow_agent::{
-    config::{self, Config, ConfigError, LogLevel, Overrides, Seconds},
+    config::{self, Config, ConfigError, ConfigSource, LogLevel, Overrides, Seconds},
     enrich::host::HostInfo,
     logger,
     runtime::{self, KernelUnsupported, RunOptions},
@@ -36,6 +36,14 @@ struct Cli {
         long_help = help::CONFIG
     )]
     config: Option<PathBuf>,
+    /// Read no configuration file: not /etc/flow-agent/config.toml either.
+    #[arg(
+        long,
+        global = true,
+        conflicts_with = "config",
+        long_help = help::NO_CONFIG
+    )]
+    no_config: bool,
     /// The agent's log level: error, warn, info, debug or trace [default: info, or [agent] log_level].
     #[arg(long, global = true, value_name = "LEVEL", value_parser = parse_level)]
     log_level: Option<LogLevel>,
@@ -68,7 +76,7 @@ enum Command {
     /// Validate a configuration file without starting: exit 0 when valid, 2 when not.
     #[command(long_about = help::CHECK_CONFIG)]
     CheckConfig {
-        /// The file to check [default: --config FILE].
+        /// The file to check [default: --config FILE, else /etc/flow-agent/config.toml].
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
     },
@@ -199,13 +207,29 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::CheckConfig { file } => {
-            let Some(file) = file.or(cli.config) else {
-                return Err(Failure {
-                    code: EXIT_CONFIG,
-                    lines: vec!["check-config needs a file: flow-agent check-config FILE".into()],
-                });
+            // Without FILE, the file the agent would run with; a missing default is an error.
+            let file = match (file.or(cli.config), cli.no_config) {
+                (Some(file), _) => file,
+                (None, false) => config::default_path(),
+                (None, true) => {
+                    let why =
+                        "check-config with --no-config needs a file: flow-agent check-config FILE";
+                    return Err(Failure {
+                        code: EXIT_CONFIG,
+                        lines: vec![why.into()],
+                    });
+                }
             };
-            effective_config(Some(&file), &overrides)?;
+            let cfg = effective_config(Some(&file), &overrides)?;
+            // Valid, but worth a look: credentials an output would send in clear text.
+            for (i, output) in cfg.outputs.iter().enumerate() {
+                if let Some(w) = output.http.as_ref().and_then(|h| h.cleartext_warning()) {
+                    eprintln!(
+                        "flow-agent: warning: {}: outputs[{i}].http: {w}",
+                        file.display()
+                    );
+                }
+            }
             println!("{}: ok", file.display());
             Ok(())
         }
@@ -214,15 +238,16 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Config { default: false } => {
-            let cfg = effective_config(cli.config.as_deref(), &overrides)?;
-            print!("{}", cfg.to_toml());
+            let source = config::choose_file(cli.config, cli.no_config);
+            let cfg = effective_config(source.path(), &overrides)?;
+            print!("{}", cfg.to_toml_redacted());
             Ok(())
         }
         Command::Run(args) => {
             overrides.update_interval = args.update_interval;
             overrides.udp_idle_timeout = args.udp_idle_timeout;
             overrides.tcp_detail = args.tcp_detail;
-            run(cli.config, overrides)
+            run(config::choose_file(cli.config, cli.no_config), overrides)
         }
     }
 }
@@ -251,9 +276,20 @@ fn effective_config(
     Ok(cfg)
 }
 
-fn run(file: Option<PathBuf>, overrides: Overrides) -> Result<(), Failure> {
-    let config = effective_config(file.as_deref(), &overrides)?;
+fn run(source: ConfigSource, overrides: Overrides) -> Result<(), Failure> {
+    let config = effective_config(source.path(), &overrides)?;
     logger::configure(&config.agent);
+    match &source {
+        ConfigSource::Given(path) => log::info!("configuration file {}", path.display()),
+        ConfigSource::Default(path) => log::info!(
+            "configuration file {} (the default: no --config given; --no-config runs without it)",
+            path.display()
+        ),
+        ConfigSource::BuiltIn => {
+            log::info!("no configuration file: built-in defaults")
+        }
+    }
+    let file = source.into_path();
     let opts = RunOptions {
         capture: config.capture.to_capture_config(),
         flows: config.flow_table_config(),

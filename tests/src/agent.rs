@@ -19,6 +19,14 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Env var that overrides the binary path.
 const BIN_ENV: &str = "FLOW_AGENT_BIN";
+/// Without `--config` the agent reads /etc/flow-agent/config.toml when it exists (the package
+/// test installs one): the harness passes this instead, so no test depends on the host's /etc.
+pub const NO_CONFIG: &str = "--no-config";
+/// For agent command lines the harness does not build, where a `--config` may follow: this
+/// variable set to [`ABSENT_DEFAULT_CONFIG`] moves the default file to a path that does not
+/// exist (the agent reads it for tests only).
+pub const DEFAULT_CONFIG_ENV: &str = "FLOW_AGENT_DEFAULT_CONFIG";
+pub const ABSENT_DEFAULT_CONFIG: &str = "/nonexistent/flow-agent-tests/config.toml";
 /// How much context failure messages carry.
 const TAIL_EVENTS: usize = 20;
 const TAIL_STDERR_LINES: usize = 40;
@@ -102,7 +110,8 @@ impl Agent {
         bail!("flow-agent binary not found: set {BIN_ENV} or build it (cargo build -p flow-agent); tried {}", tried.join(", "))
     }
 
-    /// Starts `flow-agent run ARGS...` and waits until it is ready.
+    /// Starts `flow-agent run ARGS...` and waits until it is ready. Without a `--config` in
+    /// ARGS, `--no-config` is added ([`NO_CONFIG`]).
     pub fn start(args: &[&str]) -> Result<Agent> {
         Agent::start_bin(&Agent::binary()?, args)
     }
@@ -144,9 +153,11 @@ impl Agent {
     }
 
     fn spawn(mut command: Command, args: &[&str], stream: Option<LineSink>) -> Result<Agent> {
+        command.arg("run").args(args);
+        if !names_config(args) {
+            command.arg(NO_CONFIG);
+        }
         let mut child = command
-            .arg("run")
-            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -451,6 +462,17 @@ fn read_lines(
     })
 }
 
+/// Whether `args` choose the configuration themselves (`--config FILE`, `-c FILE`,
+/// `--config=FILE`, `-cFILE` or `--no-config`).
+pub fn names_config(args: &[&str]) -> bool {
+    args.iter().any(|a| {
+        *a == NO_CONFIG
+            || *a == "--config"
+            || a.starts_with("--config=")
+            || (a.starts_with("-c") && !a.starts_with("--"))
+    })
+}
+
 /// Failure context: last events, non-JSON lines and the stderr tail.
 fn context(state: &State) -> String {
     let skip = state.events.len().saturating_sub(TAIL_EVENTS);
@@ -475,4 +497,29 @@ fn context(state: &State) -> String {
         tail.join("\n")
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_config;
+
+    #[test]
+    fn a_config_on_the_command_line_is_recognised() {
+        for args in [
+            &["--config", "/a.toml"][..],
+            &["-c", "/a.toml"],
+            &["--config=/a.toml"],
+            &["-c/a.toml"],
+            &["--update-interval", "1", "--no-config"],
+        ] {
+            assert!(names_config(args), "{args:?}");
+        }
+        for args in [
+            &[][..],
+            &["--update-interval", "1"],
+            &["--output", "stdout"],
+        ] {
+            assert!(!names_config(args), "{args:?}");
+        }
+    }
 }

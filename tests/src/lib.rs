@@ -18,7 +18,10 @@ mod speed;
 mod tempdir;
 mod tools;
 
-pub use agent::{Agent, LineSink, READY_MARKER, READY_TIMEOUT, STOP_TIMEOUT};
+pub use agent::{
+    names_config, Agent, LineSink, ABSENT_DEFAULT_CONFIG, DEFAULT_CONFIG_ENV, NO_CONFIG,
+    READY_MARKER, READY_TIMEOUT, STOP_TIMEOUT,
+};
 pub use netns::{ResolvConf, TestHost};
 pub use process::{wait_for_tcp_listen, wait_for_tcp_listen_timeout, Cmd, Output, Spawned};
 pub use speed::{describe_bound, scale, scaled, slow, slowed, speed_summary, SCALE_ENV, SLOW_ENV};

@@ -1,5 +1,6 @@
 //! The configuration file and the command line, through the real binary: check-config on
 //! broken files (exact line, column, key and exit status), `config --default` round trip,
+//! secrets kept out of `config` and credentials over plain HTTP warned about,
 //! the agent refusing an invalid or unsafe file, and SIGHUP reloads with real traffic (a
 //! changed filter, update interval and local networks take effect; a flow spanning the reload
 //! keeps its events; an invalid new file leaves the old one in force).
@@ -14,14 +15,23 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use common::*;
-use flow_agent_tests::{Agent, Cmd, Output, Spawned, TempDir, TestHost};
+use flow_agent_tests::{
+    Agent, Cmd, Output, Spawned, TempDir, TestHost, ABSENT_DEFAULT_CONFIG, DEFAULT_CONFIG_ENV,
+};
 use serde_json::{json, Value};
 
 const EXIT_CONFIG: i32 = 2;
 
+/// `flow-agent ARGS...`, with no default configuration file (whatever the host's /etc holds).
 fn flow_agent(args: &[&str]) -> Result<Output> {
+    flow_agent_with_default(args, Path::new(ABSENT_DEFAULT_CONFIG))
+}
+
+/// `flow-agent ARGS...` with `default` in place of /etc/flow-agent/config.toml.
+fn flow_agent_with_default(args: &[&str], default: &Path) -> Result<Output> {
     Cmd::host(&Agent::binary()?.display().to_string())
         .args(args)
+        .env(DEFAULT_CONFIG_ENV, default)
         .env("RUST_BACKTRACE", "1")
         .timeout(Duration::from_secs(30))
         .output()
@@ -279,6 +289,107 @@ fn default_config_round_trips() -> Result<()> {
     Ok(())
 }
 
+/// An output with every kind of secret: basic authentication, credential headers, a token in
+/// the URL's query. `SCHEME` and `PORT` are filled in.
+const SECRETS: &str = r#"
+[[outputs]]
+name = "collector"
+[outputs.http]
+url = "SCHEME://127.0.0.1:PORT/in?access_token=qs-s3cret&tenant=blue"
+user = "flow-writer"
+password = "pw-s3cret"
+headers = { "X-Api-Key" = "hdr-s3cret", "X-Scope-OrgID" = "org-s3cret" }
+[outputs.http.delivery]
+close_timeout = 0.5
+"#;
+
+const SECRET_VALUES: [&str; 4] = ["qs-s3cret", "pw-s3cret", "hdr-s3cret", "org-s3cret"];
+
+fn secrets(scheme: &str, port: u16) -> String {
+    SECRETS
+        .replace("SCHEME", scheme)
+        .replace("PORT", &port.to_string())
+}
+
+/// `flow-agent config` prints the effective configuration without its secrets: passwords,
+/// every header value, secret-looking query values; names, users and the rest stay.
+#[test]
+fn config_prints_no_password_header_value_or_token() -> Result<()> {
+    let dir = TempDir::new("cfg-redact")?;
+    let p = config_file(&dir, "c.toml", &secrets("https", 8443))?;
+    let out = flow_agent(&["config", "--config", &p.display().to_string()])?;
+    let text = out.stdout_str();
+    ensure!(out.status.success(), "config: {}", out.stderr_str());
+    for secret in SECRET_VALUES {
+        ensure!(
+            !text.contains(secret) && !out.stderr_str().contains(secret),
+            "{secret} printed:\n{text}"
+        );
+    }
+    for shown in [
+        "url = \"https://127.0.0.1:8443/in?access_token=<redacted>&tenant=blue\"",
+        "user = \"flow-writer\"",
+        "password = \"<redacted>\"",
+        "X-Api-Key = \"<redacted>\"",
+        "X-Scope-OrgID = \"<redacted>\"",
+        "name = \"collector\"",
+    ] {
+        ensure!(text.contains(shown), "{shown:?} not in:\n{text}");
+    }
+    Ok(())
+}
+
+/// Credentials on an `http://` URL: check-config accepts the file (exit 0, `FILE: ok`) with
+/// one warning line naming the output and each credential, never its value; `https://` gets
+/// none.
+#[test]
+fn check_config_warns_about_credentials_sent_over_plain_http() -> Result<()> {
+    let dir = TempDir::new("cfg-plain")?;
+    let (code, stdout, stderr) = check_config(&dir, &secrets("http", 8080))?;
+    let path = dir.path().join("c.toml");
+    let want = format!(
+        "flow-agent: warning: {}: outputs[0].http: INSECURE: credentials in clear text: the basic authentication password, header X-Api-Key, query parameter access_token sent to http://127.0.0.1:8080 unencrypted, readable and reusable by anyone on the network path; use an https:// url\n",
+        path.display()
+    );
+    ensure!(
+        code == Some(0) && stdout == format!("{}: ok\n", path.display()) && stderr == want,
+        "exit {code:?}, stdout {stdout:?}, stderr:\n{stderr}want:\n{want}"
+    );
+    let (code, _, stderr) = check_config(&dir, &secrets("https", 8443))?;
+    ensure!(
+        code == Some(0) && stderr.is_empty(),
+        "https: exit {code:?}, stderr {stderr}"
+    );
+    Ok(())
+}
+
+/// The same warning in the agent's log when it starts such an output.
+#[test]
+fn the_agent_warns_at_start_about_credentials_sent_over_plain_http() -> Result<()> {
+    setup()?;
+    let dir = TempDir::new("cfg-plain-run")?;
+    // A port nothing listens on: the warning is about the configuration, not the collector.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let p = config_file(&dir, "c.toml", &secrets("http", port))?;
+    let agent = agent(&["--config", &p.display().to_string()])?;
+    wait_stderr(&agent, "http sink: INSECURE: credentials in clear text", 1)?;
+    let stderr = agent.stderr();
+    ensure!(
+        stderr.contains(&format!(
+            "the basic authentication password, header X-Api-Key, query parameter access_token sent to http://127.0.0.1:{port} unencrypted"
+        )),
+        "{stderr}"
+    );
+    // Its log names the URL (start, delivery failures) without the token, and no other secret.
+    for secret in SECRET_VALUES {
+        ensure!(!stderr.contains(secret), "{secret} logged:\n{stderr}");
+    }
+    agent.stop()?;
+    Ok(())
+}
+
 #[test]
 fn help_and_version() -> Result<()> {
     let out = flow_agent(&["--help"])?;
@@ -300,6 +411,155 @@ fn help_and_version() -> Result<()> {
         out.status.success() && out.stdout_str().starts_with("flow-agent 0."),
         "{}",
         out.stdout_str()
+    );
+    Ok(())
+}
+
+/// Without --config, /etc/flow-agent/config.toml (here moved by FLOW_AGENT_DEFAULT_CONFIG,
+/// which only tests set): check-config checks it, `config` shows it, --no-config ignores it.
+#[test]
+fn check_config_and_config_use_the_default_file_without_config() -> Result<()> {
+    let dir = TempDir::new("cfg-default-file")?;
+    let default = config_file(&dir, "config.toml", "[flows]\nupdate_interval = 7\n")?;
+    let ds = default.display().to_string();
+
+    let out = flow_agent_with_default(&["check-config"], &default)?;
+    ensure!(
+        out.status.code() == Some(0)
+            && out.stdout_str() == format!("{ds}: ok\n")
+            && out.stderr_str().is_empty(),
+        "check-config without FILE: exit {:?}, stdout {:?}, stderr {:?}",
+        out.status.code(),
+        out.stdout_str(),
+        out.stderr_str()
+    );
+    // --config still comes first, and a FILE before both.
+    let other = config_file(&dir, "other.toml", "")?;
+    let os = other.display().to_string();
+    for args in [
+        vec!["check-config", "--config", &os],
+        vec!["check-config", &os],
+    ] {
+        let out = flow_agent_with_default(&args, &default)?;
+        ensure!(
+            out.status.success() && out.stdout_str() == format!("{os}: ok\n"),
+            "{args:?}: {:?} {:?}",
+            out.stdout_str(),
+            out.stderr_str()
+        );
+    }
+
+    let effective = |args: &[&str], default: &Path| -> Result<String> {
+        let out = flow_agent_with_default(args, default)?;
+        ensure!(out.status.success(), "{args:?}: {}", out.stderr_str());
+        Ok(out.stdout_str())
+    };
+    ensure!(
+        effective(&["config"], &default)?.contains("\nupdate_interval = 7\n"),
+        "config without --config does not show the default file"
+    );
+    let builtin = effective(&["config"], Path::new(ABSENT_DEFAULT_CONFIG))?;
+    ensure!(builtin.contains("\nupdate_interval = 60\n"), "{builtin}");
+    ensure!(
+        effective(&["config", "--no-config"], &default)? == builtin,
+        "--no-config still read the default file"
+    );
+    ensure!(
+        effective(&["config", "--config", &os], &default)? == builtin,
+        "--config did not replace the default file"
+    );
+
+    // A default file that is wrong is an error, not a silent fallback to the built-in defaults.
+    std::fs::write(&default, "[flows]\nupdate_interval = \"soon\"\n")?;
+    for args in [vec!["check-config"], vec!["config"], vec!["run"]] {
+        let out = flow_agent_with_default(&args, &default)?;
+        ensure!(
+            out.status.code() == Some(EXIT_CONFIG)
+                && out.stderr_str().starts_with(&format!(
+                    "flow-agent: error: {ds}:2:19: flows.update_interval: invalid type"
+                )),
+            "{args:?} on an invalid default file: exit {:?}, stderr {:?}",
+            out.status.code(),
+            out.stderr_str()
+        );
+    }
+    // check-config without FILE and without a default file: nothing to check.
+    let out = flow_agent(&["check-config"])?;
+    ensure!(
+        out.status.code() == Some(EXIT_CONFIG)
+            && out.stderr_str()
+                == format!("flow-agent: error: {ABSENT_DEFAULT_CONFIG}: cannot read the configuration file: No such file or directory (os error 2)\n"),
+        "check-config without any file: {:?}",
+        out.stderr_str()
+    );
+    let out = flow_agent_with_default(&["check-config", "--no-config"], &default)?;
+    ensure!(
+        out.status.code() == Some(EXIT_CONFIG)
+            && out
+                .stderr_str()
+                .contains("check-config with --no-config needs a file"),
+        "check-config --no-config: {:?}",
+        out.stderr_str()
+    );
+    let out = flow_agent(&["config", "--config", &os, "--no-config"])?;
+    ensure!(
+        out.status.code() == Some(EXIT_CONFIG) && out.stderr_str().contains("cannot be used with"),
+        "--config with --no-config: {:?}",
+        out.stderr_str()
+    );
+    Ok(())
+}
+
+/// `flow-agent run` without --config runs with the default file, says so, and reloads it on
+/// SIGHUP.
+#[test]
+fn the_agent_runs_and_reloads_the_default_file_without_config() -> Result<()> {
+    setup()?;
+    let dir = TempDir::new("cfg-default-run")?;
+    let default = config_file(&dir, "config.toml", "[health]\nstats_interval = 1\n")?;
+    let agent = Cmd::host(&Agent::binary()?.display().to_string())
+        .arg("run")
+        .env(DEFAULT_CONFIG_ENV, &default)
+        .spawn()?;
+    let wait = |what: &str, pred: &dyn Fn(&Spawned) -> bool| -> Result<()> {
+        let deadline =
+            std::time::Instant::now() + flow_agent_tests::slowed(Duration::from_secs(60));
+        while !pred(&agent) {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "{what}: not within 60 s\nstderr:\n{}",
+                agent.stderr_so_far()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    };
+    wait("ready", &|a| a.stderr_so_far().contains("flow-agent ready"))?;
+    let said = format!(
+        "configuration file {} (the default: no --config given",
+        default.display()
+    );
+    ensure!(
+        agent.stderr_so_far().contains(&said),
+        "the log does not say which file:\n{}",
+        agent.stderr_so_far()
+    );
+    // The file's stats_interval (the built-in one is 60 s).
+    wait("a stats event", &|a| {
+        a.stdout_so_far().contains("\"event_action\":\"stats\"")
+    })?;
+    write_atomically(&default, "[health]\nstats_interval = 0\n")?;
+    agent.signal(libc::SIGHUP)?;
+    wait("the reload", &|a| {
+        a.stderr_so_far().contains("configuration reloaded")
+    })?;
+    agent.signal(libc::SIGTERM)?;
+    let out = agent.wait(Duration::from_secs(30))?;
+    ensure!(
+        out.status.success(),
+        "exit {}: {}",
+        out.status,
+        out.stderr_str()
     );
     Ok(())
 }

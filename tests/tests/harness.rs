@@ -372,8 +372,9 @@ fn agent_runner_collects_events_with_a_fake_agent() -> Result<()> {
     let dir = TempDir::new("fat-agent")?;
     let bin = fake_agent(&dir, FAKE_AGENT)?;
     let agent = Agent::start_bin(&bin, &["--flag"])?;
+    // No --config given: --no-config, so that the host's /etc/flow-agent does not count.
     ensure!(
-        agent.stderr().contains("args: run --flag"),
+        agent.stderr().contains("args: run --flag --no-config\n"),
         "stderr: {}",
         agent.stderr()
     );

@@ -1,6 +1,7 @@
 //! The Debian package end to end, the way docs/install.md has an administrator use it: build it
 //! (`cargo xtask deb`), check what it holds, install it, start the service as its unit says,
-//! see events, reload it, see the dropped capabilities in /proc, stop it, remove and purge it.
+//! see events, reload it (and fail to reload an invalid file), see the dropped capabilities in
+//! /proc, stop it, remove and purge it (which keeps the system user, as Debian does).
 //!
 //! Where systemd runs (PID 1) the service is started with systemctl; elsewhere the unit's
 //! ExecStart runs with the unit's credentials applied by setpriv (User, Group, ambient and
@@ -9,19 +10,25 @@
 //!
 //! The test installs into /usr, /etc and /var: it takes a lock so that two runs never overlap,
 //! refuses to touch a flow-agent it did not install, and purges what it installed even when it
-//! fails.
+//! fails; the system user too when its installation created it.
+//!
+//! While the package is installed, /etc/flow-agent/config.toml exists on this machine: the
+//! harness passes `--no-config` to every agent started without `--config`, so that other tests
+//! running meanwhile do not pick it up as their default configuration.
 mod support;
 
 use anyhow::{bail, ensure, Context, Result};
-use flow_agent_tests::{find_tool, require_root_and_bpf, require_tools, slowed, Agent, TempDir};
-use std::collections::BTreeSet;
+use flow_agent_tests::{
+    find_tool, require_root_and_bpf, require_tools, slowed, Agent, TempDir, DEFAULT_CONFIG_ENV,
+};
+use std::collections::{BTreeSet, HashMap};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-use support::notify::{value, NotifyListener};
+use support::notify::{has, value, NotifyListener};
 use support::running::Running;
 use support::WAIT;
 use support::{
@@ -30,8 +37,10 @@ use support::{
 };
 
 const PACKAGE: &str = "flow-agent";
-const UNIT: &str = "/lib/systemd/system/flow-agent.service";
+const UNIT: &str = "/usr/lib/systemd/system/flow-agent.service";
 const CONFIG: &str = "/etc/flow-agent/config.toml";
+/// The events' JSON Schema; /usr/share/doc/flow-agent links to it.
+const SCHEMA: &str = "/usr/share/flow-agent/events.schema.json";
 /// Held for the whole test: one run at a time on a machine, whichever worktree it comes from.
 const LOCK: &str = "/run/lock/flow-agent-package-test.lock";
 /// Exists while this test has the package installed; a leftover means an earlier run died
@@ -44,6 +53,11 @@ const CONFIG_BEFORE: &str = "[health]\nstats_interval = 0\n\n\
     [[outputs]]\nname = \"journal\"\nformat = \"native\"\n[outputs.stdout]\n";
 const CONFIG_AFTER: &str = "[health]\nstats_interval = 1\n\n\
     [[outputs]]\nname = \"journal\"\nformat = \"native\"\n[outputs.stdout]\n";
+/// A change the agent would reject: `systemctl reload` must fail on it.
+const CONFIG_INVALID: &str = "[health]\nstats_interval = \"often\"\n";
+/// The unit's ExecReload lines, in order.
+const RELOAD_CHECK: &str = "/usr/bin/flow-agent check-config /etc/flow-agent/config.toml";
+const RELOAD_SIGNAL: &str = "/bin/kill -HUP $MAINPID";
 
 #[test]
 fn deb_installs_runs_as_its_unit_says_and_purges_clean() -> Result<()> {
@@ -64,11 +78,21 @@ fn deb_installs_runs_as_its_unit_says_and_purges_clean() -> Result<()> {
     let deb = build_deb(scratch.path())?;
     check_deb(&deb)?;
 
-    let installed = Installed::install(&deb)?;
+    let mut installed = Installed::install(&deb)?;
     check_installed(&startup)?;
     let user = passwd_entry(PACKAGE)?;
     std::fs::write(CONFIG, CONFIG_BEFORE)?;
     check_mode(CONFIG, 0o640, 0, user.gid)?;
+    // docs/install.md's step 4: without an argument, check-config checks the installed file.
+    let checked = stdout_of(
+        Command::new("/usr/bin/flow-agent")
+            .arg("check-config")
+            .env_remove(DEFAULT_CONFIG_ENV),
+    )?;
+    ensure!(
+        checked == format!("{CONFIG}: ok\n"),
+        "check-config: {checked:?}"
+    );
     if Path::new("/run/systemd/system").is_dir() {
         run_with_systemd(&kept, &user)?;
     } else {
@@ -169,10 +193,16 @@ fn check_deb(deb: &Path) -> Result<()> {
         depends.starts_with("libc6 (>= 2.") && depends.contains("adduser"),
         "Depends: {depends}"
     );
+    // The CA bundle the tls syslog transport and https outputs verify servers with.
+    ensure!(
+        field("Recommends")? == "ca-certificates",
+        "Recommends: {}",
+        field("Recommends")?
+    );
     let list = stdout_of(Command::new("dpkg-deb").arg("-c").arg(deb))?;
     for (path, mode) in [
         ("./usr/bin/flow-agent", "-rwxr-xr-x"),
-        ("./lib/systemd/system/flow-agent.service", "-rw-r--r--"),
+        ("./usr/lib/systemd/system/flow-agent.service", "-rw-r--r--"),
         ("./etc/flow-agent/config.toml", "-rw-r--r--"),
         ("./usr/share/man/man8/flow-agent.8.gz", "-rw-r--r--"),
         ("./usr/share/doc/flow-agent/copyright", "-rw-r--r--"),
@@ -181,6 +211,19 @@ fn check_deb(deb: &Path) -> Result<()> {
             "-rw-r--r--",
         ),
         ("./usr/share/doc/flow-agent/install.md", "-rw-r--r--"),
+        ("./usr/share/doc/flow-agent/cli.md", "-rw-r--r--"),
+        ("./usr/share/doc/flow-agent/configuration.md", "-rw-r--r--"),
+        ("./usr/share/doc/flow-agent/events.md", "-rw-r--r--"),
+        ("./usr/share/doc/flow-agent/sink-syslog.md", "-rw-r--r--"),
+        (
+            "./usr/share/doc/flow-agent/security-privileges.md",
+            "-rw-r--r--",
+        ),
+        (&format!(".{SCHEMA}"), "-rw-r--r--"),
+        (
+            "./usr/share/doc/flow-agent/events.schema.json -> ../../flow-agent/events.schema.json",
+            "lrwxrwxrwx",
+        ),
     ] {
         ensure!(
             list.lines()
@@ -195,22 +238,40 @@ fn check_deb(deb: &Path) -> Result<()> {
 }
 
 /// Installs the package on creation; purges it on drop unless [`Installed::purged`] says the
-/// test did.
+/// test did. The purge keeps the system user and group (Debian practice); when the
+/// installation created them, they are deleted on drop too, so that the machine is left as the
+/// test found it. A user that was there before stays.
 struct Installed {
     done: bool,
+    created_user: bool,
 }
+
+/// In [`MARKER`] when the test's installation created the user.
+const CREATED_USER: &str = "created-user";
 
 impl Installed {
     fn install(deb: &Path) -> Result<Installed> {
+        let earlier = std::fs::read_to_string(MARKER).ok();
         if package_status()?.is_some() {
             ensure!(
-                Path::new(MARKER).exists(),
+                earlier.is_some(),
                 "{PACKAGE} is installed on this machine and not by this test: remove it first"
             );
             dpkg(&["--purge", PACKAGE]).context("purging an earlier run's installation")?;
         }
-        std::fs::write(MARKER, "installed by tests/tests/package.rs\n")?;
-        let guard = Installed { done: false };
+        if earlier.is_some_and(|m| m.lines().any(|l| l == CREATED_USER)) {
+            delete_user().context("deleting an earlier run's user")?;
+        }
+        let created_user = passwd_entry(PACKAGE).is_err();
+        let mut marker = "installed by tests/tests/package.rs\n".to_string();
+        if created_user {
+            marker += &format!("{CREATED_USER}\n");
+        }
+        std::fs::write(MARKER, marker)?;
+        let guard = Installed {
+            done: false,
+            created_user,
+        };
         dpkg(&["--install", &deb.display().to_string()])?;
         let status = package_status()?;
         ensure!(
@@ -220,18 +281,38 @@ impl Installed {
         Ok(guard)
     }
 
-    fn purged(mut self) {
+    /// The test purged the package itself; the user goes on drop, after the checks.
+    fn purged(&mut self) {
         self.done = true;
-        let _ = std::fs::remove_file(MARKER);
     }
 }
 
 impl Drop for Installed {
     fn drop(&mut self) {
-        if !self.done && dpkg(&["--purge", PACKAGE]).is_ok() {
-            let _ = std::fs::remove_file(MARKER);
+        if !self.done && dpkg(&["--purge", PACKAGE]).is_err() {
+            return;
         }
+        if self.created_user && delete_user().is_err() {
+            return;
+        }
+        let _ = std::fs::remove_file(MARKER);
     }
+}
+
+/// Deletes the package's system user and group, as the purge no longer does.
+fn delete_user() -> Result<()> {
+    if passwd_entry(PACKAGE).is_ok() {
+        output(Command::new(find_tool("deluser")?).args(["--system", "--quiet", PACKAGE]))?;
+    }
+    if group_exists(PACKAGE)? {
+        output(Command::new(find_tool("delgroup")?).args(["--system", "--quiet", PACKAGE]))?;
+    }
+    Ok(())
+}
+
+fn group_exists(name: &str) -> Result<bool> {
+    let group = std::fs::read_to_string("/etc/group")?;
+    Ok(group.lines().any(|l| l.split(':').next() == Some(name)))
 }
 
 /// dpkg, waiting while another dpkg or apt holds the lock (apt installs run in parallel).
@@ -338,8 +419,9 @@ fn check_installed(startup: &BTreeSet<String>) -> Result<()> {
             "ExecStart",
             "/usr/bin/flow-agent run --config /etc/flow-agent/config.toml",
         ),
-        ("ExecReload", "/bin/kill -HUP $MAINPID"),
         ("Restart", "on-failure"),
+        // Configuration error, unsupported kernel: restarting helps nobody.
+        ("RestartPreventExitStatus", "2 3"),
         ("User", PACKAGE),
         ("Group", PACKAGE),
         ("NoNewPrivileges", "yes"),
@@ -356,6 +438,13 @@ fn check_installed(startup: &BTreeSet<String>) -> Result<()> {
     }
     ensure!(timespan_usec(setting(&s, "WatchdogSec")?)? > 0);
     check_memory_limits(&s)?;
+    // The file is checked before the signal, so that `systemctl reload` fails on a bad one.
+    ensure!(
+        s.get("ExecReload").map(Vec::as_slice)
+            == Some(&[RELOAD_CHECK.to_string(), RELOAD_SIGNAL.to_string()][..]),
+        "ExecReload={:?}",
+        s.get("ExecReload")
+    );
     for key in ["AmbientCapabilities", "CapabilityBoundingSet"] {
         ensure!(
             &cap_set(setting(&s, key)?) == startup,
@@ -388,6 +477,15 @@ fn check_installed(startup: &BTreeSet<String>) -> Result<()> {
     for needle in ["flow-agent run", "--config", "SIGHUP", "CAP_SYS_PTRACE"] {
         ensure!(page.contains(needle), "man page lacks {needle:?}:\n{page}");
     }
+    // The schema as the repository has it, also through the docs' link (events.md's).
+    let schema = std::fs::read(workspace().join("docs/events.schema.json"))?;
+    for path in [SCHEMA, "/usr/share/doc/flow-agent/events.schema.json"] {
+        ensure!(
+            std::fs::read(path).with_context(|| format!("reading {path}"))? == schema,
+            "{path} differs from docs/events.schema.json"
+        );
+    }
+    serde_json::from_slice::<serde_json::Value>(&schema).context("the schema is not JSON")?;
     let overrides = stdout_of(Command::new("dpkg-statoverride").arg("--list"))?;
     for line in [
         format!("root {PACKAGE} 750 /etc/flow-agent"),
@@ -405,7 +503,7 @@ fn check_installed(startup: &BTreeSet<String>) -> Result<()> {
 /// kernel tables at the default `[capture]` sizes (about 74 MiB, and the UDP counters' 4 MiB
 /// per possible CPU) and the agent under 100,000 connections (about 140 MiB), below the point
 /// where the kernel starts to slow it down.
-fn check_memory_limits(s: &std::collections::HashMap<String, Vec<String>>) -> Result<()> {
+fn check_memory_limits(s: &HashMap<String, Vec<String>>) -> Result<()> {
     let high = size_bytes(setting(s, "MemoryHigh")?)?;
     let max = size_bytes(setting(s, "MemoryMax")?)?;
     ensure!(high < max, "MemoryHigh={high} is not below MemoryMax={max}");
@@ -448,17 +546,16 @@ fn possible_cpus() -> Result<u64> {
     Ok(n)
 }
 
-/// No systemd here: the unit's ExecStart with the unit's credentials and environment.
-fn run_as_the_unit_says(kept: &BTreeSet<String>, user: &PasswdEntry, scratch: &Path) -> Result<()> {
-    let unit = std::fs::read_to_string(UNIT)?;
-    let s = unit_service_settings(&unit);
-    let exec: Vec<&str> = setting(&s, "ExecStart")?.split_whitespace().collect();
+/// The unit's credentials applied by setpriv (User, Group, ambient and bounding capabilities,
+/// NoNewPrivileges) to `exec`, with the manager's clean environment; what systemd does for
+/// ExecStart and ExecReload alike.
+fn as_the_unit(s: &HashMap<String, Vec<String>>, exec: &[String]) -> Result<Command> {
     ensure!(
         !exec.iter().any(|a| a.contains(['"', '\'', '$'])),
-        "ExecStart needs a real shell-like parser: {exec:?}"
+        "the unit's command needs a real shell-like parser: {exec:?}"
     );
     let setpriv_caps = |key: &str| -> Result<String> {
-        let caps: Vec<String> = setting(&s, key)?
+        let caps: Vec<String> = setting(s, key)?
             .split_whitespace()
             .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_ascii_lowercase()))
             .collect();
@@ -466,8 +563,8 @@ fn run_as_the_unit_says(kept: &BTreeSet<String>, user: &PasswdEntry, scratch: &P
     };
     let ambient = setpriv_caps("AmbientCapabilities")?;
     let mut cmd = Command::new(find_tool("setpriv")?);
-    cmd.arg(format!("--reuid={}", setting(&s, "User")?))
-        .arg(format!("--regid={}", setting(&s, "Group")?))
+    cmd.arg(format!("--reuid={}", setting(s, "User")?))
+        .arg(format!("--regid={}", setting(s, "Group")?))
         .arg("--init-groups")
         .arg(format!("--inh-caps={ambient}"))
         .arg(format!("--ambient-caps={ambient}"))
@@ -475,22 +572,57 @@ fn run_as_the_unit_says(kept: &BTreeSet<String>, user: &PasswdEntry, scratch: &P
             "--bounding-set={}",
             setpriv_caps("CapabilityBoundingSet")?
         ));
-    if setting(&s, "NoNewPrivileges")? == "yes" {
+    if setting(s, "NoNewPrivileges")? == "yes" {
         cmd.arg("--no-new-privs");
     }
-    cmd.arg("--").args(&exec);
-    let notify_dir = scratch.join("notify");
-    std::fs::create_dir(&notify_dir)?;
-    let listener = NotifyListener::bind_path(&notify_dir)?;
-    let watchdog = timespan_usec(setting(&s, "WatchdogSec")?)?;
+    cmd.arg("--").args(exec);
     cmd.env_clear()
         .env(
             "PATH",
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         )
-        .env("NOTIFY_SOCKET", listener.address())
-        .env("WATCHDOG_USEC", watchdog.to_string())
         .current_dir("/");
+    Ok(cmd)
+}
+
+/// `systemctl reload` without systemd: every ExecReload line in order, `$MAINPID` replaced,
+/// as the unit's user; the first that fails fails the reload and the rest do not run.
+fn reload_as_the_unit(s: &HashMap<String, Vec<String>>, pid: u32) -> Result<Result<(), String>> {
+    for line in s.get("ExecReload").context("the unit has no ExecReload=")? {
+        let exec: Vec<String> = line
+            .split_whitespace()
+            .map(|a| a.replace("$MAINPID", &pid.to_string()))
+            .collect();
+        let out = as_the_unit(s, &exec)?
+            .output()
+            .with_context(|| format!("running {line}"))?;
+        if !out.status.success() {
+            return Ok(Err(format!(
+                "{line}: {}\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// No systemd here: the unit's ExecStart with the unit's credentials and environment.
+fn run_as_the_unit_says(kept: &BTreeSet<String>, user: &PasswdEntry, scratch: &Path) -> Result<()> {
+    let unit = std::fs::read_to_string(UNIT)?;
+    let s = unit_service_settings(&unit);
+    let exec: Vec<String> = setting(&s, "ExecStart")?
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let mut cmd = as_the_unit(&s, &exec)?;
+    let notify_dir = scratch.join("notify");
+    std::fs::create_dir(&notify_dir)?;
+    let listener = NotifyListener::bind_path(&notify_dir)?;
+    let watchdog = timespan_usec(setting(&s, "WatchdogSec")?)?;
+    cmd.env("NOTIFY_SOCKET", listener.address())
+        .env("WATCHDOG_USEC", watchdog.to_string());
     let umask = u32::from_str_radix(setting(&s, "UMask")?, 8)?;
     ensure!(setting(&s, "LimitMEMLOCK")? == "infinity");
     // MemoryHigh and MemoryMax, in a memory cgroup of its own as systemd would give it.
@@ -556,14 +688,28 @@ fn run_as_the_unit_says(kept: &BTreeSet<String>, user: &PasswdEntry, scratch: &P
         );
     }
 
+    // A file the agent would reject: the reload fails at check-config, and no signal is sent.
+    std::fs::write(CONFIG, CONFIG_INVALID)?;
+    match reload_as_the_unit(&s, agent.pid())? {
+        Err(e) if e.starts_with(RELOAD_CHECK) && e.contains("health.stats_interval") => {}
+        other => bail!("reload of an invalid file: {other:?}"),
+    }
     // Reload the way the unit does it, into a configuration with stats events.
     std::fs::write(CONFIG, CONFIG_AFTER)?;
-    let reload: Vec<String> = setting(&s, "ExecReload")?
-        .split_whitespace()
-        .map(|a| a.replace("$MAINPID", &agent.pid().to_string()))
-        .collect();
-    output(Command::new(&reload[0]).args(&reload[1..]))?;
+    if let Err(e) = reload_as_the_unit(&s, agent.pid())? {
+        bail!("reload failed: {e}");
+    }
     let (reloading, msg) = listener.wait_for(ready + 1, "RELOADING=1", WAIT)?;
+    let reloads = listener
+        .messages()
+        .iter()
+        .filter(|m| has(m, "RELOADING=1"))
+        .count();
+    ensure!(
+        reloads == 1 && !agent.stderr().contains("not reloaded"),
+        "the rejected file reached the agent ({reloads} reloads):\n{}",
+        agent.stderr()
+    );
     ensure!(value(&msg, "MONOTONIC_USEC").is_some(), "{msg:?}");
     let (reloaded, _) = listener.wait_for(reloading + 1, "READY=1", WAIT)?;
     agent.wait_for_events(|e| e["event_action"] == "stats", 1, WAIT)?;
@@ -684,6 +830,19 @@ fn run_with_systemd(kept: &BTreeSet<String>, user: &PasswdEntry) -> Result<()> {
         current > 0 && current < high,
         "MemoryCurrent={current} MemoryHigh={high}"
     );
+    // ExecReload checks the file first: a file the agent would reject fails the reload.
+    std::fs::write(CONFIG, CONFIG_INVALID)?;
+    let reload = Command::new("systemctl")
+        .args(["reload", "flow-agent.service"])
+        .output()?;
+    ensure!(
+        !reload.status.success(),
+        "systemctl reload accepted an invalid file"
+    );
+    ensure!(
+        show("ActiveState")? == "active" && show("MainPID")? == pid.to_string(),
+        "a failed reload stopped the agent"
+    );
     std::fs::write(CONFIG, CONFIG_AFTER)?;
     systemctl(&["reload", "flow-agent.service"])?;
     journal_event(pid, |e| e["event_action"] == "stats")?;
@@ -694,6 +853,29 @@ fn run_with_systemd(kept: &BTreeSet<String>, user: &PasswdEntry) -> Result<()> {
     systemctl(&["stop", "flow-agent.service"])?;
     ensure!(show("ActiveState")? == "inactive");
     ensure!(show("Result")? == "success", "Result={}", show("Result")?);
+
+    // A configuration error (exit status 2) is not restarted: the unit fails and stays so.
+    std::fs::write(CONFIG, CONFIG_INVALID)?;
+    let start = Command::new("systemctl")
+        .args(["start", "flow-agent.service"])
+        .output()?;
+    ensure!(
+        !start.status.success(),
+        "the agent started on an invalid file"
+    );
+    let unit = unit_service_settings(&std::fs::read_to_string(UNIT)?);
+    let restart_sec = Duration::from_micros(timespan_usec(setting(&unit, "RestartSec")?)?);
+    std::thread::sleep(restart_sec + slowed(Duration::from_secs(3)));
+    ensure!(
+        show("NRestarts")? == "0" && show("ActiveState")? == "failed",
+        "after exit status 2: NRestarts={} ActiveState={} ExecMainStatus={}",
+        show("NRestarts")?,
+        show("ActiveState")?,
+        show("ExecMainStatus")?
+    );
+    ensure!(show("ExecMainStatus")? == "2");
+    systemctl(&["reset-failed", "flow-agent.service"])?;
+    std::fs::write(CONFIG, CONFIG_AFTER)?;
     Ok(())
 }
 
@@ -728,6 +910,7 @@ fn check_removed() -> Result<()> {
         UNIT,
         "/usr/share/man/man8/flow-agent.8.gz",
         "/usr/share/doc/flow-agent",
+        "/usr/share/flow-agent",
     ] {
         ensure!(!Path::new(gone).exists(), "{gone} still there after remove");
     }
@@ -742,8 +925,8 @@ fn check_removed() -> Result<()> {
     Ok(())
 }
 
-/// After `dpkg --purge`: nothing left of the package, its user, its overrides or its unit's
-/// enablement.
+/// After `dpkg --purge`: nothing left of the package, its overrides or its unit's enablement;
+/// its system user and group stay (Debian does not delete system users on purge).
 fn check_purged() -> Result<()> {
     for gone in [
         "/etc/flow-agent",
@@ -753,12 +936,11 @@ fn check_purged() -> Result<()> {
         ensure!(!Path::new(gone).exists(), "{gone} still there after purge");
     }
     ensure!(package_status()?.is_none(), "dpkg still knows {PACKAGE}");
-    ensure!(passwd_entry(PACKAGE).is_err(), "user {PACKAGE} still there");
-    let group = std::fs::read_to_string("/etc/group")?;
     ensure!(
-        !group.lines().any(|l| l.starts_with(&format!("{PACKAGE}:"))),
-        "group {PACKAGE} still there"
+        passwd_entry(PACKAGE).is_ok(),
+        "purge deleted user {PACKAGE}"
     );
+    ensure!(group_exists(PACKAGE)?, "purge deleted group {PACKAGE}");
     let overrides = stdout_of(Command::new("dpkg-statoverride").arg("--list"))?;
     ensure!(
         !overrides.contains("/etc/flow-agent"),

@@ -1,11 +1,14 @@
 //! The agent as a service, from the built binary: systemd notifications (READY, STATUS,
 //! WATCHDOG, RELOADING, STOPPING) over a path and an abstract socket, the capability drop in
-//! every thread, running as another user, and the unit's system call filter against every
-//! call the agent makes.
+//! every thread, the agent's own system call filter after attach, running as another user,
+//! and the unit's system call filter against every call the agent makes.
 mod support;
 
 use anyhow::{ensure, Context, Result};
-use flow_agent_tests::{find_tool, require_root_and_bpf, require_tools, Agent, TempDir};
+use flow_agent_tests::{
+    find_tool, require_root_and_bpf, require_tools, Agent, TempDir, ABSENT_DEFAULT_CONFIG,
+    DEFAULT_CONFIG_ENV,
+};
 use std::process::Command;
 use std::time::Duration;
 use support::notify::{has, value, NotifyListener};
@@ -25,7 +28,9 @@ fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
 
 fn agent_command(listener: &NotifyListener) -> Result<Command> {
     let mut cmd = Command::new(Agent::binary()?);
+    // Some callers add --config: not --no-config, but no default file either.
     cmd.arg("run")
+        .env(DEFAULT_CONFIG_ENV, ABSENT_DEFAULT_CONFIG)
         .env("NOTIFY_SOCKET", listener.address())
         .env_remove("WATCHDOG_USEC")
         .env_remove("WATCHDOG_PID")
@@ -222,6 +227,122 @@ fn notifies_ready_reload_and_stop_with_capabilities_dropped() -> Result<()> {
     stop(&listener, &mut agent, reloaded)
 }
 
+/// `Seccomp` and `Seccomp_filters` of /proc/<pid>/task/<tid>/status (the second is None
+/// before Linux 5.9).
+fn seccomp_fields(status: &str) -> Result<(u32, Option<u32>)> {
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .map(|v| v.trim().parse::<u32>())
+    };
+    let mode = field("Seccomp")
+        .context("no Seccomp field (kernel without CONFIG_SECCOMP)")?
+        .context("Seccomp")?;
+    let filters = field("Seccomp_filters")
+        .transpose()
+        .context("Seccomp_filters")?;
+    Ok((mode, filters))
+}
+
+/// Asserts that every thread of `pid` is in seccomp filter mode (2) with one filter more
+/// than this test process has (the agent inherits the test's own, if any).
+fn assert_system_call_filter(pid: u32) -> Result<usize> {
+    let (_, own) = seccomp_fields(&std::fs::read_to_string("/proc/self/status")?)?;
+    let mut threads = 0;
+    for e in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let tid = e?.file_name().to_string_lossy().into_owned();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))?;
+        let (mode, filters) = seccomp_fields(&status)?;
+        ensure!(
+            mode == 2,
+            "thread {tid}: Seccomp: {mode}, expected 2 (filter)"
+        );
+        if let (Some(filters), Some(own)) = (filters, own) {
+            ensure!(
+                filters > own,
+                "thread {tid}: Seccomp_filters: {filters}, this test has {own}"
+            );
+        }
+        threads += 1;
+    }
+    Ok(threads)
+}
+
+/// The system call filter the agent installs after attach, seen from outside: every thread
+/// of the ready agent is in seccomp filter mode, and the agent still does what it does after
+/// attach under it: reads its maps and the ring (flows, end totals), and on SIGHUP rewrites
+/// the kernel filter's maps, which the kernel then applies. That the filter refuses
+/// BPF_PROG_LOAD and mount is `service::seccomp::tests` (a forked child cannot tell its own
+/// refusals from outside).
+#[test]
+fn the_system_call_filter_is_in_force_after_attach_and_capture_and_reload_still_work() -> Result<()>
+{
+    require_root_and_bpf()?;
+    let _shared = shared();
+    let dir = TempDir::new("flow-service-seccomp")?;
+    // Debug: the kernel filter's counters are logged when they change.
+    let base = "[agent]\nlog_level = \"debug\"\n[health]\nstats_interval = 0\n";
+    let config = dir.write("config.toml", base)?;
+    let listener = NotifyListener::bind_path(dir.path())?;
+    let mut cmd = agent_command(&listener)?;
+    cmd.arg("--config").arg(&config);
+    let mut agent = Running::spawn(cmd)?;
+    let (ready, _) = wait_ready(&listener, &mut agent)?;
+    let threads = assert_system_call_filter(agent.pid())?;
+    ensure!(
+        agent
+            .stderr()
+            .contains("system call filter installed in every thread"),
+        "{threads} threads filtered, but no log line; stderr:\n{}",
+        agent.stderr()
+    );
+    assert_own_flow(&agent, loopback_connection(1500)?, 1500)?;
+
+    // A kernel filter rule on reload: the port of a server of this test.
+    let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = server.local_addr()?.port();
+    std::fs::write(
+        &config,
+        format!("{base}[filter]\nexclude = [{{ remote_port = {port}, transport = \"tcp\" }}]\n"),
+    )?;
+    agent.signal(libc::SIGHUP)?;
+    let (reloading, _) = listener.wait_for(ready + 1, "RELOADING=1", WAIT)?;
+    let (reloaded, _) = listener.wait_for(reloading + 1, "READY=1", WAIT)?;
+    let stderr = agent.stderr();
+    ensure!(
+        stderr.contains("kernel filter: 1 of 1 global exclude rules decided in the kernel")
+            && !stderr.contains("kernel filter not updated"),
+        "the reload did not update the kernel filter's maps; stderr:\n{stderr}"
+    );
+    // The connect to it is skipped in the kernel: the maps hold the rule.
+    let client = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    let (accepted, _) = server.accept()?;
+    drop((client, accepted));
+    let deadline = std::time::Instant::now() + flow_agent_tests::slowed(WAIT);
+    while !agent
+        .stderr()
+        .lines()
+        .any(|l| l.contains("kernel filter skipped") && !l.contains("skipped 0 TCP"))
+    {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the kernel filter skipped no TCP flow; stderr:\n{}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Flows after the reload, and the threads started since (new outputs) filtered too.
+    assert_own_flow(&agent, loopback_connection(2500)?, 2500)?;
+    assert_system_call_filter(agent.pid())?;
+    ensure!(
+        !agent.stderr().contains("Operation not permitted"),
+        "a call the agent makes was refused; stderr:\n{}",
+        agent.stderr()
+    );
+    stop(&listener, &mut agent, reloaded)
+}
+
 #[test]
 fn runs_as_the_user_named_in_flow_agent_user() -> Result<()> {
     require_root_and_bpf()?;
@@ -255,7 +376,7 @@ fn an_unknown_user_is_a_clear_error() -> Result<()> {
     require_root_and_bpf()?;
     let _shared = shared();
     let out = Command::new(Agent::binary()?)
-        .arg("run")
+        .args(["run", "--no-config"])
         .env("FLOW_AGENT_USER", "no-such-user-flow-test")
         .env_remove("NOTIFY_SOCKET")
         .output()?;
@@ -296,7 +417,7 @@ fn unit_system_call_filter_allows_every_call_the_agent_makes() -> Result<()> {
         .arg("-o")
         .arg(&trace)
         .arg(Agent::binary()?)
-        .args(["run", "--update-interval", "1"])
+        .args(["run", "--no-config", "--update-interval", "1"])
         .env("NOTIFY_SOCKET", listener.address())
         .env("WATCHDOG_USEC", "2000000")
         // The user switch's calls too.

@@ -2,7 +2,8 @@
 //! loopback ports chosen at run time and unix sockets in a scratch directory. Each output's
 //! messages are compared byte for byte (the forwarder writes the MSG part) with the records the
 //! agent printed on its stdout output; an outage under load must lose nothing, and the counts
-//! in the agent's stats events must agree.
+//! in the agent's stats events must agree. Unix sockets are read as /dev/log is, and get the
+//! local syslog form: the forwarders must find its tag, pid and severity.
 #[path = "syslog_sink/forwarders.rs"]
 mod forwarders;
 
@@ -10,7 +11,7 @@ use anyhow::{bail, ensure, Context, Result};
 use flow_agent_tests::{
     describe_bound, require_root_and_bpf, require_tools, scaled, slowed, Agent, TempDir,
 };
-use forwarders::{free_tcp_port, free_udp_port, Forwarder, Input, Kind, Listen, Pki};
+use forwarders::{free_tcp_port, free_udp_port, Fields, Forwarder, Input, Kind, Listen, Pki};
 use serde_json::Value;
 use std::{
     collections::HashSet,
@@ -75,7 +76,9 @@ fn outputs_for(
         .map(|i| {
             let name = format!("{prefix}-{}", i.name);
             let (transport, address, extra) = match &i.listen {
-                Listen::UnixDgram(p) => ("unix", p.display().to_string(), String::new()),
+                Listen::UnixDgram(p) | Listen::UnixFields(p) => {
+                    ("unix", p.display().to_string(), String::new())
+                }
                 Listen::UnixStream(p) => ("unix-stream", p.display().to_string(), String::new()),
                 Listen::Udp(port) => ("udp", format!("127.0.0.1:{port}"), String::new()),
                 Listen::TcpOctet(port) => (
@@ -972,5 +975,68 @@ fn records_too_long_for_a_message_arrive_shortened_valid_and_marked() -> Result<
         .context("no Image")?
         .1;
     ensure!(image.ends_with('…') && image.starts_with(&dir.path().display().to_string()));
+    Ok(())
+}
+
+/// A unix socket read the way rsyslog and syslog-ng read /dev/log (rsyslog's imuxsock special
+/// parser, syslog-ng's default one): the local form's tag, pid, severity and facility are
+/// parsed as such, and the MSG is the record.
+#[test]
+fn unix_socket_messages_carry_the_tag_pid_and_severity() -> Result<()> {
+    let _serial = setup()?;
+    let dir = TempDir::new("syslog-local")?;
+    let pki = Pki::create(dir.path())?;
+    let buffers = dir.path().join("buffers");
+    let mut forwarders = Vec::new();
+    let mut outputs = Vec::new();
+    for (kind, prefix) in [(Kind::Rsyslog, "rs"), (Kind::SyslogNg, "ng")] {
+        let fdir = dir.path().join(prefix);
+        let inputs = vec![Input {
+            name: "system".into(),
+            listen: Listen::UnixFields(fdir.join("log.sock")),
+        }];
+        forwarders.push(Forwarder::start(kind, &fdir, inputs.clone(), &pki)?);
+        for mut o in outputs_for(kind, prefix, &inputs, &pki, "", &buffers) {
+            o.toml = o.toml.replace(
+                "[outputs.syslog]\n",
+                "[outputs.syslog]\napp_name = \"flowtest\"\nfacility = \"local3\"\nseverity = \"warning\"\n",
+            );
+            outputs.push(o);
+        }
+    }
+    let config = agent_config(&dir, &outputs)?;
+    let agent = Agent::start(&["--config", config.to_str().unwrap()])?;
+    let pid = agent.pid().to_string();
+    make_flows(scaled(20))?;
+    let (_, lines) = agent.stop_with_lines()?;
+    ensure!(!lines.is_empty(), "no records written");
+    let mut failures = Vec::new();
+    for f in &forwarders {
+        let got = wait_received(f, "system", lines.len())?;
+        let mut msgs = Vec::new();
+        for line in &got {
+            match Fields::parse(line) {
+                Some(p)
+                    if p.tag == "flowtest"
+                        && p.pid == pid
+                        && p.severity == "warning"
+                        && p.facility == "local3" =>
+                {
+                    msgs.push(p.msg)
+                }
+                _ => {
+                    failures.push(format!(
+                        "{:?}: want flowtest|{pid}|warning|local3|RECORD, got {line}",
+                        f.kind
+                    ));
+                    break;
+                }
+            }
+        }
+        if msgs != lines {
+            failures.push(format!("{:?}: {}", f.kind, first_difference(&msgs, &lines)));
+        }
+    }
+    ensure!(failures.is_empty(), "{}", failures.join("\n"));
     Ok(())
 }

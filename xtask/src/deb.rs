@@ -1,6 +1,7 @@
 //! `cargo xtask deb`: the Debian package, assembled with dpkg-deb from packaging/ (no
 //! cargo-deb): the binary, the systemd unit, the default configuration, flow-agent(8), the
-//! docs, maintainer scripts; Depends from dpkg-shlibdeps.
+//! user docs and the events' JSON Schema, maintainer scripts; Depends from dpkg-shlibdeps.
+//! No shell completions: the agent has no generator for them (clap_complete) yet.
 mod man;
 
 use std::{
@@ -18,6 +19,20 @@ pub const PACKAGE: &str = "flow-agent";
 const MAINTAINER: &str = "flow-agent developers <dev@flow-agent.invalid>";
 /// Tools the assembly runs; `cargo xtask deb` installs them when missing.
 pub const TOOLS: &[&str] = &["dpkg-dev", "binutils"];
+/// The CA bundle the syslog `tls` transport and `https://` outputs verify servers with by
+/// default (/etc/ssl/certs/ca-certificates.crt): recommended, since outputs may not need it.
+const RECOMMENDS: &str = "ca-certificates";
+/// docs/ pages that are for developers of the agent (benchmarks, VM test matrix), not for its
+/// administrators: every other page goes to /usr/share/doc/flow-agent.
+const DEVELOPER_DOCS: &[&str] = &["performance.md", "vm-tests.md"];
+/// The events' JSON Schema, where tools find it whether or not docs are installed
+/// (/usr/share/doc may be left out, e.g. in container images); the doc directory links to it
+/// so that events.md's link to it works there.
+const SCHEMA: &str = "usr/share/flow-agent/events.schema.json";
+const SCHEMA_DOC_LINK: (&str, &str) = (
+    "usr/share/doc/flow-agent/events.schema.json",
+    "../../flow-agent/events.schema.json",
+);
 
 #[derive(clap::Args)]
 pub struct DebArgs {
@@ -49,9 +64,33 @@ pub fn main(args: DebArgs) -> Result<()> {
 
 /// A file of the package: where it goes, its mode, its bytes.
 struct Entry {
-    path: &'static str,
+    path: String,
     mode: u32,
     contents: Vec<u8>,
+}
+
+impl Entry {
+    fn new(path: impl Into<String>, contents: Vec<u8>) -> Self {
+        Self {
+            path: path.into(),
+            mode: 0o644,
+            contents,
+        }
+    }
+}
+
+/// The docs/ pages for administrators, by name, in name order.
+fn user_docs() -> Result<Vec<String>> {
+    let dir = workspace_root().join("docs");
+    let mut names = Vec::new();
+    for e in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let name = e?.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".md") && !DEVELOPER_DOCS.contains(&name.as_str()) {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 fn read(rel: &str) -> Result<Vec<u8>> {
@@ -160,6 +199,7 @@ fn control(version: &str, arch: &str, depends: &str, installed_kib: u64) -> Stri
          Maintainer: {MAINTAINER}\n\
          Installed-Size: {installed_kib}\n\
          Depends: {depends}, adduser\n\
+         Recommends: {RECOMMENDS}\n\
          Section: net\n\
          Priority: optional\n\
          Description: host-level network flow sensor (eBPF)\n \
@@ -206,61 +246,54 @@ pub fn assemble(binary: &Path, out: &Path) -> Result<PathBuf> {
         &date,
     )?;
 
-    let entries = [
-        Entry {
-            path: "lib/systemd/system/flow-agent.service",
-            mode: 0o644,
-            contents: read("packaging/flow-agent.service")?,
-        },
-        Entry {
-            // 0644 as Debian wants; postinst's statoverride makes it root:flow-agent 0640.
-            path: "etc/flow-agent/config.toml",
-            mode: 0o644,
-            contents: read("packaging/config.toml")?,
-        },
-        Entry {
-            path: "usr/share/man/man8/flow-agent.8.gz",
-            mode: 0o644,
-            contents: gzip(page.as_bytes(), &scratch, "flow-agent.8")?,
-        },
-        Entry {
-            path: "usr/share/doc/flow-agent/copyright",
-            mode: 0o644,
-            contents: read("packaging/debian/copyright")?,
-        },
-        Entry {
-            path: "usr/share/doc/flow-agent/changelog.Debian.gz",
-            mode: 0o644,
-            contents: gzip(changelog.as_bytes(), &scratch, "changelog.Debian")?,
-        },
-        Entry {
-            path: "usr/share/lintian/overrides/flow-agent",
-            mode: 0o644,
-            contents: read("packaging/debian/lintian-overrides")?,
-        },
-        Entry {
-            path: "usr/share/doc/flow-agent/install.md",
-            mode: 0o644,
-            contents: read("docs/install.md")?,
-        },
-        Entry {
-            path: "usr/share/doc/flow-agent/security-privileges.md",
-            mode: 0o644,
-            contents: read("docs/security-privileges.md")?,
-        },
+    let mut entries = vec![
+        // Debian's place for units since the /usr merge (lintian: systemd-service-in-odd-location).
+        Entry::new(
+            "usr/lib/systemd/system/flow-agent.service",
+            read("packaging/flow-agent.service")?,
+        ),
+        // 0644 as Debian wants; postinst's statoverride makes it root:flow-agent 0640.
+        Entry::new("etc/flow-agent/config.toml", read("packaging/config.toml")?),
+        Entry::new(
+            "usr/share/man/man8/flow-agent.8.gz",
+            gzip(page.as_bytes(), &scratch, "flow-agent.8")?,
+        ),
+        Entry::new(
+            "usr/share/doc/flow-agent/copyright",
+            read("packaging/debian/copyright")?,
+        ),
+        Entry::new(
+            "usr/share/doc/flow-agent/changelog.Debian.gz",
+            gzip(changelog.as_bytes(), &scratch, "changelog.Debian")?,
+        ),
+        Entry::new(
+            "usr/share/lintian/overrides/flow-agent",
+            read("packaging/debian/lintian-overrides")?,
+        ),
+        Entry::new(SCHEMA, read("docs/events.schema.json")?),
     ];
+    // Uncompressed: the pages link to each other, and the unit's Documentation= names
+    // install.md.
+    for name in user_docs()? {
+        entries.push(Entry::new(
+            format!("usr/share/doc/flow-agent/{name}"),
+            read(&format!("docs/{name}"))?,
+        ));
+    }
     for e in &entries {
-        let p = root.join(e.path);
+        let p = root.join(&e.path);
         fs::create_dir_all(p.parent().unwrap())?;
         fs::write(&p, &e.contents)?;
         fs::set_permissions(&p, fs::Permissions::from_mode(e.mode))?;
     }
+    let (link, target) = SCHEMA_DOC_LINK;
+    std::os::unix::fs::symlink(target, root.join(link))?;
     // Every directory 0755 whatever the umask; files were set above.
     set_dir_modes(&root)?;
 
-    let files: Vec<String> = std::iter::once("usr/bin/flow-agent")
-        .chain(entries.iter().map(|e| e.path))
-        .map(str::to_string)
+    // Regular files only: md5sums lists no symlinks.
+    let files: Vec<String> = std::iter::once("usr/bin/flow-agent".to_string())
+        .chain(entries.iter().map(|e| e.path.clone()))
         .collect();
     let installed_kib = installed_size(&root)?;
     let depends = shlib_depends(&staged_bin, &scratch)?;
@@ -360,6 +393,33 @@ mod tests {
         );
         let err = changelog_version(text, "0.2.0").unwrap_err().to_string();
         assert!(err.contains("0.2.0"), "{err}");
+    }
+
+    /// A shipped page's relative links lead to a shipped page (or the schema's link), so that
+    /// /usr/share/doc/flow-agent reads without the repository.
+    #[test]
+    fn shipped_docs_link_only_to_shipped_files() {
+        let docs = user_docs().unwrap();
+        assert!(docs.iter().any(|d| d == "install.md"), "{docs:?}");
+        let schema = SCHEMA_DOC_LINK.0.rsplit('/').next().unwrap();
+        let mut broken = Vec::new();
+        for name in &docs {
+            let text = String::from_utf8(read(&format!("docs/{name}")).unwrap()).unwrap();
+            for (_, rest) in text.match_indices("](").map(|(i, _)| text.split_at(i + 2)) {
+                let target = rest.split([')', '#']).next().unwrap_or_default();
+                let external = target.contains("://") || target.starts_with("mailto:");
+                if target.is_empty() || external {
+                    continue;
+                }
+                if !(docs.iter().any(|d| d == target) || target == schema) {
+                    broken.push(format!("{name} -> {target}"));
+                }
+            }
+        }
+        assert!(
+            broken.is_empty(),
+            "links to files the package lacks: {broken:?}"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The configuration file (TOML): every option, its default, and validation. Without a file
-//! the built-in defaults apply (native events on stdout). docs/configuration.md documents
+//! (`--config`, else /etc/flow-agent/config.toml when it exists: `default_file`) the built-in
+//! defaults apply (native events on stdout). docs/configuration.md documents
 //! every option; `flow-agent config --default` prints them all with their defaults.
 use std::path::Path;
 
@@ -14,14 +15,19 @@ use crate::{
     sink::OutputConfig,
 };
 
+mod default_file;
 mod defaults;
 mod error;
 pub mod locate;
 pub mod overrides;
 mod permissions;
+pub mod redact;
 pub mod sections;
 mod validate;
 
+pub use default_file::{
+    choose as choose_file, default_path, ConfigSource, DEFAULT_CONFIG_ENV, DEFAULT_CONFIG_FILE,
+};
 pub use defaults::default_toml;
 pub use error::{ConfigError, Issue, Problem};
 pub use overrides::{parse_output_spec, Overrides};
@@ -83,9 +89,15 @@ impl Config {
         }
     }
 
-    /// The effective configuration as TOML (what `flow-agent config` prints).
+    /// The configuration as TOML, secrets included: it parses back to the same configuration.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("the configuration serializes to TOML")
+    }
+
+    /// The effective configuration as `flow-agent config` prints it: [`Config::to_toml`] with
+    /// passwords, HTTP header values and secret-looking URL query values as `"<redacted>"`.
+    pub fn to_toml_redacted(&self) -> String {
+        redact::redact(&self.to_toml())
     }
 }
 

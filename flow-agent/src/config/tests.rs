@@ -332,3 +332,45 @@ fn rate_limit_problems_name_their_key() {
     .unwrap();
     assert!(ok.rate_limit.enabled && ok.rate_limit.global().is_on());
 }
+
+#[test]
+fn the_printed_configuration_hides_secrets_and_nothing_else() {
+    let cfg = parse(
+        r#"
+[[outputs]]
+name = "collector"
+[outputs.http]
+url = "https://collector:8443/in?api_key=qs-secret&tenant=blue"
+user = "flow"
+password = "pw-secret"
+headers = { Authorization = "Bearer hdr-secret", "X-Scope-OrgID" = "tenant-7" }
+[[outputs]]
+[outputs.syslog]
+transport = "tls"
+address = "127.0.0.1:6514"
+server_name = "logs.example"
+client_cert = "/etc/flow-agent/cert.pem"
+client_key = "/etc/flow-agent/key.pem"
+"#,
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    let printed = cfg.to_toml_redacted();
+    for secret in ["qs-secret", "pw-secret", "hdr-secret", "tenant-7"] {
+        assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
+    }
+    // Everything else is as it was: the same TOML but for the secrets.
+    let mut want: toml::Table = toml::from_str(&cfg.to_toml()).unwrap();
+    let http = want["outputs"][0]["http"].as_table_mut().unwrap();
+    let redacted = || toml::Value::from("<redacted>");
+    http["url"] = "https://collector:8443/in?api_key=<redacted>&tenant=blue".into();
+    http["password"] = redacted();
+    for (_, v) in http["headers"].as_table_mut().unwrap().iter_mut() {
+        *v = redacted();
+    }
+    assert_eq!(toml::from_str::<toml::Table>(&printed).unwrap(), want);
+    assert!(printed.contains("client_key = \"/etc/flow-agent/key.pem\""));
+    // Nothing in the defaults looks secret.
+    let default = Config::default();
+    assert_eq!(default.to_toml_redacted(), default.to_toml());
+}

@@ -1,6 +1,8 @@
 //! Running as a system service: readiness, status, watchdog, reload and stop notifications to
 //! systemd (`notify`), and least privilege once the kernel programs are attached
-//! (`privileges`: the capability drop in every thread, an optional dedicated user).
+//! (`privileges`: the capability drop in every thread, an optional dedicated user;
+//! `seccomp`: the system call filter that then refuses loading programs, mounting and the
+//! like).
 //!
 //! The runtime calls [`Service::start`] first, [`Service::attached`] once the programs are
 //! attached, [`Service::tick`] every second, [`Service::reloading`] / [`Service::reloaded`]
@@ -8,6 +10,7 @@
 pub mod caps;
 pub mod notify;
 pub mod privileges;
+pub mod seccomp;
 pub mod threads;
 
 use std::time::Instant;
@@ -60,9 +63,13 @@ impl Service {
         })
     }
 
-    /// Programs attached: drop capabilities, then tell the manager the agent is ready.
+    /// Programs attached: drop capabilities, install the system call filter in every thread,
+    /// then tell the manager the agent is ready.
     pub fn attached(&mut self) -> Result<(), ServiceError> {
         let report = privileges::drop_after_attach()?;
+        // After the drop, which set no_new_privs in every thread (what seccomp needs without
+        // CAP_SYS_ADMIN).
+        seccomp::install_after_attach();
         self.status = format!("capturing flows; capabilities kept: {}", report.kept);
         self.notify(&format!("READY=1\nSTATUS={}", self.status));
         Ok(())

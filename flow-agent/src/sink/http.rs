@@ -88,6 +88,56 @@ impl Default for HttpConfig {
     }
 }
 
+impl HttpConfig {
+    /// The credentials this output would send in clear text: on an `http://` URL, basic
+    /// authentication, headers whose name says they carry a credential (`Authorization`,
+    /// `Cookie`, `X-Api-Key`, ...) and query parameters named like one (`api_key=`). Empty for
+    /// `https://` (and for a URL that does not parse: that is an error of its own).
+    pub fn cleartext_credentials(&self) -> Vec<String> {
+        use crate::config::redact::looks_secret;
+        let Ok(endpoint) = Endpoint::parse(&self.url) else {
+            return Vec::new();
+        };
+        if endpoint.tls {
+            return Vec::new();
+        }
+        let mut found = Vec::new();
+        if self.password.is_some() {
+            found.push("the basic authentication password".to_string());
+        }
+        found.extend(
+            self.headers
+                .keys()
+                .filter(|name| looks_secret(name))
+                .map(|name| format!("header {name}")),
+        );
+        if let Some((_, query)) = endpoint.path.split_once('?') {
+            found.extend(
+                query
+                    .split('&')
+                    .map(|p| p.split('=').next().unwrap_or(p))
+                    .filter(|name| looks_secret(name))
+                    .map(|name| format!("query parameter {name}")),
+            );
+        }
+        found
+    }
+
+    /// The warning about [`HttpConfig::cleartext_credentials`]; None when there are none.
+    /// Logged when the output starts, printed by `check-config`.
+    pub fn cleartext_warning(&self) -> Option<String> {
+        let found = self.cleartext_credentials();
+        let endpoint = Endpoint::parse(&self.url).ok()?;
+        (!found.is_empty()).then(|| {
+            format!(
+                "INSECURE: credentials in clear text: {} sent to http://{} unencrypted, readable and reusable by anyone on the network path; use an https:// url",
+                found.join(", "),
+                endpoint.authority
+            )
+        })
+    }
+}
+
 /// Validates the configuration, builds the transport and starts its delivery worker.
 pub fn open(
     config: &HttpConfig,
@@ -96,6 +146,9 @@ pub fn open(
 ) -> Result<Box<dyn Sink>, SinkError> {
     let transport = transport::HttpTransport::new(config, format)?;
     log::info!("http sink: {}", delivery::Transport::describe(&transport));
+    if let Some(warning) = config.cleartext_warning() {
+        log::warn!("http sink: {warning}");
+    }
     delivery::spawn(Box::new(transport), &config.delivery, stats)
 }
 

@@ -1,7 +1,9 @@
-//! syslog: RFC 5424 messages over a unix socket (datagram or stream), UDP, TCP or TCP with
-//! TLS, with RFC 6587 octet-counting or newline framing on streams. Each record becomes the
-//! MSG of one message; the header is written when the record is handed over, so a message
-//! that waited in the disk buffer keeps its time. See docs/sink-syslog.md.
+//! syslog: messages over a unix socket (datagram or stream), UDP, TCP or TCP with TLS, with
+//! RFC 6587 octet-counting or newline framing on streams. Unix sockets get the local form
+//! syslog(3) writes (`<PRI>Mmm dd hh:mm:ss TAG[PID]: `, what journald and rsyslog parse on
+//! /dev/log), network transports RFC 5424. Each record becomes the MSG of one message; the
+//! header is written when the record is handed over, so a message that waited in the disk
+//! buffer keeps its time. See docs/sink-syslog.md.
 use std::{
     sync::{atomic::Ordering::Relaxed, Arc},
     time::SystemTime,
@@ -38,13 +40,17 @@ pub fn open(
                 .trim(),
         ),
     };
-    let header = Header::new(
-        resolved.pri,
-        &hostname,
-        &config.app_name,
-        std::process::id(),
-        &config.msgid,
-    );
+    let header = if resolved.transport.is_local() {
+        Header::local(resolved.pri, &config.app_name, std::process::id())
+    } else {
+        Header::rfc5424(
+            resolved.pri,
+            &hostname,
+            &config.app_name,
+            std::process::id(),
+            &config.msgid,
+        )
+    };
     let newline_framing = resolved.framing == Some(Framing::Newline);
     let max_message_bytes = resolved.max_message_bytes;
     let transport = transport::SyslogTransport::new(resolved, tls);

@@ -1,6 +1,8 @@
 //! Real syslog servers for the tests: private rsyslogd and syslog-ng instances, each with its
 //! own work directory, listening only on loopback ports and unix sockets in that directory,
 //! writing the MSG part of every message they receive, one per line, to a file per input.
+//! Unix sockets are read the way the system socket /dev/log is (rsyslog's imuxsock with its
+//! special parser, syslog-ng's default parser): they get the local syslog form.
 use anyhow::{bail, Context, Result};
 use flow_agent_tests::{describe_bound, find_tool, slowed};
 use std::{
@@ -13,6 +15,9 @@ use std::{
 #[derive(Clone, Debug)]
 pub enum Listen {
     UnixDgram(PathBuf),
+    /// A unix datagram socket like [`Listen::UnixDgram`] whose lines are the fields the
+    /// forwarder parsed from each message: `TAG|PID|SEVERITY|FACILITY|MSG` ([`Fields`]).
+    UnixFields(PathBuf),
     UnixStream(PathBuf),
     Udp(u16),
     /// TCP; rsyslog takes either framing on one port, syslog-ng needs to know.
@@ -157,21 +162,31 @@ fn rsyslog_config(dir: &Path, inputs: &[Input], pki: &Pki) -> String {
          module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
          module(load=\"imudp\")\nmodule(load=\"imtcp\" MaxSessions=\"1000\")\n\
          module(load=\"imptcp\")\n\
-         template(name=\"msg\" type=\"string\" string=\"%msg%\\n\")\n",
+         template(name=\"msg\" type=\"string\" string=\"%msg%\\n\")\n\
+         # The local form's MSG starts with the space after \"TAG[PID]:\", which rsyslog keeps.\n\
+         template(name=\"localmsg\" type=\"string\" string=\"%msg:2:$%\\n\")\n\
+         template(name=\"fields\" type=\"string\" \
+         string=\"%programname%|%procid%|%syslogseverity-text%|%syslogfacility-text%|%msg:2:$%\\n\")\n",
         pki.ca.display(),
         pki.cert.display(),
         pki.key.display()
     );
     for i in inputs {
         let n = &i.name;
+        let template = match &i.listen {
+            Listen::UnixDgram(_) | Listen::UnixStream(_) => "localmsg",
+            Listen::UnixFields(_) => "fields",
+            _ => "msg",
+        };
         c += &format!(
-            "ruleset(name=\"{n}\") {{ action(type=\"omfile\" file=\"{d}/{n}.log\" template=\"msg\") }}\n"
+            "ruleset(name=\"{n}\") {{ action(type=\"omfile\" file=\"{d}/{n}.log\" template=\"{template}\") }}\n"
         );
         let tls =
             "streamDriver.name=\"ossl\" streamDriver.mode=\"1\" streamDriver.authMode=\"anon\"";
         c += &match &i.listen {
-            Listen::UnixDgram(p) => format!(
-                "input(type=\"imuxsock\" Socket=\"{}\" UseSpecialParser=\"off\" ParseHostname=\"on\" RateLimit.Interval=\"0\" ruleset=\"{n}\")\n",
+            // As rsyslog reads /dev/log: the special parser (the default), no hostname.
+            Listen::UnixDgram(p) | Listen::UnixFields(p) => format!(
+                "input(type=\"imuxsock\" Socket=\"{}\" RateLimit.Interval=\"0\" ruleset=\"{n}\")\n",
                 p.display()
             ),
             Listen::UnixStream(p) => format!(
@@ -205,12 +220,12 @@ fn syslog_ng_config(dir: &Path, inputs: &[Input], pki: &Pki) -> String {
     let net = "max-connections(10) log-iw-size(100000)";
     for i in inputs {
         let n = &i.name;
+        // Unix sources parse the local form by default, as syslog-ng's system() source does.
         let source = match &i.listen {
-            Listen::UnixDgram(p) => format!("unix-dgram(\"{}\" flags(syslog-protocol))", p.display()),
-            Listen::UnixStream(p) => format!(
-                "unix-stream(\"{}\" flags(syslog-protocol) {net})",
-                p.display()
-            ),
+            Listen::UnixDgram(p) | Listen::UnixFields(p) => {
+                format!("unix-dgram(\"{}\")", p.display())
+            }
+            Listen::UnixStream(p) => format!("unix-stream(\"{}\" {net})", p.display()),
             Listen::Udp(port) => format!(
                 "syslog(ip(\"127.0.0.1\") port({port}) transport(\"udp\") so-rcvbuf(16777216))"
             ),
@@ -227,9 +242,13 @@ fn syslog_ng_config(dir: &Path, inputs: &[Input], pki: &Pki) -> String {
                 "network(ip(\"127.0.0.1\") port({port}) transport(\"tls\") {tls} flags(syslog-protocol) {net})"
             ),
         };
+        let template = match &i.listen {
+            Listen::UnixFields(_) => "${PROGRAM}|${PID}|${LEVEL}|${FACILITY}|${MSG}",
+            _ => "${MSG}",
+        };
         c += &format!(
             "source s_{n} {{ {source}; }};\n\
-             destination d_{n} {{ file(\"{d}/{n}.log\" template(\"${{MSG}}\\n\") template-escape(no)); }};\n\
+             destination d_{n} {{ file(\"{d}/{n}.log\" template(\"{template}\\n\") template-escape(no)); }};\n\
              log {{ source(s_{n}); destination(d_{n}); flags(flow-control); }};\n"
         );
     }
@@ -326,7 +345,7 @@ impl Forwarder {
         for i in &self.inputs {
             loop {
                 let ready = match &i.listen {
-                    Listen::UnixDgram(p) => p.exists(),
+                    Listen::UnixDgram(p) | Listen::UnixFields(p) => p.exists(),
                     Listen::UnixStream(p) => std::os::unix::net::UnixStream::connect(p).is_ok(),
                     Listen::Udp(_) => true,
                     Listen::TcpOctet(port)
@@ -375,7 +394,8 @@ impl Forwarder {
         }
         // Unix sockets stay behind; the next start makes new ones.
         for i in &self.inputs {
-            if let Listen::UnixDgram(p) | Listen::UnixStream(p) = &i.listen {
+            if let Listen::UnixDgram(p) | Listen::UnixFields(p) | Listen::UnixStream(p) = &i.listen
+            {
                 let _ = std::fs::remove_file(p);
             }
         }
@@ -393,6 +413,29 @@ impl Forwarder {
             .lines()
             .map(str::to_string)
             .collect()
+    }
+}
+
+/// One line of a [`Listen::UnixFields`] input: what the forwarder parsed from a message.
+#[derive(Debug, PartialEq)]
+pub struct Fields {
+    pub tag: String,
+    pub pid: String,
+    pub severity: String,
+    pub facility: String,
+    pub msg: String,
+}
+
+impl Fields {
+    pub fn parse(line: &str) -> Option<Fields> {
+        let mut f = line.splitn(5, '|').map(str::to_string);
+        Some(Fields {
+            tag: f.next()?,
+            pid: f.next()?,
+            severity: f.next()?,
+            facility: f.next()?,
+            msg: f.next()?,
+        })
     }
 }
 

@@ -65,14 +65,16 @@ impl Endpoint {
         self.path.split('?').next().unwrap_or("/")
     }
 
-    /// `scheme://authority/path` for logs (the URL carries no credentials).
+    /// `scheme://authority/path?query` for logs: the URL carries no user or password, and
+    /// the values of query parameters named like credentials (`api_key=`, `token=`) are
+    /// `<redacted>`, as `flow-agent config` prints them.
     pub fn display(&self) -> String {
-        format!(
+        crate::config::redact::redact_url(&format!(
             "{}://{}{}",
             if self.tls { "https" } else { "http" },
             self.authority,
             self.path
-        )
+        ))
     }
 }
 
@@ -94,6 +96,10 @@ mod tests {
         assert_eq!((e.tls, e.host.as_str(), e.port), (false, "::1", 80));
         let e = Endpoint::parse("https://127.0.0.1").unwrap();
         assert_eq!((e.port, e.path.as_str()), (443, "/"));
+        // Logged without the token, sent with it.
+        let e = Endpoint::parse("http://h:1/in?api_key=s3cret&tenant=a").unwrap();
+        assert_eq!(e.display(), "http://h:1/in?api_key=<redacted>&tenant=a");
+        assert_eq!(e.path, "/in?api_key=s3cret&tenant=a");
     }
 
     #[test]

@@ -564,3 +564,62 @@ fn configuration_errors_name_the_problem() {
     };
     assert!(err(ca, Format::Native).contains("ca_file /nonexistent/ca.pem"));
 }
+
+#[test]
+fn credentials_on_a_plain_http_url_are_named_in_a_warning() {
+    let config = |url: &str, password: Option<&str>, headers: &[(&str, &str)]| HttpConfig {
+        url: url.into(),
+        user: password.map(|_| "elastic".into()),
+        password: password.map(Into::into),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..HttpConfig::default()
+    };
+    let plain = config(
+        "http://collector:8080/in?api_key=k&tenant=a",
+        Some("pw-secret"),
+        &[
+            ("Authorization", "Bearer hdr-secret"),
+            ("Content-Type", "application/json"),
+            ("X-Api-Key", "key-secret"),
+        ],
+    );
+    assert_eq!(
+        plain.cleartext_credentials(),
+        [
+            "the basic authentication password",
+            "header Authorization",
+            "header X-Api-Key",
+            "query parameter api_key"
+        ]
+    );
+    let warning = plain.cleartext_warning().unwrap();
+    assert!(
+        warning.starts_with("INSECURE: credentials in clear text: ")
+            && warning.contains("sent to http://collector:8080 unencrypted")
+            && warning.contains("use an https:// url"),
+        "{warning}"
+    );
+    // The warning names credentials, never shows them.
+    for secret in ["pw-secret", "hdr-secret", "key-secret", "api_key=k"] {
+        assert!(!warning.contains(secret), "{warning}");
+    }
+    // Nothing to warn about: HTTPS, or plain HTTP without credentials.
+    let tls = config(
+        "https://collector/in?token=t",
+        Some("pw"),
+        &[("Authorization", "x")],
+    );
+    assert!(tls.cleartext_warning().is_none());
+    let anonymous = config(
+        "http://127.0.0.1:9880/",
+        None,
+        &[("Content-Type", "application/json")],
+    );
+    assert!(anonymous.cleartext_warning().is_none());
+    assert!(config("not a url", Some("pw"), &[])
+        .cleartext_warning()
+        .is_none());
+}

@@ -41,6 +41,11 @@ impl TransportKind {
     pub fn is_stream(self) -> bool {
         matches!(self, Self::UnixStream | Self::Tcp | Self::Tls)
     }
+
+    /// A unix socket: the local syslog form (RFC 3164 as syslog(3) writes it), not RFC 5424.
+    pub fn is_local(self) -> bool {
+        matches!(self, Self::Unix | Self::UnixStream)
+    }
 }
 
 /// How messages are delimited on a stream (RFC 6587).
@@ -251,6 +256,15 @@ impl SyslogConfig {
         let facility = self.facility.facility().map_err(bad)?;
         let severity = self.severity.severity().map_err(bad)?;
         check_field("app_name", &self.app_name, 48).map_err(bad)?;
+        if let Some(c) = self.app_name.chars().find(|c| matches!(c, '[' | ']' | ':')) {
+            if transport.is_local() {
+                return Err(bad(format!(
+                    "app_name {:?} has {c:?}, which ends the tag in the local syslog form that transport {} writes (TAG[PID]: MSG)",
+                    self.app_name,
+                    transport.name()
+                )));
+            }
+        }
         check_field("msgid", &self.msgid, 32).map_err(bad)?;
         if let Some(h) = &self.hostname {
             check_field("hostname", h, 255).map_err(bad)?;

@@ -1,32 +1,90 @@
-//! RFC 5424 messages: the header in front of each record, and the framing on the wire.
-use std::time::SystemTime;
+//! The header in front of each record, and the framing on the wire. Network transports (udp,
+//! tcp, tls) write RFC 5424; unix sockets (/dev/log and the like, read by journald, rsyslog's
+//! imuxsock, syslog-ng's unix sources) the local form of RFC 3164 that glibc's syslog(3) writes:
+//! `<PRI>Mmm dd hh:mm:ss TAG[PID]: MSG`, which is what those readers parse.
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::config::Framing;
 use crate::enrich::clock::rfc3339_micros;
 
-/// The constant part of every header, and the parts that change per message.
+/// The constant parts of every header; [`Header::write`] adds the time.
 #[derive(Clone, Debug)]
-pub struct Header {
-    /// `<PRI>1 `.
-    pri_version: String,
-    /// ` HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA `: after TIMESTAMP, before MSG.
-    middle: String,
+pub enum Header {
+    /// `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID - MSG`.
+    Rfc5424 {
+        /// `<PRI>1 `.
+        pri_version: String,
+        /// ` HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA `: after TIMESTAMP, before MSG.
+        middle: String,
+    },
+    /// `<PRI>TIMESTAMP TAG[PID]: MSG`, TIMESTAMP in local time without year or fraction.
+    Local {
+        /// `<PRI>`.
+        pri: String,
+        /// ` TAG[PID]: `.
+        tag_pid: String,
+    },
 }
 
 impl Header {
-    pub fn new(pri: u8, hostname: &str, app_name: &str, procid: u32, msgid: &str) -> Self {
-        Self {
+    pub fn rfc5424(pri: u8, hostname: &str, app_name: &str, procid: u32, msgid: &str) -> Self {
+        Self::Rfc5424 {
             pri_version: format!("<{pri}>1 "),
             middle: format!(" {hostname} {app_name} {procid} {msgid} - "),
         }
     }
 
+    /// The local form, as syslog(3) with `openlog(tag, LOG_PID, ...)` writes it.
+    pub fn local(pri: u8, tag: &str, pid: u32) -> Self {
+        Self::Local {
+            pri: format!("<{pri}>"),
+            tag_pid: format!(" {tag}[{pid}]: "),
+        }
+    }
+
     /// Appends the header for a message written at `now`.
     pub fn write(&self, now: SystemTime, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.pri_version.as_bytes());
-        out.extend_from_slice(rfc3339_micros(now).as_bytes());
-        out.extend_from_slice(self.middle.as_bytes());
+        match self {
+            Self::Rfc5424 {
+                pri_version,
+                middle,
+            } => {
+                out.extend_from_slice(pri_version.as_bytes());
+                out.extend_from_slice(rfc3339_micros(now).as_bytes());
+                out.extend_from_slice(middle.as_bytes());
+            }
+            Self::Local { pri, tag_pid } => {
+                out.extend_from_slice(pri.as_bytes());
+                out.extend_from_slice(local_timestamp(now).as_bytes());
+                out.extend_from_slice(tag_pid.as_bytes());
+            }
+        }
     }
+}
+
+/// RFC 3164's TIMESTAMP in this host's time zone, as syslog(3) writes it (`%b %e %T` in the C
+/// locale): `Nov 23 12:34:56`, `Nov  3 08:00:00`. In UTC when the zone cannot be read.
+pub fn local_timestamp(now: SystemTime) -> String {
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as libc::time_t;
+    // SAFETY: tm is plain data; localtime_r (thread-safe) fills it or returns null, and gmtime_r
+    // cannot fail for a time_t from a SystemTime.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&secs, &mut tm).is_null() {
+            libc::gmtime_r(&secs, &mut tm);
+        }
+        tm
+    };
+    rfc3164_timestamp(tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec)
+}
+
+/// `Mmm dd hh:mm:ss` from a broken-down time (month 0-11); the day is padded with a space.
+fn rfc3164_timestamp(month: i32, day: i32, hour: i32, min: i32, sec: i32) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS[month.clamp(0, 11) as usize];
+    format!("{month} {day:>2} {hour:02}:{min:02}:{sec:02}")
 }
 
 /// Checks one RFC 5424 header field: 1..=`max` printable US-ASCII characters (33..=126).
@@ -84,7 +142,7 @@ mod tests {
 
     #[test]
     fn header_has_every_rfc5424_field_in_order() {
-        let h = Header::new(8 * 16 + 6, "web-1", "flow-agent", 4242, "flow");
+        let h = Header::rfc5424(8 * 16 + 6, "web-1", "flow-agent", 4242, "flow");
         let mut out = Vec::new();
         h.write(
             UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456),
@@ -94,6 +152,32 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "<134>1 2023-11-14T22:13:20.123456Z web-1 flow-agent 4242 flow - {\"a\":1}"
+        );
+    }
+
+    #[test]
+    fn the_local_form_is_syslog3s() {
+        assert_eq!(rfc3164_timestamp(10, 23, 12, 34, 56), "Nov 23 12:34:56");
+        assert_eq!(rfc3164_timestamp(0, 3, 8, 0, 5), "Jan  3 08:00:05");
+        let h = Header::local(8 * 16 + 6, "flow-agent", 4242);
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut out = Vec::new();
+        h.write(now, &mut out);
+        out.extend_from_slice(b"{\"a\":1}");
+        let text = String::from_utf8(out).unwrap();
+        // The hour depends on this host's time zone; the rest does not.
+        let stamp = local_timestamp(now);
+        assert_eq!(text, format!("<134>{stamp} flow-agent[4242]: {{\"a\":1}}"));
+        let b = stamp.as_bytes();
+        assert!(
+            stamp.len() == 15
+                && stamp.starts_with("Nov 1")
+                && (b[4] == b'1' || b[4] == b' ')
+                && b[6] == b' '
+                && b[9] == b':'
+                && b[12] == b':'
+                && stamp.ends_with(":20"),
+            "{stamp:?}"
         );
     }
 

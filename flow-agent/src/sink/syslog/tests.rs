@@ -73,6 +73,14 @@ fn mistakes_are_named() {
         resolve_err("transport = \"udp\"\naddress = \"h:1\"\nmax_message_bytes = 70000")
             .contains("65507")
     );
+    // The local form (unix transports) ends its tag at '[' or ':'; RFC 5424 has no such limit.
+    assert!(resolve_err("app_name = \"flow:agent\"").contains("ends the tag"));
+    assert!(
+        resolve_err("transport = \"unix-stream\"\napp_name = \"f[1]\"").contains("ends the tag")
+    );
+    assert!(parse("address = \"h:1\"\napp_name = \"flow:agent\"")
+        .resolve()
+        .is_ok());
     assert!(toml::from_str::<SyslogConfig>("transport = \"relp\"").is_err());
     assert!(toml::from_str::<SyslogConfig>("adress = \"h:1\"").is_err());
 }
@@ -189,7 +197,7 @@ fn sink_of(
     let stats = std::sync::Arc::new(crate::sink::SinkStats::new("t".into(), "syslog", "native"));
     let sink = super::SyslogSink {
         inner: Box::new(Captured(got.clone())),
-        header: super::message::Header::new(134, "h", "flow-agent", 7, "flow"),
+        header: super::message::Header::rfc5424(134, "h", "flow-agent", 7, "flow"),
         newline_framing: framing == Some(Framing::Newline),
         max_message_bytes,
         oversize,
@@ -372,4 +380,72 @@ fn leaf_names(v: &serde_json::Value) -> Vec<String> {
     walk("", v, &mut out);
     out.sort();
     out
+}
+
+/// One message through a real output, as its receiver gets it.
+fn first_message(config: &str, receive: impl FnOnce() -> Vec<u8>) -> String {
+    let cfg: SyslogConfig =
+        toml::from_str(&format!("{config}\n[delivery]\nbuffer_max_bytes = 0\n")).unwrap();
+    let stats = std::sync::Arc::new(crate::sink::SinkStats::new("t".into(), "syslog", "native"));
+    let mut sink = super::open(&cfg, crate::encode::Format::Native, stats).unwrap();
+    sink.submit(b"{\"a\":1}");
+    sink.flush();
+    let got = receive();
+    drop(sink.close());
+    String::from_utf8(got).unwrap()
+}
+
+#[test]
+fn unix_sockets_get_the_local_form_and_network_transports_rfc5424() {
+    use std::time::Duration;
+    let dir = std::env::temp_dir().join(format!("flow-syslog-form-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("log.sock");
+    let _ = std::fs::remove_file(&path);
+    let unix = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    unix.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let pid = std::process::id();
+    // daemon.warning: 3 * 8 + 4.
+    let text = first_message(
+        &format!(
+            "address = \"{}\"\nfacility = \"daemon\"\nseverity = \"warning\"\napp_name = \"flowtest\"",
+            path.display()
+        ),
+        || {
+            let mut buf = vec![0; 4096];
+            let n = unix.recv(&mut buf).unwrap();
+            buf.truncate(n);
+            buf
+        },
+    );
+    // <PRI>, the 15-character local timestamp, TAG[PID]: and the record.
+    let (head, rest) = text.split_at(4);
+    assert_eq!(head, "<28>", "{text}");
+    assert_eq!(
+        rest.get(15..),
+        Some(format!(" flowtest[{pid}]: {{\"a\":1}}").as_str()),
+        "{text}"
+    );
+
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let text = first_message(
+        &format!(
+            "transport = \"udp\"\naddress = \"{}\"\nhostname = \"h\"\nfacility = \"daemon\"\nseverity = \"warning\"",
+            udp.local_addr().unwrap()
+        ),
+        || {
+            let mut buf = vec![0; 4096];
+            let n = udp.recv(&mut buf).unwrap();
+            buf.truncate(n);
+            buf
+        },
+    );
+    assert!(
+        text.starts_with("<28>1 ")
+            && text.ends_with(&format!(" h flow-agent {pid} flow - {{\"a\":1}}")),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
