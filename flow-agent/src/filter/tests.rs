@@ -143,6 +143,40 @@ fn clones_share_decisions() {
     assert_eq!(f, g);
 }
 
+/// A DNS answer is filtered as its flow (client to resolver, the asking process): with the
+/// flow's id it shares the flow's decision; without one it is decided on its own, never
+/// remembered (an empty id would have made every such answer share one decision).
+#[test]
+fn dns_events_share_their_flows_decision_and_are_not_remembered_without_one() {
+    let f = filter(r#"exclude = [{ remote_port = 53, process_name = "curl" }]"#);
+    let dns = |flow: Option<&str>, comm: &str| {
+        let mut ev = crate::event::DnsEvent {
+            client: ("10.1.2.3".parse().unwrap(), 40000),
+            resolver: ("192.0.2.53".parse().unwrap(), 53),
+            ..crate::event::DnsEvent::default()
+        };
+        ev.flow = flow.map(|id| {
+            Arc::new(FlowIds {
+                flow_id: id.into(),
+                community_id: None,
+            })
+        });
+        ev.process = Some(Arc::new(ProcessIdentity {
+            comm: comm.into(),
+            ..curl()
+        }));
+        Event::Dns(Box::new(ev))
+    };
+    assert!(!f.matches(&dns(None, "curl")), "curl's answers are excluded");
+    assert!(f.matches(&dns(None, "dig")), "dig's are not: decided on its own");
+    assert_eq!(f.remembered_flows(), 0, "nothing remembered without a flow id");
+    assert!(!f.matches(&dns(Some("d-1"), "curl")));
+    assert_eq!(f.remembered_flows(), 1, "the DNS flow's decision, shared with it");
+    // Stats and summaries are not flows: filters never drop them.
+    let stats = Event::Stats(Box::default());
+    assert!(f.matches(&stats));
+}
+
 #[test]
 fn errors_name_the_value_and_what_is_expected() {
     let err = |t: &str| {
