@@ -167,11 +167,25 @@ fn dns_events_share_their_flows_decision_and_are_not_remembered_without_one() {
         }));
         Event::Dns(Box::new(ev))
     };
-    assert!(!f.matches(&dns(None, "curl")), "curl's answers are excluded");
-    assert!(f.matches(&dns(None, "dig")), "dig's are not: decided on its own");
-    assert_eq!(f.remembered_flows(), 0, "nothing remembered without a flow id");
+    assert!(
+        !f.matches(&dns(None, "curl")),
+        "curl's answers are excluded"
+    );
+    assert!(
+        f.matches(&dns(None, "dig")),
+        "dig's are not: decided on its own"
+    );
+    assert_eq!(
+        f.remembered_flows(),
+        0,
+        "nothing remembered without a flow id"
+    );
     assert!(!f.matches(&dns(Some("d-1"), "curl")));
-    assert_eq!(f.remembered_flows(), 1, "the DNS flow's decision, shared with it");
+    assert_eq!(
+        f.remembered_flows(),
+        1,
+        "the DNS flow's decision, shared with it"
+    );
     // Stats and summaries are not flows: filters never drop them.
     let stats = Event::Stats(Box::default());
     assert!(f.matches(&stats));
