@@ -294,7 +294,9 @@ fn run(source: ConfigSource, overrides: Overrides) -> Result<(), Failure> {
         capture: config.capture.to_capture_config(),
         flows: config.flow_table_config(),
         enrich: config.enrich_config(std::sync::Arc::new(HostInfo::read())),
-        poll_interval: std::time::Duration::from_millis(100),
+        // An event waits at most this long when too few bytes wait to wake the agent: the
+        // latency target (p99 ≤ 50 ms at moderate load), for 50 cheap wake-ups a second.
+        poll_interval: std::time::Duration::from_millis(20),
         reload: file.map(|path| {
             Box::new(move || {
                 effective_config(Some(&path), &overrides)

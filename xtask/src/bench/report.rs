@@ -309,29 +309,29 @@ pub fn check_targets(s: &Summary) -> Vec<TargetCheck> {
         s.cpu_us_per_flow.map(|c| c <= 5.0),
     );
     add(
-        "≤ 30 MiB RSS idle",
+        "≤ 20 MiB RSS idle",
         format!("{} MiB", opt(s.idle_rss_mib, 1)),
-        s.idle_rss_mib.map(|m| m <= 30.0),
+        s.idle_rss_mib.map(|m| m <= 20.0),
     );
     let full = s.concurrent_connections.unwrap_or(0) >= FULL_CONCURRENCY;
     add(
-        "≤ 100 MiB RSS with 100,000 concurrent flows",
+        "≤ 60 MiB RSS with 100,000 concurrent flows",
         match (s.concurrency_rss_mib, s.concurrent_connections) {
             (Some(m), Some(n)) => format!("{m:.1} MiB with {n} connections open"),
             _ => "-".into(),
         },
         if full {
-            s.concurrency_rss_mib.map(|m| m <= 100.0)
+            s.concurrency_rss_mib.map(|m| m <= 60.0)
         } else {
             None
         },
     );
     add(
-        "p99 event latency ≤ 100 ms at moderate load",
+        "p99 event latency ≤ 50 ms at moderate load",
         s.latency
             .as_ref()
             .map_or("-".into(), |l| format!("{:.1} ms", l.p99_ms)),
-        s.latency.as_ref().map(|l| l.p99_ms <= 100.0),
+        s.latency.as_ref().map(|l| l.p99_ms <= 50.0),
     );
     checks
 }
@@ -816,7 +816,7 @@ mod tests {
             "42 flow-agent",
             "- bpftrace-tcplife: does not run here: no kprobes",
             "| ≤ 5 µs agent CPU per flow | agent-native | 10.00 µs | **MISSED** |",
-            "| ≤ 30 MiB RSS idle | agent-native | 10.0 MiB | met |",
+            "| ≤ 20 MiB RSS idle | agent-native | 10.0 MiB | met |",
         ] {
             assert!(md.contains(label), "{label:?} not in:\n{md}");
         }
