@@ -1,11 +1,9 @@
 //! Capture stage: load and attach the kernel programs, read their records.
 pub mod drain;
-pub mod kernel_filter;
 pub mod loader;
 pub mod object;
 pub mod records;
 pub mod sock_diag;
 
-pub use kernel_filter::FilterSkipped;
 pub use loader::{Capture, CaptureConfig, CaptureError};
 pub use records::Record;

@@ -11,6 +11,10 @@ use flow_common::{KernelFilterMasks, FILTER_MAX_NETWORKS};
 
 use super::{values::Transport, FilterConfig, Rule};
 
+mod maps;
+
+pub use maps::FilterSkipped;
+
 /// Rules beyond this many stay in userspace (one bit each in a u64).
 pub const MAX_KERNEL_RULES: usize = 64;
 

@@ -23,7 +23,7 @@ use super::{
 use crate::{
     capture::{
         drain::{self, drain, DrainBudget},
-        sock_diag, Capture, FilterSkipped,
+        sock_diag, Capture,
     },
     config::{CaptureSettings, Config},
     enrich::{
@@ -31,7 +31,7 @@ use crate::{
         Enricher,
     },
     event::Event,
-    filter::kernel::KernelPlan,
+    filter::kernel::{FilterSkipped, KernelPlan},
     flows::FlowTable,
     health::{EnrichLosses, Health, KernelLosses, StatsEvent},
     ratelimit::RateLimiter,

@@ -1,9 +1,13 @@
-//! Writes the kernel filter's maps (filter::kernel::KernelPlan) and reads what it skipped.
+//! Writes the kernel filter's maps (a [`KernelPlan`]) into the loaded programs and reads what
+//! they skipped.
 use aya::maps::{lpm_trie::Key, Array, LpmTrie, MapData, PerCpuArray};
 use flow_common::{FilterSkip, KernelFilterMasks};
 
-use super::{Capture, CaptureError};
-use crate::filter::{kernel::KernelPlan, FilterConfig};
+use super::KernelPlan;
+use crate::{
+    capture::{Capture, CaptureError},
+    filter::FilterConfig,
+};
 
 fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> CaptureError {
     move |source| CaptureError::Map { name, source }
