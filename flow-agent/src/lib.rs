@@ -5,6 +5,7 @@
 //! (stdout, file, syslog, HTTP), with `filter` rules between, `config` for all of it and
 //! `health` reporting on the agent itself; `service` talks to systemd and drops privileges.
 pub mod capture;
+pub mod clock;
 pub mod config;
 pub mod encode;
 pub mod enrich;

@@ -12,14 +12,13 @@ use flow_common::Task;
 
 use super::{
     cgroup::{container_of, systemd_unit, CgroupPaths},
-    clock::BootClock,
     command_line::quote_args,
     escape::text_of,
     host::process_entity_id,
     process::{Process, ProcessTable},
     users::NameDb,
 };
-use crate::event::ProcessIdentity;
+use crate::{clock::BootClock, event::ProcessIdentity};
 
 /// How long a built identity is reused without looking at its sources again.
 const REFRESH: Duration = Duration::from_secs(1);

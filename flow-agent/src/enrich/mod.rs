@@ -3,7 +3,6 @@
 //! `dns_query` events ([`stage::Enricher`]).
 pub mod app_proto;
 pub mod cgroup;
-pub mod clock;
 pub mod command_line;
 pub mod dns_event;
 pub mod dns_names;

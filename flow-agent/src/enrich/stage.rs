@@ -12,7 +12,6 @@ use flow_common::{DnsRecord, PayloadRecord, Task};
 
 use super::{
     app_proto::{self, PayloadKey, Payloads},
-    clock::{boot_ns_now, BootClock},
     dns_event,
     dns_names::{Asker, DnsNames, Received},
     identity::Identities,
@@ -20,6 +19,7 @@ use super::{
 };
 use crate::{
     capture::{sock_diag::TcpSockInfo, Record},
+    clock::{boot_ns_now, BootClock},
     event::{AppInfo, DnsEvent, FlowAction, FlowEvent, HostInfo, Locality, RemoteName, Transport},
     flows::{table::endpoints, FlowTable, Tracked},
     proto::dns::Message,

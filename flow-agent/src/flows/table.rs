@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     capture::Record,
-    enrich::clock::BootClock,
+    clock::BootClock,
     event::{
         Attribution, Counters, Direction, FlowAction, FlowEvent, FlowIds, HostInfo,
         IntervalCounters, Transport,
@@ -426,7 +426,7 @@ impl FlowTable {
         let ts = if f.open_ns > 0 {
             f.open_ns
         } else {
-            crate::enrich::clock::boot_ns_now()
+            crate::clock::boot_ns_now()
         };
         out.push(self.event(&f, FlowAction::Start, None, ts));
         f.start_emitted = true;
@@ -445,7 +445,7 @@ impl FlowTable {
         };
         let counters = udp.read(&key);
         udp.remove(&key);
-        let now = crate::enrich::clock::boot_ns_now();
+        let now = crate::clock::boot_ns_now();
         let totals = counters.map(|c| udp_totals(&c));
         let mut t = self.event(&f, FlowAction::End, totals, now);
         let end_ns = counters
@@ -513,7 +513,7 @@ impl FlowTable {
 
     /// Every open flow ends with reason agent_shutdown: nothing seen is lost.
     pub fn shutdown(&mut self, udp: &mut impl UdpCounterSource, out: &mut Vec<Tracked>) {
-        let now = crate::enrich::clock::boot_ns_now();
+        let now = crate::clock::boot_ns_now();
         let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
         for key in keys {
             if !self.flows[&key].start_emitted {

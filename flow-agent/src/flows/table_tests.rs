@@ -16,7 +16,7 @@ use libc::{ECONNREFUSED, ECONNRESET, EHOSTUNREACH, ETIMEDOUT};
 use super::*;
 use crate::{
     capture::sock_diag::TcpSockInfo,
-    enrich::clock::boot_ns_now,
+    clock::boot_ns_now,
     event::{
         Direction::{Inbound, Outbound},
         FlowAction::{End, Start, Update},

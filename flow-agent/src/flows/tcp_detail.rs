@@ -6,7 +6,7 @@ use flow_common::{
 };
 
 use crate::{
-    enrich::clock::BootClock,
+    clock::BootClock,
     event::{FlowEvent, TcpFlags},
 };
 

@@ -210,7 +210,7 @@ impl FlowTable {
             let mut f = self.new_flow(tuple, role, owner, kind, 0);
             f.start_observed = false;
             f.netns = netns;
-            f.last_report_ns = crate::enrich::clock::boot_ns_now();
+            f.last_report_ns = crate::clock::boot_ns_now();
             // Intervals count from now; totals include what came before the agent.
             f.reported = live_totals(s, role);
             let key = FlowKey::TcpPartial(self.next_id);

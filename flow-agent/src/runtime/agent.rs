@@ -25,11 +25,9 @@ use crate::{
         drain::{self, drain, DrainBudget},
         sock_diag, Capture,
     },
+    clock::{boot_ns_now, rfc3339_micros},
     config::{CaptureSettings, Config},
-    enrich::{
-        clock::{boot_ns_now, rfc3339_micros},
-        Enricher,
-    },
+    enrich::Enricher,
     event::Event,
     filter::kernel::{FilterSkipped, KernelPlan},
     flows::FlowTable,

@@ -2,7 +2,7 @@
 //! the rate limiter takes what remains of the flows, and every output gets one batch of typed
 //! events (its own filter and encoder do the rest).
 use crate::{
-    enrich::clock::boot_ns_now,
+    clock::boot_ns_now,
     event::{DnsEvent, Event, FlowEvent, WallTime},
     filter::FilterConfig,
     ratelimit::{RateLimiter, SuppressedEvent},

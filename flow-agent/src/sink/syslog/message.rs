@@ -2,7 +2,7 @@
 use std::time::SystemTime;
 
 use super::config::Framing;
-use crate::enrich::clock::rfc3339_micros;
+use crate::clock::rfc3339_micros;
 
 /// The constant part of every header, and the parts that change per message.
 #[derive(Clone, Debug)]

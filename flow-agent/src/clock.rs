@@ -1,4 +1,5 @@
-//! Kernel timestamps are CLOCK_BOOTTIME nanoseconds; events carry wall-clock UTC.
+//! Kernel timestamps are CLOCK_BOOTTIME nanoseconds; events carry wall-clock UTC. A leaf
+//! module: the flow table, enrichment, encoders and sinks all read the time here.
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn clock_ns(clock: libc::clockid_t) -> u64 {
