@@ -3,7 +3,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use flow_agent::{
     config::{self, Config, ConfigError, LogLevel, Overrides, Seconds},
-    enrich::host::HostInfo,
+    event::HostInfo,
     logger,
     runtime::{self, KernelUnsupported, RunOptions},
     sink::OutputConfig,

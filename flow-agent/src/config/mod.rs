@@ -6,12 +6,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    enrich::{host::HostInfo, EnrichmentConfig as Enrichment},
-    filter::FilterConfig,
-    flows::FlowTableConfig,
-    health::HealthConfig,
-    ratelimit::RateLimitConfig,
-    sink::OutputConfig,
+    enrich::EnrichmentConfig as Enrichment, event::HostInfo, filter::FilterConfig,
+    flows::FlowTableConfig, health::HealthConfig, ratelimit::RateLimitConfig, sink::OutputConfig,
 };
 
 mod defaults;

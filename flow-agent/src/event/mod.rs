@@ -5,6 +5,7 @@
 mod app;
 mod dns;
 mod flow;
+mod host;
 mod process;
 mod rate_limited;
 
@@ -14,10 +15,10 @@ pub use flow::{
     Attribution, Counters, Direction, FlowAction, FlowEvent, FlowIds, IntervalCounters, Locality,
     RemoteName, TcpFlags, Transport,
 };
+pub use host::HostInfo;
 pub use process::ProcessIdentity;
 pub use rate_limited::{Limiter, SuppressedEvent};
 
-pub use crate::enrich::host::HostInfo;
 use crate::health::StatsEvent;
 
 /// Wall-clock time: nanoseconds since the Unix epoch (UTC).
