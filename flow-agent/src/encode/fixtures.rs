@@ -3,13 +3,10 @@
 //! connect, a flow open at start-up, one without a process, and a hostile process.
 use std::{net::IpAddr, sync::Arc};
 
-use crate::{
-    event::{
-        Attribution, Counters, Direction, DnsAnswer, DnsEvent, FlowAction, FlowEvent, FlowIds,
-        HostInfo, IntervalCounters, Limiter, Locality, ProcessIdentity, SuppressedEvent, Transport,
-        WallTime,
-    },
-    health::{EnrichLosses, KernelLosses, SinkReport, StatsEvent},
+use crate::event::{
+    Attribution, Counters, Direction, DnsAnswer, DnsEvent, EnrichLosses, FlowAction, FlowEvent,
+    FlowIds, HostInfo, IntervalCounters, KernelLosses, Limiter, Locality, ProcessIdentity,
+    RateLimitStats, SinkReport, StatsEvent, SuppressedEvent, Transport, WallTime,
 };
 
 /// A native RFC 3339 time as the model holds it.
@@ -369,7 +366,7 @@ pub fn stats() -> StatsEvent {
             dropped: 0,
             ..SinkReport::default()
         }],
-        rate_limit: crate::ratelimit::RateLimitStats {
+        rate_limit: RateLimitStats {
             suppressed_process: 480,
             summaries: 1,
             processes: 1,

@@ -8,6 +8,7 @@ mod flow;
 mod host;
 mod process;
 mod rate_limited;
+mod stats;
 
 pub use app::{AppInfo, AppProtocolSource, TlsInfo};
 pub use dns::{DnsAnswer, DnsEvent};
@@ -18,8 +19,7 @@ pub use flow::{
 pub use host::HostInfo;
 pub use process::ProcessIdentity;
 pub use rate_limited::{Limiter, SuppressedEvent};
-
-use crate::health::StatsEvent;
+pub use stats::{EnrichLosses, KernelLosses, RateLimitStats, SinkReport, StatsEvent};
 
 /// Wall-clock time: nanoseconds since the Unix epoch (UTC).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -2,7 +2,7 @@
 //! then one `name{labels} value` line per series.
 use std::fmt::Write;
 
-use super::{SinkReport, StatsEvent};
+use crate::event::{SinkReport, StatsEvent};
 
 /// What one scrape shows.
 pub struct Snapshot<'a> {
@@ -229,12 +229,12 @@ pub fn render(snap: &Snapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::{EnrichLosses, KernelLosses};
+    use crate::event::{EnrichLosses, KernelLosses, RateLimitStats};
 
     #[test]
     fn renders_every_family_with_help_and_type() {
         let stats = StatsEvent {
-            rate_limit: crate::ratelimit::RateLimitStats {
+            rate_limit: RateLimitStats {
                 suppressed_process: 5,
                 ..Default::default()
             },

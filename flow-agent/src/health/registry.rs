@@ -6,8 +6,8 @@ use std::{
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
-use super::{metrics, server::MetricsServer, HealthConfig, HealthError, StatsEvent};
-use crate::sink::SinkStats;
+use super::{metrics, server::MetricsServer, HealthConfig, HealthError};
+use crate::{event::StatsEvent, sink::SinkStats};
 
 /// The last stats event and the live counters of every output.
 pub struct Registry {

@@ -4,9 +4,7 @@
 //! of them and is counted in a `rate_limited` summary per interval, limiter and process.
 use std::collections::HashMap;
 
-use serde::Serialize;
-
-use crate::event::{FlowAction, FlowEvent, WallTime};
+use crate::event::{FlowAction, FlowEvent, RateLimitStats, WallTime};
 
 mod bucket;
 mod config;
@@ -46,23 +44,6 @@ impl ProcessKey {
 }
 
 type SummaryKey = (Limiter, ProcessKey);
-
-/// Counters since start, for stats events and metrics.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct RateLimitStats {
-    /// Flows suppressed by a process's limit.
-    pub suppressed_process: u64,
-    /// Flows suppressed by the global limit.
-    pub suppressed_global: u64,
-    /// `rate_limited` summaries written.
-    pub summaries: u64,
-    /// Processes whose limit state was forgotten at the cap (each restarts with a burst).
-    pub processes_evicted: u64,
-    /// Processes whose limit state is kept now.
-    pub processes: u64,
-    /// Suppressed flows still open (their end is awaited to count their bytes).
-    pub suppressed_open: u64,
-}
 
 pub struct RateLimiter {
     cfg: RateLimitConfig,

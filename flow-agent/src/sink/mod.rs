@@ -369,7 +369,7 @@ mod tests {
     }
 
     fn stats_event() -> Event {
-        Event::Stats(Box::new(crate::health::StatsEvent {
+        Event::Stats(Box::new(crate::event::StatsEvent {
             event_action: "stats",
             ..Default::default()
         }))

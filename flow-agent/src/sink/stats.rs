@@ -1,7 +1,7 @@
 //! Delivery counters of one sink, shared between the sink's worker and the health reports.
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::health::SinkReport;
+use crate::event::SinkReport;
 
 #[derive(Debug, Default)]
 pub struct SinkStats {
