@@ -21,3 +21,4 @@ pub mod ratelimit;
 pub mod runtime;
 pub mod service;
 pub mod sink;
+pub mod units;

@@ -2,11 +2,12 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use flow_agent::{
-    config::{self, Config, ConfigError, LogLevel, Overrides, Seconds},
+    config::{self, Config, ConfigError, LogLevel, Overrides},
     event::HostInfo,
     logger,
     runtime::{self, KernelUnsupported, RunOptions},
     sink::OutputConfig,
+    units::Seconds,
 };
 
 mod help;

@@ -21,9 +21,7 @@ mod validate;
 pub use defaults::default_toml;
 pub use error::{ConfigError, Issue, Problem};
 pub use overrides::{parse_output_spec, Overrides};
-pub use sections::{
-    AgentConfig, CaptureSettings, EnrichConfig, FlowsConfig, LogLevel, LogTarget, Seconds,
-};
+pub use sections::{AgentConfig, CaptureSettings, EnrichConfig, FlowsConfig, LogLevel, LogTarget};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

@@ -2,7 +2,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Limit;
-use crate::config::Seconds;
+use crate::units::Seconds;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

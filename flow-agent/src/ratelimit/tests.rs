@@ -2,8 +2,8 @@ use std::sync::Arc;
 
 use super::*;
 use crate::{
-    config::Seconds,
     event::{Counters, Direction, FlowIds, HostInfo, IntervalCounters, ProcessIdentity, Transport},
+    units::Seconds,
 };
 
 const SEC: u64 = 1_000_000_000;
