@@ -7,4 +7,4 @@ pub mod tracefs;
 
 pub use btf::{Btf, BtfError};
 pub use offsets::{resolve, OffsetsError};
-pub use tracefs::{event_exists, inet_sock_set_state_layout, tracefs_root, TracefsError};
+pub use tracefs::{tracefs_root, TracefsError};
