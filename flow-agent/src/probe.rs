@@ -40,12 +40,6 @@ pub struct Report {
     pub fentry_ok: bool,
 }
 
-impl Report {
-    pub fn get(&self, name: &str) -> Option<&Check> {
-        self.checks.iter().find(|c| c.name == name)
-    }
-}
-
 /// One line from an error and its sources; the verifier's log (pages long) is cut off.
 fn short<E: std::error::Error>(e: E) -> String {
     let mut parts = vec![e.to_string()];

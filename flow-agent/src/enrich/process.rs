@@ -161,14 +161,6 @@ impl ProcessTable {
             !list.is_empty()
         });
     }
-
-    pub fn len(&self) -> usize {
-        self.by_pid.values().map(Vec::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_pid.is_empty()
-    }
 }
 
 /// /proc/PID: stat for parent and start time, exe and cmdline. None if the process is gone.

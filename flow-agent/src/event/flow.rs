@@ -301,8 +301,4 @@ impl FlowEvent {
     pub fn app_protocol(&self) -> Option<(&'static str, super::AppProtocolSource)> {
         self.app.as_deref()?.protocol
     }
-
-    pub fn tls(&self) -> Option<&super::TlsInfo> {
-        self.app.as_deref()?.tls.as_ref()
-    }
 }

@@ -33,16 +33,8 @@ impl WallTime {
         Self(d.as_nanos() as u64)
     }
 
-    pub fn micros(self) -> i64 {
-        (self.0 / 1_000) as i64
-    }
-
     pub fn millis(self) -> i64 {
         (self.0 / 1_000_000) as i64
-    }
-
-    pub fn seconds(self) -> f64 {
-        self.0 as f64 / 1e9
     }
 }
 

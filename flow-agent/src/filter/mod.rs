@@ -27,14 +27,6 @@ pub struct FilterConfig {
 }
 
 impl FilterConfig {
-    pub fn new(include: Vec<Rule>, exclude: Vec<Rule>) -> Self {
-        Self {
-            include,
-            exclude,
-            decisions: Decisions::default(),
-        }
-    }
-
     /// Whether this filter lets everything through.
     pub fn is_empty(&self) -> bool {
         self.include.is_empty() && self.exclude.is_empty()

@@ -79,11 +79,6 @@ impl<'de, T: Scalar> de::DeserializeSeed<'de> for ScalarSeed<T> {
     }
 }
 
-/// Serializes a list of scalars as their configuration text.
-pub fn serialize_list<S: Serializer, T: Serialize>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
-    v.serialize(s)
-}
-
 macro_rules! text_serialize {
     ($t:ty) => {
         impl Serialize for $t {

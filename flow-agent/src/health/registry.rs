@@ -1,7 +1,6 @@
 //! The latest health numbers, shared between the runtime (writer, every second) and the
 //! metrics endpoint (reader, on each scrape).
 use std::{
-    net::SocketAddr,
     sync::{Arc, Mutex},
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
@@ -99,10 +98,5 @@ impl Health {
 
     pub fn update(&self, stats: &StatsEvent, sinks: Vec<Arc<SinkStats>>) {
         self.registry.update(stats, sinks);
-    }
-
-    /// Where the endpoint listens, if it runs.
-    pub fn metrics_address(&self) -> Option<SocketAddr> {
-        self.server.as_ref().map(MetricsServer::address)
     }
 }

@@ -5,6 +5,4 @@ pub mod mounts;
 pub mod offsets;
 pub mod tracefs;
 
-pub use btf::{Btf, BtfError};
-pub use offsets::{resolve, OffsetsError};
-pub use tracefs::{tracefs_root, TracefsError};
+pub use btf::Btf;

@@ -11,15 +11,6 @@ pub enum Method {
     Port,
 }
 
-impl Method {
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Payload => "payload",
-            Method::Port => "port",
-        }
-    }
-}
-
 /// TLS handshake details.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TlsDetails {

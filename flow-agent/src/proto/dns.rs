@@ -232,11 +232,6 @@ fn push_label(out: &mut String, label: &[u8]) {
     }
 }
 
-/// Whether a byte string starts like a DNS message (used to recognise DNS off port 53).
-pub fn looks_like_query(msg: &[u8]) -> bool {
-    parse(msg).is_ok_and(|m| !m.is_response && m.questions.len() == 1)
-}
-
 /// A record type's mnemonic (RFC 1035, 3596, ...), `TYPE<n>` for others (RFC 3597).
 pub fn type_name(t: u16) -> Cow<'static, str> {
     let known = match t {

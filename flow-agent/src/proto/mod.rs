@@ -6,4 +6,4 @@ pub mod dns;
 pub mod text;
 pub mod tls;
 
-pub use detect::{detect, Detection, Method};
+pub use detect::detect;

@@ -16,7 +16,6 @@ pub(crate) use crate::event::{Limiter, SuppressedEvent};
 pub use bucket::{Bucket, Limit};
 pub use config::RateLimitConfig;
 use event::Summary;
-pub use event::MAX_DISTINCT;
 
 /// A process as the limiter knows it: its entity id (pid and start time), so a reused pid is
 /// another process.

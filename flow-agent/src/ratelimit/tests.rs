@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use super::*;
+use super::{event::MAX_DISTINCT, *};
 use crate::{
     event::{Counters, Direction, FlowIds, HostInfo, IntervalCounters, ProcessIdentity, Transport},
     units::Seconds,

@@ -12,9 +12,8 @@ pub mod threads;
 
 use std::time::Instant;
 
-pub use caps::CapSet;
 pub use notify::{Notifier, NotifyError, Watchdog};
-pub use privileges::{PrivilegeError, User, KEPT, STARTUP, USER_ENV};
+pub use privileges::{PrivilegeError, User, USER_ENV};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

@@ -17,7 +17,7 @@ mod shorten;
 mod tls;
 mod transport;
 
-pub use config::{Code, Framing, Oversize, SyslogConfig, TransportKind};
+pub use config::{Framing, Oversize, SyslogConfig};
 use delivery::LogLimiter;
 use message::Header;
 

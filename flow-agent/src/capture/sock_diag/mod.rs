@@ -219,9 +219,7 @@ pub fn network_namespaces() -> HashMap<u64, PathBuf> {
 
 /// Socket inode -> pid of the process owning it, from `/proc/[pid]/fd` (the lowest pid wins when
 /// several share the socket). Used to attribute connections opened before the agent started.
-/// Bounded: stops after [`MAX_FD_ENTRIES`] descriptors; unreadable entries are skipped.
+/// Bounded: stops after `proc_scan::MAX_FD_ENTRIES` descriptors; unreadable entries are skipped.
 pub fn socket_owners() -> HashMap<u64, u32> {
     proc_scan::socket_owners(Path::new("/proc"), proc_scan::MAX_FD_ENTRIES)
 }
-
-pub use proc_scan::MAX_FD_ENTRIES;

@@ -19,7 +19,7 @@ mod rotate;
 #[cfg(test)]
 mod tests;
 
-pub use config::{ByteSize, FileConfig, FileMode};
+pub use config::FileConfig;
 pub use rotate::rotated_name;
 
 use live::{LiveError, LiveFile, PathState};
