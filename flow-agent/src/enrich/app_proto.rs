@@ -96,6 +96,7 @@ impl Payloads {
         }
     }
 
+    #[cfg(test)]
     pub fn get(&self, key: &PayloadKey) -> Option<&FirstBytes> {
         self.by_key.get(key)
     }

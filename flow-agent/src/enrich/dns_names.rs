@@ -346,15 +346,18 @@ impl DnsNames {
     }
 
     /// Addresses named, all namespaces together.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.by_addr.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.by_addr.is_empty()
     }
 
     /// Queries waiting for their answer.
+    #[cfg(test)]
     pub fn pending_queries(&self) -> usize {
         self.pending.len()
     }

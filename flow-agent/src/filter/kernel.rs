@@ -140,6 +140,7 @@ impl KernelPlan {
 
     /// What the kernel would decide for a flow (the same computation as the kernel program's,
     /// for tests and for the record).
+    #[cfg(test)]
     pub fn excludes(&self, tcp: bool, remote: IpAddr, port: u16) -> bool {
         let m = &self.masks;
         let mut rules = m.active & if tcp { m.tcp } else { m.udp };

@@ -74,6 +74,7 @@ impl FilterConfig {
     }
 
     /// Open flows whose decision this filter remembers.
+    #[cfg(test)]
     pub fn remembered_flows(&self) -> usize {
         self.decisions.len()
     }

@@ -160,6 +160,7 @@ impl FlowTable {
         self.flows.len()
     }
 
+    #[cfg(test)]
     pub fn config(&self) -> &FlowTableConfig {
         &self.cfg
     }

@@ -111,6 +111,7 @@ impl Btf {
         Btf::from_vec(data)
     }
 
+    #[cfg(test)]
     pub fn from_bytes(data: &[u8]) -> Result<Btf, BtfError> {
         Btf::from_vec(data.to_vec())
     }
@@ -220,11 +221,13 @@ impl Btf {
     }
 
     /// Whether the kernel has a struct or union (or a typedef of one) called `name`.
+    #[cfg(test)]
     pub fn has_struct(&self, name: &str) -> bool {
         matches!(self.find_composite(name), Ok(Some(_)))
     }
 
     /// Size in bytes of struct or union `name`.
+    #[cfg(test)]
     pub fn struct_size(&self, name: &str) -> Result<u32, BtfError> {
         let (_, t) = self
             .find_composite(name)?

@@ -55,12 +55,15 @@ const NAMES: [&str; 41] = [
 /// Capability numbers the agent names.
 pub mod cap {
     pub const DAC_READ_SEARCH: u32 = 2;
+    #[cfg(test)]
     pub const SETGID: u32 = 6;
+    #[cfg(test)]
     pub const SETUID: u32 = 7;
     pub const SETPCAP: u32 = 8;
     pub const NET_ADMIN: u32 = 12;
     pub const SYS_PTRACE: u32 = 19;
     pub const SYS_ADMIN: u32 = 21;
+    #[cfg(test)]
     pub const SYS_RESOURCE: u32 = 24;
     pub const PERFMON: u32 = 38;
     pub const BPF: u32 = 39;
@@ -91,6 +94,7 @@ impl CapSet {
         CapSet(self.0 & !other.0)
     }
 
+    #[cfg(test)]
     pub fn is_subset_of(self, other: CapSet) -> bool {
         self.0 & !other.0 == 0
     }
@@ -113,6 +117,7 @@ impl CapSet {
     }
 
     /// Parses a name with or without `CAP_`, any case (`sys_admin`, `CAP_BPF`).
+    #[cfg(test)]
     pub fn number(name: &str) -> Option<u32> {
         let upper = name.trim().to_ascii_uppercase();
         let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);

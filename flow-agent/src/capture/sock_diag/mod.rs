@@ -52,6 +52,7 @@ pub const DEFAULT_STATES: u32 = state_bit(tcp_state::ESTABLISHED)
     | state_bit(tcp_state::CLOSING);
 
 /// Every state, LISTEN and TIME_WAIT included.
+#[cfg(test)]
 pub const ALL_STATES: u32 = u32::MAX;
 
 /// One TCP socket as sock_diag reports it.
@@ -151,24 +152,27 @@ pub fn parse_dump_datagram(
 
 /// All TCP sockets in [`DEFAULT_STATES`] (every state but LISTEN, TIME_WAIT, CLOSE and the
 /// SYN_RECV request sockets) in the network namespace of the calling thread.
+#[cfg(test)]
 pub fn tcp_sockets() -> Result<Vec<TcpSockInfo>, DiagError> {
     tcp_sockets_with_states(DEFAULT_STATES)
 }
 
 /// TCP sockets whose state is in `states` (a mask of [`state_bit`]s) in the calling thread's
 /// network namespace.
+#[cfg(test)]
 pub fn tcp_sockets_with_states(states: u32) -> Result<Vec<TcpSockInfo>, DiagError> {
     netlink::dump_tcp(states)
 }
 
-/// [`tcp_sockets`] inside another network namespace, given a path to its ns file (e.g.
-/// `/proc/<pid>/ns/net` or `/run/netns/NAME`). The dump runs on a short-lived helper thread that
-/// setns()es into it, so the agent's own threads never change namespace.
+/// All TCP sockets in [`DEFAULT_STATES`] inside a network namespace, given a path to its ns
+/// file (e.g. `/proc/<pid>/ns/net` or `/run/netns/NAME`). The dump runs on a short-lived helper
+/// thread that setns()es into it, so the agent's own threads never change namespace.
 pub fn tcp_sockets_in(netns_path: &Path) -> Result<Vec<TcpSockInfo>, DiagError> {
     tcp_sockets_in_with_states(netns_path, DEFAULT_STATES)
 }
 
-/// [`tcp_sockets_with_states`] inside the network namespace at `netns_path`.
+/// TCP sockets whose state is in `states` (a mask of [`state_bit`]s) inside the network
+/// namespace at `netns_path`.
 pub fn tcp_sockets_in_with_states(
     netns_path: &Path,
     states: u32,
