@@ -12,19 +12,19 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-pub fn boot_ns_now() -> u64 {
+pub(crate) fn boot_ns_now() -> u64 {
     clock_ns(libc::CLOCK_BOOTTIME)
 }
 
 /// Converts boot-time nanoseconds to wall-clock time.
 #[derive(Clone, Copy, Debug)]
-pub struct BootClock {
+pub(crate) struct BootClock {
     /// Wall-clock nanoseconds since the epoch at boot.
     boot_epoch_ns: u64,
 }
 
 impl BootClock {
-    pub fn now() -> Self {
+    pub(crate) fn now() -> Self {
         let wall = clock_ns(libc::CLOCK_REALTIME);
         Self {
             boot_epoch_ns: wall.saturating_sub(boot_ns_now()),
@@ -32,13 +32,13 @@ impl BootClock {
     }
 
     /// Boot-time nanoseconds as wall-clock time.
-    pub fn wall(self, boot_ns: u64) -> crate::event::WallTime {
+    pub(crate) fn wall(self, boot_ns: u64) -> crate::event::WallTime {
         crate::event::WallTime(self.boot_epoch_ns + boot_ns)
     }
 }
 
 /// RFC 3339 UTC with microseconds, e.g. 2026-11-23T12:34:56.123456Z.
-pub fn rfc3339_micros(t: SystemTime) -> String {
+pub(crate) fn rfc3339_micros(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));

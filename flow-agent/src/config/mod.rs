@@ -12,28 +12,29 @@ use crate::{
 
 mod defaults;
 mod error;
-pub mod locate;
-pub mod overrides;
+pub(crate) mod locate;
+pub(crate) mod overrides;
 mod permissions;
-pub mod sections;
+pub(crate) mod sections;
 mod validate;
 
 pub use defaults::default_toml;
 pub use error::{ConfigError, Issue, Problem};
 pub use overrides::{parse_output_spec, Overrides};
-pub use sections::{AgentConfig, CaptureSettings, EnrichConfig, FlowsConfig, LogLevel, LogTarget};
+pub use sections::{AgentConfig, CaptureSettings, LogLevel};
+pub(crate) use sections::{EnrichConfig, FlowsConfig, LogTarget};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub agent: AgentConfig,
-    pub flows: FlowsConfig,
-    pub enrich: EnrichConfig,
+    pub(crate) flows: FlowsConfig,
+    pub(crate) enrich: EnrichConfig,
     pub capture: CaptureSettings,
-    pub filter: FilterConfig,
-    pub health: HealthConfig,
-    pub rate_limit: RateLimitConfig,
-    pub outputs: Vec<OutputConfig>,
+    pub(crate) filter: FilterConfig,
+    pub(crate) health: HealthConfig,
+    pub(crate) rate_limit: RateLimitConfig,
+    pub(crate) outputs: Vec<OutputConfig>,
 }
 
 impl Default for Config {

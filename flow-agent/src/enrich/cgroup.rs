@@ -13,14 +13,14 @@ const MAX_DIRS: usize = 100_000;
 /// An unknown id triggers a new walk at most this often.
 const MIN_REFRESH: Duration = Duration::from_millis(500);
 
-pub struct CgroupPaths {
+pub(crate) struct CgroupPaths {
     root: Option<PathBuf>,
     by_id: HashMap<u64, String>,
     last_walk: Option<Instant>,
 }
 
 impl CgroupPaths {
-    pub fn new(root: Option<PathBuf>) -> Self {
+    pub(crate) fn new(root: Option<PathBuf>) -> Self {
         Self {
             root,
             by_id: HashMap::new(),
@@ -30,7 +30,7 @@ impl CgroupPaths {
 
     /// The cgroup v2 id (inode of its directory) of a running process, from /proc/PID/cgroup;
     /// for processes that started before the agent, whose id the kernel never reported.
-    pub fn id_of_process(&mut self, pid: u32) -> Option<u64> {
+    pub(crate) fn id_of_process(&mut self, pid: u32) -> Option<u64> {
         let root = self.root.clone()?;
         let text = std::fs::read(format!("/proc/{pid}/cgroup")).ok()?;
         let rel = super::procfs::cgroup_v2_path(&text)?;
@@ -42,7 +42,7 @@ impl CgroupPaths {
     }
 
     /// The cgroup's path relative to the cgroup2 root ("/" for the root itself).
-    pub fn path(&mut self, id: u64) -> Option<String> {
+    pub(crate) fn path(&mut self, id: u64) -> Option<String> {
         if let Some(p) = self.by_id.get(&id) {
             return Some(p.clone());
         }
@@ -91,9 +91,9 @@ fn relative(root: &Path, dir: &Path) -> String {
 
 /// A container the cgroup path names.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Container {
-    pub id: String,
-    pub runtime: &'static str,
+pub(crate) struct Container {
+    pub(crate) id: String,
+    pub(crate) runtime: &'static str,
 }
 
 fn hex64(s: &str) -> Option<&str> {
@@ -104,7 +104,7 @@ fn hex64(s: &str) -> Option<&str> {
 /// Recognises docker, containerd (CRI), CRI-O and podman cgroup names, under systemd or
 /// cgroupfs drivers, e.g. `/system.slice/docker-<id>.scope`, `/docker/<id>`,
 /// `/kubepods.slice/.../cri-containerd-<id>.scope`, `/machine.slice/libpod-<id>.scope`.
-pub fn container_of(path: &str) -> Option<Container> {
+pub(crate) fn container_of(path: &str) -> Option<Container> {
     const PREFIXES: &[(&str, &str)] = &[
         ("docker-", "docker"),
         ("cri-containerd-", "containerd"),
@@ -140,7 +140,7 @@ pub fn container_of(path: &str) -> Option<Container> {
 }
 
 /// The systemd unit a cgroup path belongs to: its last `.service` or `.scope` component.
-pub fn systemd_unit(path: &str) -> Option<String> {
+pub(crate) fn systemd_unit(path: &str) -> Option<String> {
     path.split('/')
         .rev()
         .find(|p| p.ends_with(".service") || p.ends_with(".scope"))

@@ -57,7 +57,7 @@ fn fqdn_from_hosts(hosts: &str, hostname: &str) -> Option<String> {
 /// and pid, so a reused pid or another host never collides. The start time counts clock ticks
 /// (10 ms), the precision /proc gives, so a process seen first through /proc and later through
 /// the kernel keeps one id.
-pub fn process_entity_id(machine_id: &str, start_ns: u64, pid: u32) -> String {
+pub(crate) fn process_entity_id(machine_id: &str, start_ns: u64, pid: u32) -> String {
     let machine: String = machine_id.chars().take(8).collect();
     let ticks = start_ns / 10_000_000;
     format!("{machine:0>8}-{ticks:012x}-{pid:08x}")

@@ -44,18 +44,18 @@ struct Cached {
     identity: Arc<ProcessIdentity>,
 }
 
-pub struct Identities {
-    pub processes: ProcessTable,
+pub(crate) struct Identities {
+    pub(crate) processes: ProcessTable,
     users: NameDb,
     groups: NameDb,
-    pub cgroups: CgroupPaths,
+    pub(crate) cgroups: CgroupPaths,
     deleted: DeletedExes,
     machine_id: String,
     cache: HashMap<Key, Cached>,
 }
 
 impl Identities {
-    pub fn new(machine_id: String) -> Self {
+    pub(crate) fn new(machine_id: String) -> Self {
         Self {
             processes: ProcessTable::new(),
             users: NameDb::passwd(),
@@ -68,7 +68,7 @@ impl Identities {
     }
 
     /// The identity of the task `t`; None for no task (pid 0).
-    pub fn of(&mut self, t: &Task, clock: &BootClock) -> Option<Arc<ProcessIdentity>> {
+    pub(crate) fn of(&mut self, t: &Task, clock: &BootClock) -> Option<Arc<ProcessIdentity>> {
         if t.pid == 0 {
             return None;
         }

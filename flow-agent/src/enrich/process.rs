@@ -13,21 +13,21 @@ use super::procfs::{self, StatFields};
 use crate::capture::records::{exec_args, exec_path};
 
 /// Longest command line kept, in bytes (longer ones are cut and marked).
-pub const MAX_COMMAND_LINE: usize = 4096;
+pub(crate) const MAX_COMMAND_LINE: usize = 4096;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Process {
-    pub pid: u32,
+pub(crate) struct Process {
+    pub(crate) pid: u32,
     /// CLOCK_BOOTTIME ns of the process start (0 when unknown).
-    pub start_ns: u64,
-    pub ppid: u32,
+    pub(crate) start_ns: u64,
+    pub(crate) ppid: u32,
     /// Full path of the executable, raw bytes (paths need not be UTF-8).
-    pub image_path: Option<Vec<u8>>,
+    pub(crate) image_path: Option<Vec<u8>>,
     /// The executable was deleted or replaced after it was started.
-    pub image_deleted: bool,
-    pub image_truncated: bool,
-    pub args: Vec<Vec<u8>>,
-    pub args_truncated: bool,
+    pub(crate) image_deleted: bool,
+    pub(crate) image_truncated: bool,
+    pub(crate) args: Vec<Vec<u8>>,
+    pub(crate) args_truncated: bool,
 }
 
 struct Entry {
@@ -35,7 +35,7 @@ struct Entry {
     exited: Option<Instant>,
 }
 
-pub struct ProcessTable {
+pub(crate) struct ProcessTable {
     by_pid: HashMap<u32, Vec<Entry>>,
     /// Length of a clock tick in ns: /proc reports start times in ticks.
     tick_ns: u64,
@@ -50,7 +50,7 @@ impl Default for ProcessTable {
 }
 
 impl ProcessTable {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         // SAFETY: sysconf has no memory-safety preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
         Self {
@@ -78,7 +78,7 @@ impl ProcessTable {
         p
     }
 
-    pub fn on_exec(&mut self, rec: &ExecRecord) {
+    pub(crate) fn on_exec(&mut self, rec: &ExecRecord) {
         let total = rec.args_total as usize;
         self.insert(Process {
             pid: rec.task.pid,
@@ -92,7 +92,7 @@ impl ProcessTable {
         });
     }
 
-    pub fn on_fork(&mut self, rec: &ForkRecord) {
+    pub(crate) fn on_fork(&mut self, rec: &ForkRecord) {
         let parent = self.lookup(rec.parent_pid, rec.parent_start_ns);
         let mut child = parent.map(|p| (*p).clone()).unwrap_or_default();
         child.pid = rec.child_pid;
@@ -101,7 +101,7 @@ impl ProcessTable {
         self.insert(child);
     }
 
-    pub fn on_exit(&mut self, rec: &ExitRecord) {
+    pub(crate) fn on_exit(&mut self, rec: &ExitRecord) {
         let now = Instant::now();
         let tick = self.tick_ns;
         if let Some(list) = self.by_pid.get_mut(&rec.pid) {
@@ -114,7 +114,7 @@ impl ProcessTable {
     }
 
     /// The process with this pid and start time; read from /proc if the kernel never told us.
-    pub fn lookup(&mut self, pid: u32, start_ns: u64) -> Option<Arc<Process>> {
+    pub(crate) fn lookup(&mut self, pid: u32, start_ns: u64) -> Option<Arc<Process>> {
         if pid == 0 {
             return None;
         }
@@ -137,7 +137,7 @@ impl ProcessTable {
     }
 
     /// Reads every running process: the table is complete from the agent's first record.
-    pub fn scan_proc(&mut self) -> Vec<Arc<Process>> {
+    pub(crate) fn scan_proc(&mut self) -> Vec<Arc<Process>> {
         let mut out = Vec::new();
         let Ok(dir) = std::fs::read_dir("/proc") else {
             return out;
@@ -154,7 +154,7 @@ impl ProcessTable {
     }
 
     /// Forgets processes that exited longer ago than the linger time.
-    pub fn expire(&mut self) {
+    pub(crate) fn expire(&mut self) {
         let linger = self.linger;
         self.by_pid.retain(|_, list| {
             list.retain(|e| e.exited.is_none_or(|t| t.elapsed() < linger));

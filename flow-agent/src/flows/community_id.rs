@@ -34,7 +34,7 @@ const ICMPV6_PAIRS: [(u8, u8); 6] = [
 ///
 /// The ports are hashed as given, whatever the protocol: ICMP and protocols without ports hash
 /// differently (`community_id_v1_icmp`, `community_id_v1_portless`).
-pub fn community_id_v1(
+pub(crate) fn community_id_v1(
     seed: u16,
     protocol: u8,
     a: IpAddr,
@@ -53,7 +53,7 @@ pub fn community_id_v1(
 /// other type hashes as the ports (type, code) without ordering the endpoints: the ID is
 /// one-way. For other protocols, type and code are treated as ordinary ports.
 #[cfg(test)]
-pub fn community_id_v1_icmp(
+pub(crate) fn community_id_v1_icmp(
     seed: u16,
     protocol: u8,
     src: IpAddr,
@@ -95,7 +95,7 @@ pub fn community_id_v1_icmp(
 /// direction. The spec hashes no port bytes at all here, so this differs from
 /// [`community_id_v1`] with ports 0.
 #[cfg(test)]
-pub fn community_id_v1_portless(seed: u16, protocol: u8, a: IpAddr, b: IpAddr) -> String {
+pub(crate) fn community_id_v1_portless(seed: u16, protocol: u8, a: IpAddr, b: IpAddr) -> String {
     let (src, dst) = ordered((addr_bytes(a), 0), (addr_bytes(b), 0));
     render(seed, protocol, &src.0, &dst.0, None)
 }

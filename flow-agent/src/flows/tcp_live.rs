@@ -65,7 +65,7 @@ fn tuple_of(s: &TcpSockInfo) -> Tuple {
 
 impl FlowTable {
     /// Network namespaces holding TCP flows whose update is due.
-    pub fn tcp_updates_due(&self, now_ns: u64) -> HashSet<u32> {
+    pub(crate) fn tcp_updates_due(&self, now_ns: u64) -> HashSet<u32> {
         let interval = self.cfg.update_interval.as_nanos() as u64;
         self.flows
             .iter()
@@ -79,7 +79,7 @@ impl FlowTable {
     }
 
     /// Emits update events for the due TCP flows of `netns` found among `sockets`.
-    pub fn apply_tcp_snapshot(
+    pub(crate) fn apply_tcp_snapshot(
         &mut self,
         netns: u32,
         sockets: &[TcpSockInfo],
@@ -145,7 +145,7 @@ impl FlowTable {
     }
 
     /// Network namespaces holding any TCP flow.
-    pub fn tcp_namespaces(&self) -> HashSet<u32> {
+    pub(crate) fn tcp_namespaces(&self) -> HashSet<u32> {
         self.flows
             .iter()
             .filter(|(k, _)| matches!(k, FlowKey::Tcp(_) | FlowKey::TcpPartial(_)))
@@ -155,7 +155,7 @@ impl FlowTable {
 
     /// Records the current totals of `netns`'s TCP flows without emitting anything: the last
     /// snapshot before shutdown, so that the final end events carry counters.
-    pub fn refresh_live_totals(&mut self, netns: u32, sockets: &[TcpSockInfo]) {
+    pub(crate) fn refresh_live_totals(&mut self, netns: u32, sockets: &[TcpSockInfo]) {
         let live: HashMap<_, &TcpSockInfo> = sockets
             .iter()
             .map(|s| ((netns, s.local, s.remote), s))
@@ -182,7 +182,7 @@ impl FlowTable {
 
     /// Adds the connections open before the agent started, as flows whose start was not observed.
     /// Direction is a guess: a connection on a port this namespace listens on is inbound.
-    pub fn add_existing_tcp(
+    pub(crate) fn add_existing_tcp(
         &mut self,
         netns: u32,
         sockets: &[TcpSockInfo],

@@ -5,14 +5,14 @@ use std::fmt::Write;
 use crate::event::{SinkReport, StatsEvent};
 
 /// What one scrape shows.
-pub struct Snapshot<'a> {
-    pub stats: &'a StatsEvent,
-    pub sinks: &'a [SinkReport],
-    pub uptime: f64,
-    pub start_time: f64,
+pub(crate) struct Snapshot<'a> {
+    pub(crate) stats: &'a StatsEvent,
+    pub(crate) sinks: &'a [SinkReport],
+    pub(crate) uptime: f64,
+    pub(crate) start_time: f64,
 }
 
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 struct Out(String);
 
@@ -102,7 +102,7 @@ const SINK_METRICS: &[(&str, &str, &str, SinkField)] = &[
     ),
 ];
 
-pub fn render(snap: &Snapshot) -> String {
+pub(crate) fn render(snap: &Snapshot) -> String {
     let mut out = Out(String::with_capacity(4096));
     let stats = snap.stats;
     out.family(

@@ -9,23 +9,23 @@ mod metrics;
 mod registry;
 mod server;
 
-pub use registry::{Health, Registry};
+pub(crate) use registry::{Health, Registry};
 
 /// Where the metrics endpoint listens unless configured: loopback only, the port registered
 /// for Prometheus exporters of this kind (9464).
-pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+pub(crate) const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 
 /// `[health]` of the configuration.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct HealthConfig {
+pub(crate) struct HealthConfig {
     /// Seconds between stats events written to the outputs; 0 writes none.
-    pub stats_interval: u64,
+    pub(crate) stats_interval: u64,
     /// Address (IP:port) of the Prometheus metrics endpoint; empty disables it.
-    pub metrics_listen: String,
+    pub(crate) metrics_listen: String,
     /// Lets `metrics_listen` be an address other than loopback; the endpoint has no
     /// authentication, so exposing it is a deliberate choice.
-    pub metrics_allow_remote: bool,
+    pub(crate) metrics_allow_remote: bool,
 }
 
 impl Default for HealthConfig {
@@ -39,7 +39,7 @@ impl Default for HealthConfig {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum HealthError {
+pub(crate) enum HealthError {
     #[error("health.metrics_listen {value:?}: {reason}")]
     Listen { value: String, reason: String },
 }
@@ -47,7 +47,7 @@ pub enum HealthError {
 impl HealthConfig {
     /// The metrics endpoint's address, None when disabled; an error for an address that is
     /// not IP:port, or not loopback without `metrics_allow_remote`.
-    pub fn metrics_address(&self) -> Result<Option<SocketAddr>, HealthError> {
+    pub(crate) fn metrics_address(&self) -> Result<Option<SocketAddr>, HealthError> {
         let value = self.metrics_listen.trim();
         if value.is_empty() {
             return Ok(None);

@@ -1,8 +1,8 @@
 //! What userspace learns about the running kernel so that the eBPF programs can read its
 //! structs and tracepoint records.
-pub mod btf;
+pub(crate) mod btf;
 pub mod mounts;
-pub mod offsets;
-pub mod tracefs;
+pub(crate) mod offsets;
+pub(crate) mod tracefs;
 
-pub use btf::Btf;
+pub(crate) use btf::Btf;

@@ -7,7 +7,7 @@ use super::mounts::{find_mount, MOUNTINFO};
 const STANDARD_ROOT: &str = "/sys/kernel/tracing";
 
 #[derive(Debug, thiserror::Error)]
-pub enum TracefsError {
+pub(crate) enum TracefsError {
     #[error("tracefs is not mounted (neither tracefs nor debugfs appears in {MOUNTINFO})")]
     NotMounted,
     #[error("cannot read {path}: {source}")]
@@ -19,7 +19,7 @@ pub enum TracefsError {
 }
 
 /// The tracefs root, as mounted on this host: a tracefs mount, else `tracing` under debugfs.
-pub fn tracefs_root() -> Result<PathBuf, TracefsError> {
+pub(crate) fn tracefs_root() -> Result<PathBuf, TracefsError> {
     let mountinfo = std::fs::read_to_string(MOUNTINFO).map_err(|source| TracefsError::Io {
         path: MOUNTINFO.into(),
         source,
@@ -34,7 +34,7 @@ fn find_tracefs(mountinfo: &str) -> Option<PathBuf> {
 }
 
 /// Mounts tracefs at its standard place when nothing provides it (we run as root).
-pub fn mount_tracefs() -> Result<PathBuf, TracefsError> {
+pub(crate) fn mount_tracefs() -> Result<PathBuf, TracefsError> {
     let target = PathBuf::from(STANDARD_ROOT);
     let c_target = std::ffi::CString::new(STANDARD_ROOT).expect("no NUL");
     // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
@@ -57,7 +57,7 @@ pub fn mount_tracefs() -> Result<PathBuf, TracefsError> {
 }
 
 /// The tracefs root, mounting tracefs if it is not mounted yet.
-pub fn tracefs_root_or_mount() -> Result<PathBuf, TracefsError> {
+pub(crate) fn tracefs_root_or_mount() -> Result<PathBuf, TracefsError> {
     match tracefs_root() {
         Err(TracefsError::NotMounted) => mount_tracefs(),
         other => other,

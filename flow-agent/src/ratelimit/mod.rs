@@ -13,14 +13,14 @@ mod event;
 mod tests;
 
 pub(crate) use crate::event::{Limiter, SuppressedEvent};
-pub use bucket::{Bucket, Limit};
-pub use config::RateLimitConfig;
+pub(crate) use bucket::{Bucket, Limit};
+pub(crate) use config::RateLimitConfig;
 use event::Summary;
 
 /// A process as the limiter knows it: its entity id (pid and start time), so a reused pid is
 /// another process.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ProcessKey {
+pub(crate) enum ProcessKey {
     Entity(String),
     /// A process whose start time is unknown.
     Pid(u32),
@@ -44,7 +44,7 @@ impl ProcessKey {
 
 type SummaryKey = (Limiter, ProcessKey);
 
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     cfg: RateLimitConfig,
     global: Bucket,
     processes: HashMap<ProcessKey, Bucket>,
@@ -56,7 +56,7 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    pub fn new(cfg: RateLimitConfig, now_ns: u64) -> Self {
+    pub(crate) fn new(cfg: RateLimitConfig, now_ns: u64) -> Self {
         Self {
             global: Bucket::full(cfg.global(), now_ns),
             cfg,
@@ -70,7 +70,7 @@ impl RateLimiter {
 
     /// A reloaded `[rate_limit]`. Kept buckets keep their tokens up to the new bursts; flows
     /// already suppressed stay suppressed to their end, even when limiting is now off.
-    pub fn reconfigure(&mut self, cfg: RateLimitConfig) {
+    pub(crate) fn reconfigure(&mut self, cfg: RateLimitConfig) {
         if cfg.global() != self.cfg.global() {
             self.global.clamp(cfg.global());
         }
@@ -80,7 +80,7 @@ impl RateLimiter {
         self.cfg = cfg;
     }
 
-    pub fn stats(&self) -> RateLimitStats {
+    pub(crate) fn stats(&self) -> RateLimitStats {
         RateLimitStats {
             processes: self.processes.len() as u64,
             suppressed_open: self.suppressed.len() as u64,
@@ -90,7 +90,7 @@ impl RateLimiter {
 
     /// Removes the events of suppressed flows from `events`. Flows the global filter drops
     /// never come here: they take no token and are not counted.
-    pub fn apply(&mut self, events: &mut Vec<FlowEvent>, now_ns: u64) {
+    pub(crate) fn apply(&mut self, events: &mut Vec<FlowEvent>, now_ns: u64) {
         if !self.cfg.enabled && self.suppressed.is_empty() {
             return;
         }
@@ -184,7 +184,7 @@ impl RateLimiter {
 
     /// The summaries of the interval when it is over (or `force`, at shutdown and before a
     /// reload), one per limiter and process that suppressed anything.
-    pub fn take_summaries(
+    pub(crate) fn take_summaries(
         &mut self,
         now_ns: u64,
         time: WallTime,

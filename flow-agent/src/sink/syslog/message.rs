@@ -6,7 +6,7 @@ use crate::clock::rfc3339_micros;
 
 /// The constant part of every header, and the parts that change per message.
 #[derive(Clone, Debug)]
-pub struct Header {
+pub(crate) struct Header {
     /// `<PRI>1 `.
     pri_version: String,
     /// ` HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA `: after TIMESTAMP, before MSG.
@@ -14,7 +14,7 @@ pub struct Header {
 }
 
 impl Header {
-    pub fn new(pri: u8, hostname: &str, app_name: &str, procid: u32, msgid: &str) -> Self {
+    pub(crate) fn new(pri: u8, hostname: &str, app_name: &str, procid: u32, msgid: &str) -> Self {
         Self {
             pri_version: format!("<{pri}>1 "),
             middle: format!(" {hostname} {app_name} {procid} {msgid} - "),
@@ -22,7 +22,7 @@ impl Header {
     }
 
     /// Appends the header for a message written at `now`.
-    pub fn write(&self, now: SystemTime, out: &mut Vec<u8>) {
+    pub(crate) fn write(&self, now: SystemTime, out: &mut Vec<u8>) {
         out.extend_from_slice(self.pri_version.as_bytes());
         out.extend_from_slice(rfc3339_micros(now).as_bytes());
         out.extend_from_slice(self.middle.as_bytes());
@@ -30,7 +30,7 @@ impl Header {
 }
 
 /// Checks one RFC 5424 header field: 1..=`max` printable US-ASCII characters (33..=126).
-pub fn check_field(name: &str, value: &str, max: usize) -> Result<(), String> {
+pub(crate) fn check_field(name: &str, value: &str, max: usize) -> Result<(), String> {
     if value.is_empty() || value.len() > max {
         return Err(format!(
             "{name} must be 1 to {max} characters, not {} ({value:?})",
@@ -47,7 +47,7 @@ pub fn check_field(name: &str, value: &str, max: usize) -> Result<(), String> {
 
 /// The host's name as an RFC 5424 HOSTNAME: characters it does not allow become `_`, and an
 /// empty name the NILVALUE `-`.
-pub fn sanitize_hostname(name: &str) -> String {
+pub(crate) fn sanitize_hostname(name: &str) -> String {
     let s: String = name
         .chars()
         .take(255)
@@ -61,7 +61,7 @@ pub fn sanitize_hostname(name: &str) -> String {
 }
 
 /// Appends one message with its framing (streams) or as it is (datagrams: `None`).
-pub fn frame(framing: Option<Framing>, message: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn frame(framing: Option<Framing>, message: &[u8], out: &mut Vec<u8>) {
     match framing {
         Some(Framing::OctetCounting) => {
             out.extend_from_slice(message.len().to_string().as_bytes());
