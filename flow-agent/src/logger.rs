@@ -17,9 +17,9 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 use crate::config::{AgentConfig, LogTarget};
 
 /// Where journald listens for native-protocol datagrams.
-pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+pub(crate) const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 /// Overrides [`JOURNAL_SOCKET`] (a journal in a non-standard place, or a test's listener).
-pub const JOURNAL_SOCKET_ENV: &str = "FLOW_AGENT_JOURNAL_SOCKET";
+pub(crate) const JOURNAL_SOCKET_ENV: &str = "FLOW_AGENT_JOURNAL_SOCKET";
 
 struct AgentLogger {
     /// Set while the journal is the target.
@@ -124,7 +124,7 @@ fn journal_path() -> PathBuf {
 }
 
 /// Switches the target; the journal falls back to stderr (with a warning) when absent.
-pub fn set_target(target: LogTarget) {
+pub(crate) fn set_target(target: LogTarget) {
     let mut journal = LOGGER.journal.lock().unwrap_or_else(|e| e.into_inner());
     match target {
         LogTarget::Stderr => {
@@ -155,7 +155,7 @@ pub fn set_target(target: LogTarget) {
 
 /// A message written whatever the level (start-up and shutdown milestones that people and
 /// supervisors wait for).
-pub fn notice(target: &str, msg: &str) {
+pub(crate) fn notice(target: &str, msg: &str) {
     LOGGER.write(Level::Info, target, msg);
 }
 

@@ -2,11 +2,12 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use flow_agent::{
-    config::{self, Config, ConfigError, ConfigSource, LogLevel, Overrides, Seconds},
-    enrich::host::HostInfo,
+    config::{self, Config, ConfigError, ConfigSource, LogLevel, Overrides},
+    event::HostInfo,
     logger,
     runtime::{self, KernelUnsupported, RunOptions},
     sink::OutputConfig,
+    units::Seconds,
 };
 
 mod help;
@@ -222,13 +223,11 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             };
             let cfg = effective_config(Some(&file), &overrides)?;
             // Valid, but worth a look: credentials an output would send in clear text.
-            for (i, output) in cfg.outputs.iter().enumerate() {
-                if let Some(w) = output.http.as_ref().and_then(|h| h.cleartext_warning()) {
-                    eprintln!(
-                        "flow-agent: warning: {}: outputs[{i}].http: {w}",
-                        file.display()
-                    );
-                }
+            for (i, w) in cfg.cleartext_warnings() {
+                eprintln!(
+                    "flow-agent: warning: {}: outputs[{i}].http: {w}",
+                    file.display()
+                );
             }
             println!("{}: ok", file.display());
             Ok(())

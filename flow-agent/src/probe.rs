@@ -18,32 +18,26 @@ use crate::{
 };
 
 #[derive(Debug, Serialize)]
-pub struct Check {
-    pub name: &'static str,
-    pub available: bool,
+pub(crate) struct Check {
+    pub(crate) name: &'static str,
+    pub(crate) available: bool,
     /// Why not, when unavailable (the kernel's error).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
+    pub(crate) detail: Option<String>,
     /// Whether the baseline hook set needs it.
-    pub baseline: bool,
+    pub(crate) baseline: bool,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Report {
-    pub kernel: String,
-    pub cgroup2_mount: Option<PathBuf>,
-    pub tracefs: Option<PathBuf>,
-    pub checks: Vec<Check>,
+    pub(crate) kernel: String,
+    pub(crate) cgroup2_mount: Option<PathBuf>,
+    pub(crate) tracefs: Option<PathBuf>,
+    pub(crate) checks: Vec<Check>,
     /// Every check the baseline needs passed.
     pub baseline_ok: bool,
     /// fentry/fexit allowed: a faster tier could be used.
-    pub fentry_ok: bool,
-}
-
-impl Report {
-    pub fn get(&self, name: &str) -> Option<&Check> {
-        self.checks.iter().find(|c| c.name == name)
-    }
+    pub(crate) fentry_ok: bool,
 }
 
 /// One line from an error and its sources; the verifier's log (pages long) is cut off.

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use super::{Capture, Record};
 
 /// Records handled per turn of the main loop at most.
-pub const DRAIN_BATCH: usize = 4096;
+pub(crate) const DRAIN_BATCH: usize = 4096;
 /// Time one turn of the main loop spends on records at most: on a starved CPU even a batch
 /// can take long, and the tick and the signals must still come round.
-pub const DRAIN_TIME: Duration = Duration::from_millis(50);
+pub(crate) const DRAIN_TIME: Duration = Duration::from_millis(50);
 /// The clock is read once per this many records.
 const CLOCK_EVERY: usize = 64;
 
@@ -21,19 +21,19 @@ const STAMP_SKEW_NS: u64 = 10_000_000;
 
 /// How much one drain may read.
 #[derive(Clone, Copy, Debug)]
-pub struct DrainBudget {
+pub(crate) struct DrainBudget {
     /// Records at most.
-    pub records: usize,
+    pub(crate) records: usize,
     /// Stop (with `more` set) once this instant has passed.
-    pub deadline: Instant,
+    pub(crate) deadline: Instant,
     /// Stop after the first record the kernel stamped (CLOCK_BOOTTIME) after this instant: a
     /// signal's arrival, after which new records are not owed to the old state.
-    pub before_ns: Option<u64>,
+    pub(crate) before_ns: Option<u64>,
 }
 
 impl DrainBudget {
     /// One turn of the main loop.
-    pub fn batch() -> Self {
+    pub(crate) fn batch() -> Self {
         Self {
             records: DRAIN_BATCH,
             deadline: Instant::now() + DRAIN_TIME,
@@ -42,7 +42,7 @@ impl DrainBudget {
     }
 
     /// A portion of what the ring held at `signal_ns`, read until `deadline` at the latest.
-    pub fn until(signal_ns: u64, deadline: Instant) -> Self {
+    pub(crate) fn until(signal_ns: u64, deadline: Instant) -> Self {
         Self {
             records: DRAIN_BATCH,
             deadline: deadline.min(Instant::now() + DRAIN_TIME),
@@ -53,12 +53,12 @@ impl DrainBudget {
 
 /// What one drain did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Drained {
-    pub records: usize,
+pub(crate) struct Drained {
+    pub(crate) records: usize,
     /// Ring bytes consumed (records and their 8-byte ring headers).
-    pub bytes: usize,
+    pub(crate) bytes: usize,
     /// The budget (records or time) ran out while the ring still gave records.
-    pub more: bool,
+    pub(crate) more: bool,
 }
 
 /// The kernel's timestamp of a raw record (its header's `ts_ns`), if it has one.
@@ -68,7 +68,7 @@ fn stamp(bytes: &[u8]) -> Option<u64> {
 
 /// Reads records within `budget`, handing each to `handle` as it comes (no buffering of raw
 /// records: memory is one record at a time), with the capture for the maps it may read.
-pub fn drain(
+pub(crate) fn drain(
     capture: &mut Capture,
     budget: DrainBudget,
     mut handle: impl FnMut(Record, &mut Capture),
@@ -104,7 +104,7 @@ pub fn drain(
 /// Consumes, without handling, the records stamped before `before_ns` (a signal's arrival,
 /// extended by the stamp skew), reading at most `max_bytes`: what the agent must give up when
 /// it has to stop before it could process them. Returns how many records were given up.
-pub fn skip(capture: &mut Capture, before_ns: u64, max_bytes: usize) -> u64 {
+pub(crate) fn skip(capture: &mut Capture, before_ns: u64, max_bytes: usize) -> u64 {
     let limit = before_ns + STAMP_SKEW_NS;
     let (mut skipped, mut bytes) = (0, 0);
     while bytes < max_bytes {

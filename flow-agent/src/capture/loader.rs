@@ -16,7 +16,7 @@ use super::object::EBPF_OBJECT;
 use crate::kernel::{btf::Btf, mounts::cgroup2_mount, offsets, tracefs};
 
 #[derive(Debug, thiserror::Error)]
-pub enum CaptureError {
+pub(crate) enum CaptureError {
     #[error("reading the kernel's BTF: {0}")]
     Btf(#[from] crate::kernel::btf::BtfError),
     #[error("computing kernel struct offsets: {0}")]
@@ -49,22 +49,22 @@ pub enum CaptureError {
 /// Sizes of the kernel-side tables; nothing there grows without bound.
 #[derive(Clone, Debug)]
 pub struct CaptureConfig {
-    pub ring_buffer_bytes: u32,
-    pub tcp_sockets: u32,
-    pub udp_flows: u32,
-    pub udp_owners: u32,
-    pub processes: u32,
-    pub listeners: u32,
-    pub wakeup_bytes: u32,
+    pub(crate) ring_buffer_bytes: u32,
+    pub(crate) tcp_sockets: u32,
+    pub(crate) udp_flows: u32,
+    pub(crate) udp_owners: u32,
+    pub(crate) processes: u32,
+    pub(crate) listeners: u32,
+    pub(crate) wakeup_bytes: u32,
     /// Count TCP packets per socket (IP bytes, flags, first payload times, history).
-    pub tcp_detail: bool,
+    pub(crate) tcp_detail: bool,
     /// TCP sockets whose packets are counted at once (`TCP_PKTS`).
-    pub tcp_detail_sockets: u32,
+    pub(crate) tcp_detail_sockets: u32,
     /// Copy the first payload segment of each TCP direction (needs `tcp_detail`, whose
     /// per-packet program finds it).
-    pub payload_inspection: bool,
+    pub(crate) payload_inspection: bool,
     /// Handshakes in progress on listening sockets (`TCP_HANDSHAKES`).
-    pub tcp_handshakes: u32,
+    pub(crate) tcp_handshakes: u32,
 }
 
 impl Default for CaptureConfig {
@@ -85,21 +85,21 @@ impl Default for CaptureConfig {
     }
 }
 
-pub struct Capture {
+pub(crate) struct Capture {
     /// Owns the programs and their links: dropping it detaches everything.
-    pub ebpf: Ebpf,
-    pub events: RingBuf<MapData>,
-    pub losses: PerCpuArray<MapData, u64>,
-    pub udp_flows: PerCpuHashMap<MapData, UdpFlowKey, UdpCounters>,
+    pub(crate) ebpf: Ebpf,
+    pub(crate) events: RingBuf<MapData>,
+    pub(crate) losses: PerCpuArray<MapData, u64>,
+    pub(crate) udp_flows: PerCpuHashMap<MapData, UdpFlowKey, UdpCounters>,
     /// Per-packet TCP counters by socket cookie (`TCP_PKTS`), and those of packets sent after
     /// a socket's close (`TCP_LATE`); `None` when TCP detail is off.
-    pub tcp_detail: Option<TcpDetailMaps>,
-    pub cgroup_root: PathBuf,
+    pub(crate) tcp_detail: Option<TcpDetailMaps>,
+    pub(crate) cgroup_root: PathBuf,
 }
 
-pub struct TcpDetailMaps {
-    pub sockets: BpfHashMap<MapData, u64, TcpDetail>,
-    pub late: BpfHashMap<MapData, u64, TcpDetail>,
+pub(crate) struct TcpDetailMaps {
+    pub(crate) sockets: BpfHashMap<MapData, u64, TcpDetail>,
+    pub(crate) late: BpfHashMap<MapData, u64, TcpDetail>,
 }
 
 const TRACEPOINTS: &[(&str, &str, &str)] = &[
@@ -120,7 +120,7 @@ const CGROUP_SOCK_ADDR: &[&str] = &[
 ];
 
 impl Capture {
-    pub fn load(cfg: &CaptureConfig) -> Result<Self, CaptureError> {
+    pub(crate) fn load(cfg: &CaptureConfig) -> Result<Self, CaptureError> {
         // Hash maps are allocated in full at load: unused detail tables get one entry.
         let detail_size = |n: u32| if cfg.tcp_detail { n.max(1) } else { 1 };
         let btf = Btf::from_sys_fs()?;
@@ -247,7 +247,7 @@ impl Capture {
     }
 
     /// Kernel-side loss counters, summed over CPUs, indexed by `flow_common::Loss`.
-    pub fn losses(&self) -> [u64; LOSS_KINDS as usize] {
+    pub(crate) fn losses(&self) -> [u64; LOSS_KINDS as usize] {
         let mut out = [0; LOSS_KINDS as usize];
         for (i, slot) in out.iter_mut().enumerate() {
             if let Ok(values) = self.losses.get(&(i as u32), 0) {

@@ -1,11 +1,10 @@
 //! Capture stage: load and attach the kernel programs, read their records.
-pub mod drain;
-pub mod kernel_filter;
-pub mod loader;
-pub mod object;
+pub(crate) mod drain;
+pub(crate) mod loader;
+pub(crate) mod object;
 pub mod records;
 pub mod sock_diag;
 
-pub use kernel_filter::FilterSkipped;
-pub use loader::{Capture, CaptureConfig, CaptureError};
+pub use loader::CaptureConfig;
+pub(crate) use loader::{Capture, CaptureError};
 pub use records::Record;

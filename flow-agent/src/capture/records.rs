@@ -115,7 +115,7 @@ pub fn exec_path(rec: &ExecRecord) -> Vec<u8> {
 }
 
 /// argv from an exec record: NUL-separated arguments, possibly cut at the buffer's end.
-pub fn exec_args(rec: &ExecRecord) -> Vec<Vec<u8>> {
+pub(crate) fn exec_args(rec: &ExecRecord) -> Vec<Vec<u8>> {
     let used = (rec.args_len as usize).min(rec.args.len());
     let mut raw = &rec.args[..used];
     if raw.last() == Some(&0) {

@@ -13,7 +13,7 @@ pub struct Issue {
 }
 
 impl Issue {
-    pub fn new(path: KeyPath, message: impl Into<String>) -> Self {
+    pub(crate) fn new(path: KeyPath, message: impl Into<String>) -> Self {
         Self {
             path,
             message: message.into(),
@@ -25,15 +25,15 @@ impl Issue {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
     /// 1-based line and column; None when the problem has no place (a file-wide one).
-    pub position: Option<(usize, usize)>,
+    pub(crate) position: Option<(usize, usize)>,
     /// The key path; None when the text is not even TOML.
-    pub key: Option<String>,
-    pub message: String,
+    pub(crate) key: Option<String>,
+    pub(crate) message: String,
 }
 
 impl Problem {
     /// A serde or syntax error of the `toml` parser.
-    pub fn from_toml(text: &str, index: Option<&SpanIndex>, e: &toml::de::Error) -> Self {
+    pub(crate) fn from_toml(text: &str, index: Option<&SpanIndex>, e: &toml::de::Error) -> Self {
         let span = e.span();
         let key = match (index, &span) {
             (Some(idx), Some(r)) => idx.path_at(r.start).filter(|p| !p.is_root()),
@@ -54,7 +54,7 @@ impl Problem {
     }
 
     /// A problem found after parsing, placed by its key path.
-    pub fn from_issue(index: Option<&SpanIndex>, issue: Issue) -> Self {
+    pub(crate) fn from_issue(index: Option<&SpanIndex>, issue: Issue) -> Self {
         let position =
             index.and_then(|idx| idx.span_of(&issue.path).map(|r| idx.line_col(r.start)));
         Self {

@@ -6,33 +6,33 @@ use toml_edit::{ImDocument, Item, Table, Value};
 
 /// One step of a key path.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Segment {
+pub(crate) enum Segment {
     Key(String),
     Index(usize),
 }
 
 /// A path from the document's root to a key, as error messages show it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct KeyPath(pub Vec<Segment>);
+pub struct KeyPath(pub(crate) Vec<Segment>);
 
 impl KeyPath {
-    pub fn root() -> Self {
+    pub(crate) fn root() -> Self {
         Self::default()
     }
 
-    pub fn key(&self, k: &str) -> Self {
+    pub(crate) fn key(&self, k: &str) -> Self {
         let mut p = self.clone();
         p.0.push(Segment::Key(k.to_string()));
         p
     }
 
-    pub fn index(&self, i: usize) -> Self {
+    pub(crate) fn index(&self, i: usize) -> Self {
         let mut p = self.clone();
         p.0.push(Segment::Index(i));
         p
     }
 
-    pub fn is_root(&self) -> bool {
+    pub(crate) fn is_root(&self) -> bool {
         self.0.is_empty()
     }
 
@@ -76,7 +76,7 @@ enum Part {
 }
 
 /// Every key, header and value of one file with its byte span.
-pub struct SpanIndex {
+pub(crate) struct SpanIndex {
     entries: Vec<(KeyPath, Part, Range<usize>)>,
     line_starts: Vec<usize>,
     text: String,
@@ -84,7 +84,7 @@ pub struct SpanIndex {
 
 impl SpanIndex {
     /// None when the text is not TOML (the parser's own error says where).
-    pub fn new(text: &str) -> Option<Self> {
+    pub(crate) fn new(text: &str) -> Option<Self> {
         let doc = ImDocument::parse(text.to_string()).ok()?;
         let mut entries = Vec::new();
         walk_table(doc.as_table(), &KeyPath::root(), &mut entries);
@@ -99,7 +99,7 @@ impl SpanIndex {
     }
 
     /// The innermost key path whose key, header or value covers `offset`.
-    pub fn path_at(&self, offset: usize) -> Option<KeyPath> {
+    pub(crate) fn path_at(&self, offset: usize) -> Option<KeyPath> {
         self.entries
             .iter()
             .filter(|(_, _, r)| r.start <= offset && offset < r.end.max(r.start + 1))
@@ -109,7 +109,7 @@ impl SpanIndex {
 
     /// The span of `path` (its key, else header, else value); of its nearest ancestor present
     /// in the file when the path itself is not (a default, or a missing key).
-    pub fn span_of(&self, path: &KeyPath) -> Option<Range<usize>> {
+    pub(crate) fn span_of(&self, path: &KeyPath) -> Option<Range<usize>> {
         let mut p = Some(path.clone());
         while let Some(path) = p {
             if path.is_root() {
@@ -129,7 +129,7 @@ impl SpanIndex {
     }
 
     /// 1-based line and column (in characters) of a byte offset.
-    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+    pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|s| *s <= offset);
         let start = self.line_starts[line - 1];
@@ -142,7 +142,7 @@ impl SpanIndex {
 }
 
 /// Line and column of a byte offset in any text (also when it is not valid TOML).
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;

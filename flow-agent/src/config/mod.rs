@@ -7,22 +7,18 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    enrich::{host::HostInfo, EnrichmentConfig as Enrichment},
-    filter::FilterConfig,
-    flows::FlowTableConfig,
-    health::HealthConfig,
-    ratelimit::RateLimitConfig,
-    sink::OutputConfig,
+    enrich::EnrichmentConfig as Enrichment, event::HostInfo, filter::FilterConfig,
+    flows::FlowTableConfig, health::HealthConfig, ratelimit::RateLimitConfig, sink::OutputConfig,
 };
 
 mod default_file;
 mod defaults;
 mod error;
-pub mod locate;
-pub mod overrides;
+pub(crate) mod locate;
+pub(crate) mod overrides;
 mod permissions;
-pub mod redact;
-pub mod sections;
+pub(crate) mod redact;
+pub(crate) mod sections;
 mod validate;
 
 pub use default_file::{
@@ -31,21 +27,20 @@ pub use default_file::{
 pub use defaults::default_toml;
 pub use error::{ConfigError, Issue, Problem};
 pub use overrides::{parse_output_spec, Overrides};
-pub use sections::{
-    AgentConfig, CaptureSettings, EnrichConfig, FlowsConfig, LogLevel, LogTarget, Seconds,
-};
+pub use sections::{AgentConfig, CaptureSettings, LogLevel};
+pub(crate) use sections::{EnrichConfig, FlowsConfig, LogTarget};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub agent: AgentConfig,
-    pub flows: FlowsConfig,
-    pub enrich: EnrichConfig,
+    pub(crate) flows: FlowsConfig,
+    pub(crate) enrich: EnrichConfig,
     pub capture: CaptureSettings,
-    pub filter: FilterConfig,
-    pub health: HealthConfig,
-    pub rate_limit: RateLimitConfig,
-    pub outputs: Vec<OutputConfig>,
+    pub(crate) filter: FilterConfig,
+    pub(crate) health: HealthConfig,
+    pub(crate) rate_limit: RateLimitConfig,
+    pub(crate) outputs: Vec<OutputConfig>,
 }
 
 impl Default for Config {
@@ -87,6 +82,14 @@ impl Config {
             content_bytes: self.enrich.content_bytes as usize,
             dns_events: self.enrich.dns_events,
         }
+    }
+
+    /// Credentials an HTTP output would send in clear text, by output index.
+    pub fn cleartext_warnings(&self) -> impl Iterator<Item = (usize, String)> + '_ {
+        self.outputs.iter().enumerate().filter_map(|(i, o)| {
+            let warning = o.http.as_ref()?.cleartext_warning()?;
+            Some((i, warning))
+        })
     }
 
     /// The configuration as TOML, secrets included: it parses back to the same configuration.

@@ -3,7 +3,8 @@
 //! They apply again after every SIGHUP reload.
 use crate::{encode::Format, sink::OutputConfig};
 
-use super::{Config, LogLevel, Seconds};
+use super::{Config, LogLevel};
+use crate::units::Seconds;
 
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {

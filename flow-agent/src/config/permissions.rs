@@ -16,7 +16,7 @@ const OTHER_WRITE: u32 = 0o002;
 const STICKY: u32 = 0o1000;
 
 /// Refuses `path` unless it and every directory above it are safe; see the module docs.
-pub fn check(path: &Path) -> Result<(), ConfigError> {
+pub(crate) fn check(path: &Path) -> Result<(), ConfigError> {
     let read_err = |p: &Path, source| ConfigError::Read {
         path: p.to_path_buf(),
         source,

@@ -6,13 +6,13 @@
 use toml_edit::{DocumentMut, InlineTable, Item, Table, Value};
 
 /// What a secret is printed as.
-pub const REDACTED: &str = "<redacted>";
+pub(crate) const REDACTED: &str = "<redacted>";
 
 /// Whether an option, query parameter or header name says its value is a secret:
 /// `password`, `api_key`, `X-Auth-Token`, `access_token`, `sig`, ... `key`, `sig` and `jwt`
 /// count as whole words only (`api_key`, not `keyword`); options that name files
 /// (`client_key`) are not redacted whatever their name.
-pub fn looks_secret(name: &str) -> bool {
+pub(crate) fn looks_secret(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     const PARTS: [&str; 9] = [
         "pass",
@@ -40,7 +40,7 @@ const SECRET_TABLES: [&str; 1] = ["headers"];
 const NOT_SECRET: [&str; 3] = ["client_key", "client_cert", "ca_file"];
 
 /// The configuration TOML `text` with every secret replaced by [`REDACTED`].
-pub fn redact(text: &str) -> String {
+pub(crate) fn redact(text: &str) -> String {
     let Ok(mut doc) = text.parse::<DocumentMut>() else {
         // The agent's own serialization always parses; never print what could not be checked.
         return String::new();
@@ -114,7 +114,7 @@ fn replace(v: &mut Value, text: &str) {
 
 /// A URL with the password of its user part and the values of secret-looking query
 /// parameters (`?api_key=...&index=flows` → `?api_key=<redacted>&index=flows`) redacted.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let (before_fragment, fragment) = match url.split_once('#') {
         Some((u, f)) => (u, Some(f)),
         None => (url, None),

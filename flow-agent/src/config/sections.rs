@@ -1,23 +1,22 @@
 //! The sections of the configuration file this module owns: `[agent]`, `[flows]`, `[enrich]`
 //! and `[capture]`. (`[filter]`, `[health]` and `[[outputs]]` live with their stages.)
-use std::{fmt, time::Duration};
-
-use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+use serde::{de, Deserialize, Serialize};
 
 use crate::{
     capture::CaptureConfig,
     enrich::networks::DEFAULT_LOCAL_NETWORKS,
     filter::values::{one_or_many, Network, Scalar},
+    units::Seconds,
 };
 
 /// `[agent]`: the agent's own logging.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
-    pub log_level: LogLevel,
-    pub log_target: LogTarget,
+    pub(crate) log_level: LogLevel,
+    pub(crate) log_target: LogTarget,
     /// User to run as once the kernel programs are attached (empty: stay the starting user).
-    pub user: String,
+    pub(crate) user: String,
 }
 
 impl Default for AgentConfig {
@@ -64,7 +63,7 @@ impl std::str::FromStr for LogLevel {
 /// Where the agent's own log goes (never to stdout, where events go).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum LogTarget {
+pub(crate) enum LogTarget {
     /// One logfmt line per message on stderr.
     Stderr,
     /// The systemd journal's native protocol (fields LEVEL, TARGET), stderr when absent.
@@ -74,10 +73,10 @@ pub enum LogTarget {
 /// `[flows]`: the flow table's timing.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct FlowsConfig {
-    pub update_interval: Seconds,
-    pub udp_idle_timeout: Seconds,
-    pub accept_wait: Seconds,
+pub(crate) struct FlowsConfig {
+    pub(crate) update_interval: Seconds,
+    pub(crate) udp_idle_timeout: Seconds,
+    pub(crate) accept_wait: Seconds,
 }
 
 impl Default for FlowsConfig {
@@ -93,15 +92,15 @@ impl Default for FlowsConfig {
 /// `[enrich]`: what events add to the kernel's facts.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
-pub struct EnrichConfig {
+pub(crate) struct EnrichConfig {
     #[serde(deserialize_with = "one_or_many")]
-    pub local_networks: Vec<Network>,
-    pub community_id_seed: u16,
+    pub(crate) local_networks: Vec<Network>,
+    pub(crate) community_id_seed: u16,
     /// Bytes of each direction's first payload shown as printable ASCII in `orig_content` and
     /// `resp_content` (0: none, the default: payload can be private).
-    pub content_bytes: u32,
+    pub(crate) content_bytes: u32,
     /// Answered DNS queries this host asked as `dns_query` events (off by default).
-    pub dns_events: bool,
+    pub(crate) dns_events: bool,
 }
 
 impl Default for EnrichConfig {
@@ -122,20 +121,20 @@ impl Default for EnrichConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CaptureSettings {
-    pub ring_buffer_bytes: u32,
-    pub wakeup_bytes: u32,
-    pub tcp_sockets: u32,
-    pub udp_flows: u32,
-    pub udp_owners: u32,
-    pub processes: u32,
-    pub listeners: u32,
+    pub(crate) ring_buffer_bytes: u32,
+    pub(crate) wakeup_bytes: u32,
+    pub(crate) tcp_sockets: u32,
+    pub(crate) udp_flows: u32,
+    pub(crate) udp_owners: u32,
+    pub(crate) processes: u32,
+    pub(crate) listeners: u32,
     /// Per-packet TCP counters in the kernel (IP bytes, flags, first byte times, history).
-    pub tcp_detail: bool,
+    pub(crate) tcp_detail: bool,
     /// Sockets the per-packet TCP table holds.
-    pub tcp_detail_sockets: u32,
+    pub(crate) tcp_detail_sockets: u32,
     /// Copy the first payload segment of each TCP direction to recognise the application
     /// protocol (rides on tcp_detail's per-packet program: off when it is off).
-    pub payload_inspection: bool,
+    pub(crate) payload_inspection: bool,
 }
 
 impl Default for CaptureSettings {
@@ -171,59 +170,5 @@ impl CaptureSettings {
             payload_inspection: self.payload_inspection,
             ..CaptureConfig::default()
         }
-    }
-}
-
-/// A duration in seconds: an integer or a decimal number (`0.5`), never negative.
-#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
-pub struct Seconds(pub f64);
-
-impl Seconds {
-    pub fn duration(self) -> Duration {
-        Duration::from_secs_f64(self.0)
-    }
-}
-
-impl fmt::Display for Seconds {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{} s", self.0)
-    }
-}
-
-impl Serialize for Seconds {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.0.fract() == 0.0 && self.0 < u32::MAX as f64 {
-            s.serialize_u64(self.0 as u64)
-        } else {
-            s.serialize_f64(self.0)
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Seconds {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl de::Visitor<'_> for V {
-            type Value = Seconds;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a number of seconds (e.g. 60 or 0.5)")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Seconds, E> {
-                self.visit_f64(v as f64)
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Seconds, E> {
-                self.visit_f64(v as f64)
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Seconds, E> {
-                // Up to a year: anything longer is a mistake (and must fit a Duration).
-                if !(0.0..=31_536_000.0).contains(&v) {
-                    return Err(E::custom(format!(
-                        "{v} is not a duration (expected a number of seconds from 0 to 31536000)"
-                    )));
-                }
-                Ok(Seconds(v))
-            }
-        }
-        d.deserialize_any(V)
     }
 }

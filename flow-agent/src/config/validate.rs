@@ -16,7 +16,7 @@ const MAX_RING_BYTES: u32 = 1 << 30;
 /// The ring buffer is made of pages.
 const PAGE: u32 = 4096;
 
-pub fn check(cfg: &Config) -> Vec<Issue> {
+pub(crate) fn check(cfg: &Config) -> Vec<Issue> {
     let mut issues = Vec::new();
     let root = KeyPath::root();
     flows(&cfg.flows, &root.key("flows"), &mut issues);

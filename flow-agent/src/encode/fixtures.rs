@@ -3,17 +3,14 @@
 //! connect, a flow open at start-up, one without a process, and a hostile process.
 use std::{net::IpAddr, sync::Arc};
 
-use crate::{
-    event::{
-        Attribution, Counters, Direction, DnsAnswer, DnsEvent, FlowAction, FlowEvent, FlowIds,
-        HostInfo, IntervalCounters, Limiter, Locality, ProcessIdentity, SuppressedEvent, Transport,
-        WallTime,
-    },
-    health::{EnrichLosses, KernelLosses, SinkReport, StatsEvent},
+use crate::event::{
+    Attribution, Counters, Direction, DnsAnswer, DnsEvent, EnrichLosses, FlowAction, FlowEvent,
+    FlowIds, HostInfo, IntervalCounters, KernelLosses, Limiter, Locality, ProcessIdentity,
+    RateLimitStats, SinkReport, StatsEvent, SuppressedEvent, Transport, WallTime,
 };
 
 /// A native RFC 3339 time as the model holds it.
-pub fn t(rfc3339: &str) -> WallTime {
+pub(crate) fn t(rfc3339: &str) -> WallTime {
     let micros = super::time::epoch_micros(rfc3339).expect("fixture time");
     WallTime(micros as u64 * 1_000)
 }
@@ -30,7 +27,7 @@ fn ids(flow_id: &str, community_id: &str) -> Arc<FlowIds> {
 }
 
 /// The host every fixture runs on.
-pub fn host() -> Arc<HostInfo> {
+pub(crate) fn host() -> Arc<HostInfo> {
     Arc::new(HostInfo {
         hostname: "vm".into(),
         agent_version: "0.1.0",
@@ -55,7 +52,7 @@ fn counters(in_bytes: u64, out_bytes: u64, in_pkts: u64, out_pkts: u64) -> Count
     }
 }
 
-pub fn curl() -> ProcessIdentity {
+pub(crate) fn curl() -> ProcessIdentity {
     ProcessIdentity {
         pid: 6140,
         ppid: 5769,
@@ -83,7 +80,7 @@ pub fn curl() -> ProcessIdentity {
 }
 
 /// The client side of `curl -s http://127.0.0.1:18080/`, at its start.
-pub fn tcp_out_start() -> FlowEvent {
+pub(crate) fn tcp_out_start() -> FlowEvent {
     let lo = ip("127.0.0.1");
     let mut ev = FlowEvent::new(
         FlowAction::Start,
@@ -106,7 +103,7 @@ pub fn tcp_out_start() -> FlowEvent {
 }
 
 /// The same flow's end: a normal close.
-pub fn tcp_out_end() -> FlowEvent {
+pub(crate) fn tcp_out_end() -> FlowEvent {
     FlowEvent {
         time: t("2026-11-23T13:05:50.543381Z"),
         action: FlowAction::End,
@@ -123,7 +120,7 @@ pub fn tcp_out_end() -> FlowEvent {
 }
 
 /// The server side of that connection (python's http.server accepted it), with an fqdn.
-pub fn tcp_in_end() -> FlowEvent {
+pub(crate) fn tcp_in_end() -> FlowEvent {
     let end = tcp_out_end();
     FlowEvent {
         ids: ids("bf79e3c617f7-2", "1:Uw3Um7L1M9pG/AWDF7lN/zpVQdk="),
@@ -178,7 +175,7 @@ pub fn tcp_in_end() -> FlowEvent {
 }
 
 /// A UDP flow over IPv6 to an external peer, at an update.
-pub fn udp6_update() -> FlowEvent {
+pub(crate) fn udp6_update() -> FlowEvent {
     let mut ev = FlowEvent::new(
         FlowAction::Update,
         t("2026-11-23T13:06:50.000100Z"),
@@ -215,7 +212,7 @@ pub fn udp6_update() -> FlowEvent {
 }
 
 /// The end of an inbound UDP flow from an internal peer: only the peer sent.
-pub fn udp_in_end() -> FlowEvent {
+pub(crate) fn udp_in_end() -> FlowEvent {
     let mut ev = FlowEvent::new(
         FlowAction::End,
         t("2026-11-23T13:07:00.000000Z"),
@@ -240,7 +237,7 @@ pub fn udp_in_end() -> FlowEvent {
 }
 
 /// A connect refused by the peer: start and end come together.
-pub fn tcp_refused_end() -> FlowEvent {
+pub(crate) fn tcp_refused_end() -> FlowEvent {
     let end = tcp_out_end();
     FlowEvent {
         ids: ids("bf79e3c617f7-5", "1:Uw3Um7L1M9pG/AWDF7lN/zpVQdk="),
@@ -255,7 +252,7 @@ pub fn tcp_refused_end() -> FlowEvent {
 }
 
 /// A connection open when the agent started (direction guessed), ended by a reset.
-pub fn tcp_preexisting_end() -> FlowEvent {
+pub(crate) fn tcp_preexisting_end() -> FlowEvent {
     FlowEvent {
         ids: ids("bf79e3c617f7-6", "1:Uw3Um7L1M9pG/AWDF7lN/zpVQdk="),
         start_observed: false,
@@ -269,7 +266,7 @@ pub fn tcp_preexisting_end() -> FlowEvent {
 }
 
 /// An established connection still open at shutdown: no state, counters from a snapshot.
-pub fn tcp_shutdown_end() -> FlowEvent {
+pub(crate) fn tcp_shutdown_end() -> FlowEvent {
     FlowEvent {
         ids: ids("bf79e3c617f7-7", "1:Uw3Um7L1M9pG/AWDF7lN/zpVQdk="),
         end_reason: Some("agent_shutdown"),
@@ -282,7 +279,7 @@ pub fn tcp_shutdown_end() -> FlowEvent {
 }
 
 /// The start of an inbound flow whose listener is unknown: no process fields.
-pub fn tcp_in_start_no_process() -> FlowEvent {
+pub(crate) fn tcp_in_start_no_process() -> FlowEvent {
     let mut ev = FlowEvent::new(
         FlowAction::Start,
         t("2026-11-23T13:05:51.000000Z"),
@@ -302,9 +299,9 @@ pub fn tcp_in_start_no_process() -> FlowEvent {
 /// Everything a process controls that ends up in text fields: an executable named with XML
 /// and JSON metacharacters, a newline, control characters and a byte that is not UTF-8 (the
 /// native event carries U+FFFD for it), and a command line to match.
-pub const HOSTILE: &str = "ev\"il'<x>&amp;\n\r\t\u{1}\u{1b}\u{7f}\u{fffd}]]>-->";
+pub(crate) const HOSTILE: &str = "ev\"il'<x>&amp;\n\r\t\u{1}\u{1b}\u{7f}\u{fffd}]]>-->";
 
-pub fn hostile_start() -> FlowEvent {
+pub(crate) fn hostile_start() -> FlowEvent {
     FlowEvent {
         process: Some(Arc::new(ProcessIdentity {
             comm: HOSTILE.chars().take(15).collect(),
@@ -340,7 +337,7 @@ fn noisy_curl() -> Arc<ProcessIdentity> {
 }
 
 /// A stats report with one sink.
-pub fn stats() -> StatsEvent {
+pub(crate) fn stats() -> StatsEvent {
     StatsEvent {
         timestamp: "2026-11-23T13:06:00.000001Z".into(),
         event_action: "stats",
@@ -369,7 +366,7 @@ pub fn stats() -> StatsEvent {
             dropped: 0,
             ..SinkReport::default()
         }],
-        rate_limit: crate::ratelimit::RateLimitStats {
+        rate_limit: RateLimitStats {
             suppressed_process: 480,
             summaries: 1,
             processes: 1,
@@ -379,7 +376,7 @@ pub fn stats() -> StatsEvent {
 }
 
 /// A `rate_limited` summary of one noisy process.
-pub fn rate_limited() -> SuppressedEvent {
+pub(crate) fn rate_limited() -> SuppressedEvent {
     SuppressedEvent {
         time: t("2026-11-23T13:06:00.000001Z"),
         limiter: Limiter::Process,
@@ -403,7 +400,7 @@ pub fn rate_limited() -> SuppressedEvent {
 }
 
 /// A `dns_query` event: curl resolved a name through a CNAME.
-pub fn dns_query() -> DnsEvent {
+pub(crate) fn dns_query() -> DnsEvent {
     DnsEvent {
         time: t("2026-11-23T13:06:00.000001Z"),
         transport: Transport::Udp,
@@ -437,7 +434,7 @@ pub fn dns_query() -> DnsEvent {
 }
 
 /// Every fixture flow event.
-pub fn all_flows() -> Vec<FlowEvent> {
+pub(crate) fn all_flows() -> Vec<FlowEvent> {
     vec![
         tcp_out_start(),
         tcp_out_end(),

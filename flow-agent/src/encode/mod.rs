@@ -6,14 +6,14 @@ use serde::{Deserialize, Serialize};
 use crate::event::Event;
 
 mod common;
-pub mod ecs;
+pub(crate) mod ecs;
 mod fragments;
 mod json;
-pub mod native;
-pub mod ocsf;
-pub mod sysmon;
+pub(crate) mod native;
+pub(crate) mod ocsf;
+pub(crate) mod sysmon;
 mod time;
-pub mod zeek;
+pub(crate) mod zeek;
 
 #[cfg(test)]
 mod fixtures;
@@ -55,7 +55,7 @@ impl Format {
     }
 
     /// Whether every record is one JSON document (HTTP sinks accept only such formats).
-    pub fn is_json(self) -> bool {
+    pub(crate) fn is_json(self) -> bool {
         !matches!(self, Format::Sysmon)
     }
 

@@ -34,7 +34,7 @@ mod tests;
 /// Each output's native encoder, with the fragments it rendered of the processes, the host and
 /// the application facts of recent events.
 #[derive(Default)]
-pub struct NativeEncoder {
+pub(crate) struct NativeEncoder {
     processes: FragmentCache<ProcessIdentity>,
     hosts: FragmentCache<HostInfo>,
     apps: FragmentCache<AppInfo>,

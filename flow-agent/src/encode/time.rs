@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-use crate::{enrich::clock::civil_from_days, event::WallTime};
+use crate::{clock::civil_from_days, event::WallTime};
 
 /// `2026-11-23T13:05:50.542313Z`: RFC 3339 UTC with microseconds.
 #[derive(Clone, Copy)]
@@ -168,7 +168,7 @@ mod tests {
             1_764_000_000_542_313,
         ] {
             let t = UNIX_EPOCH + Duration::from_micros(us);
-            let want = crate::enrich::clock::rfc3339_micros(t);
+            let want = crate::clock::rfc3339_micros(t);
             assert_eq!(Rfc3339::new(wall(us)).as_str(), want);
             assert_eq!(epoch_micros(&want), Some(us as i64), "{want}");
         }

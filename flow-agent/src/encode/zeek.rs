@@ -14,7 +14,7 @@ use crate::{
     event::{AppProtocolSource, Event, FlowAction, FlowEvent, Locality, Transport, WallTime},
 };
 
-pub struct ZeekEncoder {
+pub(crate) struct ZeekEncoder {
     /// When the agent first reported each open flow whose start it did not see (open at
     /// start-up): conn.log's `ts` is the first packet seen, and its end event has no start.
     first_seen: HashMap<String, WallTime>,
@@ -22,7 +22,7 @@ pub struct ZeekEncoder {
 }
 
 impl ZeekEncoder {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             first_seen: HashMap::new(),
             local_networks: default_local_networks(),

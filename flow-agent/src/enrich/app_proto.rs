@@ -13,28 +13,28 @@ use crate::{
 };
 
 /// Longest `proto_info` (characters): a summary, not a transcript.
-pub const PROTO_INFO_MAX: usize = proto::detect::INFO_MAX;
+pub(crate) const PROTO_INFO_MAX: usize = proto::detect::INFO_MAX;
 /// Most bytes `orig_content`/`resp_content` may show: what the kernel copies.
-pub const CONTENT_MAX: usize = flow_common::PAYLOAD_CAPTURE_LEN;
+pub(crate) const CONTENT_MAX: usize = flow_common::PAYLOAD_CAPTURE_LEN;
 /// Flows whose first bytes are held at once; more are dropped (and counted).
 const CAPACITY: usize = 16_384;
 
 /// Which flow bytes belong to: a TCP socket, or a UDP socket and remote endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct PayloadKey {
-    pub cookie: u64,
-    pub remote: Option<(IpAddr, u16)>,
+pub(crate) struct PayloadKey {
+    pub(crate) cookie: u64,
+    pub(crate) remote: Option<(IpAddr, u16)>,
 }
 
 impl PayloadKey {
-    pub fn tcp(cookie: u64) -> Self {
+    pub(crate) fn tcp(cookie: u64) -> Self {
         Self {
             cookie,
             remote: None,
         }
     }
 
-    pub fn udp(cookie: u64, remote: (IpAddr, u16)) -> Self {
+    pub(crate) fn udp(cookie: u64, remote: (IpAddr, u16)) -> Self {
         Self {
             cookie,
             remote: Some(remote),
@@ -44,23 +44,23 @@ impl PayloadKey {
 
 /// The first payload bytes this host sent and received on one flow.
 #[derive(Clone, Debug, Default)]
-pub struct FirstBytes {
-    pub sent: Option<Vec<u8>>,
-    pub received: Option<Vec<u8>>,
+pub(crate) struct FirstBytes {
+    pub(crate) sent: Option<Vec<u8>>,
+    pub(crate) received: Option<Vec<u8>>,
     /// What these bytes tell, decided at the flow's first event after they arrived.
     app: Option<Option<Arc<AppInfo>>>,
 }
 
 #[derive(Default)]
-pub struct Payloads {
+pub(crate) struct Payloads {
     by_key: HashMap<PayloadKey, FirstBytes>,
     /// First bytes not kept because the table was full.
-    pub dropped: u64,
+    pub(crate) dropped: u64,
 }
 
 impl Payloads {
     /// Keeps the first bytes of one direction; later ones of the same direction are ignored.
-    pub fn observe(&mut self, key: PayloadKey, egress: bool, bytes: &[u8]) {
+    pub(crate) fn observe(&mut self, key: PayloadKey, egress: bool, bytes: &[u8]) {
         if !self.by_key.contains_key(&key) && self.by_key.len() >= CAPACITY {
             self.dropped += 1;
             return;
@@ -75,7 +75,7 @@ impl Payloads {
 
     /// The application facts of one flow's first bytes, decided once and kept until more
     /// bytes arrive; `decide` runs only when nothing is kept.
-    pub fn app(
+    pub(crate) fn app(
         &mut self,
         key: &PayloadKey,
         decide: impl FnOnce(Option<&FirstBytes>) -> Option<Arc<AppInfo>>,
@@ -90,36 +90,33 @@ impl Payloads {
     }
 
     /// Forgets every decision (the settings they followed changed).
-    pub fn forget_decisions(&mut self) {
+    pub(crate) fn forget_decisions(&mut self) {
         for e in self.by_key.values_mut() {
             e.app = None;
         }
     }
 
-    pub fn get(&self, key: &PayloadKey) -> Option<&FirstBytes> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, key: &PayloadKey) -> Option<&FirstBytes> {
         self.by_key.get(key)
     }
 
-    pub fn remove(&mut self, key: &PayloadKey) {
+    pub(crate) fn remove(&mut self, key: &PayloadKey) {
         self.by_key.remove(key);
     }
 
     /// Forgets the bytes of flows no longer open (their end was missed or never came).
-    pub fn retain(&mut self, open: impl Fn(&PayloadKey) -> bool) {
+    pub(crate) fn retain(&mut self, open: impl Fn(&PayloadKey) -> bool) {
         self.by_key.retain(|k, _| open(k));
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.by_key.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
     }
 }
 
 /// The bytes of a payload record the kernel filled.
-pub fn record_bytes(r: &PayloadRecord) -> &[u8] {
+pub(crate) fn record_bytes(r: &PayloadRecord) -> &[u8] {
     &r.data[..(r.len as usize).min(r.data.len())]
 }
 
@@ -127,7 +124,7 @@ pub fn record_bytes(r: &PayloadRecord) -> &[u8] {
 /// received them) or its server port. `local_orig` says whether this host originated the
 /// flow (so sent bytes are the originator's); `content_bytes` > 0 adds that many bytes of each
 /// direction as printable ASCII. None when there is nothing to tell.
-pub fn app_info(
+pub(crate) fn app_info(
     udp: bool,
     local_orig: bool,
     dest_port: u16,
@@ -174,7 +171,7 @@ pub fn app_info(
 
 /// The first `n` bytes as printable ASCII: anything else (control bytes, line ends, non-ASCII)
 /// becomes '.', as `tcpdump -A` shows it, so the text is safe in every output format.
-pub fn printable(b: &[u8], n: usize) -> String {
+pub(crate) fn printable(b: &[u8], n: usize) -> String {
     b.iter()
         .take(n.min(CONTENT_MAX))
         .map(|&c| {

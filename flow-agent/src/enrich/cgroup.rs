@@ -19,9 +19,9 @@ const MAX_DIRS: usize = 100_000;
 const MIN_REFRESH: Duration = Duration::from_millis(500);
 /// Paths kept at most (a walk finds at most [`MAX_DIRS`]; the rest are removed cgroups still
 /// lingering and paths read for processes).
-pub const CAPACITY: usize = 131_072;
+pub(crate) const CAPACITY: usize = 131_072;
 /// How long a removed cgroup stays known.
-pub const REMOVED_LINGER: Duration = Duration::from_secs(120);
+pub(crate) const REMOVED_LINGER: Duration = Duration::from_secs(120);
 
 struct Entry {
     path: String,
@@ -29,7 +29,7 @@ struct Entry {
     removed: Option<Instant>,
 }
 
-pub struct CgroupPaths {
+pub(crate) struct CgroupPaths {
     root: Option<PathBuf>,
     by_id: HashMap<u64, Entry>,
     last_walk: Option<Instant>,
@@ -39,11 +39,11 @@ pub struct CgroupPaths {
     linger: Duration,
     min_refresh: Duration,
     /// Paths dropped because the cache was full.
-    pub dropped: u64,
+    pub(crate) dropped: u64,
 }
 
 impl CgroupPaths {
-    pub fn new(root: Option<PathBuf>) -> Self {
+    pub(crate) fn new(root: Option<PathBuf>) -> Self {
         Self {
             root,
             by_id: HashMap::new(),
@@ -58,7 +58,7 @@ impl CgroupPaths {
 
     /// The cgroup v2 id (inode of its directory) of a running process, from /proc/PID/cgroup;
     /// for processes that started before the agent, whose id the kernel never reported.
-    pub fn id_of_process(&mut self, pid: u32) -> Option<u64> {
+    pub(crate) fn id_of_process(&mut self, pid: u32) -> Option<u64> {
         let root = self.root.clone()?;
         let text = std::fs::read(format!("/proc/{pid}/cgroup")).ok()?;
         let rel = super::procfs::cgroup_v2_path(&text)?;
@@ -70,7 +70,7 @@ impl CgroupPaths {
     }
 
     /// The cgroup's path relative to the cgroup2 root ("/" for the root itself).
-    pub fn path(&mut self, id: u64) -> Option<String> {
+    pub(crate) fn path(&mut self, id: u64) -> Option<String> {
         if let Some(e) = self.by_id.get(&id) {
             return Some(e.path.clone());
         }
@@ -83,16 +83,13 @@ impl CgroupPaths {
         self.by_id.get(&id).map(|e| e.path.clone())
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.by_id.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
-    }
-
     /// Forgets the cgroups removed longer ago than the linger time (on the tick).
-    pub fn prune(&mut self) {
+    pub(crate) fn prune(&mut self) {
         if self.removed == 0 {
             return;
         }
@@ -208,9 +205,9 @@ fn relative(root: &Path, dir: &Path) -> String {
 
 /// A container the cgroup path names.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Container {
-    pub id: String,
-    pub runtime: &'static str,
+pub(crate) struct Container {
+    pub(crate) id: String,
+    pub(crate) runtime: &'static str,
 }
 
 fn hex64(s: &str) -> Option<&str> {
@@ -221,7 +218,7 @@ fn hex64(s: &str) -> Option<&str> {
 /// Recognises docker, containerd (CRI), CRI-O and podman cgroup names, under systemd or
 /// cgroupfs drivers, e.g. `/system.slice/docker-<id>.scope`, `/docker/<id>`,
 /// `/kubepods.slice/.../cri-containerd-<id>.scope`, `/machine.slice/libpod-<id>.scope`.
-pub fn container_of(path: &str) -> Option<Container> {
+pub(crate) fn container_of(path: &str) -> Option<Container> {
     const PREFIXES: &[(&str, &str)] = &[
         ("docker-", "docker"),
         ("cri-containerd-", "containerd"),
@@ -257,7 +254,7 @@ pub fn container_of(path: &str) -> Option<Container> {
 }
 
 /// The systemd unit a cgroup path belongs to: its last `.service` or `.scope` component.
-pub fn systemd_unit(path: &str) -> Option<String> {
+pub(crate) fn systemd_unit(path: &str) -> Option<String> {
     path.split('/')
         .rev()
         .find(|p| p.ends_with(".service") || p.ends_with(".scope"))

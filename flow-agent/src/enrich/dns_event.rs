@@ -9,11 +9,11 @@ use crate::{
 };
 
 /// Answers one event lists at most; `answers_truncated` says when there were more.
-pub const MAX_ANSWERS: usize = 16;
+pub(crate) const MAX_ANSWERS: usize = 16;
 
 /// The question, code and answers of a response; none for queries and messages without a
 /// question. The other fields are left for the caller.
-pub fn from_message(m: &Message) -> Option<DnsEvent> {
+pub(crate) fn from_message(m: &Message) -> Option<DnsEvent> {
     if !m.is_response {
         return None;
     }

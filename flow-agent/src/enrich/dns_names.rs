@@ -20,42 +20,42 @@ use std::{
 use crate::proto::dns::{self, Message, RecordData};
 
 /// Most addresses remembered, all namespaces together; the oldest answers go first.
-pub const DEFAULT_CAPACITY: usize = 65_536;
+pub(crate) const DEFAULT_CAPACITY: usize = 65_536;
 
 /// Least time an answer names its addresses, whatever its TTL. A TTL of 0 (dnsmasq's default
 /// for its own records and /etc/hosts, some load balancers') tells the asker not to *cache*
 /// the answer, yet the asker connects to the address right after: that connection must still
 /// carry the name. Answers with a longer TTL keep their TTL, up to [`MAX_LIFETIME_NS`].
-pub const MIN_LIFETIME_NS: u64 = 2_000_000_000;
+pub(crate) const MIN_LIFETIME_NS: u64 = 2_000_000_000;
 
 /// Most time an answer names its addresses: one day. TTLs go up to 68 years on the wire; a name
 /// learned once must not label an address for that long (addresses change hands, and a cache
 /// poisoned by whatever got through would stay poisoned).
-pub const MAX_LIFETIME_NS: u64 = 86_400 * 1_000_000_000;
+pub(crate) const MAX_LIFETIME_NS: u64 = 86_400 * 1_000_000_000;
 
 /// Queries waiting for their answer, all sockets together; beyond it the oldest is forgotten
 /// (counted in [`DnsCounters::queries_evicted`]) and its answer will teach nothing.
-pub const MAX_PENDING_QUERIES: usize = 16_384;
+pub(crate) const MAX_PENDING_QUERIES: usize = 16_384;
 
 /// How long a query waits for its answer (resolvers give up after about 5 s; a later answer is
 /// rejected).
-pub const QUERY_TIMEOUT_NS: u64 = 10_000_000_000;
+pub(crate) const QUERY_TIMEOUT_NS: u64 = 10_000_000_000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResolvedName {
+pub(crate) struct ResolvedName {
     /// The name the process asked for (the question).
-    pub name: String,
+    pub(crate) name: String,
     /// From the asked name through each CNAME to the name that holds the address.
-    pub chain: Vec<String>,
+    pub(crate) chain: Vec<String>,
 }
 
 /// The socket a DNS message left from or came to, and the resolver on the other end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Asker {
     /// The socket's cookie.
-    pub cookie: u64,
+    pub(crate) cookie: u64,
     /// The resolver's address and port.
-    pub resolver: (IpAddr, u16),
+    pub(crate) resolver: (IpAddr, u16),
 }
 
 impl Asker {
@@ -66,7 +66,7 @@ impl Asker {
 
     /// A TCP connection to a resolver's `port`: its remote end is fixed, so the socket names it
     /// (the address is left unspecified).
-    pub fn tcp(cookie: u64, port: u16) -> Self {
+    pub(crate) fn tcp(cookie: u64, port: u16) -> Self {
         Self {
             cookie,
             resolver: (IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
@@ -93,16 +93,16 @@ pub enum Received {
 
 /// What the cache refused or lost, since it was made.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DnsCounters {
+pub(crate) struct DnsCounters {
     /// Received messages that could not be parsed (hostile or cut before the question).
-    pub malformed: u64,
+    pub(crate) malformed: u64,
     /// Responses to sockets with no query waiting (forged, duplicated or too late).
-    pub unsolicited: u64,
+    pub(crate) unsolicited: u64,
     /// Responses to sockets with queries waiting that none of them matches: another resolver,
     /// transaction id or question (a spoofing attempt, or a resolver answering from elsewhere).
-    pub mismatched: u64,
+    pub(crate) mismatched: u64,
     /// Waiting queries forgotten because [`MAX_PENDING_QUERIES`] were waiting.
-    pub queries_evicted: u64,
+    pub(crate) queries_evicted: u64,
 }
 
 /// A query waiting for its answer: what the answer must repeat.
@@ -151,7 +151,7 @@ pub struct DnsNames {
     /// Waiting queries by socket cookie: a response to one of these sockets that matches none
     /// is `mismatched`, to another `unsolicited`.
     asking: HashMap<u64, u32>,
-    pub counters: DnsCounters,
+    pub(crate) counters: DnsCounters,
 }
 
 impl Default for DnsNames {
@@ -318,7 +318,7 @@ impl DnsNames {
 
     /// The name an address was resolved from in network namespace `netns` (0: unknown), if its
     /// answer has not expired at `now_ns`.
-    pub fn lookup(&self, netns: u32, addr: IpAddr, now_ns: u64) -> Option<&ResolvedName> {
+    pub(crate) fn lookup(&self, netns: u32, addr: IpAddr, now_ns: u64) -> Option<&ResolvedName> {
         self.by_addr
             .get(&(netns, addr))
             .filter(|e| e.expires_ns > now_ns)
@@ -346,16 +346,19 @@ impl DnsNames {
     }
 
     /// Addresses named, all namespaces together.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.by_addr.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_addr.is_empty()
     }
 
     /// Queries waiting for their answer.
-    pub fn pending_queries(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn pending_queries(&self) -> usize {
         self.pending.len()
     }
 }

@@ -22,7 +22,7 @@ pub fn text_of(bytes: &[u8]) -> String {
 }
 
 /// Appends `$'...'` quoting `bytes` to `out`.
-pub fn ansi_c_quote(bytes: &[u8], out: &mut String) {
+pub(crate) fn ansi_c_quote(bytes: &[u8], out: &mut String) {
     out.push_str("$'");
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {

@@ -1,18 +1,8 @@
-//! Facts about this host that every event carries or that identify it.
+//! Facts about this host that every event carries ([`HostInfo`], read here) or that identify
+//! it.
 use std::net::IpAddr;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HostInfo {
-    pub hostname: String,
-    /// Fully qualified name when the hostname resolves to one (from /etc/hosts), else None.
-    pub fqdn: Option<String>,
-    pub machine_id: String,
-    pub boot_id: String,
-    pub os_name: Option<String>,
-    pub os_version: Option<String>,
-    pub kernel: String,
-    pub agent_version: &'static str,
-}
+use crate::event::HostInfo;
 
 fn read_trim(path: &str) -> String {
     std::fs::read_to_string(path)
@@ -67,7 +57,7 @@ fn fqdn_from_hosts(hosts: &str, hostname: &str) -> Option<String> {
 /// and pid, so a reused pid or another host never collides. The start time counts clock ticks
 /// (10 ms), the precision /proc gives, so a process seen first through /proc and later through
 /// the kernel keeps one id.
-pub fn process_entity_id(machine_id: &str, start_ns: u64, pid: u32) -> String {
+pub(crate) fn process_entity_id(machine_id: &str, start_ns: u64, pid: u32) -> String {
     let machine: String = machine_id.chars().take(8).collect();
     let ticks = start_ns / 10_000_000;
     format!("{machine:0>8}-{ticks:012x}-{pid:08x}")

@@ -12,14 +12,13 @@ use flow_common::Task;
 
 use super::{
     cgroup::{container_of, systemd_unit, CgroupPaths},
-    clock::BootClock,
     command_line::quote_args,
     escape::text_of,
     host::process_entity_id,
     process::{Process, ProcessTable},
     users::NameDb,
 };
-use crate::event::ProcessIdentity;
+use crate::{clock::BootClock, event::ProcessIdentity};
 
 /// How long a built identity is reused without looking at its sources again.
 const REFRESH: Duration = Duration::from_secs(1);
@@ -51,11 +50,11 @@ struct Cached {
     identity: Arc<ProcessIdentity>,
 }
 
-pub struct Identities {
-    pub processes: ProcessTable,
+pub(crate) struct Identities {
+    pub(crate) processes: ProcessTable,
     users: NameDb,
     groups: NameDb,
-    pub cgroups: CgroupPaths,
+    pub(crate) cgroups: CgroupPaths,
     deleted: DeletedExes,
     machine_id: String,
     cache: HashMap<Key, Cached>,
@@ -64,7 +63,7 @@ pub struct Identities {
 }
 
 impl Identities {
-    pub fn new(machine_id: String) -> Self {
+    pub(crate) fn new(machine_id: String) -> Self {
         Self {
             processes: ProcessTable::new(),
             users: NameDb::passwd(),
@@ -78,7 +77,7 @@ impl Identities {
     }
 
     /// The identity of the task `t`; None for no task (pid 0).
-    pub fn of(&mut self, t: &Task, clock: &BootClock) -> Option<Arc<ProcessIdentity>> {
+    pub(crate) fn of(&mut self, t: &Task, clock: &BootClock) -> Option<Arc<ProcessIdentity>> {
         if t.pid == 0 {
             return None;
         }

@@ -1,19 +1,18 @@
 //! Enrichment stage: names the tracker's flows (the process, its user, group, cgroup and
 //! container, the remote's DNS name, the application protocol, the host) and makes
 //! `dns_query` events ([`stage::Enricher`]).
-pub mod app_proto;
-pub mod cgroup;
-pub mod clock;
+pub(crate) mod app_proto;
+pub(crate) mod cgroup;
 pub mod command_line;
-pub mod dns_event;
+pub(crate) mod dns_event;
 pub mod dns_names;
 pub mod escape;
-pub mod host;
-pub mod identity;
-pub mod networks;
-pub mod process;
+pub(crate) mod host;
+pub(crate) mod identity;
+pub(crate) mod networks;
+pub(crate) mod process;
 pub mod procfs;
-pub mod stage;
+pub(crate) mod stage;
 pub mod users;
 
 pub use stage::{Enricher, EnrichmentConfig};

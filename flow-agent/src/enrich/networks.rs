@@ -10,8 +10,8 @@ pub struct Cidr {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid CIDR {text:?}: {reason}")]
 pub struct CidrError {
-    pub text: String,
-    pub reason: &'static str,
+    pub(crate) text: String,
+    pub(crate) reason: &'static str,
 }
 
 impl std::str::FromStr for Cidr {
@@ -36,7 +36,7 @@ impl std::str::FromStr for Cidr {
 }
 
 impl Cidr {
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
                 let mask = u32::MAX
@@ -56,7 +56,7 @@ impl Cidr {
 }
 
 /// Loopback, RFC 1918, link-local, unique local (ULA), and their IPv6 counterparts.
-pub const DEFAULT_LOCAL_NETWORKS: &[&str] = &[
+pub(crate) const DEFAULT_LOCAL_NETWORKS: &[&str] = &[
     "127.0.0.0/8",
     "10.0.0.0/8",
     "172.16.0.0/12",
@@ -67,14 +67,14 @@ pub const DEFAULT_LOCAL_NETWORKS: &[&str] = &[
     "fe80::/10",
 ];
 
-pub fn default_local_networks() -> Vec<Cidr> {
+pub(crate) fn default_local_networks() -> Vec<Cidr> {
     DEFAULT_LOCAL_NETWORKS
         .iter()
         .map(|c| c.parse().expect("built-in CIDRs are valid"))
         .collect()
 }
 
-pub fn is_local(networks: &[Cidr], ip: IpAddr) -> bool {
+pub(crate) fn is_local(networks: &[Cidr], ip: IpAddr) -> bool {
     networks.iter().any(|c| c.contains(ip))
 }
 

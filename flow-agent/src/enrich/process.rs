@@ -22,35 +22,35 @@ use super::procfs::{self, StatFields};
 use crate::capture::records::{exec_args, exec_path};
 
 /// Longest command line kept, in bytes (longer ones are cut and marked).
-pub const MAX_COMMAND_LINE: usize = 4096;
+pub(crate) const MAX_COMMAND_LINE: usize = 4096;
 /// Entries kept at most, running and exited (the kernel's `PROCESSES` table has as many).
-pub const MAX_PROCESSES: usize = 65_536;
+pub(crate) const MAX_PROCESSES: usize = 65_536;
 /// Bytes of executable paths and command lines kept at most, counted per entry (an image a
 /// fork shares with its parent counts once per process): 32 MiB.
-pub const MAX_PROCESS_BYTES: usize = 32 << 20;
+pub(crate) const MAX_PROCESS_BYTES: usize = 32 << 20;
 /// A reconciliation pass over the whole table starts at most this often.
-pub const RECONCILE_PERIOD: Duration = Duration::from_secs(30);
+pub(crate) const RECONCILE_PERIOD: Duration = Duration::from_secs(30);
 /// Entries checked against /proc per tick at most (a full table takes 64 ticks).
-pub const RECONCILE_BATCH: usize = 1024;
+pub(crate) const RECONCILE_BATCH: usize = 1024;
 /// Fixed cost of one entry, beyond its image's bytes (the entry, its `Arc`s, the pid's list).
 const ENTRY_BYTES: usize = 128;
 
 /// What exec gave a process: shared, not copied, by the processes it forks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Image {
+pub(crate) struct Image {
     /// Full path of the executable, raw bytes (paths need not be UTF-8).
-    pub path: Option<Vec<u8>>,
+    pub(crate) path: Option<Vec<u8>>,
     /// The executable was deleted or replaced after it was started.
-    pub deleted: bool,
+    pub(crate) deleted: bool,
     /// The path was cut (deeper than the kernel program walks).
-    pub truncated: bool,
+    pub(crate) truncated: bool,
     /// The arguments, each followed by a NUL (one allocation however many there are).
     args: Box<[u8]>,
-    pub args_truncated: bool,
+    pub(crate) args_truncated: bool,
 }
 
 impl Image {
-    pub fn new(path: Option<Vec<u8>>, args: &[Vec<u8>], args_truncated: bool) -> Self {
+    pub(crate) fn new(path: Option<Vec<u8>>, args: &[Vec<u8>], args_truncated: bool) -> Self {
         let mut joined = Vec::with_capacity(args.iter().map(|a| a.len() + 1).sum());
         for a in args {
             joined.extend_from_slice(a);
@@ -68,14 +68,14 @@ impl Image {
     }
 
     /// The arguments (an argument holds no NUL: the kernel's argv are C strings).
-    pub fn args(&self) -> impl Iterator<Item = &[u8]> + '_ {
+    pub(crate) fn args(&self) -> impl Iterator<Item = &[u8]> + '_ {
         let body = self.args.strip_suffix(&[0]).unwrap_or(&self.args);
         // No arguments at all is not one empty argument.
         body.split(|b| *b == 0)
             .filter(move |_| !self.args.is_empty())
     }
 
-    pub fn has_args(&self) -> bool {
+    pub(crate) fn has_args(&self) -> bool {
         !self.args.is_empty()
     }
 
@@ -86,12 +86,12 @@ impl Image {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Process {
-    pub pid: u32,
+pub(crate) struct Process {
+    pub(crate) pid: u32,
     /// CLOCK_BOOTTIME ns of the process start (0 when unknown).
-    pub start_ns: u64,
-    pub ppid: u32,
-    pub image: Arc<Image>,
+    pub(crate) start_ns: u64,
+    pub(crate) ppid: u32,
+    pub(crate) image: Arc<Image>,
 }
 
 struct Entry {
@@ -116,15 +116,15 @@ enum Running {
 
 /// Counts of what left the table before its time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ProcessTableStats {
+pub(crate) struct ProcessTableStats {
     /// Entries the reconciliation found gone from /proc (their exit record was lost) or
     /// replaced by another process with the same pid.
-    pub reconciled: u64,
+    pub(crate) reconciled: u64,
     /// Entries dropped because the table was full.
-    pub evicted: u64,
+    pub(crate) evicted: u64,
 }
 
-pub struct ProcessTable {
+pub(crate) struct ProcessTable {
     by_pid: HashMap<u32, Vec<Entry>>,
     /// Entries and their bytes, as counted against the caps.
     count: usize,
@@ -145,7 +145,7 @@ pub struct ProcessTable {
     to_check: Vec<u32>,
     pass_started: Option<Instant>,
     reconcile_period: Duration,
-    pub stats: ProcessTableStats,
+    pub(crate) stats: ProcessTableStats,
 }
 
 impl Default for ProcessTable {
@@ -155,12 +155,12 @@ impl Default for ProcessTable {
 }
 
 impl ProcessTable {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_proc_root(PathBuf::from("/proc"))
     }
 
     /// A table that reads processes from `proc_root` instead of /proc.
-    pub fn with_proc_root(proc_root: PathBuf) -> Self {
+    pub(crate) fn with_proc_root(proc_root: PathBuf) -> Self {
         // SAFETY: sysconf has no memory-safety preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
         Self {
@@ -243,7 +243,7 @@ impl ProcessTable {
         (self.count, self.bytes) = (count, bytes);
     }
 
-    pub fn on_exec(&mut self, rec: &ExecRecord) {
+    pub(crate) fn on_exec(&mut self, rec: &ExecRecord) {
         let total = rec.args_total as usize;
         let mut image = Image::new(
             (rec.path_len > 0).then(|| exec_path(rec)),
@@ -260,7 +260,7 @@ impl ProcessTable {
         });
     }
 
-    pub fn on_fork(&mut self, rec: &ForkRecord) {
+    pub(crate) fn on_fork(&mut self, rec: &ForkRecord) {
         let image = self
             .lookup(rec.parent_pid, rec.parent_start_ns)
             .map(|p| p.image.clone())
@@ -273,7 +273,7 @@ impl ProcessTable {
         });
     }
 
-    pub fn on_exit(&mut self, rec: &ExitRecord) {
+    pub(crate) fn on_exit(&mut self, rec: &ExitRecord) {
         let now = Instant::now();
         let tick = self.tick_ns;
         if let Some(list) = self.by_pid.get_mut(&rec.pid) {
@@ -286,7 +286,7 @@ impl ProcessTable {
     }
 
     /// The process with this pid and start time; read from /proc if the kernel never told us.
-    pub fn lookup(&mut self, pid: u32, start_ns: u64) -> Option<Arc<Process>> {
+    pub(crate) fn lookup(&mut self, pid: u32, start_ns: u64) -> Option<Arc<Process>> {
         if pid == 0 {
             return None;
         }
@@ -309,7 +309,7 @@ impl ProcessTable {
     }
 
     /// Reads every running process: the table is complete from the agent's first record.
-    pub fn scan_proc(&mut self) -> Vec<Arc<Process>> {
+    pub(crate) fn scan_proc(&mut self) -> Vec<Arc<Process>> {
         let mut out = Vec::new();
         let Ok(dir) = std::fs::read_dir(&self.proc_root) else {
             return out;
@@ -326,7 +326,7 @@ impl ProcessTable {
     }
 
     /// Forgets processes that exited longer ago than the linger time.
-    pub fn expire(&mut self) {
+    pub(crate) fn expire(&mut self) {
         let linger = self.linger;
         let (mut n, mut b) = (0, 0);
         self.by_pid.retain(|_, list| {
@@ -346,7 +346,7 @@ impl ProcessTable {
     /// checked, and a new pass over the table starts at most every [`RECONCILE_PERIOD`].
     /// Entries whose process is gone, or whose pid now belongs to a process with another
     /// start time, are marked exited: their exit record was lost. Returns how many.
-    pub fn reconcile(&mut self) -> u64 {
+    pub(crate) fn reconcile(&mut self) -> u64 {
         if !self.host_pids {
             return 0;
         }
@@ -394,16 +394,14 @@ impl ProcessTable {
         gone
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.count
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
     /// Bytes counted against [`MAX_PROCESS_BYTES`].
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 }

@@ -5,9 +5,9 @@
 /// `/proc/PID/stat` fields the agent uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StatFields {
-    pub ppid: u32,
+    pub(crate) ppid: u32,
     /// Start time in clock ticks since boot (field 22).
-    pub start_ticks: u64,
+    pub(crate) start_ticks: u64,
 }
 
 /// Parses `/proc/PID/stat`. The command name (field 2) is in parentheses and may itself hold

@@ -12,7 +12,6 @@ use flow_common::{DnsRecord, PayloadRecord, Task};
 
 use super::{
     app_proto::{self, PayloadKey, Payloads},
-    clock::{boot_ns_now, BootClock},
     dns_event,
     dns_names::{Asker, DnsNames, Received},
     identity::Identities,
@@ -20,6 +19,7 @@ use super::{
 };
 use crate::{
     capture::{sock_diag::TcpSockInfo, Record},
+    clock::{boot_ns_now, BootClock},
     event::{AppInfo, DnsEvent, FlowAction, FlowEvent, HostInfo, Locality, RemoteName, Transport},
     flows::{table::endpoints, FlowTable, Tracked},
     proto::dns::Message,
@@ -56,13 +56,13 @@ impl Default for EnrichmentConfig {
 pub struct Enricher {
     cfg: EnrichmentConfig,
     /// Who acted: processes, users, groups, cgroups.
-    pub identities: Identities,
+    pub(crate) identities: Identities,
     /// Names of remote addresses, from the answers to the DNS queries the host's sockets sent,
     /// by network namespace; its `counters` tell the answers refused (unsolicited, mismatched,
     /// malformed) and the queries forgotten.
-    pub names: DnsNames,
+    pub(crate) names: DnsNames,
     /// The first payload bytes of open flows.
-    pub payloads: Payloads,
+    pub(crate) payloads: Payloads,
     /// Application facts of flows without first bytes, by (udp, server port).
     by_port: HashMap<(bool, u16), Option<Arc<AppInfo>>>,
     /// The remote name of each open flow, as it was when the flow opened.
@@ -91,13 +91,13 @@ impl Enricher {
         }
     }
 
-    pub fn config(&self) -> &EnrichmentConfig {
+    pub(crate) fn config(&self) -> &EnrichmentConfig {
         &self.cfg
     }
 
     /// New local networks, content and DNS event settings (a configuration reload). The
     /// host's facts stay.
-    pub fn reconfigure(&mut self, cfg: EnrichmentConfig) {
+    pub(crate) fn reconfigure(&mut self, cfg: EnrichmentConfig) {
         let host = self.cfg.host.clone();
         self.cfg = EnrichmentConfig { host, ..cfg };
         self.payloads.forget_decisions();
@@ -105,7 +105,7 @@ impl Enricher {
 
     /// Records that name things: processes (exec, fork, exit), DNS answers and first payload
     /// bytes. `flows` finds the flow of the socket an answer came to.
-    pub fn observe(&mut self, record: &Record, flows: &FlowTable) {
+    pub(crate) fn observe(&mut self, record: &Record, flows: &FlowTable) {
         match record {
             Record::Exec(r) => self.identities.processes.on_exec(r),
             Record::Fork(r) => self.identities.processes.on_fork(r),
@@ -201,7 +201,7 @@ impl Enricher {
     }
 
     /// The `dns_query` events made since the last take; a drop since then is logged.
-    pub fn take_dns_events(&mut self) -> Vec<DnsEvent> {
+    pub(crate) fn take_dns_events(&mut self) -> Vec<DnsEvent> {
         let new = self.dns_events_dropped - self.dns_events_dropped_logged;
         if new > 0 {
             log::warn!(
@@ -214,18 +214,18 @@ impl Enricher {
     }
 
     /// `dns_query` events dropped since start because too many were waiting.
-    pub fn dns_events_dropped(&self) -> u64 {
+    pub(crate) fn dns_events_dropped(&self) -> u64 {
         self.dns_events_dropped
     }
 
     /// First payload records not kept since start because the table of first bytes was full.
-    pub fn payloads_dropped(&self) -> u64 {
+    pub(crate) fn payloads_dropped(&self) -> u64 {
         self.payloads.dropped
     }
 
     /// DNS answers refused (malformed, unsolicited, mismatched) and queries forgotten, since
     /// start.
-    pub fn dns_counters(&self) -> super::dns_names::DnsCounters {
+    pub(crate) fn dns_counters(&self) -> super::dns_names::DnsCounters {
         self.names.counters
     }
 
@@ -310,7 +310,7 @@ impl Enricher {
     /// Periodic work: expired names, unanswered queries and exited processes go; first bytes
     /// of flows whose end never came (or that were never opened here) go when they outnumber
     /// the open flows.
-    pub fn tick(&mut self, now_ns: u64, flows: &FlowTable) {
+    pub(crate) fn tick(&mut self, now_ns: u64, flows: &FlowTable) {
         self.names.expire(now_ns);
         self.identities.processes.expire();
         if self.payloads.len() > flows.open_flows() * 2 + 1024 {
@@ -330,7 +330,7 @@ impl Enricher {
 
     /// The process owning a connection that was open before the agent started, from the
     /// socket's inode (`owners`: inode to pid, from /proc/*/fd).
-    pub fn owner_of_socket(
+    pub(crate) fn owner_of_socket(
         &mut self,
         owners: &HashMap<u64, u32>,
         s: &TcpSockInfo,

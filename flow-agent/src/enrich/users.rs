@@ -9,7 +9,7 @@ use std::{
 /// was a fifth of the agent's CPU under a connection storm.
 const RECHECK: Duration = Duration::from_secs(1);
 
-pub struct NameDb {
+pub(crate) struct NameDb {
     path: PathBuf,
     names: HashMap<u32, String>,
     mtime: Option<SystemTime>,
@@ -17,15 +17,15 @@ pub struct NameDb {
 }
 
 impl NameDb {
-    pub fn passwd() -> Self {
+    pub(crate) fn passwd() -> Self {
         Self::new("/etc/passwd")
     }
 
-    pub fn group() -> Self {
+    pub(crate) fn group() -> Self {
         Self::new("/etc/group")
     }
 
-    pub fn new(path: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
             names: HashMap::new(),
@@ -36,7 +36,7 @@ impl NameDb {
 
     /// The name of `id`. The file is looked at again when the last look is older than a second,
     /// or at once for an id it did not name (a user added a moment ago).
-    pub fn name(&mut self, id: u32) -> Option<String> {
+    pub(crate) fn name(&mut self, id: u32) -> Option<String> {
         let fresh = self.checked.is_some_and(|t| t.elapsed() < RECHECK);
         if fresh {
             if let Some(n) = self.names.get(&id) {

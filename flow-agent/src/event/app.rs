@@ -6,7 +6,7 @@ pub enum AppProtocolSource {
 }
 
 impl AppProtocolSource {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Payload => "payload",
             Self::Port => "port",
@@ -48,7 +48,7 @@ pub struct TlsInfo {
 
 impl AppInfo {
     /// Nothing decided and nothing to show.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         *self == Self::default()
     }
 }

@@ -10,38 +10,38 @@ use super::{FlowIds, HostInfo, Locality, ProcessIdentity, Transport, WallTime};
 #[derive(Clone, Debug, PartialEq)]
 pub struct DnsEvent {
     /// When the answer reached the host.
-    pub time: WallTime,
-    pub transport: Transport,
+    pub(crate) time: WallTime,
+    pub(crate) transport: Transport,
     /// The asking socket (this host) and the resolver it asked.
-    pub client: (IpAddr, u16),
-    pub resolver: (IpAddr, u16),
+    pub(crate) client: (IpAddr, u16),
+    pub(crate) resolver: (IpAddr, u16),
     /// Internal when the resolver is in the local networks.
-    pub locality: Locality,
-    pub transaction_id: u16,
+    pub(crate) locality: Locality,
+    pub(crate) transaction_id: u16,
     /// Lower case, no trailing dot, other bytes as `\DDD`.
-    pub query_name: String,
-    pub query_type: u16,
-    pub response_code: u8,
+    pub(crate) query_name: String,
+    pub(crate) query_type: u16,
+    pub(crate) response_code: u8,
     /// The answer section, in order, bounded.
-    pub answers: Vec<DnsAnswer>,
+    pub(crate) answers: Vec<DnsAnswer>,
     /// The answer section had more records than listed, or was cut by the capture length.
-    pub answers_truncated: bool,
+    pub(crate) answers_truncated: bool,
     /// The addresses of the A and AAAA answers, in order.
-    pub resolved_ips: Vec<IpAddr>,
+    pub(crate) resolved_ips: Vec<IpAddr>,
     /// The DNS flow this answer belongs to, when the agent tracks it.
-    pub flow: Option<Arc<FlowIds>>,
-    pub process: Option<Arc<ProcessIdentity>>,
-    pub host: Arc<HostInfo>,
+    pub(crate) flow: Option<Arc<FlowIds>>,
+    pub(crate) process: Option<Arc<ProcessIdentity>>,
+    pub(crate) host: Arc<HostInfo>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DnsAnswer {
+pub(crate) struct DnsAnswer {
     /// The record's owner name.
-    pub name: String,
-    pub rtype: u16,
-    pub ttl: u32,
+    pub(crate) name: String,
+    pub(crate) rtype: u16,
+    pub(crate) ttl: u32,
     /// The address (A, AAAA) or target name (CNAME); absent for other types.
-    pub data: Option<String>,
+    pub(crate) data: Option<String>,
 }
 
 impl Default for DnsEvent {

@@ -12,7 +12,7 @@ pub enum FlowAction {
 }
 
 impl FlowAction {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Start => "start",
             Self::Update => "update",
@@ -28,7 +28,7 @@ pub enum Transport {
 }
 
 impl Transport {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Tcp => "tcp",
             Self::Udp => "udp",
@@ -36,7 +36,7 @@ impl Transport {
     }
 
     /// The IANA protocol number.
-    pub fn iana(self) -> u8 {
+    pub(crate) fn iana(self) -> u8 {
         match self {
             Self::Tcp => 6,
             Self::Udp => 17,
@@ -52,7 +52,7 @@ pub enum Direction {
 }
 
 impl Direction {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Outbound => "outbound",
             Self::Inbound => "inbound",
@@ -68,7 +68,7 @@ pub enum Locality {
 }
 
 impl Locality {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Internal => "internal",
             Self::External => "external",
@@ -88,7 +88,7 @@ pub enum Attribution {
 }
 
 impl Attribution {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Connector => "connector",
             Self::Acceptor => "acceptor",
@@ -151,14 +151,14 @@ pub struct FlowEvent {
     pub time: WallTime,
     pub action: FlowAction,
     pub ids: Arc<FlowIds>,
-    pub transport: Transport,
+    pub(crate) transport: Transport,
     /// This host's end and the remote end.
-    pub local: (IpAddr, u16),
-    pub remote: (IpAddr, u16),
-    pub direction: Direction,
+    pub(crate) local: (IpAddr, u16),
+    pub(crate) remote: (IpAddr, u16),
+    pub(crate) direction: Direction,
     pub locality: Locality,
     /// False when the flow was already open when the agent started watching.
-    pub start_observed: bool,
+    pub(crate) start_observed: bool,
     pub start_time: Option<WallTime>,
     pub end_time: Option<WallTime>,
     pub duration_ns: Option<u64>,
@@ -179,7 +179,7 @@ pub struct FlowEvent {
     pub tid: Option<u32>,
     pub process: Option<Arc<ProcessIdentity>>,
     pub netns: Option<u32>,
-    pub host: Arc<HostInfo>,
+    pub(crate) host: Arc<HostInfo>,
     pub remote_name: Option<Arc<RemoteName>>,
     pub app: Option<Arc<AppInfo>>,
 }
@@ -228,12 +228,12 @@ impl FlowEvent {
     }
 
     /// This host originated the flow (Zeek's local_orig); otherwise it answered it.
-    pub fn local_orig(&self) -> bool {
+    pub(crate) fn local_orig(&self) -> bool {
         self.direction == Direction::Outbound
     }
 
     /// The originator's end.
-    pub fn src(&self) -> (IpAddr, u16) {
+    pub(crate) fn src(&self) -> (IpAddr, u16) {
         if self.local_orig() {
             self.local
         } else {
@@ -242,7 +242,7 @@ impl FlowEvent {
     }
 
     /// The responder's end.
-    pub fn dest(&self) -> (IpAddr, u16) {
+    pub(crate) fn dest(&self) -> (IpAddr, u16) {
         if self.local_orig() {
             self.remote
         } else {
@@ -251,7 +251,7 @@ impl FlowEvent {
     }
 
     /// (originator, responder) of a pair given as (sent by this host, received by it).
-    pub fn by_role<T>(&self, sent: T, received: T) -> (T, T) {
+    pub(crate) fn by_role<T>(&self, sent: T, received: T) -> (T, T) {
         if self.local_orig() {
             (sent, received)
         } else {
@@ -260,7 +260,7 @@ impl FlowEvent {
     }
 
     /// Payload bytes and packets each way: (orig_bytes, resp_bytes, orig_pkts, resp_pkts).
-    pub fn orig_resp(&self) -> Option<(u64, u64, u64, u64)> {
+    pub(crate) fn orig_resp(&self) -> Option<(u64, u64, u64, u64)> {
         let c = self.counters?;
         let (ob, rb) = self.by_role(c.out_bytes, c.in_bytes);
         let (op, rp) = self.by_role(c.out_pkts, c.in_pkts);
@@ -268,41 +268,37 @@ impl FlowEvent {
     }
 
     /// IP-level bytes each way (originator, responder), where per-packet counters gave them.
-    pub fn orig_resp_ip_bytes(&self) -> (Option<u64>, Option<u64>) {
+    pub(crate) fn orig_resp_ip_bytes(&self) -> (Option<u64>, Option<u64>) {
         self.counters.map_or((None, None), |c| {
             self.by_role(c.out_ip_bytes, c.in_ip_bytes)
         })
     }
 
     /// Both ends on loopback.
-    pub fn is_loopback(&self) -> bool {
+    pub(crate) fn is_loopback(&self) -> bool {
         self.local.0.is_loopback() && self.remote.0.is_loopback()
     }
 
     /// The flow ended without ever being established (Zeek `REJ`, `S0`).
-    pub fn connect_failed(&self) -> bool {
+    pub(crate) fn connect_failed(&self) -> bool {
         matches!(self.conn_state, Some("REJ" | "S0"))
     }
 
     /// Nanoseconds from the originator's first payload to the responder's, when the
     /// originator spoke first.
-    pub fn time_to_first_byte_ns(&self) -> Option<u64> {
+    pub(crate) fn time_to_first_byte_ns(&self) -> Option<u64> {
         let (o, r) = (self.orig_first_byte?, self.resp_first_byte?);
         (r > o).then(|| r.0 - o.0)
     }
 
     /// The remote end's name: (fqdn, first label).
-    pub fn remote_fqdn(&self) -> Option<(&str, &str)> {
+    pub(crate) fn remote_fqdn(&self) -> Option<(&str, &str)> {
         let n = self.remote_name.as_deref()?;
         Some((&n.fqdn, n.fqdn.split('.').next().unwrap_or(&n.fqdn)))
     }
 
     /// Application protocol and how it was decided.
-    pub fn app_protocol(&self) -> Option<(&'static str, super::AppProtocolSource)> {
+    pub(crate) fn app_protocol(&self) -> Option<(&'static str, super::AppProtocolSource)> {
         self.app.as_deref()?.protocol
-    }
-
-    pub fn tls(&self) -> Option<&super::TlsInfo> {
-        self.app.as_deref()?.tls.as_ref()
     }
 }

@@ -5,43 +5,36 @@
 mod app;
 mod dns;
 mod flow;
+mod host;
 mod process;
 mod rate_limited;
+mod stats;
 
 pub use app::{AppInfo, AppProtocolSource, TlsInfo};
-pub use dns::{DnsAnswer, DnsEvent};
+pub(crate) use dns::{DnsAnswer, DnsEvent};
 pub use flow::{
     Attribution, Counters, Direction, FlowAction, FlowEvent, FlowIds, IntervalCounters, Locality,
     RemoteName, TcpFlags, Transport,
 };
+pub use host::HostInfo;
 pub use process::ProcessIdentity;
-pub use rate_limited::{Limiter, SuppressedEvent};
-
-pub use crate::enrich::host::HostInfo;
-use crate::health::StatsEvent;
+pub(crate) use rate_limited::{Limiter, SuppressedEvent};
+pub(crate) use stats::{EnrichLosses, KernelLosses, RateLimitStats, SinkReport, StatsEvent};
 
 /// Wall-clock time: nanoseconds since the Unix epoch (UTC).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WallTime(pub u64);
 
 impl WallTime {
-    pub fn now() -> Self {
+    pub(crate) fn now() -> Self {
         let d = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         Self(d.as_nanos() as u64)
     }
 
-    pub fn micros(self) -> i64 {
-        (self.0 / 1_000) as i64
-    }
-
-    pub fn millis(self) -> i64 {
+    pub(crate) fn millis(self) -> i64 {
         (self.0 / 1_000_000) as i64
-    }
-
-    pub fn seconds(self) -> f64 {
-        self.0 as f64 / 1e9
     }
 }
 

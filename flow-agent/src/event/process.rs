@@ -35,7 +35,7 @@ pub struct ProcessIdentity {
 impl ProcessIdentity {
     /// The process's name as formats mean it (ECS `process.name`, OCSF `process.name`): the
     /// executable's basename when known, else the thread's `comm`.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.exe.as_deref().unwrap_or(&self.comm)
     }
 }

@@ -6,13 +6,13 @@ use super::{HostInfo, ProcessIdentity, WallTime};
 
 /// Which limit suppressed the flows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Limiter {
+pub(crate) enum Limiter {
     Global,
     Process,
 }
 
 impl Limiter {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Process => "process",
             Self::Global => "global",
@@ -22,36 +22,36 @@ impl Limiter {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SuppressedEvent {
-    pub time: WallTime,
-    pub limiter: Limiter,
+    pub(crate) time: WallTime,
+    pub(crate) limiter: Limiter,
     /// The limit in force when the summary was written: flows a second, and burst.
-    pub rate: f64,
-    pub burst: u32,
+    pub(crate) rate: f64,
+    pub(crate) burst: u32,
     /// Flows whose start was suppressed in this interval, by transport.
-    pub suppressed_tcp: u64,
-    pub suppressed_udp: u64,
+    pub(crate) suppressed_tcp: u64,
+    pub(crate) suppressed_udp: u64,
     /// Start times of the first and last of them (none when none started in the interval).
-    pub first_suppressed: Option<WallTime>,
-    pub last_suppressed: Option<WallTime>,
+    pub(crate) first_suppressed: Option<WallTime>,
+    pub(crate) last_suppressed: Option<WallTime>,
     /// Suppressed flows that ended in this interval and what their end events would have
     /// counted.
-    pub suppressed_ended: u64,
-    pub suppressed_in_bytes: u64,
-    pub suppressed_out_bytes: u64,
-    pub suppressed_packets: u64,
+    pub(crate) suppressed_ended: u64,
+    pub(crate) suppressed_in_bytes: u64,
+    pub(crate) suppressed_out_bytes: u64,
+    pub(crate) suppressed_packets: u64,
     /// Distinct remote addresses and responder ports, bounded, in order.
-    pub remote_ips: Vec<IpAddr>,
-    pub remote_ips_truncated: bool,
-    pub dest_ports: Vec<u16>,
-    pub dest_ports_truncated: bool,
+    pub(crate) remote_ips: Vec<IpAddr>,
+    pub(crate) remote_ips_truncated: bool,
+    pub(crate) dest_ports: Vec<u16>,
+    pub(crate) dest_ports_truncated: bool,
     /// As the first suppressed flow of the summary had it; none for flows no process owned,
     /// or the summary of processes beyond the cap.
-    pub process: Option<Arc<ProcessIdentity>>,
-    pub host: Arc<HostInfo>,
+    pub(crate) process: Option<Arc<ProcessIdentity>>,
+    pub(crate) host: Arc<HostInfo>,
 }
 
 impl SuppressedEvent {
-    pub fn suppressed_flows(&self) -> u64 {
+    pub(crate) fn suppressed_flows(&self) -> u64 {
         self.suppressed_tcp + self.suppressed_udp
     }
 }

@@ -9,12 +9,12 @@ use std::{
 
 /// Shared by every clone of one filter (the configuration and the output that applies it).
 #[derive(Clone, Debug, Default)]
-pub struct Decisions(Arc<Mutex<HashMap<String, bool>>>);
+pub(crate) struct Decisions(Arc<Mutex<HashMap<String, bool>>>);
 
 impl Decisions {
     /// The decision for `flow_id`: the remembered one, else `decide()` (remembered until the
     /// flow's end event).
-    pub fn get(&self, flow_id: &str, is_end: bool, decide: impl FnOnce() -> bool) -> bool {
+    pub(crate) fn get(&self, flow_id: &str, is_end: bool, decide: impl FnOnce() -> bool) -> bool {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if is_end {
             return map.remove(flow_id).unwrap_or_else(decide);
@@ -28,12 +28,9 @@ impl Decisions {
     }
 
     /// Flows with a remembered decision (open flows this filter has seen).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -3,25 +3,25 @@
 //! process names rarely need them, and a literal `[` stays literal.
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Glob {
+pub(crate) struct Glob {
     text: String,
     /// No wildcard: a plain comparison.
     literal: bool,
 }
 
 impl Glob {
-    pub fn new(text: &str) -> Self {
+    pub(crate) fn new(text: &str) -> Self {
         Self {
             literal: !text.contains(['*', '?']),
             text: text.to_string(),
         }
     }
 
-    pub fn text(&self) -> &str {
+    pub(crate) fn text(&self) -> &str {
         &self.text
     }
 
-    pub fn matches(&self, s: &str) -> bool {
+    pub(crate) fn matches(&self, s: &str) -> bool {
         if self.literal {
             return self.text == s;
         }

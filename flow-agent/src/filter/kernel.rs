@@ -11,21 +11,25 @@ use flow_common::{KernelFilterMasks, FILTER_MAX_NETWORKS};
 
 use super::{values::Transport, FilterConfig, Rule};
 
+mod maps;
+
+pub(crate) use maps::FilterSkipped;
+
 /// Rules beyond this many stay in userspace (one bit each in a u64).
-pub const MAX_KERNEL_RULES: usize = 64;
+pub(crate) const MAX_KERNEL_RULES: usize = 64;
 
 /// The contents of the kernel filter's maps.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct KernelPlan {
-    pub masks: KernelFilterMasks,
+pub(crate) struct KernelPlan {
+    pub(crate) masks: KernelFilterMasks,
     /// (prefix length, network, rules whose networks contain this one), per family.
-    pub v4: Vec<(u32, [u8; 4], u64)>,
-    pub v6: Vec<(u32, [u8; 16], u64)>,
+    pub(crate) v4: Vec<(u32, [u8; 4], u64)>,
+    pub(crate) v6: Vec<(u32, [u8; 16], u64)>,
     /// Rules by remote port, for ports some rule names.
-    pub ports: BTreeMap<u16, u64>,
+    pub(crate) ports: BTreeMap<u16, u64>,
     /// Global exclude rules the kernel decides, and those left to userspace alone.
-    pub kernel_rules: usize,
-    pub userspace_rules: usize,
+    pub(crate) kernel_rules: usize,
+    pub(crate) userspace_rules: usize,
 }
 
 fn qualifies(r: &Rule) -> bool {
@@ -73,7 +77,7 @@ fn network_bytes(b: &[u8; 16], prefix: u32) -> [u8; 16] {
 
 impl KernelPlan {
     /// The plan for a global filter: its qualifying exclude rules, in order, up to the limits.
-    pub fn compile(filter: &FilterConfig) -> Self {
+    pub(crate) fn compile(filter: &FilterConfig) -> Self {
         let mut plan = KernelPlan::default();
         let mut nets: Vec<(bool, [u8; 16], u32, u64)> = Vec::new();
         for rule in &filter.exclude {
@@ -136,7 +140,8 @@ impl KernelPlan {
 
     /// What the kernel would decide for a flow (the same computation as the kernel program's,
     /// for tests and for the record).
-    pub fn excludes(&self, tcp: bool, remote: IpAddr, port: u16) -> bool {
+    #[cfg(test)]
+    pub(crate) fn excludes(&self, tcp: bool, remote: IpAddr, port: u16) -> bool {
         let m = &self.masks;
         let mut rules = m.active & if tcp { m.tcp } else { m.udp };
         rules &= m.any_port | self.ports.get(&port).copied().unwrap_or(0);

@@ -6,37 +6,29 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Event, FlowAction, FlowEvent};
 
 mod decisions;
-pub mod glob;
-pub mod kernel;
-pub mod rule;
-pub mod values;
+pub(crate) mod glob;
+pub(crate) mod kernel;
+pub(crate) mod rule;
+pub(crate) mod values;
 
-pub use decisions::Decisions;
-pub use rule::{FlowView, Rule};
+pub(crate) use decisions::Decisions;
+pub(crate) use rule::{FlowView, Rule};
 
 /// `[filter]` and `[outputs.filter]`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
-pub struct FilterConfig {
+pub(crate) struct FilterConfig {
     /// When not empty, only flows matching one of these rules pass.
-    pub include: Vec<Rule>,
+    pub(crate) include: Vec<Rule>,
     /// Flows matching one of these rules never pass.
-    pub exclude: Vec<Rule>,
+    pub(crate) exclude: Vec<Rule>,
     #[serde(skip)]
     decisions: Decisions,
 }
 
 impl FilterConfig {
-    pub fn new(include: Vec<Rule>, exclude: Vec<Rule>) -> Self {
-        Self {
-            include,
-            exclude,
-            decisions: Decisions::default(),
-        }
-    }
-
     /// Whether this filter lets everything through.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.include.is_empty() && self.exclude.is_empty()
     }
 
@@ -82,7 +74,8 @@ impl FilterConfig {
     }
 
     /// Open flows whose decision this filter remembers.
-    pub fn remembered_flows(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn remembered_flows(&self) -> usize {
         self.decisions.len()
     }
 }

@@ -12,45 +12,45 @@ use crate::event::{self, DnsEvent, FlowEvent, ProcessIdentity};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct Rule {
+pub(crate) struct Rule {
     /// The other end of the flow is in one of these networks.
     #[serde(
         default,
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub remote_cidr: Vec<Network>,
+    pub(crate) remote_cidr: Vec<Network>,
     /// This host's address of the flow is in one of these networks.
     #[serde(
         default,
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub local_cidr: Vec<Network>,
+    pub(crate) local_cidr: Vec<Network>,
     #[serde(
         default,
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub remote_port: Vec<PortRange>,
+    pub(crate) remote_port: Vec<PortRange>,
     #[serde(
         default,
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub local_port: Vec<PortRange>,
+    pub(crate) local_port: Vec<PortRange>,
     #[serde(
         default,
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub transport: Vec<Transport>,
+    pub(crate) transport: Vec<Transport>,
     #[serde(
         default,
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub direction: Vec<Direction>,
+    pub(crate) direction: Vec<Direction>,
     /// The executable: a pattern with a `/` is compared with its full path, one without with
     /// its file name.
     #[serde(
@@ -58,41 +58,41 @@ pub struct Rule {
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub exe: Vec<Pattern>,
+    pub(crate) exe: Vec<Pattern>,
     /// The process name (the kernel's comm: at most 15 characters).
     #[serde(
         default,
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub process_name: Vec<Pattern>,
+    pub(crate) process_name: Vec<Pattern>,
     #[serde(
         default,
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub user: Vec<UserRef>,
+    pub(crate) user: Vec<UserRef>,
     #[serde(
         default,
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub container_id: Vec<ContainerId>,
+    pub(crate) container_id: Vec<ContainerId>,
     #[serde(
         default,
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub cgroup: Vec<CgroupPrefix>,
+    pub(crate) cgroup: Vec<CgroupPrefix>,
 }
 
 /// The fields of an event that rules look at, with both endpoints seen from this host.
-pub struct FlowView<'a> {
-    pub local: (IpAddr, u16),
-    pub remote: (IpAddr, u16),
-    pub transport: event::Transport,
-    pub direction: event::Direction,
-    pub process: Option<&'a ProcessIdentity>,
+pub(crate) struct FlowView<'a> {
+    pub(crate) local: (IpAddr, u16),
+    pub(crate) remote: (IpAddr, u16),
+    pub(crate) transport: event::Transport,
+    pub(crate) direction: event::Direction,
+    pub(crate) process: Option<&'a ProcessIdentity>,
 }
 
 impl<'a> FlowView<'a> {
@@ -125,12 +125,12 @@ fn any<T>(values: &[T], pred: impl Fn(&T) -> bool) -> bool {
 
 impl Rule {
     /// Whether the rule sets no condition (it would match every flow).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.condition_names().is_empty()
     }
 
     /// The conditions this rule sets, by key.
-    pub fn condition_names(&self) -> Vec<&'static str> {
+    pub(crate) fn condition_names(&self) -> Vec<&'static str> {
         [
             ("remote_cidr", self.remote_cidr.is_empty()),
             ("local_cidr", self.local_cidr.is_empty()),
@@ -149,7 +149,7 @@ impl Rule {
         .collect()
     }
 
-    pub fn matches(&self, f: &FlowView) -> bool {
+    pub(crate) fn matches(&self, f: &FlowView) -> bool {
         let ip_in = |nets: &[Network], ip: Option<IpAddr>| {
             any(nets, |n| ip.is_some_and(|ip| n.contains(ip)))
         };

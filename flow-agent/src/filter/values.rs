@@ -13,7 +13,7 @@ use super::glob::Glob;
 use crate::enrich::networks::Cidr;
 
 /// A value a rule condition accepts, from a TOML string or integer.
-pub trait Scalar: Sized {
+pub(crate) trait Scalar: Sized {
     /// What the configuration must give, for error messages.
     const EXPECTED: &'static str;
     fn from_text(s: &str) -> Result<Self, String>;
@@ -23,7 +23,7 @@ pub trait Scalar: Sized {
 }
 
 /// One value or a list of values: `remote_port = 53` and `remote_port = [53, "8000-8100"]`.
-pub fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+pub(crate) fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Scalar,
@@ -79,11 +79,6 @@ impl<'de, T: Scalar> de::DeserializeSeed<'de> for ScalarSeed<T> {
     }
 }
 
-/// Serializes a list of scalars as their configuration text.
-pub fn serialize_list<S: Serializer, T: Serialize>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
-    v.serialize(s)
-}
-
 macro_rules! text_serialize {
     ($t:ty) => {
         impl Serialize for $t {
@@ -96,13 +91,13 @@ macro_rules! text_serialize {
 
 /// A network in CIDR notation, kept with the text it was written as.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Network {
-    pub cidr: Cidr,
+pub(crate) struct Network {
+    pub(crate) cidr: Cidr,
     text: String,
 }
 
 impl Network {
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         self.cidr.contains(ip)
     }
 }
@@ -132,13 +127,13 @@ impl Scalar for Network {
 
 /// One port or an inclusive range `"LOW-HIGH"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PortRange {
-    pub low: u16,
-    pub high: u16,
+pub(crate) struct PortRange {
+    pub(crate) low: u16,
+    pub(crate) high: u16,
 }
 
 impl PortRange {
-    pub fn contains(&self, port: u16) -> bool {
+    pub(crate) fn contains(&self, port: u16) -> bool {
         (self.low..=self.high).contains(&port)
     }
 }
@@ -189,10 +184,10 @@ impl Scalar for PortRange {
 macro_rules! word_enum {
     ($name:ident, $expected:literal, $($variant:ident = $text:literal),+) => {
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub enum $name { $($variant),+ }
+        pub(crate) enum $name { $($variant),+ }
 
         impl $name {
-            pub fn as_str(self) -> &'static str {
+            pub(crate) fn as_str(self) -> &'static str {
                 match self { $(Self::$variant => $text),+ }
             }
         }
@@ -226,15 +221,15 @@ word_enum!(
 
 /// An exact text or a glob (`*` any run of characters, `?` one character).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pattern(Glob);
+pub(crate) struct Pattern(Glob);
 
 impl Pattern {
-    pub fn matches(&self, s: &str) -> bool {
+    pub(crate) fn matches(&self, s: &str) -> bool {
         self.0.matches(s)
     }
 
     /// Whether the pattern names a path (has a `/`) rather than a file name.
-    pub fn is_path(&self) -> bool {
+    pub(crate) fn is_path(&self) -> bool {
         self.0.text().contains('/')
     }
 }
@@ -258,13 +253,13 @@ impl Scalar for Pattern {
 
 /// A user by name (string) or uid (integer).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum UserRef {
+pub(crate) enum UserRef {
     Name(String),
     Uid(u32),
 }
 
 impl UserRef {
-    pub fn matches(&self, name: Option<&str>, uid: Option<u32>) -> bool {
+    pub(crate) fn matches(&self, name: Option<&str>, uid: Option<u32>) -> bool {
         match self {
             Self::Name(n) => name == Some(n.as_str()),
             Self::Uid(u) => uid == Some(*u),
@@ -298,10 +293,10 @@ impl Scalar for UserRef {
 
 /// A container id or a prefix of one (hexadecimal, as `docker ps` shows 12 digits of it).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ContainerId(String);
+pub(crate) struct ContainerId(String);
 
 impl ContainerId {
-    pub fn matches(&self, id: &str) -> bool {
+    pub(crate) fn matches(&self, id: &str) -> bool {
         id.starts_with(&self.0)
     }
 }
@@ -327,10 +322,10 @@ impl Scalar for ContainerId {
 
 /// A cgroup (v2) path: matches it and every cgroup below it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CgroupPrefix(String);
+pub(crate) struct CgroupPrefix(String);
 
 impl CgroupPrefix {
-    pub fn matches(&self, path: &str) -> bool {
+    pub(crate) fn matches(&self, path: &str) -> bool {
         let prefix = self.0.trim_end_matches('/');
         match path.strip_prefix(prefix) {
             Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.is_empty(),

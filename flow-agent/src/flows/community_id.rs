@@ -10,11 +10,17 @@
 //! address (`IpAddr::to_canonical`), or the ID will not match other monitors'.
 use std::net::IpAddr;
 
+// The agent captures TCP and UDP only: the ICMP and portless forms of the spec (cfg(test)) are
+// checked against its test vectors with the rest, ready for when other protocols are captured.
+#[cfg(test)]
 const ICMP: u8 = 1;
+#[cfg(test)]
 const ICMPV6: u8 = 58;
 
 /// ICMP types that have a counterpart (request/reply), as in Zeek and the spec.
+#[cfg(test)]
 const ICMP_PAIRS: [(u8, u8); 5] = [(8, 0), (13, 14), (15, 16), (10, 9), (17, 18)];
+#[cfg(test)]
 const ICMPV6_PAIRS: [(u8, u8); 6] = [
     (128, 129),
     (130, 131),
@@ -26,9 +32,9 @@ const ICMPV6_PAIRS: [(u8, u8); 6] = [
 
 /// The Community ID of a flow with ports (TCP 6, UDP 17, SCTP 132, ...), from either direction.
 ///
-/// The ports are hashed as given, whatever the protocol: for ICMP use [`community_id_v1_icmp`],
-/// for protocols without ports [`community_id_v1_portless`].
-pub fn community_id_v1(
+/// The ports are hashed as given, whatever the protocol: ICMP and protocols without ports hash
+/// differently (`community_id_v1_icmp`, `community_id_v1_portless`).
+pub(crate) fn community_id_v1(
     seed: u16,
     protocol: u8,
     a: IpAddr,
@@ -46,7 +52,8 @@ pub fn community_id_v1(
 /// ...) hashes as the ports (type, counterpart type), so request and reply share an ID. Any
 /// other type hashes as the ports (type, code) without ordering the endpoints: the ID is
 /// one-way. For other protocols, type and code are treated as ordinary ports.
-pub fn community_id_v1_icmp(
+#[cfg(test)]
+pub(crate) fn community_id_v1_icmp(
     seed: u16,
     protocol: u8,
     src: IpAddr,
@@ -87,7 +94,8 @@ pub fn community_id_v1_icmp(
 /// The Community ID of a flow of a protocol without ports (GRE, ESP, RSVP, ...), from either
 /// direction. The spec hashes no port bytes at all here, so this differs from
 /// [`community_id_v1`] with ports 0.
-pub fn community_id_v1_portless(seed: u16, protocol: u8, a: IpAddr, b: IpAddr) -> String {
+#[cfg(test)]
+pub(crate) fn community_id_v1_portless(seed: u16, protocol: u8, a: IpAddr, b: IpAddr) -> String {
     let (src, dst) = ordered((addr_bytes(a), 0), (addr_bytes(b), 0));
     render(seed, protocol, &src.0, &dst.0, None)
 }

@@ -17,20 +17,20 @@ fn seen(rec: &TcpRecord, state: u8) -> bool {
 }
 
 /// This host sent a FIN (tcp_send_fin moves the socket to FIN_WAIT1 or LAST_ACK).
-pub fn fin_sent(rec: &TcpRecord) -> bool {
+pub(crate) fn fin_sent(rec: &TcpRecord) -> bool {
     seen(rec, FIN_WAIT1)
         || seen(rec, LAST_ACK)
         || matches!(rec.old_state, FIN_WAIT1 | FIN_WAIT2 | CLOSING | LAST_ACK)
 }
 
-pub fn fin_received(rec: &TcpRecord) -> bool {
+pub(crate) fn fin_received(rec: &TcpRecord) -> bool {
     rec.info & TCP_INFO_FIN_RECEIVED != 0 || seen(rec, CLOSE_WAIT) || seen(rec, CLOSING)
 }
 
 /// Payload bytes (received, sent). The kernel's counters follow sequence numbers: a received
 /// FIN counts one byte in bytes_received; in bytes_acked so does an acknowledged FIN, and on the
 /// connecting side the acknowledged SYN (the accepting side's SYN-ACK is not counted).
-pub fn payload(rec: &TcpRecord) -> (u64, u64) {
+pub(crate) fn payload(rec: &TcpRecord) -> (u64, u64) {
     let c = &rec.counters;
     let fin_in = u64::from(fin_received(rec));
     let fin_out = u64::from(fin_sent(rec) && rec.info & TCP_INFO_ALL_ACKED != 0);
@@ -43,7 +43,7 @@ pub fn payload(rec: &TcpRecord) -> (u64, u64) {
 
 /// Segments (received, sent). The accepting side's SYN-ACK is sent before its socket exists,
 /// so that socket's segs_out misses it: it is added back (a retransmitted SYN-ACK is not).
-pub fn packets(rec: &TcpRecord) -> (u64, u64) {
+pub(crate) fn packets(rec: &TcpRecord) -> (u64, u64) {
     let syn_ack = u64::from(rec.role == Role::Passive as u8 && established(rec));
     (
         u64::from(rec.counters.segs_in),
@@ -54,7 +54,7 @@ pub fn packets(rec: &TcpRecord) -> (u64, u64) {
 /// Whether the socket may send a packet after its close record: the kernel enters CLOSE before
 /// it sends the RST of an abort (`close()` with unread data, `SO_LINGER` 0, `connect(AF_UNSPEC)`).
 /// Normal ends (the FIN exchange, a peer's RST, a timeout) send nothing after.
-pub fn may_send_after_close(rec: &TcpRecord) -> bool {
+pub(crate) fn may_send_after_close(rec: &TcpRecord) -> bool {
     if rec.sk_err != 0 {
         return false;
     }
@@ -71,7 +71,7 @@ fn established(rec: &TcpRecord) -> bool {
 }
 
 /// Why the flow ended, from the state it left and the socket's error.
-pub fn end_reason(rec: &TcpRecord) -> &'static str {
+pub(crate) fn end_reason(rec: &TcpRecord) -> &'static str {
     match (rec.old_state, rec.sk_err) {
         (SYN_SENT, ECONNREFUSED) => "refused",
         (SYN_SENT, ETIMEDOUT) => "timeout",
@@ -87,7 +87,7 @@ pub fn end_reason(rec: &TcpRecord) -> &'static str {
 
 /// The `end_reason` of an event: [`end_reason`], except that a close or reset by the owning
 /// process's exit says so.
-pub fn end_cause(rec: &TcpRecord) -> &'static str {
+pub(crate) fn end_cause(rec: &TcpRecord) -> &'static str {
     match end_reason(rec) {
         "fin" | "rst" if rec.info & TCP_INFO_CLOSED_ON_EXIT != 0 => "process_exit",
         other => other,
@@ -103,7 +103,7 @@ fn reset_by_local(rec: &TcpRecord) -> Option<bool> {
     }
 }
 
-pub fn conn_state(rec: &TcpRecord) -> &'static str {
+pub(crate) fn conn_state(rec: &TcpRecord) -> &'static str {
     let local_orig = rec.role == Role::Active as u8;
     if rec.role == Role::Unknown as u8 {
         return "OTH";
@@ -136,7 +136,7 @@ pub fn conn_state(rec: &TcpRecord) -> &'static str {
 }
 
 /// Zeek-style history: originator's events upper case, responder's lower case.
-pub fn history(rec: &TcpRecord, in_bytes: u64, out_bytes: u64) -> String {
+pub(crate) fn history(rec: &TcpRecord, in_bytes: u64, out_bytes: u64) -> String {
     let local_orig = rec.role == Role::Active as u8;
     let mut h = String::new();
     let mut push = |by_local: bool, c: char| {

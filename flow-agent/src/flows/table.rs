@@ -29,7 +29,7 @@ use super::{
 };
 use crate::{
     capture::Record,
-    enrich::clock::BootClock,
+    clock::BootClock,
     event::{
         Attribution, Counters, Direction, FlowAction, FlowEvent, FlowIds, HostInfo,
         IntervalCounters, Transport,
@@ -40,7 +40,7 @@ use crate::{
 /// connections with both of their ends, and the most an index of 2^18 slots holds before it
 /// doubles. An open flow costs about 0.6 KiB here (measured at 200,000), so the table stays
 /// under 140 MiB.
-pub const MAX_OPEN_FLOWS: usize = 229_376;
+pub(crate) const MAX_OPEN_FLOWS: usize = 229_376;
 
 /// Reads and forgets the kernel's per-flow UDP counters.
 pub trait UdpCounterSource {
@@ -51,13 +51,13 @@ pub trait UdpCounterSource {
 #[derive(Clone, Debug)]
 pub struct FlowTableConfig {
     /// Open flows report an update this often.
-    pub update_interval: Duration,
+    pub(crate) update_interval: Duration,
     /// A UDP flow with no packet for this long ends (reason idle).
-    pub udp_idle_timeout: Duration,
+    pub(crate) udp_idle_timeout: Duration,
     /// A passive flow waits this long for accept() before it is reported with the listener.
-    pub accept_wait: Duration,
+    pub(crate) accept_wait: Duration,
     /// Seed of the Community ID hash (0 unless every sensor of a site agrees on another).
-    pub community_id_seed: u16,
+    pub(crate) community_id_seed: u16,
 }
 
 impl Default for FlowTableConfig {
@@ -119,19 +119,19 @@ pub(super) struct Flow {
 
 /// Kernel table entries pushed out while their flows were open.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Evicted {
-    pub tcp: u64,
-    pub udp: u64,
+pub(crate) struct Evicted {
+    pub(crate) tcp: u64,
+    pub(crate) udp: u64,
 }
 
 /// New flows the table did not take because it held [`MAX_OPEN_FLOWS`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Refused {
+pub(crate) struct Refused {
     /// TCP flows not tracked while open: their close record reports them (start and end
     /// together, without updates).
-    pub tcp: u64,
+    pub(crate) tcp: u64,
     /// UDP flows lost (no event); also counted in [`FlowTable::evicted`] (`udp_table_full`).
-    pub udp: u64,
+    pub(crate) udp: u64,
 }
 
 pub struct FlowTable {
@@ -142,13 +142,13 @@ pub struct FlowTable {
     udp_by_cookie: HashMap<u64, Vec<UdpFlowKey>>,
     pub(super) next_id: u64,
     /// TCP flows whose close record never came (counted, reported as a loss).
-    pub missed_closes: u64,
+    pub(crate) missed_closes: u64,
     /// Sockets the kernel's LRU tables pushed out while their flows were open, as noticed
     /// here: a TCP close or handshake the socket table no longer knew, a UDP flow whose
     /// counters were gone. Reported with the kernel's `tcp_table_full`/`udp_table_full`.
-    pub evicted: Evicted,
+    pub(crate) evicted: Evicted,
     /// New flows not taken because the table was full.
-    pub refused: Refused,
+    pub(crate) refused: Refused,
     /// When the TCP flows were last reconciled with sock_diag (CLOCK_BOOTTIME, 0: never).
     pub(super) last_reconcile_ns: u64,
     pub(super) max_flows: usize,
@@ -181,7 +181,7 @@ impl FlowTable {
     }
 
     /// Where TCP per-packet counters are read (TCP detail on).
-    pub fn set_tcp_detail(&mut self, source: Box<dyn TcpDetailSource>) {
+    pub(crate) fn set_tcp_detail(&mut self, source: Box<dyn TcpDetailSource>) {
         self.tcp_detail = Some(source);
     }
 
@@ -191,17 +191,18 @@ impl FlowTable {
         source.read(cookie).filter(tcp_detail::complete)
     }
 
-    pub fn open_flows(&self) -> usize {
+    pub(crate) fn open_flows(&self) -> usize {
         self.flows.len()
     }
 
-    pub fn config(&self) -> &FlowTableConfig {
+    #[cfg(test)]
+    pub(crate) fn config(&self) -> &FlowTableConfig {
         &self.cfg
     }
 
     /// New timings and Community ID seed (a configuration reload). Open flows keep their ids
     /// and Community IDs; their later events use the new timings.
-    pub fn reconfigure(&mut self, cfg: FlowTableConfig) {
+    pub(crate) fn reconfigure(&mut self, cfg: FlowTableConfig) {
         self.cfg = cfg;
     }
 
@@ -302,7 +303,7 @@ impl FlowTable {
     }
 
     /// The flow of a UDP socket's traffic with one remote endpoint.
-    pub fn udp_flow(&self, cookie: u64, remote: (u16, [u8; 16])) -> Option<SocketFlow<'_>> {
+    pub(crate) fn udp_flow(&self, cookie: u64, remote: (u16, [u8; 16])) -> Option<SocketFlow<'_>> {
         let key = self
             .udp_by_cookie
             .get(&cookie)?
@@ -312,7 +313,7 @@ impl FlowTable {
     }
 
     /// The flow of a TCP socket.
-    pub fn tcp_flow(&self, cookie: u64) -> Option<SocketFlow<'_>> {
+    pub(crate) fn tcp_flow(&self, cookie: u64) -> Option<SocketFlow<'_>> {
         if cookie == 0 {
             return None;
         }
@@ -323,7 +324,9 @@ impl FlowTable {
     }
 
     /// The sockets of the open flows, by (transport, cookie, remote endpoint).
-    pub fn open_sockets(&self) -> impl Iterator<Item = (Transport, u64, (IpAddr, u16))> + '_ {
+    pub(crate) fn open_sockets(
+        &self,
+    ) -> impl Iterator<Item = (Transport, u64, (IpAddr, u16))> + '_ {
         self.flows
             .values()
             .map(|f| (transport_of(&f.tuple), f.cookie, endpoints(&f.tuple).1))
@@ -478,7 +481,7 @@ impl FlowTable {
         let ts = if f.open_ns > 0 {
             f.open_ns
         } else {
-            crate::enrich::clock::boot_ns_now()
+            crate::clock::boot_ns_now()
         };
         out.push(self.event(&f, FlowAction::Start, None, ts));
         f.start_emitted = true;
@@ -498,7 +501,7 @@ impl FlowTable {
         };
         let counters = udp.read(&key);
         udp.remove(&key);
-        let now = crate::enrich::clock::boot_ns_now();
+        let now = crate::clock::boot_ns_now();
         let totals = counters.map(|c| udp_totals(&c));
         let mut t = self.event(&f, FlowAction::End, totals, now);
         let end_ns = counters
@@ -512,7 +515,12 @@ impl FlowTable {
     }
 
     /// Periodic work: passive flows nobody accepted, idle UDP flows, interval updates.
-    pub fn tick(&mut self, now_ns: u64, udp: &mut impl UdpCounterSource, out: &mut Vec<Tracked>) {
+    pub(crate) fn tick(
+        &mut self,
+        now_ns: u64,
+        udp: &mut impl UdpCounterSource,
+        out: &mut Vec<Tracked>,
+    ) {
         let wait = self.cfg.accept_wait.as_nanos() as u64;
         let pending: Vec<FlowKey> = self
             .flows
@@ -563,8 +571,8 @@ impl FlowTable {
     }
 
     /// Every open flow ends with reason agent_shutdown: nothing seen is lost.
-    pub fn shutdown(&mut self, udp: &mut impl UdpCounterSource, out: &mut Vec<Tracked>) {
-        let now = crate::enrich::clock::boot_ns_now();
+    pub(crate) fn shutdown(&mut self, udp: &mut impl UdpCounterSource, out: &mut Vec<Tracked>) {
+        let now = crate::clock::boot_ns_now();
         let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
         for key in keys {
             if !self.flows[&key].start_emitted {
@@ -692,12 +700,12 @@ fn merge_scanned(f: &mut Flow, p: Flow) {
 }
 
 /// What the tracker tells of a socket's flow: its ids, process, endpoints and namespace.
-pub struct SocketFlow<'a> {
-    pub ids: &'a Arc<FlowIds>,
-    pub owner: &'a Task,
-    pub tuple: &'a Tuple,
+pub(crate) struct SocketFlow<'a> {
+    pub(crate) ids: &'a Arc<FlowIds>,
+    pub(crate) owner: &'a Task,
+    pub(crate) tuple: &'a Tuple,
     /// 0 when unknown.
-    pub netns: u32,
+    pub(crate) netns: u32,
 }
 
 impl<'a> SocketFlow<'a> {
@@ -795,7 +803,7 @@ pub(super) fn identity(netns: u32, t: &Tuple) -> TcpIdentity {
 }
 
 /// (local, remote) endpoints; IPv4-mapped IPv6 addresses are reported as the IPv4 they carry.
-pub fn endpoints(t: &Tuple) -> ((IpAddr, u16), (IpAddr, u16)) {
+pub(crate) fn endpoints(t: &Tuple) -> ((IpAddr, u16), (IpAddr, u16)) {
     let addr = |a: &[u8; 16]| -> IpAddr {
         if t.family == AF_INET {
             IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
@@ -814,7 +822,9 @@ pub fn endpoints(t: &Tuple) -> ((IpAddr, u16), (IpAddr, u16)) {
 }
 
 /// Merge per-CPU UDP counter slots.
-pub fn sum_udp_counters<'a>(slots: impl IntoIterator<Item = &'a UdpCounters>) -> UdpCounters {
+pub(crate) fn sum_udp_counters<'a>(
+    slots: impl IntoIterator<Item = &'a UdpCounters>,
+) -> UdpCounters {
     let mut s = UdpCounters::default();
     for c in slots {
         if c.first_ns != 0 && (s.first_ns == 0 || c.first_ns < s.first_ns) {

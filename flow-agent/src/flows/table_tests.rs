@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     capture::sock_diag::TcpSockInfo,
-    enrich::clock::boot_ns_now,
+    clock::boot_ns_now,
     event::{
         Direction::{Inbound, Outbound},
         FlowAction::{End, Start, Update},

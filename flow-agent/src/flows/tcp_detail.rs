@@ -6,12 +6,12 @@ use flow_common::{
 };
 
 use crate::{
-    enrich::clock::BootClock,
+    clock::BootClock,
     event::{FlowEvent, TcpFlags},
 };
 
 /// Reads the kernel's per-packet TCP counters (`TCP_PKTS`, `TCP_LATE`) by socket cookie.
-pub trait TcpDetailSource {
+pub(crate) trait TcpDetailSource {
     /// The counters of an open socket.
     fn read(&self, cookie: u64) -> Option<TcpDetail>;
     /// Reads and deletes the counters of packets the socket sent or received after its close
@@ -22,7 +22,7 @@ pub trait TcpDetailSource {
 /// The counters cover the whole connection: the kernel saw its first packet, lost nothing, and
 /// saw this host's SYN or SYN-ACK. (On some kernels, 6.1 among them, an IPv6 SYN-ACK skips the
 /// cgroup egress hook: such counters would be short of it, so they are not used.)
-pub fn complete(d: &TcpDetail) -> bool {
+pub(crate) fn complete(d: &TcpDetail) -> bool {
     d.flags & TCP_DETAIL_PARTIAL == 0 && d.tx.flags & SYN != 0
 }
 
@@ -35,7 +35,7 @@ fn letters(d: &TcpDirDetail) -> &[TcpHistEntry] {
 /// Zeek-style history: the originator's letters upper case, the responder's lower case, in the
 /// order the kernel recorded them (letters of the two directions with the same order number,
 /// which only concurrent packets produce, put the originator's first).
-pub fn history(d: &TcpDetail, local_orig: bool) -> String {
+pub(crate) fn history(d: &TcpDetail, local_orig: bool) -> String {
     let (orig, resp) = if local_orig {
         (&d.tx, &d.rx)
     } else {
@@ -56,7 +56,7 @@ pub fn history(d: &TcpDetail, local_orig: bool) -> String {
 
 /// Adds the counters of packets seen after the close (`late`) to the connection's: their
 /// letters come after all others.
-pub fn merge_late(d: &mut TcpDetail, late: &TcpDetail) {
+pub(crate) fn merge_late(d: &mut TcpDetail, late: &TcpDetail) {
     let base = d.hist_next;
     for (dir, extra) in [(&mut d.rx, &late.rx), (&mut d.tx, &late.tx)] {
         dir.ip_bytes += extra.ip_bytes;
@@ -96,7 +96,7 @@ pub(crate) fn fill_event(ev: &mut FlowEvent, d: &TcpDetail, clock: &BootClock) {
 }
 
 /// Whether a close record's counters are usable: present and complete.
-pub fn usable(d: &TcpDetail) -> bool {
+pub(crate) fn usable(d: &TcpDetail) -> bool {
     d.flags & TCP_DETAIL_PRESENT != 0 && complete(d)
 }
 

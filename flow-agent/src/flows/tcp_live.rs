@@ -27,9 +27,9 @@ use crate::{
 
 /// How often the TCP flows are reconciled with sock_diag (at most: the update interval when
 /// it is shorter).
-pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const RECONCILE_INTERVAL: Duration = Duration::from_secs(30);
 /// How long a flow's socket must have been missing before the flow ends `close_missed`.
-pub const RECONCILE_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const RECONCILE_GRACE: Duration = Duration::from_secs(10);
 
 /// Totals from a live socket, with the sequence-number bytes (SYN, FIN) taken out as at close.
 fn live_totals(s: &TcpSockInfo, role: Role) -> Totals {
@@ -83,7 +83,7 @@ fn tuple_of(s: &TcpSockInfo) -> Tuple {
 
 impl FlowTable {
     /// Network namespaces holding TCP flows whose update is due.
-    pub fn tcp_updates_due(&self, now_ns: u64) -> HashSet<u32> {
+    pub(crate) fn tcp_updates_due(&self, now_ns: u64) -> HashSet<u32> {
         let interval = self.cfg.update_interval.as_nanos() as u64;
         self.flows
             .iter()
@@ -97,7 +97,7 @@ impl FlowTable {
     }
 
     /// Emits update events for the due TCP flows of `netns` found among `sockets`.
-    pub fn apply_tcp_snapshot(
+    pub(crate) fn apply_tcp_snapshot(
         &mut self,
         netns: u32,
         sockets: &[TcpSockInfo],
@@ -163,7 +163,7 @@ impl FlowTable {
     }
 
     /// Network namespaces holding any TCP flow.
-    pub fn tcp_namespaces(&self) -> HashSet<u32> {
+    pub(crate) fn tcp_namespaces(&self) -> HashSet<u32> {
         self.flows
             .iter()
             .filter(|(k, _)| matches!(k, FlowKey::Tcp(_) | FlowKey::TcpPartial(_)))
@@ -173,7 +173,7 @@ impl FlowTable {
 
     /// Records the current totals of `netns`'s TCP flows without emitting anything: the last
     /// snapshot before shutdown, so that the final end events carry counters.
-    pub fn refresh_live_totals(&mut self, netns: u32, sockets: &[TcpSockInfo]) {
+    pub(crate) fn refresh_live_totals(&mut self, netns: u32, sockets: &[TcpSockInfo]) {
         let live: HashMap<_, &TcpSockInfo> = sockets
             .iter()
             .map(|s| ((netns, s.local, s.remote), s))
@@ -200,7 +200,7 @@ impl FlowTable {
 
     /// Whether the TCP flows are due for reconciliation (every [`RECONCILE_INTERVAL`], or
     /// every update interval when shorter); true starts the interval again.
-    pub fn tcp_reconciliation_due(&mut self, now_ns: u64) -> bool {
+    pub(crate) fn tcp_reconciliation_due(&mut self, now_ns: u64) -> bool {
         let every = RECONCILE_INTERVAL.min(self.cfg.update_interval).as_nanos() as u64;
         if self.last_reconcile_ns != 0 && now_ns.saturating_sub(self.last_reconcile_ns) < every {
             return false;
@@ -213,7 +213,7 @@ impl FlowTable {
     /// the namespace no longer exists, nor any of its sockets). A flow whose socket is missing
     /// is marked; still missing [`RECONCILE_GRACE`] after it was first missed, it ends
     /// `close_missed`. Returns how many ended.
-    pub fn reconcile_tcp(
+    pub(crate) fn reconcile_tcp(
         &mut self,
         netns: u32,
         sockets: Option<&[TcpSockInfo]>,
@@ -265,7 +265,7 @@ impl FlowTable {
 
     /// Adds the connections open before the agent started, as flows whose start was not observed.
     /// Direction is a guess: a connection on a port this namespace listens on is inbound.
-    pub fn add_existing_tcp(
+    pub(crate) fn add_existing_tcp(
         &mut self,
         netns: u32,
         sockets: &[TcpSockInfo],
@@ -298,7 +298,7 @@ impl FlowTable {
             let mut f = self.new_flow(tuple, role, owner, kind, 0);
             f.start_observed = false;
             f.netns = netns;
-            f.last_report_ns = crate::enrich::clock::boot_ns_now();
+            f.last_report_ns = crate::clock::boot_ns_now();
             // Intervals count from now; totals include what came before the agent.
             f.reported = live_totals(s, role);
             let key = FlowKey::TcpPartial(self.next_id);

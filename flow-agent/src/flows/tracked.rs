@@ -7,12 +7,12 @@ use crate::event::FlowEvent;
 pub struct Tracked {
     /// The event with its lifecycle fields: ids, endpoints, times, counters, TCP state and
     /// detail, attribution and thread.
-    pub event: FlowEvent,
+    pub(crate) event: FlowEvent,
     /// The process the event names (pid 0: none known).
-    pub owner: Task,
+    pub(crate) owner: Task,
     /// The socket's cookie (0 while none was assigned): its first payload bytes' key.
-    pub cookie: u64,
+    pub(crate) cookie: u64,
     /// When the flow opened (CLOCK_BOOTTIME, 0 when not seen): its remote's name is the one
     /// valid then.
-    pub open_ns: u64,
+    pub(crate) open_ns: u64,
 }

@@ -2,17 +2,17 @@
 //! then one `name{labels} value` line per series.
 use std::fmt::Write;
 
-use super::{SinkReport, StatsEvent};
+use crate::event::{SinkReport, StatsEvent};
 
 /// What one scrape shows.
-pub struct Snapshot<'a> {
-    pub stats: &'a StatsEvent,
-    pub sinks: &'a [SinkReport],
-    pub uptime: f64,
-    pub start_time: f64,
+pub(crate) struct Snapshot<'a> {
+    pub(crate) stats: &'a StatsEvent,
+    pub(crate) sinks: &'a [SinkReport],
+    pub(crate) uptime: f64,
+    pub(crate) start_time: f64,
 }
 
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 struct Out(String);
 
@@ -102,7 +102,7 @@ const SINK_METRICS: &[(&str, &str, &str, SinkField)] = &[
     ),
 ];
 
-pub fn render(snap: &Snapshot) -> String {
+pub(crate) fn render(snap: &Snapshot) -> String {
     let mut out = Out(String::with_capacity(4096));
     let stats = snap.stats;
     out.family(
@@ -229,12 +229,12 @@ pub fn render(snap: &Snapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::{EnrichLosses, KernelLosses};
+    use crate::event::{EnrichLosses, KernelLosses, RateLimitStats};
 
     #[test]
     fn renders_every_family_with_help_and_type() {
         let stats = StatsEvent {
-            rate_limit: crate::ratelimit::RateLimitStats {
+            rate_limit: RateLimitStats {
                 suppressed_process: 5,
                 ..Default::default()
             },

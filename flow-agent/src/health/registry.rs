@@ -1,16 +1,15 @@
 //! The latest health numbers, shared between the runtime (writer, every second) and the
 //! metrics endpoint (reader, on each scrape).
 use std::{
-    net::SocketAddr,
     sync::{Arc, Mutex},
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
-use super::{metrics, server::MetricsServer, HealthConfig, HealthError, StatsEvent};
-use crate::sink::SinkStats;
+use super::{metrics, server::MetricsServer, HealthConfig, HealthError};
+use crate::{event::StatsEvent, sink::SinkStats};
 
 /// The last stats event and the live counters of every output.
-pub struct Registry {
+pub(crate) struct Registry {
     started: Instant,
     /// Seconds since the Unix epoch at `started`.
     start_time: f64,
@@ -24,7 +23,7 @@ struct Latest {
 }
 
 impl Registry {
-    pub fn new(started: Instant) -> Self {
+    pub(crate) fn new(started: Instant) -> Self {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -37,7 +36,7 @@ impl Registry {
     }
 
     /// Stores the numbers of a stats event; output counters are read live from `sinks`.
-    pub fn update(&self, stats: &StatsEvent, sinks: Vec<Arc<SinkStats>>) {
+    pub(crate) fn update(&self, stats: &StatsEvent, sinks: Vec<Arc<SinkStats>>) {
         let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
         latest.stats = StatsEvent {
             sinks: Vec::new(),
@@ -47,7 +46,7 @@ impl Registry {
     }
 
     /// Prometheus text exposition (format 0.0.4) of the current numbers.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
         let reports: Vec<_> = latest.sinks.iter().map(|s| s.report()).collect();
         metrics::render(&metrics::Snapshot {
@@ -60,7 +59,7 @@ impl Registry {
 }
 
 /// The registry and the endpoint serving it, following configuration reloads.
-pub struct Health {
+pub(crate) struct Health {
     registry: Arc<Registry>,
     server: Option<MetricsServer>,
 }
@@ -68,7 +67,7 @@ pub struct Health {
 impl Health {
     /// Checks the configuration and starts the endpoint. An address that cannot be bound
     /// (e.g. in use) is logged, not fatal: capture matters more than its metrics.
-    pub fn start(started: Instant, config: &HealthConfig) -> Result<Self, HealthError> {
+    pub(crate) fn start(started: Instant, config: &HealthConfig) -> Result<Self, HealthError> {
         let mut health = Self {
             registry: Arc::new(Registry::new(started)),
             server: None,
@@ -78,7 +77,7 @@ impl Health {
     }
 
     /// Moves the endpoint to the configured address (a no-op when it is unchanged).
-    pub fn apply(&mut self, config: &HealthConfig) -> Result<(), HealthError> {
+    pub(crate) fn apply(&mut self, config: &HealthConfig) -> Result<(), HealthError> {
         let addr = config.metrics_address()?;
         if self.server.as_ref().map(MetricsServer::address) == addr && addr.is_some() {
             return Ok(());
@@ -97,12 +96,7 @@ impl Health {
         Ok(())
     }
 
-    pub fn update(&self, stats: &StatsEvent, sinks: Vec<Arc<SinkStats>>) {
+    pub(crate) fn update(&self, stats: &StatsEvent, sinks: Vec<Arc<SinkStats>>) {
         self.registry.update(stats, sinks);
-    }
-
-    /// Where the endpoint listens, if it runs.
-    pub fn metrics_address(&self) -> Option<SocketAddr> {
-        self.server.as_ref().map(MetricsServer::address)
     }
 }

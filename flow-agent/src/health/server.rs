@@ -22,7 +22,7 @@ const MAX_CONNECTIONS: usize = 16;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The running endpoint; stops (and releases its port) when dropped.
-pub struct MetricsServer {
+pub(crate) struct MetricsServer {
     address: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -41,7 +41,7 @@ impl Drop for MetricsServer {
 
 impl MetricsServer {
     /// Binds `addr` (errors here, e.g. address in use) and serves from a new thread.
-    pub fn start(addr: SocketAddr, registry: Arc<Registry>) -> std::io::Result<Self> {
+    pub(crate) fn start(addr: SocketAddr, registry: Arc<Registry>) -> std::io::Result<Self> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
@@ -73,7 +73,7 @@ impl MetricsServer {
         })
     }
 
-    pub fn address(&self) -> SocketAddr {
+    pub(crate) fn address(&self) -> SocketAddr {
         self.address
     }
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Where the running kernel exposes its own BTF.
-pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+pub(crate) const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 const MAGIC: u16 = 0xeb9f;
 const HEADER_LEN: usize = 24;
@@ -39,7 +39,7 @@ const KIND_TYPE_TAG: u32 = 18;
 const KIND_ENUM64: u32 = 19;
 
 #[derive(Debug, thiserror::Error)]
-pub enum BtfError {
+pub(crate) enum BtfError {
     #[error("cannot read BTF from {path}: {source}")]
     Unreadable {
         path: PathBuf,
@@ -61,7 +61,7 @@ pub enum BtfError {
 }
 
 /// Parsed BTF: the raw bytes plus an index from type id to record position.
-pub struct Btf {
+pub(crate) struct Btf {
     data: Vec<u8>,
     big_endian: bool,
     /// Byte range of the string section within `data`.
@@ -99,11 +99,11 @@ struct Found {
 
 impl Btf {
     /// Reads the running kernel's BTF.
-    pub fn from_sys_fs() -> Result<Btf, BtfError> {
+    pub(crate) fn from_sys_fs() -> Result<Btf, BtfError> {
         Btf::from_file(Path::new(VMLINUX_BTF))
     }
 
-    pub fn from_file(path: &Path) -> Result<Btf, BtfError> {
+    pub(crate) fn from_file(path: &Path) -> Result<Btf, BtfError> {
         let data = std::fs::read(path).map_err(|source| BtfError::Unreadable {
             path: path.to_owned(),
             source,
@@ -111,7 +111,8 @@ impl Btf {
         Btf::from_vec(data)
     }
 
-    pub fn from_bytes(data: &[u8]) -> Result<Btf, BtfError> {
+    #[cfg(test)]
+    pub(crate) fn from_bytes(data: &[u8]) -> Result<Btf, BtfError> {
         Btf::from_vec(data.to_vec())
     }
 
@@ -220,12 +221,14 @@ impl Btf {
     }
 
     /// Whether the kernel has a struct or union (or a typedef of one) called `name`.
-    pub fn has_struct(&self, name: &str) -> bool {
+    #[cfg(test)]
+    pub(crate) fn has_struct(&self, name: &str) -> bool {
         matches!(self.find_composite(name), Ok(Some(_)))
     }
 
     /// Size in bytes of struct or union `name`.
-    pub fn struct_size(&self, name: &str) -> Result<u32, BtfError> {
+    #[cfg(test)]
+    pub(crate) fn struct_size(&self, name: &str) -> Result<u32, BtfError> {
         let (_, t) = self
             .find_composite(name)?
             .ok_or_else(|| BtfError::StructNotFound(name.to_owned()))?;
@@ -235,7 +238,7 @@ impl Btf {
     /// Byte offset of `path` (dotted, like `d_name.name`) inside struct or union `struct_name`.
     /// Each step descends into a named member; anonymous structs and unions on the way are
     /// searched transparently, as C does.
-    pub fn member_offset(&self, struct_name: &str, path: &str) -> Result<u32, BtfError> {
+    pub(crate) fn member_offset(&self, struct_name: &str, path: &str) -> Result<u32, BtfError> {
         let (_, mut current) = self
             .find_composite(struct_name)?
             .ok_or_else(|| BtfError::StructNotFound(struct_name.to_owned()))?;

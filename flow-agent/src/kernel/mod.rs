@@ -1,10 +1,8 @@
 //! What userspace learns about the running kernel so that the eBPF programs can read its
 //! structs and tracepoint records.
-pub mod btf;
+pub(crate) mod btf;
 pub mod mounts;
-pub mod offsets;
-pub mod tracefs;
+pub(crate) mod offsets;
+pub(crate) mod tracefs;
 
-pub use btf::{Btf, BtfError};
-pub use offsets::{resolve, OffsetsError};
-pub use tracefs::{event_exists, inet_sock_set_state_layout, tracefs_root, TracefsError};
+pub(crate) use btf::Btf;

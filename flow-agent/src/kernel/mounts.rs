@@ -2,7 +2,7 @@
 //! systems, /sys/fs/cgroup/unified on hybrid ones) and tracefs are found, never assumed.
 use std::path::PathBuf;
 
-pub const MOUNTINFO: &str = "/proc/self/mountinfo";
+pub(crate) const MOUNTINFO: &str = "/proc/self/mountinfo";
 
 /// The first mount point of filesystem type `fstype` in `mountinfo` text.
 pub fn find_mount(mountinfo: &str, fstype: &str) -> Option<PathBuf> {
@@ -15,11 +15,11 @@ pub fn find_mount(mountinfo: &str, fstype: &str) -> Option<PathBuf> {
     })
 }
 
-pub fn cgroup2_mount_in(mountinfo: &str) -> Option<PathBuf> {
+pub(crate) fn cgroup2_mount_in(mountinfo: &str) -> Option<PathBuf> {
     find_mount(mountinfo, "cgroup2")
 }
 
-pub fn cgroup2_mount() -> Option<PathBuf> {
+pub(crate) fn cgroup2_mount() -> Option<PathBuf> {
     cgroup2_mount_in(&std::fs::read_to_string(MOUNTINFO).ok()?)
 }
 

@@ -6,7 +6,7 @@ use flow_common::KernelOffsets;
 use super::btf::{Btf, BtfError};
 
 #[derive(Debug, thiserror::Error)]
-pub enum OffsetsError {
+pub(crate) enum OffsetsError {
     #[error("kernel lacks struct {struct_name} member {member}, which flow-agent needs: {source}")]
     Missing {
         struct_name: String,
@@ -18,7 +18,7 @@ pub enum OffsetsError {
 
 /// Computes every offset the eBPF programs use. Members that only some kernels have are
 /// `OFFSET_ABSENT` when missing; a missing required member is an error naming it.
-pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
+pub(crate) fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
     let req = |s: &str, path: &str| required(btf, s, &[path]);
     Ok(KernelOffsets {
         task_pid: req("task_struct", "pid")?,

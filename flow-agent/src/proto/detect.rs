@@ -4,56 +4,47 @@ use super::{dns, text, tls};
 
 /// How the protocol was decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     /// From the payload: the bytes parsed as that protocol.
     Payload,
     /// From the server's port only.
     Port,
 }
 
-impl Method {
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Payload => "payload",
-            Method::Port => "port",
-        }
-    }
-}
-
 /// TLS handshake details.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TlsDetails {
+pub(crate) struct TlsDetails {
     /// Negotiated version ("TLS 1.3") when the ServerHello was seen, else the highest offered.
-    pub version: Option<String>,
+    pub(crate) version: Option<String>,
     /// Negotiated cipher suite (IANA number) from the ServerHello.
-    pub cipher: Option<u16>,
-    pub server_name: Option<String>,
+    pub(crate) cipher: Option<u16>,
+    pub(crate) server_name: Option<String>,
     /// ALPN offered by the client.
-    pub alpn_offered: Vec<String>,
+    pub(crate) alpn_offered: Vec<String>,
     /// ALPN chosen by the server.
-    pub alpn: Option<String>,
-    pub ja3: Option<String>,
-    pub ja3s: Option<String>,
-    pub ja4: Option<String>,
-    pub ja4s: Option<String>,
+    pub(crate) alpn: Option<String>,
+    pub(crate) ja3: Option<String>,
+    pub(crate) ja3s: Option<String>,
+    pub(crate) ja4: Option<String>,
+    pub(crate) ja4s: Option<String>,
     /// Whether the ClientHello was longer than the captured bytes (None: no ClientHello).
     /// When it was, the fields above come from the extensions before the cut and there is no
     /// JA3 or JA4: they need the whole hello.
-    pub client_hello_truncated: Option<bool>,
+    pub(crate) client_hello_truncated: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Detection {
     /// Lower-case protocol name: http, http2, tls, ssh, dns, smtp, ftp, pop3, imap, ...
-    pub protocol: &'static str,
-    pub method: Method,
+    pub(crate) protocol: &'static str,
+    pub(crate) method: Method,
     /// A short decoded summary, e.g. `GET example.test/index.html HTTP/1.1`.
-    pub info: Option<String>,
-    pub tls: Option<TlsDetails>,
+    pub(crate) info: Option<String>,
+    pub(crate) tls: Option<TlsDetails>,
 }
 
 /// Longest `info` (characters): a summary, not a transcript.
-pub const INFO_MAX: usize = 256;
+pub(crate) const INFO_MAX: usize = 256;
 
 const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 

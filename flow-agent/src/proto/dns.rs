@@ -14,9 +14,9 @@ const MAX_POINTERS: usize = 32;
 /// Records read per section; more is hostile or useless to us.
 const MAX_RECORDS: usize = 64;
 
-pub const TYPE_A: u16 = 1;
-pub const TYPE_CNAME: u16 = 5;
-pub const TYPE_AAAA: u16 = 28;
+pub(crate) const TYPE_A: u16 = 1;
+pub(crate) const TYPE_CNAME: u16 = 5;
+pub(crate) const TYPE_AAAA: u16 = 28;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DnsError {
@@ -33,37 +33,37 @@ pub enum DnsError {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Question {
+pub(crate) struct Question {
     /// Lower-case, without the trailing dot.
-    pub name: String,
-    pub qtype: u16,
+    pub(crate) name: String,
+    pub(crate) qtype: u16,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RecordData {
+pub(crate) enum RecordData {
     Address(IpAddr),
     Cname(String),
     Other,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Answer {
-    pub name: String,
-    pub rtype: u16,
-    pub ttl: u32,
-    pub data: RecordData,
+pub(crate) struct Answer {
+    pub(crate) name: String,
+    pub(crate) rtype: u16,
+    pub(crate) ttl: u32,
+    pub(crate) data: RecordData,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
-    pub id: u16,
-    pub is_response: bool,
+    pub(crate) id: u16,
+    pub(crate) is_response: bool,
     /// RCODE: 0 NOERROR, 3 NXDOMAIN, ...
-    pub rcode: u8,
-    pub questions: Vec<Question>,
-    pub answers: Vec<Answer>,
+    pub(crate) rcode: u8,
+    pub(crate) questions: Vec<Question>,
+    pub(crate) answers: Vec<Answer>,
     /// The answer section was cut short (capture length); `answers` holds those that fit.
-    pub truncated: bool,
+    pub(crate) truncated: bool,
 }
 
 /// Parses a DNS message as carried in UDP (for TCP, strip the 2-byte length first:
@@ -232,13 +232,8 @@ fn push_label(out: &mut String, label: &[u8]) {
     }
 }
 
-/// Whether a byte string starts like a DNS message (used to recognise DNS off port 53).
-pub fn looks_like_query(msg: &[u8]) -> bool {
-    parse(msg).is_ok_and(|m| !m.is_response && m.questions.len() == 1)
-}
-
 /// A record type's mnemonic (RFC 1035, 3596, ...), `TYPE<n>` for others (RFC 3597).
-pub fn type_name(t: u16) -> Cow<'static, str> {
+pub(crate) fn type_name(t: u16) -> Cow<'static, str> {
     let known = match t {
         1 => "A",
         2 => "NS",
@@ -264,7 +259,7 @@ pub fn type_name(t: u16) -> Cow<'static, str> {
 }
 
 /// A response code's mnemonic (RFC 1035, 2136), `RCODE<n>` for others.
-pub fn rcode_name(r: u8) -> Cow<'static, str> {
+pub(crate) fn rcode_name(r: u8) -> Cow<'static, str> {
     let known = match r {
         0 => "NOERROR",
         1 => "FORMERR",

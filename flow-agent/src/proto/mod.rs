@@ -1,9 +1,9 @@
 //! Who the flow talks to and in what: parsers of the first payload bytes of a flow (untrusted
 //! input: every parser is bounds-checked, never panics, and is fuzzed under fuzz/) and the
 //! application protocol they reveal.
-pub mod detect;
+pub(crate) mod detect;
 pub mod dns;
-pub mod text;
+pub(crate) mod text;
 pub mod tls;
 
-pub use detect::{detect, Detection, Method};
+pub use detect::detect;

@@ -9,7 +9,7 @@ const MAX_HEAD: usize = 8192;
 
 /// The first line, without its line ending, if one is complete within the first 1 KiB of the
 /// bytes.
-pub fn first_line(b: &[u8]) -> Option<&[u8]> {
+pub(crate) fn first_line(b: &[u8]) -> Option<&[u8]> {
     let window = &b[..b.len().min(MAX_LINE)];
     let end = window.iter().position(|c| *c == b'\n')?;
     let line = &window[..end];
@@ -17,13 +17,13 @@ pub fn first_line(b: &[u8]) -> Option<&[u8]> {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpRequest {
-    pub method: String,
+pub(crate) struct HttpRequest {
+    pub(crate) method: String,
     /// The request target made [`visible`] (at most its first 256 bytes).
-    pub target: String,
+    pub(crate) target: String,
     /// None when the request line is longer than the bytes (a long URL cut by the capture).
-    pub version: Option<String>,
-    pub host: Option<String>,
+    pub(crate) version: Option<String>,
+    pub(crate) host: Option<String>,
 }
 
 const METHODS: [&str; 9] = [
@@ -33,7 +33,7 @@ const METHODS: [&str; 9] = [
 /// An HTTP/1.x request line and its Host header. The request line may be of any length: one
 /// that does not end within the bytes still gives the method and the start of the target when
 /// the bytes are at least 1 KiB (a long URL cut by the capture, not a short fragment).
-pub fn http_request(b: &[u8]) -> Option<HttpRequest> {
+pub(crate) fn http_request(b: &[u8]) -> Option<HttpRequest> {
     let head = &b[..b.len().min(MAX_HEAD)];
     let (line, cut) = match head.iter().position(|c| *c == b'\n') {
         Some(end) => (
@@ -74,7 +74,7 @@ pub fn http_request(b: &[u8]) -> Option<HttpRequest> {
 }
 
 /// An HTTP/1.x status line: (version, status code).
-pub fn http_response(b: &[u8]) -> Option<(String, u16)> {
+pub(crate) fn http_response(b: &[u8]) -> Option<(String, u16)> {
     let line = std::str::from_utf8(first_line(b)?).ok()?;
     let mut parts = line.splitn(3, ' ');
     let version = parts.next()?;
@@ -102,13 +102,13 @@ fn header(b: &[u8], name: &str) -> Option<String> {
 }
 
 /// The SSH identification string ("SSH-2.0-OpenSSH_9.2p1 Debian-2"), RFC 4253 4.2.
-pub fn ssh_banner(b: &[u8]) -> Option<String> {
+pub(crate) fn ssh_banner(b: &[u8]) -> Option<String> {
     let line = first_line(b)?;
     line.starts_with(b"SSH-").then(|| visible(line))
 }
 
 /// A server greeting of a mail or file protocol: ("smtp" | "ftp" | "pop3" | "imap", line).
-pub fn greeting(b: &[u8], port: u16) -> Option<(&'static str, String)> {
+pub(crate) fn greeting(b: &[u8], port: u16) -> Option<(&'static str, String)> {
     let line = first_line(b)?;
     let proto = if line.starts_with(b"+OK") {
         "pop3"
@@ -133,7 +133,7 @@ pub fn greeting(b: &[u8], port: u16) -> Option<(&'static str, String)> {
 
 /// Shortens text made of [`visible`] output (and other `\`-escapes of 4 characters) to at most
 /// `max` characters, never inside an escape.
-pub fn clip(s: &mut String, max: usize) {
+pub(crate) fn clip(s: &mut String, max: usize) {
     let Some((i, _)) = s.char_indices().nth(max) else {
         return;
     };
@@ -152,7 +152,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// Printable ASCII kept, anything else as `\xHH`, of at most the first 256 bytes: safe to put
 /// in any output format. The backslash is escaped too (`\x5c`), so every backslash starts an
 /// escape and the text reads back one way only.
-pub fn visible(b: &[u8]) -> String {
+pub(crate) fn visible(b: &[u8]) -> String {
     let mut out = String::new();
     for &c in b.iter().take(256) {
         if (c == b' ' || c.is_ascii_graphic()) && c != b'\\' {

@@ -2,7 +2,7 @@
 //! one flow. Time is passed in (nanoseconds of any monotonic clock), so tests need no sleeps.
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     tokens: f64,
     /// When `tokens` was last brought up to date.
     at_ns: u64,
@@ -10,20 +10,20 @@ pub struct Bucket {
 
 /// A limit: `rate` flows a second after a first `burst`. A rate of 0 is no limit.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Limit {
-    pub rate: f64,
-    pub burst: u32,
+pub(crate) struct Limit {
+    pub(crate) rate: f64,
+    pub(crate) burst: u32,
 }
 
 impl Limit {
-    pub fn is_on(&self) -> bool {
+    pub(crate) fn is_on(&self) -> bool {
         self.rate > 0.0
     }
 }
 
 impl Bucket {
     /// A full bucket: a process the agent has not seen may start with a burst.
-    pub fn full(limit: Limit, now_ns: u64) -> Self {
+    pub(crate) fn full(limit: Limit, now_ns: u64) -> Self {
         Self {
             tokens: f64::from(limit.burst),
             at_ns: now_ns,
@@ -38,28 +38,28 @@ impl Bucket {
     }
 
     /// Whether a token is there now (refilling first); takes nothing.
-    pub fn has_token(&mut self, limit: Limit, now_ns: u64) -> bool {
+    pub(crate) fn has_token(&mut self, limit: Limit, now_ns: u64) -> bool {
         self.refill(limit, now_ns);
         self.tokens >= 1.0
     }
 
     /// Takes the token [`Bucket::has_token`] found.
-    pub fn take(&mut self) {
+    pub(crate) fn take(&mut self) {
         self.tokens -= 1.0;
     }
 
     /// Full again: forgetting this bucket loses nothing (a new one starts full).
-    pub fn is_full(&mut self, limit: Limit, now_ns: u64) -> bool {
+    pub(crate) fn is_full(&mut self, limit: Limit, now_ns: u64) -> bool {
         self.refill(limit, now_ns);
         self.tokens >= f64::from(limit.burst)
     }
 
     /// A new limit (reload): the tokens saved stay, up to the new burst.
-    pub fn clamp(&mut self, limit: Limit) {
+    pub(crate) fn clamp(&mut self, limit: Limit) {
         self.tokens = self.tokens.min(f64::from(limit.burst));
     }
 
-    pub fn last_ns(&self) -> u64 {
+    pub(crate) fn last_ns(&self) -> u64 {
         self.at_ns
     }
 }

@@ -2,23 +2,23 @@
 use serde::{Deserialize, Serialize};
 
 use super::Limit;
-use crate::config::Seconds;
+use crate::units::Seconds;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct RateLimitConfig {
-    pub enabled: bool,
+pub(crate) struct RateLimitConfig {
+    pub(crate) enabled: bool,
     /// New flows a second each process may start after its burst; 0: no per-process limit.
-    pub per_process_rate: f64,
-    pub per_process_burst: u32,
+    pub(crate) per_process_rate: f64,
+    pub(crate) per_process_burst: u32,
     /// New flows a second for all processes together after the burst; 0: no global limit.
-    pub global_rate: f64,
-    pub global_burst: u32,
+    pub(crate) global_rate: f64,
+    pub(crate) global_burst: u32,
     /// How often `rate_limited` summaries are written.
-    pub summary_interval: Seconds,
+    pub(crate) summary_interval: Seconds,
     /// Processes whose limit state is kept; beyond it the least recently limited are forgotten
     /// (counted) and start again with a full burst.
-    pub max_processes: u32,
+    pub(crate) max_processes: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -36,18 +36,18 @@ impl Default for RateLimitConfig {
 }
 
 /// Rates above this are a typo: the agent cannot start that many flows' events a second.
-pub const MAX_RATE: f64 = 10_000_000.0;
-pub const MAX_PROCESSES: u32 = 1 << 20;
+pub(crate) const MAX_RATE: f64 = 10_000_000.0;
+pub(crate) const MAX_PROCESSES: u32 = 1 << 20;
 
 impl RateLimitConfig {
-    pub fn per_process(&self) -> Limit {
+    pub(crate) fn per_process(&self) -> Limit {
         Limit {
             rate: self.per_process_rate,
             burst: self.per_process_burst,
         }
     }
 
-    pub fn global(&self) -> Limit {
+    pub(crate) fn global(&self) -> Limit {
         Limit {
             rate: self.global_rate,
             burst: self.global_burst,
@@ -55,7 +55,7 @@ impl RateLimitConfig {
     }
 
     /// Problems by key (relative to `[rate_limit]`).
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         for (rate_key, rate, burst_key, burst) in [
             (

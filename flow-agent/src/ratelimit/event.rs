@@ -6,7 +6,7 @@ use crate::event::{
 };
 
 /// Distinct remote addresses and destination ports one summary lists at most.
-pub const MAX_DISTINCT: usize = 16;
+pub(crate) const MAX_DISTINCT: usize = 16;
 
 /// One summary being collected.
 #[derive(Debug, Default)]

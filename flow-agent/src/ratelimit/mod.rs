@@ -4,9 +4,7 @@
 //! of them and is counted in a `rate_limited` summary per interval, limiter and process.
 use std::collections::HashMap;
 
-use serde::Serialize;
-
-use crate::event::{FlowAction, FlowEvent, WallTime};
+use crate::event::{FlowAction, FlowEvent, RateLimitStats, WallTime};
 
 mod bucket;
 mod config;
@@ -15,15 +13,14 @@ mod event;
 mod tests;
 
 pub(crate) use crate::event::{Limiter, SuppressedEvent};
-pub use bucket::{Bucket, Limit};
-pub use config::RateLimitConfig;
+pub(crate) use bucket::{Bucket, Limit};
+pub(crate) use config::RateLimitConfig;
 use event::Summary;
-pub use event::MAX_DISTINCT;
 
 /// A process as the limiter knows it: its entity id (pid and start time), so a reused pid is
 /// another process.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ProcessKey {
+pub(crate) enum ProcessKey {
     Entity(String),
     /// A process whose start time is unknown.
     Pid(u32),
@@ -47,24 +44,7 @@ impl ProcessKey {
 
 type SummaryKey = (Limiter, ProcessKey);
 
-/// Counters since start, for stats events and metrics.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct RateLimitStats {
-    /// Flows suppressed by a process's limit.
-    pub suppressed_process: u64,
-    /// Flows suppressed by the global limit.
-    pub suppressed_global: u64,
-    /// `rate_limited` summaries written.
-    pub summaries: u64,
-    /// Processes whose limit state was forgotten at the cap (each restarts with a burst).
-    pub processes_evicted: u64,
-    /// Processes whose limit state is kept now.
-    pub processes: u64,
-    /// Suppressed flows still open (their end is awaited to count their bytes).
-    pub suppressed_open: u64,
-}
-
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     cfg: RateLimitConfig,
     global: Bucket,
     processes: HashMap<ProcessKey, Bucket>,
@@ -76,7 +56,7 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    pub fn new(cfg: RateLimitConfig, now_ns: u64) -> Self {
+    pub(crate) fn new(cfg: RateLimitConfig, now_ns: u64) -> Self {
         Self {
             global: Bucket::full(cfg.global(), now_ns),
             cfg,
@@ -90,7 +70,7 @@ impl RateLimiter {
 
     /// A reloaded `[rate_limit]`. Kept buckets keep their tokens up to the new bursts; flows
     /// already suppressed stay suppressed to their end, even when limiting is now off.
-    pub fn reconfigure(&mut self, cfg: RateLimitConfig) {
+    pub(crate) fn reconfigure(&mut self, cfg: RateLimitConfig) {
         if cfg.global() != self.cfg.global() {
             self.global.clamp(cfg.global());
         }
@@ -100,7 +80,7 @@ impl RateLimiter {
         self.cfg = cfg;
     }
 
-    pub fn stats(&self) -> RateLimitStats {
+    pub(crate) fn stats(&self) -> RateLimitStats {
         RateLimitStats {
             processes: self.processes.len() as u64,
             suppressed_open: self.suppressed.len() as u64,
@@ -110,7 +90,7 @@ impl RateLimiter {
 
     /// Removes the events of suppressed flows from `events`. Flows the global filter drops
     /// never come here: they take no token and are not counted.
-    pub fn apply(&mut self, events: &mut Vec<FlowEvent>, now_ns: u64) {
+    pub(crate) fn apply(&mut self, events: &mut Vec<FlowEvent>, now_ns: u64) {
         if !self.cfg.enabled && self.suppressed.is_empty() {
             return;
         }
@@ -204,7 +184,7 @@ impl RateLimiter {
 
     /// The summaries of the interval when it is over (or `force`, at shutdown and before a
     /// reload), one per limiter and process that suppressed anything.
-    pub fn take_summaries(
+    pub(crate) fn take_summaries(
         &mut self,
         now_ns: u64,
         time: WallTime,

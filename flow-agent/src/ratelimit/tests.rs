@@ -1,9 +1,9 @@
 use std::sync::Arc;
 
-use super::*;
+use super::{event::MAX_DISTINCT, *};
 use crate::{
-    config::Seconds,
     event::{Counters, Direction, FlowIds, HostInfo, IntervalCounters, ProcessIdentity, Transport},
+    units::Seconds,
 };
 
 const SEC: u64 = 1_000_000_000;

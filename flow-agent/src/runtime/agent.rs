@@ -23,17 +23,15 @@ use super::{
 use crate::{
     capture::{
         drain::{self, drain, DrainBudget},
-        sock_diag, Capture, FilterSkipped,
+        sock_diag, Capture,
     },
+    clock::{boot_ns_now, rfc3339_micros},
     config::{CaptureSettings, Config},
-    enrich::{
-        clock::{boot_ns_now, rfc3339_micros},
-        Enricher,
-    },
-    event::Event,
-    filter::kernel::KernelPlan,
+    enrich::Enricher,
+    event::{EnrichLosses, Event, KernelLosses, StatsEvent},
+    filter::kernel::{FilterSkipped, KernelPlan},
     flows::FlowTable,
-    health::{EnrichLosses, Health, KernelLosses, StatsEvent},
+    health::Health,
     ratelimit::RateLimiter,
     service::Service,
     sink::Outputs,

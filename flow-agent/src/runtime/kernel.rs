@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// The kernel's per-CPU UDP counters, as the flow table reads them.
-pub(super) struct KernelUdp<'a>(pub &'a mut PerCpuHashMap<MapData, UdpFlowKey, UdpCounters>);
+pub(super) struct KernelUdp<'a>(pub(crate) &'a mut PerCpuHashMap<MapData, UdpFlowKey, UdpCounters>);
 
 impl UdpCounterSource for KernelUdp<'_> {
     fn read(&self, key: &UdpFlowKey) -> Option<UdpCounters> {

@@ -17,7 +17,7 @@ mod write;
 /// The kernel lacks a hook the agent needs (exit status 3).
 #[derive(Debug, thiserror::Error)]
 #[error("this kernel lacks hooks the agent needs: {0}")]
-pub struct KernelUnsupported(pub String);
+pub struct KernelUnsupported(pub(crate) String);
 
 pub struct RunOptions {
     pub capture: CaptureConfig,

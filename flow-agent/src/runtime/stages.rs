@@ -17,8 +17,8 @@ use crate::{
 };
 
 pub(super) struct Stages {
-    pub table: FlowTable,
-    pub enricher: Enricher,
+    pub(crate) table: FlowTable,
+    pub(crate) enricher: Enricher,
     /// The tracker's events not yet named (reused).
     tracked: Vec<Tracked>,
     /// Network namespaces (nsfs inode to a path) for the TCP reconciliation.

@@ -2,7 +2,7 @@
 //! the rate limiter takes what remains of the flows, and every output gets one batch of typed
 //! events (its own filter and encoder do the rest).
 use crate::{
-    enrich::clock::boot_ns_now,
+    clock::boot_ns_now,
     event::{DnsEvent, Event, FlowEvent, WallTime},
     filter::FilterConfig,
     ratelimit::{RateLimiter, SuppressedEvent},
@@ -13,14 +13,14 @@ use crate::{
 #[derive(Default)]
 pub(super) struct Pending {
     /// Flow events from the flow table.
-    pub flows: Vec<FlowEvent>,
+    pub(crate) flows: Vec<FlowEvent>,
     /// `dns_query` events from the flow table.
-    pub dns: Vec<DnsEvent>,
+    pub(crate) dns: Vec<DnsEvent>,
     /// Reused for every batch.
     batch: Vec<Event>,
     /// Flow events handed to the outputs since start (after the global filter and the rate
     /// limiter, before output filters).
-    pub flows_written: u64,
+    pub(crate) flows_written: u64,
 }
 
 impl Pending {

@@ -5,7 +5,7 @@ use std::fmt;
 
 /// A set of capabilities as the kernel's bit mask (bit n = capability number n).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct CapSet(pub u64);
+pub(crate) struct CapSet(pub(crate) u64);
 
 /// Capability names by number, as in `<linux/capability.h>` without the `CAP_` prefix.
 const NAMES: [&str; 41] = [
@@ -53,23 +53,26 @@ const NAMES: [&str; 41] = [
 ];
 
 /// Capability numbers the agent names.
-pub mod cap {
-    pub const DAC_READ_SEARCH: u32 = 2;
-    pub const SETGID: u32 = 6;
-    pub const SETUID: u32 = 7;
-    pub const SETPCAP: u32 = 8;
-    pub const NET_ADMIN: u32 = 12;
-    pub const SYS_PTRACE: u32 = 19;
-    pub const SYS_ADMIN: u32 = 21;
-    pub const SYS_RESOURCE: u32 = 24;
-    pub const PERFMON: u32 = 38;
-    pub const BPF: u32 = 39;
+pub(crate) mod cap {
+    pub(crate) const DAC_READ_SEARCH: u32 = 2;
+    #[cfg(test)]
+    pub(crate) const SETGID: u32 = 6;
+    #[cfg(test)]
+    pub(crate) const SETUID: u32 = 7;
+    pub(crate) const SETPCAP: u32 = 8;
+    pub(crate) const NET_ADMIN: u32 = 12;
+    pub(crate) const SYS_PTRACE: u32 = 19;
+    pub(crate) const SYS_ADMIN: u32 = 21;
+    #[cfg(test)]
+    pub(crate) const SYS_RESOURCE: u32 = 24;
+    pub(crate) const PERFMON: u32 = 38;
+    pub(crate) const BPF: u32 = 39;
 }
 
 impl CapSet {
-    pub const EMPTY: CapSet = CapSet(0);
+    pub(crate) const EMPTY: CapSet = CapSet(0);
 
-    pub const fn of(caps: &[u32]) -> CapSet {
+    pub(crate) const fn of(caps: &[u32]) -> CapSet {
         let mut bits = 0u64;
         let mut i = 0;
         while i < caps.len() {
@@ -79,33 +82,34 @@ impl CapSet {
         CapSet(bits)
     }
 
-    pub fn contains(self, cap: u32) -> bool {
+    pub(crate) fn contains(self, cap: u32) -> bool {
         cap < 64 && self.0 & (1 << cap) != 0
     }
 
-    pub fn intersect(self, other: CapSet) -> CapSet {
+    pub(crate) fn intersect(self, other: CapSet) -> CapSet {
         CapSet(self.0 & other.0)
     }
 
-    pub fn minus(self, other: CapSet) -> CapSet {
+    pub(crate) fn minus(self, other: CapSet) -> CapSet {
         CapSet(self.0 & !other.0)
     }
 
-    pub fn is_subset_of(self, other: CapSet) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_subset_of(self, other: CapSet) -> bool {
         self.0 & !other.0 == 0
     }
 
-    pub fn is_empty(self) -> bool {
+    pub(crate) fn is_empty(self) -> bool {
         self.0 == 0
     }
 
     /// Capability numbers in the set, ascending.
-    pub fn iter(self) -> impl Iterator<Item = u32> {
+    pub(crate) fn iter(self) -> impl Iterator<Item = u32> {
         (0..64).filter(move |c| self.contains(*c))
     }
 
     /// `CAP_SYS_ADMIN`-style name; `CAP_<n>` for numbers newer than this table.
-    pub fn name(cap: u32) -> String {
+    pub(crate) fn name(cap: u32) -> String {
         match NAMES.get(cap as usize) {
             Some(n) => format!("CAP_{n}"),
             None => format!("CAP_{cap}"),
@@ -113,14 +117,15 @@ impl CapSet {
     }
 
     /// Parses a name with or without `CAP_`, any case (`sys_admin`, `CAP_BPF`).
-    pub fn number(name: &str) -> Option<u32> {
+    #[cfg(test)]
+    pub(crate) fn number(name: &str) -> Option<u32> {
         let upper = name.trim().to_ascii_uppercase();
         let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
         NAMES.iter().position(|n| *n == bare).map(|i| i as u32)
     }
 
     /// Parses a hex mask as /proc/<pid>/status prints it (`CapEff:\t00000000a80425fb`).
-    pub fn from_hex(hex: &str) -> Option<CapSet> {
+    pub(crate) fn from_hex(hex: &str) -> Option<CapSet> {
         u64::from_str_radix(hex.trim(), 16).ok().map(CapSet)
     }
 }
@@ -139,10 +144,10 @@ impl fmt::Display for CapSet {
 
 /// The capability sets of one thread.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ThreadCaps {
-    pub effective: CapSet,
-    pub permitted: CapSet,
-    pub inheritable: CapSet,
+pub(crate) struct ThreadCaps {
+    pub(crate) effective: CapSet,
+    pub(crate) permitted: CapSet,
+    pub(crate) inheritable: CapSet,
 }
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
@@ -166,7 +171,7 @@ fn join(lo: u32, hi: u32) -> CapSet {
 }
 
 /// The calling thread's sets. Async-signal-safe (one syscall); Err holds the errno.
-pub fn get() -> Result<ThreadCaps, i32> {
+pub(crate) fn get() -> Result<ThreadCaps, i32> {
     let mut header = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
@@ -185,7 +190,7 @@ pub fn get() -> Result<ThreadCaps, i32> {
 }
 
 /// Sets the calling thread's sets. Async-signal-safe; Err holds the errno.
-pub fn set(caps: ThreadCaps) -> Result<(), i32> {
+pub(crate) fn set(caps: ThreadCaps) -> Result<(), i32> {
     let header = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
@@ -225,14 +230,14 @@ fn prctl(option: libc::c_int, arg: libc::c_ulong) -> Result<libc::c_long, i32> {
 }
 
 /// Whether `cap` is in the calling thread's bounding set; None if the kernel does not know it.
-pub fn in_bounding_set(cap: u32) -> Option<bool> {
+pub(crate) fn in_bounding_set(cap: u32) -> Option<bool> {
     prctl(libc::PR_CAPBSET_READ, cap.into())
         .ok()
         .map(|r| r == 1)
 }
 
 /// The calling thread's bounding set (capabilities up to `last`).
-pub fn bounding_set(last: u32) -> CapSet {
+pub(crate) fn bounding_set(last: u32) -> CapSet {
     CapSet(
         (0..=last.min(63))
             .filter(|c| in_bounding_set(*c) == Some(true))
@@ -241,12 +246,12 @@ pub fn bounding_set(last: u32) -> CapSet {
 }
 
 /// Removes `cap` from the calling thread's bounding set (needs CAP_SETPCAP).
-pub fn drop_bounding(cap: u32) -> Result<(), i32> {
+pub(crate) fn drop_bounding(cap: u32) -> Result<(), i32> {
     prctl(libc::PR_CAPBSET_DROP, cap.into()).map(drop)
 }
 
 /// Empties the calling thread's ambient set; kernels before 4.3 have none (EINVAL is fine).
-pub fn clear_ambient() -> Result<(), i32> {
+pub(crate) fn clear_ambient() -> Result<(), i32> {
     match prctl(
         libc::PR_CAP_AMBIENT,
         libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
@@ -257,18 +262,18 @@ pub fn clear_ambient() -> Result<(), i32> {
 }
 
 /// no_new_privs: no execve of this thread or its children can gain privileges again.
-pub fn set_no_new_privs() -> Result<(), i32> {
+pub(crate) fn set_no_new_privs() -> Result<(), i32> {
     prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map(drop)
 }
 
 /// Keep the permitted set across a change of uid away from 0 (cleared again by the kernel
 /// on the next execve).
-pub fn set_keep_caps(keep: bool) -> Result<(), i32> {
+pub(crate) fn set_keep_caps(keep: bool) -> Result<(), i32> {
     prctl(libc::PR_SET_KEEPCAPS, keep.into()).map(drop)
 }
 
 /// The highest capability number this kernel knows.
-pub fn last_cap() -> u32 {
+pub(crate) fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -276,7 +281,7 @@ pub fn last_cap() -> u32 {
         .unwrap_or(40)
 }
 
-pub fn errno() -> i32 {
+pub(crate) fn errno() -> i32 {
     // SAFETY: errno is thread-local; reading it has no preconditions.
     unsafe { *libc::__errno_location() }
 }

@@ -7,20 +7,19 @@
 //! The runtime calls [`Service::start`] first, [`Service::attached`] once the programs are
 //! attached, [`Service::tick`] every second, [`Service::reloading`] / [`Service::reloaded`]
 //! around a SIGHUP reload and [`Service::stopping`] on SIGTERM.
-pub mod caps;
-pub mod notify;
-pub mod privileges;
-pub mod seccomp;
-pub mod threads;
+pub(crate) mod caps;
+pub(crate) mod notify;
+pub(crate) mod privileges;
+pub(crate) mod seccomp;
+pub(crate) mod threads;
 
 use std::time::Instant;
 
-pub use caps::CapSet;
-pub use notify::{Notifier, NotifyError, Watchdog};
-pub use privileges::{PrivilegeError, User, KEPT, STARTUP, USER_ENV};
+pub(crate) use notify::{Notifier, NotifyError, Watchdog};
+pub(crate) use privileges::{PrivilegeError, User, USER_ENV};
 
 #[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
+pub(crate) enum ServiceError {
     #[error(transparent)]
     Notify(#[from] NotifyError),
     #[error(transparent)]
@@ -28,7 +27,7 @@ pub enum ServiceError {
 }
 
 /// The service side of the agent; inert when no manager asked for notifications.
-pub struct Service {
+pub(crate) struct Service {
     notifier: Option<Notifier>,
     watchdog: Option<Watchdog>,
     status: String,
@@ -38,7 +37,7 @@ impl Service {
     /// Reads the manager's environment and, when `user` is set, becomes that user (keeping
     /// the start-up capabilities); either way joins `groups`, those the file outputs give
     /// their files ([`privileges::join_groups`]). Call before outputs open files.
-    pub fn start(user: Option<&str>, groups: &[u32]) -> Result<Service, ServiceError> {
+    pub(crate) fn start(user: Option<&str>, groups: &[u32]) -> Result<Service, ServiceError> {
         let notifier = match Notifier::from_env() {
             Ok(n) => n,
             // Capture matters more than notifications: a manager that insists on them will
@@ -65,7 +64,7 @@ impl Service {
 
     /// Programs attached: drop capabilities, install the system call filter in every thread,
     /// then tell the manager the agent is ready.
-    pub fn attached(&mut self) -> Result<(), ServiceError> {
+    pub(crate) fn attached(&mut self) -> Result<(), ServiceError> {
         let report = privileges::drop_after_attach()?;
         // After the drop, which set no_new_privs in every thread (what seccomp needs without
         // CAP_SYS_ADMIN).
@@ -77,7 +76,7 @@ impl Service {
 
     /// Once a second from the main loop: the watchdog ping when due. The loop being stuck
     /// stops the pings, and the manager restarts the agent.
-    pub fn tick(&mut self) {
+    pub(crate) fn tick(&mut self) {
         if self
             .watchdog
             .as_mut()
@@ -88,7 +87,7 @@ impl Service {
     }
 
     /// SIGHUP received; what `Type=notify-reload` expects before the reload starts.
-    pub fn reloading(&mut self) {
+    pub(crate) fn reloading(&mut self) {
         self.notify(&format!(
             "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading the configuration",
             notify::monotonic_usec()
@@ -96,12 +95,12 @@ impl Service {
     }
 
     /// The reload is over (applied or rejected: the agent runs either way).
-    pub fn reloaded(&mut self) {
+    pub(crate) fn reloaded(&mut self) {
         self.notify(&format!("READY=1\nSTATUS={}", self.status));
     }
 
     /// SIGTERM received: the agent ends its flows and closes its outputs.
-    pub fn stopping(&mut self) {
+    pub(crate) fn stopping(&mut self) {
         self.notify("STOPPING=1\nSTATUS=ending open flows and closing the outputs");
     }
 

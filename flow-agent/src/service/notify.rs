@@ -11,12 +11,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
-pub const WATCHDOG_USEC: &str = "WATCHDOG_USEC";
-pub const WATCHDOG_PID: &str = "WATCHDOG_PID";
+pub(crate) const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
+pub(crate) const WATCHDOG_USEC: &str = "WATCHDOG_USEC";
+pub(crate) const WATCHDOG_PID: &str = "WATCHDOG_PID";
 
 #[derive(Debug, thiserror::Error)]
-pub enum NotifyError {
+pub(crate) enum NotifyError {
     #[error("{NOTIFY_SOCKET}={0:?}: expected an absolute path or @name of a Unix datagram socket")]
     Address(String),
     #[error("{NOTIFY_SOCKET}={address:?}: {source}")]
@@ -30,7 +30,7 @@ pub enum NotifyError {
 }
 
 /// Parses `NOTIFY_SOCKET`'s value.
-pub fn parse_address(value: &str) -> Result<SocketAddr, NotifyError> {
+pub(crate) fn parse_address(value: &str) -> Result<SocketAddr, NotifyError> {
     let bad = || NotifyError::Address(value.to_string());
     if let Some(name) = value.strip_prefix('@') {
         if name.is_empty() {
@@ -46,7 +46,7 @@ pub fn parse_address(value: &str) -> Result<SocketAddr, NotifyError> {
 
 /// A connected notification socket. Connecting once at start-up means later messages need no
 /// access to the socket's path, which the agent may lose when it changes user.
-pub struct Notifier {
+pub(crate) struct Notifier {
     socket: UnixDatagram,
     address: String,
     failed: bool,
@@ -54,14 +54,14 @@ pub struct Notifier {
 
 impl Notifier {
     /// None when the agent was not started by a service manager that wants notifications.
-    pub fn from_env() -> Result<Option<Notifier>, NotifyError> {
+    pub(crate) fn from_env() -> Result<Option<Notifier>, NotifyError> {
         match std::env::var(NOTIFY_SOCKET) {
             Ok(v) if !v.is_empty() => Notifier::connect(&v).map(Some),
             _ => Ok(None),
         }
     }
 
-    pub fn connect(address: &str) -> Result<Notifier, NotifyError> {
+    pub(crate) fn connect(address: &str) -> Result<Notifier, NotifyError> {
         let addr = parse_address(address)?;
         let failed = |source| NotifyError::Connect {
             address: address.to_string(),
@@ -80,7 +80,7 @@ impl Notifier {
 
     /// Sends one message (`KEY=VALUE` lines). A failure is logged once and otherwise ignored:
     /// capture goes on whether or not the manager listens.
-    pub fn send(&mut self, message: &str) -> io::Result<()> {
+    pub(crate) fn send(&mut self, message: &str) -> io::Result<()> {
         let result = self.socket.send(message.as_bytes()).map(drop);
         match &result {
             Err(e) if !self.failed => {
@@ -99,20 +99,20 @@ impl Notifier {
 
 /// When to send `WATCHDOG=1`: at half the manager's timeout, as sd_watchdog_enabled(3) advises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Watchdog {
-    pub interval: Duration,
+pub(crate) struct Watchdog {
+    pub(crate) interval: Duration,
     last: Option<Instant>,
 }
 
 impl Watchdog {
     /// From `WATCHDOG_USEC` (and `WATCHDOG_PID`, which must be ours when set).
-    pub fn from_env() -> Result<Option<Watchdog>, NotifyError> {
+    pub(crate) fn from_env() -> Result<Option<Watchdog>, NotifyError> {
         let usec = std::env::var(WATCHDOG_USEC).ok();
         let pid = std::env::var(WATCHDOG_PID).ok();
         Watchdog::from_values(usec.as_deref(), pid.as_deref(), std::process::id())
     }
 
-    pub fn from_values(
+    pub(crate) fn from_values(
         usec: Option<&str>,
         pid: Option<&str>,
         own_pid: u32,
@@ -139,7 +139,7 @@ impl Watchdog {
     }
 
     /// Whether a ping is due at `now`; if so, counts it as sent.
-    pub fn due(&mut self, now: Instant) -> bool {
+    pub(crate) fn due(&mut self, now: Instant) -> bool {
         let due = self
             .last
             .is_none_or(|last| now.duration_since(last) >= self.interval);
@@ -151,7 +151,7 @@ impl Watchdog {
 }
 
 /// CLOCK_MONOTONIC in microseconds, for `MONOTONIC_USEC=` next to `RELOADING=1`.
-pub fn monotonic_usec() -> u64 {
+pub(crate) fn monotonic_usec() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -13,7 +13,7 @@ use super::{
 /// users' `/proc/<pid>/fd` (DAC_READ_SEARCH), read other processes' /proc links (SYS_PTRACE),
 /// list sockets in other network namespaces (SYS_ADMIN) and shrink the bounding set at the
 /// drop (SETPCAP). Also the unit's AmbientCapabilities.
-pub const STARTUP: CapSet = CapSet::of(&[
+pub(crate) const STARTUP: CapSet = CapSet::of(&[
     cap::DAC_READ_SEARCH,
     cap::SETPCAP,
     cap::NET_ADMIN,
@@ -33,14 +33,14 @@ pub const STARTUP: CapSet = CapSet::of(&[
 /// Not kept, found unneeded after attach: DAC_READ_SEARCH (tracefs and `/proc/<pid>/fd` are
 /// read before the drop only), BPF and PERFMON (the ring buffer and maps are read through
 /// descriptors already open), NET_ADMIN (inet_diag dumps need none).
-pub const KEPT: CapSet = CapSet::of(&[cap::SYS_PTRACE, cap::SYS_ADMIN]);
+pub(crate) const KEPT: CapSet = CapSet::of(&[cap::SYS_PTRACE, cap::SYS_ADMIN]);
 
 /// Environment variable naming the user to run as (until the configuration file has the
 /// setting): `FLOW_AGENT_USER=flow-agent`.
-pub const USER_ENV: &str = "FLOW_AGENT_USER";
+pub(crate) const USER_ENV: &str = "FLOW_AGENT_USER";
 
 #[derive(Debug, thiserror::Error)]
-pub enum PrivilegeError {
+pub(crate) enum PrivilegeError {
     #[error("user {0:?} does not exist")]
     NoSuchUser(String),
     #[error("looking up user {name:?}: {source}")]
@@ -64,15 +64,15 @@ pub enum PrivilegeError {
 
 /// A user the agent runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
+pub(crate) struct User {
+    pub(crate) name: String,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
 }
 
 impl User {
     /// Looks `name` up through NSS (getpwnam_r).
-    pub fn lookup(name: &str) -> Result<User, PrivilegeError> {
+    pub(crate) fn lookup(name: &str) -> Result<User, PrivilegeError> {
         let cname = CString::new(name).map_err(|_| PrivilegeError::NoSuchUser(name.to_string()))?;
         let mut buf = vec![0u8; 16 * 1024];
         loop {
@@ -119,7 +119,7 @@ impl User {
 ///
 /// `groups` are those the file outputs give their files: without CAP_CHOWN (dropped after
 /// attach) fchown can give a file only a group its owner is a member of.
-pub fn become_user(user: &User, groups: &[u32]) -> Result<(), PrivilegeError> {
+pub(crate) fn become_user(user: &User, groups: &[u32]) -> Result<(), PrivilegeError> {
     // SAFETY: these getters cannot fail.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
     if uid == user.uid && gid == user.gid {
@@ -175,7 +175,7 @@ pub fn become_user(user: &User, groups: &[u32]) -> Result<(), PrivilegeError> {
 /// groups once CAP_CHOWN is gone. When it cannot (an agent started without CAP_SETGID, as the
 /// unit starts it), it warns: a file sink then refuses a file it cannot give its group, with
 /// an error that says what to do, unless the directory's set-group-ID bit gives it already.
-pub fn join_groups(groups: &[u32]) {
+pub(crate) fn join_groups(groups: &[u32]) {
     if groups.is_empty() {
         return;
     }
@@ -238,18 +238,18 @@ fn raise_memlock_limit() {
 
 /// What [`drop_after_attach`] left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DropReport {
+pub(crate) struct DropReport {
     /// Capabilities held after the drop ([`KEPT`] minus what the agent never had).
-    pub kept: CapSet,
+    pub(crate) kept: CapSet,
     /// Of [`KEPT`], those the agent did not have to begin with.
-    pub missing: CapSet,
+    pub(crate) missing: CapSet,
     /// Whether the bounding set shrank to [`KEPT`] (it cannot without CAP_SETPCAP).
-    pub bounding_reduced: bool,
+    pub(crate) bounding_reduced: bool,
 }
 
 /// Drops every capability but [`KEPT`] from every thread (effective, permitted,
 /// inheritable, ambient and bounding sets) and sets no_new_privs.
-pub fn drop_after_attach() -> Result<DropReport, PrivilegeError> {
+pub(crate) fn drop_after_attach() -> Result<DropReport, PrivilegeError> {
     let before = caps::get().unwrap_or_default();
     let result = threads::drop_everywhere(KEPT)?;
     let after = caps::get().unwrap_or_default();

@@ -17,7 +17,7 @@ use super::caps::{self, CapSet, ThreadCaps};
 
 /// Real-time signal that carries the request to the other threads. Its handler stays
 /// installed: a late delivery only repeats a drop that is already done.
-pub fn signal() -> libc::c_int {
+pub(crate) fn signal() -> libc::c_int {
     libc::SIGRTMAX() - 3
 }
 
@@ -35,7 +35,7 @@ static BOUNDING_ERRNO: AtomicI32 = AtomicI32::new(0);
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 #[derive(Debug, thiserror::Error)]
-pub enum ThreadsError {
+pub(crate) enum ThreadsError {
     #[error("installing the handler of signal {signal}: {source}")]
     Handler {
         signal: libc::c_int,
@@ -51,9 +51,9 @@ pub enum ThreadsError {
 
 /// What the drop achieved beyond effective and permitted (which always drop).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct DropResult {
+pub(crate) struct DropResult {
     /// Why the bounding set could not be reduced (EPERM without CAP_SETPCAP); None if it was.
-    pub bounding_errno: Option<i32>,
+    pub(crate) bounding_errno: Option<i32>,
 }
 
 /// One thread: bounding set, ambient set, effective/permitted/inheritable, no_new_privs.
@@ -124,18 +124,18 @@ fn gettid() -> u32 {
 
 /// The capability lines and no_new_privs of one thread's /proc status.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct StatusCaps {
-    pub inheritable: CapSet,
-    pub permitted: CapSet,
-    pub effective: CapSet,
-    pub bounding: CapSet,
-    pub ambient: CapSet,
-    pub no_new_privs: bool,
+pub(crate) struct StatusCaps {
+    pub(crate) inheritable: CapSet,
+    pub(crate) permitted: CapSet,
+    pub(crate) effective: CapSet,
+    pub(crate) bounding: CapSet,
+    pub(crate) ambient: CapSet,
+    pub(crate) no_new_privs: bool,
 }
 
 impl StatusCaps {
     /// Parses the text of `/proc/<pid>/status` (or a task's).
-    pub fn parse(status: &str) -> StatusCaps {
+    pub(crate) fn parse(status: &str) -> StatusCaps {
         let mut s = StatusCaps::default();
         for line in status.lines() {
             let Some((key, value)) = line.split_once(':') else {
@@ -170,7 +170,7 @@ fn task_status(tid: u32) -> Option<StatusCaps> {
 }
 
 /// Drops every capability outside `keep` from every thread; see the module docs.
-pub fn drop_everywhere(keep: CapSet) -> Result<DropResult, ThreadsError> {
+pub(crate) fn drop_everywhere(keep: CapSet) -> Result<DropResult, ThreadsError> {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let last = caps::last_cap();
     KEEP.store(keep.0, SeqCst);

@@ -21,15 +21,15 @@ mod worker;
 pub(crate) mod tests;
 
 pub(crate) use disk::DiskBuffer;
-pub use queue::LogLimiter;
+pub(crate) use queue::LogLimiter;
 
 /// Parent of the default buffer directories: `<this>/<output name>`.
-pub const DEFAULT_BUFFER_ROOT: &str = "/var/lib/flow-agent/buffer";
+pub(crate) const DEFAULT_BUFFER_ROOT: &str = "/var/lib/flow-agent/buffer";
 
 /// Which records give way when a cap is reached.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum DropPolicy {
+pub(crate) enum DropPolicy {
     /// The oldest waiting records are dropped to make room for new ones.
     #[default]
     Oldest,
@@ -40,31 +40,31 @@ pub enum DropPolicy {
 /// `[outputs.<sink>.delivery]`: queue and buffer sizes shared by every network sink.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
-pub struct DeliveryConfig {
+pub(crate) struct DeliveryConfig {
     /// Records held in memory before new ones go to the disk buffer.
-    pub queue_records: usize,
+    pub(crate) queue_records: usize,
     /// Disk buffer directory; default `/var/lib/flow-agent/buffer/<output name>`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub buffer_dir: Option<PathBuf>,
+    pub(crate) buffer_dir: Option<PathBuf>,
     /// Cap of the disk buffer (records and their 8-byte headers); 0 disables it.
-    pub buffer_max_bytes: u64,
+    pub(crate) buffer_max_bytes: u64,
     /// What gives way at a cap: `oldest` or `newest`.
-    pub drop_policy: DropPolicy,
+    pub(crate) drop_policy: DropPolicy,
     /// Most records per send.
-    pub batch_records: usize,
+    pub(crate) batch_records: usize,
     /// First delay before retrying an unreachable destination (seconds).
     #[serde(with = "seconds")]
-    pub backoff_initial: Duration,
+    pub(crate) backoff_initial: Duration,
     /// Longest delay between retries (seconds).
     #[serde(with = "seconds")]
-    pub backoff_max: Duration,
+    pub(crate) backoff_max: Duration,
     /// A send that makes no progress for this long is abandoned and retried (seconds).
     #[serde(with = "seconds")]
-    pub send_timeout: Duration,
+    pub(crate) send_timeout: Duration,
     /// How long closing (reload, shutdown) may spend sending what memory holds before the
     /// rest is persisted to the disk buffer (seconds).
     #[serde(with = "seconds")]
-    pub close_timeout: Duration,
+    pub(crate) close_timeout: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -85,7 +85,7 @@ impl Default for DeliveryConfig {
 
 impl DeliveryConfig {
     /// The buffer directory of output `name`.
-    pub fn buffer_dir_for(&self, name: &str) -> PathBuf {
+    pub(crate) fn buffer_dir_for(&self, name: &str) -> PathBuf {
         if let Some(dir) = &self.buffer_dir {
             return dir.clone();
         }
@@ -105,7 +105,7 @@ impl DeliveryConfig {
         Path::new(DEFAULT_BUFFER_ROOT).join(safe)
     }
 
-    pub fn validate(&self) -> Result<(), SinkError> {
+    pub(crate) fn validate(&self) -> Result<(), SinkError> {
         let bad = |m: String| Err(SinkError::Config(format!("delivery: {m}")));
         if self.queue_records == 0 {
             return bad("queue_records must be at least 1".into());
@@ -140,11 +140,11 @@ mod seconds {
 
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let secs = f64::deserialize(d)?;
         Duration::try_from_secs_f64(secs)
             .map_err(|_| D::Error::custom(format!("{secs} is not a duration in seconds")))
@@ -153,7 +153,7 @@ mod seconds {
 
 /// Why a batch was not taken.
 #[derive(Debug, thiserror::Error)]
-pub enum TransportError {
+pub(crate) enum TransportError {
     /// The destination is unreachable or the connection broke: reconnect after a back-off and
     /// send the same records again.
     #[error("{0}")]
@@ -169,14 +169,15 @@ pub enum TransportError {
 }
 
 /// A future returned by [`Transport::send`].
-pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), TransportError>> + Send + 'a>>;
+pub(crate) type SendFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<(), TransportError>> + Send + 'a>>;
 
 /// One kind of destination (syslog over TCP, HTTP, ...). Connects lazily inside `send` and
 /// drops its connection on error, so that the next `send` reconnects.
 ///
 /// A `send` can be dropped before it completes (`send_timeout`, close): the transport must
 /// then not go on with a half-written connection, and the same records come again.
-pub trait Transport: Send + 'static {
+pub(crate) trait Transport: Send + 'static {
     /// Sends these records (encoded, without framing) in order; Ok when all were taken.
     fn send<'a>(&'a mut self, records: &'a [Vec<u8>]) -> SendFuture<'a>;
     /// Most records worth passing to one `send`.
@@ -187,7 +188,7 @@ pub trait Transport: Send + 'static {
 
 /// Starts the delivery worker of a transport (on its own thread) and returns the sink that
 /// feeds it. Records an earlier run left in the disk buffer are delivered first.
-pub fn spawn(
+pub(crate) fn spawn(
     transport: Box<dyn Transport>,
     config: &DeliveryConfig,
     stats: Arc<SinkStats>,

@@ -18,14 +18,14 @@ mod status;
 #[cfg(test)]
 mod tests;
 mod tls;
-pub mod transport;
+pub(crate) mod transport;
 
-pub use endpoint::Endpoint;
+pub(crate) use endpoint::Endpoint;
 
 /// How records are framed into a request body.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum HttpMode {
+pub(crate) enum HttpMode {
     /// One JSON document per line, every line newline-terminated.
     #[default]
     Ndjson,
@@ -36,36 +36,36 @@ pub enum HttpMode {
 /// `[outputs.http]`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
+pub(crate) struct HttpConfig {
     /// `http://` or `https://` URL the batches are POSTed to.
-    pub url: String,
-    pub mode: HttpMode,
+    pub(crate) url: String,
+    pub(crate) mode: HttpMode,
     /// Index or data stream named in each `_bulk` action line; without it the URL must name
     /// one (`/<index>/_bulk`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub index: Option<String>,
+    pub(crate) index: Option<String>,
     /// Extra request headers (e.g. `Authorization`). Their values are never logged.
-    pub headers: BTreeMap<String, String>,
+    pub(crate) headers: BTreeMap<String, String>,
     /// HTTP basic authentication; both or neither.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
+    pub(crate) password: Option<String>,
     /// Compress request bodies (`Content-Encoding: gzip`).
-    pub gzip: bool,
+    pub(crate) gzip: bool,
     /// Seconds one request may take, connecting included.
-    pub timeout: u64,
+    pub(crate) timeout: u64,
     /// PEM file of the CA certificates that verify an HTTPS server; default: the system's.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
     /// Verify the HTTPS server's certificate and name. Turning it off is for tests only.
-    pub tls_verify: bool,
+    pub(crate) tls_verify: bool,
     /// Most records in one request.
-    pub max_batch_records: usize,
+    pub(crate) max_batch_records: usize,
     /// Most bytes of one request body before compression; a single larger record still goes
     /// alone.
-    pub max_batch_bytes: usize,
-    pub delivery: delivery::DeliveryConfig,
+    pub(crate) max_batch_bytes: usize,
+    pub(crate) delivery: delivery::DeliveryConfig,
 }
 
 impl Default for HttpConfig {
@@ -125,7 +125,7 @@ impl HttpConfig {
 
     /// The warning about [`HttpConfig::cleartext_credentials`]; None when there are none.
     /// Logged when the output starts, printed by `check-config`.
-    pub fn cleartext_warning(&self) -> Option<String> {
+    pub(crate) fn cleartext_warning(&self) -> Option<String> {
         let found = self.cleartext_credentials();
         let endpoint = Endpoint::parse(&self.url).ok()?;
         (!found.is_empty()).then(|| {
@@ -139,7 +139,7 @@ impl HttpConfig {
 }
 
 /// Validates the configuration, builds the transport and starts its delivery worker.
-pub fn open(
+pub(crate) fn open(
     config: &HttpConfig,
     format: Format,
     stats: Arc<SinkStats>,

@@ -16,15 +16,15 @@ use crate::{
     filter::FilterConfig,
 };
 
-pub mod delivery;
-pub mod file;
-pub mod http;
+pub(crate) mod delivery;
+pub(crate) mod file;
+pub(crate) mod http;
 pub(crate) mod safe_dir;
-pub mod stats;
-pub mod stdout;
-pub mod syslog;
+pub(crate) mod stats;
+pub(crate) mod stdout;
+pub(crate) mod syslog;
 
-pub use stats::SinkStats;
+pub(crate) use stats::SinkStats;
 
 /// One `[[outputs]]` table: exactly one of the sink tables (`stdout`, `file`, `syslog`,
 /// `http`), plus the format and filter of this output.
@@ -33,24 +33,24 @@ pub use stats::SinkStats;
 pub struct OutputConfig {
     /// Name in logs, stats and metrics; default `<sink>-<index>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default)]
-    pub format: Format,
+    pub(crate) format: Format,
     #[serde(default)]
-    pub filter: FilterConfig,
+    pub(crate) filter: FilterConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stdout: Option<stdout::StdoutConfig>,
+    pub(crate) stdout: Option<stdout::StdoutConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<file::FileConfig>,
+    pub(crate) file: Option<file::FileConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub syslog: Option<syslog::SyslogConfig>,
+    pub(crate) syslog: Option<syslog::SyslogConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<http::HttpConfig>,
+    pub(crate) http: Option<http::HttpConfig>,
 }
 
 impl OutputConfig {
     /// The built-in default: native JSON lines on stdout.
-    pub fn stdout() -> Self {
+    pub(crate) fn stdout() -> Self {
         Self {
             stdout: Some(stdout::StdoutConfig::default()),
             ..Self::default()
@@ -58,7 +58,7 @@ impl OutputConfig {
     }
 
     /// Which sink table is set; an error unless exactly one is.
-    pub fn kind(&self) -> Result<&'static str, SinkError> {
+    pub(crate) fn kind(&self) -> Result<&'static str, SinkError> {
         let set: Vec<&'static str> = [
             ("stdout", self.stdout.is_some()),
             ("file", self.file.is_some()),
@@ -81,7 +81,7 @@ impl OutputConfig {
     }
 
     /// The name of output number `index` (from 0): its `name`, else `<sink>-<index>`.
-    pub fn name_at(&self, index: usize) -> Result<String, SinkError> {
+    pub(crate) fn name_at(&self, index: usize) -> Result<String, SinkError> {
         let kind = self.kind()?;
         Ok(self
             .name
@@ -91,7 +91,7 @@ impl OutputConfig {
 
     /// The disk buffer directory output number `index` locks while it runs: network sinks
     /// with a disk buffer only.
-    pub fn buffer_dir(&self, index: usize) -> Option<PathBuf> {
+    pub(crate) fn buffer_dir(&self, index: usize) -> Option<PathBuf> {
         let delivery = match (&self.syslog, &self.http) {
             (Some(s), _) => &s.delivery,
             (None, Some(h)) => &h.delivery,
@@ -120,7 +120,7 @@ fn comparable(dir: &Path) -> PathBuf {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum SinkError {
+pub(crate) enum SinkError {
     #[error("output configuration: {0}")]
     Config(String),
     #[error("{what}: {source}")]
@@ -132,7 +132,7 @@ pub enum SinkError {
 }
 
 impl SinkError {
-    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             what: what.into(),
             source,
@@ -141,10 +141,10 @@ impl SinkError {
 }
 
 /// A future returned by [`Sink::close`].
-pub type CloseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(crate) type CloseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Destination of encoded records.
-pub trait Sink: Send {
+pub(crate) trait Sink: Send {
     /// Takes one record (without framing). Never blocks the capture loop for long: network
     /// sinks queue it. Failures are counted in the sink's stats and logged, not returned:
     /// one broken sink must not stop the others.
@@ -166,7 +166,7 @@ struct Output {
 }
 
 /// Every configured output, fed by the runtime.
-pub struct Outputs {
+pub(crate) struct Outputs {
     outputs: Vec<Output>,
     record: Vec<u8>,
 }
@@ -174,7 +174,7 @@ pub struct Outputs {
 impl Outputs {
     /// Opens every sink; fails on the first that cannot start, naming it (those opened
     /// before it are closed again).
-    pub fn start(configs: &[OutputConfig]) -> Result<Self, SinkError> {
+    pub(crate) fn start(configs: &[OutputConfig]) -> Result<Self, SinkError> {
         let mut outputs = Self {
             outputs: Vec::with_capacity(configs.len()),
             record: Vec::with_capacity(4096),
@@ -213,7 +213,7 @@ impl Outputs {
     /// outputs (`current` is the configuration they were started from) are closed first. If
     /// the new outputs cannot start, the current ones stay in force: those closed first are
     /// started again from `current`, the others were never interrupted.
-    pub async fn replace(
+    pub(crate) async fn replace(
         &mut self,
         current: &[OutputConfig],
         new: &[OutputConfig],
@@ -281,14 +281,14 @@ impl Outputs {
     }
 
     /// Counters of every output, for stats events and metrics.
-    pub fn stats(&self) -> Vec<Arc<SinkStats>> {
+    pub(crate) fn stats(&self) -> Vec<Arc<SinkStats>> {
         self.outputs.iter().map(|o| o.stats.clone()).collect()
     }
 
     /// Closes every sink; see [`Sink::close`].
     /// All at once: each network sink may wait up to its `close_timeout` for its forwarder, and
     /// one after the other those waits would add up.
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         close_all(self.outputs).await;
     }
 }
@@ -369,7 +369,7 @@ mod tests {
     }
 
     fn stats_event() -> Event {
-        Event::Stats(Box::new(crate::health::StatsEvent {
+        Event::Stats(Box::new(crate::event::StatsEvent {
             event_action: "stats",
             ..Default::default()
         }))

@@ -1,25 +1,25 @@
 //! Delivery counters of one sink, shared between the sink's worker and the health reports.
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::health::SinkReport;
+use crate::event::SinkReport;
 
 #[derive(Debug, Default)]
-pub struct SinkStats {
-    pub name: String,
-    pub kind: &'static str,
-    pub format: &'static str,
-    pub accepted: AtomicU64,
-    pub sent: AtomicU64,
-    pub queued: AtomicU64,
-    pub buffered: AtomicU64,
-    pub dropped: AtomicU64,
-    pub reconnects: AtomicU64,
-    pub errors: AtomicU64,
-    pub worker_panics: AtomicU64,
+pub(crate) struct SinkStats {
+    pub(crate) name: String,
+    pub(crate) kind: &'static str,
+    pub(crate) format: &'static str,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) queued: AtomicU64,
+    pub(crate) buffered: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) worker_panics: AtomicU64,
 }
 
 impl SinkStats {
-    pub fn new(name: String, kind: &'static str, format: &'static str) -> Self {
+    pub(crate) fn new(name: String, kind: &'static str, format: &'static str) -> Self {
         Self {
             name,
             kind,
@@ -28,7 +28,7 @@ impl SinkStats {
         }
     }
 
-    pub fn report(&self) -> SinkReport {
+    pub(crate) fn report(&self) -> SinkReport {
         SinkReport {
             name: self.name.clone(),
             kind: self.kind,

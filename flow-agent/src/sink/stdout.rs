@@ -11,9 +11,9 @@ use super::{CloseFuture, Sink, SinkStats};
 /// `[outputs.stdout]`: no options.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct StdoutConfig {}
+pub(crate) struct StdoutConfig {}
 
-pub struct StdoutSink {
+pub(crate) struct StdoutSink {
     out: BufWriter<Stdout>,
     stats: Arc<SinkStats>,
     pending: u64,
@@ -21,7 +21,7 @@ pub struct StdoutSink {
 }
 
 impl StdoutSink {
-    pub fn open(_config: &StdoutConfig, stats: Arc<SinkStats>) -> Self {
+    pub(crate) fn open(_config: &StdoutConfig, stats: Arc<SinkStats>) -> Self {
         Self {
             out: BufWriter::with_capacity(1 << 16, std::io::stdout()),
             stats,

@@ -19,13 +19,13 @@ mod shorten;
 mod tls;
 mod transport;
 
-pub use config::{Code, Framing, Oversize, SyslogConfig, TransportKind};
+pub(crate) use config::{Framing, Oversize, SyslogConfig};
 use delivery::LogLimiter;
 use message::Header;
 
 /// Starts a syslog output: checks the configuration (and reads TLS files) now, connects
 /// lazily in the delivery worker.
-pub fn open(
+pub(crate) fn open(
     config: &SyslogConfig,
     format: Format,
     stats: Arc<SinkStats>,

@@ -31,10 +31,10 @@ mod parse_tests;
 mod proc_scan;
 
 /// Kernel TCP state numbers (`include/net/tcp_states.h`), shared with the kernel programs.
-pub use flow_common::tcp_state;
+pub(crate) use flow_common::tcp_state;
 
 /// `idiag_states` bit of one TCP state.
-pub const fn state_bit(state: u8) -> u32 {
+pub(crate) const fn state_bit(state: u8) -> u32 {
     1 << state
 }
 
@@ -43,7 +43,7 @@ pub const fn state_bit(state: u8) -> u32 {
 /// flow), SYN_RECV/NEW_SYN_RECV (request sockets: no counters, no owner yet, they become
 /// ESTABLISHED), TIME_WAIT (the flow has ended and the kernel side reported it at close) and
 /// CLOSE (unconnected or already closed sockets).
-pub const DEFAULT_STATES: u32 = state_bit(tcp_state::ESTABLISHED)
+pub(crate) const DEFAULT_STATES: u32 = state_bit(tcp_state::ESTABLISHED)
     | state_bit(tcp_state::SYN_SENT)
     | state_bit(tcp_state::FIN_WAIT1)
     | state_bit(tcp_state::FIN_WAIT2)
@@ -52,34 +52,35 @@ pub const DEFAULT_STATES: u32 = state_bit(tcp_state::ESTABLISHED)
     | state_bit(tcp_state::CLOSING);
 
 /// Every state, LISTEN and TIME_WAIT included.
-pub const ALL_STATES: u32 = u32::MAX;
+#[cfg(test)]
+pub(crate) const ALL_STATES: u32 = u32::MAX;
 
 /// One TCP socket as sock_diag reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct TcpSockInfo {
     /// The socket's family (AF_INET / AF_INET6). An IPv4-mapped IPv6 socket keeps AF_INET6 here
     /// while its addresses are reported as IPv4, as the kernel programs' records do.
-    pub family: u16,
+    pub(crate) family: u16,
     /// IPv6 addresses carry no scope id, matching the kernel programs' tuples.
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
+    pub(crate) local: SocketAddr,
+    pub(crate) remote: SocketAddr,
     /// Kernel TCP state number ([`tcp_state`]).
-    pub state: u8,
+    pub(crate) state: u8,
     /// Socket inode (matches `/proc/<pid>/fd/N -> socket:[inode]`); 0 for sockets without one.
-    pub inode: u64,
-    pub uid: u32,
+    pub(crate) inode: u64,
+    pub(crate) uid: u32,
     /// The kernel's socket cookie (`SO_COOKIE`, `bpf_get_socket_cookie`).
-    pub cookie: u64,
-    pub bytes_acked: u64,
-    pub bytes_received: u64,
-    pub bytes_sent: u64,
-    pub segs_in: u32,
-    pub segs_out: u32,
-    pub data_segs_in: u32,
-    pub data_segs_out: u32,
-    pub total_retrans: u32,
+    pub(crate) cookie: u64,
+    pub(crate) bytes_acked: u64,
+    pub(crate) bytes_received: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) segs_in: u32,
+    pub(crate) segs_out: u32,
+    pub(crate) data_segs_in: u32,
+    pub(crate) data_segs_out: u32,
+    pub(crate) total_retrans: u32,
     /// Smoothed RTT in microseconds.
-    pub rtt_us: u32,
+    pub(crate) rtt_us: u32,
 }
 
 #[derive(thiserror::Error, Debug)]
@@ -151,25 +152,28 @@ pub fn parse_dump_datagram(
 
 /// All TCP sockets in [`DEFAULT_STATES`] (every state but LISTEN, TIME_WAIT, CLOSE and the
 /// SYN_RECV request sockets) in the network namespace of the calling thread.
-pub fn tcp_sockets() -> Result<Vec<TcpSockInfo>, DiagError> {
+#[cfg(test)]
+pub(crate) fn tcp_sockets() -> Result<Vec<TcpSockInfo>, DiagError> {
     tcp_sockets_with_states(DEFAULT_STATES)
 }
 
 /// TCP sockets whose state is in `states` (a mask of [`state_bit`]s) in the calling thread's
 /// network namespace.
-pub fn tcp_sockets_with_states(states: u32) -> Result<Vec<TcpSockInfo>, DiagError> {
+#[cfg(test)]
+pub(crate) fn tcp_sockets_with_states(states: u32) -> Result<Vec<TcpSockInfo>, DiagError> {
     netlink::dump_tcp(states)
 }
 
-/// [`tcp_sockets`] inside another network namespace, given a path to its ns file (e.g.
-/// `/proc/<pid>/ns/net` or `/run/netns/NAME`). The dump runs on a short-lived helper thread that
-/// setns()es into it, so the agent's own threads never change namespace.
-pub fn tcp_sockets_in(netns_path: &Path) -> Result<Vec<TcpSockInfo>, DiagError> {
+/// All TCP sockets in [`DEFAULT_STATES`] inside a network namespace, given a path to its ns
+/// file (e.g. `/proc/<pid>/ns/net` or `/run/netns/NAME`). The dump runs on a short-lived helper
+/// thread that setns()es into it, so the agent's own threads never change namespace.
+pub(crate) fn tcp_sockets_in(netns_path: &Path) -> Result<Vec<TcpSockInfo>, DiagError> {
     tcp_sockets_in_with_states(netns_path, DEFAULT_STATES)
 }
 
-/// [`tcp_sockets_with_states`] inside the network namespace at `netns_path`.
-pub fn tcp_sockets_in_with_states(
+/// TCP sockets whose state is in `states` (a mask of [`state_bit`]s) inside the network
+/// namespace at `netns_path`.
+pub(crate) fn tcp_sockets_in_with_states(
     netns_path: &Path,
     states: u32,
 ) -> Result<Vec<TcpSockInfo>, DiagError> {
@@ -213,15 +217,13 @@ pub fn tcp_sockets_in_with_states(
 /// in ascending pid order (the first pid wins), always includes the agent's own namespace, and
 /// adds the named namespaces of /run/netns that no process is in. A /proc path goes stale when its
 /// process exits; opening it then fails with [`DiagError::NetnsOpen`].
-pub fn network_namespaces() -> HashMap<u64, PathBuf> {
+pub(crate) fn network_namespaces() -> HashMap<u64, PathBuf> {
     proc_scan::network_namespaces(Path::new("/proc"), Path::new("/run/netns"))
 }
 
 /// Socket inode -> pid of the process owning it, from `/proc/[pid]/fd` (the lowest pid wins when
 /// several share the socket). Used to attribute connections opened before the agent started.
-/// Bounded: stops after [`MAX_FD_ENTRIES`] descriptors; unreadable entries are skipped.
-pub fn socket_owners() -> HashMap<u64, u32> {
+/// Bounded: stops after `proc_scan::MAX_FD_ENTRIES` descriptors; unreadable entries are skipped.
+pub(crate) fn socket_owners() -> HashMap<u64, u32> {
     proc_scan::socket_owners(Path::new("/proc"), proc_scan::MAX_FD_ENTRIES)
 }
-
-pub use proc_scan::MAX_FD_ENTRIES;

@@ -33,15 +33,15 @@ const RECV_TIMEOUT_SECS: libc::time_t = 5;
 /// Byte offsets in struct tcp_info. The struct grew over kernel versions, so a field is read
 /// only when the attribute is long enough to hold it.
 pub(super) mod tcpi {
-    pub const RTT: usize = 68;
-    pub const TOTAL_RETRANS: usize = 100;
-    pub const BYTES_ACKED: usize = 120;
-    pub const BYTES_RECEIVED: usize = 128;
-    pub const SEGS_OUT: usize = 136;
-    pub const SEGS_IN: usize = 140;
-    pub const DATA_SEGS_IN: usize = 152;
-    pub const DATA_SEGS_OUT: usize = 156;
-    pub const BYTES_SENT: usize = 200;
+    pub(crate) const RTT: usize = 68;
+    pub(crate) const TOTAL_RETRANS: usize = 100;
+    pub(crate) const BYTES_ACKED: usize = 120;
+    pub(crate) const BYTES_RECEIVED: usize = 128;
+    pub(crate) const SEGS_OUT: usize = 136;
+    pub(crate) const SEGS_IN: usize = 140;
+    pub(crate) const DATA_SEGS_IN: usize = 152;
+    pub(crate) const DATA_SEGS_OUT: usize = 156;
+    pub(crate) const BYTES_SENT: usize = 200;
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(1);

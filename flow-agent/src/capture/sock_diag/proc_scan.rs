@@ -8,7 +8,7 @@ use std::{
 
 /// At most this many `/proc/[pid]/fd` entries are read per `socket_owners` call, so a host with
 /// millions of descriptors costs a bounded scan rather than an unbounded one.
-pub const MAX_FD_ENTRIES: usize = 1 << 20;
+pub(crate) const MAX_FD_ENTRIES: usize = 1 << 20;
 
 /// Process ids under `proc_root`, ascending, so "first pid wins" prefers long-lived processes.
 fn pids(proc_root: &Path) -> Vec<u32> {

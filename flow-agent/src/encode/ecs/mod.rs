@@ -18,14 +18,14 @@ mod rate_limit;
 mod stats;
 
 /// The ECS release the documents follow.
-pub const ECS_VERSION: &str = "9.4.0";
+pub(crate) const ECS_VERSION: &str = "9.4.0";
 /// `event.module`: the source of the data.
 const MODULE: &str = "flow_agent";
 
 /// Each output's ECS encoder, with the fragments it rendered of the processes, the host and
 /// the application facts of recent flow events.
 #[derive(Default)]
-pub struct EcsEncoder {
+pub(crate) struct EcsEncoder {
     processes: FragmentCache<ProcessIdentity>,
     hosts: FragmentCache<HostInfo>,
     apps: FragmentCache<AppInfo>,

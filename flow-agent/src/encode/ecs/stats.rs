@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::{Agent, Ecs, AGENT, ECS, MODULE};
-use crate::health::{EnrichLosses, KernelLosses, SinkReport, StatsEvent};
+use crate::event::{EnrichLosses, KernelLosses, RateLimitStats, SinkReport, StatsEvent};
 
 #[derive(Serialize)]
 pub(super) struct StatsDoc<'a> {
@@ -45,7 +45,7 @@ struct Stats<'a> {
     kernel_losses: &'a KernelLosses,
     enrich_losses: &'a EnrichLosses,
     sinks: &'a [SinkReport],
-    rate_limit: &'a crate::ratelimit::RateLimitStats,
+    rate_limit: &'a RateLimitStats,
 }
 
 impl<'a> StatsDoc<'a> {

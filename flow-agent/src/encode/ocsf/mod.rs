@@ -25,14 +25,14 @@ mod vocabulary;
 use vocabulary::{Activity, Boundary, Direction};
 
 /// The OCSF schema release the events follow.
-pub const OCSF_VERSION: &str = "1.8.0";
+pub(crate) const OCSF_VERSION: &str = "1.8.0";
 const CATEGORY_UID: u32 = 4;
 const CLASS_UID: u32 = 4001;
 
 /// Each output's OCSF encoder, with the fragments it rendered of the processes, the host and
 /// the application facts of recent flow events.
 #[derive(Default)]
-pub struct OcsfEncoder {
+pub(crate) struct OcsfEncoder {
     processes: FragmentCache<ProcessIdentity>,
     hosts: FragmentCache<HostInfo>,
     apps: FragmentCache<AppInfo>,

@@ -6,47 +6,47 @@ use super::display;
 use crate::{encode::common, event::ProcessIdentity};
 
 #[derive(Serialize)]
-pub struct Actor<'a> {
-    pub process: Process<'a>,
-    pub user: User<'a>,
+pub(crate) struct Actor<'a> {
+    pub(crate) process: Process<'a>,
+    pub(crate) user: User<'a>,
 }
 
 #[derive(Serialize)]
-pub struct Process<'a> {
-    pub pid: u32,
+pub(crate) struct Process<'a> {
+    pub(crate) pid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tid: Option<u32>,
+    pub(crate) tid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub uid: Option<&'a str>,
+    pub(crate) uid: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<&'a str>,
+    pub(crate) name: Option<&'a str>,
     /// OCSF: the empty string when the command line is unknown.
-    pub cmd_line: &'a str,
+    pub(crate) cmd_line: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub created_time: Option<i64>,
+    pub(crate) created_time: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<File<'a>>,
-    pub user: User<'a>,
+    pub(crate) file: Option<File<'a>>,
+    pub(crate) user: User<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub parent_process: Option<Parent<'a>>,
+    pub(crate) parent_process: Option<Parent<'a>>,
 }
 
 #[derive(Serialize)]
-pub struct Parent<'a> {
-    pub pid: u32,
+pub(crate) struct Parent<'a> {
+    pub(crate) pid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<File<'a>>,
+    pub(crate) file: Option<File<'a>>,
 }
 
 #[derive(Serialize)]
-pub struct File<'a> {
-    pub name: &'a str,
-    pub path: &'a str,
-    pub type_id: u32,
+pub(crate) struct File<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) type_id: u32,
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub is_deleted: Option<bool>,
+    pub(crate) is_deleted: Option<bool>,
 }
 
 impl<'a> File<'a> {
@@ -62,17 +62,17 @@ impl<'a> File<'a> {
 }
 
 #[derive(Serialize, Clone)]
-pub struct User<'a> {
+pub(crate) struct User<'a> {
     /// OCSF: a string.
     #[serde(serialize_with = "display")]
-    pub uid: u32,
+    pub(crate) uid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<&'a str>,
+    pub(crate) name: Option<&'a str>,
 }
 
 impl<'a> Actor<'a> {
     /// `tid`: the event's acting thread, when it has one.
-    pub fn of(p: &'a ProcessIdentity, tid: Option<u32>) -> Self {
+    pub(crate) fn of(p: &'a ProcessIdentity, tid: Option<u32>) -> Self {
         let user = User {
             uid: p.uid,
             name: p.user.as_deref(),

@@ -3,7 +3,7 @@ use crate::event::{FlowAction, FlowEvent, Locality};
 
 /// Network Activity `activity_id`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activity {
+pub(crate) enum Activity {
     Open,
     Close,
     Reset,
@@ -13,7 +13,7 @@ pub enum Activity {
 }
 
 impl Activity {
-    pub fn of(ev: &FlowEvent) -> Self {
+    pub(crate) fn of(ev: &FlowEvent) -> Self {
         match ev.action {
             FlowAction::Start => Activity::Open,
             FlowAction::Update => Activity::Traffic,
@@ -26,7 +26,7 @@ impl Activity {
         }
     }
 
-    pub fn id(self) -> u32 {
+    pub(crate) fn id(self) -> u32 {
         match self {
             Activity::Open => 1,
             Activity::Close => 2,
@@ -37,7 +37,7 @@ impl Activity {
         }
     }
 
-    pub fn caption(self) -> &'static str {
+    pub(crate) fn caption(self) -> &'static str {
         match self {
             Activity::Open => "Open",
             Activity::Close => "Close",
@@ -49,7 +49,7 @@ impl Activity {
     }
 
     /// `type_name`: the class's name and the activity's caption.
-    pub fn type_name(self) -> &'static str {
+    pub(crate) fn type_name(self) -> &'static str {
         match self {
             Activity::Open => "Network Activity: Open",
             Activity::Close => "Network Activity: Close",
@@ -65,7 +65,7 @@ impl Activity {
 /// (the local networks), not to the host; which side the host is goes to
 /// `observation_point_id`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
+pub(crate) enum Direction {
     Inbound,
     Outbound,
     Lateral,
@@ -73,12 +73,12 @@ pub enum Direction {
 }
 
 impl Direction {
-    pub fn of(ev: &FlowEvent) -> Self {
+    pub(crate) fn of(ev: &FlowEvent) -> Self {
         Self::new(ev.is_loopback(), ev.locality, ev.local_orig())
     }
 
     /// `loopback`: both ends on this host's loopback; `local_orig`: this host originated.
-    pub fn new(loopback: bool, locality: Locality, local_orig: bool) -> Self {
+    pub(crate) fn new(loopback: bool, locality: Locality, local_orig: bool) -> Self {
         if loopback {
             Direction::Local
         } else if locality == Locality::Internal {
@@ -90,7 +90,7 @@ impl Direction {
         }
     }
 
-    pub fn id(self) -> u32 {
+    pub(crate) fn id(self) -> u32 {
         match self {
             Direction::Inbound => 1,
             Direction::Outbound => 2,
@@ -99,7 +99,7 @@ impl Direction {
         }
     }
 
-    pub fn caption(self) -> &'static str {
+    pub(crate) fn caption(self) -> &'static str {
         match self {
             Direction::Inbound => "Inbound",
             Direction::Outbound => "Outbound",
@@ -111,14 +111,14 @@ impl Direction {
 
 /// `connection_info.boundary_id`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Boundary {
+pub(crate) enum Boundary {
     Localhost,
     Internal,
     External,
 }
 
 impl Boundary {
-    pub fn of(ev: &FlowEvent) -> Self {
+    pub(crate) fn of(ev: &FlowEvent) -> Self {
         if ev.is_loopback() {
             Boundary::Localhost
         } else if ev.locality == Locality::Internal {
@@ -128,7 +128,7 @@ impl Boundary {
         }
     }
 
-    pub fn id(self) -> u32 {
+    pub(crate) fn id(self) -> u32 {
         match self {
             Boundary::Localhost => 1,
             Boundary::Internal => 2,
@@ -136,7 +136,7 @@ impl Boundary {
         }
     }
 
-    pub fn caption(self) -> &'static str {
+    pub(crate) fn caption(self) -> &'static str {
         match self {
             Boundary::Localhost => "Localhost",
             Boundary::Internal => "Internal",
@@ -152,7 +152,7 @@ const ACK: u32 = 0x10;
 
 /// `connection_info.tcp_flags`: the union of the TCP header flags of the segments the Zeek
 /// history letters stand for (SYN, SYN-ACK, ACK, data with ACK, FIN with ACK, RST).
-pub fn tcp_flags(history: &str) -> u32 {
+pub(crate) fn tcp_flags(history: &str) -> u32 {
     history
         .chars()
         .map(|c| match c.to_ascii_lowercase() {

@@ -22,7 +22,7 @@ const PROVIDER_GUID: &str = "{ff032593-a8d3-4f13-b0d6-01fc615a0f97}";
 /// What Sysmon writes for a value it does not have.
 const UNKNOWN: &str = "-";
 
-pub struct SysmonEncoder {
+pub(crate) struct SysmonEncoder {
     /// `EventRecordID`: 1 for this encoder's first record, then counting up.
     next_record_id: u64,
     /// `Execution ProcessID` and `Security UserId`: the writing process, as in Sysmon.
@@ -31,7 +31,7 @@ pub struct SysmonEncoder {
 }
 
 impl SysmonEncoder {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             next_record_id: 1,
             pid: std::process::id(),

@@ -2,7 +2,7 @@
 //! suite not listed here is shown by number.
 
 /// The IANA name of a cipher suite, when it is one of the common ones.
-pub fn cipher_name(suite: u16) -> Option<&'static str> {
+pub(crate) fn cipher_name(suite: u16) -> Option<&'static str> {
     Some(match suite {
         0x1301 => "TLS_AES_128_GCM_SHA256",
         0x1302 => "TLS_AES_256_GCM_SHA384",

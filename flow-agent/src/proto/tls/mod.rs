@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use md5::{Digest as _, Md5};
 
 mod ciphers;
-pub use ciphers::cipher_name;
+pub(crate) use ciphers::cipher_name;
 use sha2::Sha256;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -41,40 +41,40 @@ const CONTENT_HANDSHAKE: u8 = 22;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClientHello {
-    pub legacy_version: u16,
-    pub cipher_suites: Vec<u16>,
+    pub(crate) legacy_version: u16,
+    pub(crate) cipher_suites: Vec<u16>,
     /// Extension types in the order sent (of a truncated hello: the complete ones).
-    pub extensions: Vec<u16>,
-    pub supported_groups: Vec<u16>,
-    pub ec_point_formats: Vec<u8>,
-    pub signature_algorithms: Vec<u16>,
-    pub supported_versions: Vec<u16>,
-    pub server_name: Option<String>,
-    pub alpn: Vec<Vec<u8>>,
+    pub(crate) extensions: Vec<u16>,
+    pub(crate) supported_groups: Vec<u16>,
+    pub(crate) ec_point_formats: Vec<u8>,
+    pub(crate) signature_algorithms: Vec<u16>,
+    pub(crate) supported_versions: Vec<u16>,
+    pub(crate) server_name: Option<String>,
+    pub(crate) alpn: Vec<Vec<u8>>,
     /// The hello is longer than the bytes given: the fields above are those before the cut.
     pub truncated: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServerHello {
-    pub legacy_version: u16,
-    pub cipher_suite: u16,
-    pub extensions: Vec<u16>,
+    pub(crate) legacy_version: u16,
+    pub(crate) cipher_suite: u16,
+    pub(crate) extensions: Vec<u16>,
     /// From supported_versions when present (TLS 1.3), else the legacy version; None when
     /// the hello was cut before telling.
     pub version: Option<u16>,
-    pub alpn: Option<Vec<u8>>,
+    pub(crate) alpn: Option<Vec<u8>>,
     /// The hello is longer than the bytes given: the fields above are those before the cut.
     pub truncated: bool,
 }
 
 /// GREASE values (RFC 8701) are noise by design: fingerprints leave them out.
-pub fn is_grease(v: u16) -> bool {
+pub(crate) fn is_grease(v: u16) -> bool {
     v & 0x0f0f == 0x0a0a && v >> 8 == v & 0xff
 }
 
 /// Whether these bytes start a TLS handshake record (the first bytes of a TLS connection).
-pub fn looks_like_tls(b: &[u8]) -> bool {
+pub(crate) fn looks_like_tls(b: &[u8]) -> bool {
     b.len() >= 6 && b[0] == CONTENT_HANDSHAKE && b[1] == 3 && b[2] <= 4 && matches!(b[5], 1 | 2)
 }
 
@@ -280,7 +280,7 @@ impl ClientHello {
 
     /// The JA3 string: version,ciphers,extensions,groups,point formats (decimal, '-' joined,
     /// GREASE left out). Of a truncated hello it lacks what the cut hid: see [`Self::ja3`].
-    pub fn ja3_string(&self) -> String {
+    pub(crate) fn ja3_string(&self) -> String {
         format!(
             "{},{},{},{},{}",
             self.legacy_version,
@@ -365,7 +365,7 @@ impl ClientHello {
 
 impl ServerHello {
     /// The JA3S string: version,cipher,extensions (decimal).
-    pub fn ja3s_string(&self) -> String {
+    pub(crate) fn ja3s_string(&self) -> String {
         format!(
             "{},{},{}",
             self.legacy_version,

@@ -91,12 +91,12 @@ fn hostile_server_names_are_escaped() {
 
 /// Builders of hellos byte by byte (RFC 8446 4.1.2, 4.1.3, 4.2).
 mod build {
-    pub fn u16be(v: usize) -> [u8; 2] {
+    pub(crate) fn u16be(v: usize) -> [u8; 2] {
         (v as u16).to_be_bytes()
     }
 
     /// An extension: type, length, data.
-    pub fn ext(ty: u16, data: &[u8]) -> Vec<u8> {
+    pub(crate) fn ext(ty: u16, data: &[u8]) -> Vec<u8> {
         let mut e = ty.to_be_bytes().to_vec();
         e.extend_from_slice(&u16be(data.len()));
         e.extend_from_slice(data);
@@ -104,13 +104,13 @@ mod build {
     }
 
     /// A vector with a 16-bit length.
-    pub fn vec16(items: &[u8]) -> Vec<u8> {
+    pub(crate) fn vec16(items: &[u8]) -> Vec<u8> {
         let mut v = u16be(items.len()).to_vec();
         v.extend_from_slice(items);
         v
     }
 
-    pub fn u16_list(values: &[u16]) -> Vec<u8> {
+    pub(crate) fn u16_list(values: &[u16]) -> Vec<u8> {
         vec16(
             &values
                 .iter()
@@ -120,7 +120,7 @@ mod build {
     }
 
     /// A handshake message (type, 24-bit length, body).
-    pub fn handshake(kind: u8, body: &[u8]) -> Vec<u8> {
+    pub(crate) fn handshake(kind: u8, body: &[u8]) -> Vec<u8> {
         let mut m = vec![kind];
         m.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
         m.extend_from_slice(body);
@@ -128,7 +128,7 @@ mod build {
     }
 
     /// Handshake records carrying `message`, at most `max` bytes of it each.
-    pub fn records(message: &[u8], max: usize) -> Vec<u8> {
+    pub(crate) fn records(message: &[u8], max: usize) -> Vec<u8> {
         let mut out = Vec::new();
         for fragment in message.chunks(max) {
             out.extend_from_slice(&[22, 3, 1]);
@@ -140,7 +140,7 @@ mod build {
 
     /// A ClientHello body: TLS 1.2 legacy version, a 32-byte session id, the given suites,
     /// null compression, the given extensions.
-    pub fn client_hello_body(suites: &[u16], exts: &[Vec<u8>]) -> Vec<u8> {
+    pub(crate) fn client_hello_body(suites: &[u16], exts: &[Vec<u8>]) -> Vec<u8> {
         let mut b = vec![3, 3];
         b.extend_from_slice(&[0x11; 32]); // random
         b.push(32);

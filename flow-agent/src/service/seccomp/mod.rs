@@ -17,11 +17,11 @@
 use std::{io, mem::offset_of};
 
 /// `BPF_PROG_LOAD` of `<linux/bpf.h>`: the bpf(2) command that loads a program.
-pub const BPF_PROG_LOAD: u32 = 5;
+pub(crate) const BPF_PROG_LOAD: u32 = 5;
 
 /// System calls refused outright. The new mount API (`fsopen` ... `mount_setattr`) is here
 /// with `mount` and `umount2`: it mounts just as well.
-pub const DENIED: &[(&str, libc::c_long)] = &[
+pub(crate) const DENIED: &[(&str, libc::c_long)] = &[
     ("mount", libc::SYS_mount),
     ("umount2", libc::SYS_umount2),
     ("open_tree", libc::SYS_open_tree),
@@ -70,7 +70,7 @@ const ARCH: u32 = offset_of!(libc::seccomp_data, arch) as u32;
 const ARG0_LOW: u32 = offset_of!(libc::seccomp_data, args) as u32;
 
 #[derive(Debug, thiserror::Error)]
-pub enum SeccompError {
+pub(crate) enum SeccompError {
     #[error("the agent has no system call filter for this architecture")]
     Unsupported,
     #[error("the kernel does not support seccomp filters (CONFIG_SECCOMP_FILTER): {0}")]
@@ -82,7 +82,7 @@ pub enum SeccompError {
 }
 
 /// The filter, ready to install.
-pub struct Filter {
+pub(crate) struct Filter {
     program: Vec<libc::sock_filter>,
 }
 
@@ -108,14 +108,15 @@ fn jump(code: u16, k: u32, jt: usize, jf: usize) -> libc::sock_filter {
 impl Filter {
     /// The filter for the agent after attach: [`DENIED`] and `bpf(BPF_PROG_LOAD)` refused
     /// with EPERM, system calls of another ABI too, everything else allowed.
-    pub fn after_attach() -> Result<Filter, SeccompError> {
+    pub(crate) fn after_attach() -> Result<Filter, SeccompError> {
         let arch = AUDIT_ARCH.ok_or(SeccompError::Unsupported)?;
         Ok(Filter {
             program: program(arch, X32_SYSCALL_BIT),
         })
     }
 
-    pub fn instructions(&self) -> &[libc::sock_filter] {
+    #[cfg(test)]
+    pub(crate) fn instructions(&self) -> &[libc::sock_filter] {
         &self.program
     }
 
@@ -123,7 +124,7 @@ impl Filter {
     /// refusals logged by the kernel's audit (SECCOMP_FILTER_FLAG_LOG) where it can. Needs
     /// no_new_privs or CAP_SYS_ADMIN. Makes nothing but the seccomp(2) calls: safe in a child
     /// after fork.
-    pub fn install(&self) -> Result<(), SeccompError> {
+    pub(crate) fn install(&self) -> Result<(), SeccompError> {
         let prog = libc::sock_fprog {
             len: self.program.len() as libc::c_ushort,
             filter: self.program.as_ptr().cast_mut(),
@@ -195,7 +196,7 @@ fn program(arch: u32, x32_bit: Option<u32>) -> Vec<libc::sock_filter> {
 /// capabilities dropped (which set no_new_privs). Capture matters more than this extra wall:
 /// a kernel or an outer sandbox that does not allow it gets an error in the log, not a stop.
 /// Returns whether the filter is in force.
-pub fn install_after_attach() -> bool {
+pub(crate) fn install_after_attach() -> bool {
     match Filter::after_attach().and_then(|f| f.install()) {
         Ok(()) => {
             let names: Vec<&str> = DENIED.iter().map(|(n, _)| *n).collect();

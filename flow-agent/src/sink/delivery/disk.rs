@@ -46,7 +46,7 @@ struct Segment {
 
 /// What happened to an appended record.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Appended {
+pub(crate) enum Appended {
     /// Stored, after dropping this many of the oldest waiting records to make room.
     Stored { dropped_oldest: u64 },
     /// Not stored: the buffer is full (policy `newest`, or nothing left to drop), the
@@ -56,23 +56,23 @@ pub enum Appended {
 
 /// What [`DiskBuffer::open`] found from an earlier run.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Recovered {
+pub(crate) struct Recovered {
     /// Unacknowledged records, delivered first.
-    pub records: u64,
+    pub(crate) records: u64,
     /// Records cut short by a crash (or damaged), removed.
-    pub torn: u64,
-    pub torn_bytes: u64,
+    pub(crate) torn: u64,
+    pub(crate) torn_bytes: u64,
     /// Segments that failed validation (a damaged record with more after it, an unknown
     /// format version): moved aside as `NAME.corrupt`, not replayed.
-    pub corrupt: u64,
+    pub(crate) corrupt: u64,
     /// Records of those segments that were readable before the damage: not replayed.
-    pub corrupt_records: u64,
+    pub(crate) corrupt_records: u64,
     /// Files under a segment's name that are links, not regular files, or another user's:
     /// moved aside as `NAME.refused`, unread and unchanged.
-    pub refused: u64,
+    pub(crate) refused: u64,
 }
 
-pub struct DiskBuffer {
+pub(crate) struct DiskBuffer {
     /// Every file of the buffer is reached through this descriptor, never by path.
     dir: SafeDir,
     /// Held (flock) while open: one buffer directory, one writer.
@@ -91,7 +91,7 @@ pub struct DiskBuffer {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     #[error("disk buffer {dir}: {source}")]
     Io {
         dir: PathBuf,
@@ -110,7 +110,7 @@ impl DiskBuffer {
     /// Opens (creating, mode 0700) the buffer in `dir` and recovers what an earlier run left.
     /// Refuses a directory that is a symbolic link, writable by group or others, or another
     /// user's ([`SafeDir`]).
-    pub fn open(dir: &Path, max_bytes: u64) -> Result<(Self, Recovered), OpenError> {
+    pub(crate) fn open(dir: &Path, max_bytes: u64) -> Result<(Self, Recovered), OpenError> {
         let io_err = |source| OpenError::Io {
             dir: dir.to_path_buf(),
             source,
@@ -274,21 +274,21 @@ impl DiskBuffer {
         Ok(())
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 
     /// Records not yet acknowledged (in flight and waiting).
-    pub fn unacked_records(&self) -> u64 {
+    pub(crate) fn unacked_records(&self) -> u64 {
         self.inflight.0 + self.waiting.0
     }
 
-    pub fn unacked_bytes(&self) -> u64 {
+    pub(crate) fn unacked_bytes(&self) -> u64 {
         self.inflight.1 + self.waiting.1
     }
 
     /// Appends one record, applying the cap and the drop policy.
-    pub fn append(&mut self, record: &[u8], policy: DropPolicy) -> io::Result<Appended> {
+    pub(crate) fn append(&mut self, record: &[u8], policy: DropPolicy) -> io::Result<Appended> {
         let size = HEADER + record.len() as u64;
         // An empty or all-zero record would read back as damage.
         if size > self.max_bytes || size > segment::MAX_RECORD || !segment::acceptable(record) {
@@ -419,7 +419,7 @@ impl DiskBuffer {
 
     /// Hands up to `max` waiting records to the worker (in flight until [`Self::ack`]).
     /// Returns the records and how many were lost to damage found while reading.
-    pub fn read_batch(&mut self, max: usize) -> io::Result<(Vec<Vec<u8>>, u64)> {
+    pub(crate) fn read_batch(&mut self, max: usize) -> io::Result<(Vec<Vec<u8>>, u64)> {
         let mut out = Vec::new();
         let mut lost = 0;
         let mut buf = Vec::new();
@@ -477,7 +477,7 @@ impl DiskBuffer {
 
     /// The records in flight were delivered (or given up): persists the new position and
     /// deletes the segments behind it.
-    pub fn ack(&mut self) -> io::Result<()> {
+    pub(crate) fn ack(&mut self) -> io::Result<()> {
         self.inflight = (0, 0);
         let _ = self.read_segment();
         self.acked = self.read;
@@ -500,7 +500,11 @@ impl DiskBuffer {
     /// Stops the buffer, first storing `older` (records held in memory, all older than the
     /// buffer's) in front of it, so a new instance delivers them first. Records in flight stay
     /// unacknowledged and are replayed. Returns how many of `older` did not fit under the cap.
-    pub fn close_with(mut self, mut older: Vec<Vec<u8>>, policy: DropPolicy) -> io::Result<u64> {
+    pub(crate) fn close_with(
+        mut self,
+        mut older: Vec<Vec<u8>>,
+        policy: DropPolicy,
+    ) -> io::Result<u64> {
         if older.is_empty() {
             return Ok(0);
         }

@@ -25,9 +25,9 @@ use crate::sink::SinkStats;
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// A batch handed to the worker; acknowledged with [`Shared::finish`].
-pub struct Batch {
-    pub id: u64,
-    pub records: Arc<Vec<Vec<u8>>>,
+pub(crate) struct Batch {
+    pub(crate) id: u64,
+    pub(crate) records: Arc<Vec<Vec<u8>>>,
 }
 
 struct Inflight {
@@ -54,22 +54,22 @@ impl State {
     }
 }
 
-pub struct Shared {
+pub(crate) struct Shared {
     state: Mutex<State>,
     /// Records were submitted.
-    pub wake: Notify,
+    pub(crate) wake: Notify,
     /// Close was asked for (also wakes a back-off).
-    pub close: Notify,
+    pub(crate) close: Notify,
     closing: AtomicBool,
     /// The worker waits for records (for tests that need it not to be sending).
-    pub idle: AtomicBool,
-    pub stats: Arc<SinkStats>,
+    pub(crate) idle: AtomicBool,
+    pub(crate) stats: Arc<SinkStats>,
     policy: DropPolicy,
     queue_records: usize,
 }
 
 impl Shared {
-    pub fn new(
+    pub(crate) fn new(
         stats: Arc<SinkStats>,
         disk: Option<DiskBuffer>,
         policy: DropPolicy,
@@ -122,7 +122,7 @@ impl Shared {
     }
 
     /// Takes one record; never waits for the destination.
-    pub fn submit(&self, record: &[u8]) {
+    pub(crate) fn submit(&self, record: &[u8]) {
         let mut st = self.lock();
         let st = &mut *st;
         if st.shut_down {
@@ -158,19 +158,19 @@ impl Shared {
         self.update_gauges(st);
     }
 
-    pub fn is_closing(&self) -> bool {
+    pub(crate) fn is_closing(&self) -> bool {
         self.closing.load(Relaxed)
     }
 
     /// Stops taking disk batches and wakes the worker (also out of a back-off).
-    pub fn begin_close(&self) {
+    pub(crate) fn begin_close(&self) {
         self.closing.store(true, Relaxed);
         self.close.notify_one();
     }
 
     /// The batch to send: the unacknowledged one again, else up to `max` records from memory,
     /// else from the disk buffer (not when `memory_only`, i.e. while closing).
-    pub fn next_batch(&self, max: usize, memory_only: bool) -> Option<Batch> {
+    pub(crate) fn next_batch(&self, max: usize, memory_only: bool) -> Option<Batch> {
         let mut guard = self.lock();
         let st = &mut *guard;
         if let Some(b) = &st.inflight {
@@ -223,7 +223,7 @@ impl Shared {
     }
 
     /// The destination took batch `id`, except `rejected` records it refused for good.
-    pub fn finish(&self, id: u64, rejected: usize) {
+    pub(crate) fn finish(&self, id: u64, rejected: usize) {
         let mut guard = self.lock();
         let st = &mut *guard;
         let Some(b) = st.inflight.take_if(|b| b.id == id) else {
@@ -257,7 +257,7 @@ impl Shared {
     /// Moves what memory still holds (the unacknowledged batch first) in front of the disk
     /// buffer and closes it; without a disk buffer those records are dropped and counted.
     /// Runs once; later calls do nothing.
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         let mut guard = self.lock();
         let st = &mut *guard;
         if st.shut_down {
@@ -308,13 +308,13 @@ impl Shared {
 /// Rate limit for warnings: the first at once, then at most one per [`LOG_EVERY`], each
 /// saying how many occurrences it covers.
 #[derive(Default)]
-pub struct LogLimiter {
+pub(crate) struct LogLimiter {
     last: Option<Instant>,
     pending: u64,
 }
 
 impl LogLimiter {
-    pub fn warn(&mut self, n: u64, message: impl FnOnce() -> String) {
+    pub(crate) fn warn(&mut self, n: u64, message: impl FnOnce() -> String) {
         self.pending += n;
         if self.last.is_some_and(|t| t.elapsed() < LOG_EVERY) {
             return;

@@ -12,10 +12,10 @@ use super::{spawn, start, DeliveryConfig, DropPolicy, SendFuture, Transport, Tra
 use crate::sink::{Sink, SinkStats};
 
 /// A scratch directory removed on drop.
-pub struct TestDir(PathBuf);
+pub(crate) struct TestDir(PathBuf);
 
 impl TestDir {
-    pub fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
         let path = std::env::temp_dir().join(format!(
             "flow-agent-{name}-{}-{}",
@@ -26,7 +26,7 @@ impl TestDir {
         Self(path)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }

@@ -28,15 +28,15 @@ const STILL_FAILING_EVERY: Duration = Duration::from_secs(60);
 /// panics closer together wait longer and longer (the back-off), up to `backoff_max`.
 const STABLE_RUN: Duration = Duration::from_secs(60);
 
-pub struct WorkerConfig {
-    pub batch_records: usize,
-    pub backoff_initial: Duration,
-    pub backoff_max: Duration,
-    pub send_timeout: Duration,
+pub(crate) struct WorkerConfig {
+    pub(crate) batch_records: usize,
+    pub(crate) backoff_initial: Duration,
+    pub(crate) backoff_max: Duration,
+    pub(crate) send_timeout: Duration,
 }
 
 /// Exponential back-off with ±20 % jitter, so that many agents do not reconnect in step.
-pub struct Backoff {
+pub(crate) struct Backoff {
     initial: Duration,
     max: Duration,
     next: Duration,
@@ -44,7 +44,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Self {
+    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
@@ -57,12 +57,12 @@ impl Backoff {
         }
     }
 
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.next = self.initial;
     }
 
     /// The delay before the next attempt; doubles up to the maximum.
-    pub fn delay(&mut self) -> Duration {
+    pub(crate) fn delay(&mut self) -> Duration {
         // xorshift64: cheap, and good enough to spread reconnects.
         self.seed ^= self.seed << 13;
         self.seed ^= self.seed >> 7;
@@ -75,13 +75,13 @@ impl Backoff {
 }
 
 /// The running worker thread. Dropping it stops the worker at its next await.
-pub struct WorkerHandle {
+pub(crate) struct WorkerHandle {
     abort: Option<oneshot::Sender<()>>,
     done: oneshot::Receiver<()>,
 }
 
 /// Starts the worker on its own thread.
-pub fn start(
+pub(crate) fn start(
     shared: Arc<Shared>,
     transport: Box<dyn Transport>,
     cfg: WorkerConfig,
@@ -115,7 +115,7 @@ pub fn start(
 impl WorkerHandle {
     /// Waits up to `timeout` for the worker to finish by itself, then stops it; returns
     /// whether it finished in time. Either way it no longer runs afterwards.
-    pub async fn finish(mut self, timeout: Duration) -> bool {
+    pub(crate) async fn finish(mut self, timeout: Duration) -> bool {
         if tokio::time::timeout(timeout, &mut self.done).await.is_ok() {
             return true;
         }

@@ -10,31 +10,31 @@ const MIB: u64 = 1024 * 1024;
 /// `[outputs.file]` (docs/sink-file.md).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     /// The live file; rotated files are `<path>.1` (newest) … `<path>.N`. Absolute; its
     /// directory must exist.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The live file is rotated before it would grow past this many bytes.
     #[serde(default = "default_rotate_size")]
-    pub rotate_size: ByteSize,
+    pub(crate) rotate_size: ByteSize,
     /// Seconds; the live file is rotated at the first write after a UTC-aligned period of
     /// this length ended (3600: hourly, 86400: daily at 00:00 UTC). 0: off.
     #[serde(default)]
-    pub rotate_interval: u64,
+    pub(crate) rotate_interval: u64,
     /// Rotated files kept; older ones are deleted. 0: no limit on the count.
     #[serde(default = "default_max_files")]
-    pub max_files: u32,
+    pub(crate) max_files: u32,
     /// Cap on the bytes of the live file plus the rotated files; the oldest rotated files are
     /// deleted to stay under it. 0: no cap.
     #[serde(default)]
-    pub max_total_size: ByteSize,
+    pub(crate) max_total_size: ByteSize,
     /// Permissions of the files; never group- or other-writable.
     #[serde(default)]
-    pub mode: FileMode,
+    pub(crate) mode: FileMode,
     /// Group owning the files (name or numeric id), so that a shipper in that group can read
     /// them; default: the agent's group (or the directory's, if it is set-group-ID).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
+    pub(crate) group: Option<String>,
 }
 
 fn default_rotate_size() -> ByteSize {
@@ -66,7 +66,7 @@ fn invalid(msg: String) -> SinkError {
 
 impl FileConfig {
     /// Checks every option; the error names the option at fault.
-    pub fn validate(&self) -> Result<(), SinkError> {
+    pub(crate) fn validate(&self) -> Result<(), SinkError> {
         if self.path.as_os_str().is_empty() {
             return Err(invalid("path is required".into()));
         }
@@ -105,10 +105,10 @@ impl FileConfig {
 /// A size in bytes: a TOML integer, or a string with a unit — `"512KiB"`, `"100MiB"`, `"2GiB"`
 /// (powers of 1024) or `"500KB"`, `"100MB"`, `"2GB"` (powers of 1000).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
+pub(crate) struct ByteSize(pub(crate) u64);
 
 impl ByteSize {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (digits, unit) = s.split_at(split);
@@ -170,7 +170,7 @@ impl<'de> Deserialize<'de> for ByteSize {
 /// Permission bits of the files: a TOML octal integer (`0o640`) or a string of octal digits
 /// (`"0640"`, `"640"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FileMode(pub u32);
+pub(crate) struct FileMode(pub(crate) u32);
 
 impl Default for FileMode {
     fn default() -> Self {

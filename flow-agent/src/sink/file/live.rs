@@ -39,7 +39,7 @@ impl From<FileError> for LiveError {
 
 /// What the path points at now, compared with the open file.
 #[derive(Debug, PartialEq, Eq)]
-pub enum PathState {
+pub(crate) enum PathState {
     /// The path is the open file.
     Same,
     /// Nothing at the path: removed, or moved away.
@@ -48,14 +48,14 @@ pub enum PathState {
     Replaced,
 }
 
-pub struct LiveFile {
+pub(crate) struct LiveFile {
     file: File,
     dev: u64,
     ino: u64,
     /// Bytes in the file (we are its only writer).
-    pub size: u64,
+    pub(crate) size: u64,
     /// Last-modified time at open, for time-based rotation of a file we did not start.
-    pub modified: Option<SystemTime>,
+    pub(crate) modified: Option<SystemTime>,
     /// fallocate is not supported by this file system: plain writes only.
     no_reserve: bool,
 }
@@ -64,7 +64,7 @@ impl LiveFile {
     /// Opens `name` in `dir` for appending, creating it with `mode`; sets `mode` and `gid` on
     /// it. Refuses a symbolic link, anything but a regular file, a file with another hard link
     /// and another user's file, before changing anything ([`SafeDir::open_file`]).
-    pub fn open(
+    pub(crate) fn open(
         dir: &SafeDir,
         name: &OsStr,
         mode: u32,
@@ -101,7 +101,7 @@ impl LiveFile {
     }
 
     /// Whether `path` still names this file.
-    pub fn path_state(&self, path: &Path) -> io::Result<PathState> {
+    pub(crate) fn path_state(&self, path: &Path) -> io::Result<PathState> {
         match std::fs::symlink_metadata(path) {
             Ok(m) if m.dev() == self.dev && m.ino() == self.ino => Ok(PathState::Same),
             Ok(_) => Ok(PathState::Replaced),
@@ -113,7 +113,7 @@ impl LiveFile {
     /// Appends `data` (whole lines) entirely or not at all, so that a tailer never reads a
     /// partial line: the space is reserved first, and a short write (disk full on a file
     /// system without fallocate) is cut back off.
-    pub fn append(&mut self, data: &[u8]) -> io::Result<()> {
+    pub(crate) fn append(&mut self, data: &[u8]) -> io::Result<()> {
         if data.is_empty() {
             return Ok(());
         }
@@ -175,7 +175,7 @@ impl LiveFile {
     }
 
     /// Makes what was written durable (at close).
-    pub fn sync(&self) -> io::Result<()> {
+    pub(crate) fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
 }

@@ -19,8 +19,8 @@ mod rotate;
 #[cfg(test)]
 mod tests;
 
-pub use config::{ByteSize, FileConfig, FileMode};
-pub use rotate::rotated_name;
+pub(crate) use config::FileConfig;
+pub(crate) use rotate::rotated_name;
 
 use live::{LiveError, LiveFile, PathState};
 
@@ -32,15 +32,15 @@ use super::{
 /// Size rotations are at least this far apart, so that a tailer following the path notices
 /// each new file before it is renamed in turn; a burst may take the live file past
 /// rotate_size meanwhile.
-pub const MIN_ROTATION_GAP: Duration = Duration::from_secs(1);
+pub(crate) const MIN_ROTATION_GAP: Duration = Duration::from_secs(1);
 
 /// Opens the file sink described by `config` (validated here); fails if the file cannot be
 /// opened, naming the option and the reason.
-pub fn open(config: &FileConfig, stats: Arc<SinkStats>) -> Result<Box<dyn Sink>, SinkError> {
+pub(crate) fn open(config: &FileConfig, stats: Arc<SinkStats>) -> Result<Box<dyn Sink>, SinkError> {
     Ok(Box::new(FileSink::open(config, stats)?))
 }
 
-pub struct FileSink {
+pub(crate) struct FileSink {
     config: FileConfig,
     /// The live file's name in its directory.
     name: OsString,
@@ -70,7 +70,7 @@ struct Failure {
 }
 
 impl FileSink {
-    pub fn open(config: &FileConfig, stats: Arc<SinkStats>) -> Result<FileSink, SinkError> {
+    pub(crate) fn open(config: &FileConfig, stats: Arc<SinkStats>) -> Result<FileSink, SinkError> {
         Self::with_clock(config, stats, SystemTime::now)
     }
 

@@ -11,7 +11,7 @@ use std::{
 use crate::sink::safe_dir::SafeDir;
 
 /// `<path>.<index>`.
-pub fn rotated_name(path: &Path, index: u32) -> PathBuf {
+pub(crate) fn rotated_name(path: &Path, index: u32) -> PathBuf {
     let mut name = OsString::from(path.as_os_str());
     name.push(format!(".{index}"));
     PathBuf::from(name)
@@ -26,16 +26,16 @@ fn rotated_file_name(name: &OsStr, index: u32) -> OsString {
 
 /// A rotated file found next to the live file.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rotated {
-    pub index: u32,
+pub(crate) struct Rotated {
+    pub(crate) index: u32,
     /// Its name in the directory.
-    pub name: OsString,
-    pub size: u64,
+    pub(crate) name: OsString,
+    pub(crate) size: u64,
 }
 
 /// The rotated files of `name` in `dir` (regular files named `<name>.<N>`, N ≥ 1), newest
 /// first.
-pub fn list(dir: &SafeDir, name: &OsStr) -> io::Result<Vec<Rotated>> {
+pub(crate) fn list(dir: &SafeDir, name: &OsStr) -> io::Result<Vec<Rotated>> {
     let prefix = format!("{}.", name.to_string_lossy());
     let mut found = Vec::new();
     for file_name in dir.names()? {
@@ -65,7 +65,7 @@ pub fn list(dir: &SafeDir, name: &OsStr) -> io::Result<Vec<Rotated>> {
 
 /// Renames `name.N` → `name.N+1` (oldest first, so nothing is overwritten), then `name` →
 /// `name.1`.
-pub fn shift(dir: &SafeDir, name: &OsStr) -> io::Result<()> {
+pub(crate) fn shift(dir: &SafeDir, name: &OsStr) -> io::Result<()> {
     for r in list(dir, name)?.iter().rev() {
         let Some(next) = r.index.checked_add(1) else {
             continue;
@@ -77,14 +77,18 @@ pub fn shift(dir: &SafeDir, name: &OsStr) -> io::Result<()> {
 
 /// Why a rotated file is deleted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cap {
+pub(crate) enum Cap {
     MaxFiles(u32),
     MaxTotalSize(u64),
 }
 
 /// The rotated files beyond the caps, oldest last: past the `max_files` newest (0: no limit),
 /// or once the newest ones add up to more than `budget` bytes.
-pub fn over_caps(rotated: &[Rotated], max_files: u32, budget: Option<u64>) -> Vec<(Rotated, Cap)> {
+pub(crate) fn over_caps(
+    rotated: &[Rotated],
+    max_files: u32,
+    budget: Option<u64>,
+) -> Vec<(Rotated, Cap)> {
     let mut total = 0u64;
     let mut doomed = Vec::new();
     for (kept, r) in rotated.iter().enumerate() {
@@ -99,7 +103,7 @@ pub fn over_caps(rotated: &[Rotated], max_files: u32, budget: Option<u64>) -> Ve
 }
 
 /// Deletes the rotated files of `name` beyond the caps, logging each.
-pub fn enforce_caps(
+pub(crate) fn enforce_caps(
     dir: &SafeDir,
     name: &OsStr,
     max_files: u32,

@@ -5,7 +5,11 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use super::{rotate::*, *};
+use super::{
+    config::{ByteSize, FileMode},
+    rotate::*,
+    *,
+};
 
 /// A scratch directory removed on drop.
 struct Scratch(PathBuf);

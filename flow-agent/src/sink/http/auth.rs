@@ -15,7 +15,7 @@ const RESERVED: &[&str] = &[
 
 /// Builds the fixed headers of every request. Configured values are marked sensitive so that
 /// no debug output shows them, and errors name the header, never its value.
-pub fn fixed_headers(
+pub(crate) fn fixed_headers(
     headers: &BTreeMap<String, String>,
     user: Option<&str>,
     password: Option<&str>,

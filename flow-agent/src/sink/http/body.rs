@@ -6,16 +6,16 @@ use flate2::{write::GzEncoder, Compression};
 
 /// How records become body lines.
 #[derive(Clone, Debug)]
-pub struct Framing {
+pub(crate) struct Framing {
     /// `_bulk` action line written before every document (without its newline); None for
     /// plain NDJSON.
-    pub action: Option<Vec<u8>>,
-    pub max_records: usize,
-    pub max_bytes: usize,
+    pub(crate) action: Option<Vec<u8>>,
+    pub(crate) max_records: usize,
+    pub(crate) max_bytes: usize,
 }
 
 impl Framing {
-    pub fn ndjson(max_records: usize, max_bytes: usize) -> Self {
+    pub(crate) fn ndjson(max_records: usize, max_bytes: usize) -> Self {
         Self {
             action: None,
             max_records: max_records.max(1),
@@ -25,7 +25,7 @@ impl Framing {
 
     /// `{"create":{"_index":"<index>"}}`, or `{"create":{}}` when the URL names the index.
     /// `create` because data streams take nothing else.
-    pub fn bulk(index: Option<&str>, max_records: usize, max_bytes: usize) -> Self {
+    pub(crate) fn bulk(index: Option<&str>, max_records: usize, max_bytes: usize) -> Self {
         let action = match index {
             Some(index) => format!(
                 r#"{{"create":{{"_index":{}}}}}"#,
@@ -45,7 +45,7 @@ impl Framing {
     }
 
     /// Splits the records at `indices` (in order) into request-sized groups.
-    pub fn split(&self, records: &[Vec<u8>], indices: &[usize]) -> Vec<Vec<usize>> {
+    pub(crate) fn split(&self, records: &[Vec<u8>], indices: &[usize]) -> Vec<Vec<usize>> {
         let mut groups = Vec::new();
         let mut current = Vec::new();
         let mut bytes = 0;
@@ -67,7 +67,7 @@ impl Framing {
     }
 
     /// The body of one request: every line newline-terminated.
-    pub fn body(&self, records: &[Vec<u8>], group: &[usize]) -> Vec<u8> {
+    pub(crate) fn body(&self, records: &[Vec<u8>], group: &[usize]) -> Vec<u8> {
         let size = group.iter().map(|&i| self.framed_len(&records[i])).sum();
         let mut body = Vec::with_capacity(size);
         for &i in group {
@@ -83,7 +83,7 @@ impl Framing {
 }
 
 /// gzip of `body` (RFC 1952).
-pub fn gzip(body: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(body: &[u8]) -> Vec<u8> {
     let mut enc = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::default());
     // Writing into a Vec cannot fail.
     enc.write_all(body).expect("gzip into memory");

@@ -30,11 +30,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// The answer to one request.
 #[derive(Debug)]
-pub struct Response {
-    pub status: StatusCode,
+pub(crate) struct Response {
+    pub(crate) status: StatusCode,
     /// `Retry-After` (seconds or a date), when the server sent one.
-    pub retry_after: Option<Duration>,
-    pub body: Bytes,
+    pub(crate) retry_after: Option<Duration>,
+    pub(crate) body: Bytes,
 }
 
 struct Connection {
@@ -48,7 +48,7 @@ impl Drop for Connection {
     }
 }
 
-pub struct HttpClient {
+pub(crate) struct HttpClient {
     endpoint: Endpoint,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     timeout: Duration,
@@ -57,11 +57,11 @@ pub struct HttpClient {
     /// was dropped), so the connection is in an unknown state.
     in_flight: bool,
     /// Connections opened so far.
-    pub connects: u64,
+    pub(crate) connects: u64,
 }
 
 impl HttpClient {
-    pub fn new(
+    pub(crate) fn new(
         endpoint: Endpoint,
         tls: Option<Arc<ClientConfig>>,
         timeout: Duration,
@@ -86,7 +86,7 @@ impl HttpClient {
 
     /// POSTs `body` to the endpoint; any error (connect, TLS, I/O, timeout) closes the
     /// connection. `encoding` is the Content-Encoding of the body, if any.
-    pub async fn post(
+    pub(crate) async fn post(
         &mut self,
         headers: &HeaderMap,
         body: Vec<u8>,

@@ -3,20 +3,20 @@ use hyper::Uri;
 
 /// Where requests go.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    pub tls: bool,
+pub(crate) struct Endpoint {
+    pub(crate) tls: bool,
     /// Host name or IP address (IPv6 without brackets): what is resolved and what the TLS
     /// certificate must name.
-    pub host: String,
-    pub port: u16,
+    pub(crate) host: String,
+    pub(crate) port: u16,
     /// `Host` header value.
-    pub authority: String,
+    pub(crate) authority: String,
     /// Request target: path and query.
-    pub path: String,
+    pub(crate) path: String,
 }
 
 impl Endpoint {
-    pub fn parse(url: &str) -> Result<Self, String> {
+    pub(crate) fn parse(url: &str) -> Result<Self, String> {
         if url.is_empty() {
             return Err("url is required (http://HOST:PORT/PATH or https://...)".into());
         }
@@ -61,14 +61,14 @@ impl Endpoint {
     }
 
     /// The path alone, without the query.
-    pub fn path_only(&self) -> &str {
+    pub(crate) fn path_only(&self) -> &str {
         self.path.split('?').next().unwrap_or("/")
     }
 
     /// `scheme://authority/path?query` for logs: the URL carries no user or password, and
     /// the values of query parameters named like credentials (`api_key=`, `token=`) are
     /// `<redacted>`, as `flow-agent config` prints them.
-    pub fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         crate::config::redact::redact_url(&format!(
             "{}://{}{}",
             if self.tls { "https" } else { "http" },

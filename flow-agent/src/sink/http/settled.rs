@@ -5,7 +5,7 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     Pending,
     Taken,
     Rejected,
@@ -13,12 +13,12 @@ pub enum State {
 
 /// Per-record state of one batch.
 #[derive(Debug, Default)]
-pub struct Progress {
+pub(crate) struct Progress {
     states: Vec<State>,
     /// Fingerprints of the records the states belong to.
     fingerprints: Vec<u64>,
     /// First reason a record was refused, for the report.
-    pub reject_reason: Option<String>,
+    pub(crate) reject_reason: Option<String>,
 }
 
 fn fingerprint(record: &[u8]) -> u64 {
@@ -31,7 +31,7 @@ impl Progress {
     /// The progress of `records`: `saved` when `records` begins with the records it was made
     /// for (the worker sends the same batch again after a retry, possibly with more records
     /// behind it), else all pending.
-    pub fn resume(saved: Option<Progress>, records: &[Vec<u8>]) -> Progress {
+    pub(crate) fn resume(saved: Option<Progress>, records: &[Vec<u8>]) -> Progress {
         let fingerprints: Vec<u64> = records.iter().map(|r| fingerprint(r)).collect();
         if let Some(mut saved) = saved {
             let n = saved.states.len();
@@ -48,15 +48,15 @@ impl Progress {
         }
     }
 
-    pub fn pending(&self) -> Vec<usize> {
+    pub(crate) fn pending(&self) -> Vec<usize> {
         self.indices(State::Pending)
     }
 
-    pub fn set(&mut self, index: usize, state: State) {
+    pub(crate) fn set(&mut self, index: usize, state: State) {
         self.states[index] = state;
     }
 
-    pub fn count(&self, state: State) -> usize {
+    pub(crate) fn count(&self, state: State) -> usize {
         self.states.iter().filter(|s| **s == state).count()
     }
 

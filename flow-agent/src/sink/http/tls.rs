@@ -10,7 +10,10 @@ use tokio_rustls::rustls::{
     ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
-pub fn client_config(ca_file: Option<&Path>, verify: bool) -> Result<Arc<ClientConfig>, String> {
+pub(crate) fn client_config(
+    ca_file: Option<&Path>,
+    verify: bool,
+) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

@@ -27,7 +27,7 @@ use crate::{
 /// How much of a refusing server's answer goes to the log.
 const LOGGED_BODY: usize = 512;
 
-pub struct HttpTransport {
+pub(crate) struct HttpTransport {
     endpoint: Endpoint,
     mode: HttpMode,
     framing: Framing,
@@ -39,7 +39,7 @@ pub struct HttpTransport {
 }
 
 impl HttpTransport {
-    pub fn new(config: &HttpConfig, format: Format) -> Result<Self, SinkError> {
+    pub(crate) fn new(config: &HttpConfig, format: Format) -> Result<Self, SinkError> {
         if !format.is_json() {
             return Err(config_error(format!(
                 "format {} is not JSON: the http sink sends JSON documents, choose native, ecs, ocsf or zeek",
@@ -244,7 +244,7 @@ impl HttpTransport {
 
     /// Connections opened so far.
     #[cfg(test)]
-    pub fn connects(&self) -> u64 {
+    pub(crate) fn connects(&self) -> u64 {
         self.client.connects
     }
 }

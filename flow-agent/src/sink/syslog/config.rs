@@ -7,18 +7,18 @@ use super::message::check_field;
 use crate::sink::{delivery::DeliveryConfig, SinkError};
 
 /// Where `unix` and `unix-stream` send when no address is set.
-pub const DEFAULT_UNIX_ADDRESS: &str = "/dev/log";
-pub const DEFAULT_APP_NAME: &str = "flow-agent";
-pub const DEFAULT_MSGID: &str = "flow";
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 65536;
+pub(crate) const DEFAULT_UNIX_ADDRESS: &str = "/dev/log";
+pub(crate) const DEFAULT_APP_NAME: &str = "flow-agent";
+pub(crate) const DEFAULT_MSGID: &str = "flow";
+pub(crate) const DEFAULT_MAX_MESSAGE_BYTES: usize = 65536;
 /// Largest UDP payload over IPv4 (65535 - 8 UDP - 20 IP header bytes).
-pub const UDP_MAX_PAYLOAD: usize = 65507;
+pub(crate) const UDP_MAX_PAYLOAD: usize = 65507;
 /// The system's CA bundle (Debian's ca-certificates), used when `ca_file` is not set.
-pub const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+pub(crate) const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum TransportKind {
+pub(crate) enum TransportKind {
     /// Unix datagram socket, like /dev/log.
     Unix,
     UnixStream,
@@ -28,7 +28,7 @@ pub enum TransportKind {
 }
 
 impl TransportKind {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Unix => "unix",
             Self::UnixStream => "unix-stream",
@@ -38,12 +38,12 @@ impl TransportKind {
         }
     }
 
-    pub fn is_stream(self) -> bool {
+    pub(crate) fn is_stream(self) -> bool {
         matches!(self, Self::UnixStream | Self::Tcp | Self::Tls)
     }
 
     /// A unix socket: the local syslog form (RFC 3164 as syslog(3) writes it), not RFC 5424.
-    pub fn is_local(self) -> bool {
+    pub(crate) fn is_local(self) -> bool {
         matches!(self, Self::Unix | Self::UnixStream)
     }
 }
@@ -51,7 +51,7 @@ impl TransportKind {
 /// How messages are delimited on a stream (RFC 6587).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Framing {
+pub(crate) enum Framing {
     /// `LENGTH SP MESSAGE`.
     OctetCounting,
     /// `MESSAGE LF`; records with a line feed are refused.
@@ -61,7 +61,7 @@ pub enum Framing {
 /// What happens to a message longer than the limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Oversize {
+pub(crate) enum Oversize {
     /// Not sent; counted as dropped and logged.
     #[default]
     Drop,
@@ -74,7 +74,7 @@ pub enum Oversize {
 /// A facility or severity: a name or its number.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum Code {
+pub(crate) enum Code {
     Number(u8),
     Name(String),
 }
@@ -105,11 +105,11 @@ impl Code {
         }
     }
 
-    pub fn facility(&self) -> Result<u8, String> {
+    pub(crate) fn facility(&self) -> Result<u8, String> {
         self.resolve("facility", &FACILITIES, &[("security", 4)])
     }
 
-    pub fn severity(&self) -> Result<u8, String> {
+    pub(crate) fn severity(&self) -> Result<u8, String> {
         let aliases = [
             ("emergency", 0),
             ("panic", 0),
@@ -124,40 +124,40 @@ impl Code {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
-pub struct SyslogConfig {
+pub(crate) struct SyslogConfig {
     /// `unix` (datagram), `unix-stream`, `udp`, `tcp` or `tls`. Default: `unix` when the
     /// address is empty or a path, else `tcp`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub transport: Option<TransportKind>,
+    pub(crate) transport: Option<TransportKind>,
     /// Socket path (unix) or `host:port`.
-    pub address: String,
+    pub(crate) address: String,
     /// Stream framing; default `octet-counting` for tcp and tls, `newline` for unix-stream.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub framing: Option<Framing>,
-    pub facility: Code,
-    pub severity: Code,
-    pub app_name: String,
+    pub(crate) framing: Option<Framing>,
+    pub(crate) facility: Code,
+    pub(crate) severity: Code,
+    pub(crate) app_name: String,
     /// Default: the host's name.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
-    pub msgid: String,
+    pub(crate) hostname: Option<String>,
+    pub(crate) msgid: String,
     /// PEM CA certificates that verify the server (tls); default the system's bundle.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
     /// Name the server certificate must carry (tls); default the host of `address`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub server_name: Option<String>,
+    pub(crate) server_name: Option<String>,
     /// PEM client certificate chain and key, for servers that ask for one (tls).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_cert: Option<PathBuf>,
+    pub(crate) client_cert: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_key: Option<PathBuf>,
+    pub(crate) client_key: Option<PathBuf>,
     /// Longest message (header and record, without framing); default 65536, for udp 65507
     /// (its most).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_message_bytes: Option<usize>,
-    pub oversize: Oversize,
-    pub delivery: DeliveryConfig,
+    pub(crate) max_message_bytes: Option<usize>,
+    pub(crate) oversize: Oversize,
+    pub(crate) delivery: DeliveryConfig,
 }
 
 impl Default for SyslogConfig {
@@ -184,25 +184,25 @@ impl Default for SyslogConfig {
 
 /// A checked configuration with every default filled in.
 #[derive(Clone, Debug)]
-pub struct Resolved {
-    pub transport: TransportKind,
-    pub address: String,
+pub(crate) struct Resolved {
+    pub(crate) transport: TransportKind,
+    pub(crate) address: String,
     /// None for datagram transports.
-    pub framing: Option<Framing>,
-    pub pri: u8,
-    pub max_message_bytes: usize,
-    pub tls: Option<TlsOptions>,
+    pub(crate) framing: Option<Framing>,
+    pub(crate) pri: u8,
+    pub(crate) max_message_bytes: usize,
+    pub(crate) tls: Option<TlsOptions>,
 }
 
 #[derive(Clone, Debug)]
-pub struct TlsOptions {
-    pub ca_file: PathBuf,
-    pub server_name: String,
-    pub client_cert: Option<(PathBuf, PathBuf)>,
+pub(crate) struct TlsOptions {
+    pub(crate) ca_file: PathBuf,
+    pub(crate) server_name: String,
+    pub(crate) client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 impl SyslogConfig {
-    pub fn transport_kind(&self) -> TransportKind {
+    pub(crate) fn transport_kind(&self) -> TransportKind {
         self.transport.unwrap_or(
             if self.address.is_empty() || self.address.starts_with('/') {
                 TransportKind::Unix
@@ -212,7 +212,7 @@ impl SyslogConfig {
         )
     }
 
-    pub fn resolve(&self) -> Result<Resolved, SinkError> {
+    pub(crate) fn resolve(&self) -> Result<Resolved, SinkError> {
         let bad = |m: String| SinkError::Config(format!("syslog: {m}"));
         let transport = self.transport_kind();
         let unix = matches!(transport, TransportKind::Unix | TransportKind::UnixStream);
@@ -329,7 +329,7 @@ impl SyslogConfig {
 }
 
 /// Splits `host:port` (`[v6]:port` for IPv6 literals).
-pub fn host_port(address: &str) -> Result<(String, u16), String> {
+pub(crate) fn host_port(address: &str) -> Result<(String, u16), String> {
     let err = || format!("address {address:?} is not host:port (IPv6: [addr]:port)");
     let (host, port) = address.rsplit_once(':').ok_or_else(err)?;
     let port: u16 = port.parse().map_err(|_| err())?;

@@ -28,7 +28,7 @@ enum Socket {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-pub struct Connection {
+pub(crate) struct Connection {
     socket: Socket,
     /// Largest receive window the TCP peer advertised: a bound on what it may hold unread.
     peer_window_max: u64,
@@ -50,7 +50,7 @@ fn dgram_sndbuf(fd: RawFd, want: usize) {
 }
 
 impl Connection {
-    pub async fn connect(cfg: &Resolved, tls: Option<&Tls>) -> io::Result<Self> {
+    pub(crate) async fn connect(cfg: &Resolved, tls: Option<&Tls>) -> io::Result<Self> {
         // Room for the longest message plus the kernel's per-datagram overhead.
         let dgram_buf = cfg.max_message_bytes * 2 + 4096;
         let socket = match cfg.transport {
@@ -108,7 +108,7 @@ impl Connection {
     }
 
     /// Writes bytes to a stream (and flushes TLS).
-    pub async fn write_stream(&mut self, bytes: &[u8]) -> io::Result<()> {
+    pub(crate) async fn write_stream(&mut self, bytes: &[u8]) -> io::Result<()> {
         match &mut self.socket {
             Socket::UnixStream(s) => s.write_all(bytes).await,
             Socket::Tcp(s) => s.write_all(bytes).await,
@@ -121,7 +121,7 @@ impl Connection {
     }
 
     /// Sends one datagram.
-    pub async fn send_datagram(&mut self, message: &[u8]) -> io::Result<()> {
+    pub(crate) async fn send_datagram(&mut self, message: &[u8]) -> io::Result<()> {
         let sent = match &mut self.socket {
             Socket::UnixDgram(s) => s.send(message).await?,
             Socket::Udp(s) => s.send(message).await?,
@@ -138,7 +138,7 @@ impl Connection {
 
     /// Whether the connection still works, without waiting: a stream the server closed or
     /// reset, or a datagram socket with a pending error (ICMP port unreachable), does not.
-    pub async fn check_alive(&mut self) -> Result<(), String> {
+    pub(crate) async fn check_alive(&mut self) -> Result<(), String> {
         let mut buf = [0u8; 512];
         let read = match &mut self.socket {
             Socket::UnixDgram(s) => return pending_error(s.take_error()),
@@ -161,7 +161,7 @@ impl Connection {
     /// kernel has not acknowledged plus what it may hold unread (TCP: up to the largest
     /// window it advertised; unix sockets: what it has not read, exactly). 0 for UDP, where
     /// nothing can be known.
-    pub fn unconfirmed_bytes(&mut self) -> u64 {
+    pub(crate) fn unconfirmed_bytes(&mut self) -> u64 {
         let fd = self.fd();
         match &self.socket {
             Socket::Udp(_) => 0,

@@ -5,11 +5,11 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::config::Framing;
-use crate::enrich::clock::rfc3339_micros;
+use crate::clock::rfc3339_micros;
 
 /// The constant parts of every header; [`Header::write`] adds the time.
 #[derive(Clone, Debug)]
-pub enum Header {
+pub(crate) enum Header {
     /// `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID - MSG`.
     Rfc5424 {
         /// `<PRI>1 `.
@@ -27,7 +27,13 @@ pub enum Header {
 }
 
 impl Header {
-    pub fn rfc5424(pri: u8, hostname: &str, app_name: &str, procid: u32, msgid: &str) -> Self {
+    pub(crate) fn rfc5424(
+        pri: u8,
+        hostname: &str,
+        app_name: &str,
+        procid: u32,
+        msgid: &str,
+    ) -> Self {
         Self::Rfc5424 {
             pri_version: format!("<{pri}>1 "),
             middle: format!(" {hostname} {app_name} {procid} {msgid} - "),
@@ -35,7 +41,7 @@ impl Header {
     }
 
     /// The local form, as syslog(3) with `openlog(tag, LOG_PID, ...)` writes it.
-    pub fn local(pri: u8, tag: &str, pid: u32) -> Self {
+    pub(crate) fn local(pri: u8, tag: &str, pid: u32) -> Self {
         Self::Local {
             pri: format!("<{pri}>"),
             tag_pid: format!(" {tag}[{pid}]: "),
@@ -43,7 +49,7 @@ impl Header {
     }
 
     /// Appends the header for a message written at `now`.
-    pub fn write(&self, now: SystemTime, out: &mut Vec<u8>) {
+    pub(crate) fn write(&self, now: SystemTime, out: &mut Vec<u8>) {
         match self {
             Self::Rfc5424 {
                 pri_version,
@@ -64,7 +70,7 @@ impl Header {
 
 /// RFC 3164's TIMESTAMP in this host's time zone, as syslog(3) writes it (`%b %e %T` in the C
 /// locale): `Nov 23 12:34:56`, `Nov  3 08:00:00`. In UTC when the zone cannot be read.
-pub fn local_timestamp(now: SystemTime) -> String {
+pub(crate) fn local_timestamp(now: SystemTime) -> String {
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as libc::time_t;
     // SAFETY: tm is plain data; localtime_r (thread-safe) fills it or returns null, and gmtime_r
     // cannot fail for a time_t from a SystemTime.
@@ -88,7 +94,7 @@ fn rfc3164_timestamp(month: i32, day: i32, hour: i32, min: i32, sec: i32) -> Str
 }
 
 /// Checks one RFC 5424 header field: 1..=`max` printable US-ASCII characters (33..=126).
-pub fn check_field(name: &str, value: &str, max: usize) -> Result<(), String> {
+pub(crate) fn check_field(name: &str, value: &str, max: usize) -> Result<(), String> {
     if value.is_empty() || value.len() > max {
         return Err(format!(
             "{name} must be 1 to {max} characters, not {} ({value:?})",
@@ -105,7 +111,7 @@ pub fn check_field(name: &str, value: &str, max: usize) -> Result<(), String> {
 
 /// The host's name as an RFC 5424 HOSTNAME: characters it does not allow become `_`, and an
 /// empty name the NILVALUE `-`.
-pub fn sanitize_hostname(name: &str) -> String {
+pub(crate) fn sanitize_hostname(name: &str) -> String {
     let s: String = name
         .chars()
         .take(255)
@@ -119,7 +125,7 @@ pub fn sanitize_hostname(name: &str) -> String {
 }
 
 /// Appends one message with its framing (streams) or as it is (datagrams: `None`).
-pub fn frame(framing: Option<Framing>, message: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn frame(framing: Option<Framing>, message: &[u8], out: &mut Vec<u8>) {
     match framing {
         Some(Framing::OctetCounting) => {
             out.extend_from_slice(message.len().to_string().as_bytes());

@@ -42,7 +42,7 @@ struct Insert {
 /// The record, shortened to at most `max` bytes; None when it is not a record of its format
 /// (not one JSON object, no `EventData` element) or cannot fit even with every value cut to
 /// `…`.
-pub fn shorten(record: &[u8], format: Format, max: usize) -> Option<Vec<u8>> {
+pub(crate) fn shorten(record: &[u8], format: Format, max: usize) -> Option<Vec<u8>> {
     let (spans, insert, units): (Vec<Span>, Insert, Unit) = if format.is_json() {
         let parent = match format {
             Format::Ecs => Some("flow_agent"),

@@ -11,9 +11,9 @@ use tokio_rustls::{
 use super::config::TlsOptions;
 use crate::sink::SinkError;
 
-pub struct Tls {
-    pub connector: TlsConnector,
-    pub server_name: ServerName<'static>,
+pub(crate) struct Tls {
+    pub(crate) connector: TlsConnector,
+    pub(crate) server_name: ServerName<'static>,
 }
 
 fn bad(m: String) -> SinkError {
@@ -34,7 +34,7 @@ fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, S
 }
 
 /// Builds the client configuration; every file is read now, so mistakes show at start-up.
-pub fn configure(opts: &TlsOptions) -> Result<Tls, SinkError> {
+pub(crate) fn configure(opts: &TlsOptions) -> Result<Tls, SinkError> {
     let mut roots = RootCertStore::empty();
     let (added, ignored) = roots.add_parsable_certificates(read_certs(&opts.ca_file, "ca_file")?);
     if added == 0 {

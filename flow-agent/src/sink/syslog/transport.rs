@@ -13,7 +13,7 @@ use crate::sink::delivery::{SendFuture, Transport, TransportError};
 /// Upper bound on what is kept for resending, whatever the kernel reports.
 const MAX_UNCONFIRMED_BYTES: u64 = 64 << 20;
 
-pub struct SyslogTransport {
+pub(crate) struct SyslogTransport {
     cfg: Resolved,
     tls: Option<Tls>,
     conn: Option<Connection>,
@@ -28,7 +28,7 @@ pub struct SyslogTransport {
 }
 
 impl SyslogTransport {
-    pub fn new(cfg: Resolved, tls: Option<Tls>) -> Self {
+    pub(crate) fn new(cfg: Resolved, tls: Option<Tls>) -> Self {
         Self {
             cfg,
             tls,

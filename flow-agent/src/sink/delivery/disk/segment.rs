@@ -15,19 +15,19 @@ use std::{ffi::OsString, fs::File, io, io::Write, os::unix::fs::FileExt};
 use crate::sink::safe_dir::{FileError, SafeDir};
 
 /// Bytes before each record's payload.
-pub const HEADER: u64 = 8;
+pub(crate) const HEADER: u64 = 8;
 /// Bytes before the first record of a format 2 segment.
-pub const FILE_HEADER: u64 = 8;
+pub(crate) const FILE_HEADER: u64 = 8;
 /// Start of a format 2 segment. Read as a format 1 record length (u32 LE) it is above
 /// [`MAX_RECORD`], so no format 1 segment starts with it.
 const MAGIC: &[u8; 6] = b"FLOWSG";
 /// The segment format written.
-pub const VERSION: u16 = 2;
+pub(crate) const VERSION: u16 = 2;
 /// Longest record the buffer accepts; a longer length in a header can only be damage.
-pub const MAX_RECORD: u64 = 64 << 20;
+pub(crate) const MAX_RECORD: u64 = 64 << 20;
 /// Where the numbering of segments starts: records persisted at close go in front of the
 /// oldest segment, with a smaller number.
-pub const FIRST_ID: u64 = 1 << 62;
+pub(crate) const FIRST_ID: u64 = 1 << 62;
 const ACK_FILE: &str = "ack";
 const ACK_TMP: &str = "ack.tmp";
 const SEGMENT_EXT: &str = "seg";
@@ -36,14 +36,14 @@ const PRIVATE: u32 = 0o600;
 
 /// A position in the buffer: segment number and byte offset in it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Cursor {
-    pub segment: u64,
-    pub offset: u64,
+pub(crate) struct Cursor {
+    pub(crate) segment: u64,
+    pub(crate) offset: u64,
 }
 
 /// Layout of one segment file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// Earlier versions: no file header, checksum of the payload only.
     V1,
     V2,
@@ -51,7 +51,7 @@ pub enum Format {
 
 impl Format {
     /// Offset of the first record.
-    pub fn first_record(self) -> u64 {
+    pub(crate) fn first_record(self) -> u64 {
         match self {
             Format::V1 => 0,
             Format::V2 => FILE_HEADER,
@@ -73,7 +73,7 @@ impl Format {
 
 /// What the start of a segment file says.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Segment(Format),
     /// No record can be in it: empty, or a crash while its file header was written.
     Empty,
@@ -89,19 +89,19 @@ fn file_header() -> [u8; FILE_HEADER as usize] {
 }
 
 /// The file name of segment `id`.
-pub fn segment_name(id: u64) -> OsString {
+pub(crate) fn segment_name(id: u64) -> OsString {
     format!("{id:016x}.{SEGMENT_EXT}").into()
 }
 
 /// The path of segment `id` in `dir`, for tests.
 #[cfg(test)]
-pub fn segment_path(dir: &std::path::Path, id: u64) -> std::path::PathBuf {
+pub(crate) fn segment_path(dir: &std::path::Path, id: u64) -> std::path::PathBuf {
     dir.join(segment_name(id))
 }
 
 /// Numbers of the segment files in `dir`, sorted. Only names exactly as [`segment_name`]
 /// writes them count, so that the file listed is the file opened.
-pub fn list_segments(dir: &SafeDir) -> io::Result<Vec<u64>> {
+pub(crate) fn list_segments(dir: &SafeDir) -> io::Result<Vec<u64>> {
     let mut ids = Vec::new();
     for name in dir.names()? {
         let Some(hex) = name
@@ -122,12 +122,12 @@ pub fn list_segments(dir: &SafeDir) -> io::Result<Vec<u64>> {
 
 /// Opens an existing segment for reading and appending (refused if it is a link, not a
 /// regular file or another user's).
-pub fn open_segment(dir: &SafeDir, id: u64) -> Result<File, FileError> {
+pub(crate) fn open_segment(dir: &SafeDir, id: u64) -> Result<File, FileError> {
     dir.open_file(&segment_name(id), libc::O_RDWR | libc::O_APPEND, PRIVATE)
 }
 
 /// Creates segment `id` (it must not exist) with its file header.
-pub fn create_segment(dir: &SafeDir, id: u64) -> io::Result<File> {
+pub(crate) fn create_segment(dir: &SafeDir, id: u64) -> io::Result<File> {
     let name = segment_name(id);
     let flags = libc::O_RDWR | libc::O_APPEND | libc::O_CREAT | libc::O_EXCL;
     let mut file = dir.open_file(&name, flags, PRIVATE)?;
@@ -140,7 +140,7 @@ pub fn create_segment(dir: &SafeDir, id: u64) -> io::Result<File> {
 
 /// Writes a whole segment under a temporary name and renames it into place. The temporary
 /// name is created anew (`O_EXCL`), whatever was there before.
-pub fn write_new_segment(dir: &SafeDir, id: u64, records: &[u8]) -> io::Result<()> {
+pub(crate) fn write_new_segment(dir: &SafeDir, id: u64, records: &[u8]) -> io::Result<()> {
     let tmp = OsString::from("segment.tmp");
     dir.remove_if_present(&tmp)?;
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
@@ -152,7 +152,7 @@ pub fn write_new_segment(dir: &SafeDir, id: u64, records: &[u8]) -> io::Result<(
 }
 
 /// Reads the start of a segment.
-pub fn read_kind(file: &File) -> io::Result<Kind> {
+pub(crate) fn read_kind(file: &File) -> io::Result<Kind> {
     let len = file.metadata()?.len();
     let mut start = Vec::new();
     read_at(file, 0, len.min(FILE_HEADER) as usize, &mut start)?;
@@ -173,7 +173,7 @@ pub fn read_kind(file: &File) -> io::Result<Kind> {
 
 /// Appends one format 2 record. The caller never passes an empty or all-zero payload
 /// ([`acceptable`]).
-pub fn encode_record(payload: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn encode_record(payload: &[u8], out: &mut Vec<u8>) {
     let len = (payload.len() as u32).to_le_bytes();
     out.extend_from_slice(&len);
     out.extend_from_slice(&Format::V2.checksum(&len, payload).to_le_bytes());
@@ -181,13 +181,13 @@ pub fn encode_record(payload: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Whether a payload can be stored: an empty or all-zero one would read back as damage.
-pub fn acceptable(payload: &[u8]) -> bool {
+pub(crate) fn acceptable(payload: &[u8]) -> bool {
     payload.iter().any(|b| *b != 0)
 }
 
 /// Re-encodes the records of `bytes` (whole records of `format`) as format 2 into `out`;
 /// returns the bytes at the end that were not records.
-pub fn reencode(bytes: &[u8], format: Format, out: &mut Vec<u8>) -> u64 {
+pub(crate) fn reencode(bytes: &[u8], format: Format, out: &mut Vec<u8>) -> u64 {
     let mut at = 0usize;
     while at < bytes.len() {
         match parse_record(&bytes[at..], (bytes.len() - at) as u64, format) {
@@ -202,7 +202,7 @@ pub fn reencode(bytes: &[u8], format: Format, out: &mut Vec<u8>) -> u64 {
 }
 
 /// What a header promises, checked against what the file holds.
-pub enum Parsed<'a> {
+pub(crate) enum Parsed<'a> {
     /// A whole record with a valid checksum and its total size on disk.
     Record(&'a [u8], u64),
     /// More bytes are needed than `buf` holds: read `need` bytes from the record's start.
@@ -213,7 +213,7 @@ pub enum Parsed<'a> {
 
 /// Parses the record at the start of `buf`; `available` is how many bytes the segment has
 /// from there on (so that a short `buf` is told apart from a short file).
-pub fn parse_record(buf: &[u8], available: u64, format: Format) -> Parsed<'_> {
+pub(crate) fn parse_record(buf: &[u8], available: u64, format: Format) -> Parsed<'_> {
     if available < HEADER {
         return Parsed::Invalid;
     }
@@ -238,7 +238,7 @@ pub fn parse_record(buf: &[u8], available: u64, format: Format) -> Parsed<'_> {
 
 /// What follows the valid records of a segment.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Damage {
+pub(crate) enum Damage {
     /// The last record, cut short or not all written (a crash, a power loss): the records
     /// before it are good and the file is cut after them.
     Torn,
@@ -248,21 +248,21 @@ pub enum Damage {
 
 /// Result of checking one segment from an offset to its end.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Scan {
-    pub records: u64,
+pub(crate) struct Scan {
+    pub(crate) records: u64,
     /// Bytes of valid records (headers included).
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Length of the valid part.
-    pub valid_len: u64,
+    pub(crate) valid_len: u64,
     /// Bytes after the valid part.
-    pub invalid_bytes: u64,
-    pub damage: Option<Damage>,
+    pub(crate) invalid_bytes: u64,
+    pub(crate) damage: Option<Damage>,
 }
 
 const SCAN_CHUNK: usize = 1 << 20;
 
 /// Counts the valid records of a segment from `offset` on, and says what follows them.
-pub fn scan_segment(file: &File, offset: u64, format: Format) -> io::Result<Scan> {
+pub(crate) fn scan_segment(file: &File, offset: u64, format: Format) -> io::Result<Scan> {
     let len = file.metadata()?.len();
     let mut scan = Scan {
         valid_len: offset.min(len),
@@ -335,14 +335,14 @@ fn all_zero(file: &File, from: u64, to: u64) -> io::Result<bool> {
 }
 
 /// Reads exactly `n` bytes at `offset` into `buf` (replacing its contents).
-pub fn read_at(file: &File, offset: u64, n: usize, buf: &mut Vec<u8>) -> io::Result<()> {
+pub(crate) fn read_at(file: &File, offset: u64, n: usize, buf: &mut Vec<u8>) -> io::Result<()> {
     buf.resize(n, 0);
     file.read_exact_at(buf, offset)
 }
 
 /// Where delivery resumes: the ack file, or the start of the oldest segment when it is
 /// missing, damaged or refused (replaying too much is allowed, losing is not).
-pub fn read_ack(dir: &SafeDir) -> Option<Cursor> {
+pub(crate) fn read_ack(dir: &SafeDir) -> Option<Cursor> {
     let name = OsString::from(ACK_FILE);
     let file = match dir.open_file(&name, libc::O_RDONLY, 0) {
         Ok(f) => f,
@@ -372,7 +372,7 @@ pub fn read_ack(dir: &SafeDir) -> Option<Cursor> {
 
 /// Records the first unacknowledged position; replaces the ack file atomically (rename), so a
 /// crash leaves the old or the new position, never a mix.
-pub fn write_ack(dir: &SafeDir, at: Cursor) -> io::Result<()> {
+pub(crate) fn write_ack(dir: &SafeDir, at: Cursor) -> io::Result<()> {
     let mut bytes = Vec::with_capacity(20);
     bytes.extend_from_slice(&at.segment.to_le_bytes());
     bytes.extend_from_slice(&at.offset.to_le_bytes());

@@ -1,5 +1,6 @@
-//! Kernel timestamps are CLOCK_BOOTTIME nanoseconds; events carry wall-clock UTC.
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+//! Kernel timestamps are CLOCK_BOOTTIME nanoseconds; events carry wall-clock UTC. A leaf
+//! module: the flow table, enrichment, encoders and sinks all read the time here.
+use std::time::{SystemTime, UNIX_EPOCH};
 
 fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
@@ -11,37 +12,33 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-pub fn boot_ns_now() -> u64 {
+pub(crate) fn boot_ns_now() -> u64 {
     clock_ns(libc::CLOCK_BOOTTIME)
 }
 
 /// Converts boot-time nanoseconds to wall-clock time.
 #[derive(Clone, Copy, Debug)]
-pub struct BootClock {
+pub(crate) struct BootClock {
     /// Wall-clock nanoseconds since the epoch at boot.
     boot_epoch_ns: u64,
 }
 
 impl BootClock {
-    pub fn now() -> Self {
+    pub(crate) fn now() -> Self {
         let wall = clock_ns(libc::CLOCK_REALTIME);
         Self {
             boot_epoch_ns: wall.saturating_sub(boot_ns_now()),
         }
     }
 
-    pub fn to_wall(self, boot_ns: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_nanos(self.boot_epoch_ns + boot_ns)
-    }
-
     /// Boot-time nanoseconds as wall-clock time.
-    pub fn wall(self, boot_ns: u64) -> crate::event::WallTime {
+    pub(crate) fn wall(self, boot_ns: u64) -> crate::event::WallTime {
         crate::event::WallTime(self.boot_epoch_ns + boot_ns)
     }
 }
 
 /// RFC 3339 UTC with microseconds, e.g. 2026-11-23T12:34:56.123456Z.
-pub fn rfc3339_micros(t: SystemTime) -> String {
+pub(crate) fn rfc3339_micros(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
@@ -71,7 +68,10 @@ pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::event::WallTime;
 
     #[test]
     fn formats_known_instants() {
@@ -85,10 +85,8 @@ mod tests {
     #[test]
     fn boot_clock_is_close_to_now() {
         let c = BootClock::now();
-        let wall = c.to_wall(boot_ns_now());
-        let diff = wall
-            .duration_since(SystemTime::now())
-            .unwrap_or_else(|e| e.duration());
-        assert!(diff < Duration::from_secs(1));
+        let wall = c.wall(boot_ns_now());
+        let now = WallTime::from(SystemTime::now());
+        assert!(wall.0.abs_diff(now.0) < 1_000_000_000);
     }
 }

@@ -1,9 +1,13 @@
-//! Writes the kernel filter's maps (filter::kernel::KernelPlan) and reads what it skipped.
+//! Writes the kernel filter's maps (a [`KernelPlan`]) into the loaded programs and reads what
+//! they skipped.
 use aya::maps::{lpm_trie::Key, Array, LpmTrie, MapData, PerCpuArray};
 use flow_common::{FilterSkip, KernelFilterMasks};
 
-use super::{Capture, CaptureError};
-use crate::filter::{kernel::KernelPlan, FilterConfig};
+use super::KernelPlan;
+use crate::{
+    capture::{Capture, CaptureError},
+    filter::FilterConfig,
+};
 
 fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> CaptureError {
     move |source| CaptureError::Map { name, source }
@@ -11,13 +15,13 @@ fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> CaptureError {
 
 /// What the kernel filter skipped since the programs loaded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FilterSkipped {
-    pub tcp_flows: u64,
-    pub udp_packets: u64,
+pub(crate) struct FilterSkipped {
+    pub(crate) tcp_flows: u64,
+    pub(crate) udp_packets: u64,
 }
 
 impl FilterSkipped {
-    pub fn log(self, level: log::Level) {
+    pub(crate) fn log(self, level: log::Level) {
         log::log!(
             level,
             "kernel filter skipped {} TCP flows and {} UDP packets",
@@ -31,7 +35,7 @@ impl Capture {
     /// Pushes the global filter's exclude rules on remote address, port and transport into
     /// the kernel programs (filter::kernel); `current` is what the maps hold. The rules stay
     /// in force in userspace too, so a failure here costs work, not correctness.
-    pub fn apply_filter(&mut self, current: &mut KernelPlan, filter: &FilterConfig) {
+    pub(crate) fn apply_filter(&mut self, current: &mut KernelPlan, filter: &FilterConfig) {
         let plan = KernelPlan::compile(filter);
         if plan == *current {
             return;
@@ -68,7 +72,7 @@ impl Capture {
 
     /// Replaces the kernel filter's rules `old` (what the maps hold) by `new`. The filter is
     /// off while the maps change: meanwhile flows are decided in userspace only.
-    pub fn set_kernel_filter(
+    pub(crate) fn set_kernel_filter(
         &mut self,
         old: &KernelPlan,
         new: &KernelPlan,
@@ -116,7 +120,7 @@ impl Capture {
     }
 
     /// Counters of the kernel filter, summed over CPUs.
-    pub fn filter_skipped(&self) -> FilterSkipped {
+    pub(crate) fn filter_skipped(&self) -> FilterSkipped {
         let Some(map) = self.ebpf.map("FILTER_SKIPPED") else {
             return FilterSkipped::default();
         };
