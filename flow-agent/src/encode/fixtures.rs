@@ -6,8 +6,8 @@ use std::{net::IpAddr, sync::Arc};
 use crate::{
     event::{
         Attribution, Counters, Direction, DnsAnswer, DnsEvent, FlowAction, FlowEvent, FlowIds,
-        HostInfo, IntervalCounters, Limiter, Locality, ProcessIdentity, SuppressedEvent, Transport,
-        WallTime,
+        HostInfo, IntervalCounters, Limiter, Locality, ProcessIdentity, RemoteName,
+        SuppressedEvent, Transport, WallTime,
     },
     health::{EnrichLosses, KernelLosses, SinkReport, StatsEvent},
 };
@@ -103,6 +103,18 @@ pub fn tcp_out_start() -> FlowEvent {
     ev.process = Some(Arc::new(curl()));
     ev.netns = Some(4026531833);
     ev
+}
+
+/// The event with its remote end resolved from `www.a.test` (through a CNAME), as DNS
+/// enrichment names a flow to an address the host looked up.
+pub fn named(ev: FlowEvent) -> FlowEvent {
+    FlowEvent {
+        remote_name: Some(Arc::new(RemoteName {
+            fqdn: "www.a.test".into(),
+            chain: vec!["www.a.test".into(), "cdn.b.test".into()],
+        })),
+        ..ev
+    }
 }
 
 /// The same flow's end: a normal close.

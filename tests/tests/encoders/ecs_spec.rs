@@ -40,11 +40,13 @@ const FIELDS: &[(&str, Ty, bool)] = &[
     ("event.end", Date, false),
     ("event.duration", Long, false),
     ("source.address", Keyword, false),
+    ("source.domain", Keyword, false),
     ("source.ip", Ip, false),
     ("source.port", Long, false),
     ("source.bytes", Long, false),
     ("source.packets", Long, false),
     ("destination.address", Keyword, false),
+    ("destination.domain", Keyword, false),
     ("destination.ip", Ip, false),
     ("destination.port", Long, false),
     ("destination.bytes", Long, false),
@@ -668,6 +670,32 @@ pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
     same("source.port", n("src_port"));
     same("destination.ip", n("dest_ip"));
     same("destination.port", n("dest_port"));
+    // Each end's name: its fqdn, else its hostname (this host's side), and both in
+    // related.hosts.
+    let name = |side: &str| {
+        let v = n(&format!("{side}_fqdn"));
+        if v.is_null() {
+            n(&format!("{side}_hostname"))
+        } else {
+            v
+        }
+    };
+    let (src_name, dest_name) = (name("src"), name("dest"));
+    same("source.domain", src_name.clone());
+    same("destination.domain", dest_name.clone());
+    let mut hosts: Vec<Value> = [src_name, dest_name]
+        .into_iter()
+        .filter(|v| !v.is_null())
+        .collect();
+    hosts.dedup();
+    same(
+        "related.hosts",
+        if hosts.is_empty() {
+            Value::Null
+        } else {
+            Value::Array(hosts)
+        },
+    );
     same("source.bytes", n("orig_bytes"));
     same("destination.bytes", n("resp_bytes"));
     same("source.packets", n("orig_pkts"));

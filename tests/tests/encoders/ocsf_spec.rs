@@ -65,9 +65,11 @@ const ATTRIBUTES: &[(&str, Ty)] = &[
     ("src_endpoint.ip", Ip),
     ("src_endpoint.port", Port),
     ("src_endpoint.hostname", Str),
+    ("src_endpoint.domain", Str),
     ("dst_endpoint.ip", Ip),
     ("dst_endpoint.port", Port),
     ("dst_endpoint.hostname", Str),
+    ("dst_endpoint.domain", Str),
     ("connection_info.uid", Str),
     ("connection_info.community_uid", Str),
     ("connection_info.direction_id", Int),
@@ -624,6 +626,23 @@ pub fn check_values(ev: &Value, native: &Value) -> Vec<String> {
     same("src_endpoint.port", n("src_port"));
     same("dst_endpoint.ip", n("dest_ip"));
     same("dst_endpoint.port", n("dest_port"));
+    // Each end's fully qualified name (this host's hostname when it has no fqdn) and the
+    // domain that name belongs to.
+    for (ep, side) in [("src_endpoint", "src"), ("dst_endpoint", "dest")] {
+        let fqdn = n(&format!("{side}_fqdn"));
+        let name = if fqdn.is_null() {
+            n(&format!("{side}_hostname"))
+        } else {
+            fqdn
+        };
+        let domain = name
+            .as_str()
+            .and_then(|s| s.split_once('.'))
+            .map(|(_, d)| Value::from(d))
+            .unwrap_or(Value::Null);
+        same(&format!("{ep}.hostname"), name);
+        same(&format!("{ep}.domain"), domain);
+    }
     same("is_src_dst_assignment_known", n("start_observed"));
     same("observation_point_id", if outbound { 1 } else { 2 }.into());
     same("cumulative_traffic.bytes_out", n("orig_bytes"));

@@ -87,13 +87,9 @@ impl OcsfEncoder {
         let app = ev.app.as_ref().map(|a| self.apps.get(a, app_fragments));
         let activity = Activity::of(ev);
         let (src, dst) = (ev.src(), ev.dest());
-        // This host's side of the flow carries its name.
-        let host_name = host_name(&ev.host);
-        let (src_host, dst_host) = if ev.local_orig() {
-            (Some(host_name), None)
-        } else {
-            (None, Some(host_name))
-        };
+        // This host's side of the flow carries its name, the remote's the name it was
+        // resolved from.
+        let (src_host, dst_host) = common::end_names(ev);
         let mut w = Json::new(out);
         w.begin();
         classification(&mut w, ev, activity);
@@ -129,6 +125,15 @@ impl OcsfEncoder {
         w.array("observables");
         ip_observable(&mut w, "src_endpoint.ip", src.0);
         ip_observable(&mut w, "dst_endpoint.ip", dst.0);
+        if let Some((fqdn, _)) = ev.remote_fqdn() {
+            let name = if ev.local_orig() {
+                "dst_endpoint.hostname"
+            } else {
+                "src_endpoint.hostname"
+            };
+            w.element();
+            w.value(&Observable::hostname(name, fqdn));
+        }
         w.splice(host.get(HOST_OBSERVABLE));
         if let Some(p) = process {
             w.splice(p.get(OBSERVABLES));
@@ -226,13 +231,25 @@ fn metadata(w: &mut Json, ev: &FlowEvent) {
     w.end();
 }
 
-/// `src_endpoint` or `dst_endpoint`.
+/// `src_endpoint` or `dst_endpoint`, with its fully qualified name and the domain of that
+/// name (what follows its first label).
 fn endpoint(w: &mut Json, key: &str, (ip, port): (IpAddr, u16), hostname: Option<&str>) {
     w.object(key);
     w.ip("ip", ip);
     w.field("port", &port);
-    w.opt("hostname", hostname);
+    if let Some(name) = hostname {
+        w.field("hostname", name);
+        w.opt("domain", domain_of(name));
+    }
     w.end();
+}
+
+/// The domain a fully qualified name belongs to: what follows its first label (`hostname
+/// -d`); none for a single label.
+pub(crate) fn domain_of(fqdn: &str) -> Option<&str> {
+    fqdn.split_once('.')
+        .map(|(_, domain)| domain)
+        .filter(|d| !d.is_empty())
 }
 
 /// `connection_info`.

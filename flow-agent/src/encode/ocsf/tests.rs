@@ -412,3 +412,28 @@ fn dns_query_is_dns_activity_response() {
         (json!(3), json!("NXDomain"), json!("Failure"))
     );
 }
+
+#[test]
+fn endpoints_carry_names_and_domains() {
+    let out = encode(&named(tcp_out_end()));
+    assert_eq!(
+        out["dst_endpoint"],
+        json!({"ip": "127.0.0.1", "port": 18080, "hostname": "www.a.test", "domain": "a.test"})
+    );
+    assert_eq!(
+        out["src_endpoint"],
+        json!({"ip": "127.0.0.1", "port": 33596, "hostname": "vm"})
+    );
+    assert!(out["observables"].as_array().unwrap().contains(
+        &json!({"name": "dst_endpoint.hostname", "type_id": 1, "type": "Hostname", "value": "www.a.test"})
+    ));
+    let inbound = encode(&named(tcp_in_end()));
+    assert_eq!(inbound["src_endpoint"]["hostname"], "www.a.test");
+    assert_eq!(
+        inbound["dst_endpoint"],
+        json!({"ip": "127.0.0.1", "port": 18080, "hostname": "vm.example.org", "domain": "example.org"})
+    );
+    assert!(inbound["observables"].as_array().unwrap().contains(
+        &json!({"name": "src_endpoint.hostname", "type_id": 1, "type": "Hostname", "value": "www.a.test"})
+    ));
+}
