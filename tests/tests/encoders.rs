@@ -766,7 +766,7 @@ fn zeek_records_follow_conn_log_and_carry_the_native_values() -> Result<()> {
         let rec = run
             .zeek
             .iter()
-            .find(|r| r["uid"] == end["flow_id"])
+            .find(|r| r["uid"] == zeek_spec::zeek_uid(end["flow_id"].as_str().unwrap_or_default()))
             .context("no conn.log record for curl's connection")?;
         ensure!(
             rec["id.orig_p"] == client_end["src_port"]
@@ -901,7 +901,9 @@ fn hostile_process_strings_stay_data_in_every_format() -> Result<()> {
     }
     let end = natives.iter().find(|e| is_end(e)).context("hostile end")?;
     ensure!(
-        run.zeek.iter().any(|r| r["uid"] == end["flow_id"]),
+        run.zeek
+            .iter()
+            .any(|r| r["uid"] == zeek_spec::zeek_uid(end["flow_id"].as_str().unwrap_or_default())),
         "no conn.log record of the hostile flow"
     );
     let rec = run

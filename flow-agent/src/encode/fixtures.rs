@@ -96,6 +96,7 @@ pub fn tcp_out_start() -> FlowEvent {
     );
     ev.ids = ids("bf79e3c617f7-1", "1:Uw3Um7L1M9pG/AWDF7lN/zpVQdk=");
     ev.locality = Locality::Internal;
+    ev.local_locality = Locality::Internal;
     ev.start_time = Some(ev.time);
     ev.duration_ns = Some(0);
     ev.attribution = Some(Attribution::Connector);
@@ -239,6 +240,7 @@ pub fn udp_in_end() -> FlowEvent {
     );
     ev.ids = ids("bf79e3c617f7-4", "1:AAA7L1M9pG/AWDF7lN/zpVQdk=");
     ev.locality = Locality::Internal;
+    ev.local_locality = Locality::Internal;
     ev.start_time = Some(t("2026-11-23T13:06:00.000000Z"));
     ev.end_time = Some(t("2026-11-23T13:06:00.000000Z"));
     ev.duration_ns = Some(0);
