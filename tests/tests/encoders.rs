@@ -443,7 +443,11 @@ fn capture() -> Result<Run> {
     )?;
     tail.wait_for(
         "the start of the DNS client's flow to the name it resolved",
-        |e| e["event_action"] == "start" && e["pid"] == ours.dns_client && e["dest_port"] == NAMED_PORT,
+        |e| {
+            e["event_action"] == "start"
+                && e["pid"] == ours.dns_client
+                && e["dest_port"] == NAMED_PORT
+        },
         1,
     )?;
     tail.wait_for(
@@ -932,7 +936,10 @@ fn resolved_names_reach_every_format() -> Result<()> {
         .native_flows()
         .filter(|e| e["pid"] == pid && e["dest_port"] == NAMED_PORT)
         .collect();
-    ensure!(!natives.is_empty(), "no native event of the flow to the resolved name");
+    ensure!(
+        !natives.is_empty(),
+        "no native event of the flow to the resolved name"
+    );
     for native in natives {
         ensure!(
             native["dest_ip"] == "127.0.0.9"
@@ -941,9 +948,8 @@ fn resolved_names_reach_every_format() -> Result<()> {
                 && native["dns_chain"] == json!(["www.flowtest", "cdn.flowtest"]),
             "native names: {native}"
         );
-        let same_event = |id: &Value, time: &Value| {
-            *id == native["flow_id"] && *time == native["timestamp"]
-        };
+        let same_event =
+            |id: &Value, time: &Value| *id == native["flow_id"] && *time == native["timestamp"];
         let doc = run
             .ecs
             .iter()
@@ -960,7 +966,12 @@ fn resolved_names_reach_every_format() -> Result<()> {
         let ev = run
             .ocsf
             .iter()
-            .find(|e| same_event(&e["metadata"]["correlation_uid"], &e["metadata"]["original_time"]))
+            .find(|e| {
+                same_event(
+                    &e["metadata"]["correlation_uid"],
+                    &e["metadata"]["original_time"],
+                )
+            })
             .context("no OCSF event of the named flow")?;
         ensure!(
             ev["dst_endpoint"]["hostname"] == "www.flowtest"
@@ -996,7 +1007,10 @@ fn spec_tables_match_the_published_specs() -> Result<()> {
         eprintln!("{}: not present, skipped", root.display());
         return Ok(());
     };
-    report("ECS table vs fields.csv", &ecs_spec::check_against_fields_csv(&csv))?;
+    report(
+        "ECS table vs fields.csv",
+        &ecs_spec::check_against_fields_csv(&csv),
+    )?;
     report(
         "OCSF tables vs the 1.8.0 schema",
         &ocsf_spec::check_against_schema(&root.join("ocsf-1.8.0")),

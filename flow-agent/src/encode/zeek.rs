@@ -10,7 +10,9 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::{time, Encoder};
-use crate::event::{AppProtocolSource, Event, FlowAction, FlowEvent, Locality, Transport, WallTime};
+use crate::event::{
+    AppProtocolSource, Event, FlowAction, FlowEvent, Locality, Transport, WallTime,
+};
 
 pub struct ZeekEncoder {
     /// When the agent first reported each open flow whose start it did not see (open at
@@ -133,8 +135,7 @@ impl ZeekUid {
 impl fmt::Display for ZeekUid {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         // Zeek's digits (uitoa_n): 0-9, a-z, A-Z.
-        const DIGITS: &[u8; 62] =
-            b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        const DIGITS: &[u8; 62] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
         let mut buf = [0u8; 18];
         buf[0] = b'C';
         let mut len = 1;

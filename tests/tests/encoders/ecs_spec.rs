@@ -819,7 +819,9 @@ pub fn check_against_fields_csv(csv: &str) -> Vec<String> {
             .iter()
             .any(|f| fields.get(f).is_some_and(|(_, n)| n.contains("array")));
         if ecs_array != *array {
-            p.push(format!("{name}: array {array} in the table, ECS says {ecs_array}"));
+            p.push(format!(
+                "{name}: array {array} in the table, ECS says {ecs_array}"
+            ));
         }
     }
     p

@@ -757,7 +757,12 @@ pub fn check_against_schema(root: &std::path::Path) -> Vec<String> {
         if let Some(parent) = v["extends"].as_str() {
             collect(read, &format!("{dir}/{parent}.json"), dir, out);
         }
-        for inc in attrs.get("$include").and_then(Value::as_array).into_iter().flatten() {
+        for inc in attrs
+            .get("$include")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(inc) = inc.as_str() {
                 collect(read, inc, dir, out);
             }
@@ -841,7 +846,9 @@ pub fn check_against_schema(root: &std::path::Path) -> Vec<String> {
             }
             if let Some(want) = want {
                 if format!("{ty:?}") != want {
-                    p.push(format!("{file}: {path}: the table says {ty:?}, OCSF {want}"));
+                    p.push(format!(
+                        "{file}: {path}: the table says {ty:?}, OCSF {want}"
+                    ));
                 }
             }
         }
@@ -852,7 +859,9 @@ pub fn check_against_schema(root: &std::path::Path) -> Vec<String> {
         .map(|a| a.keys().map(String::as_str).collect())
         .unwrap_or_default();
     if host["name"] != "host" || !declared.contains("actor") || !declared.contains("device") {
-        p.push(format!("profile host does not declare actor and device: {declared:?}"));
+        p.push(format!(
+            "profile host does not declare actor and device: {declared:?}"
+        ));
     }
     let rcodes = &read("events/network/dns_activity.json")["attributes"]["rcode_id"]["enum"];
     let published: Vec<(i64, &str)> = rcodes

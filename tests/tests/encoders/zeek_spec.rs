@@ -240,9 +240,11 @@ pub fn check_values(rec: &Value, native: &Value) -> Vec<String> {
 /// The uid the agent derives from a flow id (encode/zeek.rs, `ZeekUid`), written out again
 /// here: every event of a flow, in every run, has this one.
 pub fn zeek_uid(flow_id: &str) -> String {
-    let h = flow_id.bytes().fold(0x6c62272e07bb014262b821756295c58du128, |h, b| {
-        (h ^ u128::from(b)).wrapping_mul(0x0000000001000000000000000000013b)
-    });
+    let h = flow_id
+        .bytes()
+        .fold(0x6c62272e07bb014262b821756295c58du128, |h, b| {
+            (h ^ u128::from(b)).wrapping_mul(0x0000000001000000000000000000013b)
+        });
     let mix = |mut z: u64| {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

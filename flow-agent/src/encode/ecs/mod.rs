@@ -113,7 +113,13 @@ impl EcsEncoder {
         event(&mut w, ev);
         let orig_resp = ev.orig_resp();
         let (src_domain, dest_domain) = common::end_names(ev);
-        endpoint(&mut w, "source", src, src_domain, orig_resp.map(|c| (c.0, c.2)));
+        endpoint(
+            &mut w,
+            "source",
+            src,
+            src_domain,
+            orig_resp.map(|c| (c.0, c.2)),
+        );
         endpoint(
             &mut w,
             "destination",

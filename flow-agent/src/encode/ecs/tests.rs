@@ -354,7 +354,9 @@ fn ends_are_named_this_host_and_the_resolved_remote() {
         "{raw}"
     );
     assert!(
-        raw.contains(r#""related":{"ip":["127.0.0.1"],"hosts":["vm","www.a.test"],"user":["root"]}"#),
+        raw.contains(
+            r#""related":{"ip":["127.0.0.1"],"hosts":["vm","www.a.test"],"user":["root"]}"#
+        ),
         "{raw}"
     );
 }
