@@ -150,17 +150,24 @@ s.sendto(r, peer)
 s.close()
 "#;
 
-/// Asks 127.0.0.1:53 for the A record of www.flowtest (message id 0x2345), prints "done".
+/// Asks 127.0.0.1:53 for the A record of www.flowtest (message id 0x2345), then sends a
+/// datagram to the address it got (127.0.0.9:NAMED_PORT: a flow to a name the host resolved),
+/// prints "done".
 const DNS_CLIENT: &str = r#"
-import socket, struct
+import socket, struct, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(10)
 s.connect(("127.0.0.1", 53))
 s.send(struct.pack(">HHHHHH", 0x2345, 0x0100, 1, 0, 0, 0) + b"\x03www\x08flowtest\x00\x00\x01\x00\x01")
 s.recv(512)
 s.close()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.sendto(b"named", ("127.0.0.9", int(sys.argv[1])))
+u.close()
 print("done", flush=True)
 "#;
+/// Where the DNS client sends to the address it resolved.
+const NAMED_PORT: u16 = 19993;
 
 /// Accepts and closes connections until killed.
 const ACCEPT_CLOSE: &str = r#"
@@ -363,7 +370,7 @@ fn capture() -> Result<Run> {
 
     let dns_server = spawn_py(&host, DNS_SERVER, &[])?;
     wait_for_line(&dns_server, "ready", Duration::from_secs(10))?;
-    let dns_client = spawn_py(&host, DNS_CLIENT, &[])?;
+    let dns_client = spawn_py(&host, DNS_CLIENT, &[NAMED_PORT.to_string()])?;
     let dns_client_pid = dns_client.pid();
     finish(dns_client, Duration::from_secs(20))?;
     finish(dns_server, Duration::from_secs(20))?;
@@ -432,6 +439,15 @@ fn capture() -> Result<Run> {
     tail.wait_for(
         "the dns_query event of the DNS client",
         |e| e["event_action"] == "dns_query" && e["pid"] == ours.dns_client,
+        1,
+    )?;
+    tail.wait_for(
+        "the start of the DNS client's flow to the name it resolved",
+        |e| {
+            e["event_action"] == "start"
+                && e["pid"] == ours.dns_client
+                && e["dest_port"] == NAMED_PORT
+        },
         1,
     )?;
     tail.wait_for(
@@ -754,7 +770,7 @@ fn zeek_records_follow_conn_log_and_carry_the_native_values() -> Result<()> {
         let rec = run
             .zeek
             .iter()
-            .find(|r| r["uid"] == end["flow_id"])
+            .find(|r| r["uid"] == zeek_spec::zeek_uid(end["flow_id"].as_str().unwrap_or_default()))
             .context("no conn.log record for curl's connection")?;
         ensure!(
             rec["id.orig_p"] == client_end["src_port"]
@@ -889,7 +905,9 @@ fn hostile_process_strings_stay_data_in_every_format() -> Result<()> {
     }
     let end = natives.iter().find(|e| is_end(e)).context("hostile end")?;
     ensure!(
-        run.zeek.iter().any(|r| r["uid"] == end["flow_id"]),
+        run.zeek
+            .iter()
+            .any(|r| r["uid"] == zeek_spec::zeek_uid(end["flow_id"].as_str().unwrap_or_default())),
         "no conn.log record of the hostile flow"
     );
     let rec = run
@@ -905,6 +923,98 @@ fn hostile_process_strings_stay_data_in_every_format() -> Result<()> {
         sysmon_spec::xml_text(image)
     );
     Ok(())
+}
+
+/// A flow to a name the host resolved carries the name in every format that has a place for
+/// it: native `dest_fqdn`, ECS `destination.domain` and `related.hosts`, OCSF
+/// `dst_endpoint.hostname` and `domain`, Sysmon `DestinationHostname` (conn.log has none).
+#[test]
+fn resolved_names_reach_every_format() -> Result<()> {
+    let run = run()?;
+    let pid = run.ours.dns_client;
+    let natives: Vec<&Value> = run
+        .native_flows()
+        .filter(|e| e["pid"] == pid && e["dest_port"] == NAMED_PORT)
+        .collect();
+    ensure!(
+        !natives.is_empty(),
+        "no native event of the flow to the resolved name"
+    );
+    for native in natives {
+        ensure!(
+            native["dest_ip"] == "127.0.0.9"
+                && native["dest_fqdn"] == "www.flowtest"
+                && native["dest_hostname"] == "www"
+                && native["dns_chain"] == json!(["www.flowtest", "cdn.flowtest"]),
+            "native names: {native}"
+        );
+        let same_event =
+            |id: &Value, time: &Value| *id == native["flow_id"] && *time == native["timestamp"];
+        let doc = run
+            .ecs
+            .iter()
+            .find(|d| same_event(&d["flow_agent"]["flow_id"], &d["@timestamp"]))
+            .context("no ECS document of the named flow")?;
+        ensure!(
+            doc["destination"]["domain"] == "www.flowtest"
+                && doc["source"]["domain"].is_string()
+                && doc["related"]["hosts"]
+                    .as_array()
+                    .is_some_and(|h| h.contains(&json!("www.flowtest"))),
+            "ECS names: {doc}"
+        );
+        let ev = run
+            .ocsf
+            .iter()
+            .find(|e| {
+                same_event(
+                    &e["metadata"]["correlation_uid"],
+                    &e["metadata"]["original_time"],
+                )
+            })
+            .context("no OCSF event of the named flow")?;
+        ensure!(
+            ev["dst_endpoint"]["hostname"] == "www.flowtest"
+                && ev["dst_endpoint"]["domain"] == "flowtest"
+                && ev["src_endpoint"]["hostname"].is_string(),
+            "OCSF names: {ev}"
+        );
+    }
+    let (pid, port) = (pid.to_string(), NAMED_PORT.to_string());
+    let sysmon: Vec<_> = run
+        .sysmon
+        .iter()
+        .map(|l| sysmon_spec::parse(l))
+        .collect::<Result<_>>()?;
+    let rec = sysmon
+        .iter()
+        .find(|r| r.data("ProcessId") == pid && r.data("DestinationPort") == port)
+        .context("no Sysmon event 3 of the named flow")?;
+    ensure!(
+        rec.data("DestinationHostname") == "www.flowtest" && rec.data("SourceHostname") != "-",
+        "Sysmon names: {rec:?}"
+    );
+    Ok(())
+}
+
+/// The spec tables the records are checked against say what the published ECS 9.4.0 and
+/// OCSF 1.8.0 say (names, types, arrays, deprecations, profiles, enums), where those are at
+/// hand (`../shared/specs` beside the repository: /work/shared/specs/README.md).
+#[test]
+fn spec_tables_match_the_published_specs() -> Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs");
+    let Ok(csv) = std::fs::read_to_string(root.join("ecs-9.4.0/fields.csv")) else {
+        eprintln!("{}: not present, skipped", root.display());
+        return Ok(());
+    };
+    report(
+        "ECS table vs fields.csv",
+        &ecs_spec::check_against_fields_csv(&csv),
+    )?;
+    report(
+        "OCSF tables vs the 1.8.0 schema",
+        &ocsf_spec::check_against_schema(&root.join("ocsf-1.8.0")),
+    )
 }
 
 /// The samples in docs/formats.md are real records: each follows its format's specification.

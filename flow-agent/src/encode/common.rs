@@ -67,6 +67,16 @@ pub(crate) fn cipher_display(suite: u16) -> std::borrow::Cow<'static, str> {
     }
 }
 
+/// The names of a flow's two ends, (originator, responder): this host's own on its side (its
+/// fqdn when known, else its hostname) and the remote's fqdn from DNS, when the host resolved
+/// it, on the other.
+pub(crate) fn end_names(ev: &crate::event::FlowEvent) -> (Option<&str>, Option<&str>) {
+    let host = &ev.host;
+    let own = host.fqdn.as_deref().unwrap_or(&host.hostname);
+    let own = (!own.is_empty()).then_some(own);
+    ev.by_role(own, ev.remote_fqdn().map(|(fqdn, _)| fqdn))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

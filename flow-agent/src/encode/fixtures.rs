@@ -6,7 +6,7 @@ use std::{net::IpAddr, sync::Arc};
 use crate::event::{
     Attribution, Counters, Direction, DnsAnswer, DnsEvent, EnrichLosses, FlowAction, FlowEvent,
     FlowIds, HostInfo, IntervalCounters, KernelLosses, Limiter, Locality, ProcessIdentity,
-    RateLimitStats, SinkReport, StatsEvent, SuppressedEvent, Transport, WallTime,
+    RateLimitStats, RemoteName, SinkReport, StatsEvent, SuppressedEvent, Transport, WallTime,
 };
 
 /// A native RFC 3339 time as the model holds it.
@@ -93,6 +93,7 @@ pub(crate) fn tcp_out_start() -> FlowEvent {
     );
     ev.ids = ids("bf79e3c617f7-1", "1:Uw3Um7L1M9pG/AWDF7lN/zpVQdk=");
     ev.locality = Locality::Internal;
+    ev.local_locality = Locality::Internal;
     ev.start_time = Some(ev.time);
     ev.duration_ns = Some(0);
     ev.attribution = Some(Attribution::Connector);
@@ -100,6 +101,18 @@ pub(crate) fn tcp_out_start() -> FlowEvent {
     ev.process = Some(Arc::new(curl()));
     ev.netns = Some(4026531833);
     ev
+}
+
+/// The event with its remote end resolved from `www.a.test` (through a CNAME), as DNS
+/// enrichment names a flow to an address the host looked up.
+pub fn named(ev: FlowEvent) -> FlowEvent {
+    FlowEvent {
+        remote_name: Some(Arc::new(RemoteName {
+            fqdn: "www.a.test".into(),
+            chain: vec!["www.a.test".into(), "cdn.b.test".into()],
+        })),
+        ..ev
+    }
 }
 
 /// The same flow's end: a normal close.
@@ -224,6 +237,7 @@ pub(crate) fn udp_in_end() -> FlowEvent {
     );
     ev.ids = ids("bf79e3c617f7-4", "1:AAA7L1M9pG/AWDF7lN/zpVQdk=");
     ev.locality = Locality::Internal;
+    ev.local_locality = Locality::Internal;
     ev.start_time = Some(t("2026-11-23T13:06:00.000000Z"));
     ev.end_time = Some(t("2026-11-23T13:06:00.000000Z"));
     ev.duration_ns = Some(0);

@@ -163,7 +163,9 @@ mod tests {
             }),
             ..AppInfo::default()
         });
-        let mut events = all_flows();
+        // A named flow between unnamed ones of the same process: names are per flow.
+        let mut events = vec![named(tcp_out_start())];
+        events.extend(all_flows());
         events.push(hostile_start());
         let mut changed = tcp_out_end();
         changed.process = Some(Arc::new(ProcessIdentity {

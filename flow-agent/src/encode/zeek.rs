@@ -4,37 +4,34 @@
 //! `id.orig_*`/`id.resp_*` are the connection's originator and responder (for an inbound flow
 //! the originator is the peer): the model's `src()`/`dest()`.
 use std::collections::HashMap;
+use std::fmt;
 use std::net::IpAddr;
 
 use serde::Serialize;
 
 use super::{time, Encoder};
-use crate::{
-    enrich::networks::{default_local_networks, is_local, Cidr},
-    event::{AppProtocolSource, Event, FlowAction, FlowEvent, Locality, Transport, WallTime},
+use crate::event::{
+    AppProtocolSource, Event, FlowAction, FlowEvent, Locality, Transport, WallTime,
 };
 
 pub(crate) struct ZeekEncoder {
     /// When the agent first reported each open flow whose start it did not see (open at
     /// start-up): conn.log's `ts` is the first packet seen, and its end event has no start.
     first_seen: HashMap<String, WallTime>,
-    local_networks: Vec<Cidr>,
 }
 
 impl ZeekEncoder {
     pub(crate) fn new() -> Self {
         Self {
             first_seen: HashMap::new(),
-            local_networks: default_local_networks(),
         }
     }
 
-    /// Zeek's `local_orig`/`local_resp`: whether an address is in the local networks. The peer
-    /// is as the event's locality says; this host's own address is checked against the same
-    /// built-in list.
+    /// Zeek's `local_orig`/`local_resp`: whether an address is in the local networks
+    /// (`[enrich] local_networks`, which enrichment checked both addresses against).
     fn locals(&self, ev: &FlowEvent) -> (bool, bool) {
         let remote_local = ev.locality == Locality::Internal;
-        let host_local = is_local(&self.local_networks, ev.local.0);
+        let host_local = ev.local_locality == Locality::Internal;
         if ev.local_orig() {
             (host_local, remote_local)
         } else {
@@ -65,7 +62,7 @@ impl ZeekEncoder {
         let (src, dest) = (ev.src(), ev.dest());
         let record = Conn {
             ts: time::epoch_seconds(start),
-            uid: &ev.ids.flow_id,
+            uid: ZeekUid::of(&ev.ids.flow_id),
             orig_h: src.0,
             orig_p: src.1,
             resp_h: dest.0,
@@ -109,6 +106,53 @@ impl Encoder for ZeekEncoder {
     }
 }
 
+/// A Zeek-shaped connection uid, as Zeek's `UID::Base62` writes its 96-bit ids: `C`, then the
+/// base62 digits of the first 64 bits and of the last 32, each least significant digit first
+/// and unpadded (Zeek's `uitoa_n`), so at most 18 characters. The bits are a hash of the flow id
+/// (FNV-1a, 128 bits, mixed), so that every event of a flow, in every output and run, gives the same
+/// uid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ZeekUid(u64, u32);
+
+impl ZeekUid {
+    pub(crate) fn of(flow_id: &str) -> Self {
+        const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+        const PRIME: u128 = 0x0000000001000000000000000000013b;
+        let h = flow_id
+            .bytes()
+            .fold(OFFSET, |h, b| (h ^ u128::from(b)).wrapping_mul(PRIME));
+        // FNV's last bytes reach few bits: mix each half (splitmix64's finalizer).
+        let mix = |mut z: u64| {
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let (hi, lo) = ((h >> 64) as u64, h as u64);
+        ZeekUid(mix(hi ^ lo), mix(lo.rotate_left(32) ^ hi) as u32)
+    }
+}
+
+impl fmt::Display for ZeekUid {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        // Zeek's digits (uitoa_n): 0-9, a-z, A-Z.
+        const DIGITS: &[u8; 62] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        let mut buf = [0u8; 18];
+        buf[0] = b'C';
+        let mut len = 1;
+        for mut n in [self.0, u64::from(self.1)] {
+            loop {
+                buf[len] = DIGITS[(n % 62) as usize];
+                len += 1;
+                n /= 62;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        f.write_str(std::str::from_utf8(&buf[..len]).unwrap_or_default())
+    }
+}
+
 /// Zeek's UDP `conn_state` (`SF` both sides sent, `S0` only the originator, `SHR` only the
 /// responder) and history (`D`/`d`: payload from the originator/responder), from the
 /// counters; none when the counters are gone.
@@ -146,7 +190,8 @@ fn service(ev: &FlowEvent) -> Option<&'static str> {
 #[derive(Serialize)]
 struct Conn<'a> {
     ts: f64,
-    uid: &'a str,
+    #[serde(serialize_with = "super::ocsf::display")]
+    uid: ZeekUid,
     #[serde(rename = "id.orig_h")]
     orig_h: IpAddr,
     #[serde(rename = "id.orig_p")]

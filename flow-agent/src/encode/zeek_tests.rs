@@ -20,7 +20,7 @@ fn tcp_end_is_one_conn_log_record() {
     let rec = end(&tcp_out_end());
     let want = json!({
         "ts": 1795439150.542313,
-        "uid": "bf79e3c617f7-1",
+        "uid": "CO0w3ozy3iP1F6sMG1",
         "id.orig_h": "127.0.0.1",
         "id.orig_p": 33596,
         "id.resp_h": "127.0.0.1",
@@ -112,7 +112,7 @@ fn udp_state_and_history_come_from_the_counters() {
     assert_eq!(
         rec,
         json!({
-            "ts": 1795439160.0, "uid": "bf79e3c617f7-4",
+            "ts": 1795439160.0, "uid": "C2U60GEP5fD1M5BJ53",
             "id.orig_h": "10.0.0.9", "id.orig_p": 5353, "id.resp_h": "10.0.0.5", "id.resp_p": 9999,
             "proto": "udp", "duration": 0.0, "orig_bytes": 12, "resp_bytes": 0,
             "conn_state": "S0", "local_orig": true, "local_resp": true, "missed_bytes": 0,
@@ -155,16 +155,18 @@ fn udp_state_and_history_come_from_the_counters() {
 }
 
 #[test]
-fn local_orig_and_resp_follow_the_addresses() {
+fn local_orig_and_resp_follow_the_local_networks() {
     let rec = end(&tcp_in_start_no_process_end());
     // 203.0.113.7 (peer) and 192.0.2.10 (this host) are outside the local networks.
     assert_eq!(
         (rec["local_orig"].as_bool(), rec["local_resp"].as_bool()),
         (Some(false), Some(false))
     );
+    // This host's address in `[enrich] local_networks` (enrichment decided it).
     let ev = tcp_in_start_no_process_end();
     let private_host = FlowEvent {
         local: ("192.168.1.10".parse().unwrap(), ev.local.1),
+        local_locality: crate::event::Locality::Internal,
         ..ev
     };
     let rec = end(&private_host);
@@ -207,4 +209,20 @@ fn shutdown_ends_have_no_state() {
     assert!(rec.get("conn_state").is_none());
     assert!(rec.get("history").is_none());
     assert_eq!(rec["orig_bytes"], 79);
+}
+
+#[test]
+fn uid_is_zeek_shaped_and_the_same_for_every_event_of_a_flow() {
+    use super::ZeekUid;
+    let uid = ZeekUid::of("bf79e3c617f7-1").to_string();
+    assert!(uid.starts_with('C') && uid.len() <= 18, "{uid}");
+    assert!(uid[1..].bytes().all(|b| b.is_ascii_alphanumeric()), "{uid}");
+    assert_eq!(ZeekUid::of("bf79e3c617f7-1").to_string(), uid);
+    assert_ne!(ZeekUid::of("bf79e3c617f7-2").to_string(), uid);
+    // Zeek's Base62: each part least significant digit first, unpadded.
+    assert_eq!(ZeekUid(0, 0).to_string(), "C00");
+    assert_eq!(ZeekUid(62 + 1, 61).to_string(), "C11Z");
+    assert_eq!(ZeekUid(u64::MAX, u32::MAX).to_string().len(), 18);
+    // The record carries it.
+    assert_eq!(end(&tcp_out_end())["uid"], uid.as_str());
 }

@@ -239,6 +239,7 @@ impl Enricher {
         } = t;
         event.host = self.cfg.host.clone();
         event.locality = self.locality(event.remote.0);
+        event.local_locality = self.locality(event.local.0);
         if owner.pid != 0 {
             event.process = self.identities.of(&owner, &self.clock);
         }

@@ -156,7 +156,10 @@ pub struct FlowEvent {
     pub(crate) local: (IpAddr, u16),
     pub(crate) remote: (IpAddr, u16),
     pub(crate) direction: Direction,
+    /// Of the remote address.
     pub locality: Locality,
+    /// Of this host's own address (Zeek's `local_orig`/`local_resp` on its side).
+    pub(crate) local_locality: Locality,
     /// False when the flow was already open when the agent started watching.
     pub(crate) start_observed: bool,
     pub start_time: Option<WallTime>,
@@ -204,6 +207,7 @@ impl FlowEvent {
             remote,
             direction,
             locality: Locality::External,
+            local_locality: Locality::External,
             start_observed: true,
             start_time: None,
             end_time: None,

@@ -40,11 +40,13 @@ const FIELDS: &[(&str, Ty, bool)] = &[
     ("event.end", Date, false),
     ("event.duration", Long, false),
     ("source.address", Keyword, false),
+    ("source.domain", Keyword, false),
     ("source.ip", Ip, false),
     ("source.port", Long, false),
     ("source.bytes", Long, false),
     ("source.packets", Long, false),
     ("destination.address", Keyword, false),
+    ("destination.domain", Keyword, false),
     ("destination.ip", Ip, false),
     ("destination.port", Long, false),
     ("destination.bytes", Long, false),
@@ -668,6 +670,32 @@ pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
     same("source.port", n("src_port"));
     same("destination.ip", n("dest_ip"));
     same("destination.port", n("dest_port"));
+    // Each end's name: its fqdn, else its hostname (this host's side), and both in
+    // related.hosts.
+    let name = |side: &str| {
+        let v = n(&format!("{side}_fqdn"));
+        if v.is_null() {
+            n(&format!("{side}_hostname"))
+        } else {
+            v
+        }
+    };
+    let (src_name, dest_name) = (name("src"), name("dest"));
+    same("source.domain", src_name.clone());
+    same("destination.domain", dest_name.clone());
+    let mut hosts: Vec<Value> = [src_name, dest_name]
+        .into_iter()
+        .filter(|v| !v.is_null())
+        .collect();
+    hosts.dedup();
+    same(
+        "related.hosts",
+        if hosts.is_empty() {
+            Value::Null
+        } else {
+            Value::Array(hosts)
+        },
+    );
     same("source.bytes", n("orig_bytes"));
     same("destination.bytes", n("resp_bytes"));
     same("source.packets", n("orig_pkts"));
@@ -739,5 +767,62 @@ pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
             .map(|(_, number)| Value::from(number))
             .unwrap_or(Value::Null),
     );
+    p
+}
+
+/// ECS's published `fields.csv`: every ECS field of [`FIELDS`] (the custom `flow_agent.*` ones
+/// aside) exists with the type the table says, and is an array where ECS says (itself or an
+/// object array it is in).
+pub fn check_against_fields_csv(csv: &str) -> Vec<String> {
+    // Field -> (type, normalization), from `ECS_Version,Indexed,Field_Set,Field,Type,Level,
+    // Normalization,...` (the quoted columns that may hold commas come after these).
+    let mut fields = BTreeMap::new();
+    for line in csv.lines().skip(1) {
+        let cols: Vec<&str> = line.splitn(8, ',').collect();
+        if cols.len() == 8 {
+            fields.insert(cols[3], (cols[4], cols[6]));
+        }
+    }
+    let mut p = Vec::new();
+    for (name, ty, array) in FIELDS {
+        if name.starts_with("flow_agent.") {
+            continue;
+        }
+        let Some((t, _)) = fields.get(name) else {
+            p.push(format!("{name} is not in ECS {VERSION}"));
+            continue;
+        };
+        let want = match *t {
+            "keyword" | "constant_keyword" => Keyword,
+            "wildcard" => Wildcard,
+            "long" | "integer" => Long,
+            "float" | "scaled_float" | "double" => Float,
+            "date" => Date,
+            "ip" => Ip,
+            "boolean" => Boolean,
+            other => {
+                p.push(format!("{name}: ECS type {other} not known to the table"));
+                continue;
+            }
+        };
+        if want != *ty {
+            p.push(format!("{name}: the table says {ty:?}, ECS says {t}"));
+        }
+        // An array itself, or inside an object array (dns.answers.*).
+        let mut prefixes = vec![*name];
+        let mut rest = *name;
+        while let Some((head, _)) = rest.rsplit_once('.') {
+            prefixes.push(head);
+            rest = head;
+        }
+        let ecs_array = prefixes
+            .iter()
+            .any(|f| fields.get(f).is_some_and(|(_, n)| n.contains("array")));
+        if ecs_array != *array {
+            p.push(format!(
+                "{name}: array {array} in the table, ECS says {ecs_array}"
+            ));
+        }
+    }
     p
 }

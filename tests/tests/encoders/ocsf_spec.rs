@@ -57,6 +57,7 @@ const ATTRIBUTES: &[(&str, Ty)] = &[
     ("metadata.correlation_uid", Str),
     ("metadata.original_time", Str),
     ("metadata.log_name", Str),
+    ("metadata.profiles", Str),
     ("observables.name", Str),
     ("observables.type_id", Int),
     ("observables.type", Str),
@@ -65,9 +66,11 @@ const ATTRIBUTES: &[(&str, Ty)] = &[
     ("src_endpoint.ip", Ip),
     ("src_endpoint.port", Port),
     ("src_endpoint.hostname", Str),
+    ("src_endpoint.domain", Str),
     ("dst_endpoint.ip", Ip),
     ("dst_endpoint.port", Port),
     ("dst_endpoint.hostname", Str),
+    ("dst_endpoint.domain", Str),
     ("connection_info.uid", Str),
     ("connection_info.community_uid", Str),
     ("connection_info.direction_id", Int),
@@ -80,7 +83,13 @@ const ATTRIBUTES: &[(&str, Ty)] = &[
     ("connection_info.protocol_ver", Str),
     ("connection_info.tcp_flags", Int),
     ("connection_info.flag_history", Str),
-    ("app_name", Str),
+    ("app_protocol_name", Str),
+    ("ja4_fingerprint_list.type_id", Int),
+    ("ja4_fingerprint_list.type", Str),
+    ("ja4_fingerprint_list.value", Str),
+    ("ja4_fingerprint_list.section_a", Str),
+    ("ja4_fingerprint_list.section_b", Str),
+    ("ja4_fingerprint_list.section_c", Str),
     ("tls.version", Str),
     ("tls.cipher", Str),
     ("tls.sni", Str),
@@ -107,7 +116,7 @@ const ATTRIBUTES: &[(&str, Ty)] = &[
     ("observation_point", Str),
     // host profile: actor, device
     ("actor.process.pid", Int),
-    ("actor.process.tid", Int),
+    ("actor.process.ptid", Int),
     ("actor.process.uid", Str),
     ("actor.process.name", Str),
     ("actor.process.cmd_line", Str),
@@ -146,6 +155,7 @@ const DNS_ATTRIBUTES: &[(&str, Ty)] = &[
     ("answers.packet_uid", Int),
     ("rcode_id", Int),
     ("rcode", Str),
+    ("response_time", Timestamp),
 ];
 const DNS_ACTIVITY: Enum = &[
     (0, "Unknown"),
@@ -537,7 +547,10 @@ pub fn check_values(ev: &Value, native: &Value) -> Vec<String> {
         same("query.hostname", n("query_name"));
         same("query.type", n("query_type"));
         same("query.packet_uid", n("transaction_id"));
-        same("rcode_id", (if code <= 10 { code } else { 99 }).into());
+        let assigned = code <= 11 || (16..=23).contains(&code);
+        same("rcode_id", (if assigned { code } else { 99 }).into());
+        same("response_time", millis(native, "timestamp"));
+        same("metadata.profiles", serde_json::json!(["host"]));
         same("status_id", (if code == 0 { 1 } else { 2 }).into());
         let answers: Vec<Value> = native["answers"]
             .as_array()
@@ -615,7 +628,20 @@ pub fn check_values(ev: &Value, native: &Value) -> Vec<String> {
     same("connection_info.community_uid", n("community_id"));
     same("connection_info.flag_history", n("history"));
     same("status_detail", n("end_reason"));
-    same("app_name", n("application_protocol"));
+    same("app_protocol_name", n("application_protocol"));
+    same("metadata.profiles", serde_json::json!(["host"]));
+    let mut ja4_problems = Vec::new();
+    for (i, k) in ["ja4", "ja4s"].into_iter().enumerate() {
+        if let Some(v) = native.get(k) {
+            let listed = ev["ja4_fingerprint_list"].as_array().is_some_and(|l| {
+                l.iter()
+                    .any(|f| f["value"] == *v && f["type_id"] == i as u64 + 1)
+            });
+            if !listed {
+                ja4_problems.push(format!("{k} {v} not in ja4_fingerprint_list"));
+            }
+        }
+    }
     same("tls.sni", n("tls_server_name"));
     same("tls.cipher", n("tls_cipher"));
     same("tls.ja3_hash.value", n("ja3"));
@@ -624,6 +650,23 @@ pub fn check_values(ev: &Value, native: &Value) -> Vec<String> {
     same("src_endpoint.port", n("src_port"));
     same("dst_endpoint.ip", n("dest_ip"));
     same("dst_endpoint.port", n("dest_port"));
+    // Each end's fully qualified name (this host's hostname when it has no fqdn) and the
+    // domain that name belongs to.
+    for (ep, side) in [("src_endpoint", "src"), ("dst_endpoint", "dest")] {
+        let fqdn = n(&format!("{side}_fqdn"));
+        let name = if fqdn.is_null() {
+            n(&format!("{side}_hostname"))
+        } else {
+            fqdn
+        };
+        let domain = name
+            .as_str()
+            .and_then(|s| s.split_once('.'))
+            .map(|(_, d)| Value::from(d))
+            .unwrap_or(Value::Null);
+        same(&format!("{ep}.hostname"), name);
+        same(&format!("{ep}.domain"), domain);
+    }
     same("is_src_dst_assignment_known", n("start_observed"));
     same("observation_point_id", if outbound { 1 } else { 2 }.into());
     same("cumulative_traffic.bytes_out", n("orig_bytes"));
@@ -641,7 +684,7 @@ pub fn check_values(ev: &Value, native: &Value) -> Vec<String> {
         same("traffic", Value::Null);
     }
     same("actor.process.pid", n("pid"));
-    same("actor.process.tid", n("tid"));
+    same("actor.process.ptid", n("tid"));
     same("actor.process.uid", n("process_entity_id"));
     same("actor.process.file.path", n("image_path"));
     same(
@@ -666,6 +709,7 @@ pub fn check_values(ev: &Value, native: &Value) -> Vec<String> {
                 .unwrap_or_else(|| "".into()),
         );
     }
+    p.extend(ja4_problems);
     let activities: &[i64] = match native["event_action"].as_str() {
         Some("start") => &[1],
         Some("update") => &[6],
@@ -679,6 +723,161 @@ pub fn check_values(ev: &Value, native: &Value) -> Vec<String> {
             "activity_id {} for a native {}",
             ev["activity_id"], native["event_action"]
         ));
+    }
+    p
+}
+
+/// The published OCSF 1.8.0 schema (`dictionary.json`, `events/`, `objects/`, `profiles/`):
+/// every attribute path of [`ATTRIBUTES`] and [`DNS_ATTRIBUTES`] is an attribute of its class
+/// (its own, the classes it extends, the `host` profile named in `metadata.profiles`) or of
+/// the objects on the path (with what they extend and include), has the type the table says,
+/// and is not deprecated; the profiles the events name exist and declare `actor` and `device`;
+/// [`RCODE`] is DNS Activity's `rcode_id` enum.
+pub fn check_against_schema(root: &std::path::Path) -> Vec<String> {
+    use std::collections::BTreeSet;
+    let read = |rel: &str| -> Value {
+        std::fs::read_to_string(root.join(rel))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null)
+    };
+    let dict = read("dictionary.json");
+    let mut p = Vec::new();
+    // Attribute name -> its definition in a class/object/profile, following extends/$include.
+    fn collect(
+        read: &dyn Fn(&str) -> Value,
+        rel: &str,
+        dir: &str,
+        out: &mut BTreeMap<String, Value>,
+    ) {
+        let v = read(rel);
+        let Some(attrs) = v["attributes"].as_object() else {
+            return;
+        };
+        if let Some(parent) = v["extends"].as_str() {
+            collect(read, &format!("{dir}/{parent}.json"), dir, out);
+        }
+        for inc in attrs
+            .get("$include")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(inc) = inc.as_str() {
+                collect(read, inc, dir, out);
+            }
+        }
+        for (k, a) in attrs {
+            if k != "$include" {
+                out.insert(k.clone(), a.clone());
+            }
+        }
+    }
+    let class_attrs = |file: &str| {
+        let mut out = BTreeMap::new();
+        collect(&read, file, "events", &mut out);
+        // `extends` of events names the class file by name in its folder or the base event.
+        let v = read(file);
+        if let Some(parent) = v["extends"].as_str() {
+            for candidate in [
+                format!("events/network/{parent}.json"),
+                format!("events/{parent}.json"),
+            ] {
+                collect(&read, &candidate, "events", &mut out);
+                let pv = read(&candidate);
+                if let Some(grand) = pv["extends"].as_str() {
+                    collect(&read, &format!("events/{grand}.json"), "events", &mut out);
+                }
+            }
+        }
+        collect(&read, "profiles/host.json", "profiles", &mut out);
+        out
+    };
+    let object_attrs = |name: &str| {
+        let mut out = BTreeMap::new();
+        collect(&read, &format!("objects/{name}.json"), "objects", &mut out);
+        out
+    };
+    let scalar = |t: &str| -> Option<&'static str> {
+        let base = if t.ends_with("_t") {
+            dict["types"]["attributes"][t]["type"].as_str().unwrap_or(t)
+        } else {
+            return None;
+        };
+        Some(match (t, base) {
+            ("timestamp_t", _) => "Timestamp",
+            ("port_t", _) => "Port",
+            ("ip_t", _) => "Ip",
+            ("integer_t" | "long_t", _) | (_, "integer_t" | "long_t") => "Int",
+            ("boolean_t", _) | (_, "boolean_t") => "Bool",
+            _ => "Str",
+        })
+    };
+    for (file, table) in [
+        ("events/network/network_activity.json", ATTRIBUTES),
+        ("events/network/dns_activity.json", DNS_ATTRIBUTES),
+    ] {
+        let class = class_attrs(file);
+        if class.is_empty() {
+            p.push(format!("{file}: not read"));
+            continue;
+        }
+        for (path, ty) in table {
+            let mut attrs = class.clone();
+            let mut want = None;
+            for (i, part) in path.split('.').enumerate() {
+                let Some(a) = attrs.get(part) else {
+                    p.push(format!("{file}: {path}: no attribute {part}"));
+                    break;
+                };
+                let d = &dict["attributes"][part];
+                if d.get("@deprecated").is_some() || a.get("@deprecated").is_some() {
+                    p.push(format!("{file}: {path}: {part} is deprecated"));
+                }
+                let t = a["type"].as_str().or(d["type"].as_str()).unwrap_or("");
+                if i + 1 == path.split('.').count() {
+                    want = scalar(t);
+                    if want.is_none() {
+                        p.push(format!("{file}: {path}: an object ({t}), not a value"));
+                    }
+                } else {
+                    attrs = object_attrs(t);
+                }
+            }
+            if let Some(want) = want {
+                if format!("{ty:?}") != want {
+                    p.push(format!(
+                        "{file}: {path}: the table says {ty:?}, OCSF {want}"
+                    ));
+                }
+            }
+        }
+    }
+    let host = read("profiles/host.json");
+    let declared: BTreeSet<&str> = host["attributes"]
+        .as_object()
+        .map(|a| a.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    if host["name"] != "host" || !declared.contains("actor") || !declared.contains("device") {
+        p.push(format!(
+            "profile host does not declare actor and device: {declared:?}"
+        ));
+    }
+    let rcodes = &read("events/network/dns_activity.json")["attributes"]["rcode_id"]["enum"];
+    let published: Vec<(i64, &str)> = rcodes
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.parse().ok()?, v["caption"].as_str()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut ours = RCODE.to_vec();
+    let mut published = published;
+    ours.sort();
+    published.sort();
+    if ours != published {
+        p.push(format!("RCODE {ours:?} is not the published {published:?}"));
     }
     p
 }

@@ -386,6 +386,15 @@ pub fn check_values(rec: &Record, native: &Value) -> Vec<String> {
         ("SourcePort", dash(s("src_port"))),
         ("DestinationIp", dash(s("dest_ip"))),
         ("DestinationPort", dash(s("dest_port"))),
+        // This host's fqdn (else hostname) on its side, the remote's resolved name on the other.
+        (
+            "SourceHostname",
+            dash(s("src_fqdn").or_else(|| s("src_hostname"))),
+        ),
+        (
+            "DestinationHostname",
+            dash(s("dest_fqdn").or_else(|| s("dest_hostname"))),
+        ),
     ];
     let network = if dns { &[][..] } else { &network[..] };
     for (k, v) in want.iter().chain(network) {

@@ -90,6 +90,14 @@ pub fn check_record(rec: &Value, raw: &str) -> Vec<String> {
             p.push(format!("{name}: {v} is not a Zeek {:?}", FIELDS[i].1));
         }
     }
+    // Zeek's uid: `C` and base62 digits, at most 18 characters.
+    let uid = rec["uid"].as_str().unwrap_or_default();
+    if !(uid.starts_with('C')
+        && (3..=18).contains(&uid.len())
+        && uid.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
+        p.push(format!("uid {uid:?} is not Zeek-shaped"));
+    }
     let order: Vec<&str> = FIELDS
         .iter()
         .filter_map(|(f, _, _)| raw.find(&format!("\"{f}\":")).map(|at| (at, *f)))
@@ -145,7 +153,13 @@ pub fn check_values(rec: &Value, native: &Value) -> Vec<String> {
         }
     };
     let n = |k: &str| native.get(k).cloned().unwrap_or(Value::Null);
-    same("uid", n("flow_id"));
+    same(
+        "uid",
+        native["flow_id"]
+            .as_str()
+            .map(|id| Value::from(zeek_uid(id)))
+            .unwrap_or(Value::Null),
+    );
     same("id.orig_h", n("src_ip"));
     same("id.orig_p", n("src_port"));
     same("id.resp_h", n("dest_ip"));
@@ -221,4 +235,32 @@ pub fn check_values(rec: &Value, native: &Value) -> Vec<String> {
         ));
     }
     p
+}
+
+/// The uid the agent derives from a flow id (encode/zeek.rs, `ZeekUid`), written out again
+/// here: every event of a flow, in every run, has this one.
+pub fn zeek_uid(flow_id: &str) -> String {
+    let h = flow_id
+        .bytes()
+        .fold(0x6c62272e07bb014262b821756295c58du128, |h, b| {
+            (h ^ u128::from(b)).wrapping_mul(0x0000000001000000000000000000013b)
+        });
+    let mix = |mut z: u64| {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let (hi, lo) = ((h >> 64) as u64, h as u64);
+    let digits = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut out = String::from("C");
+    for mut n in [mix(hi ^ lo), u64::from(mix(lo.rotate_left(32) ^ hi) as u32)] {
+        loop {
+            out.push(digits[(n % 62) as usize] as char);
+            n /= 62;
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    out
 }

@@ -112,8 +112,21 @@ impl EcsEncoder {
         w.end();
         event(&mut w, ev);
         let orig_resp = ev.orig_resp();
-        endpoint(&mut w, "source", src, orig_resp.map(|c| (c.0, c.2)));
-        endpoint(&mut w, "destination", dest, orig_resp.map(|c| (c.1, c.3)));
+        let (src_domain, dest_domain) = common::end_names(ev);
+        endpoint(
+            &mut w,
+            "source",
+            src,
+            src_domain,
+            orig_resp.map(|c| (c.0, c.2)),
+        );
+        endpoint(
+            &mut w,
+            "destination",
+            dest,
+            dest_domain,
+            orig_resp.map(|c| (c.1, c.3)),
+        );
         network(&mut w, ev);
         if let Some(app) = app {
             w.splice(app.get(TLS));
@@ -140,6 +153,18 @@ impl EcsEncoder {
             w.ip_value(*ip);
         }
         w.end_array();
+        // The names of both ends, once when they are the same.
+        if src_domain.is_some() || dest_domain.is_some() {
+            w.array("hosts");
+            for name in [src_domain, dest_domain.filter(|d| Some(*d) != src_domain)]
+                .into_iter()
+                .flatten()
+            {
+                w.element();
+                w.value(name);
+            }
+            w.end_array();
+        }
         if let Some(p) = process {
             w.splice(p.get(RELATED_USER));
         }
@@ -184,12 +209,20 @@ fn event(w: &mut Json, ev: &FlowEvent) {
     w.end();
 }
 
-/// `source` or `destination`, with what it sent: (bytes, packets).
-fn endpoint(w: &mut Json, key: &str, (ip, port): (IpAddr, u16), sent: Option<(u64, u64)>) {
+/// `source` or `destination`, with its name (`domain`: ECS's host name or fqdn of the end) and
+/// what it sent: (bytes, packets).
+fn endpoint(
+    w: &mut Json,
+    key: &str,
+    (ip, port): (IpAddr, u16),
+    domain: Option<&str>,
+    sent: Option<(u64, u64)>,
+) {
     w.object(key);
     w.ip("address", ip);
     w.ip("ip", ip);
     w.field("port", &port);
+    w.opt("domain", domain);
     if let Some((bytes, packets)) = sent {
         w.field("bytes", &bytes);
         w.field("packets", &packets);

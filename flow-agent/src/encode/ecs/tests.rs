@@ -38,7 +38,7 @@ fn tcp_end_maps_every_field() {
             "end": "2026-11-23T13:05:50.543381Z",
             "duration": 1068809
         },
-        "source": {"address": "127.0.0.1", "ip": "127.0.0.1", "port": 33596, "bytes": 79, "packets": 7},
+        "source": {"address": "127.0.0.1", "ip": "127.0.0.1", "port": 33596, "domain": "vm", "bytes": 79, "packets": 7},
         "destination": {"address": "127.0.0.1", "ip": "127.0.0.1", "port": 18080, "bytes": 549, "packets": 6},
         "network": {
             "transport": "tcp",
@@ -64,7 +64,7 @@ fn tcp_end_maps_every_field() {
         "user": {"id": "0", "name": "root"},
         "group": {"id": "0", "name": "root"},
         "host": {"hostname": "vm", "name": "vm", "os": {"type": "linux"}},
-        "related": {"ip": ["127.0.0.1"], "user": ["root"]},
+        "related": {"ip": ["127.0.0.1"], "hosts": ["vm"], "user": ["root"]},
         "flow_agent": {
             "flow_id": "bf79e3c617f7-1",
             "start_observed": true,
@@ -329,4 +329,34 @@ fn dns_query_fills_the_dns_fields() {
     assert_eq!(doc["process"]["executable"], "/usr/bin/curl");
     assert_eq!(doc["related"]["hosts"], serde_json::json!(["www.a.test"]));
     assert_eq!(doc["flow_agent"]["flow_id"], "bf79e3c617f7-9");
+}
+
+#[test]
+fn ends_are_named_this_host_and_the_resolved_remote() {
+    let out = encode(&named(tcp_out_end()));
+    assert_eq!(out["source"]["domain"], "vm");
+    assert_eq!(out["destination"]["domain"], "www.a.test");
+    assert_eq!(out["related"]["hosts"], json!(["vm", "www.a.test"]));
+    // Inbound: the peer initiated, so it is the source; this host's fqdn names its side.
+    let inbound = encode(&named(tcp_in_end()));
+    assert_eq!(inbound["source"]["domain"], "www.a.test");
+    assert_eq!(inbound["destination"]["domain"], "vm.example.org");
+    assert_eq!(
+        inbound["related"]["hosts"],
+        json!(["www.a.test", "vm.example.org"])
+    );
+    // The fields go where ECS's object order has them in the writer: after the port.
+    let mut raw = Vec::new();
+    assert!(EcsEncoder::default().encode(&Event::Flow(named(tcp_out_end())), &mut raw));
+    let raw = String::from_utf8(raw).unwrap();
+    assert!(
+        raw.contains(r#""port":18080,"domain":"www.a.test","bytes":549"#),
+        "{raw}"
+    );
+    assert!(
+        raw.contains(
+            r#""related":{"ip":["127.0.0.1"],"hosts":["vm","www.a.test"],"user":["root"]}"#
+        ),
+        "{raw}"
+    );
 }

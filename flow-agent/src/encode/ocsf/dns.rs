@@ -46,6 +46,8 @@ pub(super) struct DnsActivity<'a> {
     answers: Answers<'a>,
     rcode_id: u32,
     rcode: Cow<'static, str>,
+    /// When the answer arrived (the event's time).
+    response_time: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     actor: Option<Actor<'a>>,
     device: Device<'a>,
@@ -57,6 +59,7 @@ pub(super) struct DnsActivity<'a> {
 struct Metadata<'a> {
     version: &'static str,
     product: Product,
+    profiles: [&'static str; 1],
     #[serde(skip_serializing_if = "Option::is_none")]
     correlation_uid: Option<&'a str>,
     original_time: Rfc3339,
@@ -153,7 +156,8 @@ impl fmt::Display for DnsMessage<'_> {
     }
 }
 
-/// OCSF's `rcode_id` and `rcode` captions (0-10 as in RFC 1035/2136, else 99 `Other`).
+/// OCSF's `rcode_id` and `rcode` captions (DNS Activity's enum: the RCODEs IANA assigned,
+/// 0-11 and 16-23; else 99 `Other`).
 fn rcode(r: u8) -> (u32, Option<&'static str>) {
     let name = match r {
         0 => "NoError",
@@ -167,6 +171,15 @@ fn rcode(r: u8) -> (u32, Option<&'static str>) {
         8 => "NXRRSet",
         9 => "NotAuth",
         10 => "NotZone",
+        11 => "DSOTYPENI",
+        16 => "BADSIG_VERS",
+        17 => "BADKEY",
+        18 => "BADTIME",
+        19 => "BADMODE",
+        20 => "BADNAME",
+        21 => "BADALG",
+        22 => "BADTRUNC",
+        23 => "BADCOOKIE",
         _ => return (99, None),
     };
     (u32::from(r), Some(name))
@@ -209,6 +222,7 @@ impl<'a> DnsActivity<'a> {
             metadata: Metadata {
                 version: OCSF_VERSION,
                 product: PRODUCT,
+                profiles: super::PROFILES,
                 correlation_uid: flow.map(|f| f.flow_id.as_str()),
                 original_time: Rfc3339::new(d.time),
                 log_name: "dns",
@@ -243,6 +257,7 @@ impl<'a> DnsActivity<'a> {
                 Some(caption) => Cow::Borrowed(caption),
                 None => rcode_name(d.response_code),
             },
+            response_time: d.time.millis(),
             actor,
             // DNS events name this host by its hostname.
             device: Device::of(&d.host, &d.host.hostname),

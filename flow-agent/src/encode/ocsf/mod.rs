@@ -26,6 +26,9 @@ use vocabulary::{Activity, Boundary, Direction};
 
 /// The OCSF schema release the events follow.
 pub(crate) const OCSF_VERSION: &str = "1.8.0";
+/// `metadata.profiles`: every event has a `device` and most an `actor`, the attributes OCSF's
+/// `host` profile adds to the classes.
+pub(crate) const PROFILES: [&str; 1] = ["host"];
 const CATEGORY_UID: u32 = 4;
 const CLASS_UID: u32 = 4001;
 
@@ -87,13 +90,9 @@ impl OcsfEncoder {
         let app = ev.app.as_ref().map(|a| self.apps.get(a, app_fragments));
         let activity = Activity::of(ev);
         let (src, dst) = (ev.src(), ev.dest());
-        // This host's side of the flow carries its name.
-        let host_name = host_name(&ev.host);
-        let (src_host, dst_host) = if ev.local_orig() {
-            (Some(host_name), None)
-        } else {
-            (None, Some(host_name))
-        };
+        // This host's side of the flow carries its name, the remote's the name it was
+        // resolved from.
+        let (src_host, dst_host) = common::end_names(ev);
         let mut w = Json::new(out);
         w.begin();
         classification(&mut w, ev, activity);
@@ -122,13 +121,23 @@ impl OcsfEncoder {
         w.name("observation_point", point);
         if let Some(p) = process {
             w.splice(p.get(ACTOR_HEAD));
-            w.opt("tid", ev.tid);
+            // OCSF 1.6 deprecated `tid` for `ptid`.
+            w.opt("ptid", ev.tid);
             w.splice(p.get(ACTOR_TAIL));
         }
         w.splice(host.get(DEVICE));
         w.array("observables");
         ip_observable(&mut w, "src_endpoint.ip", src.0);
         ip_observable(&mut w, "dst_endpoint.ip", dst.0);
+        if let Some((fqdn, _)) = ev.remote_fqdn() {
+            let name = if ev.local_orig() {
+                "dst_endpoint.hostname"
+            } else {
+                "src_endpoint.hostname"
+            };
+            w.element();
+            w.value(&Observable::hostname(name, fqdn));
+        }
         w.splice(host.get(HOST_OBSERVABLE));
         if let Some(p) = process {
             w.splice(p.get(OBSERVABLES));
@@ -220,19 +229,32 @@ fn metadata(w: &mut Json, ev: &FlowEvent) {
     w.name("version", OCSF_VERSION);
     w.key("product");
     w.raw(&PRODUCT_JSON);
+    w.field("profiles", &PROFILES);
     w.field("correlation_uid", &ev.ids.flow_id);
     w.time("original_time", ev.time);
     w.name("log_name", "flows");
     w.end();
 }
 
-/// `src_endpoint` or `dst_endpoint`.
+/// `src_endpoint` or `dst_endpoint`, with its fully qualified name and the domain of that
+/// name (what follows its first label).
 fn endpoint(w: &mut Json, key: &str, (ip, port): (IpAddr, u16), hostname: Option<&str>) {
     w.object(key);
     w.ip("ip", ip);
     w.field("port", &port);
-    w.opt("hostname", hostname);
+    if let Some(name) = hostname {
+        w.field("hostname", name);
+        w.opt("domain", domain_of(name));
+    }
     w.end();
+}
+
+/// The domain a fully qualified name belongs to: what follows its first label (`hostname
+/// -d`); none for a single label.
+pub(crate) fn domain_of(fqdn: &str) -> Option<&str> {
+    fqdn.split_once('.')
+        .map(|(_, domain)| domain)
+        .filter(|d| !d.is_empty())
 }
 
 /// `connection_info`.
@@ -340,9 +362,20 @@ fn app_fragments(app: &AppInfo) -> Fragments {
     let t = app.tls.as_ref();
     Fragments::render(|f| {
         f.piece(|w| {
-            // The application protocol (native `application_protocol`).
-            w.opt("app_name", app.protocol.map(|(name, _)| name));
+            // The application protocol (native `application_protocol`): OCSF 1.8's
+            // `app_protocol_name` (`app_name` is the application, e.g. an App-ID's).
+            w.opt("app_protocol_name", app.protocol.map(|(name, _)| name));
             w.opt("tls", t.and_then(Tls::of));
+            if let Some(t) = t.filter(|t| t.ja4.is_some() || t.ja4s.is_some()) {
+                w.array("ja4_fingerprint_list");
+                for (value, type_id, kind) in [(&t.ja4, 1u32, "JA4"), (&t.ja4s, 2, "JA4Server")] {
+                    if let Some(value) = value {
+                        w.element();
+                        w.value(&Ja4::new(value, type_id, kind));
+                    }
+                }
+                w.end_array();
+            }
         });
         f.piece(|w| {
             w.opt("app_protocol_source", app.protocol.map(|(_, s)| s.as_str()));
@@ -352,8 +385,6 @@ fn app_fragments(app: &AppInfo) -> Fragments {
                 "tls_client_hello_truncated",
                 t.and_then(|t| t.client_hello_truncated),
             );
-            w.opt("ja4", t.and_then(|t| t.ja4.as_deref()));
-            w.opt("ja4s", t.and_then(|t| t.ja4s.as_deref()));
             w.opt("orig_content", app.orig_content.as_deref());
             w.opt("resp_content", app.resp_content.as_deref());
         });
@@ -414,6 +445,36 @@ impl<'a> Tls<'a> {
             ja3_hash: t.ja3.as_deref().map(Fingerprint::md5),
             ja3s_hash: t.ja3s.as_deref().map(Fingerprint::md5),
         })
+    }
+}
+
+/// A `ja4_fingerprint` object: the fingerprint and its `_`-separated sections.
+#[derive(Serialize)]
+struct Ja4<'a> {
+    type_id: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    value: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    section_a: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    section_b: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    section_c: Option<&'a str>,
+}
+
+impl<'a> Ja4<'a> {
+    /// JA4 (`type_id` 1) and JA4S (2, `JA4Server`) have three sections.
+    fn new(value: &'a str, type_id: u32, kind: &'static str) -> Self {
+        let mut sections = value.split('_').filter(|s| !s.is_empty());
+        Ja4 {
+            type_id,
+            kind,
+            value,
+            section_a: sections.next(),
+            section_b: sections.next(),
+            section_c: sections.next(),
+        }
     }
 }
 

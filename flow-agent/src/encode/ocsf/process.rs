@@ -14,8 +14,9 @@ pub(crate) struct Actor<'a> {
 #[derive(Serialize)]
 pub(crate) struct Process<'a> {
     pub(crate) pid: u32,
+    /// OCSF 1.6 deprecated `tid` for `ptid`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) tid: Option<u32>,
+    pub(crate) ptid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) uid: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,8 +72,8 @@ pub(crate) struct User<'a> {
 }
 
 impl<'a> Actor<'a> {
-    /// `tid`: the event's acting thread, when it has one.
-    pub(crate) fn of(p: &'a ProcessIdentity, tid: Option<u32>) -> Self {
+    /// `ptid`: the event's acting thread, when it has one.
+    pub(crate) fn of(p: &'a ProcessIdentity, ptid: Option<u32>) -> Self {
         let user = User {
             uid: p.uid,
             name: p.user.as_deref(),
@@ -80,7 +81,7 @@ impl<'a> Actor<'a> {
         let name = p.name();
         let process = Process {
             pid: p.pid,
-            tid,
+            ptid,
             uid: p.entity_id.as_deref(),
             name: (!name.is_empty()).then_some(name),
             cmd_line: p.command_line.as_deref().unwrap_or(""),

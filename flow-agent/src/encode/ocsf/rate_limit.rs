@@ -50,6 +50,7 @@ pub(super) struct RateLimited<'a> {
 struct Metadata {
     version: &'static str,
     product: Product,
+    profiles: [&'static str; 1],
     original_time: Rfc3339,
     log_name: &'static str,
 }
@@ -144,6 +145,7 @@ impl<'a> RateLimited<'a> {
             metadata: Metadata {
                 version: OCSF_VERSION,
                 product: PRODUCT,
+                profiles: super::PROFILES,
                 original_time: Rfc3339::new(s.time),
                 log_name: "rate_limit",
             },

@@ -24,6 +24,7 @@ fn tcp_end_maps_every_field() {
     let metadata = json!({
         "version": "1.8.0",
         "product": {"name": "flow-agent", "vendor_name": "flow-agent", "version": env!("CARGO_PKG_VERSION")},
+        "profiles": ["host"],
         "correlation_uid": "bf79e3c617f7-1",
         "original_time": "2026-11-23T13:05:50.543381Z",
         "log_name": "flows"
@@ -45,7 +46,7 @@ fn tcp_end_maps_every_field() {
     let actor = json!({
         "process": {
             "pid": 6140,
-            "tid": 6141,
+            "ptid": 6141,
             "uid": "3d1219c7-0000000340ab-000017fc",
             "name": "curl",
             "cmd_line": "curl -s http://127.0.0.1:18080/",
@@ -298,6 +299,7 @@ fn rate_limited_summary_is_network_activity_other() {
         "metadata": {
             "version": "1.8.0",
             "product": {"name": "flow-agent", "vendor_name": "flow-agent", "version": env!("CARGO_PKG_VERSION")},
+            "profiles": ["host"],
             "original_time": "2026-11-23T13:06:00.000001Z",
             "log_name": "rate_limit"
         },
@@ -400,6 +402,22 @@ fn dns_query_is_dns_activity_response() {
     assert_eq!(doc["connection_info"]["direction"], "Lateral");
     assert_eq!(doc["actor"]["process"]["pid"], 4242);
     assert_eq!(doc["actor"]["process"]["file"]["path"], "/usr/bin/curl");
+    assert_eq!(doc["metadata"]["profiles"], json!(["host"]));
+    // The answer's arrival, the event's time.
+    assert_eq!(doc["response_time"], doc["time"]);
+    assert!(doc["response_time"].is_i64());
+    let mut dso = dns_query();
+    dso.response_code = 11;
+    let doc = encode_dns(&dso);
+    assert_eq!(
+        (doc["rcode_id"].clone(), doc["rcode"].clone()),
+        (json!(11), json!("DSOTYPENI"))
+    );
+    dso.response_code = 23;
+    assert_eq!(encode_dns(&dso)["rcode"], "BADCOOKIE");
+    // Unassigned: Other, with the native mnemonic.
+    dso.response_code = 12;
+    assert_eq!(encode_dns(&dso)["rcode_id"], 99);
     let mut nx = dns_query();
     nx.response_code = 3;
     let doc = encode_dns(&nx);
@@ -411,4 +429,63 @@ fn dns_query_is_dns_activity_response() {
         ),
         (json!(3), json!("NXDomain"), json!("Failure"))
     );
+}
+
+#[test]
+fn endpoints_carry_names_and_domains() {
+    let out = encode(&named(tcp_out_end()));
+    assert_eq!(
+        out["dst_endpoint"],
+        json!({"ip": "127.0.0.1", "port": 18080, "hostname": "www.a.test", "domain": "a.test"})
+    );
+    assert_eq!(
+        out["src_endpoint"],
+        json!({"ip": "127.0.0.1", "port": 33596, "hostname": "vm"})
+    );
+    assert!(out["observables"].as_array().unwrap().contains(
+        &json!({"name": "dst_endpoint.hostname", "type_id": 1, "type": "Hostname", "value": "www.a.test"})
+    ));
+    let inbound = encode(&named(tcp_in_end()));
+    assert_eq!(inbound["src_endpoint"]["hostname"], "www.a.test");
+    assert_eq!(
+        inbound["dst_endpoint"],
+        json!({"ip": "127.0.0.1", "port": 18080, "hostname": "vm.example.org", "domain": "example.org"})
+    );
+    assert!(inbound["observables"].as_array().unwrap().contains(
+        &json!({"name": "src_endpoint.hostname", "type_id": 1, "type": "Hostname", "value": "www.a.test"})
+    ));
+}
+
+#[test]
+fn app_protocol_and_ja4_fingerprints_have_ocsf_18_attributes() {
+    use crate::event::{AppInfo, AppProtocolSource, TlsInfo};
+    let mut ev = tcp_out_end();
+    ev.app = Some(Arc::new(AppInfo {
+        protocol: Some(("tls", AppProtocolSource::Payload)),
+        tls: Some(TlsInfo {
+            version: Some("TLS 1.3".into()),
+            ja3: Some("j3".into()),
+            ja4: Some("t13d1516h2_8daaf6152771_e5627efa2ab1".into()),
+            ja4s: Some("t130200_1301_234ea6891581".into()),
+            ..TlsInfo::default()
+        }),
+        ..AppInfo::default()
+    }));
+    let doc = encode(&ev);
+    assert_eq!(doc["app_protocol_name"], "tls");
+    assert!(doc.get("app_name").is_none());
+    assert_eq!(
+        doc["ja4_fingerprint_list"],
+        json!([
+            {"type_id": 1, "type": "JA4", "value": "t13d1516h2_8daaf6152771_e5627efa2ab1",
+             "section_a": "t13d1516h2", "section_b": "8daaf6152771", "section_c": "e5627efa2ab1"},
+            {"type_id": 2, "type": "JA4Server", "value": "t130200_1301_234ea6891581",
+             "section_a": "t130200", "section_b": "1301", "section_c": "234ea6891581"}
+        ])
+    );
+    assert!(doc["unmapped"].get("ja4").is_none());
+    assert!(doc["unmapped"].get("ja4s").is_none());
+    // The agent does not keep the offered cipher suites: no tls.client_ciphers.
+    assert!(doc["tls"].get("client_ciphers").is_none());
+    assert_eq!(doc["tls"]["ja3_hash"]["value"], "j3");
 }

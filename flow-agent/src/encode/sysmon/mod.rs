@@ -6,7 +6,7 @@ use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::net::IpAddr;
 
-use super::{time, Encoder};
+use super::{common, time, Encoder};
 use crate::{
     event::{DnsAnswer, DnsEvent, Event, FlowAction, FlowEvent, ProcessIdentity, WallTime},
     proto::dns::type_name,
@@ -193,10 +193,13 @@ fn process_values(p: Option<&ProcessIdentity>) -> [Value<'_>; 4] {
 }
 
 /// The `EventData` of event 3, names in Sysmon's order, values not yet escaped.
-pub(crate) fn event_data(ev: &FlowEvent) -> [(&'static str, Value<'_>); 18] {
+pub(crate) fn event_data<'a>(ev: &'a FlowEvent) -> [(&'static str, Value<'a>); 18] {
     let unknown = || Value::Text(UNKNOWN);
     let [guid, pid, image, user] = process_values(ev.process.as_deref());
     let (src, dest) = (ev.src(), ev.dest());
+    // This host's fqdn (else hostname) on its side, the remote's name from DNS on the other.
+    let (src_name, dest_name) = common::end_names(ev);
+    let name = |n: Option<&'a str>| n.map_or(Value::Text(UNKNOWN), Value::Text);
     [
         ("RuleName", unknown()),
         ("UtcTime", Value::Time(time::sysmon_utc_time(ev.time))),
@@ -208,12 +211,12 @@ pub(crate) fn event_data(ev: &FlowEvent) -> [(&'static str, Value<'_>); 18] {
         ("Initiated", Value::Bool(ev.local_orig())),
         ("SourceIsIpv6", Value::Bool(src.0.is_ipv6())),
         ("SourceIp", Value::Ip(src.0)),
-        ("SourceHostname", unknown()),
+        ("SourceHostname", name(src_name)),
         ("SourcePort", Value::Number(u64::from(src.1))),
         ("SourcePortName", unknown()),
         ("DestinationIsIpv6", Value::Bool(dest.0.is_ipv6())),
         ("DestinationIp", Value::Ip(dest.0)),
-        ("DestinationHostname", unknown()),
+        ("DestinationHostname", name(dest_name)),
         ("DestinationPort", Value::Number(u64::from(dest.1))),
         ("DestinationPortName", unknown()),
     ]

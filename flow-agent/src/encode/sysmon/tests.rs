@@ -40,7 +40,7 @@ fn start_is_event_3_as_sysmon_for_linux_writes_it() {
         r#"<Data Name="Initiated">true</Data>"#,
         r#"<Data Name="SourceIsIpv6">false</Data>"#,
         r#"<Data Name="SourceIp">127.0.0.1</Data>"#,
-        r#"<Data Name="SourceHostname">-</Data>"#,
+        r#"<Data Name="SourceHostname">vm</Data>"#,
         r#"<Data Name="SourcePort">33596</Data>"#,
         r#"<Data Name="SourcePortName">-</Data>"#,
         r#"<Data Name="DestinationIsIpv6">false</Data>"#,
@@ -112,6 +112,10 @@ fn inbound_ipv6_and_unknown_process() {
     assert_eq!(d[4], ("Image", "-".to_string()));
     assert_eq!(d[5], ("User", "101".to_string()));
     assert_eq!(d[2].1, "{00000000-0000-0000-0000-000000000000}");
+
+    // Names: this host's on its side; the peer's address was not resolved.
+    assert_eq!(d[10], ("SourceHostname", "vm".to_string()));
+    assert_eq!(d[15], ("DestinationHostname", "-".to_string()));
 
     let d = data(&tcp_in_start_no_process());
     assert_eq!(d[2].1, "{00000000-0000-0000-0000-000000000000}");
@@ -197,4 +201,18 @@ fn other_answer_types_are_written_by_name() {
     assert!(SysmonEncoder::new().encode(&Event::Dns(Box::new(ev)), &mut out));
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains("type:  5 x&lt;y;</Data>"), "{text}");
+}
+
+#[test]
+fn hostnames_are_this_hosts_and_the_resolved_remotes() {
+    let d = data(&named(tcp_out_start()));
+    assert_eq!(d[10], ("SourceHostname", "vm".to_string()));
+    assert_eq!(d[15], ("DestinationHostname", "www.a.test".to_string()));
+    let inbound = named(FlowEvent {
+        action: FlowAction::Start,
+        ..tcp_in_end()
+    });
+    let d = data(&inbound);
+    assert_eq!(d[10], ("SourceHostname", "www.a.test".to_string()));
+    assert_eq!(d[15], ("DestinationHostname", "vm.example.org".to_string()));
 }
