@@ -375,6 +375,7 @@ pub fn stats() -> StatsEvent {
             processes: 1,
             ..Default::default()
         },
+        self_check: None,
     }
 }
 

@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 
 mod metrics;
 mod registry;
+mod self_check;
 mod server;
 
 pub use registry::{Health, Registry};
+pub use self_check::{SelfCheck, SelfCheckReport};
 
 /// Where the metrics endpoint listens unless configured: loopback only, the port registered
 /// for Prometheus exporters of this kind (9464).
@@ -89,6 +91,9 @@ pub struct StatsEvent {
     pub sinks: Vec<SinkReport>,
     /// Flows `[rate_limit]` suppressed since start, and the limiter's state.
     pub rate_limit: crate::ratelimit::RateLimitStats,
+    /// The start-up self-check (first stats event only) or a re-run of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub self_check: Option<SelfCheckReport>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
