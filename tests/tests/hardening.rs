@@ -624,7 +624,13 @@ fn the_agent_starts_no_program_and_no_process() -> Result<()> {
         .lines()
         .filter(|l| l.contains("execve(") || l.contains("execveat("))
         .collect();
-    let path = |l: &str| l.split("execve(\"").nth(1)?.split('"').next().map(str::to_owned);
+    let path = |l: &str| {
+        l.split("execve(\"")
+            .nth(1)?
+            .split('"')
+            .next()
+            .map(str::to_owned)
+    };
     ensure!(
         execs.len() == 3
             && execs[0].contains("/env\", [\"env\"")
