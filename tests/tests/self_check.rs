@@ -95,20 +95,12 @@ fn the_first_stats_event_carries_a_passed_self_check() -> Result<()> {
     )?;
     ensure!(second.get("self_check").is_none(), "{second}");
     let events = agent.stop()?;
-    let ports: Vec<String> = stats["self_check"]["checks"]
+    let ports: Vec<u64> = stats["self_check"]["checks"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|c| c["name"].as_str().unwrap().ends_with(".local"))
-        .map(|c| {
-            c["got"]
-                .as_str()
-                .unwrap()
-                .rsplit(':')
-                .next()
-                .unwrap()
-                .to_string()
-        })
+        .filter_map(|c| c["got"].as_str()?.rsplit(':').next()?.parse().ok())
         .collect();
     ensure!(!ports.is_empty());
     let leaked: Vec<&Value> = events
@@ -117,7 +109,7 @@ fn the_first_stats_event_carries_a_passed_self_check() -> Result<()> {
             e["event_action"] != "stats"
                 && ports
                     .iter()
-                    .any(|p| e["src_port"].to_string() == *p || e["dest_port"].to_string() == *p)
+                    .any(|p| e["src_port"] == *p || e["dest_port"] == *p)
                 && e["pid"] == agent_pid_json(&stats)
         })
         .collect();
