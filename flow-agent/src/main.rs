@@ -73,6 +73,10 @@ enum Command {
         /// Machine-readable JSON instead of the table.
         #[arg(long)]
         json: bool,
+        /// Also run the start-up self-check (known loopback traffic and one exec compared
+        /// with the records that come back) and print one line per check.
+        #[arg(long)]
+        self_check: bool,
     },
     /// Validate a configuration file without starting: exit 0 when valid, 2 when not.
     #[command(long_about = help::CHECK_CONFIG)]
@@ -144,7 +148,9 @@ impl From<ConfigError> for Failure {
 
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
-        let code = if e.downcast_ref::<KernelUnsupported>().is_some() {
+        let code = if e.downcast_ref::<KernelUnsupported>().is_some()
+            || e.downcast_ref::<runtime::SelfCheckFailed>().is_some()
+        {
             EXIT_KERNEL
         } else if let Some(c) = e.downcast_ref::<ConfigError>() {
             return Self {
@@ -187,7 +193,11 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             println!("flow-agent {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Probe { json } => {
+        Command::Probe {
+            json,
+            self_check: true,
+        } => probe_self_check(cli.config.as_deref(), &overrides, json),
+        Command::Probe { json, .. } => {
             let report = flow_agent::probe::run();
             if json {
                 println!(
@@ -249,6 +259,40 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             run(config::choose_file(cli.config, cli.no_config), overrides)
         }
     }
+}
+
+/// `flow-agent probe --self-check`: the hooks first (exit 3 when the baseline is missing),
+/// then the self-check, one line per check (or its JSON); exit 3 when a check failed.
+fn probe_self_check(
+    file: Option<&std::path::Path>,
+    overrides: &Overrides,
+    json: bool,
+) -> Result<(), Failure> {
+    let config = effective_config(file, overrides)?;
+    let hooks = flow_agent::probe::run();
+    if !hooks.baseline_ok {
+        print!("{}", flow_agent::probe::render(&hooks));
+        return Err(Failure {
+            code: EXIT_KERNEL,
+            lines: vec!["this kernel lacks hooks the agent needs (see the table above)".into()],
+        });
+    }
+    let report = runtime::self_check(&config)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(anyhow::Error::from)?
+        );
+    } else {
+        print!("{}", report.render());
+    }
+    if !report.ok {
+        return Err(Failure {
+            code: EXIT_KERNEL,
+            lines: vec![format!("self-check failed: {}", report.describe_failures())],
+        });
+    }
+    Ok(())
 }
 
 /// The file (or the defaults) with the command line's overrides, all checked.

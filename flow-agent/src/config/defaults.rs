@@ -33,6 +33,11 @@ const COMMENTS: &[(&str, &str)] = &[
          capabilities the agent needs (docs/security-privileges.md). Empty: stay the user\n\
          that started it. $FLOW_AGENT_USER overrides it. Read at start, not on SIGHUP.",
     ),
+    (
+        "agent.allow_degraded",
+        "When the start-up self-check (docs/health.md) fails, log it as an error and run\n\
+         on instead of exiting with status 3.",
+    ),
     ("flows", "Flow lifecycle timing."),
     (
         "flows.update_interval",

@@ -17,6 +17,9 @@ pub struct AgentConfig {
     pub(crate) log_target: LogTarget,
     /// User to run as once the kernel programs are attached (empty: stay the starting user).
     pub(crate) user: String,
+    /// Run on when the start-up self-check fails (logged as an error) instead of exiting
+    /// with status 3.
+    pub(crate) allow_degraded: bool,
 }
 
 impl Default for AgentConfig {
@@ -25,6 +28,7 @@ impl Default for AgentConfig {
             log_level: LogLevel::Info,
             log_target: LogTarget::Stderr,
             user: String::new(),
+            allow_degraded: false,
         }
     }
 }

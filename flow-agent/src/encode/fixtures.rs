@@ -386,6 +386,7 @@ pub(crate) fn stats() -> StatsEvent {
             processes: 1,
             ..Default::default()
         },
+        self_check: None,
     }
 }
 

@@ -8,6 +8,7 @@ mod flow;
 mod host;
 mod process;
 mod rate_limited;
+mod self_check;
 mod stats;
 
 pub use app::{AppInfo, AppProtocolSource, TlsInfo};
@@ -19,6 +20,7 @@ pub use flow::{
 pub use host::HostInfo;
 pub use process::ProcessIdentity;
 pub(crate) use rate_limited::{Limiter, SuppressedEvent};
+pub use self_check::{SelfCheck, SelfCheckReport};
 pub(crate) use stats::{EnrichLosses, KernelLosses, RateLimitStats, SinkReport, StatsEvent};
 
 /// Wall-clock time: nanoseconds since the Unix epoch (UTC).

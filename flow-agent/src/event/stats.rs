@@ -23,6 +23,9 @@ pub struct StatsEvent {
     pub(crate) sinks: Vec<SinkReport>,
     /// Flows `[rate_limit]` suppressed since start, and the limiter's state.
     pub(crate) rate_limit: RateLimitStats,
+    /// The start-up self-check (first stats event only) or a re-run of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) self_check: Option<super::SelfCheckReport>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]

@@ -89,6 +89,8 @@ pub(super) struct Agent {
     last_skipped: FilterSkipped,
     /// Enrichment losses last logged, and when.
     logged_enrich: (EnrichLosses, Option<Instant>),
+    /// A self-check result the next stats event carries.
+    self_check: Option<crate::event::SelfCheckReport>,
 }
 
 /// The signals the agent answers, registered before it reports ready.
@@ -128,8 +130,6 @@ impl Agent {
         let health = Health::start(started, &config.health)?;
         let outputs = Outputs::start(&config.outputs).context("starting the outputs")?;
         let mut capture = Capture::load(&opts.capture).context("starting kernel capture")?;
-        let mut kernel_plan = KernelPlan::default();
-        capture.apply_filter(&mut kernel_plan, &config.filter);
         let mut table = FlowTable::new(opts.flows.clone(), flow_id_prefix());
         if let Some(maps) = capture.tcp_detail.take() {
             table.set_tcp_detail(Box::new(maps));
@@ -142,6 +142,12 @@ impl Agent {
         let limiter = RateLimiter::new(config.rate_limit.clone(), boot_ns_now());
         let mut pending = Pending::default();
         scan_existing_tcp(&mut stages, &namespaces, &mut pending.flows);
+        // Before the kernel filter (it could drop the check's loopback flows) and before the
+        // capabilities are dropped (the check runs one exec).
+        let self_check = super::self_check::run(&mut capture, &mut stages, &mut pending.flows);
+        super::report_self_check(&self_check, config.agent.allow_degraded)?;
+        let mut kernel_plan = KernelPlan::default();
+        capture.apply_filter(&mut kernel_plan, &config.filter);
         service.attached()?;
         Ok(Self {
             service,
@@ -165,6 +171,7 @@ impl Agent {
             last_missed: (0, Default::default()),
             last_skipped: FilterSkipped::default(),
             logged_enrich: (EnrichLosses::default(), None),
+            self_check: Some(self_check),
         })
     }
 
@@ -275,7 +282,7 @@ impl Agent {
             return;
         }
         // Metrics follow every tick; stats events every stats_interval.
-        let stats = self.stats_event(&losses);
+        let mut stats = self.stats_event(&losses);
         let Some(outputs) = self.outputs.as_mut() else {
             return;
         };
@@ -284,6 +291,7 @@ impl Agent {
         if every > 0 && self.last_stats.elapsed() >= Duration::from_secs(every) {
             self.last_stats = Instant::now();
             self.reported = Reported::of(&stats);
+            stats.self_check = self.self_check.take();
             self.pending
                 .write_now(outputs, std::iter::once(Event::Stats(Box::new(stats))));
         }
@@ -368,6 +376,7 @@ impl Agent {
                 .map(|s| s.report())
                 .collect(),
             rate_limit: self.limiter.stats(),
+            self_check: None,
         }
     }
 

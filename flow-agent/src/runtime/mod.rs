@@ -11,8 +11,11 @@ use crate::{
 
 mod agent;
 mod kernel;
+mod self_check;
 mod stages;
 mod write;
+
+pub use self_check::{report as report_self_check, standalone as self_check, SelfCheckFailed};
 
 /// The kernel lacks a hook the agent needs (exit status 3).
 #[derive(Debug, thiserror::Error)]
