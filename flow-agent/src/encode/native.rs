@@ -399,7 +399,15 @@ struct NativeDns<'a> {
     flow_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     community_id: Option<&'a str>,
-    // The process fields of `dns_query` and `rate_limited` events, as flow events name them.
+    // The process and host fields, as flow events name them.
+    #[serde(flatten)]
+    tail: NativeTail<'a>,
+}
+
+/// The process and host fields of `dns_query` and `rate_limited` events (rare events: the
+/// flattening serde does is no cost that matters here).
+#[derive(Serialize)]
+struct NativeTail<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -442,6 +450,35 @@ struct NativeDns<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     boot_id: Option<&'a str>,
     agent_version: &'static str,
+}
+
+impl<'a> NativeTail<'a> {
+    fn new(p: Option<&'a ProcessIdentity>, host: &'a HostInfo) -> Self {
+        Self {
+            pid: p.map(|p| p.pid),
+            ppid: p.and_then(ppid),
+            process_name: p.map(|p| p.comm.as_str()),
+            exe: p.and_then(|p| p.exe.as_deref()),
+            image_path: p.and_then(|p| p.image_path.as_deref()),
+            command_line: p.and_then(|p| p.command_line.as_deref()),
+            process_start_time: p.and_then(|p| p.start_time).map(Rfc3339::new),
+            process_entity_id: p.and_then(|p| p.entity_id.as_deref()),
+            parent_exe: p.and_then(|p| p.parent_exe.as_deref()),
+            parent_entity_id: p.and_then(|p| p.parent_entity_id.as_deref()),
+            uid: p.map(|p| p.uid),
+            user: p.and_then(|p| p.user.as_deref()),
+            gid: p.map(|p| p.gid),
+            group: p.and_then(|p| p.group.as_deref()),
+            cgroup_path: p.and_then(|p| p.cgroup_path.as_deref()),
+            container_id: p.and_then(|p| p.container_id.as_deref()),
+            container_runtime: p.and_then(|p| p.container_runtime.as_deref()),
+            systemd_unit: p.and_then(|p| p.systemd_unit.as_deref()),
+            hostname: &host.hostname,
+            host_id: non_empty(&host.machine_id),
+            boot_id: non_empty(&host.boot_id),
+            agent_version: host.agent_version,
+        }
+    }
 }
 
 /// The answer section, each record as a [`NativeAnswer`], without collecting them.
@@ -476,9 +513,7 @@ impl<'a> NativeAnswer<'a> {
 
 impl<'a> NativeDns<'a> {
     fn new(ev: &'a DnsEvent) -> Self {
-        let p = ev.process.as_deref();
         let flow = ev.flow.as_deref();
-        let host: &HostInfo = &ev.host;
         Self {
             timestamp: Rfc3339::new(ev.time),
             event_action: "dns_query",
@@ -499,28 +534,7 @@ impl<'a> NativeDns<'a> {
             resolved_ips: &ev.resolved_ips,
             flow_id: flow.map(|f| f.flow_id.as_str()),
             community_id: flow.and_then(|f| f.community_id.as_deref()),
-            pid: p.map(|p| p.pid),
-            ppid: p.and_then(ppid),
-            process_name: p.map(|p| p.comm.as_str()),
-            exe: p.and_then(|p| p.exe.as_deref()),
-            image_path: p.and_then(|p| p.image_path.as_deref()),
-            command_line: p.and_then(|p| p.command_line.as_deref()),
-            process_start_time: p.and_then(|p| p.start_time).map(Rfc3339::new),
-            process_entity_id: p.and_then(|p| p.entity_id.as_deref()),
-            parent_exe: p.and_then(|p| p.parent_exe.as_deref()),
-            parent_entity_id: p.and_then(|p| p.parent_entity_id.as_deref()),
-            uid: p.map(|p| p.uid),
-            user: p.and_then(|p| p.user.as_deref()),
-            gid: p.map(|p| p.gid),
-            group: p.and_then(|p| p.group.as_deref()),
-            cgroup_path: p.and_then(|p| p.cgroup_path.as_deref()),
-            container_id: p.and_then(|p| p.container_id.as_deref()),
-            container_runtime: p.and_then(|p| p.container_runtime.as_deref()),
-            systemd_unit: p.and_then(|p| p.systemd_unit.as_deref()),
-            hostname: &host.hostname,
-            host_id: non_empty(&host.machine_id),
-            boot_id: non_empty(&host.boot_id),
-            agent_version: host.agent_version,
+            tail: NativeTail::new(ev.process.as_deref(), &ev.host),
         }
     }
 }
@@ -548,55 +562,13 @@ struct NativeRateLimited<'a> {
     remote_ips_truncated: bool,
     dest_ports: &'a [u16],
     dest_ports_truncated: bool,
-    // The process fields of `dns_query` and `rate_limited` events, as flow events name them.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ppid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    process_name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    exe: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    image_path: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    command_line: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    process_start_time: Option<Rfc3339>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    process_entity_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parent_exe: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parent_entity_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    gid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    group: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cgroup_path: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container_runtime: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    systemd_unit: Option<&'a str>,
-    hostname: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    host_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    boot_id: Option<&'a str>,
-    agent_version: &'static str,
+    // The process and host fields, as flow events name them.
+    #[serde(flatten)]
+    tail: NativeTail<'a>,
 }
 
 impl<'a> NativeRateLimited<'a> {
     fn new(ev: &'a SuppressedEvent) -> Self {
-        let p = ev.process.as_deref();
-        let host: &HostInfo = &ev.host;
         Self {
             timestamp: Rfc3339::new(ev.time),
             event_action: "rate_limited",
@@ -616,28 +588,7 @@ impl<'a> NativeRateLimited<'a> {
             remote_ips_truncated: ev.remote_ips_truncated,
             dest_ports: &ev.dest_ports,
             dest_ports_truncated: ev.dest_ports_truncated,
-            pid: p.map(|p| p.pid),
-            ppid: p.and_then(ppid),
-            process_name: p.map(|p| p.comm.as_str()),
-            exe: p.and_then(|p| p.exe.as_deref()),
-            image_path: p.and_then(|p| p.image_path.as_deref()),
-            command_line: p.and_then(|p| p.command_line.as_deref()),
-            process_start_time: p.and_then(|p| p.start_time).map(Rfc3339::new),
-            process_entity_id: p.and_then(|p| p.entity_id.as_deref()),
-            parent_exe: p.and_then(|p| p.parent_exe.as_deref()),
-            parent_entity_id: p.and_then(|p| p.parent_entity_id.as_deref()),
-            uid: p.map(|p| p.uid),
-            user: p.and_then(|p| p.user.as_deref()),
-            gid: p.map(|p| p.gid),
-            group: p.and_then(|p| p.group.as_deref()),
-            cgroup_path: p.and_then(|p| p.cgroup_path.as_deref()),
-            container_id: p.and_then(|p| p.container_id.as_deref()),
-            container_runtime: p.and_then(|p| p.container_runtime.as_deref()),
-            systemd_unit: p.and_then(|p| p.systemd_unit.as_deref()),
-            hostname: &host.hostname,
-            host_id: non_empty(&host.machine_id),
-            boot_id: non_empty(&host.boot_id),
-            agent_version: host.agent_version,
+            tail: NativeTail::new(ev.process.as_deref(), &ev.host),
         }
     }
 }
