@@ -739,15 +739,19 @@ fn rotate_with_group_after_the_drop(user: Option<(&str, u32)>) -> Result<()> {
         "groups {groups}"
     );
     let mut traffic = Traffic::new(&dir)?;
+    // Size rotations are at least a second apart (MIN_ROTATION_GAP): waves until two came,
+    // bounded in time, not in count (an agent that drains every 20 ms makes waves fast).
+    let started = std::time::Instant::now();
     let mut waves = 0;
     while count_lines(&agent.stderr(), "file sink: rotated") < 2 {
         ensure!(
-            waves < 50,
+            started.elapsed() < flow_agent_tests::slowed(Duration::from_secs(30)),
             "no 2 rotations after {waves} waves:\n{}",
             agent.stderr()
         );
         traffic.wave(&agent, 5)?;
         waves += 1;
+        std::thread::sleep(Duration::from_millis(100));
     }
     let log = agent.stderr();
     agent.stop()?;

@@ -19,6 +19,9 @@ pub struct SelfCheckReport {
     pub ok: bool,
     /// Wall time the run took, traffic and verification together.
     pub duration_ms: f64,
+    /// Kernel-side records lost while it ran (a ring or table too small for the host's load):
+    /// failed checks then say nothing about the agent's eyes.
+    pub records_lost: u64,
     pub checks: Vec<SelfCheck>,
 }
 
