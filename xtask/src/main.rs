@@ -1,8 +1,9 @@
-//! Project automation: `cargo xtask setup|build|run|test|lint|vm-test|deb|bench|fuzz`.
+//! Project automation: `cargo xtask setup|build|run|test|lint|vm-test|deb|bench|fuzz|spec-fixture`.
 mod bench;
 mod deb;
 mod fuzz;
 mod setup;
+mod spec_fixture;
 mod vm;
 
 use std::{
@@ -62,6 +63,15 @@ enum Cmd {
     },
     /// Measure the agent's cost against no sensor and its peers (docs/performance.md).
     Bench(bench::BenchArgs),
+    /// Derive the format tests' spec fixture (tests/fixtures/specs) from the published specs.
+    SpecFixture {
+        /// Only check that the committed fixture matches the specs.
+        #[arg(long)]
+        check: bool,
+        /// The folder of the published specs (default: ../shared/specs beside the repository).
+        #[arg(long)]
+        specs: Option<PathBuf>,
+    },
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -176,6 +186,9 @@ fn main() -> Result<()> {
         Cmd::Deb(args) => deb::main(args),
         Cmd::Bench(args) => bench::bench(args),
         Cmd::Fuzz { seconds, targets } => fuzz::fuzz(seconds, &targets),
+        Cmd::SpecFixture { check, specs } => {
+            spec_fixture::main(&specs.unwrap_or_else(spec_fixture::default_specs), check)
+        }
         Cmd::VmTest { kernel } => {
             setup::ensure_all()?;
             setup::ensure_test_tools()?;
