@@ -77,6 +77,28 @@ pub(crate) fn end_names(ev: &crate::event::FlowEvent) -> (Option<&str>, Option<&
     ev.by_role(own, ev.remote_fqdn().map(|(fqdn, _)| fqdn))
 }
 
+/// The TCP detail a format has no field of its own for, under the native names: the flag
+/// letters of both sides and each side's, IP bytes, first payload times and the time to the
+/// first byte (ECS's `flow_agent`, OCSF's `unmapped`).
+pub(crate) fn tcp_detail(w: &mut super::json::Json, ev: &crate::event::FlowEvent) {
+    if let Some(f) = ev.tcp_flags {
+        w.name("tcp_flags", FlagLetters::new(f.orig | f.resp).as_str());
+        w.name("orig_tcp_flags", FlagLetters::new(f.orig).as_str());
+        w.name("resp_tcp_flags", FlagLetters::new(f.resp).as_str());
+    }
+    if let Some(c) = &ev.counters {
+        let (orig, resp) = ev.by_role(c.out_ip_bytes, c.in_ip_bytes);
+        w.opt("orig_ip_bytes", orig);
+        w.opt("resp_ip_bytes", resp);
+    }
+    w.opt_time("orig_first_byte_time", ev.orig_first_byte);
+    w.opt_time("resp_first_byte_time", ev.resp_first_byte);
+    w.opt(
+        "time_to_first_byte",
+        ev.time_to_first_byte_ns().map(super::time::seconds),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
-//! Elastic Common Schema 9.4.0, as far as the `ecs` format uses it: every field name with its
-//! ECS type (from ECS's generated `ecs_flat.yml`), which fields are arrays, the allowed values
-//! of the categorization fields and `network.direction`, and the agent's custom fields (ECS
-//! allows custom fields; they live under `flow_agent`).
+//! Elastic Common Schema 9.4.0: every field outside the agent's own `flow_agent` namespace is
+//! an ECS field of the spec fixture (from ECS's `fields.csv`) with its type and array-ness;
+//! the allowed values of the categorization fields and `network.direction` (ECS documents them
+//! outside fields.csv); the agent's custom fields with their types.
+use super::fixture;
 use super::times::{epoch_micros, is_time};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -9,111 +10,36 @@ use std::net::IpAddr;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Ty {
+    /// `keyword` and the other string types (`wildcard`, `match_only_text`...).
     Keyword,
-    /// `wildcard` (process.command_line): a string in JSON.
-    Wildcard,
     Long,
     Float,
     Date,
     Ip,
     Boolean,
+    Object,
 }
 use Ty::*;
 
 pub const VERSION: &str = "9.4.0";
 
-/// (field, type, is an array). ECS fields first, then the custom ones.
-const FIELDS: &[(&str, Ty, bool)] = &[
-    ("@timestamp", Date, false),
-    ("ecs.version", Keyword, false),
-    ("agent.type", Keyword, false),
-    ("agent.version", Keyword, false),
-    ("event.kind", Keyword, false),
-    ("event.category", Keyword, true),
-    ("event.type", Keyword, true),
-    ("event.action", Keyword, false),
-    ("event.outcome", Keyword, false),
-    ("event.reason", Keyword, false),
-    ("event.module", Keyword, false),
-    ("event.dataset", Keyword, false),
-    ("event.start", Date, false),
-    ("event.end", Date, false),
-    ("event.duration", Long, false),
-    ("source.address", Keyword, false),
-    ("source.domain", Keyword, false),
-    ("source.ip", Ip, false),
-    ("source.port", Long, false),
-    ("source.bytes", Long, false),
-    ("source.packets", Long, false),
-    ("destination.address", Keyword, false),
-    ("destination.domain", Keyword, false),
-    ("destination.ip", Ip, false),
-    ("destination.port", Long, false),
-    ("destination.bytes", Long, false),
-    ("destination.packets", Long, false),
-    ("network.transport", Keyword, false),
-    ("network.type", Keyword, false),
-    ("network.iana_number", Keyword, false),
-    ("network.direction", Keyword, false),
-    ("network.community_id", Keyword, false),
-    ("network.bytes", Long, false),
-    ("network.packets", Long, false),
-    ("network.protocol", Keyword, false),
-    ("tls.version", Keyword, false),
-    ("tls.version_protocol", Keyword, false),
-    ("tls.cipher", Keyword, false),
-    ("tls.next_protocol", Keyword, false),
-    ("tls.client.server_name", Keyword, false),
-    ("tls.client.ja3", Keyword, false),
-    ("tls.server.ja3s", Keyword, false),
-    ("process.pid", Long, false),
-    ("process.entity_id", Keyword, false),
-    ("process.name", Keyword, false),
-    ("process.executable", Keyword, false),
-    ("process.command_line", Wildcard, false),
-    ("process.args", Keyword, true),
-    ("process.args_count", Long, false),
-    ("process.start", Date, false),
-    ("process.thread.id", Long, false),
-    ("process.thread.name", Keyword, false),
-    ("process.parent.entity_id", Keyword, false),
-    ("process.parent.pid", Long, false),
-    ("process.parent.executable", Keyword, false),
-    ("process.parent.name", Keyword, false),
-    ("user.id", Keyword, false),
-    ("user.name", Keyword, false),
-    ("group.id", Keyword, false),
-    ("group.name", Keyword, false),
-    ("host.hostname", Keyword, false),
-    ("host.name", Keyword, false),
-    ("host.id", Keyword, false),
-    ("host.os.type", Keyword, false),
-    ("host.os.name", Keyword, false),
-    ("host.os.version", Keyword, false),
-    ("host.os.kernel", Keyword, false),
-    ("container.id", Keyword, false),
-    ("container.runtime", Keyword, false),
-    ("related.ip", Ip, true),
-    ("related.user", Keyword, true),
-    ("related.hosts", Keyword, true),
-    // dns_query events (ECS dns.* field set; dns.answers is an array of objects).
-    ("dns.type", Keyword, false),
-    ("dns.id", Keyword, false),
-    ("dns.response_code", Keyword, false),
-    ("dns.question.name", Keyword, false),
-    ("dns.question.type", Keyword, false),
-    ("dns.answers.name", Keyword, true),
-    ("dns.answers.type", Keyword, true),
-    ("dns.answers.ttl", Long, true),
-    ("dns.answers.data", Keyword, true),
-    ("dns.resolved_ip", Ip, true),
+/// The agent's custom fields (ECS allows them; they live under `flow_agent`): (field, type,
+/// is an array). Every other field must be ECS 9.4.0's (the spec fixture).
+const CUSTOM: &[(&str, Ty, bool)] = &[
     ("flow_agent.answers_truncated", Boolean, false),
-    // Custom fields.
     ("flow_agent.flow_id", Keyword, false),
     ("flow_agent.start_observed", Boolean, false),
     ("flow_agent.network_locality", Keyword, false),
     ("flow_agent.conn_state", Keyword, false),
     ("flow_agent.history", Keyword, false),
+    ("flow_agent.tcp_flags", Keyword, false),
+    ("flow_agent.orig_tcp_flags", Keyword, false),
+    ("flow_agent.resp_tcp_flags", Keyword, false),
+    ("flow_agent.orig_ip_bytes", Long, false),
+    ("flow_agent.resp_ip_bytes", Long, false),
+    ("flow_agent.orig_first_byte_time", Date, false),
+    ("flow_agent.resp_first_byte_time", Date, false),
+    ("flow_agent.time_to_first_byte", Float, false),
     ("flow_agent.rtt_us", Long, false),
     ("flow_agent.retransmits", Long, false),
     ("flow_agent.interval.in_bytes", Long, false),
@@ -296,6 +222,19 @@ const DIRECTIONS: &[&str] = &[
     "ingress", "egress", "inbound", "outbound", "internal", "external", "unknown",
 ];
 
+/// Native TCP detail fields ECS has no field for, kept under their names (also in OCSF's
+/// `unmapped`).
+pub const TCP_DETAIL: [&str; 8] = [
+    "tcp_flags",
+    "orig_tcp_flags",
+    "resp_tcp_flags",
+    "orig_ip_bytes",
+    "resp_ip_bytes",
+    "orig_first_byte_time",
+    "resp_first_byte_time",
+    "time_to_first_byte",
+];
+
 /// Leaf values by dotted name; array elements (also arrays of objects) under the array's name.
 fn flatten(
     prefix: &str,
@@ -326,14 +265,44 @@ fn flatten(
     }
 }
 
+/// A field's type and array-ness: a custom field's from [`CUSTOM`], any other's from ECS (an
+/// array itself, or inside an array of objects such as `dns.answers`).
+fn field_type(name: &str) -> Option<(Ty, bool)> {
+    if name.starts_with("flow_agent.") {
+        let (_, ty, array) = CUSTOM.iter().find(|(f, _, _)| *f == name)?;
+        return Some((*ty, *array));
+    }
+    let ecs = fixture::ecs();
+    let ty = match ecs.get(name)?.ty {
+        "keyword" | "constant_keyword" | "wildcard" | "match_only_text" => Keyword,
+        "long" | "integer" => Long,
+        "float" | "scaled_float" | "double" => Float,
+        "date" => Date,
+        "ip" => Ip,
+        "boolean" => Boolean,
+        _ => Object,
+    };
+    let mut array = false;
+    let mut rest = name;
+    loop {
+        array |= ecs.get(rest).is_some_and(|f| f.array);
+        match rest.rsplit_once('.') {
+            Some((head, _)) => rest = head,
+            None => return Some((ty, array)),
+        }
+    }
+}
+
 fn type_ok(ty: Ty, v: &Value) -> bool {
     match ty {
-        Keyword | Wildcard => v.is_string(),
+        Keyword => v.is_string(),
         Long => v.is_i64() || v.is_u64(),
         Float => v.is_number(),
         Date => v.as_str().is_some_and(is_time),
         Ip => v.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok()),
         Boolean => v.is_boolean(),
+        // A leaf cannot be an object field (`object`, `nested`, `flattened`, `geo_point`).
+        Object => false,
     }
 }
 
@@ -349,16 +318,18 @@ pub fn check_document(doc: &Value) -> Vec<String> {
     let mut leaves = BTreeMap::new();
     flatten("", doc, &mut leaves, false);
     for (name, values) in &leaves {
-        let Some((_, ty, array)) = FIELDS.iter().find(|(f, _, _)| f == name) else {
-            p.push(format!("field {name} is not an ECS field of this format"));
+        let Some((ty, array)) = field_type(name) else {
+            p.push(format!(
+                "field {name} is neither ECS 9.4.0's nor a custom one"
+            ));
             continue;
         };
         let is_array = doc_is_array(doc, name);
-        if is_array != *array {
+        if is_array != array {
             p.push(format!("{name}: array {is_array}, ECS wants {array}"));
         }
         for (v, _) in values {
-            if !type_ok(*ty, v) {
+            if !type_ok(ty, v) {
                 p.push(format!("{name}: {v} is not an ECS {ty:?}"));
             }
         }
@@ -543,6 +514,20 @@ pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
             .unwrap_or(Value::Null)
     };
     same("@timestamp", n("timestamp"));
+    same("host.boot.id", n("boot_id"));
+    // The process's name in every event that names a process: its executable's, else comm.
+    if native.get("pid").is_some() {
+        same(
+            "process.name",
+            native
+                .get("exe")
+                .or(native.get("process_name"))
+                .cloned()
+                .unwrap_or(Value::Null),
+        );
+        same("process.parent.pid", n("ppid"));
+        same("process.entity_id", n("process_entity_id"));
+    }
     if super::is_stats(native) {
         same("event.kind", "metric".into());
         same("host.hostname", n("hostname"));
@@ -592,6 +577,7 @@ pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
         same("user.name", n("user"));
         same("flow_agent.flow_id", n("flow_id"));
         same("flow_agent.answers_truncated", n("answers_truncated"));
+        same("flow_agent.network_locality", n("network_locality"));
         return p;
     }
     if native["event_action"] == "rate_limited" {
@@ -743,6 +729,9 @@ pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
     same("container.id", n("container_id"));
     same("flow_agent.conn_state", n("conn_state"));
     same("flow_agent.history", n("history"));
+    for k in TCP_DETAIL {
+        same(&format!("flow_agent.{k}"), n(k));
+    }
     same("flow_agent.interval", n("interval"));
     same("flow_agent.start_observed", n("start_observed"));
     same("flow_agent.netns", n("netns"));
@@ -767,62 +756,5 @@ pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
             .map(|(_, number)| Value::from(number))
             .unwrap_or(Value::Null),
     );
-    p
-}
-
-/// ECS's published `fields.csv`: every ECS field of [`FIELDS`] (the custom `flow_agent.*` ones
-/// aside) exists with the type the table says, and is an array where ECS says (itself or an
-/// object array it is in).
-pub fn check_against_fields_csv(csv: &str) -> Vec<String> {
-    // Field -> (type, normalization), from `ECS_Version,Indexed,Field_Set,Field,Type,Level,
-    // Normalization,...` (the quoted columns that may hold commas come after these).
-    let mut fields = BTreeMap::new();
-    for line in csv.lines().skip(1) {
-        let cols: Vec<&str> = line.splitn(8, ',').collect();
-        if cols.len() == 8 {
-            fields.insert(cols[3], (cols[4], cols[6]));
-        }
-    }
-    let mut p = Vec::new();
-    for (name, ty, array) in FIELDS {
-        if name.starts_with("flow_agent.") {
-            continue;
-        }
-        let Some((t, _)) = fields.get(name) else {
-            p.push(format!("{name} is not in ECS {VERSION}"));
-            continue;
-        };
-        let want = match *t {
-            "keyword" | "constant_keyword" => Keyword,
-            "wildcard" => Wildcard,
-            "long" | "integer" => Long,
-            "float" | "scaled_float" | "double" => Float,
-            "date" => Date,
-            "ip" => Ip,
-            "boolean" => Boolean,
-            other => {
-                p.push(format!("{name}: ECS type {other} not known to the table"));
-                continue;
-            }
-        };
-        if want != *ty {
-            p.push(format!("{name}: the table says {ty:?}, ECS says {t}"));
-        }
-        // An array itself, or inside an object array (dns.answers.*).
-        let mut prefixes = vec![*name];
-        let mut rest = *name;
-        while let Some((head, _)) = rest.rsplit_once('.') {
-            prefixes.push(head);
-            rest = head;
-        }
-        let ecs_array = prefixes
-            .iter()
-            .any(|f| fields.get(f).is_some_and(|(_, n)| n.contains("array")));
-        if ecs_array != *array {
-            p.push(format!(
-                "{name}: array {array} in the table, ECS says {ecs_array}"
-            ));
-        }
-    }
     p
 }

@@ -1,432 +1,169 @@
-//! OCSF 1.8.0 Network Activity (class 4001) as far as the `ocsf` format uses it: the
-//! attributes of the class, its base event and the objects used, with their OCSF types; the
-//! required attributes (base event, class, objects and their `at_least_one` constraints); and
-//! the enumerations with their captions.
+//! OCSF 1.8.0: each event against its class (Network Activity 4001, DNS Activity 4003) in the
+//! spec fixture, with the profiles it names: attribute names, types, arrays, enums and their
+//! captions, required attributes, constraints and deprecations, through every object.
 use super::ecs_spec::at;
+use super::fixture;
 use super::times::epoch_micros;
-use serde_json::Value;
-use std::collections::BTreeMap;
+use serde_json::{Map, Value};
 use std::net::IpAddr;
-
-#[derive(Clone, Copy, Debug)]
-enum Ty {
-    /// `integer_t`, `long_t`.
-    Int,
-    /// `timestamp_t`: milliseconds since the epoch.
-    Timestamp,
-    /// `port_t`: integer 0..=65535.
-    Port,
-    /// `ip_t`.
-    Ip,
-    /// `string_t` and its string subtypes (hostname_t, process_name_t, file_path_t, ...).
-    Str,
-    Bool,
-}
-use Ty::*;
 
 pub const VERSION: &str = "1.8.0";
 
-/// Attribute paths (arrays of objects flattened under the array's name) and types.
-const ATTRIBUTES: &[(&str, Ty)] = &[
-    // base_event
-    ("activity_id", Int),
-    ("activity_name", Str),
-    ("category_uid", Int),
-    ("category_name", Str),
-    ("class_uid", Int),
-    ("class_name", Str),
-    ("type_uid", Int),
-    ("type_name", Str),
-    ("severity_id", Int),
-    ("severity", Str),
-    ("status_id", Int),
-    ("status", Str),
-    ("status_code", Str),
-    ("status_detail", Str),
-    ("time", Timestamp),
-    ("timezone_offset", Int),
-    ("count", Int),
-    ("start_time", Timestamp),
-    ("end_time", Timestamp),
-    ("duration", Int),
-    ("message", Str),
-    ("metadata.version", Str),
-    ("metadata.product.name", Str),
-    ("metadata.product.vendor_name", Str),
-    ("metadata.product.version", Str),
-    ("metadata.correlation_uid", Str),
-    ("metadata.original_time", Str),
-    ("metadata.log_name", Str),
-    ("metadata.profiles", Str),
-    ("observables.name", Str),
-    ("observables.type_id", Int),
-    ("observables.type", Str),
-    ("observables.value", Str),
-    // network / network_activity
-    ("src_endpoint.ip", Ip),
-    ("src_endpoint.port", Port),
-    ("src_endpoint.hostname", Str),
-    ("src_endpoint.domain", Str),
-    ("dst_endpoint.ip", Ip),
-    ("dst_endpoint.port", Port),
-    ("dst_endpoint.hostname", Str),
-    ("dst_endpoint.domain", Str),
-    ("connection_info.uid", Str),
-    ("connection_info.community_uid", Str),
-    ("connection_info.direction_id", Int),
-    ("connection_info.direction", Str),
-    ("connection_info.boundary_id", Int),
-    ("connection_info.boundary", Str),
-    ("connection_info.protocol_num", Int),
-    ("connection_info.protocol_name", Str),
-    ("connection_info.protocol_ver_id", Int),
-    ("connection_info.protocol_ver", Str),
-    ("connection_info.tcp_flags", Int),
-    ("connection_info.flag_history", Str),
-    ("app_protocol_name", Str),
-    ("ja4_fingerprint_list.type_id", Int),
-    ("ja4_fingerprint_list.type", Str),
-    ("ja4_fingerprint_list.value", Str),
-    ("ja4_fingerprint_list.section_a", Str),
-    ("ja4_fingerprint_list.section_b", Str),
-    ("ja4_fingerprint_list.section_c", Str),
-    ("tls.version", Str),
-    ("tls.cipher", Str),
-    ("tls.sni", Str),
-    ("tls.ja3_hash.algorithm_id", Int),
-    ("tls.ja3_hash.algorithm", Str),
-    ("tls.ja3_hash.value", Str),
-    ("tls.ja3s_hash.algorithm_id", Int),
-    ("tls.ja3s_hash.algorithm", Str),
-    ("tls.ja3s_hash.value", Str),
-    ("traffic.bytes", Int),
-    ("traffic.bytes_in", Int),
-    ("traffic.bytes_out", Int),
-    ("traffic.packets", Int),
-    ("traffic.packets_in", Int),
-    ("traffic.packets_out", Int),
-    ("cumulative_traffic.bytes", Int),
-    ("cumulative_traffic.bytes_in", Int),
-    ("cumulative_traffic.bytes_out", Int),
-    ("cumulative_traffic.packets", Int),
-    ("cumulative_traffic.packets_in", Int),
-    ("cumulative_traffic.packets_out", Int),
-    ("is_src_dst_assignment_known", Bool),
-    ("observation_point_id", Int),
-    ("observation_point", Str),
-    // host profile: actor, device
-    ("actor.process.pid", Int),
-    ("actor.process.ptid", Int),
-    ("actor.process.uid", Str),
-    ("actor.process.name", Str),
-    ("actor.process.cmd_line", Str),
-    ("actor.process.created_time", Timestamp),
-    ("actor.process.file.name", Str),
-    ("actor.process.file.path", Str),
-    ("actor.process.file.type_id", Int),
-    ("actor.process.file.type", Str),
-    ("actor.process.file.is_deleted", Bool),
-    ("actor.process.user.uid", Str),
-    ("actor.process.user.name", Str),
-    ("actor.process.parent_process.pid", Int),
-    ("actor.process.parent_process.file.name", Str),
-    ("actor.process.parent_process.file.path", Str),
-    ("actor.process.parent_process.file.type_id", Int),
-    ("actor.process.parent_process.file.type", Str),
-    ("actor.user.uid", Str),
-    ("actor.user.name", Str),
-    ("device.hostname", Str),
-    ("device.name", Str),
-    ("device.type_id", Int),
-    ("device.type", Str),
-];
-
-/// DNS Activity's own attributes (class 4003), besides the Network Activity ones above that it
-/// shares; `connection_info`'s boundary, traffic and TLS are not written for it.
-const DNS_ATTRIBUTES: &[(&str, Ty)] = &[
-    ("query.hostname", Str),
-    ("query.type", Str),
-    ("query.class", Str),
-    ("query.packet_uid", Int),
-    ("answers.rdata", Str),
-    ("answers.type", Str),
-    ("answers.ttl", Int),
-    ("answers.class", Str),
-    ("answers.packet_uid", Int),
-    ("rcode_id", Int),
-    ("rcode", Str),
-    ("response_time", Timestamp),
-];
-const DNS_ACTIVITY: Enum = &[
-    (0, "Unknown"),
-    (1, "Query"),
-    (2, "Response"),
-    (6, "Traffic"),
-    (99, "Other"),
-];
-const RCODE: Enum = &[
-    (0, "NoError"),
-    (1, "FormError"),
-    (2, "ServError"),
-    (3, "NXDomain"),
-    (4, "NotImp"),
-    (5, "Refused"),
-    (6, "YXDomain"),
-    (7, "YXRRSet"),
-    (8, "NXRRSet"),
-    (9, "NotAuth"),
-    (10, "NotZone"),
-    (11, "DSOTYPENI"),
-    (16, "BADSIG_VERS"),
-    (17, "BADKEY"),
-    (18, "BADTIME"),
-    (19, "BADMODE"),
-    (20, "BADNAME"),
-    (21, "BADALG"),
-    (22, "BADTRUNC"),
-    (23, "BADCOOKIE"),
-    (24, "Unassigned"),
-    (25, "Reserved"),
-    (99, "Other"),
-];
-
-/// Required by the base event and Network Activity.
-const REQUIRED: &[&str] = &[
-    "activity_id",
-    "category_uid",
-    "class_uid",
-    "metadata.product",
-    "metadata.version",
-    "severity_id",
-    "time",
-    "type_uid",
-];
-
-type Enum = &'static [(i64, &'static str)];
-const ACTIVITY: Enum = &[
-    (0, "Unknown"),
-    (1, "Open"),
-    (2, "Close"),
-    (3, "Reset"),
-    (4, "Fail"),
-    (5, "Refuse"),
-    (6, "Traffic"),
-    (7, "Listen"),
-    (99, "Other"),
-];
-const SEVERITY: Enum = &[
-    (0, "Unknown"),
-    (1, "Informational"),
-    (2, "Low"),
-    (3, "Medium"),
-    (4, "High"),
-    (5, "Critical"),
-    (6, "Fatal"),
-    (99, "Other"),
-];
-const STATUS: Enum = &[
-    (0, "Unknown"),
-    (1, "Success"),
-    (2, "Failure"),
-    (99, "Other"),
-];
-const DIRECTION: Enum = &[
-    (0, "Unknown"),
-    (1, "Inbound"),
-    (2, "Outbound"),
-    (3, "Lateral"),
-    (4, "Local"),
-    (99, "Other"),
-];
-const BOUNDARY: Enum = &[
-    (0, "Unknown"),
-    (1, "Localhost"),
-    (2, "Internal"),
-    (3, "External"),
-    (4, "Same VPC"),
-    (5, "Internet/VPC Gateway"),
-    (6, "Virtual Private Gateway"),
-    (7, "Intra-region VPC"),
-    (8, "Inter-region VPC"),
-    (9, "Local Gateway"),
-    (10, "Gateway VPC"),
-    (11, "Internet Gateway"),
-    (99, "Other"),
-];
-const PROTOCOL_VER: Enum = &[
-    (0, "Unknown"),
-    (4, "Internet Protocol version 4 (IPv4)"),
-    (6, "Internet Protocol version 6 (IPv6)"),
-    (99, "Other"),
-];
-const OBSERVATION_POINT: Enum = &[
-    (0, "Unknown"),
-    (1, "Source"),
-    (2, "Destination"),
-    (3, "Neither"),
-    (4, "Both"),
-    (99, "Other"),
-];
-const DEVICE_TYPE: Enum = &[
-    (0, "Unknown"),
-    (1, "Server"),
-    (2, "Desktop"),
-    (3, "Laptop"),
-    (4, "Tablet"),
-    (5, "Mobile"),
-    (6, "Virtual"),
-    (7, "IOT"),
-    (8, "Browser"),
-    (9, "Firewall"),
-    (10, "Switch"),
-    (11, "Hub"),
-    (12, "Router"),
-    (13, "IDS"),
-    (14, "IPS"),
-    (15, "Load Balancer"),
-    (99, "Other"),
-];
-const FILE_TYPE: Enum = &[
-    (0, "Unknown"),
-    (1, "Regular File"),
-    (2, "Folder"),
-    (3, "Character Device"),
-    (4, "Block Device"),
-    (5, "Local Socket"),
-    (6, "Named Pipe"),
-    (7, "Symbolic Link"),
-    (8, "Executable File"),
-    (99, "Other"),
-];
-/// Observable type ids of the attribute types the format observes.
-const OBSERVABLE_TYPE: Enum = &[
-    (1, "Hostname"),
-    (2, "IP Address"),
-    (4, "User Name"),
-    (9, "Process Name"),
-];
-
-fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Vec<Value>>) {
-    match v {
-        Value::Object(m) => {
-            for (k, v) in m {
-                let name = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&name, v, out);
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|i| flatten(prefix, i, out)),
-        leaf => out
-            .entry(prefix.to_string())
-            .or_default()
-            .push(leaf.clone()),
-    }
-}
-
-fn type_ok(ty: Ty, v: &Value) -> bool {
-    match ty {
-        Int => v.is_i64() || v.is_u64(),
+/// Whether a scalar value has its OCSF type (`t` resolved to its base type).
+fn scalar_ok(t: &str, base: &str, v: &Value) -> bool {
+    match (t, base) {
         // Between 2000 and 2100: milliseconds, not seconds or microseconds.
-        Timestamp => v
+        ("timestamp_t", _) => v
             .as_i64()
             .is_some_and(|ms| (946_684_800_000..4_102_444_800_000).contains(&ms)),
-        Port => v.as_u64().is_some_and(|p| p <= 65535),
-        Ip => v.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok()),
-        Str => v.is_string(),
-        Bool => v.is_boolean(),
+        ("port_t", _) => v.as_u64().is_some_and(|p| p <= 65535),
+        ("ip_t", _) => v.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok()),
+        ("json_t", _) => true,
+        (_, "integer_t" | "long_t") => v.is_i64() || v.is_u64(),
+        (_, "float_t") => v.is_number(),
+        (_, "boolean_t") => v.is_boolean(),
+        _ => v.is_string(),
     }
 }
 
-/// An enumerated id, and its caption when the caption attribute is present.
-fn check_enum(p: &mut Vec<String>, obj: &Value, id: &str, caption: &str, e: Enum) {
-    let Some(n) = obj.get(id) else { return };
-    match e.iter().find(|(k, _)| Some(*k) == n.as_i64()) {
-        None => p.push(format!("{id} {n} is not one of {e:?}")),
-        Some((_, want)) => {
-            if let Some(c) = obj.get(caption) {
-                if c != want {
-                    p.push(format!("{caption} {c} for {id} {n}, OCSF says {want:?}"));
-                }
-            }
-        }
-    }
-}
-
-/// Attribute names and types, requirements, constraints and enumerations.
-pub fn check_event(ev: &Value) -> Vec<String> {
-    let mut p = Vec::new();
-    let mut leaves = BTreeMap::new();
-    flatten("", ev, &mut leaves);
-    let dns = ev["class_uid"] == 4003;
-    let (class_uid, class_name, activities) = if dns {
-        (4003, "DNS Activity", DNS_ACTIVITY)
-    } else {
-        (4001, "Network Activity", ACTIVITY)
+/// One class's or object's members against the fixture: every attribute is the scope's (or
+/// of a profile the event names), not deprecated, of its type and array-ness, enum values
+/// among the published ones with their captions; required attributes and constraints hold.
+fn check_scope(
+    p: &mut Vec<String>,
+    scope_name: &str,
+    obj: &Map<String, Value>,
+    path: &str,
+    profiles: &[&str],
+) {
+    let o = fixture::ocsf();
+    let Some(scope) = o.scopes.get(scope_name) else {
+        p.push(format!(
+            "{path}: {scope_name} is not in the OCSF 1.8.0 fixture"
+        ));
+        return;
     };
-    for (name, values) in &leaves {
-        if name.starts_with("unmapped.") {
+    if let Some(since) = scope.deprecated {
+        p.push(format!("{path}: {scope_name} is deprecated since {since}"));
+    }
+    let in_profile = |a: &fixture::OcsfAttr| a.profile.is_none_or(|pr| profiles.contains(&pr));
+    for (k, v) in obj {
+        let at = format!("{path}{k}");
+        if path.is_empty() && k == "unmapped" {
             continue;
         }
-        let dns_attr = || DNS_ATTRIBUTES.iter().find(|(a, _)| dns && a == name);
-        let Some((_, ty)) = ATTRIBUTES.iter().find(|(a, _)| a == name).or_else(dns_attr) else {
-            p.push(format!(
-                "{name} is not a Network Activity attribute of this format"
-            ));
+        let Some(a) = scope.attrs.get(k.as_str()) else {
+            p.push(format!("{at} is not an attribute of {scope_name}"));
             continue;
         };
-        for v in values {
-            if !type_ok(*ty, v) {
-                p.push(format!("{name}: {v} is not an OCSF {ty:?}"));
+        if !in_profile(a) {
+            p.push(format!(
+                "{at} needs profile {:?}, not in metadata.profiles",
+                a.profile
+            ));
+        }
+        if let Some(since) = a.deprecated {
+            p.push(format!("{at} is deprecated since {since}"));
+        }
+        let items: Vec<&Value> = match v {
+            Value::Array(items) if a.array => items.iter().collect(),
+            _ if a.array => {
+                p.push(format!("{at}: {v} is not an array"));
+                continue;
+            }
+            Value::Array(_) => {
+                p.push(format!("{at}: an array, OCSF wants one {}", a.ty));
+                continue;
+            }
+            _ => vec![v],
+        };
+        for item in items {
+            if a.ty == "object" {
+                continue;
+            }
+            if let Some(base) = o.types.get(a.ty) {
+                if !scalar_ok(a.ty, base, item) {
+                    p.push(format!("{at}: {item} is not an OCSF {}", a.ty));
+                }
+            } else if let Some(m) = item.as_object() {
+                check_scope(
+                    p,
+                    &format!("object/{}", a.ty),
+                    m,
+                    &format!("{at}."),
+                    profiles,
+                );
+            } else {
+                p.push(format!("{at}: {item} is not an OCSF {} object", a.ty));
+            }
+            if a.values.is_empty() {
+                continue;
+            }
+            let key = match item {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let caption = a.values.get(key.as_str());
+            match (caption, a.sibling.and_then(|s| obj.get(s))) {
+                (None, _) => p.push(format!("{at} {item} is not among {:?}", a.values)),
+                // 99 Other: the sibling names what the source calls it.
+                (Some(_), Some(_)) if item == 99 => {}
+                (Some(want), Some(got)) if got != want => p.push(format!(
+                    "{path}{} {got} for {k} {item}, OCSF says {want:?}",
+                    a.sibling.unwrap_or_default()
+                )),
+                _ => {}
             }
         }
     }
-    for r in REQUIRED {
-        if at(ev, r).is_null() {
-            p.push(format!("required {r} missing"));
+    for (name, a) in &scope.attrs {
+        if a.requirement == "required" && in_profile(a) && !obj.contains_key(*name) {
+            p.push(format!("{path}{name} (required by {scope_name}) missing"));
         }
     }
-    if ev.get("src_endpoint").is_none() && ev.get("dst_endpoint").is_none() {
-        p.push("neither src_endpoint nor dst_endpoint (at_least_one)".into());
-    }
-    for ep in ["src_endpoint", "dst_endpoint"] {
-        if let Some(e) = ev.get(ep) {
-            if e.get("ip").is_none() && e.get("hostname").is_none() {
-                p.push(format!("{ep} has none of its at_least_one attributes"));
-            }
+    for (kind, names) in &scope.constraints {
+        let n = names.iter().filter(|a| obj.contains_key(**a)).count();
+        if (*kind == "at_least_one" && n == 0) || (*kind == "just_one" && n != 1) {
+            p.push(format!(
+                "{path}: {kind} of {names:?} has {n} ({scope_name})"
+            ));
         }
     }
-    if ev.get("connection_info").is_some() && at(ev, "connection_info.direction_id").is_null() {
-        p.push("connection_info.direction_id (required) missing".into());
-    }
+}
+
+/// The event against its class in the fixture (with the profiles it names), then the
+/// relations between values OCSF states in prose.
+pub fn check_event(ev: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let Some(obj) = ev.as_object() else {
+        return vec!["not a JSON object".into()];
+    };
+    let class_uid = ev["class_uid"].as_i64().unwrap_or_default();
+    let Some((class, category, class_name)) = fixture::ocsf().classes.get(&class_uid) else {
+        return vec![format!(
+            "class_uid {} is not a class of the format",
+            ev["class_uid"]
+        )];
+    };
+    let profiles: Vec<&str> = ev["metadata"]["profiles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    check_scope(&mut p, &format!("class/{class}"), obj, "", &profiles);
     if at(ev, "metadata.version") != VERSION {
         p.push(format!(
             "metadata.version {} is not {VERSION}",
             at(ev, "metadata.version")
         ));
     }
-    if ev["category_uid"] != 4 || ev["category_name"] != "Network Activity" {
-        p.push("not in category 4, Network Activity".into());
+    if ev["category_uid"] != *category || ev["class_name"] != *class_name {
+        p.push(format!(
+            "not class {class_uid} {class_name} of category {category}"
+        ));
     }
-    if ev["class_uid"] != class_uid || ev["class_name"] != class_name {
-        p.push(format!("not class {class_uid}, {class_name}"));
-    }
-    if dns {
-        check_enum(&mut p, ev, "rcode_id", "rcode", RCODE);
-        for r in ["query.hostname", "rcode_id"] {
-            if at(ev, r).is_null() {
-                p.push(format!("{r} (DNS Activity) missing"));
-            }
-        }
-        for a in ev["answers"].as_array().into_iter().flatten() {
-            if a.get("rdata").is_none() {
-                p.push(format!("answer without its required rdata: {a}"));
-            }
-        }
-    }
-    check_enum(&mut p, ev, "activity_id", "activity_name", activities);
+    let activities = &fixture::ocsf().scopes[&format!("class/{class}")].attrs["activity_id"].values;
     if let Some(a) = ev["activity_id"].as_i64() {
         if ev["type_uid"] != class_uid * 100 + a {
             p.push(format!(
@@ -435,27 +172,14 @@ pub fn check_event(ev: &Value) -> Vec<String> {
             ));
         }
         let caption = activities
-            .iter()
-            .find(|(k, _)| *k == a)
-            .map(|(_, c)| *c)
+            .get(a.to_string().as_str())
+            .copied()
             .unwrap_or("?");
         if ev["type_name"] != format!("{class_name}: {caption}") {
             p.push(format!("type_name {}", ev["type_name"]));
         }
     }
-    check_enum(&mut p, ev, "severity_id", "severity", SEVERITY);
-    check_enum(&mut p, ev, "status_id", "status", STATUS);
-    check_enum(
-        &mut p,
-        ev,
-        "observation_point_id",
-        "observation_point",
-        OBSERVATION_POINT,
-    );
     let ci = &ev["connection_info"];
-    check_enum(&mut p, ci, "direction_id", "direction", DIRECTION);
-    check_enum(&mut p, ci, "boundary_id", "boundary", BOUNDARY);
-    check_enum(&mut p, ci, "protocol_ver_id", "protocol_ver", PROTOCOL_VER);
     let proto = match ci["protocol_num"].as_u64() {
         Some(6) => "tcp",
         Some(17) => "udp",
@@ -468,32 +192,7 @@ pub fn check_event(ev: &Value) -> Vec<String> {
             ci["protocol_name"], ci["protocol_num"]
         ));
     }
-    if let Some(d) = ev.get("device") {
-        check_enum(&mut p, d, "type_id", "type", DEVICE_TYPE);
-        if d.get("type_id").is_none() {
-            p.push("device.type_id (required) missing".into());
-        }
-    }
-    let process = &ev["actor"]["process"];
-    if !process.is_null() && process.get("pid").is_none() && process.get("uid").is_none() {
-        p.push("actor.process has neither pid nor uid (at_least_one)".into());
-    }
-    for file in [&process["file"], &process["parent_process"]["file"]] {
-        if file.is_null() {
-            continue;
-        }
-        if file.get("name").is_none() || file.get("type_id").is_none() {
-            p.push(format!(
-                "file without its required name and type_id: {file}"
-            ));
-        }
-        check_enum(&mut p, file, "type_id", "type", FILE_TYPE);
-    }
     for o in ev["observables"].as_array().into_iter().flatten() {
-        check_enum(&mut p, o, "type_id", "type", OBSERVABLE_TYPE);
-        if o.get("type_id").is_none() {
-            p.push(format!("observable without its required type_id: {o}"));
-        }
         if let (Some(name), Some(value)) = (o["name"].as_str(), o.get("value")) {
             // A name through an array of objects (`answers.rdata`) names one of its elements.
             let in_array = name.split_once('.').is_some_and(|(head, rest)| {
@@ -530,6 +229,20 @@ pub fn check_values(ev: &Value, native: &Value) -> Vec<String> {
     };
     let n = |k: &str| native.get(k).cloned().unwrap_or(Value::Null);
     let u = |k: &str| native[k].as_u64();
+    // This host, in every event.
+    same("device.uid", n("host_id"));
+    same("device.boot_uid", n("boot_id"));
+    same("device.name", n("hostname"));
+    if native.get("pid").is_some() {
+        same(
+            "actor.process.name",
+            native
+                .get("exe")
+                .or(native.get("process_name"))
+                .cloned()
+                .unwrap_or(Value::Null),
+        );
+    }
     if native["event_action"] == "dns_query" {
         let code = native["response_code_id"].as_u64().unwrap_or(99);
         same("class_uid", 4003.into());
@@ -572,6 +285,15 @@ pub fn check_values(ev: &Value, native: &Value) -> Vec<String> {
         same("unmapped.event_action", "dns_query".into());
         same("unmapped.answers_truncated", n("answers_truncated"));
         same("unmapped.resolved_ips", n("resolved_ips"));
+        for k in [
+            "gid",
+            "group",
+            "cgroup_path",
+            "container_id",
+            "container_runtime",
+        ] {
+            same(&format!("unmapped.{k}"), n(k));
+        }
         let _ = u;
         return p;
     }
@@ -627,6 +349,11 @@ pub fn check_values(ev: &Value, native: &Value) -> Vec<String> {
     same("connection_info.uid", n("flow_id"));
     same("connection_info.community_uid", n("community_id"));
     same("connection_info.flag_history", n("history"));
+    same("device.os.kernel_release", n("kernel_version"));
+    same("device.os.version", n("os_version"));
+    for k in super::ecs_spec::TCP_DETAIL {
+        same(&format!("unmapped.{k}"), n(k));
+    }
     same("status_detail", n("end_reason"));
     same("app_protocol_name", n("application_protocol"));
     same("metadata.profiles", serde_json::json!(["host"]));
@@ -692,6 +419,7 @@ pub fn check_values(ev: &Value, native: &Value) -> Vec<String> {
         millis(native, "process_start_time"),
     );
     same("actor.process.parent_process.pid", n("ppid"));
+    same("actor.process.parent_process.uid", n("parent_entity_id"));
     same(
         "actor.user.uid",
         native
@@ -723,161 +451,6 @@ pub fn check_values(ev: &Value, native: &Value) -> Vec<String> {
             "activity_id {} for a native {}",
             ev["activity_id"], native["event_action"]
         ));
-    }
-    p
-}
-
-/// The published OCSF 1.8.0 schema (`dictionary.json`, `events/`, `objects/`, `profiles/`):
-/// every attribute path of [`ATTRIBUTES`] and [`DNS_ATTRIBUTES`] is an attribute of its class
-/// (its own, the classes it extends, the `host` profile named in `metadata.profiles`) or of
-/// the objects on the path (with what they extend and include), has the type the table says,
-/// and is not deprecated; the profiles the events name exist and declare `actor` and `device`;
-/// [`RCODE`] is DNS Activity's `rcode_id` enum.
-pub fn check_against_schema(root: &std::path::Path) -> Vec<String> {
-    use std::collections::BTreeSet;
-    let read = |rel: &str| -> Value {
-        std::fs::read_to_string(root.join(rel))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(Value::Null)
-    };
-    let dict = read("dictionary.json");
-    let mut p = Vec::new();
-    // Attribute name -> its definition in a class/object/profile, following extends/$include.
-    fn collect(
-        read: &dyn Fn(&str) -> Value,
-        rel: &str,
-        dir: &str,
-        out: &mut BTreeMap<String, Value>,
-    ) {
-        let v = read(rel);
-        let Some(attrs) = v["attributes"].as_object() else {
-            return;
-        };
-        if let Some(parent) = v["extends"].as_str() {
-            collect(read, &format!("{dir}/{parent}.json"), dir, out);
-        }
-        for inc in attrs
-            .get("$include")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(inc) = inc.as_str() {
-                collect(read, inc, dir, out);
-            }
-        }
-        for (k, a) in attrs {
-            if k != "$include" {
-                out.insert(k.clone(), a.clone());
-            }
-        }
-    }
-    let class_attrs = |file: &str| {
-        let mut out = BTreeMap::new();
-        collect(&read, file, "events", &mut out);
-        // `extends` of events names the class file by name in its folder or the base event.
-        let v = read(file);
-        if let Some(parent) = v["extends"].as_str() {
-            for candidate in [
-                format!("events/network/{parent}.json"),
-                format!("events/{parent}.json"),
-            ] {
-                collect(&read, &candidate, "events", &mut out);
-                let pv = read(&candidate);
-                if let Some(grand) = pv["extends"].as_str() {
-                    collect(&read, &format!("events/{grand}.json"), "events", &mut out);
-                }
-            }
-        }
-        collect(&read, "profiles/host.json", "profiles", &mut out);
-        out
-    };
-    let object_attrs = |name: &str| {
-        let mut out = BTreeMap::new();
-        collect(&read, &format!("objects/{name}.json"), "objects", &mut out);
-        out
-    };
-    let scalar = |t: &str| -> Option<&'static str> {
-        let base = if t.ends_with("_t") {
-            dict["types"]["attributes"][t]["type"].as_str().unwrap_or(t)
-        } else {
-            return None;
-        };
-        Some(match (t, base) {
-            ("timestamp_t", _) => "Timestamp",
-            ("port_t", _) => "Port",
-            ("ip_t", _) => "Ip",
-            ("integer_t" | "long_t", _) | (_, "integer_t" | "long_t") => "Int",
-            ("boolean_t", _) | (_, "boolean_t") => "Bool",
-            _ => "Str",
-        })
-    };
-    for (file, table) in [
-        ("events/network/network_activity.json", ATTRIBUTES),
-        ("events/network/dns_activity.json", DNS_ATTRIBUTES),
-    ] {
-        let class = class_attrs(file);
-        if class.is_empty() {
-            p.push(format!("{file}: not read"));
-            continue;
-        }
-        for (path, ty) in table {
-            let mut attrs = class.clone();
-            let mut want = None;
-            for (i, part) in path.split('.').enumerate() {
-                let Some(a) = attrs.get(part) else {
-                    p.push(format!("{file}: {path}: no attribute {part}"));
-                    break;
-                };
-                let d = &dict["attributes"][part];
-                if d.get("@deprecated").is_some() || a.get("@deprecated").is_some() {
-                    p.push(format!("{file}: {path}: {part} is deprecated"));
-                }
-                let t = a["type"].as_str().or(d["type"].as_str()).unwrap_or("");
-                if i + 1 == path.split('.').count() {
-                    want = scalar(t);
-                    if want.is_none() {
-                        p.push(format!("{file}: {path}: an object ({t}), not a value"));
-                    }
-                } else {
-                    attrs = object_attrs(t);
-                }
-            }
-            if let Some(want) = want {
-                if format!("{ty:?}") != want {
-                    p.push(format!(
-                        "{file}: {path}: the table says {ty:?}, OCSF {want}"
-                    ));
-                }
-            }
-        }
-    }
-    let host = read("profiles/host.json");
-    let declared: BTreeSet<&str> = host["attributes"]
-        .as_object()
-        .map(|a| a.keys().map(String::as_str).collect())
-        .unwrap_or_default();
-    if host["name"] != "host" || !declared.contains("actor") || !declared.contains("device") {
-        p.push(format!(
-            "profile host does not declare actor and device: {declared:?}"
-        ));
-    }
-    let rcodes = &read("events/network/dns_activity.json")["attributes"]["rcode_id"]["enum"];
-    let published: Vec<(i64, &str)> = rcodes
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.parse().ok()?, v["caption"].as_str()?)))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut ours = RCODE.to_vec();
-    let mut published = published;
-    ours.sort();
-    published.sort();
-    if ours != published {
-        p.push(format!("RCODE {ours:?} is not the published {published:?}"));
     }
     p
 }

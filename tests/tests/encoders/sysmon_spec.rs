@@ -1,26 +1,12 @@
 //! Sysmon for Linux Event ID 3 ("Network connection detected"), as Sysmon for Linux writes it
-//! to syslog (its outputxml.c and real records): one well-formed `<Event>` with the `System`
-//! block's elements in order and values, and the event's `EventData` fields in Sysmon's order.
+//! to syslog: one well-formed `<Event>` with the `System` block's elements in order (the spec
+//! fixture, from its outputxml.cpp) and values, and the event's `EventData` fields in the
+//! order and with the types of Sysmon's manifest (the spec fixture).
+use super::fixture;
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 use std::net::IpAddr;
 
-const SYSTEM: &[&str] = &[
-    "Provider",
-    "EventID",
-    "Version",
-    "Level",
-    "Task",
-    "Opcode",
-    "Keywords",
-    "TimeCreated",
-    "EventRecordID",
-    "Correlation",
-    "Execution",
-    "Channel",
-    "Computer",
-    "Security",
-];
 /// Constant text of System elements for event 3.
 const SYSTEM_TEXT: &[(&str, &str)] = &[
     ("EventID", "3"),
@@ -42,40 +28,7 @@ const SYSTEM_TEXT_22: &[(&str, &str)] = &[
     ("Keywords", "0x8000000000000000"),
     ("Channel", "Linux-Sysmon/Operational"),
 ];
-/// Event 22's EventData, in the manifest's order.
-const EVENT_DATA_22: &[&str] = &[
-    "RuleName",
-    "UtcTime",
-    "ProcessGuid",
-    "ProcessId",
-    "QueryName",
-    "QueryStatus",
-    "QueryResults",
-    "Image",
-    "User",
-];
 const PROVIDER_GUID: &str = "{ff032593-a8d3-4f13-b0d6-01fc615a0f97}";
-const EVENT_DATA: &[&str] = &[
-    "RuleName",
-    "UtcTime",
-    "ProcessGuid",
-    "ProcessId",
-    "Image",
-    "User",
-    "Protocol",
-    "Initiated",
-    "SourceIsIpv6",
-    "SourceIp",
-    "SourceHostname",
-    "SourcePort",
-    "SourcePortName",
-    "DestinationIsIpv6",
-    "DestinationIp",
-    "DestinationHostname",
-    "DestinationPort",
-    "DestinationPortName",
-];
-
 #[derive(Debug)]
 pub struct Elem {
     pub name: String,
@@ -205,18 +158,39 @@ fn is_guid(s: &str) -> bool {
 /// The System block and the EventData names, order and value formats.
 pub fn check_record(rec: &Record, agent_pid: u32, record_id: u64, euid: u32) -> Vec<String> {
     let mut p = Vec::new();
+    let manifest = fixture::sysmon();
     let names: Vec<&str> = rec.system.iter().map(|e| e.name.as_str()).collect();
-    if names != SYSTEM {
+    let system: Vec<&str> = manifest.system.iter().map(|(n, _)| *n).collect();
+    if names != system {
         p.push(format!(
-            "System elements {names:?}, Sysmon writes {SYSTEM:?}"
+            "System elements {names:?}, Sysmon writes {system:?}"
         ));
     }
+    for (name, attrs) in &manifest.system {
+        for a in attrs {
+            let el = rec.system(name);
+            let ok = match a.split_once('=') {
+                Some(("", text)) => el.is_some_and(|e| e.text == text),
+                Some((attr, value)) => el.and_then(|e| e.attr(attr)) == Some(value),
+                None => el.and_then(|e| e.attr(a)).is_some(),
+            };
+            if !ok {
+                p.push(format!("System/{name} lacks {a}: {el:?}"));
+            }
+        }
+    }
     let dns = rec.system("EventID").is_some_and(|e| e.text == "22");
-    let (system_text, event_data) = if dns {
-        (SYSTEM_TEXT_22, EVENT_DATA_22)
-    } else {
-        (SYSTEM_TEXT, EVENT_DATA)
-    };
+    let system_text = if dns { SYSTEM_TEXT_22 } else { SYSTEM_TEXT };
+    let id = if dns { "22" } else { "3" };
+    let event = &manifest.events[id];
+    let event_data: Vec<&str> = event.data.iter().map(|(n, _)| *n).collect();
+    let version = rec.system("Version").map(|e| e.text.as_str());
+    if version != Some(event.version) {
+        p.push(format!(
+            "Version {version:?}, the manifest's event {id} is version {}",
+            event.version
+        ));
+    }
     for (name, want) in system_text {
         let got = rec.system(name).map(|e| e.text.as_str());
         if got != Some(want) {
@@ -268,6 +242,20 @@ pub fn check_record(rec: &Record, agent_pid: u32, record_id: u64, euid: u32) -> 
         p.push(format!(
             "EventData names {data_names:?}, Sysmon writes {event_data:?}"
         ));
+    }
+    for (name, in_type) in &event.data {
+        let v = rec.data(name);
+        let ok = match *in_type {
+            "win:Boolean" => ["true", "false"].contains(&v),
+            "win:UInt16" => v.parse::<u16>().is_ok(),
+            // `-` without a process, as Sysmon writes unknown values.
+            "win:UInt32" => v == "-" || v.parse::<u32>().is_ok(),
+            "win:GUID" => is_guid(v),
+            _ => true,
+        };
+        if !ok {
+            p.push(format!("{name} {v:?} is not a {in_type}"));
+        }
     }
     let d = |k: &str| rec.data(k).to_string();
     let mut expect = |ok: bool, what: &str| {

@@ -1,76 +1,27 @@
-//! Zeek conn.log (base/protocols/conn/main.zeek, with the community-id policy script's
-//! `community_id`): the fields in their order with their Zeek types, which are `&optional`,
-//! the `conn_state` values and the `history` letters.
+//! Zeek conn.log against the spec fixture's Conn::Info (base/protocols/conn/main.zeek, with the
+//! community-id policy script's `community_id`): the fields in their order with their Zeek
+//! types, which are `&optional`, the `conn_state` values and the `history` letters.
+use super::fixture;
 use super::times::epoch_micros;
 use serde_json::Value;
 use std::net::IpAddr;
 
-#[derive(Clone, Copy, Debug)]
-enum Ty {
-    /// `time`: epoch seconds.
-    Time,
-    Str,
-    Addr,
-    Port,
-    /// `transport_proto` enum.
-    Proto,
-    /// `interval`: seconds.
-    Interval,
-    Count,
-    Bool,
-    /// `set[string]`.
-    StrSet,
-}
-use Ty::*;
-
-/// (name, type, optional) in conn.log's column order.
-const FIELDS: &[(&str, Ty, bool)] = &[
-    ("ts", Time, false),
-    ("uid", Str, false),
-    ("id.orig_h", Addr, false),
-    ("id.orig_p", Port, false),
-    ("id.resp_h", Addr, false),
-    ("id.resp_p", Port, false),
-    ("proto", Proto, false),
-    ("service", Str, true),
-    ("duration", Interval, true),
-    ("orig_bytes", Count, true),
-    ("resp_bytes", Count, true),
-    ("conn_state", Str, true),
-    ("local_orig", Bool, true),
-    ("local_resp", Bool, true),
-    ("missed_bytes", Count, false),
-    ("history", Str, true),
-    ("orig_pkts", Count, true),
-    ("orig_ip_bytes", Count, true),
-    ("resp_pkts", Count, true),
-    ("resp_ip_bytes", Count, true),
-    ("tunnel_parents", StrSet, true),
-    ("ip_proto", Count, true),
-    ("community_id", Str, true),
-];
-
-const CONN_STATES: &[&str] = &[
-    "S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH",
-];
-/// History letters (upper case: originator, lower case: responder) and `^`.
-const HISTORY: &str = "SsHhAaDdFfRrCcGgTtWwIiQqXx^";
-
-fn type_ok(ty: Ty, v: &Value) -> bool {
+fn type_ok(ty: &str, v: &Value) -> bool {
     match ty {
-        Time => v
+        "time" => v
             .as_f64()
             .is_some_and(|t| t > 946_684_800.0 && t < 4_102_444_800.0),
-        Str => v.is_string(),
-        Addr => v.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok()),
-        Port => v.as_u64().is_some_and(|p| p <= 65535),
-        Proto => v
+        "string" => v.is_string(),
+        "addr" => v.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok()),
+        "port" => v.as_u64().is_some_and(|p| p <= 65535),
+        "transport_proto" => v
             .as_str()
-            .is_some_and(|s| ["tcp", "udp", "icmp", "unknown_transport"].contains(&s)),
-        Interval => v.as_f64().is_some_and(|d| d >= 0.0),
-        Count => v.is_u64(),
-        Bool => v.is_boolean(),
-        StrSet => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+            .is_some_and(|s| fixture::zeek().protos.contains(&s)),
+        "interval" => v.as_f64().is_some_and(|d| d >= 0.0),
+        "count" => v.is_u64(),
+        "bool" => v.is_boolean(),
+        "set[string]" => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+        _ => false,
     }
 }
 
@@ -81,13 +32,14 @@ pub fn check_record(rec: &Value, raw: &str) -> Vec<String> {
     let Some(obj) = rec.as_object() else {
         return vec!["not a JSON object".into()];
     };
+    let zeek = fixture::zeek();
     for (name, v) in obj {
-        let Some(i) = FIELDS.iter().position(|(f, _, _)| f == name) else {
+        let Some(f) = zeek.fields.iter().find(|f| f.name == name) else {
             p.push(format!("{name} is not a conn.log field"));
             continue;
         };
-        if !type_ok(FIELDS[i].1, v) {
-            p.push(format!("{name}: {v} is not a Zeek {:?}", FIELDS[i].1));
+        if !type_ok(f.ty, v) {
+            p.push(format!("{name}: {v} is not a Zeek {}", f.ty));
         }
     }
     // Zeek's uid: `C` and base62 digits, at most 18 characters.
@@ -98,15 +50,17 @@ pub fn check_record(rec: &Value, raw: &str) -> Vec<String> {
     {
         p.push(format!("uid {uid:?} is not Zeek-shaped"));
     }
-    let order: Vec<&str> = FIELDS
+    let order: Vec<&str> = zeek
+        .fields
         .iter()
-        .filter_map(|(f, _, _)| raw.find(&format!("\"{f}\":")).map(|at| (at, *f)))
+        .filter_map(|f| raw.find(&format!("\"{}\":", f.name)).map(|at| (at, f.name)))
         .collect::<std::collections::BTreeMap<usize, &str>>()
         .into_values()
         .collect();
-    let want: Vec<&str> = FIELDS
+    let want: Vec<&str> = zeek
+        .fields
         .iter()
-        .map(|(f, _, _)| *f)
+        .map(|f| f.name)
         .filter(|f| obj.contains_key(*f))
         .collect();
     if order != want {
@@ -114,18 +68,22 @@ pub fn check_record(rec: &Value, raw: &str) -> Vec<String> {
             "fields in the order {order:?}, conn.log's is {want:?}"
         ));
     }
-    for (name, _, optional) in FIELDS {
-        if !optional && !obj.contains_key(*name) {
-            p.push(format!("{name} (not &optional) missing"));
+    for f in zeek.fields.iter().filter(|f| !f.optional) {
+        if !obj.contains_key(f.name) {
+            p.push(format!("{} (not &optional) missing", f.name));
         }
     }
     if let Some(s) = rec["conn_state"].as_str() {
-        if !CONN_STATES.contains(&s) {
+        if !zeek.conn_states.contains(&s) {
             p.push(format!("conn_state {s} is not a Zeek conn_state"));
         }
     }
     if let Some(h) = rec["history"].as_str() {
-        if let Some(c) = h.chars().find(|c| !HISTORY.contains(*c)) {
+        let letter = |c: char| {
+            let lower = c.to_ascii_lowercase().to_string();
+            zeek.history.contains(&lower.as_str())
+        };
+        if let Some(c) = h.chars().find(|c| !letter(*c)) {
             p.push(format!("history {h} has {c:?}, not a Zeek history letter"));
         }
     }

@@ -83,13 +83,17 @@ impl Schema {
         })
     }
 
-    /// The attributes of a class or object, following `extends` and `$include`.
+    /// The constraints and attributes of a class or object, following `extends` (a class or
+    /// object without constraints of its own has its parent's) and `$include`.
     fn attributes(&self, kind: &str, name: &str) -> Result<(Value, Attrs)> {
         let v = read(&self.file(kind, name)?)?;
-        let mut out = match v["extends"].as_str() {
-            Some(parent) => self.attributes(kind, parent)?.1,
-            None => Attrs::new(),
+        let (mut constraints, mut out) = match v["extends"].as_str() {
+            Some(parent) => self.attributes(kind, parent)?,
+            None => (Value::Null, Attrs::new()),
         };
+        if v.get("constraints").is_some() {
+            constraints = v["constraints"].clone();
+        }
         let empty = Map::new();
         let attrs = v["attributes"].as_object().unwrap_or(&empty);
         for inc in attrs
@@ -121,7 +125,63 @@ impl Schema {
             merge(&mut full, def);
             *def = full;
         }
-        Ok((v, out))
+        Ok((constraints, out))
+    }
+}
+
+/// Enum values the schema does not list but its server generates: a class's own `class_uid`
+/// and `category_uid`, and the observable `type_id`s the types, attributes and objects
+/// declare with `observable`.
+struct Generated {
+    /// Class name -> (class uid, caption, category uid, category caption).
+    classes: BTreeMap<String, (u64, String, u64, String)>,
+    observables: BTreeMap<String, String>,
+}
+
+impl Schema {
+    fn observables(&self) -> Result<BTreeMap<String, String>> {
+        let mut out = BTreeMap::new();
+        let mut add = |v: &Value| {
+            if let (Some(n), Some(c)) = (v["observable"].as_u64(), v["caption"].as_str()) {
+                out.insert(n.to_string(), c.to_string());
+            }
+        };
+        for section in [&self.dict["types"]["attributes"], &self.dict["attributes"]] {
+            section
+                .as_object()
+                .into_iter()
+                .flatten()
+                .for_each(|(_, v)| add(v));
+        }
+        let dir = self.root.join("objects");
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
+        {
+            add(&read(&entry?.path())?);
+        }
+        Ok(out)
+    }
+
+    fn generated_enum(
+        &self,
+        scope: &str,
+        attr: &str,
+        generated: &Generated,
+    ) -> Result<Vec<(String, String)>> {
+        if scope == "object/observable" && attr == "type_id" {
+            return Ok(generated.observables.clone().into_iter().collect());
+        }
+        let Some((uid, caption, cat_uid, cat_caption)) = scope
+            .strip_prefix("class/")
+            .and_then(|c| generated.classes.get(c))
+        else {
+            return Ok(Vec::new());
+        };
+        Ok(match attr {
+            "class_uid" => vec![(uid.to_string(), caption.clone())],
+            "category_uid" => vec![(cat_uid.to_string(), cat_caption.clone())],
+            _ => Vec::new(),
+        })
     }
 }
 
@@ -134,10 +194,11 @@ fn scope_lines(
     schema: &Schema,
     kind: &str,
     name: &str,
+    generated: &Generated,
     lines: &mut Vec<String>,
     todo: &mut Vec<String>,
 ) -> Result<()> {
-    let (v, attrs) = schema.attributes(kind, name)?;
+    let (constraints, attrs) = schema.attributes(kind, name)?;
     let scope = format!("{kind}/{name}");
     for (k, (def, profile)) in &attrs {
         let ty = def["type"]
@@ -154,12 +215,22 @@ fn scope_lines(
             or_dash(def["@deprecated"]["since"].as_str()),
             or_dash(def["sibling"].as_str()),
         ));
-        for (value, e) in def["enum"].as_object().into_iter().flatten() {
-            let caption = e["caption"].as_str().unwrap_or("");
+        let mut values: BTreeMap<String, String> = def["enum"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(v, e)| (v.clone(), e["caption"].as_str().unwrap_or("").to_string()))
+            .collect();
+        // A class's uids are its own, not base_event's placeholders.
+        if kind == "class" && ["class_uid", "category_uid"].contains(&k.as_str()) {
+            values.clear();
+        }
+        values.extend(schema.generated_enum(&scope, k, generated)?);
+        for (value, caption) in values {
             lines.push(format!("enum\t{scope}\t{k}\t{value}\t{caption}"));
         }
     }
-    for (c, list) in v["constraints"].as_object().into_iter().flatten() {
+    for (c, list) in constraints.as_object().into_iter().flatten() {
         let names: Vec<&str> = list
             .as_array()
             .into_iter()
@@ -169,6 +240,7 @@ fn scope_lines(
         lines.push(format!("constraint\t{scope}\t{c}\t{}", names.join(",")));
     }
     if kind == "object" {
+        let v = read(&schema.file(kind, name)?)?;
         lines.push(format!(
             "object\t{name}\t{}",
             or_dash(v["@deprecated"]["since"].as_str())
@@ -192,6 +264,10 @@ pub(super) fn derive(root: &Path) -> Result<String> {
     {
         lines.push(format!("type\t{t}\t{}", def["type"].as_str().unwrap_or(t)));
     }
+    let mut generated = Generated {
+        classes: BTreeMap::new(),
+        observables: schema.observables()?,
+    };
     let mut todo = Vec::new();
     for class in CLASSES {
         let v = read(&schema.file("class", class)?)?;
@@ -206,16 +282,19 @@ pub(super) fn derive(root: &Path) -> Result<String> {
             .as_u64()
             .with_context(|| format!("no category {category}"))?;
         let uid = cat_uid * 1000 + v["uid"].as_u64().context("class without uid")?;
-        lines.push(format!(
-            "class\t{class}\t{uid}\t{cat_uid}\t{}",
-            or_dash(v["caption"].as_str())
-        ));
-        scope_lines(&schema, "class", class, &mut lines, &mut todo)?;
+        let caption = or_dash(v["caption"].as_str()).to_string();
+        let cat_caption = or_dash(categories["attributes"][&category]["caption"].as_str());
+        lines.push(format!("class\t{class}\t{uid}\t{cat_uid}\t{caption}"));
+        generated.classes.insert(
+            class.to_string(),
+            (uid, caption, cat_uid, cat_caption.to_string()),
+        );
+        scope_lines(&schema, "class", class, &generated, &mut lines, &mut todo)?;
     }
     let mut done = BTreeSet::new();
     while let Some(obj) = todo.pop() {
         if done.insert(obj.clone()) {
-            scope_lines(&schema, "object", &obj, &mut lines, &mut todo)?;
+            scope_lines(&schema, "object", &obj, &generated, &mut lines, &mut todo)?;
         }
     }
     let mut out = String::from(

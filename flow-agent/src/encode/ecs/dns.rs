@@ -147,6 +147,8 @@ impl Serialize for RelatedIps<'_> {
 struct Custom<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     flow_id: Option<&'a str>,
+    /// Of the resolver's address.
+    network_locality: &'static str,
     answers_truncated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     cgroup_path: Option<&'a str>,
@@ -212,6 +214,7 @@ impl<'a> DnsDoc<'a> {
             },
             flow_agent: Custom {
                 flow_id: flow.map(|f| f.flow_id.as_str()),
+                network_locality: d.locality.as_str(),
                 answers_truncated: d.answers_truncated,
                 cgroup_path: p.and_then(|p| p.cgroup_path.as_deref()),
                 systemd_unit: p.and_then(|p| p.systemd_unit.as_deref()),

@@ -257,6 +257,7 @@ fn custom(w: &mut Json, ev: &FlowEvent) {
     w.name("network_locality", ev.locality.as_str());
     w.opt_name("conn_state", ev.conn_state);
     w.opt("history", ev.history.as_deref());
+    common::tcp_detail(w, ev);
     w.opt("rtt_us", ev.rtt_us);
     w.opt("retransmits", ev.retransmits);
     if let Some(c) = &ev.counters {
@@ -449,7 +450,15 @@ struct Host<'a> {
     name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    boot: Option<HostBoot<'a>>,
     os: HostOs<'a>,
+}
+
+/// `host.boot`: which boot of the host.
+#[derive(Serialize)]
+struct HostBoot<'a> {
+    id: &'a str,
 }
 
 #[derive(Serialize)]
@@ -564,6 +573,7 @@ fn host(h: &HostInfo) -> Host<'_> {
         hostname: &h.hostname,
         name: h.fqdn.as_deref().unwrap_or(&h.hostname),
         id: (!h.machine_id.is_empty()).then_some(h.machine_id.as_str()),
+        boot: (!h.boot_id.is_empty()).then_some(HostBoot { id: &h.boot_id }),
         os: HostOs {
             kind: "linux",
             name: h.os_name.as_deref(),

@@ -132,9 +132,15 @@ struct Unmapped<'a> {
     answers_truncated: bool,
     resolved_ips: &'a [IpAddr],
     #[serde(skip_serializing_if = "Option::is_none")]
+    gid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     cgroup_path: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     container_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container_runtime: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     systemd_unit: Option<&'a str>,
 }
@@ -266,8 +272,11 @@ impl<'a> DnsActivity<'a> {
                 event_action: "dns_query",
                 answers_truncated: d.answers_truncated,
                 resolved_ips: &d.resolved_ips,
+                gid: p.map(|p| p.gid),
+                group: p.and_then(|p| p.group.as_deref()),
                 cgroup_path: p.and_then(|p| p.cgroup_path.as_deref()),
                 container_id: p.and_then(|p| p.container_id.as_deref()),
+                container_runtime: p.and_then(|p| p.container_runtime.as_deref()),
                 systemd_unit: p.and_then(|p| p.systemd_unit.as_deref()),
             },
         }

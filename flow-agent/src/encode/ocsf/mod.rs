@@ -144,6 +144,7 @@ impl OcsfEncoder {
         }
         w.end_array();
         w.object("unmapped");
+        common::tcp_detail(&mut w, ev);
         w.opt("rtt_us", ev.rtt_us);
         w.opt("retransmits", ev.retransmits);
         w.name("network_locality", ev.locality.as_str());
@@ -529,20 +530,48 @@ impl Traffic {
 pub(crate) struct Device<'a> {
     hostname: &'a str,
     name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    boot_uid: Option<&'a str>,
     type_id: u32,
     #[serde(rename = "type")]
     kind: &'static str,
+    os: Os<'a>,
+}
+
+/// The device's operating system: Linux (OCSF's `type_id` 200), named as os-release names it.
+#[derive(Serialize)]
+struct Os<'a> {
+    name: &'a str,
+    type_id: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_release: Option<&'a str>,
 }
 
 impl<'a> Device<'a> {
     /// `hostname`: the name the event gives this host (flow events: its fqdn when known, see
     /// [`host_name`]); `name` is always the host's own hostname.
     pub(crate) fn of(host: &'a HostInfo, hostname: &'a str) -> Self {
+        let known = |s: &'a str| (!s.is_empty()).then_some(s);
         Device {
             hostname,
             name: &host.hostname,
+            uid: known(&host.machine_id),
+            boot_uid: known(&host.boot_id),
             type_id: 0,
             kind: "Unknown",
+            os: Os {
+                name: host.os_name.as_deref().unwrap_or("Linux"),
+                type_id: 200,
+                kind: "Linux",
+                version: host.os_version.as_deref(),
+                kernel_release: known(&host.kernel),
+            },
         }
     }
 }

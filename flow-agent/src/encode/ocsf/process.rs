@@ -35,6 +35,9 @@ pub(crate) struct Process<'a> {
 #[derive(Serialize)]
 pub(crate) struct Parent<'a> {
     pub(crate) pid: u32,
+    /// The parent's `process_entity_id`, as the child's is its `uid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) uid: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) file: Option<File<'a>>,
 }
@@ -93,6 +96,7 @@ impl<'a> Actor<'a> {
             user: user.clone(),
             parent_process: (p.ppid != 0).then(|| Parent {
                 pid: p.ppid,
+                uid: p.parent_entity_id.as_deref(),
                 file: p
                     .parent_exe
                     .as_deref()

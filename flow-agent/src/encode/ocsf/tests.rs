@@ -106,7 +106,8 @@ fn tcp_end_maps_every_field() {
         "observation_point_id": 1,
         "observation_point": "Source",
         "actor": actor,
-        "device": {"hostname": "vm", "name": "vm", "type_id": 0, "type": "Unknown"},
+        "device": {"hostname": "vm", "name": "vm", "type_id": 0, "type": "Unknown",
+            "os": {"name": "Linux", "type_id": 200, "type": "Linux"}},
         "observables": observables,
         "unmapped": unmapped
     });
@@ -315,7 +316,8 @@ fn rate_limited_summary_is_network_activity_other() {
             },
             "user": {"uid": "1000", "name": "alice"}
         },
-        "device": {"hostname": "vm", "name": "vm", "type_id": 0, "type": "Unknown"},
+        "device": {"hostname": "vm", "name": "vm", "type_id": 0, "type": "Unknown",
+            "os": {"name": "Linux", "type_id": 200, "type": "Linux"}},
         "observables": [
             {"name": "device.hostname", "type_id": 1, "type": "Hostname", "value": "vm"},
             {"name": "actor.process.name", "type_id": 9, "type": "Process Name", "value": "curl"},
