@@ -127,6 +127,11 @@ fn end_event() -> FlowEvent {
             server_name: Some("www.example.org".into()),
             alpn: Some("h2".into()),
             alpn_offered: vec!["h2".into(), "http/1.1".into()],
+            // A browser-like offer: the suites are encoded as names in ECS and OCSF.
+            client_ciphers: vec![
+                0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013,
+                0xc014, 0x009c, 0x009d, 0x002f, 0x0035,
+            ],
             ja3: Some("773906b0efdefa24a7f2b8eb6985bf37".into()),
             ja3s: Some("eb1d94daa7e0344597e756a1fb6e7054".into()),
             ja4: Some("t13d1516h2_8daaf6152771_e5627efa2ab1".into()),

@@ -279,8 +279,26 @@ fn flows_name_their_protocol_and_tls_matches_tshark_and_ja4plus() -> Result<()> 
     let ch = tshark(
         &pcap,
         "tls.handshake.type == 1",
-        &["tls.handshake.ja3", "tls.handshake.extensions_server_name"],
+        &[
+            "tls.handshake.ja3",
+            "tls.handshake.extensions_server_name",
+            "tls.handshake.ciphersuite",
+        ],
     )?;
+    // The offered suites, in the client's order, GREASE (0x?a?a) left out.
+    let offered: Vec<u16> = ch[2]
+        .split(',')
+        .map(|c| u16::from_str_radix(c.trim_start_matches("0x"), 16))
+        .collect::<std::result::Result<_, _>>()?;
+    let offered: Vec<Value> = offered
+        .into_iter()
+        .filter(|c| c & 0x0f0f != 0x0a0a || c >> 8 != c & 0xff)
+        .map(Value::from)
+        .collect();
+    ensure!(
+        offered.len() > 1 && tls["tls_client_ciphers"] == Value::Array(offered.clone()),
+        "tls_client_ciphers: want {offered:?} (tshark): {tls:#}"
+    );
     let sh = tshark(
         &pcap,
         "tls.handshake.type == 2",

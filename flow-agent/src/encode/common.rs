@@ -77,6 +77,22 @@ pub(crate) fn end_names(ev: &crate::event::FlowEvent) -> (Option<&str>, Option<&
     ev.by_role(own, ev.remote_fqdn().map(|(fqdn, _)| fqdn))
 }
 
+/// Cipher suites by IANA name (a number without a name in hex), as a JSON array.
+pub(crate) struct CipherNames<'a>(pub(crate) &'a [u16]);
+
+impl CipherNames<'_> {
+    /// `None` for an empty list: the field is omitted.
+    pub(crate) fn of(suites: &[u16]) -> Option<CipherNames<'_>> {
+        (!suites.is_empty()).then_some(CipherNames(suites))
+    }
+}
+
+impl Serialize for CipherNames<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|c| cipher_display(*c)))
+    }
+}
+
 /// The TCP detail a format has no field of its own for, under the native names: the flag
 /// letters of both sides and each side's, IP bytes, first payload times and the time to the
 /// first byte (ECS's `flow_agent`, OCSF's `unmapped`).

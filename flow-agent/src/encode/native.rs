@@ -156,6 +156,7 @@ pub(crate) const FLOW_FIELDS: &[&str] = &[
     "tls_server_name",
     "tls_alpn",
     "tls_alpn_offered",
+    "tls_client_ciphers",
     "tls_client_hello_truncated",
     "ja3",
     "ja3s",
@@ -354,6 +355,11 @@ fn app_fragment(app: &AppInfo) -> Fragments {
             w.opt(
                 "tls_alpn_offered",
                 tls.map(|t| t.alpn_offered.as_slice())
+                    .filter(|offered| !offered.is_empty()),
+            );
+            w.opt(
+                "tls_client_ciphers",
+                tls.map(|t| t.client_ciphers.as_slice())
                     .filter(|offered| !offered.is_empty()),
             );
             w.opt(

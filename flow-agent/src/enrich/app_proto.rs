@@ -155,6 +155,7 @@ pub(crate) fn app_info(
             server_name: t.server_name,
             alpn: t.alpn,
             alpn_offered: t.alpn_offered,
+            client_ciphers: t.client_ciphers,
             ja3: t.ja3,
             ja3s: t.ja3s,
             ja4: t.ja4,
@@ -235,6 +236,8 @@ mod tests {
                 version: Some("TLS 1.3".into()),
                 server_name: Some("pq.example.test".into()),
                 alpn_offered: vec!["h2".into(), "http/1.1".into()],
+                // The cipher suites come before the extensions: a cut hello has them.
+                client_ciphers: vec![0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f],
                 client_hello_truncated: Some(true),
                 ..TlsInfo::default()
             }

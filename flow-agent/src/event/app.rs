@@ -36,6 +36,8 @@ pub struct TlsInfo {
     pub server_name: Option<String>,
     pub alpn: Option<String>,
     pub alpn_offered: Vec<String>,
+    /// The cipher suites the client offered (IANA numbers, in its order, no GREASE).
+    pub client_ciphers: Vec<u16>,
     pub ja3: Option<String>,
     pub ja3s: Option<String>,
     pub ja4: Option<String>,

@@ -21,6 +21,8 @@ pub(crate) struct TlsDetails {
     pub(crate) server_name: Option<String>,
     /// ALPN offered by the client.
     pub(crate) alpn_offered: Vec<String>,
+    /// The cipher suites the ClientHello offered (IANA numbers, in its order, GREASE left out).
+    pub(crate) client_ciphers: Vec<u16>,
     /// ALPN chosen by the server.
     pub(crate) alpn: Option<String>,
     pub(crate) ja3: Option<String>,
@@ -121,6 +123,12 @@ fn tls_detection(orig: &[u8], resp: &[u8]) -> Detection {
         d.version = ch.max_version().map(tls::version_name);
         d.server_name = ch.server_name.clone();
         d.alpn_offered = ch.alpn.iter().map(|a| text::visible(a)).collect();
+        d.client_ciphers = ch
+            .cipher_suites
+            .iter()
+            .copied()
+            .filter(|c| !tls::is_grease(*c))
+            .collect();
         d.ja3 = ch.ja3();
         d.ja4 = ch.ja4();
         d.client_hello_truncated = Some(ch.truncated);

@@ -364,6 +364,8 @@ struct TlsClient<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     server_name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    supported_ciphers: Option<common::CipherNames<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     ja3: Option<&'a str>,
 }
 
@@ -388,6 +390,7 @@ fn tls(app: &AppInfo) -> Option<Tls<'_>> {
         next_protocol: t.and_then(|t| t.alpn.as_deref()),
         client: TlsClient {
             server_name: t.and_then(|t| t.server_name.as_deref()),
+            supported_ciphers: t.and_then(|t| common::CipherNames::of(&t.client_ciphers)),
             ja3: t.and_then(|t| t.ja3.as_deref()),
         },
         server: t

@@ -360,3 +360,68 @@ fn ends_are_named_this_host_and_the_resolved_remote() {
         "{raw}"
     );
 }
+
+#[test]
+fn tls_facts_have_their_ecs_fields_and_tcp_detail_its_custom_ones() {
+    use crate::event::{AppInfo, AppProtocolSource, TlsInfo};
+    let mut ev = tcp_out_end();
+    ev.app = Some(Arc::new(AppInfo {
+        protocol: Some(("tls", AppProtocolSource::Payload)),
+        tls: Some(TlsInfo {
+            version: Some("TLS 1.3".into()),
+            cipher: Some(0x1301),
+            server_name: Some("www.a.test".into()),
+            client_ciphers: vec![0x1301, 0xc02f, 0xabcd],
+            ja3: Some("j3".into()),
+            ..TlsInfo::default()
+        }),
+        ..AppInfo::default()
+    }));
+    let doc = encode(&ev);
+    assert_eq!(
+        doc["tls"],
+        json!({
+            "version": "1.3",
+            "version_protocol": "tls",
+            "cipher": "TLS_AES_128_GCM_SHA256",
+            "client": {
+                "server_name": "www.a.test",
+                "supported_ciphers": [
+                    "TLS_AES_128_GCM_SHA256",
+                    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                    "0xabcd"
+                ],
+                "ja3": "j3"
+            }
+        })
+    );
+    // The native TCP detail ECS has no field for, under the native names.
+    ev.tcp_flags = Some(crate::event::TcpFlags {
+        orig: 0x02 | 0x10 | 0x01,
+        resp: 0x12,
+    });
+    ev.counters.as_mut().unwrap().out_ip_bytes = Some(196);
+    ev.counters.as_mut().unwrap().in_ip_bytes = Some(444);
+    ev.orig_first_byte = Some(t("2026-11-23T13:05:50.100000Z"));
+    ev.resp_first_byte = Some(t("2026-11-23T13:05:50.250000Z"));
+    let doc = encode(&ev);
+    let mut out = Vec::new();
+    assert!(
+        crate::encode::native::NativeEncoder::default().encode(&Event::Flow(ev.clone()), &mut out)
+    );
+    let native: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(doc["flow_agent"]["orig_ip_bytes"], 196);
+    assert_eq!(doc["flow_agent"]["time_to_first_byte"], 0.15);
+    for k in [
+        "tcp_flags",
+        "orig_tcp_flags",
+        "resp_tcp_flags",
+        "orig_ip_bytes",
+        "resp_ip_bytes",
+        "orig_first_byte_time",
+        "resp_first_byte_time",
+        "time_to_first_byte",
+    ] {
+        assert_eq!(doc["flow_agent"][k], native[k], "{k}");
+    }
+}

@@ -140,6 +140,7 @@ const FLOW_ORDER: &[&str] = &[
     "tls_server_name",
     "tls_alpn",
     "tls_alpn_offered",
+    "tls_client_ciphers",
     "tls_client_hello_truncated",
     "ja3",
     "ja3s",
@@ -315,6 +316,7 @@ fn full_flow() -> FlowEvent {
             server_name: Some("www.a.test".into()),
             alpn: Some("h2".into()),
             alpn_offered: vec!["h2".into(), "http/1.1".into()],
+            client_ciphers: vec![0x1301, 0xc02f, 0xabcd],
             ja3: Some("j3".into()),
             ja3s: Some("j3s".into()),
             ja4: Some("j4".into()),
@@ -622,6 +624,7 @@ fn every_field_of_a_full_flow_is_in_the_schema() {
     assert_eq!(doc["tls_server_name"], "www.a.test");
     assert_eq!(doc["tls_alpn"], "h2");
     assert_eq!(doc["tls_alpn_offered"], json!(["h2", "http/1.1"]));
+    assert_eq!(doc["tls_client_ciphers"], json!([0x1301, 0xc02f, 0xabcd]));
     assert_eq!(doc["tls_client_hello_truncated"], false);
     assert_eq!(doc["ja3"], "j3");
     assert_eq!(doc["ja4s"], "j4s");
@@ -656,6 +659,7 @@ fn tls_details_are_written_only_when_known() {
         "proto_info",
         "tls_version",
         "tls_alpn_offered",
+        "tls_client_ciphers",
         "tls_client_hello_truncated",
         "ja3",
         "orig_content",

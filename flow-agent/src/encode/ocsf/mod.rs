@@ -412,6 +412,8 @@ struct Tls<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     sni: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    client_ciphers: Option<common::CipherNames<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     ja3_hash: Option<Fingerprint<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ja3s_hash: Option<Fingerprint<'a>>,
@@ -443,6 +445,7 @@ impl<'a> Tls<'a> {
             version,
             cipher: t.cipher.map(common::cipher_display),
             sni: t.server_name.as_deref(),
+            client_ciphers: common::CipherNames::of(&t.client_ciphers),
             ja3_hash: t.ja3.as_deref().map(Fingerprint::md5),
             ja3s_hash: t.ja3s.as_deref().map(Fingerprint::md5),
         })

@@ -466,6 +466,7 @@ fn app_protocol_and_ja4_fingerprints_have_ocsf_18_attributes() {
         protocol: Some(("tls", AppProtocolSource::Payload)),
         tls: Some(TlsInfo {
             version: Some("TLS 1.3".into()),
+            client_ciphers: vec![0x1301, 0xc02f, 0xabcd],
             ja3: Some("j3".into()),
             ja4: Some("t13d1516h2_8daaf6152771_e5627efa2ab1".into()),
             ja4s: Some("t130200_1301_234ea6891581".into()),
@@ -487,7 +488,14 @@ fn app_protocol_and_ja4_fingerprints_have_ocsf_18_attributes() {
     );
     assert!(doc["unmapped"].get("ja4").is_none());
     assert!(doc["unmapped"].get("ja4s").is_none());
-    // The agent does not keep the offered cipher suites: no tls.client_ciphers.
-    assert!(doc["tls"].get("client_ciphers").is_none());
+    // The offered cipher suites by IANA name; one without a name in hex.
+    assert_eq!(
+        doc["tls"]["client_ciphers"],
+        json!([
+            "TLS_AES_128_GCM_SHA256",
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            "0xabcd"
+        ])
+    );
     assert_eq!(doc["tls"]["ja3_hash"]["value"], "j3");
 }
