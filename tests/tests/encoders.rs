@@ -3,8 +3,9 @@
 //! One agent runs with five outputs (native on stdout; ecs, ocsf, zeek and sysmon to files, as
 //! one stdout output per agent is allowed; see [`CONFIG`])
 //! while curl and python exchange TCP (HTTP) and UDP over IPv4 and IPv6 on the loopback of a
-//! test namespace, a connection stays open long enough for updates, and a copy of curl with a
-//! hostile name and hostile arguments connects too, and a noisy client makes more connections
+//! test namespace, a connection stays open long enough for updates, curl makes an HTTPS request
+//! with SNI to `openssl s_server` (the TLS fields of every format: versions, cipher, offered
+//! suites, JA3/JA4), and a copy of curl with a hostile name and hostile arguments connects too, and a noisy client makes more connections
 //! than `[rate_limit]` admits, so that its `rate_limited` summaries are checked too (native, ECS
 //! and OCSF records; none in Zeek or Sysmon), and a process resolves a name through a resolver
 //! on the namespace's loopback with `[enrich] dns_events` on, so that its `dns_query` event is
@@ -17,7 +18,7 @@
 //! still knows) and takes all of stdout: each format's records then pair 1:1, in order, with
 //! the native events they encode.
 //!
-//! Needs root, kernel BTF, iproute2, curl and python3.
+//! Needs root, kernel BTF, iproute2, curl, openssl and python3.
 
 mod common;
 #[path = "encoders/ecs_spec.rs"]
@@ -170,6 +171,9 @@ print("done", flush=True)
 "#;
 /// Where the DNS client sends to the address it resolved.
 const NAMED_PORT: u16 = 19993;
+/// `openssl s_server`'s port, and the name curl asks it for (its SNI).
+const TLS_PORT: u16 = 18443;
+const TLS_NAME: &str = "tls.flowtest";
 
 /// Accepts and closes connections until killed.
 const ACCEPT_CLOSE: &str = r#"
@@ -216,6 +220,8 @@ pub struct Ours {
     pub noisy: u32,
     /// The process that resolved www.flowtest (a `dns_query` event).
     pub dns_client: u32,
+    /// curl's TLS connection to `openssl s_server` (the TLS fields of every format).
+    pub tls_client: u32,
 }
 
 /// What one agent run printed, sorted by format.
@@ -348,6 +354,7 @@ fn capture() -> Result<Run> {
     let hold_pid = hold.pid();
 
     let hostile = run_hostile_curl(&host, &dir)?;
+    let tls_client = run_tls_curl(&host, &dir)?;
 
     let mut udp = Vec::new();
     for (addr, port) in [("127.0.0.1", UDP4), ("::1", UDP6)] {
@@ -402,6 +409,7 @@ fn capture() -> Result<Run> {
         udp6_server: udp[1].1,
         noisy: noisy_pid,
         dns_client: dns_client_pid,
+        tls_client,
     };
     // Every test flow ended, the held one had an update, and a stats report came.
     let ended = |pid: u32, proto: &'static str, local_orig: bool| {
@@ -418,6 +426,7 @@ fn capture() -> Result<Run> {
         (ours.curl6, "tcp", true, 1),
         (ours.hold, "tcp", true, 1),
         (ours.hostile, "tcp", true, 1),
+        (ours.tls_client, "tcp", true, 1),
         (ours.udp4_client, "udp", true, 1),
         (ours.udp6_client, "udp", true, 1),
         (ours.udp4_server, "udp", false, 1),
@@ -552,6 +561,54 @@ fn run_hostile_curl(host: &TestHost, dir: &TempDir) -> Result<u32> {
     Ok(pid)
 }
 
+/// curl's HTTPS request (with SNI [`TLS_NAME`]) to `openssl s_server` on a fresh self-signed
+/// certificate; returns curl's pid once the server has closed.
+fn run_tls_curl(host: &TestHost, dir: &TempDir) -> Result<u32> {
+    require_tools(&["openssl"])?;
+    let (key, cert) = (dir.path().join("tls.key"), dir.path().join("tls.crt"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", &format!("/CN={TLS_NAME}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()?;
+    ensure!(out.status.success(), "openssl req: {out:?}");
+    let server = host
+        .cmd("openssl")
+        .args(["s_server", "-quiet", "-www", "-accept"])
+        .arg(format!("127.0.0.1:{TLS_PORT}"))
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .spawn()?;
+    host.wait_for_tcp_listen(TLS_PORT)?;
+    let p = host
+        .cmd("curl")
+        .args([
+            "-sS",
+            "-k",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+        ])
+        .arg("--resolve")
+        .arg(format!("{TLS_NAME}:{TLS_PORT}:127.0.0.1"))
+        .arg(format!("https://{TLS_NAME}:{TLS_PORT}/"))
+        .spawn()?;
+    let pid = p.pid();
+    finish(p, Duration::from_secs(20))?;
+    drop(server);
+    Ok(pid)
+}
+
 /// Sorts stdout lines by format.
 fn sort_lines(agent_pid: u32, lines: &[String], ours: Ours) -> Result<Run> {
     let mut run = Run {
@@ -585,6 +642,25 @@ fn sort_lines(agent_pid: u32, lines: &[String], ours: Ours) -> Result<Run> {
         }
     }
     Ok(run)
+}
+
+/// The native end of curl's TLS connection, with the TLS facts the agent read from it.
+fn tls_end(run: &Run) -> Result<&Value> {
+    let end = run
+        .flow_of(run.ours.tls_client, "tcp", true)?
+        .into_iter()
+        .find(|e| is_end(e))
+        .context("no end of the TLS flow")?;
+    ensure!(
+        end["application_protocol"] == "tls"
+            && end["tls_server_name"] == TLS_NAME
+            && end["tls_client_ciphers"]
+                .as_array()
+                .is_some_and(|c| c.len() > 1)
+            && end["ja4"].is_string(),
+        "native TLS facts of curl's connection: {end}"
+    );
+    Ok(end)
 }
 
 /// Up to 25 problems, one per line, with the count.
@@ -644,6 +720,17 @@ fn ecs_records_follow_ecs_and_carry_the_native_values() -> Result<()> {
     );
     let dns = run.dns_of_ours()?;
     check_our_dns(dns, &run.ours)?;
+    let tls = tls_end(run)?;
+    ensure!(
+        run.ecs
+            .iter()
+            .any(|d| d["flow_agent"]["flow_id"] == tls["flow_id"]
+                && d["tls"]["client"]["server_name"] == TLS_NAME
+                && d["tls"]["client"]["supported_ciphers"]
+                    .as_array()
+                    .is_some_and(|c| c.len() > 1)),
+        "no ECS document of the TLS flow with its SNI and offered suites"
+    );
     ensure!(
         run.ecs.iter().any(|d| d["event"]["action"] == "dns_query"
             && d["process"]["pid"] == run.ours.dns_client
@@ -704,6 +791,17 @@ fn ocsf_records_follow_network_activity_and_carry_the_native_values() -> Result<
             && e["query"]["hostname"] == "www.flowtest"
             && e["rcode"] == "NoError"),
         "no OCSF DNS Activity event of the DNS client"
+    );
+    let tls = tls_end(run)?;
+    ensure!(
+        run.ocsf
+            .iter()
+            .any(|e| e["metadata"]["correlation_uid"] == tls["flow_id"]
+                && e["tls"]["sni"] == TLS_NAME
+                && e["tls"]["client_ciphers"]
+                    .as_array()
+                    .is_some_and(|c| c.len() > 1)),
+        "no OCSF event of the TLS flow with its SNI and offered suites"
     );
     let o = &run.ours;
     for (pid, proto, local_orig) in [

@@ -222,6 +222,23 @@ const DIRECTIONS: &[&str] = &[
     "ingress", "egress", "inbound", "outbound", "internal", "external", "unknown",
 ];
 
+/// Whether `names` are the native cipher suite `numbers` as the formats write them: one per
+/// number, in order, each its IANA name (`TLS_...`) or, without one, `0x` and four hex digits.
+pub fn ciphers_match(names: &Value, numbers: &Value) -> bool {
+    match (names.as_array(), numbers.as_array()) {
+        (None, None) => true,
+        (Some(names), Some(numbers)) => {
+            names.len() == numbers.len()
+                && names.iter().zip(numbers).all(|(name, n)| {
+                    let hex = n.as_u64().map(|n| format!("0x{n:04x}"));
+                    name.as_str()
+                        .is_some_and(|s| s.starts_with("TLS_") || Some(s) == hex.as_deref())
+                })
+        }
+        _ => false,
+    }
+}
+
 /// Native TCP detail fields ECS has no field for, kept under their names (also in OCSF's
 /// `unmapped`).
 pub const TCP_DETAIL: [&str; 8] = [
@@ -501,6 +518,16 @@ pub fn at<'a>(v: &'a Value, dotted: &str) -> &'a Value {
 /// The document says what the native event says.
 pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
     let mut p = Vec::new();
+    if !ciphers_match(
+        at(doc, "tls.client.supported_ciphers"),
+        &native["tls_client_ciphers"],
+    ) {
+        p.push(format!(
+            "tls.client.supported_ciphers {}, native says {}",
+            at(doc, "tls.client.supported_ciphers"),
+            native["tls_client_ciphers"]
+        ));
+    }
     let mut same = |ecs: &str, want: Value| {
         if *at(doc, ecs) != want {
             p.push(format!("{ecs} = {}, native says {want}", at(doc, ecs)));

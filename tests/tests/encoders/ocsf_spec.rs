@@ -222,6 +222,14 @@ fn millis(native: &Value, key: &str) -> Value {
 /// The event says what the native event says.
 pub fn check_values(ev: &Value, native: &Value) -> Vec<String> {
     let mut p = Vec::new();
+    if !super::ecs_spec::ciphers_match(at(ev, "tls.client_ciphers"), &native["tls_client_ciphers"])
+    {
+        p.push(format!(
+            "tls.client_ciphers {}, native says {}",
+            at(ev, "tls.client_ciphers"),
+            native["tls_client_ciphers"]
+        ));
+    }
     let mut same = |path: &str, want: Value| {
         if *at(ev, path) != want {
             p.push(format!("{path} = {}, native says {want}", at(ev, path)));
