@@ -1,6 +1,7 @@
 //! Names of remote endpoints from DNS: a real dnsmasq answers in one test host, curl resolves
 //! through it from the other (`ip netns exec` puts /etc/netns/NAME/resolv.conf in place), and
-//! the agent must name the flow with what curl asked for, for as long as the TTL allows.
+//! the agent must name the flow with what curl asked for, for as long as the TTL allows, in
+//! every format that has a place for the name (ECS, OCSF, Sysmon; conn.log has none).
 mod common;
 
 use std::time::Duration;
@@ -82,7 +83,12 @@ fn flows_carry_the_name_the_process_resolved_until_its_ttl_ends() -> Result<()> 
         .spawn()?;
     server.wait_for_tcp_listen(HTTP_PORT)?;
     let _resolv = ResolvConf::point(&client, &addr)?;
-    let agent = agent(&[])?;
+    // Native on stdout, the other formats in files: the name must reach each that has a place.
+    let cfg = dir.write(
+        "formats.toml",
+        FORMATS_CONFIG.replace("{dir}", &dir.path().display().to_string()),
+    )?;
+    let agent = agent(&["--config", &cfg.display().to_string()])?;
 
     // By a name behind a CNAME: the flow carries the name asked for and the chain.
     curl(&client, &format!("http://www.flowtest:{HTTP_PORT}/"))?;
@@ -120,6 +126,96 @@ fn flows_carry_the_name_the_process_resolved_until_its_ttl_ends() -> Result<()> 
         "the answer expired {TTL_S} s after it came: {unnamed:#}"
     );
     agent.stop()?;
+    names_in_every_format(&dir, &named)
+}
+
+/// Native events on stdout; ECS, OCSF, Zeek and Sysmon records in files of `{dir}`.
+const FORMATS_CONFIG: &str = r#"
+[[outputs]]
+format = "native"
+[outputs.stdout]
+
+[[outputs]]
+format = "ecs"
+[outputs.file]
+path = "{dir}/ecs.log"
+
+[[outputs]]
+format = "ocsf"
+[outputs.file]
+path = "{dir}/ocsf.log"
+
+[[outputs]]
+format = "zeek"
+[outputs.file]
+path = "{dir}/zeek.log"
+
+[[outputs]]
+format = "sysmon"
+[outputs.file]
+path = "{dir}/sysmon.log"
+"#;
+
+/// The name curl resolved through dnsmasq is in every format that has a place for it: ECS
+/// `destination.domain` and `related.hosts`, OCSF `dst_endpoint.hostname` and `domain`, Sysmon
+/// `DestinationHostname` of the connection's event 3; conn.log has no field for names (its
+/// record of the connection is there, nameless).
+fn names_in_every_format(dir: &TempDir, named: &Value) -> Result<()> {
+    let lines = |format: &str| -> Result<Vec<String>> {
+        let path = dir.path().join(format!("{format}.log"));
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(text.lines().map(str::to_string).collect())
+    };
+    let json = |format: &str| -> Result<Vec<Value>> {
+        lines(format)?
+            .iter()
+            .map(|l| serde_json::from_str(l).with_context(|| format!("{format}: {l}")))
+            .collect()
+    };
+    let flow_id = &named["flow_id"];
+    let ecs = json("ecs")?;
+    let doc = ecs
+        .iter()
+        .find(|d| d["flow_agent"]["flow_id"] == *flow_id && d["event"]["type"][1] == "end")
+        .context("no ECS end document of the named flow")?;
+    ensure!(
+        doc["destination"]["domain"] == "www.flowtest"
+            && doc["related"]["hosts"]
+                .as_array()
+                .is_some_and(|h| h.contains(&json!("www.flowtest"))),
+        "ECS names of the flow to www.flowtest: {doc:#}"
+    );
+    let ocsf = json("ocsf")?;
+    let ev = ocsf
+        .iter()
+        .find(|e| e["metadata"]["correlation_uid"] == *flow_id && e["class_uid"] == 4001)
+        .context("no OCSF event of the named flow")?;
+    ensure!(
+        ev["dst_endpoint"]["hostname"] == "www.flowtest"
+            && ev["dst_endpoint"]["domain"] == "flowtest",
+        "OCSF names of the flow to www.flowtest: {ev:#}"
+    );
+    let (pid, port) = (named["pid"].to_string(), named["src_port"].to_string());
+    let sysmon = lines("sysmon")?;
+    let rec = sysmon
+        .iter()
+        .find(|l| {
+            l.contains(&format!(r#"<Data Name="ProcessId">{pid}</Data>"#))
+                && l.contains(&format!(r#"<Data Name="SourcePort">{port}</Data>"#))
+        })
+        .context("no Sysmon event 3 of the named flow")?;
+    ensure!(
+        rec.contains(r#"<Data Name="DestinationHostname">www.flowtest</Data>"#),
+        "Sysmon names of the flow to www.flowtest: {rec}"
+    );
+    let zeek = json("zeek")?;
+    ensure!(
+        zeek.iter().any(|r| r["id.orig_p"] == named["src_port"]
+            && r["id.resp_p"] == HTTP_PORT
+            && r["proto"] == "tcp"),
+        "no conn.log record of the named flow"
+    );
     Ok(())
 }
 
