@@ -36,8 +36,9 @@ pub struct Report {
     pub(crate) checks: Vec<Check>,
     /// Every check the baseline needs passed.
     pub baseline_ok: bool,
-    /// fentry/fexit allowed: a faster tier could be used.
-    pub(crate) fentry_ok: bool,
+    /// fentry/fexit allowed: a faster tier could be used. None when not checked (the agent's
+    /// start-up checks only what it uses).
+    pub(crate) fentry_ok: Option<bool>,
 }
 
 /// One line from an error and its sources; the verifier's log (pages long) is cut off.
@@ -77,21 +78,35 @@ where
     p.try_into().map_err(short)
 }
 
-/// Runs every check. Programs are detached again when the probe object is dropped.
+/// Runs every check (`flow-agent probe`). Programs are detached again when the probe object is
+/// dropped.
 pub fn run() -> Report {
+    let own_btf = crate::kernel::Btf::from_sys_fs().map(drop).map_err(short);
+    let typed = Btf::from_sys_fs().map_err(short);
+    run_checks(&mut EbpfLoader::new(), own_btf, Some(typed))
+}
+
+/// The checks the baseline needs, and kprobe, through the loader the capture then uses (the
+/// agent's start reads the kernel's BTF once). The typed hooks (tp_btf, fentry, fexit, lsm)
+/// need aya's parse of the BTF apart from its loader's: `flow-agent probe` checks those.
+pub(crate) fn run_baseline(loader: &mut crate::capture::Loader) -> Report {
+    run_checks(&mut loader.aya, Ok(()), None)
+}
+
+/// `typed`: the BTF for the typed hooks' checks, or None to leave them out.
+fn run_checks(
+    loader: &mut EbpfLoader,
+    own_btf: Result<(), String>,
+    typed: Option<Result<Btf, String>>,
+) -> Report {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .unwrap_or_default()
         .trim()
         .to_string();
     let cgroup2 = cgroup2_mount();
     let tracefs_root = tracefs::tracefs_root_or_mount().ok();
-    let btf = Btf::from_sys_fs();
     let mut checks = vec![
-        check(
-            "btf",
-            true,
-            crate::kernel::Btf::from_sys_fs().map(drop).map_err(short),
-        ),
+        check("btf", true, own_btf),
         check(
             "cgroup2",
             true,
@@ -109,12 +124,12 @@ pub fn run() -> Report {
                 .ok_or_else(|| "tracefs not mounted and could not be mounted".into()),
         ),
     ];
-    let mut ebpf = match EbpfLoader::new().load(PROBE_OBJECT) {
+    let mut ebpf = match loader.load(PROBE_OBJECT) {
         Ok(e) => e,
         Err(e) => {
             // Maps (the ring buffer among them) are created at load: nothing else can run.
             checks.push(check("ringbuf", true, Err(short(e))));
-            return finish(kernel, cgroup2, tracefs_root, checks);
+            return finish(kernel, cgroup2, tracefs_root, checks, typed.is_some());
         }
     };
     checks.push(check("ringbuf", true, Ok(())));
@@ -122,7 +137,6 @@ pub fn run() -> Report {
         .as_ref()
         .ok_or_else(|| "no cgroup2 mount".to_string())
         .and_then(|p| File::open(p).map_err(short));
-    let btf = btf.map_err(short);
     let mode = CgroupAttachMode::default();
 
     let r = prog::<TracePoint>(&mut ebpf, "probe_tracepoint").and_then(|p| {
@@ -137,12 +151,6 @@ pub fn run() -> Report {
         p.attach("sched_process_fork").map(drop).map_err(short)
     });
     checks.push(check("raw_tp", true, r));
-    let r = btf.clone().and_then(|btf| {
-        let p = prog::<BtfTracePoint>(&mut ebpf, "probe_tp_btf")?;
-        p.load("sched_process_fork", &btf).map_err(short)?;
-        p.attach().map(drop).map_err(short)
-    });
-    checks.push(check("tp_btf", false, r));
     let r = cgroup.as_ref().map_err(Clone::clone).and_then(|cg| {
         let p = prog::<CgroupSkb>(&mut ebpf, "probe_cgroup_skb")?;
         p.load().map_err(short)?;
@@ -169,30 +177,43 @@ pub fn run() -> Report {
         p.attach(cg, mode).map(drop).map_err(short)
     });
     checks.push(check("cgroup_sock_release", true, r));
-    let r = btf.clone().and_then(|btf| {
-        let p = prog::<FEntry>(&mut ebpf, "probe_fentry")?;
-        p.load("tcp_connect", &btf).map_err(short)?;
-        p.attach().map(drop).map_err(short)
-    });
-    checks.push(check("fentry", false, r));
-    let r = btf.clone().and_then(|btf| {
-        let p = prog::<FExit>(&mut ebpf, "probe_fexit")?;
-        p.load("tcp_connect", &btf).map_err(short)?;
-        p.attach().map(drop).map_err(short)
-    });
-    checks.push(check("fexit", false, r));
     let r = prog::<KProbe>(&mut ebpf, "probe_kprobe").and_then(|p| {
         p.load().map_err(short)?;
         p.attach("tcp_connect", 0).map(drop).map_err(short)
     });
     checks.push(check("kprobe", false, r));
-    let r = btf.and_then(|btf| {
-        let p = prog::<Lsm>(&mut ebpf, "probe_lsm")?;
+    if let Some(btf) = &typed {
+        typed_checks(&mut ebpf, btf, &mut checks);
+    }
+    finish(kernel, cgroup2, tracefs_root, checks, typed.is_some())
+}
+
+/// The hooks whose programs name a kernel function or type, found in aya's parse of the BTF.
+fn typed_checks(ebpf: &mut Ebpf, btf: &Result<Btf, String>, checks: &mut Vec<Check>) {
+    let r = btf.clone().and_then(|btf| {
+        let p = prog::<BtfTracePoint>(ebpf, "probe_tp_btf")?;
+        p.load("sched_process_fork", &btf).map_err(short)?;
+        p.attach().map(drop).map_err(short)
+    });
+    checks.push(check("tp_btf", false, r));
+    let r = btf.clone().and_then(|btf| {
+        let p = prog::<FEntry>(ebpf, "probe_fentry")?;
+        p.load("tcp_connect", &btf).map_err(short)?;
+        p.attach().map(drop).map_err(short)
+    });
+    checks.push(check("fentry", false, r));
+    let r = btf.clone().and_then(|btf| {
+        let p = prog::<FExit>(ebpf, "probe_fexit")?;
+        p.load("tcp_connect", &btf).map_err(short)?;
+        p.attach().map(drop).map_err(short)
+    });
+    checks.push(check("fexit", false, r));
+    let r = btf.clone().and_then(|btf| {
+        let p = prog::<Lsm>(ebpf, "probe_lsm")?;
         p.load("socket_connect", &btf).map_err(short)?;
         p.attach().map(drop).map_err(short)
     });
     checks.push(check("lsm", false, r));
-    finish(kernel, cgroup2, tracefs_root, checks)
 }
 
 fn finish(
@@ -200,12 +221,15 @@ fn finish(
     cgroup2_mount: Option<PathBuf>,
     tracefs: Option<PathBuf>,
     checks: Vec<Check>,
+    typed_checked: bool,
 ) -> Report {
     let baseline_ok = checks.iter().filter(|c| c.baseline).all(|c| c.available);
-    let fentry_ok = checks
-        .iter()
-        .filter(|c| c.name == "fentry" || c.name == "fexit")
-        .all(|c| c.available);
+    let fentry_ok = typed_checked.then(|| {
+        checks
+            .iter()
+            .filter(|c| c.name == "fentry" || c.name == "fexit")
+            .all(|c| c.available)
+    });
     Report {
         kernel,
         cgroup2_mount,
@@ -249,10 +273,10 @@ pub fn render(r: &Report) -> String {
         } else {
             "NOT supported"
         },
-        if r.fentry_ok {
-            "allowed"
-        } else {
-            "not allowed"
+        match r.fentry_ok {
+            Some(true) => "allowed",
+            Some(false) => "not allowed",
+            None => "not checked",
         }
     );
     s

@@ -343,6 +343,51 @@ fn binaries_executed_from_memfd_and_deleted_files_are_named_and_flagged() -> Res
     stage.finish()
 }
 
+/// Longest name the kernel's path walk keeps whole (its slot, 128 bytes, holds the NUL too).
+const LONGEST_NAME: usize = 127;
+/// Components of the test's path: the walk has 32 steps (flow_common::PATH_MAX_DEPTH), and
+/// each mount point crossed on the way (/tmp may be one) takes one.
+const DEEP_PATH: usize = 28;
+
+/// The exec path walk near its limits: an executable 28 components deep whose names all have
+/// the longest length kept whole (some 3.5 KiB of path; a walk cut short by a kernel's
+/// verifier or a slot too small would show here).
+#[test]
+fn an_executable_28_deep_with_the_longest_names_is_named_whole() -> Result<()> {
+    let stage = Stage::new()?;
+    let dir = TempDir::new("hardening-deep")?;
+    let top = dir.path().components().count() - 1;
+    let dirs = DEEP_PATH - 1 - top;
+    let mut deep = dir.path().to_path_buf();
+    for i in 0..dirs {
+        deep.push(format!("{i:02}{}", "d".repeat(LONGEST_NAME - 2)));
+    }
+    std::fs::create_dir_all(&deep).with_context(|| format!("creating {}", deep.display()))?;
+    let exe_name = "x".repeat(LONGEST_NAME);
+    let exe = deep.join(&exe_name);
+    copy_python(&exe)?;
+    let port = PORT.to_string();
+    let start = stage.connect_with(
+        &exe,
+        &[
+            b"-c",
+            CONNECT.as_bytes(),
+            stage.addr.as_bytes(),
+            port.as_bytes(),
+        ],
+    )?;
+    check(
+        "start of the program at the deep, long path",
+        &start,
+        &[
+            ("image_path", exe.display().to_string().into()),
+            ("exe", exe_name.into()),
+            ("image_deleted", false.into()),
+        ],
+    )?;
+    stage.finish()
+}
+
 #[test]
 fn a_symlinked_executable_is_reported_by_its_real_path() -> Result<()> {
     let stage = Stage::new()?;

@@ -60,6 +60,9 @@ enum Cmd {
         /// A kernel of the matrix (host, 5.10, 6.1, 6.12), repeatable; default: all.
         #[arg(long)]
         kernel: Vec<String>,
+        /// Every test binary, not only the kernel-compatibility suite (docs/vm-tests.md).
+        #[arg(long)]
+        full: bool,
     },
     /// Measure the agent's cost against no sensor and its peers (docs/performance.md).
     Bench(bench::BenchArgs),
@@ -189,7 +192,7 @@ fn main() -> Result<()> {
         Cmd::SpecFixture { check, specs } => {
             spec_fixture::main(&specs.unwrap_or_else(spec_fixture::default_specs), check)
         }
-        Cmd::VmTest { kernel } => {
+        Cmd::VmTest { kernel, full } => {
             setup::ensure_all()?;
             setup::ensure_test_tools()?;
             // The release build, as users roll it out; also, under TCG the debug build takes
@@ -199,7 +202,7 @@ fn main() -> Result<()> {
                 std::env::set_var("FLOW_AGENT_BIN", build(true)?);
             }
             let binaries = test_binaries()?;
-            if !vm::vm_test(&kernel, &workspace_root(), &binaries, &[])? {
+            if !vm::vm_test(&kernel, &workspace_root(), &binaries, full)? {
                 // The matrix says what failed; a backtrace of this line would only hide it.
                 eprintln!("vm-test: some kernel failed (matrix above)");
                 std::process::exit(1);

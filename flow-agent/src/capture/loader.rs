@@ -119,22 +119,47 @@ const CGROUP_SOCK_ADDR: &[&str] = &[
     "udp_recvmsg6",
 ];
 
+/// The kernel's BTF, read once per start: this crate's reading of it (struct offsets) and aya's
+/// loader, which parses it again when made (some 0.25 s on a fast host, seconds under
+/// emulation). The start-up probe and the capture both load through this one loader.
+pub(crate) struct Loader {
+    pub(crate) aya: EbpfLoader<'static>,
+    btf: Btf,
+}
+
+impl Loader {
+    pub(crate) fn new() -> Result<Self, crate::kernel::btf::BtfError> {
+        let btf = Btf::from_sys_fs()?;
+        Ok(Self {
+            aya: EbpfLoader::new(),
+            btf,
+        })
+    }
+}
+
 impl Capture {
-    pub(crate) fn load(cfg: &CaptureConfig) -> Result<Self, CaptureError> {
+    /// Loads with a loader of its own (the self-check run alone).
+    pub(crate) fn load_alone(cfg: &CaptureConfig) -> Result<Self, CaptureError> {
+        Self::load(cfg, &mut Loader::new()?)
+    }
+
+    pub(crate) fn load(cfg: &CaptureConfig, loader: &mut Loader) -> Result<Self, CaptureError> {
         // Hash maps are allocated in full at load: unused detail tables get one entry.
         let detail_size = |n: u32| if cfg.tcp_detail { n.max(1) } else { 1 };
-        let btf = Btf::from_sys_fs()?;
-        let offsets = offsets::resolve(&btf)?;
+        let offsets = offsets::resolve(&loader.btf)?;
         // The syscall and sched tracepoints need tracefs mounted.
         tracefs::tracefs_root_or_mount()?;
-        let program_config = ProgramConfig {
+        // The loader keeps a reference to the global's bytes for its whole life: one small
+        // value per capture loaded (once per process) is leaked for it.
+        let program_config: &'static ProgramConfig = Box::leak(Box::new(ProgramConfig {
             offsets,
             wakeup_bytes: cfg.wakeup_bytes,
             tcp_detail: u32::from(cfg.tcp_detail),
             payload_inspection: u32::from(cfg.tcp_detail && cfg.payload_inspection),
-        };
-        let mut ebpf = EbpfLoader::new()
-            .override_global("CONFIG", &program_config, true)
+        }));
+        let mut ebpf = loader
+            .aya
+            .override_global("CONFIG", program_config, true)
             .map_max_entries("EVENTS", cfg.ring_buffer_bytes)
             .map_max_entries("TCP_SOCKS", cfg.tcp_sockets)
             .map_max_entries("FILTERED_SOCKS", cfg.tcp_sockets)

@@ -123,13 +123,18 @@ struct DrainedUntil {
 impl Agent {
     /// Starts the outputs, loads and attaches the kernel programs, seeds the process table and
     /// reports the connections already open.
-    pub(super) fn start(opts: RunOptions, mut service: Service) -> Result<Self> {
+    pub(super) fn start(
+        opts: RunOptions,
+        mut service: Service,
+        loader: &mut crate::capture::Loader,
+    ) -> Result<Self> {
         let started = Instant::now();
         let config = opts.config;
         crate::logger::configure(&config.agent);
         let health = Health::start(started, &config.health)?;
         let outputs = Outputs::start(&config.outputs).context("starting the outputs")?;
-        let mut capture = Capture::load(&opts.capture).context("starting kernel capture")?;
+        let mut capture =
+            Capture::load(&opts.capture, loader).context("starting kernel capture")?;
         let mut table = FlowTable::new(opts.flows.clone(), flow_id_prefix());
         if let Some(maps) = capture.tcp_detail.take() {
             table.set_tcp_detail(Box::new(maps));

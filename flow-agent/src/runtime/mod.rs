@@ -44,8 +44,11 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let groups =
         crate::sink::file::output_groups(&opts.config.outputs).context("starting the outputs")?;
     let service = crate::service::Service::start(user.as_deref(), &groups)?;
-    // The hooks come from the same probe `flow-agent probe` prints.
-    let report = crate::probe::run();
+    // The kernel's BTF is read once, for the probe and the capture.
+    let mut loader =
+        crate::capture::Loader::new().map_err(|e| KernelUnsupported(format!("btf ({e})")))?;
+    // The hooks come from the same probe `flow-agent probe` prints (its baseline part).
+    let report = crate::probe::run_baseline(&mut loader);
     if !report.baseline_ok {
         let missing: Vec<String> = report
             .checks
@@ -61,17 +64,12 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             .collect();
         return Err(KernelUnsupported(missing.join("; ")).into());
     }
-    log::info!(
-        "hook tier: baseline (fentry/fexit {} on this kernel)",
-        if report.fentry_ok {
-            "allowed, not used yet"
-        } else {
-            "not allowed"
-        }
-    );
+    log::info!("hook tier: baseline (the only tier; `flow-agent probe` says whether fentry/fexit are allowed)");
     // Before the agent says it is ready: a SIGTERM right after must end it cleanly.
     let signals = agent::Signals::new()?;
-    let agent = agent::Agent::start(opts, service)?;
+    let agent = agent::Agent::start(opts, service, &mut loader)?;
+    // Its parse of the BTF is large and of no use once the programs are loaded.
+    drop(loader);
     crate::logger::notice(
         module_path!(),
         &format!(

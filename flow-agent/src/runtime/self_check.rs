@@ -487,8 +487,8 @@ pub fn report(report: &SelfCheckReport, allow_degraded: bool) -> Result<(), Self
 /// detaches again. No outputs, no capability drop.
 pub fn standalone(config: &crate::config::Config) -> anyhow::Result<SelfCheckReport> {
     use anyhow::Context;
-    let mut capture =
-        Capture::load(&config.capture.to_capture_config()).context("starting kernel capture")?;
+    let mut capture = Capture::load_alone(&config.capture.to_capture_config())
+        .context("starting kernel capture")?;
     let mut table = crate::flows::FlowTable::new(config.flow_table_config(), "selfcheck".into());
     if let Some(maps) = capture.tcp_detail.take() {
         table.set_tcp_detail(Box::new(maps));

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::report::TestOutcome;
-use super::script::{AGENT_LINE, PROBE_BEGIN, PROBE_END};
+use super::script::{AGENT_LINE, AGENT_READY_LINE, PROBE_BEGIN, PROBE_END};
 
 /// Hooks a faster tier would use; each VM kernel must have them, and the probe must say so.
 const FAST_HOOKS: &[&str] = &["fentry", "fexit", "kprobe"];
@@ -30,6 +30,8 @@ pub struct HookReport {
     pub tier: Option<String>,
     /// The agent's log while it started, for a failure message.
     pub agent_log: Vec<String>,
+    /// From `flow-agent run` to its "ready" line, as the script measured it.
+    pub ready_ms: Option<u64>,
 }
 
 impl HookReport {
@@ -45,6 +47,8 @@ impl HookReport {
             } else if let Some(text) = json.as_mut() {
                 text.push_str(line);
                 text.push('\n');
+            } else if let Some(ms) = line.strip_prefix(AGENT_READY_LINE) {
+                report.ready_ms = ms.trim().parse().ok();
             } else if let Some(log) = line.strip_prefix(AGENT_LINE) {
                 if let Some(tier) = log.split("hook tier: ").nth(1) {
                     report.tier = Some(tier.trim_end_matches('"').to_string());
@@ -90,22 +94,22 @@ impl HookReport {
     /// Matrix rows: the probe ran and found the baseline; on a kernel expected to have the
     /// fast hooks, it reports them; the agent started and said which tier it used.
     pub fn outcomes(&self, expect_fast_hooks: bool) -> Vec<TestOutcome> {
-        let mut rows = vec![TestOutcome {
-            name: "(probe: baseline hooks available)".into(),
-            passed: self.probe_error.is_none() && self.baseline_ok,
-        }];
+        let mut rows = vec![TestOutcome::new(
+            "(probe: baseline hooks available)".into(),
+            self.probe_error.is_none() && self.baseline_ok,
+        )];
         if expect_fast_hooks {
-            rows.push(TestOutcome {
-                name: "(probe: fentry, fexit, kprobe available)".into(),
-                passed: FAST_HOOKS
+            rows.push(TestOutcome::new(
+                "(probe: fentry, fexit, kprobe available)".into(),
+                FAST_HOOKS
                     .iter()
                     .all(|h| self.check(h).is_some_and(|c| c.available)),
-            });
+            ));
         }
-        rows.push(TestOutcome {
-            name: "(agent: reports its hook tier)".into(),
-            passed: self.tier.is_some(),
-        });
+        rows.push(TestOutcome::new(
+            "(agent: reports its hook tier)".into(),
+            self.tier.is_some(),
+        ));
         rows
     }
 
@@ -147,6 +151,12 @@ pub fn print_hooks(reports: &[(String, HookReport)]) {
             .collect();
         if !missing.is_empty() {
             println!("        also unavailable: {}", missing.join(", "));
+        }
+        if let Some(ms) = r.ready_ms {
+            println!(
+                "        agent's start to ready: {:.1} s",
+                ms as f64 / 1000.0
+            );
         }
         match &r.tier {
             Some(tier) => println!("        agent's hook tier: {tier}"),

@@ -3,9 +3,12 @@
 //! kernel, without a VM) and print a kernel × test matrix, what each kernel's probe found and
 //! the hook tier the agent used there.
 //!
+//! By default each kernel runs the kernel-compatibility suite ([`compat::SUITE`]); `--full` runs
+//! every test binary.
+//!
 //! Knobs (environment variables of `cargo xtask vm-test`):
 //! - `FLOW_VM_TESTS`: comma-separated test binary names (`attribution`, `tcp_capture`, ...);
-//!   only those run. Default: all.
+//!   only those run. Default: all (of the suite).
 //! - `FLOW_VM_TEST_ARGS`: extra libtest arguments for every binary (whitespace-separated), e.g.
 //!   a test name filter.
 //! - `FLOW_VM_TEST_THREADS`: libtest threads per binary in a VM (default [`TEST_THREADS`]).
@@ -14,6 +17,7 @@
 //!   `FLOW_TEST_SLOW` default to [`GUEST_DEFAULTS`] there.
 
 mod boot;
+mod compat;
 mod hooks;
 mod kernel;
 mod report;
@@ -31,7 +35,7 @@ use boot::{run_in_vm, run_on_host};
 use hooks::HookReport;
 use kernel::{fetch_kernel, KernelSpec};
 use report::{print_matrix, KernelTimes};
-use script::Binaries;
+use script::{Binaries, TestRun};
 pub use tools::ensure_vm_tools;
 
 /// The matrix's name for the running kernel, tested without a VM.
@@ -53,15 +57,16 @@ pub const GUEST_DEFAULTS: &[(&str, &str)] = &[("FLOW_TEST_SCALE", "0.1"), ("FLOW
 /// start, timeouts to expire): two at a time take some 40% less time than one at a time.
 pub const TEST_THREADS: u32 = boot::VM_CPUS;
 
-/// Runs every test binary on each kernel of `kernels` (the host's, [`HOST`], directly; the
-/// others in a VM, [`TEST_THREADS`] tests at a time) and prints the matrix, the hooks each
-/// kernel allows and the time each binary took; true if everything passed. The download cache
-/// is `$FLOW_VM_CACHE` if set, else `<workspace>/.vm-cache`.
+/// Runs the compat suite (every test binary if `full`) on each kernel of `kernels` (the host's,
+/// [`HOST`], directly; the others in a VM, [`TEST_THREADS`] tests at a time) and prints the
+/// matrix, the hooks each kernel allows and the time each binary took; true if everything
+/// passed but the [`compat::KNOWN_GAPS`]. The download cache is `$FLOW_VM_CACHE` if set, else
+/// `<workspace>/.vm-cache`.
 pub fn vm_test(
     kernels: &[String],
     workspace: &Path,
     test_binaries: &[PathBuf],
-    test_args: &[String],
+    full: bool,
 ) -> Result<bool> {
     let cache =
         env::var_os("FLOW_VM_CACHE").map_or_else(|| workspace.join(".vm-cache"), PathBuf::from);
@@ -76,13 +81,24 @@ pub fn vm_test(
     if targets.iter().any(|t| matches!(t, Target::Vm(_))) {
         ensure_vm_tools()?;
     }
-    let mut binaries = test_binaries
+    let built = test_binaries
         .iter()
         .map(|b| fs::canonicalize(b).with_context(|| format!("test binary {}", b.display())))
         .collect::<Result<Vec<_>>>()?;
+    let mut binaries: Vec<TestRun> = if full {
+        built
+            .iter()
+            .map(|path| TestRun {
+                path: path.clone(),
+                filters: Vec::new(),
+            })
+            .collect()
+    } else {
+        compat::suite_runs(&built)?
+    };
     if let Ok(wanted) = env::var("FLOW_VM_TESTS") {
         let wanted: Vec<&str> = wanted.split(',').map(str::trim).collect();
-        binaries.retain(|b| wanted.contains(&binary_stem(b).as_str()));
+        binaries.retain(|b| wanted.contains(&binary_stem(&b.path).as_str()));
         if binaries.is_empty() {
             let known: Vec<String> = test_binaries.iter().map(|b| binary_stem(b)).collect();
             bail!(
@@ -91,10 +107,9 @@ pub fn vm_test(
             );
         }
     }
-    let mut args = test_args.to_vec();
-    if let Ok(extra) = env::var("FLOW_VM_TEST_ARGS") {
-        args.extend(extra.split_whitespace().map(String::from));
-    }
+    let args: Vec<String> = env::var("FLOW_VM_TEST_ARGS")
+        .map(|extra| extra.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
     let threads = match env::var("FLOW_VM_TEST_THREADS") {
         Ok(n) => n
             .parse()
@@ -111,8 +126,9 @@ pub fn vm_test(
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     eprintln!(
-        "vm: {} test binaries; in VMs {threads} test thread(s) each, {}",
+        "vm: {} test binaries ({}); in VMs {threads} test thread(s) each, {}",
         binaries.len(),
+        if full { "--full" } else { "compat suite" },
         knobs.join(" ")
     );
     // The interpreter's installation (its standard library) is read through the cached view
@@ -128,7 +144,7 @@ pub fn vm_test(
         &cached,
         &guest_env,
         &Binaries {
-            paths: &binaries,
+            runs: &binaries,
             args: &args,
             threads: Some(threads),
         },
@@ -136,7 +152,7 @@ pub fn vm_test(
     let host_script = script::host_script(
         workspace,
         &Binaries {
-            paths: &binaries,
+            runs: &binaries,
             args: &args,
             threads: None,
         },
@@ -183,6 +199,9 @@ pub fn vm_test(
                 let hooks = HookReport::parse(&run.stdout);
                 let outcome = report::test_outcomes(&run, &binaries).map(|mut tests| {
                     tests.splice(0..0, hooks.outcomes(target.expects_fast_hooks()));
+                    for t in &mut tests {
+                        t.known_gap = compat::known_gap(&name, &t.name);
+                    }
                     tests
                 });
                 hook_reports.push((name.clone(), hooks));

@@ -11,13 +11,23 @@ pub const PROBE_BEGIN: &str = "VM-PROBE-JSON";
 pub const PROBE_END: &str = "VM-PROBE-END ";
 /// Prefix of the lines `flow-agent run` logged while it started (the hook tier it chose).
 pub const AGENT_LINE: &str = "VM-AGENT ";
+/// Followed by the milliseconds from `flow-agent run` to its "ready" line (to 0.1 s).
+pub const AGENT_READY_LINE: &str = "VM-AGENT-READY-MS ";
 /// How long the script waits for the agent it starts to be ready, before FLOW_TEST_SLOW.
 const AGENT_READY_SECS: u32 = 60;
 
-/// What every target runs: the binaries, their extra libtest arguments, and libtest's thread
-/// count (None: libtest's default, the number of CPUs).
+/// One test binary and the tests of it to run.
+#[derive(Debug, Clone)]
+pub struct TestRun {
+    pub path: PathBuf,
+    /// Exact test names (`--exact`); empty: every test.
+    pub filters: Vec<String>,
+}
+
+/// What every target runs: the binaries, the extra libtest arguments of every binary, and
+/// libtest's thread count (None: libtest's default, the number of CPUs).
 pub struct Binaries<'a> {
-    pub paths: &'a [PathBuf],
+    pub runs: &'a [TestRun],
     pub args: &'a [String],
     pub threads: Option<u32>,
 }
@@ -70,8 +80,13 @@ fn body(workspace: &Path, binaries: &Binaries) -> String {
     let threads = binaries
         .threads
         .map_or(String::new(), |n| format!(" --test-threads={n}"));
-    for bin in binaries.paths {
-        let bin = quote(&bin.display().to_string());
+    for run in binaries.runs {
+        let bin = quote(&run.path.display().to_string());
+        let mut args = args.clone();
+        if !run.filters.is_empty() {
+            args.push("--exact".into());
+            args.extend(run.filters.iter().map(|f| quote(f)));
+        }
         s += &format!(
             "echo {BINARY_MARKER}{bin}\nt0=$(date +%s%N)\n\
              {bin}{threads} --color=never --show-output {}\n",
@@ -98,11 +113,14 @@ agent_dir=$(mktemp -d)
 printf '[health]\nmetrics_listen = ""\n' > "$agent_dir/agent.toml"
 "$FLOW_AGENT_BIN" run --config "$agent_dir/agent.toml" > /dev/null 2> "$agent_dir/log" &
 agent=$!
+t0=$(date +%s%N)
 waited=0
 while ! grep -q 'flow-agent ready' "$agent_dir/log" && kill -0 $agent 2> /dev/null \
-    && [ $waited -lt $(( {AGENT_READY_SECS} * ${{FLOW_TEST_SLOW:-1}} )) ]; do
-    sleep 1; waited=$((waited + 1))
+    && [ $waited -lt $(( {AGENT_READY_SECS} * 10 * ${{FLOW_TEST_SLOW:-1}} )) ]; do
+    sleep 0.1; waited=$((waited + 1))
 done
+! grep -q 'flow-agent ready' "$agent_dir/log" \
+    || echo "{AGENT_READY_LINE}$(( ($(date +%s%N) - t0) / 1000000 ))"
 kill -TERM $agent 2> /dev/null; wait $agent
 sed 's/^/{AGENT_LINE}/' "$agent_dir/log"
 rm -rf "$agent_dir"
@@ -117,10 +135,19 @@ mod tests {
     #[test]
     fn scripts_time_each_binary() {
         let vars = [("FLOW_TEST_SCALE".to_string(), "0.1".to_string())];
-        let paths = [PathBuf::from("/ws/target/debug/deps/udp-01")];
+        let runs = [
+            TestRun {
+                path: PathBuf::from("/ws/target/debug/deps/udp-01"),
+                filters: vec![],
+            },
+            TestRun {
+                path: PathBuf::from("/ws/target/debug/deps/tcp-02"),
+                filters: vec!["a".into(), "b".into()],
+            },
+        ];
         let args = ["--exact".to_string()];
         let bins = Binaries {
-            paths: &paths,
+            runs: &runs,
             args: &args,
             threads: Some(2),
         };
@@ -133,6 +160,10 @@ mod tests {
         assert!(s.contains("lowerdir=\"$HOSTFS\"'/ws',upperdir"), "{s}");
         assert!(
             s.contains("'/ws/target/debug/deps/udp-01' --test-threads=2 --color=never --show-output '--exact'\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("'/ws/target/debug/deps/tcp-02' --test-threads=2 --color=never --show-output '--exact' --exact 'a' 'b'\n"),
             "{s}"
         );
         assert!(
