@@ -34,7 +34,7 @@ use crate::{
     health::Health,
     ratelimit::RateLimiter,
     service::Service,
-    sink::Outputs,
+    sink::{subscribe::Bound, Outputs},
 };
 
 /// How long records written before SIGTERM are still processed; what is left then is given up
@@ -128,7 +128,9 @@ impl Agent {
         let config = opts.config;
         crate::logger::configure(&config.agent);
         let health = Health::start(started, &config.health)?;
-        let outputs = Outputs::start(&config.outputs).context("starting the outputs")?;
+        let mut outputs = Outputs::start(&config.outputs).context("starting the outputs")?;
+        // Bound before the drop (it may need root), served by threads started after it.
+        let live = Bound::bind(&config.live).context("starting the live socket")?;
         let mut capture = Capture::load(&opts.capture).context("starting kernel capture")?;
         let mut table = FlowTable::new(opts.flows.clone(), flow_id_prefix());
         if let Some(maps) = capture.tcp_detail.take() {
@@ -149,6 +151,9 @@ impl Agent {
         let mut kernel_plan = KernelPlan::default();
         capture.apply_filter(&mut kernel_plan, &config.filter);
         service.attached()?;
+        if let Some(live) = live {
+            outputs.attach_live(live.start().context("starting the live socket")?);
+        }
         Ok(Self {
             service,
             started,
