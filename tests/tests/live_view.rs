@@ -377,3 +377,80 @@ fn top_in_a_terminal_shows_the_talker_sorts_resizes_and_quits() -> Result<()> {
     agent.stop()?;
     Ok(())
 }
+
+/// `flow-agent tail ARGS` as another user (`setpriv`), with only the groups given.
+fn tail_as(uid: u32, gid: u32, socket: &Path) -> Result<flow_agent_tests::Spawned> {
+    Cmd::host("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--clear-groups")
+        .arg(Agent::binary()?)
+        .args(["tail", "--socket", &socket.display().to_string()])
+        .spawn()
+}
+
+#[test]
+fn the_sockets_group_needs_no_root_and_others_are_told_whom_to_ask() -> Result<()> {
+    setup()?;
+    require_tools(&["setpriv"])?;
+    const NOBODY: u32 = 65534;
+    let dir = TempDir::new("live-group")?;
+    // Others may pass through the test's directory; the agent makes `run` (0750, its group).
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
+    let socket = dir.path().join("run/events.sock");
+    let text = format!(
+        "[live]\nsocket = \"{}\"\ngroup = \"nogroup\"\n[[outputs]]\n[outputs.stdout]\n",
+        socket.display()
+    );
+    let cfg = dir.write("config.toml", text)?;
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600))?;
+    let agent = agent_with(&cfg)?;
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&socket)?;
+        ensure!(
+            meta.gid() == NOBODY && meta.mode() & 0o777 == 0o660,
+            "{meta:?}"
+        );
+    }
+    // A user outside the group: denied, and told which socket.
+    let denied = tail_as(NOBODY, 0, &socket)?.wait(slowed(EVENT_TIMEOUT))?;
+    ensure!(denied.status.code() == Some(1), "status {}", denied.status);
+    ensure!(
+        denied.stderr_str().contains("permission denied")
+            && denied.stderr_str().contains(&socket.display().to_string()),
+        "{}",
+        denied.stderr_str()
+    );
+    // A member of the group, not root: subscribed, and sees this test's flow.
+    let member = tail_as(NOBODY, NOBODY, &socket)?;
+    wait_subscribed(&agent, 1)?;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let client_port = talk(&listener, 77)?;
+    let line = wait_for_line(&member, "{", EVENT_TIMEOUT).and_then(|_| {
+        let deadline = Instant::now() + slowed(EVENT_TIMEOUT);
+        loop {
+            let out = member.stdout_so_far();
+            if let Some(l) = out.lines().find(|l| {
+                serde_json::from_str::<Value>(l)
+                    .is_ok_and(|e| e["event_action"] == "end" && e["src_port"] == client_port)
+            }) {
+                return Ok(l.to_string());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "no end event of port {client_port}:\n{out}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })?;
+    let ev: Value = serde_json::from_str(&line)?;
+    ensure!(
+        ev["orig_bytes"] == 77 && ev["pid"] == std::process::id(),
+        "{ev}"
+    );
+    agent.stop()?;
+    let out = member.wait(slowed(EVENT_TIMEOUT))?;
+    ensure!(out.status.success(), "tail as a member: {}", out.status);
+    Ok(())
+}

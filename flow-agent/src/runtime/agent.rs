@@ -410,6 +410,7 @@ impl Agent {
         let flows = new.flow_table_config();
         let enrich = new.enrich_config(self.stages.enricher.config().host.clone());
         let capture_changed = new.capture != self.loaded_capture;
+        let live_changed = new.live != self.config.live;
         if !self.swap_outputs(new).await {
             return;
         }
@@ -423,6 +424,11 @@ impl Agent {
         if capture_changed {
             log::warn!(
                 "[capture] changed: kernel table sizes are fixed while the agent runs; the new ones take effect at the next start (restart the agent)"
+            );
+        }
+        if live_changed {
+            log::warn!(
+                "[live] changed: the live socket keeps its settings and subscribers; the new ones take effect at the next start (restart the agent)"
             );
         }
     }
