@@ -34,7 +34,10 @@ use crate::{
     health::Health,
     ratelimit::RateLimiter,
     service::Service,
-    sink::{subscribe::Bound, Outputs},
+    sink::{
+        subscribe::{Bound, LiveConfig, DEFAULT_SOCKET},
+        Outputs,
+    },
 };
 
 /// How long records written before SIGTERM are still processed; what is left then is given up
@@ -130,7 +133,7 @@ impl Agent {
         let health = Health::start(started, &config.health)?;
         let mut outputs = Outputs::start(&config.outputs).context("starting the outputs")?;
         // Bound before the drop (it may need root), served by threads started after it.
-        let live = Bound::bind(&config.live).context("starting the live socket")?;
+        let live = bind_live(&config.live)?;
         let mut capture = Capture::load(&opts.capture).context("starting kernel capture")?;
         let mut table = FlowTable::new(opts.flows.clone(), flow_id_prefix());
         if let Some(maps) = capture.tcp_detail.take() {
@@ -572,6 +575,19 @@ fn describe_enrich(e: &EnrichLosses) -> String {
 
 fn suppressed(stats: &StatsEvent) -> u64 {
     stats.rate_limit.suppressed_process + stats.rate_limit.suppressed_global
+}
+
+/// The live socket, bound. The default path failing (no /run/flow-agent writable by this
+/// user, say) costs only the live view, logged; a path the configuration names must work.
+fn bind_live(cfg: &LiveConfig) -> Result<Option<Bound>> {
+    match Bound::bind(cfg) {
+        Ok(bound) => Ok(bound),
+        Err(e) if cfg.socket.as_os_str() == DEFAULT_SOCKET => {
+            log::warn!("{e}: running without a live view ([live] socket = \"\" turns it off)");
+            Ok(None)
+        }
+        Err(e) => Err(e).context("starting the live socket"),
+    }
 }
 
 /// Flow ids are this prefix and a counter: the boot id's first 8 hex digits and the agent's
