@@ -11,6 +11,8 @@ use flow_agent::{
 };
 
 mod help;
+mod tail;
+mod top;
 
 /// Exit statuses (docs/cli.md).
 const EXIT_RUNTIME: u8 = 1;
@@ -92,6 +94,12 @@ enum Command {
         #[arg(long)]
         default: bool,
     },
+    /// Print the running agent's events as lines, from its live socket, until it stops.
+    #[command(long_about = help::TAIL)]
+    Tail(tail::TailArgs),
+    /// A terminal view of what talks now, per process, from the running agent's live socket.
+    #[command(long_about = help::TOP)]
+    Top(top::TopArgs),
     /// Print the agent's version.
     Version,
 }
@@ -167,6 +175,21 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+impl From<tail::TailError> for Failure {
+    fn from(e: tail::TailError) -> Self {
+        match e {
+            tail::TailError::Usage(why) => Self {
+                code: EXIT_CONFIG,
+                lines: vec![why],
+            },
+            tail::TailError::Agent(e) => Self {
+                code: EXIT_RUNTIME,
+                lines: vec![e.to_string()],
+            },
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logger::init(cli.log_level.unwrap_or(LogLevel::Info).filter());
@@ -189,6 +212,8 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         ..Overrides::default()
     };
     match command {
+        Command::Tail(args) => tail::run(&args).map_err(Failure::from),
+        Command::Top(args) => top::run(&args).map_err(Failure::from),
         Command::Version => {
             println!("flow-agent {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -431,6 +431,9 @@ fn check_installed(startup: &BTreeSet<String>) -> Result<()> {
         ("ReadWritePaths", "/var/lib/flow-agent /var/log/flow-agent"),
         ("StateDirectory", PACKAGE),
         ("LogsDirectory", PACKAGE),
+        // The live socket's directory: its group may traverse it.
+        ("RuntimeDirectory", PACKAGE),
+        ("RuntimeDirectoryMode", "0750"),
         ("LimitMEMLOCK", "infinity"),
         ("UMask", "0077"),
     ] {

@@ -33,6 +33,8 @@ const TEST_PACKAGES: &[&str] = &[
     // The application protocol test's servers, and dig for its DNS over TCP.
     "nginx-light",
     "bind9-dnsutils",
+    // `flow-agent top` is driven in a real terminal (tests/tests/live_view.rs).
+    "tmux",
     // The package test: builds, checks, installs and runs the .deb as its unit says.
     "dpkg-dev",
     "binutils",

@@ -197,6 +197,27 @@ const COMMENTS: &[(&str, &str)] = &[
         "This output's own filter (same rules as [filter]).",
     ),
     ("outputs.stdout", "One record per line on stdout."),
+    (
+        "live",
+        "The live view: a unix socket that `flow-agent tail` and `flow-agent top` read,\n\
+         each subscriber with its own filter and format. Changes need a restart.",
+    ),
+    (
+        "live.socket",
+        "Path of the socket (mode 0660); \"\" turns the live view off.",
+    ),
+    (
+        "live.group",
+        "Group of the socket, whose members may subscribe; \"\": the agent's own group.",
+    ),
+    (
+        "live.queue_bytes",
+        "Bytes a subscriber may fall behind before it is dropped (and counted).",
+    ),
+    (
+        "live.max_subscribers",
+        "Subscribers at once; more are refused.",
+    ),
 ];
 
 fn comment_for(path: &str) -> Option<String> {

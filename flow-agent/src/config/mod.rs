@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     enrich::EnrichmentConfig as Enrichment, event::HostInfo, filter::FilterConfig,
-    flows::FlowTableConfig, health::HealthConfig, ratelimit::RateLimitConfig, sink::OutputConfig,
+    flows::FlowTableConfig, health::HealthConfig, ratelimit::RateLimitConfig,
+    sink::subscribe::LiveConfig, sink::OutputConfig,
 };
 
 mod default_file;
@@ -41,6 +42,7 @@ pub struct Config {
     pub(crate) health: HealthConfig,
     pub(crate) rate_limit: RateLimitConfig,
     pub(crate) outputs: Vec<OutputConfig>,
+    pub(crate) live: LiveConfig,
 }
 
 impl Default for Config {
@@ -54,6 +56,7 @@ impl Default for Config {
             health: HealthConfig::default(),
             rate_limit: RateLimitConfig::default(),
             outputs: vec![OutputConfig::stdout()],
+            live: LiveConfig::default(),
         }
     }
 }

@@ -28,6 +28,10 @@ pub(crate) fn check(cfg: &Config) -> Vec<Issue> {
     for (key, problem) in cfg.rate_limit.problems() {
         issues.push(Issue::new(rate_limit.key(key), problem));
     }
+    let live = root.key("live");
+    for (key, problem) in cfg.live.problems() {
+        issues.push(Issue::new(live.key(key), problem));
+    }
     if let Err(e) = cfg.health.metrics_address() {
         issues.push(Issue::new(
             root.key("health").key("metrics_listen"),

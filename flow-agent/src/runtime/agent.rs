@@ -34,7 +34,10 @@ use crate::{
     health::Health,
     ratelimit::RateLimiter,
     service::Service,
-    sink::Outputs,
+    sink::{
+        subscribe::{Bound, LiveConfig, DEFAULT_SOCKET},
+        Outputs,
+    },
 };
 
 /// How long records written before SIGTERM are still processed; what is left then is given up
@@ -132,7 +135,9 @@ impl Agent {
         let config = opts.config;
         crate::logger::configure(&config.agent);
         let health = Health::start(started, &config.health)?;
-        let outputs = Outputs::start(&config.outputs).context("starting the outputs")?;
+        let mut outputs = Outputs::start(&config.outputs).context("starting the outputs")?;
+        // Bound before the drop (it may need root), served by threads started after it.
+        let live = bind_live(&config.live)?;
         let mut capture =
             Capture::load(&opts.capture, loader).context("starting kernel capture")?;
         let mut table = FlowTable::new(opts.flows.clone(), flow_id_prefix());
@@ -154,6 +159,9 @@ impl Agent {
         let mut kernel_plan = KernelPlan::default();
         capture.apply_filter(&mut kernel_plan, &config.filter);
         service.attached()?;
+        if let Some(live) = live {
+            outputs.attach_live(live.start().context("starting the live socket")?);
+        }
         Ok(Self {
             service,
             started,
@@ -410,6 +418,7 @@ impl Agent {
         let flows = new.flow_table_config();
         let enrich = new.enrich_config(self.stages.enricher.config().host.clone());
         let capture_changed = new.capture != self.loaded_capture;
+        let live_changed = new.live != self.config.live;
         if !self.swap_outputs(new).await {
             return;
         }
@@ -423,6 +432,11 @@ impl Agent {
         if capture_changed {
             log::warn!(
                 "[capture] changed: kernel table sizes are fixed while the agent runs; the new ones take effect at the next start (restart the agent)"
+            );
+        }
+        if live_changed {
+            log::warn!(
+                "[live] changed: the live socket keeps its settings and subscribers; the new ones take effect at the next start (restart the agent)"
             );
         }
     }
@@ -566,6 +580,19 @@ fn describe_enrich(e: &EnrichLosses) -> String {
 
 fn suppressed(stats: &StatsEvent) -> u64 {
     stats.rate_limit.suppressed_process + stats.rate_limit.suppressed_global
+}
+
+/// The live socket, bound. The default path failing (no /run/flow-agent writable by this
+/// user, say) costs only the live view, logged; a path the configuration names must work.
+fn bind_live(cfg: &LiveConfig) -> Result<Option<Bound>> {
+    match Bound::bind(cfg) {
+        Ok(bound) => Ok(bound),
+        Err(e) if cfg.socket.as_os_str() == DEFAULT_SOCKET => {
+            log::warn!("{e}: running without a live view ([live] socket = \"\" turns it off)");
+            Ok(None)
+        }
+        Err(e) => Err(e).context("starting the live socket"),
+    }
 }
 
 /// Flow ids are this prefix and a counter: the boot id's first 8 hex digits and the agent's

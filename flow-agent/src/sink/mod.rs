@@ -22,6 +22,7 @@ pub(crate) mod http;
 pub(crate) mod safe_dir;
 pub(crate) mod stats;
 pub(crate) mod stdout;
+pub mod subscribe;
 pub(crate) mod syslog;
 
 pub(crate) use stats::SinkStats;
@@ -169,6 +170,8 @@ struct Output {
 pub(crate) struct Outputs {
     outputs: Vec<Output>,
     record: Vec<u8>,
+    /// The live subscription socket: it outlives reloads (its `[live]` needs a restart).
+    live: Option<subscribe::Hub>,
 }
 
 impl Outputs {
@@ -178,6 +181,7 @@ impl Outputs {
         let mut outputs = Self {
             outputs: Vec::with_capacity(configs.len()),
             record: Vec::with_capacity(4096),
+            live: None,
         };
         outputs.open_all(configs, 0..configs.len())?;
         Ok(outputs)
@@ -227,7 +231,8 @@ impl Outputs {
         self.close_some(&in_the_way).await;
         match Self::start(new) {
             Ok(started) => {
-                let old = std::mem::replace(self, started);
+                let mut old = std::mem::replace(self, started);
+                self.live = old.live.take();
                 old.close().await;
                 Ok(())
             }
@@ -260,6 +265,9 @@ impl Outputs {
         if events.is_empty() {
             return;
         }
+        if let Some(live) = &self.live {
+            live.publish(events);
+        }
         for out in &mut self.outputs {
             for ev in events {
                 if !out.filter.matches(ev) {
@@ -282,13 +290,25 @@ impl Outputs {
 
     /// Counters of every output, for stats events and metrics.
     pub(crate) fn stats(&self) -> Vec<Arc<SinkStats>> {
-        self.outputs.iter().map(|o| o.stats.clone()).collect()
+        let live = self.live.as_ref().map(|l| l.stats());
+        self.outputs
+            .iter()
+            .map(|o| o.stats.clone())
+            .chain(live)
+            .collect()
+    }
+
+    /// Serves the live subscription socket from now on.
+    pub(crate) fn attach_live(&mut self, hub: subscribe::Hub) {
+        self.live = Some(hub);
     }
 
     /// Closes every sink; see [`Sink::close`].
     /// All at once: each network sink may wait up to its `close_timeout` for its forwarder, and
     /// one after the other those waits would add up.
     pub(crate) async fn close(self) {
+        // Subscribers first: their streams end with what was queued for them.
+        drop(self.live);
         close_all(self.outputs).await;
     }
 }

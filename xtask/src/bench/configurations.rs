@@ -38,6 +38,8 @@ pub enum Kind {
     Agent {
         format: &'static str,
         build: Build,
+        /// `flow-agent top` attached to its live socket, in a tmux terminal of 80×24.
+        top: bool,
     },
     Tcplife,
     BpftraceTcplife,
@@ -55,6 +57,9 @@ pub enum Build {
 /// The name of an agent configuration run with the `--baseline` build: `agent-ecs@base`.
 pub const BASE_SUFFIX: &str = "@base";
 
+/// The name of an agent configuration with `flow-agent top` attached: `agent-native+top`.
+pub const TOP_SUFFIX: &str = "+top";
+
 pub fn base_name(name: &str) -> String {
     format!("{name}{BASE_SUFFIX}")
 }
@@ -67,7 +72,8 @@ pub fn is_base(name: &str) -> bool {
 /// `None` for the others.
 pub fn agent_format(name: &str) -> Option<&str> {
     let format = name.strip_prefix("agent-")?;
-    Some(format.strip_suffix(BASE_SUFFIX).unwrap_or(format))
+    let format = format.strip_suffix(BASE_SUFFIX).unwrap_or(format);
+    Some(format.strip_suffix(TOP_SUFFIX).unwrap_or(format))
 }
 
 /// The flow-agent binaries of this run.
@@ -102,11 +108,21 @@ pub fn all(with_base: bool) -> Vec<Configuration> {
     let agent = |format| Kind::Agent {
         format,
         build: Build::Current,
+        top: false,
     };
     let list = vec![
         config("baseline", Kind::Baseline),
         config("agent-native", agent("native")),
         config("agent-ecs", agent("ecs")),
+        // The live view's cost: the same agent while `top` reads every event.
+        config(
+            "agent-native+top",
+            Kind::Agent {
+                format: "native",
+                build: Build::Current,
+                top: true,
+            },
+        ),
         config("tcplife", Kind::Tcplife),
         config("bpftrace-tcplife", Kind::BpftraceTcplife),
     ];
@@ -177,6 +193,83 @@ pub struct Sensor {
     pub format: OutputFormat,
     stop_signal: i32,
     ready: Readiness,
+    /// `flow-agent top`, started once the agent is ready.
+    top: Option<TopView>,
+}
+
+/// `flow-agent top` in a detached tmux terminal of 80×24, on a private tmux server.
+struct TopView {
+    binary: PathBuf,
+    socket: PathBuf,
+    server: String,
+    started: bool,
+}
+
+impl TopView {
+    fn tmux(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.arg("-L").arg(&self.server);
+        c
+    }
+
+    fn start(&mut self) -> Result<()> {
+        let top = format!(
+            "{} top --socket {}",
+            self.binary.display(),
+            self.socket.display()
+        );
+        let status = self
+            .tmux()
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                "top",
+                "-x",
+                "80",
+                "-y",
+                "24",
+                &top,
+            ])
+            .status()
+            .context("starting tmux for flow-agent top")?;
+        if !status.success() {
+            bail!("tmux new-session for flow-agent top: {status}");
+        }
+        self.started = true;
+        // Subscribed once the agent logged it; a top that exited leaves no session.
+        std::thread::sleep(Duration::from_millis(500));
+        let alive = self.tmux().args(["has-session", "-t", "top"]).status()?;
+        if !alive.success() {
+            bail!("flow-agent top exited at once");
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        if self.started {
+            let _ = self.tmux().arg("kill-server").status();
+            self.started = false;
+        }
+    }
+}
+
+impl Drop for TopView {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The live socket of a `+top` configuration: its own, in the session's directory.
+fn live_socket(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.sock"))
+}
+
+fn live_section(socket: &Path) -> String {
+    format!(
+        "[live]\nsocket = {}\n\n",
+        toml_string(&socket.to_string_lossy())
+    )
 }
 
 #[derive(Clone, Copy)]
@@ -195,6 +288,7 @@ impl Configuration {
         let Kind::Agent {
             format,
             build: Build::Current,
+            top: false,
         } = self.kind
         else {
             return None;
@@ -204,6 +298,7 @@ impl Configuration {
             kind: Kind::Agent {
                 format,
                 build: Build::Base,
+                top: false,
             },
         })
     }
@@ -215,9 +310,13 @@ impl Configuration {
         let stderr = dir.join(format!("{}.stderr", self.name));
         let (mut cmd, format, stop_signal, ready, stdout_to_events) = match &self.kind {
             Kind::Baseline => return Ok(None),
-            Kind::Agent { format, build } => {
+            Kind::Agent { format, build, top } => {
                 let config = dir.join(format!("{}.toml", self.name));
-                std::fs::write(&config, agent_config(format, AGENT_SINK, &events))?;
+                let mut text = agent_config(format, AGENT_SINK, &events);
+                if *top {
+                    text = format!("{}{text}", live_section(&live_socket(dir, &self.name)));
+                }
+                std::fs::write(&config, text)?;
                 let mut c = Command::new(agents.binary(*build)?);
                 c.args(["--log-level", "info", "run", "--config"])
                     .arg(&config);
@@ -260,7 +359,17 @@ impl Configuration {
             .stderr(File::create(&stderr)?)
             .spawn()
             .with_context(|| format!("starting {}", self.name))?;
+        let top = match self.kind {
+            Kind::Agent { top: true, .. } => Some(TopView {
+                binary: agents.binary(Build::Current)?.to_path_buf(),
+                socket: live_socket(dir, &self.name),
+                server: format!("flow-agent-bench-{}", std::process::id()),
+                started: false,
+            }),
+            _ => None,
+        };
         Ok(Some(Sensor {
+            top,
             pid: child.id(),
             child,
             events,
@@ -295,6 +404,9 @@ impl Sensor {
             if ready {
                 // Attach and the first reads settle.
                 std::thread::sleep(Duration::from_millis(300));
+                if let Some(top) = &mut self.top {
+                    top.start()?;
+                }
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -318,6 +430,9 @@ impl Sensor {
 
     /// Signals it to stop (it writes what it holds) and waits, killing it after `timeout`.
     pub fn stop(mut self, timeout: Duration) -> Result<()> {
+        if let Some(top) = &mut self.top {
+            top.stop();
+        }
         // SAFETY: kill() on our own child's pid; it has not been reaped yet.
         unsafe { libc::kill(self.pid as i32, self.stop_signal) };
         let deadline = Instant::now() + timeout;
@@ -346,6 +461,9 @@ impl Sensor {
 /// not tried out: a failure to start shows in its sessions.
 pub fn unavailable(config: &Configuration, agents: &Agents, dir: &Path) -> Option<String> {
     match &config.kind {
+        Kind::Agent { top: true, .. } if !has_tmux() => {
+            return Some("tmux missing (Debian package tmux not installed)".into())
+        }
         Kind::Baseline | Kind::Agent { .. } => return None,
         Kind::Tcplife if !Path::new(TCPLIFE).exists() => {
             return Some(format!(
@@ -371,6 +489,14 @@ pub fn unavailable(config: &Configuration, agents: &Agents, dir: &Path) -> Optio
         Ok(()) => None,
         Err(e) => Some(explain_failure(&config.kind, &stderr, &format!("{e:#}"))),
     }
+}
+
+fn has_tmux() -> bool {
+    Command::new("tmux")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// A failure to start in the words an operator needs: a missing kernel feature by its name.
@@ -414,6 +540,7 @@ mod tests {
                 "baseline",
                 "agent-native",
                 "agent-ecs",
+                "agent-native+top",
                 "tcplife",
                 "bpftrace-tcplife"
             ]
@@ -427,6 +554,7 @@ mod tests {
                 "agent-native@base",
                 "agent-ecs",
                 "agent-ecs@base",
+                "agent-native+top",
                 "tcplife",
                 "bpftrace-tcplife"
             ]
@@ -435,9 +563,11 @@ mod tests {
             with_base[4].kind,
             Kind::Agent {
                 format: "ecs",
-                build: Build::Base
+                build: Build::Base,
+                top: false,
             }
         );
+        assert_eq!(agent_format("agent-native+top"), Some("native"));
         assert_eq!(agent_format("agent-ecs@base"), Some("ecs"));
         assert_eq!(agent_format("agent-native"), Some("native"));
         assert_eq!(agent_format("tcplife"), None);
@@ -452,7 +582,7 @@ mod tests {
             names(&picked),
             ["baseline", "agent-native", "agent-native@base"]
         );
-        assert_eq!(names(&select(&[], false).unwrap()).len(), 5);
+        assert_eq!(names(&select(&[], false).unwrap()).len(), 6);
         let err = |names: &[&str], base| select(&only(names), base).unwrap_err().to_string();
         assert!(err(&["agent-native@base"], false).contains("needs --baseline REV"));
         assert!(err(&["tcplife"], true).contains("no @base configuration"));

@@ -1,0 +1,80 @@
+//! What a subscriber and the agent say on the socket. The client sends one JSON line (a
+//! [`Request`]); the agent answers `ok` or `error: WHY` on one line, then one record a line.
+//! A subscriber dropped for falling behind gets `#dropped: WHY` as its last line (records
+//! never start with `#`).
+use serde::{Deserialize, Serialize};
+
+use crate::encode::Format;
+
+/// The agent's answer to a good request.
+pub const OK: &str = "ok";
+/// Starts the answer to a bad request.
+pub const ERROR_PREFIX: &str = "error: ";
+/// Starts the last line sent to a subscriber dropped for being slow.
+pub const DROPPED_PREFIX: &str = "#dropped: ";
+/// The longest request line the agent reads.
+pub(crate) const MAX_REQUEST: u64 = 64 << 10;
+
+/// A subscription: the format of the records and a filter in the rule language of `[filter]`
+/// (each rule a table of conditions, as JSON).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    #[serde(default)]
+    pub format: Format,
+    #[serde(default)]
+    pub include: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub exclude: Vec<serde_json::Value>,
+}
+
+impl Request {
+    /// The filter the rules make; an error names the rule that is wrong.
+    pub(crate) fn filter(&self) -> Result<crate::filter::FilterConfig, String> {
+        let value = serde_json::json!({ "include": self.include, "exclude": self.exclude });
+        serde_json::from_value(value).map_err(|e| format!("bad filter rule: {e}"))
+    }
+
+    /// Adds an include (or exclude) rule written as the inside of a TOML inline table, e.g.
+    /// `remote_port = 443, process_name = "curl"`; an error names the rule and the problem.
+    pub fn add_rule(&mut self, rule: &str, exclude: bool) -> Result<(), String> {
+        let table: toml::Table = toml::from_str(&format!("rule = {{ {rule} }}"))
+            .map_err(|e| format!("filter rule {rule:?}: {}", e.message()))?;
+        let value = serde_json::to_value(&table["rule"]).map_err(|e| e.to_string())?;
+        let mut next = self.clone();
+        if exclude {
+            next.exclude.push(value);
+        } else {
+            next.include.push(value);
+        }
+        next.filter()
+            .map_err(|e| format!("filter rule {rule:?}: {e}"))?;
+        *self = next;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_are_the_filter_language() {
+        let mut r = Request::default();
+        r.add_rule(
+            "remote_port = [443, \"8000-8100\"], transport = \"tcp\"",
+            false,
+        )
+        .unwrap();
+        r.add_rule("process_name = \"chronyd\"", true).unwrap();
+        let f = r.filter().unwrap();
+        assert_eq!((f.include.len(), f.exclude.len()), (1, 1));
+        let err = r.add_rule("remote_prot = 1", false).unwrap_err();
+        assert!(err.contains("remote_prot"), "{err}");
+        let err = r.add_rule("remote_port = ", false).unwrap_err();
+        assert!(err.contains("remote_port = "), "{err}");
+        assert_eq!(r.include.len(), 1, "a bad rule is not kept");
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), r);
+    }
+}
