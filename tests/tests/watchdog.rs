@@ -179,12 +179,16 @@ fn detached_udp_programs_are_reported_by_the_watchdog_naming_the_check() -> Resu
     )?;
     let w = &stats["watchdog"];
     ensure!(
-        u64_at(w, &["self_check_reruns"]) >= 1
-            && u64_at(w, &["self_check_reruns_failed"]) >= 1
-            && u64_at(w, &["tcp_silences"]) == 0
-            && u64_at(w, &["process_silences"]) == 0,
+        u64_at(w, &["self_check_reruns"]) >= 1 && u64_at(w, &["self_check_reruns_failed"]) >= 1,
         "{stats}"
     );
+    // The families still attached are not silent, unless the host's load (other tests) made
+    // the kernel lose records, which the watchdog then reports too.
+    let lost: u64 = stats["kernel_losses"]
+        .as_object()
+        .map_or(0, |l| l.values().filter_map(Value::as_u64).sum());
+    let others = ["tcp_silences", "process_silences", "exec_silences"].map(|k| u64_at(w, &[k]));
+    ensure!(lost > 0 || others == [0, 0, 0], "{stats}");
     let checks = stats["self_check"]["checks"]
         .as_array()
         .context("self_check.checks")?;

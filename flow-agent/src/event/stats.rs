@@ -95,6 +95,8 @@ pub(crate) struct WatchdogStats {
     pub(crate) udp_silences: u64,
     /// Intervals in which processes started and no process record came.
     pub(crate) process_silences: u64,
+    /// Intervals in which processes ran another program and no exec record came.
+    pub(crate) exec_silences: u64,
     /// Self-checks run again after a silence, and those of them that failed.
     pub(crate) self_check_reruns: u64,
     pub(crate) self_check_reruns_failed: u64,

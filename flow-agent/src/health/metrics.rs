@@ -255,6 +255,7 @@ fn state_metrics(out: &mut Out, stats: &StatsEvent) {
         ("tcp", w.tcp_silences),
         ("udp", w.udp_silences),
         ("process", w.process_silences),
+        ("exec", w.exec_silences),
     ] {
         out.sample(
             "flow_agent_watchdog_silences_total",

@@ -310,7 +310,8 @@ impl Agent {
     /// A silence is logged and counted, and the self-check runs again (without its exec);
     /// its result goes out with the next stats event.
     fn run_watchdog(&mut self) {
-        let silences = self.watchdog.check(self.stages.received);
+        let lost: u64 = self.capture.losses().iter().sum();
+        let silences = self.watchdog.check(self.stages.received, lost);
         if silences.is_empty() {
             return;
         }
@@ -338,7 +339,8 @@ impl Agent {
             );
         }
         self.self_check = Some(report);
-        self.watchdog.restart(self.stages.received);
+        let lost: u64 = self.capture.losses().iter().sum();
+        self.watchdog.restart(self.stages.received, lost);
     }
 
     fn log_losses(&mut self, losses: [u64; LOSS_KINDS as usize]) {

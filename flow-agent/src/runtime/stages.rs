@@ -81,7 +81,8 @@ impl Stages {
     fn count(&mut self, record: &Record) {
         let r = &mut self.received;
         match record {
-            Record::Exec(_) | Record::Fork(_) | Record::Exit(_) => r.process += 1,
+            Record::Exec(_) => (r.process, r.exec) = (r.process + 1, r.exec + 1),
+            Record::Fork(_) | Record::Exit(_) => r.process += 1,
             Record::TcpOpen(_) | Record::TcpAccept(_) | Record::TcpClose(_) => r.tcp += 1,
             Record::UdpOpen(_) | Record::UdpRelease(_) => r.udp += 1,
             Record::Dns(_) | Record::Payload(_) => {}

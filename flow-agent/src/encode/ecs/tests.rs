@@ -243,7 +243,7 @@ fn stats_are_a_metric_document() {
                     "cgroup_paths_dropped": 0, "tcp_flows_reconciled": 0,
                     "tcp_flows_refused": 0, "udp_flows_refused": 0},
                 "watchdog": {"tcp_silences": 0, "udp_silences": 0, "process_silences": 0,
-                    "self_check_reruns": 0, "self_check_reruns_failed": 0}
+                    "exec_silences": 0, "self_check_reruns": 0, "self_check_reruns_failed": 0}
             }}
         })
     );
