@@ -222,6 +222,7 @@ const FIELDS: &[(&str, Ty, bool)] = &[
     ("flow_agent.stats.watchdog.tcp_silences", Long, false),
     ("flow_agent.stats.watchdog.udp_silences", Long, false),
     ("flow_agent.stats.watchdog.process_silences", Long, false),
+    ("flow_agent.stats.watchdog.exec_silences", Long, false),
     ("flow_agent.stats.watchdog.self_check_reruns", Long, false),
     (
         "flow_agent.stats.watchdog.self_check_reruns_failed",
