@@ -116,6 +116,14 @@ impl Agent {
         Agent::start_bin(&Agent::binary()?, args)
     }
 
+    /// Like [`Agent::start`], with these variables added to the agent's environment (test
+    /// faults of debug builds).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<Agent> {
+        let mut command = Command::new(Agent::binary()?);
+        command.envs(env.iter().copied());
+        Agent::spawn(command, args, None)
+    }
+
     /// Like [`Agent::start`], but every stdout line goes to `sink` (on the reader thread) and
     /// none is kept: for outputs too large to hold (storms). [`Agent::events`] stays empty.
     pub fn start_streaming(args: &[&str], sink: LineSink) -> Result<Agent> {

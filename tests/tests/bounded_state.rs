@@ -1,21 +1,81 @@
-//! Bounded state when kernel records are lost: a ring buffer too small for a storm (as an
-//! unprivileged user can make one) loses close records, and the flows they would have ended
-//! must not stay open in the agent for good. The agent reconciles its TCP flows with sock_diag
-//! and ends those whose socket is gone `close_missed`, counted in `tcp_closes_missed`.
+//! Bounded state when kernel records are lost: a ring buffer too small for a storm made by an
+//! unprivileged user (`nobody`, through setpriv) loses close and exit records, and the flows
+//! and processes they would have ended must not stay in the agent for good. The agent
+//! reconciles its TCP flows with sock_diag and ends those whose socket is gone `close_missed`
+//! (`tcp_closes_missed`, `state_bounds.tcp_flows_reconciled`), and its processes with /proc
+//! (`state_bounds.processes_reconciled`).
 //!
-//! Needs root and kernel BTF.
+//! Needs root, kernel BTF, setpriv and python3.
 
 mod common;
 mod storm;
 
+/// The unprivileged user the storms run as.
+const NOBODY_UID: u64 = 65534;
+
+/// A storm any local user can make: TCP connections on loopback, each accepted and closed
+/// abortively (SO_LINGER 0: no TIME_WAIT), and a short-lived child process every 50
+/// connections, for `argv[1]` seconds. Prints `made CONNECTIONS PROCESSES`.
+const NOBODY_STORM: &str = r#"
+import socket, struct, subprocess, sys, time
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen(64)
+addr = l.getsockname()
+linger = struct.pack("ii", 1, 0)
+end = time.time() + float(sys.argv[1])
+n = p = 0
+while time.time() < end:
+    c = socket.create_connection(addr)
+    s, _ = l.accept()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+    c.close()
+    s.close()
+    n += 1
+    if n % 50 == 0:
+        subprocess.run(["/bin/true"])
+        p += 1
+print("made", n, p, flush=True)
+"#;
+
+/// `procs` storms of `secs` seconds as `nobody` in namespace `host`.
+fn nobody_storms(host: &TestHost, procs: usize, secs: u64) -> Result<Vec<Spawned>> {
+    require_tools(&["setpriv"])?;
+    (0..procs)
+        .map(|_| {
+            host.cmd("setpriv")
+                .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+                .arg(python()?)
+                .args(["-c", NOBODY_STORM, &secs.to_string()])
+                .spawn()
+        })
+        .collect()
+}
+
+/// Waits for the storms to end; (connections, processes) they made.
+fn storms_made(storms: Vec<Spawned>, secs: u64) -> Result<(u64, u64)> {
+    let (mut conns, mut procs) = (0, 0);
+    for s in storms {
+        let out = s.wait(slowed(Duration::from_secs(secs + 30)))?;
+        let line = out.stdout_str();
+        let mut it = line.split_whitespace().skip(1).map(|v| v.parse::<u64>());
+        match (it.next(), it.next()) {
+            (Some(Ok(c)), Some(Ok(p))) => (conns, procs) = (conns + c, procs + p),
+            _ => bail!("a storm said {line:?}: {}", out.stderr_str()),
+        }
+    }
+    Ok((conns, procs))
+}
+
 use anyhow::{bail, ensure, Context, Result};
 use common::*;
-use flow_agent_tests::{slowed, TempDir, TestHost};
+use flow_agent_tests::{require_tools, slowed, Spawned, TempDir, TestHost};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
-use storm::{enter_netns, Storm};
+use storm::enter_netns;
 
 /// `[flows] update_interval`: the reconciliation runs every update interval when that is
 /// shorter than its 30 s, so here every 2 s.
@@ -83,6 +143,16 @@ fn u64_of(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }
 
+/// The latest stats event (Null before the first).
+fn last_stats(events: &[Value]) -> Value {
+    events
+        .iter()
+        .rev()
+        .find(|e| e["event_action"] == "stats")
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
 #[test]
 fn tcp_flows_whose_close_was_lost_end_close_missed_after_the_storm() -> Result<()> {
     setup()?;
@@ -118,12 +188,13 @@ fn tcp_flows_whose_close_was_lost_end_close_missed_after_the_storm() -> Result<(
         2 * HELD
     );
 
-    // A storm fills the ring; the held connections close in one burst while it runs.
-    let storm = Storm::tcp(host.name(), 2)?;
+    // An unprivileged storm fills the ring; the held connections close in one burst while it
+    // runs.
+    let before = last_stats(&agent.events());
+    let storms = nobody_storms(&host, 2, 3)?;
     std::thread::sleep(Duration::from_secs(1));
     drop(held);
-    std::thread::sleep(Duration::from_secs(2));
-    let report = storm.stop()?;
+    let (made, _) = storms_made(storms, 3)?;
     // Records already in the ring are read within moments; what is still open after that, in
     // this namespace where every socket is closed or closing, had its close record lost (or is
     // still closing: a FIN lost on the storm's loopback is sent again for seconds).
@@ -138,9 +209,26 @@ fn tcp_flows_whose_close_was_lost_end_close_missed_after_the_storm() -> Result<(
         .find(|e| stats(e))
         .map_or(0, |s| u64_of(&s["kernel_losses"]["ring_full"]));
     eprintln!(
-        "storm: {} connections; {} flows of the namespace open after it, ring_full {ring_full}",
-        report.made,
+        "storm as nobody: {made} connections; {} flows of the namespace open after it, ring_full {ring_full}",
         ghosts.len()
+    );
+    // The storm's flows that were seen are nobody's.
+    let storm_uids: BTreeMap<u64, usize> = agent
+        .events()
+        .iter()
+        .filter(|e| {
+            e["netns"] == netns
+                && e["dest_port"] != port
+                && e["event_action"] == "start"
+                && e.get("uid").is_some()
+        })
+        .fold(BTreeMap::new(), |mut m, e| {
+            *m.entry(u64_of(&e["uid"])).or_default() += 1;
+            m
+        });
+    ensure!(
+        storm_uids.keys().eq([NOBODY_UID].iter()),
+        "the storm's flows by uid: {storm_uids:?}"
     );
     ensure!(ring_full > 0, "a 4 KiB ring under a storm lost nothing");
     ensure!(
@@ -225,22 +313,31 @@ fn tcp_flows_whose_close_was_lost_end_close_missed_after_the_storm() -> Result<(
         })?;
     eprintln!(
         "{missed} of {} flows left open ended close_missed, all ended {took:?} after the storm; \
-         flows_open {baseline} before, {} after; tcp_closes_missed {}",
+         flows_open {baseline} before, {} after; tcp_closes_missed {}; state_bounds {}",
         ghosts.len(),
         settled["flows_open"],
-        settled["kernel_losses"]["tcp_closes_missed"]
+        settled["kernel_losses"]["tcp_closes_missed"],
+        settled["state_bounds"]
+    );
+    // The flows ended by the reconciliation after the storm (nothing in the namespace reuses
+    // an address then) are counted as reconciled with sock_diag, and nothing was refused: the
+    // flow table never neared its cap.
+    let bounds = |s: &Value, k: &str| u64_of(&s["state_bounds"][k]);
+    let settled = agent.wait_for(
+        |e| {
+            stats(e)
+                && bounds(e, "tcp_flows_reconciled")
+                    >= bounds(&before, "tcp_flows_reconciled") + reconciled
+        },
+        EVENT_TIMEOUT,
+    )?;
+    ensure!(
+        bounds(&settled, "tcp_flows_refused") == bounds(&before, "tcp_flows_refused")
+            && bounds(&settled, "udp_flows_refused") == bounds(&before, "udp_flows_refused"),
+        "flows refused: {settled}"
     );
     agent.stop()?;
     Ok(())
-}
-
-/// The count in the agent's last log line saying how many process entries the reconciliation
-/// with /proc found gone.
-fn reconciled_processes(log: &str) -> Option<u64> {
-    log.lines()
-        .rev()
-        .find_map(|l| l.split_once("whose exit record was lost found gone in /proc ("))
-        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
 }
 
 #[test]
@@ -250,12 +347,13 @@ fn processes_whose_exit_record_was_lost_are_found_gone_in_proc() -> Result<()> {
     let dir = TempDir::new("bounded-proc")?;
     let config = tiny_ring_config(&dir)?;
     let agent = agent(&["--config", &config.display().to_string()])?;
-    // Short-lived processes while a storm fills the ring: some have their fork or exec record
-    // read and their exit record lost.
+    let reconciled = |e: &Value| u64_of(&e["state_bounds"]["processes_reconciled"]);
     // What the first pass (at start-up) found is not this test's.
     std::thread::sleep(Duration::from_secs(2));
-    let before = reconciled_processes(&agent.stderr()).unwrap_or(0);
-    let storm = Storm::tcp(host.name(), 1)?;
+    let before = reconciled(&last_stats(&agent.events()));
+    // Short-lived processes while an unprivileged storm (itself starting processes) fills the
+    // ring: some have their fork or exec record read and their exit record lost.
+    let storms = nobody_storms(&host, 1, 3)?;
     let started = Instant::now();
     let mut spawned = 0;
     while started.elapsed() < Duration::from_secs(3) {
@@ -268,26 +366,34 @@ fn processes_whose_exit_record_was_lost_are_found_gone_in_proc() -> Result<()> {
             spawned += 1;
         }
     }
-    storm.stop()?;
-    // A reconciliation pass over the process table starts every 30 s (and is reported at
-    // most that often).
-    let deadline = Instant::now() + slowed(Duration::from_secs(45));
-    let found = loop {
-        if let Some(n) = reconciled_processes(&agent.stderr()).filter(|n| *n > before) {
-            break n - before;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "no process entry was found gone in /proc after {spawned} short-lived processes under a storm:\n{}",
-                agent.stderr()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    eprintln!("{spawned} processes spawned; {found} entries whose exit record was lost found gone");
+    let (_, storm_procs) = storms_made(storms, 3)?;
+    spawned += storm_procs;
+    // A reconciliation pass over the process table starts every 30 s.
+    let found = agent
+        .wait_for(
+            |e| e["event_action"] == "stats" && reconciled(e) > before,
+            Duration::from_secs(45),
+        )
+        .with_context(|| {
+            format!("no process entry was found gone in /proc after {spawned} short-lived processes under a storm")
+        })?;
+    let found_n = reconciled(&found) - before;
+    eprintln!(
+        "{spawned} processes spawned; {found_n} entries whose exit record was lost found gone; state_bounds {}",
+        found["state_bounds"]
+    );
     ensure!(
-        found > 0 && found <= spawned + 64,
-        "{found} entries found gone for {spawned} processes spawned"
+        found_n <= spawned + 64,
+        "{found_n} entries found gone for {spawned} processes spawned"
+    );
+    // The table never reached its cap: nothing was evicted, and the log says the same count.
+    ensure!(found["state_bounds"]["processes_evicted"] == 0, "{found}");
+    ensure!(
+        agent
+            .stderr()
+            .contains("whose exit record was lost found gone in /proc"),
+        "{}",
+        agent.stderr()
     );
     agent.stop()?;
     Ok(())

@@ -771,6 +771,78 @@ fn a_collector_answering_401_for_seconds_gets_every_flow_once_afterwards() -> Re
     Ok(())
 }
 
+/// The value of metric series `series` (name and labels, as printed) at the agent's
+/// metrics endpoint on `port`.
+fn metric(port: u16, series: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    c.set_read_timeout(Some(Duration::from_secs(5)))?;
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    let mut body = String::new();
+    c.read_to_string(&mut body)?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(str::to_string)
+        .with_context(|| format!("no {series} in {body}"))
+}
+
+/// Item 8 of issue 16 on the real agent: the delivery worker of an http output panics three
+/// times (a debug-build fault, `FLOW_AGENT_TEST_WORKER_PANICS`, just before a send); each
+/// panic is logged and counted in stats events and metrics, the worker is started again, and
+/// every record of the test's flows arrives exactly once.
+#[test]
+fn a_delivery_worker_that_panics_is_restarted_and_delivers_every_later_record() -> Result<()> {
+    setup()?;
+    let dir = TempDir::new("http-panic")?;
+    let (port, n, panics) = (9408u16, 10, 3u64);
+    let receiver = Receiver::start(json!({}))?;
+    let url = format!("http://127.0.0.1:{}/ingest", receiver.port);
+    let metrics_port = free_port()?;
+    let config = dir.write(
+        "agent.toml",
+        format!(
+            "[health]\nstats_interval = 1\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\n\
+             [[outputs]]\nname = \"events\"\n[outputs.stdout]\n\n{}",
+            collector(&dir, &url, &[port], 1000)
+        ),
+    )?;
+    let agent = Agent::start_with_env(
+        &["--config", &config.display().to_string()],
+        &[("FLOW_AGENT_TEST_WORKER_PANICS", &panics.to_string())],
+    )?;
+    // The first sends (stats events) panic, the worker each time started again.
+    let report = wait_sink_report(&agent, "collector", "3 worker panics", |s| {
+        s["worker_panics"].as_u64() == Some(panics)
+    })?;
+    ensure!(report["dropped"] == 0, "{report}");
+    let flows = make_connections(&agent, &TestHost::new()?, port, n, "")?;
+    check_connections(&flows, port, n)?;
+    wait_taken(&receiver, &flows.events)?;
+
+    let report = wait_sink_report(&agent, "collector", "everything sent", |s| {
+        s["queued"] == 0 && s["sent"].as_u64() >= Some(flows.events.len() as u64)
+    })?;
+    ensure!(
+        report["worker_panics"] == panics && report["dropped"] == 0,
+        "{report}"
+    );
+    let series =
+        "flow_agent_sink_worker_panics_total{output=\"collector\",kind=\"http\",format=\"native\"}";
+    ensure!(metric(metrics_port, series)? == panics.to_string());
+    let stderr = agent.stderr();
+    let logged = stderr
+        .lines()
+        .filter(|l| {
+            l.contains("level=error")
+                && l.contains("output collector: the delivery worker panicked")
+                && l.contains("test fault: FLOW_AGENT_TEST_WORKER_PANICS")
+        })
+        .count() as u64;
+    ensure!(logged == panics, "{logged} panics logged:\n{stderr}");
+    agent.stop()?;
+    Ok(())
+}
+
 #[test]
 fn a_collector_refusing_large_bodies_gets_halves_and_only_records_too_large_are_dropped(
 ) -> Result<()> {

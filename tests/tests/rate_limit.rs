@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use common::{agent, finish, setup, spawn_py, wait_for_line, EVENT_TIMEOUT};
+use common::{agent, by_flow, finish, is_end, setup, spawn_py, wait_for_line, EVENT_TIMEOUT};
 use flow_agent_tests::{slowed, Agent, TempDir, TestHost};
 use serde_json::Value;
 
@@ -291,6 +291,126 @@ fn a_noisy_process_is_limited_summarized_exactly_and_a_reload_changes_the_limit(
         "after the reload: {} admitted, {} suppressed",
         a.flows.len(),
         a.suppressed
+    );
+    Ok(())
+}
+
+/// Makes N1 connections to port P1, then N2 to port P2, one after the other; prints its pid,
+/// then "done".
+const TWO_PORTS_CLIENT: &str = r#"
+import os, socket, sys
+print("pid", os.getpid(), flush=True)
+for port, n in ((int(sys.argv[1]), int(sys.argv[2])), (int(sys.argv[3]), int(sys.argv[4]))):
+    for _ in range(n):
+        c = socket.create_connection(("127.0.0.1", port), timeout=10)
+        c.close()
+print("done", flush=True)
+"#;
+
+/// Item 7 of issue 16 on the real agent: the global filter decides once per event, before the
+/// rate limiter and for every output at once. A process makes 5 connections the global
+/// filter drops, then 5 it passes, under a per-process burst of 3: the dropped ones take no
+/// token (exactly 3 of the passed ones are admitted, whole, and 2 summarized), and the stdout
+/// and file outputs carry exactly the same events.
+#[test]
+fn the_global_filter_decides_before_the_limiter_and_once_for_every_output() -> Result<()> {
+    setup()?;
+    let (dropped_port, passed_port, n, burst) = (19638u16, 19639u16, 5u64, 3u64);
+    let host = TestHost::new()?;
+    let dir = TempDir::new("filter-once")?;
+    let file = dir.path().join("flows.json");
+    let config = dir.path().join("agent.toml");
+    write_config(
+        &config,
+        &format!(
+            "[filter]\n\
+             include = [{{ remote_port = [{dropped_port}, {passed_port}], direction = \"outbound\" }}]\n\
+             exclude = [{{ remote_port = {dropped_port} }}]\n\
+             [rate_limit]\nenabled = true\nper_process_rate = 0.001\nper_process_burst = {burst}\n\
+             summary_interval = 1\n\
+             [[outputs]]\nname = \"events\"\n[outputs.stdout]\n\
+             [[outputs]]\nname = \"archive\"\n[outputs.file]\npath = \"{}\"\n",
+            file.display()
+        ),
+    )?;
+    let agent = agent(&["--config", &config.display().to_string()])?;
+    let mut servers = Vec::new();
+    for port in [dropped_port, passed_port] {
+        let s = spawn_py(&host, SERVER, &[port.to_string()])?;
+        wait_for_line(&s, "listening", Duration::from_secs(10))?;
+        servers.push(s);
+    }
+    let client = spawn_py(
+        &host,
+        TWO_PORTS_CLIENT,
+        &[dropped_port, n as u16, passed_port, n as u16].map(|v| v.to_string()),
+    )?;
+    let pid: u32 = wait_for_line(&client, "pid", Duration::from_secs(10))?[4..]
+        .trim()
+        .parse()?;
+    let out = finish(client, Duration::from_secs(60))?;
+    ensure!(out.contains("done"), "client {pid} did not finish: {out}");
+
+    // Every passed connection accounted for: ended, or in a summary.
+    let mine = |e: &Value| e["pid"] == pid;
+    let deadline = Instant::now() + slowed(EVENT_TIMEOUT);
+    let (admitted, suppressed) = loop {
+        let events: Vec<Value> = agent.events().into_iter().filter(mine).collect();
+        let ends = events
+            .iter()
+            .filter(|e| e["event_action"] == "end" && e["dest_port"] == passed_port)
+            .count() as u64;
+        let suppressed: u64 = events
+            .iter()
+            .filter(|e| e["event_action"] == "rate_limited")
+            .map(|e| e["suppressed_flows"].as_u64().unwrap_or(0))
+            .sum();
+        if ends + suppressed >= n {
+            break (ends, suppressed);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{ends} ended and {suppressed} suppressed of {n}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for s in servers {
+        s.kill();
+    }
+    let events = agent.stop()?;
+    ensure!(
+        (admitted, suppressed) == (burst, n - burst),
+        "admitted {admitted}, suppressed {suppressed}: the filtered flows took tokens"
+    );
+    ensure!(
+        !events
+            .iter()
+            .any(|e| mine(e) && e["dest_port"] == dropped_port),
+        "a flow the global filter drops was written"
+    );
+    let flows = by_flow(
+        events
+            .iter()
+            .filter(|e| mine(e) && e["flow_id"].is_string()),
+    );
+    ensure!(flows.len() as u64 == burst, "{flows:?}");
+    for (id, evs) in &flows {
+        ensure!(
+            evs.first().is_some_and(|e| e["event_action"] == "start") && evs.iter().any(is_end),
+            "flow {id} was cut: {evs:?}"
+        );
+    }
+
+    // The file output got exactly the same events of this process, summaries included.
+    let archived: Vec<Value> = std::fs::read_to_string(&file)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let archived: Vec<&Value> = archived.iter().filter(|e| mine(e)).collect();
+    let printed: Vec<&Value> = events.iter().filter(|e| mine(e)).collect();
+    ensure!(
+        archived == printed,
+        "stdout and the file differ:\n{printed:?}\n{archived:?}"
     );
     Ok(())
 }

@@ -903,11 +903,10 @@ fn every_event_of_a_real_agent_matches_the_schema() -> Result<()> {
             .with_context(|| format!("writing {}", Path::new(&path).display()))?;
     }
 
-    // 1. Every event, ours or not, matches the schema. Not stats events: docs/health.md
-    // describes them, and the agent writes one at shutdown whenever kernel-side losses changed,
-    // which other tests' load on the host can cause.
+    // 1. Every event, ours or not, matches the schema, the stats event the agent writes at
+    // shutdown when kernel-side losses changed (other tests' load can cause it) too.
     let mut failures = Vec::new();
-    for ev in events.iter().filter(|e| e["event_action"] != "stats") {
+    for ev in &events {
         let errs = errors(&validator, ev);
         if !errs.is_empty() {
             failures.push(format!("{}\n  event: {ev}", errs.join("\n")));
@@ -982,5 +981,83 @@ fn every_event_of_a_real_agent_matches_the_schema() -> Result<()> {
             mine.len()
         );
     }
+    Ok(())
+}
+
+/// Every property of `$defs/stats`, nested ones as `parent.name` (array items under their
+/// array's name).
+fn stats_fields(def: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+    let def = def.get("items").unwrap_or(def);
+    let Some(props) = def["properties"].as_object() else {
+        return;
+    };
+    for (name, sub) in props {
+        let path = format!("{prefix}{name}");
+        stats_fields(sub, &format!("{path}."), out);
+        out.insert(path);
+    }
+}
+
+/// Stats events: a real agent's validate against `$defs/stats` (the first with its
+/// self-check, a later one without), with real values; every field of the schema is named
+/// in docs/health.md's stats table (`name`, `parent.name` for nested ones, `name[]` for
+/// arrays).
+#[test]
+fn stats_events_of_a_real_agent_match_the_schema_and_health_md() -> Result<()> {
+    require_root_and_bpf()?;
+    let schema = schema()?;
+    let validator = validator(&schema)?;
+    let mut fields = BTreeSet::new();
+    stats_fields(&schema["$defs"]["stats"], "", &mut fields);
+    let health = read("docs/health.md")?;
+    let undocumented: Vec<&String> = fields
+        .iter()
+        .filter(|f| {
+            let leaf = f.rsplit('.').next().unwrap_or(f);
+            !health.contains(&format!("`{f}`"))
+                && !health.contains(&format!("`{leaf}`"))
+                && !health.contains(&format!("`{leaf}[]`"))
+        })
+        .collect();
+    ensure!(
+        undocumented.is_empty(),
+        "stats fields of the schema not in docs/health.md: {undocumented:?}"
+    );
+
+    let dir = TempDir::new("schema-stats")?;
+    let config = dir.write(
+        "agent.toml",
+        "[health]\nstats_interval = 1\nmetrics_listen = \"\"\n\n\
+         [[outputs]]\nname = \"events\"\n[outputs.stdout]\n",
+    )?;
+    let agent = Agent::start(&["--config", &config.display().to_string()])?;
+    let stats = agent.wait_for_count(|e| e["event_action"] == "stats", 2, EVENT_TIMEOUT)?;
+    let pid = agent.pid();
+    agent.stop()?;
+    for ev in &stats {
+        let errs = errors(&validator, ev);
+        ensure!(errs.is_empty(), "{}\n  event: {ev}", errs.join("\n"));
+    }
+    let (first, second) = (&stats[0], &stats[1]);
+    ensure!(
+        first["self_check"]["ok"] == true && second.get("self_check").is_none(),
+        "{first}\n{second}"
+    );
+    let checks = first["self_check"]["checks"].as_array().context("checks")?;
+    let pid_text = pid.to_string();
+    ensure!(
+        checks
+            .iter()
+            .any(|c| c["name"] == "tcp4.client.pid" && c["got"].as_str() == Some(&pid_text)),
+        "no tcp4.client.pid of {pid}: {first}"
+    );
+    ensure!(
+        second["sinks"][0]["name"] == "events" && second["watchdog"]["tcp_silences"] == 0,
+        "{second}"
+    );
+    // The schema refuses a stats event with a field it does not list.
+    let mut extra = second.clone();
+    extra["state_bounds"]["made_up"] = Value::from(1);
+    ensure!(!validator.is_valid(&extra), "the schema accepts {extra}");
     Ok(())
 }

@@ -147,6 +147,12 @@ const COMMENTS: &[(&str, &str)] = &[
         "Allows a metrics_listen address other than loopback (no authentication there).",
     ),
     (
+        "health.watchdog_interval",
+        "Seconds the kernel may show TCP, UDP or process activity while a program family\n\
+         delivers no record before the watchdog logs an error and runs the self-check\n\
+         again; 0 turns it off. See docs/health.md.",
+    ),
+    (
         "rate_limit",
         "Optional limits on new flows a second, per process (by process entity id) and for\n\
          all processes together. Decided once per flow: an admitted flow keeps all its\n\

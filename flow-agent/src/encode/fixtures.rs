@@ -386,6 +386,8 @@ pub(crate) fn stats() -> StatsEvent {
             processes: 1,
             ..Default::default()
         },
+        state_bounds: Default::default(),
+        watchdog: Default::default(),
         self_check: None,
     }
 }

@@ -21,7 +21,9 @@ pub use host::HostInfo;
 pub use process::ProcessIdentity;
 pub(crate) use rate_limited::{Limiter, SuppressedEvent};
 pub use self_check::{SelfCheck, SelfCheckReport};
-pub(crate) use stats::{EnrichLosses, KernelLosses, RateLimitStats, SinkReport, StatsEvent};
+pub(crate) use stats::{
+    EnrichLosses, KernelLosses, RateLimitStats, SinkReport, StateBounds, StatsEvent, WatchdogStats,
+};
 
 /// Wall-clock time: nanoseconds since the Unix epoch (UTC).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

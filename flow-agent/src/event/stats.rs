@@ -23,6 +23,10 @@ pub struct StatsEvent {
     pub(crate) sinks: Vec<SinkReport>,
     /// Flows `[rate_limit]` suppressed since start, and the limiter's state.
     pub(crate) rate_limit: RateLimitStats,
+    /// What the caps and reconciliations on the agent's own state took out since start.
+    pub(crate) state_bounds: StateBounds,
+    /// Silences the watchdog found since start, and the self-checks it ran again.
+    pub(crate) watchdog: WatchdogStats,
     /// The start-up self-check (first stats event only) or a re-run of it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) self_check: Option<super::SelfCheckReport>,
@@ -62,6 +66,40 @@ pub(crate) struct EnrichLosses {
     pub(crate) dns_queries_evicted: u64,
     /// `dns_query` events dropped because too many were made between two writes.
     pub(crate) dns_events_dropped: u64,
+}
+
+/// Entries the caps and reconciliations took out of the agent's tables before their time
+/// (their kernel record was lost, or the table was full), since start.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub(crate) struct StateBounds {
+    /// Process entries found gone in /proc (their exit record was lost) or reused.
+    pub(crate) processes_reconciled: u64,
+    /// Process entries dropped because the process table was full.
+    pub(crate) processes_evicted: u64,
+    /// Cgroup paths not kept because the cgroup cache was full.
+    pub(crate) cgroup_paths_dropped: u64,
+    /// TCP flows ended `close_missed` because sock_diag no longer showed their socket.
+    pub(crate) tcp_flows_reconciled: u64,
+    /// New TCP flows the full flow table did not track (reported at their close).
+    pub(crate) tcp_flows_refused: u64,
+    /// New UDP flows the full flow table lost.
+    pub(crate) udp_flows_refused: u64,
+}
+
+/// The watchdog for silence (runtime/watchdog.rs), since start.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub(crate) struct WatchdogStats {
+    /// Intervals in which the kernel opened TCP connections and no TCP record came.
+    pub(crate) tcp_silences: u64,
+    /// Intervals in which the kernel counted UDP datagrams and no UDP record came.
+    pub(crate) udp_silences: u64,
+    /// Intervals in which processes started and no process record came.
+    pub(crate) process_silences: u64,
+    /// Intervals in which processes ran another program and no exec record came.
+    pub(crate) exec_silences: u64,
+    /// Self-checks run again after a silence, and those of them that failed.
+    pub(crate) self_check_reruns: u64,
+    pub(crate) self_check_reruns_failed: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]

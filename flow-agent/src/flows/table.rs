@@ -143,6 +143,8 @@ pub struct FlowTable {
     pub(super) next_id: u64,
     /// TCP flows whose close record never came (counted, reported as a loss).
     pub(crate) missed_closes: u64,
+    /// Of those, the flows sock_diag no longer showed (the rest: their address was reused).
+    pub(crate) reconciled_closes: u64,
     /// Sockets the kernel's LRU tables pushed out while their flows were open, as noticed
     /// here: a TCP close or handshake the socket table no longer knew, a UDP flow whose
     /// counters were gone. Reported with the kernel's `tcp_table_full`/`udp_table_full`.
@@ -167,6 +169,7 @@ impl FlowTable {
             flows: HashMap::new(),
             partial: HashMap::new(),
             missed_closes: 0,
+            reconciled_closes: 0,
             evicted: Evicted::default(),
             refused: Refused::default(),
             last_reconcile_ns: 0,

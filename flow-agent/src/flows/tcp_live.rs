@@ -254,6 +254,7 @@ impl FlowTable {
                         self.partial.remove(&identity(f.netns, &f.tuple));
                     }
                     self.missed_closes += 1;
+                    self.reconciled_closes += 1;
                     self.end_without_close(f, "close_missed", now_ns, out);
                     ended += 1;
                 }

@@ -177,6 +177,7 @@ pub(crate) fn render(snap: &Snapshot) -> String {
     ] {
         out.sample("flow_agent_enrich_losses_total", &[("kind", kind)], value);
     }
+    state_metrics(&mut out, stats);
     let rl = &stats.rate_limit;
     out.family(
         "flow_agent_rate_limited_flows_total",
@@ -226,10 +227,61 @@ pub(crate) fn render(snap: &Snapshot) -> String {
     out.0
 }
 
+/// The bounds on the agent's state and the watchdog.
+fn state_metrics(out: &mut Out, stats: &StatsEvent) {
+    let b = &stats.state_bounds;
+    out.family(
+        "flow_agent_state_bounds_total",
+        "counter",
+        "Entries the caps and reconciliations took out of the agent's tables since start, by kind.",
+    );
+    for (kind, value) in [
+        ("processes_reconciled", b.processes_reconciled),
+        ("processes_evicted", b.processes_evicted),
+        ("cgroup_paths_dropped", b.cgroup_paths_dropped),
+        ("tcp_flows_reconciled", b.tcp_flows_reconciled),
+        ("tcp_flows_refused", b.tcp_flows_refused),
+        ("udp_flows_refused", b.udp_flows_refused),
+    ] {
+        out.sample("flow_agent_state_bounds_total", &[("kind", kind)], value);
+    }
+    let w = &stats.watchdog;
+    out.family(
+        "flow_agent_watchdog_silences_total",
+        "counter",
+        "Intervals in which the kernel showed activity and a program family delivered no record, by check.",
+    );
+    for (check, value) in [
+        ("tcp", w.tcp_silences),
+        ("udp", w.udp_silences),
+        ("process", w.process_silences),
+        ("exec", w.exec_silences),
+    ] {
+        out.sample(
+            "flow_agent_watchdog_silences_total",
+            &[("check", check)],
+            value,
+        );
+    }
+    out.family(
+        "flow_agent_self_check_reruns_total",
+        "counter",
+        "Self-checks the watchdog ran again after a silence, by result.",
+    );
+    let passed = w.self_check_reruns - w.self_check_reruns_failed;
+    for (result, value) in [("passed", passed), ("failed", w.self_check_reruns_failed)] {
+        out.sample(
+            "flow_agent_self_check_reruns_total",
+            &[("result", result)],
+            value,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{EnrichLosses, KernelLosses, RateLimitStats};
+    use crate::event::{EnrichLosses, KernelLosses, RateLimitStats, StateBounds, WatchdogStats};
 
     #[test]
     fn renders_every_family_with_help_and_type() {
@@ -252,6 +304,19 @@ mod tests {
                 dns_answers_mismatched: 14,
                 dns_queries_evicted: 15,
                 dns_events_dropped: 16,
+            },
+            state_bounds: StateBounds {
+                processes_reconciled: 21,
+                cgroup_paths_dropped: 22,
+                tcp_flows_reconciled: 23,
+                udp_flows_refused: 24,
+                ..StateBounds::default()
+            },
+            watchdog: WatchdogStats {
+                udp_silences: 2,
+                self_check_reruns: 2,
+                self_check_reruns_failed: 1,
+                ..WatchdogStats::default()
             },
             ..StatsEvent::default()
         };
@@ -292,6 +357,16 @@ mod tests {
             "flow_agent_enrich_losses_total{kind=\"dns_answers_mismatched\"} 14",
             "flow_agent_enrich_losses_total{kind=\"dns_queries_evicted\"} 15",
             "flow_agent_enrich_losses_total{kind=\"dns_events_dropped\"} 16",
+            "# TYPE flow_agent_state_bounds_total counter",
+            "flow_agent_state_bounds_total{kind=\"processes_reconciled\"} 21",
+            "flow_agent_state_bounds_total{kind=\"processes_evicted\"} 0",
+            "flow_agent_state_bounds_total{kind=\"cgroup_paths_dropped\"} 22",
+            "flow_agent_state_bounds_total{kind=\"tcp_flows_reconciled\"} 23",
+            "flow_agent_state_bounds_total{kind=\"udp_flows_refused\"} 24",
+            "flow_agent_watchdog_silences_total{check=\"udp\"} 2",
+            "flow_agent_watchdog_silences_total{check=\"tcp\"} 0",
+            "flow_agent_self_check_reruns_total{result=\"passed\"} 1",
+            "flow_agent_self_check_reruns_total{result=\"failed\"} 1",
             "# TYPE flow_agent_sink_worker_panics_total counter",
             r#"flow_agent_sink_worker_panics_total{output="siem \"eu\"\\1",kind="http",format="ecs"} 3"#,
         ] {
@@ -300,7 +375,7 @@ mod tests {
         // Every family has exactly one HELP and one TYPE line.
         let types = lines.iter().filter(|l| l.starts_with("# TYPE")).count();
         let helps = lines.iter().filter(|l| l.starts_with("# HELP")).count();
-        assert_eq!((types, helps), (20, 20));
+        assert_eq!((types, helps), (23, 23));
         assert!(text.ends_with('\n'));
     }
 }

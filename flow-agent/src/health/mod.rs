@@ -26,6 +26,9 @@ pub(crate) struct HealthConfig {
     /// Lets `metrics_listen` be an address other than loopback; the endpoint has no
     /// authentication, so exposing it is a deliberate choice.
     pub(crate) metrics_allow_remote: bool,
+    /// Seconds of kernel activity without records from a program family before the
+    /// watchdog reports a silence and runs the self-check again; 0 turns it off.
+    pub(crate) watchdog_interval: u64,
 }
 
 impl Default for HealthConfig {
@@ -34,6 +37,7 @@ impl Default for HealthConfig {
             stats_interval: 60,
             metrics_listen: DEFAULT_METRICS_LISTEN.to_string(),
             metrics_allow_remote: false,
+            watchdog_interval: 60,
         }
     }
 }

@@ -16,7 +16,9 @@ use tokio::{
 
 use super::{
     kernel::{refresh_open_tcp, scan_existing_tcp, seed_processes, snapshot_tcp, KernelUdp},
+    self_check::Exec,
     stages::Stages,
+    watchdog::Watchdog,
     write::{summaries, Pending},
     RunOptions,
 };
@@ -94,6 +96,7 @@ pub(super) struct Agent {
     logged_enrich: (EnrichLosses, Option<Instant>),
     /// A self-check result the next stats event carries.
     self_check: Option<crate::event::SelfCheckReport>,
+    watchdog: Watchdog,
 }
 
 /// The signals the agent answers, registered before it reports ready.
@@ -154,7 +157,8 @@ impl Agent {
         scan_existing_tcp(&mut stages, &namespaces, &mut pending.flows);
         // Before the kernel filter (it could drop the check's loopback flows) and before the
         // capabilities are dropped (the check runs one exec).
-        let self_check = super::self_check::run(&mut capture, &mut stages, &mut pending.flows);
+        let self_check =
+            super::self_check::run(&mut capture, &mut stages, &mut pending.flows, Exec::Once);
         super::report_self_check(&self_check, config.agent.allow_degraded)?;
         let mut kernel_plan = KernelPlan::default();
         capture.apply_filter(&mut kernel_plan, &config.filter);
@@ -162,6 +166,10 @@ impl Agent {
         if let Some(live) = live {
             outputs.attach_live(live.start().context("starting the live socket")?);
         }
+        let watchdog = Watchdog::new(
+            Duration::from_secs(config.health.watchdog_interval),
+            stages.received,
+        );
         Ok(Self {
             service,
             started,
@@ -185,6 +193,7 @@ impl Agent {
             last_skipped: FilterSkipped::default(),
             logged_enrich: (EnrichLosses::default(), None),
             self_check: Some(self_check),
+            watchdog,
         })
     }
 
@@ -280,6 +289,7 @@ impl Agent {
                 &mut self.pending.flows,
             );
         }
+        self.run_watchdog();
         let losses = self.capture.losses();
         self.log_losses(losses);
         self.log_enrich_losses();
@@ -308,6 +318,42 @@ impl Agent {
             self.pending
                 .write_now(outputs, std::iter::once(Event::Stats(Box::new(stats))));
         }
+    }
+
+    /// A silence is logged and counted, and the self-check runs again (without its exec);
+    /// its result goes out with the next stats event.
+    fn run_watchdog(&mut self) {
+        let lost: u64 = self.capture.losses().iter().sum();
+        let silences = self.watchdog.check(self.stages.received, lost);
+        if silences.is_empty() {
+            return;
+        }
+        for s in &silences {
+            log::error!("{}; running the self-check again", s.describe());
+        }
+        let report = super::self_check::run(
+            &mut self.capture,
+            &mut self.stages,
+            &mut self.pending.flows,
+            Exec::Never,
+        );
+        self.watchdog.rerun(report.ok);
+        if report.ok {
+            log::warn!(
+                "watchdog: the self-check run again passed ({} checks in {:.0} ms): the programs deliver what the agent makes itself",
+                report.checks.len(),
+                report.duration_ms
+            );
+        } else {
+            log::error!(
+                "watchdog: the self-check run again FAILED ({} records lost meanwhile): {}",
+                report.records_lost,
+                report.describe_failures()
+            );
+        }
+        self.self_check = Some(report);
+        let lost: u64 = self.capture.losses().iter().sum();
+        self.watchdog.restart(self.stages.received, lost);
     }
 
     fn log_losses(&mut self, losses: [u64; LOSS_KINDS as usize]) {
@@ -389,6 +435,8 @@ impl Agent {
                 .map(|s| s.report())
                 .collect(),
             rate_limit: self.limiter.stats(),
+            state_bounds: self.stages.state_bounds(),
+            watchdog: self.watchdog.stats,
             self_check: None,
         }
     }
@@ -428,6 +476,8 @@ impl Agent {
         self.stages.table.reconfigure(flows);
         self.stages.enricher.reconfigure(enrich);
         self.limiter.reconfigure(self.config.rate_limit.clone());
+        self.watchdog
+            .set_interval(Duration::from_secs(self.config.health.watchdog_interval));
         crate::logger::configure(&self.config.agent);
         if capture_changed {
             log::warn!(

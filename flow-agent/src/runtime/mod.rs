@@ -13,6 +13,7 @@ mod agent;
 mod kernel;
 mod self_check;
 mod stages;
+mod watchdog;
 mod write;
 
 pub use self_check::{report as report_self_check, standalone as self_check, SelfCheckFailed};

@@ -6,10 +6,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::watchdog::Received;
 use crate::{
     capture::{sock_diag::TcpSockInfo, Record},
     enrich::{process::ProcessTableStats, Enricher},
-    event::FlowEvent,
+    event::{FlowEvent, StateBounds},
     flows::{
         table::{Refused, UdpCounterSource},
         FlowTable, Tracked,
@@ -26,6 +27,8 @@ pub(super) struct Stages {
     /// What the bounds on state had counted at the last report, and when it was made.
     reported: Bounds,
     reported_at: Option<Instant>,
+    /// Records received by family, for the watchdog.
+    pub(super) received: Received,
 }
 
 /// Least time between two reports of what the bounds on state took out (a pass of the process
@@ -49,6 +52,7 @@ impl Stages {
             namespaces: HashMap::new(),
             reported: Bounds::default(),
             reported_at: None,
+            received: Received::default(),
         }
     }
 
@@ -60,6 +64,7 @@ impl Stages {
         udp: &mut impl UdpCounterSource,
         out: &mut Vec<FlowEvent>,
     ) {
+        self.count(&record);
         match record {
             Record::Exec(_)
             | Record::Fork(_)
@@ -70,6 +75,17 @@ impl Stages {
                 self.table.handle(record, udp, &mut self.tracked);
                 self.name(out);
             }
+        }
+    }
+
+    fn count(&mut self, record: &Record) {
+        let r = &mut self.received;
+        match record {
+            Record::Exec(_) => (r.process, r.exec) = (r.process + 1, r.exec + 1),
+            Record::Fork(_) | Record::Exit(_) => r.process += 1,
+            Record::TcpOpen(_) | Record::TcpAccept(_) | Record::TcpClose(_) => r.tcp += 1,
+            Record::UdpOpen(_) | Record::UdpRelease(_) => r.udp += 1,
+            Record::Dns(_) | Record::Payload(_) => {}
         }
     }
 
@@ -97,6 +113,19 @@ impl Stages {
         identities.processes.reconcile();
         identities.cgroups.prune();
         self.report_bounds();
+    }
+
+    /// What the caps and reconciliations took out since start, for stats and metrics.
+    pub(super) fn state_bounds(&self) -> StateBounds {
+        let identities = &self.enricher.identities;
+        StateBounds {
+            processes_reconciled: identities.processes.stats.reconciled,
+            processes_evicted: identities.processes.stats.evicted,
+            cgroup_paths_dropped: identities.cgroups.dropped,
+            tcp_flows_reconciled: self.table.reconciled_closes,
+            tcp_flows_refused: self.table.refused.tcp,
+            udp_flows_refused: self.table.refused.udp,
+        }
     }
 
     /// Logs what the reconciliations and caps took out, when it changed.

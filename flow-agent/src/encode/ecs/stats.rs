@@ -4,7 +4,9 @@
 use serde::Serialize;
 
 use super::{Agent, Ecs, AGENT, ECS, MODULE};
-use crate::event::{EnrichLosses, KernelLosses, RateLimitStats, SinkReport, StatsEvent};
+use crate::event::{
+    EnrichLosses, KernelLosses, RateLimitStats, SinkReport, StateBounds, StatsEvent, WatchdogStats,
+};
 
 #[derive(Serialize)]
 pub(super) struct StatsDoc<'a> {
@@ -46,6 +48,8 @@ struct Stats<'a> {
     enrich_losses: &'a EnrichLosses,
     sinks: &'a [SinkReport],
     rate_limit: &'a RateLimitStats,
+    state_bounds: &'a StateBounds,
+    watchdog: &'a WatchdogStats,
 }
 
 impl<'a> StatsDoc<'a> {
@@ -74,6 +78,8 @@ impl<'a> StatsDoc<'a> {
                     enrich_losses: &s.enrich_losses,
                     sinks: &s.sinks,
                     rate_limit: &s.rate_limit,
+                    state_bounds: &s.state_bounds,
+                    watchdog: &s.watchdog,
                 },
             },
         }

@@ -159,6 +159,25 @@ async fn supervise(shared: Arc<Shared>, mut transport: Box<dyn Transport>, cfg: 
     }
 }
 
+/// Test builds only (debug assertions): `FLOW_AGENT_TEST_WORKER_PANICS=N` makes the delivery
+/// workers panic N times in all, each just before sending a batch, so that the tests see a
+/// panicking worker restarted with its records kept. Release builds do not read the variable.
+#[cfg(debug_assertions)]
+fn injected_panic() {
+    use std::sync::{atomic::AtomicU64, OnceLock};
+    static LEFT: OnceLock<AtomicU64> = OnceLock::new();
+    let left = LEFT.get_or_init(|| {
+        let n = std::env::var("FLOW_AGENT_TEST_WORKER_PANICS").ok();
+        AtomicU64::new(n.and_then(|n| n.parse().ok()).unwrap_or(0))
+    });
+    if left
+        .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        panic!("test fault: FLOW_AGENT_TEST_WORKER_PANICS");
+    }
+}
+
 /// What a panic said (`panic!("...")` gives a `&str` or a `String`).
 pub(super) fn panic_message(panic: &(dyn Any + Send)) -> &str {
     if let Some(s) = panic.downcast_ref::<&str>() {
@@ -206,6 +225,8 @@ async fn run(shared: &Shared, transport: &mut dyn Transport, cfg: &WorkerConfig)
             shared.idle.store(false, Relaxed);
             continue;
         };
+        #[cfg(debug_assertions)]
+        injected_panic();
         let result =
             match tokio::time::timeout(cfg.send_timeout, transport.send(&batch.records)).await {
                 Ok(r) => r,
