@@ -117,6 +117,8 @@ pub(crate) const FLOW_FIELDS: &[&str] = &[
     "exe",
     "image_path",
     "image_deleted",
+    "image_sha256",
+    "image_hash_skipped",
     "command_line",
     "process_args",
     "command_line_truncated",
@@ -296,6 +298,8 @@ fn process_fragments(p: &ProcessIdentity) -> Fragments {
             w.opt("exe", p.exe.as_deref());
             w.opt("image_path", p.image_path.as_deref());
             w.opt("image_deleted", p.image_deleted);
+            w.opt("image_sha256", p.image_sha256);
+            w.opt("image_hash_skipped", p.image_hash_skipped);
             w.opt("command_line", p.command_line.as_deref());
             w.opt("process_args", p.args.as_deref());
             w.opt("command_line_truncated", p.command_line_truncated);

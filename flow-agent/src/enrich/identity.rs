@@ -15,6 +15,7 @@ use super::{
     command_line::quote_args,
     escape::text_of,
     host::process_entity_id,
+    image_hash::{ImageHash, ImageHasher},
     process::{Process, ProcessTable},
     users::NameDb,
 };
@@ -56,6 +57,7 @@ pub(crate) struct Identities {
     groups: NameDb,
     pub(crate) cgroups: CgroupPaths,
     deleted: DeletedExes,
+    pub(crate) hasher: ImageHasher,
     machine_id: String,
     cache: HashMap<Key, Cached>,
     /// What the cached identities hold, as [`identity_bytes`] counts it.
@@ -63,13 +65,15 @@ pub(crate) struct Identities {
 }
 
 impl Identities {
-    pub(crate) fn new(machine_id: String) -> Self {
+    /// `hash_max_bytes`: executables larger than this are not hashed (0: none is).
+    pub(crate) fn new(machine_id: String, hash_max_bytes: u64) -> Self {
         Self {
             processes: ProcessTable::new(),
             users: NameDb::passwd(),
             groups: NameDb::group(),
             cgroups: CgroupPaths::new(crate::kernel::mounts::cgroup2_mount()),
             deleted: DeletedExes::default(),
+            hasher: ImageHasher::new(hash_max_bytes),
             machine_id,
             cache: HashMap::new(),
             cache_bytes: 0,
@@ -97,7 +101,13 @@ impl Identities {
                 (None, None) => true,
                 _ => false,
             };
-            if same_source && c.built.elapsed() < REFRESH {
+            // A digest that arrived since is shown at once.
+            let hash_arrived = c.identity.image_sha256.is_none()
+                && c.identity.image_hash_skipped.is_none()
+                && source
+                    .as_ref()
+                    .is_some_and(|p| p.image.hash.get().is_some());
+            if same_source && !hash_arrived && c.built.elapsed() < REFRESH {
                 return Some(c.identity.clone());
             }
         }
@@ -173,6 +183,11 @@ impl Identities {
             id.image_path = Some(text_of(path));
             // Deleted after exec (the kernel saw a linked file): /proc says so while it runs.
             id.image_deleted = Some(image.deleted || self.deleted.check(p.pid, p.start_ns));
+            match image.hash.get() {
+                Some(ImageHash::Sha256(d)) => id.image_sha256 = Some(d),
+                Some(ImageHash::Skipped(why)) => id.image_hash_skipped = Some(why),
+                None => self.hasher.request(p.pid, &image.hash),
+            }
         }
         if image.has_args() {
             let args: Vec<&[u8]> = image.args().collect();
@@ -261,7 +276,7 @@ mod tests {
 
     #[test]
     fn the_identity_cache_is_bounded_in_bytes() {
-        let mut ids = Identities::new("m".into());
+        let mut ids = Identities::new("m".into(), 0);
         let clock = BootClock::now();
         // SAFETY: ExecRecord is plain old data; all-zero is valid.
         let mut rec: Box<ExecRecord> = Box::new(unsafe { std::mem::zeroed() });

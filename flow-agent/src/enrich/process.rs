@@ -18,7 +18,10 @@ use std::{
 
 use flow_common::{ExecRecord, ExitRecord, ForkRecord, PATH_FLAG_DELETED, PATH_FLAG_TRUNCATED};
 
-use super::procfs::{self, StatFields};
+use super::{
+    image_hash::HashSlot,
+    procfs::{self, StatFields},
+};
 use crate::capture::records::{exec_args, exec_path};
 
 /// Longest command line kept, in bytes (longer ones are cut and marked).
@@ -47,6 +50,8 @@ pub(crate) struct Image {
     /// The arguments, each followed by a NUL (one allocation however many there are).
     args: Box<[u8]>,
     pub(crate) args_truncated: bool,
+    /// The executable's SHA-256, once the hasher has it.
+    pub(crate) hash: Arc<HashSlot>,
 }
 
 impl Image {

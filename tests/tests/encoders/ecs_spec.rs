@@ -70,6 +70,7 @@ const FIELDS: &[(&str, Ty, bool)] = &[
     ("process.entity_id", Keyword, false),
     ("process.name", Keyword, false),
     ("process.executable", Keyword, false),
+    ("process.hash.sha256", Keyword, false),
     ("process.command_line", Wildcard, false),
     ("process.args", Keyword, true),
     ("process.args_count", Long, false),
@@ -122,6 +123,7 @@ const FIELDS: &[(&str, Ty, bool)] = &[
     ("flow_agent.interval.out_pkts", Long, false),
     ("flow_agent.attribution", Keyword, false),
     ("flow_agent.image_deleted", Boolean, false),
+    ("flow_agent.image_hash_skipped", Keyword, false),
     ("flow_agent.command_line_truncated", Boolean, false),
     ("flow_agent.cgroup_id", Long, false),
     ("flow_agent.cgroup_path", Keyword, false),
@@ -717,6 +719,7 @@ pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
     same("process.pid", n("pid"));
     same("process.entity_id", n("process_entity_id"));
     same("process.executable", n("image_path"));
+    same("process.hash.sha256", n("image_sha256"));
     same("process.command_line", n("command_line"));
     same("process.start", n("process_start_time"));
     same("process.thread.id", n("tid"));

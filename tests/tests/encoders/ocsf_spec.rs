@@ -126,6 +126,9 @@ const ATTRIBUTES: &[(&str, Ty)] = &[
     ("actor.process.file.type_id", Int),
     ("actor.process.file.type", Str),
     ("actor.process.file.is_deleted", Bool),
+    ("actor.process.file.hashes.algorithm_id", Int),
+    ("actor.process.file.hashes.algorithm", Str),
+    ("actor.process.file.hashes.value", Str),
     ("actor.process.user.uid", Str),
     ("actor.process.user.name", Str),
     ("actor.process.parent_process.pid", Int),
@@ -687,6 +690,13 @@ pub fn check_values(ev: &Value, native: &Value) -> Vec<String> {
     same("actor.process.ptid", n("tid"));
     same("actor.process.uid", n("process_entity_id"));
     same("actor.process.file.path", n("image_path"));
+    same(
+        "actor.process.file.hashes",
+        native.get("image_sha256").map_or(
+            Value::Null,
+            |v| serde_json::json!([{ "algorithm_id": 3, "algorithm": "SHA-256", "value": v }]),
+        ),
+    );
     same(
         "actor.process.created_time",
         millis(native, "process_start_time"),

@@ -11,7 +11,9 @@ use super::{
     time::Rfc3339,
     Encoder,
 };
-use crate::event::{AppInfo, Event as AnyEvent, FlowAction, FlowEvent, HostInfo, ProcessIdentity};
+use crate::event::{
+    AppInfo, Event as AnyEvent, FlowAction, FlowEvent, HostInfo, ProcessIdentity, Sha256,
+};
 
 mod dns;
 mod rate_limit;
@@ -306,6 +308,7 @@ fn process_fragments(p: &ProcessIdentity) -> Fragments {
         f.piece(|w| w.opt("user", related_user(p)));
         f.piece(|w| {
             w.opt("image_deleted", p.image_deleted);
+            w.opt("image_hash_skipped", p.image_hash_skipped);
             w.opt("command_line_truncated", p.command_line_truncated);
             w.opt("cgroup_id", (p.cgroup_id != 0).then_some(p.cgroup_id));
             w.opt("cgroup_path", p.cgroup_path.as_deref());
@@ -404,6 +407,8 @@ struct Process<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     executable: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    hash: Option<Hash>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     command_line: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     args: Option<&'a [String]>,
@@ -415,6 +420,12 @@ struct Process<'a> {
     thread: Option<Thread<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     parent: Option<Parent<'a>>,
+}
+
+/// `process.hash`.
+#[derive(Serialize)]
+struct Hash {
+    sha256: Sha256,
 }
 
 #[derive(Serialize)]
@@ -510,6 +521,7 @@ fn process(p: &ProcessIdentity, tid: Option<u32>) -> Process<'_> {
         entity_id: p.entity_id.as_deref(),
         name: p.name(),
         executable: p.image_path.as_deref(),
+        hash: p.image_sha256.map(|sha256| Hash { sha256 }),
         command_line: p.command_line.as_deref(),
         args: p.args.as_deref(),
         args_count: p.args.as_ref().map(Vec::len),

@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 use super::NativeEncoder;
 use crate::encode::{fixtures::*, Encoder};
 use crate::event::{
-    AppInfo, AppProtocolSource, Event, FlowEvent, HostInfo, ProcessIdentity, RemoteName, TcpFlags,
-    TlsInfo,
+    AppInfo, AppProtocolSource, Event, FlowEvent, HashSkip, HostInfo, ProcessIdentity, RemoteName,
+    Sha256, TcpFlags, TlsInfo,
 };
 
 /// The record of any event, as written.
@@ -101,6 +101,8 @@ const FLOW_ORDER: &[&str] = &[
     "exe",
     "image_path",
     "image_deleted",
+    "image_sha256",
+    "image_hash_skipped",
     "command_line",
     "process_args",
     "command_line_truncated",
@@ -271,6 +273,8 @@ fn full_process() -> ProcessIdentity {
         container_runtime: Some("docker".into()),
         systemd_unit: Some("docker-abc.scope".into()),
         image_deleted: Some(true),
+        image_sha256: Some(Sha256([0xab; 32])),
+        image_hash_skipped: Some(HashSkip::TooLarge),
         ..curl()
     }
 }

@@ -328,6 +328,7 @@ fn process_fragments(p: &ProcessIdentity) -> Fragments {
         });
         f.piece(|w| {
             w.opt("command_line_truncated", p.command_line_truncated);
+            w.opt("image_hash_skipped", p.image_hash_skipped);
             w.field("gid", &p.gid);
             w.opt("group", p.group.as_deref());
             w.opt("cgroup_id", Some(p.cgroup_id).filter(|&id| id != 0));

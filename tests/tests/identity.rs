@@ -1,0 +1,108 @@
+//! Who a flow's process is, exactly, on the real kernel: the SHA-256 of its executable (also
+//! of one deleted while it runs).
+mod common;
+
+use std::{path::Path, process::Command, time::Duration};
+
+use anyhow::{ensure, Context, Result};
+use common::{agent, finish, python, setup, spawn_py, wait_for_line, EVENT_TIMEOUT};
+use flow_agent_tests::TestHost;
+
+/// Server: accept connections and read each until EOF.
+const SINK_SERVER: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen()
+print("listening", flush=True)
+while True:
+    c, _ = s.accept()
+    while c.recv(65536): pass
+    c.close()
+"#;
+
+/// Client, run by a private copy of the interpreter: unlinks that copy when asked, connects,
+/// stays connected past the identity refresh (so the digest reaches the flow), then closes.
+const CLIENT: &str = r#"
+import os, socket, sys, time
+if sys.argv[4] == "unlink": os.unlink(sys.argv[3])
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+print("port", c.getsockname()[1], flush=True)
+c.sendall(b"z" * 10); time.sleep(2.5); c.close()
+"#;
+
+/// `sha256sum FILE`'s digest.
+fn sha256sum(file: &Path) -> Result<String> {
+    let out = Command::new("sha256sum").arg(file).output()?;
+    ensure!(out.status.success(), "sha256sum {}", file.display());
+    let text = String::from_utf8(out.stdout)?;
+    Ok(text
+        .split_whitespace()
+        .next()
+        .context("no digest")?
+        .to_string())
+}
+
+/// Runs the client from a copy of python (unlinked first when `unlink`), and returns its flow's
+/// end event and the copy's `sha256sum`.
+fn flow_of_a_copy(name: &str, port: u16, unlink: bool) -> Result<(serde_json::Value, String)> {
+    setup()?;
+    let (client, server) = TestHost::pair()?;
+    let addr = server.ns_addr_v4().to_string();
+    let agent = agent(&[])?;
+    let srv = spawn_py(&server, SINK_SERVER, &[addr.clone(), port.to_string()])?;
+    wait_for_line(&srv, "listening", Duration::from_secs(10))?;
+    let copy = std::env::temp_dir().join(format!("flowtest-{name}-{}", std::process::id()));
+    std::fs::copy(std::fs::canonicalize(python()?)?, &copy).context("copying python")?;
+    let want = sha256sum(&copy)?;
+    let cli = client
+        .cmd(&copy.display().to_string())
+        .arg("-c")
+        .arg(CLIENT)
+        .args([addr.clone(), port.to_string(), copy.display().to_string()])
+        .arg(if unlink { "unlink" } else { "keep" })
+        .spawn()?;
+    let pid = cli.pid();
+    let src_port: u16 = wait_for_line(&cli, "port", Duration::from_secs(10))?[5..]
+        .trim()
+        .parse()?;
+    let end = agent.wait_for(
+        |e| {
+            e["src_port"] == src_port
+                && e["dest_ip"] == addr.as_str()
+                && e["pid"] == pid
+                && e["event_action"] == "end"
+        },
+        EVENT_TIMEOUT,
+    );
+    finish(cli, Duration::from_secs(20))?;
+    let _ = std::fs::remove_file(&copy);
+    let _ = srv.kill();
+    let end = end?;
+    ensure!(
+        end["image_path"] == copy.display().to_string(),
+        "image_path: {end:#}"
+    );
+    Ok((end, want))
+}
+
+#[test]
+fn image_sha256_is_the_sha256sum_of_the_executable() -> Result<()> {
+    let (end, want) = flow_of_a_copy("hash", 9331, false)?;
+    ensure!(end["image_deleted"] == false, "image_deleted: {end:#}");
+    ensure!(
+        end["image_sha256"] == want.as_str(),
+        "image_sha256 should be {want}: {end:#}"
+    );
+    Ok(())
+}
+
+#[test]
+fn image_sha256_of_a_deleted_executable_is_of_the_file_it_ran() -> Result<()> {
+    let (end, want) = flow_of_a_copy("hash-deleted", 9332, true)?;
+    ensure!(end["image_deleted"] == true, "image_deleted: {end:#}");
+    ensure!(
+        end["image_sha256"] == want.as_str(),
+        "image_sha256 should be {want}: {end:#}"
+    );
+    Ok(())
+}
