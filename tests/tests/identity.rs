@@ -1,5 +1,5 @@
 //! Who a flow's process is, exactly, on the real kernel: the SHA-256 of its executable (also
-//! of one deleted while it runs).
+//! of one deleted while it runs), and user and group names known only through NSS.
 mod common;
 
 use std::{path::Path, process::Command, time::Duration};
@@ -103,6 +103,113 @@ fn image_sha256_of_a_deleted_executable_is_of_the_file_it_ran() -> Result<()> {
     ensure!(
         end["image_sha256"] == want.as_str(),
         "image_sha256 should be {want}: {end:#}"
+    );
+    Ok(())
+}
+
+/// A user and group that only nss-systemd knows: systemd userdb drop-ins in /run/userdb,
+/// removed when dropped.
+struct NssOnlyUser {
+    files: Vec<std::path::PathBuf>,
+}
+
+impl NssOnlyUser {
+    fn create(name: &str, id: u32) -> Result<Self> {
+        let nsswitch = std::fs::read_to_string("/etc/nsswitch.conf")?;
+        ensure!(
+            nsswitch
+                .lines()
+                .any(|l| l.starts_with("passwd:") && l.contains("systemd")),
+            "nsswitch.conf does not ask nss-systemd (libnss-systemd, installed by xtask setup)"
+        );
+        let passwd = std::fs::read_to_string("/etc/passwd")?;
+        ensure!(
+            !passwd
+                .lines()
+                .any(|l| l.split(':').nth(2) == Some(&id.to_string())),
+            "uid {id} is in /etc/passwd"
+        );
+        // userdb finds a record by name in NAME.user and by id in UID.user (a symlink).
+        let dir = Path::new("/run/userdb");
+        std::fs::create_dir_all(dir)?;
+        let mut files = Vec::new();
+        for (kind, record) in [
+            (
+                "user",
+                format!(r#"{{"userName":"{name}","uid":{id},"gid":{id},"disposition":"regular"}}"#),
+            ),
+            (
+                "group",
+                format!(r#"{{"groupName":"{name}","gid":{id},"disposition":"regular"}}"#),
+            ),
+        ] {
+            let file = dir.join(format!("{name}.{kind}"));
+            std::fs::write(&file, record)?;
+            let by_id = dir.join(format!("{id}.{kind}"));
+            let _ = std::fs::remove_file(&by_id);
+            std::os::unix::fs::symlink(&file, &by_id)?;
+            files.extend([file, by_id]);
+        }
+        Ok(Self { files })
+    }
+}
+
+impl Drop for NssOnlyUser {
+    fn drop(&mut self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+#[test]
+fn a_user_known_only_through_nss_is_named() -> Result<()> {
+    setup()?;
+    flow_agent_tests::require_tools(&["setpriv", "curl", "getent"])?;
+    // In systemd's dynamic user range, away from the packages' system users.
+    let id = 61_184 + std::process::id() % 4000;
+    let name = format!("flowtest{id}");
+    let _user = NssOnlyUser::create(&name, id)?;
+    let out = Command::new("getent")
+        .args(["passwd", &id.to_string()])
+        .output()?;
+    ensure!(
+        String::from_utf8_lossy(&out.stdout).starts_with(&format!("{name}:")),
+        "getent does not name uid {id}: {out:?}"
+    );
+    let (client, server) = TestHost::pair()?;
+    let addr = server.ns_addr_v4().to_string();
+    let agent = agent(&[])?;
+    let srv = spawn_py(&server, SINK_SERVER, &[addr.clone(), "9333".into()])?;
+    wait_for_line(&srv, "listening", Duration::from_secs(10))?;
+    let cli = client
+        .cmd("setpriv")
+        .args([
+            &format!("--reuid={id}"),
+            &format!("--regid={id}"),
+            "--clear-groups",
+            "curl",
+            "-s",
+            "-m",
+            "3",
+        ])
+        .arg(format!("telnet://{addr}:9333"))
+        .spawn()?;
+    let pid = cli.pid();
+    let start = agent.wait_for(
+        |e| e["pid"] == pid && e["dest_port"] == 9333 && e["event_action"] == "start",
+        EVENT_TIMEOUT,
+    );
+    let _ = cli.kill();
+    let _ = srv.kill();
+    let start = start?;
+    ensure!(
+        start["uid"] == id && start["gid"] == id,
+        "uid/gid: {start:#}"
+    );
+    ensure!(
+        start["user"] == name.as_str() && start["group"] == name.as_str(),
+        "user and group should be {name}: {start:#}"
     );
     Ok(())
 }
