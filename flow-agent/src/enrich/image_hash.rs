@@ -201,7 +201,10 @@ mod tests {
     #[test]
     fn a_running_process_is_hashed_once_per_slot() {
         let hasher = ImageHasher::new(DEFAULT_MAX_BYTES);
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         let exe = std::fs::read_link(format!("/proc/{}/exe", child.id())).unwrap();
         let want = sha256_of(exe.to_str().unwrap());
         let slot = Arc::new(HashSlot::default());
