@@ -213,3 +213,50 @@ fn a_user_known_only_through_nss_is_named() -> Result<()> {
     );
     Ok(())
 }
+
+/// Client as root: drops the effective uid and gid to nobody (keeping the real ones), then
+/// connects, as a daemon switching identity for one task would.
+const SWITCHED_CLIENT: &str = r#"
+import os, socket, sys, time
+os.setresgid(0, 65534, 0); os.setresuid(0, 65534, 0)
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+print("port", c.getsockname()[1], flush=True)
+c.sendall(b"e" * 10); time.sleep(0.5); c.close()
+"#;
+
+#[test]
+fn a_root_process_that_switched_its_effective_uid_carries_both() -> Result<()> {
+    setup()?;
+    let (client, server) = TestHost::pair()?;
+    let addr = server.ns_addr_v4().to_string();
+    let agent = agent(&[])?;
+    let srv = spawn_py(&server, SINK_SERVER, &[addr.clone(), "9334".into()])?;
+    wait_for_line(&srv, "listening", Duration::from_secs(10))?;
+    let cli = spawn_py(&client, SWITCHED_CLIENT, &[addr.clone(), "9334".into()])?;
+    let pid = cli.pid();
+    let loginuid = std::fs::read_to_string(format!("/proc/{pid}/loginuid"))?;
+    let src_port: u16 = wait_for_line(&cli, "port", Duration::from_secs(10))?[5..]
+        .trim()
+        .parse()?;
+    let start = agent.wait_for(
+        |e| e["src_port"] == src_port && e["pid"] == pid && e["event_action"] == "start",
+        EVENT_TIMEOUT,
+    );
+    finish(cli, Duration::from_secs(20))?;
+    let _ = srv.kill();
+    let start = start?;
+    ensure!(
+        start["uid"] == 0 && start["user"] == "root" && start["gid"] == 0,
+        "real ids: {start:#}"
+    );
+    ensure!(
+        start["euid"] == 65534 && start["effective_user"] == "nobody" && start["egid"] == 65534,
+        "effective ids: {start:#}"
+    );
+    // The login uid is inherited from the session the tests run in; unset outside one.
+    match loginuid.trim().parse::<u32>()? {
+        u32::MAX => ensure!(start.get("auid").is_none(), "auid: {start:#}"),
+        auid => ensure!(start["auid"] == auid, "auid {auid}: {start:#}"),
+    }
+    Ok(())
+}

@@ -156,8 +156,20 @@ impl Identities {
         };
         if let Some(p) = proc {
             self.image(p, &mut id);
+            self.creds(p, &mut id);
         }
         id
+    }
+
+    /// Effective and login identity from the last credentials the kernel reported.
+    fn creds(&mut self, p: &Process, id: &mut ProcessIdentity) {
+        let Some(c) = p.creds else { return };
+        id.euid = Some(c.euid);
+        id.effective_user = self.users.name(c.euid);
+        id.egid = Some(c.egid);
+        id.auid = c.auid;
+        id.login_user = c.auid.and_then(|auid| self.users.name(auid));
+        id.session_id = c.session_id;
     }
 
     fn cgroup(&mut self, cgroup_id: u64, id: &mut ProcessIdentity) {
@@ -197,6 +209,10 @@ impl Identities {
         }
         if let Some(parent) = self.processes.lookup(p.ppid, 0) {
             id.parent_exe = parent.image.path.as_ref().map(|b| text_of(b));
+            if parent.image.has_args() {
+                let args: Vec<&[u8]> = parent.image.args().collect();
+                id.parent_command_line = Some(quote_args(&args));
+            }
             if parent.start_ns > 0 {
                 id.parent_entity_id = Some(process_entity_id(
                     &self.machine_id,
@@ -219,9 +235,12 @@ fn identity_bytes(id: &ProcessIdentity) -> usize {
             &id.command_line,
             &id.entity_id,
             &id.parent_exe,
+            &id.parent_command_line,
             &id.parent_entity_id,
             &id.user,
             &id.group,
+            &id.effective_user,
+            &id.login_user,
             &id.cgroup_path,
             &id.container_id,
             &id.container_runtime,

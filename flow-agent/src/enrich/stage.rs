@@ -117,6 +117,7 @@ impl Enricher {
             Record::Exec(r) => self.identities.processes.on_exec(r),
             Record::Fork(r) => self.identities.processes.on_fork(r),
             Record::Exit(r) => self.identities.processes.on_exit(r),
+            Record::Creds(r) => self.identities.processes.on_creds(r),
             Record::Dns(r) => self.on_dns(r, flows),
             Record::Payload(r) => self.on_payload(r, flows),
             _ => {}

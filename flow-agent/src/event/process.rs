@@ -59,11 +59,20 @@ pub struct ProcessIdentity {
     pub start_time: Option<WallTime>,
     pub entity_id: Option<String>,
     pub parent_exe: Option<String>,
+    pub parent_command_line: Option<String>,
     pub parent_entity_id: Option<String>,
     pub uid: u32,
     pub user: Option<String>,
     pub gid: u32,
     pub group: Option<String>,
+    /// Effective uid and gid, login uid and audit session, as the kernel last reported them
+    /// before the event's record (None when unknown, or for the login ids, unset).
+    pub euid: Option<u32>,
+    pub effective_user: Option<String>,
+    pub egid: Option<u32>,
+    pub auid: Option<u32>,
+    pub login_user: Option<String>,
+    pub session_id: Option<u32>,
     /// 0 when unknown.
     pub cgroup_id: u64,
     pub cgroup_path: Option<String>,

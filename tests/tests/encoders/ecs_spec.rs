@@ -81,8 +81,11 @@ const FIELDS: &[(&str, Ty, bool)] = &[
     ("process.parent.pid", Long, false),
     ("process.parent.executable", Keyword, false),
     ("process.parent.name", Keyword, false),
+    ("process.parent.command_line", Wildcard, false),
     ("user.id", Keyword, false),
     ("user.name", Keyword, false),
+    ("user.effective.id", Keyword, false),
+    ("user.effective.name", Keyword, false),
     ("group.id", Keyword, false),
     ("group.name", Keyword, false),
     ("host.hostname", Keyword, false),
@@ -124,6 +127,10 @@ const FIELDS: &[(&str, Ty, bool)] = &[
     ("flow_agent.attribution", Keyword, false),
     ("flow_agent.image_deleted", Boolean, false),
     ("flow_agent.image_hash_skipped", Keyword, false),
+    ("flow_agent.egid", Long, false),
+    ("flow_agent.auid", Long, false),
+    ("flow_agent.login_user", Keyword, false),
+    ("flow_agent.session_id", Long, false),
     ("flow_agent.command_line_truncated", Boolean, false),
     ("flow_agent.cgroup_id", Long, false),
     ("flow_agent.cgroup_path", Keyword, false),
@@ -592,6 +599,14 @@ pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
         same("process.executable", n("image_path"));
         same("user.id", id_string("uid"));
         same("user.name", n("user"));
+        same(
+            "user.effective.id",
+            native
+                .get("euid")
+                .map(|v| Value::from(v.to_string()))
+                .unwrap_or(Value::Null),
+        );
+        same("user.effective.name", n("effective_user"));
         same("flow_agent.flow_id", n("flow_id"));
         same("flow_agent.answers_truncated", n("answers_truncated"));
         return p;
@@ -728,6 +743,7 @@ pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
     same("process.args", n("process_args"));
     same("process.parent.pid", n("ppid"));
     same("process.parent.executable", n("parent_exe"));
+    same("process.parent.command_line", n("parent_command_line"));
     same(
         "process.name",
         native

@@ -132,6 +132,7 @@ const ATTRIBUTES: &[(&str, Ty)] = &[
     ("actor.process.user.uid", Str),
     ("actor.process.user.name", Str),
     ("actor.process.parent_process.pid", Int),
+    ("actor.process.parent_process.cmd_line", Str),
     ("actor.process.parent_process.file.name", Str),
     ("actor.process.parent_process.file.path", Str),
     ("actor.process.parent_process.file.type_id", Int),
@@ -702,6 +703,10 @@ pub fn check_values(ev: &Value, native: &Value) -> Vec<String> {
         millis(native, "process_start_time"),
     );
     same("actor.process.parent_process.pid", n("ppid"));
+    same(
+        "actor.process.parent_process.cmd_line",
+        n("parent_command_line"),
+    );
     same(
         "actor.user.uid",
         native

@@ -301,7 +301,7 @@ fn process_fragments(p: &ProcessIdentity) -> Fragments {
         f.piece(|w| {
             w.opt("parent", parent(p));
             w.end();
-            w.field("user", &user(p));
+            w.field("user", &flow_user(p));
             w.field("group", &group(p));
         });
         f.piece(|w| w.opt("container", container(p)));
@@ -309,6 +309,10 @@ fn process_fragments(p: &ProcessIdentity) -> Fragments {
         f.piece(|w| {
             w.opt("image_deleted", p.image_deleted);
             w.opt("image_hash_skipped", p.image_hash_skipped);
+            w.opt("egid", p.egid);
+            w.opt("auid", p.auid);
+            w.opt("login_user", p.login_user.as_deref());
+            w.opt("session_id", p.session_id);
             w.opt("command_line_truncated", p.command_line_truncated);
             w.opt("cgroup_id", (p.cgroup_id != 0).then_some(p.cgroup_id));
             w.opt("cgroup_path", p.cgroup_path.as_deref());
@@ -444,6 +448,18 @@ struct Parent<'a> {
     executable: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command_line: Option<&'a str>,
+}
+
+/// `user`, with `user.effective`.
+#[derive(Serialize)]
+struct User<'a> {
+    id: Keyword<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    effective: Option<Named<'a>>,
 }
 
 /// `user` and `group`: ids are keywords in ECS.
@@ -538,6 +554,7 @@ fn parent(p: &ProcessIdentity) -> Option<Parent<'_>> {
         pid: (p.ppid != 0).then_some(p.ppid),
         executable: p.parent_exe.as_deref(),
         name: p.parent_exe.as_deref().map(common::basename),
+        command_line: p.parent_command_line.as_deref(),
     })
 }
 
@@ -546,6 +563,19 @@ fn user(p: &ProcessIdentity) -> Named<'_> {
     Named {
         id: Keyword(p.uid),
         name: p.user.as_deref(),
+    }
+}
+
+/// A flow's `user`: the process's (real) user, and `user.effective` when the kernel reported
+/// it.
+fn flow_user(p: &ProcessIdentity) -> User<'_> {
+    User {
+        id: Keyword(p.uid),
+        name: p.user.as_deref(),
+        effective: p.euid.map(|euid| Named {
+            id: Keyword(euid),
+            name: p.effective_user.as_deref(),
+        }),
     }
 }
 

@@ -39,6 +39,8 @@ pub(crate) struct Process<'a> {
 pub(crate) struct Parent<'a> {
     pub(crate) pid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cmd_line: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) file: Option<File<'a>>,
 }
 
@@ -117,6 +119,7 @@ impl<'a> Actor<'a> {
             user: user.clone(),
             parent_process: (p.ppid != 0).then(|| Parent {
                 pid: p.ppid,
+                cmd_line: p.parent_command_line.as_deref(),
                 file: p
                     .parent_exe
                     .as_deref()
