@@ -21,13 +21,14 @@ while True:
 "#;
 
 /// Client, run by a private copy of the interpreter: unlinks that copy when asked, connects,
-/// stays connected past the identity refresh (so the digest reaches the flow), then closes.
+/// stays connected for 8 s (updates every second: the digest is computed off the event path
+/// and reaches the flow's next event once known, seconds later on a busy host), then closes.
 const CLIENT: &str = r#"
 import os, socket, sys, time
 if sys.argv[4] == "unlink": os.unlink(sys.argv[3])
 c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
 print("port", c.getsockname()[1], flush=True)
-c.sendall(b"z" * 10); time.sleep(2.5); c.close()
+c.sendall(b"z" * 10); time.sleep(8); c.close()
 "#;
 
 /// `sha256sum FILE`'s digest.
@@ -43,12 +44,12 @@ fn sha256sum(file: &Path) -> Result<String> {
 }
 
 /// Runs the client from a copy of python (unlinked first when `unlink`), and returns its flow's
-/// end event and the copy's `sha256sum`.
+/// first event with a digest and the copy's `sha256sum`.
 fn flow_of_a_copy(name: &str, port: u16, unlink: bool) -> Result<(serde_json::Value, String)> {
     setup()?;
     let (client, server) = TestHost::pair()?;
     let addr = server.ns_addr_v4().to_string();
-    let agent = agent(&[])?;
+    let agent = agent(&["--update-interval", "1"])?;
     let srv = spawn_py(&server, SINK_SERVER, &[addr.clone(), port.to_string()])?;
     wait_for_line(&srv, "listening", Duration::from_secs(10))?;
     let copy = std::env::temp_dir().join(format!("flowtest-{name}-{}", std::process::id()));
@@ -70,7 +71,7 @@ fn flow_of_a_copy(name: &str, port: u16, unlink: bool) -> Result<(serde_json::Va
             e["src_port"] == src_port
                 && e["dest_ip"] == addr.as_str()
                 && e["pid"] == pid
-                && e["event_action"] == "end"
+                && e.get("image_sha256").is_some()
         },
         EVENT_TIMEOUT,
     );
@@ -258,5 +259,64 @@ fn a_root_process_that_switched_its_effective_uid_carries_both() -> Result<()> {
         u32::MAX => ensure!(start.get("auid").is_none(), "auid: {start:#}"),
         auid => ensure!(start["auid"] == auid, "auid {auid}: {start:#}"),
     }
+    Ok(())
+}
+
+/// Forks a child that connects without exec; the parent connects too, after the child.
+const FORKING_CLIENT: &str = r#"
+import os, socket, sys, time
+def go(tag):
+    c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+    print(tag, os.getpid(), c.getsockname()[1], flush=True)
+    c.sendall(b"f" * 10); time.sleep(0.3); c.close()
+child = os.fork()
+if child == 0:
+    go("child"); os._exit(0)
+os.waitpid(child, 0)
+go("parent")
+"#;
+
+#[test]
+fn a_fork_without_exec_is_marked_inherited() -> Result<()> {
+    setup()?;
+    let (client, server) = TestHost::pair()?;
+    let addr = server.ns_addr_v4().to_string();
+    let agent = agent(&[])?;
+    let srv = spawn_py(&server, SINK_SERVER, &[addr.clone(), "9335".into()])?;
+    wait_for_line(&srv, "listening", Duration::from_secs(10))?;
+    let cli = spawn_py(&client, FORKING_CLIENT, &[addr.clone(), "9335".into()])?;
+    let parse = |line: String| -> Result<(u32, u16)> {
+        let mut f = line.split_whitespace().skip(1);
+        Ok((
+            f.next().context("pid")?.parse()?,
+            f.next().context("port")?.parse()?,
+        ))
+    };
+    let (child_pid, child_port) = parse(wait_for_line(&cli, "child", Duration::from_secs(10))?)?;
+    let (parent_pid, parent_port) = parse(wait_for_line(&cli, "parent", Duration::from_secs(10))?)?;
+    let start_of = |pid: u32, port: u16| {
+        agent.wait_for(
+            |e| e["src_port"] == port && e["pid"] == pid && e["event_action"] == "start",
+            EVENT_TIMEOUT,
+        )
+    };
+    let child = start_of(child_pid, child_port);
+    let parent = start_of(parent_pid, parent_port);
+    finish(cli, Duration::from_secs(20))?;
+    let _ = srv.kill();
+    let (child, parent) = (child?, parent?);
+    ensure!(
+        child["image_inherited"] == true && child["ppid"] == parent_pid,
+        "the child forked without exec: {child:#}"
+    );
+    ensure!(
+        child["image_path"] == parent["image_path"]
+            && child["process_entity_id"] != parent["process_entity_id"],
+        "the child has its parent's image and its own entity id: {child:#} {parent:#}"
+    );
+    ensure!(
+        parent.get("image_inherited").is_none(),
+        "the parent exec'd: {parent:#}"
+    );
     Ok(())
 }

@@ -117,6 +117,7 @@ pub(crate) const FLOW_FIELDS: &[&str] = &[
     "exe",
     "image_path",
     "image_deleted",
+    "image_inherited",
     "image_sha256",
     "image_hash_skipped",
     "command_line",
@@ -305,6 +306,7 @@ fn process_fragments(p: &ProcessIdentity) -> Fragments {
             w.opt("exe", p.exe.as_deref());
             w.opt("image_path", p.image_path.as_deref());
             w.opt("image_deleted", p.image_deleted);
+            w.opt("image_inherited", p.image_inherited.then_some(true));
             w.opt("image_sha256", p.image_sha256);
             w.opt("image_hash_skipped", p.image_hash_skipped);
             w.opt("command_line", p.command_line.as_deref());

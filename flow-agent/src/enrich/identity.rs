@@ -190,6 +190,7 @@ impl Identities {
     /// Executable, command line and parent from the process table's entry.
     fn image(&mut self, p: &Process, id: &mut ProcessIdentity) {
         let image = &p.image;
+        id.image_inherited = p.inherited;
         if let Some(path) = &image.path {
             id.exe = path.rsplit(|b| *b == b'/').next().map(text_of);
             id.image_path = Some(text_of(path));

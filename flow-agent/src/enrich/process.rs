@@ -128,6 +128,8 @@ pub(crate) struct Process {
     pub(crate) start_ns: u64,
     pub(crate) ppid: u32,
     pub(crate) image: Arc<Image>,
+    /// Forked and not (yet) exec'd: the image is its parent's.
+    pub(crate) inherited: bool,
     /// None until the kernel or /proc told them.
     pub(crate) creds: Option<Creds>,
 }
@@ -295,6 +297,7 @@ impl ProcessTable {
             start_ns: rec.task.start_ns,
             ppid: rec.task.ppid,
             image: Arc::new(image),
+            inherited: false,
             creds: None,
         });
     }
@@ -324,6 +327,7 @@ impl ProcessTable {
             start_ns: rec.child_start_ns,
             ppid: rec.parent_pid,
             image: parent.as_ref().map(|p| p.image.clone()).unwrap_or_default(),
+            inherited: true,
             // A fork has its parent's credentials.
             creds: parent.and_then(|p| p.creds),
         });
@@ -516,6 +520,7 @@ fn read_proc(proc_root: &Path, pid: u32, tick_ns: u64) -> Option<Process> {
         start_ns: start_ticks.saturating_mul(tick_ns),
         ppid,
         image: Arc::new(image),
+        inherited: false,
         creds: read_creds(&dir),
     })
 }
@@ -657,6 +662,7 @@ mod tests {
                 &[b"x".to_vec()],
                 false,
             )),
+            inherited: false,
             creds: None,
         }
     }
@@ -772,6 +778,7 @@ mod tests {
                 start_ns: u64::from(pid) * t.tick_ns,
                 ppid: 1,
                 image: Arc::new(Image::new(None, std::slice::from_ref(&big), false)),
+                inherited: false,
                 creds: None,
             });
             assert!(t.bytes() <= 64 * 1024, "{} bytes", t.bytes());

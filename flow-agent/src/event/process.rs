@@ -49,6 +49,8 @@ pub struct ProcessIdentity {
     pub exe: Option<String>,
     pub image_path: Option<String>,
     pub image_deleted: Option<bool>,
+    /// The process forked and did not exec: image and command line are its parent's.
+    pub image_inherited: bool,
     /// SHA-256 of the executable as exec'd, once the hasher has it.
     pub image_sha256: Option<Sha256>,
     /// Why the executable was not hashed.

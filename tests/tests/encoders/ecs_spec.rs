@@ -127,6 +127,7 @@ const FIELDS: &[(&str, Ty, bool)] = &[
     ("flow_agent.attribution", Keyword, false),
     ("flow_agent.image_deleted", Boolean, false),
     ("flow_agent.image_hash_skipped", Keyword, false),
+    ("flow_agent.image_inherited", Boolean, false),
     ("flow_agent.egid", Long, false),
     ("flow_agent.auid", Long, false),
     ("flow_agent.login_user", Keyword, false),
