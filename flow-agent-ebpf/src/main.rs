@@ -5,6 +5,7 @@
 #![no_std]
 #![no_main]
 
+mod creds;
 mod dns;
 mod emit;
 mod filter;

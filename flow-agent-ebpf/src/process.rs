@@ -18,6 +18,7 @@ use flow_common::{
 };
 
 use crate::{
+    creds::emit_creds,
     emit::{header, reserve, submit},
     kernel::{config, current_task, read, read_ptr, task_info},
     maps::PROCESSES,
@@ -26,6 +27,8 @@ use crate::{
 #[tracepoint(category = "sched", name = "sched_process_exec")]
 pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
     on_exec();
+    // After the exec record: a set-user-ID executable has changed the effective ids.
+    emit_creds();
     0
 }
 

@@ -11,8 +11,8 @@ use flow_agent::{
     enrich::{Enricher, EnrichmentConfig},
     event::{
         AppInfo, AppProtocolSource, Attribution, Counters, Direction, Event, FlowAction, FlowEvent,
-        FlowIds, HostInfo, IntervalCounters, Locality, ProcessIdentity, RemoteName, TcpFlags,
-        TlsInfo, Transport, WallTime,
+        FlowIds, HostInfo, IntervalCounters, Locality, ProcessIdentity, RemoteName, Sha256,
+        TcpFlags, TlsInfo, Transport, WallTime,
     },
     flows::{table::UdpCounterSource, FlowTable, FlowTableConfig},
 };
@@ -92,6 +92,7 @@ fn end_event() -> FlowEvent {
         exe: Some("curl".into()),
         image_path: Some("/usr/bin/curl".into()),
         image_deleted: Some(false),
+        image_sha256: Some(Sha256([0x5a; 32])),
         command_line: Some("curl -s https://www.example.org/index.html".into()),
         args: Some(vec![
             "curl".into(),
@@ -112,6 +113,7 @@ fn end_event() -> FlowEvent {
         container_id: None,
         container_runtime: None,
         systemd_unit: Some("session-3.scope".into()),
+        ..ProcessIdentity::default()
     }));
     ev.netns = Some(4026531833);
     ev.remote_name = Some(Arc::new(RemoteName {

@@ -20,6 +20,15 @@ pub struct KernelOffsets {
     pub task_files: u32,
     pub task_nsproxy: u32,
     pub task_flags: u32,
+    /// `task_struct.cred` (the subjective credentials), and the `kuid_t`/`kgid_t` in it.
+    pub task_cred: u32,
+    pub cred_uid: u32,
+    pub cred_gid: u32,
+    pub cred_euid: u32,
+    pub cred_egid: u32,
+    /// Audit's login uid and session id (absent without CONFIG_AUDIT).
+    pub task_loginuid: u32,
+    pub task_sessionid: u32,
     pub nsproxy_net_ns: u32,
     // mm_struct
     pub mm_arg_start: u32,

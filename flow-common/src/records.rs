@@ -40,6 +40,7 @@ pub enum RecordKind {
     Exec = 1,
     Fork = 2,
     Exit = 3,
+    Creds = 4,
     TcpOpen = 10,
     TcpAccept = 11,
     TcpClose = 12,
@@ -55,6 +56,7 @@ impl RecordKind {
             1 => Self::Exec,
             2 => Self::Fork,
             3 => Self::Exit,
+            4 => Self::Creds,
             10 => Self::TcpOpen,
             11 => Self::TcpAccept,
             12 => Self::TcpClose,
@@ -325,6 +327,25 @@ pub struct ForkRecord {
     pub parent_start_ns: u64,
     pub child_pid: u32,
     pub parent_pid: u32,
+}
+
+/// A process's credentials: written at exec and after every successful call of the setuid
+/// and setgid families, so a flow carries the identity its process had when it acted.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CredsRecord {
+    pub header: RecordHeader,
+    pub start_ns: u64,
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    /// Login uid (`task_struct.loginuid`, audit); `u32::MAX` when unset or absent.
+    pub auid: u32,
+    /// Audit session id; `u32::MAX` when unset or absent.
+    pub session_id: u32,
+    pub _pad: u32,
 }
 
 /// A process (its thread-group leader) exited.

@@ -107,6 +107,12 @@ const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_exit_accept", "syscalls", "sys_exit_accept"),
     ("sched_process_exec", "sched", "sched_process_exec"),
     ("sched_process_exit", "sched", "sched_process_exit"),
+    ("creds_setuid", "syscalls", "sys_exit_setuid"),
+    ("creds_setreuid", "syscalls", "sys_exit_setreuid"),
+    ("creds_setresuid", "syscalls", "sys_exit_setresuid"),
+    ("creds_setgid", "syscalls", "sys_exit_setgid"),
+    ("creds_setregid", "syscalls", "sys_exit_setregid"),
+    ("creds_setresgid", "syscalls", "sys_exit_setresgid"),
 ];
 
 const CGROUP_SOCK: &[&str] = &["udp_sock_create", "udp_sock_release"];

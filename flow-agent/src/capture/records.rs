@@ -3,8 +3,8 @@
 use std::mem::size_of;
 
 use flow_common::{
-    AcceptRecord, DnsRecord, ExecRecord, ExitRecord, ForkRecord, PayloadRecord, RecordKind,
-    TcpRecord, UdpOpenRecord, UdpReleaseRecord, PATH_MAX_DEPTH, PATH_SLOT_LEN,
+    AcceptRecord, CredsRecord, DnsRecord, ExecRecord, ExitRecord, ForkRecord, PayloadRecord,
+    RecordKind, TcpRecord, UdpOpenRecord, UdpReleaseRecord, PATH_MAX_DEPTH, PATH_SLOT_LEN,
 };
 
 #[derive(Clone)]
@@ -12,6 +12,7 @@ pub enum Record {
     Exec(Box<ExecRecord>),
     Fork(ForkRecord),
     Exit(ExitRecord),
+    Creds(CredsRecord),
     TcpOpen(TcpRecord),
     TcpAccept(AcceptRecord),
     TcpClose(TcpRecord),
@@ -83,6 +84,7 @@ impl Record {
             RecordKind::Exec => Record::Exec(Box::new(read(kind, bytes)?)),
             RecordKind::Fork => Record::Fork(read(kind, bytes)?),
             RecordKind::Exit => Record::Exit(read(kind, bytes)?),
+            RecordKind::Creds => Record::Creds(read(kind, bytes)?),
             RecordKind::TcpOpen => Record::TcpOpen(read(kind, bytes)?),
             RecordKind::TcpAccept => Record::TcpAccept(read(kind, bytes)?),
             RecordKind::TcpClose => Record::TcpClose(read(kind, bytes)?),

@@ -65,6 +65,11 @@ const COMMENTS: &[(&str, &str)] = &[
          response code, answers, resolver and the asking process. Off by default.",
     ),
     (
+        "enrich.hash_max_bytes",
+        "Executables up to this size are hashed (image_sha256), off the event path; larger\n\
+         ones are skipped (image_hash_skipped: too_large). 0 turns hashing off.",
+    ),
+    (
         "enrich.local_networks",
         "A remote address in these networks makes a flow's network_locality internal.",
     ),

@@ -105,6 +105,8 @@ pub(crate) struct EnrichConfig {
     pub(crate) content_bytes: u32,
     /// Answered DNS queries this host asked as `dns_query` events (off by default).
     pub(crate) dns_events: bool,
+    /// Executables larger than this many bytes are not hashed (0: no hashing).
+    pub(crate) hash_max_bytes: u64,
 }
 
 impl Default for EnrichConfig {
@@ -117,6 +119,7 @@ impl Default for EnrichConfig {
             community_id_seed: 0,
             content_bytes: 0,
             dns_events: false,
+            hash_max_bytes: crate::enrich::image_hash::DEFAULT_MAX_BYTES,
         }
     }
 }

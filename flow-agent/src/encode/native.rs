@@ -117,17 +117,27 @@ pub(crate) const FLOW_FIELDS: &[&str] = &[
     "exe",
     "image_path",
     "image_deleted",
+    "image_inherited",
+    "image_sha256",
+    "image_hash_skipped",
     "command_line",
     "process_args",
     "command_line_truncated",
     "process_start_time",
     "process_entity_id",
     "parent_exe",
+    "parent_command_line",
     "parent_entity_id",
     "uid",
     "user",
     "gid",
     "group",
+    "euid",
+    "effective_user",
+    "egid",
+    "auid",
+    "login_user",
+    "session_id",
     "cgroup_id",
     "cgroup_path",
     "container_id",
@@ -297,17 +307,27 @@ fn process_fragments(p: &ProcessIdentity) -> Fragments {
             w.opt("exe", p.exe.as_deref());
             w.opt("image_path", p.image_path.as_deref());
             w.opt("image_deleted", p.image_deleted);
+            w.opt("image_inherited", p.image_inherited.then_some(true));
+            w.opt("image_sha256", p.image_sha256);
+            w.opt("image_hash_skipped", p.image_hash_skipped);
             w.opt("command_line", p.command_line.as_deref());
             w.opt("process_args", p.args.as_deref());
             w.opt("command_line_truncated", p.command_line_truncated);
             w.opt_time("process_start_time", p.start_time);
             w.opt("process_entity_id", p.entity_id.as_deref());
             w.opt("parent_exe", p.parent_exe.as_deref());
+            w.opt("parent_command_line", p.parent_command_line.as_deref());
             w.opt("parent_entity_id", p.parent_entity_id.as_deref());
             w.field("uid", &p.uid);
             w.opt("user", p.user.as_deref());
             w.field("gid", &p.gid);
             w.opt("group", p.group.as_deref());
+            w.opt("euid", p.euid);
+            w.opt("effective_user", p.effective_user.as_deref());
+            w.opt("egid", p.egid);
+            w.opt("auid", p.auid);
+            w.opt("login_user", p.login_user.as_deref());
+            w.opt("session_id", p.session_id);
             w.opt("cgroup_id", (p.cgroup_id != 0).then_some(p.cgroup_id));
             w.opt("cgroup_path", p.cgroup_path.as_deref());
             w.opt("container_id", p.container_id.as_deref());

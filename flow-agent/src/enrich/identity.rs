@@ -15,6 +15,7 @@ use super::{
     command_line::quote_args,
     escape::text_of,
     host::process_entity_id,
+    image_hash::{ImageHash, ImageHasher},
     process::{Process, ProcessTable},
     users::NameDb,
 };
@@ -56,6 +57,7 @@ pub(crate) struct Identities {
     groups: NameDb,
     pub(crate) cgroups: CgroupPaths,
     deleted: DeletedExes,
+    pub(crate) hasher: ImageHasher,
     machine_id: String,
     cache: HashMap<Key, Cached>,
     /// What the cached identities hold, as [`identity_bytes`] counts it.
@@ -63,13 +65,15 @@ pub(crate) struct Identities {
 }
 
 impl Identities {
-    pub(crate) fn new(machine_id: String) -> Self {
+    /// `hash_max_bytes`: executables larger than this are not hashed (0: none is).
+    pub(crate) fn new(machine_id: String, hash_max_bytes: u64) -> Self {
         Self {
             processes: ProcessTable::new(),
             users: NameDb::passwd(),
             groups: NameDb::group(),
             cgroups: CgroupPaths::new(crate::kernel::mounts::cgroup2_mount()),
             deleted: DeletedExes::default(),
+            hasher: ImageHasher::new(hash_max_bytes),
             machine_id,
             cache: HashMap::new(),
             cache_bytes: 0,
@@ -97,7 +101,13 @@ impl Identities {
                 (None, None) => true,
                 _ => false,
             };
-            if same_source && c.built.elapsed() < REFRESH {
+            // A digest that arrived since is shown at once.
+            let hash_arrived = c.identity.image_sha256.is_none()
+                && c.identity.image_hash_skipped.is_none()
+                && source
+                    .as_ref()
+                    .is_some_and(|p| p.image.hash.get().is_some());
+            if same_source && !hash_arrived && c.built.elapsed() < REFRESH {
                 return Some(c.identity.clone());
             }
         }
@@ -146,8 +156,20 @@ impl Identities {
         };
         if let Some(p) = proc {
             self.image(p, &mut id);
+            self.creds(p, &mut id);
         }
         id
+    }
+
+    /// Effective and login identity from the last credentials the kernel reported.
+    fn creds(&mut self, p: &Process, id: &mut ProcessIdentity) {
+        let Some(c) = p.creds else { return };
+        id.euid = Some(c.euid);
+        id.effective_user = self.users.name(c.euid);
+        id.egid = Some(c.egid);
+        id.auid = c.auid;
+        id.login_user = c.auid.and_then(|auid| self.users.name(auid));
+        id.session_id = c.session_id;
     }
 
     fn cgroup(&mut self, cgroup_id: u64, id: &mut ProcessIdentity) {
@@ -168,11 +190,17 @@ impl Identities {
     /// Executable, command line and parent from the process table's entry.
     fn image(&mut self, p: &Process, id: &mut ProcessIdentity) {
         let image = &p.image;
+        id.image_inherited = p.inherited;
         if let Some(path) = &image.path {
             id.exe = path.rsplit(|b| *b == b'/').next().map(text_of);
             id.image_path = Some(text_of(path));
             // Deleted after exec (the kernel saw a linked file): /proc says so while it runs.
             id.image_deleted = Some(image.deleted || self.deleted.check(p.pid, p.start_ns));
+            match image.hash.get() {
+                Some(ImageHash::Sha256(d)) => id.image_sha256 = Some(d),
+                Some(ImageHash::Skipped(why)) => id.image_hash_skipped = Some(why),
+                None => self.hasher.request(p.pid, &image.hash),
+            }
         }
         if image.has_args() {
             let args: Vec<&[u8]> = image.args().collect();
@@ -182,6 +210,10 @@ impl Identities {
         }
         if let Some(parent) = self.processes.lookup(p.ppid, 0) {
             id.parent_exe = parent.image.path.as_ref().map(|b| text_of(b));
+            if parent.image.has_args() {
+                let args: Vec<&[u8]> = parent.image.args().collect();
+                id.parent_command_line = Some(quote_args(&args));
+            }
             if parent.start_ns > 0 {
                 id.parent_entity_id = Some(process_entity_id(
                     &self.machine_id,
@@ -204,9 +236,12 @@ fn identity_bytes(id: &ProcessIdentity) -> usize {
             &id.command_line,
             &id.entity_id,
             &id.parent_exe,
+            &id.parent_command_line,
             &id.parent_entity_id,
             &id.user,
             &id.group,
+            &id.effective_user,
+            &id.login_user,
             &id.cgroup_path,
             &id.container_id,
             &id.container_runtime,
@@ -261,7 +296,7 @@ mod tests {
 
     #[test]
     fn the_identity_cache_is_bounded_in_bytes() {
-        let mut ids = Identities::new("m".into());
+        let mut ids = Identities::new("m".into(), 0);
         let clock = BootClock::now();
         // SAFETY: ExecRecord is plain old data; all-zero is valid.
         let mut rec: Box<ExecRecord> = Box::new(unsafe { std::mem::zeroed() });

@@ -9,6 +9,7 @@ pub mod dns_names;
 pub mod escape;
 pub(crate) mod host;
 pub(crate) mod identity;
+pub(crate) mod image_hash;
 pub(crate) mod networks;
 pub(crate) mod process;
 pub mod procfs;

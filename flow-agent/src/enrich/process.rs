@@ -16,9 +16,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use flow_common::{ExecRecord, ExitRecord, ForkRecord, PATH_FLAG_DELETED, PATH_FLAG_TRUNCATED};
+use flow_common::{
+    CredsRecord, ExecRecord, ExitRecord, ForkRecord, PATH_FLAG_DELETED, PATH_FLAG_TRUNCATED,
+};
 
-use super::procfs::{self, StatFields};
+use super::{
+    image_hash::HashSlot,
+    procfs::{self, StatFields},
+};
 use crate::capture::records::{exec_args, exec_path};
 
 /// Longest command line kept, in bytes (longer ones are cut and marked).
@@ -47,6 +52,8 @@ pub(crate) struct Image {
     /// The arguments, each followed by a NUL (one allocation however many there are).
     args: Box<[u8]>,
     pub(crate) args_truncated: bool,
+    /// The executable's SHA-256, once the hasher has it.
+    pub(crate) hash: Arc<HashSlot>,
 }
 
 impl Image {
@@ -85,6 +92,35 @@ impl Image {
     }
 }
 
+/// A process's credentials as the kernel last reported them (at exec, after a set*id call) or
+/// /proc showed them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Creds {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) euid: u32,
+    pub(crate) egid: u32,
+    /// None when unset (no login session: daemons started at boot).
+    pub(crate) auid: Option<u32>,
+    pub(crate) session_id: Option<u32>,
+}
+
+/// The kernel's "unset" login uid and session id.
+const UNSET: u32 = u32::MAX;
+
+impl Creds {
+    fn of_record(r: &CredsRecord) -> Self {
+        Self {
+            uid: r.uid,
+            gid: r.gid,
+            euid: r.euid,
+            egid: r.egid,
+            auid: (r.auid != UNSET).then_some(r.auid),
+            session_id: (r.session_id != UNSET).then_some(r.session_id),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Process {
     pub(crate) pid: u32,
@@ -92,6 +128,10 @@ pub(crate) struct Process {
     pub(crate) start_ns: u64,
     pub(crate) ppid: u32,
     pub(crate) image: Arc<Image>,
+    /// Forked and not (yet) exec'd: the image is its parent's.
+    pub(crate) inherited: bool,
+    /// None until the kernel or /proc told them.
+    pub(crate) creds: Option<Creds>,
 }
 
 struct Entry {
@@ -257,19 +297,39 @@ impl ProcessTable {
             start_ns: rec.task.start_ns,
             ppid: rec.task.ppid,
             image: Arc::new(image),
+            inherited: false,
+            creds: None,
         });
     }
 
+    /// New credentials replace the entry's process (so identities built from it are rebuilt).
+    pub(crate) fn on_creds(&mut self, rec: &CredsRecord) {
+        let tick = self.tick_ns;
+        let Some(list) = self.by_pid.get_mut(&rec.pid) else {
+            return;
+        };
+        let creds = Some(Creds::of_record(rec));
+        for e in list.iter_mut() {
+            let same = e.process.start_ns == 0 || e.process.start_ns.abs_diff(rec.start_ns) < tick;
+            if same && e.exited.is_none() && e.process.creds != creds {
+                e.process = Arc::new(Process {
+                    creds,
+                    ..(*e.process).clone()
+                });
+            }
+        }
+    }
+
     pub(crate) fn on_fork(&mut self, rec: &ForkRecord) {
-        let image = self
-            .lookup(rec.parent_pid, rec.parent_start_ns)
-            .map(|p| p.image.clone())
-            .unwrap_or_default();
+        let parent = self.lookup(rec.parent_pid, rec.parent_start_ns);
         self.insert(Process {
             pid: rec.child_pid,
             start_ns: rec.child_start_ns,
             ppid: rec.parent_pid,
-            image,
+            image: parent.as_ref().map(|p| p.image.clone()).unwrap_or_default(),
+            inherited: true,
+            // A fork has its parent's credentials.
+            creds: parent.and_then(|p| p.creds),
         });
     }
 
@@ -460,6 +520,27 @@ fn read_proc(proc_root: &Path, pid: u32, tick_ns: u64) -> Option<Process> {
         start_ns: start_ticks.saturating_mul(tick_ns),
         ppid,
         image: Arc::new(image),
+        inherited: false,
+        creds: read_creds(&dir),
+    })
+}
+
+/// Real and effective ids from /proc/PID/status, login uid and session from their files.
+fn read_creds(dir: &Path) -> Option<Creds> {
+    let status = std::fs::read(dir.join("status")).ok()?;
+    let (uid, euid) = procfs::status_ids(&status, b"Uid:")?;
+    let (gid, egid) = procfs::status_ids(&status, b"Gid:")?;
+    let number = |file: &str| -> Option<u32> {
+        let text = std::fs::read_to_string(dir.join(file)).ok()?;
+        text.trim().parse().ok().filter(|v| *v != UNSET)
+    };
+    Some(Creds {
+        uid,
+        gid,
+        euid,
+        egid,
+        auid: number("loginuid"),
+        session_id: number("sessionid"),
     })
 }
 
@@ -581,6 +662,8 @@ mod tests {
                 &[b"x".to_vec()],
                 false,
             )),
+            inherited: false,
+            creds: None,
         }
     }
 
@@ -695,6 +778,8 @@ mod tests {
                 start_ns: u64::from(pid) * t.tick_ns,
                 ppid: 1,
                 image: Arc::new(Image::new(None, std::slice::from_ref(&big), false)),
+                inherited: false,
+                creds: None,
             });
             assert!(t.bytes() <= 64 * 1024, "{} bytes", t.bytes());
         }

@@ -63,6 +63,15 @@ pub fn status_real_gid(status: &[u8]) -> Option<u32> {
         .ok()
 }
 
+/// The real and effective id of a `Uid:` or `Gid:` line of `/proc/PID/status`.
+pub fn status_ids(status: &[u8], key: &[u8]) -> Option<(u32, u32)> {
+    let line = status
+        .split(|b| *b == b'\n')
+        .find_map(|l| l.strip_prefix(key))?;
+    let mut ids = std::str::from_utf8(line).ok()?.split_whitespace();
+    Some((ids.next()?.parse().ok()?, ids.next()?.parse().ok()?))
+}
+
 /// The cgroup v2 path (relative to the cgroup2 mount) from `/proc/PID/cgroup`: the `0::`
 /// line, as bytes (cgroup names need not be UTF-8).
 pub fn cgroup_v2_path(cgroup: &[u8]) -> Option<&[u8]> {
@@ -131,6 +140,11 @@ mod tests {
             Some(100)
         );
         assert_eq!(status_real_gid(b"Gid:\n"), None);
+        assert_eq!(
+            status_ids(b"Name:\t\xff\nUid:\t0\t1000\t0\t0\n", b"Uid:"),
+            Some((0, 1000))
+        );
+        assert_eq!(status_ids(b"Uid:\t0\n", b"Uid:"), None);
         assert_eq!(
             cgroup_v2_path(b"1:name=systemd:/x\n0::/system.slice/\xff.service\n"),
             Some(&b"/system.slice/\xff.service"[..])

@@ -15,6 +15,7 @@ use super::{
     dns_event,
     dns_names::{Asker, DnsNames, Received},
     identity::Identities,
+    image_hash::{self, ImageHasher},
     networks::{default_local_networks, is_local, Cidr},
 };
 use crate::{
@@ -40,6 +41,8 @@ pub struct EnrichmentConfig {
     pub content_bytes: usize,
     /// Answered DNS queries become `dns_query` events.
     pub dns_events: bool,
+    /// Executables larger than this are not hashed (0: none is).
+    pub hash_max_bytes: u64,
 }
 
 impl Default for EnrichmentConfig {
@@ -49,6 +52,7 @@ impl Default for EnrichmentConfig {
             local_networks: default_local_networks(),
             content_bytes: 0,
             dns_events: false,
+            hash_max_bytes: image_hash::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -78,7 +82,7 @@ pub struct Enricher {
 impl Enricher {
     pub fn new(cfg: EnrichmentConfig) -> Self {
         Self {
-            identities: Identities::new(cfg.host.machine_id.clone()),
+            identities: Identities::new(cfg.host.machine_id.clone(), cfg.hash_max_bytes),
             cfg,
             names: DnsNames::default(),
             payloads: Payloads::default(),
@@ -99,6 +103,9 @@ impl Enricher {
     /// host's facts stay.
     pub(crate) fn reconfigure(&mut self, cfg: EnrichmentConfig) {
         let host = self.cfg.host.clone();
+        if cfg.hash_max_bytes != self.cfg.hash_max_bytes {
+            self.identities.hasher = ImageHasher::new(cfg.hash_max_bytes);
+        }
         self.cfg = EnrichmentConfig { host, ..cfg };
         self.payloads.forget_decisions();
     }
@@ -110,6 +117,7 @@ impl Enricher {
             Record::Exec(r) => self.identities.processes.on_exec(r),
             Record::Fork(r) => self.identities.processes.on_fork(r),
             Record::Exit(r) => self.identities.processes.on_exit(r),
+            Record::Creds(r) => self.identities.processes.on_creds(r),
             Record::Dns(r) => self.on_dns(r, flows),
             Record::Payload(r) => self.on_payload(r, flows),
             _ => {}

@@ -1,76 +1,135 @@
-//! uid and gid to names, from /etc/passwd and /etc/group (re-read when they change).
+//! uid and gid to names through NSS (`getpwuid_r`, `getgrgid_r`): /etc/passwd and /etc/group,
+//! and whatever else nsswitch.conf names (systemd's DynamicUser and userdb accounts, SSSD,
+//! LDAP). Names are cached: a lookup can go over the network.
 use std::{
     collections::HashMap,
-    path::PathBuf,
-    time::{Duration, Instant, SystemTime},
+    ffi::CStr,
+    time::{Duration, Instant},
 };
 
-/// How long a known id's name is trusted without looking at the file again: a stat per event
-/// was a fifth of the agent's CPU under a connection storm.
-const RECHECK: Duration = Duration::from_secs(1);
+/// How long a name found is reused before it is looked up again.
+const NAMED_TTL: Duration = Duration::from_secs(60);
+/// How long an id without a name stays unnamed (a user added a moment ago is named soon).
+const UNNAMED_TTL: Duration = Duration::from_secs(5);
+/// Ids remembered at most; beyond it the cache starts over.
+const CAPACITY: usize = 65_536;
+/// The first buffer for a lookup; doubled on ERANGE up to [`MAX_BUF`].
+const FIRST_BUF: usize = 1024;
+const MAX_BUF: usize = 1 << 20;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Db {
+    Passwd,
+    Group,
+}
 
 pub(crate) struct NameDb {
-    path: PathBuf,
-    names: HashMap<u32, String>,
-    mtime: Option<SystemTime>,
-    checked: Option<Instant>,
+    db: Db,
+    names: HashMap<u32, (Option<String>, Instant)>,
 }
 
 impl NameDb {
     pub(crate) fn passwd() -> Self {
-        Self::new("/etc/passwd")
+        Self::new(Db::Passwd)
     }
 
     pub(crate) fn group() -> Self {
-        Self::new("/etc/group")
+        Self::new(Db::Group)
     }
 
-    pub(crate) fn new(path: impl Into<PathBuf>) -> Self {
+    fn new(db: Db) -> Self {
         Self {
-            path: path.into(),
+            db,
             names: HashMap::new(),
-            mtime: None,
-            checked: None,
         }
     }
 
-    /// The name of `id`. The file is looked at again when the last look is older than a second,
-    /// or at once for an id it did not name (a user added a moment ago).
+    /// The name of `id`, from the cache while it is fresh.
     pub(crate) fn name(&mut self, id: u32) -> Option<String> {
-        let fresh = self.checked.is_some_and(|t| t.elapsed() < RECHECK);
-        if fresh {
-            if let Some(n) = self.names.get(&id) {
-                return Some(n.clone());
+        if let Some((name, at)) = self.names.get(&id) {
+            let ttl = if name.is_some() {
+                NAMED_TTL
+            } else {
+                UNNAMED_TTL
+            };
+            if at.elapsed() < ttl {
+                return name.clone();
             }
         }
-        self.checked = Some(Instant::now());
-        let mtime = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
-        if mtime != self.mtime {
-            self.mtime = mtime;
-            // One line that is not UTF-8 must not cost every other name.
-            self.names = std::fs::read(&self.path)
-                .map(|bytes| parse(&String::from_utf8_lossy(&bytes)))
-                .unwrap_or_default();
+        let name = match self.db {
+            Db::Passwd => lookup_user(id),
+            Db::Group => lookup_group(id),
+        };
+        if self.names.len() >= CAPACITY {
+            self.names.clear();
         }
-        self.names.get(&id).cloned()
+        self.names.insert(id, (name.clone(), Instant::now()));
+        name
     }
 }
 
-/// name:x:id:... lines; the first name for an id wins, as getpwuid does.
-pub fn parse(text: &str) -> HashMap<u32, String> {
-    let mut out = HashMap::new();
-    for line in text.lines() {
-        let mut f = line.split(':');
-        let (Some(name), Some(_), Some(id)) = (f.next(), f.next(), f.next()) else {
-            continue;
+/// `getpwuid_r`, growing the buffer while NSS says it is too small.
+fn lookup_user(uid: u32) -> Option<String> {
+    let mut buf = vec![0u8; FIRST_BUF];
+    loop {
+        // SAFETY: all-zero is a valid `passwd` (null pointers, zero ids).
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: the pointers are valid for the call; `buf.len()` is its size.
+        let rc = unsafe {
+            libc::getpwuid_r(
+                uid,
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
         };
-        if let Ok(id) = id.parse() {
-            out.entry(id).or_insert_with(|| name.to_string());
+        if rc == libc::ERANGE && buf.len() < MAX_BUF {
+            buf.resize(buf.len() * 2, 0);
+            continue;
         }
+        if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        // SAFETY: NSS wrote a NUL-terminated name into `buf`, which outlives this read.
+        return Some(text(unsafe { CStr::from_ptr(pwd.pw_name) }));
     }
-    out
+}
+
+/// `getgrgid_r`, growing the buffer while NSS says it is too small (large groups list many
+/// members).
+fn lookup_group(gid: u32) -> Option<String> {
+    let mut buf = vec![0u8; FIRST_BUF];
+    loop {
+        // SAFETY: all-zero is a valid `group`.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: as in `lookup_user`.
+        let rc = unsafe {
+            libc::getgrgid_r(
+                gid,
+                &mut grp,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < MAX_BUF {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 || found.is_null() || grp.gr_name.is_null() {
+            return None;
+        }
+        // SAFETY: as in `lookup_user`.
+        return Some(text(unsafe { CStr::from_ptr(grp.gr_name) }));
+    }
+}
+
+/// A name that is not UTF-8 is shown with replacement characters rather than lost.
+fn text(name: &CStr) -> String {
+    name.to_string_lossy().into_owned()
 }
 
 #[cfg(test)]
@@ -78,10 +137,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_passwd_lines() {
-        let m = parse("root:x:0:0:root:/root:/bin/bash\nbad line\nnobody:x:65534:65534::/:/x\n");
-        assert_eq!(m.get(&0).map(String::as_str), Some("root"));
-        assert_eq!(m.get(&65534).map(String::as_str), Some("nobody"));
-        assert_eq!(m.len(), 2);
+    fn root_and_nobody_are_named() {
+        let mut users = NameDb::passwd();
+        assert_eq!(users.name(0).as_deref(), Some("root"));
+        assert_eq!(users.name(65534).as_deref(), Some("nobody"));
+        let mut groups = NameDb::group();
+        assert_eq!(groups.name(0).as_deref(), Some("root"));
+    }
+
+    #[test]
+    fn an_unknown_id_is_unnamed_and_remembered() {
+        let mut users = NameDb::passwd();
+        // Not in /etc/passwd, nor in systemd's dynamic range.
+        assert_eq!(users.name(3_999_999_999), None);
+        assert!(users.names.contains_key(&3_999_999_999));
     }
 }

@@ -18,7 +18,7 @@ pub use flow::{
     RemoteName, TcpFlags, Transport,
 };
 pub use host::HostInfo;
-pub use process::ProcessIdentity;
+pub use process::{HashSkip, ProcessIdentity, Sha256};
 pub(crate) use rate_limited::{Limiter, SuppressedEvent};
 pub use self_check::{SelfCheck, SelfCheckReport};
 pub(crate) use stats::{

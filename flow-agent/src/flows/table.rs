@@ -300,6 +300,7 @@ impl FlowTable {
             Record::Exec(_)
             | Record::Fork(_)
             | Record::Exit(_)
+            | Record::Creds(_)
             | Record::Dns(_)
             | Record::Payload(_) => {}
         }

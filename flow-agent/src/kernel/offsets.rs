@@ -32,6 +32,15 @@ pub(crate) fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
         task_files: req("task_struct", "files")?,
         task_nsproxy: req("task_struct", "nsproxy")?,
         task_flags: req("task_struct", "flags")?,
+        task_cred: req("task_struct", "cred")?,
+        // kuid_t and kgid_t wrap one integer at their offset.
+        cred_uid: req("cred", "uid")?,
+        cred_gid: req("cred", "gid")?,
+        cred_euid: req("cred", "euid")?,
+        cred_egid: req("cred", "egid")?,
+        // Only with CONFIG_AUDIT.
+        task_loginuid: optional(btf, "task_struct", "loginuid")?,
+        task_sessionid: optional(btf, "task_struct", "sessionid")?,
         nsproxy_net_ns: req("nsproxy", "net_ns")?,
         mm_arg_start: req("mm_struct", "arg_start")?,
         mm_arg_end: req("mm_struct", "arg_end")?,

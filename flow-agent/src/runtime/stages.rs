@@ -69,6 +69,7 @@ impl Stages {
             Record::Exec(_)
             | Record::Fork(_)
             | Record::Exit(_)
+            | Record::Creds(_)
             | Record::Dns(_)
             | Record::Payload(_) => self.enricher.observe(&record, &self.table),
             _ => {

@@ -48,6 +48,12 @@ const CUSTOM: &[(&str, Ty, bool)] = &[
     ("flow_agent.interval.out_pkts", Long, false),
     ("flow_agent.attribution", Keyword, false),
     ("flow_agent.image_deleted", Boolean, false),
+    ("flow_agent.image_hash_skipped", Keyword, false),
+    ("flow_agent.image_inherited", Boolean, false),
+    ("flow_agent.egid", Long, false),
+    ("flow_agent.auid", Long, false),
+    ("flow_agent.login_user", Keyword, false),
+    ("flow_agent.session_id", Long, false),
     ("flow_agent.command_line_truncated", Boolean, false),
     ("flow_agent.cgroup_id", Long, false),
     ("flow_agent.cgroup_path", Keyword, false),
@@ -642,6 +648,14 @@ pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
         same("process.executable", n("image_path"));
         same("user.id", id_string("uid"));
         same("user.name", n("user"));
+        same(
+            "user.effective.id",
+            native
+                .get("euid")
+                .map(|v| Value::from(v.to_string()))
+                .unwrap_or(Value::Null),
+        );
+        same("user.effective.name", n("effective_user"));
         same("flow_agent.flow_id", n("flow_id"));
         same("flow_agent.answers_truncated", n("answers_truncated"));
         same("flow_agent.network_locality", n("network_locality"));
@@ -770,6 +784,7 @@ pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
     same("process.pid", n("pid"));
     same("process.entity_id", n("process_entity_id"));
     same("process.executable", n("image_path"));
+    same("process.hash.sha256", n("image_sha256"));
     same("process.command_line", n("command_line"));
     same("process.start", n("process_start_time"));
     same("process.thread.id", n("tid"));
@@ -778,6 +793,7 @@ pub fn check_values(doc: &Value, native: &Value) -> Vec<String> {
     same("process.args", n("process_args"));
     same("process.parent.pid", n("ppid"));
     same("process.parent.executable", n("parent_exe"));
+    same("process.parent.command_line", n("parent_command_line"));
     same(
         "process.name",
         native

@@ -423,11 +423,22 @@ pub fn check_values(ev: &Value, native: &Value) -> Vec<String> {
     same("actor.process.uid", n("process_entity_id"));
     same("actor.process.file.path", n("image_path"));
     same(
+        "actor.process.file.hashes",
+        native.get("image_sha256").map_or(
+            Value::Null,
+            |v| serde_json::json!([{ "algorithm_id": 3, "algorithm": "SHA-256", "value": v }]),
+        ),
+    );
+    same(
         "actor.process.created_time",
         millis(native, "process_start_time"),
     );
     same("actor.process.parent_process.pid", n("ppid"));
     same("actor.process.parent_process.uid", n("parent_entity_id"));
+    same(
+        "actor.process.parent_process.cmd_line",
+        n("parent_command_line"),
+    );
     same(
         "actor.user.uid",
         native

@@ -11,7 +11,9 @@ use super::{
     time::Rfc3339,
     Encoder,
 };
-use crate::event::{AppInfo, Event as AnyEvent, FlowAction, FlowEvent, HostInfo, ProcessIdentity};
+use crate::event::{
+    AppInfo, Event as AnyEvent, FlowAction, FlowEvent, HostInfo, ProcessIdentity, Sha256,
+};
 
 mod dns;
 mod rate_limit;
@@ -300,13 +302,19 @@ fn process_fragments(p: &ProcessIdentity) -> Fragments {
         f.piece(|w| {
             w.opt("parent", parent(p));
             w.end();
-            w.field("user", &user(p));
+            w.field("user", &flow_user(p));
             w.field("group", &group(p));
         });
         f.piece(|w| w.opt("container", container(p)));
         f.piece(|w| w.opt("user", related_user(p)));
         f.piece(|w| {
             w.opt("image_deleted", p.image_deleted);
+            w.opt("image_hash_skipped", p.image_hash_skipped);
+            w.opt("image_inherited", p.image_inherited.then_some(true));
+            w.opt("egid", p.egid);
+            w.opt("auid", p.auid);
+            w.opt("login_user", p.login_user.as_deref());
+            w.opt("session_id", p.session_id);
             w.opt("command_line_truncated", p.command_line_truncated);
             w.opt("cgroup_id", (p.cgroup_id != 0).then_some(p.cgroup_id));
             w.opt("cgroup_path", p.cgroup_path.as_deref());
@@ -408,6 +416,8 @@ struct Process<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     executable: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    hash: Option<Hash>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     command_line: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     args: Option<&'a [String]>,
@@ -419,6 +429,12 @@ struct Process<'a> {
     thread: Option<Thread<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     parent: Option<Parent<'a>>,
+}
+
+/// `process.hash`.
+#[derive(Serialize)]
+struct Hash {
+    sha256: Sha256,
 }
 
 #[derive(Serialize)]
@@ -437,6 +453,18 @@ struct Parent<'a> {
     executable: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command_line: Option<&'a str>,
+}
+
+/// `user`, with `user.effective`.
+#[derive(Serialize)]
+struct User<'a> {
+    id: Keyword<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    effective: Option<Named<'a>>,
 }
 
 /// `user` and `group`: ids are keywords in ECS.
@@ -522,6 +550,7 @@ fn process(p: &ProcessIdentity, tid: Option<u32>) -> Process<'_> {
         entity_id: p.entity_id.as_deref(),
         name: p.name(),
         executable: p.image_path.as_deref(),
+        hash: p.image_sha256.map(|sha256| Hash { sha256 }),
         command_line: p.command_line.as_deref(),
         args: p.args.as_deref(),
         args_count: p.args.as_ref().map(Vec::len),
@@ -538,6 +567,7 @@ fn parent(p: &ProcessIdentity) -> Option<Parent<'_>> {
         pid: (p.ppid != 0).then_some(p.ppid),
         executable: p.parent_exe.as_deref(),
         name: p.parent_exe.as_deref().map(common::basename),
+        command_line: p.parent_command_line.as_deref(),
     })
 }
 
@@ -546,6 +576,19 @@ fn user(p: &ProcessIdentity) -> Named<'_> {
     Named {
         id: Keyword(p.uid),
         name: p.user.as_deref(),
+    }
+}
+
+/// A flow's `user`: the process's (real) user, and `user.effective` when the kernel reported
+/// it.
+fn flow_user(p: &ProcessIdentity) -> User<'_> {
+    User {
+        id: Keyword(p.uid),
+        name: p.user.as_deref(),
+        effective: p.euid.map(|euid| Named {
+            id: Keyword(euid),
+            name: p.effective_user.as_deref(),
+        }),
     }
 }
 

@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 use super::NativeEncoder;
 use crate::encode::{fixtures::*, Encoder};
 use crate::event::{
-    AppInfo, AppProtocolSource, Event, FlowEvent, HostInfo, ProcessIdentity, RemoteName, TcpFlags,
-    TlsInfo,
+    AppInfo, AppProtocolSource, Event, FlowEvent, HashSkip, HostInfo, ProcessIdentity, RemoteName,
+    Sha256, TcpFlags, TlsInfo,
 };
 
 /// The record of any event, as written.
@@ -101,17 +101,27 @@ const FLOW_ORDER: &[&str] = &[
     "exe",
     "image_path",
     "image_deleted",
+    "image_inherited",
+    "image_sha256",
+    "image_hash_skipped",
     "command_line",
     "process_args",
     "command_line_truncated",
     "process_start_time",
     "process_entity_id",
     "parent_exe",
+    "parent_command_line",
     "parent_entity_id",
     "uid",
     "user",
     "gid",
     "group",
+    "euid",
+    "effective_user",
+    "egid",
+    "auid",
+    "login_user",
+    "session_id",
     "cgroup_id",
     "cgroup_path",
     "container_id",
@@ -272,6 +282,16 @@ fn full_process() -> ProcessIdentity {
         container_runtime: Some("docker".into()),
         systemd_unit: Some("docker-abc.scope".into()),
         image_deleted: Some(true),
+        image_inherited: true,
+        image_sha256: Some(Sha256([0xab; 32])),
+        image_hash_skipped: Some(HashSkip::TooLarge),
+        parent_command_line: Some("bash -l".into()),
+        euid: Some(0),
+        effective_user: Some("root".into()),
+        egid: Some(0),
+        auid: Some(1000),
+        login_user: Some("alice".into()),
+        session_id: Some(3),
         ..curl()
     }
 }

@@ -329,8 +329,16 @@ fn process_fragments(p: &ProcessIdentity) -> Fragments {
         });
         f.piece(|w| {
             w.opt("command_line_truncated", p.command_line_truncated);
+            w.opt("image_hash_skipped", p.image_hash_skipped);
+            w.opt("image_inherited", p.image_inherited.then_some(true));
             w.field("gid", &p.gid);
             w.opt("group", p.group.as_deref());
+            w.opt("euid", p.euid);
+            w.opt("effective_user", p.effective_user.as_deref());
+            w.opt("egid", p.egid);
+            w.opt("auid", p.auid);
+            w.opt("login_user", p.login_user.as_deref());
+            w.opt("session_id", p.session_id);
             w.opt("cgroup_id", Some(p.cgroup_id).filter(|&id| id != 0));
             w.opt("cgroup_path", p.cgroup_path.as_deref());
             w.opt("container_id", p.container_id.as_deref());

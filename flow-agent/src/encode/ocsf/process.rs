@@ -3,7 +3,10 @@
 use serde::Serialize;
 
 use super::display;
-use crate::{encode::common, event::ProcessIdentity};
+use crate::{
+    encode::common,
+    event::{ProcessIdentity, Sha256},
+};
 
 #[derive(Serialize)]
 pub(crate) struct Actor<'a> {
@@ -39,6 +42,8 @@ pub(crate) struct Parent<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) uid: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cmd_line: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) file: Option<File<'a>>,
 }
 
@@ -51,6 +56,26 @@ pub(crate) struct File<'a> {
     pub(crate) kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) is_deleted: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) hashes: Option<[Fingerprint; 1]>,
+}
+
+/// OCSF `fingerprint`: a digest and its algorithm.
+#[derive(Serialize)]
+pub(crate) struct Fingerprint {
+    pub(crate) algorithm_id: u8,
+    pub(crate) algorithm: &'static str,
+    pub(crate) value: Sha256,
+}
+
+impl Fingerprint {
+    fn sha256(value: Sha256) -> Self {
+        Fingerprint {
+            algorithm_id: 3,
+            algorithm: "SHA-256",
+            value,
+        }
+    }
 }
 
 impl<'a> File<'a> {
@@ -61,6 +86,7 @@ impl<'a> File<'a> {
             type_id: 1,
             kind: "Regular File",
             is_deleted,
+            hashes: None,
         }
     }
 }
@@ -89,14 +115,15 @@ impl<'a> Actor<'a> {
             name: (!name.is_empty()).then_some(name),
             cmd_line: p.command_line.as_deref().unwrap_or(""),
             created_time: p.start_time.map(|t| t.millis()),
-            file: p
-                .image_path
-                .as_deref()
-                .map(|path| File::executable(path, p.image_deleted)),
+            file: p.image_path.as_deref().map(|path| File {
+                hashes: p.image_sha256.map(|d| [Fingerprint::sha256(d)]),
+                ..File::executable(path, p.image_deleted)
+            }),
             user: user.clone(),
             parent_process: (p.ppid != 0).then(|| Parent {
                 pid: p.ppid,
                 uid: p.parent_entity_id.as_deref(),
+                cmd_line: p.parent_command_line.as_deref(),
                 file: p
                     .parent_exe
                     .as_deref()
