@@ -14,7 +14,7 @@ use flow_common::{
 
 use crate::{
     dns::{self, DNS_PORT},
-    emit::{count_loss, header, now_ns, reserve, submit},
+    emit::{count_loss, header, now_ns, reserve, submit, Ring},
     filter::{self, count_skip},
     kernel::current_task,
     maps::{UDP_FLOWS, UDP_OWNERS},
@@ -56,13 +56,13 @@ pub fn udp_sock_release(ctx: SockContext) -> i32 {
     if unsafe { (*ctx.sock).protocol } == IPPROTO_UDP as u32 {
         let cookie = cookie_of(&ctx);
         let _ = UDP_OWNERS.remove(cookie);
-        if let Some(mut entry) = reserve::<UdpReleaseRecord>() {
+        if let Some(mut entry) = reserve::<UdpReleaseRecord>(Ring::Flows) {
             let r = entry.as_mut_ptr();
             unsafe {
                 (*r).header = header(RecordKind::UdpRelease);
                 (*r).cookie = cookie;
             }
-            submit(entry);
+            submit(entry, Ring::Flows);
         }
     }
     ALLOW
@@ -215,7 +215,7 @@ pub fn on_skb(ctx: &SkBuffContext, egress: bool, v6: bool) -> Option<()> {
             return None;
         }
     }
-    let mut entry = reserve::<UdpOpenRecord>()?;
+    let mut entry = reserve::<UdpOpenRecord>(Ring::Flows)?;
     let r = entry.as_mut_ptr();
     unsafe {
         (*r).header = header(RecordKind::UdpOpen);
@@ -233,6 +233,6 @@ pub fn on_skb(ctx: &SkBuffContext, egress: bool, v6: bool) -> Option<()> {
         (*r).tuple = pkt.tuple;
         (*r).outbound_first = egress as u32;
     }
-    submit(entry);
+    submit(entry, Ring::Flows);
     Some(())
 }
