@@ -6,7 +6,7 @@ use aya_ebpf::{helpers::bpf_get_current_task, macros::tracepoint, programs::Trac
 use flow_common::{CredsRecord, RecordKind};
 
 use crate::{
-    emit::{header, reserve, submit},
+    emit::{header, reserve, submit, Ring},
     kernel::{config, current_task, read, read_ptr},
 };
 
@@ -20,7 +20,7 @@ pub fn emit_creds() -> Option<()> {
     let task = unsafe { bpf_get_current_task() };
     let me = current_task(true);
     let cred = read_ptr(task, o.task_cred);
-    let mut entry = reserve::<CredsRecord>()?;
+    let mut entry = reserve::<CredsRecord>(Ring::Process)?;
     let r = entry.as_mut_ptr();
     unsafe {
         (*r).header = header(RecordKind::Creds);
@@ -34,7 +34,7 @@ pub fn emit_creds() -> Option<()> {
         (*r).session_id = read::<u32>(task, o.task_sessionid).unwrap_or(u32::MAX);
         (*r)._pad = 0;
     }
-    submit(entry);
+    submit(entry, Ring::Process);
     Some(())
 }
 

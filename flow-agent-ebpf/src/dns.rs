@@ -5,7 +5,7 @@ use aya_ebpf::{helpers::generated::bpf_skb_load_bytes, programs::SkBuffContext, 
 use flow_common::{DnsRecord, RecordKind, DNS_CAPTURE_LEN};
 
 use crate::{
-    emit::{header, reserve, submit},
+    emit::{header, reserve, submit, Ring},
     udp::UdpPacket,
 };
 
@@ -18,7 +18,7 @@ pub fn capture(ctx: &SkBuffContext, pkt: &UdpPacket, cookie: u64, egress: bool) 
         return None;
     }
     let capped = pkt.payload.min(DNS_CAPTURE_LEN as u64) as u32;
-    let mut entry = reserve::<DnsRecord>()?;
+    let mut entry = reserve::<DnsRecord>(Ring::Dns)?;
     let r = entry.as_mut_ptr();
     // In [1, DNS_CAPTURE_LEN] by construction (the capture length is a power of two), which is
     // what the verifier must see at the call: a bound checked earlier can be lost in spills.
@@ -42,6 +42,6 @@ pub fn capture(ctx: &SkBuffContext, pkt: &UdpPacket, cookie: u64, egress: bool) 
         (*r).egress = egress as u32;
         (*r).len = len;
     }
-    submit(entry);
+    submit(entry, Ring::Dns);
     Some(())
 }

@@ -1,15 +1,48 @@
-//! Ring buffer output and loss accounting.
+//! Ring buffer output and loss accounting. Each record class has its own ring, so a flood of
+//! one (execs, DNS answers) cannot take the room of another (flows): see `Ring`.
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::bpf_ktime_get_boot_ns,
-    maps::ring_buf::RingBufEntry,
+    maps::{ring_buf::RingBufEntry, RingBuf},
 };
 use flow_common::{Loss, RecordHeader, RecordKind};
 
 use crate::{
     kernel::config,
-    maps::{EVENTS, LOSSES},
+    maps::{DNS_EVENTS, EVENTS, LOSSES, PROCESS_EVENTS},
 };
+
+/// The record classes, one ring each.
+#[derive(Clone, Copy)]
+pub enum Ring {
+    /// TCP and UDP flow records and first payloads.
+    Flows,
+    /// Exec, fork and exit.
+    Process,
+    /// DNS messages.
+    Dns,
+}
+
+impl Ring {
+    #[inline(always)]
+    fn map(self) -> &'static RingBuf {
+        match self {
+            Ring::Flows => &EVENTS,
+            Ring::Process => &PROCESS_EVENTS,
+            Ring::Dns => &DNS_EVENTS,
+        }
+    }
+
+    /// The loss counted when this ring is full.
+    #[inline(always)]
+    fn full(self) -> Loss {
+        match self {
+            Ring::Flows => Loss::RingBufferFull,
+            Ring::Process => Loss::ProcessRingFull,
+            Ring::Dns => Loss::DnsRingFull,
+        }
+    }
+}
 
 #[inline(always)]
 pub fn count_loss(loss: Loss) {
@@ -36,12 +69,12 @@ pub fn header(kind: RecordKind) -> RecordHeader {
 /// Wake-up policy: the consumer polls on a timer, so a record wakes it only once enough bytes
 /// wait. That batches wake-ups, which is where a per-event consumer spends the host's time.
 #[inline(always)]
-pub fn submit_flags() -> u64 {
+pub fn submit_flags(ring: Ring) -> u64 {
     let threshold = config().wakeup_bytes as u64;
     if threshold == 0 {
         return 0;
     }
-    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
+    if ring.map().query(BPF_RB_AVAIL_DATA as u64) >= threshold {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
@@ -51,15 +84,27 @@ pub fn submit_flags() -> u64 {
 /// Reserves room for a record, counting a loss when the ring buffer is full. Records are filled
 /// in place: the larger ones do not fit on the 512-byte eBPF stack.
 #[inline(always)]
-pub fn reserve<T: 'static>() -> Option<RingBufEntry<T>> {
-    let entry = EVENTS.reserve::<T>(0);
+pub fn reserve<T: 'static>(ring: Ring) -> Option<RingBufEntry<T>> {
+    let entry = ring.map().reserve::<T>(0);
     if entry.is_none() {
-        count_loss(Loss::RingBufferFull);
+        count_loss(ring.full());
     }
     entry
 }
 
 #[inline(always)]
-pub fn submit<T: 'static>(entry: RingBufEntry<T>) {
-    entry.submit(submit_flags());
+pub fn submit<T: 'static>(entry: RingBufEntry<T>, ring: Ring) {
+    entry.submit(submit_flags(ring));
+}
+
+/// Copies `bytes` (a record filled elsewhere, as long as what it carries) into the ring.
+#[inline(always)]
+pub fn output(bytes: &[u8], ring: Ring) {
+    if ring
+        .map()
+        .output::<[u8]>(bytes, submit_flags(ring))
+        .is_err()
+    {
+        count_loss(ring.full());
+    }
 }

@@ -5,13 +5,26 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use flow_common::{
-    PayloadRecord, ProcessInfo, Task, TcpDetail, TcpHandshakeKey, UdpCounters, UdpFlowKey,
-    LOSS_KINDS,
+    ExecRecord, PayloadRecord, ProcessInfo, Task, TcpDetail, TcpHandshakeKey, UdpCounters,
+    UdpFlowKey, LOSS_KINDS,
 };
 
-/// Every record for userspace, in order.
+/// Flow records for userspace (TCP, UDP, first payloads), in order.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// Exec, fork and exit records: their own ring, so an exec flood cannot push flows out.
+#[map]
+pub static PROCESS_EVENTS: RingBuf = RingBuf::with_byte_size(2 * 1024 * 1024, 0);
+
+/// DNS messages: their own ring, for the same reason.
+#[map]
+pub static DNS_EVENTS: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
+
+/// An exec record being filled: it goes to the ring only as long as its command line.
+/// The sched tracepoints do not nest on one CPU, so one slot per CPU is enough.
+#[map]
+pub static EXEC_SCRATCH: PerCpuArray<ExecRecord> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU loss counters, indexed by `flow_common::Loss`.
 #[map]

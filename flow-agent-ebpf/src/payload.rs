@@ -2,11 +2,11 @@
 //! the application protocol (TLS hellos, HTTP request heads, banners). One bounded copy per
 //! direction per connection: tcp_skb.rs calls this only for the first packet with payload.
 use aya_ebpf::{helpers::generated::bpf_skb_load_bytes, programs::SkBuffContext, EbpfContext};
-use flow_common::{Loss, PayloadRecord, RecordKind, PAYLOAD_CAPTURE_LEN};
+use flow_common::{PayloadRecord, RecordKind, PAYLOAD_CAPTURE_LEN};
 
 use crate::{
-    emit::{count_loss, header, submit_flags},
-    maps::{Segment, EVENTS, PAYLOAD_SCRATCH, SKB_NESTING, TCP_SKB_DEPTH},
+    emit::{header, output, Ring},
+    maps::{Segment, PAYLOAD_SCRATCH, SKB_NESTING, TCP_SKB_DEPTH},
 };
 
 /// Bytes of a payload record before its data.
@@ -53,8 +53,6 @@ pub fn capture(ctx: &SkBuffContext, seg: &Segment, cookie: u64, egress: bool) ->
     let n = HEAD + (((filled.wrapping_sub(1)) & (PAYLOAD_CAPTURE_LEN as u32 - 1)) + 1) as usize;
     // SAFETY: the slot holds a whole PayloadRecord, and n is at most its size.
     let bytes = unsafe { core::slice::from_raw_parts(r.cast::<u8>(), n) };
-    if EVENTS.output::<[u8]>(bytes, submit_flags()).is_err() {
-        count_loss(Loss::RingBufferFull);
-    }
+    output(bytes, Ring::Flows);
     Some(())
 }

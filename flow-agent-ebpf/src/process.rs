@@ -19,9 +19,9 @@ use flow_common::{
 
 use crate::{
     creds::emit_creds,
-    emit::{header, reserve, submit},
+    emit::{header, output, reserve, submit, Ring},
     kernel::{config, current_task, read, read_ptr, task_info},
-    maps::PROCESSES,
+    maps::{EXEC_SCRATCH, PROCESSES},
 };
 
 #[tracepoint(category = "sched", name = "sched_process_exec")]
@@ -42,8 +42,7 @@ fn on_exec() -> Option<()> {
     };
     let _ = PROCESSES.insert(task.pid, info, 0);
 
-    let mut entry = reserve::<ExecRecord>()?;
-    let r = entry.as_mut_ptr();
+    let r = EXEC_SCRATCH.get_ptr_mut(0)?;
     let o = &config().offsets;
     let mm = read_ptr(unsafe { bpf_get_current_task() }, o.task_mm);
     unsafe {
@@ -69,9 +68,21 @@ fn on_exec() -> Option<()> {
             (*r).args_len = n as u32;
         }
     }
-    submit(entry);
+    // Only the command line's bytes go out: most are far shorter than the 4 KiB kept for it.
+    // In [1, ARGS_BUF_LEN] by construction (a power of two), as the verifier must see it; an
+    // empty command line sends the whole buffer, which userspace ignores past `args_len`.
+    let used = unsafe { core::ptr::read_volatile(&raw const (*r).args_len) };
+    let n = EXEC_HEAD + ((used.wrapping_sub(1) & (ARGS_BUF_LEN as u32 - 1)) + 1) as usize;
+    // SAFETY: the slot holds a whole ExecRecord, and n is at most its size.
+    output(
+        unsafe { core::slice::from_raw_parts(r.cast::<u8>(), n) },
+        Ring::Process,
+    );
     Some(())
 }
+
+/// Bytes of an exec record before its command line.
+const EXEC_HEAD: usize = core::mem::offset_of!(ExecRecord, args);
 
 /// Walks the dentries of `file`'s path up to the root of the mount namespace, crossing mount
 /// points, writing one component name per fixed slot, leaf first. Returns slots used and flags.
@@ -172,7 +183,7 @@ fn on_fork(ctx: &RawTracePointContext) -> Option<()> {
     let child_start = info.start_ns;
     let parent_start = task_info(parent).start_ns;
     let _ = PROCESSES.insert(child_tgid, info, 0);
-    let mut entry = reserve::<ForkRecord>()?;
+    let mut entry = reserve::<ForkRecord>(Ring::Process)?;
     let r = entry.as_mut_ptr();
     unsafe {
         (*r).header = header(RecordKind::Fork);
@@ -181,7 +192,7 @@ fn on_fork(ctx: &RawTracePointContext) -> Option<()> {
         (*r).child_pid = child_tgid;
         (*r).parent_pid = read::<u32>(parent, o.task_tgid).unwrap_or(0);
     }
-    submit(entry);
+    submit(entry, Ring::Process);
     Some(())
 }
 
@@ -202,7 +213,7 @@ fn on_exit() -> Option<()> {
     let start_ns = task_info(task).start_ns;
     let exit_code = read::<u32>(task, config().offsets.task_exit_code).unwrap_or(0);
     let _ = PROCESSES.remove(pid);
-    let mut entry = reserve::<ExitRecord>()?;
+    let mut entry = reserve::<ExitRecord>(Ring::Process)?;
     let r = entry.as_mut_ptr();
     unsafe {
         (*r).header = header(RecordKind::Exit);
@@ -210,6 +221,6 @@ fn on_exit() -> Option<()> {
         (*r).pid = pid;
         (*r).exit_code = exit_code;
     }
-    submit(entry);
+    submit(entry, Ring::Process);
     Some(())
 }

@@ -4,7 +4,7 @@ use aya_ebpf::{helpers::bpf_get_current_task, macros::tracepoint, programs::Trac
 use flow_common::{AcceptRecord, OwnerKind, RecordKind};
 
 use crate::{
-    emit::{header, reserve, submit},
+    emit::{header, reserve, submit, Ring},
     kernel::{config, current_task, read, read_ptr},
     maps::TCP_SOCKS,
 };
@@ -37,14 +37,14 @@ fn on_accept(ctx: &TracePointContext) -> Option<()> {
         (*state).owner = owner;
         (*state).owner_kind = OwnerKind::Acceptor as u8;
     }
-    let mut entry = reserve::<AcceptRecord>()?;
+    let mut entry = reserve::<AcceptRecord>(Ring::Flows)?;
     let r = entry.as_mut_ptr();
     unsafe {
         (*r).header = header(RecordKind::TcpAccept);
         (*r).sock = sk;
         (*r).owner = owner;
     }
-    submit(entry);
+    submit(entry, Ring::Flows);
     Some(())
 }
 

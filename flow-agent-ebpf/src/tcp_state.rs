@@ -10,7 +10,7 @@ use flow_common::{
 };
 
 use crate::{
-    emit::{count_loss, header, now_ns, reserve, submit},
+    emit::{count_loss, header, now_ns, reserve, submit, Ring},
     filter::{self, count_skip, FILTERED_SOCKS},
     kernel::{config, current_exiting, current_task, read, sock_netns},
     maps::{
@@ -326,7 +326,7 @@ fn emit(
     new: u8,
     state: Option<*mut TcpSockState>,
 ) -> Option<()> {
-    let mut entry = reserve::<TcpRecord>()?;
+    let mut entry = reserve::<TcpRecord>(Ring::Flows)?;
     let r = entry.as_mut_ptr();
     unsafe {
         if read_tuple(sk, &mut (*r).tuple).is_none() {
@@ -378,7 +378,7 @@ fn emit(
             take_detail(&mut *r);
         }
     }
-    submit(entry);
+    submit(entry, Ring::Flows);
     Some(())
 }
 

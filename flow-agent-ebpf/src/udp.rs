@@ -14,7 +14,7 @@ use flow_common::{
 
 use crate::{
     dns::{self, DNS_PORT},
-    emit::{count_loss, header, now_ns, reserve, submit},
+    emit::{count_loss, header, now_ns, reserve, submit, Ring},
     filter::{self, count_skip},
     kernel::current_task,
     maps::{UDP_FLOWS, UDP_OWNERS},
@@ -56,13 +56,13 @@ pub fn udp_sock_release(ctx: SockContext) -> i32 {
     if unsafe { (*ctx.sock).protocol } == IPPROTO_UDP as u32 {
         let cookie = cookie_of(&ctx);
         let _ = UDP_OWNERS.remove(cookie);
-        if let Some(mut entry) = reserve::<UdpReleaseRecord>() {
+        if let Some(mut entry) = reserve::<UdpReleaseRecord>(Ring::Flows) {
             let r = entry.as_mut_ptr();
             unsafe {
                 (*r).header = header(RecordKind::UdpRelease);
                 (*r).cookie = cookie;
             }
-            submit(entry);
+            submit(entry, Ring::Flows);
         }
     }
     ALLOW
@@ -119,22 +119,24 @@ pub struct UdpPacket {
 /// header: extension headers before UDP are rare for UDP and not followed).
 #[inline(always)]
 fn parse(ctx: &SkBuffContext, egress: bool, v6: bool) -> Option<UdpPacket> {
+    // Every packet pays this: one helper call per header rather than one per field.
     let skb = &ctx.skb;
     let (family, l4, src, dst) = if !v6 {
-        let ihl = (skb.load::<u8>(0).ok()? & 0x0f) as usize * 4;
+        let ip = skb.load::<[u8; 20]>(0).ok()?;
+        let ihl = (ip[0] & 0x0f) as usize * 4;
         let mut s = [0u8; 16];
         let mut d = [0u8; 16];
-        s[..4].copy_from_slice(&skb.load::<[u8; 4]>(12).ok()?);
-        d[..4].copy_from_slice(&skb.load::<[u8; 4]>(16).ok()?);
+        s[..4].copy_from_slice(&ip[12..16]);
+        d[..4].copy_from_slice(&ip[16..20]);
         (AF_INET, ihl, s, d)
     } else {
-        let s = skb.load::<[u8; 16]>(8).ok()?;
-        let d = skb.load::<[u8; 16]>(24).ok()?;
-        (AF_INET6, 40, s, d)
+        let addrs = skb.load::<[[u8; 16]; 2]>(8).ok()?;
+        (AF_INET6, 40, addrs[0], addrs[1])
     };
-    let sport = u16::from_be(skb.load::<u16>(l4).ok()?);
-    let dport = u16::from_be(skb.load::<u16>(l4 + 2).ok()?);
-    let udp_len = u16::from_be(skb.load::<u16>(l4 + 4).ok()?) as u64;
+    let udp = skb.load::<[u8; 8]>(l4).ok()?;
+    let sport = u16::from_be_bytes([udp[0], udp[1]]);
+    let dport = u16::from_be_bytes([udp[2], udp[3]]);
+    let udp_len = u16::from_be_bytes([udp[4], udp[5]]) as u64;
     let (local_addr, remote_addr, local_port, remote_port) = if egress {
         (src, dst, sport, dport)
     } else {
@@ -215,7 +217,7 @@ pub fn on_skb(ctx: &SkBuffContext, egress: bool, v6: bool) -> Option<()> {
             return None;
         }
     }
-    let mut entry = reserve::<UdpOpenRecord>()?;
+    let mut entry = reserve::<UdpOpenRecord>(Ring::Flows)?;
     let r = entry.as_mut_ptr();
     unsafe {
         (*r).header = header(RecordKind::UdpOpen);
@@ -233,6 +235,6 @@ pub fn on_skb(ctx: &SkBuffContext, egress: bool, v6: bool) -> Option<()> {
         (*r).tuple = pkt.tuple;
         (*r).outbound_first = egress as u32;
     }
-    submit(entry);
+    submit(entry, Ring::Flows);
     Some(())
 }

@@ -463,7 +463,7 @@ pub struct UdpReleaseRecord {
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Loss {
-    /// A record did not fit in the ring buffer.
+    /// A flow record (TCP, UDP, first payload) did not fit in the flow ring.
     RingBufferFull = 0,
     /// The TCP socket table was full (an LRU entry was pushed out or the insert failed).
     TcpTableFull = 1,
@@ -476,9 +476,13 @@ pub enum Loss {
     /// A TCP socket whose start the agent saw closed without complete per-packet counters (its
     /// `TCP_PKTS` or handshake entry was evicted): its IP bytes, flags and history are omitted.
     TcpDetailLost = 5,
+    /// An exec, fork or exit record did not fit in the process ring.
+    ProcessRingFull = 6,
+    /// A DNS message did not fit in the DNS ring.
+    DnsRingFull = 7,
 }
 
-pub const LOSS_KINDS: u32 = 6;
+pub const LOSS_KINDS: u32 = 8;
 
 #[cfg(feature = "user")]
 mod pod {

@@ -1,8 +1,11 @@
 //! Reading the ring buffer in bounded portions. A producer faster than the agent (a storm of
 //! connections) must not keep the main loop reading forever: each portion is capped, so the
 //! tick, the signals and the outputs get their turn, and memory stays bounded. Whatever the
-//! kernel could not put in the full ring is counted there (`ring_full`), never silent.
+//! kernel could not put in a full ring is counted there (`ring_full`, `process_ring_full`,
+//! `dns_ring_full`), never silent.
 use std::time::{Duration, Instant};
+
+use aya::maps::{MapData, RingBuf};
 
 use super::{Capture, Record};
 
@@ -66,39 +69,109 @@ fn stamp(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_ne_bytes(bytes.get(8..16)?.try_into().ok()?))
 }
 
-/// Reads records within `budget`, handing each to `handle` as it comes (no buffering of raw
-/// records: memory is one record at a time), with the capture for the maps it may read.
+/// The rings, one per record class (a flood of one cannot take the room of another).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ring {
+    Process,
+    Dns,
+    Flows,
+}
+
+impl Ring {
+    pub(crate) const ALL: [Ring; 3] = [Ring::Process, Ring::Dns, Ring::Flows];
+
+    pub(crate) fn buf(self, capture: &mut Capture) -> &mut RingBuf<MapData> {
+        match self {
+            Ring::Process => &mut capture.process_events,
+            Ring::Dns => &mut capture.dns_events,
+            Ring::Flows => &mut capture.events,
+        }
+    }
+}
+
+/// The oldest unread record of one ring, decoded, with its kernel timestamp.
+struct Head {
+    ts: u64,
+    record: Record,
+    /// Stamped after the signal the drain reads up to: this ring is done for this drain.
+    newer: bool,
+}
+
+/// Reads the next decodable record of `ring` into a [`Head`]; `None` when the ring is empty.
+fn next_head(
+    capture: &mut Capture,
+    ring: Ring,
+    budget: &DrainBudget,
+    done: &mut Drained,
+) -> Option<Head> {
+    loop {
+        let item = ring.buf(capture).next()?;
+        done.bytes += item.len() + 8;
+        let ts = stamp(&item).unwrap_or(0);
+        let record = Record::decode(&item);
+        // Releases the ring slot before the (slower) flow table work.
+        drop(item);
+        match record {
+            Ok(record) => {
+                let newer = budget.before_ns.is_some_and(|limit| ts > limit);
+                return Some(Head { ts, record, newer });
+            }
+            Err(e) => {
+                done.records += 1;
+                log::error!("dropping undecodable kernel record: {e}");
+            }
+        }
+    }
+}
+
+/// Reads records within `budget`, the three rings merged by the kernel's timestamps (a flow's
+/// process and the DNS answer that named its address come before it, as they happened),
+/// handing each to `handle` as it comes (memory: one decoded record per ring), with the capture
+/// for the maps it may read.
 pub(crate) fn drain(
     capture: &mut Capture,
     budget: DrainBudget,
     mut handle: impl FnMut(Record, &mut Capture),
 ) -> Drained {
     let mut done = Drained::default();
+    let mut heads: [Option<Head>; 3] = [None, None, None];
+    // A ring whose record past the signal was handled is not read again in this drain.
+    let mut closed = [false; 3];
     while done.records < budget.records {
-        let Some(item) = capture.events.next() else {
+        for (i, ring) in Ring::ALL.into_iter().enumerate() {
+            if heads[i].is_none() && !closed[i] {
+                heads[i] = next_head(capture, ring, &budget, &mut done);
+            }
+        }
+        let Some(i) = oldest(&heads) else {
             return done;
         };
+        let head = heads[i].take().expect("oldest is a head");
+        closed[i] = head.newer;
         done.records += 1;
-        done.bytes += item.len() + 8;
-        let newer = budget
-            .before_ns
-            .is_some_and(|limit| stamp(&item).is_some_and(|ts| ts > limit));
-        let record = Record::decode(&item);
-        // Releases the ring slot before the (slower) flow table work.
-        drop(item);
-        match record {
-            Ok(r) => handle(r, capture),
-            Err(e) => log::error!("dropping undecodable kernel record: {e}"),
-        }
-        if newer {
-            return done;
-        }
-        if done.records % CLOCK_EVERY == 0 && Instant::now() >= budget.deadline {
+        handle(head.record, capture);
+        if done.records.is_multiple_of(CLOCK_EVERY) && Instant::now() >= budget.deadline {
             break;
         }
     }
+    // Read from their rings already: handled now, oldest first, rather than lost.
+    while let Some(i) = oldest(&heads) {
+        let head = heads[i].take().expect("oldest is a head");
+        done.records += 1;
+        handle(head.record, capture);
+    }
     done.more = true;
     done
+}
+
+/// Index of the head with the earliest timestamp.
+fn oldest(heads: &[Option<Head>; 3]) -> Option<usize> {
+    heads
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.as_ref().map(|h| (h.ts, i)))
+        .min()
+        .map(|(_, i)| i)
 }
 
 /// Consumes, without handling, the records stamped before `before_ns` (a signal's arrival,
@@ -122,7 +195,29 @@ pub(crate) fn skip(capture: &mut Capture, before_ns: u64, max_bytes: usize) -> u
 
 #[cfg(test)]
 mod tests {
-    use super::stamp;
+    use super::*;
+
+    fn head(ts: u64) -> Option<Head> {
+        let fork = flow_common::ForkRecord {
+            header: Default::default(),
+            child_start_ns: 0,
+            parent_start_ns: 0,
+            child_pid: 0,
+            parent_pid: 0,
+        };
+        Some(Head {
+            ts,
+            record: Record::Fork(fork),
+            newer: false,
+        })
+    }
+
+    #[test]
+    fn the_oldest_head_goes_first_whichever_its_ring() {
+        assert_eq!(oldest(&[head(30), head(10), head(20)]), Some(1));
+        assert_eq!(oldest(&[None, head(10), head(5)]), Some(2));
+        assert_eq!(oldest(&[None, None, None]), None);
+    }
 
     #[test]
     fn stamp_is_the_header_timestamp() {

@@ -46,6 +46,12 @@ pub(crate) enum CaptureError {
     },
 }
 
+/// Bytes of the process ring (exec, fork, exit): an exec record is its header and command
+/// line, 4–8 KiB, so this holds 250 or more; the agent drains it every 20 ms.
+pub(crate) const PROCESS_RING_BYTES: u32 = 2 << 20;
+/// Bytes of the DNS ring: 1 KiB per message, about 1000.
+pub(crate) const DNS_RING_BYTES: u32 = 1 << 20;
+
 /// Sizes of the kernel-side tables; nothing there grows without bound.
 #[derive(Clone, Debug)]
 pub struct CaptureConfig {
@@ -88,7 +94,12 @@ impl Default for CaptureConfig {
 pub(crate) struct Capture {
     /// Owns the programs and their links: dropping it detaches everything.
     pub(crate) ebpf: Ebpf,
+    /// Flow records (`EVENTS`), sized by `ring_buffer_bytes`.
     pub(crate) events: RingBuf<MapData>,
+    /// Exec, fork and exit records (`PROCESS_EVENTS`, 2 MiB) and DNS messages (`DNS_EVENTS`,
+    /// 1 MiB): rings of their own, so that a flood of one class never takes the room of flows.
+    pub(crate) process_events: RingBuf<MapData>,
+    pub(crate) dns_events: RingBuf<MapData>,
     pub(crate) losses: PerCpuArray<MapData, u64>,
     pub(crate) udp_flows: PerCpuHashMap<MapData, UdpFlowKey, UdpCounters>,
     /// Per-packet TCP counters by socket cookie (`TCP_PKTS`), and those of packets sent after
@@ -167,6 +178,8 @@ impl Capture {
             .aya
             .override_global("CONFIG", program_config, true)
             .map_max_entries("EVENTS", cfg.ring_buffer_bytes)
+            .map_max_entries("PROCESS_EVENTS", PROCESS_RING_BYTES)
+            .map_max_entries("DNS_EVENTS", DNS_RING_BYTES)
             .map_max_entries("TCP_SOCKS", cfg.tcp_sockets)
             .map_max_entries("FILTERED_SOCKS", cfg.tcp_sockets)
             .map_max_entries("UDP_FLOWS", cfg.udp_flows)
@@ -236,12 +249,13 @@ impl Capture {
                 .map_err(|source| CaptureError::Program { name, source })?;
         }
 
-        let events = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?).map_err(|source| {
-            CaptureError::Map {
-                name: "EVENTS",
-                source,
-            }
-        })?;
+        let ring = |ebpf: &mut Ebpf, name: &'static str| {
+            RingBuf::try_from(take_map(ebpf, name)?)
+                .map_err(|source| CaptureError::Map { name, source })
+        };
+        let events = ring(&mut ebpf, "EVENTS")?;
+        let process_events = ring(&mut ebpf, "PROCESS_EVENTS")?;
+        let dns_events = ring(&mut ebpf, "DNS_EVENTS")?;
         let losses = PerCpuArray::try_from(take_map(&mut ebpf, "LOSSES")?).map_err(|source| {
             CaptureError::Map {
                 name: "LOSSES",
@@ -270,6 +284,8 @@ impl Capture {
         Ok(Self {
             ebpf,
             events,
+            process_events,
+            dns_events,
             losses,
             udp_flows,
             tcp_detail,

@@ -49,26 +49,30 @@ fn read<T: Copy>(kind: RecordKind, bytes: &[u8]) -> Result<T, DecodeError> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
-/// A payload record is written only as long as the bytes it carries (its header, then `len`
-/// bytes): the rest of `data` stays zero here.
-fn read_payload(bytes: &[u8]) -> Result<Box<PayloadRecord>, DecodeError> {
-    let head = std::mem::offset_of!(PayloadRecord, data);
+/// A record written only as long as the bytes it carries: its `head` bytes, then the `used`
+/// bytes of its trailing buffer. The rest of that buffer stays zero here.
+fn read_tail<T: Copy>(
+    kind: RecordKind,
+    bytes: &[u8],
+    head: usize,
+    used: impl Fn(&T) -> u32,
+) -> Result<Box<T>, DecodeError> {
     let short = |want| DecodeError::WrongSize {
-        kind: RecordKind::Payload,
+        kind,
         got: bytes.len(),
         want,
     };
     if bytes.len() < head {
         return Err(short(head));
     }
-    let mut full = vec![0u8; size_of::<PayloadRecord>()];
+    let mut full = vec![0u8; size_of::<T>()];
     let n = bytes.len().min(full.len());
     full[..n].copy_from_slice(&bytes[..n]);
-    // SAFETY: `full` has the struct's size; PayloadRecord is plain old data.
-    let r: PayloadRecord = unsafe { std::ptr::read_unaligned(full.as_ptr().cast()) };
-    let carried = n - head;
-    if r.len as usize > carried {
-        return Err(short(head + r.len as usize));
+    // SAFETY: `full` has the struct's size; every flow_common record is plain old data.
+    let r: T = unsafe { std::ptr::read_unaligned(full.as_ptr().cast()) };
+    let used = used(&r) as usize;
+    if used > n - head {
+        return Err(short(head + used));
     }
     Ok(Box::new(r))
 }
@@ -81,7 +85,12 @@ impl Record {
         let raw = u32::from_ne_bytes(bytes[..4].try_into().expect("4 bytes"));
         let kind = RecordKind::from_u32(raw).ok_or(DecodeError::UnknownKind(raw))?;
         Ok(match kind {
-            RecordKind::Exec => Record::Exec(Box::new(read(kind, bytes)?)),
+            RecordKind::Exec => Record::Exec(read_tail(
+                kind,
+                bytes,
+                std::mem::offset_of!(ExecRecord, args),
+                |r: &ExecRecord| r.args_len,
+            )?),
             RecordKind::Fork => Record::Fork(read(kind, bytes)?),
             RecordKind::Exit => Record::Exit(read(kind, bytes)?),
             RecordKind::Creds => Record::Creds(read(kind, bytes)?),
@@ -91,7 +100,12 @@ impl Record {
             RecordKind::UdpOpen => Record::UdpOpen(read(kind, bytes)?),
             RecordKind::UdpRelease => Record::UdpRelease(read(kind, bytes)?),
             RecordKind::Dns => Record::Dns(Box::new(read(kind, bytes)?)),
-            RecordKind::Payload => Record::Payload(read_payload(bytes)?),
+            RecordKind::Payload => Record::Payload(read_tail(
+                kind,
+                bytes,
+                std::mem::offset_of!(PayloadRecord, data),
+                |r: &PayloadRecord| r.len,
+            )?),
         })
     }
 }
@@ -171,6 +185,26 @@ mod tests {
         assert!(matches!(
             Record::decode(&b),
             Err(DecodeError::WrongSize { .. })
+        ));
+    }
+
+    #[test]
+    fn exec_records_carry_only_their_command_line() {
+        let head = std::mem::offset_of!(ExecRecord, args);
+        let mut b = vec![0u8; head + 8];
+        b[0] = RecordKind::Exec as u8;
+        let len_at = std::mem::offset_of!(ExecRecord, args_len);
+        b[len_at..len_at + 4].copy_from_slice(&8u32.to_ne_bytes());
+        b[head..].copy_from_slice(b"true\0-x\0");
+        let Ok(Record::Exec(r)) = Record::decode(&b) else {
+            panic!("an exec record with an 8-byte command line should decode");
+        };
+        assert_eq!(exec_args(&r), vec![b"true".to_vec(), b"-x".to_vec()]);
+        // A command line longer than the bytes that came is an error, not garbage.
+        b[len_at..len_at + 4].copy_from_slice(&9u32.to_ne_bytes());
+        assert!(matches!(
+            Record::decode(&b),
+            Err(DecodeError::WrongSize { want, .. }) if want == head + 9
         ));
     }
 

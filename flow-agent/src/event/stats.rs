@@ -43,6 +43,11 @@ pub(crate) struct KernelLosses {
     /// TCP connections whose per-packet counters were lost (LRU eviction): events without
     /// IP bytes, flags and packet-based history.
     pub(crate) tcp_detail_lost: u64,
+    /// Exec, fork and exit records the process ring had no room for: those processes are
+    /// named from /proc, or not at all if they were gone. Flows are never lost to it.
+    pub(crate) process_ring_full: u64,
+    /// DNS messages the DNS ring had no room for: those answers name nothing.
+    pub(crate) dns_ring_full: u64,
 }
 
 /// What the enrichment stage (userspace, after the ring buffer) refused or gave up since

@@ -152,6 +152,8 @@ pub(crate) fn render(snap: &Snapshot) -> String {
         ("read_failed", losses.read_failed),
         ("owner_table_full", losses.owner_table_full),
         ("tcp_detail_lost", losses.tcp_detail_lost),
+        ("process_ring_full", losses.process_ring_full),
+        ("dns_ring_full", losses.dns_ring_full),
     ] {
         out.sample("flow_agent_kernel_losses_total", &[("kind", kind)], value);
     }

@@ -24,8 +24,8 @@ use super::{
 };
 use crate::{
     capture::{
-        drain::{self, drain, DrainBudget},
-        sock_diag, Capture,
+        drain::{self, drain, DrainBudget, Ring},
+        sock_diag, Capture, DNS_RING_BYTES, PROCESS_RING_BYTES,
     },
     clock::{boot_ns_now, rfc3339_micros},
     config::{CaptureSettings, Config},
@@ -185,7 +185,8 @@ impl Agent {
             limiter,
             pending,
             poll_interval: opts.poll_interval,
-            ring_bytes: opts.capture.ring_buffer_bytes as usize,
+            ring_bytes: (opts.capture.ring_buffer_bytes + PROCESS_RING_BYTES + DNS_RING_BYTES)
+                as usize,
             last_stats: Instant::now(),
             reported: Reported::default(),
             last_losses: [0; LOSS_KINDS as usize],
@@ -206,10 +207,15 @@ impl Agent {
         // SAFETY: the descriptor belongs to `self.capture`, which outlives this registration
         // (dropped at the end of this function, before `self`) and never closes or replaces it
         // while the loop runs.
-        let ring_fd = unsafe {
-            AsyncFd::register_with_interest(self.capture.events.as_raw_fd(), Interest::READABLE)
-        }
-        .map_err(|e| anyhow::anyhow!("registering the ring buffer with the event loop: {e}"))?;
+        let [process_fd, dns_fd, flows_fd] = Ring::ALL.map(|ring| {
+            let fd = ring.buf(&mut self.capture).as_raw_fd();
+            unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+        });
+        let ring_fd = flows_fd
+            .map_err(|e| anyhow::anyhow!("registering the ring buffer with the event loop: {e}"))?;
+        let process_fd =
+            process_fd.map_err(|e| anyhow::anyhow!("registering the process ring: {e}"))?;
+        let dns_fd = dns_fd.map_err(|e| anyhow::anyhow!("registering the DNS ring: {e}"))?;
         let mut poll = tokio::time::interval(self.poll_interval);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         // A slow iteration must not make the tick ready on every following one (it goes first).
@@ -229,6 +235,8 @@ impl Agent {
                 _ = tick.tick() => self.on_tick(),
                 _ = signals.hup.recv() => self.on_reload().await,
                 guard = ring_fd.readable() => { if let Ok(mut g) = guard { g.clear_ready(); } }
+                guard = process_fd.readable() => { if let Ok(mut g) = guard { g.clear_ready(); } }
+                guard = dns_fd.readable() => { if let Ok(mut g) = guard { g.clear_ready(); } }
                 _ = poll.tick() => {}
                 _ = std::future::ready(()), if backlog => {}
             }
@@ -361,7 +369,7 @@ impl Agent {
         let missed = (table.missed_closes, table.evicted);
         if losses != self.last_losses || missed != self.last_missed {
             log::warn!(
-                "kernel-side losses (ring full, tcp table, udp table, read failed, owner table, tcp detail): {losses:?}; TCP closes missed: {}; evicted while open (tcp, udp): ({}, {})",
+                "kernel-side losses (flow ring full, tcp table, udp table, read failed, owner table, tcp detail, process ring full, dns ring full): {losses:?}; TCP closes missed: {}; evicted while open (tcp, udp): ({}, {})",
                 missed.0, missed.1.tcp, missed.1.udp
             );
             self.last_losses = losses;
@@ -425,6 +433,8 @@ impl Agent {
                 read_failed: loss(3),
                 owner_table_full: loss(4),
                 tcp_detail_lost: loss(5),
+                process_ring_full: loss(6),
+                dns_ring_full: loss(7),
                 tcp_closes_missed: table.missed_closes,
             },
             enrich_losses: self.enrich_losses(),
@@ -589,7 +599,7 @@ impl Agent {
             outputs.close().await;
         }
         log::info!(
-            "kernel-side losses at shutdown (ring full, tcp table, udp table, read failed, owner table, tcp detail): {losses:?}; TCP closes missed: {}; evicted while open (tcp, udp): ({}, {})",
+            "kernel-side losses at shutdown (flow ring full, tcp table, udp table, read failed, owner table, tcp detail, process ring full, dns ring full): {losses:?}; TCP closes missed: {}; evicted while open (tcp, udp): ({}, {})",
             self.stages.table.missed_closes,
             self.stages.table.evicted.tcp,
             self.stages.table.evicted.udp

@@ -82,6 +82,12 @@ const CUSTOM: &[(&str, Ty, bool)] = &[
         false,
     ),
     (
+        "flow_agent.stats.kernel_losses.process_ring_full",
+        Long,
+        false,
+    ),
+    ("flow_agent.stats.kernel_losses.dns_ring_full", Long, false),
+    (
         "flow_agent.stats.kernel_losses.owner_table_full",
         Long,
         false,

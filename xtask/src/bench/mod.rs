@@ -7,6 +7,7 @@ mod events;
 mod latency;
 mod procfs;
 mod profile;
+mod programs;
 mod report;
 mod runner;
 mod tools;
@@ -143,6 +144,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 && !configurations::is_base(&s.configuration)
         })
         .flat_map(report::check_targets)
+        .chain(programs::check_against_tcplife(&summary))
         .collect();
     let comparisons = report::comparisons(&summary);
     let results = Results {

@@ -10,6 +10,7 @@ use super::{
     configurations::{agent_format, base_name},
     latency::{self, LatencySummary},
     procfs::Machine,
+    programs::{self, ProgramCost},
     runner::{Plan, Session, Workload, WorkloadSample},
 };
 
@@ -60,6 +61,8 @@ pub struct Summary {
     /// Run time of its eBPF programs while iperf3 ran, in percent of one core.
     pub bpf_percent_tcp_bulk: Option<f64>,
     pub bpf_percent_udp64: Option<f64>,
+    /// Each program's cost (kernel statistics), by name.
+    pub bpf_programs: Vec<ProgramCost>,
     pub idle_rss_mib: Option<f64>,
     pub peak_rss_mib: Option<f64>,
     pub concurrent_connections: Option<u64>,
@@ -216,6 +219,7 @@ pub fn summarize(name: &str, sessions: &[Session]) -> Summary {
         bpf_us_per_flow: per_flow(Workload::Storm, bpf),
         bpf_percent_tcp_bulk: percent(Workload::IperfTcp, bpf),
         bpf_percent_udp64: percent(Workload::IperfUdp64, bpf),
+        bpf_programs: programs::summarize(ok),
         idle_rss_mib: median(ok.iter().filter_map(|s| s.idle_rss_kib.map(mib)).collect()),
         peak_rss_mib: ok
             .iter()
@@ -630,6 +634,7 @@ pub fn markdown(r: &Results) -> String {
             );
         }
     }
+    out += &programs::markdown(&running);
     if !r.comparisons.is_empty() {
         out += "\nBefore → after (each agent configuration against its @base twin):\n\n";
         for c in &r.comparisons {
@@ -691,6 +696,7 @@ mod tests {
             udp_lost_percent: None,
             sensor_cpu_s: sensor.then_some(cpu),
             sensor_bpf_s: None,
+            sensor_bpf_programs: BTreeMap::new(),
             drain_s: Some(0.1),
             expected_end_events: sensor.then_some(2 * storm as u64),
             end_events: sensor.then_some(2 * storm as u64),

@@ -126,6 +126,10 @@ pub struct WorkloadSample {
     /// workload's CPU time, not the sensor's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sensor_bpf_s: Option<f64>,
+    /// The same per program, by name, with how often each ran (the kernel's run_time_ns and
+    /// run_cnt): per packet for the cgroup_skb programs, per call for the others.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sensor_bpf_programs: BTreeMap<String, bpfstats::ProgramRuns>,
     /// From the load's end until the sensor's output was quiet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drain_s: Option<f64>,
@@ -139,7 +143,7 @@ pub struct WorkloadSample {
 }
 
 impl WorkloadSample {
-    fn new(workload: Workload) -> Self {
+    pub(super) fn new(workload: Workload) -> Self {
         WorkloadSample {
             workload,
             elapsed_s: 0.0,
@@ -152,6 +156,7 @@ impl WorkloadSample {
             udp_lost_percent: None,
             sensor_cpu_s: None,
             sensor_bpf_s: None,
+            sensor_bpf_programs: BTreeMap::new(),
             drain_s: None,
             expected_end_events: None,
             end_events: None,
@@ -202,6 +207,23 @@ pub struct Session {
 }
 
 impl Session {
+    pub fn new(rep: u32, configuration: &str) -> Session {
+        Session {
+            rep,
+            configuration: configuration.into(),
+            workloads: Vec::new(),
+            idle_rss_kib: None,
+            peak_rss_kib: None,
+            kernel_losses: None,
+            latency: None,
+            latency_samples: Vec::new(),
+            output_lines: 0,
+            other_end_events: None,
+            record_schemas: BTreeMap::new(),
+            error: None,
+        }
+    }
+
     pub fn sample(&self, w: Workload) -> Option<&WorkloadSample> {
         self.workloads.iter().find(|s| s.workload == w)
     }
@@ -241,20 +263,7 @@ fn run_session(
     agents: &Agents,
     dir: &Path,
 ) -> Session {
-    let mut session = Session {
-        rep,
-        configuration: config.name.clone(),
-        workloads: Vec::new(),
-        idle_rss_kib: None,
-        peak_rss_kib: None,
-        kernel_losses: None,
-        latency: None,
-        latency_samples: Vec::new(),
-        output_lines: 0,
-        other_end_events: None,
-        record_schemas: BTreeMap::new(),
-        error: None,
-    };
+    let mut session = Session::new(rep, &config.name);
     let mut sensor = match config.start(agents, dir) {
         Ok(s) => s,
         Err(e) => {
@@ -400,10 +409,10 @@ fn drive(
 }
 
 /// What a sensor had used at one moment.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Usage {
     cpu: procfs::CpuTimes,
-    bpf: Option<Duration>,
+    bpf: Option<BTreeMap<String, bpfstats::ProgramRuns>>,
 }
 
 /// The sensor under measurement.
@@ -416,7 +425,7 @@ impl Watch<'_> {
     fn cpu(&self) -> Result<Usage> {
         Ok(Usage {
             cpu: procfs::cpu_times(self.sensor.pid)?,
-            bpf: bpfstats::run_time(self.sensor.pid),
+            bpf: bpfstats::programs(self.sensor.pid),
         })
     }
 
@@ -455,10 +464,16 @@ impl Watch<'_> {
         sample.drain_s = Some(last.duration_since(load_end).as_secs_f64());
         let after = self.cpu()?;
         sample.sensor_cpu_s = Some(after.cpu.since(&before.cpu).as_secs_f64());
-        sample.sensor_bpf_s = match (before.bpf, after.bpf) {
-            (Some(b), Some(a)) => Some(a.saturating_sub(b).as_secs_f64()),
-            _ => None,
-        };
+        if let (Some(b), Some(a)) = (&before.bpf, &after.bpf) {
+            sample.sensor_bpf_programs = a
+                .iter()
+                .map(|(name, runs)| {
+                    let earlier = b.get(name).copied().unwrap_or_default();
+                    (name.clone(), runs.since(&earlier))
+                })
+                .collect();
+            sample.sensor_bpf_s = Some(bpfstats::total(&sample.sensor_bpf_programs).as_secs_f64());
+        }
         Ok(())
     }
 }

@@ -230,7 +230,7 @@ fn stats_are_a_metric_document() {
                 "events_total": 42,
                 "kernel_losses": {"ring_full": 1, "tcp_table_full": 0, "udp_table_full": 0,
                     "read_failed": 0, "owner_table_full": 0, "tcp_closes_missed": 2,
-                    "tcp_detail_lost": 0},
+                    "tcp_detail_lost": 0, "process_ring_full": 0, "dns_ring_full": 0},
                 "enrich_losses": {"payload_table_full": 0, "dns_answers_malformed": 0,
                     "dns_answers_unsolicited": 4, "dns_answers_mismatched": 0,
                     "dns_queries_evicted": 0, "dns_events_dropped": 5},
