@@ -86,7 +86,7 @@ impl Stages {
             Record::Fork(_) | Record::Exit(_) => r.process += 1,
             Record::TcpOpen(_) | Record::TcpAccept(_) | Record::TcpClose(_) => r.tcp += 1,
             Record::UdpOpen(_) | Record::UdpRelease(_) => r.udp += 1,
-            Record::Dns(_) | Record::Payload(_) => {}
+            Record::Creds(_) | Record::Dns(_) | Record::Payload(_) => {}
         }
     }
 
