@@ -85,14 +85,14 @@ const GRACE: Duration = Duration::from_secs(10);
 /// Connections held open before the storm and closed in one burst during it.
 const HELD: usize = 40;
 
-/// A 4 KiB ring the agent is woken for at every record, and reconciliation every 2 s.
+/// 4 KiB flow and 8 KiB process rings the agent is woken for at every record.
 fn tiny_ring_config(dir: &TempDir) -> Result<std::path::PathBuf> {
     dir.write(
         "agent.toml",
         format!(
             "[health]\nstats_interval = 1\nmetrics_listen = \"\"\n\n\
              [flows]\nupdate_interval = {UPDATE_INTERVAL_S}\n\n\
-             [capture]\nring_buffer_bytes = 4096\nwakeup_bytes = 0\n\n\
+             [capture]\nring_buffer_bytes = 4096\nprocess_ring_bytes = 8192\nwakeup_bytes = 0\n\n\
              [[outputs]]\nname = \"events\"\n[outputs.stdout]\n"
         ),
     )

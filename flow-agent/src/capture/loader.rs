@@ -48,14 +48,18 @@ pub(crate) enum CaptureError {
 
 /// Bytes of the process ring (exec, fork, exit): an exec record is its header and command
 /// line, 4–8 KiB, so this holds 250 or more; the agent drains it every 20 ms.
-pub(crate) const PROCESS_RING_BYTES: u32 = 2 << 20;
+const PROCESS_RING_BYTES: u32 = 2 << 20;
 /// Bytes of the DNS ring: 1 KiB per message, about 1000.
-pub(crate) const DNS_RING_BYTES: u32 = 1 << 20;
+const DNS_RING_BYTES: u32 = 1 << 20;
 
 /// Sizes of the kernel-side tables; nothing there grows without bound.
 #[derive(Clone, Debug)]
 pub struct CaptureConfig {
     pub(crate) ring_buffer_bytes: u32,
+    /// Exec, fork, exit and credential records (`PROCESS_EVENTS`).
+    pub(crate) process_ring_bytes: u32,
+    /// DNS messages (`DNS_EVENTS`).
+    pub(crate) dns_ring_bytes: u32,
     pub(crate) tcp_sockets: u32,
     pub(crate) udp_flows: u32,
     pub(crate) udp_owners: u32,
@@ -77,6 +81,8 @@ impl Default for CaptureConfig {
     fn default() -> Self {
         Self {
             ring_buffer_bytes: 8 << 20,
+            process_ring_bytes: PROCESS_RING_BYTES,
+            dns_ring_bytes: DNS_RING_BYTES,
             tcp_sockets: 131072,
             udp_flows: 65536,
             udp_owners: 65536,
@@ -178,8 +184,8 @@ impl Capture {
             .aya
             .override_global("CONFIG", program_config, true)
             .map_max_entries("EVENTS", cfg.ring_buffer_bytes)
-            .map_max_entries("PROCESS_EVENTS", PROCESS_RING_BYTES)
-            .map_max_entries("DNS_EVENTS", DNS_RING_BYTES)
+            .map_max_entries("PROCESS_EVENTS", cfg.process_ring_bytes)
+            .map_max_entries("DNS_EVENTS", cfg.dns_ring_bytes)
             .map_max_entries("TCP_SOCKS", cfg.tcp_sockets)
             .map_max_entries("FILTERED_SOCKS", cfg.tcp_sockets)
             .map_max_entries("UDP_FLOWS", cfg.udp_flows)

@@ -6,5 +6,5 @@ pub mod records;
 pub mod sock_diag;
 
 pub use loader::CaptureConfig;
-pub(crate) use loader::{Capture, CaptureError, Loader, DNS_RING_BYTES, PROCESS_RING_BYTES};
+pub(crate) use loader::{Capture, CaptureError, Loader};
 pub use records::Record;

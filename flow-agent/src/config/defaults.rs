@@ -87,6 +87,15 @@ const COMMENTS: &[(&str, &str)] = &[
         "Kernel-to-agent ring buffer: a power of two, 4096 to 1073741824.",
     ),
     (
+        "capture.process_ring_bytes",
+        "Ring of exec, fork, exit and credential records: a power of two, 4096 to\n\
+         1073741824 (an exec record takes 4-8 KiB).",
+    ),
+    (
+        "capture.dns_ring_bytes",
+        "Ring of DNS messages (1 KiB each): a power of two, 4096 to 1073741824.",
+    ),
+    (
         "capture.wakeup_bytes",
         "The agent is woken once this many bytes wait (else every 100 ms); 0 wakes it\n\
          for every record.",

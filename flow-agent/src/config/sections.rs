@@ -129,6 +129,8 @@ impl Default for EnrichConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CaptureSettings {
     pub(crate) ring_buffer_bytes: u32,
+    pub(crate) process_ring_bytes: u32,
+    pub(crate) dns_ring_bytes: u32,
     pub(crate) wakeup_bytes: u32,
     pub(crate) tcp_sockets: u32,
     pub(crate) udp_flows: u32,
@@ -149,6 +151,8 @@ impl Default for CaptureSettings {
         let c = CaptureConfig::default();
         Self {
             ring_buffer_bytes: c.ring_buffer_bytes,
+            process_ring_bytes: c.process_ring_bytes,
+            dns_ring_bytes: c.dns_ring_bytes,
             wakeup_bytes: c.wakeup_bytes,
             tcp_sockets: c.tcp_sockets,
             udp_flows: c.udp_flows,
@@ -166,6 +170,8 @@ impl CaptureSettings {
     pub fn to_capture_config(&self) -> CaptureConfig {
         CaptureConfig {
             ring_buffer_bytes: self.ring_buffer_bytes,
+            process_ring_bytes: self.process_ring_bytes,
+            dns_ring_bytes: self.dns_ring_bytes,
             wakeup_bytes: self.wakeup_bytes,
             tcp_sockets: self.tcp_sockets,
             udp_flows: self.udp_flows,

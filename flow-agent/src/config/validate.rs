@@ -95,6 +95,19 @@ fn capture(c: &CaptureSettings, path: &KeyPath, issues: &mut Vec<Issue>) {
         ));
     }
     for (key, v) in [
+        ("process_ring_bytes", c.process_ring_bytes),
+        ("dns_ring_bytes", c.dns_ring_bytes),
+    ] {
+        if !v.is_power_of_two() || !(PAGE..=MAX_RING_BYTES).contains(&v) {
+            issues.push(Issue::new(
+                path.key(key),
+                format!(
+                    "{v} is not usable (expected a power of two from {PAGE} to {MAX_RING_BYTES})"
+                ),
+            ));
+        }
+    }
+    for (key, v) in [
         ("tcp_sockets", c.tcp_sockets),
         ("udp_flows", c.udp_flows),
         ("udp_owners", c.udp_owners),

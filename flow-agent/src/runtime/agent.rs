@@ -25,7 +25,7 @@ use super::{
 use crate::{
     capture::{
         drain::{self, drain, DrainBudget, Ring},
-        sock_diag, Capture, DNS_RING_BYTES, PROCESS_RING_BYTES,
+        sock_diag, Capture,
     },
     clock::{boot_ns_now, rfc3339_micros},
     config::{CaptureSettings, Config},
@@ -185,8 +185,9 @@ impl Agent {
             limiter,
             pending,
             poll_interval: opts.poll_interval,
-            ring_bytes: (opts.capture.ring_buffer_bytes + PROCESS_RING_BYTES + DNS_RING_BYTES)
-                as usize,
+            ring_bytes: (opts.capture.ring_buffer_bytes
+                + opts.capture.process_ring_bytes
+                + opts.capture.dns_ring_bytes) as usize,
             last_stats: Instant::now(),
             reported: Reported::default(),
             last_losses: [0; LOSS_KINDS as usize],
