@@ -5,8 +5,9 @@
 //! tshark's dissection of a capture of the same handshake, and JA4 the independent `ja4plus`
 //! implementation (PyPI) on that capture. The flows curl made carry the name it asked for
 //! (dnsmasq answers its own records with TTL 0: the name must still reach the connection made
-//! right after). Last, a name answered over TCP port 53 (`dig +tcp`) names the connection to
-//! the answered address, and that DNS flow itself is `dns`.
+//! right after). Last, a name answered over TCP port 53 (`dig +tcp`, with a TTL: curl connects
+//! from another process) names the connection to the answered address, and that DNS flow
+//! itself is `dns`.
 //!
 //! Needs root, kernel BTF, iproute2, nginx, openssl, dnsmasq, curl, dig, python3, dumpcap,
 //! tshark and ja4plus (`cargo xtask setup` installs them).
@@ -27,6 +28,10 @@ const SSH_PORT: u16 = 2222;
 const NAME: &str = "www.apptest";
 /// Answered over TCP only, to the same address (the newest answer for an address names it).
 const TCP_NAME: &str = "tcp.apptest";
+/// TCP_NAME's TTL. Its connection comes from another process (curl after dig exits): with
+/// dnsmasq's TTL of 0 the name lives the agent's 2 s minimum, which a loaded TCG guest's
+/// process start outlasts (the 6.1 VM failed so, issue #17).
+const TCP_NAME_TTL_S: u32 = 60;
 const BANNER: &str = "SSH-2.0-FlowTest_1.0";
 
 const NGINX_CONF: &str = r#"
@@ -116,7 +121,7 @@ fn start_dnsmasq(server: &TestHost, addr: &str) -> Result<Spawned> {
         ])
         .arg(format!("--listen-address={addr}"))
         .arg(format!("--host-record={NAME},{addr}"))
-        .arg(format!("--host-record={TCP_NAME},{addr}"))
+        .arg(format!("--host-record={TCP_NAME},{addr},{TCP_NAME_TTL_S}"))
         .spawn()?;
     server.wait_for_tcp_listen(53)?;
     Ok(proc)
