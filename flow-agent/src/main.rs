@@ -174,7 +174,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             for line in f.lines {
-                eprintln!("flow-agent: error: {line}");
+                logger::fatal(&line);
             }
             ExitCode::from(f.code)
         }
