@@ -42,6 +42,8 @@ const TEST_PACKAGES: &[&str] = &[
     "systemd",
     "strace",
     "libcap2-bin",
+    // The package test completes a command with the packaged bash completion.
+    "bash-completion",
 ];
 
 fn installed(pkg: &str) -> bool {
