@@ -225,6 +225,7 @@ fn check_deb(deb: &Path) -> Result<()> {
             "-rw-r--r--",
         ),
         ("./usr/share/doc/flow-agent/install.md", "-rw-r--r--"),
+        ("./usr/share/doc/flow-agent/NOTICE", "-rw-r--r--"),
         ("./usr/share/doc/flow-agent/cli.md", "-rw-r--r--"),
         ("./usr/share/doc/flow-agent/configuration.md", "-rw-r--r--"),
         ("./usr/share/doc/flow-agent/events.md", "-rw-r--r--"),

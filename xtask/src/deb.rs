@@ -267,6 +267,8 @@ pub fn assemble(binary: &Path, out: &Path) -> Result<PathBuf> {
             read("packaging/debian/lintian-overrides")?,
         ),
         Entry::new(SCHEMA, read("docs/events.schema.json")?),
+        // The fingerprint methods' licences: JA4S's FoxIO License 1.1 keeps it off by default.
+        Entry::new("usr/share/doc/flow-agent/NOTICE", read("NOTICE")?),
     ];
     for (name, text) in &pages {
         entries.push(Entry::new(

@@ -65,6 +65,12 @@ const COMMENTS: &[(&str, &str)] = &[
          response code, answers, resolver and the asking process. Off by default.",
     ),
     (
+        "enrich.ja4s",
+        "Add the JA4S fingerprint of the TLS server hello to TLS flows. Off by default: JA4S\n\
+         is under the FoxIO License 1.1, which allows no commercial use without a licence\n\
+         from FoxIO (JA4 itself is BSD-3-Clause and always on; see NOTICE).",
+    ),
+    (
         "enrich.local_networks",
         "A remote address in these networks makes a flow's network_locality internal.",
     ),

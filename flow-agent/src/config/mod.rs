@@ -81,6 +81,7 @@ impl Config {
             local_networks: self.enrich.local_networks.iter().map(|n| n.cidr).collect(),
             content_bytes: self.enrich.content_bytes as usize,
             dns_events: self.enrich.dns_events,
+            ja4s: self.enrich.ja4s,
         }
     }
 

@@ -105,6 +105,8 @@ pub(crate) struct EnrichConfig {
     pub(crate) content_bytes: u32,
     /// Answered DNS queries this host asked as `dns_query` events (off by default).
     pub(crate) dns_events: bool,
+    /// JA4S server fingerprints (off by default: JA4S is under the FoxIO License 1.1, NOTICE).
+    pub(crate) ja4s: bool,
 }
 
 impl Default for EnrichConfig {
@@ -117,6 +119,7 @@ impl Default for EnrichConfig {
             community_id_seed: 0,
             content_bytes: 0,
             dns_events: false,
+            ja4s: false,
         }
     }
 }
