@@ -158,7 +158,7 @@ impl Metrics {
 /// The standard `process_*` families against the agent's own /proc entries.
 fn check_process_metrics(m: &Metrics, pid: u32) -> Result<()> {
     let value = |name: &str| {
-        ensure!(m.types.get(name).is_some(), "no TYPE for {name}");
+        ensure!(m.types.contains_key(name), "no TYPE for {name}");
         m.samples
             .get(name)
             .copied()
