@@ -2,9 +2,14 @@
 //! or one entry per message in the systemd journal (native protocol, with the fields
 //! PRIORITY, SYSLOG_IDENTIFIER, TARGET and MESSAGE). When the journal cannot be reached the
 //! message goes to stderr instead: nothing is lost for want of a journal.
+//!
+//! When stderr itself is the journal's stream (a systemd service: `JOURNAL_STREAM` holds the
+//! stream's device and inode), each line starts with its syslog priority as `<N>`
+//! (sd-daemon(3)), which journald turns into the entry's PRIORITY: `journalctl -p err` then
+//! shows the agent's errors.
 use std::{
     io::Write,
-    os::unix::net::UnixDatagram,
+    os::{fd::AsFd, unix::fs::MetadataExt, unix::net::UnixDatagram},
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -25,12 +30,42 @@ struct AgentLogger {
     /// Set while the journal is the target.
     journal: Mutex<Option<UnixDatagram>>,
     journal_on: AtomicBool,
+    /// stderr is the journal's stream: lines carry a `<N>` priority prefix.
+    stderr_journal: AtomicBool,
 }
 
 static LOGGER: AgentLogger = AgentLogger {
     journal: Mutex::new(None),
     journal_on: AtomicBool::new(false),
+    stderr_journal: AtomicBool::new(false),
 };
+
+/// The variable systemd sets to `DEVICE:INODE` of the stream it connects stdout/stderr to.
+pub(crate) const JOURNAL_STREAM: &str = "JOURNAL_STREAM";
+
+/// Whether stderr is the stream `JOURNAL_STREAM` names (not merely inherited from a parent
+/// whose stderr was, which systemd.exec(5) warns of: the device and inode must match).
+fn stderr_is_journal_stream() -> bool {
+    let Some(expected) = std::env::var_os(JOURNAL_STREAM) else {
+        return false;
+    };
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    match std::fs::File::from(fd).metadata() {
+        Ok(m) => expected.to_str() == Some(&format!("{}:{}", m.dev(), m.ino())),
+        Err(_) => false,
+    }
+}
+
+/// The `<N>` prefix journald reads as the line's priority, or nothing off the journal.
+fn stderr_prefix(level: Level) -> String {
+    if LOGGER.stderr_journal.load(Ordering::Relaxed) {
+        format!("<{}>", priority(level))
+    } else {
+        String::new()
+    }
+}
 
 fn level_name(l: Level) -> &'static str {
     match l {
@@ -85,7 +120,11 @@ impl AgentLogger {
             }
         }
         // {:?} quotes and escapes the message: a hostile string cannot forge a log line.
-        let line = format!("level={} target={target} msg={msg:?}\n", level_name(level));
+        let line = format!(
+            "{}level={} target={target} msg={msg:?}\n",
+            stderr_prefix(level),
+            level_name(level)
+        );
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 }
@@ -106,6 +145,9 @@ impl Log for AgentLogger {
 
 /// Installs the logger (stderr) at `level`.
 pub fn init(level: LevelFilter) {
+    LOGGER
+        .stderr_journal
+        .store(stderr_is_journal_stream(), Ordering::Relaxed);
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(level);
     }
@@ -151,6 +193,12 @@ pub(crate) fn set_target(target: LogTarget) {
             }
         }
     }
+}
+
+/// The error that ends the agent, on stderr (with the error priority in the journal).
+pub fn fatal(line: &str) {
+    let line = format!("{}flow-agent: error: {line}\n", stderr_prefix(Level::Error));
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// A message written whatever the level (start-up and shutdown milestones that people and

@@ -13,6 +13,7 @@ use flow_agent::{
 mod help;
 mod tail;
 mod top;
+mod manual;
 
 /// Exit statuses (docs/cli.md).
 const EXIT_RUNTIME: u8 = 1;
@@ -102,6 +103,19 @@ enum Command {
     Top(top::TopArgs),
     /// Print the agent's version.
     Version,
+    /// Print a shell completion script: bash, zsh or fish (the package installs them).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages into DIR (packaging: cargo xtask deb).
+    #[command(hide = true)]
+    Manual {
+        dir: PathBuf,
+        /// The pages' date (YYYY-MM-DD).
+        #[arg(long, default_value = "")]
+        date: String,
+    },
 }
 
 #[derive(clap::Args, Default)]
@@ -197,7 +211,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             for line in f.lines {
-                eprintln!("flow-agent: error: {line}");
+                logger::fatal(&line);
             }
             ExitCode::from(f.code)
         }
@@ -216,6 +230,17 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Top(args) => top::run(&args).map_err(Failure::from),
         Command::Version => {
             println!("flow-agent {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "flow-agent", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Manual { dir, date } => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            manual::write_pages(cmd, &dir, &date)
+                .map_err(|e| anyhow::anyhow!("writing manual pages to {}: {e}", dir.display()))?;
             Ok(())
         }
         Command::Probe {

@@ -237,7 +237,9 @@ fn flows_name_their_protocol_and_tls_matches_tshark_and_ja4plus() -> Result<()> 
     )?;
     wait_for_line(&banner, "listening", Duration::from_secs(10))?;
     let _resolv = ResolvConf::point(&client, &addr)?;
-    let agent = agent(&[])?;
+    // JA4S is off by default (FoxIO License 1.1): this test asks for it.
+    let config = dir.write("agent.toml", "[enrich]\nja4s = true\n")?;
+    let agent = agent(&["--config", &config.display().to_string()])?;
 
     let pcap = dir.path().join("tls.pcap");
     let capture = start_capture(&client, &pcap)?;

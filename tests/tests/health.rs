@@ -155,6 +155,71 @@ impl Metrics {
     }
 }
 
+/// The standard `process_*` families against the agent's own /proc entries.
+fn check_process_metrics(m: &Metrics, pid: u32) -> Result<()> {
+    let value = |name: &str| {
+        ensure!(m.types.contains_key(name), "no TYPE for {name}");
+        m.samples
+            .get(name)
+            .copied()
+            .with_context(|| format!("no {name}"))
+    };
+    let proc_file = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}"));
+    let limits = proc_file("limits")?;
+    let soft: f64 = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .context("Max open files")?
+        .parse()?;
+    ensure!(value("process_max_fds")? == soft, "max fds vs {soft}");
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))?.count() as f64;
+    let open = value("process_open_fds")?;
+    ensure!(
+        (open - fds).abs() <= 8.0,
+        "open fds {open}, /proc says {fds}"
+    );
+    let status = proc_file("status")?;
+    let rss_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .context("VmRSS")?
+        .parse()?;
+    let rss = value("process_resident_memory_bytes")?;
+    ensure!(
+        rss > rss_kib * 1024.0 / 2.0 && rss < rss_kib * 1024.0 * 2.0,
+        "rss {rss} bytes, VmRSS {rss_kib} KiB"
+    );
+    // Field 22 of stat (after the command in parentheses) in clock ticks since boot.
+    let stat = proc_file("stat")?;
+    let after_comm = stat.rsplit_once(") ").context("stat")?.1;
+    let start_ticks: f64 = after_comm
+        .split(' ')
+        .nth(19)
+        .context("starttime")?
+        .parse()?;
+    let btime: f64 = std::fs::read_to_string("/proc/stat")?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .context("btime")?
+        .trim()
+        .parse()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let start = value("process_start_time_seconds")?;
+    ensure!(
+        (start - (btime + start_ticks / ticks)).abs() < 0.02,
+        "start time {start}"
+    );
+    let cpu = value("process_cpu_seconds_total")?;
+    ensure!(
+        cpu > 0.0 && m.types["process_cpu_seconds_total"] == "counter",
+        "cpu {cpu}"
+    );
+    Ok(())
+}
+
 fn is_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars
@@ -311,6 +376,7 @@ name = "events"
 
     let first = scraper.metrics()?;
     ensure!(first.get(r#"flow_agent_build_info{version="0.1.0"}"#)? == 1);
+    check_process_metrics(&first, agent.pid())?;
     ensure!(first.types["flow_agent_sink_queued"] == "gauge");
     ensure!(first.types["flow_agent_events_total"] == "counter");
     for kind in [
@@ -457,11 +523,11 @@ fn a_metrics_address_beyond_loopback_needs_consent() -> Result<()> {
     let dir = TempDir::new("health-remote")?;
     let config = dir.write(
         "agent.toml",
-        "[health]\nmetrics_listen = \"0.0.0.0:9464\"\n",
+        "[health]\nmetrics_listen = \"0.0.0.0:39464\"\n",
     )?;
     let err = refused_config(&config)?;
     ensure!(
-        err.contains("health.metrics_listen \"0.0.0.0:9464\": not a loopback address"),
+        err.contains("health.metrics_listen \"0.0.0.0:39464\": not a loopback address"),
         "{err}"
     );
     Ok(())

@@ -8,6 +8,8 @@
 //! Needs root, kernel BTF, iproute2, python3 and openssl.
 
 mod common;
+#[path = "http_sink/secrets.rs"]
+mod secrets;
 
 use anyhow::{bail, ensure, Context, Result};
 use common::*;

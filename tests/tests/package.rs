@@ -205,12 +205,27 @@ fn check_deb(deb: &Path) -> Result<()> {
         ("./usr/lib/systemd/system/flow-agent.service", "-rw-r--r--"),
         ("./etc/flow-agent/config.toml", "-rw-r--r--"),
         ("./usr/share/man/man8/flow-agent.8.gz", "-rw-r--r--"),
+        ("./usr/share/man/man8/flow-agent-run.8.gz", "-rw-r--r--"),
+        (
+            "./usr/share/man/man8/flow-agent-check-config.8.gz",
+            "-rw-r--r--",
+        ),
+        (COMPLETION_BASH, "-rw-r--r--"),
+        (
+            "./usr/share/zsh/vendor-completions/_flow-agent",
+            "-rw-r--r--",
+        ),
+        (
+            "./usr/share/fish/vendor_completions.d/flow-agent.fish",
+            "-rw-r--r--",
+        ),
         ("./usr/share/doc/flow-agent/copyright", "-rw-r--r--"),
         (
             "./usr/share/doc/flow-agent/changelog.Debian.gz",
             "-rw-r--r--",
         ),
         ("./usr/share/doc/flow-agent/install.md", "-rw-r--r--"),
+        ("./usr/share/doc/flow-agent/NOTICE", "-rw-r--r--"),
         ("./usr/share/doc/flow-agent/cli.md", "-rw-r--r--"),
         ("./usr/share/doc/flow-agent/configuration.md", "-rw-r--r--"),
         ("./usr/share/doc/flow-agent/events.md", "-rw-r--r--"),
@@ -388,6 +403,42 @@ fn cap_set(value: &str) -> BTreeSet<String> {
     value.split_whitespace().map(str::to_string).collect()
 }
 
+const COMPLETION_BASH: &str = "./usr/share/bash-completion/completions/flow-agent";
+
+/// An interactive bash with bash-completion, as an admin's: the packaged script is loaded on
+/// demand for `flow-agent`, and `flow-agent check-c<TAB>` completes the command.
+const BASH_COMPLETES: &str = r#"source /usr/share/bash-completion/bash_completion
+_completion_loader flow-agent
+func=$(complete -p flow-agent | sed -n 's/.* -F \([^ ]*\) .*/\1/p')
+COMP_WORDS=(flow-agent check-c); COMP_CWORD=1; COMP_LINE="flow-agent check-c"
+COMP_POINT=${#COMP_LINE}
+"$func" flow-agent check-c flow-agent
+printf 'reply:%s\n' "${COMPREPLY[@]}"
+"#;
+
+/// The installed completions: bash completes a command; zsh's and fish's are for the binary.
+fn check_completions() -> Result<()> {
+    let out = output(
+        Command::new(find_tool("bash")?)
+            .args(["--norc", "-i", "-c", BASH_COMPLETES])
+            .stdin(std::process::Stdio::null()),
+    )?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        stdout.lines().collect::<Vec<_>>() == ["reply:check-config"],
+        "bash completion of `flow-agent check-c`: {stdout:?}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let zsh = std::fs::read_to_string("/usr/share/zsh/vendor-completions/_flow-agent")?;
+    ensure!(zsh.starts_with("#compdef flow-agent"), "zsh: {zsh:.80}");
+    let fish = std::fs::read_to_string("/usr/share/fish/vendor_completions.d/flow-agent.fish")?;
+    ensure!(
+        fish.contains("complete -c flow-agent") && fish.contains("check-config"),
+        "fish: {fish:.200}"
+    );
+    Ok(())
+}
+
 /// Files, modes, owners, the user, the unit, the manual page, right after `dpkg -i`.
 fn check_installed(startup: &BTreeSet<String>) -> Result<()> {
     let user = passwd_entry(PACKAGE)?;
@@ -477,9 +528,16 @@ fn check_installed(startup: &BTreeSet<String>) -> Result<()> {
         String::from_utf8_lossy(&man.stderr)
     );
     let page = String::from_utf8_lossy(&man.stdout);
-    for needle in ["flow-agent run", "--config", "SIGHUP", "CAP_SYS_PTRACE"] {
+    for needle in [
+        "flow-agent-run(8)",
+        "--config",
+        "SIGHUP",
+        "CAP_SYS_PTRACE",
+        "journalctl -u flow-agent -p err",
+    ] {
         ensure!(page.contains(needle), "man page lacks {needle:?}:\n{page}");
     }
+    check_completions()?;
     // The schema as the repository has it, also through the docs' link (events.md's).
     let schema = std::fs::read(workspace().join("docs/events.schema.json"))?;
     for path in [SCHEMA, "/usr/share/doc/flow-agent/events.schema.json"] {

@@ -1,7 +1,10 @@
 //! The agent as a service, from the built binary: systemd notifications (READY, STATUS,
-//! WATCHDOG, RELOADING, STOPPING) over a path and an abstract socket, the capability drop in
-//! every thread, the agent's own system call filter after attach, running as another user,
-//! and the unit's system call filter against every call the agent makes.
+//! WATCHDOG, RELOADING, STOPPING) over the manager's socket, the capability drop in every
+//! thread, the agent's own system call filter after attach, running as another user, the
+//! unit's system call filter against every call the agent makes, and log priorities in a real
+//! journal (`journal`).
+#[path = "service/journal.rs"]
+mod journal;
 mod support;
 
 use anyhow::{ensure, Context, Result};
@@ -55,7 +58,8 @@ fn stop(listener: &NotifyListener, agent: &mut Running, from: usize) -> Result<(
 fn watchdog_pings_arrive_at_half_of_watchdog_usec() -> Result<()> {
     require_root_and_bpf()?;
     let _shared = shared();
-    let listener = NotifyListener::bind_abstract("watchdog")?;
+    let listener_dir = TempDir::new("flow-notify-watchdog")?;
+    let listener = NotifyListener::bind_path(listener_dir.path())?;
     let mut cmd = agent_command(&listener)?;
     // 2 s: a ping every second, the main loop's tick.
     cmd.env("WATCHDOG_USEC", "2000000")
@@ -64,7 +68,8 @@ fn watchdog_pings_arrive_at_half_of_watchdog_usec() -> Result<()> {
     let mut ignored = Running::spawn(cmd)?;
     let ignoring = wait_ready(&listener, &mut ignored)?;
 
-    let listener2 = NotifyListener::bind_abstract("watchdog2")?;
+    let listener2_dir = TempDir::new("flow-notify-watchdog2")?;
+    let listener2 = NotifyListener::bind_path(listener2_dir.path())?;
     let mut cmd = agent_command(&listener2)?;
     cmd.env("WATCHDOG_USEC", "2000000");
     let mut agent = Running::spawn(cmd)?;
@@ -151,7 +156,8 @@ impl Load {
 fn pings_and_answers_sigterm_under_sustained_load() -> Result<()> {
     require_root_and_bpf()?;
     let _alone = LOAD.write().unwrap_or_else(|e| e.into_inner());
-    let listener = NotifyListener::bind_abstract("load")?;
+    let listener_dir = TempDir::new("flow-notify-load")?;
+    let listener = NotifyListener::bind_path(listener_dir.path())?;
     let mut cmd = agent_command(&listener)?;
     cmd.env("WATCHDOG_USEC", "2000000");
     let mut agent = Running::spawn_with(cmd, false)?;
@@ -348,7 +354,8 @@ fn runs_as_the_user_named_in_flow_agent_user() -> Result<()> {
     require_root_and_bpf()?;
     let _shared = shared();
     let (_, kept) = documented_capabilities()?;
-    let listener = NotifyListener::bind_abstract("user")?;
+    let listener_dir = TempDir::new("flow-notify-user")?;
+    let listener = NotifyListener::bind_path(listener_dir.path())?;
     let mut cmd = agent_command(&listener)?;
     cmd.env("FLOW_AGENT_USER", "nobody");
     let mut agent = Running::spawn(cmd)?;
@@ -409,7 +416,8 @@ fn unit_system_call_filter_allows_every_call_the_agent_makes() -> Result<()> {
     );
     let dir = TempDir::new("flow-service-strace")?;
     let trace = dir.path().join("trace");
-    let listener = NotifyListener::bind_abstract("strace")?;
+    let listener_dir = TempDir::new("flow-notify-strace")?;
+    let listener = NotifyListener::bind_path(listener_dir.path())?;
     let not_allowed: Vec<String> = allowed.iter().map(|s| format!("?{s}")).collect();
     let mut cmd = Command::new(find_tool("strace")?);
     cmd.args(["-f", "-qq", "--seccomp-bpf", "-e", "signal=none", "-e"])

@@ -239,10 +239,10 @@ pub fn assemble(binary: &Path, out: &Path) -> Result<PathBuf> {
         ])
         .arg(&staged_bin))?;
     fs::set_permissions(&staged_bin, fs::Permissions::from_mode(0o755))?;
-    let page = man::render(
+    let pages = man::pages(
         &String::from_utf8(read("packaging/man/flow-agent.8.in")?)?,
         &staged_bin,
-        upstream,
+        &scratch,
         &date,
     )?;
 
@@ -254,10 +254,6 @@ pub fn assemble(binary: &Path, out: &Path) -> Result<PathBuf> {
         ),
         // 0644 as Debian wants; postinst's statoverride makes it root:flow-agent 0640.
         Entry::new("etc/flow-agent/config.toml", read("packaging/config.toml")?),
-        Entry::new(
-            "usr/share/man/man8/flow-agent.8.gz",
-            gzip(page.as_bytes(), &scratch, "flow-agent.8")?,
-        ),
         Entry::new(
             "usr/share/doc/flow-agent/copyright",
             read("packaging/debian/copyright")?,
@@ -271,7 +267,18 @@ pub fn assemble(binary: &Path, out: &Path) -> Result<PathBuf> {
             read("packaging/debian/lintian-overrides")?,
         ),
         Entry::new(SCHEMA, read("docs/events.schema.json")?),
+        // The fingerprint methods' licences: JA4S's FoxIO License 1.1 keeps it off by default.
+        Entry::new("usr/share/doc/flow-agent/NOTICE", read("NOTICE")?),
     ];
+    for (name, text) in &pages {
+        entries.push(Entry::new(
+            format!("usr/share/man/man8/{name}.gz"),
+            gzip(text.as_bytes(), &scratch, name)?,
+        ));
+    }
+    for (path, script) in man::completions(&staged_bin)? {
+        entries.push(Entry::new(path, script));
+    }
     // Uncompressed: the pages link to each other, and the unit's Documentation= names
     // install.md.
     for name in user_docs()? {

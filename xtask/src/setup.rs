@@ -47,6 +47,8 @@ const TEST_PACKAGES: &[&str] = &[
     // The identity test names a user known only through NSS: a systemd userdb drop-in, read by
     // nss-systemd (its package adds `systemd` to nsswitch.conf).
     "libnss-systemd",
+    // The package test completes a command with the packaged bash completion.
+    "bash-completion",
 ];
 
 fn installed(pkg: &str) -> bool {

@@ -68,6 +68,10 @@ const COMMENTS: &[(&str, &str)] = &[
         "enrich.hash_max_bytes",
         "Executables up to this size are hashed (image_sha256), off the event path; larger\n\
          ones are skipped (image_hash_skipped: too_large). 0 turns hashing off.",
+        "enrich.ja4s",
+        "Add the JA4S fingerprint of the TLS server hello to TLS flows. Off by default: JA4S\n\
+         is under the FoxIO License 1.1, which allows no commercial use without a licence\n\
+         from FoxIO (JA4 itself is BSD-3-Clause and always on; see NOTICE).",
     ),
     (
         "enrich.local_networks",

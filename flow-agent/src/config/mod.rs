@@ -85,6 +85,7 @@ impl Config {
             content_bytes: self.enrich.content_bytes as usize,
             dns_events: self.enrich.dns_events,
             hash_max_bytes: self.enrich.hash_max_bytes,
+            ja4s: self.enrich.ja4s,
         }
     }
 

@@ -107,6 +107,8 @@ pub(crate) struct EnrichConfig {
     pub(crate) dns_events: bool,
     /// Executables larger than this many bytes are not hashed (0: no hashing).
     pub(crate) hash_max_bytes: u64,
+    /// JA4S server fingerprints (off by default: JA4S is under the FoxIO License 1.1, NOTICE).
+    pub(crate) ja4s: bool,
 }
 
 impl Default for EnrichConfig {
@@ -120,6 +122,7 @@ impl Default for EnrichConfig {
             content_bytes: 0,
             dns_events: false,
             hash_max_bytes: crate::enrich::image_hash::DEFAULT_MAX_BYTES,
+            ja4s: false,
         }
     }
 }

@@ -170,6 +170,14 @@ pub(crate) fn app_info(
     (!app.is_empty()).then_some(app)
 }
 
+/// JA4S stays only when configured: it is under the FoxIO License 1.1 (NOTICE).
+pub(crate) fn with_ja4s(mut app: AppInfo, enabled: bool) -> AppInfo {
+    if let (false, Some(tls)) = (enabled, app.tls.as_mut()) {
+        tls.ja4s = None;
+    }
+    app
+}
+
 /// The first `n` bytes as printable ASCII: anything else (control bytes, line ends, non-ASCII)
 /// becomes '.', as `tcpdump -A` shows it, so the text is safe in every output format.
 pub(crate) fn printable(b: &[u8], n: usize) -> String {
@@ -279,6 +287,21 @@ mod tests {
             app.info.as_deref(),
             Some(format!("TLS 1.2 sni {}", "n".repeat(244)).as_str())
         );
+    }
+
+    #[test]
+    fn ja4s_only_when_enabled() {
+        let app = AppInfo {
+            tls: Some(TlsInfo {
+                ja4: Some("t13d".into()),
+                ja4s: Some("t130200_1301_234ea6891581".into()),
+                ..TlsInfo::default()
+            }),
+            ..AppInfo::default()
+        };
+        let off = with_ja4s(app.clone(), false).tls.unwrap();
+        assert_eq!((off.ja4.as_deref(), off.ja4s), (Some("t13d"), None));
+        assert_eq!(with_ja4s(app.clone(), true), app);
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub struct EnrichmentConfig {
     pub dns_events: bool,
     /// Executables larger than this are not hashed (0: none is).
     pub hash_max_bytes: u64,
+    /// TLS flows carry JA4S (FoxIO License 1.1: off unless asked for).
+    pub ja4s: bool,
 }
 
 impl Default for EnrichmentConfig {
@@ -53,6 +55,7 @@ impl Default for EnrichmentConfig {
             content_bytes: 0,
             dns_events: false,
             hash_max_bytes: image_hash::DEFAULT_MAX_BYTES,
+            ja4s: false,
         }
     }
 }
@@ -294,11 +297,11 @@ impl Enricher {
         let udp = ev.transport == Transport::Udp;
         let (local_orig, dest_port) = (ev.local_orig(), ev.dest().1);
         let content = self.cfg.content_bytes;
+        let ja4s = self.cfg.ja4s;
         let by_port = &mut self.by_port;
         self.payloads.app(key, |first| match first {
-            Some(first) => {
-                app_proto::app_info(udp, local_orig, dest_port, Some(first), content).map(Arc::new)
-            }
+            Some(first) => app_proto::app_info(udp, local_orig, dest_port, Some(first), content)
+                .map(|app| Arc::new(app_proto::with_ja4s(app, ja4s))),
             None => by_port
                 .entry((udp, dest_port))
                 .or_insert_with(|| {

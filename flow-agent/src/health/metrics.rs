@@ -2,6 +2,7 @@
 //! then one `name{labels} value` line per series.
 use std::fmt::Write;
 
+use super::process::ProcessStats;
 use crate::event::{SinkReport, StatsEvent};
 
 /// What one scrape shows.
@@ -10,6 +11,7 @@ pub(crate) struct Snapshot<'a> {
     pub(crate) sinks: &'a [SinkReport],
     pub(crate) uptime: f64,
     pub(crate) start_time: f64,
+    pub(crate) process: ProcessStats,
 }
 
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -226,6 +228,7 @@ pub(crate) fn render(snap: &Snapshot) -> String {
             out.sample(&name, &labels, field(s));
         }
     }
+    process(&mut out, &snap.process);
     out.0
 }
 
@@ -276,6 +279,39 @@ fn state_metrics(out: &mut Out, stats: &StatsEvent) {
             "flow_agent_self_check_reruns_total",
             &[("result", result)],
             value,
+        );
+    }
+}
+
+/// The `process_*` families client libraries export, under their usual names and help.
+fn process(out: &mut Out, p: &ProcessStats) {
+    if let Some(v) = p.cpu_seconds {
+        let help = "Total user and system CPU time spent in seconds.";
+        out.single("process_cpu_seconds_total", "counter", help, v);
+    }
+    if let Some(v) = p.resident_bytes {
+        let help = "Resident memory size in bytes.";
+        out.single("process_resident_memory_bytes", "gauge", help, v);
+    }
+    if let Some(v) = p.open_fds {
+        out.single(
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            v,
+        );
+    }
+    if let Some(v) = p.max_fds {
+        let help = "Maximum number of open file descriptors.";
+        out.single("process_max_fds", "gauge", help, v);
+    }
+    if let Some(v) = p.start_time_seconds {
+        let help = "Start time of the process since unix epoch in seconds.";
+        out.single(
+            "process_start_time_seconds",
+            "gauge",
+            help,
+            format!("{v:.2}"),
         );
     }
 }
@@ -337,6 +373,13 @@ mod tests {
             sinks: &sinks,
             uptime: 12.5,
             start_time: 1700000000.25,
+            process: ProcessStats {
+                cpu_seconds: Some(1.5),
+                resident_bytes: Some(4096),
+                open_fds: Some(9),
+                max_fds: Some(1024),
+                start_time_seconds: Some(1700000000.25),
+            },
         });
         let lines: Vec<&str> = text.lines().collect();
         for want in [
@@ -345,6 +388,11 @@ mod tests {
             "flow_agent_flows_open 3",
             "flow_agent_uptime_seconds 12.500",
             "flow_agent_start_time_seconds 1700000000.250",
+            "process_cpu_seconds_total 1.5",
+            "process_resident_memory_bytes 4096",
+            "process_open_fds 9",
+            "process_max_fds 1024",
+            "process_start_time_seconds 1700000000.25",
             "flow_agent_kernel_losses_total{kind=\"ring_full\"} 7",
             "flow_agent_tcp_closes_missed_total 2",
             r#"flow_agent_sink_sent_total{output="siem \"eu\"\\1",kind="http",format="ecs"} 38"#,
@@ -377,7 +425,7 @@ mod tests {
         // Every family has exactly one HELP and one TYPE line.
         let types = lines.iter().filter(|l| l.starts_with("# TYPE")).count();
         let helps = lines.iter().filter(|l| l.starts_with("# HELP")).count();
-        assert_eq!((types, helps), (23, 23));
+        assert_eq!((types, helps), (28, 28));
         assert!(text.ends_with('\n'));
     }
 }

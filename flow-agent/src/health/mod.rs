@@ -6,14 +6,16 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 mod metrics;
+mod process;
 mod registry;
 mod server;
 
 pub(crate) use registry::{Health, Registry};
 
-/// Where the metrics endpoint listens unless configured: loopback only, the port registered
-/// for Prometheus exporters of this kind (9464).
-pub(crate) const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+/// Where the metrics endpoint listens unless configured: loopback only. Not 9464, the
+/// OpenTelemetry Prometheus exporter's default, nor 9100-9999, which Prometheus's port list
+/// has given out in full (docs/health.md).
+pub(crate) const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:39464";
 
 /// `[health]` of the configuration.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -62,7 +64,7 @@ impl HealthConfig {
         };
         let addr: SocketAddr = value
             .parse()
-            .map_err(|_| err("expected IP:PORT, e.g. 127.0.0.1:9464 or [::1]:9464"))?;
+            .map_err(|_| err("expected IP:PORT, e.g. 127.0.0.1:39464 or [::1]:39464"))?;
         if !addr.ip().is_loopback() && !self.metrics_allow_remote {
             return Err(err(
                 "not a loopback address; the endpoint has no authentication, set health.metrics_allow_remote = true to expose it",

@@ -5,7 +5,7 @@ use std::{
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
-use super::{metrics, server::MetricsServer, HealthConfig, HealthError};
+use super::{metrics, process::ProcessStats, server::MetricsServer, HealthConfig, HealthError};
 use crate::{event::StatsEvent, sink::SinkStats};
 
 /// The last stats event and the live counters of every output.
@@ -54,6 +54,7 @@ impl Registry {
             sinks: &reports,
             uptime: self.started.elapsed().as_secs_f64(),
             start_time: self.start_time,
+            process: ProcessStats::read(),
         })
     }
 }

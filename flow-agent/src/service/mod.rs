@@ -15,13 +15,13 @@ pub(crate) mod threads;
 
 use std::time::Instant;
 
-pub(crate) use notify::{Notifier, NotifyError, Watchdog};
+use sd_notify::NotifyState;
+
+pub(crate) use notify::{Notifier, Watchdog};
 pub(crate) use privileges::{PrivilegeError, User, USER_ENV};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ServiceError {
-    #[error(transparent)]
-    Notify(#[from] NotifyError),
     #[error(transparent)]
     Privilege(#[from] PrivilegeError),
 }
@@ -38,16 +38,10 @@ impl Service {
     /// the start-up capabilities); either way joins `groups`, those the file outputs give
     /// their files ([`privileges::join_groups`]). Call before outputs open files.
     pub(crate) fn start(user: Option<&str>, groups: &[u32]) -> Result<Service, ServiceError> {
-        let notifier = match Notifier::from_env() {
-            Ok(n) => n,
-            // Capture matters more than notifications: a manager that insists on them will
-            // say so when the start-up times out.
-            Err(e) => {
-                log::warn!("service notifications off: {e}");
-                None
-            }
-        };
-        let watchdog = Watchdog::from_env()?;
+        // Capture matters more than notifications: a manager that insists on them will say
+        // so when the start-up times out.
+        let notifier = Notifier::from_env();
+        let watchdog = Watchdog::from_env();
         if let Some(w) = &watchdog {
             log::info!("watchdog: pinging every {:?}", w.interval);
         }
@@ -70,7 +64,7 @@ impl Service {
         // CAP_SYS_ADMIN).
         seccomp::install_after_attach();
         self.status = format!("capturing flows; capabilities kept: {}", report.kept);
-        self.notify(&format!("READY=1\nSTATUS={}", self.status));
+        self.ready();
         Ok(())
     }
 
@@ -82,31 +76,41 @@ impl Service {
             .as_mut()
             .is_some_and(|w| w.due(Instant::now()))
         {
-            self.notify("WATCHDOG=1");
+            self.notify(&[NotifyState::Watchdog]);
         }
     }
 
     /// SIGHUP received; what `Type=notify-reload` expects before the reload starts.
     pub(crate) fn reloading(&mut self) {
-        self.notify(&format!(
-            "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading the configuration",
-            notify::monotonic_usec()
-        ));
+        let mut states = vec![NotifyState::Reloading];
+        // Type=notify-reload wants the time; without it the message is still a reload.
+        states.extend(NotifyState::monotonic_usec_now().ok());
+        states.push(NotifyState::Status("reloading the configuration"));
+        self.notify(&states);
     }
 
     /// The reload is over (applied or rejected: the agent runs either way).
     pub(crate) fn reloaded(&mut self) {
-        self.notify(&format!("READY=1\nSTATUS={}", self.status));
+        self.ready();
     }
 
     /// SIGTERM received: the agent ends its flows and closes its outputs.
     pub(crate) fn stopping(&mut self) {
-        self.notify("STOPPING=1\nSTATUS=ending open flows and closing the outputs");
+        self.notify(&[
+            NotifyState::Stopping,
+            NotifyState::Status("ending open flows and closing the outputs"),
+        ]);
     }
 
-    fn notify(&mut self, message: &str) {
+    fn ready(&mut self) {
         if let Some(n) = self.notifier.as_mut() {
-            let _ = n.send(message);
+            let _ = n.send(&[NotifyState::Ready, NotifyState::Status(&self.status)]);
+        }
+    }
+
+    fn notify(&mut self, states: &[NotifyState]) {
+        if let Some(n) = self.notifier.as_mut() {
+            let _ = n.send(states);
         }
     }
 }

@@ -13,6 +13,7 @@ mod body;
 mod bulk;
 mod client;
 mod endpoint;
+mod secrets;
 mod settled;
 mod status;
 #[cfg(test)]
@@ -51,6 +52,12 @@ pub(crate) struct HttpConfig {
     pub(crate) user: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) password: Option<String>,
+    /// Header values read from files (or systemd credentials: a name without `/`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) header_files: BTreeMap<String, PathBuf>,
+    /// The password read from a file (or a systemd credential).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) password_file: Option<PathBuf>,
     /// Compress request bodies (`Content-Encoding: gzip`).
     pub(crate) gzip: bool,
     /// Seconds one request may take, connecting included.
@@ -77,6 +84,8 @@ impl Default for HttpConfig {
             headers: BTreeMap::new(),
             user: None,
             password: None,
+            header_files: BTreeMap::new(),
+            password_file: None,
             gzip: false,
             timeout: 30,
             ca_file: None,
@@ -102,12 +111,13 @@ impl HttpConfig {
             return Vec::new();
         }
         let mut found = Vec::new();
-        if self.password.is_some() {
+        if self.password.is_some() || self.password_file.is_some() {
             found.push("the basic authentication password".to_string());
         }
         found.extend(
             self.headers
                 .keys()
+                .chain(self.header_files.keys())
                 .filter(|name| looks_secret(name))
                 .map(|name| format!("header {name}")),
         );

@@ -2,9 +2,8 @@
 //! reports (READY=1, STATUS=, WATCHDOG=1, RELOADING=1, STOPPING=1).
 use anyhow::{bail, Context, Result};
 use flow_agent_tests::{describe_bound, slowed};
-use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -37,14 +36,6 @@ impl NotifyListener {
         Ok(NotifyListener::start(socket, path.display().to_string()))
     }
 
-    /// A socket in the abstract namespace: `@name`.
-    pub fn bind_abstract(tag: &str) -> Result<NotifyListener> {
-        let name = format!("flow-agent-test/{tag}/{}", std::process::id());
-        let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
-        let socket = UnixDatagram::bind_addr(&addr).with_context(|| format!("binding @{name}"))?;
-        Ok(NotifyListener::start(socket, format!("@{name}")))
-    }
-
     fn start(socket: UnixDatagram, address: String) -> NotifyListener {
         let shared = Arc::new(Shared::default());
         let s = shared.clone();
@@ -55,7 +46,9 @@ impl NotifyListener {
             let mut buf = vec![0u8; 65536];
             while !s.stop.load(Ordering::Relaxed) {
                 if let Ok(n) = socket.recv(&mut buf) {
-                    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    // sd_notify(3) allows a final newline; the agent's crate sends one.
+                    let text = String::from_utf8_lossy(&buf[..n]);
+                    let msg = text.trim_end_matches('\n').to_string();
                     s.messages.lock().unwrap().push(msg);
                     s.changed.notify_all();
                 }

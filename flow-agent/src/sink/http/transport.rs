@@ -11,7 +11,7 @@ use super::{
     bulk,
     bulk::ItemOutcome,
     client::HttpClient,
-    config_error,
+    config_error, secrets,
     settled::{Progress, State},
     status::{self, Verdict},
     tls, Endpoint, HttpConfig, HttpMode,
@@ -101,12 +101,16 @@ impl HttpTransport {
         } else {
             None
         };
-        let headers = auth::fixed_headers(
+        let (headers, password) = secrets::resolve(
             &config.headers,
-            config.user.as_deref(),
+            &config.header_files,
             config.password.as_deref(),
+            config.password_file.as_deref(),
+            secrets::credentials_dir().as_deref(),
         )
-        .map_err(config_error)?;
+        .map_err(|e| config_error(e.to_string()))?;
+        let headers = auth::fixed_headers(&headers, config.user.as_deref(), password.as_deref())
+            .map_err(config_error)?;
         let client = HttpClient::new(endpoint.clone(), tls, Duration::from_secs(config.timeout))
             .map_err(config_error)?;
         Ok(Self {
