@@ -11,9 +11,9 @@ use flow_agent::{
 };
 
 mod help;
+mod manual;
 mod tail;
 mod top;
-mod manual;
 
 /// Exit statuses (docs/cli.md).
 const EXIT_RUNTIME: u8 = 1;

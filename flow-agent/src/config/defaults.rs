@@ -68,6 +68,8 @@ const COMMENTS: &[(&str, &str)] = &[
         "enrich.hash_max_bytes",
         "Executables up to this size are hashed (image_sha256), off the event path; larger\n\
          ones are skipped (image_hash_skipped: too_large). 0 turns hashing off.",
+    ),
+    (
         "enrich.ja4s",
         "Add the JA4S fingerprint of the TLS server hello to TLS flows. Off by default: JA4S\n\
          is under the FoxIO License 1.1, which allows no commercial use without a licence\n\
