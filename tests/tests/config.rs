@@ -1121,14 +1121,6 @@ fn wait_stats_after(agent: &Agent, from: usize) -> Result<()> {
     Ok(())
 }
 
-fn ensure_no_losses_in(stderr: &str) -> Result<()> {
-    ensure!(
-        !stderr.contains("kernel-side losses"),
-        "agent reported losses:\n{stderr}"
-    );
-    Ok(())
-}
-
 #[test]
 fn logs_go_to_the_journal_when_configured() -> Result<()> {
     use std::os::unix::net::UnixDatagram;
