@@ -14,6 +14,6 @@ pub(crate) mod networks;
 pub(crate) mod process;
 pub mod procfs;
 pub(crate) mod stage;
-pub mod users;
+pub(crate) mod users;
 
 pub use stage::{Enricher, EnrichmentConfig};
