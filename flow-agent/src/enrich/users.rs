@@ -68,62 +68,64 @@ impl NameDb {
     }
 }
 
-/// `getpwuid_r`, growing the buffer while NSS says it is too small.
+/// `getpwuid_r`.
 fn lookup_user(uid: u32) -> Option<String> {
-    let mut buf = vec![0u8; FIRST_BUF];
-    loop {
-        // SAFETY: all-zero is a valid `passwd` (null pointers, zero ids).
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut found: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: the pointers are valid for the call; `buf.len()` is its size.
-        let rc = unsafe {
-            libc::getpwuid_r(
-                uid,
-                &mut pwd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut found,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < MAX_BUF {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
-            return None;
-        }
-        // SAFETY: NSS wrote a NUL-terminated name into `buf`, which outlives this read.
-        return Some(text(unsafe { CStr::from_ptr(pwd.pw_name) }));
-    }
+    // SAFETY: all-zero is a valid `passwd` (null pointers, zero ids).
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: the pointers are valid for the call; `len` is the buffer's size.
+    let name = with_growing_buffer(|buf, len| unsafe {
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf, len, &mut found);
+        (
+            rc,
+            if found.is_null() {
+                std::ptr::null()
+            } else {
+                pwd.pw_name
+            },
+        )
+    })?;
+    Some(name)
 }
 
-/// `getgrgid_r`, growing the buffer while NSS says it is too small (large groups list many
-/// members).
+/// `getgrgid_r` (large groups list many members: the buffer grows).
 fn lookup_group(gid: u32) -> Option<String> {
+    // SAFETY: all-zero is a valid `group`.
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: as in `lookup_user`.
+    let name = with_growing_buffer(|buf, len| unsafe {
+        let rc = libc::getgrgid_r(gid, &mut grp, buf, len, &mut found);
+        (
+            rc,
+            if found.is_null() {
+                std::ptr::null()
+            } else {
+                grp.gr_name
+            },
+        )
+    })?;
+    Some(name)
+}
+
+/// Calls an NSS `*_r` lookup with a buffer it may fill, doubling it while NSS answers ERANGE;
+/// `call` returns the status and the name it found (null for none), which points into the
+/// buffer and is read before the buffer goes.
+fn with_growing_buffer(
+    mut call: impl FnMut(*mut libc::c_char, usize) -> (i32, *const libc::c_char),
+) -> Option<String> {
     let mut buf = vec![0u8; FIRST_BUF];
     loop {
-        // SAFETY: all-zero is a valid `group`.
-        let mut grp: libc::group = unsafe { std::mem::zeroed() };
-        let mut found: *mut libc::group = std::ptr::null_mut();
-        // SAFETY: as in `lookup_user`.
-        let rc = unsafe {
-            libc::getgrgid_r(
-                gid,
-                &mut grp,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut found,
-            )
-        };
+        let (rc, name) = call(buf.as_mut_ptr().cast(), buf.len());
         if rc == libc::ERANGE && buf.len() < MAX_BUF {
             buf.resize(buf.len() * 2, 0);
             continue;
         }
-        if rc != 0 || found.is_null() || grp.gr_name.is_null() {
+        if rc != 0 || name.is_null() {
             return None;
         }
-        // SAFETY: as in `lookup_user`.
-        return Some(text(unsafe { CStr::from_ptr(grp.gr_name) }));
+        // SAFETY: NSS wrote a NUL-terminated name into `buf`, which is still alive.
+        return Some(text(unsafe { CStr::from_ptr(name) }));
     }
 }
 
