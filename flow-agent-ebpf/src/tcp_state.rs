@@ -5,7 +5,8 @@ use aya_ebpf::{
 };
 use flow_common::{
     tcp_state::*, FilterSkip, Loss, OwnerKind, RecordKind, Role, Task, TcpCounters, TcpRecord,
-    Tuple, AF_INET, IPPROTO_TCP, TCP_DETAIL_PARTIAL, TCP_DETAIL_PRESENT, TCP_INFO_ALL_ACKED,
+    Tuple, AF_INET, IPPROTO_TCP, TCP_DETAIL_LOST, TCP_DETAIL_PARTIAL, TCP_DETAIL_PRESENT,
+    TCP_INFO_ALL_ACKED,
     TCP_INFO_CLOSED_ON_EXIT, TCP_INFO_FIN_RECEIVED,
 };
 
@@ -383,8 +384,9 @@ fn emit(
 }
 
 /// Copies the socket's per-packet counters into its close record (on_close deletes them). A
-/// socket whose open the kernel saw and that carried segments but has no complete counters
-/// lost them to the LRU.
+/// socket whose open the kernel saw and that carried segments but has no complete counters is
+/// flagged: userspace tells an LRU eviction (a loss) from a socket that opened while the
+/// per-packet programs were being attached.
 #[inline(always)]
 fn take_detail(r: &mut TcpRecord) {
     if config().tcp_detail == 0 {
@@ -401,6 +403,6 @@ fn take_detail(r: &mut TcpRecord) {
     let observed = r.role != Role::Unknown as u8 && r.open_ns != 0;
     let carried = r.counters.segs_in != 0 || r.counters.segs_out != 0;
     if observed && carried && !complete {
-        count_loss(Loss::TcpDetailLost);
+        r.detail.flags |= TCP_DETAIL_LOST;
     }
 }

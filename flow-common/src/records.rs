@@ -269,6 +269,10 @@ pub const TCP_DETAIL_PRESENT: u8 = 1;
 pub const TCP_DETAIL_PARTIAL: u8 = 2;
 /// A passive socket's counters were seeded with its handshake, seen on the listener.
 pub const TCP_DETAIL_HANDSHAKE: u8 = 4;
+/// The kernel saw the socket open and carry segments, but its counters are incomplete (its
+/// `TCP_PKTS` or handshake entry was evicted, or it opened while the per-packet programs were
+/// being attached). Userspace counts it in `tcp_detail_lost` only in the first case.
+pub const TCP_DETAIL_LOST: u8 = 8;
 
 /// A handshake in progress on a listening socket: the connection's endpoints and the
 /// initiator's initial sequence number (which tells apart equal tuples of two namespaces).
@@ -473,8 +477,9 @@ pub enum Loss {
     KernelReadFailed = 3,
     /// The socket owner table insert failed.
     OwnerTableFull = 4,
-    /// A TCP socket whose start the agent saw closed without complete per-packet counters (its
-    /// `TCP_PKTS` or handshake entry was evicted): its IP bytes, flags and history are omitted.
+    /// Not counted in the kernel any more (its slot is kept so the others keep their index):
+    /// close records flag incomplete counters with `TCP_DETAIL_LOST` and userspace counts
+    /// those of sockets opened after the per-packet programs were attached.
     TcpDetailLost = 5,
     /// An exec, fork or exit record did not fit in the process ring.
     ProcessRingFull = 6,

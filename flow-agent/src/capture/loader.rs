@@ -117,6 +117,9 @@ pub(crate) struct Capture {
 pub(crate) struct TcpDetailMaps {
     pub(crate) sockets: BpfHashMap<MapData, u64, TcpDetail>,
     pub(crate) late: BpfHashMap<MapData, u64, TcpDetail>,
+    /// When the per-packet programs were attached (CLOCK_BOOTTIME ns): a socket opened before
+    /// that may have missed its first packets without any loss.
+    pub(crate) attached_ns: u64,
 }
 
 const TRACEPOINTS: &[(&str, &str, &str)] = &[
@@ -254,6 +257,7 @@ impl Capture {
             prog.attach(&cgroup, kind, mode)
                 .map_err(|source| CaptureError::Program { name, source })?;
         }
+        let skb_attached_ns = crate::clock::boot_ns_now();
 
         let ring = |ebpf: &mut Ebpf, name: &'static str| {
             RingBuf::try_from(take_map(ebpf, name)?)
@@ -283,6 +287,7 @@ impl Capture {
             Some(TcpDetailMaps {
                 sockets: hash(&mut ebpf, "TCP_PKTS")?,
                 late: hash(&mut ebpf, "TCP_LATE")?,
+                attached_ns: skb_attached_ns,
             })
         } else {
             None

@@ -145,6 +145,9 @@ pub struct FlowTable {
     pub(crate) missed_closes: u64,
     /// Of those, the flows sock_diag no longer showed (the rest: their address was reused).
     pub(crate) reconciled_closes: u64,
+    /// TCP sockets opened after the per-packet programs were attached that closed without
+    /// complete per-packet counters (`tcp_detail_lost`).
+    pub(crate) detail_lost: u64,
     /// Sockets the kernel's LRU tables pushed out while their flows were open, as noticed
     /// here: a TCP close or handshake the socket table no longer knew, a UDP flow whose
     /// counters were gone. Reported with the kernel's `tcp_table_full`/`udp_table_full`.
@@ -170,6 +173,7 @@ impl FlowTable {
             partial: HashMap::new(),
             missed_closes: 0,
             reconciled_closes: 0,
+            detail_lost: 0,
             evicted: Evicted::default(),
             refused: Refused::default(),
             last_reconcile_ns: 0,
@@ -466,6 +470,9 @@ impl FlowTable {
     /// close (an abort's RST), when they cover the whole connection.
     fn close_detail(&mut self, r: &TcpRecord, f: &Flow) -> Option<TcpDetail> {
         let source = self.tcp_detail.as_mut()?;
+        if tcp_detail::lost(r, source.attached_ns()) {
+            self.detail_lost += 1;
+        }
         let mut d = r.detail;
         if !f.start_observed || !tcp_detail::usable(&d) {
             return None;

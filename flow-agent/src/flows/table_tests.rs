@@ -8,8 +8,8 @@ use std::{
 
 use flow_common::{
     tcp_state::*, AcceptRecord, RecordHeader, RecordKind, TcpCounters, TcpDirDetail, TcpHistEntry,
-    UdpOpenRecord, UdpReleaseRecord, AF_INET6, IPPROTO_UDP, TCP_DETAIL_PRESENT, TCP_INFO_ALL_ACKED,
-    TCP_INFO_CLOSED_ON_EXIT, TCP_INFO_FIN_RECEIVED,
+    UdpOpenRecord, UdpReleaseRecord, AF_INET6, IPPROTO_UDP, TCP_DETAIL_LOST, TCP_DETAIL_PRESENT,
+    TCP_INFO_ALL_ACKED, TCP_INFO_CLOSED_ON_EXIT, TCP_INFO_FIN_RECEIVED,
 };
 use libc::{ECONNREFUSED, ECONNRESET, EHOSTUNREACH, ETIMEDOUT};
 
@@ -310,9 +310,14 @@ impl UdpCounterSource for FakeUdp {
 struct FakeDetail {
     live: HashMap<u64, TcpDetail>,
     late: HashMap<u64, TcpDetail>,
+    attached_ns: u64,
 }
 
 impl TcpDetailSource for FakeDetail {
+    fn attached_ns(&self) -> u64 {
+        self.attached_ns
+    }
+
     fn read(&self, cookie: u64) -> Option<TcpDetail> {
         self.live.get(&cookie).copied()
     }
@@ -465,6 +470,41 @@ fn outbound_connect_then_fin_both_ways() {
     );
     assert_eq!(t.open_flows(), 0);
     assert_eq!((t.missed_closes, t.evicted), (0, Evicted::default()));
+}
+
+#[test]
+fn lost_detail_counts_only_for_sockets_opened_after_the_attach() {
+    let (mut t, mut udp, t0) = (table(), FakeUdp::default(), boot_ns_now());
+    t.set_tcp_detail(Box::new(FakeDetail {
+        attached_ns: t0 + S,
+        ..FakeDetail::default()
+    }));
+    // Opened while the per-packet programs were being attached, then after.
+    for (n, open_ns) in [(0u64, t0 + S / 2), (1, t0 + 2 * S)] {
+        let remote = format!("10.0.0.9:{}", 80 + n);
+        let sock = tcp_sock(
+            0xb000 + n,
+            tuple(TCP, "10.0.0.5:40000", &remote),
+            Active,
+            task(100, 100),
+            open_ns,
+        );
+        let open = opened(&sock, open_ns);
+        feed(&mut t, &mut udp, Record::TcpOpen(open));
+        let mut detail = client_detail(t0, (2, 120), (2, 600));
+        detail.flags = TCP_DETAIL_LOST;
+        let close = TcpRecord {
+            counters: tcp_counters(400, 51, 3, 3),
+            detail,
+            ..closed(&open, t0 + 3 * S, ESTABLISHED, &[])
+        };
+        let end = feed(&mut t, &mut udp, Record::TcpClose(close));
+        assert_eq!(
+            end[0].event.tcp_flags, None,
+            "incomplete counters are left out"
+        );
+    }
+    assert_eq!(t.detail_lost, 1);
 }
 
 #[test]

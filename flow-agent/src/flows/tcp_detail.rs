@@ -2,7 +2,8 @@
 //! IP-level bytes, packets, the OR of the TCP flags, first payload times and Zeek's history
 //! letters in the order they happened.
 use flow_common::{
-    TcpDetail, TcpDirDetail, TcpHistEntry, TCP_DETAIL_PARTIAL, TCP_DETAIL_PRESENT, TCP_HIST_SLOTS,
+    TcpDetail, TcpDirDetail, TcpHistEntry, TCP_DETAIL_LOST, TCP_DETAIL_PARTIAL, TCP_DETAIL_PRESENT,
+    TCP_HIST_SLOTS,
 };
 
 use crate::{
@@ -12,6 +13,8 @@ use crate::{
 
 /// Reads the kernel's per-packet TCP counters (`TCP_PKTS`, `TCP_LATE`) by socket cookie.
 pub(crate) trait TcpDetailSource {
+    /// When the per-packet programs were attached (CLOCK_BOOTTIME ns).
+    fn attached_ns(&self) -> u64;
     /// The counters of an open socket.
     fn read(&self, cookie: u64) -> Option<TcpDetail>;
     /// Reads and deletes the counters of packets the socket sent or received after its close
@@ -93,6 +96,13 @@ pub(crate) fn fill_event(ev: &mut FlowEvent, d: &TcpDetail, clock: &BootClock) {
     let time = |ns: u64| (ns != 0).then(|| clock.wall(ns));
     ev.orig_first_byte = time(orig.first_payload_ns);
     ev.resp_first_byte = time(resp.first_payload_ns);
+}
+
+/// Whether the kernel flagged a close record's counters as lost by a socket that opened after
+/// the per-packet programs were attached (one opened while they were being attached missed
+/// its first packets without any loss).
+pub(crate) fn lost(r: &flow_common::TcpRecord, attached_ns: u64) -> bool {
+    r.detail.flags & TCP_DETAIL_LOST != 0 && r.open_ns >= attached_ns
 }
 
 /// Whether a close record's counters are usable: present and complete.

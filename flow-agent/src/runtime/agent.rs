@@ -433,7 +433,7 @@ impl Agent {
                 udp_table_full: loss(2) + table.evicted.udp,
                 read_failed: loss(3),
                 owner_table_full: loss(4),
-                tcp_detail_lost: loss(5),
+                tcp_detail_lost: loss(5) + table.detail_lost,
                 process_ring_full: loss(6),
                 dns_ring_full: loss(7),
                 tcp_closes_missed: table.missed_closes,

@@ -36,6 +36,9 @@ impl UdpCounterSource for KernelUdp<'_> {
 }
 
 impl TcpDetailSource for TcpDetailMaps {
+    fn attached_ns(&self) -> u64 {
+        self.attached_ns
+    }
     fn read(&self, cookie: u64) -> Option<TcpDetail> {
         self.sockets.get(&cookie, 0).ok()
     }
