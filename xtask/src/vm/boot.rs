@@ -39,14 +39,24 @@ pub struct VmRun {
     /// From starting vng to the script's start.
     pub boot_time: Option<Duration>,
     pub total_time: Duration,
+    /// Why the VM was stopped before its script finished, other than the time limit: nothing
+    /// but kernel messages on the console for [`STALL_LIMIT`] (a hung kernel under emulation).
+    pub stalled: Option<String>,
 }
+
+/// A guest whose console shows nothing but kernel messages (a soft lockup repeats its report
+/// every 20 s or so) for this long is taken for hung and stopped. The
+/// slowest compat test prints its result after some 250 s under TCG on a loaded machine (and
+/// libtest says when a test has run for 60 s), so this is well above any working test.
+pub const STALL_LIMIT: Duration = Duration::from_secs(480);
 
 /// Boots `kernel` over the host's root filesystem (read-only, with tmpfs overlays on /etc,
 /// /tmp, /var, ...) and runs `script` with /bin/sh as root; the VM is killed after `timeout`.
 pub fn run_in_vm(kernel: &FetchedKernel, script: &str, timeout: Duration) -> Result<VmRun> {
     let vng = find_vng().context("no `vng`: run ensure_vm_tools first")?;
     // The guest sees the host's files, so the script is passed as a path.
-    let script_path = kernel.dir.join("guest.sh");
+    // One script per run: two runs of the same kernel at once must not share it.
+    let script_path = kernel.dir.join(format!("guest-{}.sh", std::process::id()));
     fs::write(&script_path, guest_script(script))?;
     let log = kernel.dir.join("console.log");
     let mut cmd = Command::new(vng);
@@ -73,7 +83,9 @@ pub fn run_in_vm(kernel: &FetchedKernel, script: &str, timeout: Duration) -> Res
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    run_console(cmd, log, timeout)
+    let run = run_console(cmd, log, timeout, Some(STALL_LIMIT));
+    let _ = fs::remove_file(&script_path);
+    run
 }
 
 /// Runs `script` on the host with /bin/sh, as [`run_in_vm`] runs it in a VM (same markers, same
@@ -90,12 +102,18 @@ pub fn run_on_host(dir: &Path, script: &str, timeout: Duration) -> Result<VmRun>
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    run_console(cmd, dir.join("console.log"), timeout)
+    run_console(cmd, dir.join("console.log"), timeout, None)
 }
 
 /// Runs `cmd` (stdin, stdout and stderr set up) in its own process group, logging its output
-/// line by line, killed with its whole group after `timeout`.
-fn run_console(mut cmd: Command, log: PathBuf, timeout: Duration) -> Result<VmRun> {
+/// line by line, killed with its whole group after `timeout`, or when it prints nothing but
+/// kernel messages for `stall` (VMs: see [`STALL_LIMIT`]).
+fn run_console(
+    mut cmd: Command,
+    log: PathBuf,
+    timeout: Duration,
+    stall: Option<Duration>,
+) -> Result<VmRun> {
     // Its own process group, so that a timeout kills qemu along with vng (or the host
     // script's tests along with the script).
     cmd.process_group(0);
@@ -105,6 +123,8 @@ fn run_console(mut cmd: Command, log: PathBuf, timeout: Duration) -> Result<VmRu
         log: File::create(&log)?,
         lines: Vec::new(),
         started: None,
+        last_line: start,
+        lockup: None,
     }));
     let pipes: [Option<Box<dyn Read + Send>>; 2] = [
         child.stdout.take().map(|p| Box::new(p) as _),
@@ -119,6 +139,7 @@ fn run_console(mut cmd: Command, log: PathBuf, timeout: Duration) -> Result<VmRu
         })
         .collect();
     let mut timed_out = false;
+    let mut stalled = None;
     let group = format!("-{}", child.id());
     let kill_group = || {
         let _ = Command::new("kill")
@@ -129,6 +150,10 @@ fn run_console(mut cmd: Command, log: PathBuf, timeout: Duration) -> Result<VmRu
     while child.try_wait()?.is_none() {
         if start.elapsed() > timeout {
             timed_out = true;
+            kill_group();
+            child.wait()?;
+        } else if let Some(why) = stall.and_then(|limit| stall_reason(&console, limit)) {
+            stalled = Some(why);
             kill_group();
             child.wait()?;
         }
@@ -151,6 +176,7 @@ fn run_console(mut cmd: Command, log: PathBuf, timeout: Duration) -> Result<VmRu
         log,
         boot_time: console.started,
         total_time: start.elapsed(),
+        stalled,
     })
 }
 
@@ -158,6 +184,34 @@ struct Console {
     log: File,
     lines: Vec<String>,
     started: Option<Duration>,
+    /// When the last line that was not a kernel message came.
+    last_line: Instant,
+    /// The first line of a kernel soft-lockup report, if any came.
+    lockup: Option<String>,
+}
+
+/// Why a console whose script has been silent too long is taken for hung, naming the kernel's
+/// soft-lockup report when there was one.
+fn stall_reason(console: &Mutex<Console>, limit: Duration) -> Option<String> {
+    let console = console.lock().ok()?;
+    let silent = console.last_line.elapsed();
+    (silent > limit).then(|| match &console.lockup {
+        Some(report) => format!(
+            "no test output for {} s; the kernel reported: {report}",
+            silent.as_secs()
+        ),
+        None => format!("no test output for {} s", silent.as_secs()),
+    })
+}
+
+/// A kernel message on the console: `[   12.345678] ...`.
+fn is_kernel_message(line: &str) -> bool {
+    line.strip_prefix('[')
+        .and_then(|rest| rest.split_once(']'))
+        .is_some_and(|(stamp, _)| {
+            let stamp = stamp.trim_start();
+            !stamp.is_empty() && stamp.chars().all(|c| c.is_ascii_digit() || c == '.')
+        })
 }
 
 fn read_console(pipe: Box<dyn Read + Send>, console: &Mutex<Console>, start: Instant) {
@@ -176,6 +230,12 @@ fn read_console(pipe: Box<dyn Read + Send>, console: &Mutex<Console>, start: Ins
         );
         if line == START_MARKER && console.started.is_none() {
             console.started = Some(start.elapsed());
+        }
+        if !is_kernel_message(&line) {
+            console.last_line = Instant::now();
+        }
+        if line.contains("soft lockup") && console.lockup.is_none() {
+            console.lockup = Some(line.trim().to_string());
         }
         console.lines.push(line);
     }
@@ -257,5 +317,16 @@ mod tests {
         .to_vec();
         assert_eq!(script_output(&lines), ("hello\n".to_string(), Some(3)));
         assert_eq!(script_output(&lines[..3]), ("hello\n".to_string(), None));
+    }
+
+    #[test]
+    fn kernel_messages_are_told_from_the_scripts_output() {
+        assert!(is_kernel_message(
+            "[  812.104021] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [ip:4711]"
+        ));
+        assert!(is_kernel_message("[    0.000000] Linux version 5.10.0-32-amd64"));
+        assert!(!is_kernel_message("test udp_v4_request_response ... ok"));
+        assert!(!is_kernel_message("[] empty"));
+        assert!(!is_kernel_message("[ok] a bracketed word"));
     }
 }

@@ -164,6 +164,7 @@ pub fn vm_test(
     let mut hook_reports = Vec::new();
     let mut results = Vec::new();
     let mut times = Vec::new();
+    let mut retried = Vec::new();
     for target in &targets {
         let name = target.name().to_string();
         let run = match target {
@@ -177,6 +178,20 @@ pub fn vm_test(
                     "vm: booting kernel {}: {} ({})",
                     k.name, k.release, k.package
                 );
+                let run = run_in_vm(&k, &vm_script, timeout)?;
+                let Some(why) = &run.stalled else {
+                    return Ok(run);
+                };
+                // A guest that hangs under emulation says nothing of the code under test: its
+                // suite runs once more in a fresh VM, and the hang stays in the log.
+                eprintln!("vm: kernel {name} hung ({why}); its suite runs again in a new VM");
+                report::print_log_tail(&run.log, 60);
+                let first_log = run.log.with_extension("hung.log");
+                let _ = fs::rename(&run.log, &first_log);
+                retried.push(format!(
+                    "{name}: first VM hung ({why}), log {}",
+                    first_log.display()
+                ));
                 run_in_vm(&k, &vm_script, timeout)
             }),
         };
@@ -219,6 +234,9 @@ pub fn vm_test(
     hooks::print_hooks(&hook_reports);
     let passed = print_matrix(&results);
     report::print_times(&times);
+    for r in &retried {
+        println!("retried: {r}");
+    }
     Ok(passed)
 }
 

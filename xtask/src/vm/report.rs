@@ -213,6 +213,8 @@ pub(super) fn test_outcomes(
             "VM time limit reached after {:.0}s",
             run.total_time.as_secs_f64()
         )
+    } else if let Some(why) = &run.stalled {
+        format!("VM stopped as hung: {why}")
     } else {
         "VM stopped before the script ended".to_string()
     };
@@ -358,6 +360,7 @@ mod tests {
             log: "console.log".into(),
             boot_time: Some(Duration::from_secs(20)),
             total_time: Duration::from_secs(900),
+            stalled: None,
         }
     }
 
