@@ -29,8 +29,11 @@ use crate::{
     event::{SelfCheck, SelfCheckReport},
 };
 
-/// How long the records of the check's traffic may take to come back.
-const DEADLINE: Duration = Duration::from_secs(2);
+/// How long the records of the check's traffic may take to come back. The check ends as soon
+/// as they are all in (4–20 ms on a host), so only a failing check waits this long; it is
+/// generous because a slow machine (an emulated VM: over a second for the child's exec alone)
+/// must not fail a check whose records are merely late.
+const DEADLINE: Duration = Duration::from_secs(6);
 /// Socket operations of the check's traffic never block longer than this.
 const IO_TIMEOUT: Duration = Duration::from_secs(1);
 /// Payload sizes: TCP client to server and back; UDP datagrams.
