@@ -5,11 +5,15 @@ use aya_ebpf::{helpers::generated::bpf_skb_load_bytes, programs::SkBuffContext, 
 use flow_common::{DnsRecord, RecordKind, DNS_CAPTURE_LEN};
 
 use crate::{
-    emit::{header, reserve, submit, Ring},
+    emit::{header, output, Ring},
+    maps::{DNS_DEPTH, DNS_SCRATCH, SKB_NESTING},
     udp::UdpPacket,
 };
 
 pub const DNS_PORT: u16 = 53;
+
+/// Bytes of a DNS record before its message.
+const HEAD: usize = core::mem::offset_of!(DnsRecord, data);
 
 #[inline(always)]
 pub fn capture(ctx: &SkBuffContext, pkt: &UdpPacket, cookie: u64, egress: bool) -> Option<()> {
@@ -17,12 +21,36 @@ pub fn capture(ctx: &SkBuffContext, pkt: &UdpPacket, cookie: u64, egress: bool) 
     if pkt.payload < 12 {
         return None;
     }
+    // A softirq can interrupt a capture in process context on this CPU: each nesting level
+    // fills its own slot.
+    let depth = DNS_DEPTH.get_ptr_mut(0)?;
+    let slot = unsafe { *depth };
+    if slot >= SKB_NESTING {
+        return None;
+    }
+    unsafe { *depth = slot + 1 };
+    let done = fill_and_send(ctx, pkt, cookie, egress, slot);
+    unsafe { *depth = slot };
+    done
+}
+
+/// Fills the slot's record and sends it as long as its message: most DNS messages are a
+/// fraction of the bytes kept for one, and a fixed-size record would fill the ring with zeros.
+#[inline(always)]
+fn fill_and_send(
+    ctx: &SkBuffContext,
+    pkt: &UdpPacket,
+    cookie: u64,
+    egress: bool,
+    slot: u32,
+) -> Option<()> {
+    let r = DNS_SCRATCH.get_ptr_mut(slot)?;
     let capped = pkt.payload.min(DNS_CAPTURE_LEN as u64) as u32;
-    let mut entry = reserve::<DnsRecord>(Ring::Dns)?;
-    let r = entry.as_mut_ptr();
-    // In [1, DNS_CAPTURE_LEN] by construction (the capture length is a power of two), which is
-    // what the verifier must see at the call: a bound checked earlier can be lost in spills.
-    let len = ((capped - 1) & (DNS_CAPTURE_LEN as u32 - 1)) + 1;
+    // In [1, DNS_CAPTURE_LEN] by construction (a power of two), computed right before the call;
+    // the volatile round trip keeps LLVM from dropping the mask older verifiers (5.10) need.
+    unsafe { core::ptr::write_volatile(&raw mut (*r).len, capped) };
+    let raw = unsafe { core::ptr::read_volatile(&raw const (*r).len) };
+    let len = (raw.wrapping_sub(1) & (DNS_CAPTURE_LEN as u32 - 1)) + 1;
     let loaded = unsafe {
         bpf_skb_load_bytes(
             ctx.as_ptr(),
@@ -32,7 +60,6 @@ pub fn capture(ctx: &SkBuffContext, pkt: &UdpPacket, cookie: u64, egress: bool) 
         )
     };
     if loaded != 0 {
-        entry.discard(0);
         return None;
     }
     unsafe {
@@ -42,6 +69,12 @@ pub fn capture(ctx: &SkBuffContext, pkt: &UdpPacket, cookie: u64, egress: bool) 
         (*r).egress = egress as u32;
         (*r).len = len;
     }
-    submit(entry, Ring::Dns);
+    let filled = unsafe { core::ptr::read_volatile(&raw const (*r).len) };
+    let n = HEAD + ((filled.wrapping_sub(1) & (DNS_CAPTURE_LEN as u32 - 1)) + 1) as usize;
+    // SAFETY: the slot holds a whole DnsRecord, and n is at most its size.
+    output(
+        unsafe { core::slice::from_raw_parts(r.cast::<u8>(), n) },
+        Ring::Dns,
+    );
     Some(())
 }

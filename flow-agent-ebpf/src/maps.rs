@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use flow_common::{
-    ExecRecord, PayloadRecord, ProcessInfo, Task, TcpDetail, TcpHandshakeKey, UdpCounters,
+    DnsRecord, ExecRecord, PayloadRecord, ProcessInfo, Task, TcpDetail, TcpHandshakeKey, UdpCounters,
     UdpFlowKey, LOSS_KINDS,
 };
 
@@ -152,6 +152,15 @@ pub const SKB_NESTING: u32 = 2;
 #[map]
 pub static PAYLOAD_SCRATCH: PerCpuArray<PayloadRecord> =
     PerCpuArray::with_max_entries(SKB_NESTING, 0);
+
+/// Scratch for a DNS record being filled, one slot per nesting level (as `TCP_SEGMENT`): the
+/// record goes to the ring only as long as the message it carries.
+#[map]
+pub static DNS_SCRATCH: PerCpuArray<DnsRecord> = PerCpuArray::with_max_entries(SKB_NESTING, 0);
+
+/// Per CPU: how many DNS captures are running (the next free `DNS_SCRATCH` slot).
+#[map]
+pub static DNS_DEPTH: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per CPU: how many TCP packet programs are running (the next free `TCP_SEGMENT` slot).
 #[map]

@@ -99,7 +99,12 @@ impl Record {
             RecordKind::TcpClose => Record::TcpClose(read(kind, bytes)?),
             RecordKind::UdpOpen => Record::UdpOpen(read(kind, bytes)?),
             RecordKind::UdpRelease => Record::UdpRelease(read(kind, bytes)?),
-            RecordKind::Dns => Record::Dns(Box::new(read(kind, bytes)?)),
+            RecordKind::Dns => Record::Dns(read_tail(
+                kind,
+                bytes,
+                std::mem::offset_of!(DnsRecord, data),
+                |r: &DnsRecord| r.len,
+            )?),
             RecordKind::Payload => Record::Payload(read_tail(
                 kind,
                 bytes,
@@ -208,24 +213,47 @@ mod tests {
         ));
     }
 
+    /// A record of `kind` carrying `data` after its `head` bytes, its length field at `len_at`
+    /// saying `len`.
+    fn with_tail(kind: RecordKind, head: usize, len_at: usize, data: &[u8], len: u32) -> Vec<u8> {
+        let mut b = vec![0u8; head + data.len()];
+        b[0] = kind as u8;
+        b[len_at..len_at + 4].copy_from_slice(&len.to_ne_bytes());
+        b[head..].copy_from_slice(data);
+        b
+    }
+
     #[test]
-    fn payload_records_carry_only_their_bytes() {
-        let head = std::mem::offset_of!(PayloadRecord, data);
-        let mut b = vec![0u8; head + 5];
-        b[0] = RecordKind::Payload as u8;
-        let len_at = std::mem::offset_of!(PayloadRecord, len);
-        b[len_at..len_at + 4].copy_from_slice(&5u32.to_ne_bytes());
-        b[head..].copy_from_slice(b"hello");
-        let Ok(Record::Payload(r)) = Record::decode(&b) else {
-            panic!("a 5-byte payload record should decode");
-        };
-        assert_eq!(&r.data[..5], b"hello");
-        assert!(r.data[5..].iter().all(|&x| x == 0));
-        // A length larger than the bytes carried is an error, never a read past the end.
-        b[len_at..len_at + 4].copy_from_slice(&6u32.to_ne_bytes());
-        assert!(matches!(
-            Record::decode(&b),
-            Err(DecodeError::WrongSize { .. })
-        ));
+    fn payload_and_dns_records_carry_only_their_bytes() {
+        let payload = (
+            RecordKind::Payload,
+            std::mem::offset_of!(PayloadRecord, data),
+            std::mem::offset_of!(PayloadRecord, len),
+        );
+        let dns = (
+            RecordKind::Dns,
+            std::mem::offset_of!(DnsRecord, data),
+            std::mem::offset_of!(DnsRecord, len),
+        );
+        for (kind, head, len_at) in [payload, dns] {
+            let data: &[u8] = b"hello, twelve+";
+            let n = data.len() as u32;
+            let carried = match Record::decode(&with_tail(kind, head, len_at, data, n)) {
+                Ok(Record::Payload(r)) => r.data.to_vec(),
+                Ok(Record::Dns(r)) => r.data.to_vec(),
+                Ok(_) => panic!("{kind:?} decoded as another kind"),
+                Err(e) => panic!("{kind:?}: {e:?}"),
+            };
+            assert_eq!(&carried[..data.len()], data, "{kind:?}");
+            assert!(carried[data.len()..].iter().all(|&x| x == 0), "{kind:?}");
+            // A length larger than the bytes carried is an error, never a read past the end.
+            assert!(
+                matches!(
+                    Record::decode(&with_tail(kind, head, len_at, data, n + 1)),
+                    Err(DecodeError::WrongSize { want, .. }) if want == head + data.len() + 1
+                ),
+                "{kind:?}"
+            );
+        }
     }
 }

@@ -324,7 +324,9 @@ mod tests {
         assert!(is_kernel_message(
             "[  812.104021] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [ip:4711]"
         ));
-        assert!(is_kernel_message("[    0.000000] Linux version 5.10.0-32-amd64"));
+        assert!(is_kernel_message(
+            "[    0.000000] Linux version 5.10.0-32-amd64"
+        ));
         assert!(!is_kernel_message("test udp_v4_request_response ... ok"));
         assert!(!is_kernel_message("[] empty"));
         assert!(!is_kernel_message("[ok] a bracketed word"));
