@@ -223,7 +223,7 @@ fn outputs(cfg: &Config, path: &KeyPath, issues: &mut Vec<Issue>) {
                 // Checked here too, not only when the sink starts: a bad URL is a
                 // configuration error (exit 2, nothing started), like every other.
                 if let Err(e) = crate::sink::http::Endpoint::parse(&http.url) {
-                    issues.push(Issue::new(at.key("http").key("url"), e));
+                    issues.push(Issue::new(at.key("http").key("url"), e.to_string()));
                 }
                 if !out.format.is_json() {
                     issues.push(Issue::new(

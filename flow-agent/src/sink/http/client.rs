@@ -28,6 +28,48 @@ const MAX_RESPONSE: usize = 16 << 20;
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// Why a request got no answer. Names the server, never a header value.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClientError {
+    #[error("url host {host:?}: {source}")]
+    ServerName {
+        host: String,
+        #[source]
+        source: tokio_rustls::rustls::pki_types::InvalidDnsNameError,
+    },
+    #[error("connecting to {host} port {port}: {source}")]
+    Connect {
+        host: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS with {host} port {port}: {source}")]
+    Tls {
+        host: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HTTP with {host} port {port}: {source}")]
+    Handshake {
+        host: String,
+        port: u16,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("building the request: {0}")]
+    Build(#[source] hyper::http::Error),
+    #[error("Host header: {0}")]
+    HostHeader(#[source] hyper::header::InvalidHeaderValue),
+    #[error("request failed: {0}")]
+    Request(#[source] hyper::Error),
+    #[error("reading the response: {0}")]
+    Response(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("no answer within {} s (timeout)", .0.as_secs_f64())]
+    Timeout(Duration),
+}
+
 /// The answer to one request.
 #[derive(Debug)]
 pub(crate) struct Response {
@@ -65,11 +107,15 @@ impl HttpClient {
         endpoint: Endpoint,
         tls: Option<Arc<ClientConfig>>,
         timeout: Duration,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ClientError> {
         let tls = match tls {
             Some(config) => {
-                let name = ServerName::try_from(endpoint.host.clone())
-                    .map_err(|e| format!("url host {:?}: {e}", endpoint.host))?;
+                let name = ServerName::try_from(endpoint.host.clone()).map_err(|source| {
+                    ClientError::ServerName {
+                        host: endpoint.host.clone(),
+                        source,
+                    }
+                })?;
                 Some((TlsConnector::from(config), name))
             }
             None => None,
@@ -91,7 +137,7 @@ impl HttpClient {
         headers: &HeaderMap,
         body: Vec<u8>,
         encoding: Option<&'static str>,
-    ) -> Result<Response, String> {
+    ) -> Result<Response, ClientError> {
         if std::mem::replace(&mut self.in_flight, true) {
             self.conn = None;
         }
@@ -106,10 +152,7 @@ impl HttpClient {
             }
             Err(_) => {
                 self.conn = None;
-                Err(format!(
-                    "no answer within {} s (timeout)",
-                    timeout.as_secs_f64()
-                ))
+                Err(ClientError::Timeout(timeout))
             }
         }
     }
@@ -119,7 +162,7 @@ impl HttpClient {
         headers: &HeaderMap,
         body: Vec<u8>,
         encoding: Option<&'static str>,
-    ) -> Result<Response, String> {
+    ) -> Result<Response, ClientError> {
         let reusable = match self.conn.as_mut() {
             Some(c) => c.sender.ready().await.is_ok(),
             None => false,
@@ -133,13 +176,12 @@ impl HttpClient {
             .method(Method::POST)
             .uri(&self.endpoint.path)
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| format!("building the request: {e}"))?;
+            .map_err(ClientError::Build)?;
         let h = req.headers_mut();
         h.extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
         h.insert(
             HOST,
-            HeaderValue::from_str(&self.endpoint.authority)
-                .map_err(|e| format!("Host header: {e}"))?,
+            HeaderValue::from_str(&self.endpoint.authority).map_err(ClientError::HostHeader)?,
         );
         if let Some(enc) = encoding {
             h.insert(CONTENT_ENCODING, HeaderValue::from_static(enc));
@@ -148,7 +190,7 @@ impl HttpClient {
             .sender
             .send_request(req)
             .await
-            .map_err(|e| format!("request failed: {e}"))?;
+            .map_err(ClientError::Request)?;
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -158,7 +200,7 @@ impl HttpClient {
         let body = Limited::new(resp.into_body(), MAX_RESPONSE)
             .collect()
             .await
-            .map_err(|e| format!("reading the response: {e}"))?
+            .map_err(ClientError::Response)?
             .to_bytes();
         Ok(Response {
             status,
@@ -167,24 +209,38 @@ impl HttpClient {
         })
     }
 
-    async fn connect(&mut self) -> Result<Connection, String> {
+    async fn connect(&mut self) -> Result<Connection, ClientError> {
         let (host, port) = (self.endpoint.host.as_str(), self.endpoint.port);
-        let tcp = TcpStream::connect((host, port))
-            .await
-            .map_err(|e| format!("connecting to {host} port {port}: {e}"))?;
+        let tcp =
+            TcpStream::connect((host, port))
+                .await
+                .map_err(|source| ClientError::Connect {
+                    host: host.to_string(),
+                    port,
+                    source,
+                })?;
         let _ = tcp.set_nodelay(true);
         let io: Box<dyn Io> = match &self.tls {
             Some((connector, name)) => Box::new(
                 connector
                     .connect(name.clone(), tcp)
                     .await
-                    .map_err(|e| format!("TLS with {host} port {port}: {e}"))?,
+                    .map_err(|source| ClientError::Tls {
+                        host: host.to_string(),
+                        port,
+                        source,
+                    })?,
             ),
             None => Box::new(tcp),
         };
-        let (sender, conn) = http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| format!("HTTP with {host} port {port}: {e}"))?;
+        let (sender, conn) =
+            http1::handshake(TokioIo::new(io))
+                .await
+                .map_err(|source| ClientError::Handshake {
+                    host: host.to_string(),
+                    port,
+                    source,
+                })?;
         let task = tokio::spawn(async move {
             if let Err(e) = conn.await {
                 log::debug!("http sink connection ended: {e}");

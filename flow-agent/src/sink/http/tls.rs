@@ -1,23 +1,56 @@
 //! TLS client settings: rustls with the ring provider, trusting the system's CA certificates
 //! or those of `ca_file`.
-use std::{path::Path, sync::Arc};
+use std::{
+    io,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use tokio_rustls::rustls::{
     self,
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
     crypto::{self, CryptoProvider},
-    pki_types::{pem::PemObject, CertificateDer, ServerName, UnixTime},
+    pki_types::{pem, pem::PemObject, CertificateDer, ServerName, UnixTime},
     ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
+
+/// TLS settings the sink cannot use. Names the option and file.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TlsError {
+    #[error("TLS settings: {0}")]
+    Settings(#[source] rustls::Error),
+    #[error("ca_file {}: {source}", path.display())]
+    CaRead {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("ca_file {}: {source}", path.display())]
+    CaPem {
+        path: PathBuf,
+        #[source]
+        source: pem::Error,
+    },
+    #[error("ca_file {}: {source}", path.display())]
+    CaCertificate {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("ca_file {}: no PEM certificate in it", path.display())]
+    CaEmpty { path: PathBuf },
+    #[error("no system CA certificates found to verify the server: set ca_file")]
+    NoSystemCa,
+}
 
 pub(crate) fn client_config(
     ca_file: Option<&Path>,
     verify: bool,
-) -> Result<Arc<ClientConfig>, String> {
+) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = Arc::new(crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS settings: {e}"))?;
+        .map_err(TlsError::Settings)?;
     let mut config = if verify {
         builder
             .with_root_certificates(roots(ca_file)?)
@@ -33,23 +66,26 @@ pub(crate) fn client_config(
     Ok(Arc::new(config))
 }
 
-fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, String> {
+fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, TlsError> {
     let mut store = RootCertStore::empty();
     match ca_file {
         Some(path) => {
-            let pem =
-                std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            let path = path.to_path_buf();
+            let pem = match std::fs::read(&path) {
+                Ok(pem) => pem,
+                Err(source) => return Err(TlsError::CaRead { path, source }),
+            };
             for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-                store
-                    .add(cert)
-                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                let cert = match cert {
+                    Ok(cert) => cert,
+                    Err(source) => return Err(TlsError::CaPem { path, source }),
+                };
+                if let Err(source) = store.add(cert) {
+                    return Err(TlsError::CaCertificate { path, source });
+                }
             }
             if store.is_empty() {
-                return Err(format!(
-                    "ca_file {}: no PEM certificate in it",
-                    path.display()
-                ));
+                return Err(TlsError::CaEmpty { path });
             }
         }
         None => {
@@ -59,9 +95,7 @@ fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, String> {
             }
             let (added, _ignored) = store.add_parsable_certificates(found.certs);
             if added == 0 {
-                return Err(
-                    "no system CA certificates found to verify the server: set ca_file".into(),
-                );
+                return Err(TlsError::NoSystemCa);
             }
         }
     }

@@ -175,7 +175,7 @@ impl HttpTransport {
         };
         let resp = match self.client.post(&self.headers, payload, encoding).await {
             Ok(r) => r,
-            Err(e) => return GroupAnswer::retry(e),
+            Err(e) => return GroupAnswer::retry(e.to_string()),
         };
         let status = resp.status;
         let answer = || format!("HTTP {status}: {}", snippet(&resp.body));
