@@ -13,6 +13,7 @@ mod body;
 mod bulk;
 mod client;
 mod endpoint;
+mod identity;
 mod secrets;
 mod settled;
 mod status;
@@ -67,6 +68,13 @@ pub(crate) struct HttpConfig {
     pub(crate) ca_file: Option<PathBuf>,
     /// Verify the HTTPS server's certificate and name. Turning it off is for tests only.
     pub(crate) tls_verify: bool,
+    /// PEM file of the client certificate (and its chain) shown to a server that asks for
+    /// one (mutual TLS); with `client_key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key, or a systemd credential.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_key: Option<PathBuf>,
     /// Most records in one request.
     pub(crate) max_batch_records: usize,
     /// Most bytes of one request body before compression; a single larger record still goes
@@ -90,6 +98,8 @@ impl Default for HttpConfig {
             timeout: 30,
             ca_file: None,
             tls_verify: true,
+            client_cert: None,
+            client_key: None,
             max_batch_records: 500,
             max_batch_bytes: 4 << 20,
             delivery: delivery::DeliveryConfig::default(),

@@ -31,15 +31,7 @@ header_files = {{ "X-Api-Key" = "{}" }}
         "agent.toml",
         format!("[health]\nmetrics_listen = \"\"\n\n[[outputs]]\nname = \"events\"\n[outputs.stdout]\n{http}"),
     )?;
-    // What systemd does with LoadCredential=: the directory in the agent's environment.
-    let wrapper = format!(
-        "CREDENTIALS_DIRECTORY={} \"$0\" \"$@\"; exit $?",
-        creds.display()
-    );
-    let agent = Agent::start_under(
-        &["sh", "-c", &wrapper],
-        &["--config", &config.display().to_string()],
-    )?;
+    let agent = start_with_credentials(&config, &creds)?;
     let events = make_flows(&agent, &TestHost::new()?, 9407)?;
     wait_taken(&receiver, &events)?;
     for r in receiver.requests()? {

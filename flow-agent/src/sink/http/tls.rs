@@ -1,11 +1,12 @@
 //! TLS client settings: rustls with the ring provider, trusting the system's CA certificates
-//! or those of `ca_file`.
+//! or those of `ca_file`, showing the client certificate of [`ClientAuth`] if asked.
 use std::{
     io,
     path::{Path, PathBuf},
     sync::Arc,
 };
 
+use super::identity::ClientAuth;
 use tokio_rustls::rustls::{
     self,
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
@@ -43,9 +44,11 @@ pub(crate) enum TlsError {
     NoSystemCa,
 }
 
+/// The settings of an HTTPS output; `auth` answers a server asking for a client certificate.
 pub(crate) fn client_config(
     ca_file: Option<&Path>,
     verify: bool,
+    auth: Arc<ClientAuth>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = Arc::new(crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
@@ -54,13 +57,13 @@ pub(crate) fn client_config(
     let mut config = if verify {
         builder
             .with_root_certificates(roots(ca_file)?)
-            .with_no_client_auth()
+            .with_client_cert_resolver(auth)
     } else {
         log::warn!("http sink: tls_verify = false, the server's certificate is not checked");
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-            .with_no_client_auth()
+            .with_client_cert_resolver(auth)
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))

@@ -1,9 +1,9 @@
 //! [`HttpTransport`]: sends batches as NDJSON or `_bulk` requests and sorts the answers
 //! ([`status`] decides) into taken, worth retrying, to be sent again in halves, and refused
 //! for good.
-use std::{collections::VecDeque, time::Duration};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
-use hyper::header::HeaderMap;
+use hyper::{header::HeaderMap, StatusCode};
 
 use super::{
     auth,
@@ -11,7 +11,9 @@ use super::{
     bulk,
     bulk::ItemOutcome,
     client::HttpClient,
-    config_error, secrets,
+    config_error,
+    identity::ClientAuth,
+    secrets,
     settled::{Progress, State},
     status::{self, Verdict},
     tls, Endpoint, HttpConfig, HttpMode,
@@ -34,6 +36,8 @@ pub(crate) struct HttpTransport {
     headers: HeaderMap,
     gzip: bool,
     client: HttpClient,
+    /// The client certificate, and whether a server asked for one the output lacks.
+    client_auth: Arc<ClientAuth>,
     /// What was settled of the batch being sent, kept until all of it is.
     progress: Option<Progress>,
 }
@@ -89,15 +93,30 @@ impl HttpTransport {
         if config.timeout == 0 {
             return Err(config_error("timeout must be at least 1 second"));
         }
+        let client_auth = Arc::new(
+            ClientAuth::load(
+                config.client_cert.as_deref(),
+                config.client_key.as_deref(),
+                secrets::credentials_dir().as_deref(),
+            )
+            .map_err(config_error)?,
+        );
+        let tls_only = [
+            ("ca_file", config.ca_file.is_some()),
+            ("tls_verify", !config.tls_verify),
+            ("client_cert", config.client_cert.is_some()),
+        ];
         let tls = if endpoint.tls {
             Some(
-                tls::client_config(config.ca_file.as_deref(), config.tls_verify)
-                    .map_err(config_error)?,
+                tls::client_config(
+                    config.ca_file.as_deref(),
+                    config.tls_verify,
+                    client_auth.clone(),
+                )
+                .map_err(config_error)?,
             )
-        } else if config.ca_file.is_some() || !config.tls_verify {
-            return Err(config_error(
-                "ca_file and tls_verify apply to https urls only",
-            ));
+        } else if let Some((option, _)) = tls_only.iter().find(|(_, set)| *set) {
+            return Err(config_error(format!("{option} applies to https urls only")));
         } else {
             None
         };
@@ -120,6 +139,7 @@ impl HttpTransport {
             headers,
             gzip: config.gzip,
             client,
+            client_auth,
             progress: None,
         })
     }
@@ -187,6 +207,17 @@ impl HttpTransport {
                 Ok(outcomes) => self.settle_items(group, &outcomes),
                 Err(e) => GroupAnswer::retry(e.to_string()),
             },
+            // nginx answers 400 to a client that did not show the certificate it asked
+            // for: nothing against the records, which wait for a client_cert.
+            Verdict::Split
+                if status == StatusCode::BAD_REQUEST
+                    && self.client_auth.asked_without_certificate() =>
+            {
+                GroupAnswer::retry(format!(
+                    "{} (the server asked for a client certificate and this output has none: set client_cert and client_key)",
+                    answer()
+                ))
+            }
             Verdict::Split if group.len() > 1 => GroupAnswer {
                 then: Then::Split,
                 ..GroupAnswer::default()
