@@ -105,6 +105,12 @@ fn check_config_names_line_key_and_expectation() -> Result<()> {
         "[[outputs]]\n[outputs.file]\npath = \"/nonexistent-flow-agent-dir/flows.json\"\n",
         ":3:1: outputs[0].file.path: directory /nonexistent-flow-agent-dir does not exist (expected an existing directory for /nonexistent-flow-agent-dir/flows.json)",
     )?;
+    // The proxy's password stays out of the error.
+    expect_rejected(
+        &dir,
+        "[[outputs]]\n[outputs.http]\nurl = \"https://127.0.0.1:9200/in\"\nproxy = \"https://u:s3cret@proxy:3128\"\n",
+        ":4:1: outputs[0].http.proxy: proxy: scheme \"https\" is not supported, the proxy is reached over plain HTTP (http://HOST:PORT)",
+    )?;
     expect_rejected(
         &dir,
         "[agent\nlog_level = \"info\"\n",

@@ -5,11 +5,13 @@
 //! again in halves with only a record refused alone dropped and counted. What arrives is
 //! compared with the events the agent printed on a second output (native on stdout).
 //!
-//! Needs root, kernel BTF, iproute2, python3, openssl and nginx (mutual TLS).
+//! Needs root, kernel BTF, iproute2, python3, openssl, nginx (mutual TLS) and tinyproxy.
 
 mod common;
 #[path = "http_sink/mtls.rs"]
 mod mtls;
+#[path = "http_sink/proxy.rs"]
+mod proxy;
 #[path = "http_sink/secrets.rs"]
 mod secrets;
 
@@ -390,19 +392,6 @@ fn delivery(dir: &TempDir, output: &str) -> String {
 fn start_agent(dir: &TempDir, http: &str) -> Result<Agent> {
     let config = write_config(dir, http)?;
     agent(&["--config", &config.display().to_string()])
-}
-
-/// The agent with `config` and `$CREDENTIALS_DIRECTORY` set to `credentials`, as systemd
-/// runs it with `LoadCredential=`.
-fn start_with_credentials(config: &Path, credentials: &Path) -> Result<Agent> {
-    let wrapper = format!(
-        "CREDENTIALS_DIRECTORY={} \"$0\" \"$@\"; exit $?",
-        credentials.display()
-    );
-    Agent::start_under(
-        &["sh", "-c", &wrapper],
-        &["--config", &config.display().to_string()],
-    )
 }
 
 /// The configuration file of [`start_agent`]: stats every second, events on stdout, and

@@ -225,6 +225,14 @@ fn outputs(cfg: &Config, path: &KeyPath, issues: &mut Vec<Issue>) {
                 if let Err(e) = crate::sink::http::Endpoint::parse(&http.url) {
                     issues.push(Issue::new(at.key("http").key("url"), e.to_string()));
                 }
+                if let Some(Err(e)) = http
+                    .proxy
+                    .as_deref()
+                    .filter(|p| !p.is_empty())
+                    .map(|p| crate::sink::http::Proxy::parse(p, "proxy"))
+                {
+                    issues.push(Issue::new(at.key("http").key("proxy"), e.to_string()));
+                }
                 if !out.format.is_json() {
                     issues.push(Issue::new(
                         at.key("format"),

@@ -14,6 +14,7 @@ mod bulk;
 mod client;
 mod endpoint;
 mod identity;
+mod proxy;
 mod secrets;
 mod settled;
 mod status;
@@ -23,6 +24,7 @@ mod tls;
 pub(crate) mod transport;
 
 pub(crate) use endpoint::Endpoint;
+pub(crate) use proxy::Proxy;
 
 /// How records are framed into a request body.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -75,6 +77,10 @@ pub(crate) struct HttpConfig {
     /// PEM file of the client certificate's private key, or a systemd credential.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) client_key: Option<PathBuf>,
+    /// HTTP proxy (`http://[USER:PASSWORD@]HOST:PORT`) the requests go through; empty: none.
+    /// Absent: `https_proxy`/`http_proxy` of the environment, with `no_proxy`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) proxy: Option<String>,
     /// Most records in one request.
     pub(crate) max_batch_records: usize,
     /// Most bytes of one request body before compression; a single larger record still goes
@@ -100,6 +106,7 @@ impl Default for HttpConfig {
             tls_verify: true,
             client_cert: None,
             client_key: None,
+            proxy: None,
             max_batch_records: 500,
             max_batch_bytes: 4 << 20,
             delivery: delivery::DeliveryConfig::default(),

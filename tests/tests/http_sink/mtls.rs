@@ -134,7 +134,11 @@ ca_file = "{ca}"
             nocert = delivery(&dir, "nocert"),
         ),
     )?;
-    let agent = start_with_credentials(&config, &creds)?;
+    // What systemd does with LoadCredential=: the directory in the agent's environment.
+    let agent = Agent::start_with_env(
+        &["--config", &config.display().to_string()],
+        &[("CREDENTIALS_DIRECTORY", &creds.display().to_string())],
+    )?;
     let events = make_flows(&agent, &TestHost::new()?, 9408)?;
     wait_taken_at(&receiver, &events, Some("/mtls"))?;
     for r in receiver.requests()? {

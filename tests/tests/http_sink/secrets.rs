@@ -31,7 +31,11 @@ header_files = {{ "X-Api-Key" = "{}" }}
         "agent.toml",
         format!("[health]\nmetrics_listen = \"\"\n\n[[outputs]]\nname = \"events\"\n[outputs.stdout]\n{http}"),
     )?;
-    let agent = start_with_credentials(&config, &creds)?;
+    // What systemd does with LoadCredential=: the directory in the agent's environment.
+    let agent = Agent::start_with_env(
+        &["--config", &config.display().to_string()],
+        &[("CREDENTIALS_DIRECTORY", &creds.display().to_string())],
+    )?;
     let events = make_flows(&agent, &TestHost::new()?, 9407)?;
     wait_taken(&receiver, &events)?;
     for r in receiver.requests()? {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{
     client::conn::http1::{self, SendRequest},
-    header::{HeaderMap, HeaderValue, CONTENT_ENCODING, HOST, RETRY_AFTER},
+    header::{HeaderMap, HeaderValue, CONTENT_ENCODING, HOST, PROXY_AUTHORIZATION, RETRY_AFTER},
     Method, Request, StatusCode,
 };
 use hyper_util::rt::TokioIo;
@@ -20,7 +20,10 @@ use tokio_rustls::{
     TlsConnector,
 };
 
-use super::Endpoint;
+use super::{
+    proxy::{Proxy, TunnelError},
+    Endpoint,
+};
 
 /// Largest response body read (a `_bulk` response has one item per document).
 const MAX_RESPONSE: usize = 16 << 20;
@@ -43,6 +46,20 @@ pub(crate) enum ClientError {
         port: u16,
         #[source]
         source: std::io::Error,
+    },
+    #[error("connecting to proxy {proxy}: {source}")]
+    ProxyConnect {
+        proxy: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("tunnel to {host} port {port} through proxy {proxy}: {source}")]
+    Tunnel {
+        host: String,
+        port: u16,
+        proxy: String,
+        #[source]
+        source: TunnelError,
     },
     #[error("TLS with {host} port {port}: {source}")]
     Tls {
@@ -93,6 +110,8 @@ impl Drop for Connection {
 pub(crate) struct HttpClient {
     endpoint: Endpoint,
     tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// The HTTP proxy requests go through, if any.
+    proxy: Option<Proxy>,
     timeout: Duration,
     conn: Option<Connection>,
     /// A request was started and its answer not read: its caller gave up on it (the future
@@ -106,6 +125,7 @@ impl HttpClient {
     pub(crate) fn new(
         endpoint: Endpoint,
         tls: Option<Arc<ClientConfig>>,
+        proxy: Option<Proxy>,
         timeout: Duration,
     ) -> Result<Self, ClientError> {
         let tls = match tls {
@@ -123,6 +143,7 @@ impl HttpClient {
         Ok(Self {
             endpoint,
             tls,
+            proxy,
             timeout,
             conn: None,
             in_flight: false,
@@ -172,13 +193,22 @@ impl HttpClient {
             self.conn = Some(self.connect().await?);
         }
         let conn = self.conn.as_mut().expect("connected above");
+        // Plain HTTP through a proxy: the whole URL in the request line, for the proxy.
+        let proxied = self.proxy.as_ref().filter(|_| self.tls.is_none());
+        let target = match proxied {
+            Some(_) => format!("http://{}{}", self.endpoint.authority, self.endpoint.path),
+            None => self.endpoint.path.clone(),
+        };
         let mut req = Request::builder()
             .method(Method::POST)
-            .uri(&self.endpoint.path)
+            .uri(target)
             .body(Full::new(Bytes::from(body)))
             .map_err(ClientError::Build)?;
         let h = req.headers_mut();
         h.extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(auth) = proxied.and_then(|p| p.authorization.clone()) {
+            h.insert(PROXY_AUTHORIZATION, auth);
+        }
         h.insert(
             HOST,
             HeaderValue::from_str(&self.endpoint.authority).map_err(ClientError::HostHeader)?,
@@ -211,15 +241,34 @@ impl HttpClient {
 
     async fn connect(&mut self) -> Result<Connection, ClientError> {
         let (host, port) = (self.endpoint.host.as_str(), self.endpoint.port);
-        let tcp =
-            TcpStream::connect((host, port))
+        let mut tcp =
+            match &self.proxy {
+                Some(proxy) => TcpStream::connect((proxy.host.as_str(), proxy.port))
+                    .await
+                    .map_err(|source| ClientError::ProxyConnect {
+                        proxy: proxy.display.clone(),
+                        source,
+                    })?,
+                None => TcpStream::connect((host, port)).await.map_err(|source| {
+                    ClientError::Connect {
+                        host: host.to_string(),
+                        port,
+                        source,
+                    }
+                })?,
+            };
+        let _ = tcp.set_nodelay(true);
+        if let (Some(proxy), Some(_)) = (&self.proxy, &self.tls) {
+            proxy
+                .tunnel(&mut tcp, &self.endpoint)
                 .await
-                .map_err(|source| ClientError::Connect {
+                .map_err(|source| ClientError::Tunnel {
                     host: host.to_string(),
                     port,
+                    proxy: proxy.display.clone(),
                     source,
                 })?;
-        let _ = tcp.set_nodelay(true);
+        }
         let io: Box<dyn Io> = match &self.tls {
             Some((connector, name)) => Box::new(
                 connector

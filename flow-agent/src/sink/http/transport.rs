@@ -13,7 +13,7 @@ use super::{
     client::HttpClient,
     config_error,
     identity::ClientAuth,
-    secrets,
+    proxy, secrets,
     settled::{Progress, State},
     status::{self, Verdict},
     tls, Endpoint, HttpConfig, HttpMode,
@@ -130,8 +130,24 @@ impl HttpTransport {
         .map_err(|e| config_error(e.to_string()))?;
         let headers = auth::fixed_headers(&headers, config.user.as_deref(), password.as_deref())
             .map_err(config_error)?;
-        let client = HttpClient::new(endpoint.clone(), tls, Duration::from_secs(config.timeout))
-            .map_err(config_error)?;
+        let proxy = proxy::select(config.proxy.as_deref(), &endpoint, |name| {
+            std::env::var(name).ok()
+        })
+        .map_err(config_error)?;
+        if let Some(proxy) = &proxy {
+            log::info!(
+                "http sink: {} through proxy {}",
+                endpoint.display(),
+                proxy.display
+            );
+        }
+        let client = HttpClient::new(
+            endpoint.clone(),
+            tls,
+            proxy,
+            Duration::from_secs(config.timeout),
+        )
+        .map_err(config_error)?;
         Ok(Self {
             endpoint,
             mode: config.mode,
