@@ -105,6 +105,16 @@ fn check_config_names_line_key_and_expectation() -> Result<()> {
         "[[outputs]]\n[outputs.file]\npath = \"/nonexistent-flow-agent-dir/flows.json\"\n",
         ":3:1: outputs[0].file.path: directory /nonexistent-flow-agent-dir does not exist (expected an existing directory for /nonexistent-flow-agent-dir/flows.json)",
     )?;
+    expect_rejected(
+        &dir,
+        "[[outputs]]\n[outputs.http]\nurl = \"https://127.0.0.1:9200/in\"\nclient_cert = \"/etc/flow-agent/c.pem\"\n",
+        ":2:10: outputs[0].http: client_cert and client_key go together: set both or neither",
+    )?;
+    expect_rejected(
+        &dir,
+        "[[outputs]]\n[outputs.http]\nurl = \"http://127.0.0.1:8080/in\"\nclient_cert = \"/c.pem\"\nclient_key = \"k\"\n",
+        ":2:10: outputs[0].http: client_cert applies to https urls only",
+    )?;
     // The proxy's password stays out of the error.
     expect_rejected(
         &dir,

@@ -1074,6 +1074,21 @@ fn refused_config(config: &std::path::Path) -> Result<String> {
     Ok(out.stderr_str())
 }
 
+/// Waits until `server` (named in the error, with `log()`) accepts connections on loopback
+/// `port`.
+fn wait_listening(server: &str, port: u16, log: &dyn Fn() -> String) -> Result<()> {
+    let deadline = Instant::now() + slowed(Duration::from_secs(10));
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        ensure!(
+            Instant::now() < deadline,
+            "{server} did not listen on port {port}: {}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

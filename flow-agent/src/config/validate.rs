@@ -222,8 +222,13 @@ fn outputs(cfg: &Config, path: &KeyPath, issues: &mut Vec<Issue>) {
                 buffer_dir(out, i, &http.delivery, &delivery, issues);
                 // Checked here too, not only when the sink starts: a bad URL is a
                 // configuration error (exit 2, nothing started), like every other.
-                if let Err(e) = crate::sink::http::Endpoint::parse(&http.url) {
-                    issues.push(Issue::new(at.key("http").key("url"), e.to_string()));
+                match crate::sink::http::Endpoint::parse(&http.url) {
+                    Err(e) => issues.push(Issue::new(at.key("http").key("url"), e.to_string())),
+                    Ok(endpoint) => {
+                        if let Some(problem) = http.tls_options_problem(&endpoint) {
+                            issues.push(Issue::new(at.key("http"), problem));
+                        }
+                    }
                 }
                 if let Some(Err(e)) = http
                     .proxy

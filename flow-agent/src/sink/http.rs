@@ -150,6 +150,21 @@ impl HttpConfig {
         found
     }
 
+    /// TLS options that cannot apply to `endpoint`: set on an `http://` URL, or a client
+    /// certificate without its key (or the reverse). Checked by check-config and at start.
+    pub(crate) fn tls_options_problem(&self, endpoint: &Endpoint) -> Option<String> {
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Some(identity::IdentityError::Half.to_string());
+        }
+        let tls_only = [
+            ("ca_file", self.ca_file.is_some()),
+            ("tls_verify", !self.tls_verify),
+            ("client_cert", self.client_cert.is_some()),
+        ];
+        let (option, _) = tls_only.iter().find(|(_, set)| *set && !endpoint.tls)?;
+        Some(format!("{option} applies to https urls only"))
+    }
+
     /// The warning about [`HttpConfig::cleartext_credentials`]; None when there are none.
     /// Logged when the output starts, printed by `check-config`.
     pub(crate) fn cleartext_warning(&self) -> Option<String> {

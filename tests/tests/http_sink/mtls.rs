@@ -70,15 +70,9 @@ fn start_nginx(dir: &TempDir, upstream: u16) -> Result<(Spawned, u16)> {
         .arg("-e")
         .arg(dir.path().join("error.log"))
         .spawn()?;
-    let deadline = Instant::now() + slowed(Duration::from_secs(10));
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        ensure!(
-            Instant::now() < deadline,
-            "nginx did not listen on port {port}: {}",
-            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening("nginx", port, &|| {
+        std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+    })?;
     Ok((nginx, port))
 }
 

@@ -26,15 +26,7 @@ fn start_tinyproxy(dir: &TempDir) -> Result<(Spawned, u16)> {
         .arg("-c")
         .arg(&conf)
         .spawn()?;
-    let deadline = Instant::now() + slowed(Duration::from_secs(10));
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        ensure!(
-            Instant::now() < deadline,
-            "tinyproxy did not listen on port {port}: {}",
-            proxy.stderr_so_far()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening("tinyproxy", port, &|| proxy.stderr_so_far())?;
     Ok((proxy, port))
 }
 

@@ -101,11 +101,6 @@ impl HttpTransport {
             )
             .map_err(config_error)?,
         );
-        let tls_only = [
-            ("ca_file", config.ca_file.is_some()),
-            ("tls_verify", !config.tls_verify),
-            ("client_cert", config.client_cert.is_some()),
-        ];
         let tls = if endpoint.tls {
             Some(
                 tls::client_config(
@@ -115,8 +110,8 @@ impl HttpTransport {
                 )
                 .map_err(config_error)?,
             )
-        } else if let Some((option, _)) = tls_only.iter().find(|(_, set)| *set) {
-            return Err(config_error(format!("{option} applies to https urls only")));
+        } else if let Some(problem) = config.tls_options_problem(&endpoint) {
+            return Err(config_error(problem));
         } else {
             None
         };
