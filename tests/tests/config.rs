@@ -107,6 +107,22 @@ fn check_config_names_line_key_and_expectation() -> Result<()> {
     )?;
     expect_rejected(
         &dir,
+        "[[outputs]]\n[outputs.http]\nurl = \"https://127.0.0.1:9200/in\"\nclient_cert = \"/etc/flow-agent/c.pem\"\n",
+        ":2:10: outputs[0].http: client_cert and client_key go together: set both or neither",
+    )?;
+    expect_rejected(
+        &dir,
+        "[[outputs]]\n[outputs.http]\nurl = \"http://127.0.0.1:8080/in\"\nclient_cert = \"/c.pem\"\nclient_key = \"k\"\n",
+        ":2:10: outputs[0].http: client_cert applies to https urls only",
+    )?;
+    // The proxy's password stays out of the error.
+    expect_rejected(
+        &dir,
+        "[[outputs]]\n[outputs.http]\nurl = \"https://127.0.0.1:9200/in\"\nproxy = \"https://u:s3cret@proxy:3128\"\n",
+        ":4:1: outputs[0].http.proxy: proxy: scheme \"https\" is not supported, the proxy is reached over plain HTTP (http://HOST:PORT)",
+    )?;
+    expect_rejected(
+        &dir,
         "[agent\nlog_level = \"info\"\n",
         ":1:7: invalid table header: expected `.`, `]`",
     )?;

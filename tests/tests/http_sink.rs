@@ -5,9 +5,13 @@
 //! again in halves with only a record refused alone dropped and counted. What arrives is
 //! compared with the events the agent printed on a second output (native on stdout).
 //!
-//! Needs root, kernel BTF, iproute2, python3 and openssl.
+//! Needs root, kernel BTF, iproute2, python3, openssl, nginx (mutual TLS) and tinyproxy.
 
 mod common;
+#[path = "http_sink/mtls.rs"]
+mod mtls;
+#[path = "http_sink/proxy.rs"]
+mod proxy;
 #[path = "http_sink/secrets.rs"]
 mod secrets;
 
@@ -386,7 +390,14 @@ fn delivery(dir: &TempDir, output: &str) -> String {
 }
 
 fn start_agent(dir: &TempDir, http: &str) -> Result<Agent> {
-    let config = dir.write(
+    let config = write_config(dir, http)?;
+    agent(&["--config", &config.display().to_string()])
+}
+
+/// The configuration file of [`start_agent`]: stats every second, events on stdout, and
+/// the `http` outputs.
+fn write_config(dir: &TempDir, http: &str) -> Result<std::path::PathBuf> {
+    dir.write(
         "agent.toml",
         format!(
             r#"
@@ -401,8 +412,7 @@ name = "events"
 {http}
 "#
         ),
-    )?;
-    agent(&["--config", &config.display().to_string()])
+    )
 }
 
 /// Every request: POST to one of `paths`, NDJSON content type, lines newline-terminated JSON,
@@ -935,18 +945,24 @@ fn a_collector_refusing_large_bodies_gets_halves_and_only_records_too_large_are_
     Ok(())
 }
 
+/// openssl's options for a new P-256 key, unencrypted.
+const NEW_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+
+/// Runs openssl with `args` (split at spaces) in `dir`.
+fn openssl(dir: &Path, args: &str) -> Result<()> {
+    let out = Cmd::host("openssl")
+        .args(args.split_whitespace())
+        .current_dir(dir)
+        .output()?;
+    ensure!(out.status.success(), "openssl {args}: {}", out.stderr_str());
+    Ok(())
+}
+
 /// Two private CAs, and a server certificate for 127.0.0.1 signed by the first, made with
 /// openssl: ca.pem, other-ca.pem, server.pem and server.key in `dir`.
 fn make_certificates(dir: &Path) -> Result<()> {
-    let openssl = |args: &str| -> Result<()> {
-        let out = Cmd::host("openssl")
-            .args(args.split_whitespace())
-            .current_dir(dir)
-            .output()?;
-        ensure!(out.status.success(), "openssl {args}: {}", out.stderr_str());
-        Ok(())
-    };
-    let key = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    let openssl = |args: &str| openssl(dir, args);
+    let key = NEW_KEY;
     openssl(&format!(
         "req -x509 {key} -keyout ca.key -out ca.pem -days 2 -subj /CN=flow-agent-test-CA"
     ))?;
@@ -1056,6 +1072,21 @@ fn refused_config(config: &std::path::Path) -> Result<String> {
         out.stderr_str()
     );
     Ok(out.stderr_str())
+}
+
+/// Waits until `server` (named in the error, with `log()`) accepts connections on loopback
+/// `port`.
+fn wait_listening(server: &str, port: u16, log: &dyn Fn() -> String) -> Result<()> {
+    let deadline = Instant::now() + slowed(Duration::from_secs(10));
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        ensure!(
+            Instant::now() < deadline,
+            "{server} did not listen on port {port}: {}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 fn free_port() -> Result<u16> {

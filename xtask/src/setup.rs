@@ -30,6 +30,8 @@ const TEST_PACKAGES: &[&str] = &[
     "rsyslog",
     "rsyslog-openssl",
     "openssl",
+    // The HTTP sink's proxy test goes through a real HTTP proxy.
+    "tinyproxy",
     // The application protocol test's servers, and dig for its DNS over TCP.
     "nginx-light",
     "bind9-dnsutils",

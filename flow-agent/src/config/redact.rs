@@ -84,7 +84,8 @@ fn value(key: &str, v: &mut Value) {
         }
         Value::InlineTable(t) => inline(t),
         Value::Array(a) => a.iter_mut().for_each(|v| value(key, v)),
-        Value::String(s) if key == "url" => {
+        // A proxy URL may carry the proxy's user and password.
+        Value::String(s) if key == "url" || key == "proxy" => {
             let url = redact_url(s.value());
             if url != *s.value() {
                 replace(v, &url);
@@ -145,10 +146,12 @@ pub(crate) fn redact_url(url: &str) -> String {
 }
 
 /// `scheme://user:password@host/...` → `scheme://user:<redacted>@host/...` (the agent
-/// refuses such URLs, but a printed configuration must not depend on that).
+/// refuses such URLs, but a printed configuration must not depend on that). Without a
+/// scheme (`user:password@proxy:3128`, as proxy variables are often written) the same.
 fn redact_userinfo(base: &str) -> String {
-    let Some((scheme, rest)) = base.split_once("://") else {
-        return base.to_string();
+    let (scheme, rest) = match base.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), base),
     };
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
@@ -160,7 +163,7 @@ fn redact_userinfo(base: &str) -> String {
             } else {
                 String::new()
             };
-            format!("{scheme}://{user}{secret}@{host}{path}")
+            format!("{scheme}{user}{secret}@{host}{path}")
         }
         None => base.to_string(),
     }
@@ -216,6 +219,7 @@ mod tests {
         assert_eq!(redact_url("http://u@h/p"), "http://u@h/p");
         assert_eq!(redact_url("http://h/a@b"), "http://h/a@b");
         assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(redact_url("u:pw@proxy:3128"), "u:<redacted>@proxy:3128");
     }
 
     #[test]
@@ -241,12 +245,20 @@ ca_file = "/etc/ssl/ca.pem"
 [[outputs]]
 [outputs.http]
 url = "https://collector/"
+proxy = "http://flow:pr0xy@proxy.example:3128"
 [outputs.http.headers]
 X-Api-Key = "k3y"
 Empty = ""
 "#;
         let out = redact(text);
-        for secret in ["t0k3n", "hunter2", "s3cr3t", "k3y", "application/json"] {
+        for secret in [
+            "t0k3n",
+            "hunter2",
+            "s3cr3t",
+            "k3y",
+            "application/json",
+            "pr0xy",
+        ] {
             assert!(!out.contains(secret), "{secret} in\n{out}");
         }
         for kept in [
@@ -258,6 +270,7 @@ Empty = ""
             "Empty = \"\"",
             "client_key = \"/etc/flow-agent/key.pem\"",
             "ca_file = \"/etc/ssl/ca.pem\"",
+            "proxy = \"http://flow:<redacted>@proxy.example:3128\"",
             "log_level = \"info\"",
         ] {
             assert!(out.contains(kept), "{kept} not in\n{out}");

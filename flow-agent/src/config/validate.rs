@@ -222,8 +222,21 @@ fn outputs(cfg: &Config, path: &KeyPath, issues: &mut Vec<Issue>) {
                 buffer_dir(out, i, &http.delivery, &delivery, issues);
                 // Checked here too, not only when the sink starts: a bad URL is a
                 // configuration error (exit 2, nothing started), like every other.
-                if let Err(e) = crate::sink::http::Endpoint::parse(&http.url) {
-                    issues.push(Issue::new(at.key("http").key("url"), e));
+                match crate::sink::http::Endpoint::parse(&http.url) {
+                    Err(e) => issues.push(Issue::new(at.key("http").key("url"), e.to_string())),
+                    Ok(endpoint) => {
+                        if let Some(problem) = http.tls_options_problem(&endpoint) {
+                            issues.push(Issue::new(at.key("http"), problem));
+                        }
+                    }
+                }
+                if let Some(Err(e)) = http
+                    .proxy
+                    .as_deref()
+                    .filter(|p| !p.is_empty())
+                    .map(|p| crate::sink::http::Proxy::parse(p, "proxy"))
+                {
+                    issues.push(Issue::new(at.key("http").key("proxy"), e.to_string()));
                 }
                 if !out.format.is_json() {
                     issues.push(Issue::new(

@@ -13,6 +13,8 @@ mod body;
 mod bulk;
 mod client;
 mod endpoint;
+mod identity;
+mod proxy;
 mod secrets;
 mod settled;
 mod status;
@@ -22,6 +24,7 @@ mod tls;
 pub(crate) mod transport;
 
 pub(crate) use endpoint::Endpoint;
+pub(crate) use proxy::Proxy;
 
 /// How records are framed into a request body.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -67,6 +70,17 @@ pub(crate) struct HttpConfig {
     pub(crate) ca_file: Option<PathBuf>,
     /// Verify the HTTPS server's certificate and name. Turning it off is for tests only.
     pub(crate) tls_verify: bool,
+    /// PEM file of the client certificate (and its chain) shown to a server that asks for
+    /// one (mutual TLS); with `client_key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key, or a systemd credential.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_key: Option<PathBuf>,
+    /// HTTP proxy (`http://[USER:PASSWORD@]HOST:PORT`) the requests go through; empty: none.
+    /// Absent: `https_proxy`/`http_proxy` of the environment, with `no_proxy`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) proxy: Option<String>,
     /// Most records in one request.
     pub(crate) max_batch_records: usize,
     /// Most bytes of one request body before compression; a single larger record still goes
@@ -90,6 +104,9 @@ impl Default for HttpConfig {
             timeout: 30,
             ca_file: None,
             tls_verify: true,
+            client_cert: None,
+            client_key: None,
+            proxy: None,
             max_batch_records: 500,
             max_batch_bytes: 4 << 20,
             delivery: delivery::DeliveryConfig::default(),
@@ -131,6 +148,21 @@ impl HttpConfig {
             );
         }
         found
+    }
+
+    /// TLS options that cannot apply to `endpoint`: set on an `http://` URL, or a client
+    /// certificate without its key (or the reverse). Checked by check-config and at start.
+    pub(crate) fn tls_options_problem(&self, endpoint: &Endpoint) -> Option<String> {
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Some(identity::IdentityError::Half.to_string());
+        }
+        let tls_only = [
+            ("ca_file", self.ca_file.is_some()),
+            ("tls_verify", !self.tls_verify),
+            ("client_cert", self.client_cert.is_some()),
+        ];
+        let (option, _) = tls_only.iter().find(|(_, set)| *set && !endpoint.tls)?;
+        Some(format!("{option} applies to https urls only"))
     }
 
     /// The warning about [`HttpConfig::cleartext_credentials`]; None when there are none.

@@ -32,13 +32,9 @@ header_files = {{ "X-Api-Key" = "{}" }}
         format!("[health]\nmetrics_listen = \"\"\n\n[[outputs]]\nname = \"events\"\n[outputs.stdout]\n{http}"),
     )?;
     // What systemd does with LoadCredential=: the directory in the agent's environment.
-    let wrapper = format!(
-        "CREDENTIALS_DIRECTORY={} \"$0\" \"$@\"; exit $?",
-        creds.display()
-    );
-    let agent = Agent::start_under(
-        &["sh", "-c", &wrapper],
+    let agent = Agent::start_with_env(
         &["--config", &config.display().to_string()],
+        &[("CREDENTIALS_DIRECTORY", &creds.display().to_string())],
     )?;
     let events = make_flows(&agent, &TestHost::new()?, 9407)?;
     wait_taken(&receiver, &events)?;

@@ -4,6 +4,26 @@ use std::collections::BTreeMap;
 
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 
+/// A configured header or basic authentication that cannot be sent. Names the header, never
+/// its value.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HeaderError {
+    #[error("headers: {0:?} is not a valid header name")]
+    BadName(String),
+    #[error("headers: {0} is set by the sink itself and cannot be configured")]
+    Reserved(String),
+    #[error("headers: the value of {0} has characters a header cannot carry")]
+    BadValue(String),
+    #[error("user/password and an Authorization header are both set: keep one")]
+    AuthorizationTwice,
+    #[error("user: basic authentication user names cannot contain ':'")]
+    ColonInUser,
+    #[error("user/password cannot be sent as a header")]
+    BadCredentials,
+    #[error("user and password go together: set both or neither")]
+    HalfCredentials,
+}
+
 /// Headers the sink sets itself from the body and connection.
 const RESERVED: &[&str] = &[
     "host",
@@ -19,7 +39,7 @@ pub(crate) fn fixed_headers(
     headers: &BTreeMap<String, String>,
     user: Option<&str>,
     password: Option<&str>,
-) -> Result<HeaderMap, String> {
+) -> Result<HeaderMap, HeaderError> {
     let mut map = HeaderMap::new();
     map.insert(
         CONTENT_TYPE,
@@ -31,15 +51,12 @@ pub(crate) fn fixed_headers(
     );
     for (name, value) in headers {
         let key = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
+            .map_err(|_| HeaderError::BadName(name.clone()))?;
         if RESERVED.contains(&key.as_str()) {
-            return Err(format!(
-                "headers: {name} is set by the sink itself and cannot be configured"
-            ));
+            return Err(HeaderError::Reserved(name.clone()));
         }
-        let mut v = HeaderValue::from_str(value).map_err(|_| {
-            format!("headers: the value of {name} has characters a header cannot carry")
-        })?;
+        let mut v =
+            HeaderValue::from_str(value).map_err(|_| HeaderError::BadValue(name.clone()))?;
         v.set_sensitive(true);
         map.insert(key, v);
     }
@@ -47,21 +64,19 @@ pub(crate) fn fixed_headers(
         (None, None) => {}
         (Some(user), Some(password)) => {
             if map.contains_key(AUTHORIZATION) {
-                return Err(
-                    "user/password and an Authorization header are both set: keep one".into(),
-                );
+                return Err(HeaderError::AuthorizationTwice);
             }
             if user.contains(':') {
-                return Err("user: basic authentication user names cannot contain ':'".into());
+                return Err(HeaderError::ColonInUser);
             }
             let token = base64::engine::general_purpose::STANDARD
                 .encode(format!("{user}:{password}").as_bytes());
             let mut v = HeaderValue::from_str(&format!("Basic {token}"))
-                .map_err(|_| "user/password cannot be sent as a header".to_string())?;
+                .map_err(|_| HeaderError::BadCredentials)?;
             v.set_sensitive(true);
             map.insert(AUTHORIZATION, v);
         }
-        _ => return Err("user and password go together: set both or neither".into()),
+        _ => return Err(HeaderError::HalfCredentials),
     }
     Ok(map)
 }
@@ -85,11 +100,16 @@ mod tests {
     fn refuses_bad_headers_without_showing_values() {
         let one = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
         let err = fixed_headers(&one("Content-Length", "1"), None, None).unwrap_err();
-        assert!(err.contains("set by the sink"), "{err}");
+        assert!(matches!(err, HeaderError::Reserved(_)), "{err}");
+        assert!(err.to_string().contains("set by the sink"), "{err}");
         let err = fixed_headers(&one("X-Token", "sec\nret"), None, None).unwrap_err();
-        assert!(err.contains("X-Token") && !err.contains("sec"), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("X-Token") && !text.contains("sec"), "{err}");
         let err = fixed_headers(&one("Authorization", "Bearer x"), Some("u"), Some("p"));
-        assert!(err.unwrap_err().contains("both set"));
-        assert!(fixed_headers(&BTreeMap::new(), Some("u"), None).is_err());
+        assert!(matches!(err, Err(HeaderError::AuthorizationTwice)));
+        let err = fixed_headers(&BTreeMap::new(), Some("u"), None);
+        assert!(matches!(err, Err(HeaderError::HalfCredentials)));
+        let err = fixed_headers(&BTreeMap::new(), Some("a:b"), Some("p"));
+        assert!(matches!(err, Err(HeaderError::ColonInUser)));
     }
 }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{
     client::conn::http1::{self, SendRequest},
-    header::{HeaderMap, HeaderValue, CONTENT_ENCODING, HOST, RETRY_AFTER},
+    header::{HeaderMap, HeaderValue, CONTENT_ENCODING, HOST, PROXY_AUTHORIZATION, RETRY_AFTER},
     Method, Request, StatusCode,
 };
 use hyper_util::rt::TokioIo;
@@ -20,13 +20,72 @@ use tokio_rustls::{
     TlsConnector,
 };
 
-use super::Endpoint;
+use super::{
+    proxy::{Proxy, TunnelError},
+    Endpoint,
+};
 
 /// Largest response body read (a `_bulk` response has one item per document).
 const MAX_RESPONSE: usize = 16 << 20;
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Why a request got no answer. Names the server, never a header value.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClientError {
+    #[error("url host {host:?}: {source}")]
+    ServerName {
+        host: String,
+        #[source]
+        source: tokio_rustls::rustls::pki_types::InvalidDnsNameError,
+    },
+    #[error("connecting to {host} port {port}: {source}")]
+    Connect {
+        host: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connecting to proxy {proxy}: {source}")]
+    ProxyConnect {
+        proxy: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("tunnel to {host} port {port} through proxy {proxy}: {source}")]
+    Tunnel {
+        host: String,
+        port: u16,
+        proxy: String,
+        #[source]
+        source: TunnelError,
+    },
+    #[error("TLS with {host} port {port}: {source}")]
+    Tls {
+        host: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HTTP with {host} port {port}: {source}")]
+    Handshake {
+        host: String,
+        port: u16,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("building the request: {0}")]
+    Build(#[source] hyper::http::Error),
+    #[error("Host header: {0}")]
+    HostHeader(#[source] hyper::header::InvalidHeaderValue),
+    #[error("request failed: {0}")]
+    Request(#[source] hyper::Error),
+    #[error("reading the response: {0}")]
+    Response(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("no answer within {} s (timeout)", .0.as_secs_f64())]
+    Timeout(Duration),
+}
 
 /// The answer to one request.
 #[derive(Debug)]
@@ -51,6 +110,8 @@ impl Drop for Connection {
 pub(crate) struct HttpClient {
     endpoint: Endpoint,
     tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// The HTTP proxy requests go through, if any.
+    proxy: Option<Proxy>,
     timeout: Duration,
     conn: Option<Connection>,
     /// A request was started and its answer not read: its caller gave up on it (the future
@@ -64,12 +125,17 @@ impl HttpClient {
     pub(crate) fn new(
         endpoint: Endpoint,
         tls: Option<Arc<ClientConfig>>,
+        proxy: Option<Proxy>,
         timeout: Duration,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ClientError> {
         let tls = match tls {
             Some(config) => {
-                let name = ServerName::try_from(endpoint.host.clone())
-                    .map_err(|e| format!("url host {:?}: {e}", endpoint.host))?;
+                let name = ServerName::try_from(endpoint.host.clone()).map_err(|source| {
+                    ClientError::ServerName {
+                        host: endpoint.host.clone(),
+                        source,
+                    }
+                })?;
                 Some((TlsConnector::from(config), name))
             }
             None => None,
@@ -77,6 +143,7 @@ impl HttpClient {
         Ok(Self {
             endpoint,
             tls,
+            proxy,
             timeout,
             conn: None,
             in_flight: false,
@@ -91,7 +158,7 @@ impl HttpClient {
         headers: &HeaderMap,
         body: Vec<u8>,
         encoding: Option<&'static str>,
-    ) -> Result<Response, String> {
+    ) -> Result<Response, ClientError> {
         if std::mem::replace(&mut self.in_flight, true) {
             self.conn = None;
         }
@@ -106,10 +173,7 @@ impl HttpClient {
             }
             Err(_) => {
                 self.conn = None;
-                Err(format!(
-                    "no answer within {} s (timeout)",
-                    timeout.as_secs_f64()
-                ))
+                Err(ClientError::Timeout(timeout))
             }
         }
     }
@@ -119,7 +183,7 @@ impl HttpClient {
         headers: &HeaderMap,
         body: Vec<u8>,
         encoding: Option<&'static str>,
-    ) -> Result<Response, String> {
+    ) -> Result<Response, ClientError> {
         let reusable = match self.conn.as_mut() {
             Some(c) => c.sender.ready().await.is_ok(),
             None => false,
@@ -129,17 +193,25 @@ impl HttpClient {
             self.conn = Some(self.connect().await?);
         }
         let conn = self.conn.as_mut().expect("connected above");
+        // Plain HTTP through a proxy: the whole URL in the request line, for the proxy.
+        let proxied = self.proxy.as_ref().filter(|_| self.tls.is_none());
+        let target = match proxied {
+            Some(_) => format!("http://{}{}", self.endpoint.authority, self.endpoint.path),
+            None => self.endpoint.path.clone(),
+        };
         let mut req = Request::builder()
             .method(Method::POST)
-            .uri(&self.endpoint.path)
+            .uri(target)
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| format!("building the request: {e}"))?;
+            .map_err(ClientError::Build)?;
         let h = req.headers_mut();
         h.extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(auth) = proxied.and_then(|p| p.authorization.clone()) {
+            h.insert(PROXY_AUTHORIZATION, auth);
+        }
         h.insert(
             HOST,
-            HeaderValue::from_str(&self.endpoint.authority)
-                .map_err(|e| format!("Host header: {e}"))?,
+            HeaderValue::from_str(&self.endpoint.authority).map_err(ClientError::HostHeader)?,
         );
         if let Some(enc) = encoding {
             h.insert(CONTENT_ENCODING, HeaderValue::from_static(enc));
@@ -148,7 +220,7 @@ impl HttpClient {
             .sender
             .send_request(req)
             .await
-            .map_err(|e| format!("request failed: {e}"))?;
+            .map_err(ClientError::Request)?;
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -158,7 +230,7 @@ impl HttpClient {
         let body = Limited::new(resp.into_body(), MAX_RESPONSE)
             .collect()
             .await
-            .map_err(|e| format!("reading the response: {e}"))?
+            .map_err(ClientError::Response)?
             .to_bytes();
         Ok(Response {
             status,
@@ -167,24 +239,57 @@ impl HttpClient {
         })
     }
 
-    async fn connect(&mut self) -> Result<Connection, String> {
+    async fn connect(&mut self) -> Result<Connection, ClientError> {
         let (host, port) = (self.endpoint.host.as_str(), self.endpoint.port);
-        let tcp = TcpStream::connect((host, port))
-            .await
-            .map_err(|e| format!("connecting to {host} port {port}: {e}"))?;
+        let mut tcp =
+            match &self.proxy {
+                Some(proxy) => TcpStream::connect((proxy.host.as_str(), proxy.port))
+                    .await
+                    .map_err(|source| ClientError::ProxyConnect {
+                        proxy: proxy.display.clone(),
+                        source,
+                    })?,
+                None => TcpStream::connect((host, port)).await.map_err(|source| {
+                    ClientError::Connect {
+                        host: host.to_string(),
+                        port,
+                        source,
+                    }
+                })?,
+            };
         let _ = tcp.set_nodelay(true);
+        if let (Some(proxy), Some(_)) = (&self.proxy, &self.tls) {
+            proxy
+                .tunnel(&mut tcp, &self.endpoint)
+                .await
+                .map_err(|source| ClientError::Tunnel {
+                    host: host.to_string(),
+                    port,
+                    proxy: proxy.display.clone(),
+                    source,
+                })?;
+        }
         let io: Box<dyn Io> = match &self.tls {
             Some((connector, name)) => Box::new(
                 connector
                     .connect(name.clone(), tcp)
                     .await
-                    .map_err(|e| format!("TLS with {host} port {port}: {e}"))?,
+                    .map_err(|source| ClientError::Tls {
+                        host: host.to_string(),
+                        port,
+                        source,
+                    })?,
             ),
             None => Box::new(tcp),
         };
-        let (sender, conn) = http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| format!("HTTP with {host} port {port}: {e}"))?;
+        let (sender, conn) =
+            http1::handshake(TokioIo::new(io))
+                .await
+                .map_err(|source| ClientError::Handshake {
+                    host: host.to_string(),
+                    port,
+                    source,
+                })?;
         let task = tokio::spawn(async move {
             if let Err(e) = conn.await {
                 log::debug!("http sink connection ended: {e}");

@@ -1,5 +1,27 @@
 //! The destination URL, split into what the connection and the request need.
-use hyper::Uri;
+use hyper::{http::uri::InvalidUri, Uri};
+
+/// A `url` the sink cannot send to.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UrlError {
+    #[error("url is required (http://HOST:PORT/PATH or https://...)")]
+    Missing,
+    #[error("url {url:?}: {source}")]
+    Invalid {
+        url: String,
+        #[source]
+        source: InvalidUri,
+    },
+    #[error("url {url:?}: scheme {scheme:?} is not supported, use http or https")]
+    Scheme { url: String, scheme: String },
+    #[error("url {0:?} needs a scheme: http:// or https://")]
+    NoScheme(String),
+    #[error("url {0:?} has no host")]
+    NoHost(String),
+    // A URL is logged; credentials belong in `user`/`password` or `headers`.
+    #[error("the url must not carry credentials: use user and password")]
+    Credentials,
+}
 
 /// Where requests go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,27 +38,30 @@ pub(crate) struct Endpoint {
 }
 
 impl Endpoint {
-    pub(crate) fn parse(url: &str) -> Result<Self, String> {
+    pub(crate) fn parse(url: &str) -> Result<Self, UrlError> {
         if url.is_empty() {
-            return Err("url is required (http://HOST:PORT/PATH or https://...)".into());
+            return Err(UrlError::Missing);
         }
-        let uri: Uri = url.parse().map_err(|e| format!("url {url:?}: {e}"))?;
+        let uri: Uri = url.parse().map_err(|source| UrlError::Invalid {
+            url: url.to_string(),
+            source,
+        })?;
         let tls = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
             Some(other) => {
-                return Err(format!(
-                    "url {url:?}: scheme {other:?} is not supported, use http or https"
-                ))
+                return Err(UrlError::Scheme {
+                    url: url.to_string(),
+                    scheme: other.to_string(),
+                })
             }
-            None => return Err(format!("url {url:?} needs a scheme: http:// or https://")),
+            None => return Err(UrlError::NoScheme(url.to_string())),
         };
         let authority = uri
             .authority()
-            .ok_or_else(|| format!("url {url:?} has no host"))?;
+            .ok_or_else(|| UrlError::NoHost(url.to_string()))?;
         if authority.as_str().contains('@') {
-            // A URL is logged; credentials belong in `user`/`password` or `headers`.
-            return Err("the url must not carry credentials: use user and password".into());
+            return Err(UrlError::Credentials);
         }
         let host = authority
             .host()
@@ -44,7 +69,7 @@ impl Endpoint {
             .trim_end_matches(']')
             .to_string();
         if host.is_empty() {
-            return Err(format!("url {url:?} has no host"));
+            return Err(UrlError::NoHost(url.to_string()));
         }
         let path = uri
             .path_and_query()
@@ -111,7 +136,7 @@ mod tests {
             ("https://u:p@host/", "credentials"),
             ("/just/a/path", "scheme"),
         ] {
-            let err = Endpoint::parse(url).unwrap_err();
+            let err = Endpoint::parse(url).unwrap_err().to_string();
             assert!(err.contains(want), "{url}: {err}");
         }
     }

@@ -32,7 +32,11 @@ pub(crate) enum SecretError {
 }
 
 /// The file `file` names: a path, or a credential in `credentials`.
-fn locate(key: &str, file: &Path, credentials: Option<&Path>) -> Result<PathBuf, SecretError> {
+pub(crate) fn locate(
+    key: &str,
+    file: &Path,
+    credentials: Option<&Path>,
+) -> Result<PathBuf, SecretError> {
     if file.components().count() > 1 || file.is_absolute() {
         return Ok(file.to_path_buf());
     }

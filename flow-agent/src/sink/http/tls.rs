@@ -1,55 +1,94 @@
 //! TLS client settings: rustls with the ring provider, trusting the system's CA certificates
-//! or those of `ca_file`.
-use std::{path::Path, sync::Arc};
+//! or those of `ca_file`, showing the client certificate of [`ClientAuth`] if asked.
+use std::{
+    io,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
+use super::identity::ClientAuth;
 use tokio_rustls::rustls::{
     self,
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
     crypto::{self, CryptoProvider},
-    pki_types::{pem::PemObject, CertificateDer, ServerName, UnixTime},
+    pki_types::{pem, pem::PemObject, CertificateDer, ServerName, UnixTime},
     ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
+/// TLS settings the sink cannot use. Names the option and file.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TlsError {
+    #[error("TLS settings: {0}")]
+    Settings(#[source] rustls::Error),
+    #[error("ca_file {}: {source}", path.display())]
+    CaRead {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("ca_file {}: {source}", path.display())]
+    CaPem {
+        path: PathBuf,
+        #[source]
+        source: pem::Error,
+    },
+    #[error("ca_file {}: {source}", path.display())]
+    CaCertificate {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("ca_file {}: no PEM certificate in it", path.display())]
+    CaEmpty { path: PathBuf },
+    #[error("no system CA certificates found to verify the server: set ca_file")]
+    NoSystemCa,
+}
+
+/// The settings of an HTTPS output; `auth` answers a server asking for a client certificate.
 pub(crate) fn client_config(
     ca_file: Option<&Path>,
     verify: bool,
-) -> Result<Arc<ClientConfig>, String> {
+    auth: Arc<ClientAuth>,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = Arc::new(crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS settings: {e}"))?;
+        .map_err(TlsError::Settings)?;
     let mut config = if verify {
         builder
             .with_root_certificates(roots(ca_file)?)
-            .with_no_client_auth()
+            .with_client_cert_resolver(auth)
     } else {
         log::warn!("http sink: tls_verify = false, the server's certificate is not checked");
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-            .with_no_client_auth()
+            .with_client_cert_resolver(auth)
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
-fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, String> {
+fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, TlsError> {
     let mut store = RootCertStore::empty();
     match ca_file {
         Some(path) => {
-            let pem =
-                std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            let path = path.to_path_buf();
+            let pem = match std::fs::read(&path) {
+                Ok(pem) => pem,
+                Err(source) => return Err(TlsError::CaRead { path, source }),
+            };
             for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-                store
-                    .add(cert)
-                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                let cert = match cert {
+                    Ok(cert) => cert,
+                    Err(source) => return Err(TlsError::CaPem { path, source }),
+                };
+                if let Err(source) = store.add(cert) {
+                    return Err(TlsError::CaCertificate { path, source });
+                }
             }
             if store.is_empty() {
-                return Err(format!(
-                    "ca_file {}: no PEM certificate in it",
-                    path.display()
-                ));
+                return Err(TlsError::CaEmpty { path });
             }
         }
         None => {
@@ -59,9 +98,7 @@ fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, String> {
             }
             let (added, _ignored) = store.add_parsable_certificates(found.certs);
             if added == 0 {
-                return Err(
-                    "no system CA certificates found to verify the server: set ca_file".into(),
-                );
+                return Err(TlsError::NoSystemCa);
             }
         }
     }

@@ -1,9 +1,9 @@
 //! [`HttpTransport`]: sends batches as NDJSON or `_bulk` requests and sorts the answers
 //! ([`status`] decides) into taken, worth retrying, to be sent again in halves, and refused
 //! for good.
-use std::{collections::VecDeque, time::Duration};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
-use hyper::header::HeaderMap;
+use hyper::{header::HeaderMap, StatusCode};
 
 use super::{
     auth,
@@ -11,7 +11,9 @@ use super::{
     bulk,
     bulk::ItemOutcome,
     client::HttpClient,
-    config_error, secrets,
+    config_error,
+    identity::ClientAuth,
+    proxy, secrets,
     settled::{Progress, State},
     status::{self, Verdict},
     tls, Endpoint, HttpConfig, HttpMode,
@@ -34,6 +36,8 @@ pub(crate) struct HttpTransport {
     headers: HeaderMap,
     gzip: bool,
     client: HttpClient,
+    /// The client certificate, and whether a server asked for one the output lacks.
+    client_auth: Arc<ClientAuth>,
     /// What was settled of the batch being sent, kept until all of it is.
     progress: Option<Progress>,
 }
@@ -89,15 +93,25 @@ impl HttpTransport {
         if config.timeout == 0 {
             return Err(config_error("timeout must be at least 1 second"));
         }
+        let client_auth = Arc::new(
+            ClientAuth::load(
+                config.client_cert.as_deref(),
+                config.client_key.as_deref(),
+                secrets::credentials_dir().as_deref(),
+            )
+            .map_err(config_error)?,
+        );
         let tls = if endpoint.tls {
             Some(
-                tls::client_config(config.ca_file.as_deref(), config.tls_verify)
-                    .map_err(config_error)?,
+                tls::client_config(
+                    config.ca_file.as_deref(),
+                    config.tls_verify,
+                    client_auth.clone(),
+                )
+                .map_err(config_error)?,
             )
-        } else if config.ca_file.is_some() || !config.tls_verify {
-            return Err(config_error(
-                "ca_file and tls_verify apply to https urls only",
-            ));
+        } else if let Some(problem) = config.tls_options_problem(&endpoint) {
+            return Err(config_error(problem));
         } else {
             None
         };
@@ -111,8 +125,24 @@ impl HttpTransport {
         .map_err(|e| config_error(e.to_string()))?;
         let headers = auth::fixed_headers(&headers, config.user.as_deref(), password.as_deref())
             .map_err(config_error)?;
-        let client = HttpClient::new(endpoint.clone(), tls, Duration::from_secs(config.timeout))
-            .map_err(config_error)?;
+        let proxy = proxy::select(config.proxy.as_deref(), &endpoint, |name| {
+            std::env::var(name).ok()
+        })
+        .map_err(config_error)?;
+        if let Some(proxy) = &proxy {
+            log::info!(
+                "http sink: {} through proxy {}",
+                endpoint.display(),
+                proxy.display
+            );
+        }
+        let client = HttpClient::new(
+            endpoint.clone(),
+            tls,
+            proxy,
+            Duration::from_secs(config.timeout),
+        )
+        .map_err(config_error)?;
         Ok(Self {
             endpoint,
             mode: config.mode,
@@ -120,6 +150,7 @@ impl HttpTransport {
             headers,
             gzip: config.gzip,
             client,
+            client_auth,
             progress: None,
         })
     }
@@ -175,7 +206,7 @@ impl HttpTransport {
         };
         let resp = match self.client.post(&self.headers, payload, encoding).await {
             Ok(r) => r,
-            Err(e) => return GroupAnswer::retry(e),
+            Err(e) => return GroupAnswer::retry(e.to_string()),
         };
         let status = resp.status;
         let answer = || format!("HTTP {status}: {}", snippet(&resp.body));
@@ -187,6 +218,17 @@ impl HttpTransport {
                 Ok(outcomes) => self.settle_items(group, &outcomes),
                 Err(e) => GroupAnswer::retry(e.to_string()),
             },
+            // nginx answers 400 to a client that did not show the certificate it asked
+            // for: nothing against the records, which wait for a client_cert.
+            Verdict::Split
+                if status == StatusCode::BAD_REQUEST
+                    && self.client_auth.asked_without_certificate() =>
+            {
+                GroupAnswer::retry(format!(
+                    "{} (the server asked for a client certificate and this output has none: set client_cert and client_key)",
+                    answer()
+                ))
+            }
             Verdict::Split if group.len() > 1 => GroupAnswer {
                 then: Then::Split,
                 ..GroupAnswer::default()
