@@ -5,6 +5,7 @@ use aya_ebpf::{
     helpers::bpf_ktime_get_boot_ns,
     maps::{ring_buf::RingBufEntry, RingBuf},
 };
+use aya_log_ebpf::debug;
 use flow_common::{Loss, RecordHeader, RecordKind};
 
 use crate::{
@@ -50,6 +51,10 @@ pub fn count_loss(loss: Loss) {
         // Per-CPU slot: no other CPU writes it.
         unsafe { *slot += 1 };
     }
+    // Each loss as it happens, with `--log-level trace` only. The level is a constant of the
+    // loaded object (aya-log's AYA_LOG_LEVEL, 0 unless tracing): with logging off the verifier
+    // drops this branch and it costs nothing.
+    debug!(&(), "kernel-side loss: kind {}", loss as u32);
 }
 
 #[inline(always)]

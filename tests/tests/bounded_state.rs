@@ -361,25 +361,15 @@ fn processes_whose_exit_record_was_lost_are_found_gone_in_proc() -> Result<()> {
         sleepers.push(std::process::Command::new("/bin/sleep").arg("60").spawn()?);
     }
     std::thread::sleep(Duration::from_secs(2));
-    signal(agent.pid(), "STOP")?;
-    let flood = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "sh",
-            "-c",
-        ])
-        .arg("i=0; while [ $i -lt 300 ]; do /bin/true; i=$((i+1)); done")
-        .status();
-    for s in &mut sleepers {
-        s.kill()?;
-    }
-    for mut s in sleepers {
-        s.wait()?;
-    }
-    signal(agent.pid(), "CONT")?;
-    ensure!(flood?.success(), "the exec flood as nobody failed");
+    exec_flood_while_stopped(&agent, || {
+        for s in &mut sleepers {
+            s.kill()?;
+        }
+        for s in &mut sleepers {
+            s.wait()?;
+        }
+        Ok(())
+    })?;
     // A reconciliation pass over the process table starts every 30 s.
     let found = agent
         .wait_for(
@@ -406,6 +396,68 @@ fn processes_whose_exit_record_was_lost_are_found_gone_in_proc() -> Result<()> {
             .contains("whose exit record was lost found gone in /proc"),
         "{}",
         agent.stderr()
+    );
+    agent.stop()?;
+    Ok(())
+}
+
+/// Stops the agent, has `nobody` run 300 execs (more than its 8 KiB process ring holds), runs
+/// `meanwhile`, and lets the agent go on: exec and exit records are lost on purpose.
+fn exec_flood_while_stopped(
+    agent: &flow_agent_tests::Agent,
+    meanwhile: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    signal(agent.pid(), "STOP")?;
+    let flood = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "sh",
+            "-c",
+        ])
+        .arg("i=0; while [ $i -lt 300 ]; do /bin/true; i=$((i+1)); done")
+        .status();
+    let done = meanwhile();
+    signal(agent.pid(), "CONT")?;
+    ensure!(flood?.success(), "the exec flood as nobody failed");
+    done
+}
+
+/// With `--log-level trace` the kernel programs' own log records (aya-log) reach the agent's
+/// log: each process record the full ring refused is there, as the loss counter counts it.
+#[test]
+fn kernel_programs_log_their_losses_at_trace_level() -> Result<()> {
+    setup()?;
+    let dir = TempDir::new("kernel-log")?;
+    let config = tiny_ring_config(&dir)?;
+    let agent = agent(&[
+        "--config",
+        &config.display().to_string(),
+        "--log-level",
+        "trace",
+    ])?;
+    std::thread::sleep(Duration::from_secs(2));
+    exec_flood_while_stopped(&agent, || Ok(()))?;
+    let line = "target=flow_agent_ebpf::emit msg=\"kernel-side loss: kind 6\"";
+    let stats = agent.wait_for(
+        |e| e["event_action"] == "stats" && u64_of(&e["kernel_losses"]["process_ring_full"]) > 0,
+        EVENT_TIMEOUT,
+    )?;
+    // The log is flushed once a second, the stats event at its own interval.
+    std::thread::sleep(Duration::from_secs(2));
+    let stderr = agent.stderr();
+    let logged = stderr.lines().filter(|l| l.contains(line)).count() as u64;
+    let counted = u64_of(&stats["kernel_losses"]["process_ring_full"]);
+    ensure!(
+        logged > 0,
+        "no kernel log record for {counted} process ring losses:\n{}",
+        stderr
+            .lines()
+            .filter(|l| l.contains("flow_agent_ebpf"))
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     agent.stop()?;
     Ok(())

@@ -10,6 +10,7 @@ use aya::{
     },
     Ebpf, EbpfLoader,
 };
+use aya_log::EbpfLogger;
 use flow_common::{ProgramConfig, TcpDetail, UdpCounters, UdpFlowKey, LOSS_KINDS};
 
 use super::object::EBPF_OBJECT;
@@ -44,12 +45,15 @@ pub(crate) enum CaptureError {
         name: &'static str,
         source: aya::maps::MapError,
     },
+    #[error("reading the kernel programs' log: {0}")]
+    KernelLog(aya_log::Error),
 }
 
 /// Bytes of the process ring (exec, fork, exit): an exec record is its header and command
 /// line, 4–8 KiB, so this holds 250 or more; the agent drains it every 20 ms.
 const PROCESS_RING_BYTES: u32 = 2 << 20;
-/// Bytes of the DNS ring: 1 KiB per message, about 1000.
+/// Bytes of the DNS ring: each record is its message (up to 1 KiB kept) and some 80 bytes, so
+/// at least 1000 messages, some 8000 typical queries.
 const DNS_RING_BYTES: u32 = 1 << 20;
 
 /// Sizes of the kernel-side tables; nothing there grows without bound.
@@ -112,6 +116,8 @@ pub(crate) struct Capture {
     /// a socket's close (`TCP_LATE`); `None` when TCP detail is off.
     pub(crate) tcp_detail: Option<TcpDetailMaps>,
     pub(crate) cgroup_root: PathBuf,
+    /// The kernel programs' own log records (aya-log), read only at `--log-level trace`.
+    kernel_log: Option<EbpfLogger<&'static dyn log::Log>>,
 }
 
 pub(crate) struct TcpDetailMaps {
@@ -183,9 +189,16 @@ impl Capture {
             tcp_detail: u32::from(cfg.tcp_detail),
             payload_inspection: u32::from(cfg.tcp_detail && cfg.payload_inspection),
         }));
+        // The programs' log calls are pruned by the verifier unless tracing (level 0: none).
+        let kernel_log_level: &'static u8 = if log::log_enabled!(log::Level::Trace) {
+            &(aya_log::Level::Trace as u8)
+        } else {
+            &0
+        };
         let mut ebpf = loader
             .aya
             .override_global("CONFIG", program_config, true)
+            .override_global(aya_log::LEVEL, kernel_log_level, true)
             .map_max_entries("EVENTS", cfg.ring_buffer_bytes)
             .map_max_entries("PROCESS_EVENTS", cfg.process_ring_bytes)
             .map_max_entries("DNS_EVENTS", cfg.dns_ring_bytes)
@@ -258,6 +271,12 @@ impl Capture {
                 .map_err(|source| CaptureError::Program { name, source })?;
         }
         let skb_attached_ns = crate::clock::boot_ns_now();
+        let kernel_log = if *kernel_log_level == 0 {
+            None
+        } else {
+            log::trace!("the kernel programs' log records are read (AYA_LOGS)");
+            Some(EbpfLogger::init(&mut ebpf).map_err(CaptureError::KernelLog)?)
+        };
 
         let ring = |ebpf: &mut Ebpf, name: &'static str| {
             RingBuf::try_from(take_map(ebpf, name)?)
@@ -301,7 +320,15 @@ impl Capture {
             udp_flows,
             tcp_detail,
             cgroup_root,
+            kernel_log,
         })
+    }
+
+    /// Writes the kernel programs' log records waiting in their ring to the agent's log.
+    pub(crate) fn flush_kernel_log(&mut self) {
+        if let Some(logger) = &mut self.kernel_log {
+            logger.flush();
+        }
     }
 
     /// Kernel-side loss counters, summed over CPUs, indexed by `flow_common::Loss`.

@@ -279,6 +279,7 @@ impl Agent {
     /// Periodic work: flow table timers, TCP updates, loss reports, summaries, stats.
     fn on_tick(&mut self) {
         self.service.tick();
+        self.capture.flush_kernel_log();
         let now = boot_ns_now();
         let mut udp = KernelUdp(&mut self.capture.udp_flows);
         self.stages.tick(now, &mut udp, &mut self.pending.flows);
