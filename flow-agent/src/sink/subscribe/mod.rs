@@ -11,6 +11,8 @@ use std::sync::{
 
 use crate::{encode::Encoder, event::Event, filter::FilterConfig, sink::SinkStats};
 
+#[doc(hidden)]
+pub mod bench;
 pub mod client;
 mod config;
 pub mod protocol;

@@ -89,6 +89,14 @@ impl Queue {
             .is_some()
     }
 
+    /// The next chunk and its record count, if one waits.
+    pub(super) fn try_pop(&self) -> Option<(Vec<u8>, u64)> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (chunk, n) = s.chunks.pop_front()?;
+        s.bytes -= chunk.len();
+        Some((chunk, n))
+    }
+
     /// The next chunk and its record count, waiting for one; `Err` once the subscription
     /// ended and (when the agent stops) everything queued was taken.
     pub(super) fn pop(&self) -> Result<(Vec<u8>, u64), End> {
