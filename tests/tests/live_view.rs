@@ -110,10 +110,10 @@ fn tail_prints_only_the_filtered_flows_and_ends_with_the_agent() -> Result<()> {
     let mut flows = Vec::new();
     for line in out.stdout_str().lines() {
         let ev: Value = serde_json::from_str(line).with_context(|| format!("not JSON: {line}"))?;
-        // Stats events pass every filter; docs/health.md, not the event schema, describes them.
-        if ev["event_action"] == "stats" {
-            continue;
-        }
+        ensure!(
+            ev["event_action"] != "stats",
+            "a stats event passed --filter: {line}"
+        );
         if let Some(e) = validator.iter_errors(&ev).next() {
             bail!("{line}\ndoes not validate: {e} at {}", e.instance_path());
         }

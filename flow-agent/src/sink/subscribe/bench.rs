@@ -2,7 +2,7 @@
 //! socket or their threads (each publish is followed by taking what was queued).
 use std::sync::Arc;
 
-use super::{queue::Queue, Subscriber};
+use super::{queue::Queue, Subscriber, Subscribers};
 use crate::{encode::Format, event::Event, filter::FilterConfig, sink::SinkStats};
 
 /// Queues that never fill during a benchmark.
@@ -11,16 +11,18 @@ const LIMIT: usize = 1 << 40;
 /// A publisher to `subscribers` subscribers of `format`, none with a filter.
 pub fn publisher(subscribers: usize, format: Format) -> impl FnMut(&[Event]) {
     let stats = SinkStats::new("live".into(), "subscribe", "any");
-    let mut subs: Vec<Subscriber> = (0..subscribers)
-        .map(|_| Subscriber {
+    let mut subs = Subscribers::default();
+    for _ in 0..subscribers {
+        subs.add(Subscriber {
             filter: FilterConfig::default(),
-            encoder: format.encoder(),
+            format,
+            summaries: true,
             queue: Arc::new(Queue::new(LIMIT)),
-        })
-        .collect();
+        });
+    }
     move |events| {
-        subs.retain_mut(|s| s.publish(events, &stats, LIMIT));
-        for s in &subs {
+        subs.publish(events, &stats, LIMIT);
+        for s in &subs.list {
             while s.queue.try_pop().is_some() {}
         }
     }
