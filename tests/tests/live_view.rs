@@ -85,8 +85,9 @@ fn tail_prints_only_the_filtered_flows_and_ends_with_the_agent() -> Result<()> {
     let wanted = TcpListener::bind("127.0.0.1:0")?;
     let other = TcpListener::bind("127.0.0.1:0")?;
     let port = wanted.local_addr()?.port();
+    // No --socket: `tail` reads `[live] socket` from the agent's file.
     let tail = Cmd::host(&Agent::binary()?.display().to_string())
-        .args(["tail", "--socket", &socket.display().to_string()])
+        .args(["tail", "-c", &cfg.display().to_string()])
         .args([
             "--filter",
             &format!("remote_port = {port}, transport = \"tcp\""),
@@ -150,14 +151,44 @@ fn tail_prints_only_the_filtered_flows_and_ends_with_the_agent() -> Result<()> {
 }
 
 #[test]
-fn tail_names_the_socket_and_the_bad_rule() -> Result<()> {
+fn tail_names_the_socket_the_file_and_the_bad_rule() -> Result<()> {
     let bin = Agent::binary()?.display().to_string();
+    let dir = TempDir::new("live-errors")?;
+    let cfg = config(&dir, "")?.display().to_string();
+    // No agent on the file's socket, or on --socket's (which the file does not override).
     let missing = "/nonexistent/flow-agent-live.sock";
+    let from_file = dir.path().join("events.sock").display().to_string();
+    for (args, socket) in [
+        (vec!["tail", "-c", &cfg], from_file.as_str()),
+        (vec!["tail", "-c", &cfg, "--socket", missing], missing),
+        (vec!["top", "-c", &cfg, "--socket", missing], missing),
+    ] {
+        let out = Cmd::host(&bin).args(&args).output()?;
+        ensure!(
+            out.status.code() == Some(1),
+            "{args:?}: status {}",
+            out.status
+        );
+        ensure!(
+            out.stderr_str()
+                .contains(&format!("no agent listens on {socket}")),
+            "{args:?}: {}",
+            out.stderr_str()
+        );
+    }
+    // A file with the live view off is named.
+    let off = dir.write("off.toml", "[live]\nsocket = \"\"\n")?;
+    std::fs::set_permissions(&off, std::fs::Permissions::from_mode(0o600))?;
     let out = Cmd::host(&bin)
-        .args(["tail", "--socket", missing])
+        .args(["tail", "-c", &off.display().to_string()])
         .output()?;
-    ensure!(out.status.code() == Some(1), "status {}", out.status);
-    ensure!(out.stderr_str().contains(missing), "{}", out.stderr_str());
+    ensure!(out.status.code() == Some(2), "status {}", out.status);
+    ensure!(
+        out.stderr_str().contains(&off.display().to_string())
+            && out.stderr_str().contains("live view is off"),
+        "{}",
+        out.stderr_str()
+    );
     let out = Cmd::host(&bin)
         .args(["tail", "--socket", missing, "--filter", "remote_prot = 1"])
         .output()?;
@@ -294,11 +325,12 @@ impl Drop for Tmux {
     }
 }
 
-/// Keeps up to 4 connections to PORT open, a new one every 0.2 s, each sending 2000 bytes.
+/// Keeps up to 4 connections to PORT open, a new one every 0.2 s (for 5 minutes), each sending
+/// 2000 bytes.
 const CLIENT: &str = r#"
 import socket, sys, time
 port = int(sys.argv[1]); open_ = []
-for _ in range(300):
+for _ in range(1500):
     c = socket.create_connection(("127.0.0.1", port)); c.sendall(b"x" * 2000)
     open_.append(c)
     if len(open_) > 4: open_.pop(0).close()
@@ -323,9 +355,9 @@ fn top_in_a_terminal_shows_the_talker_sorts_resizes_and_quits() -> Result<()> {
         server: format!("flow-agent-test-{}", std::process::id()),
     };
     let top = format!(
-        "{} top --socket {} --filter 'remote_port = {port}'",
+        "{} top -c {} --filter 'remote_port = {port}'",
         Agent::binary()?.display(),
-        dir.path().join("events.sock").display()
+        cfg.display()
     );
     tmux.cmd(&[
         "new-session",
@@ -371,6 +403,13 @@ fn top_in_a_terminal_shows_the_talker_sorts_resizes_and_quits() -> Result<()> {
     let capture = dir.path().join("top.txt");
     std::fs::write(&capture, &screen)?;
     eprintln!("top at 120x40 ({}):\n{screen}", capture.display());
+    // The agent restarts: `top` says it reconnects, then shows the talker from the new agent.
+    agent.stop()?;
+    tmux.wait("reconnecting", |s| s.contains("reconnecting in"))?;
+    let agent = agent_with(&cfg)?;
+    tmux.wait("the talker after the restart", |s| {
+        row(s) && !s.contains("reconnecting")
+    })?;
     tmux.cmd(&["send-keys", "-t", "top", "q"])?;
     let deadline = Instant::now() + slowed(EVENT_TIMEOUT);
     while tmux.cmd(&["has-session", "-t", "top"]).is_ok() {

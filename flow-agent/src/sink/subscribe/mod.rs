@@ -21,7 +21,7 @@ mod queue;
 mod server;
 
 pub(crate) use config::LiveConfig;
-pub use config::DEFAULT_SOCKET;
+pub use config::{socket_in, DEFAULT_SOCKET};
 pub(crate) use server::Bound;
 
 use fan_out::{Subscriber, Subscribers};
