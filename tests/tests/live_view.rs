@@ -64,7 +64,10 @@ fn validator() -> Result<jsonschema::Validator> {
 fn tail_prints_only_the_filtered_flows_and_ends_with_the_agent() -> Result<()> {
     setup()?;
     let dir = TempDir::new("live-tail")?;
-    let cfg = config(&dir, "[[outputs]]\n[outputs.stdout]\n")?;
+    let cfg = config(
+        &dir,
+        "[health]\nstats_interval = 1\n[[outputs]]\n[outputs.stdout]\n",
+    )?;
     let agent = agent_with(&cfg)?;
     let socket = dir.path().join("events.sock");
     let mode = std::fs::metadata(&socket)?.permissions().mode();
@@ -81,12 +84,25 @@ fn tail_prints_only_the_filtered_flows_and_ends_with_the_agent() -> Result<()> {
         ])
         .spawn()?;
     wait_subscribed(&agent, 1)?;
+    // Without --filter a tail gets stats events too; with one, flows only.
+    let unfiltered = Cmd::host(&Agent::binary()?.display().to_string())
+        .args(["tail", "-c", &cfg.display().to_string()])
+        .spawn()?;
+    wait_subscribed(&agent, 2)?;
     let noise = connect_and_send(&other, 300)?;
     let client_port = connect_and_send(&wanted, 1234)?;
     // The end event reaches the agent's own output, then the agent stops.
     let own_end = |e: &Value| e["event_action"] == "end" && e["src_port"] == client_port;
     agent.wait_for(own_end, EVENT_TIMEOUT)?;
+    agent.wait_for(|e| e["event_action"] == "stats", EVENT_TIMEOUT)?;
     agent.stop()?;
+    let all = unfiltered.wait(slowed(EVENT_TIMEOUT))?.stdout_str();
+    ensure!(
+        all.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|e| e["event_action"] == "stats"),
+        "no stats event without --filter:\n{all}"
+    );
     let out = tail.wait(slowed(EVENT_TIMEOUT))?;
     ensure!(
         out.status.success(),
