@@ -286,3 +286,12 @@ fn record_to_native_bytes(bencher: divan::Bencher) {
         }
     });
 }
+
+/// A batch of 64 end events published to live subscribers (`tail`, `top`) of the native
+/// format, none filtering: the write stage's cost of the live view, by number of subscribers.
+#[divan::bench(args = [1, 4])]
+fn live_publish(bencher: divan::Bencher, subscribers: usize) {
+    let batch: Vec<Event> = (0..64).map(|_| Event::Flow(end_event())).collect();
+    let mut publish = flow_agent::sink::subscribe::bench::publisher(subscribers, Format::Native);
+    bencher.bench_local(|| publish(black_box(&batch)));
+}

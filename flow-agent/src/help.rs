@@ -135,16 +135,18 @@ which parses back to the built-in defaults. Without: the effective configuration
 command line's overrides applied.";
 
 pub const TAIL: &str = "\
-Subscribe to the running agent's live socket ([live] socket, default
-/run/flow-agent/events.sock) and print its events, one record a line, in the chosen format.
---filter and --exclude take rules of the [filter] language, the inside of one inline table:
---filter 'remote_port = 443, process_name = \"curl\"'. The agent filters before it encodes.
+Subscribe to the running agent's live socket (--socket, else [live] socket of the --config
+file or /etc/flow-agent/config.toml, else /run/flow-agent/events.sock) and print its events,
+one record a line, in the chosen format. --filter and --exclude take rules of the [filter]
+language, the inside of one inline table: --filter 'remote_port = 443, process_name =
+\"curl\"'. The agent filters before it encodes; stats events come only without --filter.
 Exits 0 when the agent stops, 1 when no agent listens, access is denied or the agent dropped
-this subscriber for reading too slowly, 2 for a bad rule. Needs root or membership of the
-socket's group.";
+this subscriber for reading too slowly, 2 for a bad rule or a file that names no socket. Needs
+root or membership of the socket's group.";
 
 pub const TOP: &str = "\
 A terminal view of the running agent's flows, one row per process: pid, user, container,
 open flows, connections per second, bytes in and out per second, busiest remote. Refreshes
 every second. Keys: up/down choose a process, Enter shows its open flows, 1-9 sort by a
-column (again: reverse), q quits. Reads the live socket like `tail`.";
+column (again: reverse), q quits. Reads the live socket like `tail`, and subscribes again
+(\"reconnecting\") when the agent stops, restarts or drops it.";

@@ -226,8 +226,14 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         ..Overrides::default()
     };
     match command {
-        Command::Tail(args) => tail::run(&args).map_err(Failure::from),
-        Command::Top(args) => top::run(&args).map_err(Failure::from),
+        Command::Tail(args) => {
+            let config = config::choose_file(cli.config, cli.no_config);
+            tail::run(&args, &config).map_err(Failure::from)
+        }
+        Command::Top(args) => {
+            let config = config::choose_file(cli.config, cli.no_config);
+            top::run(&args, &config).map_err(Failure::from)
+        }
         Command::Version => {
             println!("flow-agent {}", env!("CARGO_PKG_VERSION"));
             Ok(())

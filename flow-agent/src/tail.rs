@@ -1,15 +1,16 @@
 //! `flow-agent tail`: the running agent's events as lines, from its live socket.
 use std::{
     io::{ErrorKind, Write},
-    path::PathBuf,
+    path::{Path, PathBuf},
 };
 
 use flow_agent::{
+    config::ConfigSource,
     encode::Format,
     sink::subscribe::{
         client::{self, SubscribeError},
         protocol::Request,
-        DEFAULT_SOCKET,
+        socket_in, DEFAULT_SOCKET,
     },
 };
 
@@ -25,9 +26,9 @@ pub(crate) struct TailArgs {
     /// No events matching this rule (repeatable).
     #[arg(long, value_name = "RULE")]
     pub(crate) exclude: Vec<String>,
-    /// The agent's live socket ([live] socket).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
-    pub(crate) socket: PathBuf,
+    /// The agent's live socket [default: [live] socket of the configuration file].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) socket: Option<PathBuf>,
 }
 
 pub(crate) fn parse_format(s: &str) -> Result<Format, String> {
@@ -61,10 +62,40 @@ pub(crate) fn request(
     Ok(request)
 }
 
+/// The socket to read: `--socket`, else `[live] socket` of the configuration file (`-c FILE`,
+/// else the agent's default file when there is one), else the default socket.
+pub(crate) fn socket(given: Option<&Path>, config: &ConfigSource) -> Result<PathBuf, TailError> {
+    let file = match (given, config) {
+        (Some(socket), _) => return Ok(socket.to_path_buf()),
+        (None, ConfigSource::BuiltIn) => return Ok(DEFAULT_SOCKET.into()),
+        (None, ConfigSource::Given(file) | ConfigSource::Default(file)) => file,
+    };
+    let problem = |why: String| TailError::Usage(format!("{}: {why}", file.display()));
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        // The agent's default file may be root's alone; the socket's group may still subscribe.
+        Err(e)
+            if e.kind() == ErrorKind::PermissionDenied
+                && matches!(config, ConfigSource::Default(_)) =>
+        {
+            return Ok(DEFAULT_SOCKET.into())
+        }
+        Err(e) => return Err(problem(format!("{e} (--socket PATH needs no file)"))),
+    };
+    let socket = socket_in(&text).map_err(|e| problem(e.to_string()))?;
+    if socket.as_os_str().is_empty() {
+        return Err(problem(
+            "[live] socket = \"\": the live view is off in this file".into(),
+        ));
+    }
+    Ok(socket)
+}
+
 /// Prints every record until the agent stops (Ok) or stdout closes (Ok).
-pub(crate) fn run(args: &TailArgs) -> Result<(), TailError> {
+pub(crate) fn run(args: &TailArgs, config: &ConfigSource) -> Result<(), TailError> {
     let request = request(args.format, &args.filter, &args.exclude)?;
-    let mut sub = client::subscribe(&args.socket, &request).map_err(TailError::Agent)?;
+    let socket = socket(args.socket.as_deref(), config)?;
+    let mut sub = client::subscribe(&socket, &request).map_err(TailError::Agent)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut line = String::new();

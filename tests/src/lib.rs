@@ -4,6 +4,7 @@
 //!   IPv4 (10.200.0.0/16) and IPv6 ULA (fd00:f10e::/32) addresses.
 //! - [`Cmd`] / [`Spawned`]: run programs inside a namespace, in the foreground or background.
 //! - [`Agent`]: run the `flow-agent` binary and collect its JSON events.
+//! - [`Tmux`]: a program in a detached terminal of a private tmux server.
 //! - [`scaled`] / [`slowed`]: load and time bounds for slow machines (`FLOW_TEST_SCALE`,
 //!   `FLOW_TEST_SLOW`); every bound the harness waits for is already [`slowed`].
 //!
@@ -16,6 +17,7 @@ mod netns;
 mod process;
 mod speed;
 mod tempdir;
+mod tmux;
 mod tools;
 
 pub use agent::{
@@ -26,6 +28,7 @@ pub use netns::{ResolvConf, TestHost};
 pub use process::{wait_for_tcp_listen, wait_for_tcp_listen_timeout, Cmd, Output, Spawned};
 pub use speed::{describe_bound, scale, scaled, slow, slowed, speed_summary, SCALE_ENV, SLOW_ENV};
 pub use tempdir::TempDir;
+pub use tmux::Tmux;
 pub use tools::{find_tool, require_tools};
 
 use anyhow::{bail, Result};

@@ -7,19 +7,20 @@
 //! Needs root, kernel BTF, python3 and tmux.
 
 mod common;
+mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use common::*;
-use flow_agent_tests::{require_tools, slowed, Agent, Cmd, TempDir};
+use flow_agent_tests::{require_tools, slowed, Agent, Cmd, TempDir, Tmux};
 use serde_json::Value;
+use support::connect_and_send;
 
 /// A configuration with its own live socket and the given extra text.
 fn config(dir: &TempDir, extra: &str) -> Result<std::path::PathBuf> {
@@ -48,20 +49,6 @@ fn wait_subscribed(agent: &Agent, n: usize) -> Result<()> {
     Ok(())
 }
 
-/// A connection to `listener` that sends `bytes` and closes; returns the client's port.
-fn talk(listener: &TcpListener, bytes: usize) -> Result<u16> {
-    let port = listener.local_addr()?.port();
-    let mut client = TcpStream::connect(("127.0.0.1", port))?;
-    let client_port = client.local_addr()?.port();
-    let (mut server, _) = listener.accept()?;
-    client.write_all(&vec![b'x'; bytes])?;
-    client.shutdown(std::net::Shutdown::Write)?;
-    let mut got = Vec::new();
-    server.read_to_end(&mut got)?;
-    ensure!(got.len() == bytes, "server read {} of {bytes}", got.len());
-    Ok(client_port)
-}
-
 fn validator() -> Result<jsonschema::Validator> {
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/events.schema.json"),
@@ -77,7 +64,10 @@ fn validator() -> Result<jsonschema::Validator> {
 fn tail_prints_only_the_filtered_flows_and_ends_with_the_agent() -> Result<()> {
     setup()?;
     let dir = TempDir::new("live-tail")?;
-    let cfg = config(&dir, "[[outputs]]\n[outputs.stdout]\n")?;
+    let cfg = config(
+        &dir,
+        "[health]\nstats_interval = 1\n[[outputs]]\n[outputs.stdout]\n",
+    )?;
     let agent = agent_with(&cfg)?;
     let socket = dir.path().join("events.sock");
     let mode = std::fs::metadata(&socket)?.permissions().mode();
@@ -85,20 +75,34 @@ fn tail_prints_only_the_filtered_flows_and_ends_with_the_agent() -> Result<()> {
     let wanted = TcpListener::bind("127.0.0.1:0")?;
     let other = TcpListener::bind("127.0.0.1:0")?;
     let port = wanted.local_addr()?.port();
+    // No --socket: `tail` reads `[live] socket` from the agent's file.
     let tail = Cmd::host(&Agent::binary()?.display().to_string())
-        .args(["tail", "--socket", &socket.display().to_string()])
+        .args(["tail", "-c", &cfg.display().to_string()])
         .args([
             "--filter",
             &format!("remote_port = {port}, transport = \"tcp\""),
         ])
         .spawn()?;
     wait_subscribed(&agent, 1)?;
-    let noise = talk(&other, 300)?;
-    let client_port = talk(&wanted, 1234)?;
+    // Without --filter a tail gets stats events too; with one, flows only.
+    let unfiltered = Cmd::host(&Agent::binary()?.display().to_string())
+        .args(["tail", "-c", &cfg.display().to_string()])
+        .spawn()?;
+    wait_subscribed(&agent, 2)?;
+    let noise = connect_and_send(&other, 300)?;
+    let client_port = connect_and_send(&wanted, 1234)?;
     // The end event reaches the agent's own output, then the agent stops.
     let own_end = |e: &Value| e["event_action"] == "end" && e["src_port"] == client_port;
     agent.wait_for(own_end, EVENT_TIMEOUT)?;
+    agent.wait_for(|e| e["event_action"] == "stats", EVENT_TIMEOUT)?;
     agent.stop()?;
+    let all = unfiltered.wait(slowed(EVENT_TIMEOUT))?.stdout_str();
+    ensure!(
+        all.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|e| e["event_action"] == "stats"),
+        "no stats event without --filter:\n{all}"
+    );
     let out = tail.wait(slowed(EVENT_TIMEOUT))?;
     ensure!(
         out.status.success(),
@@ -110,10 +114,10 @@ fn tail_prints_only_the_filtered_flows_and_ends_with_the_agent() -> Result<()> {
     let mut flows = Vec::new();
     for line in out.stdout_str().lines() {
         let ev: Value = serde_json::from_str(line).with_context(|| format!("not JSON: {line}"))?;
-        // Stats events pass every filter; docs/health.md, not the event schema, describes them.
-        if ev["event_action"] == "stats" {
-            continue;
-        }
+        ensure!(
+            ev["event_action"] != "stats",
+            "a stats event passed --filter: {line}"
+        );
         if let Some(e) = validator.iter_errors(&ev).next() {
             bail!("{line}\ndoes not validate: {e} at {}", e.instance_path());
         }
@@ -150,14 +154,44 @@ fn tail_prints_only_the_filtered_flows_and_ends_with_the_agent() -> Result<()> {
 }
 
 #[test]
-fn tail_names_the_socket_and_the_bad_rule() -> Result<()> {
+fn tail_names_the_socket_the_file_and_the_bad_rule() -> Result<()> {
     let bin = Agent::binary()?.display().to_string();
+    let dir = TempDir::new("live-errors")?;
+    let cfg = config(&dir, "")?.display().to_string();
+    // No agent on the file's socket, or on --socket's (which the file does not override).
     let missing = "/nonexistent/flow-agent-live.sock";
+    let from_file = dir.path().join("events.sock").display().to_string();
+    for (args, socket) in [
+        (vec!["tail", "-c", &cfg], from_file.as_str()),
+        (vec!["tail", "-c", &cfg, "--socket", missing], missing),
+        (vec!["top", "-c", &cfg, "--socket", missing], missing),
+    ] {
+        let out = Cmd::host(&bin).args(&args).output()?;
+        ensure!(
+            out.status.code() == Some(1),
+            "{args:?}: status {}",
+            out.status
+        );
+        ensure!(
+            out.stderr_str()
+                .contains(&format!("no agent listens on {socket}")),
+            "{args:?}: {}",
+            out.stderr_str()
+        );
+    }
+    // A file with the live view off is named.
+    let off = dir.write("off.toml", "[live]\nsocket = \"\"\n")?;
+    std::fs::set_permissions(&off, std::fs::Permissions::from_mode(0o600))?;
     let out = Cmd::host(&bin)
-        .args(["tail", "--socket", missing])
+        .args(["tail", "-c", &off.display().to_string()])
         .output()?;
-    ensure!(out.status.code() == Some(1), "status {}", out.status);
-    ensure!(out.stderr_str().contains(missing), "{}", out.stderr_str());
+    ensure!(out.status.code() == Some(2), "status {}", out.status);
+    ensure!(
+        out.stderr_str().contains(&off.display().to_string())
+            && out.stderr_str().contains("live view is off"),
+        "{}",
+        out.stderr_str()
+    );
     let out = Cmd::host(&bin)
         .args(["tail", "--socket", missing, "--filter", "remote_prot = 1"])
         .output()?;
@@ -196,7 +230,7 @@ fn a_subscriber_that_does_not_read_is_dropped_and_the_file_keeps_everything() ->
             agent.stderr()
         );
         for _ in 0..50 {
-            ports.push(talk(&listener, 100)?);
+            ports.push(connect_and_send(&listener, 100)?);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -246,59 +280,17 @@ fn a_subscriber_that_does_not_read_is_dropped_and_the_file_keeps_everything() ->
     Ok(())
 }
 
-/// tmux on a private server (`-L`), so that nothing else's sessions are touched.
-struct Tmux {
-    server: String,
+/// Waits until `top`'s screen satisfies `pred`; returns it.
+fn wait_screen(tmux: &Tmux, what: &str, pred: impl Fn(&str) -> bool) -> Result<String> {
+    tmux.wait(what, slowed(EVENT_TIMEOUT), pred)
 }
 
-impl Tmux {
-    fn cmd(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.server)
-            .args(args)
-            .output()?;
-        ensure!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn screen(&self) -> Result<String> {
-        self.cmd(&["capture-pane", "-p", "-t", "top"])
-    }
-
-    /// Waits until the screen satisfies `pred`; returns it.
-    fn wait(&self, what: &str, pred: impl Fn(&str) -> bool) -> Result<String> {
-        let deadline = Instant::now() + slowed(EVENT_TIMEOUT);
-        loop {
-            let screen = self.screen()?;
-            if pred(&screen) {
-                return Ok(screen);
-            }
-            ensure!(Instant::now() < deadline, "never {what}; screen:\n{screen}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.server)
-            .arg("kill-server")
-            .output();
-    }
-}
-
-/// Keeps up to 4 connections to PORT open, a new one every 0.2 s, each sending 2000 bytes.
+/// Keeps up to 4 connections to PORT open, a new one every 0.2 s (for 5 minutes), each sending
+/// 2000 bytes.
 const CLIENT: &str = r#"
 import socket, sys, time
 port = int(sys.argv[1]); open_ = []
-for _ in range(300):
+for _ in range(1500):
     c = socket.create_connection(("127.0.0.1", port)); c.sendall(b"x" * 2000)
     open_.append(c)
     if len(open_) > 4: open_.pop(0).close()
@@ -319,25 +311,12 @@ fn top_in_a_terminal_shows_the_talker_sorts_resizes_and_quits() -> Result<()> {
             std::thread::spawn(move || std::io::copy(&mut &c, &mut std::io::sink()));
         }
     });
-    let tmux = Tmux {
-        server: format!("flow-agent-test-{}", std::process::id()),
-    };
     let top = format!(
-        "{} top --socket {} --filter 'remote_port = {port}'",
+        "{} top -c {} --filter 'remote_port = {port}'",
         Agent::binary()?.display(),
-        dir.path().join("events.sock").display()
+        cfg.display()
     );
-    tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "top",
-        "-x",
-        "80",
-        "-y",
-        "24",
-        &top,
-    ])?;
+    let tmux = Tmux::start("flow-agent-test", (80, 24), &top)?;
     wait_subscribed(&agent, 1)?;
     let client = python()?.display().to_string();
     let talker = Cmd::host(&client)
@@ -349,31 +328,40 @@ fn top_in_a_terminal_shows_the_talker_sorts_resizes_and_quits() -> Result<()> {
         s.lines()
             .any(|l| l.contains("python3") && l.contains(&pid) && l.contains(&remote))
     };
-    let screen = tmux.wait("the talker's row", row)?;
+    let screen = wait_screen(&tmux, "the talker's row", row)?;
     ensure!(screen.lines().count() == 24, "not 24 lines:\n{screen}");
     ensure!(
         screen.lines().all(|l| l.chars().count() <= 80),
         "wider than 80:\n{screen}"
     );
     // Sorting by pid marks the column.
-    tmux.cmd(&["send-keys", "-t", "top", "2"])?;
-    tmux.wait("sorted by pid", |s| s.contains("PID▼"))?;
-    tmux.cmd(&["send-keys", "-t", "top", "2"])?;
-    tmux.wait("sorted by pid, reversed", |s| s.contains("PID▲"))?;
+    tmux.send_keys("2")?;
+    wait_screen(&tmux, "sorted by pid", |s| s.contains("PID▼"))?;
+    tmux.send_keys("2")?;
+    wait_screen(&tmux, "sorted by pid, reversed", |s| s.contains("PID▲"))?;
     // The detail pane lists the process's flows to the port.
-    tmux.cmd(&["send-keys", "-t", "top", "Enter"])?;
-    tmux.wait("the detail pane", |s| {
+    tmux.send_keys("Enter")?;
+    wait_screen(&tmux, "the detail pane", |s| {
         s.contains("open flows of pid") && s.lines().filter(|l| l.contains(&remote)).count() >= 2
     })?;
     // A larger terminal gets the space.
-    tmux.cmd(&["resize-window", "-t", "top", "-x", "120", "-y", "40"])?;
-    let screen = tmux.wait("the larger size", |s| s.lines().count() == 40 && row(s))?;
+    tmux.resize((120, 40))?;
+    let screen = wait_screen(&tmux, "the larger size", |s| {
+        s.lines().count() == 40 && row(s)
+    })?;
     let capture = dir.path().join("top.txt");
     std::fs::write(&capture, &screen)?;
     eprintln!("top at 120x40 ({}):\n{screen}", capture.display());
-    tmux.cmd(&["send-keys", "-t", "top", "q"])?;
+    // The agent restarts: `top` says it reconnects, then shows the talker from the new agent.
+    agent.stop()?;
+    wait_screen(&tmux, "reconnecting", |s| s.contains("reconnecting in"))?;
+    let agent = agent_with(&cfg)?;
+    wait_screen(&tmux, "the talker after the restart", |s| {
+        row(s) && !s.contains("reconnecting")
+    })?;
+    tmux.send_keys("q")?;
     let deadline = Instant::now() + slowed(EVENT_TIMEOUT);
-    while tmux.cmd(&["has-session", "-t", "top"]).is_ok() {
+    while tmux.running() {
         ensure!(Instant::now() < deadline, "top did not quit on q");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -430,7 +418,7 @@ fn the_sockets_group_needs_no_root_and_others_are_told_whom_to_ask() -> Result<(
     let member = tail_as(NOBODY, NOBODY, &socket)?;
     wait_subscribed(&agent, 1)?;
     let listener = TcpListener::bind("127.0.0.1:0")?;
-    let client_port = talk(&listener, 77)?;
+    let client_port = connect_and_send(&listener, 77)?;
     let line = wait_for_line(&member, "{", EVENT_TIMEOUT).and_then(|_| {
         let deadline = Instant::now() + slowed(EVENT_TIMEOUT);
         loop {

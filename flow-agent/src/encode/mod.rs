@@ -16,7 +16,7 @@ mod time;
 pub(crate) mod zeek;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 
 /// Output format of a sink, chosen per sink in the configuration (`format = "ecs"`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

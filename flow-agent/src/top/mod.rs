@@ -1,14 +1,16 @@
 //! `flow-agent top`: what talks now, per process, from the agent's live socket. `rows` makes
-//! the rows from events (unit-tested), `draw` draws them; this file runs the loop.
+//! the rows from events (unit-tested), `draw` draws them; this file runs the loop. A reader
+//! thread subscribes again when the agent drops `top` or restarts.
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::mpsc,
     time::{Duration, Instant},
 };
 
 use flow_agent::{
+    config::ConfigSource,
     encode::Format,
-    sink::subscribe::{client, DEFAULT_SOCKET},
+    sink::subscribe::{client, protocol::Request},
 };
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode, KeyEventKind};
 
@@ -21,6 +23,10 @@ use rows::{Column, Row, Table};
 
 /// How often the rates are computed and the screen redrawn.
 const REFRESH: Duration = Duration::from_secs(1);
+/// The wait before subscribing again once the stream ended, doubled after each failed try up to
+/// [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 #[derive(clap::Args)]
 pub(crate) struct TopArgs {
@@ -30,9 +36,9 @@ pub(crate) struct TopArgs {
     /// No flows matching this rule (repeatable).
     #[arg(long, value_name = "RULE")]
     exclude: Vec<String>,
-    /// The agent's live socket ([live] socket).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
-    socket: PathBuf,
+    /// The agent's live socket [default: [live] socket of the configuration file].
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
 }
 
 /// What the screen shows besides the rows.
@@ -65,19 +71,27 @@ impl View {
     }
 }
 
-/// From the reader thread: an event, or the end of the stream and why.
+/// From the reader thread.
 enum Message {
     Event(serde_json::Value),
-    Ended(String),
+    /// The stream ended (why); the reader subscribes again after `retry`.
+    Ended {
+        why: String,
+        retry: Duration,
+    },
+    /// Subscribed again: what was shown came from the old stream.
+    Reconnected,
 }
 
-pub(crate) fn run(args: &TopArgs) -> Result<(), TailError> {
+pub(crate) fn run(args: &TopArgs, config: &ConfigSource) -> Result<(), TailError> {
     let request = crate::tail::request(Format::Native, &args.filter, &args.exclude)?;
-    let sub = client::subscribe(&args.socket, &request).map_err(TailError::Agent)?;
+    let socket = crate::tail::socket(args.socket.as_deref(), config)?;
+    let sub = client::subscribe(&socket, &request).map_err(TailError::Agent)?;
     let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || read(sub, tx));
+    let reader_socket = socket.clone();
+    std::thread::spawn(move || read(sub, &reader_socket, &request, &tx));
     let mut terminal = ratatui::init();
-    let result = ui(&mut terminal, &rx, &args.socket);
+    let result = ui(&mut terminal, &rx, &socket);
     ratatui::restore();
     result.map_err(|e| {
         TailError::Agent(client::SubscribeError::Io {
@@ -87,28 +101,52 @@ pub(crate) fn run(args: &TopArgs) -> Result<(), TailError> {
     })
 }
 
-fn read(mut sub: client::Subscription, tx: mpsc::Sender<Message>) {
+/// Sends what the subscription brings; subscribes again, with a growing wait, whenever it ends.
+/// Returns when the screen is gone.
+fn read(
+    mut sub: client::Subscription,
+    socket: &Path,
+    request: &Request,
+    tx: &mpsc::Sender<Message>,
+) {
     let mut line = String::new();
-    let end = loop {
-        match sub.next_record(&mut line) {
-            Ok(true) => {
-                if let Ok(v) = serde_json::from_str(&line) {
+    loop {
+        let mut why = loop {
+            match sub.next_record(&mut line) {
+                Ok(true) => {
+                    let Ok(v) = serde_json::from_str(&line) else {
+                        continue;
+                    };
                     if tx.send(Message::Event(v)).is_err() {
                         return;
                     }
                 }
+                Ok(false) => break "the agent stopped".to_string(),
+                Err(e) => break e.to_string(),
             }
-            Ok(false) => break "the agent stopped".to_string(),
-            Err(e) => break e.to_string(),
+        };
+        let mut retry = RETRY_FIRST;
+        sub = loop {
+            if tx.send(Message::Ended { why, retry }).is_err() {
+                return;
+            }
+            std::thread::sleep(retry);
+            match client::subscribe(socket, request) {
+                Ok(sub) => break sub,
+                Err(e) => why = e.to_string(),
+            }
+            retry = (retry * 2).min(RETRY_MAX);
+        };
+        if tx.send(Message::Reconnected).is_err() {
+            return;
         }
-    };
-    let _ = tx.send(Message::Ended(end));
+    }
 }
 
 fn ui(
     terminal: &mut ratatui::DefaultTerminal,
     rx: &mpsc::Receiver<Message>,
-    socket: &std::path::Path,
+    socket: &Path,
 ) -> std::io::Result<()> {
     let mut table = Table::default();
     let mut view = View {
@@ -118,13 +156,21 @@ fn ui(
         detail: false,
         status: String::new(),
     };
-    let mut ended: Option<String> = None;
+    let mut reconnecting: Option<String> = None;
     let mut last_tick = Instant::now();
     loop {
         while let Ok(msg) = rx.try_recv() {
             match msg {
                 Message::Event(ev) => table.ingest(&ev),
-                Message::Ended(why) => ended = Some(why),
+                Message::Ended { why, retry } => {
+                    let wait = retry.as_secs_f64();
+                    reconnecting = Some(format!("reconnecting in {wait:.1} s (q quits): {why}"));
+                }
+                Message::Reconnected => {
+                    // Flows of the old stream would never end: start afresh.
+                    table = Table::default();
+                    reconnecting = None;
+                }
             }
         }
         if last_tick.elapsed() >= REFRESH {
@@ -135,8 +181,8 @@ fn ui(
         if view.selected_index(&rows).is_none() {
             view.selected = rows.first().map(|r| r.pid);
         }
-        view.status = match &ended {
-            Some(why) => format!("flow-agent top: {why} (q quits)"),
+        view.status = match &reconnecting {
+            Some(what) => format!("flow-agent top: {what}"),
             None => format!(
                 "flow-agent top: {} processes, {}",
                 rows.len(),

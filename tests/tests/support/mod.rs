@@ -181,6 +181,13 @@ pub fn assert_dropped(pid: u32, kept: &BTreeSet<String>) -> Result<Creds> {
 /// ends closed. Returns (server port, client port).
 pub fn loopback_connection(bytes: usize) -> Result<(u16, u16)> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
+    let client_port = connect_and_send(&listener, bytes)?;
+    Ok((listener.local_addr()?.port(), client_port))
+}
+
+/// One TCP connection to `listener` (on 127.0.0.1) from this process: `bytes` sent by the
+/// client, then both ends closed. Returns the client's port.
+pub fn connect_and_send(listener: &TcpListener, bytes: usize) -> Result<u16> {
     let port = listener.local_addr()?.port();
     let mut client = TcpStream::connect(("127.0.0.1", port))?;
     let client_port = client.local_addr()?.port();
@@ -192,7 +199,7 @@ pub fn loopback_connection(bytes: usize) -> Result<(u16, u16)> {
     ensure!(got.len() == bytes, "server read {} of {bytes}", got.len());
     drop(server);
     drop(client);
-    Ok((port, client_port))
+    Ok(client_port)
 }
 
 /// Whether an event is the connector's end of [`loopback_connection`]'s flow. Loopback ports

@@ -11,6 +11,8 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
+use flow_agent_tests::Tmux;
+
 use super::{events::OutputFormat, procfs};
 
 pub const TCPLIFE: &str = "/usr/sbin/tcplife";
@@ -201,62 +203,30 @@ pub struct Sensor {
 struct TopView {
     binary: PathBuf,
     socket: PathBuf,
-    server: String,
-    started: bool,
+    /// Its terminal while it runs; dropping it kills its tmux server.
+    tmux: Option<Tmux>,
 }
 
 impl TopView {
-    fn tmux(&self) -> Command {
-        let mut c = Command::new("tmux");
-        c.arg("-L").arg(&self.server);
-        c
-    }
-
     fn start(&mut self) -> Result<()> {
         let top = format!(
             "{} top --socket {}",
             self.binary.display(),
             self.socket.display()
         );
-        let status = self
-            .tmux()
-            .args([
-                "new-session",
-                "-d",
-                "-s",
-                "top",
-                "-x",
-                "80",
-                "-y",
-                "24",
-                &top,
-            ])
-            .status()
-            .context("starting tmux for flow-agent top")?;
-        if !status.success() {
-            bail!("tmux new-session for flow-agent top: {status}");
-        }
-        self.started = true;
+        let tmux = self
+            .tmux
+            .insert(Tmux::start("flow-agent-bench", (80, 24), &top)?);
         // Subscribed once the agent logged it; a top that exited leaves no session.
         std::thread::sleep(Duration::from_millis(500));
-        let alive = self.tmux().args(["has-session", "-t", "top"]).status()?;
-        if !alive.success() {
+        if !tmux.running() {
             bail!("flow-agent top exited at once");
         }
         Ok(())
     }
 
     fn stop(&mut self) {
-        if self.started {
-            let _ = self.tmux().arg("kill-server").status();
-            self.started = false;
-        }
-    }
-}
-
-impl Drop for TopView {
-    fn drop(&mut self) {
-        self.stop();
+        self.tmux = None;
     }
 }
 
@@ -363,8 +333,7 @@ impl Configuration {
             Kind::Agent { top: true, .. } => Some(TopView {
                 binary: agents.binary(Build::Current)?.to_path_buf(),
                 socket: live_socket(dir, &self.name),
-                server: format!("flow-agent-bench-{}", std::process::id()),
-                started: false,
+                tmux: None,
             }),
             _ => None,
         };

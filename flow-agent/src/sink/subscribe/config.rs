@@ -75,6 +75,17 @@ impl LiveConfig {
     }
 }
 
+/// The `[live] socket` a configuration file's text sets (the default when it sets none), for
+/// `tail` and `top`; the rest of the file is the agent's to check. Empty: the live view is off.
+pub fn socket_in(text: &str) -> Result<PathBuf, toml::de::Error> {
+    #[derive(Deserialize)]
+    struct File {
+        #[serde(default)]
+        live: LiveConfig,
+    }
+    Ok(toml::from_str::<File>(text)?.live.socket)
+}
+
 /// The id of the group called `name`.
 pub(super) fn group_id(name: &str) -> Option<u32> {
     let c = std::ffi::CString::new(name).ok()?;
@@ -98,5 +109,14 @@ mod tests {
         assert!(LiveConfig::default().problems().is_empty());
         let off: LiveConfig = toml::from_str("socket = \"\"").unwrap();
         assert!(!off.enabled() && off.problems().is_empty());
+    }
+
+    #[test]
+    fn the_socket_is_read_from_a_whole_file() {
+        let file = "[agent]\nlog_level = \"debug\"\n[live]\nsocket = \"/run/x.sock\"\n";
+        assert_eq!(socket_in(file).unwrap(), PathBuf::from("/run/x.sock"));
+        assert_eq!(socket_in("").unwrap(), PathBuf::from(DEFAULT_SOCKET));
+        let err = socket_in("[live]\nsockt = 1").unwrap_err().to_string();
+        assert!(err.contains("sockt"), "{err}");
     }
 }

@@ -1,56 +1,40 @@
 //! The live subscription socket: `flow-agent tail` and `top` subscribe to the running agent's
 //! events through a unix socket, each with its own filter and format. The write stage hands
 //! every batch to [`Hub::publish`]: with no subscriber that is one atomic load (nothing is
-//! encoded); with some, each subscriber's records are encoded into one chunk and queued
-//! without waiting. A subscriber whose queue is full is dropped and counted (the `live` entry
+//! encoded or allocated); with some, each event is encoded once per format asked for, and each
+//! subscriber queues, without waiting, the slices of those bytes its filter chose. A subscriber whose queue is full is dropped and counted (the `live` entry
 //! of the stats event's `sinks`, `errors`), so it never slows the agent or its outputs.
 use std::sync::{
     atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed},
     Arc, Mutex,
 };
 
-use crate::{encode::Encoder, event::Event, filter::FilterConfig, sink::SinkStats};
+use crate::{encode::Format, event::Event, filter::FilterConfig, sink::SinkStats};
 
+#[doc(hidden)]
+pub mod bench;
 pub mod client;
 mod config;
+mod fan_out;
 pub mod protocol;
 mod queue;
 mod server;
 
 pub(crate) use config::LiveConfig;
-pub use config::DEFAULT_SOCKET;
+pub use config::{socket_in, DEFAULT_SOCKET};
 pub(crate) use server::Bound;
 
-use queue::{End, Push, Queue};
-
-/// One connected subscriber, as the write stage sees it.
-struct Subscriber {
-    filter: FilterConfig,
-    encoder: Box<dyn Encoder>,
-    queue: Arc<Queue>,
-}
+use fan_out::{Subscriber, Subscribers};
+use queue::{Chunk, End, Push, Queue};
 
 impl Subscriber {
-    /// Encodes and queues what passes its filter; false once it is to be forgotten.
-    fn publish(&mut self, events: &[Event], stats: &SinkStats, limit: usize) -> bool {
-        let mut chunk = Vec::new();
-        let mut records = 0;
-        for ev in events {
-            if !self.filter.matches(ev) {
-                continue;
-            }
-            let start = chunk.len();
-            if self.encoder.encode(ev, &mut chunk) {
-                chunk.push(b'\n');
-                records += 1;
-            } else {
-                chunk.truncate(start);
-            }
-        }
+    /// Queues its records of a batch; false once it is to be forgotten.
+    fn queue_chunk(&self, chunk: Chunk, stats: &SinkStats, limit: usize) -> bool {
+        let records = chunk.records;
         if records == 0 {
             return !self.queue.is_ended();
         }
-        match self.queue.push(chunk, records) {
+        match self.queue.push(chunk) {
             Push::Queued => {
                 stats.accepted.fetch_add(records, Relaxed);
                 stats.queued.fetch_add(records, Relaxed);
@@ -70,9 +54,21 @@ impl Subscriber {
     }
 }
 
+impl Subscribers {
+    /// Encodes a batch once per format and queues each subscriber's records; forgets the
+    /// subscribers that ended or were dropped.
+    fn publish(&mut self, events: &[Event], stats: &SinkStats, limit: usize) {
+        let mut chunks = self.encode(events).into_iter();
+        self.retain(|s| {
+            let chunk = chunks.next().expect("a chunk for every subscriber");
+            s.queue_chunk(chunk, stats, limit)
+        });
+    }
+}
+
 /// What the write stage and the subscribers' threads share.
 struct Shared {
-    subscribers: Mutex<Vec<Subscriber>>,
+    subscribers: Mutex<Subscribers>,
     /// `subscribers.len()`, read without the lock on every batch.
     count: AtomicUsize,
     stats: Arc<SinkStats>,
@@ -82,22 +78,29 @@ struct Shared {
 }
 
 impl Shared {
-    /// Adds a subscriber unless there are too many; returns its queue.
-    fn add(&self, filter: FilterConfig, encoder: Box<dyn Encoder>) -> Result<Arc<Queue>, String> {
+    /// Adds a subscriber unless there are too many; returns its queue. `summaries`: whether
+    /// stats events and rate-limit summaries reach it.
+    fn add(
+        &self,
+        filter: FilterConfig,
+        format: Format,
+        summaries: bool,
+    ) -> Result<Arc<Queue>, String> {
         let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-        if subs.len() >= self.max_subscribers {
+        if subs.list.len() >= self.max_subscribers {
             return Err(format!(
                 "{} subscribers already ([live] max_subscribers)",
-                subs.len()
+                subs.list.len()
             ));
         }
         let queue = Arc::new(Queue::new(self.queue_bytes));
-        subs.push(Subscriber {
+        subs.add(Subscriber {
             filter,
-            encoder,
+            format,
+            summaries,
             queue: queue.clone(),
         });
-        self.count.store(subs.len(), Relaxed);
+        self.count.store(subs.list.len(), Relaxed);
         self.stats.reconnects.fetch_add(1, Relaxed);
         Ok(queue)
     }
@@ -122,8 +125,8 @@ impl Hub {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let (stats, limit) = (&self.shared.stats, self.shared.queue_bytes);
-        subs.retain_mut(|s| s.publish(events, stats, limit));
-        self.shared.count.store(subs.len(), Relaxed);
+        subs.publish(events, stats, limit);
+        self.shared.count.store(subs.list.len(), Relaxed);
     }
 
     /// Counters: `accepted`/`sent` records, `queued` now, `dropped` records of dropped
@@ -137,11 +140,12 @@ impl Drop for Hub {
     fn drop(&mut self) {
         self.shared.stopping.store(true, Relaxed);
         let subs = std::mem::take(
-            &mut *self
+            &mut self
                 .shared
                 .subscribers
                 .lock()
-                .unwrap_or_else(|p| p.into_inner()),
+                .unwrap_or_else(|p| p.into_inner())
+                .list,
         );
         self.shared.count.store(0, Relaxed);
         for s in subs {

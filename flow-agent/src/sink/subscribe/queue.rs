@@ -6,6 +6,21 @@ use std::{
     sync::{Condvar, Mutex},
 };
 
+use bytes::Bytes;
+
+/// Records for one subscriber: slices of bytes it may share with other subscribers.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Chunk {
+    pub(super) parts: Vec<Bytes>,
+    pub(super) records: u64,
+}
+
+impl Chunk {
+    fn len(&self) -> usize {
+        self.parts.iter().map(Bytes::len).sum()
+    }
+}
+
 /// Why a subscription ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum End {
@@ -28,7 +43,7 @@ pub(super) enum Push {
 
 #[derive(Default)]
 struct State {
-    chunks: VecDeque<(Vec<u8>, u64)>,
+    chunks: VecDeque<Chunk>,
     bytes: usize,
     end: Option<End>,
 }
@@ -48,8 +63,8 @@ impl Queue {
         }
     }
 
-    /// Queues `records` records encoded in `chunk`, unless that would pass the bound.
-    pub(super) fn push(&self, chunk: Vec<u8>, records: u64) -> Push {
+    /// Queues `chunk`, unless that would pass the bound.
+    pub(super) fn push(&self, chunk: Chunk) -> Push {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if s.end.is_some() {
             return Push::Closed;
@@ -58,7 +73,7 @@ impl Queue {
             return Push::Full;
         }
         s.bytes += chunk.len();
-        s.chunks.push_back((chunk, records));
+        s.chunks.push_back(chunk);
         self.ready.notify_one();
         Push::Queued
     }
@@ -74,7 +89,7 @@ impl Queue {
             0
         } else {
             s.bytes = 0;
-            s.chunks.drain(..).map(|(_, n)| n).sum()
+            s.chunks.drain(..).map(|c| c.records).sum()
         };
         s.end = Some(why);
         self.ready.notify_all();
@@ -89,14 +104,22 @@ impl Queue {
             .is_some()
     }
 
-    /// The next chunk and its record count, waiting for one; `Err` once the subscription
-    /// ended and (when the agent stops) everything queued was taken.
-    pub(super) fn pop(&self) -> Result<(Vec<u8>, u64), End> {
+    /// The next chunk, if one waits.
+    pub(super) fn try_pop(&self) -> Option<Chunk> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let chunk = s.chunks.pop_front()?;
+        s.bytes -= chunk.len();
+        Some(chunk)
+    }
+
+    /// The next chunk, waiting for one; `Err` once the subscription ended and (when the agent
+    /// stops) everything queued was taken.
+    pub(super) fn pop(&self) -> Result<Chunk, End> {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if let Some((chunk, n)) = s.chunks.pop_front() {
+            if let Some(chunk) = s.chunks.pop_front() {
                 s.bytes -= chunk.len();
-                return Ok((chunk, n));
+                return Ok(chunk);
             }
             if let Some(end) = &s.end {
                 return Err(end.clone());
@@ -110,28 +133,35 @@ impl Queue {
 mod tests {
     use super::*;
 
+    fn chunk(byte: u8, len: usize, records: u64) -> Chunk {
+        Chunk {
+            parts: vec![Bytes::from(vec![byte; len])],
+            records,
+        }
+    }
+
     #[test]
     fn a_push_past_the_bound_fails_and_queues_nothing() {
         let q = Queue::new(10);
-        assert_eq!(q.push(vec![0; 6], 1), Push::Queued);
-        assert_eq!(q.push(vec![0; 6], 1), Push::Full);
-        assert_eq!(q.pop(), Ok((vec![0; 6], 1)));
-        assert_eq!(q.push(vec![0; 10], 2), Push::Queued);
+        assert_eq!(q.push(chunk(0, 6, 1)), Push::Queued);
+        assert_eq!(q.push(chunk(0, 6, 1)), Push::Full);
+        assert_eq!(q.pop(), Ok(chunk(0, 6, 1)));
+        assert_eq!(q.push(chunk(0, 10, 2)), Push::Queued);
     }
 
     #[test]
     fn a_dropped_subscriber_loses_what_waits_but_a_stopping_agent_flushes() {
         let q = Queue::new(100);
-        q.push(vec![1; 3], 2);
-        q.push(vec![2; 3], 1);
+        q.push(chunk(1, 3, 2));
+        q.push(chunk(2, 3, 1));
         assert_eq!(q.end(End::Dropped("slow".into())), 3);
         assert_eq!(q.pop(), Err(End::Dropped("slow".into())));
-        assert_eq!(q.push(vec![3], 1), Push::Closed);
+        assert_eq!(q.push(chunk(3, 1, 1)), Push::Closed);
 
         let q = Queue::new(100);
-        q.push(vec![1; 3], 2);
+        q.push(chunk(1, 3, 2));
         assert_eq!(q.end(End::AgentStopped), 0);
-        assert_eq!(q.pop(), Ok((vec![1; 3], 2)));
+        assert_eq!(q.pop(), Ok(chunk(1, 3, 2)));
         assert_eq!(q.pop(), Err(End::AgentStopped));
     }
 }

@@ -178,9 +178,10 @@ fn serve(stream: UnixStream, shared: &Shared) {
     let mut out = &stream;
     loop {
         match queue.pop() {
-            Ok((chunk, records)) => {
+            Ok(chunk) => {
+                let records = chunk.records;
                 shared.stats.queued.fetch_sub(records, Relaxed);
-                if out.write_all(&chunk).is_err() {
+                if chunk.parts.iter().any(|p| out.write_all(p).is_err()) {
                     let lost = queue.end(End::Gone);
                     shared.stats.queued.fetch_sub(lost, Relaxed);
                     return;
@@ -207,7 +208,7 @@ fn subscribe(stream: &UnixStream, shared: &Shared) -> Result<Arc<Queue>, String>
         .map_err(io)?;
     let request: Request = serde_json::from_str(&line).map_err(|e| format!("bad request: {e}"))?;
     let filter = request.filter()?;
-    let queue = shared.add(filter, request.format.encoder())?;
+    let queue = shared.add(filter, request.format, request.include.is_empty())?;
     log::info!(
         "live subscriber connected: {} format, {} include and {} exclude rules",
         request.format.name(),
