@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use flow_common::{
-    DnsRecord, ExecRecord, PayloadRecord, ProcessInfo, Task, TcpDetail, TcpHandshakeKey, UdpCounters,
-    UdpFlowKey, LOSS_KINDS,
+    DnsRecord, ExecRecord, PayloadRecord, ProcessInfo, Task, TcpDetail, TcpHandshakeKey,
+    UdpCounters, UdpFlowKey, LOSS_KINDS,
 };
 
 /// Flow records for userspace (TCP, UDP, first payloads), in order.

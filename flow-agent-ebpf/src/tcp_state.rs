@@ -6,8 +6,7 @@ use aya_ebpf::{
 use flow_common::{
     tcp_state::*, FilterSkip, Loss, OwnerKind, RecordKind, Role, Task, TcpCounters, TcpRecord,
     Tuple, AF_INET, IPPROTO_TCP, TCP_DETAIL_LOST, TCP_DETAIL_PARTIAL, TCP_DETAIL_PRESENT,
-    TCP_INFO_ALL_ACKED,
-    TCP_INFO_CLOSED_ON_EXIT, TCP_INFO_FIN_RECEIVED,
+    TCP_INFO_ALL_ACKED, TCP_INFO_CLOSED_ON_EXIT, TCP_INFO_FIN_RECEIVED,
 };
 
 use crate::{
