@@ -401,6 +401,69 @@ fn processes_whose_exit_record_was_lost_are_found_gone_in_proc() -> Result<()> {
     Ok(())
 }
 
+/// UDP sockets, each sending one datagram to the discard port and closed, as any local user
+/// can: two records each (open, release), far more than a 4 KiB flow ring holds.
+const NOBODY_UDP_FLOOD: &str = r#"
+import socket
+for _ in range(400):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"x", ("127.0.0.1", 9))
+    s.close()
+"#;
+
+/// A UDP socket whose release record was lost (the flow ring was full: the agent was stopped
+/// while `nobody` flooded it) ends `release_missed` once sock_diag no longer lists it, not
+/// `idle` a minute later, and is counted in `state_bounds.udp_flows_reconciled`.
+#[test]
+fn udp_flows_whose_release_was_lost_end_release_missed() -> Result<()> {
+    setup()?;
+    require_tools(&["setpriv"])?;
+    let dir = TempDir::new("bounded-udp")?;
+    let config = tiny_ring_config(&dir)?;
+    let agent = agent(&["--config", &config.display().to_string()])?;
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let port = u64::from(sender.local_addr()?.port());
+    sender.send_to(b"ping", receiver.local_addr()?)?;
+    let ours = |e: &Value| e["transport_protocol"] == "udp" && e["src_port"] == port;
+    agent.wait_for(|e| ours(e) && e["event_action"] == "start", EVENT_TIMEOUT)?;
+    let before = u64_of(&last_stats(&agent.events())["state_bounds"]["udp_flows_reconciled"]);
+
+    signal(agent.pid(), "STOP")?;
+    let flood = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .arg(python()?)
+        .args(["-c", NOBODY_UDP_FLOOD])
+        .status();
+    drop(sender);
+    drop(receiver);
+    signal(agent.pid(), "CONT")?;
+    ensure!(flood?.success(), "the UDP flood as nobody failed");
+
+    let end = agent.wait_for(
+        |e| ours(e) && e["event_action"] == "end",
+        slowed(Duration::from_secs(UPDATE_INTERVAL_S * 2) + GRACE + Duration::from_secs(10)),
+    )?;
+    ensure!(end["end_reason"] == "release_missed", "{end}");
+    ensure!(
+        end["out_bytes"] == 4,
+        "counters as the kernel last had them: {end}"
+    );
+    let stats = agent.wait_for(
+        |e| {
+            e["event_action"] == "stats"
+                && u64_of(&e["state_bounds"]["udp_flows_reconciled"]) > before
+        },
+        EVENT_TIMEOUT,
+    )?;
+    ensure!(
+        u64_of(&stats["kernel_losses"]["ring_full"]) > 0,
+        "the flood lost no record: {stats}"
+    );
+    agent.stop()?;
+    Ok(())
+}
+
 /// Stops the agent, has `nobody` run 300 execs (more than its 8 KiB process ring holds), runs
 /// `meanwhile`, and lets the agent go on: exec and exit records are lost on purpose.
 fn exec_flood_while_stopped(

@@ -85,6 +85,8 @@ pub(crate) struct StateBounds {
     pub(crate) cgroup_paths_dropped: u64,
     /// TCP flows ended `close_missed` because sock_diag no longer showed their socket.
     pub(crate) tcp_flows_reconciled: u64,
+    /// UDP flows ended `release_missed` because sock_diag no longer showed their socket.
+    pub(crate) udp_flows_reconciled: u64,
     /// New TCP flows the full flow table did not track (reported at their close).
     pub(crate) tcp_flows_refused: u64,
     /// New UDP flows the full flow table lost.

@@ -6,6 +6,7 @@ pub mod table;
 pub(crate) mod tcp_detail;
 pub(crate) mod tcp_live;
 mod tracked;
+mod udp_live;
 
 pub use table::{FlowTable, FlowTableConfig};
 pub(crate) use tracked::Tracked;

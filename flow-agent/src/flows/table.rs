@@ -145,6 +145,9 @@ pub struct FlowTable {
     pub(crate) missed_closes: u64,
     /// Of those, the flows sock_diag no longer showed (the rest: their address was reused).
     pub(crate) reconciled_closes: u64,
+    /// UDP flows ended `release_missed`: sock_diag no longer listed their socket, whose release
+    /// record was lost.
+    pub(crate) missed_releases: u64,
     /// TCP sockets opened after the per-packet programs were attached that closed without
     /// complete per-packet counters (`tcp_detail_lost`).
     pub(crate) detail_lost: u64,
@@ -174,6 +177,7 @@ impl FlowTable {
             missed_closes: 0,
             reconciled_closes: 0,
             detail_lost: 0,
+            missed_releases: 0,
             evicted: Evicted::default(),
             refused: Refused::default(),
             last_reconcile_ns: 0,
@@ -499,7 +503,7 @@ impl FlowTable {
         self.flows.insert(key, f);
     }
 
-    fn end_udp(
+    pub(super) fn end_udp(
         &mut self,
         key: UdpFlowKey,
         reason: &'static str,

@@ -245,6 +245,7 @@ fn state_metrics(out: &mut Out, stats: &StatsEvent) {
         ("processes_evicted", b.processes_evicted),
         ("cgroup_paths_dropped", b.cgroup_paths_dropped),
         ("tcp_flows_reconciled", b.tcp_flows_reconciled),
+        ("udp_flows_reconciled", b.udp_flows_reconciled),
         ("tcp_flows_refused", b.tcp_flows_refused),
         ("udp_flows_refused", b.udp_flows_refused),
     ] {
@@ -347,6 +348,7 @@ mod tests {
                 processes_reconciled: 21,
                 cgroup_paths_dropped: 22,
                 tcp_flows_reconciled: 23,
+                udp_flows_reconciled: 27,
                 udp_flows_refused: 24,
                 ..StateBounds::default()
             },
@@ -412,6 +414,7 @@ mod tests {
             "flow_agent_state_bounds_total{kind=\"processes_evicted\"} 0",
             "flow_agent_state_bounds_total{kind=\"cgroup_paths_dropped\"} 22",
             "flow_agent_state_bounds_total{kind=\"tcp_flows_reconciled\"} 23",
+            "flow_agent_state_bounds_total{kind=\"udp_flows_reconciled\"} 27",
             "flow_agent_state_bounds_total{kind=\"udp_flows_refused\"} 24",
             "flow_agent_watchdog_silences_total{check=\"udp\"} 2",
             "flow_agent_watchdog_silences_total{check=\"tcp\"} 0",

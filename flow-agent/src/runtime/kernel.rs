@@ -145,8 +145,8 @@ pub(super) fn reconcile_tcp(
         if ns == 0 {
             continue;
         }
-        match namespace_sockets(ns, namespaces, &mut refreshed) {
-            Listing::Sockets(sockets) => {
+        match in_namespace(ns, namespaces, &mut refreshed, sock_diag::tcp_sockets_in) {
+            Listing::Found(sockets) => {
                 table.reconcile_tcp(ns, Some(&sockets), now, out);
             }
             Listing::Gone => {
@@ -157,20 +157,47 @@ pub(super) fn reconcile_tcp(
     }
 }
 
-enum Listing {
-    Sockets(Vec<sock_diag::TcpSockInfo>),
+/// The UDP flows whose release record was lost end (`release_missed`), as [`reconcile_tcp`]
+/// ends TCP flows (`flows/udp_live.rs`).
+pub(super) fn reconcile_udp(
+    table: &mut FlowTable,
+    namespaces: &mut HashMap<u64, PathBuf>,
+    now: u64,
+    udp: &mut impl UdpCounterSource,
+    out: &mut Vec<Tracked>,
+) {
+    let mut refreshed = false;
+    for ns in table.udp_namespaces() {
+        if ns == 0 {
+            continue;
+        }
+        match in_namespace(ns, namespaces, &mut refreshed, sock_diag::udp_cookies_in) {
+            Listing::Found(cookies) => {
+                table.reconcile_udp(ns, Some(&cookies), now, udp, out);
+            }
+            Listing::Gone => {
+                table.reconcile_udp(ns, None, now, udp, out);
+            }
+            Listing::Failed(e) => log::warn!("listing UDP sockets in network namespace {ns}: {e}"),
+        }
+    }
+}
+
+enum Listing<T> {
+    Found(T),
     /// No process is in it and no name holds it: gone, with its sockets.
     Gone,
     Failed(sock_diag::DiagError),
 }
 
-/// The TCP sockets of network namespace `ns`. A path that opens another namespace (its
+/// What `list` finds in network namespace `ns`. A path that opens another namespace (its
 /// process exited and the pid was reused) is never listed.
-fn namespace_sockets(
+fn in_namespace<T>(
     ns: u32,
     namespaces: &mut HashMap<u64, PathBuf>,
     refreshed: &mut bool,
-) -> Listing {
+    list: impl Fn(&Path) -> Result<T, sock_diag::DiagError>,
+) -> Listing<T> {
     loop {
         if let Some(file) = namespaces
             .get(&u64::from(ns))
@@ -178,8 +205,8 @@ fn namespace_sockets(
         {
             // Listed through our own descriptor: what was checked is what is entered.
             let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-            return match sock_diag::tcp_sockets_in(&path) {
-                Ok(s) => Listing::Sockets(s),
+            return match list(&path) {
+                Ok(found) => Listing::Found(found),
                 Err(e) => Listing::Failed(e),
             };
         }

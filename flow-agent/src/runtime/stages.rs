@@ -91,7 +91,7 @@ impl Stages {
     }
 
     /// Periodic work of both stages, and the reconciliations that keep their state bounded
-    /// when kernel records were lost: TCP flows with sock_diag (every 30 s), processes with
+    /// when kernel records were lost: TCP and UDP flows with sock_diag (every 30 s), processes with
     /// /proc (a slice per tick), removed cgroups forgotten.
     pub(super) fn tick(
         &mut self,
@@ -105,6 +105,13 @@ impl Stages {
                 &mut self.table,
                 &mut self.namespaces,
                 now_ns,
+                &mut self.tracked,
+            );
+            super::kernel::reconcile_udp(
+                &mut self.table,
+                &mut self.namespaces,
+                now_ns,
+                udp,
                 &mut self.tracked,
             );
         }
@@ -124,6 +131,7 @@ impl Stages {
             processes_evicted: identities.processes.stats.evicted,
             cgroup_paths_dropped: identities.cgroups.dropped,
             tcp_flows_reconciled: self.table.reconciled_closes,
+            udp_flows_reconciled: self.table.missed_releases,
             tcp_flows_refused: self.table.refused.tcp,
             udp_flows_refused: self.table.refused.udp,
         }

@@ -148,6 +148,11 @@ const CUSTOM: &[(&str, Ty, bool)] = &[
         false,
     ),
     (
+        "flow_agent.stats.state_bounds.udp_flows_reconciled",
+        Long,
+        false,
+    ),
+    (
         "flow_agent.stats.state_bounds.tcp_flows_refused",
         Long,
         false,

@@ -16,7 +16,7 @@
 //! (request and TIME_WAIT sockets carry no `tcp_info`), are left at 0. A TIME_WAIT entry keeps
 //! the socket's cookie but has inode and uid 0.
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     fs::{self, File},
     net::SocketAddr,
     os::{fd::AsRawFd, unix::fs::MetadataExt},
@@ -26,6 +26,7 @@ use std::{
 #[cfg(test)]
 mod live_tests;
 mod netlink;
+use netlink::Protocol;
 #[cfg(test)]
 mod parse_tests;
 mod proc_scan;
@@ -161,7 +162,7 @@ pub(crate) fn tcp_sockets() -> Result<Vec<TcpSockInfo>, DiagError> {
 /// network namespace.
 #[cfg(test)]
 pub(crate) fn tcp_sockets_with_states(states: u32) -> Result<Vec<TcpSockInfo>, DiagError> {
-    netlink::dump_tcp(states)
+    netlink::dump(Protocol::Tcp, states)
 }
 
 /// All TCP sockets in [`DEFAULT_STATES`] inside a network namespace, given a path to its ns
@@ -177,6 +178,24 @@ pub(crate) fn tcp_sockets_in_with_states(
     netns_path: &Path,
     states: u32,
 ) -> Result<Vec<TcpSockInfo>, DiagError> {
+    sockets_in(netns_path, Protocol::Tcp, states)
+}
+
+/// The cookies of every UDP socket inside the network namespace at `netns_path`: a UDP flow
+/// whose socket is not among them was released without the kernel's record reaching the agent.
+pub(crate) fn udp_cookies_in(netns_path: &Path) -> Result<HashSet<u64>, DiagError> {
+    Ok(sockets_in(netns_path, Protocol::Udp, u32::MAX)?
+        .into_iter()
+        .map(|s| s.cookie)
+        .collect())
+}
+
+/// The `protocol` sockets in `states` inside the network namespace at `netns_path`.
+fn sockets_in(
+    netns_path: &Path,
+    protocol: Protocol,
+    states: u32,
+) -> Result<Vec<TcpSockInfo>, DiagError> {
     let path = netns_path.to_path_buf();
     let ns = File::open(&path).map_err(|source| DiagError::NetnsOpen {
         path: path.clone(),
@@ -185,7 +204,7 @@ pub(crate) fn tcp_sockets_in_with_states(
     // Already there (typically the host namespace): no thread needed.
     if let (Ok(target), Ok(own)) = (ns.metadata(), fs::metadata("/proc/thread-self/ns/net")) {
         if (target.dev(), target.ino()) == (own.dev(), own.ino()) {
-            return netlink::dump_tcp(states);
+            return netlink::dump(protocol, states);
         }
     }
     let thread_path = path.clone();
@@ -202,7 +221,7 @@ pub(crate) fn tcp_sockets_in_with_states(
             }
             // The netlink socket is created here, after setns: it dumps the namespace it was
             // created in.
-            netlink::dump_tcp(states)
+            netlink::dump(protocol, states)
         })
         .map_err(|source| DiagError::Thread {
             path: path.clone(),

@@ -54,14 +54,15 @@ pub(super) fn family_name(family: u8) -> &'static str {
     }
 }
 
-/// Dumps the TCP sockets in `states` of both families, in the calling thread's namespace.
-pub(super) fn dump_tcp(states: u32) -> Result<Vec<TcpSockInfo>, DiagError> {
+/// Dumps the `protocol` (TCP or UDP) sockets in `states` of both families, in the calling
+/// thread's namespace. UDP sockets carry no `tcp_info`: their counters stay zero.
+pub(super) fn dump(protocol: Protocol, states: u32) -> Result<Vec<TcpSockInfo>, DiagError> {
     let fd = open()?;
     let mut buf = vec![0u8; RECV_BUFFER];
     let mut out = Vec::new();
     for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-        send(&fd, &request(family, states, seq), family)?;
+        send(&fd, &request(family, protocol, states, seq), family)?;
         loop {
             let n = recv(&fd, &mut buf, family)?;
             if n == 0 {
@@ -114,9 +115,21 @@ fn open() -> Result<OwnedFd, DiagError> {
     Ok(fd)
 }
 
-/// nlmsghdr + inet_diag_req_v2 asking for a dump of `family` TCP sockets in `states`, with
-/// INET_DIAG_INFO (struct tcp_info). The socket id stays zero: dumps ignore it.
-pub(super) fn request(family: u8, states: u32, seq: u32) -> [u8; NLMSG_HDRLEN + REQ_V2_LEN] {
+/// The transport protocol of a dump.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// nlmsghdr + inet_diag_req_v2 asking for a dump of `family` `protocol` sockets in `states`,
+/// with INET_DIAG_INFO (struct tcp_info, for TCP). The socket id stays zero: dumps ignore it.
+pub(super) fn request(
+    family: u8,
+    protocol: Protocol,
+    states: u32,
+    seq: u32,
+) -> [u8; NLMSG_HDRLEN + REQ_V2_LEN] {
     let mut m = [0u8; NLMSG_HDRLEN + REQ_V2_LEN];
     m[0..4].copy_from_slice(&((NLMSG_HDRLEN + REQ_V2_LEN) as u32).to_ne_bytes());
     m[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
@@ -126,7 +139,10 @@ pub(super) fn request(family: u8, states: u32, seq: u32) -> [u8; NLMSG_HDRLEN + 
     // nlmsg_pid 0: the kernel fills in our port id.
     let r = &mut m[NLMSG_HDRLEN..];
     r[0] = family;
-    r[1] = libc::IPPROTO_TCP as u8;
+    r[1] = match protocol {
+        Protocol::Tcp => libc::IPPROTO_TCP,
+        Protocol::Udp => libc::IPPROTO_UDP,
+    } as u8;
     r[2] = 1 << (INET_DIAG_INFO - 1);
     r[4..8].copy_from_slice(&states.to_ne_bytes());
     m

@@ -78,7 +78,7 @@ fn parse(buf: &[u8]) -> (Result<Progress, DiagError>, Vec<super::TcpSockInfo>) {
 
 #[test]
 fn sock_diag_request_layout() {
-    let r = netlink::request(V6, DEFAULT_STATES, 9);
+    let r = netlink::request(V6, netlink::Protocol::Tcp, DEFAULT_STATES, 9);
     assert_eq!(r.len(), 72);
     assert_eq!(u32::from_ne_bytes(r[0..4].try_into().unwrap()), 72);
     assert_eq!(u16::from_ne_bytes(r[4..6].try_into().unwrap()), 20);

@@ -240,7 +240,7 @@ fn stats_are_a_metric_document() {
                 "rate_limit": {"suppressed_process": 480, "suppressed_global": 0, "summaries": 1,
                     "processes_evicted": 0, "processes": 1, "suppressed_open": 0},
                 "state_bounds": {"processes_reconciled": 0, "processes_evicted": 0,
-                    "cgroup_paths_dropped": 0, "tcp_flows_reconciled": 0,
+                    "cgroup_paths_dropped": 0, "tcp_flows_reconciled": 0, "udp_flows_reconciled": 0,
                     "tcp_flows_refused": 0, "udp_flows_refused": 0},
                 "watchdog": {"tcp_silences": 0, "udp_silences": 0, "process_silences": 0,
                     "exec_silences": 0, "self_check_reruns": 0, "self_check_reruns_failed": 0}
