@@ -244,7 +244,7 @@ fn section_doc_fields(md: &str, title: &str) -> Result<(BTreeSet<String>, BTreeS
 /// `rate_limited` summaries, by property name.
 fn enum_values(schema: &Value) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for def in ["flow", "rate_limited", "dns_query"] {
+    for def in ["flow", "rate_limited", "dns_query", "process"] {
         for (k, v) in schema["$defs"][def]["properties"]
             .as_object()
             .into_iter()
@@ -290,8 +290,28 @@ fn docs_schema_and_struct_name_the_same_fields() -> Result<()> {
         .collect();
     let answer_struct = struct_fields(&src, "NativeAnswer", "")?;
 
+    let proc_schema = def_fields(&schema, "process")?;
+    let (proc_doc_first, proc_doc_all) = section_doc_fields(&md, "Process events")?;
+    let proc_const = const_fields(&src, "PROCESS_EVENT_FIELDS", "")?;
+
     let mut problems = Vec::new();
     for (what, missing) in [
+        (
+            "of process events in the schema but not in docs/events.md's Process events table",
+            diff(&proc_schema, &proc_doc_all),
+        ),
+        (
+            "named in docs/events.md's Process events table but not in the schema's process",
+            diff(&proc_doc_first, &proc_schema),
+        ),
+        (
+            "in PROCESS_EVENT_FIELDS (flow-agent/src/encode/native.rs) but not in the schema's process",
+            diff(&proc_const, &proc_schema),
+        ),
+        (
+            "in the schema's process but not in PROCESS_EVENT_FIELDS",
+            diff(&proc_schema, &proc_const),
+        ),
         (
             "of dns_query in the schema but not in docs/events.md's DNS queries table",
             diff(&dns_schema, &dns_doc_all),
@@ -517,6 +537,29 @@ fn doc_examples_validate_and_broken_events_do_not() -> Result<()> {
     ];
     for (what, mutate) in broken {
         let mut ev = summary.clone();
+        mutate(ev.as_object_mut().context("example is not an object")?);
+        ensure!(!validator.is_valid(&ev), "the schema accepts {what}: {ev}");
+    }
+    let process_end = examples
+        .iter()
+        .find(|e| e["event_action"] == "process_end")
+        .context("docs/events.md has no process_end example")?;
+    let broken: [(&str, Mutation); 4] = [
+        ("a process event with a flow field", |e| {
+            e.insert("flow_id".into(), "1-2".into());
+        }),
+        ("a process end without its exit code", |e| {
+            e.remove("exit_code");
+        }),
+        ("a process event without its pid", |e| {
+            e.remove("pid");
+        }),
+        ("a process event with an unknown action", |e| {
+            e.insert("event_action".into(), "process_fork".into());
+        }),
+    ];
+    for (what, mutate) in broken {
+        let mut ev = process_end.clone();
         mutate(ev.as_object_mut().context("example is not an object")?);
         ensure!(!validator.is_valid(&ev), "the schema accepts {what}: {ev}");
     }

@@ -22,8 +22,8 @@ use super::{
 };
 use crate::{
     event::{
-        AppInfo, Counters, DnsAnswer, DnsEvent, Event, FlowEvent, HostInfo, ProcessIdentity,
-        SuppressedEvent,
+        AppInfo, Counters, DnsAnswer, DnsEvent, Event, FlowEvent, HostInfo, ProcessEvent,
+        ProcessIdentity, SuppressedEvent,
     },
     proto::dns::{rcode_name, type_name},
 };
@@ -49,6 +49,10 @@ impl Encoder for NativeEncoder {
                 true
             }
             Event::Dns(ev) => write(out, &NativeDns::new(ev)),
+            Event::Process(ev) => {
+                self.process_event(ev, out);
+                true
+            }
             Event::Stats(stats) => write(out, stats),
             Event::RateLimited(summary) => write(out, &NativeRateLimited::new(summary)),
         }
@@ -176,6 +180,58 @@ pub(crate) const FLOW_FIELDS: &[&str] = &[
     "resp_content",
 ];
 
+/// The fields of a process event (`process_start`, `process_end`) in the order they are
+/// written: docs/events.md, "Process events". The process's and the host's fields are the
+/// flow events' (`pid` to `systemd_unit`, `hostname` to `agent_version`).
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) const PROCESS_EVENT_FIELDS: &[&str] = &[
+    "timestamp",
+    "event_action",
+    "exit_code",
+    "exit_signal",
+    "duration",
+    "pid",
+    "ppid",
+    "process_name",
+    "exe",
+    "image_path",
+    "image_deleted",
+    "image_inherited",
+    "image_sha256",
+    "image_hash_skipped",
+    "command_line",
+    "process_args",
+    "command_line_truncated",
+    "process_start_time",
+    "process_entity_id",
+    "parent_exe",
+    "parent_command_line",
+    "parent_entity_id",
+    "uid",
+    "user",
+    "gid",
+    "group",
+    "euid",
+    "effective_user",
+    "egid",
+    "auid",
+    "login_user",
+    "session_id",
+    "cgroup_id",
+    "cgroup_path",
+    "container_id",
+    "container_runtime",
+    "systemd_unit",
+    "hostname",
+    "fqdn",
+    "host_id",
+    "boot_id",
+    "os_name",
+    "os_version",
+    "kernel_version",
+    "agent_version",
+];
+
 /// The fields of a flow event's `interval` object: its counters since its previous event, from
 /// this host's side.
 pub(crate) const INTERVAL_FIELDS: &[&str] = &["in_bytes", "out_bytes", "in_pkts", "out_pkts"];
@@ -205,6 +261,25 @@ impl NativeEncoder {
         if let Some(app) = app {
             w.splice(app.get(0));
         }
+        w.end();
+    }
+}
+
+impl NativeEncoder {
+    /// A process event, in the order of [`PROCESS_EVENT_FIELDS`].
+    fn process_event(&mut self, ev: &ProcessEvent, out: &mut Vec<u8>) {
+        let process = self.processes.get(&ev.process, process_fragments);
+        let host = self.hosts.get(&ev.host, host_fragment);
+        let mut w = Json::new(out);
+        w.begin();
+        w.time("timestamp", ev.time);
+        w.name("event_action", ev.action.as_str());
+        w.opt("exit_code", ev.exit.map(|e| e.code));
+        w.opt("exit_signal", ev.exit.and_then(|e| e.signal));
+        w.opt("duration", ev.duration_ns.map(seconds));
+        w.splice(process.get(PID));
+        w.splice(process.get(PROCESS));
+        w.splice(host.get(0));
         w.end();
     }
 }

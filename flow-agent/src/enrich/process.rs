@@ -17,7 +17,8 @@ use std::{
 };
 
 use flow_common::{
-    CredsRecord, ExecRecord, ExitRecord, ForkRecord, PATH_FLAG_DELETED, PATH_FLAG_TRUNCATED,
+    CredsRecord, ExecRecord, ExitRecord, ForkRecord, COMM_LEN, PATH_FLAG_DELETED,
+    PATH_FLAG_TRUNCATED,
 };
 
 use super::{
@@ -132,6 +133,10 @@ pub(crate) struct Process {
     pub(crate) inherited: bool,
     /// None until the kernel or /proc told them.
     pub(crate) creds: Option<Creds>,
+    /// The kernel's task comm at exec (a fork's is its parent's), or /proc's.
+    pub(crate) comm: [u8; COMM_LEN],
+    /// The cgroup at exec (0 when unknown).
+    pub(crate) cgroup_id: u64,
 }
 
 struct Entry {
@@ -299,6 +304,8 @@ impl ProcessTable {
             image: Arc::new(image),
             inherited: false,
             creds: None,
+            comm: rec.task.comm,
+            cgroup_id: rec.task.cgroup_id,
         });
     }
 
@@ -328,8 +335,10 @@ impl ProcessTable {
             ppid: rec.parent_pid,
             image: parent.as_ref().map(|p| p.image.clone()).unwrap_or_default(),
             inherited: true,
-            // A fork has its parent's credentials.
-            creds: parent.and_then(|p| p.creds),
+            // A fork has its parent's credentials, comm and cgroup.
+            creds: parent.as_ref().and_then(|p| p.creds),
+            comm: parent.as_ref().map_or([0; COMM_LEN], |p| p.comm),
+            cgroup_id: parent.map_or(0, |p| p.cgroup_id),
         });
     }
 
@@ -522,6 +531,8 @@ fn read_proc(proc_root: &Path, pid: u32, tick_ns: u64) -> Option<Process> {
         image: Arc::new(image),
         inherited: false,
         creds: read_creds(&dir),
+        comm: procfs::stat_comm(&stat),
+        cgroup_id: 0,
     })
 }
 
@@ -662,8 +673,7 @@ mod tests {
                 &[b"x".to_vec()],
                 false,
             )),
-            inherited: false,
-            creds: None,
+            ..Process::default()
         }
     }
 
@@ -778,8 +788,7 @@ mod tests {
                 start_ns: u64::from(pid) * t.tick_ns,
                 ppid: 1,
                 image: Arc::new(Image::new(None, std::slice::from_ref(&big), false)),
-                inherited: false,
-                creds: None,
+                ..Process::default()
             });
             assert!(t.bytes() <= 64 * 1024, "{} bytes", t.bytes());
         }

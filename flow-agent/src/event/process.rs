@@ -90,3 +90,76 @@ impl ProcessIdentity {
         self.exe.as_deref().unwrap_or(&self.comm)
     }
 }
+
+/// What a process event tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessAction {
+    /// The process exec'd (a new image; the same process entity).
+    Start,
+    /// The process exited.
+    End,
+}
+
+impl ProcessAction {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "process_start",
+            Self::End => "process_end",
+        }
+    }
+}
+
+/// How a process ended, from the kernel's wait status (`task_struct.exit_code`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// The status it passed to exit(), or 128 + the signal that killed it (the shell's
+    /// convention).
+    pub code: i32,
+    /// The signal that killed it.
+    pub signal: Option<u8>,
+}
+
+impl ExitStatus {
+    pub fn of_wait_status(raw: u32) -> Self {
+        match (raw & 0x7f) as u8 {
+            0 => Self {
+                code: ((raw >> 8) & 0xff) as i32,
+                signal: None,
+            },
+            sig => Self {
+                code: 128 + i32::from(sig),
+                signal: Some(sig),
+            },
+        }
+    }
+}
+
+/// A `process_start` (exec) or `process_end` (exit) event: the process as its flows name it.
+#[derive(Clone, Debug)]
+pub struct ProcessEvent {
+    /// When the kernel saw the exec or the exit.
+    pub time: WallTime,
+    pub action: ProcessAction,
+    pub process: std::sync::Arc<ProcessIdentity>,
+    /// `process_end` only.
+    pub exit: Option<ExitStatus>,
+    /// `process_end` only: from the process's start (its fork) to its exit.
+    pub duration_ns: Option<u64>,
+    pub(crate) host: std::sync::Arc<super::HostInfo>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExitStatus;
+
+    #[test]
+    fn exit_status_from_the_kernels_wait_status() {
+        let exited = ExitStatus::of_wait_status(3 << 8);
+        assert_eq!((exited.code, exited.signal), (3, None));
+        let killed = ExitStatus::of_wait_status(9);
+        assert_eq!((killed.code, killed.signal), (137, Some(9)));
+        // Killed with a core dump (0x80): the signal is the low seven bits.
+        let dumped = ExitStatus::of_wait_status(0x80 | 11);
+        assert_eq!((dumped.code, dumped.signal), (139, Some(11)));
+    }
+}

@@ -16,6 +16,7 @@ use crate::event::{
 };
 
 mod dns;
+mod process;
 mod rate_limit;
 mod stats;
 
@@ -41,6 +42,10 @@ impl Encoder for EcsEncoder {
                 true
             }
             AnyEvent::Dns(d) => serde_json::to_writer(&mut *out, &dns::DnsDoc::new(d)).is_ok(),
+            AnyEvent::Process(p) => {
+                self.process_event(p, out);
+                true
+            }
             AnyEvent::Stats(s) => {
                 serde_json::to_writer(&mut *out, &stats::StatsDoc::new(s)).is_ok()
             }

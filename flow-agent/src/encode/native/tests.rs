@@ -849,3 +849,37 @@ fn flow_fields_list_what_the_writer_writes_in_order() {
         assert_in_order(&keys_in_order(Event::Flow(ev)), super::FLOW_FIELDS, "flow");
     }
 }
+
+#[test]
+fn process_event_fields_list_what_the_writer_writes_in_order() {
+    // tests/tests/schema.rs checks PROCESS_EVENT_FIELDS against the docs and the schema.
+    let mut end = process_end();
+    end.process = Arc::new(full_process());
+    end.host = full_flow().host;
+    let keys = keys_in_order(Event::Process(Box::new(end)));
+    assert_in_order(&keys, super::PROCESS_EVENT_FIELDS, "process_end");
+    for k in [
+        "exit_code",
+        "exit_signal",
+        "duration",
+        "process_entity_id",
+        "image_sha256",
+    ] {
+        assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
+    }
+    let doc = encode_event(Event::Process(Box::new(process_end())));
+    assert_eq!(doc["event_action"], "process_end");
+    assert_eq!(
+        (doc["exit_code"].clone(), doc["exit_signal"].clone()),
+        (137.into(), 9.into())
+    );
+    let start = encode_event(Event::Process(Box::new(process_start())));
+    assert_eq!(start["event_action"], "process_start");
+    assert_eq!(
+        start["process_entity_id"],
+        curl().entity_id.unwrap().as_str()
+    );
+    assert!(start.get("exit_code").is_none() && start.get("duration").is_none());
+    let keys = keys_in_order(Event::Process(Box::new(process_start())));
+    assert_in_order(&keys, super::PROCESS_EVENT_FIELDS, "process_start");
+}

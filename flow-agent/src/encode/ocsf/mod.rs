@@ -19,6 +19,7 @@ use crate::event::{
 
 mod dns;
 mod process;
+mod process_activity;
 mod rate_limit;
 mod vocabulary;
 
@@ -49,6 +50,10 @@ impl Encoder for OcsfEncoder {
                 true
             }
             Event::Dns(d) => serde_json::to_writer(&mut *out, &dns::DnsActivity::new(d)).is_ok(),
+            Event::Process(p) => {
+                self.process_event(p, out);
+                true
+            }
             Event::RateLimited(s) => {
                 serde_json::to_writer(&mut *out, &rate_limit::RateLimited::new(s)).is_ok()
             }
