@@ -269,3 +269,103 @@ fn process_events_precede_their_flows_and_carry_the_exit_code_in_every_format() 
     }
     Ok(())
 }
+
+/// Forks a child that stops itself; once continued, the child execs `argv[1]` (another
+/// program than its parent) with the connecting client. Args: program, port.
+const FORKER: &str = r#"
+import os, signal, sys
+pid = os.fork()
+if pid == 0:
+    os.kill(os.getpid(), signal.SIGSTOP)
+    client = "import socket, sys, time\nc = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\nprint('port', c.getsockname()[1], flush=True)\nc.sendall(b'x'); time.sleep(4); c.close()\n"
+    os.execv(sys.argv[1], [sys.argv[1], "-c", client, sys.argv[2]])
+print("child", pid, flush=True)
+os.waitpid(pid, 0)
+"#;
+
+/// Sends `kill -SIG` to `pid`.
+fn signal(pid: u32, sig: &str) -> Result<()> {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()?;
+    ensure!(status.success(), "kill -{sig} {pid} failed");
+    Ok(())
+}
+
+#[test]
+fn a_lost_exec_record_is_found_by_the_comm_and_the_flow_flagged() -> Result<()> {
+    setup()?;
+    flow_agent_tests::require_tools(&["setpriv"])?;
+    let dir = TempDir::new("flow-lost-exec")?;
+    // An 8 KiB process ring (the smallest): a few exec records fill it.
+    let config = dir.write(
+        "config.toml",
+        "[capture]\nprocess_ring_bytes = 8192\n\n[[outputs]]\nname = \"events\"\n[outputs.stdout]\n",
+    )?;
+    let host = TestHost::new()?;
+    let agent = agent(&["--config", &config.display().to_string()])?;
+    let srv = spawn_py(&host, SERVER, &[(PORT + 1).to_string()])?;
+    wait_for_line(&srv, "listening", Duration::from_secs(10))?;
+    // The child's program: a copy of python under another name (another comm).
+    let copy = dir.path().join("lostexec-cli");
+    std::fs::copy(std::fs::canonicalize(python()?)?, &copy)?;
+    let parent = spawn_py(
+        &host,
+        FORKER,
+        &[copy.display().to_string(), (PORT + 1).to_string()],
+    )?;
+    let child: u32 = wait_for_line(&parent, "child", Duration::from_secs(10))?[6..]
+        .trim()
+        .parse()?;
+    // The agent reads the fork record (the child's entry: its parent's image), then stops
+    // while an unprivileged user's execs fill the process ring; the child's exec comes after
+    // them and is lost.
+    std::thread::sleep(Duration::from_secs(2));
+    signal(agent.pid(), "STOP")?;
+    let flood = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "sh",
+            "-c",
+        ])
+        .arg("i=0; while [ $i -lt 300 ]; do /bin/true; i=$((i+1)); done")
+        .status();
+    signal(child, "CONT")?;
+    let port_line = wait_for_line(&parent, "port", Duration::from_secs(10));
+    signal(agent.pid(), "CONT")?;
+    ensure!(flood?.success(), "the exec flood as nobody failed");
+    let src_port: u16 = port_line?[5..].trim().parse()?;
+    let flow = agent.wait_for(
+        |e| e["event_action"] == "start" && e["pid"] == child && e["src_port"] == src_port,
+        EVENT_TIMEOUT,
+    );
+    let _ = parent.wait(Duration::from_secs(20));
+    let _ = srv.kill();
+    let flow = flow?;
+    let stats = agent.stop()?;
+    let lost: u64 = stats
+        .iter()
+        .filter(|e| e["event_action"] == "stats")
+        .filter_map(|e| e["kernel_losses"]["process_ring_full"].as_u64())
+        .max()
+        .unwrap_or(0);
+    ensure!(
+        lost > 0,
+        "no process record was lost: the test proves nothing"
+    );
+    let want = image_path(&copy)?;
+    ensure!(
+        flow["image_refreshed"] == true && flow["image_path"] == want.as_str(),
+        "the flow names the program that runs, flagged: {flow:#}"
+    );
+    ensure!(flow.get("image_inherited").is_none(), "{flow:#}");
+    ensure!(
+        flow["command_line"]
+            .as_str()
+            .is_some_and(|c| c.contains("create_connection")),
+        "{flow:#}"
+    );
+    Ok(())
+}

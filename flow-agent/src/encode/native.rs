@@ -122,6 +122,8 @@ pub(crate) const FLOW_FIELDS: &[&str] = &[
     "image_path",
     "image_deleted",
     "image_inherited",
+    "image_refreshed",
+    "image_unverified",
     "image_sha256",
     "image_hash_skipped",
     "command_line",
@@ -197,6 +199,8 @@ pub(crate) const PROCESS_EVENT_FIELDS: &[&str] = &[
     "image_path",
     "image_deleted",
     "image_inherited",
+    "image_refreshed",
+    "image_unverified",
     "image_sha256",
     "image_hash_skipped",
     "command_line",
@@ -383,6 +387,8 @@ fn process_fragments(p: &ProcessIdentity) -> Fragments {
             w.opt("image_path", p.image_path.as_deref());
             w.opt("image_deleted", p.image_deleted);
             w.opt("image_inherited", p.image_inherited.then_some(true));
+            w.opt("image_refreshed", p.image_refreshed.then_some(true));
+            w.opt("image_unverified", p.image_unverified.then_some(true));
             w.opt("image_sha256", p.image_sha256);
             w.opt("image_hash_skipped", p.image_hash_skipped);
             w.opt("command_line", p.command_line.as_deref());

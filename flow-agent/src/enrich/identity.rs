@@ -16,7 +16,7 @@ use super::{
     escape::text_of,
     host::process_entity_id,
     image_hash::{ImageHash, ImageHasher},
-    process::{Process, ProcessTable},
+    process::{CommCheck, Process, ProcessTable},
     users::NameDb,
 };
 use crate::{clock::BootClock, event::ProcessIdentity};
@@ -94,7 +94,16 @@ impl Identities {
             cgroup_id: t.cgroup_id,
             comm: t.comm,
         };
-        let source = self.processes.lookup(t.pid, t.start_ns);
+        let mut source = self.processes.lookup(t.pid, t.start_ns);
+        // A comm that is not the entry's may be an exec whose record was lost.
+        let mut unverified = false;
+        if let Some(p) = source.clone() {
+            match self.processes.check_comm(&p, t.comm) {
+                CommCheck::Same => {}
+                CommCheck::Replaced(now) => source = Some(now),
+                CommCheck::Unverified => unverified = true,
+            }
+        }
         if let Some(c) = self.cache.get(&key) {
             let same_source = match (&c.source, &source) {
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -111,7 +120,9 @@ impl Identities {
                 return Some(c.identity.clone());
             }
         }
-        let identity = Arc::new(self.build(t, source.as_deref(), clock));
+        let mut identity = self.build(t, source.as_deref(), clock, unverified);
+        identity.image_unverified = unverified;
+        let identity = Arc::new(identity);
         let bytes = identity_bytes(&identity);
         if let Some(old) = self.cache.remove(&key) {
             self.cache_bytes -= identity_bytes(&old.identity);
@@ -132,7 +143,15 @@ impl Identities {
         Some(identity)
     }
 
-    fn build(&mut self, t: &Task, proc: Option<&Process>, clock: &BootClock) -> ProcessIdentity {
+    /// `unverified`: the task's comm says its entry's image is not its own, and /proc could
+    /// not tell what runs: no image, command line or parent is named rather than a wrong one.
+    fn build(
+        &mut self,
+        t: &Task,
+        proc: Option<&Process>,
+        clock: &BootClock,
+        unverified: bool,
+    ) -> ProcessIdentity {
         let comm_len = t.comm.iter().position(|b| *b == 0).unwrap_or(t.comm.len());
         let mut id = ProcessIdentity {
             pid: t.pid,
@@ -155,7 +174,9 @@ impl Identities {
             proc.map_or(0, |p| p.ppid)
         };
         if let Some(p) = proc {
-            self.image(p, &mut id);
+            if !unverified {
+                self.image(p, &mut id);
+            }
             self.creds(p, &mut id);
         }
         id
@@ -191,6 +212,7 @@ impl Identities {
     fn image(&mut self, p: &Process, id: &mut ProcessIdentity) {
         let image = &p.image;
         id.image_inherited = p.inherited;
+        id.image_refreshed = p.refreshed;
         if let Some(path) = &image.path {
             id.exe = path.rsplit(|b| *b == b'/').next().map(text_of);
             id.image_path = Some(text_of(path));

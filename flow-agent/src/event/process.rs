@@ -51,6 +51,12 @@ pub struct ProcessIdentity {
     pub image_deleted: Option<bool>,
     /// The process forked and did not exec: image and command line are its parent's.
     pub image_inherited: bool,
+    /// The exec record was lost (the task's comm showed another program): image, command
+    /// line and parent were read again from /proc.
+    pub image_refreshed: bool,
+    /// The task's comm showed another program than the one recorded, and /proc could not tell
+    /// which (the process was gone): image, command line and parent are left out.
+    pub image_unverified: bool,
     /// SHA-256 of the executable as exec'd, once the hasher has it.
     pub image_sha256: Option<Sha256>,
     /// Why the executable was not hashed.

@@ -316,6 +316,8 @@ fn process_fragments(p: &ProcessIdentity) -> Fragments {
             w.opt("image_deleted", p.image_deleted);
             w.opt("image_hash_skipped", p.image_hash_skipped);
             w.opt("image_inherited", p.image_inherited.then_some(true));
+            w.opt("image_refreshed", p.image_refreshed.then_some(true));
+            w.opt("image_unverified", p.image_unverified.then_some(true));
             w.opt("egid", p.egid);
             w.opt("auid", p.auid);
             w.opt("login_user", p.login_user.as_deref());

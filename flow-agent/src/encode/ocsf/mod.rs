@@ -336,6 +336,8 @@ fn process_fragments(p: &ProcessIdentity) -> Fragments {
             w.opt("command_line_truncated", p.command_line_truncated);
             w.opt("image_hash_skipped", p.image_hash_skipped);
             w.opt("image_inherited", p.image_inherited.then_some(true));
+            w.opt("image_refreshed", p.image_refreshed.then_some(true));
+            w.opt("image_unverified", p.image_unverified.then_some(true));
             w.field("gid", &p.gid);
             w.opt("group", p.group.as_deref());
             w.opt("euid", p.euid);
