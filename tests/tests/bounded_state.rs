@@ -362,16 +362,7 @@ fn processes_whose_exit_record_was_lost_are_found_gone_in_proc() -> Result<()> {
     }
     std::thread::sleep(Duration::from_secs(2));
     signal(agent.pid(), "STOP")?;
-    let flood = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "sh",
-            "-c",
-        ])
-        .arg("i=0; while [ $i -lt 300 ]; do /bin/true; i=$((i+1)); done")
-        .status();
+    let flood = exec_flood_as_nobody(300);
     for s in &mut sleepers {
         s.kill()?;
     }
@@ -379,7 +370,7 @@ fn processes_whose_exit_record_was_lost_are_found_gone_in_proc() -> Result<()> {
         s.wait()?;
     }
     signal(agent.pid(), "CONT")?;
-    ensure!(flood?.success(), "the exec flood as nobody failed");
+    flood?;
     // A reconciliation pass over the process table starts every 30 s.
     let found = agent
         .wait_for(
@@ -408,14 +399,5 @@ fn processes_whose_exit_record_was_lost_are_found_gone_in_proc() -> Result<()> {
         agent.stderr()
     );
     agent.stop()?;
-    Ok(())
-}
-
-/// Sends `kill -SIG` to `pid`.
-fn signal(pid: u32, sig: &str) -> Result<()> {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()?;
-    ensure!(status.success(), "kill -{sig} {pid} failed");
     Ok(())
 }

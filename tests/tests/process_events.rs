@@ -27,7 +27,10 @@ pub fn is_stats(e: &Value) -> bool {
 use std::{path::Path, time::Duration};
 
 use anyhow::{ensure, Context, Result};
-use common::{agent, image_path, python, setup, spawn_py, wait_for_line, EVENT_TIMEOUT};
+use common::{
+    agent, exec_flood_as_nobody, image_path, python, setup, signal, spawn_py, wait_for_line,
+    EVENT_TIMEOUT, SINK_SERVER,
+};
 use flow_agent_tests::{TempDir, TestHost};
 use serde_json::Value;
 
@@ -59,18 +62,6 @@ name = "sysmon"
 format = "sysmon"
 [outputs.file]
 path = "{dir}/sysmon.log"
-"#;
-
-/// Server: accept connections and read each until EOF.
-const SERVER: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_INET); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
-print("listening", flush=True)
-while True:
-    c, _ = s.accept()
-    while c.recv(65536): pass
-    c.close()
 "#;
 
 /// Client: connects, sends, closes, and exits with status 3.
@@ -133,7 +124,7 @@ fn process_events_precede_their_flows_and_carry_the_exit_code_in_every_format() 
     let config = dir.write("config.toml", CONFIG.replace("{dir}", &d))?;
     let host = TestHost::new()?;
     let agent = agent(&["--config", &config.display().to_string()])?;
-    let srv = spawn_py(&host, SERVER, &[PORT.to_string()])?;
+    let srv = spawn_py(&host, SINK_SERVER, &["127.0.0.1".into(), PORT.to_string()])?;
     wait_for_line(&srv, "listening", Duration::from_secs(10))?;
     let py = image_path(&python()?)?;
     let cli = spawn_py(&host, CLIENT, &[PORT.to_string()])?;
@@ -283,15 +274,6 @@ print("child", pid, flush=True)
 os.waitpid(pid, 0)
 "#;
 
-/// Sends `kill -SIG` to `pid`.
-fn signal(pid: u32, sig: &str) -> Result<()> {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()?;
-    ensure!(status.success(), "kill -{sig} {pid} failed");
-    Ok(())
-}
-
 #[test]
 fn a_lost_exec_record_is_found_by_the_comm_and_the_flow_flagged() -> Result<()> {
     setup()?;
@@ -304,7 +286,11 @@ fn a_lost_exec_record_is_found_by_the_comm_and_the_flow_flagged() -> Result<()> 
     )?;
     let host = TestHost::new()?;
     let agent = agent(&["--config", &config.display().to_string()])?;
-    let srv = spawn_py(&host, SERVER, &[(PORT + 1).to_string()])?;
+    let srv = spawn_py(
+        &host,
+        SINK_SERVER,
+        &["127.0.0.1".into(), (PORT + 1).to_string()],
+    )?;
     wait_for_line(&srv, "listening", Duration::from_secs(10))?;
     // The child's program: a copy of python under another name (another comm).
     let copy = dir.path().join("lostexec-cli");
@@ -322,20 +308,11 @@ fn a_lost_exec_record_is_found_by_the_comm_and_the_flow_flagged() -> Result<()> 
     // them and is lost.
     std::thread::sleep(Duration::from_secs(2));
     signal(agent.pid(), "STOP")?;
-    let flood = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "sh",
-            "-c",
-        ])
-        .arg("i=0; while [ $i -lt 300 ]; do /bin/true; i=$((i+1)); done")
-        .status();
+    let flood = exec_flood_as_nobody(300);
     signal(child, "CONT")?;
     let port_line = wait_for_line(&parent, "port", Duration::from_secs(10));
     signal(agent.pid(), "CONT")?;
-    ensure!(flood?.success(), "the exec flood as nobody failed");
+    flood?;
     let src_port: u16 = port_line?[5..].trim().parse()?;
     let flow = agent.wait_for(
         |e| e["event_action"] == "start" && e["pid"] == child && e["src_port"] == src_port,

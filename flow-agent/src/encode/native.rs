@@ -182,9 +182,11 @@ pub(crate) const FLOW_FIELDS: &[&str] = &[
     "resp_content",
 ];
 
-/// The fields of a process event (`process_start`, `process_end`) in the order they are
-/// written: docs/events.md, "Process events". The process's and the host's fields are the
-/// flow events' (`pid` to `systemd_unit`, `hostname` to `agent_version`).
+/// The fields of a process event (`process_start`, `process_end`) before its process's, in
+/// the order they are written: docs/events.md, "Process events". The process's and the host's
+/// follow as in flow events: [`FLOW_FIELDS`] from `pid` to `systemd_unit` (without the
+/// event's `tid`) and from `hostname` to `agent_version`. tests/tests/schema.rs checks them
+/// against the docs and the schema, the unit tests that the writer writes them so.
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) const PROCESS_EVENT_FIELDS: &[&str] = &[
     "timestamp",
@@ -192,48 +194,6 @@ pub(crate) const PROCESS_EVENT_FIELDS: &[&str] = &[
     "exit_code",
     "exit_signal",
     "duration",
-    "pid",
-    "ppid",
-    "process_name",
-    "exe",
-    "image_path",
-    "image_deleted",
-    "image_inherited",
-    "image_refreshed",
-    "image_unverified",
-    "image_sha256",
-    "image_hash_skipped",
-    "command_line",
-    "process_args",
-    "command_line_truncated",
-    "process_start_time",
-    "process_entity_id",
-    "parent_exe",
-    "parent_command_line",
-    "parent_entity_id",
-    "uid",
-    "user",
-    "gid",
-    "group",
-    "euid",
-    "effective_user",
-    "egid",
-    "auid",
-    "login_user",
-    "session_id",
-    "cgroup_id",
-    "cgroup_path",
-    "container_id",
-    "container_runtime",
-    "systemd_unit",
-    "hostname",
-    "fqdn",
-    "host_id",
-    "boot_id",
-    "os_name",
-    "os_version",
-    "kernel_version",
-    "agent_version",
 ];
 
 /// The fields of a flow event's `interval` object: its counters since its previous event, from
@@ -270,7 +230,8 @@ impl NativeEncoder {
 }
 
 impl NativeEncoder {
-    /// A process event, in the order of [`PROCESS_EVENT_FIELDS`].
+    /// A process event, in the order of [`PROCESS_EVENT_FIELDS`] and then the process's and
+    /// host's flow fields.
     fn process_event(&mut self, ev: &ProcessEvent, out: &mut Vec<u8>) {
         let process = self.processes.get(&ev.process, process_fragments);
         let host = self.hosts.get(&ev.host, host_fragment);

@@ -108,15 +108,7 @@ impl EcsEncoder {
         let app = ev.app.as_ref().map(|a| self.apps.get(a, app_fragments));
         let (src, dest) = (ev.src(), ev.dest());
         let mut w = Json::new(out);
-        w.begin();
-        w.time("@timestamp", ev.time);
-        w.object("ecs");
-        w.name("version", ECS_VERSION);
-        w.end();
-        w.object("agent");
-        w.name("type", AGENT.kind);
-        w.name("version", AGENT.version);
-        w.end();
+        head(&mut w, ev.time);
         event(&mut w, ev);
         let orig_resp = ev.orig_resp();
         let (src_domain, dest_domain) = common::end_names(ev);
@@ -188,6 +180,19 @@ impl EcsEncoder {
         w.end();
         w.end();
     }
+}
+
+/// Opens a document: `@timestamp`, `ecs` and `agent`.
+fn head(w: &mut Json, time: crate::event::WallTime) {
+    w.begin();
+    w.time("@timestamp", time);
+    w.object("ecs");
+    w.name("version", ECS_VERSION);
+    w.end();
+    w.object("agent");
+    w.name("type", AGENT.kind);
+    w.name("version", AGENT.version);
+    w.end();
 }
 
 /// `event`.

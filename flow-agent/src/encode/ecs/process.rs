@@ -2,7 +2,7 @@
 //! `event.type: start|end`, the process as flow documents write it (the same fragments, so
 //! `process.entity_id` joins them), and `process.exit_code` at the end.
 use super::{host_fragment, related_user, CUSTOM, RELATED_USER};
-use super::{EcsEncoder, AGENT, CONTAINER, ECS_VERSION, MODULE, PARENT_USER_GROUP, PROCESS};
+use super::{EcsEncoder, CONTAINER, MODULE, PARENT_USER_GROUP, PROCESS};
 use crate::{
     encode::json::Json,
     event::{ProcessAction, ProcessEvent},
@@ -13,15 +13,7 @@ impl EcsEncoder {
         let p = self.processes.get(&ev.process, super::process_fragments);
         let host = self.hosts.get(&ev.host, host_fragment);
         let mut w = Json::new(out);
-        w.begin();
-        w.time("@timestamp", ev.time);
-        w.object("ecs");
-        w.name("version", ECS_VERSION);
-        w.end();
-        w.object("agent");
-        w.name("type", AGENT.kind);
-        w.name("version", AGENT.version);
-        w.end();
+        super::head(&mut w, ev.time);
         event(&mut w, ev);
         w.splice(p.get(PROCESS));
         w.opt("exit_code", ev.exit.map(|e| e.code));
