@@ -39,6 +39,7 @@ const PORT: u16 = 9341;
 const CONFIG: &str = r#"
 [enrich]
 process_events = true
+ancestry_depth = 3
 
 [[outputs]]
 name = "native"
@@ -163,6 +164,21 @@ fn process_events_precede_their_flows_and_carry_the_exit_code_in_every_format() 
         "exit code: {end:#}"
     );
     ensure!(end["process_entity_id"] == entity, "end: {end:#}");
+    // Its parent is this test (`ip netns exec` became the client by exec).
+    let me = std::env::current_exe()?.display().to_string();
+    let parent = &start["ancestors"][0];
+    ensure!(
+        parent["pid"] == std::process::id()
+            && parent["image_path"] == me.as_str()
+            && parent["entity_id"] == start["parent_entity_id"],
+        "ancestors: {start:#}"
+    );
+    ensure!(
+        start["ancestors"]
+            .as_array()
+            .is_some_and(|a| (2..=3).contains(&a.len())),
+        "up to 3 ancestors: {start:#}"
+    );
     ensure!(end["duration"].as_f64().is_some_and(|d| d > 0.0), "{end:#}");
     let validator = schema()?;
     for ev in [&start, &end] {
@@ -215,6 +231,10 @@ fn process_events_precede_their_flows_and_carry_the_exit_code_in_every_format() 
     })?;
     ensure!(s < f, "ocsf: launch at {s}, flow at {f}");
     ensure!(start["process"]["uid"] == entity && flow["actor"]["process"]["uid"] == entity);
+    ensure!(
+        start["process"]["ancestry"][0]["pid"] == std::process::id(),
+        "ocsf ancestry: {start:#}"
+    );
     ensure!(
         end["exit_code"] == 3 && end["type_uid"] == 100702,
         "ocsf end: {end:#}"

@@ -70,6 +70,11 @@ const COMMENTS: &[(&str, &str)] = &[
          duration) at every exit, with the process_entity_id its flows carry. Off by default.",
     ),
     (
+        "enrich.ancestry_depth",
+        "Name up to this many ancestors of each event's process (ancestors: pid, entity id,\n\
+         image), the parent first, at most 16. 0 (the default) names none.",
+    ),
+    (
         "enrich.hash_max_bytes",
         "Executables up to this size are hashed (image_sha256), off the event path; larger\n\
          ones are skipped (image_hash_skipped: too_large). 0 turns hashing off.",

@@ -107,6 +107,8 @@ pub(crate) struct EnrichConfig {
     pub(crate) dns_events: bool,
     /// Every exec and exit as `process_start` and `process_end` events (off by default).
     pub(crate) process_events: bool,
+    /// Ancestors named beyond the parent's fields (`ancestors`), nearest first (0: none).
+    pub(crate) ancestry_depth: u32,
     /// Executables larger than this many bytes are not hashed (0: no hashing).
     pub(crate) hash_max_bytes: u64,
     /// JA4S server fingerprints (off by default: JA4S is under the FoxIO License 1.1, NOTICE).
@@ -124,6 +126,7 @@ impl Default for EnrichConfig {
             content_bytes: 0,
             dns_events: false,
             process_events: false,
+            ancestry_depth: 0,
             hash_max_bytes: crate::enrich::image_hash::DEFAULT_MAX_BYTES,
             ja4s: false,
         }

@@ -134,6 +134,7 @@ pub(crate) const FLOW_FIELDS: &[&str] = &[
     "parent_exe",
     "parent_command_line",
     "parent_entity_id",
+    "ancestors",
     "uid",
     "user",
     "gid",
@@ -360,6 +361,7 @@ fn process_fragments(p: &ProcessIdentity) -> Fragments {
             w.opt("parent_exe", p.parent_exe.as_deref());
             w.opt("parent_command_line", p.parent_command_line.as_deref());
             w.opt("parent_entity_id", p.parent_entity_id.as_deref());
+            w.opt("ancestors", Some(&p.ancestors).filter(|a| !a.is_empty()));
             w.field("uid", &p.uid);
             w.opt("user", p.user.as_deref());
             w.field("gid", &p.gid);

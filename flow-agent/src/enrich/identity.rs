@@ -19,7 +19,10 @@ use super::{
     process::{CommCheck, Process, ProcessTable},
     users::NameDb,
 };
-use crate::{clock::BootClock, event::ProcessIdentity};
+use crate::{
+    clock::BootClock,
+    event::{Ancestor, ProcessIdentity},
+};
 
 /// How long a built identity is reused without looking at its sources again.
 const REFRESH: Duration = Duration::from_secs(1);
@@ -29,6 +32,8 @@ const CAPACITY: usize = 16_384;
 /// process chooses its command line (4 KiB kept, up to four times that once escaped, and again
 /// in `args`): 16,384 such identities would hold half a gigabyte.
 const CAPACITY_BYTES: usize = 32 << 20;
+/// Ancestors named at most (`[enrich] ancestry_depth`).
+pub(crate) const MAX_ANCESTRY_DEPTH: usize = 16;
 /// Processes whose deleted-executable check is remembered at most.
 const DELETED_CAPACITY: usize = 65_536;
 
@@ -58,6 +63,8 @@ pub(crate) struct Identities {
     pub(crate) cgroups: CgroupPaths,
     deleted: DeletedExes,
     pub(crate) hasher: ImageHasher,
+    /// Ancestors named beyond the parent's fields (0: none).
+    pub(crate) ancestry_depth: usize,
     machine_id: String,
     cache: HashMap<Key, Cached>,
     /// What the cached identities hold, as [`identity_bytes`] counts it.
@@ -74,6 +81,7 @@ impl Identities {
             cgroups: CgroupPaths::new(crate::kernel::mounts::cgroup2_mount()),
             deleted: DeletedExes::default(),
             hasher: ImageHasher::new(hash_max_bytes),
+            ancestry_depth: 0,
             machine_id,
             cache: HashMap::new(),
             cache_bytes: 0,
@@ -244,6 +252,29 @@ impl Identities {
                 ));
             }
         }
+        id.ancestors = self.ancestors(p.ppid);
+    }
+
+    /// Up to `ancestry_depth` ancestors from `ppid` up, as far as the table (or /proc) knows
+    /// them: the walk stops at the first unknown one, at init, or at a loop.
+    fn ancestors(&mut self, mut ppid: u32) -> Vec<Ancestor> {
+        let mut out: Vec<Ancestor> = Vec::new();
+        while out.len() < self.ancestry_depth.min(MAX_ANCESTRY_DEPTH) && ppid != 0 {
+            let Some(a) = self.processes.lookup(ppid, 0) else {
+                break;
+            };
+            if out.iter().any(|x| x.pid == a.pid) {
+                break;
+            }
+            out.push(Ancestor {
+                pid: a.pid,
+                entity_id: (a.start_ns > 0)
+                    .then(|| process_entity_id(&self.machine_id, a.start_ns, a.pid)),
+                image_path: a.image.path.as_ref().map(|b| text_of(b)),
+            });
+            ppid = a.ppid;
+        }
+        out
     }
 }
 
@@ -272,6 +303,10 @@ fn identity_bytes(id: &ProcessIdentity) -> usize {
         .into_iter()
         .map(opt)
         .sum::<usize>()
+        + id.ancestors
+            .iter()
+            .map(|a| std::mem::size_of::<Ancestor>() + opt(&a.entity_id) + opt(&a.image_path))
+            .sum::<usize>()
         + id.args.as_ref().map_or(0, |a| {
             a.iter()
                 .map(|s| s.capacity() + std::mem::size_of::<String>())

@@ -47,6 +47,8 @@ pub struct EnrichmentConfig {
     pub dns_events: bool,
     /// Execs and exits become `process_start` and `process_end` events.
     pub process_events: bool,
+    /// Ancestors named in `ancestors`, the parent first (0: none).
+    pub ancestry_depth: usize,
     /// Executables larger than this are not hashed (0: none is).
     pub hash_max_bytes: u64,
     /// TLS flows carry JA4S (FoxIO License 1.1: off unless asked for).
@@ -61,6 +63,7 @@ impl Default for EnrichmentConfig {
             content_bytes: 0,
             dns_events: false,
             process_events: false,
+            ancestry_depth: 0,
             hash_max_bytes: image_hash::DEFAULT_MAX_BYTES,
             ja4s: false,
         }
@@ -93,8 +96,10 @@ pub struct Enricher {
 
 impl Enricher {
     pub fn new(cfg: EnrichmentConfig) -> Self {
+        let mut identities = Identities::new(cfg.host.machine_id.clone(), cfg.hash_max_bytes);
+        identities.ancestry_depth = cfg.ancestry_depth;
         Self {
-            identities: Identities::new(cfg.host.machine_id.clone(), cfg.hash_max_bytes),
+            identities,
             cfg,
             names: DnsNames::default(),
             payloads: Payloads::default(),
@@ -119,6 +124,7 @@ impl Enricher {
         if cfg.hash_max_bytes != self.cfg.hash_max_bytes {
             self.identities.hasher = ImageHasher::new(cfg.hash_max_bytes);
         }
+        self.identities.ancestry_depth = cfg.ancestry_depth;
         self.cfg = EnrichmentConfig { host, ..cfg };
         self.payloads.forget_decisions();
     }

@@ -18,7 +18,9 @@ pub use flow::{
     RemoteName, TcpFlags, Transport,
 };
 pub use host::HostInfo;
-pub use process::{ExitStatus, HashSkip, ProcessAction, ProcessEvent, ProcessIdentity, Sha256};
+pub use process::{
+    Ancestor, ExitStatus, HashSkip, ProcessAction, ProcessEvent, ProcessIdentity, Sha256,
+};
 pub(crate) use rate_limited::{Limiter, SuppressedEvent};
 pub use self_check::{SelfCheck, SelfCheckReport};
 pub(crate) use stats::{

@@ -69,6 +69,8 @@ pub struct ProcessIdentity {
     pub parent_exe: Option<String>,
     pub parent_command_line: Option<String>,
     pub parent_entity_id: Option<String>,
+    /// The parent, its parent and so on, up to `[enrich] ancestry_depth` of them.
+    pub ancestors: Vec<Ancestor>,
     pub uid: u32,
     pub user: Option<String>,
     pub gid: u32,
@@ -95,6 +97,16 @@ impl ProcessIdentity {
     pub(crate) fn name(&self) -> &str {
         self.exe.as_deref().unwrap_or(&self.comm)
     }
+}
+
+/// One ancestor of a process, as the process table knows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Ancestor {
+    pub pid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_path: Option<String>,
 }
 
 /// What a process event tells.

@@ -321,6 +321,7 @@ fn process_fragments(p: &ProcessIdentity) -> Fragments {
             w.opt("image_deleted", p.image_deleted);
             w.opt("image_hash_skipped", p.image_hash_skipped);
             w.opt("image_inherited", p.image_inherited.then_some(true));
+            w.opt("ancestors", Some(&p.ancestors).filter(|a| !a.is_empty()));
             w.opt("image_refreshed", p.image_refreshed.then_some(true));
             w.opt("image_unverified", p.image_unverified.then_some(true));
             w.opt("egid", p.egid);
