@@ -103,15 +103,6 @@ impl Identities {
             comm: t.comm,
         };
         let mut source = self.processes.lookup(t.pid, t.start_ns);
-        // A comm that is not the entry's may be an exec whose record was lost.
-        let mut unverified = false;
-        if let Some(p) = source.clone() {
-            match self.processes.check_comm(&p, t.comm) {
-                CommCheck::Same => {}
-                CommCheck::Replaced(now) => source = Some(now),
-                CommCheck::Unverified => unverified = true,
-            }
-        }
         if let Some(c) = self.cache.get(&key) {
             let same_source = match (&c.source, &source) {
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -126,6 +117,16 @@ impl Identities {
                     .is_some_and(|p| p.image.hash.get().is_some());
             if same_source && !hash_arrived && c.built.elapsed() < REFRESH {
                 return Some(c.identity.clone());
+            }
+        }
+        // A comm that is not the entry's may be an exec whose record was lost. Checked when an
+        // identity is built: once a second at most per task (its comm is in the key).
+        let mut unverified = false;
+        if let Some(p) = source.clone() {
+            match self.processes.check_comm(&p, t.comm) {
+                CommCheck::Same => {}
+                CommCheck::Replaced(now) => source = Some(now),
+                CommCheck::Unverified => unverified = true,
             }
         }
         let mut identity = self.build(t, source.as_deref(), clock, unverified);
