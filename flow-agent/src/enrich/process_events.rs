@@ -33,10 +33,10 @@ impl ProcessEvents {
         &mut self,
         r: &ExecRecord,
         ids: &mut Identities,
-        c: &BootClock,
+        clock: &BootClock,
         host: &Arc<HostInfo>,
     ) {
-        self.flush(ids, c, host);
+        self.flush(ids, clock, host);
         self.exec = Some((r.task, r.header.ts_ns));
     }
 
