@@ -471,19 +471,10 @@ fn exec_flood_while_stopped(
     meanwhile: impl FnOnce() -> Result<()>,
 ) -> Result<()> {
     signal(agent.pid(), "STOP")?;
-    let flood = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "sh",
-            "-c",
-        ])
-        .arg("i=0; while [ $i -lt 300 ]; do /bin/true; i=$((i+1)); done")
-        .status();
+    let flood = exec_flood_as_nobody(300);
     let done = meanwhile();
     signal(agent.pid(), "CONT")?;
-    ensure!(flood?.success(), "the exec flood as nobody failed");
+    flood?;
     done
 }
 
@@ -523,14 +514,5 @@ fn kernel_programs_log_their_losses_at_trace_level() -> Result<()> {
             .join("\n")
     );
     agent.stop()?;
-    Ok(())
-}
-
-/// Sends `kill -SIG` to `pid`.
-fn signal(pid: u32, sig: &str) -> Result<()> {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()?;
-    ensure!(status.success(), "kill -{sig} {pid} failed");
     Ok(())
 }

@@ -16,7 +16,7 @@ use std::path::Path;
 
 const FORMATS: [&str; 4] = ["ecs", "ocsf", "zeek", "sysmon"];
 /// Event kinds: the schema's `$defs` and the tables' `###` headings.
-const KINDS: [&str; 3] = ["flow", "rate_limited", "dns_query"];
+const KINDS: [&str; 4] = ["flow", "rate_limited", "dns_query", "process"];
 
 fn repo_file(rel: &str) -> Result<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel);
@@ -90,10 +90,10 @@ fn in_format(format: &str, kind: &str, name: &str) -> bool {
     match format {
         "ecs" => name.starts_with("flow_agent.") || fixture::ecs().contains_key(name),
         "ocsf" => {
-            let class = if kind == "dns_query" {
-                "dns_activity"
-            } else {
-                "network_activity"
+            let class = match kind {
+                "dns_query" => "dns_activity",
+                "process" => "process_activity",
+                _ => "network_activity",
             };
             name.starts_with("unmapped.") || ocsf_path(class, name)
         }

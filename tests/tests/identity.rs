@@ -5,20 +5,8 @@ mod common;
 use std::{path::Path, process::Command, time::Duration};
 
 use anyhow::{ensure, Context, Result};
-use common::{agent, finish, python, setup, spawn_py, wait_for_line, EVENT_TIMEOUT};
+use common::{agent, finish, python, setup, spawn_py, wait_for_line, EVENT_TIMEOUT, SINK_SERVER};
 use flow_agent_tests::TestHost;
-
-/// Server: accept connections and read each until EOF.
-const SINK_SERVER: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_INET); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2]))); s.listen()
-print("listening", flush=True)
-while True:
-    c, _ = s.accept()
-    while c.recv(65536): pass
-    c.close()
-"#;
 
 /// Client, run by a private copy of the interpreter: unlinks that copy when asked, connects,
 /// stays connected for 8 s (updates every second: the digest is computed off the event path

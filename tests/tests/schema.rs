@@ -116,25 +116,48 @@ const NATIVE_SRC: &str = "flow-agent/src/encode/native.rs";
 /// prepended): the fields it writes of one kind, in order (the encoder's unit tests check that
 /// it writes them so).
 fn const_fields(src: &str, name: &str, prefix: &str) -> Result<BTreeSet<String>> {
+    let list = const_list(src, name)?;
+    let names: BTreeSet<String> = list.iter().map(|f| format!("{prefix}{f}")).collect();
+    ensure!(names.len() == list.len(), "{name} names a field twice");
+    Ok(names)
+}
+
+/// The names in `const NAME: &[&str] = &[...]` of the native encoder's source, in order.
+fn const_list(src: &str, name: &str) -> Result<Vec<String>> {
     let start = src
         .find(&format!("const {name}: &[&str] = &["))
         .with_context(|| format!("no `const {name}: &[&str]` in {NATIVE_SRC}"))?;
     let body = &src[start..];
     let body = &body[body.find("= &[").context("list without body")? + 4..];
     let body = &body[..body.find("];").context("unterminated list")?];
-    let mut names = BTreeSet::new();
+    let mut names = Vec::new();
     for item in body.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let field = item
             .strip_prefix('"')
             .and_then(|i| i.strip_suffix('"'))
             .with_context(|| format!("{name}: `{item}` is not a string literal"))?;
-        ensure!(
-            names.insert(format!("{prefix}{field}")),
-            "{name} names `{field}` twice"
-        );
+        names.push(field.to_string());
     }
     ensure!(!names.is_empty(), "no fields found in `{name}`");
     Ok(names)
+}
+
+/// A process event's fields: `PROCESS_EVENT_FIELDS`, then `FLOW_FIELDS` from `pid` to
+/// `systemd_unit` (without the event's `tid`) and from `hostname` to `agent_version`.
+fn process_event_fields(src: &str) -> Result<BTreeSet<String>> {
+    let flow = const_list(src, "FLOW_FIELDS")?;
+    let at = |k: &str| {
+        flow.iter()
+            .position(|x| x == k)
+            .with_context(|| format!("FLOW_FIELDS has no {k}"))
+    };
+    let process = &flow[at("pid")?..=at("systemd_unit")?];
+    let host = &flow[at("hostname")?..=at("agent_version")?];
+    Ok(const_fields(src, "PROCESS_EVENT_FIELDS", "")?
+        .into_iter()
+        .chain(process.iter().filter(|k| *k != "tid").cloned())
+        .chain(host.iter().cloned())
+        .collect())
 }
 
 /// Serialized field names of `struct NAME` in the native encoder's source (`prefix`
@@ -244,7 +267,7 @@ fn section_doc_fields(md: &str, title: &str) -> Result<(BTreeSet<String>, BTreeS
 /// `rate_limited` summaries, by property name.
 fn enum_values(schema: &Value) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for def in ["flow", "rate_limited", "dns_query"] {
+    for def in ["flow", "rate_limited", "dns_query", "process"] {
         for (k, v) in schema["$defs"][def]["properties"]
             .as_object()
             .into_iter()
@@ -290,8 +313,28 @@ fn docs_schema_and_struct_name_the_same_fields() -> Result<()> {
         .collect();
     let answer_struct = struct_fields(&src, "NativeAnswer", "")?;
 
+    let proc_schema = def_fields(&schema, "process")?;
+    let (proc_doc_first, proc_doc_all) = section_doc_fields(&md, "Process events")?;
+    let proc_const = process_event_fields(&src)?;
+
     let mut problems = Vec::new();
     for (what, missing) in [
+        (
+            "of process events in the schema but not in docs/events.md's Process events table",
+            diff(&proc_schema, &proc_doc_all),
+        ),
+        (
+            "named in docs/events.md's Process events table but not in the schema's process",
+            diff(&proc_doc_first, &proc_schema),
+        ),
+        (
+            "of process events (PROCESS_EVENT_FIELDS and the process's and host's FLOW_FIELDS, flow-agent/src/encode/native.rs) but not in the schema's process",
+            diff(&proc_const, &proc_schema),
+        ),
+        (
+            "in the schema's process but not in PROCESS_EVENT_FIELDS and the process's and host's FLOW_FIELDS",
+            diff(&proc_schema, &proc_const),
+        ),
         (
             "of dns_query in the schema but not in docs/events.md's DNS queries table",
             diff(&dns_schema, &dns_doc_all),
@@ -517,6 +560,29 @@ fn doc_examples_validate_and_broken_events_do_not() -> Result<()> {
     ];
     for (what, mutate) in broken {
         let mut ev = summary.clone();
+        mutate(ev.as_object_mut().context("example is not an object")?);
+        ensure!(!validator.is_valid(&ev), "the schema accepts {what}: {ev}");
+    }
+    let process_end = examples
+        .iter()
+        .find(|e| e["event_action"] == "process_end")
+        .context("docs/events.md has no process_end example")?;
+    let broken: [(&str, Mutation); 4] = [
+        ("a process event with a flow field", |e| {
+            e.insert("flow_id".into(), "1-2".into());
+        }),
+        ("a process end without its exit code", |e| {
+            e.remove("exit_code");
+        }),
+        ("a process event without its pid", |e| {
+            e.remove("pid");
+        }),
+        ("a process event with an unknown action", |e| {
+            e.insert("event_action".into(), "process_fork".into());
+        }),
+    ];
+    for (what, mutate) in broken {
+        let mut ev = process_end.clone();
         mutate(ev.as_object_mut().context("example is not an object")?);
         ensure!(!validator.is_valid(&ev), "the schema accepts {what}: {ev}");
     }

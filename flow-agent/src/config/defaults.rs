@@ -65,6 +65,16 @@ const COMMENTS: &[(&str, &str)] = &[
          response code, answers, resolver and the asking process. Off by default.",
     ),
     (
+        "enrich.process_events",
+        "Write a process_start event at every exec and a process_end event (exit code,\n\
+         duration) at every exit, with the process_entity_id its flows carry. Off by default.",
+    ),
+    (
+        "enrich.ancestry_depth",
+        "Name up to this many ancestors of each event's process (ancestors: pid, entity id,\n\
+         image), the parent first, at most 16. 0 (the default) names none.",
+    ),
+    (
         "enrich.hash_max_bytes",
         "Executables up to this size are hashed (image_sha256), off the event path; larger\n\
          ones are skipped (image_hash_skipped: too_large). 0 turns hashing off.",

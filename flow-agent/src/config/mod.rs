@@ -84,6 +84,8 @@ impl Config {
             local_networks: self.enrich.local_networks.iter().map(|n| n.cidr).collect(),
             content_bytes: self.enrich.content_bytes as usize,
             dns_events: self.enrich.dns_events,
+            process_events: self.enrich.process_events,
+            ancestry_depth: self.enrich.ancestry_depth as usize,
             hash_max_bytes: self.enrich.hash_max_bytes,
             ja4s: self.enrich.ja4s,
         }

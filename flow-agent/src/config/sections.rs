@@ -105,6 +105,10 @@ pub(crate) struct EnrichConfig {
     pub(crate) content_bytes: u32,
     /// Answered DNS queries this host asked as `dns_query` events (off by default).
     pub(crate) dns_events: bool,
+    /// Every exec and exit as `process_start` and `process_end` events (off by default).
+    pub(crate) process_events: bool,
+    /// Ancestors named beyond the parent's fields (`ancestors`), nearest first (0: none).
+    pub(crate) ancestry_depth: u32,
     /// Executables larger than this many bytes are not hashed (0: no hashing).
     pub(crate) hash_max_bytes: u64,
     /// JA4S server fingerprints (off by default: JA4S is under the FoxIO License 1.1, NOTICE).
@@ -121,6 +125,8 @@ impl Default for EnrichConfig {
             community_id_seed: 0,
             content_bytes: 0,
             dns_events: false,
+            process_events: false,
+            ancestry_depth: 0,
             hash_max_bytes: crate::enrich::image_hash::DEFAULT_MAX_BYTES,
             ja4s: false,
         }

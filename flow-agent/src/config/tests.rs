@@ -374,3 +374,21 @@ client_key = "/etc/flow-agent/key.pem"
     let default = Config::default();
     assert_eq!(default.to_toml_redacted(), default.to_toml());
 }
+
+#[test]
+fn process_events_and_ancestry_depth_are_checked() {
+    let p = parse(
+        "[enrich]\nprocess_events = true\nancestry_depth = 16\n",
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    assert!(p.enrich.process_events);
+    assert_eq!(p.enrich_config(Default::default()).ancestry_depth, 16);
+    let e = one("[enrich]\nancestry_depth = 17\n");
+    assert!(
+        e.starts_with(
+            "c.toml:2:1: enrich.ancestry_depth: 17 ancestors is too many (expected 0 to 16"
+        ),
+        "{e}"
+    );
+}

@@ -66,6 +66,16 @@ fn flows(f: &FlowsConfig, path: &KeyPath, issues: &mut Vec<Issue>) {
 }
 
 fn enrich(e: &EnrichConfig, path: &KeyPath, issues: &mut Vec<Issue>) {
+    let most = crate::enrich::identity::MAX_ANCESTRY_DEPTH;
+    if e.ancestry_depth as usize > most {
+        issues.push(Issue::new(
+            path.key("ancestry_depth"),
+            format!(
+                "{} ancestors is too many (expected 0 to {most}: each is looked up per process)",
+                e.ancestry_depth
+            ),
+        ));
+    }
     let max = flow_common::PAYLOAD_CAPTURE_LEN;
     if e.content_bytes as usize > max {
         issues.push(Issue::new(

@@ -4,9 +4,10 @@
 use std::{net::IpAddr, sync::Arc};
 
 use crate::event::{
-    Attribution, Counters, Direction, DnsAnswer, DnsEvent, EnrichLosses, FlowAction, FlowEvent,
-    FlowIds, HostInfo, IntervalCounters, KernelLosses, Limiter, Locality, ProcessIdentity,
-    RateLimitStats, RemoteName, SinkReport, StatsEvent, SuppressedEvent, Transport, WallTime,
+    Attribution, Counters, Direction, DnsAnswer, DnsEvent, EnrichLosses, ExitStatus, FlowAction,
+    FlowEvent, FlowIds, HostInfo, IntervalCounters, KernelLosses, Limiter, Locality, ProcessAction,
+    ProcessEvent, ProcessIdentity, RateLimitStats, RemoteName, SinkReport, StatsEvent,
+    SuppressedEvent, Transport, WallTime,
 };
 
 /// A native RFC 3339 time as the model holds it.
@@ -464,4 +465,27 @@ pub(crate) fn all_flows() -> Vec<FlowEvent> {
         tcp_in_start_no_process(),
         hostile_start(),
     ]
+}
+
+/// `curl`'s exec.
+pub(crate) fn process_start() -> ProcessEvent {
+    ProcessEvent {
+        time: t("2026-11-23T13:05:50.530000Z"),
+        action: ProcessAction::Start,
+        process: Arc::new(curl()),
+        exit: None,
+        duration_ns: None,
+        host: host(),
+    }
+}
+
+/// `curl` killed by SIGKILL.
+pub(crate) fn process_end() -> ProcessEvent {
+    ProcessEvent {
+        time: t("2026-11-23T13:05:50.744950Z"),
+        action: ProcessAction::End,
+        exit: Some(ExitStatus::of_wait_status(9)),
+        duration_ns: Some(214_950_000),
+        ..process_start()
+    }
 }

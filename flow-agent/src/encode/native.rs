@@ -22,8 +22,8 @@ use super::{
 };
 use crate::{
     event::{
-        AppInfo, Counters, DnsAnswer, DnsEvent, Event, FlowEvent, HostInfo, ProcessIdentity,
-        SuppressedEvent,
+        AppInfo, Counters, DnsAnswer, DnsEvent, Event, FlowEvent, HostInfo, ProcessEvent,
+        ProcessIdentity, SuppressedEvent,
     },
     proto::dns::{rcode_name, type_name},
 };
@@ -49,6 +49,10 @@ impl Encoder for NativeEncoder {
                 true
             }
             Event::Dns(ev) => write(out, &NativeDns::new(ev)),
+            Event::Process(ev) => {
+                self.process_event(ev, out);
+                true
+            }
             Event::Stats(stats) => write(out, stats),
             Event::RateLimited(summary) => write(out, &NativeRateLimited::new(summary)),
         }
@@ -118,6 +122,8 @@ pub(crate) const FLOW_FIELDS: &[&str] = &[
     "image_path",
     "image_deleted",
     "image_inherited",
+    "image_refreshed",
+    "image_unverified",
     "image_sha256",
     "image_hash_skipped",
     "command_line",
@@ -128,6 +134,7 @@ pub(crate) const FLOW_FIELDS: &[&str] = &[
     "parent_exe",
     "parent_command_line",
     "parent_entity_id",
+    "ancestors",
     "uid",
     "user",
     "gid",
@@ -176,6 +183,20 @@ pub(crate) const FLOW_FIELDS: &[&str] = &[
     "resp_content",
 ];
 
+/// The fields of a process event (`process_start`, `process_end`) before its process's, in
+/// the order they are written: docs/events.md, "Process events". The process's and the host's
+/// follow as in flow events: [`FLOW_FIELDS`] from `pid` to `systemd_unit` (without the
+/// event's `tid`) and from `hostname` to `agent_version`. tests/tests/schema.rs checks them
+/// against the docs and the schema, the unit tests that the writer writes them so.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) const PROCESS_EVENT_FIELDS: &[&str] = &[
+    "timestamp",
+    "event_action",
+    "exit_code",
+    "exit_signal",
+    "duration",
+];
+
 /// The fields of a flow event's `interval` object: its counters since its previous event, from
 /// this host's side.
 pub(crate) const INTERVAL_FIELDS: &[&str] = &["in_bytes", "out_bytes", "in_pkts", "out_pkts"];
@@ -205,6 +226,26 @@ impl NativeEncoder {
         if let Some(app) = app {
             w.splice(app.get(0));
         }
+        w.end();
+    }
+}
+
+impl NativeEncoder {
+    /// A process event, in the order of [`PROCESS_EVENT_FIELDS`] and then the process's and
+    /// host's flow fields.
+    fn process_event(&mut self, ev: &ProcessEvent, out: &mut Vec<u8>) {
+        let process = self.processes.get(&ev.process, process_fragments);
+        let host = self.hosts.get(&ev.host, host_fragment);
+        let mut w = Json::new(out);
+        w.begin();
+        w.time("timestamp", ev.time);
+        w.name("event_action", ev.action.as_str());
+        w.opt("exit_code", ev.exit.map(|e| e.code));
+        w.opt("exit_signal", ev.exit.and_then(|e| e.signal));
+        w.opt("duration", ev.duration_ns.map(seconds));
+        w.splice(process.get(PID));
+        w.splice(process.get(PROCESS));
+        w.splice(host.get(0));
         w.end();
     }
 }
@@ -308,6 +349,8 @@ fn process_fragments(p: &ProcessIdentity) -> Fragments {
             w.opt("image_path", p.image_path.as_deref());
             w.opt("image_deleted", p.image_deleted);
             w.opt("image_inherited", p.image_inherited.then_some(true));
+            w.opt("image_refreshed", p.image_refreshed.then_some(true));
+            w.opt("image_unverified", p.image_unverified.then_some(true));
             w.opt("image_sha256", p.image_sha256);
             w.opt("image_hash_skipped", p.image_hash_skipped);
             w.opt("command_line", p.command_line.as_deref());
@@ -318,6 +361,7 @@ fn process_fragments(p: &ProcessIdentity) -> Fragments {
             w.opt("parent_exe", p.parent_exe.as_deref());
             w.opt("parent_command_line", p.parent_command_line.as_deref());
             w.opt("parent_entity_id", p.parent_entity_id.as_deref());
+            w.opt("ancestors", Some(&p.ancestors).filter(|a| !a.is_empty()));
             w.field("uid", &p.uid);
             w.opt("user", p.user.as_deref());
             w.field("gid", &p.gid);

@@ -101,7 +101,8 @@ impl Encoder for ZeekEncoder {
     fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> bool {
         match event {
             Event::Flow(ev) => self.encode_flow(ev, out),
-            Event::Dns(_) | Event::Stats(_) | Event::RateLimited(_) => false,
+            // conn.log has no process records: process events have no Zeek form.
+            Event::Dns(_) | Event::Process(_) | Event::Stats(_) | Event::RateLimited(_) => false,
         }
     }
 }

@@ -16,10 +16,13 @@ use super::{
     escape::text_of,
     host::process_entity_id,
     image_hash::{ImageHash, ImageHasher},
-    process::{Process, ProcessTable},
+    process::{CommCheck, Process, ProcessTable},
     users::NameDb,
 };
-use crate::{clock::BootClock, event::ProcessIdentity};
+use crate::{
+    clock::BootClock,
+    event::{Ancestor, ProcessIdentity},
+};
 
 /// How long a built identity is reused without looking at its sources again.
 const REFRESH: Duration = Duration::from_secs(1);
@@ -29,6 +32,8 @@ const CAPACITY: usize = 16_384;
 /// process chooses its command line (4 KiB kept, up to four times that once escaped, and again
 /// in `args`): 16,384 such identities would hold half a gigabyte.
 const CAPACITY_BYTES: usize = 32 << 20;
+/// Ancestors named at most (`[enrich] ancestry_depth`).
+pub(crate) const MAX_ANCESTRY_DEPTH: usize = 16;
 /// Processes whose deleted-executable check is remembered at most.
 const DELETED_CAPACITY: usize = 65_536;
 
@@ -58,6 +63,8 @@ pub(crate) struct Identities {
     pub(crate) cgroups: CgroupPaths,
     deleted: DeletedExes,
     pub(crate) hasher: ImageHasher,
+    /// Ancestors named beyond the parent's fields (0: none).
+    pub(crate) ancestry_depth: usize,
     machine_id: String,
     cache: HashMap<Key, Cached>,
     /// What the cached identities hold, as [`identity_bytes`] counts it.
@@ -74,6 +81,7 @@ impl Identities {
             cgroups: CgroupPaths::new(crate::kernel::mounts::cgroup2_mount()),
             deleted: DeletedExes::default(),
             hasher: ImageHasher::new(hash_max_bytes),
+            ancestry_depth: 0,
             machine_id,
             cache: HashMap::new(),
             cache_bytes: 0,
@@ -94,7 +102,7 @@ impl Identities {
             cgroup_id: t.cgroup_id,
             comm: t.comm,
         };
-        let source = self.processes.lookup(t.pid, t.start_ns);
+        let mut source = self.processes.lookup(t.pid, t.start_ns);
         if let Some(c) = self.cache.get(&key) {
             let same_source = match (&c.source, &source) {
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -111,7 +119,19 @@ impl Identities {
                 return Some(c.identity.clone());
             }
         }
-        let identity = Arc::new(self.build(t, source.as_deref(), clock));
+        // A comm that is not the entry's may be an exec whose record was lost. Checked when an
+        // identity is built: once a second at most per task (its comm is in the key).
+        let mut unverified = false;
+        if let Some(p) = source.clone() {
+            match self.processes.check_comm(&p, t.comm) {
+                CommCheck::Same => {}
+                CommCheck::Replaced(now) => source = Some(now),
+                CommCheck::Unverified => unverified = true,
+            }
+        }
+        let mut identity = self.build(t, source.as_deref(), clock, unverified);
+        identity.image_unverified = unverified;
+        let identity = Arc::new(identity);
         let bytes = identity_bytes(&identity);
         if let Some(old) = self.cache.remove(&key) {
             self.cache_bytes -= identity_bytes(&old.identity);
@@ -132,7 +152,15 @@ impl Identities {
         Some(identity)
     }
 
-    fn build(&mut self, t: &Task, proc: Option<&Process>, clock: &BootClock) -> ProcessIdentity {
+    /// `unverified`: the task's comm says its entry's image is not its own, and /proc could
+    /// not tell what runs: no image, command line or parent is named rather than a wrong one.
+    fn build(
+        &mut self,
+        t: &Task,
+        proc: Option<&Process>,
+        clock: &BootClock,
+        unverified: bool,
+    ) -> ProcessIdentity {
         let comm_len = t.comm.iter().position(|b| *b == 0).unwrap_or(t.comm.len());
         let mut id = ProcessIdentity {
             pid: t.pid,
@@ -155,7 +183,9 @@ impl Identities {
             proc.map_or(0, |p| p.ppid)
         };
         if let Some(p) = proc {
-            self.image(p, &mut id);
+            if !unverified {
+                self.image(p, &mut id);
+            }
             self.creds(p, &mut id);
         }
         id
@@ -191,6 +221,7 @@ impl Identities {
     fn image(&mut self, p: &Process, id: &mut ProcessIdentity) {
         let image = &p.image;
         id.image_inherited = p.inherited;
+        id.image_refreshed = p.refreshed;
         if let Some(path) = &image.path {
             id.exe = path.rsplit(|b| *b == b'/').next().map(text_of);
             id.image_path = Some(text_of(path));
@@ -222,6 +253,29 @@ impl Identities {
                 ));
             }
         }
+        id.ancestors = self.ancestors(p.ppid);
+    }
+
+    /// Up to `ancestry_depth` ancestors from `ppid` up, as far as the table (or /proc) knows
+    /// them: the walk stops at the first unknown one, at init, or at a loop.
+    fn ancestors(&mut self, mut ppid: u32) -> Vec<Ancestor> {
+        let mut out: Vec<Ancestor> = Vec::new();
+        while out.len() < self.ancestry_depth.min(MAX_ANCESTRY_DEPTH) && ppid != 0 {
+            let Some(a) = self.processes.lookup(ppid, 0) else {
+                break;
+            };
+            if out.iter().any(|x| x.pid == a.pid) {
+                break;
+            }
+            out.push(Ancestor {
+                pid: a.pid,
+                entity_id: (a.start_ns > 0)
+                    .then(|| process_entity_id(&self.machine_id, a.start_ns, a.pid)),
+                image_path: a.image.path.as_ref().map(|b| text_of(b)),
+            });
+            ppid = a.ppid;
+        }
+        out
     }
 }
 
@@ -250,6 +304,10 @@ fn identity_bytes(id: &ProcessIdentity) -> usize {
         .into_iter()
         .map(opt)
         .sum::<usize>()
+        + id.ancestors
+            .iter()
+            .map(|a| std::mem::size_of::<Ancestor>() + opt(&a.entity_id) + opt(&a.image_path))
+            .sum::<usize>()
         + id.args.as_ref().map_or(0, |a| {
             a.iter()
                 .map(|s| s.capacity() + std::mem::size_of::<String>())

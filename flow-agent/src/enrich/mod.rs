@@ -12,6 +12,7 @@ pub(crate) mod identity;
 pub(crate) mod image_hash;
 pub(crate) mod networks;
 pub(crate) mod process;
+pub(crate) mod process_events;
 pub mod procfs;
 pub(crate) mod stage;
 pub(crate) mod users;

@@ -17,7 +17,8 @@ use std::{
 };
 
 use flow_common::{
-    CredsRecord, ExecRecord, ExitRecord, ForkRecord, PATH_FLAG_DELETED, PATH_FLAG_TRUNCATED,
+    CredsRecord, ExecRecord, ExitRecord, ForkRecord, COMM_LEN, PATH_FLAG_DELETED,
+    PATH_FLAG_TRUNCATED,
 };
 
 use super::{
@@ -132,10 +133,33 @@ pub(crate) struct Process {
     pub(crate) inherited: bool,
     /// None until the kernel or /proc told them.
     pub(crate) creds: Option<Creds>,
+    /// The kernel's task comm at exec (a fork's is its parent's), or /proc's.
+    pub(crate) comm: [u8; COMM_LEN],
+    /// The cgroup at exec (0 when unknown).
+    pub(crate) cgroup_id: u64,
+    /// Read again from /proc because a task's comm showed an exec whose record was lost.
+    pub(crate) refreshed: bool,
 }
+
+/// What /proc says of a task whose comm is not its entry's ([`ProcessTable::check_comm`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum CommCheck {
+    /// The comm is the entry's, or a name the process or a thread gave itself (the same
+    /// executable runs): the entry stands.
+    Same,
+    /// Another executable runs: its exec record was lost. The entry was read again.
+    Replaced(Arc<Process>),
+    /// /proc could not tell (the process is gone, or the pid is another's now).
+    Unverified,
+}
+
+/// Other names seen for an entry's executable, kept at most per entry.
+const MAX_OTHER_NAMES: usize = 4;
 
 struct Entry {
     process: Arc<Process>,
+    /// Comms its tasks showed that /proc found to be names, not execs (thread names, prctl).
+    other_names: Vec<[u8; COMM_LEN]>,
     exited: Option<Instant>,
     /// Insertion order: the oldest entries go first when the table is full.
     seq: u64,
@@ -248,6 +272,7 @@ impl ProcessTable {
         self.next_seq += 1;
         self.by_pid.entry(p.pid).or_default().push(Entry {
             process: p.clone(),
+            other_names: Vec::new(),
             exited: None,
             seq: self.next_seq,
             bytes,
@@ -299,6 +324,9 @@ impl ProcessTable {
             image: Arc::new(image),
             inherited: false,
             creds: None,
+            comm: rec.task.comm,
+            cgroup_id: rec.task.cgroup_id,
+            refreshed: false,
         });
     }
 
@@ -328,8 +356,11 @@ impl ProcessTable {
             ppid: rec.parent_pid,
             image: parent.as_ref().map(|p| p.image.clone()).unwrap_or_default(),
             inherited: true,
-            // A fork has its parent's credentials.
-            creds: parent.and_then(|p| p.creds),
+            // A fork has its parent's credentials, comm and cgroup.
+            creds: parent.as_ref().and_then(|p| p.creds),
+            comm: parent.as_ref().map_or([0; COMM_LEN], |p| p.comm),
+            cgroup_id: parent.map_or(0, |p| p.cgroup_id),
+            refreshed: false,
         });
     }
 
@@ -366,6 +397,49 @@ impl ProcessTable {
             return None;
         }
         Some(self.insert(p))
+    }
+
+    /// A task of `p` shows another comm than `p`'s: an exec whose record was lost (the ring
+    /// was full), or a name the process or one of its threads gave itself. /proc tells which:
+    /// another executable replaces the entry (marked `refreshed`); the same one keeps it, and
+    /// the name is remembered so that /proc is not read for it again.
+    pub(crate) fn check_comm(&mut self, p: &Process, comm: [u8; COMM_LEN]) -> CommCheck {
+        if p.comm == comm || p.comm[0] == 0 {
+            return CommCheck::Same;
+        }
+        let tick = self.tick_ns;
+        let entry = |list: &mut Vec<Entry>| -> Option<usize> {
+            list.iter()
+                .position(|e| e.process.start_ns.abs_diff(p.start_ns) < tick)
+        };
+        if let Some(list) = self.by_pid.get_mut(&p.pid) {
+            if let Some(i) = entry(list) {
+                if list[i].other_names.contains(&comm) {
+                    return CommCheck::Same;
+                }
+            }
+        }
+        let Some(now) = read_proc(&self.proc_root, p.pid, tick)
+            .filter(|n| p.start_ns == 0 || self.same_start(n.start_ns, p.start_ns))
+        else {
+            return CommCheck::Unverified;
+        };
+        if now.image.path == p.image.path {
+            let list = self.by_pid.get_mut(&p.pid);
+            if let Some((list, i)) = list.and_then(|l| entry(l).map(|i| (l, i))) {
+                if list[i].other_names.len() < MAX_OTHER_NAMES {
+                    list[i].other_names.push(comm);
+                }
+            }
+            return CommCheck::Same;
+        }
+        let replaced = self.insert(Process {
+            refreshed: true,
+            creds: now.creds.or(p.creds),
+            cgroup_id: p.cgroup_id,
+            ..now
+        });
+        CommCheck::Replaced(replaced)
     }
 
     /// Reads every running process: the table is complete from the agent's first record.
@@ -522,6 +596,9 @@ fn read_proc(proc_root: &Path, pid: u32, tick_ns: u64) -> Option<Process> {
         image: Arc::new(image),
         inherited: false,
         creds: read_creds(&dir),
+        comm: procfs::stat_comm(&stat),
+        cgroup_id: 0,
+        refreshed: false,
     })
 }
 
@@ -662,8 +739,7 @@ mod tests {
                 &[b"x".to_vec()],
                 false,
             )),
-            inherited: false,
-            creds: None,
+            ..Process::default()
         }
     }
 
@@ -778,8 +854,7 @@ mod tests {
                 start_ns: u64::from(pid) * t.tick_ns,
                 ppid: 1,
                 image: Arc::new(Image::new(None, std::slice::from_ref(&big), false)),
-                inherited: false,
-                creds: None,
+                ..Process::default()
             });
             assert!(t.bytes() <= 64 * 1024, "{} bytes", t.bytes());
         }
@@ -804,5 +879,48 @@ mod tests {
         assert!(!t.by_pid.contains_key(&1), "evicted");
         let again = t.lookup(1, 100 * t.tick_ns).expect("read again");
         assert_eq!(again.start_ns, 100 * t.tick_ns);
+    }
+
+    #[test]
+    fn a_comm_that_is_not_the_entrys_is_checked_in_proc() {
+        let proc = FakeProc::new("comm");
+        let mut t = ProcessTable::with_proc_root(proc.0.clone());
+        let tick = t.tick_ns;
+        let named = |n: &[u8]| {
+            let mut c = [0; COMM_LEN];
+            c[..n.len()].copy_from_slice(n);
+            c
+        };
+        let forked = |pid: u32, path: Option<&[u8]>| Process {
+            pid,
+            start_ns: 100 * tick,
+            image: Arc::new(Image::new(path.map(<[u8]>::to_vec), &[], false)),
+            inherited: true,
+            comm: named(b"python3"),
+            ..Process::default()
+        };
+        // The parent's image, and another program running now (the fake /proc has no exe
+        // link: its image has no path): the exec record was lost.
+        proc.run(20, 100);
+        let p = t.insert(forked(20, Some(b"/usr/bin/python3")));
+        assert_eq!(t.check_comm(&p, p.comm), CommCheck::Same);
+        let CommCheck::Replaced(now) = t.check_comm(&p, named(b"curl")) else {
+            panic!("not replaced");
+        };
+        assert!(now.refreshed && !now.inherited && now.image.path.is_none());
+        assert!(t.lookup(20, 100 * tick).is_some_and(|e| e.refreshed));
+        // The same executable under another name (a thread's, prctl's): the entry stands, and
+        // the name is remembered.
+        proc.run(21, 100);
+        let same = t.insert(forked(21, None));
+        assert_eq!(t.check_comm(&same, named(b"worker")), CommCheck::Same);
+        proc.end(21);
+        assert_eq!(
+            t.check_comm(&same, named(b"worker")),
+            CommCheck::Same,
+            "remembered"
+        );
+        // Gone from /proc: nothing can be told.
+        assert_eq!(t.check_comm(&same, named(b"other")), CommCheck::Unverified);
     }
 }

@@ -24,6 +24,19 @@ pub fn stat_fields(stat: &[u8]) -> Option<StatFields> {
     Some(StatFields { ppid, start_ticks })
 }
 
+/// The comm of /proc/PID/stat (between the first `(` and the last `)`), NUL-padded.
+pub fn stat_comm(stat: &[u8]) -> [u8; flow_common::COMM_LEN] {
+    let mut comm = [0; flow_common::COMM_LEN];
+    let open = stat.iter().position(|b| *b == b'(');
+    let close = stat.iter().rposition(|b| *b == b')');
+    if let (Some(o), Some(c)) = (open, close) {
+        let name = stat.get(o + 1..c).unwrap_or_default();
+        let n = name.len().min(comm.len() - 1);
+        comm[..n].copy_from_slice(&name[..n]);
+    }
+    comm
+}
+
 /// Splits `/proc/PID/cmdline` (NUL-terminated arguments) into at most `max` bytes of
 /// arguments; true when some were cut off.
 pub fn cmdline_args(cmdline: &[u8], max: usize) -> (Vec<Vec<u8>>, bool) {

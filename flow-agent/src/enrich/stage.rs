@@ -17,11 +17,15 @@ use super::{
     identity::Identities,
     image_hash::{self, ImageHasher},
     networks::{default_local_networks, is_local, Cidr},
+    process_events::ProcessEvents,
 };
 use crate::{
     capture::{sock_diag::TcpSockInfo, Record},
     clock::{boot_ns_now, BootClock},
-    event::{AppInfo, DnsEvent, FlowAction, FlowEvent, HostInfo, Locality, RemoteName, Transport},
+    event::{
+        AppInfo, DnsEvent, FlowAction, FlowEvent, HostInfo, Locality, ProcessEvent, RemoteName,
+        Transport,
+    },
     flows::{table::endpoints, FlowTable, Tracked},
     proto::dns::Message,
 };
@@ -41,6 +45,10 @@ pub struct EnrichmentConfig {
     pub content_bytes: usize,
     /// Answered DNS queries become `dns_query` events.
     pub dns_events: bool,
+    /// Execs and exits become `process_start` and `process_end` events.
+    pub process_events: bool,
+    /// Ancestors named in `ancestors`, the parent first (0: none).
+    pub ancestry_depth: usize,
     /// Executables larger than this are not hashed (0: none is).
     pub hash_max_bytes: u64,
     /// TLS flows carry JA4S (FoxIO License 1.1: off unless asked for).
@@ -54,6 +62,8 @@ impl Default for EnrichmentConfig {
             local_networks: default_local_networks(),
             content_bytes: 0,
             dns_events: false,
+            process_events: false,
+            ancestry_depth: 0,
             hash_max_bytes: image_hash::DEFAULT_MAX_BYTES,
             ja4s: false,
         }
@@ -79,13 +89,17 @@ pub struct Enricher {
     dns_events_dropped: u64,
     /// Of them, those already logged.
     dns_events_dropped_logged: u64,
+    /// `process_start` and `process_end` events waiting to be taken.
+    process_events: ProcessEvents,
     clock: BootClock,
 }
 
 impl Enricher {
     pub fn new(cfg: EnrichmentConfig) -> Self {
+        let mut identities = Identities::new(cfg.host.machine_id.clone(), cfg.hash_max_bytes);
+        identities.ancestry_depth = cfg.ancestry_depth;
         Self {
-            identities: Identities::new(cfg.host.machine_id.clone(), cfg.hash_max_bytes),
+            identities,
             cfg,
             names: DnsNames::default(),
             payloads: Payloads::default(),
@@ -94,6 +108,7 @@ impl Enricher {
             dns_events: Vec::new(),
             dns_events_dropped: 0,
             dns_events_dropped_logged: 0,
+            process_events: ProcessEvents::default(),
             clock: BootClock::now(),
         }
     }
@@ -109,6 +124,7 @@ impl Enricher {
         if cfg.hash_max_bytes != self.cfg.hash_max_bytes {
             self.identities.hasher = ImageHasher::new(cfg.hash_max_bytes);
         }
+        self.identities.ancestry_depth = cfg.ancestry_depth;
         self.cfg = EnrichmentConfig { host, ..cfg };
         self.payloads.forget_decisions();
     }
@@ -116,15 +132,38 @@ impl Enricher {
     /// Records that name things: processes (exec, fork, exit), DNS answers and first payload
     /// bytes. `flows` finds the flow of the socket an answer came to.
     pub(crate) fn observe(&mut self, record: &Record, flows: &FlowTable) {
+        let (ids, clock, host) = (&mut self.identities, &self.clock, &self.cfg.host);
+        let events = &mut self.process_events;
         match record {
-            Record::Exec(r) => self.identities.processes.on_exec(r),
-            Record::Fork(r) => self.identities.processes.on_fork(r),
-            Record::Exit(r) => self.identities.processes.on_exit(r),
-            Record::Creds(r) => self.identities.processes.on_creds(r),
+            Record::Exec(r) => {
+                ids.processes.on_exec(r);
+                if self.cfg.process_events {
+                    events.exec(r, ids, clock, host);
+                }
+            }
+            Record::Fork(r) => ids.processes.on_fork(r),
+            Record::Exit(r) => {
+                if self.cfg.process_events {
+                    events.exit(r, ids, clock, host);
+                }
+                ids.processes.on_exit(r);
+            }
+            Record::Creds(r) => {
+                ids.processes.on_creds(r);
+                // The exec's start waited for these.
+                events.flush(ids, clock, host);
+            }
             Record::Dns(r) => self.on_dns(r, flows),
             Record::Payload(r) => self.on_payload(r, flows),
             _ => {}
         }
+    }
+
+    /// The `process_start` and `process_end` events made since the last take, in record order.
+    pub(crate) fn take_process_events(&mut self) -> Vec<ProcessEvent> {
+        let (ids, clock, host) = (&mut self.identities, &self.clock, &self.cfg.host);
+        self.process_events.flush(ids, clock, host);
+        self.process_events.take()
     }
 
     /// DNS over UDP (remote port 53): a query sent waits for its answer; an answer received
@@ -248,6 +287,9 @@ impl Enricher {
             cookie,
             open_ns,
         } = t;
+        // A start waiting for its credentials is built first: it precedes this flow.
+        let (ids, clock, host) = (&mut self.identities, &self.clock, &self.cfg.host);
+        self.process_events.flush(ids, clock, host);
         event.host = self.cfg.host.clone();
         event.locality = self.locality(event.remote.0);
         event.local_locality = self.locality(event.local.0);

@@ -379,3 +379,89 @@ fn dns_over_tcp_answers_teach_only_after_their_connections_query() {
     );
     assert_eq!(name_of_flow_to_10_0_0_1(&mut t, &mut e, 501, NS_B), None);
 }
+
+/// An exec record of `pid` (its comm `prog`), started at `start_ns`, seen at `ts_ns`.
+fn exec_record(pid: u32, start_ns: u64, ts_ns: u64) -> Box<flow_common::ExecRecord> {
+    // SAFETY: ExecRecord is plain old data; all-zero is valid.
+    let mut r: Box<flow_common::ExecRecord> = Box::new(unsafe { std::mem::zeroed() });
+    r.header.kind = RecordKind::Exec as u32;
+    r.header.ts_ns = ts_ns;
+    r.task.pid = pid;
+    r.task.tid = pid;
+    r.task.start_ns = start_ns;
+    r.task.uid = 1000;
+    r.task.comm[..4].copy_from_slice(b"prog");
+    r.path[..5].copy_from_slice(b"prog\0");
+    r.path[128..132].copy_from_slice(b"bin\0");
+    r.path_len = 2;
+    r.args[..8].copy_from_slice(b"prog\0-x\0");
+    r.args_len = 8;
+    r.args_total = 8;
+    r
+}
+
+#[test]
+fn execs_and_exits_are_process_events_when_enabled() {
+    let t = FlowTable::new(FlowTableConfig::default(), "ab".into());
+    let mut e = Enricher::new(EnrichmentConfig {
+        process_events: true,
+        ..EnrichmentConfig::default()
+    });
+    let (pid, start) = (4_100_001, 7 * S);
+    e.observe(&Record::Exec(exec_record(pid, start, start + 10)), &t);
+    // The start waits for the exec's credentials, which the kernel writes next.
+    e.observe(
+        &Record::Creds(flow_common::CredsRecord {
+            header: RecordHeader {
+                kind: RecordKind::Creds as u32,
+                _pad: 0,
+                ts_ns: start + 11,
+            },
+            start_ns: start,
+            pid,
+            uid: 1000,
+            gid: 1000,
+            euid: 0,
+            egid: 1000,
+            auid: 1000,
+            session_id: 5,
+            _pad: 0,
+        }),
+        &t,
+    );
+    e.observe(
+        &Record::Exit(flow_common::ExitRecord {
+            header: RecordHeader {
+                kind: RecordKind::Exit as u32,
+                _pad: 0,
+                ts_ns: start + 2 * S,
+            },
+            start_ns: start,
+            pid,
+            exit_code: 3 << 8,
+        }),
+        &t,
+    );
+    let events = e.take_process_events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    let (s, end) = (&events[0], &events[1]);
+    assert_eq!(s.action, crate::event::ProcessAction::Start);
+    assert_eq!(s.process.image_path.as_deref(), Some("/bin/prog"));
+    assert_eq!(s.process.command_line.as_deref(), Some("prog -x"));
+    assert_eq!(
+        (s.process.euid, s.process.session_id),
+        (Some(0), Some(5)),
+        "the exec's credentials"
+    );
+    assert_eq!(end.action, crate::event::ProcessAction::End);
+    assert_eq!(end.exit.map(|x| (x.code, x.signal)), Some((3, None)));
+    assert_eq!(end.duration_ns, Some(2 * S));
+    assert_eq!(end.process.comm, "prog");
+    assert_eq!(end.process.entity_id, s.process.entity_id);
+    assert!(s.process.entity_id.is_some());
+
+    // Off (the default): none.
+    let mut off = Enricher::new(EnrichmentConfig::default());
+    off.observe(&Record::Exec(exec_record(pid + 1, start, start + 10)), &t);
+    assert!(off.take_process_events().is_empty());
+}

@@ -18,7 +18,9 @@ pub use flow::{
     RemoteName, TcpFlags, Transport,
 };
 pub use host::HostInfo;
-pub use process::{HashSkip, ProcessIdentity, Sha256};
+pub use process::{
+    Ancestor, ExitStatus, HashSkip, ProcessAction, ProcessEvent, ProcessIdentity, Sha256,
+};
 pub(crate) use rate_limited::{Limiter, SuppressedEvent};
 pub use self_check::{SelfCheck, SelfCheckReport};
 pub(crate) use stats::{
@@ -50,6 +52,7 @@ impl WallTime {
 pub enum Event {
     Flow(FlowEvent),
     Dns(Box<DnsEvent>),
+    Process(Box<ProcessEvent>),
     Stats(Box<StatsEvent>),
     RateLimited(Box<SuppressedEvent>),
 }

@@ -48,8 +48,27 @@ impl FilterConfig {
                     None => decide(),
                 }
             }
+            Event::Process(ev) => self.decide_process(&FlowView::of_process(&ev.process)),
             Event::Stats(_) | Event::RateLimited(_) => true,
         }
+    }
+
+    /// A process event is judged by the process-only rules: it passes when there is no such
+    /// include rule or it matches one, and it matches no such exclude rule. Rules with an
+    /// endpoint, transport or direction condition choose flows, not processes.
+    fn decide_process(&self, view: &FlowView) -> bool {
+        let mut include = self
+            .include
+            .iter()
+            .filter(|r| r.is_process_only())
+            .peekable();
+        let included = include.peek().is_none() || include.any(|r| r.matches(view));
+        included
+            && !self
+                .exclude
+                .iter()
+                .filter(|r| r.is_process_only())
+                .any(|r| r.matches(view))
     }
 
     /// [`Self::matches`] for a flow event.

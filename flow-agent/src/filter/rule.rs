@@ -106,6 +106,19 @@ impl<'a> FlowView<'a> {
         }
     }
 
+    /// A process event: only its process is looked at (by process-only rules, whose other
+    /// conditions are all unset).
+    pub(crate) fn of_process(p: &'a ProcessIdentity) -> Self {
+        let unspecified = (IpAddr::from([0u8; 4]), 0);
+        Self {
+            local: unspecified,
+            remote: unspecified,
+            transport: event::Transport::Tcp,
+            direction: event::Direction::Outbound,
+            process: Some(p),
+        }
+    }
+
     /// A DNS answer seen as its flow: from the asking socket to the resolver.
     pub(crate) fn of_dns(ev: &'a DnsEvent) -> Self {
         Self {
@@ -127,6 +140,17 @@ impl Rule {
     /// Whether the rule sets no condition (it would match every flow).
     pub(crate) fn is_empty(&self) -> bool {
         self.condition_names().is_empty()
+    }
+
+    /// Whether the rule sets only conditions on the process (none on endpoints, transport or
+    /// direction): the rules that judge process events.
+    pub(crate) fn is_process_only(&self) -> bool {
+        self.remote_cidr.is_empty()
+            && self.local_cidr.is_empty()
+            && self.remote_port.is_empty()
+            && self.local_port.is_empty()
+            && self.transport.is_empty()
+            && self.direction.is_empty()
     }
 
     /// The conditions this rule sets, by key.

@@ -220,3 +220,31 @@ fn rules_serialize_back_to_what_was_written() {
     let back: FilterConfig = toml::from_str(&toml::to_string(&f).unwrap()).unwrap();
     assert_eq!(f, back);
 }
+
+#[test]
+fn process_events_are_judged_by_the_process_only_rules() {
+    let process = |p: ProcessIdentity| {
+        Event::Process(Box::new(crate::event::ProcessEvent {
+            time: WallTime(1),
+            action: crate::event::ProcessAction::Start,
+            process: Arc::new(p),
+            exit: None,
+            duration_ns: None,
+            host: Arc::default(),
+        }))
+    };
+    let bash = ProcessIdentity {
+        comm: "bash".into(),
+        exe: Some("bash".into()),
+        ..curl()
+    };
+    // Network rules choose flows: they neither include nor exclude processes.
+    let f = filter("include = [{ remote_port = 443 }]\nexclude = [{ remote_port = 80 }]");
+    assert!(f.matches(&process(curl())) && f.matches(&process(bash.clone())));
+    // A process-only include rule chooses processes; a mixed one does not apply.
+    let f = filter("include = [{ exe = \"curl\" }, { exe = \"bash\", remote_port = 22 }]");
+    assert!(f.matches(&process(curl())));
+    assert!(!f.matches(&process(bash.clone())));
+    let f = filter("exclude = [{ process_name = \"bash\" }]");
+    assert!(f.matches(&process(curl())) && !f.matches(&process(bash)));
+}

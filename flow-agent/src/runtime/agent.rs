@@ -269,6 +269,9 @@ impl Agent {
         self.pending
             .dns
             .append(&mut self.stages.enricher.take_dns_events());
+        self.pending
+            .processes
+            .append(&mut self.stages.enricher.take_process_events());
         self.pending.write(
             self.outputs.as_mut(),
             &self.config.filter,

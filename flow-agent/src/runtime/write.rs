@@ -3,7 +3,7 @@
 //! events (its own filter and encoder do the rest).
 use crate::{
     clock::boot_ns_now,
-    event::{DnsEvent, Event, FlowEvent, WallTime},
+    event::{DnsEvent, Event, FlowEvent, ProcessAction, ProcessEvent, WallTime},
     filter::FilterConfig,
     ratelimit::{RateLimiter, SuppressedEvent},
     sink::Outputs,
@@ -16,6 +16,8 @@ pub(super) struct Pending {
     pub(crate) flows: Vec<FlowEvent>,
     /// `dns_query` events from the flow table.
     pub(crate) dns: Vec<DnsEvent>,
+    /// `process_start` and `process_end` events, in record order.
+    pub(crate) processes: Vec<ProcessEvent>,
     /// Reused for every batch.
     batch: Vec<Event>,
     /// Flow events handed to the outputs since start (after the global filter and the rate
@@ -25,7 +27,9 @@ pub(super) struct Pending {
 
 impl Pending {
     /// Hands every waiting event to the outputs. Without outputs (taken at shutdown) flow
-    /// events wait; DNS events are not kept.
+    /// events wait; DNS and process events are not kept. Process starts go before the flows
+    /// (a start's exec record came before any of its flows' records not yet written), ends
+    /// after them.
     pub(super) fn write(
         &mut self,
         outputs: Option<&mut Outputs>,
@@ -34,10 +38,18 @@ impl Pending {
     ) {
         let Some(outputs) = outputs else {
             self.dns.clear();
+            self.processes.clear();
             return;
         };
         select_flows(&mut self.flows, filter, limiter, boot_ns_now());
         self.flows_written += self.flows.len() as u64;
+        let (starts, ends): (Vec<_>, Vec<_>) = self
+            .processes
+            .drain(..)
+            .map(|p| Event::Process(Box::new(p)))
+            .filter(|e| filter.matches(e))
+            .partition(|e| matches!(e, Event::Process(p) if p.action == ProcessAction::Start));
+        self.batch.extend(starts);
         self.batch.extend(self.flows.drain(..).map(Event::Flow));
         self.batch.extend(
             self.dns
@@ -45,6 +57,7 @@ impl Pending {
                 .map(|d| Event::Dns(Box::new(d)))
                 .filter(|e| filter.matches(e)),
         );
+        self.batch.extend(ends);
         outputs.publish(&self.batch);
         self.batch.clear();
     }

@@ -367,3 +367,43 @@ fn internet_checksum(data: &[u8]) -> u16 {
     }
     !(sum as u16)
 }
+
+/// Server: accept connections and read each until EOF. Args: address, port.
+pub const SINK_SERVER: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen()
+print("listening", flush=True)
+while True:
+    c, _ = s.accept()
+    while c.recv(65536): pass
+    c.close()
+"#;
+
+/// Sends `kill -SIG` to `pid`.
+pub fn signal(pid: u32, sig: &str) -> Result<()> {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()?;
+    ensure!(status.success(), "kill -{sig} {pid} failed");
+    Ok(())
+}
+
+/// `n` execs of /bin/true by an unprivileged user (not filtered as the agent's own): enough to
+/// fill a small process ring while the agent is stopped.
+pub fn exec_flood_as_nobody(n: usize) -> Result<()> {
+    let status = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "sh",
+            "-c",
+        ])
+        .arg(format!(
+            "i=0; while [ $i -lt {n} ]; do /bin/true; i=$((i+1)); done"
+        ))
+        .status()?;
+    ensure!(status.success(), "the exec flood as nobody failed");
+    Ok(())
+}

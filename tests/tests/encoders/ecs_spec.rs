@@ -50,6 +50,13 @@ const CUSTOM: &[(&str, Ty, bool)] = &[
     ("flow_agent.image_deleted", Boolean, false),
     ("flow_agent.image_hash_skipped", Keyword, false),
     ("flow_agent.image_inherited", Boolean, false),
+    ("flow_agent.image_refreshed", Boolean, false),
+    ("flow_agent.image_unverified", Boolean, false),
+    ("flow_agent.ancestors", Object, true),
+    ("flow_agent.ancestors.pid", Long, true),
+    ("flow_agent.ancestors.entity_id", Keyword, true),
+    ("flow_agent.ancestors.image_path", Keyword, true),
+    ("flow_agent.exit_signal", Long, false),
     ("flow_agent.egid", Long, false),
     ("flow_agent.auid", Long, false),
     ("flow_agent.login_user", Keyword, false),
@@ -489,6 +496,29 @@ pub fn check_document(doc: &Value) -> Vec<String> {
         if doc["network"]["protocol"] != "dns" {
             p.push(format!("network.protocol {}", doc["network"]["protocol"]));
         }
+    }
+    if strs(&ev["category"]) == ["process"] {
+        // A process's start or end: no network, source or destination; the process and its
+        // exit code (`process.exit_code` only at the end).
+        for absent in ["network", "source", "destination"] {
+            if doc.get(absent).is_some() {
+                p.push(format!("process event with {absent}"));
+            }
+        }
+        let types = strs(&ev["type"]);
+        if types != ["start"] && types != ["end"] {
+            p.push(format!("process event of event.type {}", ev["type"]));
+        }
+        if (types == ["end"]) != doc["process"].get("exit_code").is_some() {
+            p.push(format!(
+                "process.exit_code {} for event.type {}",
+                doc["process"]["exit_code"], ev["type"]
+            ));
+        }
+        if doc["process"]["pid"].is_null() || doc["process"]["entity_id"].is_null() {
+            p.push("process event without process.pid or process.entity_id".into());
+        }
+        return p;
     }
     let net = &doc["network"];
     one_of(&mut p, "network.direction", &net["direction"], DIRECTIONS);

@@ -1,4 +1,5 @@
-//! Sysmon for Linux Event ID 3 ("Network connection detected"), as Sysmon for Linux writes it
+//! Sysmon for Linux Event ID 3 ("Network connection detected"), 1 and 5 (process create and
+//! terminated), and 22 (DNS, as Sysmon for Windows writes it), as Sysmon for Linux writes them
 //! to syslog: one well-formed `<Event>` with the `System` block's elements in order (the spec
 //! fixture, from its outputxml.cpp) and values, and the event's `EventData` fields in the
 //! order and with the types of Sysmon's manifest (the spec fixture).
@@ -7,23 +8,10 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 use std::net::IpAddr;
 
-/// Constant text of System elements for event 3.
+/// Constant text of System elements of every event (EventID, Version and Task are the
+/// event's own: its id, its manifest version, its id again).
 const SYSTEM_TEXT: &[(&str, &str)] = &[
-    ("EventID", "3"),
-    ("Version", "5"),
     ("Level", "4"),
-    ("Task", "3"),
-    ("Opcode", "0"),
-    ("Keywords", "0x8000000000000000"),
-    ("Channel", "Linux-Sysmon/Operational"),
-];
-/// Constant text of System elements for event 22 (DNSEvent, Sysmon for Windows' manifest;
-/// Sysmon for Linux has no DNS event).
-const SYSTEM_TEXT_22: &[(&str, &str)] = &[
-    ("EventID", "22"),
-    ("Version", "5"),
-    ("Level", "4"),
-    ("Task", "22"),
     ("Opcode", "0"),
     ("Keywords", "0x8000000000000000"),
     ("Channel", "Linux-Sysmon/Operational"),
@@ -179,18 +167,21 @@ pub fn check_record(rec: &Record, agent_pid: u32, record_id: u64, euid: u32) -> 
             }
         }
     }
-    let dns = rec.system("EventID").is_some_and(|e| e.text == "22");
-    let system_text = if dns { SYSTEM_TEXT_22 } else { SYSTEM_TEXT };
-    let id = if dns { "22" } else { "3" };
-    let event = &manifest.events[id];
+    let id = rec
+        .system("EventID")
+        .map_or(String::new(), |e| e.text.clone());
+    let dns = id == "22";
+    let Some(event) = manifest.events.get(id.as_str()) else {
+        p.push(format!("EventID {id:?} is no event of the manifest"));
+        return p;
+    };
     let event_data: Vec<&str> = event.data.iter().map(|(n, _)| *n).collect();
-    let version = rec.system("Version").map(|e| e.text.as_str());
-    if version != Some(event.version) {
-        p.push(format!(
-            "Version {version:?}, the manifest's event {id} is version {}",
-            event.version
-        ));
-    }
+    let own = [
+        ("EventID", id.as_str()),
+        ("Version", event.version),
+        ("Task", id.as_str()),
+    ];
+    let system_text = own.iter().chain(SYSTEM_TEXT).copied();
     for (name, want) in system_text {
         let got = rec.system(name).map(|e| e.text.as_str());
         if got != Some(want) {
@@ -211,10 +202,10 @@ pub fn check_record(rec: &Record, agent_pid: u32, record_id: u64, euid: u32) -> 
             attr("TimeCreated", "SystemTime")
         ));
     }
-    let id = rec.system("EventRecordID").map(|e| e.text.as_str());
-    if id != Some(&*record_id.to_string()) {
+    let record = rec.system("EventRecordID").map(|e| e.text.as_str());
+    if record != Some(&*record_id.to_string()) {
         p.push(format!(
-            "EventRecordID {id:?}, want {record_id} (numbered from 1)"
+            "EventRecordID {record:?}, want {record_id} (numbered from 1)"
         ));
     }
     if rec
@@ -269,6 +260,10 @@ pub fn check_record(rec: &Record, agent_pid: u32, record_id: u64, euid: u32) -> 
         d("ProcessId") == "-" || all_digits(&d("ProcessId")),
         "ProcessId",
     );
+    if id == "1" || id == "5" {
+        expect(!d("Image").is_empty(), "Image");
+        return p;
+    }
     if dns {
         expect(all_digits(&d("QueryStatus")), "QueryStatus");
         expect(!d("QueryName").is_empty(), "QueryName");

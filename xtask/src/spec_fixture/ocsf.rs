@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The classes the format writes.
-const CLASSES: &[&str] = &["network_activity", "dns_activity"];
+const CLASSES: &[&str] = &["network_activity", "dns_activity", "process_activity"];
 
 /// One attribute as resolved: its merged definition and the profile that adds it.
 type Attrs = BTreeMap<String, (Value, Option<String>)>;

@@ -16,6 +16,7 @@ use crate::event::{
 };
 
 mod dns;
+mod process;
 mod rate_limit;
 mod stats;
 
@@ -41,6 +42,10 @@ impl Encoder for EcsEncoder {
                 true
             }
             AnyEvent::Dns(d) => serde_json::to_writer(&mut *out, &dns::DnsDoc::new(d)).is_ok(),
+            AnyEvent::Process(p) => {
+                self.process_event(p, out);
+                true
+            }
             AnyEvent::Stats(s) => {
                 serde_json::to_writer(&mut *out, &stats::StatsDoc::new(s)).is_ok()
             }
@@ -103,15 +108,7 @@ impl EcsEncoder {
         let app = ev.app.as_ref().map(|a| self.apps.get(a, app_fragments));
         let (src, dest) = (ev.src(), ev.dest());
         let mut w = Json::new(out);
-        w.begin();
-        w.time("@timestamp", ev.time);
-        w.object("ecs");
-        w.name("version", ECS_VERSION);
-        w.end();
-        w.object("agent");
-        w.name("type", AGENT.kind);
-        w.name("version", AGENT.version);
-        w.end();
+        head(&mut w, ev.time);
         event(&mut w, ev);
         let orig_resp = ev.orig_resp();
         let (src_domain, dest_domain) = common::end_names(ev);
@@ -183,6 +180,19 @@ impl EcsEncoder {
         w.end();
         w.end();
     }
+}
+
+/// Opens a document: `@timestamp`, `ecs` and `agent`.
+fn head(w: &mut Json, time: crate::event::WallTime) {
+    w.begin();
+    w.time("@timestamp", time);
+    w.object("ecs");
+    w.name("version", ECS_VERSION);
+    w.end();
+    w.object("agent");
+    w.name("type", AGENT.kind);
+    w.name("version", AGENT.version);
+    w.end();
 }
 
 /// `event`.
@@ -311,6 +321,9 @@ fn process_fragments(p: &ProcessIdentity) -> Fragments {
             w.opt("image_deleted", p.image_deleted);
             w.opt("image_hash_skipped", p.image_hash_skipped);
             w.opt("image_inherited", p.image_inherited.then_some(true));
+            w.opt("ancestors", Some(&p.ancestors).filter(|a| !a.is_empty()));
+            w.opt("image_refreshed", p.image_refreshed.then_some(true));
+            w.opt("image_unverified", p.image_unverified.then_some(true));
             w.opt("egid", p.egid);
             w.opt("auid", p.auid);
             w.opt("login_user", p.login_user.as_deref());

@@ -430,3 +430,20 @@ fn tls_facts_have_their_ecs_fields_and_tcp_detail_its_custom_ones() {
         assert_eq!(doc["flow_agent"][k], native[k], "{k}");
     }
 }
+
+#[test]
+fn process_events_are_process_documents_joined_by_entity_id() {
+    let start = encode_event(Event::Process(Box::new(process_start())));
+    assert_eq!(start["event"]["category"], serde_json::json!(["process"]));
+    assert_eq!(start["event"]["type"], serde_json::json!(["start"]));
+    assert_eq!(start["event"]["action"], "process_start");
+    let flow = encode(&tcp_out_start());
+    assert_eq!(start["process"]["entity_id"], flow["process"]["entity_id"]);
+    assert!(start["process"].get("exit_code").is_none());
+    assert!(start.get("network").is_none() && start.get("source").is_none());
+    let end = encode_event(Event::Process(Box::new(process_end())));
+    assert_eq!(end["event"]["type"], serde_json::json!(["end"]));
+    assert_eq!(end["process"]["exit_code"], 137);
+    assert_eq!(end["flow_agent"]["exit_signal"], 9);
+    assert_eq!(end["event"]["duration"], 214_950_000);
+}

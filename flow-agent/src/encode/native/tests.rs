@@ -102,6 +102,8 @@ const FLOW_ORDER: &[&str] = &[
     "image_path",
     "image_deleted",
     "image_inherited",
+    "image_refreshed",
+    "image_unverified",
     "image_sha256",
     "image_hash_skipped",
     "command_line",
@@ -112,6 +114,7 @@ const FLOW_ORDER: &[&str] = &[
     "parent_exe",
     "parent_command_line",
     "parent_entity_id",
+    "ancestors",
     "uid",
     "user",
     "gid",
@@ -283,6 +286,13 @@ fn full_process() -> ProcessIdentity {
         systemd_unit: Some("docker-abc.scope".into()),
         image_deleted: Some(true),
         image_inherited: true,
+        image_refreshed: true,
+        ancestors: vec![crate::event::Ancestor {
+            pid: 1,
+            entity_id: Some("3d1219c7-000000000001-00000001".into()),
+            image_path: Some("/usr/lib/systemd/systemd".into()),
+        }],
+        image_unverified: true,
         image_sha256: Some(Sha256([0xab; 32])),
         image_hash_skipped: Some(HashSkip::TooLarge),
         parent_command_line: Some("bash -l".into()),
@@ -848,4 +858,56 @@ fn flow_fields_list_what_the_writer_writes_in_order() {
     for ev in all_flows() {
         assert_in_order(&keys_in_order(Event::Flow(ev)), super::FLOW_FIELDS, "flow");
     }
+}
+
+#[test]
+fn process_event_fields_list_what_the_writer_writes_in_order() {
+    // tests/tests/schema.rs checks PROCESS_EVENT_FIELDS against the docs and the schema.
+    let mut end = process_end();
+    end.process = Arc::new(full_process());
+    end.host = full_flow().host;
+    let keys = keys_in_order(Event::Process(Box::new(end)));
+    let order = process_event_order();
+    assert_in_order(&keys, &order, "process_end");
+    for k in [
+        "exit_code",
+        "exit_signal",
+        "duration",
+        "process_entity_id",
+        "image_sha256",
+    ] {
+        assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
+    }
+    let doc = encode_event(Event::Process(Box::new(process_end())));
+    assert_eq!(doc["event_action"], "process_end");
+    assert_eq!(
+        (doc["exit_code"].clone(), doc["exit_signal"].clone()),
+        (137.into(), 9.into())
+    );
+    let start = encode_event(Event::Process(Box::new(process_start())));
+    assert_eq!(start["event_action"], "process_start");
+    assert_eq!(
+        start["process_entity_id"],
+        curl().entity_id.unwrap().as_str()
+    );
+    assert!(start.get("exit_code").is_none() && start.get("duration").is_none());
+    let keys = keys_in_order(Event::Process(Box::new(process_start())));
+    assert_in_order(&keys, &order, "process_start");
+}
+
+/// A process event's fields in order: its own, then the flow fields of its process (without
+/// the event's `tid`) and of the host, as tests/tests/schema.rs assembles them.
+fn process_event_order() -> Vec<&'static str> {
+    let f = super::FLOW_FIELDS;
+    let at = |k: &str| f.iter().position(|x| *x == k).unwrap();
+    let process = f[at("pid")..=at("systemd_unit")]
+        .iter()
+        .filter(|k| **k != "tid");
+    let host = &f[at("hostname")..=at("agent_version")];
+    super::PROCESS_EVENT_FIELDS
+        .iter()
+        .chain(process)
+        .chain(host)
+        .copied()
+        .collect()
 }

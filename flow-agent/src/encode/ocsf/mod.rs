@@ -19,6 +19,7 @@ use crate::event::{
 
 mod dns;
 mod process;
+mod process_activity;
 mod rate_limit;
 mod vocabulary;
 
@@ -49,6 +50,10 @@ impl Encoder for OcsfEncoder {
                 true
             }
             Event::Dns(d) => serde_json::to_writer(&mut *out, &dns::DnsActivity::new(d)).is_ok(),
+            Event::Process(p) => {
+                self.process_event(p, out);
+                true
+            }
             Event::RateLimited(s) => {
                 serde_json::to_writer(&mut *out, &rate_limit::RateLimited::new(s)).is_ok()
             }
@@ -331,6 +336,8 @@ fn process_fragments(p: &ProcessIdentity) -> Fragments {
             w.opt("command_line_truncated", p.command_line_truncated);
             w.opt("image_hash_skipped", p.image_hash_skipped);
             w.opt("image_inherited", p.image_inherited.then_some(true));
+            w.opt("image_refreshed", p.image_refreshed.then_some(true));
+            w.opt("image_unverified", p.image_unverified.then_some(true));
             w.field("gid", &p.gid);
             w.opt("group", p.group.as_deref());
             w.opt("euid", p.euid);

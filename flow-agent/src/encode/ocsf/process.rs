@@ -33,6 +33,19 @@ pub(crate) struct Process<'a> {
     pub(crate) user: User<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) parent_process: Option<Parent<'a>>,
+    /// The ancestors the agent names (`[enrich] ancestry_depth`), the parent first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) ancestry: Vec<Entity<'a>>,
+}
+
+/// OCSF `process_entity`: one ancestor.
+#[derive(Serialize)]
+pub(crate) struct Entity<'a> {
+    pub(crate) pid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) uid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) path: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -129,6 +142,15 @@ impl<'a> Actor<'a> {
                     .as_deref()
                     .map(|path| File::executable(path, None)),
             }),
+            ancestry: p
+                .ancestors
+                .iter()
+                .map(|a| Entity {
+                    pid: a.pid,
+                    uid: a.entity_id.as_deref(),
+                    path: a.image_path.as_deref(),
+                })
+                .collect(),
         };
         Actor { process, user }
     }

@@ -499,3 +499,31 @@ fn app_protocol_and_ja4_fingerprints_have_ocsf_18_attributes() {
     );
     assert_eq!(doc["tls"]["ja3_hash"]["value"], "j3");
 }
+
+#[test]
+fn process_events_are_process_activity_launch_and_terminate() {
+    let start: Value =
+        serde_json::from_slice(&encode_event(Event::Process(Box::new(process_start())))).unwrap();
+    assert_eq!(
+        (start["class_uid"].clone(), start["activity_id"].clone()),
+        (1007.into(), 1.into())
+    );
+    assert_eq!(start["type_uid"], 100701);
+    assert_eq!(start["category_uid"], 1);
+    let flow = encode(&tcp_out_start());
+    assert_eq!(start["process"]["uid"], flow["actor"]["process"]["uid"]);
+    assert_eq!(
+        start["actor"]["process"]["uid"],
+        flow["actor"]["process"]["uid"]
+    );
+    assert!(start.get("exit_code").is_none());
+    let end: Value =
+        serde_json::from_slice(&encode_event(Event::Process(Box::new(process_end())))).unwrap();
+    assert_eq!(
+        (end["activity_id"].clone(), end["activity_name"].clone()),
+        (2.into(), "Terminate".into())
+    );
+    assert_eq!(end["exit_code"], 137);
+    assert_eq!(end["unmapped"]["exit_signal"], 9);
+    assert_eq!(end["duration"], 215);
+}

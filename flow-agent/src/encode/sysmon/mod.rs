@@ -1,18 +1,22 @@
 //! `sysmon`: Sysmon for Linux Event ID 3 ("Network connection detected") as Sysmon for Linux
 //! writes it to syslog: one `<Event>` element on one line, the `System` block with Sysmon's
 //! values and the `EventData` fields in Sysmon's order. Sysmon writes event 3 once per
-//! connection, so only `start` events produce a record. Field mapping: docs/formats.md.
+//! connection, so only `start` events produce a record. Process events are events 1 and 5
+//! (process.rs), DNS answers event 22. Field mapping: docs/formats.md.
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::net::IpAddr;
 
 use super::{common, time, Encoder};
 use crate::{
-    event::{DnsAnswer, DnsEvent, Event, FlowAction, FlowEvent, ProcessIdentity, WallTime},
+    event::{
+        DnsAnswer, DnsEvent, Event, FlowAction, FlowEvent, ProcessEvent, ProcessIdentity, WallTime,
+    },
     proto::dns::type_name,
 };
 
 mod guid;
+mod process;
 mod xml;
 
 pub(crate) use guid::{process_guid, Guid};
@@ -63,8 +67,9 @@ impl SysmonEncoder {
         // Writing to a Vec cannot fail.
         let _ = write!(
             out,
-            "\"/><EventID>{event_id}</EventID><Version>5</Version><Level>4</Level>\
-             <Task>{event_id}</Task>"
+            "\"/><EventID>{event_id}</EventID><Version>{}</Version><Level>4</Level>\
+             <Task>{event_id}</Task>",
+            version(event_id)
         );
         out.extend_from_slice(b"<Opcode>0</Opcode><Keywords>0x8000000000000000</Keywords>");
         let _ = write!(
@@ -114,6 +119,30 @@ impl SysmonEncoder {
     }
 }
 
+impl SysmonEncoder {
+    /// Event 1 at exec, event 5 at exit.
+    fn encode_process(&mut self, ev: &ProcessEvent, out: &mut Vec<u8>) -> bool {
+        let id = process::event_id(ev);
+        let host = &ev.host.hostname;
+        let (now, tid) = (WallTime::now(), current_tid());
+        if id == 1 {
+            let hashes = process::hashes(&ev.process);
+            self.record_of(id, host, &process::create_data(ev, &hashes), now, tid, out);
+        } else {
+            self.record_of(id, host, &process::terminate_data(ev), now, tid, out);
+        }
+        true
+    }
+}
+
+/// The manifest's version of each event this encoder writes.
+fn version(event_id: u32) -> u32 {
+    match event_id {
+        5 => 3,
+        _ => 5,
+    }
+}
+
 impl Default for SysmonEncoder {
     fn default() -> Self {
         Self::new()
@@ -121,7 +150,8 @@ impl Default for SysmonEncoder {
 }
 
 impl Encoder for SysmonEncoder {
-    /// Event 3 for flow starts, event 22 for DNS queries. No record for stats, nor for
+    /// Event 3 for flow starts, event 22 for DNS queries, events 1 and 5 for process starts
+    /// and ends. No record for stats, nor for
     /// summaries of suppressed flows: Sysmon has no event id for flows not seen (the summaries
     /// reach such outputs' readers through stats events of other outputs, the metrics and the
     /// agent's log).
@@ -129,6 +159,7 @@ impl Encoder for SysmonEncoder {
         match event {
             Event::Flow(ev) => self.encode_flow(ev, out),
             Event::Dns(ev) => self.encode_dns(ev, out),
+            Event::Process(ev) => self.encode_process(ev, out),
             Event::Stats(_) | Event::RateLimited(_) => false,
         }
     }

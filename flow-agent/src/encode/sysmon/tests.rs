@@ -216,3 +216,35 @@ fn hostnames_are_this_hosts_and_the_resolved_remotes() {
     assert_eq!(d[10], ("SourceHostname", "www.a.test".to_string()));
     assert_eq!(d[15], ("DestinationHostname", "vm.example.org".to_string()));
 }
+
+#[test]
+fn process_events_are_events_1_and_5_with_event_3s_process_guid() {
+    let mut enc = SysmonEncoder::new();
+    let text = |enc: &mut SysmonEncoder, ev: Event| {
+        let mut out = Vec::new();
+        assert!(enc.encode(&ev, &mut out));
+        String::from_utf8(out).unwrap()
+    };
+    let start = text(&mut enc, Event::Process(Box::new(process_start())));
+    let flow = text(&mut enc, Event::Flow(tcp_out_start()));
+    let end = text(&mut enc, Event::Process(Box::new(process_end())));
+    let guid = |s: &str| {
+        let at = s.find("<Data Name=\"ProcessGuid\">").unwrap() + 26;
+        s[at..at + 38].to_string()
+    };
+    assert!(
+        start.contains("<EventID>1</EventID><Version>5</Version>"),
+        "{start}"
+    );
+    assert!(
+        end.contains("<EventID>5</EventID><Version>3</Version>"),
+        "{end}"
+    );
+    assert_eq!(guid(&start), guid(&flow));
+    assert_eq!(guid(&end), guid(&flow));
+    assert!(start.contains("<Data Name=\"CommandLine\">curl"), "{start}");
+    assert!(
+        end.contains("<Data Name=\"Image\">/usr/bin/curl</Data>"),
+        "{end}"
+    );
+}
