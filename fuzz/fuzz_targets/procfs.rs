@@ -6,9 +6,25 @@ use flow_agent::{
     kernel::mounts,
 };
 use libfuzzer_sys::fuzz_target;
+use ::procfs::FromRead;
+
+/// `stat` is read with the `procfs` crate; what a process chooses there is its name (any bytes
+/// but NUL, 15 at most), and the fields after it must come out whatever the name.
+fn stat_with_name(data: &[u8]) {
+    let name = &data[..data.len().min(15)];
+    if name.contains(&0) {
+        return;
+    }
+    let mut stat = b"4242 (".to_vec();
+    stat.extend_from_slice(name);
+    stat.extend_from_slice(b") S 17 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654");
+    stat.extend_from_slice(" 0".repeat(17).as_bytes());
+    let s = ::procfs::process::Stat::from_read(&stat[..]).expect("a kernel-shaped stat line");
+    assert_eq!((s.ppid, s.starttime), (17, 987654));
+}
 
 fuzz_target!(|data: &[u8]| {
-    let _ = procfs::stat_fields(data);
+    stat_with_name(data);
     let _ = procfs::status_real_gid(data);
     let _ = procfs::status_ids(data, b"Uid:");
     let _ = procfs::cgroup_v2_path(data);

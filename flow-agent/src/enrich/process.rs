@@ -21,10 +21,12 @@ use flow_common::{
     PATH_FLAG_TRUNCATED,
 };
 
-use super::{
-    image_hash::HashSlot,
-    procfs::{self, StatFields},
+use ::procfs::{
+    process::{Process as ProcDir, Stat},
+    ProcError, ProcResult,
 };
+
+use super::{image_hash::HashSlot, procfs};
 use crate::capture::records::{exec_args, exec_path};
 
 /// Longest command line kept, in bytes (longer ones are cut and marked).
@@ -557,42 +559,45 @@ fn in_initial_pid_namespace(proc_root: &Path) -> bool {
         })
 }
 
+/// `proc_root/PID`, opened once: the files read from it are of that one process.
+fn proc_dir(proc_root: &Path, pid: u32) -> ProcResult<ProcDir> {
+    ProcDir::new_with_root(proc_root.join(pid.to_string()))
+}
+
 /// Whether `pid` runs, from /proc/PID/stat.
 fn running(proc_root: &Path, pid: u32, tick_ns: u64) -> Running {
-    match std::fs::read(proc_root.join(format!("{pid}/stat"))) {
-        Ok(stat) => procfs::stat_fields(&stat).map_or(Running::Unknown, |f| {
-            Running::Since(f.start_ticks.saturating_mul(tick_ns))
-        }),
-        Err(e)
-            if e.kind() == std::io::ErrorKind::NotFound
-                || e.raw_os_error() == Some(libc::ESRCH) =>
-        {
-            Running::Gone
-        }
+    match proc_dir(proc_root, pid).and_then(|p| p.stat()) {
+        Ok(stat) => Running::Since(stat.starttime.saturating_mul(tick_ns)),
+        // ENOENT and ESRCH alike.
+        Err(ProcError::NotFound(_)) => Running::Gone,
         Err(_) => Running::Unknown,
     }
 }
 
 /// /proc/PID: stat for parent and start time, exe and cmdline. None if the process is gone.
 fn read_proc(proc_root: &Path, pid: u32, tick_ns: u64) -> Option<Process> {
-    let dir = proc_root.join(pid.to_string());
-    let stat = std::fs::read(dir.join("stat")).ok()?;
-    let StatFields { ppid, start_ticks } = procfs::stat_fields(&stat)?;
-    let (path, deleted) = match std::fs::read_link(dir.join("exe")) {
+    let proc = proc_dir(proc_root, pid).ok()?;
+    let Stat {
+        ppid, starttime, ..
+    } = proc.stat().ok()?;
+    // `exe()` is a PathBuf: the link's bytes, kept exactly.
+    let (path, deleted) = match proc.exe() {
         Ok(p) => {
             let (path, deleted) = procfs::exe_link(p.as_os_str().as_bytes());
             (Some(path), deleted)
         }
         Err(_) => (None, false),
     };
+    // Read by hand: the crate's `cmdline()` is Strings, failing on bytes that are not UTF-8.
+    let dir = proc_root.join(pid.to_string());
     let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
     let (args, args_truncated) = procfs::cmdline_args(&cmdline, MAX_COMMAND_LINE);
     let mut image = Image::new(path, &args, args_truncated);
     image.deleted = deleted;
     Some(Process {
         pid,
-        start_ns: start_ticks.saturating_mul(tick_ns),
-        ppid,
+        start_ns: starttime.saturating_mul(tick_ns),
+        ppid: u32::try_from(ppid).unwrap_or(0),
         image: Arc::new(image),
         inherited: false,
         creds: read_creds(&dir),
@@ -603,6 +608,8 @@ fn read_proc(proc_root: &Path, pid: u32, tick_ns: u64) -> Option<Process> {
 }
 
 /// Real and effective ids from /proc/PID/status, login uid and session from their files.
+/// `status` is read by hand: its `Name:` line is the process's name unescaped, and the crate's
+/// `Status` fails on a name that is not UTF-8 (and builds a map of every line).
 fn read_creds(dir: &Path) -> Option<Creds> {
     let status = std::fs::read(dir.join("status")).ok()?;
     let (uid, euid) = procfs::status_ids(&status, b"Uid:")?;
@@ -713,7 +720,8 @@ mod tests {
             let dir = self.0.join(pid.to_string());
             std::fs::create_dir_all(&dir).unwrap();
             let stat = format!(
-                "{pid} (p) S 1 {pid} {pid} 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 {start_ticks} 1 2"
+                "{pid} (p) S 1 {pid} {pid} 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 {start_ticks} {}",
+                ["0"; 17].join(" ")
             );
             std::fs::write(dir.join("stat"), stat).unwrap();
         }

@@ -1,28 +1,8 @@
-//! Parsers of /proc files, apart from their reading: what a process puts there (its name in
-//! `stat`, its arguments in `cmdline`, its executable's name) is chosen by whoever started it,
-//! so every parser takes any bytes without panicking (fuzzed: `fuzz/fuzz_targets/procfs.rs`).
-
-/// `/proc/PID/stat` fields the agent uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StatFields {
-    pub(crate) ppid: u32,
-    /// Start time in clock ticks since boot (field 22).
-    pub(crate) start_ticks: u64,
-}
-
-/// Parses `/proc/PID/stat`. The command name (field 2) is in parentheses and may itself hold
-/// spaces, parentheses and bytes that are not UTF-8: the fields after it start after the last
-/// `)`, and only they are decoded.
-pub fn stat_fields(stat: &[u8]) -> Option<StatFields> {
-    let close = stat.iter().rposition(|b| *b == b')')?;
-    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
-    let mut fields = rest.split_whitespace();
-    // rest: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime
-    // stime cutime cstime priority nice num_threads itrealvalue starttime ...
-    let ppid = fields.nth(1)?.parse().ok()?;
-    let start_ticks = fields.nth(17)?.parse().ok()?;
-    Some(StatFields { ppid, start_ticks })
-}
+//! Parsers of /proc files the `procfs` crate cannot read exactly, apart from their reading: what
+//! a process puts there (its arguments in `cmdline`, its executable's name, its name in
+//! `status`) is chosen by whoever started it, so every parser takes any bytes without panicking
+//! (fuzzed: `fuzz/fuzz_targets/procfs.rs`). `stat` and the exe link are read with the crate
+//! (`enrich/process.rs`); docs/architecture.md says why the rest is not.
 
 /// The comm of /proc/PID/stat (between the first `(` and the last `)`), NUL-padded.
 pub fn stat_comm(stat: &[u8]) -> [u8; flow_common::COMM_LEN] {
@@ -97,29 +77,27 @@ pub fn cgroup_v2_path(cgroup: &[u8]) -> Option<&[u8]> {
 mod tests {
     use super::*;
 
+    /// The crate's `stat` parser, with a name holding spaces, parentheses, a newline and bytes
+    /// that are not UTF-8: the fields after it are found from the last `)`.
     #[test]
-    fn stat_with_a_hostile_command_name() {
-        let stat =
-            b"4242 (a) b) (\xff\n) S 17 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 1 2";
-        assert_eq!(
-            stat_fields(stat),
-            Some(StatFields {
-                ppid: 17,
-                start_ticks: 987654
-            })
-        );
-        // Cut short, or nothing after the name: no fields, no panic.
-        assert_eq!(stat_fields(b"1 (x)"), None);
-        assert_eq!(stat_fields("1 (x)é".as_bytes()), None);
-        assert_eq!(stat_fields(b"no parenthesis"), None);
+    fn crate_stat_with_a_hostile_command_name() {
+        use ::procfs::FromRead;
+        let mut stat =
+            b"4242 (a) b) (\xff\n) S 17 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654"
+                .to_vec();
+        stat.extend_from_slice(" 0".repeat(17).as_bytes());
+        let s = ::procfs::process::Stat::from_read(&stat[..]).unwrap();
+        assert_eq!((s.ppid, s.starttime), (17, 987654));
     }
 
     #[test]
-    fn stat_of_this_process() {
-        let text = std::fs::read("/proc/self/stat").unwrap();
-        let f = stat_fields(&text).unwrap();
-        assert_eq!(f.ppid, std::os::unix::process::parent_id());
-        assert!(f.start_ticks > 0);
+    fn crate_stat_of_this_process() {
+        let s = ::procfs::process::Process::myself()
+            .unwrap()
+            .stat()
+            .unwrap();
+        assert_eq!(s.ppid as u32, std::os::unix::process::parent_id());
+        assert!(s.starttime > 0);
     }
 
     #[test]

@@ -158,18 +158,16 @@ struct ProcStat {
 }
 
 impl ProcStat {
-    /// None for a process gone meanwhile (nothing can be said of it).
+    /// None for a process gone meanwhile (nothing can be said of it). The crate decodes the
+    /// name lossily: one that is not UTF-8 still leaves the fields after it.
     fn read(proc_root: &Path, pid: u32) -> Option<Self> {
-        let stat = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")).ok()?;
-        // The command name may hold spaces and parentheses: it ends at the last ')'.
-        let (head, rest) = stat.rsplit_once(')')?;
-        let comm = head.split_once('(')?.1.to_string();
-        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let dir = procfs::process::Process::new_with_root(proc_root.join(pid.to_string()));
+        let stat = dir.ok()?.stat().ok()?;
         Some(Self {
-            comm,
-            ppid: fields.get(1)?.parse().ok()?,
-            flags: fields.get(6)?.parse().ok()?,
-            start_ticks: fields.get(19)?.parse().ok()?,
+            comm: stat.comm,
+            ppid: u32::try_from(stat.ppid).ok()?,
+            flags: u64::from(stat.flags),
+            start_ticks: stat.starttime,
         })
     }
 
@@ -372,7 +370,8 @@ mod tests {
             };
             let start = crate::clock::boot_ns_now() / tick_ns();
             let stat = format!(
-                "{pid} ({comm}) S 5 {pid} {pid} 0 -1 {flags} 0 0 0 0 1 2 0 0 20 0 1 0 {start} 0 0\n"
+                "{pid} ({comm}) S 5 {pid} {pid} 0 -1 {flags} 0 0 0 0 1 2 0 0 20 0 1 0 {start}{}\n",
+                " 0".repeat(17)
             );
             std::fs::write(d.join("stat"), stat).unwrap();
         }
