@@ -601,7 +601,8 @@ fn read_proc(proc_root: &Path, pid: u32, tick_ns: u64) -> Option<Process> {
         image: Arc::new(image),
         inherited: false,
         creds: read_creds(&dir),
-        comm: procfs::stat_comm(&stat),
+        // The raw name, as the kernel's records carry it: the crate's `comm` is decoded lossily.
+        comm: procfs::stat_comm(&std::fs::read(dir.join("stat")).unwrap_or_default()),
         cgroup_id: 0,
         refreshed: false,
     })
