@@ -82,8 +82,9 @@ fn listed(path: &Path) -> Vec<Rotated> {
     list(&dir, path.file_name().unwrap()).unwrap()
 }
 
-fn parse(toml_text: &str) -> Result<FileConfig, String> {
-    toml::from_str::<FileConfig>(toml_text).map_err(|e| e.to_string())
+/// The options in `toml_text`, or the deserializer's message.
+fn parse(toml_text: &str) -> anyhow::Result<FileConfig> {
+    Ok(toml::from_str::<FileConfig>(toml_text)?)
 }
 
 fn invalid(cfg: &FileConfig) -> String {
@@ -119,17 +120,23 @@ mode = 0o600"#,
     assert_eq!(cfg.mode, FileMode(0o640));
     assert_eq!(ByteSize::parse("10MB"), Ok(ByteSize(10_000_000)));
     assert_eq!(ByteSize::parse("7"), Ok(ByteSize(7)));
-    let err = parse("path = \"/x/e.log\"\nrotate_size = \"10 furlongs\"").unwrap_err();
+    let err = parse("path = \"/x/e.log\"\nrotate_size = \"10 furlongs\"")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unknown size unit"), "{err}");
-    let err = parse("path = \"/x/e.log\"\nrotate_size = -1").unwrap_err();
+    let err = parse("path = \"/x/e.log\"\nrotate_size = -1")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("cannot be negative"), "{err}");
 }
 
 #[test]
 fn unknown_and_missing_options_are_rejected() {
-    let err = parse("path = \"/x/e.log\"\nrotate_sise = 5").unwrap_err();
+    let err = parse("path = \"/x/e.log\"\nrotate_sise = 5")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unknown field `rotate_sise`"), "{err}");
-    let err = parse("rotate_size = 5").unwrap_err();
+    let err = parse("rotate_size = 5").unwrap_err().to_string();
     assert!(err.contains("missing field `path`"), "{err}");
 }
 
