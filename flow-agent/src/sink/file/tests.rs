@@ -707,8 +707,8 @@ fn as_after_the_drop<T: Send>(groups: &[u32], f: impl FnOnce() -> T + Send) -> T
 const GROUP: u32 = 64123;
 
 /// Rotates `cfg`'s file twice and returns the groups of the live file and `.1`, `.2`.
-fn rotated_groups(cfg: &FileConfig) -> Result<Vec<u32>, String> {
-    let mut s = FileSink::open(cfg, stats()).map_err(|e| e.to_string())?;
+fn rotated_groups(cfg: &FileConfig) -> Result<Vec<u32>, SinkError> {
+    let mut s = FileSink::open(cfg, stats())?;
     s.min_rotation_gap = Duration::ZERO;
     for i in 0..3 {
         s.submit(&record(i));
@@ -730,7 +730,9 @@ fn the_group_is_given_after_the_drop_to_a_member_or_by_a_set_group_id_directory(
     let mut cfg = config(&dir.file("events.log"), 15);
     cfg.group = Some(GROUP.to_string());
     // Not a member, no CAP_CHOWN: refused, saying why and what to do.
-    let err = as_after_the_drop(&[0], || rotated_groups(&cfg)).unwrap_err();
+    let err = as_after_the_drop(&[0], || rotated_groups(&cfg))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains(&format!(
             "outputs.file.group {GROUP}: {}: cannot give it group {GROUP}: Operation not permitted",
