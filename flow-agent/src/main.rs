@@ -132,24 +132,31 @@ struct RunArgs {
     tcp_detail: Option<bool>,
 }
 
-fn parse_level(s: &str) -> Result<LogLevel, String> {
+fn parse_level(s: &str) -> Result<LogLevel, config::UnknownLogLevel> {
     s.parse()
 }
 
-fn parse_switch(s: &str) -> Result<bool, String> {
+/// Why a `run` option's value is not one.
+#[derive(Debug, thiserror::Error)]
+enum ArgError {
+    #[error("{0:?}: expected on or off")]
+    NotASwitch(String),
+    #[error("{0:?} is not a number of seconds (expected e.g. 60 or 0.5)")]
+    NotSeconds(String),
+}
+
+fn parse_switch(s: &str) -> Result<bool, ArgError> {
     match s {
         "on" => Ok(true),
         "off" => Ok(false),
-        _ => Err(format!("{s:?}: expected on or off")),
+        _ => Err(ArgError::NotASwitch(s.into())),
     }
 }
 
-fn parse_seconds(s: &str) -> Result<Seconds, String> {
+fn parse_seconds(s: &str) -> Result<Seconds, ArgError> {
     match s.parse::<f64>() {
         Ok(v) if (0.0..=31_536_000.0).contains(&v) => Ok(Seconds(v)),
-        _ => Err(format!(
-            "{s:?} is not a number of seconds (expected e.g. 60 or 0.5)"
-        )),
+        _ => Err(ArgError::NotSeconds(s.into())),
     }
 }
 
@@ -195,6 +202,10 @@ impl From<tail::TailError> for Failure {
             tail::TailError::Usage(why) => Self {
                 code: EXIT_CONFIG,
                 lines: vec![why],
+            },
+            tail::TailError::Rule(e) => Self {
+                code: EXIT_CONFIG,
+                lines: vec![e.to_string()],
             },
             tail::TailError::Agent(e) => Self {
                 code: EXIT_RUNTIME,

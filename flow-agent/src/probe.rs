@@ -41,8 +41,27 @@ pub struct Report {
     pub(crate) fentry_ok: Option<bool>,
 }
 
+/// Why a check failed: the detail its report gives.
+#[derive(Clone, Debug, thiserror::Error)]
+enum Unavailable {
+    #[error("{0} missing from the probe object")]
+    NoProgram(String),
+    #[error("no cgroup2 mount in /proc/self/mountinfo")]
+    NoCgroup2,
+    #[error("tracefs not mounted and could not be mounted")]
+    NoTracefs,
+    /// The kernel's (or loader's) error, made [`short`]: aya's errors are not Clone, and a
+    /// failed BTF or cgroup opening is the detail of several checks.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// One line from an error and its sources; the verifier's log (pages long) is cut off.
-fn short<E: std::error::Error>(e: E) -> String {
+fn short<E: std::error::Error>(e: E) -> Unavailable {
+    Unavailable::Failed(one_line(e))
+}
+
+fn one_line<E: std::error::Error>(e: E) -> String {
     let mut parts = vec![e.to_string()];
     let mut source = e.source();
     while let Some(s) = source {
@@ -59,22 +78,22 @@ fn short<E: std::error::Error>(e: E) -> String {
         .collect()
 }
 
-fn check(name: &'static str, baseline: bool, r: Result<(), String>) -> Check {
+fn check(name: &'static str, baseline: bool, r: Result<(), Unavailable>) -> Check {
     Check {
         name,
         available: r.is_ok(),
-        detail: r.err(),
+        detail: r.err().map(|e| e.to_string()),
         baseline,
     }
 }
 
-fn prog<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
+fn prog<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, Unavailable>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
 {
     let p = ebpf
         .program_mut(name)
-        .ok_or_else(|| format!("{name} missing from the probe object"))?;
+        .ok_or_else(|| Unavailable::NoProgram(name.into()))?;
     p.try_into().map_err(short)
 }
 
@@ -96,8 +115,8 @@ pub(crate) fn run_baseline(loader: &mut crate::capture::Loader) -> Report {
 /// `typed`: the BTF for the typed hooks' checks, or None to leave them out.
 fn run_checks(
     loader: &mut EbpfLoader,
-    own_btf: Result<(), String>,
-    typed: Option<Result<Btf, String>>,
+    own_btf: Result<(), Unavailable>,
+    typed: Option<Result<Btf, Unavailable>>,
 ) -> Report {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .unwrap_or_default()
@@ -110,18 +129,12 @@ fn run_checks(
         check(
             "cgroup2",
             true,
-            cgroup2
-                .clone()
-                .map(drop)
-                .ok_or_else(|| "no cgroup2 mount in /proc/self/mountinfo".into()),
+            cgroup2.clone().map(drop).ok_or(Unavailable::NoCgroup2),
         ),
         check(
             "tracefs",
             true,
-            tracefs_root
-                .clone()
-                .map(drop)
-                .ok_or_else(|| "tracefs not mounted and could not be mounted".into()),
+            tracefs_root.clone().map(drop).ok_or(Unavailable::NoTracefs),
         ),
     ];
     let mut ebpf = match loader.load(PROBE_OBJECT) {
@@ -135,7 +148,7 @@ fn run_checks(
     checks.push(check("ringbuf", true, Ok(())));
     let cgroup = cgroup2
         .as_ref()
-        .ok_or_else(|| "no cgroup2 mount".to_string())
+        .ok_or(Unavailable::NoCgroup2)
         .and_then(|p| File::open(p).map_err(short));
     let mode = CgroupAttachMode::default();
 
@@ -189,7 +202,7 @@ fn run_checks(
 }
 
 /// The hooks whose programs name a kernel function or type, found in aya's parse of the BTF.
-fn typed_checks(ebpf: &mut Ebpf, btf: &Result<Btf, String>, checks: &mut Vec<Check>) {
+fn typed_checks(ebpf: &mut Ebpf, btf: &Result<Btf, Unavailable>, checks: &mut Vec<Check>) {
     let r = btf.clone().and_then(|btf| {
         let p = prog::<BtfTracePoint>(ebpf, "probe_tp_btf")?;
         p.load("sched_process_fork", &btf).map_err(short)?;

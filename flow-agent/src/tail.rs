@@ -9,7 +9,7 @@ use flow_agent::{
     encode::Format,
     sink::subscribe::{
         client::{self, SubscribeError},
-        protocol::Request,
+        protocol::{Request, RuleError},
         socket_in, DEFAULT_SOCKET,
     },
 };
@@ -31,16 +31,22 @@ pub(crate) struct TailArgs {
     pub(crate) socket: Option<PathBuf>,
 }
 
-pub(crate) fn parse_format(s: &str) -> Result<Format, String> {
+pub(crate) fn parse_format(s: &str) -> Result<Format, UnknownFormat> {
     Format::ALL
         .into_iter()
         .find(|f| f.name() == s)
-        .ok_or_else(|| format!("{s:?}: expected native, ecs, ocsf, zeek or sysmon"))
+        .ok_or_else(|| UnknownFormat(s.into()))
 }
+
+/// A `--format` value that names no format.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?}: expected native, ecs, ocsf, zeek or sysmon")]
+pub(crate) struct UnknownFormat(String);
 
 /// Why `tail` or `top` could not run: a bad argument (exit 2) or the agent (exit 1).
 pub(crate) enum TailError {
     Usage(String),
+    Rule(RuleError),
     Agent(SubscribeError),
 }
 
@@ -56,7 +62,7 @@ pub(crate) fn request(
     };
     for (rules, exclude) in [(filter, false), (exclude, true)] {
         for rule in rules {
-            request.add_rule(rule, exclude).map_err(TailError::Usage)?;
+            request.add_rule(rule, exclude).map_err(TailError::Rule)?;
         }
     }
     Ok(request)

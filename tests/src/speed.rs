@@ -59,21 +59,21 @@ pub fn speed_summary() -> String {
     format!("{SCALE_ENV}={} {SLOW_ENV}={}", scale(), slow())
 }
 
-fn parse_scale(v: &str) -> Result<f64, String> {
+fn parse_scale(v: &str) -> anyhow::Result<f64> {
     let f: f64 = v
         .trim()
         .parse()
-        .map_err(|e| format!("not a number ({e})"))?;
+        .map_err(|e| anyhow::anyhow!("not a number ({e})"))?;
     if !(f.is_finite() && f > 0.0) {
-        return Err("must be a positive number, e.g. 0.1".into());
+        anyhow::bail!("must be a positive number, e.g. 0.1");
     }
     Ok(f)
 }
 
-fn parse_slow(v: &str) -> Result<u32, String> {
+fn parse_slow(v: &str) -> anyhow::Result<u32> {
     match v.trim().parse::<u32>() {
         Ok(k) if k >= 1 => Ok(k),
-        _ => Err("must be a whole number ≥ 1, e.g. 10".into()),
+        _ => anyhow::bail!("must be a whole number ≥ 1, e.g. 10"),
     }
 }
 
@@ -96,12 +96,12 @@ mod tests {
 
     #[test]
     fn knobs_parse_strictly() {
-        assert_eq!(parse_scale("0.1"), Ok(0.1));
-        assert_eq!(parse_scale(" 1 "), Ok(1.0));
+        assert_eq!(parse_scale("0.1").unwrap(), 0.1);
+        assert_eq!(parse_scale(" 1 ").unwrap(), 1.0);
         for bad in ["0", "-1", "x", "", "inf", "NaN"] {
             assert!(parse_scale(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(parse_slow("10"), Ok(10));
+        assert_eq!(parse_slow("10").unwrap(), 10);
         for bad in ["0", "1.5", "-2", ""] {
             assert!(parse_slow(bad).is_err(), "{bad:?}");
         }

@@ -59,10 +59,11 @@ fn package_hint(name: &str) -> &str {
 
 /// Path of the `ip` binary, looked up once.
 pub(crate) fn ip_path() -> Result<PathBuf> {
-    static IP: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    IP.get_or_init(|| find_tool("ip").map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)
+    static IP: OnceLock<Result<PathBuf, anyhow::Error>> = OnceLock::new();
+    match IP.get_or_init(|| find_tool("ip")) {
+        Ok(path) => Ok(path.clone()),
+        Err(e) => Err(anyhow::anyhow!("{e:#}")),
+    }
 }
 
 /// Runs `ip ARGS`, returning stdout; the error carries the command line and stderr.

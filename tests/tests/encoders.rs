@@ -286,10 +286,10 @@ pub fn is_stats(e: &Value) -> bool {
 
 /// The one agent run all tests here share (each test checks one format).
 fn run() -> Result<&'static Run> {
-    static RUN: OnceLock<std::result::Result<Run, String>> = OnceLock::new();
-    RUN.get_or_init(|| capture().map_err(|e| format!("{e:#}")))
+    static RUN: OnceLock<Result<Run>> = OnceLock::new();
+    RUN.get_or_init(capture)
         .as_ref()
-        .map_err(|e| anyhow!("the shared agent run failed: {e}"))
+        .map_err(|e| anyhow!("the shared agent run failed: {e:#}"))
 }
 
 fn capture() -> Result<Run> {

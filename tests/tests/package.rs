@@ -17,7 +17,7 @@
 //! running meanwhile do not pick it up as their default configuration.
 mod support;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use flow_agent_tests::{
     find_tool, require_root_and_bpf, require_tools, slowed, Agent, TempDir, DEFAULT_CONFIG_ENV,
 };
@@ -648,7 +648,10 @@ fn as_the_unit(s: &HashMap<String, Vec<String>>, exec: &[String]) -> Result<Comm
 
 /// `systemctl reload` without systemd: every ExecReload line in order, `$MAINPID` replaced,
 /// as the unit's user; the first that fails fails the reload and the rest do not run.
-fn reload_as_the_unit(s: &HashMap<String, Vec<String>>, pid: u32) -> Result<Result<(), String>> {
+fn reload_as_the_unit(
+    s: &HashMap<String, Vec<String>>,
+    pid: u32,
+) -> Result<Result<(), anyhow::Error>> {
     for line in s.get("ExecReload").context("the unit has no ExecReload=")? {
         let exec: Vec<String> = line
             .split_whitespace()
@@ -658,7 +661,7 @@ fn reload_as_the_unit(s: &HashMap<String, Vec<String>>, pid: u32) -> Result<Resu
             .output()
             .with_context(|| format!("running {line}"))?;
         if !out.status.success() {
-            return Ok(Err(format!(
+            return Ok(Err(anyhow!(
                 "{line}: {}\n{}{}",
                 out.status,
                 String::from_utf8_lossy(&out.stdout),
@@ -752,7 +755,9 @@ fn run_as_the_unit_says(kept: &BTreeSet<String>, user: &PasswdEntry, scratch: &P
     // A file the agent would reject: the reload fails at check-config, and no signal is sent.
     std::fs::write(CONFIG, CONFIG_INVALID)?;
     match reload_as_the_unit(&s, agent.pid())? {
-        Err(e) if e.starts_with(RELOAD_CHECK) && e.contains("health.stats_interval") => {}
+        Err(e)
+            if e.to_string().starts_with(RELOAD_CHECK)
+                && e.to_string().contains("health.stats_interval") => {}
         other => bail!("reload of an invalid file: {other:?}"),
     }
     // Reload the way the unit does it, into a configuration with stats events.

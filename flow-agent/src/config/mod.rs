@@ -27,8 +27,8 @@ pub use default_file::{
 };
 pub use defaults::default_toml;
 pub use error::{ConfigError, Issue, Problem};
-pub use overrides::{parse_output_spec, Overrides};
-pub use sections::{AgentConfig, CaptureSettings, LogLevel};
+pub use overrides::{parse_output_spec, OutputSpecError, Overrides};
+pub use sections::{AgentConfig, CaptureSettings, LogLevel, UnknownLogLevel};
 pub(crate) use sections::{EnrichConfig, FlowsConfig, LogTarget};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

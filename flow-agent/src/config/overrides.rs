@@ -39,37 +39,30 @@ impl Overrides {
 /// `file:/var/log/flows.json:ocsf`, `syslog:ADDRESS[:FORMAT]`, `http:URL[:FORMAT]`. The format
 /// is the last `:` field when it names one, so targets may contain colons
 /// (`syslog:127.0.0.1:514:ecs`).
-pub fn parse_output_spec(spec: &str) -> Result<OutputConfig, String> {
+pub fn parse_output_spec(spec: &str) -> Result<OutputConfig, OutputSpecError> {
     let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
     let mut sink = toml::Table::new();
     let format = if kind == "stdout" {
         match rest {
             "" => Format::Native,
-            f => format_named(f).ok_or_else(|| {
-                format!(
-                    "{f:?} is not a format (expected stdout or stdout:FORMAT, FORMAT one of {})",
-                    format_names()
-                )
-            })?,
+            f => format_named(f).ok_or_else(|| OutputSpecError::UnknownFormat(f.into()))?,
         }
     } else {
         let key = match kind {
             "file" => "path",
             "syslog" => "address",
             "http" => "url",
-            _ => return Err(format!(
-                "unknown sink {kind:?} (expected stdout[:FORMAT], file:PATH[:FORMAT], syslog:ADDRESS[:FORMAT] or http:URL[:FORMAT])"
-            )),
+            _ => return Err(OutputSpecError::UnknownSink(kind.into())),
         };
         let (target, format) = match rest.rsplit_once(':') {
             Some((t, f)) if format_named(f).is_some() => (t, format_named(f)),
             _ => (rest, None),
         };
         if target.is_empty() {
-            return Err(format!(
-                "{kind} needs a target (expected {kind}:{}[:FORMAT])",
-                key.to_uppercase()
-            ));
+            return Err(OutputSpecError::NoTarget {
+                kind: kind.into(),
+                key: key.to_uppercase(),
+            });
         }
         sink.insert(key.into(), toml::Value::String(target.into()));
         format.unwrap_or_default()
@@ -80,7 +73,27 @@ pub fn parse_output_spec(spec: &str) -> Result<OutputConfig, String> {
     // Through serde, so every other option of the sink keeps its default.
     table
         .try_into::<OutputConfig>()
-        .map_err(|e| format!("{kind} output: {}", e.message().trim_end()))
+        .map_err(|source| OutputSpecError::Options {
+            kind: kind.into(),
+            source,
+        })
+}
+
+/// Why an `--output` spec is not one.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputSpecError {
+    #[error("{0:?} is not a format (expected stdout or stdout:FORMAT, FORMAT one of {names})", names = format_names())]
+    UnknownFormat(String),
+    #[error("unknown sink {0:?} (expected stdout[:FORMAT], file:PATH[:FORMAT], syslog:ADDRESS[:FORMAT] or http:URL[:FORMAT])")]
+    UnknownSink(String),
+    #[error("{kind} needs a target (expected {kind}:{key}[:FORMAT])")]
+    NoTarget { kind: String, key: String },
+    #[error("{kind} output: {}", .source.message().trim_end())]
+    Options {
+        kind: String,
+        #[source]
+        source: toml::de::Error,
+    },
 }
 
 fn format_named(s: &str) -> Option<Format> {
@@ -114,12 +127,15 @@ mod tests {
         assert_eq!(o.http.unwrap().url, "http://127.0.0.1:9200/_bulk");
         assert!(parse_output_spec("stdout:xml")
             .unwrap_err()
+            .to_string()
             .contains("not a format"));
         assert!(parse_output_spec("kafka:x")
             .unwrap_err()
+            .to_string()
             .contains("unknown sink"));
         assert!(parse_output_spec("file")
             .unwrap_err()
+            .to_string()
             .contains("needs a target"));
     }
 

@@ -56,13 +56,17 @@ impl LogLevel {
 }
 
 impl std::str::FromStr for LogLevel {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::deserialize(de::value::StrDeserializer::<de::value::Error>::new(s)).map_err(|_| {
-            format!("unknown log level {s:?}: expected error, warn, info, debug or trace")
-        })
+    type Err = UnknownLogLevel;
+    fn from_str(s: &str) -> Result<Self, UnknownLogLevel> {
+        Self::deserialize(de::value::StrDeserializer::<de::value::Error>::new(s))
+            .map_err(|_| UnknownLogLevel(s.into()))
     }
 }
+
+/// A log level name that is none of the five.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown log level {0:?}: expected error, warn, info, debug or trace")]
+pub struct UnknownLogLevel(pub String);
 
 /// Where the agent's own log goes (never to stdout, where events go).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -10,16 +10,48 @@ use serde::{
 };
 
 use super::glob::Glob;
-use crate::enrich::networks::Cidr;
+use crate::enrich::networks::{Cidr, CidrError};
 
 /// A value a rule condition accepts, from a TOML string or integer.
 pub(crate) trait Scalar: Sized {
     /// What the configuration must give, for error messages.
     const EXPECTED: &'static str;
-    fn from_text(s: &str) -> Result<Self, String>;
-    fn from_int(_v: i64) -> Result<Self, String> {
-        Err(format!("expected {}", Self::EXPECTED))
+    fn from_text(s: &str) -> Result<Self, ValueError>;
+    fn from_int(_v: i64) -> Result<Self, ValueError> {
+        Err(ValueError::Expected(Self::EXPECTED))
     }
+}
+
+/// Why a value in a filter rule is not one the condition accepts.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ValueError {
+    #[error("expected {0}")]
+    Expected(&'static str),
+    #[error("{:?} is not a CIDR (expected e.g. 10.0.0.0/8 or fd00::/8): {}", .0.text, .0.reason)]
+    NotACidr(#[source] CidrError),
+    #[error("{0:?} is not a port or port range (expected e.g. 53 or \"8000-8100\")")]
+    NotAPort(String),
+    #[error("port range {0:?} ends before it starts (expected LOW-HIGH with LOW <= HIGH)")]
+    BackwardsRange(String),
+    #[error("port {0} is out of range (0-65535)")]
+    PortOutOfRange(i64),
+    #[error("{text:?} is not valid here (expected {expected})")]
+    NotAWord {
+        text: String,
+        expected: &'static str,
+    },
+    #[error("an empty pattern matches nothing (expected a name, a path or a glob such as \"/usr/bin/*\")")]
+    EmptyPattern,
+    #[error("an empty user name (expected a user name or a uid)")]
+    EmptyUser,
+    #[error("uid {0} is out of range (0-4294967295)")]
+    UidOutOfRange(i64),
+    #[error(
+        "{0:?} is not a container id (expected 1 to 64 hexadecimal digits, e.g. \"3f4e1a2b9c0d\")"
+    )]
+    NotAContainerId(String),
+    #[error("{0:?} is not a cgroup path (expected a path from the cgroup root, e.g. \"/system.slice/sshd.service\")")]
+    NotACgroup(String),
 }
 
 /// One value or a list of values: `remote_port = 53` and `remote_port = [53, "8000-8100"]`.
@@ -53,7 +85,7 @@ impl<'de, T: Scalar, const LIST: bool> Visitor<'de> for ScalarVisitor<T, LIST> {
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Vec<T>, E> {
-        let v = i64::try_from(v).map_err(|_| E::custom(format!("expected {}", T::EXPECTED)))?;
+        let v = i64::try_from(v).map_err(|_| E::custom(ValueError::Expected(T::EXPECTED)))?;
         self.visit_i64(v)
     }
 
@@ -111,13 +143,8 @@ text_serialize!(Network);
 
 impl Scalar for Network {
     const EXPECTED: &'static str = "a CIDR such as 10.0.0.0/8 or fd00::/8";
-    fn from_text(s: &str) -> Result<Self, String> {
-        let cidr = s.parse::<Cidr>().map_err(|e| {
-            format!(
-                "{s:?} is not a CIDR (expected e.g. 10.0.0.0/8 or fd00::/8): {}",
-                e.reason
-            )
-        })?;
+    fn from_text(s: &str) -> Result<Self, ValueError> {
+        let cidr = s.parse::<Cidr>().map_err(ValueError::NotACidr)?;
         Ok(Self {
             cidr,
             text: s.to_string(),
@@ -160,23 +187,20 @@ impl Serialize for PortRange {
 
 impl Scalar for PortRange {
     const EXPECTED: &'static str = "a port (0-65535) or a range \"LOW-HIGH\"";
-    fn from_text(s: &str) -> Result<Self, String> {
-        let bad =
-            || format!("{s:?} is not a port or port range (expected e.g. 53 or \"8000-8100\")");
+    fn from_text(s: &str) -> Result<Self, ValueError> {
+        let bad = || ValueError::NotAPort(s.into());
         let port = |p: &str| p.trim().parse::<u16>().map_err(|_| bad());
         let (low, high) = match s.split_once('-') {
             Some((l, h)) => (port(l)?, port(h)?),
             None => (port(s)?, port(s)?),
         };
         if low > high {
-            return Err(format!(
-                "port range {s:?} ends before it starts (expected LOW-HIGH with LOW <= HIGH)"
-            ));
+            return Err(ValueError::BackwardsRange(s.into()));
         }
         Ok(Self { low, high })
     }
-    fn from_int(v: i64) -> Result<Self, String> {
-        let p = u16::try_from(v).map_err(|_| format!("port {v} is out of range (0-65535)"))?;
+    fn from_int(v: i64) -> Result<Self, ValueError> {
+        let p = u16::try_from(v).map_err(|_| ValueError::PortOutOfRange(v))?;
         Ok(Self { low: p, high: p })
     }
 }
@@ -201,10 +225,10 @@ macro_rules! word_enum {
 
         impl Scalar for $name {
             const EXPECTED: &'static str = $expected;
-            fn from_text(s: &str) -> Result<Self, String> {
+            fn from_text(s: &str) -> Result<Self, ValueError> {
                 match s {
                     $($text => Ok(Self::$variant),)+
-                    _ => Err(format!("{s:?} is not valid here (expected {})", $expected)),
+                    _ => Err(ValueError::NotAWord { text: s.into(), expected: $expected }),
                 }
             }
         }
@@ -243,9 +267,9 @@ text_serialize!(Pattern);
 
 impl Scalar for Pattern {
     const EXPECTED: &'static str = "a name, a path or a glob pattern";
-    fn from_text(s: &str) -> Result<Self, String> {
+    fn from_text(s: &str) -> Result<Self, ValueError> {
         if s.is_empty() {
-            return Err("an empty pattern matches nothing (expected a name, a path or a glob such as \"/usr/bin/*\")".into());
+            return Err(ValueError::EmptyPattern);
         }
         Ok(Self(Glob::new(s)))
     }
@@ -278,16 +302,16 @@ impl Serialize for UserRef {
 
 impl Scalar for UserRef {
     const EXPECTED: &'static str = "a user name (string) or a uid (integer)";
-    fn from_text(s: &str) -> Result<Self, String> {
+    fn from_text(s: &str) -> Result<Self, ValueError> {
         if s.is_empty() {
-            return Err("an empty user name (expected a user name or a uid)".into());
+            return Err(ValueError::EmptyUser);
         }
         Ok(Self::Name(s.to_string()))
     }
-    fn from_int(v: i64) -> Result<Self, String> {
+    fn from_int(v: i64) -> Result<Self, ValueError> {
         u32::try_from(v)
             .map(Self::Uid)
-            .map_err(|_| format!("uid {v} is out of range (0-4294967295)"))
+            .map_err(|_| ValueError::UidOutOfRange(v))
     }
 }
 
@@ -310,11 +334,9 @@ text_serialize!(ContainerId);
 
 impl Scalar for ContainerId {
     const EXPECTED: &'static str = "a container id or a prefix of one (hexadecimal)";
-    fn from_text(s: &str) -> Result<Self, String> {
+    fn from_text(s: &str) -> Result<Self, ValueError> {
         if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!(
-                "{s:?} is not a container id (expected 1 to 64 hexadecimal digits, e.g. \"3f4e1a2b9c0d\")"
-            ));
+            return Err(ValueError::NotAContainerId(s.into()));
         }
         Ok(Self(s.to_ascii_lowercase()))
     }
@@ -343,11 +365,9 @@ text_serialize!(CgroupPrefix);
 
 impl Scalar for CgroupPrefix {
     const EXPECTED: &'static str = "a cgroup path starting with /";
-    fn from_text(s: &str) -> Result<Self, String> {
+    fn from_text(s: &str) -> Result<Self, ValueError> {
         if !s.starts_with('/') {
-            return Err(format!(
-                "{s:?} is not a cgroup path (expected a path from the cgroup root, e.g. \"/system.slice/sshd.service\")"
-            ));
+            return Err(ValueError::NotACgroup(s.into()));
         }
         Ok(Self(s.to_string()))
     }
@@ -368,6 +388,7 @@ mod tests {
         );
         assert!(PortRange::from_text("9-1")
             .unwrap_err()
+            .to_string()
             .contains("ends before"));
         assert!(PortRange::from_text("70000").is_err());
         assert!(PortRange::from_int(-1).is_err());
@@ -394,7 +415,7 @@ mod tests {
 
     #[test]
     fn cidr_error_names_the_text() {
-        let e = Network::from_text("10.0.0/8").unwrap_err();
+        let e = Network::from_text("10.0.0/8").unwrap_err().to_string();
         assert!(e.starts_with("\"10.0.0/8\" is not a CIDR"), "{e}");
     }
 }

@@ -204,7 +204,7 @@ pub(super) fn run(
                 &got.map_or("no exec record".into(), |(_, p)| p.clone()),
             ));
         }
-        Some(Err(e)) => checks.push(check("exec", false, "a child ran", e)),
+        Some(Err(e)) => checks.push(check("exec", false, "a child ran", &e.to_string())),
     }
     for (x, evs) in expected.iter().zip(&seen) {
         verify(x, evs, &me, &mut checks);
@@ -437,7 +437,7 @@ fn udp_exchange(ip: IpAddr) -> std::io::Result<Pair> {
 /// its exec record must come back with the child's pid and the binary's path. Called before
 /// the capabilities are dropped and before any seccomp filter, the one exception to "the agent
 /// spawns nothing" (docs/security.md, promise 11). (child pid, image path).
-fn exec_child(me: &Me) -> Result<(u32, String), String> {
+fn exec_child(me: &Me) -> Result<(u32, String), ExecChildError> {
     let mut child = std::process::Command::new(&me.image_path)
         .arg("version")
         .env_clear()
@@ -445,12 +445,33 @@ fn exec_child(me: &Me) -> Result<(u32, String), String> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .map_err(|e| format!("running {}: {e}", me.image_path))?;
+        .map_err(|source| ExecChildError::Spawn {
+            path: me.image_path.clone(),
+            source,
+        })?;
     let pid = child.id();
-    child
-        .wait()
-        .map_err(|e| format!("waiting for {}: {e}", me.image_path))?;
+    child.wait().map_err(|source| ExecChildError::Wait {
+        path: me.image_path.clone(),
+        source,
+    })?;
     Ok((pid, me.image_path.clone()))
+}
+
+/// Why the check's child could not run.
+#[derive(Debug, thiserror::Error)]
+enum ExecChildError {
+    #[error("running {path}: {source}")]
+    Spawn {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("waiting for {path}: {source}")]
+    Wait {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Test builds only: a fault named by [`FAULT_ENV`] makes the check expect a wrong value, so

@@ -124,6 +124,8 @@ fn comparable(dir: &Path) -> PathBuf {
 pub(crate) enum SinkError {
     #[error("output configuration: {0}")]
     Config(String),
+    #[error("output configuration: syslog: {0}")]
+    Syslog(#[from] syslog::SyslogConfigError),
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -19,7 +19,7 @@ mod shorten;
 mod tls;
 mod transport;
 
-pub(crate) use config::{Framing, Oversize, SyslogConfig};
+pub(crate) use config::{Framing, Oversize, SyslogConfig, SyslogConfigError};
 use delivery::LogLimiter;
 use message::Header;
 

@@ -94,14 +94,25 @@ enum Found {
 
 /// Whether the directory can be used as it is (`Ok(true)`) or a worktree is to be added there
 /// (`Ok(false)`); otherwise what is in the way.
-fn reusable(found: &Found, sha: &str) -> Result<bool, String> {
+fn reusable(found: &Found, sha: &str) -> Result<bool, InTheWay> {
     match found {
         Found::Nothing => Ok(false),
         Found::Checkout { head, dirty: false } if head == sha => Ok(true),
-        Found::Checkout { dirty: true, .. } => Err("has uncommitted changes".into()),
-        Found::Checkout { head, .. } => Err(format!("is at {head}")),
-        Found::NotACheckout => Err("is not a git worktree".into()),
+        Found::Checkout { dirty: true, .. } => Err(InTheWay::Dirty),
+        Found::Checkout { head, .. } => Err(InTheWay::AtOther(head.clone())),
+        Found::NotACheckout => Err(InTheWay::NotACheckout),
     }
+}
+
+/// Why a baseline's worktree directory cannot be used as it is.
+#[derive(Debug, PartialEq, thiserror::Error)]
+enum InTheWay {
+    #[error("has uncommitted changes")]
+    Dirty,
+    #[error("is at {0}")]
+    AtOther(String),
+    #[error("is not a git worktree")]
+    NotACheckout,
 }
 
 /// The worktree of REV's commit: `git worktree add --detach` unless it is there already.
@@ -174,10 +185,11 @@ mod tests {
         };
         assert_eq!(reusable(&Found::Nothing, "abc"), Ok(false));
         assert_eq!(reusable(&at("abc", false), "abc"), Ok(true));
-        assert_eq!(reusable(&at("def", false), "abc"), Err("is at def".into()));
-        assert!(reusable(&at("abc", true), "abc")
-            .unwrap_err()
-            .contains("uncommitted"));
+        assert_eq!(
+            reusable(&at("def", false), "abc"),
+            Err(InTheWay::AtOther("def".into()))
+        );
+        assert_eq!(reusable(&at("abc", true), "abc"), Err(InTheWay::Dirty));
         assert!(reusable(&Found::NotACheckout, "abc").is_err());
     }
 

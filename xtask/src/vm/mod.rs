@@ -34,7 +34,7 @@ use anyhow::{bail, Context, Result};
 use boot::{run_in_vm, run_on_host};
 use hooks::HookReport;
 use kernel::{fetch_kernel, KernelSpec};
-use report::{print_matrix, KernelTimes};
+use report::{print_matrix, KernelFailed, KernelTimes};
 use script::{Binaries, TestRun};
 pub use tools::ensure_vm_tools;
 
@@ -196,7 +196,7 @@ pub fn vm_test(
             }),
         };
         let outcome = match run {
-            Err(e) => Err(format!("{e:#}")),
+            Err(e) => Err(KernelFailed::Run(e)),
             Ok(run) => {
                 let binaries = report::binary_runs(&run.stdout);
                 print!("{}", run.stdout);

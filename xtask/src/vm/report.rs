@@ -1,7 +1,7 @@
 //! libtest output to outcomes, outcomes to the kernel × test matrix.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::binary_stem;
@@ -65,9 +65,19 @@ fn strip_colors(line: &str) -> String {
     out
 }
 
+/// Why a kernel has no test outcomes.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelFailed {
+    /// The VM could not be run at all.
+    #[error("{0:#}")]
+    Run(anyhow::Error),
+    #[error("{stopped}, before the script started; console log {}", .log.display())]
+    NeverStarted { stopped: String, log: PathBuf },
+}
+
 /// Prints a test × kernel table (pass, FAIL, — for not run); a kernel that did not boot fails
 /// the "(boot)" row. Returns true if every kernel booted and every test passed.
-pub fn print_matrix(results: &[(String, Result<Vec<TestOutcome>, String>)]) -> bool {
+pub fn print_matrix(results: &[(String, Result<Vec<TestOutcome>, KernelFailed>)]) -> bool {
     let mut names: Vec<&str> = Vec::new();
     for outcome in results
         .iter()
@@ -207,7 +217,7 @@ fn unfinished_tests(output: &str) -> Vec<String> {
 pub(super) fn test_outcomes(
     run: &VmRun,
     binaries: &[BinaryRun],
-) -> Result<Vec<TestOutcome>, String> {
+) -> Result<Vec<TestOutcome>, KernelFailed> {
     let stopped = if run.timed_out {
         format!(
             "VM time limit reached after {:.0}s",
@@ -219,10 +229,10 @@ pub(super) fn test_outcomes(
         "VM stopped before the script ended".to_string()
     };
     if run.exit_status.is_none() && run.boot_time.is_none() {
-        return Err(format!(
-            "{stopped}, before the script started; console log {}",
-            run.log.display()
-        ));
+        return Err(KernelFailed::NeverStarted {
+            stopped,
+            log: run.log.clone(),
+        });
     }
     let prefix = binaries.len() > 1;
     let mut all = Vec::new();

@@ -115,6 +115,12 @@ pub enum DiagError {
     UnexpectedEof { family: &'static str },
     #[error("malformed sock_diag {family} reply: {what}")]
     Malformed { family: &'static str, what: String },
+    #[error("malformed sock_diag {family} reply: {source}")]
+    MalformedMsg {
+        family: &'static str,
+        #[source]
+        source: netlink::DiagMsgError,
+    },
     #[error("the kernel failed the sock_diag {family} dump: {source}")]
     Kernel {
         family: &'static str,

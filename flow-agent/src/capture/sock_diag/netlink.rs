@@ -305,7 +305,13 @@ pub(super) fn parse_datagram(
                     });
                 }
             }
-            SOCK_DIAG_BY_FAMILY => out.push(parse_diag_msg(payload).map_err(malformed)?),
+            SOCK_DIAG_BY_FAMILY => {
+                let info = parse_diag_msg(payload).map_err(|source| DiagError::MalformedMsg {
+                    family: fam,
+                    source,
+                })?;
+                out.push(info)
+            }
             _ => {}
         }
     }
@@ -313,16 +319,13 @@ pub(super) fn parse_datagram(
 }
 
 /// Parses struct inet_diag_msg and its attributes.
-pub(super) fn parse_diag_msg(p: &[u8]) -> Result<TcpSockInfo, String> {
+pub(super) fn parse_diag_msg(p: &[u8]) -> Result<TcpSockInfo, DiagMsgError> {
     if p.len() < DIAG_MSG_LEN {
-        return Err(format!(
-            "inet_diag_msg of {} bytes, expected {DIAG_MSG_LEN}",
-            p.len()
-        ));
+        return Err(DiagMsgError::Short(p.len()));
     }
     let family = p[0];
     let port = |off: usize| u16::from_be_bytes([p[off], p[off + 1]]);
-    let addr = |off: usize| -> Result<IpAddr, String> {
+    let addr = |off: usize| -> Result<IpAddr, DiagMsgError> {
         match i32::from(family) {
             libc::AF_INET => Ok(IpAddr::V4(Ipv4Addr::new(
                 p[off],
@@ -341,7 +344,7 @@ pub(super) fn parse_diag_msg(p: &[u8]) -> Result<TcpSockInfo, String> {
                     None => IpAddr::V6(v6),
                 })
             }
-            other => Err(format!("inet_diag_msg of address family {other}")),
+            other => Err(DiagMsgError::Family(other)),
         }
     };
     let word = |off: usize| read_u32(p, off).unwrap_or(0);
@@ -372,10 +375,11 @@ pub(super) fn parse_diag_msg(p: &[u8]) -> Result<TcpSockInfo, String> {
         };
         let len = usize::from(len);
         if len < RTA_HDRLEN || len > p.len() - off {
-            return Err(format!(
-                "rtattr length {len} at offset {off} with {} bytes left",
-                p.len() - off
-            ));
+            return Err(DiagMsgError::AttrLength {
+                len,
+                off,
+                left: p.len() - off,
+            });
         }
         if ty & NLA_TYPE_MASK == INET_DIAG_INFO {
             apply_tcp_info(&mut info, &p[off + RTA_HDRLEN..off + len]);
@@ -383,6 +387,17 @@ pub(super) fn parse_diag_msg(p: &[u8]) -> Result<TcpSockInfo, String> {
         off += align4(len);
     }
     Ok(info)
+}
+
+/// Why a struct inet_diag_msg cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DiagMsgError {
+    #[error("inet_diag_msg of {0} bytes, expected {DIAG_MSG_LEN}")]
+    Short(usize),
+    #[error("inet_diag_msg of address family {0}")]
+    Family(i32),
+    #[error("rtattr length {len} at offset {off} with {left} bytes left")]
+    AttrLength { len: usize, off: usize, left: usize },
 }
 
 /// Copies the counters that fit in this kernel's struct tcp_info.

@@ -189,7 +189,12 @@ fn sock_diag_kernel_errors() {
 
 #[test]
 fn sock_diag_malformed_headers() {
-    let malformed = |buf: &[u8]| matches!(parse(buf).0, Err(DiagError::Malformed { .. }));
+    let malformed = |buf: &[u8]| {
+        matches!(
+            parse(buf).0,
+            Err(DiagError::Malformed { .. } | DiagError::MalformedMsg { .. })
+        )
+    };
     // Too short for a header.
     assert!(malformed(&[16, 0, 0]));
     // nlmsg_len below the header size (0 would otherwise loop forever) and beyond the datagram.
@@ -225,7 +230,10 @@ fn sock_diag_every_truncation_is_an_error_not_a_panic() {
             assert_eq!(r.unwrap(), Progress::More);
         } else {
             assert!(
-                matches!(r, Err(DiagError::Malformed { .. })),
+                matches!(
+                    r,
+                    Err(DiagError::Malformed { .. } | DiagError::MalformedMsg { .. })
+                ),
                 "cut {cut}: {r:?}"
             );
         }

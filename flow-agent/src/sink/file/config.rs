@@ -108,13 +108,11 @@ impl FileConfig {
 pub(crate) struct ByteSize(pub(crate) u64);
 
 impl ByteSize {
-    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+    pub(crate) fn parse(s: &str) -> Result<Self, SizeError> {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (digits, unit) = s.split_at(split);
-        let n: u64 = digits.parse().map_err(|_| {
-            format!("{s:?} is not a size: expected bytes, e.g. 1048576 or \"1MiB\"")
-        })?;
+        let n: u64 = digits.parse().map_err(|_| SizeError::NotASize(s.into()))?;
         let mult: u64 = match unit.trim() {
             "" | "B" => 1,
             "KiB" => 1 << 10,
@@ -126,15 +124,27 @@ impl ByteSize {
             "GB" => 1_000_000_000,
             "TB" => 1_000_000_000_000,
             other => {
-                return Err(format!(
-                "unknown size unit {other:?} in {s:?}: use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB"
-            ))
+                return Err(SizeError::UnknownUnit {
+                    unit: other.into(),
+                    size: s.into(),
+                })
             }
         };
         n.checked_mul(mult)
             .map(ByteSize)
-            .ok_or_else(|| format!("{s:?} is too large"))
+            .ok_or_else(|| SizeError::TooLarge(s.into()))
     }
+}
+
+/// Why a size text is not a size in bytes.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub(crate) enum SizeError {
+    #[error("{0:?} is not a size: expected bytes, e.g. 1048576 or \"1MiB\"")]
+    NotASize(String),
+    #[error("unknown size unit {unit:?} in {size:?}: use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB")]
+    UnknownUnit { unit: String, size: String },
+    #[error("{0:?} is too large")]
+    TooLarge(String),
 }
 
 impl Serialize for ByteSize {

@@ -82,8 +82,9 @@ fn listed(path: &Path) -> Vec<Rotated> {
     list(&dir, path.file_name().unwrap()).unwrap()
 }
 
-fn parse(toml_text: &str) -> Result<FileConfig, String> {
-    toml::from_str::<FileConfig>(toml_text).map_err(|e| e.to_string())
+/// The options in `toml_text`, or the deserializer's message.
+fn parse(toml_text: &str) -> anyhow::Result<FileConfig> {
+    Ok(toml::from_str::<FileConfig>(toml_text)?)
 }
 
 fn invalid(cfg: &FileConfig) -> String {
@@ -119,17 +120,23 @@ mode = 0o600"#,
     assert_eq!(cfg.mode, FileMode(0o640));
     assert_eq!(ByteSize::parse("10MB"), Ok(ByteSize(10_000_000)));
     assert_eq!(ByteSize::parse("7"), Ok(ByteSize(7)));
-    let err = parse("path = \"/x/e.log\"\nrotate_size = \"10 furlongs\"").unwrap_err();
+    let err = parse("path = \"/x/e.log\"\nrotate_size = \"10 furlongs\"")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unknown size unit"), "{err}");
-    let err = parse("path = \"/x/e.log\"\nrotate_size = -1").unwrap_err();
+    let err = parse("path = \"/x/e.log\"\nrotate_size = -1")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("cannot be negative"), "{err}");
 }
 
 #[test]
 fn unknown_and_missing_options_are_rejected() {
-    let err = parse("path = \"/x/e.log\"\nrotate_sise = 5").unwrap_err();
+    let err = parse("path = \"/x/e.log\"\nrotate_sise = 5")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unknown field `rotate_sise`"), "{err}");
-    let err = parse("rotate_size = 5").unwrap_err();
+    let err = parse("rotate_size = 5").unwrap_err().to_string();
     assert!(err.contains("missing field `path`"), "{err}");
 }
 
@@ -700,8 +707,8 @@ fn as_after_the_drop<T: Send>(groups: &[u32], f: impl FnOnce() -> T + Send) -> T
 const GROUP: u32 = 64123;
 
 /// Rotates `cfg`'s file twice and returns the groups of the live file and `.1`, `.2`.
-fn rotated_groups(cfg: &FileConfig) -> Result<Vec<u32>, String> {
-    let mut s = FileSink::open(cfg, stats()).map_err(|e| e.to_string())?;
+fn rotated_groups(cfg: &FileConfig) -> Result<Vec<u32>, SinkError> {
+    let mut s = FileSink::open(cfg, stats())?;
     s.min_rotation_gap = Duration::ZERO;
     for i in 0..3 {
         s.submit(&record(i));
@@ -723,7 +730,9 @@ fn the_group_is_given_after_the_drop_to_a_member_or_by_a_set_group_id_directory(
     let mut cfg = config(&dir.file("events.log"), 15);
     cfg.group = Some(GROUP.to_string());
     // Not a member, no CAP_CHOWN: refused, saying why and what to do.
-    let err = as_after_the_drop(&[0], || rotated_groups(&cfg)).unwrap_err();
+    let err = as_after_the_drop(&[0], || rotated_groups(&cfg))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains(&format!(
             "outputs.file.group {GROUP}: {}: cannot give it group {GROUP}: Operation not permitted",

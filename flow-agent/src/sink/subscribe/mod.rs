@@ -85,13 +85,10 @@ impl Shared {
         filter: FilterConfig,
         format: Format,
         summaries: bool,
-    ) -> Result<Arc<Queue>, String> {
+    ) -> Result<Arc<Queue>, server::RequestError> {
         let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
         if subs.list.len() >= self.max_subscribers {
-            return Err(format!(
-                "{} subscribers already ([live] max_subscribers)",
-                subs.list.len()
-            ));
+            return Err(server::RequestError::TooMany(subs.list.len()));
         }
         let queue = Arc::new(Queue::new(self.queue_bytes));
         subs.add(Subscriber {

@@ -30,28 +30,49 @@ pub struct Request {
 
 impl Request {
     /// The filter the rules make; an error names the rule that is wrong.
-    pub(crate) fn filter(&self) -> Result<crate::filter::FilterConfig, String> {
+    pub(crate) fn filter(&self) -> Result<crate::filter::FilterConfig, RuleError> {
         let value = serde_json::json!({ "include": self.include, "exclude": self.exclude });
-        serde_json::from_value(value).map_err(|e| format!("bad filter rule: {e}"))
+        serde_json::from_value(value).map_err(RuleError::Filter)
     }
 
     /// Adds an include (or exclude) rule written as the inside of a TOML inline table, e.g.
     /// `remote_port = 443, process_name = "curl"`; an error names the rule and the problem.
-    pub fn add_rule(&mut self, rule: &str, exclude: bool) -> Result<(), String> {
+    pub fn add_rule(&mut self, rule: &str, exclude: bool) -> Result<(), RuleError> {
+        let named = |source| RuleError::Named {
+            rule: rule.into(),
+            source: Box::new(source),
+        };
         let table: toml::Table = toml::from_str(&format!("rule = {{ {rule} }}"))
-            .map_err(|e| format!("filter rule {rule:?}: {}", e.message()))?;
-        let value = serde_json::to_value(&table["rule"]).map_err(|e| e.to_string())?;
+            .map_err(|e| named(RuleError::Toml(e)))?;
+        let value = serde_json::to_value(&table["rule"]).map_err(|e| named(RuleError::Json(e)))?;
         let mut next = self.clone();
         if exclude {
             next.exclude.push(value);
         } else {
             next.include.push(value);
         }
-        next.filter()
-            .map_err(|e| format!("filter rule {rule:?}: {e}"))?;
+        next.filter().map_err(named)?;
         *self = next;
         Ok(())
     }
+}
+
+/// Why a subscription's filter rules are refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("bad filter rule: {0}")]
+    Filter(#[source] serde_json::Error),
+    #[error("{}", .0.message())]
+    Toml(#[source] toml::de::Error),
+    #[error("{0}")]
+    Json(#[source] serde_json::Error),
+    /// One rule given as text, and what is wrong with it.
+    #[error("filter rule {rule:?}: {source}")]
+    Named {
+        rule: String,
+        #[source]
+        source: Box<RuleError>,
+    },
 }
 
 #[cfg(test)]
@@ -69,9 +90,12 @@ mod tests {
         r.add_rule("process_name = \"chronyd\"", true).unwrap();
         let f = r.filter().unwrap();
         assert_eq!((f.include.len(), f.exclude.len()), (1, 1));
-        let err = r.add_rule("remote_prot = 1", false).unwrap_err();
+        let err = r
+            .add_rule("remote_prot = 1", false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("remote_prot"), "{err}");
-        let err = r.add_rule("remote_port = ", false).unwrap_err();
+        let err = r.add_rule("remote_port = ", false).unwrap_err().to_string();
         assert!(err.contains("remote_port = "), "{err}");
         assert_eq!(r.include.len(), 1, "a bad rule is not kept");
         let json = serde_json::to_string(&r).unwrap();

@@ -16,7 +16,7 @@ use std::{
 
 use super::{
     config::{group_id, LiveConfig},
-    protocol::{Request, DROPPED_PREFIX, ERROR_PREFIX, MAX_REQUEST, OK},
+    protocol::{Request, RuleError, DROPPED_PREFIX, ERROR_PREFIX, MAX_REQUEST, OK},
     queue::{End, Queue},
     Hub, Shared,
 };
@@ -198,15 +198,15 @@ fn serve(stream: UnixStream, shared: &Shared) {
 }
 
 /// The subscriber's request, checked and registered; `ok` sent.
-fn subscribe(stream: &UnixStream, shared: &Shared) -> Result<Arc<Queue>, String> {
-    let io = |e: std::io::Error| format!("reading the request: {e}");
+fn subscribe(stream: &UnixStream, shared: &Shared) -> Result<Arc<Queue>, RequestError> {
+    let io = RequestError::Read;
     stream.set_read_timeout(Some(REQUEST_TIMEOUT)).map_err(io)?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT)).map_err(io)?;
     let mut line = String::new();
     BufReader::new(stream.take(MAX_REQUEST))
         .read_line(&mut line)
         .map_err(io)?;
-    let request: Request = serde_json::from_str(&line).map_err(|e| format!("bad request: {e}"))?;
+    let request: Request = serde_json::from_str(&line).map_err(RequestError::NotJson)?;
     let filter = request.filter()?;
     let queue = shared.add(filter, request.format, request.include.is_empty())?;
     log::info!(
@@ -219,4 +219,17 @@ fn subscribe(stream: &UnixStream, shared: &Shared) -> Result<Arc<Queue>, String>
         queue.end(End::Gone);
     }
     Ok(queue)
+}
+
+/// Why a subscriber's request is refused (sent back as `error: WHY`).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RequestError {
+    #[error("reading the request: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("bad request: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    #[error("{0} subscribers already ([live] max_subscribers)")]
+    TooMany(usize),
 }

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::message::check_field;
+use super::message::{check_field, FieldError};
 use crate::sink::{delivery::DeliveryConfig, SinkError};
 
 /// Where `unix` and `unix-stream` send when no address is set.
@@ -89,10 +89,19 @@ const SEVERITIES: [&str; 8] = [
 ];
 
 impl Code {
-    fn resolve(&self, what: &str, names: &[&str], aliases: &[(&str, u8)]) -> Result<u8, String> {
+    fn resolve(
+        &self,
+        what: &'static str,
+        names: &[&str],
+        aliases: &[(&str, u8)],
+    ) -> Result<u8, SyslogConfigError> {
         match self {
             Code::Number(n) if usize::from(*n) < names.len() => Ok(*n),
-            Code::Number(n) => Err(format!("{what} {n} is out of range 0-{}", names.len() - 1)),
+            Code::Number(n) => Err(SyslogConfigError::OutOfRange {
+                what,
+                code: *n,
+                max: names.len() - 1,
+            }),
             Code::Name(s) => {
                 let lower = s.to_ascii_lowercase();
                 names
@@ -100,16 +109,20 @@ impl Code {
                     .position(|n| *n == lower)
                     .map(|i| i as u8)
                     .or_else(|| aliases.iter().find(|(a, _)| *a == lower).map(|(_, v)| *v))
-                    .ok_or_else(|| format!("unknown {what} {s:?}; one of: {}", names.join(", ")))
+                    .ok_or_else(|| SyslogConfigError::UnknownName {
+                        what,
+                        name: s.clone(),
+                        names: names.join(", "),
+                    })
             }
         }
     }
 
-    pub(crate) fn facility(&self) -> Result<u8, String> {
+    pub(crate) fn facility(&self) -> Result<u8, SyslogConfigError> {
         self.resolve("facility", &FACILITIES, &[("security", 4)])
     }
 
-    pub(crate) fn severity(&self) -> Result<u8, String> {
+    pub(crate) fn severity(&self) -> Result<u8, SyslogConfigError> {
         let aliases = [
             ("emergency", 0),
             ("panic", 0),
@@ -234,7 +247,7 @@ impl SyslogConfig {
             _ => self.address.clone(),
         };
         if !unix {
-            host_port(&address).map_err(bad)?;
+            host_port(&address)?;
         }
         let framing = if transport.is_stream() {
             Some(
@@ -253,9 +266,9 @@ impl SyslogConfig {
         } else {
             None
         };
-        let facility = self.facility.facility().map_err(bad)?;
-        let severity = self.severity.severity().map_err(bad)?;
-        check_field("app_name", &self.app_name, 48).map_err(bad)?;
+        let facility = self.facility.facility()?;
+        let severity = self.severity.severity()?;
+        check_field("app_name", &self.app_name, 48).map_err(SyslogConfigError::from)?;
         if let Some(c) = self.app_name.chars().find(|c| matches!(c, '[' | ']' | ':')) {
             if transport.is_local() {
                 return Err(bad(format!(
@@ -265,9 +278,9 @@ impl SyslogConfig {
                 )));
             }
         }
-        check_field("msgid", &self.msgid, 32).map_err(bad)?;
+        check_field("msgid", &self.msgid, 32).map_err(SyslogConfigError::from)?;
         if let Some(h) = &self.hostname {
-            check_field("hostname", h, 255).map_err(bad)?;
+            check_field("hostname", h, 255).map_err(SyslogConfigError::from)?;
         }
         let limit = if transport == TransportKind::Udp {
             UDP_MAX_PAYLOAD
@@ -288,7 +301,7 @@ impl SyslogConfig {
             )));
         }
         let tls = if transport == TransportKind::Tls {
-            let host = host_port(&address).map_err(bad)?.0;
+            let host = host_port(&address)?.0;
             let client_cert = match (&self.client_cert, &self.client_key) {
                 (Some(c), Some(k)) => Some((c.clone(), k.clone())),
                 (None, None) => None,
@@ -328,9 +341,30 @@ impl SyslogConfig {
     }
 }
 
+/// Why a syslog option's value is not one (a [`SinkError::Syslog`]).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SyslogConfigError {
+    #[error("{what} {code} is out of range 0-{max}")]
+    OutOfRange {
+        what: &'static str,
+        code: u8,
+        max: usize,
+    },
+    #[error("unknown {what} {name:?}; one of: {names}")]
+    UnknownName {
+        what: &'static str,
+        name: String,
+        names: String,
+    },
+    #[error("address {0:?} is not host:port (IPv6: [addr]:port)")]
+    NotHostPort(String),
+    #[error(transparent)]
+    Field(#[from] FieldError),
+}
+
 /// Splits `host:port` (`[v6]:port` for IPv6 literals).
-pub(crate) fn host_port(address: &str) -> Result<(String, u16), String> {
-    let err = || format!("address {address:?} is not host:port (IPv6: [addr]:port)");
+pub(crate) fn host_port(address: &str) -> Result<(String, u16), SyslogConfigError> {
+    let err = || SyslogConfigError::NotHostPort(address.into());
     let (host, port) = address.rsplit_once(':').ok_or_else(err)?;
     let port: u16 = port.parse().map_err(|_| err())?;
     let host = match host.strip_prefix('[') {

@@ -138,7 +138,7 @@ impl Connection {
 
     /// Whether the connection still works, without waiting: a stream the server closed or
     /// reset, or a datagram socket with a pending error (ICMP port unreachable), does not.
-    pub(crate) async fn check_alive(&mut self) -> Result<(), String> {
+    pub(crate) async fn check_alive(&mut self) -> Result<(), ConnectionLost> {
         let mut buf = [0u8; 512];
         let read = match &mut self.socket {
             Socket::UnixDgram(s) => return pending_error(s.take_error()),
@@ -150,10 +150,10 @@ impl Connection {
         match read {
             // Nothing to read: the normal state of a syslog connection.
             None => Ok(()),
-            Some(Ok(0)) => Err("the server closed the connection".into()),
+            Some(Ok(0)) => Err(ConnectionLost::Closed),
             // A syslog server sends nothing; whatever it is, it does not matter.
             Some(Ok(_)) => Ok(()),
-            Some(Err(e)) => Err(format!("the connection broke: {e}")),
+            Some(Err(e)) => Err(ConnectionLost::Broke(e)),
         }
     }
 
@@ -186,11 +186,22 @@ async fn poll_read_once<F: std::future::Future<Output = io::Result<usize>>>(
     }
 }
 
-fn pending_error(e: io::Result<Option<io::Error>>) -> Result<(), String> {
+fn pending_error(e: io::Result<Option<io::Error>>) -> Result<(), ConnectionLost> {
     match e {
         Ok(None) => Ok(()),
-        Ok(Some(e)) | Err(e) => Err(format!("the socket reported: {e}")),
+        Ok(Some(e)) | Err(e) => Err(ConnectionLost::Reported(e)),
     }
+}
+
+/// Why a connection no longer works.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectionLost {
+    #[error("the server closed the connection")]
+    Closed,
+    #[error("the connection broke: {0}")]
+    Broke(#[source] io::Error),
+    #[error("the socket reported: {0}")]
+    Reported(#[source] io::Error),
 }
 
 /// Bytes in the socket's send queue: TCP, not yet acknowledged by the peer; unix sockets,

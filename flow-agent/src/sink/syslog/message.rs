@@ -94,19 +94,39 @@ fn rfc3164_timestamp(month: i32, day: i32, hour: i32, min: i32, sec: i32) -> Str
 }
 
 /// Checks one RFC 5424 header field: 1..=`max` printable US-ASCII characters (33..=126).
-pub(crate) fn check_field(name: &str, value: &str, max: usize) -> Result<(), String> {
+pub(crate) fn check_field(name: &'static str, value: &str, max: usize) -> Result<(), FieldError> {
     if value.is_empty() || value.len() > max {
-        return Err(format!(
-            "{name} must be 1 to {max} characters, not {} ({value:?})",
-            value.len()
-        ));
+        return Err(FieldError::Length {
+            name,
+            max,
+            value: value.into(),
+        });
     }
     if let Some(c) = value.chars().find(|c| !matches!(*c as u32, 33..=126)) {
-        return Err(format!(
-            "{name} {value:?} has {c:?}: RFC 5424 allows printable US-ASCII without spaces only"
-        ));
+        return Err(FieldError::NotPrintable {
+            name,
+            value: value.into(),
+            c,
+        });
     }
     Ok(())
+}
+
+/// Why a value cannot be an RFC 5424 header field.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FieldError {
+    #[error("{name} must be 1 to {max} characters, not {} ({value:?})", .value.len())]
+    Length {
+        name: &'static str,
+        max: usize,
+        value: String,
+    },
+    #[error("{name} {value:?} has {c:?}: RFC 5424 allows printable US-ASCII without spaces only")]
+    NotPrintable {
+        name: &'static str,
+        value: String,
+        c: char,
+    },
 }
 
 /// The host's name as an RFC 5424 HOSTNAME: characters it does not allow become `_`, and an
@@ -201,6 +221,7 @@ mod tests {
         assert!(check_field("app_name", "flow-agent", 48).is_ok());
         assert!(check_field("app_name", "flow agent", 48)
             .unwrap_err()
+            .to_string()
             .contains("' '"));
         assert!(check_field("msgid", &"x".repeat(33), 32).is_err());
         assert!(check_field("msgid", "", 32).is_err());
