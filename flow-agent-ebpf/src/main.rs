@@ -15,6 +15,7 @@ mod payload;
 mod process;
 mod rt;
 mod skb;
+mod synack;
 mod tcp_accept;
 mod tcp_skb;
 mod tcp_state;

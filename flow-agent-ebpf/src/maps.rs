@@ -137,6 +137,12 @@ pub struct Segment {
     pub segs: u32,
     pub ip_bytes: u64,
     pub flags: u8,
+    /// Offset of the TCP header.
+    pub tcp_offset: u32,
+    /// A SYN's TCP options (handshakes at listeners only; at most 40 bytes, the rest is room
+    /// for the verifier's bound on the copy) and their length.
+    pub opts: [u8; 64],
+    pub opts_len: u32,
 }
 
 /// Scratch for the packet being handled, one slot per nesting level: a softirq can interrupt a

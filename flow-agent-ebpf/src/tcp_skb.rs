@@ -9,13 +9,15 @@
 //! initiator's initial sequence number) until the new socket's first packet takes them over.
 use aya_ebpf::{
     bindings::bpf_sock,
-    helpers::generated::{bpf_get_socket_cookie, bpf_sk_fullsock, bpf_tcp_sock},
+    helpers::generated::{
+        bpf_get_socket_cookie, bpf_sk_fullsock, bpf_skb_load_bytes, bpf_tcp_sock,
+    },
     programs::SkBuffContext,
     EbpfContext,
 };
 use flow_common::{
     hist, TcpDetail, TcpDirDetail, TcpHandshakeKey, TcpHistEntry, AF_INET, AF_INET6, IPPROTO_TCP,
-    TCP_DETAIL_HANDSHAKE, TCP_DETAIL_PARTIAL, TCP_HIST_SLOTS,
+    TCP_DETAIL_HANDSHAKE, TCP_DETAIL_PARTIAL, TCP_DETAIL_SYN_PLAIN, TCP_HIST_SLOTS,
 };
 
 use crate::{
@@ -33,6 +35,8 @@ const STATE_CLOSE: u32 = 7;
 const STATE_LISTEN: u32 = 10;
 const BPF_NOEXIST: u64 = 1;
 const IPV6_HOP_BY_HOP: u8 = 0;
+/// The most TCP option bytes a header holds.
+const MAX_OPTIONS: usize = 40;
 
 const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
@@ -83,7 +87,7 @@ fn on_packet(
     parse(ctx, egress, v6, seg)?;
     let now = now_ns();
     match state {
-        STATE_LISTEN => on_handshake(seg, egress, now),
+        STATE_LISTEN => on_handshake(ctx, seg, egress, now),
         // After the close record took the socket's counters: an abort's RST.
         STATE_CLOSE => on_late(ctx, seg, egress, now),
         _ => {
@@ -164,6 +168,7 @@ fn parse(ctx: &SkBuffContext, egress: bool, v6: bool, seg: &mut Segment) -> Opti
     seg.ack = be32(&t, 8);
     seg.payload = len.saturating_sub(headers);
     seg.payload_offset = headers;
+    seg.tcp_offset = l4;
     seg.segs = segs;
     // Every segment of a super-packet carries its own copy of the headers on the wire.
     seg.ip_bytes = len as u64 + (segs as u64 - 1) * headers as u64;
@@ -173,7 +178,7 @@ fn parse(ctx: &SkBuffContext, egress: bool, v6: bool, seg: &mut Segment) -> Opti
 
 /// A packet through a listening socket: part of a handshake. The initiator is the remote side.
 #[inline(never)]
-fn on_handshake(seg: &Segment, egress: bool, now: u64) -> Option<()> {
+fn on_handshake(ctx: &SkBuffContext, seg: &mut Segment, egress: bool, now: u64) -> Option<()> {
     let isn = if egress {
         // Our SYN-ACK acknowledges the initiator's SYN.
         seg.ack.wrapping_sub(1)
@@ -194,7 +199,61 @@ fn on_handshake(seg: &Segment, egress: bool, now: u64) -> Option<()> {
     let _ = TCP_HANDSHAKES.insert(key, zero()?, BPF_NOEXIST);
     let e = TCP_HANDSHAKES.get_ptr_mut(key)?;
     unsafe { account(&mut *e, seg, egress, now) };
+    // Once per connection: the passive open (tcp_state.rs) may need to know the SYN-ACK.
+    if seg.family == AF_INET6 && syn_options_plain(ctx, seg) {
+        unsafe { (*e).flags |= TCP_DETAIL_SYN_PLAIN };
+    }
     Some(())
+}
+
+/// Whether the SYN's TCP options are only MSS, window scale, SACK-permitted, timestamps (and
+/// NOP, EOL padding): then the SYN-ACK answering it has no others (fast open cookies, MD5,
+/// MPTCP, SMC all answer an option of the SYN).
+#[inline(never)]
+fn syn_options_plain(ctx: &SkBuffContext, seg: &mut Segment) -> bool {
+    let start = seg.tcp_offset + 20;
+    let len = seg.payload_offset.saturating_sub(start);
+    if len == 0 {
+        return true;
+    }
+    if len > MAX_OPTIONS as u32 {
+        return false;
+    }
+    // As payload.rs: the volatile round trip hides the range LLVM knows, so that the mask and
+    // the +1 that 5.10's verifier needs to see (a size in [1, 64]) stay in.
+    unsafe { core::ptr::write_volatile(&raw mut seg.opts_len, len) };
+    let raw = unsafe { core::ptr::read_volatile(&raw const seg.opts_len) };
+    let n = (raw.wrapping_sub(1) & 63) + 1;
+    let loaded =
+        unsafe { bpf_skb_load_bytes(ctx.as_ptr(), start, seg.opts.as_mut_ptr().cast(), n) };
+    if loaded != 0 {
+        return false;
+    }
+    let len = len as usize;
+    let mut i = 0usize;
+    for _ in 0..MAX_OPTIONS {
+        if i >= len || i >= MAX_OPTIONS {
+            return true;
+        }
+        match seg.opts[i] {
+            0 => return true,
+            1 => {
+                i += 1;
+                continue;
+            }
+            2 | 3 | 4 | 8 => {}
+            _ => return false,
+        }
+        if i + 1 >= len || i + 1 >= MAX_OPTIONS {
+            return false;
+        }
+        let size = seg.opts[i + 1] as usize;
+        if size < 2 {
+            return false;
+        }
+        i += size;
+    }
+    true
 }
 
 #[inline(always)]

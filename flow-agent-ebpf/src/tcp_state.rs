@@ -77,7 +77,10 @@ fn on_set_state(call: Call) -> Option<()> {
     match new {
         SYN_SENT => on_connect(sk),
         LISTEN => on_listen(sk),
-        ESTABLISHED if old == SYN_RECV => on_passive_open(sk),
+        ESTABLISHED if old == SYN_RECV => {
+            crate::synack::note(sk);
+            on_passive_open(sk)
+        }
         CLOSE if old == LISTEN => on_listen_close(sk),
         CLOSE => on_close(sk, old),
         _ => on_transition(sk, old, new),

@@ -85,6 +85,11 @@ pub struct KernelOffsets {
     pub tcp_srtt_us: u32,
     pub tcp_snd_una: u32,
     pub tcp_write_seq: u32,
+    pub tcp_rcv_nxt: u32,
+    /// Bit offsets (not bytes) in `tcp_sock` of the `rx_opt` bitfields the handshake
+    /// negotiated: timestamps, window scaling.
+    pub tcp_tstamp_ok_bit: u32,
+    pub tcp_wscale_ok_bit: u32,
 }
 
 /// Layout of the `sock:inet_sock_set_state` tracepoint record, read from its tracefs format file

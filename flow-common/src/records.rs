@@ -259,7 +259,12 @@ pub struct TcpDetail {
     pub hist_next: u8,
     /// `TCP_DETAIL_*` bits.
     pub flags: u8,
-    pub _pad: [u8; 6],
+    /// Set at a passive IPv6 open whose SYN-ACK the cgroup egress hook may have missed (it
+    /// does on 5.10 and 6.1): that SYN-ACK's TCP header length and how many were sent, from
+    /// the options the new socket negotiated. 0 when unknown.
+    pub synack_hdr: u8,
+    pub synack_sent: u8,
+    pub _pad: [u8; 4],
 }
 
 /// The record carries the socket's per-packet counters.
@@ -269,10 +274,13 @@ pub const TCP_DETAIL_PRESENT: u8 = 1;
 pub const TCP_DETAIL_PARTIAL: u8 = 2;
 /// A passive socket's counters were seeded with its handshake, seen on the listener.
 pub const TCP_DETAIL_HANDSHAKE: u8 = 4;
+/// The handshake's SYN (IPv6) had no TCP options but MSS, window scale, SACK-permitted,
+/// timestamps, NOP and EOL: the SYN-ACK answering it carries no others either.
+pub const TCP_DETAIL_SYN_PLAIN: u8 = 8;
 /// The kernel saw the socket open and carry segments, but its counters are incomplete (its
 /// `TCP_PKTS` or handshake entry was evicted, or it opened while the per-packet programs were
 /// being attached). Userspace counts it in `tcp_detail_lost` only in the first case.
-pub const TCP_DETAIL_LOST: u8 = 8;
+pub const TCP_DETAIL_LOST: u8 = 16;
 
 /// A handshake in progress on a listening socket: the connection's endpoints and the
 /// initiator's initial sequence number (which tells apart equal tuples of two namespaces).

@@ -199,7 +199,9 @@ impl FlowTable {
     /// Complete per-packet counters of an open TCP socket.
     pub(super) fn read_tcp_detail(&self, cookie: u64) -> Option<TcpDetail> {
         let source = self.tcp_detail.as_ref().filter(|_| cookie != 0)?;
-        source.read(cookie).filter(tcp_detail::complete)
+        let mut d = source.read(cookie)?;
+        tcp_detail::add_missed_synack(&mut d);
+        Some(d).filter(tcp_detail::complete)
     }
 
     pub(crate) fn open_flows(&self) -> usize {
@@ -478,6 +480,7 @@ impl FlowTable {
             self.detail_lost += 1;
         }
         let mut d = r.detail;
+        tcp_detail::add_missed_synack(&mut d);
         if !f.start_observed || !tcp_detail::usable(&d) {
             return None;
         }

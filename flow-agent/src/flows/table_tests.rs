@@ -8,8 +8,8 @@ use std::{
 
 use flow_common::{
     tcp_state::*, AcceptRecord, RecordHeader, RecordKind, TcpCounters, TcpDirDetail, TcpHistEntry,
-    UdpOpenRecord, UdpReleaseRecord, AF_INET6, IPPROTO_UDP, TCP_DETAIL_LOST, TCP_DETAIL_PRESENT,
-    TCP_INFO_ALL_ACKED, TCP_INFO_CLOSED_ON_EXIT, TCP_INFO_FIN_RECEIVED,
+    UdpOpenRecord, UdpReleaseRecord, AF_INET6, IPPROTO_UDP, TCP_DETAIL_HANDSHAKE, TCP_DETAIL_LOST,
+    TCP_DETAIL_PRESENT, TCP_INFO_ALL_ACKED, TCP_INFO_CLOSED_ON_EXIT, TCP_INFO_FIN_RECEIVED,
 };
 use libc::{ECONNREFUSED, ECONNRESET, EHOSTUNREACH, ETIMEDOUT};
 
@@ -655,6 +655,66 @@ fn inbound_start_waits_for_accept_and_names_the_acceptor() {
         (Some(Attribution::Acceptor), Inbound)
     );
     assert_eq!(ev.duration_ns, Some(6 * S));
+}
+
+/// An accepted IPv6 connection's counters as 5.10 and 6.1 leave them: the listener's SYN-ACK
+/// (sent twice here) never reached the egress hook, and the kernel described it instead.
+fn server_detail_without_synack(synack_hdr: u8) -> TcpDetail {
+    TcpDetail {
+        rx: dir(
+            5,
+            480,
+            0x1b,
+            0,
+            &[(0, b'S'), (1, b'A'), (2, b'D'), (5, b'F')],
+        ),
+        tx: dir(3, 2000, 0x19, 0, &[(3, b'A'), (4, b'D'), (6, b'F')]),
+        hist_next: 7,
+        flags: TCP_DETAIL_PRESENT | TCP_DETAIL_HANDSHAKE,
+        synack_hdr,
+        synack_sent: 2,
+        ..TcpDetail::default()
+    }
+}
+
+#[test]
+fn an_accepted_v6_connection_gets_the_synack_the_egress_hook_missed() {
+    let (mut t, mut udp, t0) = (table(), FakeUdp::default(), boot_ns_now());
+    t.set_tcp_detail(Box::new(FakeDetail::default()));
+    let tu = tuple(TCP, "[2001:db8::1]:443", "[2001:db8::99]:51000");
+    let mut end_of = |sock: u64, synack_hdr: u8| {
+        let open = opened(&tcp_sock(sock, tu, Passive, task(200, 200), t0), t0);
+        feed(&mut t, &mut udp, Record::TcpOpen(open));
+        feed(&mut t, &mut udp, accepted(sock, task(300, 300), t0 + MS));
+        let close = TcpRecord {
+            info: FIN_ACKED,
+            counters: tcp_counters(101, 1901, 5, 5),
+            detail: server_detail_without_synack(synack_hdr),
+            ..closed(&open, t0 + S, LAST_ACK, &[CLOSE_WAIT])
+        };
+        let out = feed(&mut t, &mut udp, Record::TcpClose(close));
+        out.last().unwrap().event.clone()
+    };
+
+    // Timestamps, SACK and window scaling: 20 + MSS 4 + 12 + 4 TCP bytes, 40 of IPv6.
+    let ev = end_of(0xd000, 40);
+    let counters = Counters {
+        in_ip_bytes: Some(480),
+        out_ip_bytes: Some(2000 + 2 * 80),
+        ..ctr([100, 1900, 5, 5], [100, 1900, 5, 5])
+    };
+    assert_eq!(ev.counters, Some(counters), "two SYN-ACKs of 80 bytes");
+    assert_eq!(ending(&ev), (Some("fin"), Some("SF"), Some("ShADadFf")));
+    let flags = TcpFlags {
+        orig: 0x1b,
+        resp: 0x1b,
+    };
+    assert_eq!(ev.tcp_flags, Some(flags), "SYN in the responder's flags");
+
+    // The kernel could not tell the SYN-ACK (the SYN had other options): no detail, as before.
+    let ev = end_of(0xe000, 0);
+    assert_eq!(ev.counters.and_then(|c| c.out_ip_bytes), None);
+    assert_eq!(ev.tcp_flags, None);
 }
 
 #[test]

@@ -2,8 +2,8 @@
 //! IP-level bytes, packets, the OR of the TCP flags, first payload times and Zeek's history
 //! letters in the order they happened.
 use flow_common::{
-    TcpDetail, TcpDirDetail, TcpHistEntry, TCP_DETAIL_LOST, TCP_DETAIL_PARTIAL, TCP_DETAIL_PRESENT,
-    TCP_HIST_SLOTS,
+    hist, TcpDetail, TcpDirDetail, TcpHistEntry, TCP_DETAIL_HANDSHAKE, TCP_DETAIL_LOST,
+    TCP_DETAIL_PARTIAL, TCP_DETAIL_PRESENT, TCP_HIST_SLOTS,
 };
 
 use crate::{
@@ -23,13 +23,69 @@ pub(crate) trait TcpDetailSource {
 }
 
 /// The counters cover the whole connection: the kernel saw its first packet, lost nothing, and
-/// saw this host's SYN or SYN-ACK. (On some kernels, 6.1 among them, an IPv6 SYN-ACK skips the
-/// cgroup egress hook: such counters would be short of it, so they are not used.)
+/// saw this host's SYN or SYN-ACK. (On 5.10 and 6.1 an IPv6 SYN-ACK skips the cgroup egress
+/// hook: `add_missed_synack` adds it back when the kernel could tell it exactly; otherwise such
+/// counters are short of it and not used.)
 pub(crate) fn complete(d: &TcpDetail) -> bool {
     d.flags & TCP_DETAIL_PARTIAL == 0 && d.tx.flags & SYN != 0
 }
 
 const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+/// IPv6 header without extensions.
+const IPV6_HEADER_LEN: u64 = 40;
+
+/// Adds the SYN-ACK(s) of an accepted IPv6 connection that the kernel's egress hook did not
+/// see (5.10, 6.1: synack.rs in the eBPF programs) to its counters, as the kernel described
+/// them: one packet of an IPv6 header and `synack_hdr` TCP bytes per SYN-ACK sent, flags
+/// SYN|ACK, and Zeek's letter H just after the initiator's S. Counters that saw this host's
+/// SYN-ACK, or that the kernel did not describe, are left as they are.
+pub(crate) fn add_missed_synack(d: &mut TcpDetail) {
+    let missed = d.flags & TCP_DETAIL_HANDSHAKE != 0
+        && d.synack_hdr != 0
+        && d.synack_sent != 0
+        && d.rx.flags & SYN != 0
+        && d.tx.flags & SYN == 0;
+    if !missed {
+        return;
+    }
+    let Some(syn_order) = letters(&d.rx)
+        .iter()
+        .find(|e| e.letter == b'S')
+        .map(|e| e.order)
+    else {
+        return;
+    };
+    let sent = u64::from(d.synack_sent);
+    d.tx.ip_bytes += sent * (IPV6_HEADER_LEN + u64::from(d.synack_hdr));
+    d.tx.pkts += sent;
+    d.tx.flags |= SYN | ACK;
+    d.tx.hist_seen |= hist::SYN;
+    // Every letter after the SYN moves one later, to make room for the SYN-ACK's.
+    for dir in [&mut d.rx, &mut d.tx] {
+        let n = (dir.hist_len as usize).min(TCP_HIST_SLOTS);
+        for e in &mut dir.hist[..n] {
+            if e.order > syn_order {
+                e.order = e.order.saturating_add(1);
+            }
+        }
+    }
+    d.hist_next = d.hist_next.saturating_add(1);
+    let h = TcpHistEntry {
+        order: syn_order.saturating_add(1),
+        letter: b'H',
+    };
+    let n = (d.tx.hist_len as usize).min(TCP_HIST_SLOTS);
+    let at = d.tx.hist[..n]
+        .iter()
+        .take_while(|e| e.order < h.order)
+        .count();
+    if at < TCP_HIST_SLOTS {
+        d.tx.hist.copy_within(at..TCP_HIST_SLOTS - 1, at + 1);
+        d.tx.hist[at] = h;
+    }
+    d.tx.hist_len = d.tx.hist_len.saturating_add(1);
+}
 
 fn letters(d: &TcpDirDetail) -> &[TcpHistEntry] {
     &d.hist[..(d.hist_len as usize).min(TCP_HIST_SLOTS)]
@@ -162,6 +218,44 @@ mod tests {
             ..d
         };
         assert_eq!(history(&server, false), "ShADadFf");
+    }
+
+    #[test]
+    fn a_synack_the_hook_saw_is_not_added_again() {
+        // 6.12 and later: the egress hook saw the SYN-ACK (the same counters as the client's,
+        // seen from the server).
+        let c = client_side();
+        let mut d = TcpDetail {
+            tx: TcpDirDetail {
+                flags: 0x12,
+                ..c.rx
+            },
+            rx: TcpDirDetail {
+                flags: 0x02,
+                ..c.tx
+            },
+            flags: TCP_DETAIL_HANDSHAKE,
+            synack_hdr: 40,
+            synack_sent: 1,
+            ..c
+        };
+        let before = d;
+        add_missed_synack(&mut d);
+        assert_eq!(d, before);
+        // A SYN-ACK beyond the last history slot still counts its letter.
+        d.tx = TcpDirDetail {
+            hist_len: TCP_HIST_SLOTS as u8,
+            ..TcpDirDetail::default()
+        };
+        for (i, e) in d.tx.hist.iter_mut().enumerate() {
+            e.order = 2 + i as u8;
+            e.letter = b'A';
+        }
+        add_missed_synack(&mut d);
+        assert_eq!(d.tx.hist_len as usize, TCP_HIST_SLOTS + 1);
+        assert_eq!((d.tx.hist[0].order, d.tx.hist[0].letter), (1, b'H'));
+        assert_eq!(d.tx.hist[1].order, 3, "later letters move one on");
+        assert_eq!((d.tx.pkts, d.tx.ip_bytes), (1, 80));
     }
 
     #[test]

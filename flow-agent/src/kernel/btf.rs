@@ -239,6 +239,23 @@ impl Btf {
     /// Each step descends into a named member; anonymous structs and unions on the way are
     /// searched transparently, as C does.
     pub(crate) fn member_offset(&self, struct_name: &str, path: &str) -> Result<u32, BtfError> {
+        let (bits, bitfield) = self.member_bits(struct_name, path)?;
+        if bitfield {
+            return Err(BtfError::Bitfield {
+                struct_name: struct_name.to_owned(),
+                path: path.to_owned(),
+            });
+        }
+        Ok(bits / 8)
+    }
+
+    /// Bit offset of `path` inside `struct_name`, bitfields included (as `member_offset`).
+    pub(crate) fn member_bit_offset(&self, struct_name: &str, path: &str) -> Result<u32, BtfError> {
+        Ok(self.member_bits(struct_name, path)?.0)
+    }
+
+    /// Bit offset of `path` and whether its last member is a bitfield.
+    fn member_bits(&self, struct_name: &str, path: &str) -> Result<(u32, bool), BtfError> {
         let (_, mut current) = self
             .find_composite(struct_name)?
             .ok_or_else(|| BtfError::StructNotFound(struct_name.to_owned()))?;
@@ -253,20 +270,15 @@ impl Btf {
             bits = bits.checked_add(found.bit_offset).ok_or_else(|| {
                 BtfError::Malformed(format!("offset of {struct_name}.{path} overflows"))
             })?;
-            if found.bitfield {
-                return Err(BtfError::Bitfield {
-                    struct_name: struct_name.to_owned(),
-                    path: path.to_owned(),
-                });
+            if parts.peek().is_none() {
+                return Ok((bits, found.bitfield));
             }
-            if parts.peek().is_some() {
-                current = match self.skip_modifiers(found.type_id)? {
-                    Some((_, t)) if t.is_composite() => t,
-                    _ => return Err(not_found()),
-                };
-            }
+            current = match self.skip_modifiers(found.type_id)? {
+                Some((_, t)) if t.is_composite() && !found.bitfield => t,
+                _ => return Err(not_found()),
+            };
         }
-        Ok(bits / 8)
+        Err(not_found())
     }
 
     /// Looks a struct or union up by tag name, then by typedef name (`possible_net_t`).
@@ -631,6 +643,10 @@ mod tests {
             btf.member_offset("sock_common", "sk_protocol"),
             Err(BtfError::Bitfield { .. })
         ));
+        assert_eq!(
+            btf.member_bit_offset("sock_common", "sk_protocol").unwrap(),
+            264
+        );
     }
 
     #[test]
@@ -648,6 +664,9 @@ mod tests {
             btf.member_offset("s", "b"),
             Err(BtfError::Bitfield { .. })
         ));
+        // Their bit offsets are known all the same.
+        assert_eq!(btf.member_bit_offset("s", "a").unwrap(), 0);
+        assert_eq!(btf.member_bit_offset("s", "b").unwrap(), 3);
     }
 
     #[test]

@@ -92,6 +92,9 @@ pub(crate) fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
         tcp_srtt_us: req("tcp_sock", "srtt_us")?,
         tcp_snd_una: req("tcp_sock", "snd_una")?,
         tcp_write_seq: req("tcp_sock", "write_seq")?,
+        tcp_rcv_nxt: req("tcp_sock", "rcv_nxt")?,
+        tcp_tstamp_ok_bit: optional_bit(btf, "tcp_sock", "rx_opt.tstamp_ok")?,
+        tcp_wscale_ok_bit: optional_bit(btf, "tcp_sock", "rx_opt.wscale_ok")?,
     })
 }
 
@@ -122,6 +125,19 @@ fn optional(btf: &Btf, struct_name: &str, path: &str) -> Result<u32, OffsetsErro
     match btf.member_offset(struct_name, path) {
         Ok(offset) => Ok(offset),
         Err(BtfError::MemberNotFound { .. } | BtfError::Bitfield { .. }) => Ok(OFFSET_ABSENT),
+        Err(source) => Err(OffsetsError::Missing {
+            struct_name: struct_name.to_owned(),
+            member: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Like `optional`, for the bit offset of a member that may be a bitfield.
+fn optional_bit(btf: &Btf, struct_name: &str, path: &str) -> Result<u32, OffsetsError> {
+    match btf.member_bit_offset(struct_name, path) {
+        Ok(offset) => Ok(offset),
+        Err(BtfError::MemberNotFound { .. }) => Ok(OFFSET_ABSENT),
         Err(source) => Err(OffsetsError::Missing {
             struct_name: struct_name.to_owned(),
             member: path.to_owned(),
@@ -201,6 +217,11 @@ mod tests {
         for offset in [o.sock_sk_err, o.sock_sk_protocol, o.sock_sk_flags] {
             assert!(offset > 0 && offset < sock_size);
         }
+        // tcp_options_received packs them into one u16: saw_tstamp, tstamp_ok, dsack, wscale_ok.
+        let rx_opt = btf.member_offset("tcp_sock", "rx_opt").unwrap() * 8;
+        assert!(o.tcp_tstamp_ok_bit > rx_opt);
+        assert_eq!(o.tcp_wscale_ok_bit, o.tcp_tstamp_ok_bit + 2);
+        assert!(o.tcp_rcv_nxt >= sock_size);
         // inet_sock embeds sock.
         assert!(o.inet_sport >= sock_size && o.inet_sport < btf.struct_size("inet_sock").unwrap());
     }
