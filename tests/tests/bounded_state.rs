@@ -296,21 +296,29 @@ fn tcp_flows_whose_close_was_lost_end_close_missed_after_the_storm() -> Result<(
         .flatten()
         .filter(|e| is_end(e) && e["end_reason"] == "close_missed")
         .count() as u64;
-    let settled = agent
-        .wait_for(
-            |e| {
-                stats(e)
-                    && u64_of(&e["flows_open"]) <= baseline + 16
-                    && u64_of(&e["kernel_losses"]["tcp_closes_missed"]) >= missed_total
-            },
-            EVENT_TIMEOUT,
-        )
-        .with_context(|| {
-            let last = agent.events().into_iter().rev().find(|e| stats(e));
-            format!(
+    // UDP flows other tests open meanwhile (the UDP test floods the host with sockets whose
+    // releases this tiny ring may lose too) are not this test's: they are left out.
+    let settled_by = Instant::now() + slowed(EVENT_TIMEOUT);
+    let settled = loop {
+        let events = agent.events();
+        let udp_open = || {
+            let udp = events.iter().filter(|e| e["transport_protocol"] == "udp");
+            open_ids(&by_flow(udp)).len() as u64
+        };
+        let last = events.iter().rev().find(|e| stats(e)).cloned();
+        if let Some(e) = last.as_ref().filter(|e| {
+            u64_of(&e["flows_open"]) <= baseline + 16 + udp_open()
+                && u64_of(&e["kernel_losses"]["tcp_closes_missed"]) >= missed_total
+        }) {
+            break e.clone();
+        }
+        if Instant::now() > settled_by {
+            bail!(
                 "flows_open back to the baseline {baseline} and {missed_total} missed closes counted; last stats {last:?}"
-            )
-        })?;
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
     eprintln!(
         "{missed} of {} flows left open ended close_missed, all ended {took:?} after the storm; \
          flows_open {baseline} before, {} after; tcp_closes_missed {}; state_bounds {}",
@@ -445,8 +453,9 @@ fn udp_flows_whose_release_was_lost_end_release_missed() -> Result<()> {
         slowed(Duration::from_secs(UPDATE_INTERVAL_S * 2) + GRACE + Duration::from_secs(10)),
     )?;
     ensure!(end["end_reason"] == "release_missed", "{end}");
+    // The sender's flow or the receiver's (both sockets were closed), each with its datagram.
     ensure!(
-        end["out_bytes"] == 4,
+        end["orig_bytes"] == 4,
         "counters as the kernel last had them: {end}"
     );
     let stats = agent.wait_for(

@@ -138,11 +138,7 @@ pub(crate) fn drain(
     // A ring whose record past the signal was handled is not read again in this drain.
     let mut closed = [false; 3];
     while done.records < budget.records {
-        for (i, ring) in Ring::ALL.into_iter().enumerate() {
-            if heads[i].is_none() && !closed[i] {
-                heads[i] = next_head(capture, ring, &budget, &mut done);
-            }
-        }
+        fill_heads(capture, &budget, &mut heads, &closed, &mut done);
         let Some(i) = oldest(&heads) else {
             return done;
         };
@@ -162,6 +158,36 @@ pub(crate) fn drain(
     }
     done.more = true;
     done
+}
+
+/// Reads the next record of every ring whose head is empty. A ring found empty is read once
+/// more after a later ring gave a head: a record committed before that head (the exec before a
+/// process's connect) is visible by then, and may be older; read only before, it would come
+/// after the head it preceded when the agent's thread was preempted between the two reads.
+fn fill_heads(
+    capture: &mut Capture,
+    budget: &DrainBudget,
+    heads: &mut [Option<Head>; 3],
+    closed: &[bool; 3],
+    done: &mut Drained,
+) {
+    let mut found_empty = [false; 3];
+    let mut read_after_empty = false;
+    for (i, ring) in Ring::ALL.into_iter().enumerate() {
+        if heads[i].is_none() && !closed[i] {
+            heads[i] = next_head(capture, ring, budget, done);
+            found_empty[i] = heads[i].is_none();
+            read_after_empty |= heads[i].is_some() && found_empty.iter().any(|e| *e);
+        }
+    }
+    if !read_after_empty {
+        return;
+    }
+    for (i, ring) in Ring::ALL.into_iter().enumerate() {
+        if found_empty[i] {
+            heads[i] = next_head(capture, ring, budget, done);
+        }
+    }
 }
 
 /// Index of the head with the earliest timestamp.
