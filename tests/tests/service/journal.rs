@@ -18,21 +18,26 @@ mount -t tmpfs tmpfs /run
 if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi
 mkdir -p /run/systemd/journal /run/log/journal
 "$JOURNALD" & J=$!
-trap 'kill $J' EXIT
+# The agent's own pid (the shell below execs it): $! would be the shell running systemd-cat,
+# and killing that would leave the agent running after the test.
+PIDFILE=/run/flow-agent-test.pid; export PIDFILE
+trap 'kill $J; [ -s $PIDFILE ] && kill -TERM $(cat $PIDFILE) 2>/dev/null || true' EXIT
 for i in $(seq 300); do [ -S /run/systemd/journal/stdout ] && break; sleep 0.1; done
 # What systemd does for a service: stderr is the journal's stream, JOURNAL_STREAM names it.
 stream() {
   systemd-cat -t flow-agent-test sh -c \
-    'JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2); export JOURNAL_STREAM; exec "$@" >/dev/null' \
+    'echo $$ > "$PIDFILE"; JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2); export JOURNAL_STREAM; exec "$@" >/dev/null' \
     sh "$@"
 }
 stream "$AGENT" check-config "$BAD" || true
+: > "$PIDFILE"
 stream "$AGENT" run --no-config & A=$!
 for i in $(seq 1200); do
   journalctl -D /run/log/journal -o cat --no-pager | grep -q 'flow-agent ready' && break
   sleep 0.1
 done
-kill -TERM $A; wait $A || true
+kill -TERM "$(cat "$PIDFILE")"; wait $A || true
+: > "$PIDFILE"
 journalctl -D /run/log/journal -o json --no-pager -t flow-agent-test
 echo '-- err --'
 journalctl -D /run/log/journal -o json --no-pager -t flow-agent-test -p err
