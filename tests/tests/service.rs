@@ -315,7 +315,10 @@ fn the_system_call_filter_is_in_force_after_attach_and_capture_and_reload_still_
     agent.signal(libc::SIGHUP)?;
     let (reloading, _) = listener.wait_for(ready + 1, "RELOADING=1", WAIT)?;
     let (reloaded, _) = listener.wait_for(reloading + 1, "READY=1", WAIT)?;
-    let stderr = agent.stderr();
+    let stderr = agent.stderr_once_it_has(
+        "kernel filter: 1 of 1 global exclude rules decided in the kernel",
+        WAIT,
+    );
     ensure!(
         stderr.contains("kernel filter: 1 of 1 global exclude rules decided in the kernel")
             && !stderr.contains("kernel filter not updated"),

@@ -65,6 +65,19 @@ impl Running {
         self.shared.state.lock().unwrap().stderr.clone()
     }
 
+    /// The stderr captured once it holds `needle`, or all of it after `timeout`: a log line
+    /// written right before a notification may reach the pipe's reader after it.
+    pub fn stderr_once_it_has(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stderr = self.stderr();
+            if stderr.contains(needle) || Instant::now() >= deadline {
+                return stderr;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn events(&self) -> Vec<Value> {
         self.shared.state.lock().unwrap().events.clone()
     }
