@@ -21,7 +21,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// The port of the traffic's server; the full-disk test uses its own, to filter on.
 const PORT: u16 = 9300;
+const FULL_DISK_PORT: u16 = 9301;
 /// Bound for the agent to report a wave's flows, and for a tailer or the sink to catch up
 /// with the stdout reference. Generous: on a loaded host the agent drains other tests' flows
 /// in large batches first.
@@ -61,11 +63,16 @@ struct Traffic {
     host: TestHost,
     netns: u64,
     script: PathBuf,
+    port: u16,
     connections: usize,
 }
 
 impl Traffic {
     fn new(dir: &TempDir) -> Result<Traffic> {
+        Traffic::on_port(dir, PORT)
+    }
+
+    fn on_port(dir: &TempDir, port: u16) -> Result<Traffic> {
         let host = TestHost::new()?;
         let netns = host.netns_inode()?;
         // A file keeps the command line (in every event) short.
@@ -74,6 +81,7 @@ impl Traffic {
             host,
             netns,
             script,
+            port,
             connections: 0,
         })
     }
@@ -85,7 +93,7 @@ impl Traffic {
             .host
             .cmd(&python()?.display().to_string())
             .arg(&self.script)
-            .args([PORT.to_string(), count.to_string()])
+            .args([self.port.to_string(), count.to_string()])
             .spawn()?;
         finish(proc, Duration::from_secs(60))?;
         self.connections += count;
@@ -101,7 +109,7 @@ impl Traffic {
     fn is_ours(&self, e: &Value) -> bool {
         get(e, "netns").as_u64() == Some(self.netns)
             && get(e, "transport_protocol") == "tcp"
-            && get(e, "dest_port").as_u64() == Some(u64::from(PORT))
+            && get(e, "dest_port").as_u64() == Some(u64::from(self.port))
     }
 }
 
@@ -597,15 +605,22 @@ fn a_full_disk_drops_and_counts_whole_batches_and_writing_resumes_when_space_fre
     setup()?;
     let dir = TempDir::new("flow-file-sink")?;
     let mnt = dir.path().join("small");
-    let tmpfs = Tmpfs::mount(&mnt, "256k")?;
+    // Room for every record of the test once the filler is gone, whatever else the host does:
+    // the global filter keeps other tests' flows (which the agent sees too) out of the file.
+    let tmpfs = Tmpfs::mount(&mnt, "4m")?;
     let path = mnt.join("events.log");
     let config = agent_config(
         &dir,
-        &format!("path = \"{}\"\nrotate_size = \"1MiB\"", path.display()),
+        &format!("path = \"{}\"\nrotate_size = \"16MiB\"", path.display()),
         1,
     )?;
+    let mut toml = std::fs::read_to_string(&config)?;
+    toml.push_str(&format!(
+        "\n[filter]\ninclude = [{{ local_port = {FULL_DISK_PORT} }}, {{ remote_port = {FULL_DISK_PORT} }}]\n"
+    ));
+    std::fs::write(&config, toml)?;
     let agent = start_agent(&config)?;
-    let mut traffic = Traffic::new(&dir)?;
+    let mut traffic = Traffic::on_port(&dir, FULL_DISK_PORT)?;
 
     traffic.wave(&agent, 5)?;
     wait_for_records(&path, &ours_ended(&agent, &traffic))?;
