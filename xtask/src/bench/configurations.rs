@@ -42,6 +42,8 @@ pub enum Kind {
         build: Build,
         /// `flow-agent top` attached to its live socket, in a tmux terminal of 80×24.
         top: bool,
+        /// The per-packet TCP detail tier (`tcp_detail`, on by default); off in `+basic`.
+        tcp_detail: bool,
     },
     Tcplife,
     BpftraceTcplife,
@@ -62,6 +64,9 @@ pub const BASE_SUFFIX: &str = "@base";
 /// The name of an agent configuration with `flow-agent top` attached: `agent-native+top`.
 pub const TOP_SUFFIX: &str = "+top";
 
+/// The name of an agent configuration without the TCP detail tier: `agent-native+basic`.
+pub const BASIC_SUFFIX: &str = "+basic";
+
 pub fn base_name(name: &str) -> String {
     format!("{name}{BASE_SUFFIX}")
 }
@@ -75,7 +80,8 @@ pub fn is_base(name: &str) -> bool {
 pub fn agent_format(name: &str) -> Option<&str> {
     let format = name.strip_prefix("agent-")?;
     let format = format.strip_suffix(BASE_SUFFIX).unwrap_or(format);
-    Some(format.strip_suffix(TOP_SUFFIX).unwrap_or(format))
+    let format = format.strip_suffix(TOP_SUFFIX).unwrap_or(format);
+    Some(format.strip_suffix(BASIC_SUFFIX).unwrap_or(format))
 }
 
 /// The flow-agent binaries of this run.
@@ -111,6 +117,7 @@ pub fn all(with_base: bool) -> Vec<Configuration> {
         format,
         build: Build::Current,
         top: false,
+        tcp_detail: true,
     };
     let list = vec![
         config("baseline", Kind::Baseline),
@@ -123,6 +130,17 @@ pub fn all(with_base: bool) -> Vec<Configuration> {
                 format: "native",
                 build: Build::Current,
                 top: true,
+                tcp_detail: true,
+            },
+        ),
+        // The basic tier: TCP counts from the socket, no per-packet TCP program.
+        config(
+            "agent-native+basic",
+            Kind::Agent {
+                format: "native",
+                build: Build::Current,
+                top: false,
+                tcp_detail: false,
             },
         ),
         config("tcplife", Kind::Tcplife),
@@ -259,6 +277,7 @@ impl Configuration {
             format,
             build: Build::Current,
             top: false,
+            tcp_detail,
         } = self.kind
         else {
             return None;
@@ -269,6 +288,7 @@ impl Configuration {
                 format,
                 build: Build::Base,
                 top: false,
+                tcp_detail,
             },
         })
     }
@@ -280,7 +300,12 @@ impl Configuration {
         let stderr = dir.join(format!("{}.stderr", self.name));
         let (mut cmd, format, stop_signal, ready, stdout_to_events) = match &self.kind {
             Kind::Baseline => return Ok(None),
-            Kind::Agent { format, build, top } => {
+            Kind::Agent {
+                format,
+                build,
+                top,
+                tcp_detail,
+            } => {
                 let config = dir.join(format!("{}.toml", self.name));
                 let mut text = agent_config(format, AGENT_SINK, &events);
                 if *top {
@@ -290,6 +315,9 @@ impl Configuration {
                 let mut c = Command::new(agents.binary(*build)?);
                 c.args(["--log-level", "info", "run", "--config"])
                     .arg(&config);
+                if !tcp_detail {
+                    c.args(["--tcp-detail", "off"]);
+                }
                 (
                     c,
                     OutputFormat::AgentJson,
@@ -510,6 +538,7 @@ mod tests {
                 "agent-native",
                 "agent-ecs",
                 "agent-native+top",
+                "agent-native+basic",
                 "tcplife",
                 "bpftrace-tcplife"
             ]
@@ -524,6 +553,8 @@ mod tests {
                 "agent-ecs",
                 "agent-ecs@base",
                 "agent-native+top",
+                "agent-native+basic",
+                "agent-native+basic@base",
                 "tcplife",
                 "bpftrace-tcplife"
             ]
@@ -534,8 +565,10 @@ mod tests {
                 format: "ecs",
                 build: Build::Base,
                 top: false,
+                tcp_detail: true,
             }
         );
+        assert_eq!(agent_format("agent-native+basic@base"), Some("native"));
         assert_eq!(agent_format("agent-native+top"), Some("native"));
         assert_eq!(agent_format("agent-ecs@base"), Some("ecs"));
         assert_eq!(agent_format("agent-native"), Some("native"));
@@ -551,7 +584,7 @@ mod tests {
             names(&picked),
             ["baseline", "agent-native", "agent-native@base"]
         );
-        assert_eq!(names(&select(&[], false).unwrap()).len(), 6);
+        assert_eq!(names(&select(&[], false).unwrap()).len(), 7);
         let err = |names: &[&str], base| select(&only(names), base).unwrap_err().to_string();
         assert!(err(&["agent-native@base"], false).contains("needs --baseline REV"));
         assert!(err(&["tcplife"], true).contains("no @base configuration"));
