@@ -42,11 +42,56 @@ pub enum Kind {
         build: Build,
         /// `flow-agent top` attached to its live socket, in a tmux terminal of 80×24.
         top: bool,
-        /// The per-packet TCP detail tier (`tcp_detail`, on by default); off in `+basic`.
-        tcp_detail: bool,
+        /// What differs from the default settings.
+        tuning: Tuning,
     },
     Tcplife,
     BpftraceTcplife,
+}
+
+/// An agent configuration's departure from the default settings, named by a suffix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tuning {
+    Default,
+    /// `+basic`: no per-packet TCP detail tier (`--tcp-detail off`).
+    Basic,
+    /// `+procs`: process start and end events (`[enrich] process_events`).
+    ProcessEvents,
+    /// `+nohash`: no executable hashing (`[enrich] hash_max_bytes = 0`).
+    NoHash,
+}
+
+impl Tuning {
+    const ALL: [Tuning; 4] = [
+        Tuning::Default,
+        Tuning::Basic,
+        Tuning::ProcessEvents,
+        Tuning::NoHash,
+    ];
+
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Tuning::Default => "",
+            Tuning::Basic => "+basic",
+            Tuning::ProcessEvents => "+procs",
+            Tuning::NoHash => "+nohash",
+        }
+    }
+
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Tuning::Basic => &["--tcp-detail", "off"],
+            _ => &[],
+        }
+    }
+
+    fn config(self) -> &'static str {
+        match self {
+            Tuning::ProcessEvents => "[enrich]\nprocess_events = true\n\n",
+            Tuning::NoHash => "[enrich]\nhash_max_bytes = 0\n\n",
+            _ => "",
+        }
+    }
 }
 
 /// Which flow-agent binary an agent configuration runs.
@@ -64,9 +109,6 @@ pub const BASE_SUFFIX: &str = "@base";
 /// The name of an agent configuration with `flow-agent top` attached: `agent-native+top`.
 pub const TOP_SUFFIX: &str = "+top";
 
-/// The name of an agent configuration without the TCP detail tier: `agent-native+basic`.
-pub const BASIC_SUFFIX: &str = "+basic";
-
 pub fn base_name(name: &str) -> String {
     format!("{name}{BASE_SUFFIX}")
 }
@@ -81,7 +123,13 @@ pub fn agent_format(name: &str) -> Option<&str> {
     let format = name.strip_prefix("agent-")?;
     let format = format.strip_suffix(BASE_SUFFIX).unwrap_or(format);
     let format = format.strip_suffix(TOP_SUFFIX).unwrap_or(format);
-    Some(format.strip_suffix(BASIC_SUFFIX).unwrap_or(format))
+    Some(
+        Tuning::ALL
+            .iter()
+            .filter(|t| !t.suffix().is_empty())
+            .find_map(|t| format.strip_suffix(t.suffix()))
+            .unwrap_or(format),
+    )
 }
 
 /// The flow-agent binaries of this run.
@@ -113,16 +161,16 @@ pub fn all(with_base: bool) -> Vec<Configuration> {
         name: name.into(),
         kind,
     };
-    let agent = |format| Kind::Agent {
+    let agent = |format, tuning| Kind::Agent {
         format,
         build: Build::Current,
         top: false,
-        tcp_detail: true,
+        tuning,
     };
     let list = vec![
         config("baseline", Kind::Baseline),
-        config("agent-native", agent("native")),
-        config("agent-ecs", agent("ecs")),
+        config("agent-native", agent("native", Tuning::Default)),
+        config("agent-ecs", agent("ecs", Tuning::Default)),
         // The live view's cost: the same agent while `top` reads every event.
         config(
             "agent-native+top",
@@ -130,19 +178,13 @@ pub fn all(with_base: bool) -> Vec<Configuration> {
                 format: "native",
                 build: Build::Current,
                 top: true,
-                tcp_detail: true,
+                tuning: Tuning::Default,
             },
         ),
-        // The basic tier: TCP counts from the socket, no per-packet TCP program.
-        config(
-            "agent-native+basic",
-            Kind::Agent {
-                format: "native",
-                build: Build::Current,
-                top: false,
-                tcp_detail: false,
-            },
-        ),
+        // What the TCP detail tier, hashing and process events cost.
+        config("agent-native+basic", agent("native", Tuning::Basic)),
+        config("agent-native+procs", agent("native", Tuning::ProcessEvents)),
+        config("agent-native+nohash", agent("native", Tuning::NoHash)),
         config("tcplife", Kind::Tcplife),
         config("bpftrace-tcplife", Kind::BpftraceTcplife),
     ];
@@ -277,7 +319,7 @@ impl Configuration {
             format,
             build: Build::Current,
             top: false,
-            tcp_detail,
+            tuning,
         } = self.kind
         else {
             return None;
@@ -288,7 +330,7 @@ impl Configuration {
                 format,
                 build: Build::Base,
                 top: false,
-                tcp_detail,
+                tuning,
             },
         })
     }
@@ -304,10 +346,14 @@ impl Configuration {
                 format,
                 build,
                 top,
-                tcp_detail,
+                tuning,
             } => {
                 let config = dir.join(format!("{}.toml", self.name));
-                let mut text = agent_config(format, AGENT_SINK, &events);
+                let mut text = format!(
+                    "{}{}",
+                    tuning.config(),
+                    agent_config(format, AGENT_SINK, &events)
+                );
                 if *top {
                     text = format!("{}{text}", live_section(&live_socket(dir, &self.name)));
                 }
@@ -315,9 +361,7 @@ impl Configuration {
                 let mut c = Command::new(agents.binary(*build)?);
                 c.args(["--log-level", "info", "run", "--config"])
                     .arg(&config);
-                if !tcp_detail {
-                    c.args(["--tcp-detail", "off"]);
-                }
+                c.args(tuning.args());
                 (
                     c,
                     OutputFormat::AgentJson,
@@ -539,6 +583,8 @@ mod tests {
                 "agent-ecs",
                 "agent-native+top",
                 "agent-native+basic",
+                "agent-native+procs",
+                "agent-native+nohash",
                 "tcplife",
                 "bpftrace-tcplife"
             ]
@@ -555,6 +601,10 @@ mod tests {
                 "agent-native+top",
                 "agent-native+basic",
                 "agent-native+basic@base",
+                "agent-native+procs",
+                "agent-native+procs@base",
+                "agent-native+nohash",
+                "agent-native+nohash@base",
                 "tcplife",
                 "bpftrace-tcplife"
             ]
@@ -565,10 +615,11 @@ mod tests {
                 format: "ecs",
                 build: Build::Base,
                 top: false,
-                tcp_detail: true,
+                tuning: Tuning::Default,
             }
         );
         assert_eq!(agent_format("agent-native+basic@base"), Some("native"));
+        assert_eq!(agent_format("agent-ecs+procs"), Some("ecs"));
         assert_eq!(agent_format("agent-native+top"), Some("native"));
         assert_eq!(agent_format("agent-ecs@base"), Some("ecs"));
         assert_eq!(agent_format("agent-native"), Some("native"));
@@ -584,7 +635,7 @@ mod tests {
             names(&picked),
             ["baseline", "agent-native", "agent-native@base"]
         );
-        assert_eq!(names(&select(&[], false).unwrap()).len(), 7);
+        assert_eq!(names(&select(&[], false).unwrap()).len(), 9);
         let err = |names: &[&str], base| select(&only(names), base).unwrap_err().to_string();
         assert!(err(&["agent-native@base"], false).contains("needs --baseline REV"));
         assert!(err(&["tcplife"], true).contains("no @base configuration"));

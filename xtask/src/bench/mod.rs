@@ -33,8 +33,9 @@ pub struct BenchArgs {
     #[arg(long)]
     reps: Option<u32>,
     /// Only these configurations besides the baseline (comma-separated): agent-native,
-    /// agent-ecs, tcplife, bpftrace-tcplife; with --baseline also agent-native@base,
-    /// agent-ecs@base.
+    /// agent-ecs, agent-native+top, agent-native+basic, agent-native+procs,
+    /// agent-native+nohash, tcplife, bpftrace-tcplife; with --baseline also the agent ones
+    /// (but +top) with @base.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Also build flow-agent at this git revision (in a worktree under target/bench/baseline/)
@@ -52,11 +53,17 @@ pub struct BenchArgs {
     /// Internal: be one holder process of the concurrency workload (PORT,LANE,COUNT).
     #[arg(long, hide = true)]
     hold_connections: Option<String>,
+    /// Internal: be one client process of the exec storm (IP:PORT).
+    #[arg(long, hide = true)]
+    connect_once: Option<String>,
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {
     if let Some(spec) = &args.hold_connections {
         return workloads::concurrency::holder_main(spec);
+    }
+    if let Some(addr) = &args.connect_once {
+        return workloads::exec_storm::connect_once_main(addr);
     }
     // Wrong arguments fail before anything is built.
     let selected = configurations::select(&args.only, args.baseline.is_some())?;

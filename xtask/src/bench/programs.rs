@@ -18,6 +18,8 @@ pub struct ProgramCost {
     /// Storm: run time per flow (two flows per loopback connection), µs, and runs per flow.
     pub storm_us_per_flow: Option<f64>,
     pub storm_runs_per_flow: Option<f64>,
+    /// Exec storm (a new process per connection): run time per flow, µs.
+    pub exec_storm_us_per_flow: Option<f64>,
     /// Run time per run, ns, in the storm and under iperf3 TCP and 64-byte UDP.
     pub storm_ns_per_run: Option<f64>,
     pub tcp_ns_per_run: Option<f64>,
@@ -65,6 +67,9 @@ pub fn summarize(sessions: &[&Session]) -> Vec<ProgramCost> {
                 }),
                 storm_runs_per_flow: med(Workload::Storm, &|r, _, c| {
                     (c > 0).then(|| r.run_cnt as f64 / (2 * c) as f64)
+                }),
+                exec_storm_us_per_flow: med(Workload::ExecStorm, &|r, _, c| {
+                    (c > 0).then(|| r.run_time_ns as f64 / 1e3 / (2 * c) as f64)
                 }),
                 storm_ns_per_run: med(Workload::Storm, &per_run),
                 tcp_ns_per_run: med(Workload::IperfTcp, &per_run),
@@ -118,8 +123,8 @@ pub fn markdown(summary: &[&Summary]) -> String {
         "\neBPF programs, from the kernel's run_time_ns and run_cnt (per run: per packet for \
          skb_*, per call for the others; medians over repetitions):\n\n\
          | configuration | program | storm µs / flow | storm runs / flow | storm ns / run | \
-         iperf3 TCP ns / run (runs/s) | UDP 64 B ns / run (runs/s) |\n\
-         |---|---|---|---|---|---|---|\n",
+         exec storm µs / flow | iperf3 TCP ns / run (runs/s) | UDP 64 B ns / run (runs/s) |\n\
+         |---|---|---|---|---|---|---|---|\n",
     );
     out += &rows.concat();
     out
@@ -132,11 +137,12 @@ fn row(configuration: &str, p: &ProgramCost) -> String {
         _ => "-".into(),
     };
     format!(
-        "| {configuration} | {} | {} | {} | {} | {} | {} |\n",
+        "| {configuration} | {} | {} | {} | {} | {} | {} | {} |\n",
         p.program,
         f(p.storm_us_per_flow, 3),
         f(p.storm_runs_per_flow, 2),
         f(p.storm_ns_per_run, 0),
+        f(p.exec_storm_us_per_flow, 3),
         with_rate(p.tcp_ns_per_run, p.tcp_runs_per_s),
         with_rate(p.udp64_ns_per_run, p.udp64_runs_per_s),
     )
@@ -169,6 +175,7 @@ mod tests {
         s.workloads = vec![
             sample(Workload::Storm, 2.0, 1000, 4_000_000, 20_000),
             sample(Workload::IperfUdp64, 5.0, 0, 50_000_000, 1_000_000),
+            sample(Workload::ExecStorm, 2.0, 100, 1_000_000, 2_000),
         ];
         let costs = summarize(&[&s]);
         assert_eq!(costs.len(), 1);
@@ -179,9 +186,10 @@ mod tests {
         assert_eq!(p.storm_ns_per_run, Some(200.0));
         assert_eq!(p.udp64_ns_per_run, Some(50.0));
         assert_eq!(p.udp64_runs_per_s, Some(200_000.0));
+        assert_eq!(p.exec_storm_us_per_flow, Some(5.0));
         assert_eq!(p.tcp_ns_per_run, None);
         assert!(row("agent-native", p)
-            .contains("| skb_egress | 2.000 | 10.00 | 200 | - | 50 (200000) |"));
+            .contains("| skb_egress | 2.000 | 10.00 | 200 | 5.000 | - | 50 (200000) |"));
     }
 
     #[test]

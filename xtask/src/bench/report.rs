@@ -44,6 +44,9 @@ pub struct Summary {
     pub storm_ratio: Option<f64>,
     pub burst_connections_per_s: Option<f64>,
     pub burst_ratio: Option<f64>,
+    /// A new process per connection (exec storm).
+    pub exec_storm_connections_per_s: Option<f64>,
+    pub exec_storm_ratio: Option<f64>,
     pub tcp_bits_per_second: Option<f64>,
     pub tcp_ratio: Option<f64>,
     pub udp64_bits_per_second: Option<f64>,
@@ -53,6 +56,8 @@ pub struct Summary {
     pub cpu_us_per_flow: Option<f64>,
     /// The same at the moderate rate of the latency workload.
     pub cpu_us_per_flow_moderate: Option<f64>,
+    /// The same in the exec storm: each flow's process is new (exec, exit, identity, hash).
+    pub cpu_us_per_flow_exec: Option<f64>,
     /// Sensor CPU while iperf3 TCP ran, in percent of one core.
     pub cpu_percent_tcp_bulk: Option<f64>,
     /// Run time of the sensor's eBPF programs per flow, storm (kernel side: charged to the
@@ -142,6 +147,7 @@ pub fn summarize(name: &str, sessions: &[Session]) -> Summary {
     let bits = |w| move |s: &Session| metric(s, w, |x| x.bits_per_second);
     let (storm, storm_ratio) = value_and_ratio(ok, &baseline, rate(Workload::Storm));
     let (burst, burst_ratio) = value_and_ratio(ok, &baseline, rate(Workload::Burst));
+    let (exec_storm, exec_storm_ratio) = value_and_ratio(ok, &baseline, rate(Workload::ExecStorm));
     let (tcp, tcp_ratio) = value_and_ratio(ok, &baseline, bits(Workload::IperfTcp));
     let (udp, udp_ratio) = value_and_ratio(ok, &baseline, bits(Workload::IperfUdp64));
     type Field = fn(&WorkloadSample) -> Option<f64>;
@@ -204,6 +210,8 @@ pub fn summarize(name: &str, sessions: &[Session]) -> Summary {
         storm_ratio,
         burst_connections_per_s: burst,
         burst_ratio,
+        exec_storm_connections_per_s: exec_storm,
+        exec_storm_ratio,
         tcp_bits_per_second: tcp,
         tcp_ratio,
         udp64_bits_per_second: udp,
@@ -215,6 +223,7 @@ pub fn summarize(name: &str, sessions: &[Session]) -> Summary {
         udp64_ratio: udp_ratio,
         cpu_us_per_flow: per_flow(Workload::Storm, cpu),
         cpu_us_per_flow_moderate: per_flow(Workload::Latency, cpu),
+        cpu_us_per_flow_exec: per_flow(Workload::ExecStorm, cpu),
         cpu_percent_tcp_bulk: percent(Workload::IperfTcp, cpu),
         bpf_us_per_flow: per_flow(Workload::Storm, bpf),
         bpf_percent_tcp_bulk: percent(Workload::IperfTcp, bpf),
@@ -526,6 +535,18 @@ pub fn markdown(r: &Results) -> String {
         &format!("burst {:.0} s, conn/s (ratio)", r.plan.burst_s),
         &|s| with_ratio(s.burst_connections_per_s, 1.0, 0, s.burst_ratio, is_base(s)),
     );
+    out += &row(
+        "exec storm (a process per connection), conn/s (ratio)",
+        &|s| {
+            with_ratio(
+                s.exec_storm_connections_per_s,
+                1.0,
+                0,
+                s.exec_storm_ratio,
+                is_base(s),
+            )
+        },
+    );
     out += &row("iperf3 TCP, Gbit/s (ratio)", &|s| {
         with_ratio(s.tcp_bits_per_second, 1e9, 2, s.tcp_ratio, is_base(s))
     });
@@ -542,6 +563,9 @@ pub fn markdown(r: &Results) -> String {
         ),
         &|s| opt(s.cpu_us_per_flow_moderate, 2),
     );
+    out += &row("sensor CPU per flow, exec storm, µs", &|s| {
+        opt(s.cpu_us_per_flow_exec, 2)
+    });
     out += &row("sensor CPU during iperf3 TCP, % of a core", &|s| {
         opt(s.cpu_percent_tcp_bulk, 1)
     });
@@ -589,6 +613,7 @@ pub fn markdown(r: &Results) -> String {
     for (w, label) in [
         (Workload::Storm, "end events / expected, storm"),
         (Workload::Burst, "end events / expected, burst"),
+        (Workload::ExecStorm, "end events / expected, exec storm"),
         (Workload::Latency, "end events / expected, moderate"),
         (Workload::Concurrency, "end events / expected, concurrency"),
     ] {

@@ -15,7 +15,7 @@ use super::{
     events::{self, OutputFormat},
     latency::{self, LatencySummary, Tailer},
     procfs,
-    workloads::{concurrency, connections, iperf, ports},
+    workloads::{concurrency, connections, exec_storm, iperf, ports},
 };
 
 /// Durations and sizes of one bench run.
@@ -26,6 +26,8 @@ pub struct Plan {
     pub lanes: usize,
     pub storm_s: f64,
     pub burst_s: f64,
+    /// Client processes started one after the other per lane, one connection each.
+    pub exec_storm_s: f64,
     /// iperf3 TCP; UDP runs `udp_s`.
     pub iperf_s: u64,
     pub udp_s: u64,
@@ -46,6 +48,7 @@ impl Plan {
             lanes: 4,
             storm_s: 5.0,
             burst_s: 10.0,
+            exec_storm_s: 5.0,
             iperf_s: 10,
             udp_s: 5,
             concurrency: 100_000,
@@ -62,6 +65,7 @@ impl Plan {
         Plan {
             storm_s: 2.0,
             burst_s: 3.0,
+            exec_storm_s: 2.0,
             iperf_s: 3,
             udp_s: 3,
             concurrency: 20_000,
@@ -77,6 +81,7 @@ pub enum Workload {
     Latency,
     Storm,
     Burst,
+    ExecStorm,
     IperfTcp,
     IperfUdp64,
     Concurrency,
@@ -88,6 +93,7 @@ impl Workload {
             Workload::Latency => ports::LATENCY,
             Workload::Storm => ports::STORM,
             Workload::Burst => ports::BURST,
+            Workload::ExecStorm => ports::EXEC_STORM,
             Workload::IperfTcp => ports::IPERF_TCP,
             Workload::IperfUdp64 => ports::IPERF_UDP,
             Workload::Concurrency => ports::CONCURRENCY,
@@ -356,6 +362,21 @@ fn drive(
         session.workloads.push(sample);
     }
 
+    let exe = std::env::current_exe().context("finding the bench binary")?;
+    let cpu0 = watch.as_ref().map(Watch::cpu).transpose()?;
+    let run = exec_storm::run(
+        &exe,
+        ports::EXEC_STORM,
+        plan.lanes,
+        Duration::from_secs_f64(plan.exec_storm_s),
+    )?;
+    let mut sample = WorkloadSample::from_connections(Workload::ExecStorm, &run);
+    if let (Some(w), Some(cpu0)) = (&watch, cpu0) {
+        w.settle(&mut sample, cpu0)?;
+    }
+    report(&sample);
+    session.workloads.push(sample);
+
     for (workload, mode, seconds) in [
         (Workload::IperfTcp, iperf::Mode::Tcp, plan.iperf_s),
         (Workload::IperfUdp64, iperf::Mode::UdpSmall, plan.udp_s),
@@ -379,7 +400,6 @@ fn drive(
 
     // Once per sensor: opening and closing 100,000 connections takes a while.
     if let (Some(w), 0) = (&watch, rep) {
-        let exe = std::env::current_exe().context("finding the bench binary")?;
         let cpu0 = w.cpu()?;
         let mut rss = None;
         let mut hold_error = None;

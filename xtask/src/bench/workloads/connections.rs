@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::{lane_addr, Listener};
 
-const MESSAGE: usize = 100;
+pub const MESSAGE: usize = 100;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -88,7 +88,8 @@ pub fn run(
     Ok(total)
 }
 
-fn serve(listener: &Listener) {
+/// Answers each connection's request with its echo, until the listener is shut down.
+pub fn serve(listener: &Listener) {
     let mut buf = [0u8; MESSAGE];
     while let Some(mut s) = listener.accept() {
         let _ = s.set_read_timeout(Some(IO_TIMEOUT));

@@ -11,6 +11,7 @@ use socket2::{Domain, Socket, Type};
 
 pub mod concurrency;
 pub mod connections;
+pub mod exec_storm;
 pub mod iperf;
 
 /// Destination address of lane `i`: 127.0.0.1, 127.0.0.2, ... Spreading the connections over
@@ -66,8 +67,17 @@ pub mod ports {
     pub const CONCURRENCY: u16 = 21004;
     pub const IPERF_TCP: u16 = 21005;
     pub const IPERF_UDP: u16 = 21006;
+    pub const EXEC_STORM: u16 = 21007;
     /// The ports whose end events are counted.
-    pub const COUNTED: [u16; 4] = [STORM, BURST, LATENCY, CONCURRENCY];
+    pub const COUNTED: [u16; 5] = [STORM, BURST, LATENCY, CONCURRENCY, EXEC_STORM];
     /// Every port the bench uses: end events on none of them come from other activity.
-    pub const ALL: [u16; 6] = [STORM, BURST, LATENCY, CONCURRENCY, IPERF_TCP, IPERF_UDP];
+    pub const ALL: [u16; 7] = [
+        STORM,
+        BURST,
+        LATENCY,
+        CONCURRENCY,
+        IPERF_TCP,
+        IPERF_UDP,
+        EXEC_STORM,
+    ];
 }
