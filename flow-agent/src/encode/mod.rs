@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 
+pub(crate) mod brief;
 mod common;
 pub(crate) mod ecs;
 mod fragments;

@@ -320,18 +320,29 @@ fn counters(w: &mut Json, ev: &FlowEvent, c: &Counters) {
 /// `src_hostname` to `dns_chain`: CAR's names of the two ends, this host's own on its side and
 /// the remote's from DNS, and the remote's CNAME chain.
 fn names(w: &mut Json, ev: &FlowEvent) {
-    let host: &HostInfo = &ev.host;
-    let own = (non_empty(&host.hostname), host.fqdn.as_deref());
-    let remote = ev
-        .remote_fqdn()
-        .map_or((None, None), |(fqdn, name)| (Some(name), Some(fqdn)));
-    let ((src_hostname, src_fqdn), (dest_hostname, dest_fqdn)) = ev.by_role(own, remote);
+    let ((src_hostname, src_fqdn), (dest_hostname, dest_fqdn)) = end_names(ev);
     w.opt("src_hostname", src_hostname);
     w.opt("src_fqdn", src_fqdn);
     w.opt("dest_hostname", dest_hostname);
     w.opt("dest_fqdn", dest_fqdn);
     let chain = ev.remote_name.as_deref().map(|r| r.chain.as_slice());
     w.opt("dns_chain", chain.filter(|c| c.len() > 1));
+}
+
+/// ((src_hostname, src_fqdn), (dest_hostname, dest_fqdn)).
+type EndNames<'a> = (
+    (Option<&'a str>, Option<&'a str>),
+    (Option<&'a str>, Option<&'a str>),
+);
+
+/// The names of the two ends: this host's own on its side, the remote's from DNS.
+pub(super) fn end_names(ev: &FlowEvent) -> EndNames<'_> {
+    let host: &HostInfo = &ev.host;
+    let own = (non_empty(&host.hostname), host.fqdn.as_deref());
+    let remote = ev
+        .remote_fqdn()
+        .map_or((None, None), |(fqdn, name)| (Some(name), Some(fqdn)));
+    ev.by_role(own, remote)
 }
 
 /// The pieces of a process's fragments: `pid`, then (after the event's `tid`) `ppid` to

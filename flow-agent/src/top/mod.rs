@@ -19,7 +19,7 @@ use crate::tail::TailError;
 mod draw;
 mod rows;
 
-use rows::{Column, Row, Table};
+use rows::{BriefFlow, Column, Row, Table};
 
 /// How often the rates are computed and the screen redrawn.
 const REFRESH: Duration = Duration::from_secs(1);
@@ -73,7 +73,7 @@ impl View {
 
 /// From the reader thread.
 enum Message {
-    Event(serde_json::Value),
+    Event(Box<BriefFlow>),
     /// The stream ended (why); the reader subscribes again after `retry`.
     Ended {
         why: String,
@@ -84,7 +84,10 @@ enum Message {
 }
 
 pub(crate) fn run(args: &TopArgs, config: &ConfigSource) -> Result<(), TailError> {
-    let request = crate::tail::request(Format::Native, &args.filter, &args.exclude)?;
+    let mut request = crate::tail::request(Format::Native, &args.filter, &args.exclude)?;
+    // Only the fields the screen shows: a short record for the agent to write and for us to
+    // read, which keeps a live view's cost off the host's workload.
+    request.brief = true;
     let socket = crate::tail::socket(args.socket.as_deref(), config)?;
     let sub = client::subscribe(&socket, &request).map_err(TailError::Agent)?;
     let (tx, rx) = mpsc::channel();
@@ -114,10 +117,10 @@ fn read(
         let mut why = loop {
             match sub.next_record(&mut line) {
                 Ok(true) => {
-                    let Ok(v) = serde_json::from_str(&line) else {
+                    let Ok(v) = serde_json::from_str::<BriefFlow>(&line) else {
                         continue;
                     };
-                    if tx.send(Message::Event(v)).is_err() {
+                    if tx.send(Message::Event(Box::new(v))).is_err() {
                         return;
                     }
                 }

@@ -2,7 +2,7 @@
 //! flows and its rates over the last tick, and one process's flows. No drawing here.
 use std::{cmp::Ordering, collections::HashMap};
 
-use serde_json::Value;
+use serde::Deserialize;
 
 /// The columns, in the order shown; keys 1-9 sort by them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,41 +104,64 @@ pub(crate) struct Table {
     processes: HashMap<u32, Process>,
 }
 
-fn text(ev: &Value, key: &str) -> Option<String> {
-    ev.get(key)?.as_str().map(str::to_string)
+/// A brief record (the agent's `brief` subscription: a flow event's fields that `top` shows,
+/// under their native names). A missing field is empty or 0.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct BriefFlow {
+    event_action: String,
+    flow_id: Option<String>,
+    transport_protocol: String,
+    src_ip: String,
+    src_port: u64,
+    dest_ip: String,
+    dest_port: u64,
+    network_direction: String,
+    in_bytes: u64,
+    out_bytes: u64,
+    interval: Option<Interval>,
+    pid: u32,
+    process_name: Option<String>,
+    user: Option<String>,
+    container_id: Option<String>,
+    src_hostname: Option<String>,
+    dest_hostname: Option<String>,
+    application_protocol: Option<String>,
 }
 
-fn num(ev: &Value, key: &str) -> u64 {
-    ev.get(key).and_then(Value::as_u64).unwrap_or(0)
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+struct Interval {
+    in_bytes: u64,
+    out_bytes: u64,
 }
 
 impl Table {
-    /// Takes one native event; anything but a flow event is ignored.
-    pub(crate) fn ingest(&mut self, ev: &Value) {
-        let action = ev["event_action"].as_str().unwrap_or("");
+    /// Takes one record; anything but a flow event is ignored.
+    pub(crate) fn ingest(&mut self, ev: &BriefFlow) {
+        let action = ev.event_action.as_str();
         if !matches!(action, "start" | "update" | "end") {
             return;
         }
-        let Some(flow_id) = text(ev, "flow_id") else {
+        let Some(flow_id) = ev.flow_id.clone() else {
             return;
         };
-        let pid = num(ev, "pid") as u32;
-        let p = self.processes.entry(pid).or_default();
-        p.row.pid = pid;
-        for (field, key) in [
-            (&mut p.row.process, "process_name"),
-            (&mut p.row.user, "user"),
-            (&mut p.row.container, "container_id"),
+        let p = self.processes.entry(ev.pid).or_default();
+        p.row.pid = ev.pid;
+        for (field, value) in [
+            (&mut p.row.process, &ev.process_name),
+            (&mut p.row.user, &ev.user),
+            (&mut p.row.container, &ev.container_id),
         ] {
-            if let Some(v) = text(ev, key) {
-                *field = v;
+            if let Some(v) = value {
+                field.clone_from(v);
             }
         }
         let flow = flow_of(ev);
         let known = p.flows.get(&flow_id);
         // Bytes since the last event of this flow: `interval` when the event has it.
-        let (din, dout) = match ev.get("interval") {
-            Some(i) => (num(i, "in_bytes"), num(i, "out_bytes")),
+        let (din, dout) = match &ev.interval {
+            Some(i) => (i.in_bytes, i.out_bytes),
             None => known.map_or((0, 0), |k| {
                 (
                     flow.in_bytes.saturating_sub(k.in_bytes),
@@ -233,24 +256,23 @@ fn busiest(remotes: &HashMap<String, (u64, u64)>) -> String {
 }
 
 /// The flow as its local process sees it: the remote is the other end in either direction.
-fn flow_of(ev: &Value) -> FlowRow {
-    let inbound = ev["network_direction"] == "inbound";
-    let (local, remote) = if inbound {
-        ("dest", "src")
+fn flow_of(ev: &BriefFlow) -> FlowRow {
+    let src = (&ev.src_hostname, &ev.src_ip, ev.src_port);
+    let dest = (&ev.dest_hostname, &ev.dest_ip, ev.dest_port);
+    let (local, remote) = if ev.network_direction == "inbound" {
+        (dest, src)
     } else {
-        ("src", "dest")
+        (src, dest)
     };
     FlowRow {
-        transport: text(ev, "transport_protocol").unwrap_or_default(),
-        direction: text(ev, "network_direction").unwrap_or_default(),
-        local_port: num(ev, &format!("{local}_port")),
-        remote: text(ev, &format!("{remote}_hostname"))
-            .or_else(|| text(ev, &format!("{remote}_ip")))
-            .unwrap_or_default(),
-        remote_port: num(ev, &format!("{remote}_port")),
-        in_bytes: num(ev, "in_bytes"),
-        out_bytes: num(ev, "out_bytes"),
-        app: text(ev, "application_protocol").unwrap_or_default(),
+        transport: ev.transport_protocol.clone(),
+        direction: ev.network_direction.clone(),
+        local_port: local.2,
+        remote: remote.0.clone().unwrap_or_else(|| remote.1.clone()),
+        remote_port: remote.2,
+        in_bytes: ev.in_bytes,
+        out_bytes: ev.out_bytes,
+        app: ev.application_protocol.clone().unwrap_or_default(),
     }
 }
 

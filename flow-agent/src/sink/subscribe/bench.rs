@@ -2,7 +2,7 @@
 //! socket or their threads (each publish is followed by taking what was queued).
 use std::sync::Arc;
 
-use super::{queue::Queue, Subscriber, Subscribers};
+use super::{protocol::Encoding, queue::Queue, Subscriber, Subscribers};
 use crate::{encode::Format, event::Event, filter::FilterConfig, sink::SinkStats};
 
 /// Queues that never fill during a benchmark.
@@ -15,7 +15,7 @@ pub fn publisher(subscribers: usize, format: Format) -> impl FnMut(&[Event]) {
     for _ in 0..subscribers {
         subs.add(Subscriber {
             filter: FilterConfig::default(),
-            format,
+            encoding: Encoding::Format(format),
             summaries: true,
             queue: Arc::new(Queue::new(LIMIT)),
         });

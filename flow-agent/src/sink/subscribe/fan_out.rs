@@ -5,17 +5,16 @@ use std::{ops::Range, sync::Arc};
 
 use bytes::Bytes;
 
-use super::queue::{Chunk, Queue};
-use crate::{
-    encode::{Encoder, Format},
-    event::Event,
-    filter::FilterConfig,
+use super::{
+    protocol::Encoding,
+    queue::{Chunk, Queue},
 };
+use crate::{encode::Encoder, event::Event, filter::FilterConfig};
 
 /// One connected subscriber, as the write stage sees it.
 pub(super) struct Subscriber {
     pub(super) filter: FilterConfig,
-    pub(super) format: Format,
+    pub(super) encoding: Encoding,
     /// Whether stats events and rate-limit summaries reach it: only when it asked for every
     /// flow (no include rule); a filter chooses flows, and their summaries are not flows.
     pub(super) summaries: bool,
@@ -35,7 +34,7 @@ impl Subscriber {
 #[derive(Default)]
 pub(super) struct Subscribers {
     pub(super) list: Vec<Subscriber>,
-    encoders: Vec<(Format, Box<dyn Encoder>)>,
+    encoders: Vec<(Encoding, Box<dyn Encoder>)>,
 }
 
 /// One subscriber's records of a batch: ranges of its format's bytes, adjacent ones merged.
@@ -57,8 +56,8 @@ impl Share {
 
 impl Subscribers {
     pub(super) fn add(&mut self, sub: Subscriber) {
-        if !self.encoders.iter().any(|(f, _)| *f == sub.format) {
-            self.encoders.push((sub.format, sub.format.encoder()));
+        if !self.encoders.iter().any(|(e, _)| *e == sub.encoding) {
+            self.encoders.push((sub.encoding, sub.encoding.encoder()));
         }
         self.list.push(sub);
     }
@@ -68,7 +67,7 @@ impl Subscribers {
         self.list.retain(|s| keep(s));
         let list = &self.list;
         self.encoders
-            .retain(|(f, _)| list.iter().any(|s| s.format == *f));
+            .retain(|(e, _)| list.iter().any(|s| s.encoding == *e));
     }
 
     /// Each subscriber's records of `events`, in the order of [`Self::list`].
@@ -79,7 +78,7 @@ impl Subscribers {
             .map(|s| {
                 encoders
                     .iter()
-                    .position(|(f, _)| *f == s.format)
+                    .position(|(e, _)| *e == s.encoding)
                     .expect("an encoder for every subscriber's format")
             })
             .collect();
@@ -130,32 +129,41 @@ fn encode_line(encoder: &mut dyn Encoder, ev: &Event, out: &mut Vec<u8>) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encode::fixtures::{tcp_in_end, tcp_out_end};
+    use crate::encode::{
+        fixtures::{tcp_in_end, tcp_out_end},
+        Format,
+    };
 
-    fn subscriber(format: Format, filter: &str) -> Subscriber {
+    fn subscriber(encoding: Encoding, filter: &str) -> Subscriber {
         let filter: FilterConfig = toml::from_str(filter).unwrap();
         Subscriber {
             summaries: filter.include.is_empty(),
             filter,
-            format,
+            encoding,
             queue: Arc::new(Queue::new(1 << 20)),
         }
     }
 
+    const NATIVE: Encoding = Encoding::Format(Format::Native);
+
     #[test]
     fn each_format_is_encoded_once_and_filters_choose_slices_of_it() {
         let mut subs = Subscribers::default();
-        subs.add(subscriber(Format::Native, ""));
-        subs.add(subscriber(
-            Format::Native,
-            "include = [{ remote_port = 18080 }]",
-        ));
-        subs.add(subscriber(Format::Ecs, ""));
+        subs.add(subscriber(NATIVE, ""));
+        subs.add(subscriber(NATIVE, "include = [{ remote_port = 18080 }]"));
+        subs.add(subscriber(Encoding::Format(Format::Ecs), ""));
+        subs.add(subscriber(Encoding::Brief, ""));
         let stats = Event::Stats(Box::default());
         let events = [Event::Flow(tcp_out_end()), Event::Flow(tcp_in_end()), stats];
         let chunks = subs.encode(&events);
         let records: Vec<u64> = chunks.iter().map(|c| c.records).collect();
-        assert_eq!(records, [3, 1, 3], "a filter lets no stats event through");
+        assert_eq!(
+            records,
+            [3, 1, 3, 2],
+            "a filter lets no stats event through; brief records are of flows only"
+        );
+        let brief = std::str::from_utf8(&chunks[3].parts[0]).unwrap();
+        assert!(brief.starts_with("{\"event_action\":\"end\","), "{brief}");
         let (all, filtered) = (&chunks[0], &chunks[1]);
         assert_eq!(all.parts.len(), 1, "adjacent records are one slice");
         assert_eq!(
@@ -166,7 +174,7 @@ mod tests {
         let first_line = all.parts[0].split(|b| *b == b'\n').next().unwrap();
         assert_eq!(&filtered.parts[0][..], [first_line, b"\n"].concat());
         assert_ne!(chunks[2].parts[0].as_ptr(), all.parts[0].as_ptr());
-        subs.retain(|s| s.format == Format::Native);
-        assert_eq!(subs.encoders.len(), 1, "the unused encoder is dropped");
+        subs.retain(|s| s.encoding == NATIVE);
+        assert_eq!(subs.encoders.len(), 1, "the unused encoders are dropped");
     }
 }

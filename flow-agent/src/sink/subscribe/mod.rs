@@ -9,7 +9,7 @@ use std::sync::{
     Arc, Mutex,
 };
 
-use crate::{encode::Format, event::Event, filter::FilterConfig, sink::SinkStats};
+use crate::{event::Event, filter::FilterConfig, sink::SinkStats};
 
 #[doc(hidden)]
 pub mod bench;
@@ -25,6 +25,7 @@ pub use config::{socket_in, DEFAULT_SOCKET};
 pub(crate) use server::Bound;
 
 use fan_out::{Subscriber, Subscribers};
+use protocol::Encoding;
 use queue::{Chunk, End, Push, Queue};
 
 impl Subscriber {
@@ -83,7 +84,7 @@ impl Shared {
     fn add(
         &self,
         filter: FilterConfig,
-        format: Format,
+        encoding: Encoding,
         summaries: bool,
     ) -> Result<Arc<Queue>, server::RequestError> {
         let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
@@ -93,7 +94,7 @@ impl Shared {
         let queue = Arc::new(Queue::new(self.queue_bytes));
         subs.add(Subscriber {
             filter,
-            format,
+            encoding,
             summaries,
             queue: queue.clone(),
         });

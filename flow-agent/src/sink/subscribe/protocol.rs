@@ -4,7 +4,7 @@
 //! never start with `#`).
 use serde::{Deserialize, Serialize};
 
-use crate::encode::Format;
+use crate::encode::{brief::BriefEncoder, Encoder, Format};
 
 /// The agent's answer to a good request.
 pub const OK: &str = "ok";
@@ -26,9 +26,45 @@ pub struct Request {
     pub include: Vec<serde_json::Value>,
     #[serde(default)]
     pub exclude: Vec<serde_json::Value>,
+    /// Brief records (`flow-agent top`): flow events only, with only the fields a live view
+    /// shows (`encode::brief`), under their native names; needs `format` native.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub brief: bool,
+}
+
+/// How a subscriber's records are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    Format(Format),
+    Brief,
+}
+
+impl Encoding {
+    pub(crate) fn encoder(self) -> Box<dyn Encoder> {
+        match self {
+            Encoding::Format(f) => f.encoder(),
+            Encoding::Brief => Box::new(BriefEncoder),
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Encoding::Format(f) => f.name(),
+            Encoding::Brief => "brief",
+        }
+    }
 }
 
 impl Request {
+    /// How its records are written; brief records exist only in the native schema.
+    pub(crate) fn encoding(&self) -> Result<Encoding, RuleError> {
+        match (self.brief, self.format) {
+            (false, f) => Ok(Encoding::Format(f)),
+            (true, Format::Native) => Ok(Encoding::Brief),
+            (true, f) => Err(RuleError::BriefFormat(f.name())),
+        }
+    }
+
     /// The filter the rules make; an error names the rule that is wrong.
     pub(crate) fn filter(&self) -> Result<crate::filter::FilterConfig, RuleError> {
         let value = serde_json::json!({ "include": self.include, "exclude": self.exclude });
@@ -66,6 +102,8 @@ pub enum RuleError {
     Toml(#[source] toml::de::Error),
     #[error("{0}")]
     Json(#[source] serde_json::Error),
+    #[error("brief records are native: not {0}")]
+    BriefFormat(&'static str),
     /// One rule given as text, and what is wrong with it.
     #[error("filter rule {rule:?}: {source}")]
     Named {
@@ -99,6 +137,13 @@ mod tests {
         assert!(err.contains("remote_port = "), "{err}");
         assert_eq!(r.include.len(), 1, "a bad rule is not kept");
         let json = serde_json::to_string(&r).unwrap();
+        assert!(!json.contains("brief"), "{json}");
         assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), r);
+        assert_eq!(r.encoding().unwrap(), Encoding::Format(Format::Native));
+        r.brief = true;
+        assert_eq!(r.encoding().unwrap(), Encoding::Brief);
+        r.format = Format::Ecs;
+        let err = r.encoding().unwrap_err().to_string();
+        assert_eq!(err, "brief records are native: not ecs");
     }
 }

@@ -208,10 +208,11 @@ fn subscribe(stream: &UnixStream, shared: &Shared) -> Result<Arc<Queue>, Request
         .map_err(io)?;
     let request: Request = serde_json::from_str(&line).map_err(RequestError::NotJson)?;
     let filter = request.filter()?;
-    let queue = shared.add(filter, request.format, request.include.is_empty())?;
+    let encoding = request.encoding()?;
+    let queue = shared.add(filter, encoding, request.include.is_empty())?;
     log::info!(
-        "live subscriber connected: {} format, {} include and {} exclude rules",
-        request.format.name(),
+        "live subscriber connected: {} records, {} include and {} exclude rules",
+        encoding.name(),
         request.include.len(),
         request.exclude.len()
     );

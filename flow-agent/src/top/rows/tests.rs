@@ -2,6 +2,11 @@ use serde_json::{json, Value};
 
 use super::*;
 
+/// Takes a record written as JSON, as `top` reads it from the socket.
+fn feed(t: &mut Table, record: &Value) {
+    t.ingest(&serde_json::from_value(record.clone()).expect("a brief record"));
+}
+
 fn event(action: &str, pid: u32, flow: &str, remote_port: u16, bytes: (u64, u64)) -> Value {
     let mut ev = json!({
         "event_action": action, "flow_id": flow, "pid": pid,
@@ -19,10 +24,10 @@ fn event(action: &str, pid: u32, flow: &str, remote_port: u16, bytes: (u64, u64)
 #[test]
 fn a_process_row_counts_its_flows_connections_and_bytes() {
     let mut t = Table::default();
-    t.ingest(&event("start", 7, "a", 443, (0, 0)));
-    t.ingest(&event("start", 7, "b", 80, (0, 0)));
-    t.ingest(&event("end", 7, "b", 80, (3000, 100)));
-    t.ingest(&json!({"event_action": "stats", "flows_open": 3}));
+    feed(&mut t, &event("start", 7, "a", 443, (0, 0)));
+    feed(&mut t, &event("start", 7, "b", 80, (0, 0)));
+    feed(&mut t, &event("end", 7, "b", 80, (3000, 100)));
+    feed(&mut t, &json!({"event_action": "stats", "flows_open": 3}));
     t.tick(2.0);
     let rows = t.rows(Column::Pid, false);
     assert_eq!(rows.len(), 1);
@@ -52,7 +57,7 @@ fn the_remote_is_the_other_end_and_named_when_known() {
     ev["src_port"] = json!(51000);
     ev["dest_port"] = json!(22);
     ev["src_hostname"] = json!("bastion.example");
-    t.ingest(&ev);
+    feed(&mut t, &ev);
     let f = &t.flows(9)[0];
     assert_eq!(
         (f.remote.as_str(), f.remote_port, f.local_port),
@@ -63,10 +68,10 @@ fn the_remote_is_the_other_end_and_named_when_known() {
 #[test]
 fn every_column_sorts_and_reverses() {
     let mut t = Table::default();
-    t.ingest(&event("start", 1, "a", 1, (0, 0)));
-    t.ingest(&event("update", 2, "b", 2, (10, 0)));
-    t.ingest(&event("update", 2, "c", 3, (10, 0)));
-    t.ingest(&event("update", 3, "d", 4, (0, 99)));
+    feed(&mut t, &event("start", 1, "a", 1, (0, 0)));
+    feed(&mut t, &event("update", 2, "b", 2, (10, 0)));
+    feed(&mut t, &event("update", 2, "c", 3, (10, 0)));
+    feed(&mut t, &event("update", 3, "d", 4, (0, 99)));
     t.tick(1.0);
     let pids = |c, rev| t.rows(c, rev).iter().map(|r| r.pid).collect::<Vec<_>>();
     assert_eq!(pids(Column::Pid, false), [1, 2, 3]);
@@ -86,8 +91,8 @@ fn every_column_sorts_and_reverses() {
 #[test]
 fn idle_processes_leave_the_table() {
     let mut t = Table::default();
-    t.ingest(&event("start", 4, "a", 1, (0, 0)));
-    t.ingest(&event("end", 4, "a", 1, (0, 0)));
+    feed(&mut t, &event("start", 4, "a", 1, (0, 0)));
+    feed(&mut t, &event("end", 4, "a", 1, (0, 0)));
     for _ in 0..IDLE_TICKS + 1 {
         t.tick(1.0);
     }
