@@ -318,7 +318,7 @@ impl Configuration {
         let Kind::Agent {
             format,
             build: Build::Current,
-            top: false,
+            top,
             tuning,
         } = self.kind
         else {
@@ -329,7 +329,7 @@ impl Configuration {
             kind: Kind::Agent {
                 format,
                 build: Build::Base,
-                top: false,
+                top,
                 tuning,
             },
         })
@@ -402,8 +402,11 @@ impl Configuration {
             .spawn()
             .with_context(|| format!("starting {}", self.name))?;
         let top = match self.kind {
-            Kind::Agent { top: true, .. } => Some(TopView {
-                binary: agents.binary(Build::Current)?.to_path_buf(),
+            // Each build's own `top`: what it asks its agent for is part of what is measured.
+            Kind::Agent {
+                top: true, build, ..
+            } => Some(TopView {
+                binary: agents.binary(build)?.to_path_buf(),
                 socket: live_socket(dir, &self.name),
                 tmux: None,
             }),
@@ -599,6 +602,7 @@ mod tests {
                 "agent-ecs",
                 "agent-ecs@base",
                 "agent-native+top",
+                "agent-native+top@base",
                 "agent-native+basic",
                 "agent-native+basic@base",
                 "agent-native+procs",

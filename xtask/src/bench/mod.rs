@@ -34,8 +34,8 @@ pub struct BenchArgs {
     reps: Option<u32>,
     /// Only these configurations besides the baseline (comma-separated): agent-native,
     /// agent-ecs, agent-native+top, agent-native+basic, agent-native+procs,
-    /// agent-native+nohash, tcplife, bpftrace-tcplife; with --baseline also the agent ones
-    /// (but +top) with @base.
+    /// agent-native+nohash, tcplife, bpftrace-tcplife; with --baseline also each agent
+    /// configuration with @base.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Also build flow-agent at this git revision (in a worktree under target/bench/baseline/)
