@@ -4,6 +4,7 @@
 use std::{
     collections::HashMap,
     ffi::CStr,
+    sync::{mpsc, Arc, Condvar, Mutex},
     time::{Duration, Instant},
 };
 
@@ -11,6 +12,10 @@ use std::{
 const NAMED_TTL: Duration = Duration::from_secs(60);
 /// How long an id without a name stays unnamed (a user added a moment ago is named soon).
 const UNNAMED_TTL: Duration = Duration::from_secs(5);
+/// How long the pipeline waits for the first lookup of an id. A slow NSS source (LDAP, SSSD
+/// over a dead link) then costs it this once per new id; the answer, when it comes, names the
+/// process's later events. Refreshes never wait: the old name serves meanwhile.
+const FIRST_WAIT: Duration = Duration::from_millis(100);
 /// Ids remembered at most; beyond it the cache starts over.
 const CAPACITY: usize = 65_536;
 /// The first buffer for a lookup; doubled on ERANGE up to [`MAX_BUF`].
@@ -23,9 +28,35 @@ enum Db {
     Group,
 }
 
+impl Db {
+    fn lookup(self, id: u32) -> Option<String> {
+        match self {
+            Db::Passwd => lookup_user(id),
+            Db::Group => lookup_group(id),
+        }
+    }
+}
+
+struct Cached {
+    name: Option<String>,
+    at: Instant,
+    /// A lookup was asked for and has not answered yet.
+    pending: bool,
+}
+
+/// Answers of the lookup thread, for the pipeline to take.
+#[derive(Default)]
+struct Answers {
+    ready: Mutex<Vec<(u32, Option<String>)>>,
+    arrived: Condvar,
+}
+
+/// Names of one database, looked up by a thread of its own so that NSS never holds up the
+/// pipeline for long.
 pub(crate) struct NameDb {
-    db: Db,
-    names: HashMap<u32, (Option<String>, Instant)>,
+    names: HashMap<u32, Cached>,
+    ask: mpsc::Sender<u32>,
+    answers: Arc<Answers>,
 }
 
 impl NameDb {
@@ -38,33 +69,111 @@ impl NameDb {
     }
 
     fn new(db: Db) -> Self {
+        let (ask, asked) = mpsc::channel::<u32>();
+        let answers = Arc::new(Answers::default());
+        let out = answers.clone();
+        // The thread ends with the sender (the NameDb).
+        let spawned = std::thread::Builder::new()
+            .name("nss-lookup".into())
+            .spawn(move || {
+                for id in asked {
+                    let name = db.lookup(id);
+                    out.ready
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((id, name));
+                    out.arrived.notify_all();
+                }
+            });
+        if let Err(e) = spawned {
+            log::warn!("no thread for user and group names ({e}): events carry ids only");
+        }
         Self {
-            db,
             names: HashMap::new(),
+            ask,
+            answers,
         }
     }
 
-    /// The name of `id`, from the cache while it is fresh.
+    /// The name of `id`: from the cache while it is fresh, the old one while a new lookup
+    /// runs, and for an id not seen before what the lookup answers within [`FIRST_WAIT`].
     pub(crate) fn name(&mut self, id: u32) -> Option<String> {
-        if let Some((name, at)) = self.names.get(&id) {
-            let ttl = if name.is_some() {
-                NAMED_TTL
-            } else {
-                UNNAMED_TTL
-            };
-            if at.elapsed() < ttl {
-                return name.clone();
+        self.take_answers();
+        let now = Instant::now();
+        match self.names.get_mut(&id) {
+            Some(c) => {
+                let ttl = if c.name.is_some() {
+                    NAMED_TTL
+                } else {
+                    UNNAMED_TTL
+                };
+                if now.duration_since(c.at) >= ttl && !c.pending {
+                    c.pending = self.ask.send(id).is_ok();
+                }
+                c.name.clone()
+            }
+            None => {
+                if self.names.len() >= CAPACITY {
+                    self.names.clear();
+                }
+                let pending = self.ask.send(id).is_ok();
+                let name = None;
+                self.names.insert(
+                    id,
+                    Cached {
+                        name,
+                        at: now,
+                        pending,
+                    },
+                );
+                if pending {
+                    self.wait_for(id, now + FIRST_WAIT);
+                }
+                self.names.get(&id).and_then(|c| c.name.clone())
             }
         }
-        let name = match self.db {
-            Db::Passwd => lookup_user(id),
-            Db::Group => lookup_group(id),
-        };
-        if self.names.len() >= CAPACITY {
-            self.names.clear();
+    }
+
+    /// Files what the lookup thread answered.
+    fn take_answers(&mut self) {
+        let ready =
+            std::mem::take(&mut *self.answers.ready.lock().unwrap_or_else(|p| p.into_inner()));
+        self.file(ready);
+    }
+
+    fn file(&mut self, ready: Vec<(u32, Option<String>)>) {
+        let at = Instant::now();
+        for (id, name) in ready {
+            self.names.insert(
+                id,
+                Cached {
+                    name,
+                    at,
+                    pending: false,
+                },
+            );
         }
-        self.names.insert(id, (name.clone(), Instant::now()));
-        name
+    }
+
+    /// Waits until the thread answered for `id`, or `deadline`.
+    fn wait_for(&mut self, id: u32, deadline: Instant) {
+        let mut ready = self.answers.ready.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if ready.iter().any(|(i, _)| *i == id) {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            ready = match self.answers.arrived.wait_timeout(ready, left) {
+                Ok((r, _)) => r,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        let answered = std::mem::take(&mut *ready);
+        drop(ready);
+        self.file(answered);
     }
 }
 
@@ -153,5 +262,26 @@ mod tests {
         // Not in /etc/passwd, nor in systemd's dynamic range.
         assert_eq!(users.name(3_999_999_999), None);
         assert!(users.names.contains_key(&3_999_999_999));
+    }
+
+    #[test]
+    fn a_stale_name_serves_while_it_is_looked_up_again() {
+        let mut users = NameDb::passwd();
+        users.names.insert(
+            0,
+            Cached {
+                name: Some("old-root".into()),
+                at: Instant::now() - NAMED_TTL,
+                pending: false,
+            },
+        );
+        assert_eq!(users.name(0).as_deref(), Some("old-root"));
+        assert!(users.names[&0].pending, "a refresh was asked for");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while users.names[&0].pending && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            users.take_answers();
+        }
+        assert_eq!(users.name(0).as_deref(), Some("root"));
     }
 }
