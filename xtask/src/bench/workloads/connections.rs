@@ -45,6 +45,18 @@ pub fn run(
     duration: Duration,
     rate: Option<f64>,
 ) -> Result<ConnectionRun> {
+    let interval = rate.map(|r| Duration::from_secs_f64(lanes as f64 / r));
+    run_lanes(port, lanes, move |addr| {
+        client_lane(addr, duration, interval)
+    })
+}
+
+/// Serves `lanes` listeners on `port` (one per destination address) and runs `client` once
+/// per lane, all lanes starting together; sums what the lanes did.
+pub fn run_lanes<F>(port: u16, lanes: usize, client: F) -> Result<ConnectionRun>
+where
+    F: Fn(SocketAddr) -> ConnectionRun + Clone + Send + 'static,
+{
     let mut listeners = Vec::new();
     for lane in 0..lanes {
         listeners.push(Listener::bind(
@@ -61,11 +73,10 @@ pub fn run(
     let clients: Vec<_> = (0..lanes)
         .map(|lane| {
             let addr = SocketAddr::from((lane_addr(lane), port));
-            let interval = rate.map(|r| Duration::from_secs_f64(lanes as f64 / r));
-            let barrier = start_line.clone();
+            let (barrier, client) = (start_line.clone(), client.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                client_lane(addr, duration, interval)
+                client(addr)
             })
         })
         .collect();

@@ -8,62 +8,20 @@ use std::{
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::{Arc, Barrier},
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
 
-use super::{
-    connections::{serve, ConnectionRun, MESSAGE},
-    lane_addr, Listener,
-};
+use super::connections::{run_lanes, ConnectionRun, MESSAGE};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs `lanes` listeners on `port`, and per lane one client process after the other for
 /// `duration`.
 pub fn run(exe: &Path, port: u16, lanes: usize, duration: Duration) -> Result<ConnectionRun> {
-    let mut listeners = Vec::new();
-    for lane in 0..lanes {
-        listeners.push(Listener::bind(
-            SocketAddr::from((lane_addr(lane), port)),
-            4096,
-        )?);
-    }
-    let closers: Vec<_> = listeners.iter().map(Listener::closer).collect();
-    let servers: Vec<_> = listeners
-        .into_iter()
-        .map(|l| std::thread::spawn(move || serve(&l)))
-        .collect();
-    let start_line = Arc::new(Barrier::new(lanes + 1));
-    let clients: Vec<_> = (0..lanes)
-        .map(|lane| {
-            let addr = SocketAddr::from((lane_addr(lane), port));
-            let (exe, barrier) = (exe.to_path_buf(), start_line.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                client_lane(&exe, addr, duration)
-            })
-        })
-        .collect();
-    start_line.wait();
-    let started = Instant::now();
-    let mut total = ConnectionRun::default();
-    for c in clients {
-        let lane = c.join().expect("client lane panicked");
-        total.connections += lane.connections;
-        total.failures += lane.failures;
-        total.first_error = total.first_error.or(lane.first_error);
-    }
-    total.elapsed_s = started.elapsed().as_secs_f64();
-    for c in &closers {
-        c.close();
-    }
-    for s in servers {
-        let _ = s.join();
-    }
-    Ok(total)
+    let exe = exe.to_path_buf();
+    run_lanes(port, lanes, move |addr| client_lane(&exe, addr, duration))
 }
 
 fn client_lane(exe: &PathBuf, addr: SocketAddr, duration: Duration) -> ConnectionRun {
@@ -114,6 +72,7 @@ pub fn connect_once_main(addr: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::workloads::{connections::serve, lane_addr, Listener};
 
     #[test]
     fn every_client_process_completes_one_exchange() {
