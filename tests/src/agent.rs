@@ -111,7 +111,9 @@ impl Agent {
     }
 
     /// Starts `flow-agent run ARGS...` and waits until it is ready. Without a `--config` in
-    /// ARGS, `--no-config` is added ([`NO_CONFIG`]).
+    /// ARGS, `--no-config` is added ([`NO_CONFIG`]); without `--tcp-detail`, `--tcp-detail on`
+    /// (most tests check fields of the TCP detail tier, which is off by default; tests of the
+    /// default tier say `--tcp-detail off`).
     pub fn start(args: &[&str]) -> Result<Agent> {
         Agent::start_bin(&Agent::binary()?, args)
     }
@@ -164,6 +166,12 @@ impl Agent {
         command.arg("run").args(args);
         if !names_config(args) {
             command.arg(NO_CONFIG);
+        }
+        if !args
+            .iter()
+            .any(|a| *a == "--tcp-detail" || a.starts_with("--tcp-detail="))
+        {
+            command.args(["--tcp-detail", "on"]);
         }
         let mut child = command
             .stdin(Stdio::null())

@@ -254,7 +254,9 @@ fn wait_end(
         .with_context(|| format!("no {attribution} end event for {src:?} -> {dest:?}"))
 }
 
-fn exchange(v6: bool) -> Result<()> {
+/// One exchange between two namespaces, checked field by field against the capture; `detail`:
+/// with the per-packet TCP detail tier, else with the counts the socket keeps.
+fn exchange(v6: bool, detail: bool) -> Result<()> {
     setup()?;
     require_tools(&["tshark", "dumpcap"])?;
     let (client, server) = TestHost::pair()?;
@@ -265,7 +267,7 @@ fn exchange(v6: bool) -> Result<()> {
     } else {
         (client.ns_addr_v4().into(), server.ns_addr_v4().into())
     };
-    let agent = agent(&[])?;
+    let agent = agent(&["--tcp-detail", if detail { "on" } else { "off" }])?;
     let srv = start_server(&server, saddr, REQ, RESP, "fin")?;
     let srv_pid = srv.pid();
     let srv_image = exe_of(srv_pid)?;
@@ -295,7 +297,7 @@ fn exchange(v6: bool) -> Result<()> {
     let py_image = image_path(&python()?)?;
     let py_exe = py_image.rsplit('/').next().unwrap_or_default().to_string();
     let common = |pid: u32, image: &str| {
-        vec![
+        let mut fields = vec![
             ("transport_protocol", json!("tcp")),
             ("src_ip", json!(caddr.to_string())),
             ("src_port", json!(cport)),
@@ -309,8 +311,6 @@ fn exchange(v6: bool) -> Result<()> {
             ("orig_pkts", json!(orig.pkts)),
             ("resp_pkts", json!(resp.pkts)),
             ("packet_count", json!(orig.pkts + resp.pkts)),
-            ("orig_ip_bytes", json!(orig.ip_bytes)),
-            ("resp_ip_bytes", json!(resp.ip_bytes)),
             ("retransmits", json!(0)),
             ("pid", json!(pid)),
             ("tid", json!(pid)),
@@ -325,7 +325,24 @@ fn exchange(v6: bool) -> Result<()> {
             ("gid", json!(0)),
             ("group", json!("root")),
             ("cgroup_id", json!(cgroup)),
-        ]
+        ];
+        if detail {
+            fields.extend([
+                ("orig_ip_bytes", json!(orig.ip_bytes)),
+                ("resp_ip_bytes", json!(resp.ip_bytes)),
+            ]);
+        }
+        fields
+    };
+    // Without the detail tier IP bytes and flags are never estimated.
+    let no_packet_fields = |what: &str, ev: &Value| -> Result<()> {
+        for field in ["orig_ip_bytes", "resp_ip_bytes", "tcp_flags"] {
+            ensure!(
+                detail == ev.get(field).is_some(),
+                "{what}: {field} with TCP detail {detail}: {ev:#}"
+            );
+        }
+        Ok(())
     };
 
     let mut want = common(cli_pid, &py_image);
@@ -336,12 +353,15 @@ fn exchange(v6: bool) -> Result<()> {
         ("local_resp", json!(false)),
         ("out_bytes", json!(REQ)),
         ("in_bytes", json!(RESP)),
-        // From the packets (TCP detail), as Zeek prints it: the server ACKs the request before
-        // it answers, and closes first.
-        ("history", json!("ShADadfF")),
         ("netns", json!(client.netns_inode()?)),
     ]);
+    if detail {
+        // From the packets, as Zeek prints it: the server ACKs the request before it answers,
+        // and closes first.
+        want.push(("history", json!("ShADadfF")));
+    }
     check("connector end", &con, &want)?;
+    no_packet_fields("connector end", &con)?;
     let start = start_and_end(&events, &con)?;
     check(
         "connector start",
@@ -364,6 +384,7 @@ fn exchange(v6: bool) -> Result<()> {
         ("netns", json!(server.netns_inode()?)),
     ]);
     check("acceptor end", &acc, &want)?;
+    no_packet_fields("acceptor end", &acc)?;
     let start = start_and_end(&events, &acc)?;
     check(
         "acceptor start",
@@ -376,12 +397,22 @@ fn exchange(v6: bool) -> Result<()> {
 
 #[test]
 fn tcp_v4_exchange_is_attributed_and_counted() -> Result<()> {
-    exchange(false)
+    exchange(false, true)
 }
 
 #[test]
 fn tcp_v6_exchange_is_attributed_and_counted() -> Result<()> {
-    exchange(true)
+    exchange(true, true)
+}
+
+#[test]
+fn tcp_v4_exchange_without_tcp_detail_is_counted_from_the_socket() -> Result<()> {
+    exchange(false, false)
+}
+
+#[test]
+fn tcp_v6_exchange_without_tcp_detail_is_counted_from_the_socket() -> Result<()> {
+    exchange(true, false)
 }
 
 /// The only flow to `dest`: exactly one flow id, with one start and one end event.

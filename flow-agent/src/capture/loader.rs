@@ -93,7 +93,7 @@ impl Default for CaptureConfig {
             processes: 65536,
             listeners: 16384,
             wakeup_bytes: 256 << 10,
-            tcp_detail: true,
+            tcp_detail: false,
             tcp_detail_sockets: 65536,
             payload_inspection: true,
             tcp_handshakes: 16384,

@@ -135,8 +135,10 @@ const COMMENTS: &[(&str, &str)] = &[
     ),
     (
         "capture.tcp_detail",
-        "Count TCP packets per socket in the kernel: IP bytes, TCP flags, first byte times\n\
-         and history from packets (about 0.4 us per packet). --tcp-detail on|off overrides it.",
+        "The TCP detail tier (off by default): count TCP packets per socket in the kernel\n\
+         for IP bytes, TCP flags, first byte times and history from packets, and copy first\n\
+         payloads (payload_inspection). Costs about 0.3 us per TCP packet and 9 us per short\n\
+         connection (docs/performance.md). --tcp-detail on|off overrides it.",
     ),
     (
         "capture.payload_inspection",

@@ -53,8 +53,8 @@ pub enum Kind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tuning {
     Default,
-    /// `+basic`: no per-packet TCP detail tier (`--tcp-detail off`).
-    Basic,
+    /// `+detail`: the per-packet TCP detail tier, off by default (`--tcp-detail on`).
+    Detail,
     /// `+procs`: process start and end events (`[enrich] process_events`).
     ProcessEvents,
     /// `+nohash`: no executable hashing (`[enrich] hash_max_bytes = 0`).
@@ -64,7 +64,7 @@ pub enum Tuning {
 impl Tuning {
     const ALL: [Tuning; 4] = [
         Tuning::Default,
-        Tuning::Basic,
+        Tuning::Detail,
         Tuning::ProcessEvents,
         Tuning::NoHash,
     ];
@@ -72,7 +72,7 @@ impl Tuning {
     pub fn suffix(self) -> &'static str {
         match self {
             Tuning::Default => "",
-            Tuning::Basic => "+basic",
+            Tuning::Detail => "+detail",
             Tuning::ProcessEvents => "+procs",
             Tuning::NoHash => "+nohash",
         }
@@ -80,7 +80,7 @@ impl Tuning {
 
     fn args(self) -> &'static [&'static str] {
         match self {
-            Tuning::Basic => &["--tcp-detail", "off"],
+            Tuning::Detail => &["--tcp-detail", "on"],
             _ => &[],
         }
     }
@@ -182,7 +182,7 @@ pub fn all(with_base: bool) -> Vec<Configuration> {
             },
         ),
         // What the TCP detail tier, hashing and process events cost.
-        config("agent-native+basic", agent("native", Tuning::Basic)),
+        config("agent-native+detail", agent("native", Tuning::Detail)),
         config("agent-native+procs", agent("native", Tuning::ProcessEvents)),
         config("agent-native+nohash", agent("native", Tuning::NoHash)),
         config("tcplife", Kind::Tcplife),
@@ -585,7 +585,7 @@ mod tests {
                 "agent-native",
                 "agent-ecs",
                 "agent-native+top",
-                "agent-native+basic",
+                "agent-native+detail",
                 "agent-native+procs",
                 "agent-native+nohash",
                 "tcplife",
@@ -603,8 +603,8 @@ mod tests {
                 "agent-ecs@base",
                 "agent-native+top",
                 "agent-native+top@base",
-                "agent-native+basic",
-                "agent-native+basic@base",
+                "agent-native+detail",
+                "agent-native+detail@base",
                 "agent-native+procs",
                 "agent-native+procs@base",
                 "agent-native+nohash",
@@ -622,7 +622,7 @@ mod tests {
                 tuning: Tuning::Default,
             }
         );
-        assert_eq!(agent_format("agent-native+basic@base"), Some("native"));
+        assert_eq!(agent_format("agent-native+detail@base"), Some("native"));
         assert_eq!(agent_format("agent-ecs+procs"), Some("ecs"));
         assert_eq!(agent_format("agent-native+top"), Some("native"));
         assert_eq!(agent_format("agent-ecs@base"), Some("ecs"));

@@ -33,7 +33,7 @@ pub struct BenchArgs {
     #[arg(long)]
     reps: Option<u32>,
     /// Only these configurations besides the baseline (comma-separated): agent-native,
-    /// agent-ecs, agent-native+top, agent-native+basic, agent-native+procs,
+    /// agent-ecs, agent-native+top, agent-native+detail, agent-native+procs,
     /// agent-native+nohash, tcplife, bpftrace-tcplife; with --baseline also each agent
     /// configuration with @base.
     #[arg(long, value_delimiter = ',')]
