@@ -372,9 +372,12 @@ fn agent_runner_collects_events_with_a_fake_agent() -> Result<()> {
     let dir = TempDir::new("fat-agent")?;
     let bin = fake_agent(&dir, FAKE_AGENT)?;
     let agent = Agent::start_bin(&bin, &["--flag"])?;
-    // No --config given: --no-config, so that the host's /etc/flow-agent does not count.
+    // No --config given: --no-config, so that the host's /etc/flow-agent does not count; no
+    // --tcp-detail: the tier on, whose fields most tests check.
     ensure!(
-        agent.stderr().contains("args: run --flag --no-config\n"),
+        agent
+            .stderr()
+            .contains("args: run --flag --no-config --tcp-detail on\n"),
         "stderr: {}",
         agent.stderr()
     );
