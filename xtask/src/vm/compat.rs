@@ -17,12 +17,15 @@ pub const SUITE: &[(&str, &[&str])] = &[
             "the_first_stats_event_carries_a_passed_self_check",
         ],
     ),
-    // TCP v4/v6, connect and accept, counts exact against the capture.
+    // TCP v4/v6, connect and accept, counts exact against the capture: with the TCP detail
+    // tier and without it (the default: counts from the socket through BTF offsets).
     (
         "tcp_capture",
         &[
             "tcp_v4_exchange_is_attributed_and_counted",
             "tcp_v6_exchange_is_attributed_and_counted",
+            "tcp_v4_exchange_without_tcp_detail_is_counted_from_the_socket",
+            "tcp_v6_exchange_without_tcp_detail_is_counted_from_the_socket",
         ],
     ),
     (
