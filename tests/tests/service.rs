@@ -222,10 +222,10 @@ fn notifies_ready_reload_and_stop_with_capabilities_dropped() -> Result<()> {
     );
     let (reloaded, _) = listener.wait_for(reloading + 1, "READY=1", WAIT)?;
     agent.wait_for_events(|e| e["event_action"] == "stats", 1, WAIT)?;
+    let stderr = agent.stderr_once_it_has("configuration reloaded", WAIT);
     ensure!(
-        agent.stderr().contains("configuration reloaded"),
-        "stderr:\n{}",
-        agent.stderr()
+        stderr.contains("configuration reloaded"),
+        "stderr:\n{stderr}"
     );
     // Capture goes on after the reload, still without the dropped capabilities.
     assert_own_flow(&agent, loopback_connection(777)?, 777)?;
@@ -296,12 +296,12 @@ fn the_system_call_filter_is_in_force_after_attach_and_capture_and_reload_still_
     let mut agent = Running::spawn(cmd)?;
     let (ready, _) = wait_ready(&listener, &mut agent)?;
     let threads = assert_system_call_filter(agent.pid())?;
+    // Logged when the filter is installed; the line reaches this test through the agent's
+    // stderr and a reader thread, which may not have read it by READY=1.
+    let stderr = agent.stderr_once_it_has("system call filter installed in every thread", WAIT);
     ensure!(
-        agent
-            .stderr()
-            .contains("system call filter installed in every thread"),
-        "{threads} threads filtered, but no log line; stderr:\n{}",
-        agent.stderr()
+        stderr.contains("system call filter installed in every thread"),
+        "{threads} threads filtered, but no log line; stderr:\n{stderr}"
     );
     assert_own_flow(&agent, loopback_connection(1500)?, 1500)?;
 
