@@ -15,8 +15,17 @@ use common::*;
 use flow_agent_tests::{slowed, Agent, Cmd, Spawned, TempDir, TestHost};
 use serde_json::Value;
 use std::collections::BTreeSet;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use storm::Storm;
+
+/// Three tests here storm the host, which fills every agent's ring, the agents of this binary's
+/// other tests too (their own flows' records lost): the tests run one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Accepts connections and reads each to EOF (on its own thread). Args: address, port.
 const SERVER: &str = r#"
@@ -104,6 +113,7 @@ fn sigkill(agent: Agent) {
 
 #[test]
 fn flows_open_across_a_sigkill_are_found_again_as_partial() -> Result<()> {
+    let _serial = one_at_a_time();
     setup()?;
     let (client, server) = TestHost::pair()?;
     let addr = server.ns_addr_v4().to_string();
@@ -216,6 +226,7 @@ fn wait_sink(agent: &Agent, name: &str, ok: impl Fn(&Value) -> bool) -> Result<V
 
 #[test]
 fn the_disk_buffer_is_replayed_after_a_sigkill() -> Result<()> {
+    let _serial = one_at_a_time();
     setup()?;
     let (client, server) = TestHost::pair()?;
     let addr = server.ns_addr_v4().to_string();
@@ -406,6 +417,7 @@ fn wait_losses_logged(agent: &Agent, ok: impl Fn(&[u64]) -> bool) -> Result<Stri
 
 #[test]
 fn a_ring_buffer_too_small_for_a_storm_counts_its_losses() -> Result<()> {
+    let _serial = one_at_a_time();
     setup()?;
     let host = TestHost::new()?;
     let netns = host.netns_inode()?;
@@ -439,6 +451,7 @@ fn a_ring_buffer_too_small_for_a_storm_counts_its_losses() -> Result<()> {
 
 #[test]
 fn full_kernel_tables_evict_and_count_what_they_pushed_out() -> Result<()> {
+    let _serial = one_at_a_time();
     setup()?;
     let (client, server) = TestHost::pair()?;
     let addr = server.ns_addr_v4().to_string();
@@ -563,6 +576,7 @@ const FLOOD_STORM_CONNECTIONS: u64 = 4000;
 /// end events here.
 #[test]
 fn an_exec_flood_beside_a_connection_storm_loses_no_flow_record() -> Result<()> {
+    let _serial = one_at_a_time();
     setup()?;
     let host = TestHost::new()?;
     let netns = host.netns_inode()?;
