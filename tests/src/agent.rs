@@ -245,6 +245,25 @@ impl Agent {
         self.lock().stderr.clone()
     }
 
+    /// The stderr once it holds `needle`, or all of it after `timeout` (× `FLOW_TEST_SLOW`): a
+    /// line logged before an event was printed may reach its pipe's reader after the event.
+    pub fn stderr_once_it_has(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + slowed(timeout);
+        let mut state = self.lock();
+        loop {
+            let now = Instant::now();
+            if state.stderr.contains(needle) || state.stderr_eof || now >= deadline {
+                return state.stderr.clone();
+            }
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap()
+                .0;
+        }
+    }
+
     /// First event (in output order) matching `pred`, waiting up to `timeout`.
     pub fn wait_for(&self, pred: impl Fn(&Value) -> bool, timeout: Duration) -> Result<Value> {
         Ok(self.wait_for_count(pred, 1, timeout)?.swap_remove(0))

@@ -398,13 +398,9 @@ fn processes_whose_exit_record_was_lost_are_found_gone_in_proc() -> Result<()> {
     );
     // The table never reached its cap: nothing was evicted, and the log says the same count.
     ensure!(found["state_bounds"]["processes_evicted"] == 0, "{found}");
-    ensure!(
-        agent
-            .stderr()
-            .contains("whose exit record was lost found gone in /proc"),
-        "{}",
-        agent.stderr()
-    );
+    let gone = "whose exit record was lost found gone in /proc";
+    let stderr = agent.stderr_once_it_has(gone, EVENT_TIMEOUT);
+    ensure!(stderr.contains(gone), "{stderr}");
     agent.stop()?;
     Ok(())
 }
@@ -507,9 +503,9 @@ fn kernel_programs_log_their_losses_at_trace_level() -> Result<()> {
         |e| e["event_action"] == "stats" && u64_of(&e["kernel_losses"]["process_ring_full"]) > 0,
         EVENT_TIMEOUT,
     )?;
-    // The log is flushed once a second, the stats event at its own interval.
-    std::thread::sleep(Duration::from_secs(2));
-    let stderr = agent.stderr();
+    // The log is flushed once a second, the stats event at its own interval: either may come
+    // first.
+    let stderr = agent.stderr_once_it_has(line, EVENT_TIMEOUT);
     let logged = stderr.lines().filter(|l| l.contains(line)).count() as u64;
     let counted = u64_of(&stats["kernel_losses"]["process_ring_full"]);
     ensure!(

@@ -485,12 +485,11 @@ fn a_file_removed_by_an_administrator_is_recreated_with_the_next_events() -> Res
         "new file has mode {:o}",
         mode_of(&path)?
     );
-    let log = agent.stderr();
+    // Logged before the new file was written, but it may reach stderr's reader after that.
+    let reopened = "was removed or moved away while open; writing to a new file";
+    let log = agent.stderr_once_it_has(reopened, CATCH_UP);
     ensure!(
-        count_lines(
-            &log,
-            "was removed or moved away while open; writing to a new file"
-        ) == 1,
+        count_lines(&log, reopened) == 1,
         "the reopening is not logged once:\n{log}"
     );
     let reference: Vec<String> = agent.stop()?.iter().map(Value::to_string).collect();
@@ -632,10 +631,10 @@ fn a_full_disk_drops_and_counts_whole_batches_and_writing_resumes_when_space_fre
         |e| is_stats(e) && sink_report(e, "events").is_ok_and(|r| counter(r, "dropped") > 0),
         CATCH_UP,
     )?;
+    let log = agent.stderr_once_it_has("No space left on device", CATCH_UP);
     ensure!(
-        count_lines(&agent.stderr(), "No space left on device") >= 1,
-        "the full disk is not logged:\n{}",
-        agent.stderr()
+        count_lines(&log, "No space left on device") >= 1,
+        "the full disk is not logged:\n{log}"
     );
 
     std::fs::remove_file(&filler)?;
@@ -644,12 +643,20 @@ fn a_full_disk_drops_and_counts_whole_batches_and_writing_resumes_when_space_fre
     wait_for_records(&path, &ended[ended.len() - 10..])?;
     // Each episode is logged once at its start and once at its end, not per failed batch. (A
     // small batch may still fit in the last page of the file while the disk is full, which
-    // splits an episode in two.)
-    let log = agent.stderr();
-    let (failures, recoveries) = (
-        count_lines(&log, "No space left on device"),
-        count_lines(&log, "works again;"),
-    );
+    // splits an episode in two.) The end is logged after the write that put the records in
+    // the file, and may reach stderr's reader later still: polled for.
+    let deadline = Instant::now() + slowed(CATCH_UP);
+    let (failures, recoveries, log) = loop {
+        let log = agent.stderr();
+        let (failures, recoveries) = (
+            count_lines(&log, "No space left on device"),
+            count_lines(&log, "works again;"),
+        );
+        if failures == recoveries || Instant::now() > deadline {
+            break (failures, recoveries, log);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     ensure!(
         failures == recoveries,
         "{failures} failure and {recoveries} recovery messages:\n{log}"

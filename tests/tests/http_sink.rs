@@ -696,9 +696,10 @@ fn a_400_drops_only_the_records_refused_alone_and_the_rest_arrive() -> Result<()
         s["dropped"].as_u64() >= Some(alone.len() as u64)
     })?;
     ensure!(report["dropped"] == alone.len() as u64, "{report}");
+    let stderr = agent.stderr_once_it_has("refused on demand", EVENT_TIMEOUT);
     ensure!(
-        agent.stderr().contains("refused on demand"),
-        "the server's answer is not in the log"
+        stderr.contains("refused on demand"),
+        "the server's answer is not in the log:\n{stderr}"
     );
     agent.stop()?;
     Ok(())
@@ -763,8 +764,9 @@ fn a_collector_answering_401_for_seconds_gets_every_flow_once_afterwards() -> Re
         "{report}"
     );
 
-    // Logged with the status and the collector once, not once per attempt; and the end.
-    let stderr = agent.stderr();
+    // Logged with the status and the collector once, not once per attempt; and the end (after
+    // the request that delivered, so it may reach stderr's reader after the receiver has it).
+    let stderr = agent.stderr_once_it_has("delivering to", EVENT_TIMEOUT);
     let logged: Vec<&str> = stderr.lines().filter(|l| l.contains("HTTP 401")).collect();
     let minutes = outage.elapsed().as_secs() / 60;
     ensure!(
@@ -841,7 +843,11 @@ fn a_delivery_worker_that_panics_is_restarted_and_delivers_every_later_record() 
     let series =
         "flow_agent_sink_worker_panics_total{output=\"collector\",kind=\"http\",format=\"native\"}";
     ensure!(metric(metrics_port, series)? == panics.to_string());
-    let stderr = agent.stderr();
+    // Counted before it is logged: the last panic's line may come after the counters say so.
+    let stderr = agent.stderr_once_it_has(
+        &format!("the delivery worker panicked ({panics} since start)"),
+        EVENT_TIMEOUT,
+    );
     let logged = stderr
         .lines()
         .filter(|l| {
@@ -941,7 +947,7 @@ fn a_collector_refusing_large_bodies_gets_halves_and_only_records_too_large_are_
         s["dropped"].as_u64() >= Some(alone.len() as u64)
     })?;
     ensure!(report["dropped"] == alone.len() as u64, "{report}");
-    let stderr = agent.stderr();
+    let stderr = agent.stderr_once_it_has("a request of one record", EVENT_TIMEOUT);
     ensure!(
         stderr.contains("HTTP 413") && stderr.contains("a request of one record"),
         "the refused record is not in the log:\n{stderr}"
@@ -1040,10 +1046,10 @@ tls_verify = false
         s["errors"].as_u64() >= Some(1)
     })?;
     ensure!(report["sent"] == 0 && report["dropped"] == 0, "{report}");
+    let stderr = agent.stderr_once_it_has("UnknownIssuer", EVENT_TIMEOUT);
     ensure!(
-        agent.stderr().contains("UnknownIssuer"),
-        "no certificate error in the log:\n{}",
-        agent.stderr()
+        stderr.contains("UnknownIssuer"),
+        "no certificate error in the log:\n{stderr}"
     );
     agent.stop()?;
     Ok(())

@@ -10,7 +10,7 @@ mod common;
 mod storm;
 
 use anyhow::{ensure, Context, Result};
-use common::setup;
+use common::{setup, EVENT_TIMEOUT};
 use flow_agent_tests::{scale, slowed, Agent, TempDir, TestHost, STOP_TIMEOUT};
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -153,7 +153,12 @@ fn connection_storm_is_survived_bounded_responsive_and_counted() -> Result<()> {
         .last_stats
         .as_ref()
         .map_or(0, |s| s["kernel_losses"]["ring_full"].as_u64().unwrap_or(0));
-    let log_before_term = agent.stderr();
+    // Logged before the stats event that counts them, yet it may reach stderr's reader later.
+    let log_before_term = if lost_before_term > 0 {
+        agent.stderr_once_it_has("kernel-side losses", EVENT_TIMEOUT)
+    } else {
+        agent.stderr()
+    };
     // SIGTERM while the storm still runs: connections made so far are owed, later ones not.
     let made_before_term = storm.made();
     let asked = Instant::now();

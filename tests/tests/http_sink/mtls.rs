@@ -149,10 +149,10 @@ ca_file = "{ca}"
                 >= events.len() as u64
     })?;
     ensure!(report["sent"] == 0 && report["dropped"] == 0, "{report}");
+    let stderr = agent.stderr_once_it_has("asked for a client certificate", EVENT_TIMEOUT);
     ensure!(
-        agent.stderr().contains("asked for a client certificate"),
-        "{}",
-        agent.stderr()
+        stderr.contains("asked for a client certificate"),
+        "{stderr}"
     );
     let log = nginx_log(&dir)?;
     ensure!(
