@@ -233,7 +233,9 @@ fn thousand_connections_from_ten_parallel_processes() -> Result<()> {
     let sink = spawn_py(&server, SINK, &[saddr.to_string(), TCP_PORT.to_string()])?;
     wait_for_line(&sink, "listening", Duration::from_secs(10))?;
     server.wait_for_tcp_listen(TCP_PORT)?;
-    let agent = agent(&[])?;
+    // Updates every 2 s make the sock_diag reconciliation as frequent: a connection whose close
+    // the kernel did not report ends `close_missed` within its grace (10 s), not 40 s later.
+    let agent = agent(&["--update-interval", "2"])?;
 
     let go_dir = TempDir::new("ftattr-go")?;
     let go = go_dir.path().join("go");
@@ -293,7 +295,7 @@ fn thousand_connections_from_ten_parallel_processes() -> Result<()> {
     };
     let mut problems = Vec::new();
     for kind in ["connector", "acceptor"] {
-        if let Err(e) = agent.wait_for_count(end_of(kind), total, EVENT_TIMEOUT) {
+        if let Err(e) = agent.wait_for_count(end_of(kind), total, EVENT_TIMEOUT * 2) {
             // What the kernel still holds: a socket still open has rightly no end yet.
             let states = [&client, &server].map(|h| socket_states(h, TCP_PORT));
             problems.push(format!(
@@ -308,8 +310,8 @@ fn thousand_connections_from_ten_parallel_processes() -> Result<()> {
     // The loss counters are checked once a second.
     std::thread::sleep(Duration::from_millis(1500));
     // On a loaded host the agent's log of them can lag further behind its output: wait (within
-    // the bound) until it covers every flow of this test that ended without TCP detail; the
-    // checks below say what is missing if it never does.
+    // the bound) until it covers every flow of this test that ended without TCP detail or
+    // without its close; the checks below say what is missing if it never does.
     let deadline = Instant::now() + slowed(EVENT_TIMEOUT);
     loop {
         let events = agent.events();
@@ -317,18 +319,24 @@ fn thousand_connections_from_ten_parallel_processes() -> Result<()> {
             .into_iter()
             .map(|kind| ends_without_detail(&events, &end_of(kind)).len() as u64)
             .sum();
-        let counted = last_losses(&agent.stderr()).map_or(0, |l| l.tcp_detail);
-        if counted >= bare || Instant::now() > deadline {
+        let missed = events
+            .iter()
+            .filter(|e| end_of("connector")(e) && get(e, "end_reason") == "close_missed")
+            .count() as u64;
+        let counted =
+            last_losses(&agent.stderr()).map_or((0, 0), |l| (l.tcp_detail, l.closes_missed));
+        if (counted.0 >= bare && counted.1 >= missed) || Instant::now() > deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Per-packet TCP detail lost under load is tolerated when it is counted, at least one loss
-    // per flow that ended without it (the flow itself, its process and its end must still be
-    // right); every other loss fails the test.
+    // Per-packet TCP detail lost under load, and a close the kernel's programs never saw (see
+    // docs/architecture.md, bounded state), are tolerated when counted, at least one loss per flow
+    // that ended without it (the flow itself, its process and its end must still be right);
+    // every other loss fails the test.
     let losses = last_losses(&agent.stderr());
     if let Err(e) = ensure_no_losses(&agent) {
-        if losses.as_ref().is_none_or(|l| !l.only_tcp_detail()) {
+        if losses.as_ref().is_none_or(|l| !l.only_tolerated()) {
             problems.push(format!("{e:#}"));
         }
     }
@@ -347,7 +355,7 @@ fn thousand_connections_from_ten_parallel_processes() -> Result<()> {
     }
     // The counter is host-wide (other sockets may lose detail too): it must cover at least
     // every flow of this test that ended without it.
-    let counted = losses.map_or(0, |l| l.tcp_detail);
+    let counted = losses.as_ref().map_or(0, |l| l.tcp_detail);
     if without_detail > counted {
         problems.push(format!(
             "{without_detail} flows ended without TCP detail, but the agent counted only {counted} such losses"
@@ -356,6 +364,7 @@ fn thousand_connections_from_ten_parallel_processes() -> Result<()> {
 
     // Connector side: one flow per local port, named after the process that reported it.
     let mut ends_by_port: BTreeMap<u16, Vec<&Value>> = BTreeMap::new();
+    let mut closes_missed: Vec<u16> = Vec::new();
     for ev in events.iter().filter(|e| end_of("connector")(e)) {
         let port = get(ev, "src_port").as_u64().unwrap_or(0) as u16;
         ends_by_port.entry(port).or_default().push(ev);
@@ -386,7 +395,11 @@ fn thousand_connections_from_ten_parallel_processes() -> Result<()> {
                 ))
             }
             [ev] => {
-                if get(ev, "pid") != *pid || get(ev, "end_reason") != "fin" {
+                // A close the kernel did not report is tolerated when the agent counted it
+                // (checked below): the flow, its process and its end must still be right.
+                if get(ev, "pid") == *pid && get(ev, "end_reason") == "close_missed" {
+                    closes_missed.push(*port);
+                } else if get(ev, "pid") != *pid || get(ev, "end_reason") != "fin" {
                     problems.push(format!(
                         "port {port}: made by pid {pid}, end event says pid {} end_reason {} \
                          (flow {}, start_time {}, end_time {}, duration {}, history {})",
@@ -408,6 +421,21 @@ fn thousand_connections_from_ten_parallel_processes() -> Result<()> {
             let named: Vec<&Value> = evs.iter().map(|e| get(e, "pid")).collect();
             problems.push(format!(
                 "connector end event(s) from port {port}, which no client reported using (pid {named:?})"
+            ));
+        }
+    }
+    if !closes_missed.is_empty() {
+        // The counter is host-wide: it must cover at least this test's flows.
+        let counted = losses.as_ref().map_or(0, |l| l.closes_missed);
+        println!(
+            "{} connections ended close_missed, {counted} counted by the agent (ports {:?})",
+            closes_missed.len(),
+            &closes_missed[..closes_missed.len().min(10)]
+        );
+        if (closes_missed.len() as u64) > counted {
+            problems.push(format!(
+                "{} connections ended close_missed, but the agent counted only {counted} missed closes",
+                closes_missed.len()
             ));
         }
     }
@@ -444,7 +472,10 @@ fn ends_without_detail<'a>(events: &'a [Value], end: &dyn Fn(&Value) -> bool) ->
     events
         .iter()
         .filter(|e| {
-            end(e) && e.get("orig_ip_bytes").is_none() && get(e, "end_reason") != "agent_shutdown"
+            end(e)
+                && e.get("orig_ip_bytes").is_none()
+                && !["agent_shutdown", "close_missed"]
+                    .contains(&get(e, "end_reason").as_str().unwrap_or(""))
         })
         .collect()
 }
@@ -486,14 +517,17 @@ fn entity_id_of(pid: u32) -> Result<String> {
     Ok(format!("{machine:0>8}-{start:012x}-{pid:08x}"))
 }
 
-/// The agent's last loss report: per-packet TCP detail lost, and whether nothing else was.
+/// The agent's last loss report: per-packet TCP detail lost, TCP closes the kernel did not
+/// report, and whether nothing else was.
 struct Losses {
     tcp_detail: u64,
+    closes_missed: u64,
     others: u64,
 }
 
 impl Losses {
-    fn only_tcp_detail(&self) -> bool {
+    /// Only losses the test tolerates when each is counted.
+    fn only_tolerated(&self) -> bool {
         self.others == 0
     }
 }
@@ -512,10 +546,16 @@ fn last_losses(stderr: &str) -> Option<Losses> {
     };
     let list = &line[line.find('[')? + 1..line.find(']')?];
     let kernel = numbers(list);
+    // After the list: closes missed, then evicted while open (tcp, udp).
     let rest = numbers(&line[line.find(']')?..]);
     let tcp_detail = *kernel.get(5)?;
-    let others = kernel.iter().sum::<u64>() - tcp_detail + rest.iter().sum::<u64>();
-    Some(Losses { tcp_detail, others })
+    let closes_missed = *rest.first()?;
+    let others = kernel.iter().sum::<u64>() - tcp_detail + rest.iter().sum::<u64>() - closes_missed;
+    Some(Losses {
+        tcp_detail,
+        closes_missed,
+        others,
+    })
 }
 
 /// TCP sockets in `host`'s namespace with `port` at either end, counted by state (`ss`).

@@ -51,6 +51,8 @@ const TEST_PACKAGES: &[&str] = &[
     "libnss-systemd",
     // The package test completes a command with the packaged bash completion.
     "bash-completion",
+    // Failing tests name the agent's programs the kernel skipped (`recursion_misses`).
+    "bpftool",
 ];
 
 fn installed(pkg: &str) -> bool {
