@@ -255,12 +255,7 @@ impl Agent {
             if state.stderr.contains(needle) || state.stderr_eof || now >= deadline {
                 return state.stderr.clone();
             }
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, deadline - now)
-                .unwrap()
-                .0;
+            state = self.wait_changed(state, deadline - now);
         }
     }
 
@@ -309,12 +304,7 @@ impl Agent {
                     context(&state)
                 );
             }
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, deadline - now)
-                .unwrap()
-                .0;
+            state = self.wait_changed(state, deadline - now);
         }
     }
 
@@ -414,6 +404,15 @@ impl Agent {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.shared.state.lock().unwrap()
+    }
+
+    /// Waits (releasing the lock) until a reader adds a line or `timeout` passes.
+    fn wait_changed<'a>(
+        &self,
+        state: MutexGuard<'a, State>,
+        timeout: Duration,
+    ) -> MutexGuard<'a, State> {
+        self.shared.changed.wait_timeout(state, timeout).unwrap().0
     }
 }
 
