@@ -61,8 +61,8 @@ pub(crate) struct DeliveryConfig {
     /// A send that makes no progress for this long is abandoned and retried (seconds).
     #[serde(with = "seconds")]
     pub(crate) send_timeout: Duration,
-    /// How long closing (reload, shutdown) may spend sending what memory holds before the
-    /// rest is persisted to the disk buffer (seconds).
+    /// How long closing (reload, shutdown) may spend sending what memory and the disk buffer
+    /// hold before the rest stays in the disk buffer (seconds).
     #[serde(with = "seconds")]
     pub(crate) close_timeout: Duration,
 }

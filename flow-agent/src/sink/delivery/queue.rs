@@ -162,21 +162,19 @@ impl Shared {
         self.closing.load(Relaxed)
     }
 
-    /// Stops taking disk batches and wakes the worker (also out of a back-off).
+    /// Makes the worker send what is left once, without back-off, and wakes it.
     pub(crate) fn begin_close(&self) {
         self.closing.store(true, Relaxed);
         self.close.notify_one();
     }
 
     /// The batch to send: the unacknowledged one again, else up to `max` records from memory,
-    /// else from the disk buffer (not when `memory_only`, i.e. while closing).
-    pub(crate) fn next_batch(&self, max: usize, memory_only: bool) -> Option<Batch> {
+    /// else from the disk buffer. Memory holds only records older than any in the disk
+    /// buffer, so this is the order they were submitted in.
+    pub(crate) fn next_batch(&self, max: usize) -> Option<Batch> {
         let mut guard = self.lock();
         let st = &mut *guard;
         if let Some(b) = &st.inflight {
-            if memory_only && b.from_disk {
-                return None;
-            }
             return Some(Batch {
                 id: b.id,
                 records: b.records.clone(),
@@ -185,7 +183,7 @@ impl Shared {
         let (records, from_disk) = if !st.memory.is_empty() {
             let n = st.memory.len().min(max);
             (st.memory.drain(..n).collect::<Vec<_>>(), false)
-        } else if let (Some(disk), false) = (st.disk.as_mut(), memory_only) {
+        } else if let Some(disk) = st.disk.as_mut() {
             match disk.read_batch(max) {
                 Ok((records, lost)) => {
                     self.drop_records(st, lost, "damaged disk buffer");

@@ -290,6 +290,22 @@ async fn close_sends_what_memory_holds_when_the_destination_is_up() {
 }
 
 #[tokio::test]
+async fn close_sends_what_the_disk_buffer_holds_when_the_destination_is_up() {
+    let dir = TestDir::new("dlv-close-disk");
+    let remote = Remote::new(Mode::Up);
+    let st = stats();
+    let mut sink = spawn_idle(remote.transport(), &config(&dir), st.clone());
+    // Past the memory queue (100): the rest is in the disk buffer at close.
+    for i in 0..250 {
+        sink.submit(&rec(i));
+    }
+    assert_eq!(counts(&st), (0, 100, 150, 0));
+    sink.close().await;
+    assert_eq!(remote.received(), recs(0..250));
+    assert_eq!(counts(&st), (250, 0, 0, 0));
+}
+
+#[tokio::test]
 async fn a_hanging_destination_at_close_leaves_everything_in_the_buffer() {
     let dir = TestDir::new("dlv-hang-close");
     let remote = Remote::new(Mode::Hang);

@@ -213,7 +213,7 @@ async fn run(shared: &Shared, transport: &mut dyn Transport, cfg: &WorkerConfig)
     let mut report = Report::new(stats.name.clone(), transport.describe());
     loop {
         let closing = shared.is_closing();
-        let Some(batch) = shared.next_batch(max, closing) else {
+        let Some(batch) = shared.next_batch(max) else {
             if closing {
                 return;
             }
