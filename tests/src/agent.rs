@@ -315,7 +315,14 @@ impl Agent {
     }
 
     /// Like [`Agent::stop`], also returning the JSON lines exactly as printed.
-    pub fn stop_with_lines(mut self) -> Result<(Vec<Value>, Vec<String>)> {
+    pub fn stop_with_lines(self) -> Result<(Vec<Value>, Vec<String>)> {
+        let stopped = self.stop_with_output()?;
+        Ok((stopped.events, stopped.json_lines))
+    }
+
+    /// Like [`Agent::stop_with_lines`], also returning everything it wrote to stderr (what
+    /// it logged while closing its outputs, for one).
+    pub fn stop_with_output(mut self) -> Result<Stopped> {
         // SAFETY: kill(2) on our own un-reaped child.
         unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
         let status = self.wait_exit(STOP_TIMEOUT)?;
@@ -336,7 +343,11 @@ impl Agent {
                 context(&state)
             );
         }
-        Ok((state.events.clone(), state.json_lines.clone()))
+        Ok(Stopped {
+            events: state.events.clone(),
+            json_lines: state.json_lines.clone(),
+            stderr: state.stderr.clone(),
+        })
     }
 
     /// Like [`Agent::stop`], but returns every line the agent printed on stdout, in order,
@@ -505,6 +516,14 @@ pub fn names_config(args: &[&str]) -> bool {
             || a.starts_with("--config=")
             || (a.starts_with("-c") && !a.starts_with("--"))
     })
+}
+
+/// What a stopped agent printed.
+pub struct Stopped {
+    pub events: Vec<Value>,
+    /// The JSON lines exactly as printed.
+    pub json_lines: Vec<String>,
+    pub stderr: String,
 }
 
 /// Failure context: last events, non-JSON lines and the stderr tail.

@@ -246,9 +246,12 @@ fn syslog_ng_config(dir: &Path, inputs: &[Input], pki: &Pki) -> String {
             Listen::UnixFields(_) => "${PROGRAM}|${PID}|${LEVEL}|${FACILITY}|${MSG}",
             _ => "${MSG}",
         };
+        // syslog-ng drops what its memory queues hold when it stops; a reliable disk buffer
+        // keeps every message it read until the file has it, as docs/sink-syslog.md advises.
         c += &format!(
             "source s_{n} {{ {source}; }};\n\
-             destination d_{n} {{ file(\"{d}/{n}.log\" template(\"{template}\\n\") template-escape(no)); }};\n\
+             destination d_{n} {{ file(\"{d}/{n}.log\" template(\"{template}\\n\") template-escape(no) \
+             disk-buffer(reliable(yes) disk-buf-size(67108864) dir(\"{d}\"))); }};\n\
              log {{ source(s_{n}); destination(d_{n}); flags(flow-control); }};\n"
         );
     }
