@@ -14,6 +14,7 @@
 mod agent;
 mod claim;
 mod netns;
+mod ports;
 mod process;
 mod speed;
 mod tempdir;
@@ -25,6 +26,7 @@ pub use agent::{
     READY_MARKER, READY_TIMEOUT, STOP_TIMEOUT,
 };
 pub use netns::{ResolvConf, TestHost};
+pub use ports::unused_port;
 pub use process::{wait_for_tcp_listen, wait_for_tcp_listen_timeout, Cmd, Output, Spawned};
 pub use speed::{describe_bound, scale, scaled, slow, slowed, speed_summary, SCALE_ENV, SLOW_ENV};
 pub use tempdir::TempDir;

@@ -16,7 +16,8 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use common::*;
 use flow_agent_tests::{
-    Agent, Cmd, Output, Spawned, TempDir, TestHost, ABSENT_DEFAULT_CONFIG, DEFAULT_CONFIG_ENV,
+    unused_port, Agent, Cmd, Output, Spawned, TempDir, TestHost, ABSENT_DEFAULT_CONFIG,
+    DEFAULT_CONFIG_ENV,
 };
 use serde_json::{json, Value};
 
@@ -385,9 +386,7 @@ fn the_agent_warns_at_start_about_credentials_sent_over_plain_http() -> Result<(
     setup()?;
     let dir = TempDir::new("cfg-plain-run")?;
     // A port nothing listens on: the warning is about the configuration, not the collector.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = unused_port()?;
     let p = config_file(&dir, "c.toml", &secrets("http", port))?;
     let agent = agent(&["--config", &p.display().to_string()])?;
     wait_stderr(&agent, "http sink: INSECURE: credentials in clear text", 1)?;

@@ -12,7 +12,7 @@ mod storm;
 
 use anyhow::{bail, ensure, Context, Result};
 use common::*;
-use flow_agent_tests::{slowed, Agent, Cmd, Spawned, TempDir, TestHost};
+use flow_agent_tests::{slowed, unused_port, Agent, Cmd, Spawned, TempDir, TestHost};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
@@ -203,12 +203,6 @@ print("listening", flush=True)
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 "#;
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Waits until a stats event after index `from` says what `ok` wants of the sink `name`.
 fn wait_sink(agent: &Agent, name: &str, ok: impl Fn(&Value) -> bool) -> Result<Value> {
     agent
@@ -234,7 +228,7 @@ fn the_disk_buffer_is_replayed_after_a_sigkill() -> Result<()> {
     let port = 9421;
     let srv = spawn_py(&server, SERVER, &[addr.clone(), port.to_string()])?;
     wait_for_line(&srv, "listening", Duration::from_secs(10))?;
-    let http_port = free_port()?;
+    let http_port = unused_port()?;
     let config = dir.write(
         "agent.toml",
         format!(

@@ -10,7 +10,7 @@ mod common;
 
 use anyhow::{bail, ensure, Context, Result};
 use common::*;
-use flow_agent_tests::{slowed, Agent, Cmd, TempDir, TestHost};
+use flow_agent_tests::{slowed, unused_port, Agent, Cmd, TempDir, TestHost};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -46,22 +46,6 @@ const ENRICH_LOSS_KINDS: [&str; 6] = [
     "dns_events_dropped",
 ];
 const CONNECTIONS: usize = 5;
-
-/// A free loopback port (bound, read, released), never one this process handed out before:
-/// the tests here run at once, and two agents (or one agent's old and new endpoint) on one
-/// port would answer each other's scrapes.
-fn free_port() -> Result<u16> {
-    static GIVEN: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        if given.insert(port) {
-            return Ok(port);
-        }
-    }
-}
 
 /// One keep-alive HTTP/1.1 connection to the metrics endpoint: its scrapes add no flows.
 struct Scraper {
@@ -355,7 +339,7 @@ fn check_stats_against_stream(events: &[Value], output: &str) -> Result<usize> {
 #[test]
 fn metrics_and_stats_events_count_what_the_agent_printed() -> Result<()> {
     setup()?;
-    let port = free_port()?;
+    let port = unused_port()?;
     let dir = TempDir::new("health")?;
     let config = dir.write(
         "agent.toml",
@@ -553,7 +537,7 @@ fn wait_endpoint(port: u16, want_open: bool) -> Result<()> {
 #[test]
 fn a_reload_moves_the_metrics_endpoint_and_a_bad_one_is_refused() -> Result<()> {
     setup()?;
-    let (first, second) = (free_port()?, free_port()?);
+    let (first, second) = (unused_port()?, unused_port()?);
     let dir = TempDir::new("health-reload")?;
     let write = |listen: &str| {
         dir.write(

@@ -17,7 +17,9 @@ mod secrets;
 
 use anyhow::{bail, ensure, Context, Result};
 use common::*;
-use flow_agent_tests::{require_tools, slowed, Agent, Cmd, Spawned, TempDir, TestHost};
+use flow_agent_tests::{
+    require_tools, slowed, unused_port, Agent, Cmd, Spawned, TempDir, TestHost,
+};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -811,7 +813,7 @@ fn a_delivery_worker_that_panics_is_restarted_and_delivers_every_later_record() 
     let (port, n, panics) = (9408u16, 10, 3u64);
     let receiver = Receiver::start(json!({}))?;
     let url = format!("http://127.0.0.1:{}/ingest", receiver.port);
-    let metrics_port = free_port()?;
+    let metrics_port = unused_port()?;
     let config = dir.write(
         "agent.toml",
         format!(
@@ -1100,12 +1102,6 @@ fn wait_listening(server: &str, port: u16, log: &dyn Fn() -> String) -> Result<(
     Ok(())
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// CRC-32 (IEEE) of the concatenated parts, the checksum of disk buffer records.
 fn crc32(parts: &[&[u8]]) -> u32 {
     let mut crc = !0u32;
@@ -1237,7 +1233,7 @@ fn the_disk_buffer_sets_aside_planted_links_and_a_corrupt_segment_and_replays_th
     let dir = TempDir::new("http-buffer-links")?;
     let buffer = dir.path().join("buffer");
     // Nothing listens: records wait in 4 KiB segments (a 32 KiB cap), a few in each.
-    let first = start_agent(&dir, &buffered(free_port()?, &buffer, 32 << 10))?;
+    let first = start_agent(&dir, &buffered(unused_port()?, &buffer, 32 << 10))?;
     let mut port = 9410;
     while segment_ids(&buffer)?.len() < 5 {
         ensure!(port < 9440, "30 rounds of flows and fewer than 5 segments");

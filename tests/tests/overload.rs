@@ -11,7 +11,7 @@ mod storm;
 
 use anyhow::{ensure, Context, Result};
 use common::{setup, EVENT_TIMEOUT};
-use flow_agent_tests::{scale, slowed, Agent, TempDir, TestHost, STOP_TIMEOUT};
+use flow_agent_tests::{scale, slowed, unused_port, Agent, TempDir, TestHost, STOP_TIMEOUT};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -94,9 +94,7 @@ fn connection_storm_is_survived_bounded_responsive_and_counted() -> Result<()> {
     let host = TestHost::new()?;
     let netns = host.netns_inode()?;
     let dir = TempDir::new("overload")?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = unused_port()?;
     let config = dir.write(
         "agent.toml",
         format!(

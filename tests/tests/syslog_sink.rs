@@ -9,9 +9,10 @@ mod forwarders;
 
 use anyhow::{bail, ensure, Context, Result};
 use flow_agent_tests::{
-    describe_bound, require_root_and_bpf, require_tools, scaled, slowed, Agent, TempDir,
+    describe_bound, require_root_and_bpf, require_tools, scaled, slowed, unused_port, Agent,
+    TempDir,
 };
-use forwarders::{free_tcp_port, free_udp_port, Fields, Forwarder, Input, Kind, Listen, Pki};
+use forwarders::{Fields, Forwarder, Input, Kind, Listen, Pki};
 use serde_json::Value;
 use std::{
     collections::HashSet,
@@ -229,25 +230,25 @@ fn all_inputs(dir: &Path, with_newline_tls: bool) -> Result<Vec<Input>> {
         },
         Input {
             name: "udp".into(),
-            listen: Listen::Udp(free_udp_port()?),
+            listen: Listen::Udp(unused_port()?),
         },
         Input {
             name: "tcp-octet".into(),
-            listen: Listen::TcpOctet(free_tcp_port()?),
+            listen: Listen::TcpOctet(unused_port()?),
         },
         Input {
             name: "tcp-newline".into(),
-            listen: Listen::TcpNewline(free_tcp_port()?),
+            listen: Listen::TcpNewline(unused_port()?),
         },
         Input {
             name: "tls-octet".into(),
-            listen: Listen::TlsOctet(free_tcp_port()?),
+            listen: Listen::TlsOctet(unused_port()?),
         },
     ];
     if with_newline_tls {
         v.push(Input {
             name: "tls-newline".into(),
-            listen: Listen::TlsNewline(free_tcp_port()?),
+            listen: Listen::TlsNewline(unused_port()?),
         });
     }
     Ok(v)
@@ -444,25 +445,25 @@ fn forwarders_stopped_under_load_lose_nothing_and_stats_agree() -> Result<()> {
     let rs_inputs = vec![
         Input {
             name: "tcp-octet".into(),
-            listen: Listen::TcpOctet(free_tcp_port()?),
+            listen: Listen::TcpOctet(unused_port()?),
         },
         Input {
             name: "tls-octet".into(),
-            listen: Listen::TlsOctet(free_tcp_port()?),
+            listen: Listen::TlsOctet(unused_port()?),
         },
         Input {
             name: "capped".into(),
-            listen: Listen::TcpNewline(free_tcp_port()?),
+            listen: Listen::TcpNewline(unused_port()?),
         },
     ];
     let ng_inputs = vec![
         Input {
             name: "tcp-octet".into(),
-            listen: Listen::TcpOctet(free_tcp_port()?),
+            listen: Listen::TcpOctet(unused_port()?),
         },
         Input {
             name: "tls-newline".into(),
-            listen: Listen::TlsNewline(free_tcp_port()?),
+            listen: Listen::TlsNewline(unused_port()?),
         },
     ];
     let mut rsyslog = Forwarder::start(Kind::Rsyslog, &rs_dir, rs_inputs.clone(), &pki)?;
@@ -631,7 +632,7 @@ fn records_on_disk_when_the_agent_is_killed_are_delivered_by_the_next_agent() ->
     let rs_dir = dir.path().join("rsyslog");
     let inputs = vec![Input {
         name: "tcp-octet".into(),
-        listen: Listen::TcpOctet(free_tcp_port()?),
+        listen: Listen::TcpOctet(unused_port()?),
     }];
     // The syslog output comes first: each batch is on its disk buffer before stdout prints it.
     let queue = 10;

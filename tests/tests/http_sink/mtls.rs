@@ -58,7 +58,7 @@ fn make_client_certificate(dir: &Path) -> Result<()> {
 
 /// nginx with [`NGINX_CONF`] on a free loopback port, once it accepts connections.
 fn start_nginx(dir: &TempDir, upstream: u16) -> Result<(Spawned, u16)> {
-    let port = free_port()?;
+    let port = unused_port()?;
     let conf = NGINX_CONF
         .replace("{dir}", &dir.path().display().to_string())
         .replace("{port}", &port.to_string())

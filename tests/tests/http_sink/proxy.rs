@@ -11,7 +11,7 @@ const PASSWORD: &str = "pr0xy";
 /// tinyproxy on a free loopback port, logging each request to `dir`/tinyproxy.log; returns
 /// it and its port once it accepts connections.
 fn start_tinyproxy(dir: &TempDir) -> Result<(Spawned, u16)> {
-    let port = free_port()?;
+    let port = unused_port()?;
     let d = dir.path().display();
     let conf = dir.write(
         "tinyproxy.conf",

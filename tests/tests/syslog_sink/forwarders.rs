@@ -131,18 +131,6 @@ impl Pki {
 }
 
 /// A loopback TCP port that was free a moment ago.
-pub fn free_tcp_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-pub fn free_udp_port() -> Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Where `cargo xtask setup` unpacks syslog-ng (xtask/src/setup_syslog_ng.rs).
 fn syslog_ng_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
