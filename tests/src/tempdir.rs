@@ -35,7 +35,10 @@ impl TempDir {
 }
 
 impl Drop for TempDir {
+    /// Kept for a look afterwards when `FLOW_TEST_KEEP_TMP` is set (chasing a rare failure).
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+        if std::env::var_os("FLOW_TEST_KEEP_TMP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
 }
