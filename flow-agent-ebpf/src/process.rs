@@ -3,7 +3,7 @@
 //! named exactly.
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel,
+        bpf_get_current_pid_tgid, bpf_get_current_task,
         generated::{
             bpf_probe_read_kernel as probe_read_kernel_raw, bpf_probe_read_kernel_str,
             bpf_probe_read_user,
