@@ -41,6 +41,7 @@ fn main() -> Result<()> {
     );
     println!("cargo:rerun-if-env-changed=FLOW_AGENT_EBPF_RUSTC");
     println!("cargo:rerun-if-env-changed=FLOW_AGENT_EBPF_CARGO");
+    println!("cargo:rerun-if-env-changed=FLOW_AGENT_EBPF_DENY_WARNINGS");
 
     let tc = select_toolchain()?;
     println!("cargo:warning=flow-agent-ebpf: building with {}", tc.name);
@@ -65,6 +66,11 @@ fn main() -> Result<()> {
     }
     if tc.bootstrap {
         cmd.env("RUSTC_BOOTSTRAP", "aya_ebpf");
+    }
+    // `cargo xtask lint` sets it: the kernel programs' warnings fail the lint as the
+    // workspace's do (this build's own warnings are not shown otherwise).
+    if env::var_os("FLOW_AGENT_EBPF_DENY_WARNINGS").is_some() {
+        cmd.env("RUSTFLAGS", "-D warnings");
     }
     cmd.env("PATH", path_with_cargo_bin());
     let status = cmd

@@ -43,7 +43,8 @@ enum Cmd {
         /// Only this test name filter (passed to the test harness).
         filter: Option<String>,
     },
-    /// rustfmt check and clippy -D warnings on every target (and the eBPF crate's format).
+    /// rustfmt check and clippy -D warnings on every target (and the eBPF crate's format and
+    /// compiler warnings).
     Lint,
     /// Build the Debian package (release binary, unit, config, man page) into target/debian.
     Deb(deb::DebArgs),
@@ -177,7 +178,7 @@ fn main() -> Result<()> {
                 "--check",
             ]))?;
             setup::ensure_all()?;
-            run(cargo().args([
+            run(cargo().env("FLOW_AGENT_EBPF_DENY_WARNINGS", "1").args([
                 "clippy",
                 "--workspace",
                 "--all-targets",
