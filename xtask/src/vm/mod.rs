@@ -18,6 +18,7 @@
 
 mod boot;
 mod compat;
+mod failures;
 mod hooks;
 mod kernel;
 mod report;
@@ -237,6 +238,7 @@ pub fn vm_test(
     for r in &retried {
         println!("retried: {r}");
     }
+    failures::print_failures(&times);
     Ok(passed)
 }
 
