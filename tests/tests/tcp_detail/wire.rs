@@ -165,11 +165,38 @@ pub struct Direction {
     pub pkts: u64,
     /// IP-level bytes on the wire (each segment with its own headers).
     pub ip_bytes: u64,
+    /// Payload bytes, each once however often it was sent (under emulation a tail loss probe
+    /// or a timeout resends one now and then).
     pub payload: u64,
+    /// Raw sequence number one past the highest payload byte seen.
+    payload_end: Option<u32>,
     /// OR of the TCP flags.
     pub flags: u8,
     /// Capture time of the first packet with payload (not a RST).
     pub first_payload_us: Option<u64>,
+}
+
+impl Direction {
+    /// Counts the payload of `p` not seen before (sequence numbers wrap).
+    fn add_payload(&mut self, p: &Packet) {
+        if p.len == 0 || p.flags & RST != 0 {
+            return;
+        }
+        let start = p.seq.wrapping_add(u32::from(p.flags & SYN != 0));
+        let end = start.wrapping_add(p.len as u32);
+        let seen = match self.payload_end {
+            // How much of this segment lies below what was seen already.
+            Some(seen_end) => (seen_end.wrapping_sub(start) as i32).clamp(0, p.len as i32) as u64,
+            None => 0,
+        };
+        self.payload += p.len - seen;
+        if self
+            .payload_end
+            .is_none_or(|e| end.wrapping_sub(e) as i32 > 0)
+        {
+            self.payload_end = Some(end);
+        }
+    }
 }
 
 /// Both directions and Zeek's history of the connection between `orig_port` (the initiator's
@@ -222,7 +249,7 @@ pub fn connection(packets: &[Packet], orig_port: u16) -> Connection {
         d.records += 1;
         d.pkts += segs;
         d.ip_bytes += p.ip_len + (segs - 1) * (p.ip_hdr + p.tcp_hdr);
-        d.payload += p.len;
+        d.add_payload(p);
         d.flags |= p.flags;
         if p.len > 0 && p.flags & RST == 0 && d.first_payload_us.is_none() {
             d.first_payload_us = Some(p.time_us);
@@ -387,4 +414,29 @@ pub fn flag_letters(bits: u8) -> String {
         .filter(|(i, _)| bits & (1 << i) != 0)
         .map(|(_, c)| c)
         .collect()
+}
+
+#[test]
+fn resent_payload_counts_once_across_the_sequence_wrap() {
+    let packet = |seq: u32, len: u64| Packet {
+        time_us: 0,
+        ip_len: 52 + len,
+        ip_hdr: 20,
+        sport: 1,
+        dport: 2,
+        seq,
+        len,
+        flags: ACK,
+        window: 100,
+        tcp_hdr: 32,
+        mss: None,
+    };
+    let mut d = Direction::default();
+    let start = u32::MAX - 999;
+    d.add_payload(&packet(start, 1000));
+    d.add_payload(&packet(start.wrapping_add(1000), 1448));
+    // Resent whole, then resent with 500 new bytes.
+    d.add_payload(&packet(start.wrapping_add(1000), 1448));
+    d.add_payload(&packet(start.wrapping_add(1948), 1000));
+    assert_eq!(d.payload, 2948);
 }

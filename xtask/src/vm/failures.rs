@@ -42,8 +42,9 @@ fn print_block(title: &str, lines: &[&str]) {
     }
 }
 
-/// The lines libtest printed under `---- NAME stdout ----`, up to the next such header or the
-/// closing list of names.
+/// The lines libtest printed under `---- NAME stdout ----`, up to the next such header, the
+/// closing list of names or an error's backtrace (dozens of lines that would push the error
+/// itself out of the excerpt).
 fn test_output<'a>(output: &'a str, name: &str) -> Vec<&'a str> {
     let header = format!("---- {name} stdout ----");
     let mut lines = output.lines().skip_while(|l| l.trim() != header);
@@ -55,6 +56,7 @@ fn test_output<'a>(output: &'a str, name: &str) -> Vec<&'a str> {
             !(l.starts_with("---- ") && l.ends_with(" ----"))
                 && *l != "failures:"
                 && *l != "successes:"
+                && l.trim() != "Stack backtrace:"
         })
         .collect();
     while block.last().is_some_and(|l| l.trim().is_empty()) {
@@ -86,5 +88,12 @@ mod tests {
         let out = "failures:\n\n---- x stdout ----\none\n---- y stdout ----\ntwo\n";
         assert_eq!(test_output(out, "x"), ["one"]);
         assert_eq!(test_output(out, "y"), ["two"]);
+    }
+
+    #[test]
+    fn a_backtrace_is_left_out() {
+        let out =
+            "---- x stdout ----\nError: capture saw payload\n\nStack backtrace:\n   0: anyhow\n";
+        assert_eq!(test_output(out, "x"), ["Error: capture saw payload"]);
     }
 }
