@@ -54,6 +54,8 @@ struct Cached {
     /// The process table's entry it was built from: an exec replaces it.
     source: Option<Arc<Process>>,
     identity: Arc<ProcessIdentity>,
+    /// User and group lookups answered when it was built ([`Identities::names_answered`]).
+    names_answered: u64,
 }
 
 pub(crate) struct Identities {
@@ -115,7 +117,10 @@ impl Identities {
                 && source
                     .as_ref()
                     .is_some_and(|p| p.image.hash.get().is_some());
-            if same_source && !hash_arrived && c.built.elapsed() < REFRESH {
+            // So is a name whose first lookup was still running.
+            let name_arrived =
+                c.names_answered != self.names_answered() && lacks_a_name(&c.identity);
+            if same_source && !hash_arrived && !name_arrived && c.built.elapsed() < REFRESH {
                 return Some(c.identity.clone());
             }
         }
@@ -129,6 +134,7 @@ impl Identities {
                 CommCheck::Unverified => unverified = true,
             }
         }
+        let names_answered = self.names_answered();
         let mut identity = self.build(t, source.as_deref(), clock, unverified);
         identity.image_unverified = unverified;
         let identity = Arc::new(identity);
@@ -147,9 +153,15 @@ impl Identities {
                 built: Instant::now(),
                 source,
                 identity: identity.clone(),
+                names_answered,
             },
         );
         Some(identity)
+    }
+
+    /// Answers of both name lookups so far: a change may name an identity that lacked a name.
+    fn names_answered(&self) -> u64 {
+        self.users.answered() + self.groups.answered()
     }
 
     /// `unverified`: the task's comm says its entry's image is not its own, and /proc could
@@ -280,6 +292,14 @@ impl Identities {
 }
 
 /// Heap bytes an identity's strings hold (what makes identities differ in size).
+/// Whether an id of the identity has no name (yet): its lookup may have answered since.
+fn lacks_a_name(id: &ProcessIdentity) -> bool {
+    id.user.is_none()
+        || id.group.is_none()
+        || (id.euid.is_some() && id.effective_user.is_none())
+        || (id.auid.is_some() && id.login_user.is_none())
+}
+
 fn identity_bytes(id: &ProcessIdentity) -> usize {
     let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
     std::mem::size_of::<ProcessIdentity>()
@@ -401,6 +421,41 @@ mod tests {
         };
         let a = ids.of(&task, &clock).unwrap();
         assert!(Arc::ptr_eq(&a, &ids.of(&task, &clock).unwrap()));
+    }
+
+    /// A user database slower than the pipeline's first wait.
+    fn slow_user(uid: u32) -> Option<String> {
+        std::thread::sleep(Duration::from_millis(300));
+        (uid == 4_321).then(|| "late".to_string())
+    }
+
+    #[test]
+    fn a_name_that_answers_late_names_the_next_event_within_the_second() {
+        let mut ids = Identities::new("m".into(), 0);
+        ids.users = NameDb::new(slow_user);
+        let clock = BootClock::now();
+        let task = Task {
+            pid: 4_192_001,
+            tid: 4_192_001,
+            start_ns: 1,
+            uid: 4_321,
+            ..Task::default()
+        };
+        let first = ids.of(&task, &clock).unwrap();
+        assert_eq!(first.user, None, "the lookup outlasts the first wait");
+        // Both answers (the priming lookup of uid 0, then this one) have come in.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ids.users.answered() < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // As if within the second: only the answer can make it build the identity again.
+        for c in ids.cache.values_mut() {
+            c.built = Instant::now();
+        }
+        let later = ids.of(&task, &clock).unwrap();
+        assert_eq!(later.user.as_deref(), Some("late"));
+        // Named now: the cache serves it again.
+        assert!(Arc::ptr_eq(&later, &ids.of(&task, &clock).unwrap()));
     }
 
     #[test]

@@ -4,7 +4,10 @@
 use std::{
     collections::HashMap,
     ffi::CStr,
-    sync::{mpsc, Arc, Condvar, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        mpsc, Arc, Condvar, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -22,26 +25,14 @@ const CAPACITY: usize = 65_536;
 const FIRST_BUF: usize = 1024;
 const MAX_BUF: usize = 1 << 20;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Db {
-    Passwd,
-    Group,
-}
-
-impl Db {
-    fn lookup(self, id: u32) -> Option<String> {
-        match self {
-            Db::Passwd => lookup_user(id),
-            Db::Group => lookup_group(id),
-        }
-    }
-}
-
 struct Cached {
     name: Option<String>,
     at: Instant,
     /// A lookup was asked for and has not answered yet.
     pending: bool,
+    /// Never answered: events wait for the first answer until then (set by the first event
+    /// that asks), so the wait is paid once per id, not once per event.
+    first_wait: Option<Option<Instant>>,
 }
 
 /// Answers of the lookup thread, for the pipeline to take.
@@ -49,6 +40,8 @@ struct Cached {
 struct Answers {
     ready: Mutex<Vec<(u32, Option<String>)>>,
     arrived: Condvar,
+    /// Answers given since start: read without the lock, once per event.
+    count: AtomicU64,
 }
 
 /// Names of one database, looked up by a thread of its own so that NSS never holds up the
@@ -61,14 +54,15 @@ pub(crate) struct NameDb {
 
 impl NameDb {
     pub(crate) fn passwd() -> Self {
-        Self::new(Db::Passwd)
+        Self::new(lookup_user)
     }
 
     pub(crate) fn group() -> Self {
-        Self::new(Db::Group)
+        Self::new(lookup_group)
     }
 
-    fn new(db: Db) -> Self {
+    /// Names looked up by `lookup` (tests give a slow one).
+    pub(super) fn new(lookup: fn(u32) -> Option<String>) -> Self {
         let (ask, asked) = mpsc::channel::<u32>();
         let answers = Arc::new(Answers::default());
         let out = answers.clone();
@@ -77,22 +71,33 @@ impl NameDb {
             .name("nss-lookup".into())
             .spawn(move || {
                 for id in asked {
-                    let name = db.lookup(id);
+                    let name = lookup(id);
                     out.ready
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .push((id, name));
+                    out.count.fetch_add(1, Ordering::Release);
                     out.arrived.notify_all();
                 }
             });
         if let Err(e) = spawned {
             log::warn!("no thread for user and group names ({e}): events carry ids only");
         }
-        Self {
+        let mut db = Self {
             names: HashMap::new(),
             ask,
             answers,
-        }
+        };
+        // NSS reads nsswitch.conf and loads its modules on the first lookup, which can take
+        // longer than FIRST_WAIT on a slow host: done now, not on the first event's account.
+        db.ask_first(0);
+        db
+    }
+
+    /// How many answers the lookup thread has given: when it changes, an identity built while
+    /// a name was pending can be named now.
+    pub(crate) fn answered(&self) -> u64 {
+        self.answers.count.load(Ordering::Acquire)
     }
 
     /// The name of `id`: from the cache while it is fresh, the old one while a new lookup
@@ -101,6 +106,10 @@ impl NameDb {
         self.take_answers();
         let now = Instant::now();
         match self.names.get_mut(&id) {
+            Some(Cached {
+                first_wait: Some(_),
+                ..
+            }) => self.wait_first(id, now),
             Some(c) => {
                 let ttl = if c.name.is_some() {
                     NAMED_TTL
@@ -113,25 +122,37 @@ impl NameDb {
                 c.name.clone()
             }
             None => {
-                if self.names.len() >= CAPACITY {
-                    self.names.clear();
-                }
-                let pending = self.ask.send(id).is_ok();
-                let name = None;
-                self.names.insert(
-                    id,
-                    Cached {
-                        name,
-                        at: now,
-                        pending,
-                    },
-                );
-                if pending {
-                    self.wait_for(id, now + FIRST_WAIT);
-                }
-                self.names.get(&id).and_then(|c| c.name.clone())
+                self.ask_first(id);
+                self.wait_first(id, now)
             }
         }
+    }
+
+    /// Waits for an id's first answer until [`FIRST_WAIT`] after the first event asked.
+    fn wait_first(&mut self, id: u32, now: Instant) -> Option<String> {
+        let until = match self.names.get_mut(&id).and_then(|c| c.first_wait.as_mut()) {
+            Some(until) => *until.get_or_insert(now + FIRST_WAIT),
+            None => now,
+        };
+        self.wait_for(id, until);
+        self.names.get(&id).and_then(|c| c.name.clone())
+    }
+
+    /// Asks for an id not in the cache.
+    fn ask_first(&mut self, id: u32) {
+        if self.names.len() >= CAPACITY {
+            self.names.clear();
+        }
+        let pending = self.ask.send(id).is_ok();
+        self.names.insert(
+            id,
+            Cached {
+                name: None,
+                at: Instant::now(),
+                pending,
+                first_wait: pending.then_some(None),
+            },
+        );
     }
 
     /// Files what the lookup thread answered.
@@ -150,6 +171,7 @@ impl NameDb {
                     name,
                     at,
                     pending: false,
+                    first_wait: None,
                 },
             );
         }
@@ -264,6 +286,25 @@ mod tests {
         assert!(users.names.contains_key(&3_999_999_999));
     }
 
+    /// An NSS source that is down: every lookup takes seconds.
+    fn stuck(_: u32) -> Option<String> {
+        std::thread::sleep(Duration::from_secs(5));
+        Some("late".into())
+    }
+
+    #[test]
+    fn a_first_lookup_is_asked_at_start_and_waited_for_once_per_id() {
+        let mut users = NameDb::new(stuck);
+        // NSS is warmed up with root before any event asks.
+        assert!(users.names[&0].pending);
+        assert_eq!(users.names[&0].first_wait, Some(None));
+        assert_eq!(users.name(7), None);
+        let until = users.names[&7].first_wait.flatten().expect("a deadline");
+        // A second event for the same id does not wait anew.
+        assert_eq!(users.name(7), None);
+        assert_eq!(users.names[&7].first_wait.flatten(), Some(until));
+    }
+
     #[test]
     fn a_stale_name_serves_while_it_is_looked_up_again() {
         let mut users = NameDb::passwd();
@@ -273,6 +314,7 @@ mod tests {
                 name: Some("old-root".into()),
                 at: Instant::now() - NAMED_TTL,
                 pending: false,
+                first_wait: None,
             },
         );
         assert_eq!(users.name(0).as_deref(), Some("old-root"));
