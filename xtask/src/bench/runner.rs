@@ -1,4 +1,7 @@
-//! Runs the configurations interleaved (A B C, A B C, ...): each session starts one sensor,
+//! Runs the configurations interleaved and rotated (A B C, B C A, C A B, ...): a session is
+//! affected by the one before it (a storm leaves thousands of TIME_WAIT sockets, caches are
+//! cold after a build), so no configuration always follows the same one; with as many
+//! repetitions as configurations each takes every place once. Each session starts one sensor,
 //! drives every workload against it, measures it from /proc, stops it and reads what it wrote.
 use std::{
     collections::BTreeMap,
@@ -235,7 +238,7 @@ impl Session {
     }
 }
 
-/// Every configuration, `plan.reps` times, interleaved.
+/// Every configuration, `plan.reps` times, interleaved and rotated.
 pub fn run_all(
     plan: &Plan,
     configs: &[Configuration],
@@ -244,7 +247,7 @@ pub fn run_all(
 ) -> Vec<Session> {
     let mut sessions = Vec::new();
     for rep in 0..plan.reps {
-        for config in configs {
+        for config in rotated(configs, rep as usize) {
             eprintln!(
                 "bench: repetition {}/{}, {}",
                 rep + 1,
@@ -259,6 +262,16 @@ pub fn run_all(
         }
     }
     sessions
+}
+
+/// `items` starting at position `by` (modulo its length), wrapping around.
+fn rotated<T>(items: &[T], by: usize) -> impl Iterator<Item = &T> {
+    let start = if items.is_empty() {
+        0
+    } else {
+        by % items.len()
+    };
+    items[start..].iter().chain(&items[..start])
 }
 
 /// One session; what was measured before a failure is kept, the failure is in `error`.
@@ -572,4 +585,19 @@ fn read_output(
         }
     };
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rotated;
+
+    #[test]
+    fn each_configuration_takes_every_place_once_over_as_many_repetitions() {
+        let order = |by| rotated(&['a', 'b', 'c'], by).collect::<String>();
+        assert_eq!(
+            [order(0), order(1), order(2), order(3)],
+            ["abc", "bca", "cab", "abc"]
+        );
+        assert_eq!(rotated::<u8>(&[], 5).count(), 0);
+    }
 }
