@@ -4,13 +4,15 @@
 //! Needs root, kernel BTF, iproute2, python3 and tshark (`apt-get install -y tshark`).
 
 mod common;
+#[path = "tcp_capture/oracle.rs"]
+mod oracle;
 
 use anyhow::{ensure, Context, Result};
 use common::*;
-use flow_agent_tests::{require_tools, Agent, Spawned, TempDir, TestHost};
+use flow_agent_tests::{require_tools, Agent, Spawned, TestHost};
+use oracle::{acceptor_end, directions, Capture, Direction};
 use serde_json::{json, Value};
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 const PORT: u16 = 9100;
@@ -115,147 +117,23 @@ fn one_segment_per_packet(host: &TestHost) -> Result<()> {
     Ok(())
 }
 
-/// A tshark capture on one interface inside a namespace, written to a pcap file.
-struct Capture {
-    proc: Spawned,
-    file: PathBuf,
-    _dir: TempDir,
-}
-
-/// One direction of a connection in a capture: every packet as sent (retransmissions
-/// included, as the kernel's counters include them) and the payload once.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Direction {
-    pkts: u64,
-    /// Payload bytes, each counted once however often it was sent.
-    payload: u64,
-    ip_bytes: u64,
-    /// Segments that carried sequence space sent before (SYN, data, FIN): under emulation a
-    /// tail loss probe or a timeout resends one now and then.
-    retransmits: u64,
-    /// Of those, SYNs and SYN-ACKs.
-    handshake_retransmits: u64,
-    /// Sequence space seen so far (relative: the SYN is 0), and payload bytes.
-    next_seq: u64,
-    payload_end: u64,
-}
-
-impl Direction {
-    fn add(&mut self, seq: u64, len: u64, flags: u64, ip_bytes: u64) {
-        const FIN: u64 = 0x01;
-        const SYN: u64 = 0x02;
-        self.pkts += 1;
-        self.ip_bytes += ip_bytes;
-        let (syn, fin) = (u64::from(flags & SYN != 0), u64::from(flags & FIN != 0));
-        let space = syn + len + fin;
-        if space == 0 {
-            return;
-        }
-        if seq < self.next_seq {
-            self.retransmits += 1;
-            self.handshake_retransmits += syn;
-        }
-        let data = seq + syn;
-        self.payload += (data + len).saturating_sub(data.max(self.payload_end));
-        self.payload_end = self.payload_end.max(data + len);
-        self.next_seq = self.next_seq.max(seq + space);
-    }
-}
-
-impl Capture {
-    fn start(host: &TestHost, filter: &str) -> Result<Capture> {
-        let dir = TempDir::new("ftcap")?;
-        let file = dir.path().join("capture.pcap");
-        // dumpcap (tshark's capture engine) starts in a fraction of tshark's time, which
-        // matters under emulated VMs; tshark reads the file afterwards.
-        let filter = format!("({filter}) {CAPTURE_MARKER_FILTER}");
-        let proc = host
-            .cmd("dumpcap")
-            .args(["-q", "-i", host.veth(), "-f", &filter, "-w"])
-            .arg(&file)
-            .spawn()?;
-        // dumpcap reports this once the interface is open and the filter set.
-        let deadline =
-            std::time::Instant::now() + flow_agent_tests::slowed(Duration::from_secs(120));
-        while !proc.stderr_so_far().contains("Capturing on") {
-            ensure!(
-                std::time::Instant::now() < deadline,
-                "tshark did not start capturing: {}",
-                proc.stderr_so_far()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        Ok(Capture {
-            proc,
-            file,
-            _dir: dir,
-        })
-    }
-
-    /// Stops the capture of `host`'s veth once it holds every packet sent so far (the final
-    /// ACK included) and counts the TCP packets sent from `src_port` and those sent to it.
-    fn stop(self, host: &TestHost, src_port: u16) -> Result<(Direction, Direction)> {
-        let out = stop_capture(self.proc, &self.file, host)?;
+/// `history` is `want`, but for Zeek's `T`/`t`: present, wherever it came, exactly when the
+/// capture shows that side resending payload.
+fn check_history(ev: &Value, want: &str, orig: &Direction, resp: &Direction) -> Result<()> {
+    let history = get(ev, "history").as_str().unwrap_or_default();
+    let rest: String = history
+        .chars()
+        .filter(|c| !matches!(c, 'T' | 't'))
+        .collect();
+    for (side, letter) in [(orig, 'T'), (resp, 't')] {
         ensure!(
-            self.file.exists(),
-            "tshark wrote no capture: {}",
-            out.stderr_str()
+            history.contains(letter) == (side.payload_retransmits > 0),
+            "history {history:?} and {} payload segments resent ({letter})",
+            side.payload_retransmits
         );
-        let fields = flow_agent_tests::Cmd::host("tshark")
-            .args(["-n", "-r"])
-            .arg(&self.file)
-            .args([
-                // Not the end marker.
-                "-Y",
-                "tcp",
-                "-T",
-                "fields",
-                "-E",
-                "separator=,",
-                "-e",
-                "tcp.srcport",
-                "-e",
-                "tcp.dstport",
-                "-e",
-                "tcp.len",
-                "-e",
-                "ip.len",
-                "-e",
-                "ipv6.plen",
-                "-e",
-                "tcp.seq",
-                "-e",
-                "tcp.flags",
-            ])
-            .run()?
-            .stdout_str();
-        let (mut from, mut to) = (Direction::default(), Direction::default());
-        for line in fields.lines().filter(|l| !l.trim().is_empty()) {
-            let v: Vec<u64> = line.split(',').map(tshark_number).collect();
-            ensure!(v.len() == 7, "bad tshark line {line:?}");
-            let d = if v[0] == u64::from(src_port) {
-                &mut from
-            } else if v[1] == u64::from(src_port) {
-                &mut to
-            } else {
-                continue;
-            };
-            // IPv4 total length, or IPv6 payload length plus its 40-byte header.
-            let ip_bytes = if v[3] > 0 { v[3] } else { v[4] + 40 };
-            d.add(v[5], v[2], v[6], ip_bytes);
-        }
-        Ok((from, to))
     }
-}
-
-/// A tshark field as a number: decimal, or hex (`0x0012`, TCP flags); absent is 0.
-fn tshark_number(field: &str) -> u64 {
-    let field = field.trim();
-    match field.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).unwrap_or(0),
-        None => field.parse().unwrap_or(0),
-    }
+    ensure!(rest == want, "history {history:?}, want {want:?}");
+    Ok(())
 }
 
 /// Every event of the flow whose end event is `end`: exactly one start and one end.
@@ -322,7 +200,12 @@ fn exchange(v6: bool, detail: bool) -> Result<()> {
         value_after(&out, "got")? == RESP as u64,
         "client output {out:?}"
     );
-    let (orig, resp) = capture.stop(&client, cport)?;
+    let segments = capture.stop(&client, cport)?;
+    let (orig, resp) = directions(&segments);
+    // What the server's socket saw of it, and Zeek's state for that.
+    let served = acceptor_end(&segments);
+    let acceptor_state = if served < segments.len() { "S3" } else { "SF" };
+    let (served_orig, served_resp) = directions(&segments[..served]);
     // The capture itself must agree with what the programs exchanged.
     ensure!(
         (orig.payload, resp.payload) == (REQ as u64, RESP as u64),
@@ -340,8 +223,8 @@ fn exchange(v6: bool, detail: bool) -> Result<()> {
     // Without the detail tier the accepting socket's counters begin when it is made: a SYN
     // or SYN-ACK the handshake resent is not in them (docs/events.md, `orig_pkts`).
     let resent = |d: &Direction| if detail { 0 } else { d.handshake_retransmits };
-    let acceptor_pkts = (orig.pkts - resent(&orig), resp.pkts - resent(&resp));
-    let common = |pid: u32, image: &str, (orig_pkts, resp_pkts): (u64, u64), retransmits: u64| {
+    let common = |pid: u32, image: &str, wire: (&Direction, &Direction), retransmits: u64| {
+        let (orig_pkts, resp_pkts) = (wire.0.pkts, wire.1.pkts);
         let mut fields = vec![
             ("transport_protocol", json!("tcp")),
             ("src_ip", json!(caddr.to_string())),
@@ -350,7 +233,6 @@ fn exchange(v6: bool, detail: bool) -> Result<()> {
             ("dest_port", json!(PORT)),
             ("start_observed", json!(true)),
             ("end_reason", json!("fin")),
-            ("conn_state", json!("SF")),
             ("orig_bytes", json!(REQ)),
             ("resp_bytes", json!(RESP)),
             ("orig_pkts", json!(orig_pkts)),
@@ -374,8 +256,8 @@ fn exchange(v6: bool, detail: bool) -> Result<()> {
         ];
         if detail {
             fields.extend([
-                ("orig_ip_bytes", json!(orig.ip_bytes)),
-                ("resp_ip_bytes", json!(resp.ip_bytes)),
+                ("orig_ip_bytes", json!(wire.0.ip_bytes)),
+                ("resp_ip_bytes", json!(wire.1.ip_bytes)),
             ]);
         }
         fields
@@ -391,8 +273,9 @@ fn exchange(v6: bool, detail: bool) -> Result<()> {
         Ok(())
     };
 
-    let mut want = common(cli_pid, &py_image, (orig.pkts, resp.pkts), orig.retransmits);
+    let mut want = common(cli_pid, &py_image, (&orig, &resp), orig.retransmits);
     want.extend([
+        ("conn_state", json!("SF")),
         ("attribution", json!("connector")),
         ("network_direction", json!("outbound")),
         ("local_orig", json!(true)),
@@ -401,12 +284,12 @@ fn exchange(v6: bool, detail: bool) -> Result<()> {
         ("in_bytes", json!(RESP)),
         ("netns", json!(client.netns_inode()?)),
     ]);
+    check("connector end", &con, &want)?;
     if detail {
         // From the packets, as Zeek prints it: the server ACKs the request before it answers,
         // and closes first.
-        want.push(("history", json!("ShADadfF")));
+        check_history(&con, "ShADadfF", &orig, &resp)?;
     }
-    check("connector end", &con, &want)?;
     no_packet_fields("connector end", &con)?;
     let start = start_and_end(&events, &con)?;
     check(
@@ -419,8 +302,17 @@ fn exchange(v6: bool, detail: bool) -> Result<()> {
         ],
     )?;
 
-    let mut want = common(srv_pid, &srv_image, acceptor_pkts, resp.retransmits);
+    let (mut served_orig, mut served_resp) = (served_orig, served_resp);
+    served_orig.pkts -= resent(&served_orig);
+    served_resp.pkts -= resent(&served_resp);
+    let mut want = common(
+        srv_pid,
+        &srv_image,
+        (&served_orig, &served_resp),
+        served_resp.retransmits,
+    );
     want.extend([
+        ("conn_state", json!(acceptor_state)),
         ("attribution", json!("acceptor")),
         ("network_direction", json!("inbound")),
         ("local_orig", json!(false)),
@@ -498,7 +390,7 @@ fn failed_connect(
         out.trim() == want_error,
         "client printed {out:?}, want {want_error:?}"
     );
-    let (from_dest, to_dest) = capture.stop(client, dest.1)?;
+    let (from_dest, to_dest) = directions(&capture.stop(client, dest.1)?);
     let want = [
         ("event_action", json!("end")),
         ("dest_ip", json!(dest.0.to_string())),
@@ -652,31 +544,4 @@ fn tcp_reset_by_server_mid_stream() -> Result<()> {
     )?;
     drop(srv);
     Ok(())
-}
-
-#[test]
-fn a_resent_segment_is_a_packet_and_a_retransmit_but_its_payload_counts_once() {
-    const SYN: u64 = 0x02;
-    const ACK: u64 = 0x10;
-    const FIN: u64 = 0x01;
-    let mut d = Direction::default();
-    d.add(0, 0, SYN, 60);
-    d.add(0, 0, SYN, 60);
-    d.add(1, 1448, ACK, 1500);
-    d.add(1449, 1000, ACK, 1052);
-    // A tail loss probe resends the last segment.
-    d.add(1449, 1000, ACK, 1052);
-    d.add(2449, 0, ACK, 52);
-    d.add(2449, 0, FIN | ACK, 52);
-    assert_eq!(
-        (
-            d.pkts,
-            d.payload,
-            d.ip_bytes,
-            d.retransmits,
-            d.handshake_retransmits
-        ),
-        (7, 2448, 3828, 2, 1)
-    );
-    assert_eq!(tshark_number("0x0012"), SYN | ACK);
 }
