@@ -13,12 +13,10 @@
 //! tshark and ja4plus (`cargo xtask setup` installs them).
 mod common;
 
-use std::{path::Path, time::Duration, time::Instant};
+use std::{path::Path, time::Duration};
 
 use anyhow::{ensure, Context, Result};
-use common::{
-    agent, setup, spawn_py, stop_capture, wait_for_line, CAPTURE_MARKER_FILTER, EVENT_TIMEOUT,
-};
+use common::{agent, setup, spawn_py, start_capture, stop_capture, wait_for_line, EVENT_TIMEOUT};
 use flow_agent_tests::{require_tools, Agent, ResolvConf, Spawned, TempDir, TestHost};
 use serde_json::Value;
 
@@ -128,21 +126,8 @@ fn start_dnsmasq(server: &TestHost, addr: &str) -> Result<Spawned> {
 }
 
 /// dumpcap on the client's veth, whole packets, to a pcap file (ja4plus reads pcap).
-fn start_capture(host: &TestHost, file: &Path) -> Result<Spawned> {
-    let proc = host
-        .cmd("dumpcap")
-        .args(["-q", "-P", "-i", host.veth(), "-f"])
-        .arg(format!("(tcp port {HTTPS_PORT}) {CAPTURE_MARKER_FILTER}"))
-        .arg("-w")
-        .arg(file)
-        .spawn()?;
-    let deadline = Instant::now() + flow_agent_tests::slowed(Duration::from_secs(120));
-    while !proc.stderr_so_far().contains("Capturing on") {
-        ensure!(Instant::now() < deadline, "dumpcap did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    Ok(proc)
+fn start_pcap(host: &TestHost, file: &Path) -> Result<Spawned> {
+    start_capture(host, &["-P"], &format!("tcp port {HTTPS_PORT}"), file)
 }
 
 fn curl(client: &TestHost, url: &str) -> Result<()> {
@@ -242,7 +227,7 @@ fn flows_name_their_protocol_and_tls_matches_tshark_and_ja4plus() -> Result<()> 
     let agent = agent(&["--config", &config.display().to_string()])?;
 
     let pcap = dir.path().join("tls.pcap");
-    let capture = start_capture(&client, &pcap)?;
+    let capture = start_pcap(&client, &pcap)?;
     curl(&client, &format!("https://{NAME}:{HTTPS_PORT}/"))?;
     stop_capture(capture, &pcap, &client)?;
     curl(&client, &format!("http://{NAME}:{HTTP_PORT}/index.html"))?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use common::{
-    agent, finish, python, setup, spawn_py, stop_capture, wait_for_line, CAPTURE_MARKER_FILTER,
+    agent, finish, python, setup, spawn_py, start_capture, stop_capture, wait_for_line,
     EVENT_TIMEOUT,
 };
 use flow_agent_tests::TestHost;
@@ -306,22 +306,7 @@ fn community_id_matches_tshark_on_captured_traffic() -> Result<()> {
     let agent = agent(&["--udp-idle-timeout", "1"])?;
     let dir = flow_agent_tests::TempDir::new("ftcid")?;
     let pcap = dir.path().join("cid.pcap");
-    let cap = client
-        .cmd("dumpcap")
-        .args(["-q", "-i", client.veth(), "-f"])
-        .arg(format!("(port 9305) {CAPTURE_MARKER_FILTER}"))
-        .arg("-w")
-        .arg(&pcap)
-        .spawn()?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !cap.stderr_so_far().contains("Capturing on") {
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "dumpcap did not start: {}",
-            cap.stderr_so_far()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let cap = start_capture(&client, &[], "port 9305", &pcap)?;
     let srv = spawn_py(&server, SINK_SERVER, &[addr.clone(), "9305".into()])?;
     wait_for_line(&srv, "listening", Duration::from_secs(10))?;
     let args = [

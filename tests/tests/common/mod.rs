@@ -253,6 +253,40 @@ pub fn bpf_recursion_misses(agent: &Agent) -> String {
 /// [`stop_capture`]'s marker: `format!("({filter}) {CAPTURE_MARKER_FILTER}")`.
 pub const CAPTURE_MARKER_FILTER: &str = "or icmp";
 
+/// Starts dumpcap on `host`'s veth with `options` (snap length, buffer, format), taking
+/// `filter` and [`stop_capture`]'s marker, writing to `file`; returns once dumpcap reports the
+/// interface open and the filter set.
+pub fn start_capture(
+    host: &TestHost,
+    options: &[&str],
+    filter: &str,
+    file: &std::path::Path,
+) -> Result<Spawned> {
+    let proc = host
+        .cmd("dumpcap")
+        .arg("-q")
+        .args(options)
+        .args(["-i", host.veth(), "-f"])
+        .arg(format!("({filter}) {CAPTURE_MARKER_FILTER}"))
+        .arg("-w")
+        .arg(file)
+        .spawn()?;
+    let bound = Duration::from_secs(120);
+    let deadline = Instant::now() + slowed(bound);
+    while !proc.stderr_so_far().contains("Capturing on") {
+        ensure!(
+            Instant::now() < deadline,
+            "dumpcap did not start capturing within {}: {}",
+            describe_bound(bound),
+            proc.stderr_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The kernel may still be attaching the filter's socket after the report.
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(proc)
+}
+
 /// Stops a dumpcap capture (SIGINT, so the file is complete) of `host`'s veth written to `file`
 /// once it holds every packet sent through that veth before the call; returns dumpcap's output.
 ///

@@ -4,9 +4,8 @@
 use anyhow::{ensure, Result};
 use flow_agent_tests::{Spawned, TempDir, TestHost};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
-use crate::common::{stop_capture, CAPTURE_MARKER_FILTER};
+use crate::common::{start_capture, stop_capture};
 
 const FIN: u64 = 0x01;
 const SYN: u64 = 0x02;
@@ -36,25 +35,7 @@ impl Capture {
     pub fn start(host: &TestHost, filter: &str) -> Result<Capture> {
         let dir = TempDir::new("ftcap")?;
         let file = dir.path().join("capture.pcap");
-        // dumpcap (tshark's capture engine) starts in a fraction of tshark's time, which
-        // matters under emulated VMs; tshark reads the file afterwards.
-        let filter = format!("({filter}) {CAPTURE_MARKER_FILTER}");
-        let proc = host
-            .cmd("dumpcap")
-            .args(["-q", "-i", host.veth(), "-f", &filter, "-w"])
-            .arg(&file)
-            .spawn()?;
-        // dumpcap reports this once the interface is open and the filter set.
-        let deadline = Instant::now() + flow_agent_tests::slowed(Duration::from_secs(120));
-        while !proc.stderr_so_far().contains("Capturing on") {
-            ensure!(
-                Instant::now() < deadline,
-                "tshark did not start capturing: {}",
-                proc.stderr_so_far()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(300));
+        let proc = start_capture(host, &[], filter, &file)?;
         Ok(Capture {
             proc,
             file,

@@ -4,7 +4,6 @@
 use anyhow::{ensure, Context, Result};
 use flow_agent_tests::{Spawned, TempDir, TestHost};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 /// One captured TCP packet.
 #[derive(Clone, Debug)]
@@ -42,34 +41,9 @@ impl Capture {
     pub fn start(host: &TestHost, filter: &str) -> Result<Capture> {
         let dir = TempDir::new("ftdet")?;
         let file = dir.path().join("capture.pcapng");
-        let proc = host
-            .cmd("dumpcap")
-            // Headers only (the oracle reads lengths from them) and a large buffer: the
-            // bulk test's super-packets come fast.
-            .args([
-                "-q",
-                "-s",
-                "128",
-                "-B",
-                "64",
-                "-i",
-                host.veth(),
-                "-f",
-                &format!("({filter}) {}", crate::common::CAPTURE_MARKER_FILTER),
-                "-w",
-            ])
-            .arg(&file)
-            .spawn()?;
-        let deadline = Instant::now() + flow_agent_tests::slowed(Duration::from_secs(120));
-        while !proc.stderr_so_far().contains("Capturing on") {
-            ensure!(
-                Instant::now() < deadline,
-                "dumpcap did not start capturing: {}",
-                proc.stderr_so_far()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(300));
+        // Headers only (the oracle reads lengths from them) and a large buffer: the bulk
+        // test's super-packets come fast.
+        let proc = crate::common::start_capture(host, &["-s", "128", "-B", "64"], filter, &file)?;
         Ok(Capture {
             proc,
             file,
