@@ -291,7 +291,6 @@ impl Identities {
     }
 }
 
-/// Heap bytes an identity's strings hold (what makes identities differ in size).
 /// Whether an id of the identity has no name (yet): its lookup may have answered since.
 fn lacks_a_name(id: &ProcessIdentity) -> bool {
     id.user.is_none()
@@ -300,6 +299,7 @@ fn lacks_a_name(id: &ProcessIdentity) -> bool {
         || (id.auid.is_some() && id.login_user.is_none())
 }
 
+/// Heap bytes an identity's strings hold (what makes identities differ in size).
 fn identity_bytes(id: &ProcessIdentity) -> usize {
     let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
     std::mem::size_of::<ProcessIdentity>()
